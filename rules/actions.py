@@ -1,0 +1,272 @@
+"""Rule actions: what each takes, how it is checked at compile time, and how it applies.
+
+`set`, tags, groups and `close` change the ticket; `http_request` and `run_script` call the
+evaluator's handlers at their place in the pass (or come back as effects without handlers); the rest
+are effects the service carries out.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .durations import parse_duration, parse_timestamp
+from .fields import SETTABLE
+from .templates import render
+from . import updates as U
+
+# type -> (required keys, optional keys). Unknown keys are refused: a typo must not pass silently.
+ACTION_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "set": (frozenset({"field", "value"}), frozenset()),
+    "add_tags": (frozenset({"tags"}), frozenset()),
+    "remove_tags": (frozenset({"tags"}), frozenset()),
+    "add_to_group": (frozenset({"group"}), frozenset()),
+    "remove_from_group": (frozenset({"group"}), frozenset()),
+    "apply_sla": (frozenset({"policy"}), frozenset()),
+    "snooze": (frozenset(), frozenset({"for", "until"})),
+    "wake": (frozenset(), frozenset()),
+    "close": (frozenset(), frozenset()),
+    "send_message": (frozenset({"template"}), frozenset()),
+    "notify": (frozenset({"target", "message"}), frozenset()),
+    "webhook": (frozenset({"url"}), frozenset({"method", "headers", "body"})),
+    "http_request": (frozenset({"url"}), frozenset({"method", "headers", "secret", "map", "body"})),
+    "run_script": (frozenset({"script"}), frozenset({"version"})),
+}
+# Actions a script may not return inside `actions`: they would call back into the handlers.
+_NOT_FROM_SCRIPTS = frozenset({"http_request", "run_script"})
+MUTATING = frozenset({"set", "add_tags", "remove_tags", "add_to_group", "remove_from_group", "close",
+                      "http_request", "run_script"})
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_SCRIPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+Handler = Callable[..., Any]
+Problem = tuple[str, str]
+
+
+class Firing:
+    """The mutable side of one rule firing: the ticket copy its actions write, and what they emit."""
+
+    __slots__ = ("ticket", "event", "vars", "handlers", "effects", "notes", "errors")
+
+    def __init__(self, ticket: dict[str, Any], event: dict[str, Any], vars: dict[str, Any],
+                 handlers: dict[str, Handler] | None) -> None:
+        self.ticket = ticket
+        self.event = event
+        self.vars = vars
+        self.handlers = handlers or {}
+        self.effects: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.errors: list[str] = []
+
+
+class Action:
+    """A checked action, ready to apply. `effect` is the action as the service will see it."""
+
+    __slots__ = ("type", "spec", "apply")
+
+    def __init__(self, type: str, spec: dict[str, Any], apply: Callable[[Firing], None]) -> None:
+        self.type = type
+        self.spec = spec
+        self.apply = apply
+
+
+# ---------------------------------------------------------------- checks
+
+def _nonempty_str(v: Any) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _check(action: Any, path: str, for_script: bool) -> list[Problem]:
+    if type(action) is not dict:
+        return [(path, "an action must be an object")]
+    kind = action.get("type")
+    if not isinstance(kind, str) or kind not in ACTION_KEYS or (for_script and kind in _NOT_FROM_SCRIPTS):
+        allowed = sorted(k for k in ACTION_KEYS if not (for_script and k in _NOT_FROM_SCRIPTS))
+        return [(f"{path}.type", f"unknown action type {kind!r}; one of {', '.join(allowed)}")]
+    required, optional = ACTION_KEYS[kind]
+    problems: list[Problem] = []
+    for key in sorted(required - action.keys()):
+        problems.append((f"{path}.{key}", f"'{kind}' needs '{key}'"))
+    for key in sorted(action.keys() - required - optional - {"type"}):
+        problems.append((f"{path}.{key}", f"unknown key for '{kind}'"))
+    if problems:
+        return problems
+    return [(f"{path}.{k}", why) for k, why in _CHECKS.get(kind, lambda a: [])(action)]
+
+
+def _check_set(a: dict[str, Any]) -> list[Problem]:
+    field, value = a["field"], a["value"]
+    if isinstance(field, str) and field.startswith("custom.") and len(field) > 7:
+        return []
+    if not isinstance(field, str) or field not in SETTABLE:
+        return [("field", f"cannot set {field!r}; settable: status, priority, department, assignee, custom.<key>")]
+    allowed = SETTABLE[field]
+    if allowed is not None and not (isinstance(value, str) and value in allowed):
+        return [("value", f"{field} must be one of {', '.join(sorted(allowed))}")]
+    if allowed is None and not (value is None or _nonempty_str(value)):
+        return [("value", f"{field} must be a non-empty string or null")]
+    return []
+
+
+def _check_tags(a: dict[str, Any]) -> list[Problem]:
+    t = a["tags"]
+    if type(t) is not list or not t or not all(_nonempty_str(x) for x in t):
+        return [("tags", "must be a non-empty list of non-empty strings")]
+    return []
+
+
+def _need_str(*keys: str) -> Callable[[dict[str, Any]], list[Problem]]:
+    return lambda a: [(k, "must be a non-empty string") for k in keys if k in a and not _nonempty_str(a[k])]
+
+
+def _check_snooze(a: dict[str, Any]) -> list[Problem]:
+    if ("for" in a) == ("until" in a):
+        return [("for", "'snooze' needs exactly one of 'for' (a duration) or 'until' (a timestamp)")]
+    if "for" in a and parse_duration(a["for"]) is None:
+        return [("for", "must be a duration like '30m', '1h30m' or '2d', greater than zero")]
+    if "until" in a and parse_timestamp(a["until"]) is None:
+        return [("until", "must be an RFC 3339 timestamp like 2026-11-23T09:00:00Z")]
+    return []
+
+
+def _check_request(a: dict[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    if not (isinstance(a["url"], str) and _URL.match(a["url"])):
+        out.append(("url", "must be an http:// or https:// URL"))
+    if "method" in a and (not isinstance(a["method"], str) or a["method"].upper() not in METHODS):
+        out.append(("method", f"must be one of {', '.join(sorted(METHODS))}"))
+    headers = a.get("headers")
+    if "headers" in a and (type(headers) is not dict or not all(
+            _nonempty_str(k) and isinstance(v, str) for k, v in headers.items())):
+        out.append(("headers", "must be an object of header names to string values"))
+    if "secret" in a and not _nonempty_str(a["secret"]):
+        out.append(("secret", "must be a secret's name"))
+    if "map" in a:
+        m = a["map"]
+        if type(m) is not dict or not m:
+            out.append(("map", "must be a non-empty object of var names to JSONPath strings"))
+        else:
+            for name, jp in m.items():
+                if not _VAR_NAME.match(name):
+                    out.append((f"map.{name}", "var names are letters, digits and _ (not starting with a digit)"))
+                elif not (isinstance(jp, str) and jp.startswith("$")):
+                    out.append((f"map.{name}", "must be a JSONPath string starting with '$'"))
+    return out
+
+
+def _check_script(a: dict[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    if not (isinstance(a["script"], str) and _SCRIPT_NAME.match(a["script"])):
+        out.append(("script", "must be a script name (lower-case letters, digits, '-' and '_')"))
+    v = a.get("version")
+    if "version" in a and not (type(v) is int and v >= 1):
+        out.append(("version", "must be a positive integer"))
+    return out
+
+
+_CHECKS: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
+    "set": _check_set,
+    "add_tags": _check_tags,
+    "remove_tags": _check_tags,
+    "add_to_group": _need_str("group"),
+    "remove_from_group": _need_str("group"),
+    "apply_sla": _need_str("policy"),
+    "snooze": _check_snooze,
+    "send_message": _need_str("template"),
+    "notify": _need_str("target", "message"),
+    "webhook": _check_request,
+    "http_request": _check_request,
+    "run_script": _check_script,
+}
+
+
+# ---------------------------------------------------------------- appliers
+
+def _build(a: dict[str, Any]) -> Callable[[Firing], None]:
+    kind = a["type"]
+    if kind == "set":
+        field, value = a["field"], a["value"]
+        return lambda f: U.set_field(f.ticket, field, value)
+    if kind == "close":
+        return lambda f: U.set_field(f.ticket, "status", "closed")
+    if kind in ("add_tags", "remove_tags"):
+        tags = list(a["tags"])
+        op = U.add_tags if kind == "add_tags" else U.remove_tags
+        return lambda f: op(f.ticket, tags)
+    if kind in ("add_to_group", "remove_from_group"):
+        group, add = a["group"], kind == "add_to_group"
+
+        def groups(f: Firing) -> None:
+            if not U.change_groups(f.ticket, [group], add):
+                f.notes.append(f"{kind} {group!r}: the ticket has no contact; nothing done")
+        return groups
+    if kind == "send_message":
+        template = a["template"]
+        return lambda f: f.effects.append(
+            {"type": "send_message", "template": template, "body": render(template, f.ticket, f.event, f.vars)})
+    if kind == "notify":
+        target, message = a["target"], a["message"]
+        return lambda f: f.effects.append(
+            {"type": "notify", "target": target, "message": render(message, f.ticket, f.event, f.vars)})
+    effect = _effect(a)
+    if kind == "http_request":
+        return lambda f: _http_request(f, effect)
+    if kind == "run_script":
+        return lambda f: _run_script(f, effect)
+    return lambda f: f.effects.append(dict(effect))
+
+
+def _effect(a: dict[str, Any]) -> dict[str, Any]:
+    """The effect dict an action emits: the action with defaults filled in."""
+    out = dict(a)
+    if a["type"] in ("webhook", "http_request"):
+        out["method"] = str(a.get("method", "POST" if a["type"] == "webhook" else "GET")).upper()
+    return out
+
+
+def _http_request(f: Firing, effect: dict[str, Any]) -> None:
+    handler = f.handlers.get("http_request")
+    if handler is None:
+        f.effects.append(dict(effect))
+        return
+    try:
+        got = handler(dict(effect), f.ticket, f.event, dict(f.vars))
+    except Exception as exc:  # a handler's failure is the run's data, not the evaluator's crash
+        f.errors.append(f"http_request {effect['url']}: {exc}")
+        return
+    if got:
+        if type(got) is not dict:
+            f.errors.append(f"http_request {effect['url']}: the handler returned {type(got).__name__}, not a dict")
+            return
+        f.vars = {**f.vars, **got}
+
+
+def _run_script(f: Firing, effect: dict[str, Any]) -> None:
+    handler = f.handlers.get("run_script")
+    if handler is None:
+        f.effects.append(dict(effect))
+        return
+    try:
+        result = handler(dict(effect), f.event, f.ticket)
+        ticket, effects = U.apply_updates(f.ticket, result, event=f.event, vars=f.vars)
+    except Exception as exc:
+        f.errors.append(f"run_script {effect['script']}: {exc}")
+        return
+    f.ticket = ticket
+    f.effects.extend(effects)
+
+
+def compile_action_list(actions: Any, path: str, *, for_script: bool = False) -> tuple[list[Problem], list[Action]]:
+    """Check and build a rule's `actions` (a non-empty list). Problems are (path, reason) pairs."""
+    if type(actions) is not list or not actions:
+        return [(path, "must be a non-empty list of actions")], []
+    problems: list[Problem] = []
+    built: list[Action] = []
+    for i, a in enumerate(actions):
+        found = _check(a, f"{path}[{i}]", for_script)
+        problems.extend(found)
+        if not found:
+            built.append(Action(a["type"], a, _build(a)))
+    return problems, built

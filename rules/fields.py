@@ -1,0 +1,115 @@
+"""The fields conditions may read, their types, and how each is read from a ticket, event or vars.
+
+Reading never raises: a missing key, or a value of the wrong shape on the way (a `contact` that is
+not an object), reads as None.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+FieldType = Literal["text", "list", "timestamp", "any"]
+Source = Literal["ticket", "event", "vars"]
+
+_TICKET_TEXT = ("subject", "description", "status", "priority", "channel", "department", "assignee")
+_TIMESTAMPS = ("created_at", "updated_at", "last_customer_message_at", "last_agent_message_at")
+
+# Settable by the `set` action, with the values each may take (None: any non-empty string or null).
+SETTABLE: dict[str, frozenset[str] | None] = {
+    "status": frozenset({"new", "open", "pending", "on_hold", "solved", "closed"}),
+    "priority": frozenset({"low", "normal", "high", "urgent"}),
+    "department": None,
+    "assignee": None,
+}
+STATUSES = SETTABLE["status"]
+PRIORITIES = SETTABLE["priority"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field named in a condition. `read(ticket, event, vars)` returns its raw value."""
+
+    name: str
+    type: FieldType
+    source: Source
+    read: Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]
+
+    @property
+    def changeable(self) -> bool:
+        """`changed*` compares ticket versions: fields of the event or of vars have no previous."""
+        return self.source == "ticket"
+
+
+def _sub(obj: Any, key: str) -> Any:
+    return obj.get(key) if type(obj) is dict else None
+
+
+def _ticket_field(key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]:
+    return lambda t, e, v: t.get(key)
+
+
+def _nested_field(outer: str, key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]:
+    def read(t: dict[str, Any], e: dict[str, Any], v: dict[str, Any]) -> Any:
+        inner = t.get(outer)
+        return inner.get(key) if type(inner) is dict else None
+    return read
+
+
+def _contact_custom(key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]:
+    def read(t: dict[str, Any], e: dict[str, Any], v: dict[str, Any]) -> Any:
+        return _sub(_sub(t.get("contact"), "custom"), key)
+    return read
+
+
+def _message_field(key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]:
+    def read(t: dict[str, Any], e: dict[str, Any], v: dict[str, Any]) -> Any:
+        m = e.get("message")
+        return m.get(key) if type(m) is dict else None
+    return read
+
+
+def _fixed() -> dict[str, Field]:
+    fields: dict[str, Field] = {}
+    for name in _TICKET_TEXT:
+        fields[name] = Field(name, "text", "ticket", _ticket_field(name))
+    for name in _TIMESTAMPS:
+        fields[name] = Field(name, "timestamp", "ticket", _ticket_field(name))
+    fields["tags"] = Field("tags", "list", "ticket", _ticket_field("tags"))
+    fields["contact.email"] = Field("contact.email", "text", "ticket", _nested_field("contact", "email"))
+    fields["contact.name"] = Field("contact.name", "text", "ticket", _nested_field("contact", "name"))
+    fields["contact.groups"] = Field("contact.groups", "list", "ticket", _nested_field("contact", "groups"))
+    for key in ("author", "body", "channel"):
+        fields[f"message.{key}"] = Field(f"message.{key}", "text", "event", _message_field(key))
+    fields["event.type"] = Field("event.type", "text", "event", lambda t, e, v: e.get("type"))
+    return fields
+
+
+FIXED_FIELDS: dict[str, Field] = _fixed()
+# Prefixed families: everything after the prefix is the key (flat; it may contain dots).
+_PREFIXED: tuple[tuple[str, Source, Callable[[str], Callable[..., Any]]], ...] = (
+    ("custom.", "ticket", lambda k: _nested_field("custom", k)),
+    ("contact.custom.", "ticket", _contact_custom),
+    ("vars.", "vars", lambda k: (lambda t, e, v: v.get(k))),
+)
+
+
+def lookup_field(name: object) -> Field | None:
+    """The Field a condition names, or None if there is no such field."""
+    if not isinstance(name, str):
+        return None
+    fixed = FIXED_FIELDS.get(name)
+    if fixed is not None:
+        return fixed
+    for prefix, source, make in _PREFIXED:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return Field(name, "any", source, make(name[len(prefix):]))
+    return None
+
+
+FIELD_NAMES_HELP = (
+    "subject, description, status, priority, channel, department, assignee, tags, custom.<key>, "
+    "contact.email, contact.name, contact.groups, contact.custom.<key>, message.author, "
+    "message.body, message.channel, event.type, vars.<name>, created_at, updated_at, "
+    "last_customer_message_at, last_agent_message_at"
+)

@@ -1,0 +1,356 @@
+"""Condition ops: which field types each applies to, what value it takes, and its predicate.
+
+A predicate is built once per condition (`build_predicate`) and called per event with a `State`;
+it never raises on odd data: a value of the wrong type simply does not hold. Every negative op is
+built as `not` of its positive, so the two are exact negations by construction.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from .durations import parse_duration, parse_timestamp
+from .fields import Field
+
+# op -> the field types it applies to ("any" fields take every op).
+_TEXT_OPS = {"is", "is_not", "in", "not_in", "contains", "not_contains", "starts_with",
+             "ends_with", "matches"}
+_LIST_OPS = {"includes", "includes_any", "includes_all", "excludes"}
+_EMPTY_OPS = {"is_empty", "is_not_empty"}
+_CHANGE_OPS = {"changed", "changed_from", "changed_to"}
+_TIME_OPS = {"older_than", "newer_than"}
+_NUMBER_OPS = {"gt", "gte", "lt", "lte"}
+
+OPS: frozenset[str] = frozenset(
+    _TEXT_OPS | _LIST_OPS | _EMPTY_OPS | _CHANGE_OPS | _TIME_OPS | _NUMBER_OPS
+)
+OPS_FOR_TYPE: dict[str, frozenset[str]] = {
+    "text": frozenset(_TEXT_OPS | _EMPTY_OPS | _CHANGE_OPS),
+    "list": frozenset(_LIST_OPS | _EMPTY_OPS | _CHANGE_OPS),
+    "timestamp": frozenset(_TIME_OPS | _EMPTY_OPS | {"changed"}),
+    "any": OPS,
+}
+NEGATIONS: dict[str, str] = {
+    "is_not": "is", "not_in": "in", "not_contains": "contains", "excludes": "includes",
+    "is_not_empty": "is_empty",
+}
+TIME_OPS = frozenset(_TIME_OPS)
+MAX_REGEX_LENGTH = 1000
+
+
+class State:
+    """What conditions read: one event, the ticket as earlier rules left it, vars, the clock.
+
+    Caches the case-folded text and parsed timestamps of fields, so a thousand rules testing the
+    same message body fold it once. A State is never changed: a rule that changes the ticket makes
+    a new one.
+    """
+
+    __slots__ = ("ticket", "event", "vars", "previous", "now", "_folded", "_times")
+
+    def __init__(self, ticket: dict[str, Any], event: dict[str, Any], vars: dict[str, Any],
+                 previous: dict[str, Any], now: datetime) -> None:
+        self.ticket = ticket
+        self.event = event
+        self.vars = vars
+        self.previous = previous
+        self.now = now
+        self._folded: dict[str, Any] = {}
+        self._times: dict[str, datetime | None] = {}
+
+    def read(self, field: Field) -> Any:
+        return field.read(self.ticket, self.event, self.vars)
+
+    def read_previous(self, field: Field) -> Any:
+        return field.read(self.previous, self.event, self.vars)
+
+    def folded(self, field: Field) -> Any:
+        """The field's value case-folded: a str, a frozenset of folded list items, or None."""
+        try:
+            return self._folded[field.name]
+        except KeyError:
+            pass
+        raw = field.read(self.ticket, self.event, self.vars)
+        if isinstance(raw, str):
+            out: Any = raw.casefold()
+        elif type(raw) is list:
+            out = frozenset(x.casefold() for x in raw if isinstance(x, str))
+        else:
+            out = None
+        self._folded[field.name] = out
+        return out
+
+    def timestamp(self, field: Field) -> datetime | None:
+        try:
+            return self._times[field.name]
+        except KeyError:
+            t = parse_timestamp(field.read(self.ticket, self.event, self.vars))
+            self._times[field.name] = t
+            return t
+
+
+Predicate = Callable[[State], bool]
+
+
+# ---------------------------------------------------------------- value checks (compile time)
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _text_value(v: object, ftype: str) -> str | None:
+    """The complaint about a single comparison value, or None when it is fine."""
+    if isinstance(v, str):
+        return None if v else "must be a non-empty string"
+    if ftype == "any" and (_is_number(v) or isinstance(v, bool)):
+        return None
+    return "must be a non-empty string" + (", a number or a boolean" if ftype == "any" else "")
+
+
+def check_value(op: str, ftype: str, has_value: bool, value: object) -> str | None:
+    """Why `value` does not fit `op` on a field of type `ftype`, or None when it does."""
+    if op in ("is_empty", "is_not_empty", "changed"):
+        return f"'{op}' takes no value" if has_value else None
+    if not has_value:
+        return f"'{op}' needs a value"
+    if op in ("in", "not_in", "includes_any", "includes_all"):
+        if type(value) is not list or not value:
+            return "must be a non-empty list"
+        for item in value:
+            why = _text_value(item, "any" if ftype == "any" else "text")
+            if why:
+                return "every item " + why
+        return None
+    if op in ("contains", "not_contains", "starts_with", "ends_with", "matches"):
+        if not isinstance(value, str) or not value:
+            return "must be a non-empty string"
+        if op == "matches":
+            if len(value) > MAX_REGEX_LENGTH:
+                return f"regex longer than {MAX_REGEX_LENGTH} characters"
+            try:
+                re.compile(value)
+            except re.error as exc:
+                return f"invalid regex: {exc}"
+        return None
+    if op in _NUMBER_OPS:
+        return None if _is_number(value) else "must be a number"
+    if op in _TIME_OPS:
+        return None if parse_duration(value) is not None else (
+            "must be a duration like '90s', '5m', '1h30m' or '2d', greater than zero")
+    if op in ("changed_from", "changed_to") and ftype == "list":
+        if type(value) is not list or not all(isinstance(x, str) and x for x in value):
+            return "must be a list of non-empty strings"
+        return None
+    return _text_value(value, ftype)
+
+
+# ---------------------------------------------------------------- equality (run time)
+
+def is_empty(v: Any) -> bool:
+    return v is None or (type(v) in (str, list, dict) and not v)
+
+
+def strict_equal(a: Any, b: Any) -> bool:
+    """JSON equality with no coercion: True != 1, "5" != 5, 1 == 1.0."""
+    ta, tb = type(a), type(b)
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if ta in (int, float) and tb in (int, float):
+        return bool(a == b)
+    if ta is not tb:
+        return False
+    if ta is list:
+        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
+    if ta is dict:
+        return a.keys() == b.keys() and all(strict_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _fold_set(v: list[Any]) -> frozenset[Any]:
+    return frozenset(x.casefold() if isinstance(x, str) else repr(x) for x in v)
+
+
+def same_value(a: Any, b: Any, as_set: bool) -> bool:
+    """`changed`'s notion of sameness: exact, but all empties are equal and tags/groups are sets."""
+    if is_empty(a) and is_empty(b):
+        return True
+    if as_set and type(a) is list and type(b) is list:
+        return _fold_set(a) == _fold_set(b)
+    return strict_equal(a, b)
+
+
+def matcher(value: Any, case_sensitive: bool) -> Callable[[Any], bool]:
+    """raw -> bool: does a raw value equal the rule's scalar `value` (text equality)?"""
+    if isinstance(value, str):
+        if case_sensitive:
+            return lambda raw: isinstance(raw, str) and raw == value
+        folded = value.casefold()
+        return lambda raw: isinstance(raw, str) and raw.casefold() == folded
+    return lambda raw: strict_equal(raw, value)
+
+
+# ---------------------------------------------------------------- predicates
+
+def build_predicate(field: Field, op: str, value: Any, cs: bool, list_field: bool) -> Predicate:
+    positive = NEGATIONS.get(op)
+    if positive is not None:
+        inner = build_predicate(field, positive, value, cs, list_field)
+        return lambda s: not inner(s)
+    build = _BUILDERS[op]
+    return build(field, value, cs, list_field)
+
+
+def _b_is(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
+    if isinstance(value, str) and not cs:
+        folded = value.casefold()
+        return lambda s: s.folded(f) == folded
+    m = matcher(value, cs)
+    return lambda s: m(s.read(f))
+
+
+def _b_in(f: Field, value: list[Any], cs: bool, lf: bool) -> Predicate:
+    if not cs and all(isinstance(v, str) for v in value):
+        folded = frozenset(v.casefold() for v in value)
+        return lambda s: type(x := s.folded(f)) is str and x in folded
+    ms = [matcher(v, cs) for v in value]
+    return lambda s: any(m(raw) for raw in (s.read(f),) for m in ms)
+
+
+def _text_op(test: Callable[[str, str], bool]) -> Callable[[Field, Any, bool, bool], Predicate]:
+    def build(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
+        if cs:
+            return lambda s: isinstance(raw := s.read(f), str) and test(raw, value)
+        folded = value.casefold()
+        return lambda s: type(x := s.folded(f)) is str and test(x, folded)
+    return build
+
+
+def _b_matches(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
+    rx = re.compile(value, 0 if cs else re.IGNORECASE)
+    search = rx.search
+    return lambda s: isinstance(raw := s.read(f), str) and search(raw) is not None
+
+
+def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Field, Any, bool, bool], Predicate]:
+    def build(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
+        def pred(s: State) -> bool:
+            raw = s.read(f)
+            return _is_number(raw) and bool(test(raw, value))
+        return pred
+    return build
+
+
+def _item_test(value: Any, cs: bool) -> Callable[[State, Field], bool]:
+    """(state, field) -> does the list field hold an item equal to `value`?"""
+    if isinstance(value, str) and not cs:
+        folded = value.casefold()
+        return lambda s, f: type(x := s.folded(f)) is frozenset and folded in x
+    m = matcher(value, cs)
+    return lambda s, f: type(raw := s.read(f)) is list and any(m(item) for item in raw)
+
+
+def _b_includes(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
+    t = _item_test(value, cs)
+    return lambda s: t(s, f)
+
+
+def _b_includes_any(f: Field, value: list[Any], cs: bool, lf: bool) -> Predicate:
+    tests = [_item_test(v, cs) for v in value]
+    return lambda s: any(t(s, f) for t in tests)
+
+
+def _b_includes_all(f: Field, value: list[Any], cs: bool, lf: bool) -> Predicate:
+    tests = [_item_test(v, cs) for v in value]
+    return lambda s: all(t(s, f) for t in tests)
+
+
+def _b_is_empty(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
+    return lambda s: is_empty(s.read(f))
+
+
+def _b_changed(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
+    return lambda s: not same_value(s.read_previous(f), s.read(f), lf)
+
+
+def _value_test(value: Any, cs: bool, lf: bool) -> Callable[[Any], bool]:
+    if lf:  # a list value on tags / contact.groups: the same set (case-insensitive unless cs)
+        def key(xs: list[Any]) -> frozenset[Any]:
+            return frozenset(x if isinstance(x, str) else repr(x) for x in xs) if cs else _fold_set(xs)
+        want = key(value)
+        return lambda raw: (key(raw) if type(raw) is list else (frozenset() if is_empty(raw) else None)) == want
+    return matcher(value, cs)
+
+
+def _b_changed_from(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
+    m = _value_test(value, cs, lf)
+
+    def pred(s: State) -> bool:
+        prev, cur = s.read_previous(f), s.read(f)
+        return not same_value(prev, cur, lf) and m(prev)
+    return pred
+
+
+def _b_changed_to(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
+    m = _value_test(value, cs, lf)
+
+    def pred(s: State) -> bool:
+        prev, cur = s.read_previous(f), s.read(f)
+        return not same_value(prev, cur, lf) and m(cur)
+    return pred
+
+
+def _b_older_than(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
+    d = parse_duration(value)
+    assert d is not None  # checked at compile time
+
+    def pred(s: State) -> bool:
+        t = s.timestamp(f)
+        return t is not None and s.now - t >= d
+    return pred
+
+
+def _b_newer_than(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
+    d = parse_duration(value)
+    assert d is not None
+
+    def pred(s: State) -> bool:
+        t = s.timestamp(f)
+        return t is not None and s.now - t < d
+    return pred
+
+
+_BUILDERS: dict[str, Callable[[Field, Any, bool, bool], Predicate]] = {
+    "is": _b_is,
+    "in": _b_in,
+    "contains": _text_op(lambda raw, v: v in raw),
+    "starts_with": _text_op(lambda raw, v: raw.startswith(v)),
+    "ends_with": _text_op(lambda raw, v: raw.endswith(v)),
+    "matches": _b_matches,
+    "gt": _compare(lambda a, b: a > b),
+    "gte": _compare(lambda a, b: a >= b),
+    "lt": _compare(lambda a, b: a < b),
+    "lte": _compare(lambda a, b: a <= b),
+    "includes": _b_includes,
+    "includes_any": _b_includes_any,
+    "includes_all": _b_includes_all,
+    "is_empty": _b_is_empty,
+    "changed": _b_changed,
+    "changed_from": _b_changed_from,
+    "changed_to": _b_changed_to,
+    "older_than": _b_older_than,
+    "newer_than": _b_newer_than,
+}
+
+
+def flip_time(field: Field, op: str, value: str, state: State) -> datetime | None:
+    """When a time condition next changes its answer (after state.now), or None if it never will."""
+    if op not in _TIME_OPS:
+        return None
+    t = state.timestamp(field)
+    d: timedelta | None = parse_duration(value)
+    if t is None or d is None:
+        return None
+    at = t + d
+    return at if at > state.now else None

@@ -1,0 +1,288 @@
+"""`compile_rules` and the RuleSet: one ordered pass per event, indexed two ways.
+
+1. By trigger: an event only looks at the rules that listen to its type.
+2. By value: each rule whose conditions require `field is V`, `field in [...]` or
+   `list-field includes V` (a top-level conjunct) is filed under V in a table for that field. For
+   an event, the candidates are the rules whose filed value the ticket has, plus the rules with no
+   such conjunct. Candidate sets are Python ints used as bitmasks over rule positions, so the union
+   is a few big-int ORs and walking it yields rules in their order.
+
+A rule that fires and changes the ticket (or vars) invalidates the candidates of the rules after
+it, so they are recomputed from the new ticket: the result is exactly that of checking every rule in
+order. Explanations are computed only when `.explain` is read, from the ticket as it stood at each
+rule's turn.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .actions import Firing, Handler
+from .compile import CompiledRule, compile_rule
+from .conditions import Leaf, failure, trace, conjuncts
+from .durations import aware
+from .errors import RuleError
+from .ops import State, flip_time
+from .updates import diff
+
+_SCALAR, _LIST = 0, 1
+# Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
+# candidate for most events. Prefer any other conjunct when a rule has one.
+_COARSE = frozenset({"status", "priority", "channel", "message.author", "message.channel", "event.type"})
+
+
+def _json_copy(v: Any) -> Any:
+    t = type(v)
+    if t is dict:
+        return {k: _json_copy(x) for k, x in v.items()}
+    if t is list:
+        return [_json_copy(x) for x in v]
+    return v
+
+
+def _index_key(leaf: Leaf) -> tuple[int, list[str]] | None:
+    """(mode, values) if `leaf` can file its rule in a value table; any one value must be present."""
+    v, ftype = leaf.value, leaf.field.type
+    if leaf.field.name == "event.type":
+        return None
+    if leaf.op == "is" and isinstance(v, str) and ftype in ("text", "any"):
+        return _SCALAR, [v]
+    if leaf.op == "in" and ftype in ("text", "any") and all(isinstance(x, str) for x in v):
+        return _SCALAR, list(v)
+    if leaf.op == "includes" and isinstance(v, str) and ftype in ("list", "any"):
+        return _LIST, [v]
+    if leaf.op == "includes_any" and ftype in ("list", "any") and all(isinstance(x, str) for x in v):
+        return _LIST, list(v)
+    if leaf.op == "includes_all" and ftype in ("list", "any") and isinstance(v[0], str):
+        return _LIST, [v[0]]
+    return None
+
+
+class _Bucket:
+    """The rules of one trigger, in order, with their value index."""
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = rules
+        self.unindexed = 0
+        tables: dict[tuple[str, int], tuple[Any, dict[str, int]]] = {}
+        for i, rule in enumerate(rules):
+            best = None
+            for leaf in conjuncts(rule.conditions):
+                key = _index_key(leaf)
+                if key is None:
+                    continue
+                score = (leaf.field.name in _COARSE, len(key[1]))
+                if best is None or score < best[0]:
+                    best = (score, leaf, key)
+            if best is None:
+                self.unindexed |= 1 << i
+                continue
+            _, leaf, (mode, values) = best
+            field, table = tables.setdefault((leaf.field.name, mode), (leaf.field, {}))
+            for value in values:
+                k = value.casefold()
+                table[k] = table.get(k, 0) | (1 << i)
+        self.tables = [(field, mode, table) for (_, mode), (field, table) in tables.items()]
+
+    def candidates(self, s: State) -> int:
+        mask = self.unindexed
+        for field, mode, table in self.tables:
+            v = s.folded(field)
+            if mode == _SCALAR:
+                if type(v) is str:
+                    mask |= table.get(v, 0)
+            elif type(v) is frozenset:
+                for item in v:
+                    mask |= table.get(item, 0)
+        return mask
+
+
+class Evaluation:
+    """What one pass did. `ticket` and `explain` are built on first read."""
+
+    def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing], timeline: list[tuple[int, State]],
+                 stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]]) -> None:
+        self._bucket = bucket
+        self._fired = fired
+        self._timeline = timeline
+        self._stopped_at = stopped_at
+        self._before = before
+        self._final = timeline[-1][1]
+        self.effects = effects
+        rules = bucket.rules if bucket else []
+        self.matched: list[str] = [rules[i].label for i in fired]
+        self.changes: dict[str, Any] = diff(before, self._final.ticket) if fired else {}
+        self._explain: list[dict[str, Any]] | None = None
+
+    @property
+    def ticket(self) -> dict[str, Any]:
+        """The ticket after automation: a fresh copy, so changing it changes nothing else."""
+        return _json_copy(self._final.ticket)  # type: ignore[no-any-return]
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        return dict(self._final.vars)
+
+    @property
+    def explain(self) -> list[dict[str, Any]]:
+        if self._explain is None:
+            self._explain = self._build_explain()
+        return self._explain
+
+    def _build_explain(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self._bucket is None:
+            return out
+        step = 0
+        for i, rule in enumerate(self._bucket.rules):
+            if self._stopped_at is not None and i > self._stopped_at:
+                break
+            while step + 1 < len(self._timeline) and self._timeline[step + 1][0] <= i:
+                step += 1
+            entry: dict[str, Any] = {"id": rule.id, "name": rule.name, "matched": i in self._fired,
+                                     "failed": None, "errors": [], "notes": []}
+            firing = self._fired.get(i)
+            if firing is not None:
+                entry["errors"] = list(firing.errors)
+                entry["notes"] = list(firing.notes)
+            else:
+                entry["failed"] = failure(rule.conditions, self._timeline[step][1])
+            out.append(entry)
+        return out
+
+
+class RuleSet:
+    """Compiled rules. Immutable and safe to share between events (and threads)."""
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = rules
+        triggers = sorted({t for r in rules for t in r.triggers})
+        self._buckets = {t: _Bucket([r for r in rules if t in r.triggers]) for t in triggers}
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def evaluate(self, event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None = None,
+                 now: datetime | None = None, handlers: dict[str, Handler] | None = None) -> Evaluation:
+        """One ordered pass of the rules listening to `event["type"]` over `ticket` (already merged).
+
+        `previous` is the ticket before this event (None: before its first event, all empty).
+        Never raises on odd data; never changes its arguments.
+        """
+        event = event if type(event) is dict else {}
+        before = ticket if type(ticket) is dict else {}
+        prev = previous if type(previous) is dict else {}
+        clock = aware(now)
+        state = State(before, event, {}, prev, clock)
+        timeline = [(0, state)]
+        fired: dict[int, Firing] = {}
+        effects: list[dict[str, Any]] = []
+        stopped_at = None
+        t = event.get("type")
+        bucket = self._buckets.get(t) if isinstance(t, str) else None
+        if bucket is not None:
+            rules = bucket.rules
+            mask = bucket.candidates(state)
+            while mask:
+                low = mask & -mask
+                i = low.bit_length() - 1
+                mask ^= low
+                rule = rules[i]
+                if not rule.pred(state):
+                    continue
+                mutates = rule.mutates
+                firing = Firing(dict(state.ticket) if mutates else state.ticket, event, state.vars, handlers)
+                for action in rule.actions:
+                    action.apply(firing)
+                fired[i] = firing
+                effects.extend(firing.effects)
+                if mutates:
+                    state = State(firing.ticket, event, firing.vars, prev, clock)
+                    timeline.append((i + 1, state))
+                if rule.stop:
+                    stopped_at = i
+                    break
+                if mutates:  # later rules must be picked from the ticket as this one left it
+                    mask = bucket.candidates(state) >> (i + 1) << (i + 1)
+        return Evaluation(bucket, fired, timeline, stopped_at, before, effects)
+
+    def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
+                   previous: dict[str, Any] | None = None) -> datetime | None:
+        """The next moment after `now` at which a `time.reached` rule's time condition changes its
+        answer for this ticket, or None if none will. The service re-checks the rules then."""
+        bucket = self._buckets.get("time.reached")
+        if bucket is None:
+            return None
+        state = State(ticket if type(ticket) is dict else {}, {"type": "time.reached"}, {},
+                      previous if type(previous) is dict else {}, aware(now))
+        times = [at for rule in bucket.rules for leaf in rule.time_leaves
+                 if (at := flip_time(leaf.field, leaf.op, leaf.value, state)) is not None]
+        return min(times) if times else None
+
+
+def compile_rules(rules: Any) -> RuleSet:
+    """Check and compile rule dicts, in order; `enabled: false` rules are left out.
+
+    Raises RuleError for the first invalid rule (its `.errors` lists every problem found in all rules).
+    """
+    if type(rules) is not list:
+        raise RuleError("rules", "", "compile_rules takes a list of rule objects")
+    compiled: list[CompiledRule] = []
+    errors: list[RuleError] = []
+    seen_ids: set[str] = set()
+    for i, raw in enumerate(rules):
+        if type(raw) is dict and raw.get("enabled", True) is False:
+            continue
+        try:
+            rule = compile_rule(raw, i)
+        except RuleError as exc:
+            errors.extend(exc.errors)
+            continue
+        if rule.id is not None:
+            if rule.id in seen_ids:
+                errors.append(RuleError(rule.label, "id", "another rule has the same id", index=i))
+                continue
+            seen_ids.add(rule.id)
+        compiled.append(rule)
+    if errors:
+        first = errors[0]
+        raise RuleError(first.rule, first.path, first.reason, index=first.index, errors=errors)
+    return RuleSet(compiled)
+
+
+def dry_run(rule: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any],
+            previous: dict[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Test one rule on a sample: every condition with what it saw, and what the rule would change.
+
+    Applies nothing; `enabled` is ignored (a draft can be tested). Raises RuleError if invalid.
+    """
+    compiled = compile_rule(rule, 0)
+    event = event if type(event) is dict else {}
+    before = ticket if type(ticket) is dict else {}
+    state = State(before, event, {}, previous if type(previous) is dict else {}, aware(now))
+    etype = event.get("type")
+    triggered = etype in compiled.triggers
+    held = bool(compiled.pred(state))
+    matched = triggered and held
+    failed = None
+    if not triggered:
+        failed = {"path": "triggers", "field": "event.type", "op": "in", "value": list(compiled.triggers),
+                  "seen": etype}
+    elif not held:
+        failed = failure(compiled.conditions, state)
+    changes: dict[str, Any] = {}
+    effects: list[dict[str, Any]] = []
+    errors: list[str] = []
+    notes: list[str] = []
+    if matched:
+        firing = Firing(dict(before), event, {}, None)
+        for action in compiled.actions:
+            action.apply(firing)
+        changes, effects, errors, notes = diff(before, firing.ticket), firing.effects, firing.errors, firing.notes
+    return {
+        "matched": matched,
+        "rule": {"id": compiled.id, "name": compiled.name, "matched": matched, "failed": failed,
+                 "errors": errors, "notes": notes, "conditions": trace(compiled.conditions, state)},
+        "changes": changes,
+        "effects": effects,
+    }
