@@ -1,0 +1,87 @@
+"""Builders shared by the rules tests: a fixed clock, a full ticket, events, one-leaf rules."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+from typing import Any
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+
+_TICKET: dict[str, Any] = {
+    "id": "T-1",
+    "subject": "Refund please",
+    "description": "I was charged twice",
+    "status": "open",
+    "priority": "normal",
+    "channel": "email",
+    "department": None,
+    "assignee": None,
+    "tags": ["billing"],
+    "custom": {"plan": "pro"},
+    "contact": {"id": "C-1", "email": "ann@example.com", "name": "Ann", "groups": ["vip"],
+                "custom": {}},
+    "created_at": "2026-11-23T08:00:00Z",
+    "updated_at": "2026-11-23T08:00:00Z",
+    "last_customer_message_at": None,
+    "last_agent_message_at": None,
+}
+
+
+def make_ticket(**fields: Any) -> dict[str, Any]:
+    """A full ticket (as after `ticket.created`) with `fields` replacing the defaults."""
+    ticket = copy.deepcopy(_TICKET)
+    ticket.update(copy.deepcopy(fields))
+    return ticket
+
+
+def make_event(type: str = "ticket.updated", message: dict[str, Any] | None = None,
+               **extra: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {"id": "evt-1", "type": type, "occurred_at": "2026-11-23T11:00:00Z",
+                             "ticket": {"id": "T-1"}}
+    if message is not None:
+        event["message"] = message
+    event.update(extra)
+    return event
+
+
+def make_rule(name: str = "r", conditions: Any = None, actions: list[dict[str, Any]] | None = None,
+              triggers: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "name": name,
+        "triggers": triggers or ["ticket.created", "ticket.updated", "message.received",
+                                 "message.sent"],
+        "actions": actions or [{"type": "add_tags", "tags": [f"hit-{name}"]}],
+    }
+    if conditions is not None:
+        rule["conditions"] = conditions
+    rule.update(extra)
+    return rule
+
+
+def place(field: str, value: Any, ticket: dict[str, Any], event: dict[str, Any]) -> None:
+    """Put `value` where `field` reads it from (MISSING deletes the key)."""
+    if field.startswith("custom."):
+        target, key = ticket.setdefault("custom", {}), field[len("custom."):]
+    elif field.startswith("contact.custom."):
+        target, key = ticket["contact"].setdefault("custom", {}), field[len("contact.custom."):]
+    elif field.startswith("contact."):
+        target, key = ticket["contact"], field[len("contact."):]
+    elif field.startswith("message."):
+        target, key = event.setdefault("message", {}), field[len("message."):]
+    elif field == "event.type":
+        target, key = event, "type"
+    else:
+        target, key = ticket, field
+    if value is MISSING:
+        target.pop(key, None)
+    else:
+        target[key] = copy.deepcopy(value)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
