@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import regex
+
 from .durations import parse_duration, parse_timestamp
 from .fields import Field
 
@@ -38,6 +40,10 @@ NEGATIONS: dict[str, str] = {
 }
 TIME_OPS = frozenset(_TIME_OPS)
 MAX_REGEX_LENGTH = 1000
+# `matches` runs on the `regex` package in its re-compatible mode (V0) for one reason: a per-search
+# timeout. Python's re cannot be interrupted, so a rule like `(a|aa)+$` would hold a worker (and
+# every workspace behind it) for minutes. Past the timeout the condition does not hold.
+MATCH_TIMEOUT_S = 0.05
 
 
 class State:
@@ -228,9 +234,21 @@ def _text_op(test: Callable[[str, str], bool]) -> Callable[[Field, Any, bool, bo
 
 
 def _b_matches(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
-    rx = re.compile(value, 0 if cs else re.IGNORECASE)
-    search = rx.search
-    return lambda s: isinstance(raw := s.read(f), str) and search(raw) is not None
+    try:
+        search = regex.compile(value, regex.V0 | (0 if cs else regex.IGNORECASE)).search
+    except regex.error:  # re accepted it (checked at compile time); keep re's semantics then
+        plain = re.compile(value, 0 if cs else re.IGNORECASE).search
+        return lambda s: isinstance(raw := s.read(f), str) and plain(raw) is not None
+
+    def pred(s: State) -> bool:
+        raw = s.read(f)
+        if not isinstance(raw, str):
+            return False
+        try:
+            return search(raw, timeout=MATCH_TIMEOUT_S) is not None
+        except TimeoutError:
+            return False
+    return pred
 
 
 def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Field, Any, bool, bool], Predicate]:

@@ -216,3 +216,15 @@ def test_value_index_sees_changes_made_earlier_in_the_pass() -> None:
     explain = {e["id"]: e for e in ev.explain}
     assert explain["filler3"]["failed"] == {"path": "conditions", "field": "department", "op": "is",
                                             "value": "d3", "seen": "VIP-desk"}
+
+
+def test_catastrophic_regex_gives_up_instead_of_hanging() -> None:
+    import time
+
+    rs = compile_rules([rule(id="redos", conditions={"field": "message.body", "op": "matches", "value": "(a|aa)+$"}),
+                        rule(id="next", actions=[{"type": "add_tags", "tags": ["still-here"]}])])
+    start = time.monotonic()
+    ev = rs.evaluate({"type": "ticket.created", "message": {"body": "a" * 80 + "!"}}, TICKET, now=NOW)
+    assert time.monotonic() - start < 5  # unbounded, this search would run for hours
+    assert ev.matched == ["next"]
+    assert ev.explain[0]["failed"]["path"] == "conditions"
