@@ -1,0 +1,10 @@
+"""HTTP endpoints, one module per resource; `ROUTES` is the app's whole route list."""
+
+from __future__ import annotations
+
+from server.api import events, groups, health, openapi, rules, tickets, workspaces
+
+__all__ = ["ROUTES"]
+
+ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
+          *rules.routes, *groups.routes]

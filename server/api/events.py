@@ -1,0 +1,85 @@
+"""POST /v1/events: validate, queue on the ticket's partition stream, optionally wait for the run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.common import Ctx, json_response, read_json, requires
+from server.api.validate import validate_event
+from server.errors import PayloadTooLarge, Unprocessable
+from server.metrics import METRICS
+from server.store import events, runs
+from server.store.catalog import now_iso
+
+__all__ = ["routes"]
+
+
+@requires("events")
+async def post_events(ctx: Ctx) -> Response:
+    """Submit one event, or {"events": [...]} (up to 500). Idempotent on the event id."""
+    settings = ctx.store.settings
+    body = await read_json(ctx.request)
+    batch = isinstance(body, dict) and "events" in body and "type" not in body
+    if batch:
+        raw_events = body["events"]
+        if not isinstance(raw_events, list) or not raw_events:
+            raise Unprocessable("`events` must be a non-empty list of events.",
+                                details=[{"path": "events", "reason": "must be a non-empty list"}])
+        if len(raw_events) > settings.max_batch:
+            raise PayloadTooLarge(f"A batch holds at most {settings.max_batch} events; this one "
+                                  f"has {len(raw_events)}.", code="batch_too_large")
+    else:
+        raw_events = [body]
+    received = now_iso()
+    valid: list[dict[str, Any]] = []
+    problems: list[dict[str, str]] = []
+    for i, raw in enumerate(raw_events):
+        event, found = validate_event(raw, received, path=f"events[{i}]" if batch else "")
+        problems += found
+        if event is not None:
+            valid.append(event)
+    if problems:
+        raise Unprocessable("The event is not valid: " + "; ".join(
+            f"{p['path'] or 'body'}: {p['reason']}" for p in problems[:5]), details=problems)
+    results = await events.append_events(ctx.store, ctx.workspace, valid)
+    for status, _ in results:
+        METRICS.inc("deskflow_events_ingested_total" if status == "queued"
+                    else "deskflow_events_duplicate_total")
+    answers = [{"event_id": e["id"], "status": status} for e, (status, _) in zip(valid, results,
+                                                                                 strict=True)]
+    if ctx.request.query_params.get("wait", "").lower() in ("true", "1", "yes"):
+        deadline = time.monotonic() + settings.wait_timeout_s
+        summaries = [await _wait(ctx, a, deadline) for a in answers]
+        done = all(s.get("run_id") for s in summaries)
+        if batch:
+            return json_response({"results": summaries}, 200 if done else 202)
+        return json_response(summaries[0], 200 if done else 202)
+    if batch:
+        return json_response({"results": answers}, 202)
+    return json_response(answers[0], 202)
+
+
+async def _wait(ctx: Ctx, answer: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Poll the event's marker until a worker has processed it, then fetch the run summary."""
+    delay = 0.002
+    while True:
+        marker = await events.get_marker(ctx.store, ctx.workspace, answer["event_id"])
+        if marker and marker.get("status") == "processed" and marker.get("run_id"):
+            run = await runs.get_run(ctx.store, ctx.workspace, marker["run_id"])
+            if run is not None:
+                status = "duplicate" if answer["status"] == "duplicate" else "processed"
+                return {"event_id": answer["event_id"], "status": status, "run_id": run["id"],
+                        "changes": run["changes"], "effects": run["effects"],
+                        "ticket": run.get("ticket"), "error": run.get("error")}
+        if time.monotonic() >= deadline:
+            return answer
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+routes = [Route("/v1/events", post_events, methods=["POST"])]

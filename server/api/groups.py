@@ -1,0 +1,135 @@
+"""Contact groups and contact membership."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
+from server.api.validate import GROUP_NAME
+from server.automation import unique_ci
+from server.errors import Conflict, NotFound, Unprocessable
+from server.store import catalog
+from server.store.catalog import now_iso
+
+__all__ = ["routes"]
+
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _color(body: dict[str, Any], problems: list[dict[str, str]]) -> None:
+    color = body.get("color")
+    if color is not None and (not isinstance(color, str) or not _COLOR.match(color)):
+        problems.append({"path": "color", "reason": "must be a colour like #ff8800, or null"})
+
+
+@requires("manager")
+async def create_group(ctx: Ctx) -> Response:
+    """Create a contact group {"name", "color"?}."""
+    body = await read_object(ctx.request)
+    name = body.get("name")
+    problems: list[dict[str, str]] = []
+    if not isinstance(name, str) or not GROUP_NAME.match(name):
+        problems.append({"path": "name", "reason": "must be 1-64 letters, digits, _ . : - "
+                                                   "(starting with a letter or digit)"})
+    _color(body, problems)
+    if problems:
+        raise Unprocessable("The group is not valid.", details=problems)
+    assert isinstance(name, str)
+    if await catalog.get_group(ctx.store, ctx.workspace, name) is not None:
+        raise Conflict(f"A group named {name!r} exists already.", code="already_exists")
+    group = {"name": name, "color": body.get("color"), "created_at": now_iso()}
+    if isinstance(body.get("description"), str):
+        group["description"] = body["description"]
+    await catalog.put_group(ctx.store, ctx.workspace, group)
+    return json_response(group, 201)
+
+
+@requires("viewer")
+async def list_groups(ctx: Ctx) -> Response:
+    """Contact groups by name."""
+    limit, offset = page_params(ctx.request)
+    return listing(await catalog.list_groups(ctx.store, ctx.workspace), limit, offset)
+
+
+async def _load(ctx: Ctx) -> dict[str, Any]:
+    name = ctx.request.path_params["name"]
+    group = await catalog.get_group(ctx.store, ctx.workspace, name)
+    if group is None:
+        raise NotFound(f"No group {name!r} in this workspace.")
+    return group
+
+
+@requires("viewer")
+async def get_group(ctx: Ctx) -> Response:
+    """One group, with how many contacts are in it."""
+    group = await _load(ctx)
+    count = await catalog.group_contacts(ctx.store, ctx.workspace, group["name"])
+    return json_response({**group, "contacts": count})
+
+
+@requires("manager")
+async def patch_group(ctx: Ctx) -> Response:
+    """Change a group's color or description (renaming is not supported: delete and create)."""
+    group = await _load(ctx)
+    body = await read_object(ctx.request)
+    problems: list[dict[str, str]] = []
+    if "name" in body and body["name"] != group["name"]:
+        problems.append({"path": "name", "reason": "a group cannot be renamed"})
+    _color(body, problems)
+    if "description" in body and body["description"] is not None and not isinstance(
+            body["description"], str):
+        problems.append({"path": "description", "reason": "must be a string or null"})
+    if problems:
+        raise Unprocessable("The group change is not valid.", details=problems)
+    for key in ("color", "description"):
+        if key in body:
+            group[key] = body[key]
+    await catalog.put_group(ctx.store, ctx.workspace, group)
+    return json_response(group)
+
+
+@requires("manager")
+async def delete_group(ctx: Ctx) -> Response:
+    """Delete a group definition (contacts keep the name in their groups)."""
+    group = await _load(ctx)
+    await catalog.delete_group(ctx.store, ctx.workspace, group["name"])
+    return Response(status_code=204)
+
+
+@requires("manager")
+async def put_contact_groups(ctx: Ctx) -> Response:
+    """Set a contact's groups {"groups": [...]}; every ticket of the contact shows them at once."""
+    contact_id = ctx.request.path_params["contact_id"]
+    body = await read_object(ctx.request)
+    groups = body.get("groups")
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g.strip() for g in groups):
+        raise Unprocessable("`groups` must be a list of group names.",
+                            details=[{"path": "groups", "reason": "must be a list of strings"}])
+    contact = await catalog.set_contact_groups(ctx.store, ctx.workspace, contact_id,
+                                               unique_ci(groups))
+    return json_response({"id": contact_id, "groups": contact["groups"]})
+
+
+@requires("viewer")
+async def get_contact(ctx: Ctx) -> Response:
+    """A contact as deskflow knows it (from events and membership changes)."""
+    contact_id = ctx.request.path_params["contact_id"]
+    contact = await catalog.get_contact(ctx.store, ctx.workspace, contact_id)
+    if contact is None:
+        raise NotFound(f"No contact {contact_id!r} in this workspace.")
+    return json_response(contact)
+
+
+routes = [
+    Route("/v1/groups", create_group, methods=["POST"]),
+    Route("/v1/groups", list_groups, methods=["GET"]),
+    Route("/v1/groups/{name}", get_group, methods=["GET"]),
+    Route("/v1/groups/{name}", patch_group, methods=["PATCH"]),
+    Route("/v1/groups/{name}", delete_group, methods=["DELETE"]),
+    Route("/v1/contacts/{contact_id}", get_contact, methods=["GET"]),
+    Route("/v1/contacts/{contact_id}/groups", put_contact_groups, methods=["PUT"]),
+]

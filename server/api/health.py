@@ -1,0 +1,60 @@
+"""Health, readiness, metrics and the managers' page (placeholder until issue 6)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from server.api.common import json_response
+from server.errors import error_response
+from server.metrics import METRICS
+from server.store import events
+from server.store.errors import StoreUnavailable
+
+__all__ = ["routes"]
+
+
+async def healthz(request: Request) -> Response:
+    """The process is up."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """The store answers."""
+    store = request.state.store
+    try:
+        await store.ping()
+    except StoreUnavailable as exc:
+        return error_response(503, "store_unavailable", "The store (Redis) is unavailable.",
+                              str(exc), {"Retry-After": "1"})
+    return json_response({"status": "ready", "store": "embedded" if store.embedded else "redis"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    gauges: dict[str, float] = {}
+    try:
+        lengths = await events.stream_lengths(request.state.store)
+        gauges = {"deskflow_events_pending": lengths["pending"],
+                  "deskflow_events_queued": lengths["length"], "deskflow_store_up": 1}
+    except StoreUnavailable:
+        gauges = {"deskflow_store_up": 0}
+    return PlainTextResponse(METRICS.render(gauges),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def admin(request: Request) -> Response:
+    """The managers' web page (comes with issue 6)."""
+    return HTMLResponse("""<!doctype html><html><head><meta charset="utf-8"><title>deskflow admin
+</title></head><body style="font-family:system-ui,sans-serif;margin:2em"><h1>deskflow</h1>
+<p>The managers' web page comes with issue 6. Meanwhile the whole API is listed at
+<a href="/docs">/docs</a>.</p></body></html>""")
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/admin", admin, methods=["GET"]),
+]

@@ -1,0 +1,62 @@
+"""create_app(settings) -> Starlette, built from explicit lists; resources opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from server.api import ROUTES
+from server.auth import AuthMiddleware
+from server.errors import EXCEPTION_HANDLERS
+from server.settings import Settings
+from server.store import events
+from server.store.connect import Store, close_store, open_store
+from server.store.errors import StoreUnavailable
+from server.worker import Worker
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("deskflow.app")
+
+
+def create_app(settings: Settings | None = None, *, worker: bool = False,
+               store: Store | None = None) -> Starlette:
+    """The ASGI app. `worker=True` also runs a worker in the same event loop (`deskflow serve`).
+    `store` lets a caller share an already-open store (it then stays open after shutdown)."""
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        own = store is None
+        st = store or await open_store(settings)
+        log.info("store: %s", st.description)
+        try:
+            await events.ensure_groups(st)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
+        task = w = None
+        if worker:
+            w = Worker(store=st)
+            task = asyncio.create_task(w.run(), name="deskflow-worker")
+        try:
+            yield {"store": st, "settings": settings, "worker": w}
+        finally:
+            if w is not None and task is not None:
+                w.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 30)
+            if own:
+                await close_store(st)
+
+    return Starlette(
+        routes=list(ROUTES),
+        middleware=[Middleware(AuthMiddleware, settings=settings)],
+        exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )

@@ -1,0 +1,193 @@
+"""Pure automation: merge an event's ticket data into the mirror, then run the rules.
+
+No Redis, no clock, no sockets: the worker passes `now` and the loaded state in and persists what
+comes out. `handlers` (http_request, run_script) are handed through to the rules engine; without
+them those actions come back as effects.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+__all__ = ["Run", "RuleSetLike", "merge_event", "new_ticket", "automate", "contact_record",
+           "unique_ci", "parse_time", "format_time"]
+
+SCALARS = ("subject", "description", "status", "priority", "channel", "department", "assignee")
+# Fields the service owns: an event cannot set them.
+SERVICE_FIELDS = frozenset({"id", "version", "sla", "snoozed_until", "created_at", "updated_at",
+                            "last_customer_message_at", "last_agent_message_at"})
+
+
+class RuleSetLike(Protocol):
+    def evaluate(self, event: dict[str, Any], ticket: dict[str, Any],
+                 previous: dict[str, Any] | None = None, now: datetime | None = None,
+                 handlers: dict[str, Any] | None = None) -> Any: ...
+
+
+@dataclass
+class Run:
+    """What one event did: the run record's content, minus ids and timings the worker adds."""
+
+    ticket: dict[str, Any]                      # after automation
+    merged: dict[str, Any]                      # after the event's data, before automation
+    matched: list[str] = field(default_factory=list)
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    scripts: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[str, Any] = field(default_factory=dict)
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    dt = dt.astimezone(UTC)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unique_ci(items: list[Any]) -> list[str]:
+    """Insertion order, unique case-insensitively (the tag rule)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str) and item.casefold() not in seen:
+            seen.add(item.casefold())
+            out.append(item)
+    return out
+
+
+def new_ticket(ticket_id: str) -> dict[str, Any]:
+    return {"id": ticket_id, "subject": None, "description": None, "status": "new",
+            "priority": "normal", "channel": None, "department": None, "assignee": None,
+            "tags": [], "custom": {}, "contact": None, "created_at": None, "updated_at": None,
+            "last_customer_message_at": None, "last_agent_message_at": None, "sla": None,
+            "snoozed_until": None, "version": 0}
+
+
+def _merge_custom(base: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base or {})
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+def _merge_contact(base: dict[str, Any] | None, patch: dict[str, Any] | None) -> dict[str, Any] | None:
+    if patch is None:
+        return None
+    if base and patch.get("id") not in (None, base.get("id")):
+        base = None  # another contact: start afresh
+    out = dict(base or {})
+    for k, v in patch.items():
+        if k == "custom":
+            out["custom"] = _merge_custom(out.get("custom"), v or {})
+        elif k == "groups":
+            out["groups"] = unique_ci(v or [])
+        else:
+            out[k] = v
+    out.setdefault("groups", [])
+    out.setdefault("custom", {})
+    return out
+
+
+def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
+                contact: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ticket after the event's own data, before automation.
+
+    `previous` is the mirror before the event (None for a ticket's first event); `contact` the
+    stored contact record, whose groups are the current membership (PUT /v1/contacts/{id}/groups)
+    unless the event itself carries `contact.groups`. `event["occurred_at"]` must be set.
+    """
+    t = copy.deepcopy(previous) if previous else new_ticket(event["ticket"]["id"])
+    data = event.get("ticket") or {}
+    if t.get("contact") and contact and contact.get("id") == t["contact"].get("id"):
+        t["contact"]["groups"] = unique_ci(contact.get("groups") or [])
+    for key, value in data.items():
+        if key in SERVICE_FIELDS:
+            continue
+        if key == "tags":
+            t["tags"] = unique_ci(value or [])
+        elif key == "custom":
+            t["custom"] = _merge_custom(t.get("custom"), value or {})
+        elif key == "contact":
+            incoming = value
+            if (value and contact and value.get("id") == contact.get("id")
+                    and (not t.get("contact") or t["contact"].get("id") != contact.get("id"))
+                    and "groups" not in value):
+                incoming = {**value, "groups": contact.get("groups") or []}
+            t["contact"] = _merge_contact(t.get("contact"), incoming)
+        else:
+            t[key] = value
+    at = event["occurred_at"]
+    if not t.get("created_at"):
+        t["created_at"] = at
+    t["updated_at"] = _later(t.get("updated_at"), at)
+    message = event.get("message")
+    if isinstance(message, dict) and event.get("type", "").startswith("message."):
+        author = message.get("author") or ("agent" if event["type"] == "message.sent" else "customer")
+        if author == "customer":
+            t["last_customer_message_at"] = _later(t.get("last_customer_message_at"), at)
+        elif author == "agent":
+            t["last_agent_message_at"] = _later(t.get("last_agent_message_at"), at)
+    return t
+
+
+def _later(current: str | None, candidate: str) -> str:
+    a, b = parse_time(current), parse_time(candidate)
+    if a is None or (b is not None and b >= a):
+        return candidate
+    return current  # type: ignore[return-value]
+
+
+def contact_record(ticket: dict[str, Any]) -> dict[str, Any] | None:
+    """The contact as stored on its own (groups are per contact, shared by its tickets)."""
+    c = ticket.get("contact")
+    if not isinstance(c, dict) or not c.get("id"):
+        return None
+    return {"id": c["id"], "email": c.get("email"), "name": c.get("name"),
+            "groups": list(c.get("groups") or []), "custom": dict(c.get("custom") or {})}
+
+
+def _rule_entry(item: dict[str, Any]) -> dict[str, Any]:
+    entry = {"id": item.get("id"), "name": item.get("name"), "matched": bool(item.get("matched")),
+             "failed": item.get("failed")}
+    if item.get("errors"):
+        entry["errors"] = list(item["errors"])
+    return entry
+
+
+def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None,
+             ruleset: RuleSetLike | None, now: datetime,
+             handlers: dict[str, Any] | None = None) -> Run:
+    """Run the workspace's rules on the merged ticket. Never raises for engine failures: a crash
+    in the engine becomes the run's `error` and the event's own data is still applied."""
+    if ruleset is None:
+        return Run(ticket=ticket, merged=ticket)
+    try:
+        ev = ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers)
+    except Exception as exc:  # a bug in the engine must not wedge the partition
+        return Run(ticket=ticket, merged=ticket,
+                   error={"code": "automation_error", "message": f"{type(exc).__name__}: {exc}"})
+    after = dict(ev.ticket)
+    for key in ("id", "version", "sla", "snoozed_until"):
+        if key in ticket:
+            after[key] = ticket[key]
+    return Run(ticket=after, merged=ticket, matched=list(ev.matched),
+               rules=[_rule_entry(e) for e in ev.explain], changes=dict(ev.changes),
+               effects=list(ev.effects), vars=dict(getattr(ev, "vars", {}) or {}))

@@ -1,0 +1,64 @@
+"""Service configuration: one value object, built from the environment only here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Store. None means the embedded in-process store (fakeredis) with a snapshot file.
+    redis_url: str | None = None
+    data_file: str | None = "deskflow-data.json"
+    # Operator token: may only create workspaces. None disables POST /v1/workspaces.
+    root_token: str | None = None
+    # When set, /metrics, /healthz and /readyz want `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
+    # Event stream partitions: a ticket always hashes to one; one worker owns a partition at a time.
+    partitions: int = 16
+    # A partition whose owner stopped renewing its lease for this long is taken over, and its
+    # pending entries reclaimed (XAUTOCLAIM).
+    reclaim_idle_ms: int = 30_000
+    # Worker read batch and blocking read (real Redis) / poll interval (embedded store).
+    batch_size: int = 100
+    block_ms: int = 1000
+    poll_ms: int = 20
+    # How long POST /v1/events?wait=true waits for the worker.
+    wait_timeout_s: float = 10.0
+    # Idempotency window for event ids (per workspace).
+    event_ttl_s: int = 7 * 24 * 3600
+    max_body_bytes: int = 1024 * 1024
+    max_batch: int = 500
+    feed_maxlen: int = 1_000_000
+    runs_per_ticket: int = 200
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        s = cls(
+            redis_url=env.get("DESKFLOW_REDIS_URL") or None,
+            data_file=env.get("DESKFLOW_DATA_FILE") or cls.data_file,
+            root_token=env.get("DESKFLOW_ROOT_TOKEN") or None,
+            metrics_token=env.get("DESKFLOW_METRICS_TOKEN") or None,
+            partitions=int(env.get("DESKFLOW_PARTITIONS", cls.partitions)),
+            reclaim_idle_ms=int(env.get("DESKFLOW_RECLAIM_IDLE_MS", cls.reclaim_idle_ms)),
+        )
+        return replace(s, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def store_description(self) -> str:
+        if self.redis_url:
+            return f"Redis at {_redact(self.redis_url)}"
+        where = self.data_file or "(no snapshot file: data is lost on exit)"
+        return f"embedded in-process store (fakeredis), snapshot file {where}"
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

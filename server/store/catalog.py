@@ -1,0 +1,220 @@
+"""Workspaces, API keys, rules, contact groups and contacts: the slowly-changing data."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from redis.exceptions import WatchError
+
+from server.store import keys as K
+from server.store.connect import Store
+from server.store.errors import guarded
+
+__all__ = [
+    "ROLES", "now_iso", "hash_key", "create_workspace", "get_workspace", "find_workspace_by_name",
+    "create_key", "list_keys", "revoke_key", "lookup_key", "rules_revision", "list_rules", "get_rule",
+    "put_rule", "delete_rule", "reorder_rules", "list_groups", "get_group", "put_group",
+    "delete_group", "get_contact", "set_contact_groups", "group_contacts",
+]
+
+ROLES = ("ingest", "viewer", "manager", "developer", "admin")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def hash_key(key: str) -> str:
+    """Keys are random 32-byte tokens, so a plain SHA-256 is a sufficient one-way hash."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+# -- workspaces and keys ---------------------------------------------------------------------
+
+
+@guarded
+async def create_workspace(store: Store, name: str) -> tuple[dict[str, Any], str]:
+    """Create a workspace and its first admin key; returns (workspace, admin key secret)."""
+    ws = {"id": _new_id("ws"), "name": name, "created_at": now_iso()}
+    await store.redis.set(K.ws_meta(ws["id"]), _dumps(ws))
+    await store.redis.hset(K.WORKSPACES, ws["id"], name)
+    _, secret = await create_key(store, ws["id"], "admin", "initial admin key")
+    return ws, secret
+
+
+@guarded
+async def get_workspace(store: Store, workspace: str) -> dict[str, Any] | None:
+    raw = await store.redis.get(K.ws_meta(workspace))
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def find_workspace_by_name(store: Store, name: str) -> str | None:
+    for ws_id, ws_name in (await store.redis.hgetall(K.WORKSPACES)).items():
+        if ws_name == name:
+            return str(ws_id)
+    return None
+
+
+@guarded
+async def create_key(store: Store, workspace: str, role: str, name: str) -> tuple[dict[str, Any], str]:
+    secret = "df_" + secrets.token_urlsafe(32)
+    digest = hash_key(secret)
+    record = {"id": _new_id("key"), "name": name, "role": role, "prefix": secret[:7],
+              "created_at": now_iso()}
+    # The workspace's list first, the auth lookup last: a key is usable only once fully recorded.
+    await store.redis.hset(K.ws_keys(workspace), record["id"], _dumps({**record, "hash": digest}))
+    await store.redis.set(K.apikey(digest), _dumps(
+        {"id": record["id"], "workspace": workspace, "role": role, "name": name}))
+    return record, secret
+
+
+@guarded
+async def list_keys(store: Store, workspace: str) -> list[dict[str, Any]]:
+    items = [orjson.loads(v) for v in (await store.redis.hgetall(K.ws_keys(workspace))).values()]
+    for item in items:
+        item.pop("hash", None)
+    return sorted(items, key=lambda k: (k["created_at"], k["id"]))
+
+
+@guarded
+async def revoke_key(store: Store, workspace: str, key_id: str) -> bool:
+    raw = await store.redis.hget(K.ws_keys(workspace), key_id)
+    if raw is None:
+        return False
+    # The auth lookup goes first: from this moment the key no longer authenticates.
+    await store.redis.delete(K.apikey(orjson.loads(raw)["hash"]))
+    await store.redis.hdel(K.ws_keys(workspace), key_id)
+    return True
+
+
+@guarded
+async def lookup_key(store: Store, secret: str) -> dict[str, Any] | None:
+    raw = await store.redis.get(K.apikey(hash_key(secret)))
+    return orjson.loads(raw) if raw else None
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+
+@guarded
+async def rules_revision(store: Store, workspace: str) -> int:
+    return int(await store.redis.get(K.rules_rev(workspace)) or 0)
+
+
+@guarded
+async def list_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
+    """All rules of a workspace in their order (position, then creation)."""
+    raw = await store.redis.hgetall(K.rules(workspace))
+    items = [orjson.loads(v) for v in raw.values()]
+    return sorted(items, key=lambda r: (r.get("position", 0), r.get("created_at", ""), r["id"]))
+
+
+@guarded
+async def get_rule(store: Store, workspace: str, rule_id: str) -> dict[str, Any] | None:
+    raw = await store.redis.hget(K.rules(workspace), rule_id)
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def put_rule(store: Store, workspace: str, rule: dict[str, Any]) -> None:
+    async with store.redis.pipeline(transaction=True) as p:
+        p.hset(K.rules(workspace), rule["id"], _dumps(rule))
+        p.incr(K.rules_rev(workspace))
+        await p.execute()
+
+
+@guarded
+async def delete_rule(store: Store, workspace: str, rule_id: str) -> bool:
+    async with store.redis.pipeline(transaction=True) as p:
+        p.hdel(K.rules(workspace), rule_id)
+        p.incr(K.rules_rev(workspace))
+        deleted, _ = await p.execute()
+    return bool(deleted)
+
+
+@guarded
+async def reorder_rules(store: Store, workspace: str, rules: list[dict[str, Any]]) -> None:
+    """Write every rule's new position in one transaction."""
+    async with store.redis.pipeline(transaction=True) as p:
+        p.hset(K.rules(workspace), mapping={r["id"]: _dumps(r) for r in rules})
+        p.incr(K.rules_rev(workspace))
+        await p.execute()
+
+
+def new_rule_id() -> str:
+    return _new_id("rule")
+
+
+# -- groups and contacts ----------------------------------------------------------------------
+
+
+@guarded
+async def list_groups(store: Store, workspace: str) -> list[dict[str, Any]]:
+    raw = await store.redis.hgetall(K.groups(workspace))
+    return sorted((orjson.loads(v) for v in raw.values()), key=lambda g: g["name"])
+
+
+@guarded
+async def get_group(store: Store, workspace: str, name: str) -> dict[str, Any] | None:
+    raw = await store.redis.hget(K.groups(workspace), name)
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def put_group(store: Store, workspace: str, group: dict[str, Any]) -> None:
+    await store.redis.hset(K.groups(workspace), group["name"], _dumps(group))
+
+
+@guarded
+async def delete_group(store: Store, workspace: str, name: str) -> bool:
+    return bool(await store.redis.hdel(K.groups(workspace), name))
+
+
+@guarded
+async def get_contact(store: Store, workspace: str, contact_id: str) -> dict[str, Any] | None:
+    raw = await store.redis.get(K.contact(workspace, contact_id))
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def set_contact_groups(store: Store, workspace: str, contact_id: str,
+                             groups: list[str]) -> dict[str, Any]:
+    key = K.contact(workspace, contact_id)
+    async with store.redis.pipeline(transaction=True) as p:
+        while True:
+            try:
+                await p.watch(key)
+                raw = await p.get(key)
+                contact = orjson.loads(raw) if raw else {"id": contact_id}
+                contact["groups"] = groups
+                p.multi()
+                p.set(key, _dumps(contact))
+                await p.execute()
+                return contact
+            except WatchError:  # lost the race: read again
+                continue
+
+
+@guarded
+async def group_contacts(store: Store, workspace: str, group: str) -> int:
+    """How many known contacts are in a group (a scan: fine for an admin read)."""
+    count = 0
+    folded = group.casefold()
+    async for key in store.redis.scan_iter(match=K.contact(workspace, "*"), count=500):
+        raw = await store.redis.get(key)
+        if raw and any(g.casefold() == folded for g in orjson.loads(raw).get("groups") or []):
+            count += 1
+    return count

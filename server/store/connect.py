@@ -1,0 +1,155 @@
+"""Open the store: a real Redis (DESKFLOW_REDIS_URL) or the embedded fakeredis, same code path.
+
+The embedded store lives in this process. It loads a JSON snapshot at start and writes one on a
+clean shutdown (atomically: temp file + rename), so a restart of the one-process set-up keeps
+workspaces, keys, rules and tickets. The snapshot keeps every key with its TTL; a stream's consumer
+group restarts from before its oldest pending entry, so nothing delivered-but-unacknowledged is
+lost (processed markers make the redelivery harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import fakeredis
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from server.settings import Settings
+from server.store.errors import guarded
+
+__all__ = ["Store", "open_store", "close_store", "save_snapshot", "load_snapshot"]
+
+log = logging.getLogger("deskflow.store")
+
+
+@dataclass(eq=False)
+class Store:
+    """The store handle passed down as lifespan state. `redis` is an async client (decoded str)."""
+
+    redis: aioredis.Redis
+    settings: Settings
+    embedded: bool
+    # Set by ingest in this process so a worker in the same process wakes at once (the embedded
+    # store cannot block on XREADGROUP); other processes rely on BLOCK.
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def description(self) -> str:
+        return self.settings.store_description
+
+    @guarded
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+
+def _client(settings: Settings) -> tuple[aioredis.Redis, bool]:
+    if settings.redis_url:
+        client = aioredis.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_connect_timeout=2,
+            socket_timeout=max(5.0, settings.block_ms / 1000 * 3),
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1), health_check_interval=15)
+        return client, False
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True), True
+
+
+async def open_store(settings: Settings) -> Store:
+    client, embedded = _client(settings)
+    store = Store(redis=client, settings=settings, embedded=embedded)
+    if embedded and settings.data_file and os.path.exists(settings.data_file):
+        n = await load_snapshot(store, settings.data_file)
+        log.info("loaded %d keys from %s", n, settings.data_file)
+    return store
+
+
+async def close_store(store: Store) -> None:
+    if store.embedded and store.settings.data_file:
+        n = await save_snapshot(store, store.settings.data_file)
+        log.info("saved %d keys to %s", n, store.settings.data_file)
+    await store.redis.aclose()
+
+
+def _before(stream_id: str) -> str:
+    ms, seq = (int(x) for x in stream_id.split("-"))
+    return f"{ms}-{seq - 1}" if seq else f"{max(ms - 1, 0)}-{2**64 - 1 if ms else 0}"
+
+
+async def _dump_key(r: aioredis.Redis, key: str) -> dict[str, Any] | None:
+    kind = await r.type(key)
+    item: dict[str, Any] = {"k": key, "t": kind, "ttl": await r.pttl(key)}
+    if kind == "string":
+        item["v"] = await r.get(key)
+    elif kind == "hash":
+        item["v"] = await r.hgetall(key)
+    elif kind == "list":
+        item["v"] = await r.lrange(key, 0, -1)
+    elif kind == "set":
+        item["v"] = sorted(await r.smembers(key))
+    elif kind == "zset":
+        item["v"] = await r.zrange(key, 0, -1, withscores=True)
+    elif kind == "stream":
+        item["v"] = await r.xrange(key)
+        info = await r.xinfo_stream(key)
+        item["last"] = info["last-generated-id"]
+        groups = []
+        for g in await r.xinfo_groups(key):
+            start = g["last-delivered-id"]
+            if g["pending"]:
+                oldest = (await r.xpending(key, g["name"]))["min"]
+                start = _before(oldest)
+            groups.append({"name": g["name"], "start": start})
+        item["groups"] = groups
+    else:
+        return None
+    return item
+
+
+async def save_snapshot(store: Store, path: str) -> int:
+    r = store.redis
+    items = [i async for i in _dump_all(r)]
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".deskflow-", dir=directory)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps({"version": 1, "keys": items}))
+    os.replace(tmp, path)
+    return len(items)
+
+
+async def _dump_all(r: aioredis.Redis):  # type: ignore[no-untyped-def]
+    async for key in r.scan_iter(count=1000):
+        item = await _dump_key(r, key)
+        if item is not None:
+            yield item
+
+
+async def load_snapshot(store: Store, path: str) -> int:
+    with open(path, "rb") as fh:
+        data = orjson.loads(fh.read())
+    r = store.redis
+    for item in data["keys"]:
+        key, kind, value = item["k"], item["t"], item["v"]
+        if kind == "string":
+            await r.set(key, value)
+        elif kind == "hash" and value:
+            await r.hset(key, mapping=value)
+        elif kind == "list" and value:
+            await r.rpush(key, *value)
+        elif kind == "set" and value:
+            await r.sadd(key, *value)
+        elif kind == "zset" and value:
+            await r.zadd(key, {m: s for m, s in value})
+        elif kind == "stream":
+            for entry_id, fields in value:
+                await r.xadd(key, fields, id=entry_id)
+            for g in item.get("groups", []):
+                await r.xgroup_create(key, g["name"], id=g["start"], mkstream=True)
+        if item["ttl"] and item["ttl"] > 0:
+            await r.pexpire(key, item["ttl"])
+    return len(data["keys"])

@@ -1,0 +1,188 @@
+"""The event streams: append (ingest, idempotent), read/claim/ack (workers), partition leases.
+
+Idempotency without Lua or cross-slot transactions: ingest first XADDs the event to its ticket's
+partition stream (entry X), then SET NX the workspace's marker for the event id with X in it. The
+marker decides which stream entry is THE event: if the SET NX loses to an earlier marker naming
+another entry, this copy is a duplicate (XDELed, and skipped by workers anyway). A worker that
+meets an entry whose marker is missing (ingest died between the two steps) writes the marker
+itself in its apply transaction, so the event is processed once either way. 202 is answered only
+after both writes succeeded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError, WatchError
+
+from server.store import keys as K
+from server.store.catalog import now_iso
+from server.store.connect import Store
+from server.store.errors import guarded
+
+__all__ = [
+    "append_events", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
+    "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
+]
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@guarded
+async def append_events(store: Store, workspace: str,
+                        events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Queue validated events in order; returns (status, marker) per event: queued | duplicate."""
+    r, parts = store.redis, store.settings.partitions
+    where = [K.partition_of(workspace, e["ticket"]["id"], parts) for e in events]
+    async with r.pipeline(transaction=False) as p:
+        for e, n in zip(events, where, strict=True):
+            p.xadd(K.stream(n), {"w": workspace, "e": _dumps(e)})
+        entries = await p.execute()
+    markers = [{"entry": x, "partition": n, "ticket": e["ticket"]["id"], "status": "queued",
+                "run_id": None, "at": now_iso()} for e, n, x in zip(events, where, entries, strict=True)]
+    async with r.pipeline(transaction=False) as p:
+        for e, m in zip(events, markers, strict=True):
+            p.set(K.event_marker(workspace, e["id"]), _dumps(m), nx=True,
+                  ex=store.settings.event_ttl_s)
+        won = await p.execute()
+    results: list[tuple[str, dict[str, Any]]] = []
+    for e, m, ok in zip(events, markers, won, strict=True):
+        if ok:
+            results.append(("queued", m))
+            continue
+        existing = await get_marker(store, workspace, e["id"])
+        if existing is not None and existing.get("entry") == m["entry"]:
+            results.append(("queued", existing))  # a worker was faster than our SET NX
+            continue
+        await r.xdel(K.stream(m["partition"]), m["entry"])
+        results.append(("duplicate", existing or m))
+    store.wakeup.set()
+    return results
+
+
+@guarded
+async def get_marker(store: Store, workspace: str, event_id: str) -> dict[str, Any] | None:
+    raw = await store.redis.get(K.event_marker(workspace, event_id))
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def ensure_groups(store: Store) -> None:
+    for n in range(store.settings.partitions):
+        try:
+            await store.redis.xgroup_create(K.stream(n), K.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+Entry = tuple[str, dict[str, str]]
+
+
+@guarded
+async def read_entries(store: Store, consumer: str, partitions: list[int], *,
+                       count: int, block_ms: int | None) -> dict[int, list[Entry]]:
+    """New entries of the given partitions for this consumer (XREADGROUP >)."""
+    if not partitions:
+        return {}
+    streams = {K.stream(n): ">" for n in partitions}
+    res = await store.redis.xreadgroup(K.GROUP, consumer, streams, count=count, block=block_ms)
+    out: dict[int, list[Entry]] = {}
+    for name, entries in res or []:
+        n = int(name.split("{q:", 1)[1].split("}", 1)[0])
+        out[n] = [(i, f) for i, f in entries if f]
+    return out
+
+
+@guarded
+async def claim_pending(store: Store, consumer: str, n: int, *, count: int = 500) -> list[Entry]:
+    """Take over every pending entry of partition n (its previous owner is gone: we hold the lease),
+    in stream order. Deleted entries (XDELed duplicates) are dropped by XAUTOCLAIM itself."""
+    out: list[Entry] = []
+    start = "0-0"
+    while True:
+        res = await store.redis.xautoclaim(K.stream(n), K.GROUP, consumer, min_idle_time=0,
+                                           start_id=start, count=count)
+        start, entries = res[0], res[1]
+        out.extend((i, f) for i, f in entries if f)
+        if start == "0-0":
+            break
+    out.sort(key=lambda e: tuple(int(x) for x in e[0].split("-")))
+    return out
+
+
+@guarded
+async def ack(store: Store, n: int, entry_ids: list[str]) -> None:
+    """Acknowledge and delete processed entries: the stream holds only work not yet done."""
+    if entry_ids:
+        async with store.redis.pipeline(transaction=True) as p:
+            p.xack(K.stream(n), K.GROUP, *entry_ids)
+            p.xdel(K.stream(n), *entry_ids)
+            await p.execute()
+
+
+@guarded
+async def acquire_lease(store: Store, n: int, me: str) -> bool:
+    """Take or renew partition n's lease. True when we hold it for reclaim_idle_ms more."""
+    ttl, key = store.settings.reclaim_idle_ms, K.lease(n)
+    if await store.redis.set(key, me, nx=True, px=ttl):
+        return True
+    async with store.redis.pipeline(transaction=True) as p:
+        try:
+            await p.watch(key)
+            if await p.get(key) != me:
+                return False
+            p.multi()
+            p.pexpire(key, ttl)
+            await p.execute()
+            return True
+        except WatchError:
+            return False
+
+
+@guarded
+async def release_lease(store: Store, n: int, me: str) -> None:
+    key = K.lease(n)
+    async with store.redis.pipeline(transaction=True) as p:
+        try:
+            await p.watch(key)
+            if await p.get(key) != me:
+                return
+            p.multi()
+            p.delete(key)
+            await p.execute()
+        except WatchError:
+            return
+
+
+@guarded
+async def heartbeat(store: Store, me: str, now_ms: int, *, gone: bool = False) -> None:
+    if gone:
+        await store.redis.zrem(K.WORKERS, me)
+        return
+    async with store.redis.pipeline(transaction=False) as p:
+        p.zadd(K.WORKERS, {me: now_ms})
+        p.zremrangebyscore(K.WORKERS, 0, now_ms - store.settings.reclaim_idle_ms)
+        await p.execute()
+
+
+@guarded
+async def live_workers(store: Store) -> int:
+    return int(await store.redis.zcard(K.WORKERS)) or 1
+
+
+@guarded
+async def stream_lengths(store: Store) -> dict[str, int]:
+    """Queued-but-unacknowledged counts for /metrics."""
+    total_pending = 0
+    total_len = 0
+    for n in range(store.settings.partitions):
+        try:
+            total_pending += int((await store.redis.xpending(K.stream(n), K.GROUP))["pending"])
+        except ResponseError:
+            pass
+        total_len += int(await store.redis.xlen(K.stream(n)))
+    return {"pending": total_pending, "length": total_len}

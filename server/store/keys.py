@@ -1,0 +1,138 @@
+"""Every Redis key deskflow uses, and why it is shaped that way.
+
+Cluster-ready from the start: every multi-key atomic operation (WATCH/MULTI/EXEC) touches keys of
+one hash slot. Two kinds of slot:
+
+* ``{ws:<workspace>}`` -- everything a workspace owns: its metadata, key list, rules, groups,
+  contacts, tickets, runs, updates feed and event idempotency markers. Applying an event writes the
+  ticket, its processed marker, the run record, the feed entry and the contact in ONE transaction
+  in this slot, so apply is all-or-nothing and exactly-once.
+* ``{q:<n>}`` -- event stream partition n (0 <= n < partitions) and its ownership lease. An event
+  goes to partition crc32(workspace + NUL + ticket id) % partitions, so one ticket always lands in
+  one stream and is read by one worker at a time (the lease holder): per-ticket order is the
+  stream's order. More partitions (and shards) mean more throughput, never reordering within a
+  ticket.
+
+Global single-key lookups (no multi-key atomicity needed) have no tag:
+
+  df:workspaces                         hash  workspace id -> name (operators' listing, demo reuse)
+  df:apikey:<sha256 hex of the key>     str   JSON {id, workspace, role, name}; auth reads only this
+  df:workers                            zset  worker name -> last heartbeat (ms); sizes lease share
+
+Per workspace W (slot {ws:W}):
+
+  df:{ws:W}:meta                        str   JSON {id, name, created_at}
+  df:{ws:W}:keys                        hash  key id -> JSON {id, name, role, prefix, hash, created_at}
+  df:{ws:W}:rules                       hash  rule id -> JSON rule (with position, revision, ...)
+  df:{ws:W}:rules:rev                   str   counter, bumped on every rule change: the worker's
+                                              compiled-ruleset cache key
+  df:{ws:W}:groups                      hash  group name -> JSON {name, color, created_at}
+  df:{ws:W}:contact:<C>                 str   JSON {id, email, name, groups, custom}
+  df:{ws:W}:contact-tickets:<C>         set   ticket ids of contact C (for ?group= filters)
+  df:{ws:W}:ticket:<T>                  str   JSON ticket as automation left it, with version
+  df:{ws:W}:tickets                     zset  ticket id -> creation sequence (list order, cursor)
+  df:{ws:W}:tickets:seq                 str   counter for the above
+  df:{ws:W}:ticket-runs:<T>             list  run ids, newest first (trimmed)
+  df:{ws:W}:run:<R>                     str   JSON run record
+  df:{ws:W}:event:<E>                   str   JSON {entry, partition, ticket, status, run_id}: the
+                                              idempotency marker of client event id E (TTL
+                                              event_ttl_s). The stream entry it names is THE copy
+                                              of the event; other copies are skipped.
+  df:{ws:W}:feed                        stream updates feed; entry id = the feed cursor
+
+Per partition n (slot {q:n}):
+
+  df:{q:n}:events                       stream events; consumer group "workers"
+  df:{q:n}:lease                        str   owning worker's name, PX = reclaim_idle_ms
+"""
+
+from __future__ import annotations
+
+import zlib
+
+__all__ = [
+    "GROUP", "WORKSPACES", "WORKERS", "apikey", "ws_meta", "ws_keys", "rules", "rules_rev", "groups",
+    "contact", "contact_tickets", "ticket", "tickets", "tickets_seq", "ticket_runs", "run",
+    "event_marker", "feed", "stream", "lease", "partition_of",
+]
+
+GROUP = "workers"
+WORKSPACES = "df:workspaces"
+WORKERS = "df:workers"
+
+
+def apikey(key_hash: str) -> str:
+    return f"df:apikey:{key_hash}"
+
+
+def _ws(w: str) -> str:
+    return f"df:{{ws:{w}}}"
+
+
+def ws_meta(w: str) -> str:
+    return f"{_ws(w)}:meta"
+
+
+def ws_keys(w: str) -> str:
+    return f"{_ws(w)}:keys"
+
+
+def rules(w: str) -> str:
+    return f"{_ws(w)}:rules"
+
+
+def rules_rev(w: str) -> str:
+    return f"{_ws(w)}:rules:rev"
+
+
+def groups(w: str) -> str:
+    return f"{_ws(w)}:groups"
+
+
+def contact(w: str, c: str) -> str:
+    return f"{_ws(w)}:contact:{c}"
+
+
+def contact_tickets(w: str, c: str) -> str:
+    return f"{_ws(w)}:contact-tickets:{c}"
+
+
+def ticket(w: str, t: str) -> str:
+    return f"{_ws(w)}:ticket:{t}"
+
+
+def tickets(w: str) -> str:
+    return f"{_ws(w)}:tickets"
+
+
+def tickets_seq(w: str) -> str:
+    return f"{_ws(w)}:tickets:seq"
+
+
+def ticket_runs(w: str, t: str) -> str:
+    return f"{_ws(w)}:ticket-runs:{t}"
+
+
+def run(w: str, r: str) -> str:
+    return f"{_ws(w)}:run:{r}"
+
+
+def event_marker(w: str, e: str) -> str:
+    return f"{_ws(w)}:event:{e}"
+
+
+def feed(w: str) -> str:
+    return f"{_ws(w)}:feed"
+
+
+def stream(n: int) -> str:
+    return f"df:{{q:{n}}}:events"
+
+
+def lease(n: int) -> str:
+    return f"df:{{q:{n}}}:lease"
+
+
+def partition_of(workspace: str, ticket_id: str, partitions: int) -> int:
+    """The stream partition of a ticket: stable across processes (crc32, not hash())."""
+    return zlib.crc32(f"{workspace}\0{ticket_id}".encode()) % partitions

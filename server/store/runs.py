@@ -1,0 +1,39 @@
+"""Run records (written by tickets.apply_event) and the updates feed: reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.store import keys as K
+from server.store.connect import Store
+from server.store.errors import guarded
+
+__all__ = ["get_run", "list_ticket_runs", "read_feed"]
+
+
+@guarded
+async def get_run(store: Store, workspace: str, run_id: str) -> dict[str, Any] | None:
+    raw = await store.redis.get(K.run(workspace, run_id))
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def list_ticket_runs(store: Store, workspace: str, ticket_id: str, *, offset: int,
+                           limit: int) -> tuple[list[dict[str, Any]], int | None]:
+    """Runs of a ticket, newest first."""
+    ids = await store.redis.lrange(K.ticket_runs(workspace, ticket_id), offset, offset + limit)
+    more = len(ids) > limit
+    ids = ids[:limit]
+    raws = await store.redis.mget([K.run(workspace, r) for r in ids]) if ids else []
+    return [orjson.loads(r) for r in raws if r], (offset + limit if more else None)
+
+
+@guarded
+async def read_feed(store: Store, workspace: str, *, after: str | None,
+                    limit: int) -> list[dict[str, Any]]:
+    """Feed entries oldest first, strictly after the cursor (a stream id)."""
+    start = f"({after}" if after else "-"
+    rows = await store.redis.xrange(K.feed(workspace), min=start, max="+", count=limit)
+    return [{"cursor": entry_id, **orjson.loads(fields["d"])} for entry_id, fields in rows]

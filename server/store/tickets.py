@@ -1,0 +1,173 @@
+"""The ticket mirror and the one transaction that applies an event.
+
+`apply_event` WATCHes the event's marker, the ticket, the contact (and the ticket sequence for a
+new ticket), calls the pure `compute` step, then writes in ONE MULTI/EXEC (all in slot {ws:W}):
+ticket (version + 1), processed marker, run record, ticket's run list, updates-feed entry, contact
+record and listing index. A worker that dies before EXEC leaves nothing; one that dies after EXEC
+but before XACK leaves a pending entry whose marker already says "processed", so the redelivery is
+skipped: each event is applied exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.exceptions import WatchError
+
+from server.store import keys as K
+from server.store.connect import Store
+from server.store.errors import guarded
+
+__all__ = ["Applied", "apply_event", "get_ticket", "list_tickets", "overlay_contact"]
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass
+class Applied:
+    """What apply_event did: `skipped` (already processed / not the event's copy) or the run."""
+
+    skipped: bool
+    marker: dict[str, Any] | None
+    run: dict[str, Any] | None = None
+
+
+# compute(previous ticket | None, stored contact | None) -> (ticket after, contact after | None,
+#   run record without id fields, feed entry or None)
+Compute = Callable[[dict[str, Any] | None, dict[str, Any] | None],
+                   Awaitable[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any], bool]]]
+
+
+@guarded
+async def apply_event(store: Store, workspace: str, partition: int, entry: str,
+                      event: dict[str, Any], run_id: str, compute: Compute) -> Applied:
+    ticket_id = event["ticket"]["id"]
+    mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
+    s = store.settings
+    async with store.redis.pipeline(transaction=True) as p:
+        while True:
+            try:
+                await p.watch(mk, tk)
+                raw_marker = await p.get(mk)
+                marker = orjson.loads(raw_marker) if raw_marker else None
+                if marker and (marker.get("entry") != entry or marker.get("status") == "processed"):
+                    return Applied(skipped=True, marker=marker)
+                raw = await p.get(tk)
+                previous = orjson.loads(raw) if raw else None
+                contact_id = ((event["ticket"].get("contact") or {}).get("id")
+                              or ((previous or {}).get("contact") or {}).get("id"))
+                contact = None
+                if contact_id:
+                    await p.watch(K.contact(workspace, contact_id))
+                    raw_c = await p.get(K.contact(workspace, contact_id))
+                    contact = orjson.loads(raw_c) if raw_c else None
+                seq = None
+                if previous is None:
+                    await p.watch(K.tickets_seq(workspace))
+                    seq = int(await p.get(K.tickets_seq(workspace)) or 0) + 1
+                ticket, new_contact, run, to_feed = await compute(previous, contact)
+                ticket["version"] = int((previous or {}).get("version", 0)) + 1
+                run["ticket"] = ticket
+                done = {"entry": entry, "partition": partition, "ticket": ticket_id,
+                        "status": "processed", "run_id": run_id, "at": run["at"]}
+                p.multi()
+                p.set(tk, _dumps(ticket))
+                p.set(mk, _dumps(done), ex=s.event_ttl_s)
+                p.set(K.run(workspace, run_id), _dumps(run))
+                p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
+                p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
+                if seq is not None:
+                    p.set(K.tickets_seq(workspace), seq)
+                    p.zadd(K.tickets(workspace), {ticket_id: seq})
+                if new_contact is not None and new_contact != contact:
+                    p.set(K.contact(workspace, new_contact["id"]), _dumps(new_contact))
+                if new_contact is not None:
+                    p.sadd(K.contact_tickets(workspace, new_contact["id"]), ticket_id)
+                if to_feed:
+                    entry_body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
+                                  "changes": run["changes"], "effects": run["effects"],
+                                  "at": run["at"]}
+                    p.xadd(K.feed(workspace), {"d": _dumps(entry_body)},
+                           maxlen=s.feed_maxlen, approximate=True)
+                await p.execute()
+                return Applied(skipped=False, marker=done, run=run)
+            except WatchError:
+                continue
+
+
+def overlay_contact(ticket: dict[str, Any], contact: dict[str, Any] | None) -> dict[str, Any]:
+    """Show the contact's current groups (membership may change after the ticket's last event)."""
+    c = ticket.get("contact")
+    if contact and isinstance(c, dict) and c.get("id") == contact.get("id"):
+        ticket = {**ticket, "contact": {**c, "groups": list(contact.get("groups") or [])}}
+    return ticket
+
+
+async def _contacts(store: Store, workspace: str, tickets: list[dict[str, Any]]) -> dict[str, Any]:
+    ids = sorted({(t.get("contact") or {}).get("id") for t in tickets} - {None})
+    if not ids:
+        return {}
+    raws = await store.redis.mget([K.contact(workspace, c) for c in ids])
+    return {c: orjson.loads(r) for c, r in zip(ids, raws, strict=True) if r}
+
+
+@guarded
+async def get_ticket(store: Store, workspace: str, ticket_id: str) -> dict[str, Any] | None:
+    raw = await store.redis.get(K.ticket(workspace, ticket_id))
+    if not raw:
+        return None
+    ticket = orjson.loads(raw)
+    contacts = await _contacts(store, workspace, [ticket])
+    return overlay_contact(ticket, contacts.get((ticket.get("contact") or {}).get("id")))
+
+
+def _matches(ticket: dict[str, Any], status: str | None, tag: str | None, group: str | None) -> bool:
+    if status is not None and ticket.get("status") != status:
+        return False
+    if tag is not None and tag.casefold() not in {t.casefold() for t in ticket.get("tags") or []}:
+        return False
+    if group is not None:
+        groups = (ticket.get("contact") or {}).get("groups") or []
+        if group.casefold() not in {g.casefold() for g in groups}:
+            return False
+    return True
+
+
+@guarded
+async def list_tickets(store: Store, workspace: str, *, status: str | None = None,
+                       tag: str | None = None, group: str | None = None, limit: int = 50,
+                       after_seq: int = 0) -> tuple[list[dict[str, Any]], int | None]:
+    """Tickets in creation order, filtered; returns (items, cursor seq for the next page).
+
+    Filters are applied while scanning the creation index in chunks (no secondary indexes yet:
+    O(tickets scanned) per page, fine for a help desk's mirror, documented in the README)."""
+    items: list[dict[str, Any]] = []
+    cursor = after_seq
+    chunk = max(limit * 2, 100)
+    while True:
+        rows = await store.redis.zrangebyscore(K.tickets(workspace), f"({cursor}", "+inf",
+                                               start=0, num=chunk, withscores=True)
+        if not rows:
+            return items, None
+        raws = await store.redis.mget([K.ticket(workspace, tid) for tid, _ in rows])
+        tickets = [orjson.loads(r) for r in raws if r]
+        contacts = await _contacts(store, workspace, tickets)
+        by_id = {t["id"]: t for t in tickets}
+        for tid, score in rows:
+            cursor = int(score)
+            t = by_id.get(tid)
+            if t is None:
+                continue
+            t = overlay_contact(t, contacts.get((t.get("contact") or {}).get("id")))
+            if _matches(t, status, tag, group):
+                items.append(t)
+                if len(items) == limit:
+                    more = await store.redis.zcount(K.tickets(workspace), f"({cursor}", "+inf")
+                    return items, (cursor if more else None)
+        if len(rows) < chunk:
+            return items, None
