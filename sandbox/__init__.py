@@ -1,0 +1,58 @@
+"""deskflow's script sandbox: compile at upload, run in resource-limited worker processes.
+
+API for the server (the only names it needs; everything else is internal):
+
+    compile_script(source: str) -> CompileResult
+        .code (code object | None), .errors ["Line N: reason", ...], .ok
+        Upload-time check (API.md: refuse with 422 and these reasons). Never executes the script.
+
+    Limits(wall_s=5, cpu_s=2, memory_bytes=128 MiB, http_calls=10, response_bytes=1 MiB,
+           output_bytes=64 KiB, log_lines=200, log_line_bytes=1 KiB, http_timeout_s=10)
+        Limits.for_script(timeout="10s", **overrides) -> Limits; MAXIMA are the operator ceilings;
+        a value above them raises LimitsError (a ValueError -> 422).
+
+    parse_allowlist(hosts: list[str]) -> AllowList
+        Entries "host", "host:port" (HTTPS), "http://host[:port]"; raises AllowListError (a
+        ValueError naming the entry and what to write) for anything else, e.g. "127.1".
+
+    BrokerConfig(allowlist: AllowList, secrets: Mapping[str, str] = {})
+        One workspace's allow-list and secret values, passed by value per run. Secret values never
+        reach the worker: the broker attaches them (auth_secret="NAME" -> Authorization: Bearer,
+        or "{{secret:NAME}}" inside a header value) and scrubs them from responses.
+
+    Broker(client: httpx.AsyncClient, *, resolver=system_resolver) / Broker.create()
+        The trusted HTTP side. The client must have trust_env=False; await broker.aclose().
+
+    ScriptPool(size=2, *, broker: Broker | None = None, max_runs_per_worker=10_000)
+        async with ScriptPool(2, broker=broker) as pool:
+            result = await pool.run(script_id, version, source, event, ticket,
+                                    ctx_info={"workspace": "acme", "vars": {...}},
+                                    limits=Limits(), broker_config=BrokerConfig(...))
+        -> ScriptResult(updates: dict | None, logs: list[str], http_calls: list[dict],
+                        duration_ms: float, error: {"code", "message"} | None); .as_dict()
+        `run` does not raise for script behaviour. Error codes: RUN_ERROR_CODES (API.md).
+        The updates' keys are checked against UPDATE_KEYS, and against rules.apply_updates when
+        the rules package provides it; the caller still applies them with rules.apply_updates.
+
+Where things are: policy.py (what may be written, with reasons), guards.py (run-time guards),
+modules.py (json/re/math/datetime stand-ins), child.py (the worker), pool.py (parent side),
+broker.py + allowlist.py (HTTP, SSRF rules), convert.py (script values -> exact JSON types).
+"""
+from __future__ import annotations
+
+from .allowlist import AllowList, parse_allowlist
+from .broker import Broker, BrokerConfig
+from .compile import CompileResult, compile_script
+from .errors import (
+    RUN_ERROR_CODES, AllowListError, BrokerError, CallLimit, CallRefused, LimitsError, PoolClosed,
+    SandboxError,
+)
+from .limits import DEFAULT_LIMITS, MAXIMA, Limits
+from .pool import UPDATE_KEYS, ScriptPool, ScriptResult
+
+__all__ = [
+    "AllowList", "AllowListError", "Broker", "BrokerConfig", "BrokerError", "CallLimit",
+    "CallRefused", "CompileResult", "DEFAULT_LIMITS", "Limits", "LimitsError", "MAXIMA",
+    "PoolClosed", "RUN_ERROR_CODES", "SandboxError", "ScriptPool", "ScriptResult", "UPDATE_KEYS",
+    "compile_script", "parse_allowlist",
+]

@@ -1,0 +1,304 @@
+"""The trusted side of `ctx.http`: allow-list, SSRF guard, budgets, secrets. httpx lives here.
+
+    broker = Broker(httpx.AsyncClient(trust_env=False, follow_redirects=False))   # or Broker.create()
+    session = broker.session(BrokerConfig(allowlist, secrets), limits, deadline)
+    reply = await session.request({"method": "GET", "url": ..., ...})   # a plain dict for the worker
+
+Order of checks for each hop: scheme and URL shape -> allow-list (scheme, host, port) -> resolve
+once -> every address public (or named literally) -> connect to that checked IP, keeping the name
+for Host and TLS SNI/certificate checks (DNS cannot change the answer between check and connect).
+Redirects are followed here, one hop at a time, through the same checks; the secret is sent only
+to the origin it was attached for. Bodies are streamed and cut at the response limit. Secret
+values are scrubbed from whatever goes back to the worker, so an echoing server cannot leak them.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import re
+import socket
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from .allowlist import (
+    DEFAULT_PORTS, MAX_URL_CHARS, AllowList, IPAddress, _BAD_URL_CHARS, address_problem,
+    canonical_host,
+)
+from .errors import BrokerError, CallLimit, CallRefused
+from .limits import Limits
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+# Headers a script may not set: they would redirect or reframe the request we checked.
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+    "proxy-authorization", "proxy-connection", "keep-alive", "expect",
+})
+_SECRET_TEMPLATE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
+REDACTED = "[secret]"
+
+
+class CallFailed(BrokerError):
+    """The call was allowed but did not complete (connect error, timeout, bad response)."""
+    code = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerConfig:
+    """One workspace's view of the broker, passed per run by value from the trusted side."""
+    allowlist: AllowList
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: str            # path + "?" + query, as written
+    literal: IPAddress | None
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
+
+    def display(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if DEFAULT_PORTS[self.scheme] == self.port else f":{self.port}"
+        return f"{self.scheme}://{host}{port}{self.path}"
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class Broker:
+    def __init__(self, client: httpx.AsyncClient, *, resolver: Resolver = system_resolver) -> None:
+        if client.trust_env:
+            raise ValueError("the broker's client must be built with trust_env=False (no env proxies)")
+        self.client = client
+        self.resolver = resolver
+
+    @classmethod
+    def create(cls, *, resolver: Resolver = system_resolver) -> Broker:
+        client = httpx.AsyncClient(trust_env=False, follow_redirects=False, http2=False,
+                                   limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        return cls(client, resolver=resolver)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def session(self, config: BrokerConfig, limits: Limits, deadline: float) -> BrokerSession:
+        return BrokerSession(self, config, limits, deadline)
+
+
+class BrokerSession:
+    """One run's budget and call record. `deadline` is on the event loop's clock."""
+
+    def __init__(self, broker: Broker, config: BrokerConfig, limits: Limits, deadline: float) -> None:
+        self.broker = broker
+        self.config = config
+        self.limits = limits
+        self.deadline = deadline
+        self.calls: list[dict[str, Any]] = []
+        self.breach: CallLimit | None = None
+        self.sent = 0          # requests actually sent, redirect hops included: the call cap counts these
+
+    async def request(self, call: Mapping[str, Any]) -> dict[str, Any]:
+        """A worker's call (already plain JSON types) -> the reply the worker turns into a Response."""
+        method = str(call.get("method", "")).upper()
+        url = call.get("url")
+        try:
+            if method not in METHODS:
+                raise CallRefused(f"method {method!r} is not allowed")
+            target = await self._check(url)
+            headers = self._headers(call.get("headers"), call.get("auth_secret"))
+            return await self._follow(method, target, headers, call)
+        except CallLimit as exc:
+            self.breach = self.breach or exc
+            self._record(method, url, refused=exc.reason)
+            return {"ok": False, "kind": "limit", "code": exc.code, "message": exc.reason}
+        except CallRefused as exc:
+            self._record(method, url, refused=exc.reason)
+            return {"ok": False, "kind": "refused", "message": self._scrub(exc.reason)}
+        except CallFailed as exc:
+            return {"ok": False, "kind": "failed", "message": self._scrub(exc.reason)}
+
+    # -- checks -------------------------------------------------------------------------------
+
+    async def _check(self, url: object) -> _Target:
+        if type(url) is not str or not url:
+            raise CallRefused("the URL must be a non-empty string")
+        if len(url) > MAX_URL_CHARS or _BAD_URL_CHARS.search(url):
+            raise CallRefused("the URL is too long or contains spaces, control characters or backslashes")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise CallRefused(f"bad URL: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS:
+            raise CallRefused(f"scheme {parts.scheme!r} is not allowed (http and https only)")
+        if "@" in parts.netloc:
+            raise CallRefused("credentials (user@host) in the URL are not allowed")
+        if parts.fragment:
+            url = url.split("#", 1)[0]
+        host, literal = canonical_host(parts.hostname or "", bracketed=parts.netloc.startswith("["))
+        port = port or DEFAULT_PORTS[scheme]
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        target = _Target(scheme, host, port, path, literal)
+        if self.config.allowlist.find(scheme, host, port) is None:
+            raise CallRefused(f"{scheme}://{host}:{port} is not on the allow-list")
+        return target
+
+    async def _resolve(self, target: _Target) -> IPAddress:
+        if target.literal is not None:
+            addresses: list[IPAddress] = [target.literal]
+        else:
+            try:
+                answers = await asyncio.wait_for(
+                    self.broker.resolver(target.host, target.port), self._remaining())
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise CallFailed(f"cannot resolve {target.host}: {exc}") from exc
+            addresses = []
+            for answer in answers:
+                try:
+                    addresses.append(ipaddress.ip_address(answer.split("%", 1)[0]))
+                except ValueError:
+                    raise CallRefused(f"{target.host} resolved to {answer!r}, not an address") from None
+        if not addresses:
+            raise CallFailed(f"{target.host} has no address")
+        for address in addresses:   # every answer must pass: the client must not be able to pick
+            problem = address_problem(address, self.config.allowlist)
+            if problem is not None:
+                raise CallRefused(f"{target.host} -> {problem}")
+        return addresses[0]
+
+    def _headers(self, raw: object, auth_secret: object) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if raw is not None:
+            if type(raw) is not dict:
+                raise CallRefused("headers must be a dict of strings")
+            for name, value in raw.items():
+                if type(name) is not str or type(value) is not str:
+                    raise CallRefused("headers must be a dict of strings")
+                if name.lower() in FORBIDDEN_HEADERS or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                    raise CallRefused(f"header {name!r} may not be set")
+                if "\r" in value or "\n" in value:
+                    raise CallRefused(f"header {name!r} contains a line break")
+                headers[name] = _SECRET_TEMPLATE.sub(lambda m: self._secret(m.group(1)), value)
+        if auth_secret is not None:
+            if type(auth_secret) is not str:
+                raise CallRefused("auth_secret must be the name of a secret")
+            headers["Authorization"] = f"Bearer {self._secret(auth_secret)}"
+        return headers
+
+    def _secret(self, name: str) -> str:
+        value = self.config.secrets.get(name)
+        if value is None:
+            raise CallRefused(f"no secret named {name!r} in this workspace")
+        return value
+
+    # -- the call ------------------------------------------------------------------------------
+
+    async def _follow(self, method: str, target: _Target, headers: dict[str, str],
+                      call: Mapping[str, Any]) -> dict[str, Any]:
+        origin = target.origin
+        body = {k: call[k] for k in ("json", "data") if call.get(k) is not None}
+        params = call.get("params")
+        for hop in range(MAX_REDIRECTS + 1):
+            if self.sent >= self.limits.http_calls:
+                raise CallLimit("http_calls_limit", f"more than {self.limits.http_calls} HTTP calls in one run")
+            address = await self._resolve(target)
+            self.sent += 1
+            started = time.perf_counter()
+            status, resp_headers, content, encoding = await self._send(
+                method, target, address, headers, params, body, call.get("timeout"))
+            ms = round((time.perf_counter() - started) * 1000, 2)
+            self._record(method, target.display(), status=status, ms=ms)
+            location = resp_headers.get("location")
+            if status not in REDIRECTS or location is None:
+                return {"ok": True, "status_code": status,
+                        "headers": {k: self._scrub(v) for k, v in resp_headers.items()},
+                        "text": self._scrub(content.decode(encoding or "utf-8", errors="replace"))}
+            if hop == MAX_REDIRECTS:
+                raise CallFailed(f"more than {MAX_REDIRECTS} redirects")
+            try:
+                target = await self._check(urllib.parse.urljoin(target.display(), location))
+            except CallRefused as exc:
+                raise CallRefused(f"redirect refused: {exc.reason}") from None
+            params = None      # already part of the URL we were sent away from
+            if status == 303 or (status in (301, 302) and method == "POST"):
+                method, body = "GET", {}
+            if target.origin != origin:   # the secret belongs to the origin it was attached for
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"
+                           and not any(s in v for s in self.config.secrets.values())}
+        raise AssertionError("unreachable")
+
+    async def _send(self, method: str, target: _Target, address: IPAddress, headers: dict[str, str],
+                    params: Any, body: dict[str, Any], timeout: Any) -> tuple[int, dict[str, str], bytes, str | None]:
+        remaining = self._remaining()
+        per_call = self.limits.http_timeout_s if type(timeout) not in (int, float) or timeout <= 0 else timeout
+        seconds = max(0.001, min(float(per_call), remaining, self.limits.http_timeout_s * 3))
+        ip = f"[{address.compressed}]" if address.version == 6 else address.compressed
+        url = f"{target.scheme}://{ip}:{target.port}{target.path}"
+        host_header = target.host if target.literal is None else (
+            f"[{target.host}]" if ":" in target.host else target.host)
+        if target.port != DEFAULT_PORTS[target.scheme]:
+            host_header += f":{target.port}"
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" and target.literal is None else {}
+        kwargs: dict[str, Any] = {"headers": {**headers, "Host": host_header}, "params": params,
+                                  "timeout": httpx.Timeout(seconds), "extensions": extensions}
+        if "json" in body:
+            kwargs["json"] = body["json"]
+        elif "data" in body:
+            data = body["data"]
+            kwargs["content" if type(data) is str else "data"] = data
+        cap = self.limits.response_bytes
+        try:
+            async with self.broker.client.stream(method, url, follow_redirects=False, **kwargs) as resp:
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > cap:
+                    raise CallLimit("response_size_limit", f"response body of {declared} bytes is over the {cap}-byte limit")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > cap:
+                        raise CallLimit("response_size_limit", f"response body is over the {cap}-byte limit")
+                    chunks.append(chunk)
+                headers_out = {k.lower(): v for k, v in resp.headers.items()}
+                return resp.status_code, headers_out, b"".join(chunks), resp.charset_encoding
+        except httpx.TimeoutException as exc:
+            raise CallFailed(f"{target.display()} timed out after {seconds:.1f}s") from exc
+        except httpx.HTTPError as exc:
+            raise CallFailed(f"{target.display()}: {type(exc).__name__}: {exc}") from exc
+
+    def _remaining(self) -> float:
+        remaining = self.deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise CallFailed("no time left in this run")
+        return remaining
+
+    def _record(self, method: str, url: object, **fields: Any) -> None:
+        entry: dict[str, Any] = {"method": method, "url": url if type(url) is str else repr(url)[:200]}
+        entry.update(fields)
+        entry["url"] = self._scrub(entry["url"][:2048])
+        self.calls.append(entry)
+
+    def _scrub(self, text: str) -> str:
+        for value in self.config.secrets.values():
+            if value and len(value) >= 4:
+                text = text.replace(value, REDACTED)
+        return text

@@ -1,0 +1,371 @@
+"""The worker process: runs restricted code, one run at a time, under setrlimit.
+
+Started by pool.py as `python -I -c <boot> <project root>` with an empty environment, cwd "/",
+stdin/stdout as its two pipes and stderr on /dev/null. At start it moves the pipes to private
+descriptors, points 0/1/2 at /dev/null, closes everything else, imports all it will ever need,
+drops root if it has it, then sets its rlimits (open files, processes, file size, core dumps;
+address space and CPU per run). Then: read a frame, run, write a frame — forever.
+
+ctx.http does no I/O here: it converts its arguments to plain JSON types, sends them to the
+parent and blocks for the broker's reply.
+"""
+from __future__ import annotations
+
+import datetime
+import gc
+import math
+import os
+import resource
+import sys
+import traceback
+from typing import Any
+
+import orjson
+
+from .compile import compile_script
+from .convert import Unconvertible, to_plain
+from .guards import script_globals
+from .modules import build_module
+from .policy import SCRIPT_FILENAME
+from .protocol import ChannelClosed, read_frame, write_frame
+
+_CODE_CACHE_SIZE = 256
+_MAX_URL = 8192
+
+
+class LimitBreach(Exception):
+    """A limit the script hit; it may catch this, but the run fails with `code` anyway."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class HttpError(Exception):
+    """A call the broker refused or could not complete; scripts catch it with `except Exception`."""
+
+
+class _Run:
+    """Trusted per-run state. Scripts reach it only through Context's methods."""
+
+    def __init__(self, channel: tuple[int, int], limits: dict[str, Any]) -> None:
+        self.channel = channel
+        self.limits = limits
+        self.logs: list[str] = []
+        self.breach: LimitBreach | None = None
+
+    def fail(self, code: str, message: str) -> LimitBreach:
+        breach = LimitBreach(code, message)
+        self.breach = self.breach or breach
+        return breach
+
+    def log(self, *parts: Any) -> None:
+        if len(self.logs) >= self.limits["log_lines"]:
+            raise self.fail("log_limit", f"more than {self.limits['log_lines']} log lines")
+        line = " ".join(p if type(p) is str else repr(p) for p in parts)
+        cap = self.limits["log_line_bytes"]
+        if len(line.encode("utf-8", "replace")) > cap:
+            line = line.encode("utf-8", "replace")[: cap - 16].decode("utf-8", "ignore") + " …[truncated]"
+        self.logs.append(line)
+
+
+class Response:
+    """A broker reply: only status_code, headers (a plain dict), text and json() (API.md)."""
+
+    __slots__ = ("status_code", "headers", "text")
+
+    def __init__(self, status_code: int, headers: dict[str, str], text: str) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.text = text
+
+    def json(self) -> Any:
+        return orjson.loads(self.text)
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code}]>"
+
+
+class Http:
+    __slots__ = ("_run",)
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+
+    def get(self, url: str, *, params: Any = None, headers: Any = None, auth_secret: Any = None,
+            timeout: Any = None) -> Response:
+        return self._call("GET", url, params, headers, auth_secret, timeout, None, None)
+
+    def delete(self, url: str, *, params: Any = None, headers: Any = None, auth_secret: Any = None,
+               timeout: Any = None, json: Any = None, data: Any = None) -> Response:
+        return self._call("DELETE", url, params, headers, auth_secret, timeout, json, data)
+
+    def post(self, url: str, *, params: Any = None, headers: Any = None, auth_secret: Any = None,
+             timeout: Any = None, json: Any = None, data: Any = None) -> Response:
+        return self._call("POST", url, params, headers, auth_secret, timeout, json, data)
+
+    def put(self, url: str, *, params: Any = None, headers: Any = None, auth_secret: Any = None,
+            timeout: Any = None, json: Any = None, data: Any = None) -> Response:
+        return self._call("PUT", url, params, headers, auth_secret, timeout, json, data)
+
+    def patch(self, url: str, *, params: Any = None, headers: Any = None, auth_secret: Any = None,
+              timeout: Any = None, json: Any = None, data: Any = None) -> Response:
+        return self._call("PATCH", url, params, headers, auth_secret, timeout, json, data)
+
+    def _call(self, method: str, url: Any, params: Any, headers: Any, auth_secret: Any,
+              timeout: Any, json: Any, data: Any) -> Response:
+        run = self._run
+        if run.breach is not None and run.breach.code in ("http_calls_limit", "response_size_limit"):
+            raise run.fail(run.breach.code, str(run.breach))
+        if type(url) is not str or len(url) > _MAX_URL:
+            raise TypeError("url must be a string of at most 8192 characters")
+        if auth_secret is not None and type(auth_secret) is not str:
+            raise TypeError("auth_secret must be the name of a secret (a string)")
+        if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
+            raise TypeError("timeout must be a positive number of seconds")
+        if json is not None and data is not None:
+            raise TypeError("pass json= or data=, not both")
+        try:
+            call = {
+                "op": "http", "method": method, "url": url, "auth_secret": auth_secret,
+                "timeout": timeout,
+                "params": _plain_params(params),
+                "headers": _plain_strings(headers, "headers"),
+                "json": to_plain(json, max_bytes=run.limits["response_bytes"], what="json body"),
+                "data": data if data is None or type(data) is str else _plain_strings(data, "data"),
+            }
+        except Unconvertible as exc:
+            raise TypeError(str(exc)) from None
+        write_frame(run.channel[1], call)
+        reply = read_frame(run.channel[0])
+        if reply.get("ok"):
+            return Response(reply["status_code"], reply["headers"], reply["text"])
+        if reply.get("kind") == "limit":
+            raise run.fail(reply["code"], reply["message"])
+        raise HttpError(reply["message"])
+
+
+def _plain_strings(value: Any, what: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if type(value) is not dict or not all(type(k) is str and type(v) is str for k, v in value.items()):
+        raise TypeError(f"{what} must be a dict of strings")
+    return {k: v for k, v in value.items()}
+
+
+def _plain_params(value: Any) -> Any:
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise TypeError("params must be a dict")
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        items = v if type(v) in (list, tuple) else [v]
+        if type(k) is not str or not all(type(i) in (str, int, float, bool) for i in items):
+            raise TypeError("params must map strings to strings, numbers or lists of them")
+        out[k] = [str(i) if type(i) is not str else i for i in items]
+    return out
+
+
+class Context:
+    """The `ctx` argument: http, log(), now(), vars, workspace — and nothing else."""
+
+    __slots__ = ("http", "vars", "workspace", "_run")
+
+    def __init__(self, run: _Run, info: dict[str, Any]) -> None:
+        self._run = run
+        self.http = Http(run)
+        self.vars = info.get("vars") or {}
+        self.workspace = info.get("workspace")
+
+    def log(self, *parts: Any) -> None:
+        self._run.log(*parts)
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.timezone.utc)
+
+
+class _PrintToLog:
+    """RestrictedPython's `_print_` hook: print() lines become log lines (same limits)."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def __call__(self, _getattr_: Any = None) -> _PrintToLog:
+        return self
+
+    def _call_print(self, *objects: Any, **kwargs: Any) -> None:
+        sep = kwargs.get("sep")
+        self.run.log((sep if type(sep) is str else " ").join(
+            o if type(o) is str else repr(o) for o in objects))
+
+
+class Worker:
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.channel = (rfd, wfd)
+        self.codes: dict[tuple[str, Any], Any] = {}
+        self.as_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+
+    def serve(self) -> None:
+        while True:
+            try:
+                message = read_frame(self.channel[0])
+            except ChannelClosed:
+                return
+            if message.get("op") == "run":
+                reply = self.run(message)
+                write_frame(self.channel[1], reply)
+                if reply.pop("recycle", False):
+                    return
+
+    def run(self, message: dict[str, Any]) -> dict[str, Any]:
+        limits = message["limits"]
+        code, errors = self._code(message)
+        if code is None:
+            return {"op": "done", "updates": None, "logs": [],
+                    "error": {"code": "script_error", "message": "; ".join(errors)}}
+        run = _Run(self.channel, limits)
+        namespace = script_globals(_PrintToLog(run))
+        result: Any = None
+        error: dict[str, str] | None = None
+        recycle = False
+        self._limit(limits)
+        try:
+            event, ticket = message["event"], message["ticket"]   # fresh copies: decoded from this frame
+            exec(code, namespace)
+            fn = namespace.get("run")
+            if not callable(fn):
+                raise TypeError("the script does not define run(event, ticket, ctx)")
+            result = fn(event, ticket, Context(run, message["ctx"]))
+        except LimitBreach as exc:
+            error = {"code": exc.code, "message": str(exc)}
+        except MemoryError:
+            result, recycle = None, True
+            error = {"code": "memory_limit", "message": f"the script used more than "
+                     f"{limits['memory_bytes'] // (1024 * 1024)} MiB of memory"}
+        except ChannelClosed:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - everything a script raises is its error
+            error = {"code": "script_error", "message": _describe(exc)}
+        finally:
+            self._unlimit()
+        if run.breach is not None:        # caught by the script: the run still fails
+            error = {"code": run.breach.code, "message": str(run.breach)}
+        updates = None
+        if error is None and result is not None:
+            try:
+                if type(result) is not dict:
+                    raise Unconvertible(f"run() must return None or a dict, not {type(result).__name__}")
+                updates = to_plain(result, max_bytes=limits["output_bytes"], what="the returned updates")
+                size = len(orjson.dumps(updates))
+                if size > limits["output_bytes"]:
+                    raise Unconvertible(f"the returned updates are {size} bytes, over the "
+                                        f"{limits['output_bytes']}-byte limit", too_large=True)
+            except Unconvertible as exc:
+                updates = None
+                error = {"code": "output_size_limit" if exc.too_large else "invalid_output",
+                         "message": str(exc)}
+        namespace.clear()
+        del result, namespace
+        gc.collect(0)
+        return {"op": "done", "updates": updates if error is None else None, "logs": run.logs,
+                "error": error, "recycle": recycle}
+
+    def _code(self, message: dict[str, Any]) -> tuple[Any, list[str]]:
+        key = (message["script"], message["version"])
+        code = self.codes.get(key)
+        if code is None:
+            compiled = compile_script(message["source"])
+            if compiled.code is None:
+                return None, compiled.errors
+            if len(self.codes) >= _CODE_CACHE_SIZE:
+                self.codes.pop(next(iter(self.codes)))
+            code = self.codes[key] = compiled.code
+        return code, []
+
+    def _limit(self, limits: dict[str, Any]) -> None:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_used = used.ru_utime + used.ru_stime
+        soft_cpu = math.ceil(cpu_used) + max(1, math.ceil(limits["cpu_s"]))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft_cpu, resource.RLIM_INFINITY))
+        soft_as = _vm_size() + int(limits["memory_bytes"])
+        if self.as_hard != resource.RLIM_INFINITY:
+            soft_as = min(soft_as, self.as_hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft_as, self.as_hard))
+
+    def _unlimit(self) -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (self.as_hard, self.as_hard))
+
+
+def _vm_size() -> int:
+    with open("/proc/self/statm", "rb") as f:   # the one descriptor the worker still opens
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _describe(exc: BaseException) -> str:
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == SCRIPT_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except BaseException:  # noqa: BLE001 - str() of the exception itself failed
+        text = type(exc).__name__
+    if len(text) > 1000:
+        text = text[:1000] + "…"
+    return f"Line {line}: {text}" if line is not None else text
+
+
+def _isolate() -> tuple[int, int]:
+    """Pipes to private descriptors, 0/1/2 to /dev/null, every other descriptor closed."""
+    rfd, wfd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    keep = sorted({0, 1, 2, rfd, wfd})
+    for fd in range(3, max(keep) + 64):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.closerange(max(keep) + 64, 65536)
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+    return rfd, wfd
+
+
+def _warm() -> None:
+    """Import now everything a run could import lazily: no file opens once limits are set."""
+    datetime.datetime.strptime("2026-01-01", "%Y-%m-%d")
+    for name in ("json", "re", "math", "datetime"):
+        build_module(name)
+    compile_script("import json, re, math, datetime\ndef run(e, t, c):\n    return {'x': [1]}\n")
+    try:
+        raise ValueError("warm")
+    except ValueError as exc:
+        _describe(exc)
+    traceback.extract_stack()
+
+
+def _drop_privileges() -> None:
+    if os.getuid() == 0:
+        nobody = 65534
+        os.setgroups([])
+        os.setgid(nobody)
+        os.setuid(nobody)
+
+
+def main() -> None:
+    rfd, wfd = _isolate()
+    _warm()
+    _drop_privileges()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+    max_memory = int(sys.argv[2]) if len(sys.argv) > 2 else 512 * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + max_memory + (64 << 20),) * 2)
+    write_frame(wfd, {"op": "ready", "pid": os.getpid(), "uid": os.getuid()})
+    Worker(rfd, wfd).serve()

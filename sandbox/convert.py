@@ -1,0 +1,69 @@
+"""Script-made values -> exact built-in JSON types, before trusted code looks at them.
+
+Runs in the worker. Type checks are `type(x) is str`, never isinstance, and the walk uses an
+explicit stack: a 300,000-deep list cannot overflow the C stack here, and a self-referencing dict
+stops at the depth or size cap. The result shares no mutable object with the input.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MAX_DEPTH = 64
+_INT_RANGE = (-(2**63), 2**64 - 1)   # what orjson (and most JSON peers) carry exactly
+
+
+class Unconvertible(ValueError):
+    """`too_large` tells a size-cap breach from a wrong type."""
+
+    def __init__(self, reason: str, *, too_large: bool = False) -> None:
+        self.too_large = too_large
+        super().__init__(reason)
+
+
+def to_plain(value: Any, *, max_bytes: int, what: str = "value") -> Any:
+    budget = max_bytes
+    holder: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int, str]] = [(value, holder, 0, 0, what)]
+    while stack:
+        src, parent, key, depth, path = stack.pop()
+        kind = type(src)
+        cost = 4
+        if src is None or kind is bool:
+            out = src
+        elif kind is int:
+            if not _INT_RANGE[0] <= src <= _INT_RANGE[1]:
+                raise Unconvertible(f"{path}: integer out of the 64-bit range")
+            out = src
+        elif kind is float:
+            if not math.isfinite(src):
+                raise Unconvertible(f"{path}: {src!r} is not a JSON number")
+            out = src
+        elif kind is str:
+            cost += len(src)
+            out = src
+        elif kind is dict or kind is list or kind is tuple:
+            if depth >= MAX_DEPTH:
+                raise Unconvertible(f"{path}: nested more than {MAX_DEPTH} levels")
+            if len(src) > budget:
+                raise Unconvertible(f"{what} is over the {max_bytes}-byte limit", too_large=True)
+            if kind is dict:
+                out = {}
+                for k, v in list(src.items()):
+                    if type(k) is not str:
+                        raise Unconvertible(f"{path}: keys must be strings, not {type(k).__name__}")
+                    cost += len(k) + 4
+                    out[k] = None
+                    stack.append((v, out, k, depth + 1, f"{path}.{k}"))
+            else:
+                items = list(src)
+                out = [None] * len(items)
+                for i, v in enumerate(items):
+                    stack.append((v, out, i, depth + 1, f"{path}[{i}]"))
+        else:
+            raise Unconvertible(f"{path}: {kind.__name__} is not a JSON value")
+        budget -= cost
+        if budget < 0:
+            raise Unconvertible(f"{what} is over the {max_bytes}-byte limit", too_large=True)
+        parent[key] = out
+    return holder[0]

@@ -1,0 +1,123 @@
+"""What a script may write (compile time) and touch (run time): deny by default.
+
+RestrictingNodeTransformer already rejects every AST node without a `visit_` method, `_`-names,
+`exec`/`eval`-style names and `try/except*`. `ScriptPolicy` narrows it further for deskflow:
+no classes, no generators, no async, imports only from ALLOWED_IMPORTS — each refusal a
+"Line N: ..." string, so an upload gets all its reasons at once (API.md: 422, line-numbered).
+
+The run-time half (guarded getattr etc.) lives in guards.py; the constants both halves share are
+here, at module top, each with its reason.
+"""
+from __future__ import annotations
+
+import ast
+
+from RestrictedPython import RestrictingNodeTransformer
+
+# Modules a script may import, and the names each proxy exposes (modules.py builds the proxies).
+# The real module objects never reach a script: a module leads to its own imports (sys, os, codecs).
+ALLOWED_IMPORTS: frozenset[str] = frozenset({
+    "json",      # dumps/loads only; no encoder classes (cls=, default hooks into trusted code)
+    "re",        # matching; catastrophic backtracking is stopped by RLIMIT_CPU and the wall clock
+    "math",      # pure functions; huge results hit the CPU or memory limit
+    "datetime",  # date, time, datetime, timedelta, timezone: value types, no I/O
+})
+
+# Builtins a script gets. Everything else is absent, for the reason given in EXCLUDED_BUILTINS.
+SAFE_BUILTINS: frozenset[str] = frozenset({
+    "None", "True", "False", "abs", "all", "any", "bool", "callable", "chr", "dict", "divmod",
+    "enumerate", "filter", "float", "int", "isinstance", "len", "list", "map", "max", "min",
+    "next", "ord", "pow", "range", "repr", "reversed", "round", "set", "frozenset", "sorted",
+    "str", "sum", "tuple", "zip",
+    # exceptions a script may raise or catch (no BaseException: KeyboardInterrupt/SystemExit stay ours)
+    "Exception", "ArithmeticError", "AssertionError", "AttributeError", "IndexError", "KeyError",
+    "LookupError", "NameError", "NotImplementedError", "OverflowError", "RuntimeError",
+    "StopIteration", "TypeError", "ValueError", "ZeroDivisionError",
+})
+
+EXCLUDED_BUILTINS: dict[str, str] = {
+    "type": "walks to object and its __subclasses__(), and creates classes",
+    "object": "the root of every escape through __subclasses__()",
+    "vars": "reads any namespace, guards included",
+    "dir": "lists internals to look up by name",
+    "globals": "the module namespace holds the guards",
+    "locals": "namespace introspection",
+    "getattr": "bypasses the guarded attribute access",
+    "setattr": "bypasses _write_",
+    "delattr": "bypasses _write_",
+    "hasattr": "probes names the guard refuses",
+    "eval": "unrestricted code", "exec": "unrestricted code", "compile": "unrestricted code",
+    "__import__": "replaced by the guarded importer",
+    "open": "file system", "input": "stdin is the worker's channel", "print": "rewritten to _print_",
+    "breakpoint": "debugger", "help": "imports pydoc", "exit": "ends the worker", "quit": "ends the worker",
+    "super": "class machinery", "classmethod": "class machinery", "staticmethod": "class machinery",
+    "property": "class machinery", "issubclass": "only useful with classes",
+    "memoryview": "raw buffers", "bytearray": "mutable raw buffers", "bytes": "not needed; raw buffers",
+    "id": "leaks addresses", "hash": "recursing hash of a deep tuple crashes CPython (C stack)",
+    "format": "format specs reach __format__ of arbitrary objects; use f-strings",
+    "iter": "two-argument form calls script callables from C; for loops suffice",
+    "aiter": "async", "anext": "async", "ExceptionGroup": "only for try/except*, refused",
+    "BaseException": "would catch our KeyboardInterrupt/SystemExit",
+}
+
+# Attribute names refused on every object at run time, on top of every "_"-prefixed name.
+BLOCKED_ATTRIBUTES: frozenset[str] = frozenset({
+    "format", "format_map",    # CVE-2023-41039: "{0.__class__}".format(x) reads any attribute
+    "mro",                     # type.mro() reaches object
+    "obj",                     # CVE-2024-47532: AttributeError.obj hands back the guarded object
+    "with_traceback",          # exceptions -> tracebacks -> frames
+})
+
+# Prefixes of frame/code/generator/coroutine/traceback internals (CVE-2023-37271: gi_frame.f_back).
+BLOCKED_PREFIXES: tuple[str, ...] = ("gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_")
+
+MAX_SOURCE_BYTES = 64 * 1024
+MAX_NESTING = 100          # AST depth; checked without recursion before RestrictedPython walks it
+SCRIPT_FILENAME = "<script>"
+
+
+class ScriptPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's transformer with deskflow's narrower language."""
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        # Classes bring metaclasses, descriptors and user-defined dunders (__eq__ on a "str").
+        self.error(node, "class definitions are not allowed; use dicts and functions.")
+        return node
+
+    def visit_Yield(self, node: ast.Yield) -> ast.AST:
+        # A suspended generator's finally would run after run() returns (issue 4: nothing outlives run()).
+        self.error(node, "yield is not allowed (generators are not allowed).")
+        return node
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
+        self.error(node, "yield from is not allowed (generators are not allowed).")
+        return node
+
+    def visit_Global(self, node: ast.Global) -> ast.AST:
+        # Rebinding module names from inside run() is the shared-state trick; scripts don't need it.
+        self.error(node, "global statements are not allowed.")
+        return node
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
+        self.error(node, "nonlocal statements are not allowed.")
+        return node
+
+    def visit_Import(self, node: ast.Import) -> ast.AST:
+        for alias in node.names:
+            if alias.name not in ALLOWED_IMPORTS:
+                self.error(node, f'import of "{alias.name}" is not allowed; '
+                                 f'allowed: {", ".join(sorted(ALLOWED_IMPORTS))}.')
+        return super().visit_Import(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
+        from .modules import PROXY_NAMES  # the exposed names live with the proxies
+
+        module = node.module or ""
+        if node.level or module not in ALLOWED_IMPORTS:
+            self.error(node, f'import from "{"." * node.level}{module}" is not allowed; '
+                             f'allowed: {", ".join(sorted(ALLOWED_IMPORTS))}.')
+        else:
+            for alias in node.names:
+                if alias.name not in PROXY_NAMES[module]:
+                    self.error(node, f'"{alias.name}" is not available from {module}.')
+        return super().visit_ImportFrom(node)

@@ -1,0 +1,296 @@
+"""The parent side: a pool of pre-started worker processes, wall clock, broker relay, refills.
+
+    async with ScriptPool(size=2, broker=Broker.create()) as pool:
+        result = await pool.run("crm-vip", 3, source, event, ticket,
+                                ctx_info={"workspace": "acme", "vars": {}},
+                                limits=Limits(), broker_config=BrokerConfig(allowlist, secrets))
+
+`run` never raises for anything a script does: every outcome is a ScriptResult, failures carry
+`error = {"code", "message"}`. A worker that overruns the wall clock is killed (timeout); one
+that dies (SIGXCPU -> cpu_limit, a segfault -> sandbox_crash) is reaped; either way a fresh worker
+is started in the background and the pool keeps serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .broker import Broker, BrokerConfig
+from .errors import PoolClosed
+from .limits import MAXIMA, Limits
+from .protocol import ChannelClosed, encode, read_frame_async
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.child import main; main()"
+# The worker's whole environment: nothing inherited (no tokens, no proxies, no PYTHON* switches).
+WORKER_ENV: Mapping[str, str] = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+# The update vocabulary of API.md "Scripts"; rules.apply_updates checks the values when present.
+UPDATE_KEYS: frozenset[str] = frozenset({
+    "status", "priority", "department", "assignee", "custom", "add_tags", "remove_tags",
+    "add_groups", "remove_groups", "sla_policy", "snooze", "actions",
+})
+
+
+@dataclasses.dataclass
+class ScriptResult:
+    updates: dict[str, Any] | None
+    logs: list[str]
+    http_calls: list[dict[str, Any]]
+    duration_ms: float
+    error: dict[str, str] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Worker:
+    def __init__(self, proc: asyncio.subprocess.Process, pid: int) -> None:
+        self.proc = proc
+        self.pid = pid
+        self.runs = 0
+
+    @classmethod
+    async def spawn(cls, python: str, timeout: float) -> _Worker:
+        proc = await asyncio.create_subprocess_exec(
+            python, "-I", "-c", _BOOT, PROJECT_ROOT, str(MAXIMA.memory_bytes),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, env=dict(WORKER_ENV), cwd="/",
+            close_fds=True, start_new_session=True)
+        worker = cls(proc, proc.pid)
+        try:
+            ready = await asyncio.wait_for(worker.receive(), timeout)
+            if ready.get("op") != "ready":
+                raise ChannelClosed()
+        except BaseException:
+            await worker.kill()
+            raise
+        return worker
+
+    async def send(self, message: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(encode(message))
+        await self.proc.stdin.drain()
+
+    async def receive(self) -> Any:
+        assert self.proc.stdout is not None
+        return await read_frame_async(self.proc.stdout)
+
+    async def kill(self) -> int | None:
+        """SIGKILL by pid, then reap. Not Popen.kill(): its poll() would reap a dead worker
+        behind asyncio's child watcher, and the real exit status (SIGXCPU, SIGSEGV) would be lost."""
+        if self.proc.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            return await asyncio.wait_for(self.proc.wait(), 10)
+        except asyncio.TimeoutError:
+            return None
+
+
+class ScriptPool:
+    def __init__(self, size: int = 2, *, broker: Broker | None = None, python: str = sys.executable,
+                 max_runs_per_worker: int = 10_000, spawn_timeout: float = 30.0) -> None:
+        self.size = size
+        self.broker = broker
+        self.python = python
+        self.max_runs_per_worker = max_runs_per_worker
+        self.spawn_timeout = spawn_timeout
+        self.replaced = 0          # workers killed or lost and started again (for tests and metrics)
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: set[_Worker] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> ScriptPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        for worker in workers:
+            self._idle.put_nowait(worker)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(w.kill() for w in list(self._all)), return_exceptions=True)
+        self._all.clear()
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted(w.pid for w in self._all)
+
+    async def run(self, script_id: str, version: int, source: str, event: Any, ticket: Any,
+                  ctx_info: Mapping[str, Any] | None = None, limits: Limits | None = None,
+                  broker_config: BrokerConfig | None = None) -> ScriptResult:
+        if self._closed:
+            raise PoolClosed("the script pool is closed")
+        limits = limits or Limits()
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        deadline = loop.time() + limits.wall_s
+        session = self.broker.session(broker_config, limits, deadline) if (
+            self.broker is not None and broker_config is not None) else None
+        message = {"op": "run", "script": str(script_id), "version": version, "source": source,
+                   "event": event, "ticket": ticket,
+                   "ctx": {"workspace": (ctx_info or {}).get("workspace"),
+                           "vars": (ctx_info or {}).get("vars") or {}},
+                   "limits": limits.as_dict()}
+        try:
+            frame_check = encode(message)
+        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+            raise ValueError(f"event, ticket and ctx_info must be JSON data: {exc}") from exc
+        del frame_check
+        try:
+            worker = await asyncio.wait_for(self._idle.get(), limits.wall_s + self.spawn_timeout)
+        except asyncio.TimeoutError:
+            return self._result(started, None, [], session, _err("sandbox_crash", "no sandbox worker is available"))
+        healthy = False
+        try:
+            done, error = await self._drive(worker, message, session, deadline, limits)
+            healthy = error is None or error["code"] not in ("timeout", "sandbox_crash", "cpu_limit")
+            if done is not None and done.get("recycle"):
+                healthy = False
+            if done is None:
+                return self._result(started, None, [], session, error)
+            updates, logs = done.get("updates"), done.get("logs") or []
+            error = error or done.get("error")
+            if error is None and updates is not None:
+                problem = _check_updates(updates, ticket)
+                if problem is not None:
+                    updates, error = None, _err("invalid_output", problem)
+            return self._result(started, updates if error is None else None, logs, session, error)
+        finally:
+            worker.runs += 1
+            if healthy and worker.runs < self.max_runs_per_worker and not self._closed:
+                self._idle.put_nowait(worker)
+            else:
+                self._retire(worker)
+
+    async def _drive(self, worker: _Worker, message: dict[str, Any], session: Any, deadline: float,
+                     limits: Limits) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+        loop = asyncio.get_running_loop()
+        try:
+            await worker.send(message)
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                reply = await asyncio.wait_for(worker.receive(), remaining)
+                op = reply.get("op") if type(reply) is dict else None
+                if op == "done":
+                    return reply, None
+                if op != "http":
+                    return None, _err("sandbox_crash", "the worker sent an unexpected message")
+                if session is None:
+                    answer = {"ok": False, "kind": "refused", "message": "HTTP is not configured for this run"}
+                else:
+                    answer = await asyncio.wait_for(session.request(reply), max(0.001, deadline - loop.time()))
+                await worker.send(answer)
+        except asyncio.TimeoutError:
+            await worker.kill()
+            return None, _err("timeout", f"the run took longer than {limits.wall_s:g}s (wall clock)")
+        except (asyncio.IncompleteReadError, ChannelClosed, ConnectionError, orjson.JSONDecodeError):
+            try:    # the channel closed: the worker is dying; let it finish so its status is real
+                code: int | None = await asyncio.wait_for(asyncio.shield(worker.proc.wait()), 2)
+            except asyncio.TimeoutError:
+                code = await worker.kill()
+            return None, _death(code, limits)
+
+    def _result(self, started: float, updates: Any, logs: list[str], session: Any,
+                error: dict[str, str] | None) -> ScriptResult:
+        calls = list(session.calls) if session is not None else []
+        return ScriptResult(updates, logs, calls, round((time.perf_counter() - started) * 1000, 3), error)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    async def _spawn(self) -> _Worker:
+        worker = await _Worker.spawn(self.python, self.spawn_timeout)
+        self._all.add(worker)
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        self._all.discard(worker)
+        self.replaced += 1
+        task = asyncio.get_running_loop().create_task(self._replace(worker))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _replace(self, worker: _Worker) -> None:
+        await worker.kill()
+        delay = 0.05
+        while not self._closed:
+            try:
+                fresh = await self._spawn()
+            except (OSError, ChannelClosed, asyncio.IncompleteReadError, asyncio.TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._closed:
+                await fresh.kill()
+                self._all.discard(fresh)
+            else:
+                self._idle.put_nowait(fresh)
+            return
+
+
+def _err(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+def _death(returncode: int | None, limits: Limits) -> dict[str, str]:
+    if returncode is not None and returncode < 0:
+        sig = -returncode
+        if sig == signal.SIGXCPU:
+            return _err("cpu_limit", f"the run used more than {limits.cpu_s:g}s of CPU time")
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return _err("sandbox_crash", f"the sandbox worker died (signal {name})")
+    return _err("sandbox_crash", f"the sandbox worker exited (status {returncode})")
+
+
+_apply_updates: Any = None
+
+
+def _check_updates(updates: Any, ticket: Any) -> str | None:
+    """API.md: anything outside the update vocabulary is a run error and nothing is applied."""
+    if type(updates) is not dict:
+        return "run() must return None or a dict"
+    unknown = sorted(set(updates) - UPDATE_KEYS)
+    if unknown:
+        return (f"unknown update key(s): {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(UPDATE_KEYS))}")
+    global _apply_updates
+    if _apply_updates is None:
+        try:
+            from rules import UpdateError, apply_updates
+            _apply_updates = (apply_updates, UpdateError)
+        except ImportError:
+            _apply_updates = False
+    if _apply_updates and type(ticket) is dict:
+        apply, update_error = _apply_updates
+        try:
+            apply(copy.deepcopy(ticket), updates)
+        except update_error as exc:
+            return str(exc)
+        except Exception:  # noqa: BLE001 - the engine's own bug is not the script's; the server re-applies
+            return None
+    return None
