@@ -1,0 +1,285 @@
+"""The `deskflow` command.
+
+Service:   serve (API + worker, one process), api, worker.
+Operator:  workspace create, keys create -- straight to the store (DESKFLOW_REDIS_URL, or the
+           embedded store's snapshot file while no server runs on it), or over HTTP with --url.
+Users:     events send, rules list|enable|disable -- over HTTP to a running server (--url, --key;
+           or DESKFLOW_URL, DESKFLOW_KEY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+import click
+import httpx
+
+from server.settings import Settings
+
+__all__ = ["main"]
+
+_URL = click.option("--url", envvar="DESKFLOW_URL", default="http://127.0.0.1:8080",
+                    show_default=True, help="Base URL of a running deskflow (env DESKFLOW_URL).")
+_KEY = click.option("--key", envvar="DESKFLOW_KEY", required=True,
+                    help="API key to send as Bearer token (env DESKFLOW_KEY).")
+
+
+def _log_setup() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """deskflow: scriptable automation for help desks."""
+
+
+# -- service -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Create a 'demo' workspace with sample rules; print keys.")
+def serve(host: str, port: int, demo: bool) -> None:
+    """Run the API and a worker in one process (embedded store unless DESKFLOW_REDIS_URL)."""
+    _log_setup()
+    asyncio.run(_serve(Settings.from_env(), host, port, demo))
+
+
+async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
+    import uvicorn
+
+    from server.app import create_app
+    from server.demo import setup_demo
+    from server.store.connect import close_store, open_store
+
+    store = await open_store(settings)
+    try:
+        click.echo(f"deskflow: store: {settings.store_description}")
+        if demo:
+            keys = await setup_demo(store)
+            click.echo(f"deskflow: demo workspace {keys['workspace']}\n"
+                       f"  admin key:  {keys['admin_key']}\n"
+                       f"  ingest key: {keys['ingest_key']}\n"
+                       f"  try: curl -H 'Authorization: Bearer {keys['admin_key']}' "
+                       f"http://{host}:{port}/v1/rules")
+        click.echo(f"deskflow: API and worker on http://{host}:{port} (docs at /docs)")
+        app = create_app(settings, worker=True, store=store)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
+                                               lifespan="on"))
+        await server.serve()
+    finally:
+        await close_store(store)
+        if store.embedded and settings.data_file:
+            click.echo(f"deskflow: saved the embedded store to {settings.data_file}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes.")
+def api(host: str, port: int, workers: int) -> None:
+    """Run only the HTTP API (scale-out on Redis: run `deskflow worker` beside it)."""
+    import uvicorn
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        click.echo("deskflow: warning: no DESKFLOW_REDIS_URL; the API alone on an embedded store "
+                   "queues events no worker will see. Use `deskflow serve`.", err=True)
+    click.echo(f"deskflow: store: {settings.store_description}")
+    uvicorn.run("server.app:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Drain what is queued, then exit.")
+def worker(burst: bool) -> None:
+    """Run a worker on DESKFLOW_REDIS_URL (as many as you like; they share the partitions)."""
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise click.UsageError("`deskflow worker` needs DESKFLOW_REDIS_URL (the embedded store "
+                               "lives inside `deskflow serve`).")
+    _log_setup()
+    click.echo(f"deskflow: worker on {settings.store_description}")
+    asyncio.run(_worker(settings, burst))
+
+
+async def _worker(settings: Settings, burst: bool) -> None:
+    from server.store.connect import close_store, open_store
+    from server.worker import Worker
+
+    store = await open_store(settings)
+    w = Worker(store=store, burst=burst)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, w.stop)
+    try:
+        n = await w.run()
+        click.echo(f"deskflow: worker {w.name} stopped after {n} events")
+    finally:
+        await close_store(store)
+
+
+# -- operator commands -------------------------------------------------------------------------
+
+
+async def _with_store(fn: Any) -> Any:
+    from server.store.connect import close_store, open_store
+
+    store = await open_store(Settings.from_env())
+    try:
+        return await fn(store)
+    finally:
+        await close_store(store)
+
+
+def _http(method: str, url: str, token: str, body: Any = None) -> Any:
+    try:
+        resp = httpx.request(method, url, headers={"Authorization": f"Bearer {token}"},
+                             json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+    data = resp.json() if resp.content and "json" in resp.headers.get("content-type", "") else None
+    if resp.status_code >= 400:
+        err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
+        detail = f" {json.dumps(err.get('details'))}" if err.get("details") else ""
+        raise click.ClickException(f"{resp.status_code} {err.get('code', '')}: "
+                                   f"{err.get('message', resp.text)}{detail}")
+    return data
+
+
+@main.group()
+def workspace() -> None:
+    """Workspaces (operator)."""
+
+
+@workspace.command("create")
+@click.argument("name")
+@click.option("--url", default=None, help="Create over HTTP on this server (needs --root-token).")
+@click.option("--root-token", envvar="DESKFLOW_ROOT_TOKEN", default=None)
+def workspace_create(name: str, url: str | None, root_token: str | None) -> None:
+    """Create a workspace and print its id and first admin key."""
+    if url:
+        if not root_token:
+            raise click.UsageError("--url needs --root-token (or DESKFLOW_ROOT_TOKEN).")
+        data = _http("POST", f"{url.rstrip('/')}/v1/workspaces", root_token, {"name": name})
+    else:
+        from server.store import catalog
+
+        async def create(store: Any) -> dict[str, str]:
+            ws, secret = await catalog.create_workspace(store, name)
+            return {"id": ws["id"], "name": ws["name"], "admin_key": secret}
+
+        data = asyncio.run(_with_store(create))
+    click.echo(json.dumps(data, indent=2))
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--role", required=True,
+              type=click.Choice(["ingest", "viewer", "manager", "developer", "admin"]))
+@click.option("--name", default="", help="A label for the key.")
+@click.option("--workspace", "workspace_id", default=None, help="Workspace id (store mode).")
+@click.option("--url", default=None, help="Create over HTTP on this server (needs --key).")
+@click.option("--key", envvar="DESKFLOW_KEY", default=None, help="An admin key (HTTP mode).")
+def keys_create(role: str, name: str, workspace_id: str | None, url: str | None,
+                key: str | None) -> None:
+    """Create an API key and print it (shown once)."""
+    if url:
+        if not key:
+            raise click.UsageError("--url needs --key (an admin key).")
+        data = _http("POST", f"{url.rstrip('/')}/v1/keys", key, {"role": role, "name": name})
+    else:
+        if not workspace_id:
+            raise click.UsageError("store mode needs --workspace (or use --url and --key).")
+        from server.store import catalog
+
+        async def create(store: Any) -> dict[str, Any]:
+            if await catalog.get_workspace(store, workspace_id) is None:
+                raise click.ClickException(f"no workspace {workspace_id}")
+            record, secret = await catalog.create_key(store, workspace_id, role, name)
+            return {**record, "key": secret}
+
+        data = asyncio.run(_with_store(create))
+    click.echo(json.dumps(data, indent=2))
+
+
+# -- user commands over HTTP -------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """Events."""
+
+
+@events.command("send")
+@click.argument("file", type=click.File("rb"))
+@_URL
+@_KEY
+@click.option("--wait", is_flag=True, help="Wait for the worker and print the run summary.")
+def events_send(file: Any, url: str, key: str, wait: bool) -> None:
+    """Send the event(s) in FILE (JSON: one event, a list, or {"events": [...]}; - for stdin)."""
+    try:
+        body = json.loads(file.read())
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name} is not JSON: {exc}") from exc
+    if isinstance(body, list):
+        body = {"events": body}
+    data = _http("POST", f"{url.rstrip('/')}/v1/events{'?wait=true' if wait else ''}", key, body)
+    click.echo(json.dumps(data, indent=2))
+
+
+@main.group()
+def rules() -> None:
+    """Rules."""
+
+
+@rules.command("list")
+@_URL
+@_KEY
+def rules_list(url: str, key: str) -> None:
+    """List rules in order: position, id, enabled, name."""
+    cursor = None
+    while True:
+        q = f"?limit=500&cursor={cursor}" if cursor else "?limit=500"
+        data = _http("GET", f"{url.rstrip('/')}/v1/rules{q}", key)
+        for r in data["items"]:
+            click.echo(f"{r.get('position', ''):>3}  {r['id']}  "
+                       f"{'on ' if r.get('enabled') else 'off'}  {r.get('name', '')}")
+        cursor = data.get("next")
+        if not cursor:
+            break
+
+
+@rules.command("enable")
+@click.argument("rule_id")
+@_URL
+@_KEY
+def rules_enable(rule_id: str, url: str, key: str) -> None:
+    """Enable a rule."""
+    r = _http("POST", f"{url.rstrip('/')}/v1/rules/{rule_id}/enable", key)
+    click.echo(f"{r['id']} enabled")
+
+
+@rules.command("disable")
+@click.argument("rule_id")
+@_URL
+@_KEY
+def rules_disable(rule_id: str, url: str, key: str) -> None:
+    """Disable a rule."""
+    r = _http("POST", f"{url.rstrip('/')}/v1/rules/{rule_id}/disable", key)
+    click.echo(f"{r['id']} disabled")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
