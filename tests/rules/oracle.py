@@ -402,12 +402,12 @@ class _Pass:
             effect = {"type": "webhook", "url": action["url"], "method": action.get("method", "POST")}
             for key in ("headers", "body"):
                 if key in action:
-                    effect[key] = action[key]
+                    effect[key] = copy.deepcopy(action[key])
             self.effects.append(effect)
         elif kind == "http_request":
             handler = self.handlers.get("http_request")
             if handler is None:
-                effect = {k: v for k, v in action.items() if k != "type"}
+                effect = {k: copy.deepcopy(v) for k, v in action.items() if k != "type"}
                 effect.setdefault("method", "GET")
                 self.effects.append({"type": "http_request", **effect})
                 return
