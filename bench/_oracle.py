@@ -1,0 +1,60 @@
+"""A plain reading of API.md's semantics for the ops the bench generates (conditions only).
+
+Used as a fourth opinion in the agreement check, so a disagreement can be pinned on one engine,
+and to tune the generator's selectivity before/without the deskflow engine.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_MISSING = None
+
+
+def _read(f: str, event: dict[str, Any], ticket: dict[str, Any]) -> Any:
+    if f.startswith("message."):
+        msg = event.get("message")
+        return msg.get(f.split(".", 1)[1]) if isinstance(msg, dict) else _MISSING
+    if f.startswith("custom."):
+        custom = ticket.get("custom")
+        return custom.get(f.split(".", 1)[1]) if isinstance(custom, dict) else _MISSING
+    if f == "contact.groups":
+        contact = ticket.get("contact")
+        return contact.get("groups") if isinstance(contact, dict) else _MISSING
+    return ticket.get(f)
+
+
+def _eq(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.casefold() == b.casefold()
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return False
+
+
+def holds(c: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any]) -> bool:
+    x, op, v = _read(c["field"], event, ticket), c["op"], c.get("value")
+    if op == "is":
+        return _eq(x, v)
+    if op == "in":
+        return any(_eq(x, item) for item in v)
+    if op == "contains":
+        return isinstance(x, str) and v.casefold() in x.casefold()
+    if op == "matches":
+        return isinstance(x, str) and re.search(v, x, re.IGNORECASE) is not None
+    if op == "includes":
+        return isinstance(x, list) and any(_eq(e, v) for e in x)
+    if op == "gt":
+        num = (int, float)
+        return isinstance(x, num) and not isinstance(x, bool) and x > v
+    raise ValueError(f"oracle does not know op {op}")
+
+
+def oracle_matcher(rules: list[dict[str, Any]]) -> Any:
+    def match(event: dict[str, Any], ticket: dict[str, Any]) -> list[str]:
+        return [r["id"] for r in rules if event["type"] in r["triggers"]
+                and all(holds(c, event, ticket) for c in r["conditions"]["all"])]
+    return match
