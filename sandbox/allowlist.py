@@ -74,7 +74,7 @@ def parse_allowlist(hosts: list[str]) -> AllowList:
     entries = set()
     for raw in hosts:
         if type(raw) is not str or not raw:
-            raise AllowListError(repr(raw), "each entry must be a non-empty string")
+            raise AllowListError(raw if type(raw) is str else repr(raw), "each entry must be a non-empty string")
         scheme = "https"
         text = raw.strip().lower()
         if "://" in text:

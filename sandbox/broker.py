@@ -81,6 +81,14 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _with_params(url: str, params: Any) -> str:
+    """The script's params appended to the query the URL already has (httpx would replace it)."""
+    if not params or type(params) is not dict:
+        return url
+    pairs = [(str(k), str(v)) for k, vs in params.items() for v in (vs if type(vs) is list else [vs])]
+    return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(pairs)
+
+
 class Broker:
     def __init__(self, client: httpx.AsyncClient, *, resolver: Resolver = system_resolver) -> None:
         if client.trust_env:
@@ -226,7 +234,7 @@ class BrokerSession:
             status, resp_headers, content, encoding = await self._send(
                 method, target, address, headers, params, body, call.get("timeout"))
             ms = round((time.perf_counter() - started) * 1000, 2)
-            self._record(method, target.display(), status=status, ms=ms)
+            self._record(method, _with_params(target.display(), params), status=status, ms=ms)
             location = resp_headers.get("location")
             if status not in REDIRECTS or location is None:
                 return {"ok": True, "status_code": status,
@@ -258,7 +266,8 @@ class BrokerSession:
         if target.port != DEFAULT_PORTS[target.scheme]:
             host_header += f":{target.port}"
         extensions = {"sni_hostname": target.host} if target.scheme == "https" and target.literal is None else {}
-        kwargs: dict[str, Any] = {"headers": {**headers, "Host": host_header}, "params": params,
+        url = _with_params(url, params)
+        kwargs: dict[str, Any] = {"headers": {**headers, "Host": host_header},
                                   "timeout": httpx.Timeout(seconds), "extensions": extensions}
         if "json" in body:
             kwargs["json"] = body["json"]

@@ -161,7 +161,7 @@ class ScriptPool:
             raise ValueError(f"event, ticket and ctx_info must be JSON data: {exc}") from exc
         del frame_check
         try:
-            worker = await asyncio.wait_for(self._idle.get(), limits.wall_s + self.spawn_timeout)
+            worker = await asyncio.wait_for(self._acquire(), limits.wall_s + self.spawn_timeout)
         except asyncio.TimeoutError:
             return self._result(started, None, [], session, _err("sandbox_crash", "no sandbox worker is available"))
         healthy = False
@@ -222,6 +222,14 @@ class ScriptPool:
         return ScriptResult(updates, logs, calls, round((time.perf_counter() - started) * 1000, 3), error)
 
     # -- workers ------------------------------------------------------------------------------
+
+    async def _acquire(self) -> _Worker:
+        """An idle worker that is still alive (one killed while idle is replaced, not used)."""
+        while True:
+            worker = await self._idle.get()
+            if worker.proc.returncode is None:
+                return worker
+            self._retire(worker)
 
     async def _spawn(self) -> _Worker:
         worker = await _Worker.spawn(self.python, self.spawn_timeout)

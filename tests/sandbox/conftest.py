@@ -84,6 +84,13 @@ def crm() -> Iterator[CrmServer]:
 
 
 @pytest.fixture(scope="session")
+def crm2() -> Iterator[CrmServer]:
+    """A second origin, for redirects that leave the first one."""
+    with CrmServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def sandbox(crm: CrmServer) -> Iterator[SandboxHarness]:
     harness = SandboxHarness(crm.url)
     yield harness

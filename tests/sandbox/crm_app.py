@@ -10,6 +10,7 @@ Real sockets on purpose (STYLE.md rule 7: SSRF lives in the real socket path). R
     GET /echo                        the request's method, path, headers (to prove secrets are scrubbed)
     POST /echo                       also the body
     GET /redirect?to=URL&code=302    a redirect to URL
+    GET /loop                        a redirect to itself
     GET /big?n=BYTES[&chunked=1]     n bytes of "x" (no Content-Length when chunked)
     GET /slow?s=SECONDS              answers after a sleep
 """
@@ -77,6 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
                                     "headers": dict(self.headers.items()), "body": body.decode()})
         if url.path == "/redirect":
             return self._send(int(q.get("code", "302")), {}, {"Location": q["to"]})
+        if url.path == "/loop":
+            return self._send(302, {}, {"Location": "/loop"})
         if url.path == "/big":
             n = int(q.get("n", "0"))
             if q.get("chunked"):
