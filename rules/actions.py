@@ -93,7 +93,7 @@ def _check(action: Any, path: str, for_script: bool) -> list[Problem]:
         problems.append((f"{path}.{key}", f"unknown key for '{kind}'"))
     if problems:
         return problems
-    return [(f"{path}.{k}", why) for k, why in _CHECKS.get(kind, lambda a: [])(action)]
+    return [(f"{path}.{k}" if k else path, why) for k, why in _CHECKS.get(kind, lambda a: [])(action)]
 
 
 def _check_set(a: dict[str, Any]) -> list[Problem]:
@@ -112,9 +112,9 @@ def _check_set(a: dict[str, Any]) -> list[Problem]:
 
 def _check_tags(a: dict[str, Any]) -> list[Problem]:
     t = a["tags"]
-    if type(t) is not list or not t or not all(_nonempty_str(x) for x in t):
+    if type(t) is not list or not t:
         return [("tags", "must be a non-empty list of non-empty strings")]
-    return []
+    return [(f"tags[{i}]", "must be a non-empty string") for i, x in enumerate(t) if not _nonempty_str(x)]
 
 
 def _need_str(*keys: str) -> Callable[[dict[str, Any]], list[Problem]]:
@@ -123,7 +123,7 @@ def _need_str(*keys: str) -> Callable[[dict[str, Any]], list[Problem]]:
 
 def _check_snooze(a: dict[str, Any]) -> list[Problem]:
     if ("for" in a) == ("until" in a):
-        return [("for", "'snooze' needs exactly one of 'for' (a duration) or 'until' (a timestamp)")]
+        return [("", "'snooze' needs exactly one of 'for' (a duration) or 'until' (a timestamp)")]
     if "for" in a and parse_duration(a["for"]) is None:
         return [("for", "must be a duration like '30m', '1h30m' or '2d', greater than zero")]
     if "until" in a and parse_timestamp(a["until"]) is None:
@@ -215,12 +215,12 @@ def _build(a: dict[str, Any]) -> Callable[[Firing], None]:
         return lambda f: _http_request(f, effect)
     if kind == "run_script":
         return lambda f: _run_script(f, effect)
-    return lambda f: f.effects.append(dict(effect))
+    return lambda f: f.effects.append(U.json_copy(effect))
 
 
 def _effect(a: dict[str, Any]) -> dict[str, Any]:
     """The effect dict an action emits: the action with defaults filled in."""
-    out = dict(a)
+    out: dict[str, Any] = U.json_copy(a)
     if a["type"] in ("webhook", "http_request"):
         out["method"] = str(a.get("method", "POST" if a["type"] == "webhook" else "GET")).upper()
     return out
@@ -229,10 +229,10 @@ def _effect(a: dict[str, Any]) -> dict[str, Any]:
 def _http_request(f: Firing, effect: dict[str, Any]) -> None:
     handler = f.handlers.get("http_request")
     if handler is None:
-        f.effects.append(dict(effect))
+        f.effects.append(U.json_copy(effect))
         return
     try:
-        got = handler(dict(effect), f.ticket, f.event, dict(f.vars))
+        got = handler(U.json_copy(effect), U.json_copy(f.ticket), U.json_copy(f.event), U.json_copy(f.vars))
     except Exception as exc:  # a handler's failure is the run's data, not the evaluator's crash
         f.errors.append(f"http_request {effect['url']}: {exc}")
         return
@@ -240,16 +240,16 @@ def _http_request(f: Firing, effect: dict[str, Any]) -> None:
         if type(got) is not dict:
             f.errors.append(f"http_request {effect['url']}: the handler returned {type(got).__name__}, not a dict")
             return
-        f.vars = {**f.vars, **got}
+        f.vars = {**f.vars, **U.json_copy(got)}
 
 
 def _run_script(f: Firing, effect: dict[str, Any]) -> None:
     handler = f.handlers.get("run_script")
     if handler is None:
-        f.effects.append(dict(effect))
+        f.effects.append(U.json_copy(effect))
         return
     try:
-        result = handler(dict(effect), f.event, f.ticket)
+        result = handler(U.json_copy(effect), U.json_copy(f.event), U.json_copy(f.ticket))
         ticket, effects = U.apply_updates(f.ticket, result, event=f.event, vars=f.vars)
     except Exception as exc:
         f.errors.append(f"run_script {effect['script']}: {exc}")

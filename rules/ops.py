@@ -54,17 +54,21 @@ class State:
     a new one.
     """
 
-    __slots__ = ("ticket", "event", "vars", "previous", "now", "_folded", "_times")
+    __slots__ = ("ticket", "event", "vars", "previous", "now", "_folded", "_times", "_parent")
 
     def __init__(self, ticket: dict[str, Any], event: dict[str, Any], vars: dict[str, Any],
-                 previous: dict[str, Any], now: datetime) -> None:
+                 previous: dict[str, Any], now: datetime, parent: State | None = None) -> None:
         self.ticket = ticket
         self.event = event
         self.vars = vars
         self.previous = previous
         self.now = now
-        self._folded: dict[str, Any] = {}
+        # field name -> (raw value, folded value). A State made after a rule fired keeps its
+        # parent's entries for fields whose raw value is the very same object: actions replace
+        # what they change and copy nothing else, so identity means "unchanged".
+        self._folded: dict[str, tuple[Any, Any]] = {}
         self._times: dict[str, datetime | None] = {}
+        self._parent = parent
 
     def read(self, field: Field) -> Any:
         return field.read(self.ticket, self.event, self.vars)
@@ -74,18 +78,24 @@ class State:
 
     def folded(self, field: Field) -> Any:
         """The field's value case-folded: a str, a frozenset of folded list items, or None."""
-        try:
-            return self._folded[field.name]
-        except KeyError:
-            pass
+        name = field.name
+        hit = self._folded.get(name)
+        if hit is not None:
+            return hit[1]
         raw = field.read(self.ticket, self.event, self.vars)
+        parent = self._parent
+        if parent is not None:
+            hit = parent._folded.get(name)
+            if hit is not None and hit[0] is raw:
+                self._folded[name] = hit
+                return hit[1]
         if isinstance(raw, str):
             out: Any = raw.casefold()
         elif type(raw) is list:
             out = frozenset(x.casefold() for x in raw if isinstance(x, str))
         else:
             out = None
-        self._folded[field.name] = out
+        self._folded[name] = (raw, out)
         return out
 
     def timestamp(self, field: Field) -> datetime | None:

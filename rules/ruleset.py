@@ -23,21 +23,12 @@ from .conditions import Leaf, failure, trace, conjuncts
 from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
-from .updates import diff
+from .updates import diff, json_copy
 
 _SCALAR, _LIST = 0, 1
 # Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
 # candidate for most events. Prefer any other conjunct when a rule has one.
 _COARSE = frozenset({"status", "priority", "channel", "message.author", "message.channel", "event.type"})
-
-
-def _json_copy(v: Any) -> Any:
-    t = type(v)
-    if t is dict:
-        return {k: _json_copy(x) for k, x in v.items()}
-    if t is list:
-        return [_json_copy(x) for x in v]
-    return v
 
 
 def _index_key(leaf: Leaf) -> tuple[int, list[str]] | None:
@@ -117,7 +108,7 @@ class Evaluation:
     @property
     def ticket(self) -> dict[str, Any]:
         """The ticket after automation: a fresh copy, so changing it changes nothing else."""
-        return _json_copy(self._final.ticket)  # type: ignore[no-any-return]
+        return json_copy(self._final.ticket)  # type: ignore[no-any-return]
 
     @property
     def vars(self) -> dict[str, Any]:
@@ -197,7 +188,7 @@ class RuleSet:
                 fired[i] = firing
                 effects.extend(firing.effects)
                 if mutates:
-                    state = State(firing.ticket, event, firing.vars, prev, clock)
+                    state = State(firing.ticket, event, firing.vars, prev, clock, state)
                     timeline.append((i + 1, state))
                 if rule.stop:
                     stopped_at = i

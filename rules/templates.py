@@ -1,6 +1,6 @@
 """`{{ticket.subject}}`-style templates: plain data lookups, never evaluation.
 
-A placeholder is a dotted path into the ticket, its contact, the event's message or vars. Paths are
+Anything between `{{` and `}}` is a placeholder; one that is not a dotted path renders empty. A path is a dotted path into the ticket, its contact, the event's message or vars. Paths are
 looked up key by key in dicts only (no attributes, no calls, no indexing), so `{{ticket.__class__}}`
 or `{{ticket.subject.upper}}` render as empty, like any unknown placeholder.
 """
@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_PATH = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _MISSING = object()
 
 
@@ -57,4 +58,7 @@ def _text(value: Any) -> str:
 
 
 def render(template: str, ticket: dict[str, Any], event: dict[str, Any], vars: dict[str, Any]) -> str:
-    return _PLACEHOLDER.sub(lambda m: _text(_resolve(m.group(1), ticket, event, vars)), template)
+    def one(m: re.Match[str]) -> str:
+        path = m.group(1).strip()
+        return _text(_resolve(path, ticket, event, vars)) if _PATH.match(path) else ""
+    return _PLACEHOLDER.sub(one, template)

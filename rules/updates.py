@@ -20,6 +20,16 @@ def copy_ticket(ticket: dict[str, Any]) -> dict[str, Any]:
     return dict(ticket)
 
 
+def json_copy(v: Any) -> Any:
+    """A deep copy of JSON data, so results never share a container with rules or inputs."""
+    t = type(v)
+    if t is dict:
+        return {k: json_copy(x) for k, x in v.items()}
+    if t is list:
+        return [json_copy(x) for x in v]
+    return v
+
+
 def _fold(x: Any) -> Any:
     return x.casefold() if isinstance(x, str) else x
 
@@ -74,7 +84,7 @@ def set_field(ticket: dict[str, Any], field: str, value: Any) -> None:
         if value is None:
             custom.pop(key, None)
         else:
-            custom[key] = value
+            custom[key] = json_copy(value)
         ticket["custom"] = custom
     else:
         ticket[field] = value
@@ -99,7 +109,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     for name in SCALAR_FIELDS:
         old, new = before.get(name), after.get(name)
         if not _same(old, new):
-            changes[name] = [old, new]
+            changes[name] = [json_copy(old), json_copy(new)]
     bc = before.get("custom") if type(before.get("custom")) is dict else {}
     ac = after.get("custom") if type(after.get("custom")) is dict else {}
     if bc is not ac:
@@ -107,7 +117,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             old, new = bc.get(key), ac.get(key)
             if (key in bc) != (key in ac) or not strict_equal(old, new):
                 if not (old is None and new is None):
-                    changes[f"custom.{key}"] = [old, new]
+                    changes[f"custom.{key}"] = [json_copy(old), json_copy(new)]
     tags = _set_diff(before.get("tags"), after.get("tags"))
     if tags:
         changes["tags"] = tags

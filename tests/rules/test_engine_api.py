@@ -228,3 +228,22 @@ def test_catastrophic_regex_gives_up_instead_of_hanging() -> None:
     assert time.monotonic() - start < 5  # unbounded, this search would run for hours
     assert ev.matched == ["next"]
     assert ev.explain[0]["failed"]["path"] == "conditions"
+
+
+def test_handlers_get_copies_so_they_cannot_reach_the_callers_data() -> None:
+    def vandal_http(action, ticket, event, vars):  # type: ignore[no-untyped-def]
+        ticket["contact"]["groups"].append("hacked")
+        event["type"] = "changed"
+        return {"x": 1}
+
+    def vandal_script(action, event, ticket):  # type: ignore[no-untyped-def]
+        ticket["tags"].append("hacked")
+        return None
+
+    import copy
+    ticket, event = copy.deepcopy(TICKET), {"type": "ticket.created", "message": {"body": "b"}}
+    rs = compile_rules([rule(id="a", actions=[{"type": "http_request", "url": "https://x.example"},
+                                              {"type": "run_script", "script": "s"}])])
+    ev = rs.evaluate(event, ticket, now=NOW, handlers={"http_request": vandal_http, "run_script": vandal_script})
+    assert ticket == TICKET and event == {"type": "ticket.created", "message": {"body": "b"}}
+    assert ev.changes == {}
