@@ -1,0 +1,127 @@
+"""The deskflow command: --help everywhere, `serve --demo` over real HTTP, the HTTP subcommands,
+and store-mode operator commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from server.cli import main
+
+
+def _commands(group: click.Group, prefix: list[str]) -> Iterator[list[str]]:
+    yield prefix
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, [*prefix, name])
+        else:
+            yield [*prefix, name]
+
+
+def test_help_on_every_command() -> None:
+    runner = CliRunner()
+    seen = []
+    for path in _commands(main, []):
+        result = runner.invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output
+        seen.append(" ".join(path))
+    for want in ("serve", "api", "worker", "workspace create", "keys create", "events send",
+                 "rules list", "rules enable", "rules disable"):
+        assert want in seen
+
+
+def test_workspace_and_key_create_in_store_mode(store_kind: str, request: pytest.FixtureRequest,
+                                                tmp_path: Path) -> None:
+    env = {"DESKFLOW_DATA_FILE": str(tmp_path / "d.json")}
+    if store_kind == "redis":
+        env["DESKFLOW_REDIS_URL"] = request.getfixturevalue("redis_url")
+    runner = CliRunner(env=env)
+    result = runner.invoke(main, ["workspace", "create", "acme"])
+    assert result.exit_code == 0, result.output
+    ws = json.loads(result.output)
+    assert ws["name"] == "acme" and ws["admin_key"].startswith("df_")
+    result = runner.invoke(main, ["keys", "create", "--role", "ingest", "--workspace", ws["id"]])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["role"] == "ingest"
+    bad = runner.invoke(main, ["keys", "create", "--role", "ingest", "--workspace", "nope"])
+    assert bad.exit_code != 0 and "no workspace" in bad.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_demo_and_http_commands(tmp_path: Path) -> None:
+    port = _free_port()
+    data = tmp_path / "deskflow-data.json"
+    env = {**os.environ, "DESKFLOW_DATA_FILE": str(data), "PYTHONUNBUFFERED": "1"}
+    env.pop("DESKFLOW_REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--demo", "--port",
+                             str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not any("API and worker on" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"serve exited: {lines}"
+            lines.append(line)
+        out = "".join(lines)
+        assert "embedded in-process store" in out
+        admin = next(ln.split()[-1] for ln in lines if "admin key:" in ln)
+        ingest = next(ln.split()[-1] for ln in lines if "ingest key:" in ln)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        runner = CliRunner()
+        listed = runner.invoke(main, ["rules", "list", "--url", url, "--key", admin])
+        assert listed.exit_code == 0, listed.output
+        assert "VIP refunds go to the VIP desk" in listed.output
+        off = [ln.split()[1] for ln in listed.output.splitlines() if " off " in ln]
+        assert off, listed.output
+        r = runner.invoke(main, ["rules", "enable", off[0], "--url", url, "--key", admin])
+        assert r.exit_code == 0 and "enabled" in r.output
+        r = runner.invoke(main, ["rules", "disable", off[0], "--url", url, "--key", admin])
+        assert r.exit_code == 0 and "disabled" in r.output
+        denied = runner.invoke(main, ["rules", "enable", off[0], "--url", url, "--key", ingest])
+        assert denied.exit_code != 0 and "403" in denied.output
+        evfile = tmp_path / "ev.json"
+        evfile.write_text(json.dumps({
+            "id": "cli-1", "type": "ticket.created",
+            "ticket": {"id": "T-1", "subject": "Refund please",
+                       "contact": {"id": "C-1", "name": "Ann", "groups": ["vip"]}}}))
+        sent = runner.invoke(main, ["events", "send", str(evfile), "--wait", "--url", url,
+                                    "--key", ingest])
+        assert sent.exit_code == 0, sent.output
+        summary = json.loads(sent.output)
+        assert summary["status"] == "processed"
+        assert summary["ticket"]["department"] == "vip-desk"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == 0
+    assert data.exists()
