@@ -58,3 +58,36 @@ def oracle_matcher(rules: list[dict[str, Any]]) -> Any:
         return [r["id"] for r in rules if event["type"] in r["triggers"]
                 and all(holds(c, event, ticket) for c in r["conditions"]["all"])]
     return match
+
+
+def _apply(action: dict[str, Any], ticket: dict[str, Any]) -> None:
+    """The generator's actions, as API.md states them (only what conditions could read matters)."""
+    if action["type"] == "set":
+        f = action["field"]
+        if f.startswith("custom."):
+            ticket["custom"] = {**ticket.get("custom", {}), f.split(".", 1)[1]: action["value"]}
+        else:
+            ticket[f] = action["value"]
+    elif action["type"] == "add_tags":
+        tags = list(ticket.get("tags", []))
+        for t in action["tags"]:
+            if all(t.casefold() != x.casefold() for x in tags):
+                tags.append(t)
+        ticket["tags"] = tags
+    else:
+        raise ValueError(f"oracle does not apply {action['type']}")
+
+
+def sequential_matcher(rules: list[dict[str, Any]]) -> Any:
+    """One ordered pass: each rule sees the ticket as earlier rules' actions left it."""
+    def match(event: dict[str, Any], ticket: dict[str, Any]) -> list[str]:
+        current = dict(ticket)
+        out = []
+        for r in rules:
+            if event["type"] in r["triggers"] and all(
+                    holds(c, event, current) for c in r["conditions"]["all"]):
+                out.append(r["id"])
+                for a in r["actions"]:
+                    _apply(a, current)
+        return out
+    return match
