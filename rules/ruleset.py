@@ -14,6 +14,7 @@ rule's turn.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,7 @@ class _Bucket:
 
     def __init__(self, rules: list[CompiledRule]) -> None:
         self.rules = rules
+        self.positions = {rule.label: i for i, rule in enumerate(rules)}
         self.unindexed = 0
         tables: dict[tuple[str, int], tuple[Any, dict[str, int]]] = {}
         for i, rule in enumerate(rules):
@@ -92,11 +94,13 @@ class Evaluation:
     """What one pass did. `ticket` and `explain` are built on first read."""
 
     def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing], timeline: list[tuple[int, State]],
-                 stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]]) -> None:
+                 stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
+                 skipped: int = 0) -> None:
         self._bucket = bucket
         self._fired = fired
         self._timeline = timeline
         self._stopped_at = stopped_at
+        self._skipped = skipped
         self._before = before
         self._final = timeline[-1][1]
         self.effects = effects
@@ -136,6 +140,8 @@ class Evaluation:
             if firing is not None:
                 entry["errors"] = list(firing.errors)
                 entry["notes"] = list(firing.notes)
+            elif self._skipped >> i & 1:
+                entry["skipped"] = "fired already for this ticket; checked again once its conditions stop holding"
             else:
                 entry["failed"] = failure(rule.conditions, self._timeline[step][1])
             out.append(entry)
@@ -154,11 +160,14 @@ class RuleSet:
         return len(self.rules)
 
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None = None,
-                 now: datetime | None = None, handlers: dict[str, Handler] | None = None) -> Evaluation:
+                 now: datetime | None = None, handlers: dict[str, Handler] | None = None,
+                 exclude: Collection[str] = ()) -> Evaluation:
         """One ordered pass of the rules listening to `event["type"]` over `ticket` (already merged).
 
         `previous` is the ticket before this event (None: before its first event, all empty).
-        Never raises on odd data; never changes its arguments.
+        `exclude` names rules (by id, or name where no id) not to check in this pass: the service
+        passes the time rules that already fired for this ticket. Never raises on odd data; never
+        changes its arguments.
         """
         event = event if type(event) is dict else {}
         before = ticket if type(ticket) is dict else {}
@@ -171,9 +180,14 @@ class RuleSet:
         stopped_at = None
         t = event.get("type")
         bucket = self._buckets.get(t) if isinstance(t, str) else None
+        skipped = 0
         if bucket is not None:
             rules = bucket.rules
-            mask = bucket.candidates(state)
+            for label in exclude:
+                pos = bucket.positions.get(label)
+                if pos is not None:
+                    skipped |= 1 << pos
+            mask = bucket.candidates(state) & ~skipped
             while mask:
                 low = mask & -mask
                 i = low.bit_length() - 1
@@ -194,21 +208,50 @@ class RuleSet:
                     stopped_at = i
                     break
                 if mutates:  # later rules must be picked from the ticket as this one left it
-                    mask = bucket.candidates(state) >> (i + 1) << (i + 1)
-        return Evaluation(bucket, fired, timeline, stopped_at, before, effects)
+                    mask = (bucket.candidates(state) & ~skipped) >> (i + 1) << (i + 1)
+        return Evaluation(bucket, fired, timeline, stopped_at, before, effects, skipped)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
-                   previous: dict[str, Any] | None = None) -> datetime | None:
-        """The next moment after `now` at which a `time.reached` rule's time condition changes its
-        answer for this ticket, or None if none will. The service re-checks the rules then."""
+                   previous: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> datetime | None:
+        """When to check this ticket's time rules (those listening to `time.reached`) next.
+
+        `now` if one of them, other than those in `exclude`, holds already (a change other than
+        time made it true); else the next moment after `now` at which one of their time conditions
+        changes its answer; None if neither will happen.
+        """
         bucket = self._buckets.get("time.reached")
         if bucket is None:
             return None
+        clock = aware(now)
         state = State(ticket if type(ticket) is dict else {}, {"type": "time.reached"}, {},
-                      previous if type(previous) is dict else {}, aware(now))
+                      previous if type(previous) is dict else {}, clock)
+        skip = set(exclude)
+        if any(rule.label not in skip and rule.pred(state) for rule in bucket.rules if rule.time_leaves):
+            return clock
         times = [at for rule in bucket.rules for leaf in rule.time_leaves
                  if (at := flip_time(leaf.field, leaf.op, leaf.value, state)) is not None]
         return min(times) if times else None
+
+    def holding(self, labels: Collection[str], ticket: dict[str, Any], now: datetime | None = None,
+                previous: dict[str, Any] | None = None) -> set[str]:
+        """Which of these time rules' conditions still hold for the ticket (the others may fire again)."""
+        bucket = self._buckets.get("time.reached")
+        if bucket is None:
+            return set()
+        state = State(ticket if type(ticket) is dict else {}, {"type": "time.reached"}, {},
+                      previous if type(previous) is dict else {}, aware(now))
+        out = set()
+        for label in labels:
+            pos = bucket.positions.get(label)
+            if pos is not None and bucket.rules[pos].pred(state):
+                out.add(label)
+        return out
+
+    @property
+    def time_rules(self) -> list[str]:
+        """Labels of the rules that listen to `time.reached` and have a time condition."""
+        bucket = self._buckets.get("time.reached")
+        return [r.label for r in bucket.rules if r.time_leaves] if bucket else []
 
 
 def compile_rules(rules: Any) -> RuleSet:

@@ -134,10 +134,13 @@ def test_next_check_is_the_earliest_future_flip_of_a_time_rule() -> None:
     ])
     t = dict(TICKET, last_customer_message_at="2026-11-23T11:50:00Z", created_at="2026-11-23T12:30:00+01:00",
              updated_at="2026-11-23T11:59:30Z")
-    # created 11:30Z: newer_than 1h flips at 12:30Z; last message 11:50Z: older_than 15m flips at 12:05Z
-    assert rs.next_check(t, NOW) == datetime(2026, 11, 23, 12, 5, tzinfo=timezone.utc)
-    assert rs.next_check(t, NOW + timedelta(minutes=10)) == datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
-    assert rs.next_check(t, NOW + timedelta(hours=1)) is None
+    # "fresh" holds already (created 11:30Z, newer than 1h) and has not fired: check now
+    assert rs.next_check(t, NOW) == NOW
+    # once it fired: newer_than 1h flips at 12:30Z; last message 11:50Z: older_than 15m flips at 12:05Z
+    assert rs.next_check(t, NOW, exclude={"fresh"}) == datetime(2026, 11, 23, 12, 5, tzinfo=timezone.utc)
+    later = NOW + timedelta(minutes=10)  # "late" holds from 12:05 on
+    assert rs.next_check(t, later, exclude={"fresh", "late"}) == datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
+    assert rs.next_check(t, NOW + timedelta(hours=1), exclude={"late"}) is None
     assert compile_rules([rule()]).next_check(t, NOW) is None
 
 
@@ -247,3 +250,28 @@ def test_handlers_get_copies_so_they_cannot_reach_the_callers_data() -> None:
     ev = rs.evaluate(event, ticket, now=NOW, handlers={"http_request": vandal_http, "run_script": vandal_script})
     assert ticket == TICKET and event == {"type": "ticket.created", "message": {"body": "b"}}
     assert ev.changes == {}
+
+
+def test_time_rule_fires_once_until_its_conditions_stop_holding() -> None:
+    """The service's loop: exclude what fired, drop from the fired set what no longer holds."""
+    rs = compile_rules([rule(id="nudge", triggers=["time.reached"], conditions={"all": [
+        {"field": "last_customer_message_at", "op": "older_than", "value": "1h"},
+        {"field": "status", "op": "is", "value": "pending"}]},
+        actions=[{"type": "send_message", "template": "Still there?"}])])
+    t = dict(TICKET, status="pending", last_customer_message_at="2026-11-23T10:00:00Z")
+    tick = {"type": "time.reached"}
+    fired: set[str] = set()
+    at = rs.next_check(t, NOW - timedelta(hours=1), exclude=fired)
+    assert at == datetime(2026, 11, 23, 11, 0, tzinfo=timezone.utc)
+    ev = rs.evaluate(tick, t, now=at, exclude=fired)
+    assert ev.matched == ["nudge"]
+    fired |= set(ev.matched)
+    again = rs.evaluate(tick, t, now=at + timedelta(minutes=5), exclude=fired)
+    assert again.matched == [] and again.explain[0]["skipped"]
+    assert rs.holding(fired, t, now=at) == {"nudge"}
+    assert rs.next_check(t, at, exclude=fired) is None  # holds for good: nothing left to flip
+    answered = dict(t, status="open")
+    fired &= rs.holding(fired, answered, now=at)
+    assert fired == set()
+    # pending again with the old timestamp: holds at once, so the check is due now
+    assert rs.next_check(t, at + timedelta(hours=2), exclude=fired) == at + timedelta(hours=2)
