@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
 from datetime import datetime, timezone
 from typing import Any
+
+from hypothesis import HealthCheck, settings
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -85,3 +88,18 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+# Hypothesis profiles for test_property.py, registered here and applied per test (never loaded
+# globally, so other packages' tests keep theirs). DESKFLOW_RULES_PROFILE=rules-thorough runs
+# ten times the examples.
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("rules", max_examples=300, deadline=None, suppress_health_check=_QUIET)
+settings.register_profile("rules-thorough", max_examples=3000, deadline=None,
+                          suppress_health_check=_QUIET)
+
+
+def rules_profile(scale: float = 1.0) -> settings:
+    """The active rules profile with `scale` times its examples."""
+    base = settings.get_profile(os.environ.get("DESKFLOW_RULES_PROFILE", "rules"))
+    return settings(base, max_examples=max(1, int(base.max_examples * scale)))
