@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from server.api import ROUTES
+from server.api import admin as admin_page
 from server.auth import AuthMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.settings import Settings
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
                 await close_store(st)
 
     return Starlette(
-        routes=list(ROUTES),
+        routes=[*admin_page.routes, *ROUTES],  # the managers' page shadows health.py's placeholder
         middleware=[Middleware(AuthMiddleware, settings=settings)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
         lifespan=lifespan,

@@ -1,0 +1,248 @@
+// Runs for a ticket, contact groups, read-only scripts, and the shared renderers of changes and
+// effects (also used by the editor's test panel).
+import { api, listAll, enc } from './api.js';
+import { h, clear, $, field, announce, fmtTime, showErrors, clearErrors } from './dom.js';
+
+export function showJson(v) {
+  if (v === undefined) return '';
+  if (typeof v === 'string') return JSON.stringify(v);
+  return JSON.stringify(v);
+}
+
+export function renderChanges(changes) {
+  const entries = Object.entries(changes || {});
+  if (!entries.length) return h('p', { class: 'hint' }, 'No changes.');
+  return h('ul', { class: 'changes' }, entries.map(([k, v]) => {
+    if (Array.isArray(v)) return h('li', null, h('code', null, k), ': ', showJson(v[0]), ' → ', h('strong', null, showJson(v[1])));
+    if (v && typeof v === 'object' && ('added' in v || 'removed' in v)) {
+      return h('li', null, h('code', null, k), ': ',
+        (v.added || []).length ? ['added ', h('strong', null, v.added.join(', '))] : null,
+        (v.added || []).length && (v.removed || []).length ? '; ' : null,
+        (v.removed || []).length ? ['removed ', h('strong', null, v.removed.join(', '))] : null);
+    }
+    return h('li', null, h('code', null, k), ': ', showJson(v));
+  }));
+}
+
+export function renderEffects(effects) {
+  if (!effects || !effects.length) return h('p', { class: 'hint' }, 'No effects.');
+  return h('ul', { class: 'effects' }, effects.map((e) => {
+    const rest = { ...e };
+    delete rest.type;
+    return h('li', null, h('strong', null, e.type), ' ', h('code', null, JSON.stringify(rest)));
+  }));
+}
+
+// ------------------------------------------------------------------ runs
+
+export function renderRuns(view, app) {
+  clear(view);
+  const input = h('input', { type: 'text', id: 'runs-ticket', required: true, value: app.lastTicket || '', autocomplete: 'off', dataset: { path: 'ticket' } });
+  const out = h('div', { id: 'runs-out' });
+  const form = h('form', { class: 'inline-form', novalidate: true },
+    field('Ticket id', input), h('button', { type: 'submit', class: 'primary' }, 'Show runs'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const id = input.value.trim();
+    if (!id) { showErrors(form, [{ path: 'ticket', reason: 'Enter a ticket id, like T-1.' }]); input.focus(); return; }
+    app.lastTicket = id;
+    clear(out).append(h('p', null, 'Loading…'));
+    try {
+      const page = await api('GET', `/v1/tickets/${enc(id)}/runs?limit=50`);
+      clear(out).append(runsList(id, page.items || []));
+      announce(`${(page.items || []).length} run${(page.items || []).length === 1 ? '' : 's'} for ${id}.`);
+    } catch (err) {
+      clear(out);
+      showErrors(form, [{ path: 'ticket', reason: err.status === 404 ? `No ticket ${id} in this workspace.` : err.message }]);
+      announce(err.message, 'error');
+    }
+  });
+  view.append(h('div', { class: 'view-head' }, h('h1', { id: 'runs-h' }, 'Runs')),
+    h('p', { class: 'lead' }, 'Every processed event leaves a run: which rules matched, which did not and on what, what scripts returned, logged and fetched, and what changed.'),
+    form, out);
+  if (app.lastTicket) form.requestSubmit(); else input.focus();
+}
+
+function runsList(ticketId, runs) {
+  if (!runs.length) return h('p', null, `No runs for ${ticketId} yet.`);
+  return h('div', { class: 'runs' }, h('p', { class: 'hint' }, 'Newest first.'), runs.map((run) => h('article', { class: 'card run' },
+    h('h2', null, fmtTime(run.at), ' · event ', h('code', null, run.event_id || '?'), run.event_type ? ` (${run.event_type})` : ''),
+    run.error ? h('p', { class: 'error-text' }, 'Error: ', showJson(run.error)) : null,
+    h('h3', null, 'Rules'), rulesTable(run.rules || []),
+    (run.scripts || []).length ? [h('h3', null, 'Scripts'), run.scripts.map(scriptBlock)] : null,
+    h('div', { class: 'two' },
+      h('div', null, h('h3', null, 'Changes'), renderChanges(run.changes)),
+      h('div', null, h('h3', null, 'Effects'), renderEffects(run.effects))),
+    run.timings ? h('p', { class: 'hint' }, `Took ${run.timings.total_ms ?? '?'} ms`, ` · run ${run.id}`) : null)));
+}
+
+function rulesTable(rules) {
+  if (!rules.length) return h('p', { class: 'hint' }, 'No rule listens to this event type.');
+  return h('table', { class: 'conds' },
+    h('thead', null, h('tr', null, ['Rule', 'Matched', 'First failing condition', 'Value seen'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', null, rules.map((r) => h('tr', { class: r.matched ? 'held' : 'not-held' },
+      h('td', null, r.name || r.id),
+      h('td', { class: 'verdict' }, r.matched ? '✓ matched' : '✗ no'),
+      h('td', null, r.failed ? [h('code', null, r.failed.path || ''), ' ', r.failed.op === 'any' ? 'none of the “any” group held'
+        : `${r.failed.field ?? ''} ${r.failed.op ?? ''} ${showJson(r.failed.value)}`] : '',
+        (r.errors || []).length ? h('div', { class: 'error-text' }, r.errors.join('; ')) : null),
+      h('td', null, r.failed && r.failed.op !== 'any' ? showJson(r.failed.seen) : '')))));
+}
+
+function scriptBlock(s) {
+  return h('div', { class: 'script-run' },
+    h('p', null, h('strong', null, s.name), s.version ? ` v${s.version}` : '', s.duration_ms != null ? ` · ${s.duration_ms} ms` : '',
+      s.error ? h('span', { class: 'error-text' }, ` · ${s.error.code}: ${s.error.message}`) : ''),
+    s.updates ? h('p', null, 'Returned: ', h('code', null, JSON.stringify(s.updates))) : null,
+    (s.logs || []).length ? h('details', null, h('summary', null, `Logs (${s.logs.length})`), h('pre', null, s.logs.join('\n'))) : null,
+    (s.http_calls || []).length ? h('table', { class: 'conds' },
+      h('caption', null, 'HTTP calls'),
+      h('thead', null, h('tr', null, ['Method', 'URL', 'Status', 'ms'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', null, s.http_calls.map((c) => h('tr', null, h('td', null, c.method), h('td', null, h('code', null, c.url)),
+        h('td', null, c.refused ? `refused: ${c.refused}` : String(c.status ?? '')), h('td', null, String(c.ms ?? c.duration_ms ?? '')))))) : null);
+}
+
+// ------------------------------------------------------------------ contact groups
+
+export async function renderGroups(view, app) {
+  clear(view);
+  const canEdit = app.can('manager');
+  const list = h('div', { id: 'groups-list' }, h('p', null, 'Loading…'));
+  view.append(h('div', { class: 'view-head' }, h('h1', { id: 'groups-h' }, 'Contact groups')),
+    h('p', { class: 'lead' }, 'Segments such as VIP, reseller or trial. Rules and SLA policies condition on them (contact.groups).'),
+    list, canEdit ? createGroupForm(app, () => draw()) : null);
+
+  async function draw(focusName) {
+    let groups;
+    try {
+      groups = await listAll('/v1/groups');
+    } catch (err) {
+      clear(list).append(h('p', { class: 'error-text' }, `Could not load groups: ${err.message}`));
+      return;
+    }
+    clear(list);
+    if (!groups.length) { list.append(h('p', null, 'No groups yet.')); return; }
+    list.append(h('table', { class: 'groups', id: 'groups-table' },
+      h('caption', { class: 'sr-only' }, 'Contact groups'),
+      h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Colour'), h('th', { scope: 'col' }, 'Name'),
+        h('th', { scope: 'col' }, 'Description'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
+      h('tbody', null, groups.map((g) => {
+        const sw = h('span', { class: 'swatch', 'aria-hidden': 'true' });
+        if (g.color) sw.style.backgroundColor = g.color;
+        return h('tr', { dataset: { group: g.name } },
+          h('td', null, sw, ' ', h('code', null, g.color || 'none')),
+          h('td', null, g.name),
+          h('td', null, g.description || ''),
+          h('td', null, canEdit ? deleteGroup(g, () => draw()) : null));
+      }))));
+    if (focusName) list.querySelector(`tr[data-group="${CSS.escape(focusName)}"] td`)?.focus();
+  }
+  draw();
+}
+
+function deleteGroup(g, after) {
+  const btn = h('button', { type: 'button', class: 'quiet danger', 'aria-label': `Delete group ${g.name}` }, 'Delete');
+  btn.addEventListener('click', async () => {
+    if (btn.dataset.armed !== '1') {
+      btn.dataset.armed = '1';
+      btn.textContent = 'Confirm delete';
+      btn.setAttribute('aria-label', `Confirm: delete group ${g.name}`);
+      announce(`Press again to delete the group ${g.name}. Contacts keep the name in their groups.`);
+      return;
+    }
+    try {
+      await api('DELETE', `/v1/groups/${enc(g.name)}`);
+      announce(`Deleted the group ${g.name}.`);
+      await after();
+      $('#group-name')?.focus();
+    } catch (err) {
+      announce(`Could not delete: ${err.message}`, 'error');
+    }
+  });
+  return btn;
+}
+
+function createGroupForm(app, after) {
+  const name = h('input', { type: 'text', id: 'group-name', required: true, dataset: { path: 'name' }, autocomplete: 'off' });
+  const color = h('input', { type: 'color', id: 'group-color', value: '#3366cc', dataset: { path: 'color' } });
+  const desc = h('input', { type: 'text', id: 'group-desc', dataset: { path: 'description' } });
+  const form = h('form', { class: 'card inline-form', id: 'group-form', novalidate: true, 'aria-labelledby': 'new-group-h' },
+    h('h2', { id: 'new-group-h' }, 'New group'),
+    field('Name', name, 'letters, digits, _ . : -'), field('Colour', color), field('Description (optional)', desc),
+    h('button', { type: 'submit', class: 'primary' }, 'Create group'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const payload = { name: name.value.trim(), color: color.value };
+    if (desc.value.trim()) payload.description = desc.value.trim();
+    try {
+      const g = await api('POST', '/v1/groups', payload);
+      announce(`Created the group ${g.name}.`);
+      name.value = '';
+      desc.value = '';
+      await after();
+      name.focus();
+    } catch (err) {
+      const details = err.details || [{ path: err.status === 409 ? 'name' : '', reason: err.message }];
+      const placed = showErrors(form, details);
+      announce(`Not created: ${err.message}`, 'error');
+      (placed[0]?.target || name).focus();
+    }
+  });
+  return form;
+}
+
+// ------------------------------------------------------------------ scripts (read-only)
+
+export async function renderScripts(view) {
+  clear(view);
+  const out = h('div', { id: 'scripts-out' }, h('p', null, 'Loading…'));
+  view.append(h('div', { class: 'view-head' }, h('h1', { id: 'scripts-h' }, 'Scripts')),
+    h('p', { class: 'lead' }, 'Scripts are uploaded and versioned by developers over the API (POST /v1/scripts); here you can read them.'),
+    out);
+  let scripts;
+  try {
+    scripts = await listAll('/v1/scripts');
+  } catch (err) {
+    clear(out).append(h('p', { class: 'note', id: 'scripts-note' }, err.status === 404
+      ? 'This service does not offer scripts yet (GET /v1/scripts is not there). Rules work without them.'
+      : `Could not load scripts: ${err.message}`));
+    return;
+  }
+  clear(out);
+  if (!scripts.length) { out.append(h('p', { class: 'note', id: 'scripts-note' }, 'No scripts yet.')); return; }
+  out.append(h('ul', { class: 'script-list' }, scripts.map((s) => {
+    const detail = h('div', { class: 'script-detail' });
+    const btn = h('button', { type: 'button', class: 'quiet', 'aria-expanded': 'false' }, 'Show versions');
+    btn.addEventListener('click', async () => {
+      if (btn.getAttribute('aria-expanded') === 'true') { clear(detail); btn.setAttribute('aria-expanded', 'false'); btn.textContent = 'Show versions'; return; }
+      btn.setAttribute('aria-expanded', 'true');
+      btn.textContent = 'Hide versions';
+      await showScript(s, detail);
+    });
+    return h('li', { class: 'card' },
+      h('h2', null, s.name, ' ', h('span', { class: 'chip' }, `v${s.version ?? s.latest_version ?? '?'}`)),
+      s.updated_at || s.created_at ? h('p', { class: 'hint' }, `Updated ${fmtTime(s.updated_at || s.created_at)}`) : null,
+      btn, detail);
+  })));
+}
+
+async function showScript(s, detail) {
+  clear(detail).append(h('p', null, 'Loading…'));
+  let full = s;
+  try { full = await api('GET', `/v1/scripts/${enc(s.name)}`); } catch { /* the list entry will do */ }
+  const raw = full.versions || [];
+  const versions = raw.map((v) => (typeof v === 'object' ? v.version : v)).filter((v) => v != null);
+  const latest = full.version ?? s.version;
+  if (!versions.length && latest) for (let i = latest; i >= 1; i -= 1) versions.push(i);
+  const pre = h('pre', { class: 'code', tabindex: '0' }, full.source || '');
+  const sel = h('select', { onchange: async () => {
+    try {
+      const v = await api('GET', `/v1/scripts/${enc(s.name)}/versions/${enc(sel.value)}`);
+      pre.textContent = v.source || JSON.stringify(v, null, 2);
+    } catch (err) { pre.textContent = `Could not load: ${err.message}`; }
+  } }, versions.map((v) => h('option', { value: String(v), selected: v === latest }, `version ${v}`)));
+  clear(detail).append(versions.length ? field('Version', sel) : null, pre);
+  if (!full.source && versions.length) sel.dispatchEvent(new Event('change'));
+}
