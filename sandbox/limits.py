@@ -7,7 +7,9 @@ field: wall time from the parent, CPU and memory with setrlimit in the worker, t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from typing import Any
 
 from .errors import LimitsError
 
@@ -45,6 +47,11 @@ class Limits:
         return dataclasses.replace(DEFAULT_LIMITS, **overrides)
 
     def as_dict(self) -> dict[str, float]:
+        return dict(self.wire)
+
+    @functools.cached_property
+    def wire(self) -> dict[str, Any]:
+        """The dict sent to workers with every run; computed once per Limits (asdict is slow)."""
         return dataclasses.asdict(self)
 
 
