@@ -84,7 +84,14 @@ export function fmtTime(iso) {
  *  nearest ancestor path, and anything left over goes to the summary. Returns what was placed. */
 export function showErrors(root, details, summary) {
   clearErrors(root);
-  const list = Array.isArray(details) ? details : [];
+  // The same problem reported twice (by the service and by the engine) is shown once.
+  const seen = new Set();
+  const list = (Array.isArray(details) ? details : []).filter((d) => {
+    const k = `${d.path}\u0000${d.reason || d.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
   const leftovers = [];
   const placed = [];
   for (const d of list) {

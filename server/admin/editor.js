@@ -86,6 +86,10 @@ export function openEditor(view, app, rule, opts = {}) {
     canEdit ? h('button', { type: 'button', id: 'apply-json', onclick: applyJson }, 'Apply JSON') : null,
     jsonMsg);
   jsonView.addEventListener('toggle', () => { if (jsonView.open) syncJson(); });
+  // Keep the JSON view live while it is open (form inputs change the draft without a redraw).
+  const live = () => { if (jsonView.open) syncJson(); };
+  form.addEventListener('input', live);
+  form.addEventListener('change', live);
   const testPanel = canEdit ? h('section', { class: 'card test-panel', id: 'test-panel', 'aria-labelledby': 'test-h' }) : null;
 
   view.append(

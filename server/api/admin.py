@@ -129,6 +129,6 @@ async def asset(request: Request) -> Response:
 
 routes = [
     Route("/admin", page, methods=["GET"]),
-    Route("/admin/", page, methods=["GET"]),
-    Route("/admin/{name:str}", asset, methods=["GET"]),
+    Route("/admin/", page, methods=["GET"], include_in_schema=False),
+    Route("/admin/{name:str}", asset, methods=["GET"], include_in_schema=False),
 ]
