@@ -85,11 +85,13 @@ def parse_allowlist(hosts: list[str]) -> AllowList:
             raise AllowListError(raw, "write host, host:port or http://host[:port] (no path, user or query)")
         try:
             parts = urllib.parse.urlsplit(f"{scheme}://{text}")
-            port = parts.port or DEFAULT_PORTS[scheme]
+            port = DEFAULT_PORTS[scheme] if parts.port is None else parts.port
             host = parts.hostname or ""
             bracketed = text.startswith("[")
         except ValueError as exc:
             raise AllowListError(raw, f"bad port or address ({exc})") from None
+        if not 0 < port < 65536:
+            raise AllowListError(raw, "the port must be between 1 and 65535")
         try:
             host, address = canonical_host(host, bracketed=bracketed)
         except CallRefused as exc:

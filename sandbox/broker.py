@@ -81,6 +81,13 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _decode(content: bytes, encoding: str | None) -> str:
+    try:
+        return content.decode(encoding or "utf-8", errors="replace")
+    except LookupError:          # a charset Python does not know: read it as UTF-8
+        return content.decode("utf-8", errors="replace")
+
+
 def _with_params(url: str, params: Any) -> str:
     """The script's params appended to the query the URL already has (httpx would replace it)."""
     if not params or type(params) is not dict:
@@ -140,6 +147,11 @@ class BrokerSession:
             return {"ok": False, "kind": "refused", "message": self._scrub(exc.reason)}
         except CallFailed as exc:
             return {"ok": False, "kind": "failed", "message": self._scrub(exc.reason)}
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broker bug fails this call, never the service
+            self._record(method, url, error=f"internal error: {type(exc).__name__}")
+            return {"ok": False, "kind": "failed", "message": "the HTTP call failed (internal error)"}
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -161,7 +173,7 @@ class BrokerSession:
         if parts.fragment:
             url = url.split("#", 1)[0]
         host, literal = canonical_host(parts.hostname or "", bracketed=parts.netloc.startswith("["))
-        port = port or DEFAULT_PORTS[scheme]
+        port = DEFAULT_PORTS[scheme] if port is None else port
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -239,7 +251,7 @@ class BrokerSession:
             if status not in REDIRECTS or location is None:
                 return {"ok": True, "status_code": status,
                         "headers": {k: self._scrub(v) for k, v in resp_headers.items()},
-                        "text": self._scrub(content.decode(encoding or "utf-8", errors="replace"))}
+                        "text": self._scrub(_decode(content, encoding))}
             if hop == MAX_REDIRECTS:
                 raise CallFailed(f"more than {MAX_REDIRECTS} redirects")
             try:

@@ -185,25 +185,35 @@ class Context:
         return datetime.datetime.now(datetime.timezone.utc)
 
 
-class _PrintToLog:
-    """RestrictedPython's `_print_` hook: print() lines become log lines (same limits)."""
+class _Printer:
+    """RestrictedPython's print hook: `_print_(_getattr_)` makes one per function; print() lines
+    become log lines (same limits) and `printed` reads them back as text. Every attribute is
+    `_`-named, so the object is opaque to the script that `printed` could hand it to."""
 
     def __init__(self, run: _Run) -> None:
-        self.run = run
+        self._run = run
+        self._lines: list[str] = []
 
-    def __call__(self, _getattr_: Any = None) -> _PrintToLog:
-        return self
+    def __call__(self) -> str:
+        return "\n".join(self._lines)
 
     def _call_print(self, *objects: Any, **kwargs: Any) -> None:
         sep = kwargs.get("sep")
-        self.run.log((sep if type(sep) is str else " ").join(
-            o if type(o) is str else repr(o) for o in objects))
+        line = (sep if type(sep) is str else " ").join(o if type(o) is str else repr(o) for o in objects)
+        self._run.log(line)
+        self._lines.append(self._run.logs[-1])
+
+
+def _printer_factory(run: _Run) -> Any:
+    def _print_(_getattr_: Any = None) -> _Printer:
+        return _Printer(run)
+    return _print_
 
 
 class Worker:
     def __init__(self, rfd: int, wfd: int) -> None:
         self.channel = (rfd, wfd)
-        self.codes: dict[tuple[str, Any], Any] = {}
+        self.codes: dict[tuple[str, Any, int], Any] = {}
         self.as_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
         self.runs = 0
         self.vm_base = 0
@@ -227,7 +237,7 @@ class Worker:
             return {"op": "done", "updates": None, "logs": [],
                     "error": {"code": "script_error", "message": "; ".join(errors)}}
         run = _Run(self.channel, limits)
-        namespace = script_globals(_PrintToLog(run))
+        namespace = script_globals(_printer_factory(run))
         result: Any = None
         error: dict[str, str] | None = None
         recycle = False
@@ -274,7 +284,9 @@ class Worker:
                 "error": error, "recycle": recycle}
 
     def _code(self, message: dict[str, Any]) -> tuple[Any, list[str]]:
-        key = (message["script"], message["version"])
+        # The source's hash is part of the key: a (name, version) reused with other text - another
+        # workspace's script of the same name, say - never runs the cached code of the first.
+        key = (message["script"], message["version"], hash(message["source"]))
         code = self.codes.get(key)
         if code is None:
             compiled = compile_script(message["source"])

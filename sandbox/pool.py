@@ -146,9 +146,6 @@ class ScriptPool:
         limits = limits or DEFAULT_LIMITS
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        deadline = loop.time() + limits.wall_s
-        session = self.broker.session(broker_config, limits, deadline) if (
-            self.broker is not None and broker_config is not None) else None
         message = {"op": "run", "script": str(script_id), "version": version, "source": source,
                    "event": event, "ticket": ticket,
                    "ctx": {"workspace": (ctx_info or {}).get("workspace"),
@@ -162,7 +159,11 @@ class ScriptPool:
             worker = self._idle_worker() or await asyncio.wait_for(
                 self._acquire(), limits.wall_s + self.spawn_timeout)
         except asyncio.TimeoutError:
-            return self._result(started, None, [], session, _err("sandbox_crash", "no sandbox worker is available"))
+            return self._result(started, None, [], None, _err("sandbox_crash", "no sandbox worker is available"))
+        # The wall clock starts once a worker is ours: waiting for one is not the script's time.
+        deadline = loop.time() + limits.wall_s
+        session = self.broker.session(broker_config, limits, deadline) if (
+            self.broker is not None and broker_config is not None) else None
         healthy = False
         try:
             done, error = await self._drive(worker, frame, session, deadline, limits)

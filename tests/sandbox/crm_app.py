@@ -11,6 +11,7 @@ Real sockets on purpose (STYLE.md rule 7: SSRF lives in the real socket path). R
     POST /echo                       also the body
     GET /redirect?to=URL&code=302    a redirect to URL
     GET /loop                        a redirect to itself
+    GET /charset                     UTF-8 text labelled with a charset nobody knows
     GET /big?n=BYTES[&chunked=1]     n bytes of "x" (no Content-Length when chunked)
     GET /slow?s=SECONDS              answers after a sleep
 """
@@ -78,6 +79,14 @@ class _Handler(BaseHTTPRequestHandler):
                                     "headers": dict(self.headers.items()), "body": body.decode()})
         if url.path == "/redirect":
             return self._send(int(q.get("code", "302")), {}, {"Location": q["to"]})
+        if url.path == "/charset":
+            data = "café".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=x-no-such-codec")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         if url.path == "/loop":
             return self._send(302, {}, {"Location": "/loop"})
         if url.path == "/big":

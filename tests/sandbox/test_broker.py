@@ -43,7 +43,7 @@ def test_allowlist_entries_parse_to_one_canonical_form() -> None:
     "127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "http://0x7f000001:80", "10.1",
     "user@crm.example.com", "http://u:p@crm.example.com", "crm.example.com/path", "crm.example.com?x",
     "ftp://crm.example.com", "file:///etc/passwd", "*.example.com", "", " ", "crm.example.com:99999",
-    "crm.example.com:0x50", "[::1", "http://[fe80::1%eth0]:80", "crm_example.com", "-crm.example.com",
+    "crm.example.com:0x50", "crm.example.com:0", "[::1", "http://[fe80::1%eth0]:80", "crm_example.com", "-crm.example.com",
     "bücher.example", "crm.example.com\\@evil", "crm.example.com#frag",
 ])
 def test_bad_allowlist_entries_are_refused_with_a_reason(entry: str) -> None:
@@ -72,7 +72,7 @@ REFUSED_URLS = [
     "http://evil.example#@127.0.0.1:{p}/echo", "http://127.0.0.1:{p}\\@evil.example/echo",
     "http://evil.example\\@127.0.0.1:{p}/echo", " http://127.0.0.1:{p}/echo",
     "http://127.0.0.1:{p}/echo\r\nX: y", "https://127.0.0.1:{p}/echo", "http://127.0.0.1/echo",
-    "http://127.0.0.1:1/echo", "file:///etc/passwd", "gopher://127.0.0.1:{p}/_x", "ftp://127.0.0.1/",
+    "http://127.0.0.1:1/echo", "http://127.0.0.1:0/echo", "file:///etc/passwd", "gopher://127.0.0.1:{p}/_x", "ftp://127.0.0.1/",
     "data:text/plain,hi", "dict://127.0.0.1:{p}/", "http:///echo", "//127.0.0.1:{p}/echo",
     "http://ⓛocalhost:{p}/echo", "http://169.254.169.254/latest/meta-data/",
     "http://[fd00:ec2::254]/latest/meta-data/", "http://metadata.google.internal/",
@@ -304,3 +304,22 @@ def run(event, ticket, ctx):
 def test_without_a_broker_config_http_is_refused(sandbox) -> None:
     result = sandbox.call(sandbox.pool.run("x", 1, CATCH.format(url="https://crm.example.com/"), {}, {}))
     assert result.updates == {"custom": {"refused": "HTTP is not configured for this run"}}
+
+
+def test_an_unknown_charset_is_read_as_utf8(sandbox, crm) -> None:
+    source = f"def run(event, ticket, ctx):\n    return {{'custom': {{'t': ctx.http.get({crm.url + '/charset'!r}).text}}}}\n"
+    assert sandbox.run(source).updates == {"custom": {"t": "café"}}
+
+
+def test_waiting_for_a_worker_does_not_count_against_the_wall_clock(sandbox, crm) -> None:
+    import concurrent.futures
+
+    slow = f"def run(event, ticket, ctx):\n    ctx.http.get({crm.url + '/slow?s=1.5'!r})\n    return None\n"
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        busy = [ex.submit(sandbox.run, slow, limits=Limits(wall_s=10)) for _ in range(2)]
+        import time
+        time.sleep(0.3)
+        queued = ex.submit(sandbox.run, "def run(event, ticket, ctx):\n    return None\n",
+                           limits=Limits(wall_s=1))
+        assert all(f.result(30).error is None for f in busy)
+        assert queued.result(30).error is None

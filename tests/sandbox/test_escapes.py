@@ -58,6 +58,7 @@ RUNTIME_ESCAPES = {
     "function_globals_prefix": "return {'custom': {'x': repr(run.func_globals)}}",
     "frame_prefix": "g = (i for i in [1])\nreturn {'custom': {'x': repr(g.gi_running)}}",
     "response_internals": "return {'custom': {'x': repr(ctx.http.get.im_self)}}",
+    "printed_is_text_not_an_object": "print(1)\nreturn {'custom': {'x': repr(printed.run)}}",
     "tuple_write": "t = (1, 2)\nt[0] = 3\nreturn None",
     "string_index_write": "s = 'abc'\ns[0] = 'x'\nreturn None",
 }
@@ -189,3 +190,15 @@ return {'custom': {'order': int(m[1]), 'when': when.isoformat(), 'a': data['a'],
                                          "total": 9, "sqrt": 4.0, "f": "   3|'42'", "ws": "acme", "v": "v"},
                               "add_tags": ["a", "b"]}
     assert result.logs == ["now is aware: True"]
+
+
+def test_printed_reads_back_what_was_printed(sandbox) -> None:
+    result = sandbox.run(body("print('a', 1)\nprint('b')\nreturn {'custom': {'p': printed}}"))
+    assert result.updates == {"custom": {"p": "a 1\nb"}}
+    assert result.logs == ["a 1", "b"]
+
+
+def test_a_reused_name_and_version_with_other_source_runs_the_other_source(sandbox) -> None:
+    one = sandbox.run(body("return {'add_tags': ['one']}"), version=20_001)
+    two = sandbox.run(body("return {'add_tags': ['two']}"), version=20_001)
+    assert (one.updates, two.updates) == ({"add_tags": ["one"]}, {"add_tags": ["two"]})
