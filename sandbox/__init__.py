@@ -21,7 +21,9 @@ API for the server (the only names it needs; everything else is internal):
         or "{{secret:NAME}}" inside a header value) and scrubs them from responses.
 
     Broker(client: httpx.AsyncClient, *, resolver=system_resolver) / Broker.create()
-        The trusted HTTP side. The client must have trust_env=False; await broker.aclose().
+        The trusted HTTP side. The client must have trust_env=False (checked) and should not keep
+        connections alive (create() does so): the broker connects to checked IPs, and a pooled TLS
+        connection is keyed by IP, not by the name it was verified for. await broker.aclose().
 
     ScriptPool(size=2, *, broker: Broker | None = None, max_runs_per_worker=10_000)
         async with ScriptPool(2, broker=broker) as pool:

@@ -105,8 +105,10 @@ class Broker:
 
     @classmethod
     def create(cls, *, resolver: Resolver = system_resolver) -> Broker:
+        # No keep-alive: connections are pooled by (scheme, IP, port), so a pooled TLS connection
+        # made for one name (SNI, certificate) could carry a request for another name on that IP.
         client = httpx.AsyncClient(trust_env=False, follow_redirects=False, http2=False,
-                                   limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+                                   limits=httpx.Limits(max_connections=100, max_keepalive_connections=0))
         return cls(client, resolver=resolver)
 
     async def aclose(self) -> None:

@@ -125,6 +125,8 @@ class Http:
             raise TypeError("timeout must be a positive number of seconds")
         if json is not None and data is not None:
             raise TypeError("pass json= or data=, not both")
+        if type(data) is str and len(data) > run.limits["response_bytes"]:
+            raise TypeError("data is larger than the response size limit")
         try:
             call = {
                 "op": "http", "method": method, "url": url, "auth_secret": auth_secret,

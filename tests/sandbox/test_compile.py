@@ -81,6 +81,8 @@ def test_try_star_is_refused() -> None:
     ("x = eval('1')\n", "Eval calls are not allowed"),
     ("x = ｅｖａｌ('1')\n", "Eval calls are not allowed"),            # NFKC: fullwidth eval is eval
     ("exec('1')\n", "Exec calls are not allowed"),
+    # class patterns read attributes unguarded: case str(__class__=k)
+    ("def f(x):\n    match x:\n        case str(__class__=k):\n            return k\n", "Match statements are not allowed"),
 ])
 def test_language_outside_the_policy_is_refused(source: str, reason: str) -> None:
     errors = refused(source + RUN)

@@ -59,6 +59,9 @@ RUNTIME_ESCAPES = {
     "frame_prefix": "g = (i for i in [1])\nreturn {'custom': {'x': repr(g.gi_running)}}",
     "response_internals": "return {'custom': {'x': repr(ctx.http.get.im_self)}}",
     "printed_is_text_not_an_object": "print(1)\nreturn {'custom': {'x': repr(printed.run)}}",
+    "del_module_member": "del json.dumps\nreturn None",
+    "del_ctx_member": "del ctx.http\nreturn None",
+    "with_on_ctx": "with ctx as c:\n    pass\nreturn None",
     "tuple_write": "t = (1, 2)\nt[0] = 3\nreturn None",
     "string_index_write": "s = 'abc'\ns[0] = 'x'\nreturn None",
 }
