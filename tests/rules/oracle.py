@@ -494,8 +494,8 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         old, new = before.get(field), after.get(field)
         if not exact(old, new):
             changes[field] = [old, new]
-    old_custom = _get(before, "custom") or {}
-    new_custom = _get(after, "custom") or {}
+    old_custom = before.get("custom") if isinstance(before.get("custom"), dict) else {}
+    new_custom = after.get("custom") if isinstance(after.get("custom"), dict) else {}
     for key in list(old_custom) + [k for k in new_custom if k not in old_custom]:
         old, new = old_custom.get(key), new_custom.get(key)
         if not exact(old, new):

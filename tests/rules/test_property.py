@@ -154,14 +154,20 @@ def gen_previous(p: Picker, ticket: dict[str, Any]) -> dict[str, Any] | None:
     previous = oracle.copy.deepcopy(ticket)
     if kind == "recased":  # case-only differences: a change for text, none for tags/groups
         for field in ("subject", "description", "department", "channel"):
-            if isinstance(previous[field], str) and p.chance(0.6):
+            if isinstance(previous.get(field), str) and p.chance(0.6):
                 previous[field] = previous[field].swapcase()
-        previous["tags"] = [t.swapcase() for t in previous["tags"]]
-        for key, value in previous["custom"].items():
+        if isinstance(previous.get("tags"), list):
+            previous["tags"] = [t.swapcase() if isinstance(t, str) else t
+                                for t in previous["tags"]]
+        custom = previous.get("custom")
+        for key, value in (custom.items() if isinstance(custom, dict) else ()):
             if isinstance(value, str) and p.chance(0.6):
-                previous["custom"][key] = value.upper()
-        if previous["contact"] and p.chance(0.6):
-            previous["contact"]["groups"] = [g.upper() for g in previous["contact"]["groups"]]
+                custom[key] = value.upper()
+        contact = previous.get("contact")
+        if isinstance(contact, dict) and isinstance(contact.get("groups"), list):
+            if p.chance(0.6):
+                contact["groups"] = [g.upper() if isinstance(g, str) else g
+                                     for g in contact["groups"]]
     if kind == "tweaked":
         other = gen_ticket(p)
         for field in p.some(sorted(other), 1, 4):
@@ -343,6 +349,21 @@ def http_request(action: Any, ticket: Any, event: Any, vars: Any) -> dict[str, A
     return {"customer_type": ticket.get("priority"), "score": len(ticket.get("tags") or [])}
 
 
+def run_script(action: Any, event: Any, ticket: Any) -> dict[str, Any] | None:
+    """A deterministic script: version 2 returns an invalid update (nothing of it applies)."""
+    if action.get("version") == 2:
+        return {"priority": "urgent", "bogus": 1}
+    if ticket.get("status") == "closed":
+        return None
+    tags = [t.casefold() for t in ticket.get("tags") or [] if isinstance(t, str)]
+    return {"priority": "urgent" if "vip" in tags else "low", "add_tags": ["scripted"],
+            "remove_tags": ["feels-good"], "custom": {"tier": ticket.get("status")}}
+
+
+HANDLERS = [None, {"http_request": http_request}, {"run_script": run_script},
+            {"http_request": http_request, "run_script": run_script}]
+
+
 # --- the comparison ---------------------------------------------------------------------------
 
 def gen_case(p: Picker, n_rules: tuple[int, int], node: Callable[[Picker], Any]) -> tuple[Any, ...]:
@@ -350,7 +371,7 @@ def gen_case(p: Picker, n_rules: tuple[int, int], node: Callable[[Picker], Any])
     rules = [gen_rule(p, i, event["type"], node) for i in range(p.integer(*n_rules))]
     ticket = gen_ticket(p)
     previous = gen_previous(p, ticket)
-    handlers = {"http_request": http_request} if p.chance(0.3) else None
+    handlers = p.choice(HANDLERS) if p.chance(0.4) else None
     return rules, event, ticket, previous, handlers
 
 
@@ -358,7 +379,9 @@ def summary(ev: Any, rules: list[dict[str, Any]]) -> dict[str, Any]:
     with_id = {r["name"] for r in rules if "id" in r}
     explain = []
     for entry in ev.explain:
-        row = {"name": entry["name"], "matched": entry["matched"], "failed": entry["failed"]}
+        row = {"name": entry["name"], "matched": entry["matched"], "failed": entry["failed"],
+               # the wording is free; whether there is something to say is not
+               "has_errors": bool(entry["errors"]), "has_notes": bool(entry.get("notes"))}
         if entry["name"] in with_id:
             row["id"] = entry["id"]
         explain.append(row)
@@ -417,3 +440,52 @@ def test_generated_rule_sets_are_valid() -> None:
     for _ in range(200):
         rules, *_ = gen_case(p, (1, 20), p.choice([small_conditions, indexed_conditions]))
         engine.compile_rules(rules)
+
+
+# --- odd data: any JSON value in any slot -----------------------------------------------------------
+
+JSON_VALUES = [None, "", " ", "x", "VIP", "open", 0, 1, -1, 2.5, True, False, [], [1], ["vip", 1],
+               [None], {}, {"a": 1}, [["vip"]], {"groups": ["vip"]}, "2026-11-23T11:00:00Z"]
+
+
+def oddify(p: Picker, ticket: dict[str, Any], event: dict[str, Any]) -> None:
+    """Put a random JSON value into 1-4 random slots of the ticket or event."""
+    for _ in range(p.integer(1, 4)):
+        slot = p.choice(["ticket", "ticket", "contact", "contact-field", "custom", "custom-field",
+                         "tag", "message", "message-field"])
+        value = oracle.copy.deepcopy(p.choice(JSON_VALUES))
+        if slot == "ticket":
+            ticket[p.choice(sorted(ticket))] = value
+        elif slot == "contact":
+            ticket["contact"] = value
+        elif slot == "contact-field" and isinstance(ticket.get("contact"), dict):
+            ticket["contact"][p.choice(["email", "name", "groups", "custom"])] = value
+        elif slot == "custom":
+            ticket["custom"] = value
+        elif slot == "custom-field" and isinstance(ticket.get("custom"), dict):
+            ticket["custom"][p.choice(["plan", "tier", "score", "a.b"])] = value
+        elif slot == "tag" and isinstance(ticket.get("tags"), list):
+            ticket["tags"].append(value)
+        elif slot == "message":
+            event["message"] = value
+        elif slot == "message-field" and isinstance(event.get("message"), dict):
+            event["message"][p.choice(["author", "body", "channel"])] = value
+
+
+@rules_profile(scale=0.5)
+@given(st.data())
+def test_conditions_on_odd_data_agree_with_oracle(data: st.DataObject) -> None:
+    """Conditions over values of unexpected types: the same verdicts, the same `seen`."""
+    p = Picker(draw=data.draw)
+    event = gen_event(p)
+    rules = [{"name": f"r{i}", "triggers": [event["type"]], "conditions": gen_node(p, 2),
+              "actions": [{"type": "wake"}]} for i in range(p.integer(1, 8))]
+    ticket = gen_ticket(p)
+    oddify(p, ticket, event)
+    previous = gen_previous(p, ticket)
+    if previous is not None:
+        oddify(p, previous, {})
+    expected = oracle.compile_rules(rules).evaluate(event, ticket, previous=previous, now=NOW)
+    got = engine.compile_rules(rules).evaluate(event, ticket, previous=previous, now=NOW)
+    assert summary(got, rules)["explain"] == summary(expected, rules)["explain"]
+    assert got.matched == expected.matched
