@@ -58,16 +58,18 @@ function signOut() {
 
 // ------------------------------------------------------------------ tabs
 
-export function showTab(name) {
+export function showTab(name, focus = true) {
   for (const b of $$('#tabs .tab')) {
     if (b.dataset.tab === name) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
   }
   for (const v of $$('.view')) v.hidden = v.id !== `view-${name}`;
   const view = $(`#view-${name}`);
-  if (name === 'rules') renderRules(view);
-  if (name === 'runs') renderRuns(view, app);
-  if (name === 'groups') renderGroups(view, app);
-  if (name === 'scripts') renderScripts(view, app);
+  const render = { rules: renderRules, runs: renderRuns, groups: renderGroups, scripts: renderScripts }[name];
+  const done = Promise.resolve(render(view, app));
+  // Move focus to the new view's heading so keyboard and screen-reader users land in it.
+  const heading = view.querySelector('h1');
+  if (focus && heading) { heading.setAttribute('tabindex', '-1'); heading.focus(); }
+  return done;
 }
 
 /** Show the editor (it is part of the Rules tab). */
@@ -75,7 +77,7 @@ export function showEditor(rule, opts = {}) {
   for (const v of $$('.view')) v.hidden = v.id !== 'view-editor';
   openEditor($('#view-editor'), app, rule, {
     ...opts,
-    onClose: (changedId) => { showTab('rules'); focusRule(changedId); },
+    onClose: (changedId) => { showTab('rules', !changedId).then(() => focusRule(changedId)); },
   });
 }
 

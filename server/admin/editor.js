@@ -575,6 +575,7 @@ export function openEditor(view, app, rule, opts = {}) {
       value: JSON.stringify(sampleEvent(), null, 2) });
     const prev = h('textarea', { id: 'test-ticket', rows: '4', class: 'code', spellcheck: 'false', dataset: { path: 'ticket' }, value: '' });
     const result = h('div', { id: 'test-result', 'aria-live': 'polite' });
+    const pickId = h('input', { type: 'text', id: 'test-pick', autocomplete: 'off', dataset: { path: 'pick' } });
     const errors = h('div', { class: 'error-summary', hidden: true });
     testPanel.append(errors,
       field('Event (JSON)', area, 'Prefilled from the rule’s conditions; paste a real event to try it.'),
@@ -583,7 +584,32 @@ export function openEditor(view, app, rule, opts = {}) {
       h('div', { class: 'buttons' },
         h('button', { type: 'button', id: 'run-test', class: 'primary', onclick: run }, 'Run test'),
         h('button', { type: 'button', class: 'quiet', onclick: () => { area.value = JSON.stringify(sampleEvent(), null, 2); } }, 'Reset sample')),
+      h('details', null, h('summary', null, 'Start from a real ticket'),
+        h('div', { class: 'inline-form' },
+          field('Ticket id', pickId, 'Builds an event from the ticket as deskflow holds it now.'),
+          h('button', { type: 'button', id: 'pick-ticket', onclick: pick }, 'Use this ticket'))),
       result);
+
+    async function pick() {
+      clearErrors(testPanel);
+      const id = pickId.value.trim();
+      if (!id) { showErrors(testPanel, [{ path: 'pick', reason: 'Enter a ticket id, like T-1.' }]); pickId.focus(); return; }
+      try {
+        const t = await api('GET', `/v1/tickets/${enc(id)}`);
+        const ticket = {};
+        for (const k of ['id', 'subject', 'description', 'status', 'priority', 'channel', 'department', 'assignee', 'tags', 'custom', 'contact']) {
+          if (t[k] !== undefined) ticket[k] = t[k];
+        }
+        const ev = sampleEvent();
+        ev.ticket = ticket;
+        area.value = JSON.stringify(ev, null, 2);
+        announce(`Loaded ticket ${id} into the event.`);
+        area.focus();
+      } catch (err) {
+        showErrors(testPanel, [{ path: 'pick', reason: err.status === 404 ? `No ticket ${id} in this workspace.` : err.message }]);
+        pickId.focus();
+      }
+    }
 
     async function run() {
       clearErrors(testPanel);

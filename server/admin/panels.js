@@ -61,7 +61,7 @@ export function renderRuns(view, app) {
   view.append(h('div', { class: 'view-head' }, h('h1', { id: 'runs-h' }, 'Runs')),
     h('p', { class: 'lead' }, 'Every processed event leaves a run: which rules matched, which did not and on what, what scripts returned, logged and fetched, and what changed.'),
     form, out);
-  if (app.lastTicket) form.requestSubmit(); else input.focus();
+  if (app.lastTicket) form.requestSubmit();
 }
 
 function runsList(ticketId, runs) {

@@ -227,6 +227,14 @@ def test_the_test_panel_explains_each_condition(page, deskflow):
     expect(rows.nth(1)).to_contain_text('"Hello"')
     with deskflow.client() as c:  # a dry run applies nothing
         assert c.get("/v1/tickets/T-test").status_code == 404
+    # Start from a stored ticket instead of pasting.
+    deskflow.send(_event("tp-1", "T-stored", subject="Urgent: stored"))
+    page.get_by_text("Start from a real ticket").click()
+    page.locator("#test-pick").fill("T-stored")
+    page.get_by_role("button", name="Use this ticket").click()
+    expect(page.locator("#test-event")).to_have_value(re.compile("Urgent: stored"))
+    page.get_by_role("button", name="Run test").click()
+    expect(page.locator("#test-verdict")).to_have_text("The rule matched")
 
 
 def test_a_viewer_sees_but_cannot_change(page, deskflow):
