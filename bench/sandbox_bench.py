@@ -152,34 +152,85 @@ async def bench_pool(n: int, seconds: float) -> tuple[list[float], float, list[f
     return warm, rate, spawn, refill
 
 
+SECTION = "## Sandbox (bench/sandbox_bench.py)"
+
+NOTES = """
+What the figures mean:
+
+- **bare exec** is the floor for running the script at all; **bare pipe** the floor for reaching
+  another process (blocking `os.read`/`os.write`, the transport of the issue's ~32 µs figure).
+- **warm run** is `ScriptPool.run` as the service calls it: acquire an idle worker, one
+  orjson frame out (source, event, ticket, ctx, limits), in the worker: code from the per-version
+  cache, per-run RLIMIT_AS/RLIMIT_CPU, fresh guarded globals and proxy modules, exec, `run()`,
+  exact-type conversion and size check of the result, frame back; in the parent: vocabulary check
+  through `rules.apply_updates` and the `ScriptResult`. The worker's share is ~17-30 µs.
+- The parent drives workers from the service's asyncio loop. An asyncio pipe round trip alone costs
+  ~90 µs here (epoll wake-up, the transport's read callback, the task wake-up: two loop
+  callbacks per run, checked), so the ≤ 2× target measured against a *blocking* pipe is out of
+  reach for an asyncio parent; the ratio against the asyncio floor is given beside it (1.7-2.3×
+  across our runs, depending on machine load).
+  A spin-wait (blocking `select` for up to 0.5 ms after each send) measured ~65 µs vs ~118 µs for a
+  raw-fd asyncio reader in a side experiment; it was not adopted because it stalls the event loop
+  that also serves the API and the broker.
+- Worker start is Python start-up plus importing RestrictedPython and warming every lazy import
+  before the rlimits close the door; refills happen in the background while other workers serve.
+"""
+
+
+def record(lines: list[str]) -> None:
+    """Replace our section of bench/RESULTS.md (up to the next `## `), keeping the others."""
+    path = Path(__file__).resolve().parent / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    body = SECTION + "\n\n" + "\n".join(lines).rstrip() + "\n" + NOTES
+    if SECTION in text:
+        head, _, rest = text.partition(SECTION)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        text = head + body + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip() + "\n\n" + body
+    path.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--record", action="store_true", help="rewrite our section of bench/RESULTS.md")
     args = ap.parse_args()
 
+    started = time.time()
     bare_exec = summary("bare exec (in-process)", bench_bare_exec(args.runs))
     bare_pipe = summary("bare pipe round trip (blocking)", bench_bare_pipe(args.runs))
     apipe = summary("asyncio pipe round trip", asyncio.run(bench_asyncio_pipe(args.runs)))
     warm_s, rate, spawn, refill = asyncio.run(bench_pool(args.runs, args.seconds))
     warm = summary("warm ScriptPool.run (trivial script)", warm_s)
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs each\n")
-    print("| measurement | p50 µs | p99 µs | mean µs |\n| --- | ---: | ---: | ---: |")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    out = [f"Command: `python bench/sandbox_bench.py --record` — run "
+           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {time.time() - started:.0f} s. "
+           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average at the end {load} "
+           f"(other engineers' test runs share the machine). {args.runs} runs per row.", ""]
+    out += ["| measurement | p50 µs | p99 µs | mean µs |", "| --- | ---: | ---: | ---: |"]
     for row in (bare_exec, bare_pipe, apipe, warm):
-        print(f"| {row['name']} | {row['p50']:.0f} | {row['p99']:.0f} | {row['mean']:.0f} |")
+        out.append(f"| {row['name']} | {row['p50']:.0f} | {row['p99']:.0f} | {row['mean']:.0f} |")
     floor = bare_exec["p50"] + bare_pipe["p50"]
     ratio = warm["p50"] / floor
-    print(f"\nwarm overhead p50 / (bare exec + bare pipe) p50 = {warm['p50']:.0f} / {floor:.0f} = {ratio:.2f}x "
-          f"(target <= 2x: {'met' if ratio <= 2 else 'NOT met'})")
     afloor = bare_exec["p50"] + apipe["p50"]
-    print(f"warm overhead p50 / (bare exec + asyncio pipe) p50 = {warm['p50']:.0f} / {afloor:.0f} = "
-          f"{warm['p50'] / afloor:.2f}x (the same floor for a parent that must not block its event loop)")
-    print(f"warm p99 = {warm['p99'] / 1000:.2f} ms (target <= 5 ms: {'met' if warm['p99'] <= 5000 else 'NOT met'})")
-    print(f"throughput, 2 workers, 8 callers: {rate:.0f} runs/s")
-    print(f"worker start (spawn to ready): p50 {statistics.median(spawn) * 1000:.0f} ms, max {max(spawn) * 1000:.0f} ms")
-    print(f"killed worker -> replaced and serving: p50 {statistics.median(refill) * 1000:.0f} ms, "
-          f"max {max(refill) * 1000:.0f} ms")
+    out += ["", "Targets (issue 4):", "",
+            f"- warm overhead ≤ 2× (bare exec + one pipe round trip): **{'met' if ratio <= 2 else 'NOT met'}** — "
+            f"p50 {warm['p50']:.0f} µs vs {floor:.0f} µs = {ratio:.2f}× "
+            f"(against bare exec + an asyncio pipe round trip, {afloor:.0f} µs: {warm['p50'] / afloor:.2f}×)",
+            f"- warm p99 ≤ 5 ms: **{'met' if warm['p99'] <= 5000 else 'NOT met'}** — {warm['p99'] / 1000:.2f} ms",
+            "", "Other figures:", "",
+            f"- throughput, 2 workers, 8 concurrent callers, trivial script: {rate:,.0f} runs/s",
+            f"- worker start (spawn to ready): p50 {statistics.median(spawn) * 1000:.0f} ms, "
+            f"max {max(spawn) * 1000:.0f} ms (5 starts)",
+            f"- killed worker (SIGKILL) → replaced and the pool back to 2 serving workers: "
+            f"p50 {statistics.median(refill) * 1000:.0f} ms, max {max(refill) * 1000:.0f} ms (5 kills)"]
+    print("\n".join(out))
+    if args.record:
+        record(out)
 
 
 if __name__ == "__main__":
