@@ -24,6 +24,9 @@ API for the server (the only names it needs; everything else is internal):
         The trusted HTTP side. The client must have trust_env=False (checked) and should not keep
         connections alive (create() does so): the broker connects to checked IPs, and a pooled TLS
         connection is keyed by IP, not by the name it was verified for. await broker.aclose().
+        await broker.call(config, {"method": "GET", "url": ..., "auth_secret": "CRM_TOKEN"})
+            -> (reply, http_calls): one checked call outside a script (the http_request action);
+            reply {"ok": True, "status_code", "headers", "text"} | {"ok": False, "kind", "message"}.
 
     ScriptPool(size=2, *, broker: Broker | None = None, max_runs_per_worker=10_000)
         async with ScriptPool(2, broker=broker) as pool:

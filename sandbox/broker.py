@@ -30,7 +30,7 @@ from .allowlist import (
     canonical_host,
 )
 from .errors import BrokerError, CallLimit, CallRefused
-from .limits import Limits
+from .limits import DEFAULT_LIMITS, Limits
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -116,6 +116,17 @@ class Broker:
 
     def session(self, config: BrokerConfig, limits: Limits, deadline: float) -> BrokerSession:
         return BrokerSession(self, config, limits, deadline)
+
+    async def call(self, config: BrokerConfig, request: Mapping[str, Any], *,
+                   limits: Limits | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One call outside any script, for the `http_request` rule action: the same checks,
+        secrets and record. `request` is {"method", "url", "params"?, "headers"?, "auth_secret"?,
+        "json"?, "data"?, "timeout"?} as plain JSON data. Returns (reply, http_calls); the reply is
+        {"ok": True, "status_code", "headers", "text"} or {"ok": False, "kind", "message"[, "code"]}."""
+        limits = limits or DEFAULT_LIMITS
+        session = self.session(config, limits, asyncio.get_running_loop().time() + limits.wall_s)
+        reply = await session.request(request)
+        return reply, session.calls
 
 
 class BrokerSession:

@@ -323,3 +323,15 @@ def test_waiting_for_a_worker_does_not_count_against_the_wall_clock(sandbox, crm
                            limits=Limits(wall_s=1))
         assert all(f.result(30).error is None for f in busy)
         assert queued.result(30).error is None
+
+
+def test_broker_call_serves_the_http_request_action_with_the_same_rules(sandbox, crm) -> None:
+    config = BrokerConfig(parse_allowlist([crm.url]), {"CRM_TOKEN": CRM_TOKEN})
+    reply, calls = sandbox.call(sandbox.broker.call(config, {
+        "method": "GET", "url": crm.url + "/contacts", "params": {"email": "ann@example.com"},
+        "auth_secret": "CRM_TOKEN"}))
+    assert reply["ok"] and json.loads(reply["text"])["customerType"] == "VIP"
+    assert calls == [{"method": "GET", "url": f"{crm.url}/contacts?email=ann%40example.com",
+                      "status": 200, "ms": calls[0]["ms"]}]
+    refused, calls = sandbox.call(sandbox.broker.call(config, {"method": "GET", "url": "http://169.254.169.254/"}))
+    assert refused["ok"] is False and refused["kind"] == "refused" and "refused" in calls[0]
