@@ -60,7 +60,17 @@ def test_sign_in_shows_rules_and_the_key_stays_in_the_session(page, deskflow):
     assert page.evaluate("localStorage.length") == 0
     page.get_by_label("Search rules").fill("refund")
     expect(page.locator("#rules-table tbody tr")).to_have_count(1)
+    expect(page.locator("#reorder-hint")).to_be_visible()  # no reordering a filtered view
+    expect(page.locator("#rules-table button[data-move]")).to_have_count(0)
     page.get_by_label("Search rules").fill("")
+    page.get_by_label("Show").select_option("disabled")
+    expect(page.locator("#rules-table tbody tr .rule-name-text")).to_have_text(["Acknowledge new tickets"])
+    page.get_by_label("Show").select_option("all")
+    # Keyboard focus is visible.
+    page.get_by_label("Search rules").focus()
+    page.keyboard.press("Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), outline
     page.locator("#status").evaluate("el => el.textContent = ''")
     page.screenshot(path=str(DOCS / "admin-rules.png"))
     # A reload keeps the session; signing out forgets the key.
