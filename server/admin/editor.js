@@ -523,7 +523,8 @@ export function openEditor(view, app, rule, opts = {}) {
     } catch (err) {
       if (err.status === 422) {
         const placed = showErrors(view, err.details, summary);
-        announce(`Not saved: ${err.message}`, 'error');
+        const n = summary.querySelectorAll('li').length;
+        announce(`Not saved: ${n} problem${n === 1 ? '' : 's'}, each shown next to its field.`, 'error');
         (placed[0]?.target || summary).focus();
       } else {
         showErrors(view, [{ path: '', reason: err.message }], summary);
