@@ -40,16 +40,23 @@ class Evaluation:
 # --- values -----------------------------------------------------------------------------------
 
 
-def parse_duration(text: Any) -> timedelta | None:
-    """`"1h30m"` -> timedelta; None unless it matches the pattern and is greater than zero."""
+def parse_duration(text: Any) -> int | None:
+    """`"1h30m"` -> 5400 (seconds); None unless it matches the pattern and is greater than zero.
+
+    Seconds as an int, not a timedelta: the pattern sets no upper bound ("99999999999d" is valid).
+    """
     if not isinstance(text, str) or text == "":
         return None
     m = _DURATION.match(text)
     if m is None:
         return None
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    total = timedelta(days=d, hours=h, minutes=mi, seconds=s)
-    return total if total > timedelta(0) else None
+    total = ((d * 24 + h) * 60 + mi) * 60 + s
+    return total if total > 0 else None
+
+
+def _microseconds(delta: timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def parse_timestamp(text: Any) -> datetime | None:
@@ -239,9 +246,9 @@ def check_leaf(leaf: dict[str, Any], ctx: "_Pass") -> tuple[bool, Any]:
         if t is None:
             held = False
         elif op == "older_than":
-            held = ctx.now - t >= duration
+            held = _microseconds(ctx.now - t) >= duration * 1_000_000
         else:
-            held = ctx.now - t < duration
+            held = _microseconds(ctx.now - t) < duration * 1_000_000
     else:  # pragma: no cover - the oracle is only fed valid rules
         raise AssertionError(f"unknown op {op!r}")
     return held, v
@@ -266,7 +273,7 @@ def check_node(node: Any, path: str, ctx: "_Pass") -> dict[str, Any] | None:
     if held:
         return None
     return {"path": path, "field": node["field"], "op": node["op"],
-            "value": node.get("value"), "seen": seen}
+            "value": copy.deepcopy(node.get("value")), "seen": copy.deepcopy(seen)}
 
 
 # --- templates --------------------------------------------------------------------------------

@@ -389,3 +389,37 @@ def test_run_script_invalid_updates_apply_nothing(impl: Any) -> None:
              handlers={"run_script": run_script})
     assert ev.explain[0]["errors"]
     assert ev.changes == {"tags": {"added": ["a"], "removed": []}}
+
+
+def test_handlers_see_the_ticket_as_it_stands_and_get_copies(impl: Any) -> None:
+    seen: list[Any] = []
+
+    def http_request(action: Any, ticket: Any, event: Any, vars: Any) -> dict[str, Any]:
+        seen.append(("http", list(ticket["tags"]), ticket["priority"], dict(vars)))
+        ticket["tags"].append("mutated-by-handler")
+        action["url"] = "https://evil.example.com/"
+        vars["sneaky"] = True
+        return {"n": sum(1 for call in seen if call[0] == "http")}
+
+    def run_script(action: Any, event: Any, ticket: Any) -> dict[str, Any]:
+        seen.append(("script", list(ticket["tags"]), ticket["priority"]))
+        ticket["status"] = "solved"
+        return {"custom": {"tier": "gold"}}
+
+    rules = [make_rule("a", actions=[add("x"), {"type": "http_request",
+                                                "url": "https://crm.example.com/c"}]),
+             make_rule("b", actions=[set_("priority", "high"),
+                                     {"type": "run_script", "script": "s"},
+                                     {"type": "http_request", "url": "https://crm.example.com/c"}])]
+    ruleset = impl.compile_rules(rules)
+    handlers = {"http_request": http_request, "run_script": run_script}
+    ev = ruleset.evaluate(make_event(), make_ticket(), now=NOW, handlers=handlers)
+    assert seen == [("http", ["billing", "x"], "normal", {}),
+                    ("script", ["billing", "x"], "high"),
+                    ("http", ["billing", "x"], "high", {"n": 1})]
+    assert ev.vars == {"n": 2}
+    assert ev.ticket["tags"] == ["billing", "x"]
+    assert ev.ticket["status"] == "open"
+    assert ev.changes == {"priority": ["normal", "high"], "custom.tier": [None, "gold"],
+                          "tags": {"added": ["x"], "removed": []}}
+    assert rules[0]["actions"][1]["url"] == "https://crm.example.com/c"

@@ -139,6 +139,7 @@ CONDITION_ERRORS = {
     "changed-from-on-text-needs-a-string": leaf_error("status", "changed_from", 1),
     "bad-regex": leaf_error("subject", "matches", "("),
     "bad-regex-escape": leaf_error("subject", "matches", "\\"),
+    "regex-global-flag-not-at-start": leaf_error("subject", "matches", "a(?i)b"),
     "regex-too-long": leaf_error("subject", "matches", "a" * 1001),
     "regex-not-a-string": leaf_error("subject", "matches", 5),
     "case-sensitive-not-a-boolean": leaf_error("subject", "is", "x", "case_sensitive",
@@ -388,3 +389,13 @@ def test_valid_action_compiles(engine: Any, action: dict[str, Any]) -> None:
 ])
 def test_valid_rule_compiles(engine: Any, changes: dict[str, Any]) -> None:
     engine.compile_rules([with_rule(**changes)])
+
+
+def test_regex_that_warns_is_not_a_crash(engine: Any) -> None:
+    """`re` warns (FutureWarning) on "[[a]"; the suite runs with warnings as errors, as the service
+    tests do. Compiling must give a rule set or a RuleError, never another exception."""
+    rule = with_leaf({"field": "subject", "op": "matches", "value": "[[a]"})
+    try:
+        engine.compile_rules([rule])
+    except engine.RuleError as err:
+        assert err.path == f"{LEAF_PATH}.value"

@@ -8,7 +8,7 @@ it saw (for `changed*`, `[previous, current]`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -89,6 +89,9 @@ IS = [
     case("subject", "İstanbul", "istanbul", False, id="turkish-dotted-I-casefolds-with-dot"),
     case("subject", "ISTANBUL", "ıstanbul", False, id="turkish-dotless-i-is-not-i"),
     case("subject", "\u212a", "k", True, id="kelvin-sign-casefolds-to-k"),
+    case("subject", "ﬁle", "FILE", True, id="ligature-casefolds"),
+    case("subject", "café", "cafe\u0301", False, id="no-unicode-normalization"),
+    case("subject", "Ǆ", "ǆ", True, id="titlecase-digraph"),
     case("subject", "Refund", "refund", False, cs=True, id="case-sensitive-differs"),
     case("subject", "Refund", "Refund", True, cs=True, id="case-sensitive-equal"),
     case("subject", "Refund", "refund", True, cs=False, id="case-sensitive-false"),
@@ -541,6 +544,11 @@ OLDER_THAN = [
     case("custom.due", "2026-11-23T11:00:00Z", "1h", True, id="custom-timestamp"),
     case("custom.due", 5, "1h", False, id="custom-number"),
     case("contact.custom.since", "2025-11-23T12:00:00Z", "365d", True, id="contact-custom"),
+    case("created_at", "0001-01-01T00:00:00Z", "739000d", True, id="year-1"),
+    case("created_at", "0001-01-01T00:00:00Z", "740000d", False, id="year-1-short"),
+    case("created_at", "2026-11-23T11:00:00Z", "100000000d", False, id="no-upper-bound"),
+    case("created_at", "2026-11-23T11:00:00Z", "99999999999999999999s", False,
+         id="no-upper-bound-seconds"),
 ]
 
 
@@ -563,6 +571,8 @@ NEWER_THAN = [
     case("created_at", None, "1d", False, id="null"),
     case("custom.due", "2026-11-23 11:30:00+00:00", "1h", True, id="custom-timestamp"),
     case("custom.due", True, "1h", False, id="custom-bool"),
+    case("created_at", "0001-01-01T00:00:00Z", "100000000d", True, id="no-upper-bound"),
+    case("created_at", "9999-12-31T23:59:59Z", "1s", True, id="far-future"),
 ]
 
 
@@ -570,6 +580,24 @@ NEWER_THAN = [
 def test_newer_than(impl: Any, field: str, current: Any, value: Any, expected: bool, cs: Any,
                     prev: Any) -> None:
     run_leaf(impl, field, "newer_than", current, value, expected, cs, prev)
+
+
+def test_now_in_another_zone_is_the_same_instant(impl: Any) -> None:
+    oslo = NOW.astimezone(timezone(timedelta(hours=1)))
+    run_leaf(impl, "created_at", "older_than", "2026-11-23T11:00:00Z", "1h", True, now=oslo)
+    run_leaf(impl, "created_at", "newer_than", "2026-11-23T11:00:01Z", "1h", True, now=oslo)
+
+
+def test_now_defaults_to_the_current_time(impl: Any) -> None:
+    ticket = make_ticket(created_at="2000-01-01T00:00:00Z", updated_at="2999-01-01T00:00:00Z")
+    rules = [make_rule("old", conditions={"field": "created_at", "op": "older_than",
+                                          "value": "1d"}),
+             make_rule("new", conditions={"field": "updated_at", "op": "newer_than",
+                                          "value": "1s"}),
+             make_rule("not-old", conditions={"field": "updated_at", "op": "older_than",
+                                              "value": "1s"})]
+    ev = impl.compile_rules(rules).evaluate(make_event(), ticket)
+    assert ev.matched == ["old", "new"]
 
 
 def test_naive_now_is_read_as_utc(impl: Any) -> None:

@@ -324,3 +324,50 @@ def test_changed_compares_previous_with_ticket_as_earlier_rules_left_it(impl: An
     ev = evaluate(impl, rules, previous=make_ticket())
     assert ev.matched == ["escalate", "from", "to", "back"]
     assert ev.explain[5]["failed"]["seen"] == ["normal", "normal"]
+
+
+def test_duplicate_triggers_still_fire_once(impl: Any, pad: list[dict[str, Any]]) -> None:
+    rules = [make_rule("twice", triggers=["ticket.updated", "ticket.updated"],
+                       actions=[{"type": "wake"}]), *pad]
+    ev = evaluate(impl, rules)
+    assert ev.matched == ["twice"]
+    assert [e["name"] for e in ev.explain if not e["name"].startswith("pad-")] == ["twice"]
+    assert ev.effects == [{"type": "wake"}]
+
+
+@pytest.mark.parametrize("conditions", [
+    pytest.param({"field": "status", "op": "in", "value": ["open", "OPEN", "Open"]},
+                 id="in-values-that-fold-together"),
+    pytest.param({"field": "tags", "op": "includes_any", "value": ["billing", "BILLING"]},
+                 id="includes-any-values-that-fold-together"),
+    pytest.param({"any": [status_is("open"), {"field": "priority", "op": "is",
+                                              "value": "normal"}]},
+                 id="any-of-two-true-equalities"),
+    pytest.param({"all": [status_is("open"), status_is("OPEN")]}, id="all-same-key-twice"),
+])
+def test_rule_filed_under_several_keys_fires_once(impl: Any, pad: list[dict[str, Any]],
+                                                  conditions: dict[str, Any]) -> None:
+    rules = [*pad[:150], make_rule("r", conditions=conditions, actions=[{"type": "wake"}]),
+             *pad[150:]]
+    ev = evaluate(impl, rules)
+    assert ev.matched == ["r"]
+    assert ev.effects == [{"type": "wake"}]
+
+
+def test_explain_shares_nothing_with_rules_or_arguments(impl: Any) -> None:
+    """docs/rules-engine.md, Sharing: explain shares no container with the rules or arguments."""
+    rules = [make_rule("in", conditions={"field": "status", "op": "in", "value": ["x", "y"]}),
+             make_rule("tags", conditions={"field": "tags", "op": "includes", "value": "vip"}),
+             make_rule("changed", conditions={"field": "tags", "op": "changed_to",
+                                              "value": ["x"]})]
+    ticket, previous = make_ticket(), make_ticket()
+    ruleset = impl.compile_rules(rules)
+    first = ruleset.evaluate(make_event(), ticket, previous=previous, now=NOW)
+    first.explain[0]["failed"]["value"].append("open")
+    first.explain[1]["failed"]["seen"].append("vip")
+    first.explain[2]["failed"]["seen"][0].append("x")
+    assert rules[0]["conditions"]["value"] == ["x", "y"]
+    assert ticket == make_ticket()
+    assert previous == make_ticket()
+    second = ruleset.evaluate(make_event(), ticket, previous=previous, now=NOW)
+    assert second.matched == []
