@@ -45,8 +45,10 @@ class RuleCache:
         self._store = store
         self._cache: dict[str, tuple[int, Any]] = {}
 
-    async def get(self, workspace: str) -> Any:
-        rev = await catalog.rules_revision(self._store, workspace)
+    async def get(self, workspace: str, rev: int | None = None) -> Any:
+        """The compiled ruleset at revision `rev` (read from the store when not given)."""
+        if rev is None:
+            rev = await catalog.rules_revision(self._store, workspace)
         hit = self._cache.get(workspace)
         if hit and hit[0] == rev:
             return hit[1]
@@ -214,10 +216,11 @@ class Worker:
         started = time.perf_counter()
         run_id = "run_" + secrets.token_hex(8)
 
-        async def compute(previous: dict[str, Any] | None, contact: dict[str, Any] | None
+        async def compute(previous: dict[str, Any] | None, contact: dict[str, Any] | None,
+                          rules_rev: int
                           ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any], bool]:
             t0 = time.perf_counter()
-            ruleset = await self.rules.get(workspace)
+            ruleset = await self.rules.get(workspace, rules_rev)
             t1 = time.perf_counter()
             merged = automation.merge_event(previous, event, contact)
             now = self.clock()

