@@ -21,8 +21,8 @@ API for the server (the only names it needs; everything else is internal):
         or "{{secret:NAME}}" inside a header value) and scrubs them from responses.
 
     Broker(client: httpx.AsyncClient, *, resolver=system_resolver) / Broker.create()
-        The trusted HTTP side. The client must have trust_env=False (checked) and should not keep
-        connections alive (create() does so): the broker connects to checked IPs, and a pooled TLS
+        The trusted HTTP side. The client must have trust_env=False (checked). Every request goes
+        to the checked IP with Host/SNI set to the name and "Connection: close": a pooled TLS
         connection is keyed by IP, not by the name it was verified for. await broker.aclose().
         await broker.call(config, {"method": "GET", "url": ..., "auth_secret": "CRM_TOKEN"})
             -> (reply, http_calls): one checked call outside a script (the http_request action);

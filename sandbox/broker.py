@@ -292,7 +292,9 @@ class BrokerSession:
             host_header += f":{target.port}"
         extensions = {"sni_hostname": target.host} if target.scheme == "https" and target.literal is None else {}
         url = _with_params(url, params)
-        kwargs: dict[str, Any] = {"headers": {**headers, "Host": host_header},
+        # Connection: close - the client pools connections by (scheme, IP, port); a kept-alive TLS
+        # connection verified for one name must never carry a request for another name on that IP.
+        kwargs: dict[str, Any] = {"headers": {**headers, "Host": host_header, "Connection": "close"},
                                   "timeout": httpx.Timeout(seconds), "extensions": extensions}
         if "json" in body:
             kwargs["json"] = body["json"]

@@ -18,6 +18,9 @@ Real sockets on purpose (STYLE.md rule 7: SSRF lives in the real socket path). R
 from __future__ import annotations
 
 import json
+import os
+import ssl
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -114,11 +117,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class CrmServer:
-    def __init__(self) -> None:
+    """`tls=(certfile, keyfile)` serves HTTPS (make_test_certificates builds a CA and a leaf)."""
+
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> CrmServer:
@@ -129,3 +139,24 @@ class CrmServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+def make_test_certificates(directory: str, name: str) -> tuple[str, str, str]:
+    """A throwaway CA and a server certificate for `name`, with the openssl CLI.
+    Returns (ca_file, cert_file, key_file)."""
+    def path(file: str) -> str:
+        return os.path.join(directory, file)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=deskflow test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+            "-subj", f"/CN={name}")
+    with open(path("leaf.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext")
+    return path("ca.pem"), path("leaf.pem"), path("leaf.key")

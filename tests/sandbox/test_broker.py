@@ -335,3 +335,49 @@ def test_broker_call_serves_the_http_request_action_with_the_same_rules(sandbox,
                       "status": 200, "ms": calls[0]["ms"]}]
     refused, calls = sandbox.call(sandbox.broker.call(config, {"method": "GET", "url": "http://169.254.169.254/"}))
     assert refused["ok"] is False and refused["kind"] == "refused" and "refused" in calls[0]
+
+
+# -- HTTPS: the pinned IP is dialled, the certificate is checked against the name ------------------
+
+@pytest.fixture(scope="module")
+def tls_crm(tmp_path_factory):
+    import shutil
+
+    from crm_app import CrmServer, make_test_certificates
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    ca, cert, key = make_test_certificates(str(tmp_path_factory.mktemp("tls")), "crm.test")
+    with CrmServer(tls=(cert, key)) as server:
+        yield server, ca
+
+
+def test_https_to_a_pinned_address_verifies_the_certificate_against_the_name(sandbox, tls_crm) -> None:
+    import ssl
+
+    server, ca = tls_crm
+
+    async def make() -> httpx.AsyncClient:
+        return httpx.AsyncClient(trust_env=False, verify=ssl.create_default_context(cafile=ca))
+
+    client = sandbox.call(make())
+    try:
+        broker = Broker(client, resolver=resolver_to("127.0.0.1"))
+        allow = [f"crm.test:{server.port}", f"other.test:{server.port}", f"127.0.0.1:{server.port}"]
+        source = """
+def run(event, ticket, ctx):
+    good = ctx.http.get('https://crm.test:PORT/echo').json()['headers']['Host']
+    try:
+        ctx.http.get('https://other.test:PORT/echo')
+        bad = 'connected'
+    except Exception as exc:
+        bad = str(exc)
+    return {'custom': {'good': good, 'bad': bad}}
+""".replace("PORT", str(server.port))
+        result = sandbox.run(source, allow=allow, broker=broker)
+        assert result.error is None, result.error
+        assert result.updates["custom"]["good"] == f"crm.test:{server.port}"
+        assert "CERTIFICATE_VERIFY_FAILED" in result.updates["custom"]["bad"] or \
+            "certificate" in result.updates["custom"]["bad"].lower(), result.updates
+    finally:
+        sandbox.call(client.aclose())
