@@ -16,12 +16,14 @@ from .errors import LimitsError
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 
 MIB = 1024 * 1024
+_ceiling: Limits | None = None     # MAXIMA, once it exists (it is itself a Limits)
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
     wall_s: float = 5.0                 # whole run, HTTP waits included; enforced by the parent
-    cpu_s: float = 2.0                  # RLIMIT_CPU in the worker (whole seconds, rounded up)
+    cpu_s: float = 2.0                  # RLIMIT_CPU in the worker: whole seconds, so a run gets
+                                        # between cpu_s and cpu_s + 1 s before SIGXCPU
     memory_bytes: int = 128 * MIB       # RLIMIT_AS above the worker's idle size
     http_calls: int = 10                # per run, redirects count as calls
     response_bytes: int = 1 * MIB       # per response body, streamed and cut
@@ -35,7 +37,7 @@ class Limits:
             value = getattr(self, field.name)
             if type(value) not in (int, float) or value <= 0:
                 raise LimitsError(f"{field.name} must be a positive number, not {value!r}")
-            ceiling = getattr(MAXIMA, field.name, None) if "MAXIMA" in globals() else None
+            ceiling = getattr(_ceiling, field.name) if _ceiling is not None else None
             if ceiling is not None and value > ceiling:
                 raise LimitsError(f"{field.name} {value} is above the operator maximum {ceiling}")
 
@@ -71,4 +73,5 @@ def parse_seconds(text: str) -> float:
 MAXIMA = Limits(wall_s=30.0, cpu_s=30.0, memory_bytes=512 * MIB, http_calls=50,
                 response_bytes=8 * MIB, output_bytes=256 * 1024, log_lines=1000,
                 log_line_bytes=4096, http_timeout_s=30.0)
+_ceiling = MAXIMA
 DEFAULT_LIMITS = Limits()
