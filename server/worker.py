@@ -239,8 +239,8 @@ class Worker:
             return run.ticket, automation.contact_record(run.ticket), record, bool(
                 run.changes or run.effects)
 
-        applied = await tickets.apply_event(self.store, workspace, n, entry_id, event, run_id,
-                                            compute)
+        applied = await tickets.apply_event(self.store, workspace, n, entry_id, fields, event,
+                                            run_id, compute)
         if not applied.skipped:
             self.processed += 1
             METRICS.inc("deskflow_events_processed_total")

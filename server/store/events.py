@@ -1,10 +1,11 @@
 """The event streams: append (ingest, idempotent), read/claim/ack (workers), partition leases.
 
-Idempotency without Lua or cross-slot transactions: ingest first XADDs the event to its ticket's
-partition stream (entry X), then SET NX the workspace's marker for the event id with X in it. The
-marker decides which stream entry is THE event: if the SET NX loses to an earlier marker naming
-another entry, this copy is a duplicate (XDELed, and skipped by workers anyway). A worker that
-meets an entry whose marker is missing (ingest died between the two steps) writes the marker
+Idempotency without Lua or cross-slot transactions: ingest XADDs the event to its ticket's
+partition stream with a random token, then SET NX the workspace's marker for the event id with
+that token (both in one pipeline, in that order). The marker decides which stream copy is THE
+event: if the SET NX loses to an earlier marker naming another copy, this copy is a duplicate
+(XDELed, and skipped by workers anyway). A worker that meets an entry whose marker is missing
+(ingest died between the two steps, or a generated event written without one) writes the marker
 itself in its apply transaction, so the event is processed once either way. 202 is answered only
 after both writes succeeded.
 """
@@ -12,6 +13,8 @@ after both writes succeeded.
 from __future__ import annotations
 
 from typing import Any
+
+import secrets
 
 import orjson
 from redis.exceptions import ResponseError, WatchError
@@ -22,7 +25,7 @@ from server.store.connect import Store
 from server.store.errors import guarded
 
 __all__ = [
-    "append_events", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
+    "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
     "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
 ]
 
@@ -31,33 +34,43 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def owns(marker: dict[str, Any], entry_id: str, fields: dict[str, str]) -> bool:
+    """Whether the stream entry (id, fields) is the copy of the event the marker names."""
+    token = fields.get("k")
+    return bool(token and marker.get("token") == token) or marker.get("entry") == entry_id
+
+
 @guarded
 async def append_events(store: Store, workspace: str,
                         events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """Queue validated events in order; returns (status, marker) per event: queued | duplicate."""
+    """Queue validated events in order; returns (status, marker) per event: queued | duplicate.
+
+    One round trip: every XADD and then every SET NX in one pipeline (Redis runs a connection's
+    commands in order, so each event's XADD happens before its marker). Each copy carries a random
+    token, and the marker names the token of the copy that is THE event."""
     r, parts = store.redis, store.settings.partitions
     where = [K.partition_of(workspace, e["ticket"]["id"], parts) for e in events]
+    tokens = [secrets.token_hex(8) for _ in events]
+    markers = [{"token": t, "partition": n, "ticket": e["ticket"]["id"], "status": "queued",
+                "run_id": None, "at": now_iso()} for e, n, t in zip(events, where, tokens, strict=True)]
     async with r.pipeline(transaction=False) as p:
-        for e, n in zip(events, where, strict=True):
-            p.xadd(K.stream(n), {"w": workspace, "e": _dumps(e)})
-        entries = await p.execute()
-    markers = [{"entry": x, "partition": n, "ticket": e["ticket"]["id"], "status": "queued",
-                "run_id": None, "at": now_iso()} for e, n, x in zip(events, where, entries, strict=True)]
-    async with r.pipeline(transaction=False) as p:
+        for e, n, t in zip(events, where, tokens, strict=True):
+            p.xadd(K.stream(n), {"w": workspace, "e": _dumps(e), "k": t})
         for e, m in zip(events, markers, strict=True):
             p.set(K.event_marker(workspace, e["id"]), _dumps(m), nx=True,
                   ex=store.settings.event_ttl_s)
-        won = await p.execute()
+        replies = await p.execute()
+    entries, won = replies[:len(events)], replies[len(events):]
     results: list[tuple[str, dict[str, Any]]] = []
-    for e, m, ok in zip(events, markers, won, strict=True):
+    for e, m, entry, ok in zip(events, markers, entries, won, strict=True):
         if ok:
             results.append(("queued", m))
             continue
         existing = await get_marker(store, workspace, e["id"])
-        if existing is not None and existing.get("entry") == m["entry"]:
+        if existing is not None and existing.get("token") == m["token"]:
             results.append(("queued", existing))  # a worker was faster than our SET NX
             continue
-        await r.xdel(K.stream(m["partition"]), m["entry"])
+        await r.xdel(K.stream(m["partition"]), entry)
         results.append(("duplicate", existing or m))
     store.wakeup.set()
     return results

@@ -19,6 +19,7 @@ from redis.exceptions import WatchError
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
+from server.store.events import owns
 
 __all__ = ["Applied", "apply_event", "get_ticket", "list_tickets", "overlay_contact"]
 
@@ -44,7 +45,8 @@ Compute = Callable[[dict[str, Any] | None, dict[str, Any] | None, int],
 
 @guarded
 async def apply_event(store: Store, workspace: str, partition: int, entry: str,
-                      event: dict[str, Any], run_id: str, compute: Compute) -> Applied:
+                      fields: dict[str, str], event: dict[str, Any], run_id: str,
+                      compute: Compute) -> Applied:
     ticket_id = event["ticket"]["id"]
     mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
     s = store.settings
@@ -61,7 +63,8 @@ async def apply_event(store: Store, workspace: str, partition: int, entry: str,
                 await p.watch(*keys)
                 raws = await p.mget(keys)
                 marker = orjson.loads(raws[0]) if raws[0] else None
-                if marker and (marker.get("entry") != entry or marker.get("status") == "processed"):
+                if marker and (not owns(marker, entry, fields)
+                               or marker.get("status") == "processed"):
                     return Applied(skipped=True, marker=marker)
                 previous = orjson.loads(raws[1]) if raws[1] else None
                 rules_rev = int(raws[2] or 0)
@@ -79,7 +82,8 @@ async def apply_event(store: Store, workspace: str, partition: int, entry: str,
                 ticket, new_contact, run, to_feed = await compute(previous, contact, rules_rev)
                 ticket["version"] = int((previous or {}).get("version", 0)) + 1
                 run["ticket"] = ticket
-                done = {"entry": entry, "partition": partition, "ticket": ticket_id,
+                done = {"entry": entry, "token": fields.get("k"), "partition": partition,
+                        "ticket": ticket_id,
                         "status": "processed", "run_id": run_id, "at": run["at"]}
                 p.multi()
                 p.set(tk, _dumps(ticket))
