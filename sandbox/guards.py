@@ -42,7 +42,7 @@ def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
         raise TypeError("attribute names must be strings")
     if name.startswith("_") or name in BLOCKED_ATTRIBUTES or name.startswith(BLOCKED_PREFIXES):
         raise AttributeError(f'"{name}" is not accessible in scripts')
-    if isinstance(obj, FORBIDDEN_RESULTS) and type(obj) is not ModuleProxy:
+    if isinstance(obj, FORBIDDEN_RESULTS):
         raise AttributeError(f"{type(obj).__name__} objects are not accessible in scripts")
     value = getattr(obj, name, *default)
     if isinstance(value, FORBIDDEN_RESULTS):

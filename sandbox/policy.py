@@ -14,6 +14,8 @@ import ast
 
 from RestrictedPython import RestrictingNodeTransformer
 
+from .modules import PROXY_NAMES
+
 # Modules a script may import, and the names each proxy exposes (modules.py builds the proxies).
 # The real module objects never reach a script: a module leads to its own imports (sys, os, codecs).
 ALLOWED_IMPORTS: frozenset[str] = frozenset({
@@ -110,8 +112,6 @@ class ScriptPolicy(RestrictingNodeTransformer):
         return super().visit_Import(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
-        from .modules import PROXY_NAMES  # the exposed names live with the proxies
-
         module = node.module or ""
         if node.level or module not in ALLOWED_IMPORTS:
             self.error(node, f'import from "{"." * node.level}{module}" is not allowed; '
