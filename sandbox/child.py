@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from .compile import compile_script
-from .convert import Unconvertible, to_plain
+from .convert import Unconvertible, clean_text, to_plain
 from .guards import script_globals
 from .modules import build_module
 from .policy import SCRIPT_FILENAME
@@ -62,7 +62,7 @@ class _Run:
     def log(self, *parts: Any) -> None:
         if len(self.logs) >= self.limits["log_lines"]:
             raise self.fail("log_limit", f"more than {self.limits['log_lines']} log lines")
-        line = " ".join(p if type(p) is str else repr(p) for p in parts)
+        line = clean_text(" ".join(p if type(p) is str else repr(p) for p in parts))
         cap = self.limits["log_line_bytes"]
         if len(line.encode("utf-8", "replace")) > cap:
             line = line.encode("utf-8", "replace")[: cap - 16].decode("utf-8", "ignore") + " …[truncated]"
@@ -228,8 +228,13 @@ class Worker:
                 return
             if message.get("op") == "run":
                 reply = self.run(message)
-                write_frame(self.channel[1], reply)
-                if reply.pop("recycle", False):
+                try:
+                    write_frame(self.channel[1], reply)
+                except (TypeError, ValueError):   # safety net: a reply that cannot be framed
+                    write_frame(self.channel[1], {
+                        "op": "done", "updates": None, "logs": [], "recycle": True,
+                        "error": {"code": "invalid_output", "message": "the run's output could not be encoded"}})
+                if reply.get("recycle"):
                     return
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -334,6 +339,7 @@ def _describe(exc: BaseException) -> str:
         text = type(exc).__name__
     if len(text) > 1000:
         text = text[:1000] + "…"
+    text = clean_text(text)
     return f"Line {line}: {text}" if line is not None else text
 
 

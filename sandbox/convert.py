@@ -41,6 +41,8 @@ def to_plain(value: Any, *, max_bytes: int, what: str = "value") -> Any:
             out = src
         elif kind is str:
             cost += len(src)
+            if not src.isascii() and not _is_utf8(src):
+                raise Unconvertible(f"{path}: text with a lone surrogate is not valid JSON")
             out = src
         elif kind is dict or kind is list or kind is tuple:
             if depth >= MAX_DEPTH:
@@ -52,6 +54,8 @@ def to_plain(value: Any, *, max_bytes: int, what: str = "value") -> Any:
                 for k, v in list(src.items()):
                     if type(k) is not str:
                         raise Unconvertible(f"{path}: keys must be strings, not {type(k).__name__}")
+                    if not k.isascii() and not _is_utf8(k):
+                        raise Unconvertible(f"{path}: a key with a lone surrogate is not valid JSON")
                     cost += len(k) + 4
                     out[k] = None
                     stack.append((v, out, k, depth + 1, f"{path}.{k}"))
@@ -67,3 +71,16 @@ def to_plain(value: Any, *, max_bytes: int, what: str = "value") -> Any:
             raise Unconvertible(f"{what} is over the {max_bytes}-byte limit", too_large=True)
         parent[key] = out
     return holder[0]
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(text: str) -> str:
+    """Text that can cross the pipe: lone surrogates become "?" (orjson refuses them)."""
+    return text if text.isascii() or _is_utf8(text) else text.encode("utf-8", "replace").decode("utf-8")

@@ -62,6 +62,8 @@ RUNTIME_ESCAPES = {
     "del_module_member": "del json.dumps\nreturn None",
     "del_ctx_member": "del ctx.http\nreturn None",
     "with_on_ctx": "with ctx as c:\n    pass\nreturn None",
+    "json_loads_hook": "return {'custom': {'x': json.loads('{}', object_hook=repr)}}",
+    "print_to_a_file": "print('x', file=ctx)\nreturn {'custom': {'x': repr(printed.run)}}",
     "tuple_write": "t = (1, 2)\nt[0] = 3\nreturn None",
     "string_index_write": "s = 'abc'\ns[0] = 'x'\nreturn None",
 }
@@ -205,3 +207,17 @@ def test_a_reused_name_and_version_with_other_source_runs_the_other_source(sandb
     one = sandbox.run(body("return {'add_tags': ['one']}"), version=20_001)
     two = sandbox.run(body("return {'add_tags': ['two']}"), version=20_001)
     assert (one.updates, two.updates) == ({"add_tags": ["one"]}, {"add_tags": ["two"]})
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("return {'custom': {'x': '\\ud800'}}", "invalid_output"),
+    ("return {'custom': {'\\ud800': 1}}", "invalid_output"),
+    ("ctx.log('\\ud800')\nreturn {'add_tags': ['logged']}", None),
+    ("raise ValueError('\\ud800')", "script_error"),
+])
+def test_lone_surrogates_cannot_crash_the_worker(sandbox, code: str, expected: str | None) -> None:
+    # orjson refuses lone surrogates: before this was checked, each of these killed its worker.
+    before = sandbox.pool.replaced
+    result = sandbox.run(body(code))
+    assert (result.error or {}).get("code") == expected, result
+    assert sandbox.pool.replaced == before
