@@ -36,6 +36,9 @@ API for the server (the only names it needs; everything else is internal):
         -> ScriptResult(updates: dict | None, logs: list[str], http_calls: list[dict],
                         duration_ms: float, error: {"code", "message"} | None); .as_dict()
         `run` does not raise for script behaviour. Error codes: RUN_ERROR_CODES (API.md).
+        pool.stats() -> {"runs", "errors": {code: n}, "workers", "idle", "replaced"} for /metrics.
+        (script_id, version, source) identify compiled code in the workers' caches; give each
+        workspace's scripts distinct ids (e.g. "acme/crm-vip") - the source hash guards the rest.
         The updates' keys are checked against UPDATE_KEYS, and against rules.apply_updates when
         the rules package provides it; the caller still applies them with rules.apply_updates.
 

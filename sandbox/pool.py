@@ -109,6 +109,8 @@ class ScriptPool:
         self.max_runs_per_worker = max_runs_per_worker
         self.spawn_timeout = spawn_timeout
         self.replaced = 0          # workers killed or lost and started again (for tests and metrics)
+        self.runs = 0
+        self.errors: dict[str, int] = {}
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,6 +139,11 @@ class ScriptPool:
     @property
     def pids(self) -> list[int]:
         return sorted(w.pid for w in self._all)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /metrics: runs, failed runs by error code, workers alive, idle, replaced."""
+        return {"runs": self.runs, "errors": dict(self.errors), "workers": len(self._all),
+                "idle": self._idle.qsize(), "replaced": self.replaced}
 
     async def run(self, script_id: str, version: int, source: str, event: Any, ticket: Any,
                   ctx_info: Mapping[str, Any] | None = None, limits: Limits | None = None,
@@ -215,6 +222,9 @@ class ScriptPool:
 
     def _result(self, started: float, updates: Any, logs: list[str], session: Any,
                 error: dict[str, str] | None) -> ScriptResult:
+        self.runs += 1
+        if error is not None:
+            self.errors[error["code"]] = self.errors.get(error["code"], 0) + 1
         calls = list(session.calls) if session is not None else []
         return ScriptResult(updates, logs, calls, round((time.perf_counter() - started) * 1000, 3), error)
 

@@ -53,6 +53,10 @@ def test_a_closed_pool_refuses_runs_and_leaves_no_workers() -> None:
             pids = pool.pids
             result = await pool.run("s", 1, "def run(e, t, c):\n    return None\n", {}, {})
             assert result.error is None and result.updates is None
+            await pool.run("s", 2, "def run(e, t, c):\n    return 1 / 0\n", {}, {})
+            stats = pool.stats()
+            assert stats["runs"] == 2 and stats["errors"] == {"script_error": 1}
+            assert stats["workers"] == 1 and stats["idle"] == 1
         with pytest.raises(PoolClosed):
             await pool.run("s", 1, "def run(e, t, c):\n    return None\n", {}, {})
         return pids
