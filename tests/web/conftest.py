@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT_TOKEN = "web-tests-root-token"
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -97,8 +95,10 @@ def deskflow() -> Iterator[Deskflow]:
         thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped on purpose: while Playwright's sync API is open, its event loop counts as
+    running in the main thread, which would break any asyncio test collected after this module."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)")
     with playwright_sync.sync_playwright() as pw:
@@ -127,9 +127,3 @@ def page(browser: Any, deskflow: Deskflow) -> Iterator[Any]:
     # failed fetch; anything else (a script error, a CSP violation) fails the test.
     unexpected = [e for e in errors if "Failed to load resource" not in e]
     assert not unexpected, unexpected
-
-
-def sign_in(page: Any, key: str) -> None:
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    page.locator("#rules-table, #rules-table-wrap p").first.wait_for()

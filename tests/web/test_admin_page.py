@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import DOCS, sign_in
+from .web_helpers import DOCS, sign_in
 
 URGENT = {"name": "Urgent subject raises priority", "triggers": ["ticket.created"],
           "conditions": {"all": [{"field": "subject", "op": "contains", "value": "urgent"}]},
