@@ -30,12 +30,13 @@ CPU_HOGS = {
 @pytest.mark.parametrize("name", sorted(CPU_HOGS))
 def test_cpu_hogs_hit_the_cpu_limit(sandbox, name: str) -> None:
     started = time.monotonic()
-    result = sandbox.run(body(CPU_HOGS[name]), limits=Limits(cpu_s=1, wall_s=20))
+    # wall time far above the CPU limit: on a loaded machine CPU seconds accrue slower than wall ones
+    result = sandbox.run(body(CPU_HOGS[name]), limits=Limits(cpu_s=1, wall_s=30))
     assert result.error is not None, result
     # a big power may run out of memory before it runs out of time; both name a limit
     allowed = {"cpu_limit", "memory_limit"} if name == "big_integer" else {"cpu_limit"}
     assert result.error["code"] in allowed, result.error
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 29
     sandbox.still_serving()
 
 
