@@ -238,6 +238,16 @@ MATCHES = [
     case("custom.n", ["abc"], "abc", False, id="custom-list"),
     case("custom.n", True, "true", False, id="custom-bool"),
     case("message.body", "order #A-12345", r"#[a-z]-\d{5}", True, id="message-body"),
+    # Python's re (API.md: "`matches` is Python `re.search` with `re.IGNORECASE`"): \w is
+    # str.isalnum() or "_", so superscripts are word characters and combining marks are not;
+    # IGNORECASE pairs I/İ and i/ı through their simple lowercase.
+    case("subject", "x\u00b2", r"^\w+$", True, id="re-word-superscript"),
+    case("subject", "Jose\u0301", r"^\w+$", False, id="re-word-combining-mark"),
+    case("subject", "cafe\u0301 noir", r"e\b", True, id="re-boundary-before-combining-mark"),
+    case("subject", "İSTANBUL", "ISTANBUL", True, id="re-ignorecase-dotted-I"),
+    case("subject", "ı", "[a-z]", True, id="re-ignorecase-dotless-i-in-class"),
+    case("subject", "İ", "[A-Z]", True, id="re-ignorecase-dotted-I-in-class"),
+    case("subject", "İ", "[A-Z]", False, cs=True, id="re-case-sensitive-dotted-I"),
 ]
 
 

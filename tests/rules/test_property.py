@@ -489,3 +489,25 @@ def test_conditions_on_odd_data_agree_with_oracle(data: st.DataObject) -> None:
     got = engine.compile_rules(rules).evaluate(event, ticket, previous=previous, now=NOW)
     assert summary(got, rules)["explain"] == summary(expected, rules)["explain"]
     assert got.matched == expected.matched
+
+
+# --- matches against Python's re ------------------------------------------------------------------
+
+MATCH_PATTERNS = [r"\w+$", r"^\w+$", r"\W", r"\bx", r"e\b", r"\d", r"\s", r"[a-z]", r"[A-Z]", "I",
+                  "i", "k", "ss", "ß", "σ", "Σ", r"^.$", "(?i)I", r"\w\w", r"[^\W\d]"]
+MATCH_ALPHABET = list("aeiIxkKsS_ 5²¹½ßσςΣİı\u0301\u212a\u00e9\t") + ["\u1c89", "\u0660"]
+
+
+@rules_profile(scale=0.5)
+@given(st.text(alphabet=MATCH_ALPHABET, max_size=6), st.sampled_from(MATCH_PATTERNS),
+       st.booleans())
+def test_matches_agrees_with_python_re(text: str, pattern: str, cs: bool) -> None:
+    """API.md: `matches` is Python `re.search` with `re.IGNORECASE` unless case_sensitive."""
+    rule = {"name": "r", "triggers": ["ticket.updated"], "actions": [{"type": "wake"}],
+            "conditions": {"field": "subject", "op": "matches", "value": pattern,
+                           "case_sensitive": cs}}
+    ticket = {"subject": text}
+    event = {"type": "ticket.updated"}
+    want = oracle.compile_rules([rule]).evaluate(event, ticket, now=NOW).matched
+    assert want == (["r"] if oracle.re.search(pattern, text, 0 if cs else oracle.re.I) else [])
+    assert engine.compile_rules([rule]).evaluate(event, ticket, now=NOW).matched == want
