@@ -35,7 +35,12 @@ API for the server (the only names it needs; everything else is internal):
                                     limits=Limits(), broker_config=BrokerConfig(...))
         -> ScriptResult(updates: dict | None, logs: list[str], http_calls: list[dict],
                         duration_ms: float, error: {"code", "message"} | None); .as_dict()
-        `run` does not raise for script behaviour. Error codes: RUN_ERROR_CODES (API.md).
+        `run` does not raise for script behaviour (ValueError only if event/ticket/ctx_info are not
+        JSON data, PoolClosed after close()). Error codes: RUN_ERROR_CODES (API.md); a failed run
+        has updates None but keeps its logs and http_calls (each {"method", "url", "status", "ms"}
+        or {"method", "url", "refused": reason}). Workers: `python -I`, empty environment, cwd /,
+        only their two pipes, RLIMIT_AS/CPU per run, NOFILE 16, FSIZE/NPROC/CORE 0, uid 65534
+        when the service runs as root; killed on the wall clock and replaced in the background.
         pool.stats() -> {"runs", "errors": {code: n}, "workers", "idle", "replaced"} for /metrics.
         (script_id, version, source) identify compiled code in the workers' caches; give each
         workspace's scripts distinct ids (e.g. "acme/crm-vip") - the source hash guards the rest.
