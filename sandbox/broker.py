@@ -153,12 +153,16 @@ class BrokerSession:
             return await self._follow(method, target, headers, call)
         except CallLimit as exc:
             self.breach = self.breach or exc
-            self._record(method, url, refused=exc.reason)
+            if exc.code == "http_calls_limit":     # not sent
+                self._record(method, url, refused=exc.reason)
+            else:                                  # sent, and the answer was cut off
+                self._record(method, url, error=exc.reason)
             return {"ok": False, "kind": "limit", "code": exc.code, "message": exc.reason}
         except CallRefused as exc:
             self._record(method, url, refused=exc.reason)
             return {"ok": False, "kind": "refused", "message": self._scrub(exc.reason)}
         except CallFailed as exc:
+            self._record(method, url, error=exc.reason)
             return {"ok": False, "kind": "failed", "message": self._scrub(exc.reason)}
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
@@ -331,6 +335,9 @@ class BrokerSession:
         entry: dict[str, Any] = {"method": method, "url": url if type(url) is str else repr(url)[:200]}
         entry.update(fields)
         entry["url"] = self._scrub(entry["url"][:2048])
+        for key in ("refused", "error"):
+            if key in entry:
+                entry[key] = self._scrub(entry[key])
         self.calls.append(entry)
 
     def _scrub(self, text: str) -> str:

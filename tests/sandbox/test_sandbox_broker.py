@@ -254,6 +254,7 @@ def test_a_response_over_the_size_limit_fails_the_run(sandbox, crm, path: str) -
     result = fetch(sandbox, crm.url + path, limits=Limits(response_bytes=4096))
     assert result.error["code"] == "response_size_limit", result
     assert result.updates is None
+    assert "4096-byte limit" in result.http_calls[0]["error"]
 
 
 def test_a_slow_server_times_out_the_call_not_the_service(sandbox, crm) -> None:
@@ -262,6 +263,7 @@ def test_a_slow_server_times_out_the_call_not_the_service(sandbox, crm) -> None:
               f"    except Exception as exc:\n        return {{'custom': {{'e': str(exc)}}}}\n")
     result = sandbox.run(source)
     assert "timed out" in result.updates["custom"]["e"]
+    assert "timed out" in result.http_calls[0]["error"] and "status" not in result.http_calls[0]
     wall = fetch(sandbox, crm.url + "/slow?s=3", limits=Limits(wall_s=1))
     assert wall.error["code"] == "timeout"
     sandbox.still_serving()
