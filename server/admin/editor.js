@@ -127,6 +127,8 @@ export function openEditor(view, app, rule, opts = {}) {
     fs.append(
       field('Name', h('input', { type: 'text', id: 'rule-name', value: ed.draft.name, dataset: { path: 'name' }, required: true,
         oninput: (e) => { ed.draft.name = e.target.value; } })),
+      field('Description (optional)', h('textarea', { id: 'rule-description', rows: '2', value: ed.draft.description || '', dataset: { path: 'description' },
+        oninput: (e) => { ed.draft.description = e.target.value; } })),
       triggersFieldset(),
       conditionsFieldset(),
       actionsFieldset(),

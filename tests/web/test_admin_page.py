@@ -207,6 +207,19 @@ def test_validation_errors_show_next_to_their_field(page, deskflow):
     expect(page.locator('fieldset[data-path="actions"] .field-error')).to_be_visible()
     expect(page.locator("#editor-errors")).to_contain_text(f"{path}.value")
     expect(page.locator("#alert")).to_contain_text("Not saved")
+    # Power users: hand-edited JSON loads into the form; a key with no control of its own is
+    # reported in the summary at the top.
+    page.locator("#json-view summary").click()
+    page.locator("#rule-json").fill(json.dumps({
+        "name": "From JSON", "triggers": ["ticket.updated"], "condition": {},
+        "conditions": {"any": [{"field": "priority", "op": "is", "value": "urgent"}]},
+        "actions": [{"type": "close"}]}))
+    page.get_by_role("button", name="Apply JSON").click()
+    expect(page.get_by_label("Name")).to_have_value("From JSON")
+    expect(page.locator('[data-path="conditions.any[0].value"]')).to_have_value("urgent")
+    page.get_by_role("button", name="Save as disabled draft").click()
+    expect(page.locator("#editor-errors")).to_contain_text("condition")
+    expect(page.locator("#view-editor .field-error[data-error-for]")).to_have_count(0)
     with deskflow.client() as c:
         assert c.get("/v1/rules").json()["items"] == []
 
