@@ -19,10 +19,10 @@ STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
 LIST_FIELDS = ("tags", "contact.groups")
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_TIMESTAMP = re.compile(
-    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")  # fullmatch
+_TIMESTAMP = re.compile(  # fullmatch: no trailing newline, ASCII digits only
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
@@ -47,7 +47,7 @@ def parse_duration(text: Any) -> int | None:
     """
     if not isinstance(text, str) or text == "":
         return None
-    m = _DURATION.match(text)
+    m = _DURATION.fullmatch(text)
     if m is None:
         return None
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
@@ -63,7 +63,7 @@ def parse_timestamp(text: Any) -> datetime | None:
     """RFC 3339 with any offset; None for anything else (the time op then does not hold)."""
     if not isinstance(text, str):
         return None
-    m = _TIMESTAMP.match(text)
+    m = _TIMESTAMP.fullmatch(text)
     if m is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])

@@ -541,6 +541,7 @@ OLDER_THAN = [
     case("created_at", "2026-11-23T11:00:00+0100", "1s", False, id="offset-without-colon"),
     case("created_at", "٢٠٢٦-١١-٢٣T١١:٠٠:٠٠Z", "1s", False, id="non-ascii-digits"),
     case("created_at", " 2026-11-23T11:00:00Z", "1s", False, id="leading-space"),
+    case("created_at", "2026-11-23T11:00:00Z\n", "1s", False, id="trailing-newline"),
     case("created_at", "2026-11-23T11:00:00.123456789Z", "1h", False, id="nanoseconds-short"),
     case("created_at", "2026-11-23T10:59:59.999999999Z", "1h", True, id="nanoseconds-past"),
     case("created_at", "2026-11-23T11:00:00-00:00", "1h", True, id="minus-zero-offset"),
