@@ -195,6 +195,8 @@ return {'custom': {'order': int(m[1]), 'when': when.isoformat(), 'a': data['a'],
                                          "total": 9, "sqrt": 4.0, "f": "   3|'42'", "ws": "acme", "v": "v"},
                               "add_tags": ["a", "b"]}
     assert result.logs == ["now is aware: True"]
+    # the shape of API.md's test-run answer
+    assert list(result.as_dict()) == ["updates", "logs", "http_calls", "duration_ms", "error"]
 
 
 def test_printed_reads_back_what_was_printed(sandbox) -> None:
