@@ -72,6 +72,7 @@ def test_sign_in_shows_rules_and_the_key_stays_in_the_session(page, deskflow):
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", ""), outline
     page.locator("#status").evaluate("el => el.textContent = ''")
+    page.evaluate("document.activeElement.blur()")
     page.screenshot(path=str(DOCS / "admin-rules.png"))
     # A reload keeps the session; signing out forgets the key.
     page.reload()
