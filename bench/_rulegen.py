@@ -264,3 +264,65 @@ def inert_actions(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     return [{**r, "actions": [{"type": "set", "field": "custom.bench_hit", "value": True}]}
             for r in rules]
+
+
+# ------------------------------------------------------------------------------ targeted events
+
+
+def _regex_example(pattern: str) -> str:
+    """A text the generator's regex templates match (see _regex), e.g. `order\\s*#?\\d{4,}` ->
+    `order #12345`."""
+    import re
+
+    text = re.sub(r"\((\w+)\|\w+\)", r"\1", pattern)          # (a|b) -> a
+    for old, new in ((r"(s|ed|ing)?", ""), (r"\s+", " "), (r"\s*", " "), ("#?", "#"),
+                     (r"\d{4,}", "12345"), (r".{0,40}", " x "), (r"\w*", ""), (r"\b", " "),
+                     ("^", "")):
+        text = text.replace(old, new)
+    return text.strip()
+
+
+def make_targeted(rng: random.Random, rules: list[dict[str, Any]],
+                  events: list[tuple[dict[str, Any], dict[str, Any]]], n: int,
+                  ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """n events each edited so that one randomly chosen rule's conditions hold (mostly: two
+    conditions on one field can still conflict). Random events rarely match at 10-100 rules;
+    these give the agreement check positive matches of every op."""
+    import copy
+
+    out = []
+    for rule in rng.sample(rules, min(n, len(rules))):
+        etype = rng.choice(rule["triggers"])
+        event, ticket = copy.deepcopy(rng.choice([p for p in events if p[0]["type"] == etype]))
+        prefix: dict[str, str] = {}
+        for c in rule["conditions"]["all"]:
+            f, op, v = c["field"], c["op"], c.get("value")
+            if f.startswith("message."):
+                holder, key = event["message"], "body"
+            elif f.startswith("custom."):
+                holder, key = ticket["custom"], f.split(".", 1)[1]
+            else:
+                holder, key = ticket, f
+            if f == "contact.groups":
+                holder, key = ticket["contact"], "groups"
+            if op == "is":
+                holder[key] = _vary_case(rng, v)
+            elif op == "in":
+                holder[key] = _vary_case(rng, rng.choice(v))
+            elif op == "includes":
+                holder[key] = holder[key] + [v.upper()]
+            elif op == "contains":
+                holder[key] = f"{holder[key]} {_vary_case(rng, v)}"
+            elif op == "gt":
+                holder[key] = v + rng.randint(1, 100)
+            elif op == "matches":
+                example = _regex_example(v)
+                if v.startswith("^"):
+                    prefix[key] = example
+                else:
+                    holder[key] = f"{holder[key]} {example}"
+        for key, text in prefix.items():
+            holder = event["message"] if key == "body" else ticket
+            holder[key] = f"{text} {holder[key]}"
+        out.append((event, ticket))
+    return out

@@ -40,7 +40,8 @@ sys.path.insert(0, str(HERE))
 
 from _oracle import oracle_matcher, sequential_matcher  # noqa: E402
 from _peers import Matcher, rule_engine_matcher, zen_setups  # noqa: E402
-from _rulegen import EVENT_TYPES, build_vocab, inert_actions, make_events, make_rules  # noqa: E402
+from _rulegen import (EVENT_TYPES, build_vocab, inert_actions, make_events, make_rules,  # noqa: E402
+                      make_targeted)
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
 SECTION = "## Rules engine (bench/rules_bench.py)"
@@ -196,6 +197,9 @@ def run_case(case: Case, rules: list[dict[str, Any]], events: list[Event], b: Bu
     case.zen_all = [run.sample for run in runs if run.sample.engine == "zen-engine"]
     case.samples = [runs[0].sample, runs[1].sample, case.zen_all[0], runs[-1].sample]
     wrong = _check_agreement(case, rules, events)
+    n_targeted = 60 if len(rules) <= 1000 else 10
+    targeted = make_targeted(random.Random(f"targeted-{len(rules)}"), rules, events, n_targeted)
+    wrong |= _check_targeted(case, rules, targeted, runs[1:])
     # the fastest zen set-up among those that gave the right answers (all of them, so far)
     case.samples[2] = min([z for z in case.zen_all if z.setup not in wrong] or case.zen_all,
                           key=lambda s: s.median)
@@ -219,7 +223,9 @@ def _check_agreement(case: Case, rules: list[dict[str, Any]], events: list[Event
         if not bad and s.engine == "zen-engine":
             zen_ok.append(m)  # reported once for all set-ups that agree
             continue
-        line = f"{s.engine} [{s.setup}]: {m - len(bad)}/{m} events identical to the reference"
+        hits = sum(map(len, reference[:m]))
+        line = (f"{s.engine} [{s.setup}]: {m - len(bad)}/{m} events identical to the reference "
+                f"({hits} rule matches among them)")
         if bad:
             wrong.add(s.setup)
             i = bad[0]
@@ -242,6 +248,34 @@ def _check_agreement(case: Case, rules: list[dict[str, Any]], events: list[Event
     if bad:
         line += f"; first difference at event {bad[0]}"
     case.agreement.append(line)
+    return wrong
+
+
+def _check_targeted(case: Case, rules: list[dict[str, Any]], targeted: list[Event],
+                    runs: list[_Run]) -> set[str]:
+    """The same check on events edited to satisfy one rule each (bench/_rulegen.make_targeted),
+    so that every op is also seen holding. Untimed; deskflow is checked with its inert action."""
+    reference = [oracle_matcher(rules)(e, t) for e, t in targeted]
+    hits = sum(map(len, reference))
+    wrong: set[str] = set()
+    ok = []
+    for run in runs:
+        got = [run.fn(e, t) for e, t in targeted]
+        bad = [i for i, (a, b) in enumerate(zip(reference, got)) if a != b]
+        if not bad:
+            ok.append(run.sample.engine if run.sample.engine != "zen-engine" else "zen")
+            continue
+        wrong.add(run.sample.setup)
+        i = bad[0]
+        case.agreement.append(
+            f"targeted events: {run.sample.engine} [{run.sample.setup}] differs on "
+            f"{len(bad)}/{len(targeted)}; first: event {i} ({targeted[i][0]['type']}), reference "
+            f"{reference[i]} vs {got[i]}")
+    n_zen = ok.count("zen")
+    names = [x for x in ok if x != "zen"] + ([f"zen-engine ({n_zen} set-ups)"] if n_zen else [])
+    case.agreement.append(f"{len(targeted)} targeted events (each edited so one rule's conditions "
+                          f"hold; {hits} rule matches): identical to the reference for "
+                          + ", ".join(names))
     return wrong
 
 
