@@ -423,3 +423,17 @@ def test_handlers_see_the_ticket_as_it_stands_and_get_copies(impl: Any) -> None:
     assert ev.changes == {"priority": ["normal", "high"], "custom.tier": [None, "gold"],
                           "tags": {"added": ["x"], "removed": []}}
     assert rules[0]["actions"][1]["url"] == "https://crm.example.com/c"
+
+
+def test_script_actions_take_their_place_among_effects(impl: Any) -> None:
+    def run_script(action: Any, event: Any, ticket: Any) -> dict[str, Any]:
+        return {"actions": [{"type": "wake"},
+                            {"type": "send_message", "template": "for {{contact.name}}"}]}
+
+    ev = run(impl, [{"type": "apply_sla", "policy": "p1"}, {"type": "run_script", "script": "s"},
+                    {"type": "apply_sla", "policy": "p2"}],
+             handlers={"run_script": run_script})
+    assert ev.effects == [{"type": "apply_sla", "policy": "p1"}, {"type": "wake"},
+                          {"type": "send_message", "template": "for {{contact.name}}",
+                           "body": "for Ann"},
+                          {"type": "apply_sla", "policy": "p2"}]
