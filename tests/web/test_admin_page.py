@@ -271,6 +271,11 @@ def test_a_viewer_sees_but_cannot_change(page, deskflow):
     expect(page.get_by_role("button", name="New rule")).to_have_count(0)
     expect(page.get_by_role("button", name=f"Move “{URGENT['name']}” up")).to_have_count(0)
     expect(page.get_by_role("button", name=f"Rename “{URGENT['name']}”")).to_have_count(0)
+    # Even with the switch forced on in devtools, the service refuses and the page says so.
+    toggle.evaluate("el => { el.disabled = false; }")
+    toggle.click()
+    expect(page.locator("#alert")).to_contain_text("needs a manager key")
+    expect(toggle).to_be_checked()
     page.get_by_role("button", name=f"View “{URGENT['name']}”").click()
     expect(page.locator("#editor-h")).to_have_text(f"View “{URGENT['name']}”")
     expect(page.get_by_label("Name")).to_be_disabled()
@@ -278,6 +283,16 @@ def test_a_viewer_sees_but_cannot_change(page, deskflow):
     expect(page.locator("#test-panel")).to_have_count(0)
     with deskflow.client() as c:
         assert c.get("/v1/rules").json()["items"][0]["enabled"] is True
+
+
+def test_an_ingest_key_is_turned_away(page, deskflow):
+    with deskflow.client(deskflow.admin_key) as c:
+        key = c.post("/v1/keys", json={"role": "ingest", "name": "bridge"}).json()["key"]
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signin-error")).to_contain_text("may only submit events")
+    expect(page.get_by_label("API key")).to_be_focused()
+    assert page.evaluate("sessionStorage.length") == 0
 
 
 def test_runs_groups_and_scripts(page, deskflow):
