@@ -353,8 +353,8 @@ async def run(quick: bool) -> list[str]:
         f"{d['p99']:.2f} |",
         "",
         f"deskflow / bare throughput: **{d['rps'] / b['rps']:.0%}** (target >= 50%). deskflow "
-        "does the key lookup, validation, XADD and the idempotency SET NX: three Redis round "
-        "trips to the bare endpoint's one.",
+        "adds the API-key lookup (one GET), validation, and the idempotency marker (SET NX, "
+        "pipelined with the XADD): two Redis round trips to the bare endpoint's one.",
         "",
         f"End to end, 100 rules, one `deskflow worker` process, 16 partitions: "
         f"**{throughput:,.0f} events/s** applied ({n_e2e:,} queued events drained; each apply "

@@ -12,6 +12,7 @@ _HELP = {
     "deskflow_events_ingested_total": ("counter", "Events accepted by POST /v1/events (queued)."),
     "deskflow_events_duplicate_total": ("counter", "Events answered as duplicates."),
     "deskflow_events_processed_total": ("counter", "Events applied by workers in this process."),
+    "deskflow_events_failed_total": ("counter", "Stream entries a worker could not apply (bugs)."),
     "deskflow_event_apply_seconds": ("summary", "Time to load, automate and store one event."),
 }
 

@@ -14,6 +14,7 @@ is exactly-once (store/tickets.py), so the redelivery of an entry applied-but-no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from server import automation
 from server.metrics import METRICS
@@ -90,8 +92,8 @@ class Worker:
         self.rules = RuleCache(store)
         self.owned: set[int] = set()
         self._fresh: set[int] = set()       # partitions whose pending entries must be claimed first
+        self._busy: set[int] = set()       # partitions with a batch in progress
         self._stopping = asyncio.Event()
-        self._last_lease = 0.0
         self.processed = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -102,21 +104,40 @@ class Worker:
     async def run(self) -> int:
         """Process until stop() (or, with burst=True, until every partition is drained)."""
         await events.ensure_groups(self.store)
+        keeper: asyncio.Task[None] | None = None
         try:
+            await self._keep_leases_safely()
+            # Leases are kept by their own task, so a long batch never lets them lapse.
+            keeper = asyncio.create_task(self._lease_loop(), name=f"deskflow-leases-{self.name}")
             while not self._stopping.is_set():
                 try:
                     busy = await self._tick()
                 except StoreUnavailable as exc:
                     log.warning("store unavailable, retrying: %s", exc)
-                    self._last_lease = 0.0
                     self._fresh |= self.owned
                     await self._sleep(0.5)
                     continue
                 if self.burst and not busy:
                     break
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             await self._release_all()
         return self.processed
+
+    async def _lease_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._sleep(self.settings.reclaim_idle_ms / 3000)
+            await self._keep_leases_safely()
+
+    async def _keep_leases_safely(self) -> None:
+        try:
+            await self._keep_leases()
+        except StoreUnavailable as exc:
+            log.warning("store unavailable while renewing leases: %s", exc)
+            self._fresh |= self.owned  # claim again once back: entries may be pending
 
     async def _release_all(self) -> None:
         try:
@@ -136,11 +157,7 @@ class Worker:
     # -- one step -------------------------------------------------------------------------------
 
     async def _tick(self) -> bool:
-        """One round: keep leases, claim what a dead owner left, read, apply. True when busy."""
-        interval = self.settings.reclaim_idle_ms / 3000
-        if time.monotonic() - self._last_lease >= interval or not self.owned:
-            await self._keep_leases()
-            self._last_lease = time.monotonic()
+        """One round: claim what a dead owner left, read, apply. True when busy."""
         busy = False
         for n in sorted(self._fresh & self.owned):
             pending = await events.claim_pending(self.store, self.name, n)
@@ -149,11 +166,15 @@ class Worker:
                 busy = True
                 await self._process(n, pending)
         if not self.owned:
-            await self._sleep(self.settings.poll_ms / 1000 if self.burst else interval / 3)
+            await self._sleep(self.settings.poll_ms / 1000 if self.burst
+                              else self.settings.reclaim_idle_ms / 9000)
             return busy
         block = None if (self.store.embedded or self.burst) else self.settings.block_ms
         self.store.wakeup.clear()
-        batch = await events.read_entries(self.store, self.name, sorted(self.owned),
+        # A partition taken over meanwhile (still "fresh") is not read until its pending entries,
+        # which are older, have been claimed and applied: that keeps the ticket's order.
+        readable = sorted(self.owned - self._fresh)
+        batch = await events.read_entries(self.store, self.name, readable,
                                           count=self.settings.batch_size, block_ms=block)
         batch = {n: e for n, e in batch.items() if e}
         if batch:
@@ -174,8 +195,8 @@ class Worker:
         for n in sorted(self.owned):
             if not await events.acquire_lease(self.store, n, self.name):
                 self.owned.discard(n)
-        while len(self.owned) > target:
-            n = max(self.owned)
+        while len(self.owned - self._busy) > 0 and len(self.owned) > target:
+            n = max(self.owned - self._busy)  # never hand over a partition mid-batch
             await events.release_lease(self.store, n, self.name)
             self.owned.discard(n)
         start = zlib.crc32(self.name.encode()) % parts
@@ -191,6 +212,7 @@ class Worker:
         """Apply a partition's entries in order; ack once the batch is stored. A failure leaves the
         rest pending and marks the partition for claiming again (order kept)."""
         done: list[str] = []
+        self._busy.add(n)
         try:
             for entry_id, fields in entries:
                 if n not in self.owned:
@@ -201,6 +223,7 @@ class Worker:
             self._fresh.add(n)
             raise
         finally:
+            self._busy.discard(n)
             if done:
                 await asyncio.shield(events.ack(self.store, n, done))
 
@@ -239,8 +262,20 @@ class Worker:
             return run.ticket, automation.contact_record(run.ticket), record, bool(
                 run.changes or run.effects)
 
-        applied = await tickets.apply_event(self.store, workspace, n, entry_id, fields, event,
-                                            run_id, compute)
+        try:
+            applied = await tickets.apply_event(self.store, workspace, n, entry_id, fields, event,
+                                                run_id, compute)
+        except StoreUnavailable:
+            raise
+        except RedisError as exc:  # e.g. OOM: the store refuses writes; retry, never drop
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except Exception:
+            # A bug or an entry this code cannot apply: logged and counted, not retried forever
+            # (a poison entry would otherwise stall its partition).
+            log.exception("cannot apply entry %s (event %r) of partition %d", entry_id,
+                          event.get("id"), n)
+            METRICS.inc("deskflow_events_failed_total")
+            return None
         if not applied.skipped:
             self.processed += 1
             METRICS.inc("deskflow_events_processed_total")
