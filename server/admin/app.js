@@ -349,7 +349,19 @@ function start() {
     }
   });
   $('#sign-out').addEventListener('click', signOut);
-  for (const b of $$('#tabs .tab')) b.addEventListener('click', () => showTab(b.dataset.tab));
+  let leaveArmed = 0;
+  for (const b of $$('#tabs .tab')) {
+    b.addEventListener('click', () => {
+      const editing = !$('#view-editor').hidden && app.editorDirty?.();
+      if (editing && Date.now() - leaveArmed > 6000) {
+        leaveArmed = Date.now();
+        announce('The rule has unsaved changes. Click the tab again to leave without saving.', 'error');
+        return;
+      }
+      leaveArmed = 0;
+      showTab(b.dataset.tab);
+    });
+  }
   if (session.key) {
     signIn(session.key).catch((err) => {
       $('#signin-error').textContent = err.message;

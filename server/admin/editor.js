@@ -61,11 +61,12 @@ export function openEditor(view, app, rule, opts = {}) {
   const canEdit = app.can('manager');
   const ed = {
     draft: toDraft(rule),
-    saved: rule ? JSON.stringify(body(toDraft(rule))) : null,
+    saved: JSON.stringify(body(toDraft(rule))),  // an untouched new rule is not "unsaved work"
     groups: [],
     jsonBad: new Set(),
   };
-  const dirty = () => JSON.stringify(body(ed.draft)) !== ed.saved;
+  const dirty = () => canEdit && JSON.stringify(body(ed.draft)) !== ed.saved;
+  app.editorDirty = dirty;
 
   listAll('/v1/groups').then((gs) => {
     ed.groups = gs.map((g) => g.name);
@@ -98,7 +99,7 @@ export function openEditor(view, app, rule, opts = {}) {
     stateLine, summary, form, jsonView, testPanel);
 
   function close() {
-    if (canEdit && dirty() && !confirmLeave()) return;
+    if (dirty() && !confirmLeave()) return;
     opts.onClose?.(ed.draft.id);
   }
   let leaveArmed = false;
