@@ -49,6 +49,16 @@ function orderedTriggers() {
   return [...known, ...vocab().triggers.filter((t) => !known.includes(t))];
 }
 
+/** What is sent: the editable keys, plus any other key a power user typed in the JSON view (the
+ *  service then names it in a 422 instead of the page dropping it silently). */
+function payloadOf(draft, enabled) {
+  const out = body(draft, enabled);
+  for (const k of Object.keys(draft)) {
+    if (!EDITABLE_KEYS.includes(k) && !['id', 'revision', 'position', 'created_at', 'updated_at'].includes(k)) out[k] = draft[k];
+  }
+  return out;
+}
+
 function body(draft, enabled) {
   const out = {};
   for (const k of EDITABLE_KEYS) if (k in draft) out[k] = structuredClone(draft[k]);
@@ -86,11 +96,10 @@ export function openEditor(view, app, rule, opts = {}) {
     field('The rule as JSON', jsonArea, canEdit ? 'Edit and press “Apply JSON” to load it into the form above.' : null),
     canEdit ? h('button', { type: 'button', id: 'apply-json', onclick: applyJson }, 'Apply JSON') : null,
     jsonMsg);
-  jsonView.addEventListener('toggle', () => { if (jsonView.open) syncJson(); });
-  // Keep the JSON view live while it is open (form inputs change the draft without a redraw).
-  const live = () => { if (jsonView.open) syncJson(); };
-  form.addEventListener('input', live);
-  form.addEventListener('change', live);
+  // Keep the JSON view in step with the form at all times (inputs change the draft without a
+  // redraw). Not on the details' toggle event: it fires late and would overwrite a fast paste.
+  form.addEventListener('input', syncJson);
+  form.addEventListener('change', syncJson);
   const testPanel = canEdit ? h('section', { class: 'card test-panel', id: 'test-panel', 'aria-labelledby': 'test-h' }) : null;
 
   view.append(
@@ -144,7 +153,7 @@ export function openEditor(view, app, rule, opts = {}) {
         h('button', { type: 'button', id: 'save-enable', class: 'primary', onclick: () => save(true) }, 'Save and enable')));
     }
     drawHead();
-    if (jsonView.open) syncJson();
+    syncJson();
     if (keep) {
       const el = form.querySelector(`[data-path="${CSS.escape(keep)}"]`) || document.getElementById(keep);
       el?.focus();
@@ -467,7 +476,7 @@ export function openEditor(view, app, rule, opts = {}) {
   // ---------------------------------------------------------------- JSON view
 
   function syncJson() {
-    const shown = body(ed.draft);
+    const shown = payloadOf(ed.draft);
     if (ed.draft.id) shown.id = ed.draft.id;
     jsonArea.value = JSON.stringify(shown, null, 2);
     jsonArea.removeAttribute('aria-invalid');
@@ -507,8 +516,7 @@ export function openEditor(view, app, rule, opts = {}) {
     }
     clearErrors(view);
     summary.hidden = true;
-    const payload = body(ed.draft, enabled);
-    for (const k of Object.keys(ed.draft)) if (!EDITABLE_KEYS.includes(k) && !['id', 'revision', 'position', 'created_at', 'updated_at'].includes(k)) payload[k] = ed.draft[k];
+    const payload = payloadOf(ed.draft, enabled);
     const buttons = form.querySelectorAll('.buttons button');
     buttons.forEach((b) => { b.disabled = true; });
     try {
