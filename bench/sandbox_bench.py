@@ -178,17 +178,20 @@ What the figures mean:
 
 
 def record(lines: list[str]) -> None:
-    """Replace our section of bench/RESULTS.md (up to the next `## `), keeping the others."""
+    """Replace our section of bench/RESULTS.md, keeping everything else. Our section ends at the
+    next heading of any level: our own text has none, so a block someone placed after it (a
+    `### Notes` of another section, say) is never taken for ours."""
     path = Path(__file__).resolve().parent / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     body = SECTION + "\n\n" + "\n".join(lines).rstrip() + "\n" + NOTES
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
-        text = head + body + ("\n" + tail if tail else "")
+    parts = text.split("\n")
+    if SECTION in parts:
+        start = parts.index(SECTION)
+        end = next((i for i in range(start + 1, len(parts)) if parts[i].startswith("#")), len(parts))
+        tail = "\n".join(parts[end:]).strip("\n")
+        text = "\n".join(parts[:start]) + "\n" + body + ("\n" + tail + "\n" if tail else "")
     else:
-        text = text.rstrip() + "\n\n" + body
+        text = text.rstrip("\n") + "\n\n" + body
     path.write_text(text)
 
 
