@@ -384,3 +384,20 @@ def run(event, ticket, ctx):
             "certificate" in result.updates["custom"]["bad"].lower(), result.updates
     finally:
         sandbox.call(client.aclose())
+
+
+def test_many_concurrent_runs_with_http_all_complete(sandbox, crm) -> None:
+    import concurrent.futures
+
+    source = (f"def run(event, ticket, ctx):\n"
+              f"    r = ctx.http.get({crm.url + '/contacts'!r}, params={{'email': ticket['contact']['email']}},"
+              f" auth_secret='CRM_TOKEN')\n"
+              f"    return {{'custom': {{'type': r.json()['customerType'], 'id': ticket['id']}}}}\n")
+    emails = ["ann@example.com", "bob@example.com"] * 20
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(lambda i: sandbox.run(source, version=30_001, ticket={
+            "id": f"T-{i}", "tags": [], "custom": {}, "contact": {"email": emails[i]}}), range(len(emails))))
+    for i, result in enumerate(results):
+        assert result.error is None, result.error
+        assert result.updates == {"custom": {"type": "VIP" if emails[i].startswith("ann") else "standard",
+                                             "id": f"T-{i}"}}
