@@ -2,9 +2,10 @@
 
 Ordering: a ticket's events all go to one stream partition (store/keys.py), and a partition is
 read by one worker at a time -- the holder of its lease (SET NX PX reclaim_idle_ms, renewed every
-third of that). Within a partition entries are applied one after another in stream order, so a
-ticket's events are applied in arrival order; partitions run concurrently, in one worker and across
-workers. Each worker takes about partitions / live workers of them, so adding workers spreads load.
+third of that). The worker runs one loop per partition it holds, applying entries one after
+another in stream order, so a ticket's events are applied in arrival order; partitions run
+concurrently, in one worker and across workers. Each worker takes about partitions / live workers
+of them (a partition over its share is handed over between batches), so more workers spread load.
 
 Crash recovery: a dead worker stops renewing; after reclaim_idle_ms its leases expire, another
 worker takes the partitions and XAUTOCLAIMs their pending entries before reading new ones. Apply
@@ -90,9 +91,10 @@ class Worker:
         self.handlers = handlers
         self.clock = clock or (lambda: datetime.now(UTC))
         self.rules = RuleCache(store)
-        self.owned: set[int] = set()
-        self._fresh: set[int] = set()       # partitions whose pending entries must be claimed first
-        self._busy: set[int] = set()       # partitions with a batch in progress
+        self.owned: set[int] = set()         # partitions whose lease we hold
+        self._fresh: set[int] = set()        # partitions whose pending entries must be claimed first
+        self._handover: set[int] = set()     # partitions to release once their batch is done
+        self._loops: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self.processed = 0
 
@@ -100,44 +102,55 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.store.wakeup.set()
 
     async def run(self) -> int:
-        """Process until stop() (or, with burst=True, until every partition is drained)."""
+        """Process until stop() (or, with burst=True, until every partition is drained).
+
+        One loop task per owned partition (each reads only its own stream, so no command spans
+        two hash slots); this task keeps the leases and starts and reaps the loops."""
         await events.ensure_groups(self.store)
-        keeper: asyncio.Task[None] | None = None
         try:
             await self._keep_leases_safely()
-            # Leases are kept by their own task, so a long batch never lets them lapse.
-            keeper = asyncio.create_task(self._lease_loop(), name=f"deskflow-leases-{self.name}")
-            while not self._stopping.is_set():
-                try:
-                    busy = await self._tick()
-                except StoreUnavailable as exc:
-                    log.warning("store unavailable, retrying: %s", exc)
-                    self._fresh |= self.owned
-                    await self._sleep(0.5)
-                    continue
-                if self.burst and not busy:
+            while True:
+                self._spawn()
+                if self.burst:
+                    if not self._loops:
+                        break
+                    await asyncio.gather(*self._loops.values())
+                    self._reap()
                     break
+                await self._sleep(self.settings.reclaim_idle_ms / 3000)
+                self._reap()
+                if self._stopping.is_set():
+                    break
+                await self._keep_leases_safely()
         finally:
-            if keeper is not None:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+            self._stopping.set()
+            self.store.wakeup.set()
+            loops = list(self._loops.values())
+            if loops:
+                results = await asyncio.gather(*loops, return_exceptions=True)
+                self._loops.clear()
+                for r in results:
+                    if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
+                        log.error("partition loop failed: %r", r)
             await self._release_all()
         return self.processed
 
-    async def _lease_loop(self) -> None:
-        while not self._stopping.is_set():
-            await self._sleep(self.settings.reclaim_idle_ms / 3000)
-            await self._keep_leases_safely()
+    def _spawn(self) -> None:
+        for n in sorted(self.owned):
+            if n not in self._loops and not self._stopping.is_set():
+                self._loops[n] = asyncio.create_task(self._partition_loop(n),
+                                                     name=f"deskflow-p{n}-{self.name}")
 
-    async def _keep_leases_safely(self) -> None:
-        try:
-            await self._keep_leases()
-        except StoreUnavailable as exc:
-            log.warning("store unavailable while renewing leases: %s", exc)
-            self._fresh |= self.owned  # claim again once back: entries may be pending
+    def _reap(self) -> None:
+        """Forget finished loops; a loop that died of a bug is re-raised here (it is a bug)."""
+        for n, task in list(self._loops.items()):
+            if task.done():
+                del self._loops[n]
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
 
     async def _release_all(self) -> None:
         try:
@@ -154,38 +167,12 @@ class Worker:
         except TimeoutError:
             pass
 
-    # -- one step -------------------------------------------------------------------------------
-
-    async def _tick(self) -> bool:
-        """One round: claim what a dead owner left, read, apply. True when busy."""
-        busy = False
-        for n in sorted(self._fresh & self.owned):
-            pending = await events.claim_pending(self.store, self.name, n)
-            self._fresh.discard(n)
-            if pending:
-                busy = True
-                await self._process(n, pending)
-        if not self.owned:
-            await self._sleep(self.settings.poll_ms / 1000 if self.burst
-                              else self.settings.reclaim_idle_ms / 9000)
-            return busy
-        block = None if (self.store.embedded or self.burst) else self.settings.block_ms
-        self.store.wakeup.clear()
-        # A partition taken over meanwhile (still "fresh") is not read until its pending entries,
-        # which are older, have been claimed and applied: that keeps the ticket's order.
-        readable = sorted(self.owned - self._fresh)
-        batch = await events.read_entries(self.store, self.name, readable,
-                                          count=self.settings.batch_size, block_ms=block)
-        batch = {n: e for n, e in batch.items() if e}
-        if batch:
-            await asyncio.gather(*(self._process(n, e) for n, e in batch.items()))
-            return True
-        if self.store.embedded and not self.burst:
-            try:
-                await asyncio.wait_for(self.store.wakeup.wait(), self.settings.block_ms / 1000)
-            except TimeoutError:
-                pass
-        return busy
+    async def _keep_leases_safely(self) -> None:
+        try:
+            await self._keep_leases()
+        except StoreUnavailable as exc:
+            log.warning("store unavailable while renewing leases: %s", exc)
+            self._fresh |= self.owned  # claim again once back: entries may be pending
 
     async def _keep_leases(self) -> None:
         now_ms = int(time.time() * 1000)
@@ -194,36 +181,86 @@ class Worker:
         target = math.ceil(parts / await events.live_workers(self.store))
         for n in sorted(self.owned):
             if not await events.acquire_lease(self.store, n, self.name):
-                self.owned.discard(n)
-        while len(self.owned - self._busy) > 0 and len(self.owned) > target:
-            n = max(self.owned - self._busy)  # never hand over a partition mid-batch
-            await events.release_lease(self.store, n, self.name)
-            self.owned.discard(n)
+                self.owned.discard(n)  # lost (we stalled past the TTL): its loop stops
+        keep = len(self.owned) - len(self._handover)
+        for n in sorted(self.owned - self._handover, reverse=True):
+            if keep <= target:
+                break
+            self._handover.add(n)  # its loop releases it after the current batch
+            keep -= 1
         start = zlib.crc32(self.name.encode()) % parts
         for i in range(parts):
             if len(self.owned) >= target:
                 break
             n = (start + i) % parts
-            if n not in self.owned and await events.acquire_lease(self.store, n, self.name):
+            if n not in self.owned and n not in self._loops and await events.acquire_lease(
+                    self.store, n, self.name):
                 self.owned.add(n)
                 self._fresh.add(n)
+
+    # -- one partition --------------------------------------------------------------------------
+
+    def _mine(self, n: int) -> bool:
+        return n in self.owned and n not in self._handover and not self._stopping.is_set()
+
+    async def _partition_loop(self, n: int) -> None:
+        """Claim what a previous owner left (older entries first), then read and apply new ones."""
+        waiter = self.store.wakeup.waiter()
+        try:
+            while self._mine(n):
+                try:
+                    if await self._step(n, waiter):
+                        continue
+                except StoreUnavailable as exc:
+                    log.warning("store unavailable (partition %d), retrying: %s", n, exc)
+                    self._fresh.add(n)
+                    await self._sleep(0.5)
+                    continue
+                if self.burst:
+                    return
+                if self.store.embedded:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.wait(), self.settings.block_ms / 1000)
+        finally:
+            self.store.wakeup.forget(waiter)
+            if n in self._handover:
+                self._handover.discard(n)
+                self.owned.discard(n)
+                with contextlib.suppress(StoreUnavailable):
+                    await events.release_lease(self.store, n, self.name)
+
+    async def _step(self, n: int, waiter: asyncio.Event) -> bool:
+        """One batch of partition n; False when there was nothing to do."""
+        if n in self._fresh:
+            pending = await events.claim_pending(self.store, self.name, n)
+            self._fresh.discard(n)
+            if pending:
+                await self._process(n, pending)
+                return True
+        waiter.clear()
+        block = None if (self.store.embedded or self.burst) else self.settings.block_ms
+        got = await events.read_entries(self.store, self.name, [n],
+                                        count=self.settings.batch_size, block_ms=block)
+        entries = got.get(n) or []
+        if entries:
+            await self._process(n, entries)
+            return True
+        return False
 
     async def _process(self, n: int, entries: list[events.Entry]) -> None:
         """Apply a partition's entries in order; ack once the batch is stored. A failure leaves the
         rest pending and marks the partition for claiming again (order kept)."""
         done: list[str] = []
-        self._busy.add(n)
         try:
             for entry_id, fields in entries:
                 if n not in self.owned:
-                    break
+                    break  # lease lost: the next owner claims the rest, in order
                 await self.handle(n, entry_id, fields)
                 done.append(entry_id)
         except BaseException:
             self._fresh.add(n)
             raise
         finally:
-            self._busy.discard(n)
             if done:
                 await asyncio.shield(events.ack(self.store, n, done))
 

@@ -25,9 +25,31 @@ from redis.backoff import ExponentialBackoff
 from server.settings import Settings
 from server.store.errors import guarded
 
-__all__ = ["Store", "open_store", "close_store", "save_snapshot", "load_snapshot"]
+__all__ = ["Store", "Wakeup", "open_store", "close_store", "save_snapshot", "load_snapshot"]
 
 log = logging.getLogger("deskflow.store")
+
+
+class Wakeup:
+    """In-process broadcast: whoever queues work calls set(); each waiting loop has its own event.
+
+    The embedded store cannot block on XREADGROUP, so a worker in the same process waits on this
+    instead of polling; with Redis it only shortens waits (BLOCK does the rest)."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Event] = set()
+
+    def waiter(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.add(event)
+        return event
+
+    def forget(self, event: asyncio.Event) -> None:
+        self._waiters.discard(event)
+
+    def set(self) -> None:
+        for event in list(self._waiters):
+            event.set()
 
 
 @dataclass(eq=False)
@@ -37,9 +59,8 @@ class Store:
     redis: aioredis.Redis
     settings: Settings
     embedded: bool
-    # Set by ingest in this process so a worker in the same process wakes at once (the embedded
-    # store cannot block on XREADGROUP); other processes rely on BLOCK.
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by ingest (and timers) in this process so a worker in the same process wakes at once.
+    wakeup: Wakeup = field(default_factory=Wakeup)
 
     @property
     def description(self) -> str:
