@@ -409,8 +409,7 @@ export function openEditor(view, app, rule, opts = {}) {
             const v = e.target.value;
             a.field = v === 'custom.' ? 'custom.' : v;
             const en = settable[v];
-            a.value = en ? (en.includes('high') ? 'high' : en[0]) : (v === 'custom.' ? '' : null);
-            if (en === undefined && v !== 'custom.') a.value = null;
+            a.value = en ? (en.includes('high') ? 'high' : en[0]) : null;
             redraw(`${path}.field`);
           } },
         Object.keys(settable).map((f) => h('option', { value: f, selected: a.field === f }, f)),

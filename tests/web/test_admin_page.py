@@ -46,6 +46,8 @@ def test_sign_in_shows_rules_and_the_key_stays_in_the_session(page, deskflow):
                                       {"type": "add_tags", "tags": ["vip", "refund"]}]})
     deskflow.create_rule({"name": "Acknowledge new tickets", "triggers": ["ticket.created"],
                           "actions": [{"type": "send_message", "template": "Hi {{contact.name}}"}]})
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()  # nothing but the sign-in yet
+    expect(page.locator("#tabs")).to_be_hidden()
     page.get_by_label("API key").fill("not-a-key")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#signin-error")).to_contain_text("unknown or has been revoked")
