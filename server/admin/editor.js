@@ -368,7 +368,7 @@ export function openEditor(view, app, rule, opts = {}) {
   }
 
   function text(a, key, path, label, opts = {}) {
-    const optional = !vocab().actions[a.type]?.required.includes(key);
+    const optional = !opts.required && !vocab().actions[a.type]?.required.includes(key);
     const tag = opts.multiline ? 'textarea' : 'input';
     const el = h(tag, { type: opts.multiline ? null : (opts.type || 'text'), rows: opts.multiline ? '3' : null, value: a[key] == null ? '' : String(a[key]),
       dataset: { path: `${path}.${key}` }, placeholder: opts.placeholder || null, list: opts.list || null,
@@ -443,12 +443,12 @@ export function openEditor(view, app, rule, opts = {}) {
         return text(a, 'policy', path, 'SLA policy');
       case 'snooze': {
         const mode = 'until' in a ? 'until' : 'for';
-        const modeSel = h('select', { 'aria-label': 'Snooze for a duration or until a time',
+        const modeSel = h('select', { dataset: { path: `${path}.mode` },
           onchange: (e) => { const v = a[mode]; delete a[mode]; a[e.target.value] = v ?? ''; redraw(`${path}.${e.target.value}`); } },
         h('option', { value: 'for', selected: mode === 'for' }, 'for a duration'),
         h('option', { value: 'until', selected: mode === 'until' }, 'until a time'));
-        return [h('div', { class: 'field' }, modeSel),
-          text(a, mode, path, mode === 'for' ? 'Duration' : 'Until', { placeholder: mode === 'for' ? '1h30m' : '2026-12-01T09:00:00Z' })];
+        return [field('Snooze', modeSel),
+          text(a, mode, path, mode === 'for' ? 'Duration' : 'Until (RFC 3339)', { required: true, placeholder: mode === 'for' ? '1h30m' : '2026-12-01T09:00:00Z' })];
       }
       case 'wake':
       case 'close':
