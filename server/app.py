@@ -26,6 +26,11 @@ __all__ = ["create_app"]
 log = logging.getLogger("deskflow.app")
 
 
+def _log_worker_exit(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the in-process worker stopped on an error", exc_info=task.exception())
+
+
 def create_app(settings: Settings | None = None, *, worker: bool = False,
                store: Store | None = None) -> Starlette:
     """The ASGI app. `worker=True` also runs a worker in the same event loop (`deskflow serve`).
@@ -45,6 +50,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
         if worker:
             w = Worker(store=st)
             task = asyncio.create_task(w.run(), name="deskflow-worker")
+            task.add_done_callback(_log_worker_exit)
         try:
             yield {"store": st, "settings": settings, "worker": w}
         finally:
