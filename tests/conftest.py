@@ -5,15 +5,13 @@
 * `store_kind`: "embedded" and "redis" (the latter marked `redis`): parametrizes `settings`, so a
   test that asks for `settings`, `client` or `ws` runs on both stores.
 * `client`: a starlette TestClient over create_app(settings, worker=True), lifespan running.
-* `ws`: a fresh workspace on `client`, with keys of every role on demand.
+(tests/server/conftest.py adds `ws`, a fresh workspace on `client` with keys of every role.)
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
-
 import pytest
 import redis
 from starlette.testclient import TestClient
@@ -59,44 +57,3 @@ def settings(store_kind: str, request: pytest.FixtureRequest) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings, worker=True)) as c:
         yield c
-
-
-class Workspace:
-    """A workspace seen through the API: `h(role)` gives headers with a key of that role."""
-
-    def __init__(self, client: TestClient, name: str = "acme") -> None:
-        self.client = client
-        r = client.post("/v1/workspaces", json={"name": name},
-                        headers={"Authorization": f"Bearer {ROOT_TOKEN}"})
-        assert r.status_code == 201, r.text
-        self.id: str = r.json()["id"]
-        self.keys: dict[str, str] = {"admin": r.json()["admin_key"]}
-
-    def key(self, role: str) -> str:
-        if role not in self.keys:
-            r = self.client.post("/v1/keys", json={"role": role, "name": f"{role} key"},
-                                 headers=self.h("admin"))
-            assert r.status_code == 201, r.text
-            self.keys[role] = r.json()["key"]
-        return self.keys[role]
-
-    def h(self, role: str = "admin") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key(role)}"}
-
-    def send(self, event: dict[str, Any], *, wait: bool = True) -> Any:
-        r = self.client.post(f"/v1/events{'?wait=true' if wait else ''}", json=event,
-                             headers=self.h("ingest"))
-        assert r.status_code in (200, 202), r.text
-        return r.json()
-
-    def rule(self, **rule: Any) -> dict[str, Any]:
-        rule.setdefault("enabled", True)
-        r = self.client.post("/v1/rules", json=rule, headers=self.h("manager"))
-        assert r.status_code == 201, r.text
-        return dict(r.json())
-
-
-@pytest.fixture
-def ws(client: TestClient) -> Workspace:
-    return Workspace(client)
-

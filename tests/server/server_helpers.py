@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.testclient import TestClient
+
+ROOT_TOKEN = "test-root-token"  # the same as tests/conftest.py's settings fixture
+
 
 def event(eid: str, etype: str = "ticket.created", *, tid: str = "T-1",
           ticket: dict[str, Any] | None = None, message: dict[str, Any] | None = None,
@@ -15,3 +19,38 @@ def event(eid: str, etype: str = "ticket.created", *, tid: str = "T-1",
         body["message"] = message or {"author": "customer", "body": "hello"}
     body.update(extra)
     return body
+
+
+class Workspace:
+    """A workspace seen through the API: `h(role)` gives headers with a key of that role."""
+
+    def __init__(self, client: TestClient, name: str = "acme") -> None:
+        self.client = client
+        r = client.post("/v1/workspaces", json={"name": name},
+                        headers={"Authorization": f"Bearer {ROOT_TOKEN}"})
+        assert r.status_code == 201, r.text
+        self.id: str = r.json()["id"]
+        self.keys: dict[str, str] = {"admin": r.json()["admin_key"]}
+
+    def key(self, role: str) -> str:
+        if role not in self.keys:
+            r = self.client.post("/v1/keys", json={"role": role, "name": f"{role} key"},
+                                 headers=self.h("admin"))
+            assert r.status_code == 201, r.text
+            self.keys[role] = r.json()["key"]
+        return self.keys[role]
+
+    def h(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key(role)}"}
+
+    def send(self, event: dict[str, Any], *, wait: bool = True) -> Any:
+        r = self.client.post(f"/v1/events{'?wait=true' if wait else ''}", json=event,
+                             headers=self.h("ingest"))
+        assert r.status_code in (200, 202), r.text
+        return r.json()
+
+    def rule(self, **rule: Any) -> dict[str, Any]:
+        rule.setdefault("enabled", True)
+        r = self.client.post("/v1/rules", json=rule, headers=self.h("manager"))
+        assert r.status_code == 201, r.text
+        return dict(r.json())

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import Workspace
-from server_helpers import event
+from server_helpers import Workspace, event
 from starlette.testclient import TestClient
 
 from server.app import create_app

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
-from server_helpers import event
+from server_helpers import Workspace, event
 from starlette.testclient import TestClient
 
 from server.app import create_app

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT_TOKEN, Workspace
-from server_helpers import event
+from server_helpers import ROOT_TOKEN, Workspace, event
 from starlette.routing import Route
 
 from server.app import create_app

@@ -6,8 +6,7 @@ from dataclasses import replace
 
 import orjson
 import pytest
-from conftest import Workspace
-from server_helpers import event
+from server_helpers import Workspace, event
 from starlette.testclient import TestClient
 
 from server.app import create_app

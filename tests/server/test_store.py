@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT_TOKEN, Workspace
-from server_helpers import event
+from server_helpers import ROOT_TOKEN, Workspace, event
 from starlette.testclient import TestClient
 
 from server.app import create_app
