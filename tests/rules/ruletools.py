@@ -92,7 +92,7 @@ MISSING: Any = _Missing()
 
 # Hypothesis profiles for test_property.py, registered here and applied per test (never loaded
 # globally, so other packages' tests keep theirs). DESKFLOW_RULES_PROFILE=rules-thorough runs
-# ten times the examples.
+# ten times the examples (add --timeout=0: it outlasts pytest-timeout's 120 s per test).
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile("rules", max_examples=300, deadline=None, suppress_health_check=_QUIET)
 settings.register_profile("rules-thorough", max_examples=3000, deadline=None,
