@@ -32,9 +32,11 @@ def _log_worker_exit(task: asyncio.Task[int]) -> None:
 
 
 def create_app(settings: Settings | None = None, *, worker: bool = False,
-               store: Store | None = None) -> Starlette:
+               store: Store | None = None, handlers: dict[str, Any] | None = None) -> Starlette:
     """The ASGI app. `worker=True` also runs a worker in the same event loop (`deskflow serve`).
-    `store` lets a caller share an already-open store (it then stays open after shutdown)."""
+    `store` lets a caller share an already-open store (it then stays open after shutdown).
+    `handlers` ({"run_script": f, "http_request": g}) go to that worker's rules engine; without
+    them those actions come back as effects."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -48,7 +50,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
         task = w = None
         if worker:
-            w = Worker(store=st)
+            w = Worker(store=st, handlers=handlers)
             task = asyncio.create_task(w.run(), name="deskflow-worker")
             task.add_done_callback(_log_worker_exit)
         try:
