@@ -125,3 +125,45 @@ def test_serve_demo_and_http_commands(tmp_path: Path) -> None:
             proc.stdout.close()
     assert proc.returncode == 0
     assert data.exists()
+
+
+@pytest.mark.redis
+def test_api_and_worker_as_separate_processes(redis_url: str) -> None:
+    """The scale-out set-up: `deskflow api` and two `deskflow worker` processes on one Redis."""
+    port = _free_port()
+    env = {**os.environ, "DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_ROOT_TOKEN": "root-t",
+           "DESKFLOW_PARTITIONS": "4"}
+    procs = [subprocess.Popen([sys.executable, "-m", "server.cli", "api", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs += [subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for _ in range(2)]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "deskflow api did not start"
+            time.sleep(0.05)
+        ws = httpx.post(f"{url}/v1/workspaces", json={"name": "acme"},
+                        headers={"Authorization": "Bearer root-t"}).json()
+        h = {"Authorization": f"Bearer {ws['admin_key']}"}
+        for i in range(20):
+            r = httpx.post(f"{url}/v1/events", headers=h, json={
+                "id": f"e{i}", "type": "ticket.updated" if i else "ticket.created",
+                "ticket": {"id": f"T-{i % 4}", "custom": {"n": i}}})
+            assert r.status_code == 202, r.text
+        r = httpx.post(f"{url}/v1/events?wait=true", headers=h, timeout=15, json={
+            "id": "last", "type": "ticket.updated", "ticket": {"id": "T-0"}})
+        assert r.status_code == 200 and r.json()["status"] == "processed", r.text
+        assert r.json()["ticket"]["custom"] == {"n": 16} and r.json()["ticket"]["version"] == 6
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(15)
+    assert [p.returncode for p in procs[1:]] == [0, 0]  # workers stop cleanly on SIGTERM
