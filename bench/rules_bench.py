@@ -342,13 +342,18 @@ def targets(cases: list[Case]) -> list[str]:
 
 def _versions() -> str:
     from importlib.metadata import version
-    try:
-        rev = subprocess.run(["git", "-C", str(HERE.parent), "log", "-1", "--format=%h", "--",
-                              "rules"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        rev = "?"
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(HERE.parent), *args, "--", "rules"],
+                                  capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    rev = git("log", "-1", "--format=%h") or "?"
+    if git("status", "--porcelain"):
+        rev += " plus uncommitted changes in rules/ (the engine was being worked on)"
     return (f"Python {platform.python_version()}, zen-engine {version('zen-engine')}, "
-            f"rule-engine {version('rule-engine')}, deskflow rules/ at {rev or '?'}")
+            f"rule-engine {version('rule-engine')}, deskflow rules/ at {rev}")
 
 
 LOAD_AT_START = os.getloadavg()
