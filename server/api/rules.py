@@ -9,10 +9,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server import automation
-from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
+from server.api.common import (
+    Ctx,
+    encode_cursor,
+    json_response,
+    listing,
+    page_params,
+    read_object,
+    requires,
+)
 from server.api.validate import validate_event
 from server.errors import NotFound, Unprocessable
-from server.store import catalog, tickets
+from server.store import catalog, runs, tickets
 from server.store.catalog import now_iso
 
 __all__ = ["routes"]
@@ -204,6 +212,16 @@ async def test_rule(ctx: Ctx) -> Response:
     return json_response(result)
 
 
+@requires("viewer")
+async def rule_runs(ctx: Ctx) -> Response:
+    """The runs in which this rule fired, newest first (the last 200)."""
+    rule = await _load(ctx)
+    limit, offset = page_params(ctx.request)
+    items, nxt = await runs.list_rule_runs(ctx.store, ctx.workspace, rule["id"], offset=offset,
+                                           limit=limit)
+    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+
+
 routes = [
     Route("/v1/rules", create_rule, methods=["POST"]),
     Route("/v1/rules", list_rules, methods=["GET"]),
@@ -215,4 +233,5 @@ routes = [
     Route("/v1/rules/{rule_id}/enable", enable_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/disable", disable_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/test", test_rule, methods=["POST"]),
+    Route("/v1/rules/{rule_id}/runs", rule_runs, methods=["GET"]),
 ]

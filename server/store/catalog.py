@@ -141,7 +141,8 @@ async def delete_rule(store: Store, workspace: str, rule_id: str) -> bool:
     async with store.redis.pipeline(transaction=True) as p:
         p.hdel(K.rules(workspace), rule_id)
         p.incr(K.rules_rev(workspace))
-        deleted, _ = await p.execute()
+        p.delete(K.rule_runs(workspace, rule_id))
+        deleted, _, _ = await p.execute()
     return bool(deleted)
 
 

@@ -34,6 +34,8 @@ Per workspace W (slot {ws:W}):
   df:{ws:W}:tickets:seq                 str   counter for the above
   df:{ws:W}:ticket-runs:<T>             list  run ids, newest first (trimmed)
   df:{ws:W}:run:<R>                     str   JSON run record
+  df:{ws:W}:rule-runs:<rule id>         list  ids of the runs in which that rule fired, newest
+                                              first (trimmed)
   df:{ws:W}:event:<E>                   str   JSON {entry, partition, ticket, status, run_id}: the
                                               idempotency marker of client event id E (TTL
                                               event_ttl_s). The stream entry it names is THE copy
@@ -52,7 +54,7 @@ import zlib
 
 __all__ = [
     "GROUP", "WORKSPACES", "WORKERS", "apikey", "ws_meta", "ws_keys", "rules", "rules_rev", "groups",
-    "contact", "contact_tickets", "ticket", "tickets", "tickets_seq", "ticket_runs", "run",
+    "contact", "contact_tickets", "ticket", "tickets", "tickets_seq", "ticket_runs", "run", "rule_runs",
     "event_marker", "feed", "stream", "lease", "partition_of",
 ]
 
@@ -115,6 +117,10 @@ def ticket_runs(w: str, t: str) -> str:
 
 def run(w: str, r: str) -> str:
     return f"{_ws(w)}:run:{r}"
+
+
+def rule_runs(w: str, rule_id: str) -> str:
+    return f"{_ws(w)}:rule-runs:{rule_id}"
 
 
 def event_marker(w: str, e: str) -> str:

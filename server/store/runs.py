@@ -10,7 +10,7 @@ from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["get_run", "list_ticket_runs", "read_feed"]
+__all__ = ["get_run", "list_ticket_runs", "list_rule_runs", "read_feed"]
 
 
 @guarded
@@ -23,7 +23,19 @@ async def get_run(store: Store, workspace: str, run_id: str) -> dict[str, Any] |
 async def list_ticket_runs(store: Store, workspace: str, ticket_id: str, *, offset: int,
                            limit: int) -> tuple[list[dict[str, Any]], int | None]:
     """Runs of a ticket, newest first."""
-    ids = await store.redis.lrange(K.ticket_runs(workspace, ticket_id), offset, offset + limit)
+    return await _runs_of(store, workspace, K.ticket_runs(workspace, ticket_id), offset, limit)
+
+
+@guarded
+async def list_rule_runs(store: Store, workspace: str, rule_id: str, *, offset: int,
+                         limit: int) -> tuple[list[dict[str, Any]], int | None]:
+    """Runs in which a rule fired, newest first."""
+    return await _runs_of(store, workspace, K.rule_runs(workspace, rule_id), offset, limit)
+
+
+async def _runs_of(store: Store, workspace: str, key: str, offset: int,
+                   limit: int) -> tuple[list[dict[str, Any]], int | None]:
+    ids = await store.redis.lrange(key, offset, offset + limit)
     more = len(ids) > limit
     ids = ids[:limit]
     raws = await store.redis.mget([K.run(workspace, r) for r in ids]) if ids else []

@@ -91,6 +91,9 @@ async def apply_event(store: Store, workspace: str, partition: int, entry: str,
                 p.set(K.run(workspace, run_id), _dumps(run))
                 p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
                 p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
+                for rule_id in run.get("matched") or []:
+                    p.lpush(K.rule_runs(workspace, rule_id), run_id)
+                    p.ltrim(K.rule_runs(workspace, rule_id), 0, s.runs_per_ticket - 1)
                 if previous is None and seq is not None:
                     p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
                 if new_contact is not None and new_contact != contact:

@@ -61,6 +61,19 @@ def test_worker_uses_new_rules_at_once(ws):
     assert out["changes"] == {"priority": ["normal", "high"]}
 
 
+def test_rule_runs_lists_where_it_fired(ws):
+    rule = ws.rule(**RULE)
+    ws.send(event("e1", ticket={"subject": "refund"}))
+    ws.send(event("e2", tid="T-2", ticket={"subject": "other"}))
+    out = ws.send(event("e3", tid="T-3", ticket={"subject": "Refund!"}))
+    runs = ws.client.get(f"/v1/rules/{rule['id']}/runs?limit=1", headers=ws.h("viewer")).json()
+    assert [r["event_id"] for r in runs["items"]] == ["e3"] and runs["items"][0]["id"] == out["run_id"]
+    rest = ws.client.get(f"/v1/rules/{rule['id']}/runs?cursor={runs['next']}", headers=ws.h()).json()
+    assert [r["event_id"] for r in rest["items"]] == ["e1"] and rest["next"] is None
+    ws.client.delete(f"/v1/rules/{rule['id']}", headers=ws.h())
+    assert ws.client.get(f"/v1/rules/{rule['id']}/runs", headers=ws.h()).status_code == 404
+
+
 def test_rule_order_and_stop_apply(ws):
     first = ws.rule(name="first", triggers=["ticket.created"], stop=True,
                     actions=[{"type": "set", "field": "priority", "value": "low"}])

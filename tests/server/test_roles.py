@@ -39,6 +39,7 @@ MATRIX = [
     ("POST", "/v1/rules/{rule}/enable", "manager", None),
     ("POST", "/v1/rules/{rule}/disable", "manager", None),
     ("POST", "/v1/rules/{rule}/test", "manager", {"event": event("t1")}),
+    ("GET", "/v1/rules/{rule}/runs", "viewer", None),
     ("DELETE", "/v1/rules/{rule}", "manager", None),
     ("POST", "/v1/groups", "manager", {"name": "vip2"}),
     ("GET", "/v1/groups", "viewer", None),

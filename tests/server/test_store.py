@@ -26,7 +26,7 @@ def test_workspace_keys_share_one_hash_slot() -> None:
     w = "ws_1"
     per_ws = [K.ws_meta(w), K.ws_keys(w), K.rules(w), K.rules_rev(w), K.groups(w),
               K.contact(w, "C"), K.contact_tickets(w, "C"), K.ticket(w, "T"), K.tickets(w),
-              K.tickets_seq(w), K.ticket_runs(w, "T"), K.run(w, "R"), K.event_marker(w, "E"),
+              K.tickets_seq(w), K.ticket_runs(w, "T"), K.run(w, "R"), K.rule_runs(w, "r"), K.event_marker(w, "E"),
               K.feed(w)]
     assert {_slot_tag(k) for k in per_ws} == {"ws:ws_1"}
     assert _slot_tag(K.stream(3)) == _slot_tag(K.lease(3)) == "q:3"
