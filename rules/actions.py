@@ -133,7 +133,7 @@ def _check_snooze(a: dict[str, Any]) -> list[Problem]:
 
 def _check_request(a: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
-    if not (isinstance(a["url"], str) and _URL.match(a["url"])):
+    if not (isinstance(a["url"], str) and _URL.fullmatch(a["url"])):
         out.append(("url", "must be an http:// or https:// URL"))
     if "method" in a and (not isinstance(a["method"], str) or a["method"].upper() not in METHODS):
         out.append(("method", f"must be one of {', '.join(sorted(METHODS))}"))
@@ -149,7 +149,7 @@ def _check_request(a: dict[str, Any]) -> list[Problem]:
             out.append(("map", "must be a non-empty object of var names to JSONPath strings"))
         else:
             for name, jp in m.items():
-                if not _VAR_NAME.match(name):
+                if not (isinstance(name, str) and _VAR_NAME.fullmatch(name)):
                     out.append((f"map.{name}", "var names are letters, digits and _ (not starting with a digit)"))
                 elif not (isinstance(jp, str) and jp.startswith("$")):
                     out.append((f"map.{name}", "must be a JSONPath string starting with '$'"))
@@ -158,7 +158,7 @@ def _check_request(a: dict[str, Any]) -> list[Problem]:
 
 def _check_script(a: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
-    if not (isinstance(a["script"], str) and _SCRIPT_NAME.match(a["script"])):
+    if not (isinstance(a["script"], str) and _SCRIPT_NAME.fullmatch(a["script"])):
         out.append(("script", "must be a script name (lower-case letters, digits, '-' and '_')"))
     v = a.get("version")
     if "version" in a and not (type(v) is int and v >= 1):

@@ -120,7 +120,7 @@ class Calendar:
 
 
 def _minutes(text: Any, path: str) -> int:
-    if not isinstance(text, str) or not _CLOCK.match(text):
+    if not isinstance(text, str) or not _CLOCK.fullmatch(text):
         raise CalendarError(path, "must be a time like 09:00 (00:00 to 24:00)")
     h, m = text.split(":")
     return int(h) * 60 + int(m)

@@ -4,32 +4,38 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")  # ASCII digits only
 # RFC 3339 date-time; a space may stand for the "T" (RFC 3339 section 5.6 allows it).
 _TIMESTAMP = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
-# A bound that keeps timedelta arithmetic from overflowing (about 27,000 years).
-_MAX_SECONDS = 10_000_000 * 86_400
+_MAX_TIMEDELTA_SECONDS = 999_999_999 * 86_400  # timedelta's own limit
 
 
-def parse_duration(text: object) -> timedelta | None:
-    """`"90s"`, `"5m"`, `"1h30m"`, `"2d"` -> timedelta; None for anything else or for zero."""
-    if not isinstance(text, str) or not text:
+def duration_seconds(text: object) -> int | None:
+    """`"90s"`, `"5m"`, `"1h30m"`, `"2d"` -> whole seconds, unbounded; None if not a duration > 0."""
+    if not isinstance(text, str) or not text or len(text) > 200:
         return None
-    m = _DURATION.match(text)
+    m = _DURATION.fullmatch(text)
     if m is None:
         return None
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
     seconds = ((d * 24 + h) * 60 + mi) * 60 + s
-    if seconds <= 0 or seconds > _MAX_SECONDS:
+    return seconds if seconds > 0 else None
+
+
+def parse_duration(text: object) -> timedelta | None:
+    """A duration as a timedelta; None when it is not one, or too long to add to a time (past
+    about 2.7 million years). Conditions compare `duration_seconds` instead: no upper bound."""
+    seconds = duration_seconds(text)
+    if seconds is None or seconds > _MAX_TIMEDELTA_SECONDS:
         return None
     return timedelta(seconds=seconds)
 
 
 def parse_timestamp(value: object) -> datetime | None:
     """An RFC 3339 string -> aware datetime; None when the value is not one (never raises)."""
-    if not isinstance(value, str) or _TIMESTAMP.match(value) is None:
+    if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
         return None
     text = value.replace("t", "T").replace(" ", "T").replace("z", "Z")
     frac = re.search(r"\.(\d+)", text)

@@ -7,13 +7,14 @@ built as `not` of its positive, so the two are exact negations by construction.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import regex
 
-from .durations import parse_duration, parse_timestamp
+from .durations import duration_seconds, parse_timestamp
 from .fields import Field
 
 # op -> the field types it applies to ("any" fields take every op).
@@ -40,9 +41,12 @@ NEGATIONS: dict[str, str] = {
 }
 TIME_OPS = frozenset(_TIME_OPS)
 MAX_REGEX_LENGTH = 1000
-# `matches` runs on the `regex` package in its re-compatible mode (V0) for one reason: a per-search
-# timeout. Python's re cannot be interrupted, so a rule like `(a|aa)+$` would hold a worker (and
-# every workspace behind it) for minutes. Past the timeout the condition does not hold.
+# `matches` is Python's re.search, as API.md says, for every pattern that cannot backtrack
+# catastrophically. A pattern with that shape -- a repeat inside a repeat (`(a+)+`), an alternation
+# under a repeat (`(a|aa)+`), a backreference -- runs on the `regex` package (its re-compatible V0
+# mode) for one feature re lacks: a per-search timeout, so one manager's `(a|aa)+$` cannot hold a
+# worker shared by every workspace. Past the timeout the condition does not hold. (For such
+# patterns `regex` may differ from re on exotic Unicode classes; see docs/rules-engine.md.)
 MATCH_TIMEOUT_S = 0.05
 
 
@@ -146,14 +150,16 @@ def check_value(op: str, ftype: str, has_value: bool, value: object) -> str | No
             if len(value) > MAX_REGEX_LENGTH:
                 return f"regex longer than {MAX_REGEX_LENGTH} characters"
             try:
-                re.compile(value)
+                with warnings.catch_warnings():  # e.g. FutureWarning for "[[a]": not our caller's problem
+                    warnings.simplefilter("ignore")
+                    re.compile(value)
             except re.error as exc:
                 return f"invalid regex: {exc}"
         return None
     if op in _NUMBER_OPS:
         return None if _is_number(value) else "must be a number"
     if op in _TIME_OPS:
-        return None if parse_duration(value) is not None else (
+        return None if duration_seconds(value) is not None else (
             "must be a duration like '90s', '5m', '1h30m' or '2d', greater than zero")
     if op in ("changed_from", "changed_to") and ftype == "list":
         if type(value) is not list or not all(isinstance(x, str) and x for x in value):
@@ -243,11 +249,50 @@ def _text_op(test: Callable[[str, str], bool]) -> Callable[[Field, Any, bool, bo
     return build
 
 
-def _b_matches(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
+def _risky(pattern: str, flags: int) -> bool:
+    """Could this pattern backtrack exponentially? (Conservative: a yes only costs a timeout.)"""
     try:
-        search = regex.compile(value, regex.V0 | (0 if cs else regex.IGNORECASE)).search
-    except regex.error:  # re accepted it (checked at compile time); keep re's semantics then
-        plain = re.compile(value, 0 if cs else re.IGNORECASE).search
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = re._parser.parse(pattern, flags)  # type: ignore[attr-defined]
+    except Exception:
+        return True
+    const = re._constants  # type: ignore[attr-defined]
+    repeats = {const.MAX_REPEAT, const.MIN_REPEAT, getattr(const, "POSSESSIVE_REPEAT", None)}
+
+    def walk(items: Any, under_repeat: bool) -> bool:
+        for op, arg in items:
+            if op in repeats:
+                lo, hi, sub = arg
+                if under_repeat and hi != 1:
+                    return True
+                if walk(sub, under_repeat or hi not in (0, 1)):
+                    return True
+            elif op is const.BRANCH:
+                if under_repeat:
+                    return True
+                if any(walk(b, under_repeat) for b in arg[1]):
+                    return True
+            elif op is const.GROUPREF or op is const.GROUPREF_EXISTS:
+                return True
+            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
+                sub = arg[-1]
+                if walk(sub, under_repeat):
+                    return True
+        return False
+    return walk(tree, False)
+
+
+def _b_matches(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
+    flags = 0 if cs else re.IGNORECASE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = re.compile(value, flags).search
+    if not _risky(value, flags):
+        return lambda s: isinstance(raw := s.read(f), str) and plain(raw) is not None
+    try:
+        bounded = regex.compile(value, regex.V0 | (0 if cs else regex.IGNORECASE)).search
+    except regex.error:  # re accepted it; keep re then
         return lambda s: isinstance(raw := s.read(f), str) and plain(raw) is not None
 
     def pred(s: State) -> bool:
@@ -255,7 +300,7 @@ def _b_matches(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
         if not isinstance(raw, str):
             return False
         try:
-            return search(raw, timeout=MATCH_TIMEOUT_S) is not None
+            return bounded(raw, timeout=MATCH_TIMEOUT_S) is not None
         except TimeoutError:
             return False
     return pred
@@ -329,24 +374,37 @@ def _b_changed_to(f: Field, value: Any, cs: bool, lf: bool) -> Predicate:
     return pred
 
 
-def _b_older_than(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
-    d = parse_duration(value)
-    assert d is not None  # checked at compile time
+def _elapsed_test(value: str, older: bool) -> Callable[[State, Field], bool]:
+    """now - t >= D (older_than) or < D (newer_than), exact for any D: a D beyond what a
+    timedelta holds is longer than any span between two datetimes."""
+    seconds = duration_seconds(value)
+    assert seconds is not None  # checked at compile time
+    try:
+        d: timedelta | None = timedelta(seconds=seconds)
+    except OverflowError:
+        d = None
 
-    def pred(s: State) -> bool:
+    def test(s: State, f: Field) -> bool:
         t = s.timestamp(f)
-        return t is not None and s.now - t >= d
-    return pred
+        if t is None:
+            return False
+        try:
+            elapsed = s.now - t
+        except OverflowError:
+            return False
+        at_least = d is not None and elapsed >= d
+        return at_least if older else not at_least
+    return test
+
+
+def _b_older_than(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
+    test = _elapsed_test(value, older=True)
+    return lambda s: test(s, f)
 
 
 def _b_newer_than(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
-    d = parse_duration(value)
-    assert d is not None
-
-    def pred(s: State) -> bool:
-        t = s.timestamp(f)
-        return t is not None and s.now - t < d
-    return pred
+    test = _elapsed_test(value, older=False)
+    return lambda s: test(s, f)
 
 
 _BUILDERS: dict[str, Callable[[Field, Any, bool, bool], Predicate]] = {
@@ -377,8 +435,11 @@ def flip_time(field: Field, op: str, value: str, state: State) -> datetime | Non
     if op not in _TIME_OPS:
         return None
     t = state.timestamp(field)
-    d: timedelta | None = parse_duration(value)
-    if t is None or d is None:
+    seconds = duration_seconds(value)
+    if t is None or seconds is None:
         return None
-    at = t + d
+    try:
+        at = t + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
     return at if at > state.now else None

@@ -4,8 +4,10 @@
 2. By value: each rule whose conditions require `field is V`, `field in [...]` or
    `list-field includes V` (a top-level conjunct) is filed under V in a table for that field. For
    an event, the candidates are the rules whose filed value the ticket has, plus the rules with no
-   such conjunct. Candidate sets are Python ints used as bitmasks over rule positions, so the union
-   is a few big-int ORs and walking it yields rules in their order.
+   such conjunct, visited in rule order. Tables hold sorted tuples of rule positions: the union
+   costs in proportion to the candidates, which must be checked anyway (bitmasks over thousands
+   of rules cost more to walk than the checks they save). Of a rule's indexable conjuncts, the one
+   whose values the fewest other rules share is chosen (see _Bucket).
 
 A rule that fires and changes the ticket (or vars) invalidates the candidates of the rules after
 it, so they are recomputed from the new ticket: the result is exactly that of checking every rule in
@@ -24,7 +26,8 @@ from .conditions import Leaf, failure, trace, conjuncts
 from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
-from .updates import diff, json_copy
+from .jsondata import json_copy
+from .updates import diff
 
 _SCALAR, _LIST = 0, 1
 # Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
@@ -56,38 +59,53 @@ class _Bucket:
     def __init__(self, rules: list[CompiledRule]) -> None:
         self.rules = rules
         self.positions = {rule.label: i for i, rule in enumerate(rules)}
-        self.unindexed = 0
-        tables: dict[tuple[str, int], tuple[Any, dict[str, int]]] = {}
-        for i, rule in enumerate(rules):
-            best = None
-            for leaf in conjuncts(rule.conditions):
-                key = _index_key(leaf)
-                if key is None:
-                    continue
-                score = (leaf.field.name in _COARSE, len(key[1]))
-                if best is None or score < best[0]:
-                    best = (score, leaf, key)
-            if best is None:
-                self.unindexed |= 1 << i
-                continue
-            _, leaf, (mode, values) = best
-            field, table = tables.setdefault((leaf.field.name, mode), (leaf.field, {}))
-            for value in values:
-                k = value.casefold()
-                table[k] = table.get(k, 0) | (1 << i)
-        self.tables = [(field, mode, table) for (_, mode), (field, table) in tables.items()]
+        keyed = [[(leaf, key) for leaf in conjuncts(rule.conditions) if (key := _index_key(leaf))]
+                 for rule in rules]
+        # How many rules could be filed under each (field, mode, value): a value many rules test
+        # (`plan is pro`) is likely common in tickets too, so each rule is filed under the
+        # conjunct whose values the fewest other rules share -- statistics, as a query planner
+        # keeps them, standing in for the ticket data we do not have at compile time.
+        shared: dict[tuple[str, int, str], int] = {}
+        for options in keyed:
+            for leaf, (mode, values) in options:
+                for v in values:
+                    k = (leaf.field.name, mode, v.casefold())
+                    shared[k] = shared.get(k, 0) + 1
 
-    def candidates(self, s: State) -> int:
-        mask = self.unindexed
+        def score(option: tuple[Leaf, tuple[int, list[str]]]) -> tuple[bool, int]:
+            leaf, (mode, values) = option
+            return (leaf.field.name in _COARSE, sum(shared[(leaf.field.name, mode, v.casefold())] for v in values))
+
+        unindexed: list[int] = []
+        tables: dict[tuple[str, int], tuple[Any, dict[str, list[int]]]] = {}
+        for i, options in enumerate(keyed):
+            if not options:
+                unindexed.append(i)
+                continue
+            leaf, (mode, values) = min(options, key=score)
+            field, table = tables.setdefault((leaf.field.name, mode), (leaf.field, {}))
+            for value in dict.fromkeys(v.casefold() for v in values):
+                table.setdefault(value, []).append(i)
+        self.unindexed = tuple(unindexed)
+        self.tables = [(field, mode, {k: tuple(v) for k, v in table.items()})
+                       for (_, mode), (field, table) in tables.items()]
+
+    def candidates(self, s: State, after: int = -1, skip: frozenset[int] = frozenset()) -> list[int]:
+        """Positions (> after, not in skip) of the rules that can match this state, in order."""
+        found: list[int] = list(self.unindexed)
         for field, mode, table in self.tables:
             v = s.folded(field)
             if mode == _SCALAR:
-                if type(v) is str:
-                    mask |= table.get(v, 0)
+                if type(v) is str and (hit := table.get(v)):
+                    found.extend(hit)
             elif type(v) is frozenset:
                 for item in v:
-                    mask |= table.get(item, 0)
-        return mask
+                    if hit := table.get(item):
+                        found.extend(hit)
+        out = sorted(set(found))
+        if after >= 0 or skip:
+            out = [i for i in out if i > after and i not in skip]
+        return out
 
 
 class Evaluation:
@@ -95,7 +113,7 @@ class Evaluation:
 
     def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing], timeline: list[tuple[int, State]],
                  stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
-                 skipped: int = 0) -> None:
+                 skipped: frozenset[int] = frozenset()) -> None:
         self._bucket = bucket
         self._fired = fired
         self._timeline = timeline
@@ -140,7 +158,7 @@ class Evaluation:
             if firing is not None:
                 entry["errors"] = list(firing.errors)
                 entry["notes"] = list(firing.notes)
-            elif self._skipped >> i & 1:
+            elif i in self._skipped:
                 entry["skipped"] = "fired already for this ticket; checked again once its conditions stop holding"
             else:
                 entry["failed"] = failure(rule.conditions, self._timeline[step][1])
@@ -180,18 +198,16 @@ class RuleSet:
         stopped_at = None
         t = event.get("type")
         bucket = self._buckets.get(t) if isinstance(t, str) else None
-        skipped = 0
+        skipped: frozenset[int] = frozenset()
         if bucket is not None:
             rules = bucket.rules
-            for label in exclude:
-                pos = bucket.positions.get(label)
-                if pos is not None:
-                    skipped |= 1 << pos
-            mask = bucket.candidates(state) & ~skipped
-            while mask:
-                low = mask & -mask
-                i = low.bit_length() - 1
-                mask ^= low
+            if exclude:
+                skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
+            todo = bucket.candidates(state, skip=skipped)
+            k = 0
+            while k < len(todo):
+                i = todo[k]
+                k += 1
                 rule = rules[i]
                 if not rule.pred(state):
                     continue
@@ -208,7 +224,7 @@ class RuleSet:
                     stopped_at = i
                     break
                 if mutates:  # later rules must be picked from the ticket as this one left it
-                    mask = (bucket.candidates(state) & ~skipped) >> (i + 1) << (i + 1)
+                    todo, k = bucket.candidates(state, after=i, skip=skipped), 0
         return Evaluation(bucket, fired, timeline, stopped_at, before, effects, skipped)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,

@@ -60,5 +60,5 @@ def _text(value: Any) -> str:
 def render(template: str, ticket: dict[str, Any], event: dict[str, Any], vars: dict[str, Any]) -> str:
     def one(m: re.Match[str]) -> str:
         path = m.group(1).strip()
-        return _text(_resolve(path, ticket, event, vars)) if _PATH.match(path) else ""
+        return _text(_resolve(path, ticket, event, vars)) if _PATH.fullmatch(path) else ""
     return _PLACEHOLDER.sub(one, template)

@@ -11,6 +11,7 @@ from typing import Any
 from .durations import parse_duration, parse_timestamp
 from .errors import UpdateError
 from .fields import PRIORITIES, STATUSES
+from .jsondata import json_copy
 from .ops import is_empty, strict_equal
 
 SCALAR_FIELDS = ("status", "priority", "department", "assignee")
@@ -20,14 +21,6 @@ def copy_ticket(ticket: dict[str, Any]) -> dict[str, Any]:
     return dict(ticket)
 
 
-def json_copy(v: Any) -> Any:
-    """A deep copy of JSON data, so results never share a container with rules or inputs."""
-    t = type(v)
-    if t is dict:
-        return {k: json_copy(x) for k, x in v.items()}
-    if t is list:
-        return [json_copy(x) for x in v]
-    return v
 
 
 def _fold(x: Any) -> Any:

@@ -275,3 +275,15 @@ def test_time_rule_fires_once_until_its_conditions_stop_holding() -> None:
     assert fired == set()
     # pending again with the old timestamp: holds at once, so the check is due now
     assert rs.next_check(t, at + timedelta(hours=2), exclude=fired) == at + timedelta(hours=2)
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "webhook", "url": "https://x.example/\n"},
+    {"type": "run_script", "script": "crm\n"},
+    {"type": "http_request", "url": "https://x.example", "map": {"v\n": "$.a"}},
+    {"type": "http_request", "url": "https://x.example", "map": {5: "$.a"}},
+    {"type": "snooze", "for": "1h\n"},
+])
+def test_a_trailing_newline_or_odd_key_is_not_valid(bad: dict[str, object]) -> None:
+    with pytest.raises(RuleError):
+        compile_rules([rule(actions=[bad])])
