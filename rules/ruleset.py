@@ -76,36 +76,51 @@ class _Bucket:
             leaf, (mode, values) = option
             return (leaf.field.name in _COARSE, sum(shared[(leaf.field.name, mode, v.casefold())] for v in values))
 
+        # A rule with a second selective conjunct (not a coarse field, its values shared by few
+        # rules) is filed under both and is a candidate only when the ticket has both: `tags
+        # includes X` alone admits every rule on tag X; with `contact.groups includes Y` beside
+        # it, only those also on group Y. Coarse second keys would make every event walk long
+        # lists, so they are left to the rule's own (cheapest-first) check.
+        selective = max(8, len(rules) // 50)
         unindexed: list[int] = []
-        tables: dict[tuple[str, int], tuple[Any, dict[str, list[int]]]] = {}
+        tables: dict[tuple[str, int], tuple[Any, dict[str, list[tuple[int, int]]]]] = {}
+        self.need: dict[int, int] = {}  # position -> bitmask of its keys, all of which must hold
         for i, options in enumerate(keyed):
             if not options:
                 unindexed.append(i)
                 continue
-            leaf, (mode, values) = min(options, key=score)
-            field, table = tables.setdefault((leaf.field.name, mode), (leaf.field, {}))
-            for value in dict.fromkeys(v.casefold() for v in values):
-                table.setdefault(value, []).append(i)
+            ranked = sorted(options, key=score)
+            chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
+            self.need[i] = (1 << len(chosen)) - 1
+            for bit, (leaf, (mode, values)) in enumerate(chosen):
+                field, table = tables.setdefault((leaf.field.name, mode), (leaf.field, {}))
+                for value in dict.fromkeys(v.casefold() for v in values):
+                    table.setdefault(value, []).append((i, 1 << bit))
         self.unindexed = tuple(unindexed)
         self.tables = [(field, mode, {k: tuple(v) for k, v in table.items()})
                        for (_, mode), (field, table) in tables.items()]
 
     def candidates(self, s: State, after: int = -1, skip: frozenset[int] = frozenset()) -> list[int]:
         """Positions (> after, not in skip) of the rules that can match this state, in order."""
-        found: list[int] = list(self.unindexed)
+        got: dict[int, int] = {}
         for field, mode, table in self.tables:
             v = s.folded(field)
             if mode == _SCALAR:
                 if type(v) is str and (hit := table.get(v)):
-                    found.extend(hit)
+                    for pos, bit in hit:
+                        got[pos] = got.get(pos, 0) | bit
             elif type(v) is frozenset:
                 for item in v:
                     if hit := table.get(item):
-                        found.extend(hit)
-        out = sorted(set(found))
+                        for pos, bit in hit:
+                            got[pos] = got.get(pos, 0) | bit
+        need = self.need
+        found = [pos for pos, bits in got.items() if bits == need[pos]]
+        found.extend(self.unindexed)
+        found.sort()
         if after >= 0 or skip:
-            out = [i for i in out if i > after and i not in skip]
-        return out
+            found = [i for i in found if i > after and i not in skip]
+        return found
 
 
 class Evaluation:
