@@ -142,3 +142,33 @@ def lease(n: int) -> str:
 def partition_of(workspace: str, ticket_id: str, partitions: int) -> int:
     """The stream partition of a ticket: stable across processes (crc32, not hash())."""
     return zlib.crc32(f"{workspace}\0{ticket_id}".encode()) % partitions
+
+
+# -- scripts, allow-list, secrets (slot {ws:W}; store/scripts.py) and timers (slot {q:n};
+#    store/timers.py). Layouts are documented in those modules.
+
+__all__ += ["scripts", "script_version", "allowlist", "secrets", "timers", "timer_data"]
+
+
+def scripts(w: str) -> str:
+    return f"{_ws(w)}:scripts"
+
+
+def script_version(w: str, name: str, version: int) -> str:
+    return f"{_ws(w)}:script:{name}:{version}"
+
+
+def allowlist(w: str) -> str:
+    return f"{_ws(w)}:allowlist"
+
+
+def secrets(w: str) -> str:
+    return f"{_ws(w)}:secrets"
+
+
+def timers(n: int) -> str:
+    return f"df:{{q:{n}}}:timers"
+
+
+def timer_data(n: int) -> str:
+    return f"df:{{q:{n}}}:timer-data"

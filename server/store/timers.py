@@ -33,14 +33,6 @@ from server.store.errors import guarded
 __all__ = ["Timer", "schedule", "cancel", "get", "fire_due", "next_due", "count"]
 
 
-def timers_key(n: int) -> str:
-    return f"df:{{q:{n}}}:timers"
-
-
-def timer_data_key(n: int) -> str:
-    return f"df:{{q:{n}}}:timer-data"
-
-
 @dataclass(frozen=True)
 class Timer:
     workspace: str
@@ -82,8 +74,8 @@ async def schedule(store: Store, workspace: str, ticket: str, reason: str, due: 
     n = _partition(store, workspace, ticket)
     member = _member(workspace, ticket, reason)
     async with store.redis.pipeline(transaction=True) as p:
-        p.zadd(timers_key(n), {member: _ms(due)})
-        p.hset(timer_data_key(n), member, orjson.dumps(data or {}).decode())
+        p.zadd(K.timers(n), {member: _ms(due)})
+        p.hset(K.timer_data(n), member, orjson.dumps(data or {}).decode())
         await p.execute()
     store.wakeup.set()
 
@@ -94,8 +86,8 @@ async def cancel(store: Store, workspace: str, ticket: str, reason: str) -> bool
     n = _partition(store, workspace, ticket)
     member = _member(workspace, ticket, reason)
     async with store.redis.pipeline(transaction=True) as p:
-        p.zrem(timers_key(n), member)
-        p.hdel(timer_data_key(n), member)
+        p.zrem(K.timers(n), member)
+        p.hdel(K.timer_data(n), member)
         removed, _ = await p.execute()
     return bool(removed)
 
@@ -104,17 +96,17 @@ async def cancel(store: Store, workspace: str, ticket: str, reason: str) -> bool
 async def get(store: Store, workspace: str, ticket: str, reason: str) -> Timer | None:
     n = _partition(store, workspace, ticket)
     member = _member(workspace, ticket, reason)
-    score = await store.redis.zscore(timers_key(n), member)
+    score = await store.redis.zscore(K.timers(n), member)
     if score is None:
         return None
-    data = await store.redis.hget(timer_data_key(n), member)
+    data = await store.redis.hget(K.timer_data(n), member)
     return Timer(workspace, ticket, reason, int(score), orjson.loads(data) if data else {})
 
 
 @guarded
 async def fire_due(store: Store, n: int, now: datetime, *, limit: int = 500) -> list[Timer]:
     """Move partition n's timers due at `now` into its event stream, atomically; returns them."""
-    zkey, dkey = timers_key(n), timer_data_key(n)
+    zkey, dkey = K.timers(n), K.timer_data(n)
     while True:
         async with store.redis.pipeline(transaction=True) as p:
             try:
@@ -144,7 +136,7 @@ async def next_due(store: Store, partitions: list[int]) -> datetime | None:
     """The earliest due time among these partitions' timers (to sleep exactly until then)."""
     best: int | None = None
     for n in partitions:
-        first = await store.redis.zrange(timers_key(n), 0, 0, withscores=True)
+        first = await store.redis.zrange(K.timers(n), 0, 0, withscores=True)
         if first and (best is None or first[0][1] < best):
             best = int(first[0][1])
     return datetime.fromtimestamp(best / 1000, UTC) if best is not None else None
@@ -154,5 +146,5 @@ async def next_due(store: Store, partitions: list[int]) -> datetime | None:
 async def count(store: Store) -> int:
     total = 0
     for n in range(store.settings.partitions):
-        total += int(await store.redis.zcard(timers_key(n)))
+        total += int(await store.redis.zcard(K.timers(n)))
     return total

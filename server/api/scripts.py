@@ -1,0 +1,203 @@
+"""Scripts (upload, versions, test-run), the HTTP allow-list and secrets."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox import AllowListError, BrokerConfig, Limits, LimitsError, compile_script, parse_allowlist
+from server.api.common import Ctx, json_response, listing, page_params, problem, read_object, requires
+from server.errors import NotFound, Unprocessable
+from server.store import scripts as S
+
+__all__ = ["routes", "SCRIPT_NAME", "broker_config", "script_limits"]
+
+SCRIPT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+MAX_SOURCE_BYTES = 64 * 1024
+MAX_SECRET_BYTES = 8 * 1024
+MAX_ALLOWLIST = 100
+
+
+def script_limits(timeout: Any) -> Limits:
+    """The run limits of a script version; LimitsError (-> 422) above the operator's maxima."""
+    return Limits.for_script(timeout=timeout) if timeout is not None else Limits()
+
+
+async def broker_config(ctx_store: Any, workspace: str) -> BrokerConfig:
+    """One workspace's allow-list and secrets, for the broker, by value."""
+    hosts = await S.get_allowlist(ctx_store, workspace)
+    return BrokerConfig(parse_allowlist(hosts), await S.get_secrets(ctx_store, workspace))
+
+
+@requires("developer")
+async def upload(ctx: Ctx) -> Response:
+    """Upload a script, or a new version of one: {"name", "source", "timeout"?}."""
+    body = await read_object(ctx.request)
+    problems: list[dict[str, str]] = []
+    name, source, timeout = body.get("name"), body.get("source"), body.get("timeout")
+    extra = sorted(set(body) - {"name", "source", "timeout", "description"})
+    problems += [problem(k, "unknown key; a script has name, source, timeout") for k in extra]
+    if not (isinstance(name, str) and SCRIPT_NAME.fullmatch(name)):
+        problems.append(problem("name", "must match ^[a-z0-9][a-z0-9_-]{0,63}$"))
+    if not isinstance(source, str) or not source.strip():
+        problems.append(problem("source", "must be the script's Python source, a non-empty string"))
+    elif len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        problems.append(problem("source", f"is {len(source.encode('utf-8', 'surrogatepass')):,} bytes; "
+                                          f"the limit is {MAX_SOURCE_BYTES:,}"))
+    if timeout is not None:
+        if not isinstance(timeout, str):
+            problems.append(problem("timeout", 'must be a duration string like "5s"'))
+        else:
+            try:
+                script_limits(timeout)
+            except (LimitsError, ValueError) as exc:
+                problems.append(problem("timeout", str(exc)))
+    if problems:
+        raise Unprocessable("The script is not valid.", details=problems)
+    result = compile_script(source)
+    if not result.ok:
+        raise Unprocessable("The script does not compile under the sandbox policy.", code="script_refused",
+                            details=[problem("source", reason) for reason in result.errors])
+    record = await S.add_version(ctx.store, ctx.workspace, name, source, timeout,
+                                 created_by=ctx.principal.key_id or "")
+    return json_response({k: v for k, v in record.items() if k != "source"}, 201)
+
+
+@requires("viewer")
+async def list_scripts(ctx: Ctx) -> Response:
+    limit, offset = page_params(ctx.request)
+    return listing(await S.list_scripts(ctx.store, ctx.workspace), limit, offset)
+
+
+async def _meta(ctx: Ctx) -> dict[str, Any]:
+    name = ctx.request.path_params["name"]
+    meta = await S.get_script(ctx.store, ctx.workspace, name)
+    if meta is None:
+        raise NotFound(f"No script named {name!r} in this workspace.")
+    return meta
+
+
+@requires("viewer")
+async def get_script(ctx: Ctx) -> Response:
+    """The script: its latest version's source and every version's metadata."""
+    meta = await _meta(ctx)
+    latest = await S.get_version(ctx.store, ctx.workspace, meta["name"], int(meta["latest"]))
+    versions = await S.list_versions(ctx.store, ctx.workspace, meta["name"])
+    return json_response({**meta, "version": meta["latest"], "source": (latest or {}).get("source"),
+                          "versions": versions})
+
+
+@requires("viewer")
+async def get_version(ctx: Ctx) -> Response:
+    meta = await _meta(ctx)
+    raw = ctx.request.path_params["n"]
+    record = await S.get_version(ctx.store, ctx.workspace, meta["name"], int(raw)) if raw.isdigit() else None
+    if record is None:
+        raise NotFound(f"Script {meta['name']!r} has versions 1 to {meta['latest']}; there is no {raw!r}.")
+    return json_response(record)
+
+
+@requires("developer")
+async def test_script(ctx: Ctx) -> Response:
+    """Run a version on a sample {"event", "ticket"?, "version"?}; applies nothing. A failing run
+    still answers 200 with `error` set."""
+    meta = await _meta(ctx)
+    body = await read_object(ctx.request)
+    event, version = body.get("event"), body.get("version", meta["latest"])
+    problems: list[dict[str, str]] = []
+    if not isinstance(event, dict):
+        problems.append(problem("event", "must be an event object"))
+    if "ticket" in body and not isinstance(body["ticket"], dict):
+        problems.append(problem("ticket", "must be a ticket object"))
+    if not (type(version) is int and 1 <= version <= int(meta["latest"])):
+        problems.append(problem("version", f"must be a version from 1 to {meta['latest']}"))
+    if problems:
+        raise Unprocessable("The test request is not valid.", details=problems)
+    assert isinstance(event, dict)
+    record = await S.get_version(ctx.store, ctx.workspace, meta["name"], version)
+    assert record is not None
+    ticket = body.get("ticket") or event.get("ticket") or {}
+    result = await ctx.request.state.pool.run(
+        f"{ctx.workspace}/{meta['name']}", version, record["source"], event, ticket,
+        ctx_info={"workspace": ctx.workspace, "vars": {}}, limits=script_limits(record.get("timeout")),
+        broker_config=await broker_config(ctx.store, ctx.workspace))
+    return json_response({**result.as_dict(), "name": meta["name"], "version": version})
+
+
+@requires("admin")
+async def put_allowlist(ctx: Ctx) -> Response:
+    """Replace the allow-list: {"hosts": ["crm.example.com", "billing.example.com:8443", ...]}."""
+    body = await read_object(ctx.request)
+    hosts = body.get("hosts")
+    if type(hosts) is not list or not all(isinstance(h, str) for h in hosts):
+        raise Unprocessable("The allow-list is not valid.",
+                            details=[problem("hosts", "must be a list of host entries (strings)")])
+    if len(hosts) > MAX_ALLOWLIST:
+        raise Unprocessable("The allow-list is too long.",
+                            details=[problem("hosts", f"has {len(hosts)} entries; the limit is {MAX_ALLOWLIST}")])
+    try:
+        parse_allowlist(hosts)
+    except AllowListError as exc:
+        index = hosts.index(exc.entry) if exc.entry in hosts else None
+        raise Unprocessable("The allow-list is not valid.",
+                            details=[problem(f"hosts[{index}]" if index is not None else "hosts", str(exc))]) from None
+    await S.put_allowlist(ctx.store, ctx.workspace, list(dict.fromkeys(hosts)))
+    return json_response({"hosts": await S.get_allowlist(ctx.store, ctx.workspace)})
+
+
+@requires("developer")
+async def get_allowlist(ctx: Ctx) -> Response:
+    return json_response({"hosts": await S.get_allowlist(ctx.store, ctx.workspace)})
+
+
+@requires("admin")
+async def put_secret(ctx: Ctx) -> Response:
+    """Set a secret {"value"}; write-only: no route ever returns a value."""
+    name = ctx.request.path_params["name"]
+    body = await read_object(ctx.request)
+    value = body.get("value")
+    problems = []
+    if not SECRET_NAME.fullmatch(name):
+        problems.append(problem("name", "must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$"))
+    if not isinstance(value, str) or not value:
+        problems.append(problem("value", "must be a non-empty string"))
+    elif len(value.encode("utf-8", "surrogatepass")) > MAX_SECRET_BYTES:
+        problems.append(problem("value", f"the limit is {MAX_SECRET_BYTES:,} bytes"))
+    elif any(c in value for c in "\r\n\0"):
+        problems.append(problem("value", "must not contain CR, LF or NUL (it goes into an HTTP header)"))
+    if problems:
+        raise Unprocessable("The secret is not valid.", details=problems)
+    created = await S.put_secret(ctx.store, ctx.workspace, name, value)
+    return json_response({"name": name}, 201 if created else 200)
+
+
+@requires("admin")
+async def list_secrets(ctx: Ctx) -> Response:
+    limit, offset = page_params(ctx.request)
+    return listing([{"name": n} for n in await S.list_secrets(ctx.store, ctx.workspace)], limit, offset)
+
+
+@requires("admin")
+async def delete_secret(ctx: Ctx) -> Response:
+    name = ctx.request.path_params["name"]
+    if not await S.delete_secret(ctx.store, ctx.workspace, name):
+        raise NotFound(f"No secret named {name!r}.")
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/v1/scripts", upload, methods=["POST"]),
+    Route("/v1/scripts", list_scripts, methods=["GET"]),
+    Route("/v1/scripts/{name}", get_script, methods=["GET"]),
+    Route("/v1/scripts/{name}/versions/{n}", get_version, methods=["GET"]),
+    Route("/v1/scripts/{name}/test", test_script, methods=["POST"]),
+    Route("/v1/allowlist", put_allowlist, methods=["PUT"]),
+    Route("/v1/allowlist", get_allowlist, methods=["GET"]),
+    Route("/v1/secrets", list_secrets, methods=["GET"]),
+    Route("/v1/secrets/{name}", put_secret, methods=["PUT"]),
+    Route("/v1/secrets/{name}", delete_secret, methods=["DELETE"]),
+]

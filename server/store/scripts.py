@@ -1,0 +1,119 @@
+"""Scripts (immutable versions), the HTTP allow-list and secrets of a workspace.
+
+Layout (slot {ws:W}, see store/keys.py):
+
+  df:{ws:W}:scripts               hash  name -> JSON {name, latest, timeout, created_at, updated_at}
+  df:{ws:W}:script:<name>:<n>     str   JSON {name, version, source, timeout, created_at, created_by}
+  df:{ws:W}:allowlist             str   JSON ["crm.example.com", "http://127.0.0.1:9000", ...]
+  df:{ws:W}:secrets               hash  name -> value (write-only through the API; read by the
+                                        worker to hand to the HTTP broker, never to a script)
+
+A new version is written with WATCH/MULTI on the script's hash, so two uploads racing to the same
+name get consecutive version numbers, never the same one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.exceptions import WatchError
+
+from server.store import keys as K
+from server.store.catalog import now_iso
+from server.store.connect import Store
+from server.store.errors import guarded
+
+__all__ = ["add_version", "get_script", "get_version", "list_scripts", "list_versions",
+           "get_allowlist", "put_allowlist", "put_secret", "delete_secret", "list_secrets", "get_secrets"]
+
+
+@guarded
+async def add_version(store: Store, workspace: str, name: str, source: str, timeout: str | None,
+                      created_by: str) -> dict[str, Any]:
+    """Store a new version of `name` (creating the script); returns the version record."""
+    hkey = K.scripts(workspace)
+    while True:
+        async with store.redis.pipeline(transaction=True) as p:
+            try:
+                await p.watch(hkey)
+                raw = await p.hget(hkey, name)
+                meta = orjson.loads(raw) if raw else {"name": name, "created_at": now_iso()}
+                version = int(meta.get("latest", 0)) + 1
+                at = now_iso()
+                record = {"name": name, "version": version, "source": source, "timeout": timeout,
+                          "created_at": at, "created_by": created_by}
+                meta.update(latest=version, timeout=timeout, updated_at=at)
+                p.multi()
+                p.set(K.script_version(workspace, name, version), orjson.dumps(record).decode())
+                p.hset(hkey, name, orjson.dumps(meta).decode())
+                await p.execute()
+                return record
+            except WatchError:
+                continue
+
+
+@guarded
+async def get_script(store: Store, workspace: str, name: str) -> dict[str, Any] | None:
+    raw = await store.redis.hget(K.scripts(workspace), name)
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def list_scripts(store: Store, workspace: str) -> list[dict[str, Any]]:
+    raw = await store.redis.hgetall(K.scripts(workspace))
+    return sorted((orjson.loads(v) for v in raw.values()), key=lambda s: s["name"])
+
+
+@guarded
+async def get_version(store: Store, workspace: str, name: str, version: int) -> dict[str, Any] | None:
+    raw = await store.redis.get(K.script_version(workspace, name, version))
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def list_versions(store: Store, workspace: str, name: str) -> list[dict[str, Any]]:
+    meta = await get_script(store, workspace, name)
+    if meta is None:
+        return []
+    keys = [K.script_version(workspace, name, n) for n in range(1, int(meta["latest"]) + 1)]
+    out = []
+    for raw in await store.redis.mget(keys):
+        if raw:
+            record = orjson.loads(raw)
+            record.pop("source", None)
+            out.append(record)
+    return out
+
+
+@guarded
+async def get_allowlist(store: Store, workspace: str) -> list[str]:
+    raw = await store.redis.get(K.allowlist(workspace))
+    return list(orjson.loads(raw)) if raw else []
+
+
+@guarded
+async def put_allowlist(store: Store, workspace: str, hosts: list[str]) -> None:
+    await store.redis.set(K.allowlist(workspace), orjson.dumps(hosts).decode())
+
+
+@guarded
+async def put_secret(store: Store, workspace: str, name: str, value: str) -> bool:
+    """Set a secret; True when it is new."""
+    return bool(await store.redis.hset(K.secrets(workspace), name, value))
+
+
+@guarded
+async def delete_secret(store: Store, workspace: str, name: str) -> bool:
+    return bool(await store.redis.hdel(K.secrets(workspace), name))
+
+
+@guarded
+async def list_secrets(store: Store, workspace: str) -> list[str]:
+    return sorted(await store.redis.hkeys(K.secrets(workspace)))
+
+
+@guarded
+async def get_secrets(store: Store, workspace: str) -> dict[str, str]:
+    """Every secret value: for the worker's broker config only, never for an API response."""
+    return dict(await store.redis.hgetall(K.secrets(workspace)))
