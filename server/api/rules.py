@@ -85,7 +85,7 @@ async def get_rule(ctx: Ctx) -> Response:
 
 async def _save(ctx: Ctx, current: dict[str, Any], new: dict[str, Any]) -> Response:
     _check(new)
-    rule = {**new, "id": current["id"], "name": new.get("name") or current["id"],
+    rule = {**new, "id": current["id"], "name": new.get("name") or current.get("name") or current["id"],
             "position": current.get("position", 0), "created_at": current.get("created_at"),
             "updated_at": now_iso(), "revision": int(current.get("revision", 1)) + 1}
     await catalog.put_rule(ctx.store, ctx.workspace, rule)

@@ -6,6 +6,7 @@ A single redis-server with cluster-enabled yes that owns all 16384 slots answers
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -20,7 +21,9 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis,
+              pytest.mark.skipif(shutil.which("redis-server") is None,
+                                 reason="needs the redis-server binary to start a private Redis")]
 
 
 def _free_port() -> int:

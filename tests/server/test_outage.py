@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -15,7 +16,9 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis,
+              pytest.mark.skipif(shutil.which("redis-server") is None,
+                                 reason="needs the redis-server binary to start a private Redis")]
 
 
 def _free_port() -> int:
