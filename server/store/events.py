@@ -105,7 +105,7 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     try:
         res = await store.redis.xreadgroup(K.GROUP, consumer, streams, count=count, block=block_ms)
     except ResponseError as exc:
-        if "NOGROUP" not in str(exc):
+        if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
             raise
         await ensure_groups(store)  # the stream was deleted (FLUSHDB, Redis restarted empty)
         return {}
