@@ -192,6 +192,12 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    @property
+    def needs_handlers(self) -> bool:
+        """Whether any rule calls a script or makes an HTTP request (the service then runs the
+        pass where its handlers can wait for those)."""
+        return any(a.type in ("run_script", "http_request") for r in self.rules for a in r.actions)
+
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None = None,
                  now: datetime | None = None, handlers: dict[str, Handler] | None = None,
                  exclude: Collection[str] = ()) -> Evaluation:

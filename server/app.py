@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from server.api import ROUTES
 from server.api import admin as admin_page
 from server.auth import AuthMiddleware
+from server.scripting import Scripting
 from server.errors import EXCEPTION_HANDLERS
 from server.settings import Settings
 from server.store import events
@@ -48,18 +49,20 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
             await events.ensure_groups(st)
         except StoreUnavailable as exc:
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
+        scripting = Scripting(st, settings)
         task = w = None
         if worker:
-            w = Worker(store=st, handlers=handlers)
+            w = Worker(store=st, handlers=handlers, scripting=scripting)
             task = asyncio.create_task(w.run(), name="deskflow-worker")
             task.add_done_callback(_log_worker_exit)
         try:
-            yield {"store": st, "settings": settings, "worker": w}
+            yield {"store": st, "settings": settings, "worker": w, "scripting": scripting}
         finally:
             if w is not None and task is not None:
                 w.stop()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 30)
+            await scripting.aclose()
             if own:
                 await close_store(st)
 

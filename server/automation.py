@@ -36,6 +36,7 @@ class Run:
     matched: list[str] = field(default_factory=list)
     rules: list[dict[str, Any]] = field(default_factory=list)
     scripts: list[dict[str, Any]] = field(default_factory=list)
+    http_calls: list[dict[str, Any]] = field(default_factory=list)   # of http_request actions
     changes: dict[str, Any] = field(default_factory=dict)
     effects: list[dict[str, Any]] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)

@@ -35,6 +35,8 @@ class Settings:
     max_batch: int = 500
     feed_maxlen: int = 1_000_000
     runs_per_ticket: int = 200
+    # Sandbox worker processes per service process (started on the first script run).
+    script_workers: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -46,6 +48,7 @@ class Settings:
             metrics_token=env.get("DESKFLOW_METRICS_TOKEN") or None,
             partitions=int(env.get("DESKFLOW_PARTITIONS", cls.partitions)),
             reclaim_idle_ms=int(env.get("DESKFLOW_RECLAIM_IDLE_MS", cls.reclaim_idle_ms)),
+            script_workers=int(env.get("DESKFLOW_SCRIPT_WORKERS", cls.script_workers)),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

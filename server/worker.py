@@ -82,13 +82,14 @@ def compile_stored_rules(rules: list[dict[str, Any]]) -> Any:
 
 class Worker:
     def __init__(self, *, store: Store, name: str | None = None, burst: bool = False,
-                 handlers: dict[str, Any] | None = None,
+                 handlers: dict[str, Any] | None = None, scripting: Any = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.settings = store.settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.burst = burst
         self.handlers = handlers
+        self.scripting = scripting  # server.scripting.Scripting: run_script / http_request handlers
         self.clock = clock or (lambda: datetime.now(UTC))
         self.rules = RuleCache(store)
         self.owned: set[int] = set()         # partitions whose lease we hold
@@ -266,6 +267,20 @@ class Worker:
 
     # -- one event ------------------------------------------------------------------------------
 
+    async def _automate(self, workspace: str, event: dict[str, Any], merged: dict[str, Any],
+                        previous: dict[str, Any] | None, ruleset: Any, now: datetime) -> automation.Run:
+        """The rules pass. One whose rules call scripts or make HTTP requests runs in a thread, so
+        its handlers can wait on the sandbox pool and broker that live on this loop."""
+        if self.scripting is None or ruleset is None or not getattr(ruleset, "needs_handlers", False):
+            return automation.automate(event, merged, previous, ruleset, now, self.handlers)
+        scripts: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = []
+        handlers = self.scripting.handlers(asyncio.get_running_loop(), workspace, scripts, calls)
+        run = await asyncio.to_thread(automation.automate, event, merged, previous, ruleset, now, handlers)
+        run.scripts = scripts
+        run.http_calls = calls
+        return run
+
     async def handle(self, n: int, entry_id: str, fields: dict[str, str]) -> tickets.Applied | None:
         try:
             workspace = fields["w"]
@@ -284,13 +299,14 @@ class Worker:
             t1 = time.perf_counter()
             merged = automation.merge_event(previous, event, contact)
             now = self.clock()
-            run = automation.automate(event, merged, previous, ruleset, now, self.handlers)
+            run = await self._automate(workspace, event, merged, previous, ruleset, now)
             t2 = time.perf_counter()
             record = {
                 "id": run_id, "event_id": event["id"], "ticket_id": event["ticket"]["id"],
                 "event_type": event["type"], "at": automation.format_time(now),
                 "matched": run.matched, "rules": run.rules, "scripts": run.scripts,
                 "changes": run.changes, "effects": run.effects, "vars": run.vars,
+                "http_calls": run.http_calls,
                 "timings": {"total_ms": round((t2 - started) * 1000, 3),
                             "load_rules_ms": round((t1 - t0) * 1000, 3),
                             "rules_ms": round((t2 - t1) * 1000, 3)},

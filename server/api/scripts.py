@@ -8,12 +8,12 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import AllowListError, BrokerConfig, Limits, LimitsError, compile_script, parse_allowlist
+from sandbox import AllowListError, Limits, LimitsError, compile_script, parse_allowlist
 from server.api.common import Ctx, json_response, listing, page_params, problem, read_object, requires
 from server.errors import NotFound, Unprocessable
 from server.store import scripts as S
 
-__all__ = ["routes", "SCRIPT_NAME", "broker_config", "script_limits"]
+__all__ = ["routes", "SCRIPT_NAME", "script_limits"]
 
 SCRIPT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -25,12 +25,6 @@ MAX_ALLOWLIST = 100
 def script_limits(timeout: Any) -> Limits:
     """The run limits of a script version; LimitsError (-> 422) above the operator's maxima."""
     return Limits.for_script(timeout=timeout) if timeout is not None else Limits()
-
-
-async def broker_config(ctx_store: Any, workspace: str) -> BrokerConfig:
-    """One workspace's allow-list and secrets, for the broker, by value."""
-    hosts = await S.get_allowlist(ctx_store, workspace)
-    return BrokerConfig(parse_allowlist(hosts), await S.get_secrets(ctx_store, workspace))
 
 
 @requires("developer")
@@ -118,14 +112,10 @@ async def test_script(ctx: Ctx) -> Response:
     if problems:
         raise Unprocessable("The test request is not valid.", details=problems)
     assert isinstance(event, dict)
-    record = await S.get_version(ctx.store, ctx.workspace, meta["name"], version)
-    assert record is not None
     ticket = body.get("ticket") or event.get("ticket") or {}
-    result = await ctx.request.state.pool.run(
-        f"{ctx.workspace}/{meta['name']}", version, record["source"], event, ticket,
-        ctx_info={"workspace": ctx.workspace, "vars": {}}, limits=script_limits(record.get("timeout")),
-        broker_config=await broker_config(ctx.store, ctx.workspace))
-    return json_response({**result.as_dict(), "name": meta["name"], "version": version})
+    entry = await ctx.request.state.scripting.run_script(
+        ctx.workspace, {"script": meta["name"], "version": version}, event, ticket, {})
+    return json_response(entry)
 
 
 @requires("admin")

@@ -48,6 +48,16 @@ MATRIX = [
     ("DELETE", "/v1/groups/vip", "manager", None),
     ("GET", "/v1/contacts/C-1", "viewer", None),
     ("PUT", "/v1/contacts/C-1/groups", "manager", {"groups": ["vip"]}),
+    ("POST", "/v1/scripts", "developer", {"name": "s1", "source": "def run(event, ticket, ctx):\n    return None\n"}),
+    ("GET", "/v1/scripts", "viewer", None),
+    ("GET", "/v1/scripts/s1", "viewer", None),
+    ("GET", "/v1/scripts/s1/versions/1", "viewer", None),
+    ("POST", "/v1/scripts/s1/test", "developer", {"event": {}}),
+    ("PUT", "/v1/allowlist", "admin", {"hosts": ["crm.example.com"]}),
+    ("GET", "/v1/allowlist", "developer", None),
+    ("GET", "/v1/secrets", "admin", None),
+    ("PUT", "/v1/secrets/S1", "admin", {"value": "v"}),
+    ("DELETE", "/v1/secrets/S1", "admin", None),
 ]
 
 
@@ -57,7 +67,9 @@ def test_matrix_covers_every_route() -> None:
               for m in (r.methods or ()) if m != "HEAD"}
     covered = {(m, p.replace("{rule}", "{rule_id}").replace("{key}", "{key_id}")
                 .replace("{run}", "{run_id}").replace("T-1", "{ticket_id}")
-                .replace("/groups/vip", "/groups/{name}").replace("C-1", "{contact_id}"))
+                .replace("/groups/vip", "/groups/{name}").replace("C-1", "{contact_id}")
+                .replace("/scripts/s1", "/scripts/{name}").replace("/versions/1", "/versions/{n}")
+                .replace("/secrets/S1", "/secrets/{name}"))
                for m, p, _, _ in MATRIX}
     assert routes == covered
 

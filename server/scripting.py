@@ -1,0 +1,160 @@
+"""Scripts and HTTP requests for the rules engine: the sandbox pool and broker, per workspace.
+
+The engine calls its handlers synchronously, in the middle of a pass (their results are visible to
+later rules). The worker therefore runs a pass that needs them in a thread, and the handlers made
+here hand each script run or HTTP call to the event loop that owns the pool and the broker, and
+wait for it. A pass whose rules call neither runs on the loop as before.
+
+The pool is started on first use: API processes and tests that never run a script pay nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import orjson
+
+from sandbox import AllowListError, Broker, BrokerConfig, Limits, LimitsError, ScriptPool, parse_allowlist
+from server.settings import Settings
+from server.store import scripts as S
+from server.store.connect import Store
+
+__all__ = ["Scripting", "ScriptFailed", "json_path"]
+
+# Longest a handler waits for the loop: the script's own wall limit is enforced by the pool; this
+# only guards against a loop that never answers.
+_HANDLER_WAIT_S = 120.0
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]")
+
+
+class ScriptFailed(Exception):
+    """A run_script or http_request that failed; the engine records the message, applies nothing."""
+
+
+def json_path(doc: Any, path: str) -> Any:
+    """The value at a simple JSONPath (`$`, `.key`, `['key']`, `[n]`), or None where there is none."""
+    if not path.startswith("$"):
+        return None
+    pos, value = 1, doc
+    while pos < len(path):
+        m = _PATH_PART.match(path, pos)
+        if m is None:
+            return None
+        key, index, quoted = m.groups()
+        if index is not None:
+            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else None
+        else:
+            name = key if key is not None else quoted
+            value = value.get(name) if isinstance(value, dict) else None
+        if value is None:
+            return None
+        pos = m.end()
+    return value
+
+
+class Scripting:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._pool: ScriptPool | None = None
+        self._broker: Broker | None = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> ScriptPool:
+        async with self._lock:
+            if self._pool is None:
+                self._broker = Broker.create()
+                pool = ScriptPool(self.settings.script_workers, broker=self._broker)
+                await pool.start()
+                self._pool = pool
+            return self._pool
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+        if self._broker is not None:
+            await self._broker.aclose()
+
+    async def broker_config(self, workspace: str) -> BrokerConfig:
+        hosts = await S.get_allowlist(self.store, workspace)
+        try:
+            allow = parse_allowlist(hosts)
+        except AllowListError:  # stored entries were checked when set; the rules may have grown stricter
+            allow = parse_allowlist([])
+        return BrokerConfig(allow, await S.get_secrets(self.store, workspace))
+
+    async def run_script(self, workspace: str, action: dict[str, Any], event: dict[str, Any],
+                         ticket: dict[str, Any], vars: dict[str, Any]) -> dict[str, Any]:
+        """Run the script an action names; returns its run-record entry (with `updates`)."""
+        name, version = action["script"], action.get("version")
+        meta = await S.get_script(self.store, workspace, name)
+        entry: dict[str, Any] = {"name": name, "version": version, "updates": None, "logs": [],
+                                 "http_calls": [], "duration_ms": 0.0, "error": None}
+        if meta is None:
+            entry["error"] = {"code": "script_not_found", "message": f"no script named {name!r} in this workspace"}
+            return entry
+        version = version or int(meta["latest"])
+        entry["version"] = version
+        record = await S.get_version(self.store, workspace, name, version)
+        if record is None:
+            entry["error"] = {"code": "script_not_found",
+                              "message": f"script {name!r} has versions 1 to {meta['latest']}, not {version}"}
+            return entry
+        try:
+            limits = Limits.for_script(timeout=record["timeout"]) if record.get("timeout") else Limits()
+        except (LimitsError, ValueError):
+            limits = Limits()
+        pool = await self.pool()
+        result = await pool.run(f"{workspace}/{name}", version, record["source"], event, ticket,
+                                ctx_info={"workspace": workspace, "vars": vars}, limits=limits,
+                                broker_config=await self.broker_config(workspace))
+        return {**entry, **result.as_dict(), "name": name, "version": version}
+
+    async def http_request(self, workspace: str, action: dict[str, Any], vars: dict[str, Any],
+                           calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """Carry out an http_request action through the broker; returns the vars it maps."""
+        await self.pool()  # also creates the broker
+        assert self._broker is not None
+        request = {"method": action.get("method", "GET"), "url": action["url"],
+                   "headers": action.get("headers") or {}}
+        if action.get("secret"):
+            request["auth_secret"] = action["secret"]
+        if "body" in action:
+            request["json"] = action["body"]
+        reply, made = await self._broker.call(await self.broker_config(workspace), request)
+        calls.extend(made)
+        if not reply.get("ok"):
+            raise ScriptFailed(f"{reply.get('kind', 'refused')}: {reply.get('message', '')}")
+        mapping = action.get("map") or {}
+        if not mapping:
+            return {}
+        try:
+            doc = orjson.loads(reply.get("text") or "null")
+        except orjson.JSONDecodeError:
+            raise ScriptFailed(f"the response of {action['url']} is not JSON; cannot map {sorted(mapping)}") from None
+        return {var: json_path(doc, path) for var, path in mapping.items()}
+
+    def handlers(self, loop: asyncio.AbstractEventLoop, workspace: str,
+                 scripts: list[dict[str, Any]], calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """Synchronous handlers for one pass run in a worker thread; results are collected in
+        `scripts` (run-record entries) and `calls` (http_request calls)."""
+
+        def wait(coro: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result(_HANDLER_WAIT_S)
+
+        def run_script(action: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any]) -> Any:
+            # ctx.vars is empty for now: the engine's run_script handler is not given the pass's vars.
+            entry = wait(self.run_script(workspace, action, event, ticket, {}))
+            scripts.append(entry)
+            if entry["error"] is not None:
+                raise ScriptFailed(f"{entry['error']['code']}: {entry['error']['message']}")
+            return entry["updates"]
+
+        def http_request(action: dict[str, Any], ticket: dict[str, Any], event: dict[str, Any],
+                         vars: dict[str, Any]) -> dict[str, Any]:
+            return wait(self.http_request(workspace, action, vars, calls))  # type: ignore[no-any-return]
+
+        return {"run_script": run_script, "http_request": http_request}
+
