@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server.api import events, groups, health, openapi, rules, scripts, tickets, workspaces
+from server.api import events, groups, health, openapi, rules, scripts, sla, tickets, workspaces
 
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
-          *rules.routes, *groups.routes, *scripts.routes]
+          *rules.routes, *groups.routes, *scripts.routes, *sla.routes]

@@ -172,3 +172,11 @@ def timers(n: int) -> str:
 
 def timer_data(n: int) -> str:
     return f"df:{{q:{n}}}:timer-data"
+
+
+__all__ += ["sla_policies"]
+
+
+def sla_policies(w: str) -> str:
+    """hash  policy name -> JSON policy with `position` (store/sla.py)."""
+    return f"{_ws(w)}:sla-policies"

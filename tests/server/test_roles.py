@@ -58,6 +58,11 @@ MATRIX = [
     ("GET", "/v1/secrets", "admin", None),
     ("PUT", "/v1/secrets/S1", "admin", {"value": "v"}),
     ("DELETE", "/v1/secrets/S1", "admin", None),
+    ("POST", "/v1/sla-policies", "manager", {"name": "p1", "targets": {"resolution": "8h"}}),
+    ("GET", "/v1/sla-policies", "viewer", None),
+    ("GET", "/v1/sla-policies/p1", "viewer", None),
+    ("PUT", "/v1/sla-policies/p1", "manager", {"targets": {"resolution": "4h"}}),
+    ("DELETE", "/v1/sla-policies/p1", "manager", None),
 ]
 
 
@@ -69,7 +74,7 @@ def test_matrix_covers_every_route() -> None:
                 .replace("{run}", "{run_id}").replace("T-1", "{ticket_id}")
                 .replace("/groups/vip", "/groups/{name}").replace("C-1", "{contact_id}")
                 .replace("/scripts/s1", "/scripts/{name}").replace("/versions/1", "/versions/{n}")
-                .replace("/secrets/S1", "/secrets/{name}"))
+                .replace("/secrets/S1", "/secrets/{name}").replace("/sla-policies/p1", "/sla-policies/{name}"))
                for m, p, _, _ in MATRIX}
     assert routes == covered
 

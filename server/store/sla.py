@@ -1,0 +1,40 @@
+"""SLA policies of a workspace, in order (the first whose conditions hold applies).
+
+  df:{ws:W}:sla-policies     hash  name -> JSON policy, with `position` (creation order unless set)
+
+Reads also bump nothing: the worker compiles the policies per event (they are few and small).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.store import keys as K
+from server.store.connect import Store
+from server.store.errors import guarded
+
+__all__ = ["list_policies", "get_policy", "put_policy", "delete_policy"]
+
+
+@guarded
+async def list_policies(store: Store, workspace: str) -> list[dict[str, Any]]:
+    raw = await store.redis.hgetall(K.sla_policies(workspace))
+    return sorted((orjson.loads(v) for v in raw.values()), key=lambda p: (p.get("position", 0), p["name"]))
+
+
+@guarded
+async def get_policy(store: Store, workspace: str, name: str) -> dict[str, Any] | None:
+    raw = await store.redis.hget(K.sla_policies(workspace), name)
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def put_policy(store: Store, workspace: str, policy: dict[str, Any]) -> None:
+    await store.redis.hset(K.sla_policies(workspace), policy["name"], orjson.dumps(policy).decode())
+
+
+@guarded
+async def delete_policy(store: Store, workspace: str, name: str) -> bool:
+    return bool(await store.redis.hdel(K.sla_policies(workspace), name))
