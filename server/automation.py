@@ -18,7 +18,7 @@ __all__ = ["Run", "RuleSetLike", "merge_event", "new_ticket", "automate", "conta
 SCALARS = ("subject", "description", "status", "priority", "channel", "department", "assignee")
 # Fields the service owns: an event cannot set them.
 SERVICE_FIELDS = frozenset({"id", "version", "sla", "snoozed_until", "created_at", "updated_at",
-                            "last_customer_message_at", "last_agent_message_at"})
+                            "last_customer_message_at", "last_agent_message_at", "automation"})
 
 
 class RuleSetLike(Protocol):
@@ -37,6 +37,7 @@ class Run:
     rules: list[dict[str, Any]] = field(default_factory=list)
     scripts: list[dict[str, Any]] = field(default_factory=list)
     http_calls: list[dict[str, Any]] = field(default_factory=list)   # of http_request actions
+    notes: list[str] = field(default_factory=list)        # e.g. a snooze whose time had passed
     changes: dict[str, Any] = field(default_factory=dict)
     effects: list[dict[str, Any]] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
@@ -175,18 +176,19 @@ def _rule_entry(item: dict[str, Any]) -> dict[str, Any]:
 
 def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None,
              ruleset: RuleSetLike | None, now: datetime,
-             handlers: dict[str, Any] | None = None) -> Run:
+             handlers: dict[str, Any] | None = None, exclude: list[str] | tuple[str, ...] = ()) -> Run:
     """Run the workspace's rules on the merged ticket. Never raises for engine failures: a crash
     in the engine becomes the run's `error` and the event's own data is still applied."""
     if ruleset is None:
         return Run(ticket=ticket, merged=ticket)
     try:
-        ev = ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers)
+        ev = (ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers, exclude=exclude)
+              if exclude else ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers))
     except Exception as exc:  # a bug in the engine must not wedge the partition
         return Run(ticket=ticket, merged=ticket,
                    error={"code": "automation_error", "message": f"{type(exc).__name__}: {exc}"})
     after = dict(ev.ticket)
-    for key in ("id", "version", "sla", "snoozed_until"):
+    for key in ("id", "version", "sla", "snoozed_until", "automation"):
         if key in ticket:
             after[key] = ticket[key]
     return Run(ticket=after, merged=ticket, matched=list(ev.matched),

@@ -30,9 +30,12 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from server import automation
+from rules import RuleError, diff
+from rules.sla import SlaPolicy, compile_policy
+from server import automation, timekeeping
 from server.metrics import METRICS
-from server.store import catalog, events, tickets
+from server.store import catalog, events, tickets, timers
+from server.store import sla as sla_store
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
 
@@ -90,6 +93,7 @@ class Worker:
         self.burst = burst
         self.handlers = handlers
         self.scripting = scripting  # server.scripting.Scripting: run_script / http_request handlers
+        self._policy_cache: dict[bytes, SlaPolicy] = {}
         self.clock = clock or (lambda: datetime.now(UTC))
         self.rules = RuleCache(store)
         self.owned: set[int] = set()         # partitions whose lease we hold
@@ -221,7 +225,7 @@ class Worker:
                     return
                 if self.store.embedded:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.wait(), self.settings.block_ms / 1000)
+                        await asyncio.wait_for(waiter.wait(), await self._block_ms(n) / 1000)
         finally:
             self.store.wakeup.forget(waiter)
             if n in self._handover:
@@ -229,6 +233,14 @@ class Worker:
                 self.owned.discard(n)
                 with contextlib.suppress(StoreUnavailable):
                     await events.release_lease(self.store, n, self.name)
+
+    async def _block_ms(self, n: int) -> int:
+        """How long to wait for new entries: block_ms, or less if a timer of n comes due sooner."""
+        due = await timers.next_due(self.store, [n])
+        if due is None:
+            return self.settings.block_ms
+        wait = (due - self.clock()).total_seconds() * 1000
+        return max(1, min(self.settings.block_ms, math.ceil(wait)))
 
     async def _step(self, n: int, waiter: asyncio.Event) -> bool:
         """One batch of partition n; False when there was nothing to do."""
@@ -239,7 +251,8 @@ class Worker:
                 await self._process(n, pending)
                 return True
         waiter.clear()
-        block = None if (self.store.embedded or self.burst) else self.settings.block_ms
+        await timers.fire_due(self.store, n, self.clock())
+        block = None if (self.store.embedded or self.burst) else await self._block_ms(n)
         got = await events.read_entries(self.store, self.name, [n],
                                         count=self.settings.batch_size, block_ms=block)
         entries = got.get(n) or []
@@ -271,15 +284,36 @@ class Worker:
                         previous: dict[str, Any] | None, ruleset: Any, now: datetime) -> automation.Run:
         """The rules pass. One whose rules call scripts or make HTTP requests runs in a thread, so
         its handlers can wait on the sandbox pool and broker that live on this loop."""
+        exclude = timekeeping.fired_time_rules(merged)
         if self.scripting is None or ruleset is None or not getattr(ruleset, "needs_handlers", False):
-            return automation.automate(event, merged, previous, ruleset, now, self.handlers)
+            return automation.automate(event, merged, previous, ruleset, now, self.handlers, exclude)
         scripts: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
         handlers = self.scripting.handlers(asyncio.get_running_loop(), workspace, scripts, calls)
-        run = await asyncio.to_thread(automation.automate, event, merged, previous, ruleset, now, handlers)
+        run = await asyncio.to_thread(automation.automate, event, merged, previous, ruleset, now, handlers,
+                                      exclude)
         run.scripts = scripts
         run.http_calls = calls
         return run
+
+    async def _policies(self, workspace: str) -> list[SlaPolicy]:
+        """The workspace's SLA policies, compiled (cached by their stored text)."""
+        out = []
+        for spec in await sla_store.list_policies(self.store, workspace):
+            key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+            policy = self._policy_cache.get(key)
+            if policy is None:
+                try:
+                    policy = compile_policy({k: v for k, v in spec.items()
+                                             if k not in ("position", "created_at", "updated_at")})
+                except RuleError as exc:
+                    log.warning("skipping invalid stored SLA policy %s: %s", spec.get("name"), exc)
+                    continue
+                if len(self._policy_cache) > 1000:
+                    self._policy_cache.clear()
+                self._policy_cache[key] = policy
+            out.append(policy)
+        return out
 
     async def handle(self, n: int, entry_id: str, fields: dict[str, str]) -> tickets.Applied | None:
         try:
@@ -299,14 +333,23 @@ class Worker:
             t1 = time.perf_counter()
             merged = automation.merge_event(previous, event, contact)
             now = self.clock()
-            run = await self._automate(workspace, event, merged, previous, ruleset, now)
+            woken = timekeeping.wake_before_rules(event, merged, now)
+            run = await self._automate(workspace, event, woken, previous, ruleset, now)
+            plan = timekeeping.plan_after_rules(event, previous, run.ticket, run.effects, run.matched,
+                                                ruleset, policies, now)
+            run.ticket = _with_timers(plan.ticket, plan.timers)
+            run.changes = _changes(merged, run.ticket)
+            if plan.notes:
+                run.notes = plan.notes
+            timer_plan["old"] = ((previous or {}).get("automation") or {}).get("timers") or {}
+            timer_plan["new"] = run.ticket["automation"]["timers"]
             t2 = time.perf_counter()
             record = {
                 "id": run_id, "event_id": event["id"], "ticket_id": event["ticket"]["id"],
                 "event_type": event["type"], "at": automation.format_time(now),
                 "matched": run.matched, "rules": run.rules, "scripts": run.scripts,
                 "changes": run.changes, "effects": run.effects, "vars": run.vars,
-                "http_calls": run.http_calls,
+                "http_calls": run.http_calls, "notes": run.notes,
                 "timings": {"total_ms": round((t2 - started) * 1000, 3),
                             "load_rules_ms": round((t1 - t0) * 1000, 3),
                             "rules_ms": round((t2 - t1) * 1000, 3)},
@@ -315,9 +358,14 @@ class Worker:
             return run.ticket, automation.contact_record(run.ticket), record, bool(
                 run.changes or run.effects)
 
+        policies = await self._policies(workspace)
+        timer_plan: dict[str, dict[str, Any]] = {}
         try:
             applied = await tickets.apply_event(self.store, workspace, n, entry_id, fields, event,
                                                 run_id, compute)
+            if not applied.skipped and timer_plan:
+                await _apply_timers(self.store, workspace, event["ticket"]["id"], timer_plan["old"],
+                                    timer_plan["new"])
         except StoreUnavailable:
             raise
         except RedisError as exc:  # e.g. OOM: the store refuses writes; retry, never drop
@@ -334,3 +382,34 @@ class Worker:
             METRICS.inc("deskflow_events_processed_total")
             METRICS.observe("deskflow_event_apply_seconds", time.perf_counter() - started)
         return applied
+
+
+def _with_timers(ticket: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """The ticket with its timer plan recorded under automation.timers (reason -> [due, data])."""
+    out = dict(ticket)
+    auto = dict(out.get("automation") or {})
+    auto["timers"] = {reason: [automation.format_time(spec[0]), spec[1]]
+                      for reason, spec in plan.items() if spec is not None}
+    out["automation"] = auto
+    return out
+
+
+def _changes(merged: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """API.md's changes between the merged ticket and the ticket after all automation (rules,
+    wake-ups, snoozes), with snoozed_until shown like a scalar field."""
+    out = diff(merged, final)
+    if merged.get("snoozed_until") != final.get("snoozed_until"):
+        out["snoozed_until"] = [merged.get("snoozed_until"), final.get("snoozed_until")]
+    return out
+
+
+async def _apply_timers(store: Store, workspace: str, ticket: str, old: dict[str, Any],
+                        new: dict[str, Any]) -> None:
+    """Set the timers the plan adds or moves and cancel those it drops (after the apply commits)."""
+    for reason in old.keys() - new.keys():
+        await timers.cancel(store, workspace, ticket, reason)
+    for reason, (due, data) in new.items():
+        if old.get(reason) != [due, data]:
+            when = automation.parse_time(due)
+            if when is not None:
+                await timers.schedule(store, workspace, ticket, reason, when, data)
