@@ -1,6 +1,7 @@
 """Shared fixtures.
 
-* `redis_url`: a real Redis DB (1-11, a different one per test in turn), flushed before and after
+* `redis_url`: a real Redis DB of 1-11 that no other test holds (a lock key in the DB, so
+  concurrent pytest runs on one machine do not flush each other's data), flushed before and after
   (DB 12 is the ingest benchmark's).
 * `store_kind`: "embedded" and "redis" (the latter marked `redis`): parametrizes `settings`, so a
   test that asks for `settings`, `client` or `ws` runs on both stores.
@@ -11,7 +12,10 @@
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from collections.abc import Iterator
+
 import pytest
 import redis
 from starlette.testclient import TestClient
@@ -29,15 +33,32 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+_LOCK = "deskflow-test:db-lock"
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    url = f"{REDIS}/{next(_dbs)}"
-    r = redis.Redis.from_url(url)
+    """A Redis DB of 1-11 that no other test holds, also across concurrent pytest runs on one
+    machine: a lock key in the DB itself (SET NX EX), set again in the same MULTI as the FLUSHDB."""
+    deadline = time.monotonic() + 120
+    token = f"{os.getpid()}-{time.monotonic_ns()}"
+    while True:
+        db = next(_dbs)
+        r = redis.Redis.from_url(f"{REDIS}/{db}")
+        if r.set(_LOCK, token, nx=True, ex=600):
+            break
+        r.close()
+        if time.monotonic() > deadline:
+            raise RuntimeError("no free Redis test DB (1-11) within 120 s")
+        time.sleep(0.05)
     try:
-        r.flushdb()
-        yield url
-        r.flushdb()
+        with r.pipeline(transaction=True) as p:
+            p.flushdb()
+            p.set(_LOCK, token, ex=600)
+            p.execute()
+        yield f"{REDIS}/{db}"
     finally:
+        r.flushdb()  # also drops the lock
         r.close()
 
 
