@@ -39,9 +39,9 @@ def cluster_node(tmp_path: Path) -> Iterator[str]:
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
          "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly",
          "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    r = redis.Redis(port=port)
+    r = redis.Redis(host="127.0.0.1", port=port)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             try:
                 r.ping()
