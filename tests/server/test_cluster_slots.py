@@ -6,6 +6,7 @@ A single redis-server with cluster-enabled yes that owns all 16384 slots answers
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -27,9 +28,18 @@ pytestmark = [pytest.mark.redis,
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port whose cluster bus port (+10000) is free and valid too: an ephemeral port above
+    55535 would put the bus past 65535 and redis-server would refuse to start."""
+    rnd = random.Random()
+    while True:
+        port = rnd.randrange(20000, 30000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
 
 
 @pytest.fixture
