@@ -228,7 +228,8 @@ def run_case(case: Case, rules: list[dict[str, Any]], events: list[Event], b: Bu
     wrong = _check_agreement(case, rules, events)
     n_targeted = 60 if len(rules) <= 1000 else 10
     targeted = make_targeted(random.Random(f"targeted-{len(rules)}"), rules, events, n_targeted)
-    wrong |= _check_targeted(case, rules, targeted, runs[1:])
+    checked = [run for run in runs[1:] if run.sample is not case.control]
+    wrong |= _check_targeted(case, rules, targeted, checked)
     # the fastest zen set-up among those that gave the right answers (all of them, so far)
     case.samples[2] = min([z for z in case.zen_all if z.setup not in wrong] or case.zen_all,
                           key=lambda s: s.median)
