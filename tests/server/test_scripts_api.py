@@ -159,3 +159,39 @@ def test_scripts_and_secrets_do_not_cross_workspaces(ws: Any, crm: CrmServer) ->
     assert ws.client.get("/v1/scripts/crm-vip", headers=other).status_code == 404
     assert ws.client.get("/v1/secrets", headers=other).json()["items"] == []
     assert ws.client.get("/v1/allowlist", headers=other).json()["hosts"] == []
+
+
+def _example(name: str, crm: CrmServer) -> str:
+    """A shipped example, its CRM/billing base URL pointed at the local app (events cannot set
+    ctx.vars, which the examples read it from)."""
+    source = (ROOT / "scripts" / f"{name}.py").read_text()
+    for var, default in (("crm_url", "https://crm.example.com"), ("billing_url", "https://billing.example.com")):
+        source = source.replace(f'ctx.vars.get("{var}", "{default}")', repr(crm.url))
+    return source
+
+
+def test_every_other_example_runs_through_the_event_pipeline(ws: Any, crm: CrmServer) -> None:
+    from crm_app import BILLING_TOKEN
+
+    for name, slug in (("billing_overdue", "billing-overdue"), ("pick_department", "pick-department"),
+                       ("sentiment_tags", "sentiment-tags")):
+        assert upload(ws, slug, _example(name, crm)).status_code == 201
+    assert ws.client.put("/v1/allowlist", json={"hosts": [crm.url]}, headers=ws.h("admin")).status_code == 200
+    ws.client.put("/v1/secrets/BILLING_TOKEN", json={"value": BILLING_TOKEN}, headers=ws.h("admin"))
+    ws.rule(name="billing", triggers=["ticket.created"], actions=[{"type": "run_script", "script": "billing-overdue"}])
+    ws.rule(name="route", triggers=["ticket.created"], actions=[{"type": "run_script", "script": "pick-department"}])
+    ws.rule(name="mood", triggers=["message.received"], actions=[{"type": "run_script", "script": "sentiment-tags"}])
+
+    out = ws.send({"id": "e1", "type": "ticket.created", "ticket": {
+        "id": "T-1", "subject": "Refund for last invoice", "contact": {"id": "C-1", "email": "bob@example.com"}}})
+    assert out["changes"]["priority"] == ["normal", "high"]
+    assert out["changes"]["custom.overdue_total"] == [None, 420.0]
+    assert out["changes"]["department"] == [None, "billing"]
+    assert set(out["changes"]["tags"]["added"]) == {"billing-overdue", "routed"}
+    assert [e["type"] for e in out["effects"]] == ["notify"] and "INV-7" in out["effects"][0]["message"]
+
+    mood = ws.send({"id": "e2", "type": "message.received", "ticket": {"id": "T-1", "tags": ["feels-good"]},
+                    "message": {"author": "customer", "body": "I feel bad today, this is terrible"}})
+    assert mood["changes"]["tags"] == {"added": ["feels-bad"], "removed": ["feels-good"]}
+    run = ws.client.get(f"/v1/runs/{mood['run_id']}", headers=ws.h("viewer")).json()
+    assert [s["name"] for s in run["scripts"]] == ["sentiment-tags"] and run["scripts"][0]["error"] is None
