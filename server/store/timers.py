@@ -30,7 +30,7 @@ from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["Timer", "schedule", "cancel", "get", "fire_due", "next_due", "count"]
+__all__ = ["Timer", "schedule", "schedule_many", "cancel", "get", "fire_due", "next_due", "count"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,22 @@ async def schedule(store: Store, workspace: str, ticket: str, reason: str, due: 
         p.zadd(K.timers(n), {member: _ms(due)})
         p.hset(K.timer_data(n), member, orjson.dumps(data or {}).decode())
         await p.execute()
+    store.wakeup.set()
+
+
+@guarded
+async def schedule_many(store: Store, items: list[tuple[str, str, str, datetime, dict[str, Any] | None]]) -> None:
+    """schedule() for many (workspace, ticket, reason, due, data) at once, one pipeline per partition
+    (each partition's keys share a slot, so each pipeline is a transaction on one slot)."""
+    by_part: dict[int, list[tuple[str, int, str]]] = {}
+    for workspace, ticket, reason, due, data in items:
+        by_part.setdefault(_partition(store, workspace, ticket), []).append(
+            (_member(workspace, ticket, reason), _ms(due), orjson.dumps(data or {}).decode()))
+    for n, rows in by_part.items():
+        async with store.redis.pipeline(transaction=True) as p:
+            p.zadd(K.timers(n), {m: score for m, score, _ in rows})
+            p.hset(K.timer_data(n), mapping={m: d for m, _, d in rows})
+            await p.execute()
     store.wakeup.set()
 
 

@@ -88,3 +88,11 @@ async def test_concurrent_firing_by_two_callers_fires_each_timer_once(store: Sto
     reasons = [t.reason for t in a + b + rest]
     assert sorted(reasons) == sorted(f"r{i}" for i in range(200))
     assert len(await stream_events(store, n)) == 200
+
+
+async def test_schedule_many_is_schedule_in_bulk(store: Store) -> None:
+    items = [("w1", f"T-{i}", "time_rules", T0 + timedelta(seconds=i), {"type": "time.reached"}) for i in range(50)]
+    await timers.schedule_many(store, items)
+    assert await timers.count(store) == 50
+    t = await timers.get(store, "w1", "T-7", "time_rules")
+    assert t is not None and t.due_at == T0 + timedelta(seconds=7) and t.data == {"type": "time.reached"}
