@@ -141,12 +141,15 @@ class Scripting:
         """Synchronous handlers for one pass run in a worker thread; results are collected in
         `scripts` (run-record entries) and `calls` (http_request calls)."""
 
+        # The pass's vars change only through http_request, so what that handler maps is exactly
+        # what ctx.vars must show a script run later in the same pass.
+        pass_vars: dict[str, Any] = {}
+
         def wait(coro: Any) -> Any:
             return asyncio.run_coroutine_threadsafe(coro, loop).result(_HANDLER_WAIT_S)
 
         def run_script(action: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any]) -> Any:
-            # ctx.vars is empty for now: the engine's run_script handler is not given the pass's vars.
-            entry = wait(self.run_script(workspace, action, event, ticket, {}))
+            entry = wait(self.run_script(workspace, action, event, ticket, dict(pass_vars)))
             scripts.append(entry)
             if entry["error"] is not None:
                 raise ScriptFailed(f"{entry['error']['code']}: {entry['error']['message']}")
@@ -154,7 +157,9 @@ class Scripting:
 
         def http_request(action: dict[str, Any], ticket: dict[str, Any], event: dict[str, Any],
                          vars: dict[str, Any]) -> dict[str, Any]:
-            return wait(self.http_request(workspace, action, vars, calls))  # type: ignore[no-any-return]
+            mapped: dict[str, Any] = wait(self.http_request(workspace, action, vars, calls))
+            pass_vars.update(mapped)
+            return mapped
 
         return {"run_script": run_script, "http_request": http_request}
 

@@ -195,3 +195,25 @@ def test_every_other_example_runs_through_the_event_pipeline(ws: Any, crm: CrmSe
     assert mood["changes"]["tags"] == {"added": ["feels-bad"], "removed": ["feels-good"]}
     run = ws.client.get(f"/v1/runs/{mood['run_id']}", headers=ws.h("viewer")).json()
     assert [s["name"] for s in run["scripts"]] == ["sentiment-tags"] and run["scripts"][0]["error"] is None
+
+
+def test_http_request_vars_reach_later_rules_and_scripts_ctx_vars(ws: Any, crm: CrmServer) -> None:
+    """An http_request action maps the CRM's customerType into vars.*; a later rule conditions on it
+    and a later script reads it from ctx.vars (the shipped crm-vip reads its base URL from there)."""
+    assert ws.client.put("/v1/allowlist", json={"hosts": [crm.url]}, headers=ws.h("admin")).status_code == 200
+    ws.client.put("/v1/secrets/CRM_TOKEN", json={"value": CRM_TOKEN}, headers=ws.h("admin"))
+    upload(ws, "show-vars", "def run(event, ticket, ctx):\n    ctx.log('type', ctx.vars.get('customer_type'))\n"
+                            "    return None\n")
+    ws.rule(name="ask", triggers=["ticket.created"], actions=[
+        {"type": "http_request", "url": crm.url + "/contacts?email=ann%40example.com", "secret": "CRM_TOKEN",
+         "map": {"customer_type": "$.customerType"}},
+        {"type": "run_script", "script": "show-vars"}])
+    ws.rule(name="vip", triggers=["ticket.created"],
+            conditions={"field": "vars.customer_type", "op": "is", "value": "vip"},
+            actions=[{"type": "add_tags", "tags": ["vip"]}])
+    out = ws.send({"id": "e1", "type": "ticket.created", "ticket": {"id": "T-1"}})
+    assert out["changes"]["tags"] == {"added": ["vip"], "removed": []}
+    run = ws.client.get(f"/v1/runs/{out['run_id']}", headers=ws.h("viewer")).json()
+    assert run["vars"] == {"customer_type": "VIP"}
+    assert run["http_calls"][0]["status"] == 200 and CRM_TOKEN not in str(run)
+    assert run["scripts"][0]["logs"] == ["type VIP"]
