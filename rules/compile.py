@@ -17,7 +17,8 @@ TRIGGERS = frozenset({"ticket.created", "ticket.updated", "message.received", "m
                       "time.reached", "sla.warning", "sla.breached", "ticket.woke"})
 _RULE_KEYS = frozenset({"id", "name", "enabled", "triggers", "conditions", "actions", "stop", "description"})
 # The service's own bookkeeping on stored rules; the engine ignores it.
-_IGNORED_KEYS = frozenset({"position", "created_at", "updated_at", "revision", "draft", "last_fired_at"})
+_IGNORED_KEYS = frozenset({"position", "created_at", "updated_at", "revision", "draft", "last_fired_at",
+                           "fired_24h"})
 
 
 @dataclass(eq=False)

@@ -26,7 +26,7 @@ from server.store.catalog import now_iso
 __all__ = ["routes"]
 
 # Bookkeeping the service owns; a client cannot set them.
-_OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at")
+_OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h")
 
 
 def _check(rule: dict[str, Any]) -> None:
@@ -67,20 +67,30 @@ async def create_rule(ctx: Ctx) -> Response:
             "position": max((r.get("position", 0) for r in existing), default=0) + 1,
             "created_at": now, "updated_at": now, "revision": 1}
     await catalog.put_rule(ctx.store, ctx.workspace, rule)
-    return json_response(rule, 201)
+    return json_response((await _with_stats(ctx, [rule]))[0], 201)
+
+
+async def _with_stats(ctx: Ctx, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rules with `last_fired_at` and `fired_24h` (read-only; from the per-rule fire counters)."""
+    import time
+
+    stats = await catalog.rule_stats(ctx.store, ctx.workspace, [r["id"] for r in rules], int(time.time() // 3600))
+    return [{**r, **stats[r["id"]]} for r in rules]
 
 
 @requires("viewer")
 async def list_rules(ctx: Ctx) -> Response:
-    """Rules in evaluation order."""
+    """Rules in evaluation order, each with when it last fired and how often in the last 24 h."""
     limit, offset = page_params(ctx.request)
-    return listing(await catalog.list_rules(ctx.store, ctx.workspace), limit, offset)
+    rules = await catalog.list_rules(ctx.store, ctx.workspace)
+    page = await _with_stats(ctx, rules[offset:offset + limit])
+    return json_response({"items": page, "next": encode_cursor(offset + limit) if offset + limit < len(rules) else None})
 
 
 @requires("viewer")
 async def get_rule(ctx: Ctx) -> Response:
-    """One rule."""
-    return json_response(await _load(ctx))
+    """One rule, with last_fired_at and fired_24h."""
+    return json_response((await _with_stats(ctx, [await _load(ctx)]))[0])
 
 
 async def _save(ctx: Ctx, current: dict[str, Any], new: dict[str, Any]) -> Response:
@@ -89,7 +99,7 @@ async def _save(ctx: Ctx, current: dict[str, Any], new: dict[str, Any]) -> Respo
             "position": current.get("position", 0), "created_at": current.get("created_at"),
             "updated_at": now_iso(), "revision": int(current.get("revision", 1)) + 1}
     await catalog.put_rule(ctx.store, ctx.workspace, rule)
-    return json_response(rule)
+    return json_response((await _with_stats(ctx, [rule]))[0])
 
 
 @requires("manager")
@@ -130,7 +140,7 @@ async def _toggle(ctx: Ctx, enabled: bool) -> Response:
     rule = {**current, "enabled": enabled, "updated_at": now_iso(),
             "revision": int(current.get("revision", 1)) + 1}
     await catalog.put_rule(ctx.store, ctx.workspace, rule)
-    return json_response(rule)
+    return json_response((await _with_stats(ctx, [rule]))[0])
 
 
 @requires("manager")

@@ -142,7 +142,8 @@ async def delete_rule(store: Store, workspace: str, rule_id: str) -> bool:
         p.hdel(K.rules(workspace), rule_id)
         p.incr(K.rules_rev(workspace))
         p.delete(K.rule_runs(workspace, rule_id))
-        deleted, _, _ = await p.execute()
+        p.delete(K.rule_stats(workspace, rule_id))
+        deleted, *_ = await p.execute()
     return bool(deleted)
 
 
@@ -219,3 +220,19 @@ async def group_contacts(store: Store, workspace: str, group: str) -> int:
         if raw and any(g.casefold() == folded for g in orjson.loads(raw).get("groups") or []):
             count += 1
     return count
+
+
+@guarded
+async def rule_stats(store: Store, workspace: str, rule_ids: list[str], now_hour: int) -> dict[str, dict[str, Any]]:
+    """{rule id: {"last_fired_at", "fired_24h"}}: the last fire and the fires in the current hour
+    and the 23 before it (hour buckets, so "24 h" is 23 to 24 hours)."""
+    async with store.redis.pipeline(transaction=False) as p:
+        for rule_id in rule_ids:
+            p.hgetall(K.rule_stats(workspace, rule_id))
+        raw = await p.execute()
+    out = {}
+    for rule_id, stats in zip(rule_ids, raw, strict=True):
+        fired = sum(int(v) for k, v in stats.items()
+                    if k.startswith("h:") and now_hour - 24 < int(k[2:]) <= now_hour)
+        out[rule_id] = {"last_fired_at": stats.get("last"), "fired_24h": fired}
+    return out

@@ -180,3 +180,12 @@ __all__ += ["sla_policies"]
 def sla_policies(w: str) -> str:
     """hash  policy name -> JSON policy with `position` (store/sla.py)."""
     return f"{_ws(w)}:sla-policies"
+
+
+__all__ += ["rule_stats"]
+
+
+def rule_stats(w: str, rule_id: str) -> str:
+    """hash  "last" -> when the rule last fired (run time); "h:<hour since epoch>" -> fires in that
+    hour. Written in the apply transaction; the bucket 31 days back is dropped on each write."""
+    return f"{_ws(w)}:rule-stats:{rule_id}"

@@ -91,9 +91,13 @@ async def apply_event(store: Store, workspace: str, partition: int, entry: str,
                 p.set(K.run(workspace, run_id), _dumps(run))
                 p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
                 p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
+                hour = fire_hour(run["at"])
                 for rule_id in run.get("matched") or []:
                     p.lpush(K.rule_runs(workspace, rule_id), run_id)
                     p.ltrim(K.rule_runs(workspace, rule_id), 0, s.runs_per_ticket - 1)
+                    p.hincrby(K.rule_stats(workspace, rule_id), f"h:{hour}", 1)
+                    p.hset(K.rule_stats(workspace, rule_id), "last", run["at"])
+                    p.hdel(K.rule_stats(workspace, rule_id), f"h:{hour - 31 * 24}")
                 if previous is None and seq is not None:
                     p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
                 if new_contact is not None and new_contact != contact:
@@ -183,3 +187,11 @@ async def list_tickets(store: Store, workspace: str, *, status: str | None = Non
                     return items, (cursor if more else None)
         if len(rows) < chunk:
             return items, None
+
+
+def fire_hour(at: str) -> int:
+    """Whole hours since the epoch of an RFC 3339 time (the per-rule fire counters' bucket)."""
+    from server.automation import parse_time
+
+    when = parse_time(at)
+    return int(when.timestamp() // 3600) if when else 0
