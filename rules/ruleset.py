@@ -260,8 +260,7 @@ class RuleSet:
         if bucket is None:
             return None
         clock = aware(now)
-        state = State(ticket if type(ticket) is dict else {}, {"type": "time.reached"}, {},
-                      previous if type(previous) is dict else {}, clock)
+        state = _time_state(ticket, previous, clock)
         skip = set(exclude)
         if any(rule.label not in skip and rule.pred(state) for rule in bucket.rules if rule.time_leaves):
             return clock
@@ -275,8 +274,7 @@ class RuleSet:
         bucket = self._buckets.get("time.reached")
         if bucket is None:
             return set()
-        state = State(ticket if type(ticket) is dict else {}, {"type": "time.reached"}, {},
-                      previous if type(previous) is dict else {}, aware(now))
+        state = _time_state(ticket, previous, aware(now))
         out = set()
         for label in labels:
             pos = bucket.positions.get(label)
@@ -289,6 +287,12 @@ class RuleSet:
         """Labels of the rules that listen to `time.reached` and have a time condition."""
         bucket = self._buckets.get("time.reached")
         return [r.label for r in bucket.rules if r.time_leaves] if bucket else []
+
+
+def _time_state(ticket: Any, previous: Any, clock: datetime) -> State:
+    """What a time rule sees when its time comes: the ticket, a `time.reached` event, no vars."""
+    return State(ticket if type(ticket) is dict else {}, {"type": "time.reached"}, {},
+                 previous if type(previous) is dict else {}, clock)
 
 
 def compile_rules(rules: Any) -> RuleSet:

@@ -21,12 +21,17 @@ from server.settings import Settings
 from server.store import scripts as S
 from server.store.connect import Store
 
-__all__ = ["Scripting", "ScriptFailed", "json_path"]
+__all__ = ["Scripting", "ScriptFailed", "json_path", "script_limits"]
 
 # Longest a handler waits for the loop: the script's own wall limit is enforced by the pool; this
 # only guards against a loop that never answers.
 _HANDLER_WAIT_S = 120.0
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]")
+
+
+def script_limits(timeout: Any) -> Limits:
+    """The run limits of a script version; LimitsError (-> 422) above the operator's maxima."""
+    return Limits.for_script(timeout=timeout) if timeout is not None else Limits()
 
 
 class ScriptFailed(Exception):
@@ -103,7 +108,7 @@ class Scripting:
                               "message": f"script {name!r} has versions 1 to {meta['latest']}, not {version}"}
             return entry
         try:
-            limits = Limits.for_script(timeout=record["timeout"]) if record.get("timeout") else Limits()
+            limits = script_limits(record.get("timeout"))
         except (LimitsError, ValueError):
             limits = Limits()
         pool = await self.pool()

@@ -236,11 +236,23 @@ class Worker:
 
     async def _block_ms(self, n: int) -> int:
         """How long to wait for new entries: block_ms, or less if a timer of n comes due sooner."""
-        due = await timers.next_due(self.store, [n])
+        return self._block_for(await timers.next_due(self.store, [n]))
+
+    def _block_for(self, due: datetime | None) -> int:
         if due is None:
             return self.settings.block_ms
         wait = (due - self.clock()).total_seconds() * 1000
         return max(1, min(self.settings.block_ms, math.ceil(wait)))
+
+    async def _fire_timers(self, n: int) -> datetime | None:
+        """Fire partition n's due timers into its stream; returns its next due time after that.
+        One read when nothing is due: the cheap ZRANGE decides whether the transaction runs."""
+        due = await timers.next_due(self.store, [n])
+        now = self.clock()
+        if due is None or due > now:
+            return due
+        await timers.fire_due(self.store, n, now)
+        return await timers.next_due(self.store, [n])
 
     async def _step(self, n: int, waiter: asyncio.Event) -> bool:
         """One batch of partition n; False when there was nothing to do."""
@@ -251,8 +263,8 @@ class Worker:
                 await self._process(n, pending)
                 return True
         waiter.clear()
-        await timers.fire_due(self.store, n, self.clock())
-        block = None if (self.store.embedded or self.burst) else await self._block_ms(n)
+        due = await self._fire_timers(n)
+        block = None if (self.store.embedded or self.burst) else self._block_for(due)
         got = await events.read_entries(self.store, self.name, [n],
                                         count=self.settings.batch_size, block_ms=block)
         entries = got.get(n) or []

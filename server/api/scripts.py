@@ -8,23 +8,19 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import AllowListError, Limits, LimitsError, compile_script, parse_allowlist
+from sandbox import AllowListError, LimitsError, compile_script, parse_allowlist
 from server.api.common import Ctx, json_response, listing, page_params, problem, read_object, requires
 from server.errors import NotFound, Unprocessable
+from server.scripting import script_limits
 from server.store import scripts as S
 
-__all__ = ["routes", "SCRIPT_NAME", "script_limits"]
+__all__ = ["routes", "SCRIPT_NAME"]
 
 SCRIPT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_SECRET_BYTES = 8 * 1024
 MAX_ALLOWLIST = 100
-
-
-def script_limits(timeout: Any) -> Limits:
-    """The run limits of a script version; LimitsError (-> 422) above the operator's maxima."""
-    return Limits.for_script(timeout=timeout) if timeout is not None else Limits()
 
 
 @requires("developer")

@@ -67,17 +67,10 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-@guarded
 async def schedule(store: Store, workspace: str, ticket: str, reason: str, due: datetime,
                    data: dict[str, Any] | None = None) -> None:
     """Set (or move) the ticket's timer for `reason` to `due`."""
-    n = _partition(store, workspace, ticket)
-    member = _member(workspace, ticket, reason)
-    async with store.redis.pipeline(transaction=True) as p:
-        p.zadd(K.timers(n), {member: _ms(due)})
-        p.hset(K.timer_data(n), member, orjson.dumps(data or {}).decode())
-        await p.execute()
-    store.wakeup.set()
+    await schedule_many(store, [(workspace, ticket, reason, due, data)])
 
 
 @guarded
