@@ -2,8 +2,24 @@
 
 Layout (slot {q:n}, the same partition as the ticket's events, store/keys.py):
 
-  df:{q:n}:timers        zset  member = JSON [workspace, ticket, reason] -> due time (ms)
-  df:{q:n}:timer-data    hash  member -> JSON {"type": <event type>, ...extra fields for the event}
+  df:{q:n}:timers        zset  member -> due time (ms); member = <workspace> US <code> US <ticket>
+                               (US = \\x1f, the ASCII unit separator)
+  df:{q:n}:timer-data    hash  member -> JSON event data, ONLY for a timer whose data differs from
+                               what its reason implies (none of the service's own timers)
+
+The member names the timer: `code` is the reason, shortened for the service's eight reasons
+(`s` snooze, `t` time_rules, `wf`/`wn`/`wr` sla.warning:first_response/next_response/resolution,
+`bf`/`bn`/`br` the same for sla.breached) and `=<reason>` for any other. Workspace ids and codes
+never hold US, so a member splits with split(US, 2) and the ticket id -- the rest -- may hold
+anything. The event data of a reason is implied (`snooze` -> {"type": "ticket.woke"},
+`time_rules` -> {"type": "time.reached"}, `sla.<kind>:<target>` -> {"type": "sla.<kind>",
+"target": <target>}, any other -> {}), so the service's timers cost one sorted-set entry each
+(bench/RESULTS.md, "Timers").
+
+Older installs stored the member as JSON `[workspace, ticket, reason]` with a timer-data field for
+every timer. Such members (they never hold a raw US: JSON escapes it) are still read, fired and
+cancelled, and scheduling a (ticket, reason) again drops its JSON member, so a running install
+upgrades in place. A reason or workspace that holds US keeps the JSON form.
 
 Why there: a ticket's timers and its event stream share a hash slot, so firing is one WATCH/MULTI
 transaction (ZREM the timer, XADD the generated event); the partition's lease holder (the worker
@@ -11,10 +27,11 @@ that applies the ticket's events) fires them, and generated events queue behind 
 real events in order. Scheduling the same (ticket, reason) again moves the timer (ZADD overwrites
 the score), so rescheduling and cancelling need no lookup.
 
-The generated event's id is `<reason>@<due ms>`: should a timer ever be fired twice (a transaction
-retried after a lost reply), the second copy is an idempotent duplicate, not a second firing.
-A timer that came due while nothing ran fires on the next tick after start-up: due timers are read
-with ZRANGEBYSCORE -inf..now, like arq's queue.
+The generated event's id is `<reason>@<due ms>:<ticket id>` (unique in the workspace: two tickets
+snoozed to the same instant must both wake): should a timer ever be fired twice (a transaction
+retried after a lost reply, a timer set again after a crash), the second copy is an idempotent
+duplicate, not a second firing. A timer that came due while nothing ran fires on the next tick
+after start-up: due timers are read with ZRANGEBYSCORE -inf..now, like arq's queue.
 """
 
 from __future__ import annotations
@@ -30,7 +47,14 @@ from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["Timer", "schedule", "schedule_many", "cancel", "get", "fire_due", "next_due", "count"]
+__all__ = ["Timer", "schedule", "schedule_many", "cancel", "get", "fire_due", "next_due", "count",
+           "implied_data"]
+
+US = "\x1f"
+_CODES = {"snooze": "s", "time_rules": "t"}
+_CODES.update({f"sla.{kind}:{target}": kind[0] + target[0]
+               for kind in ("warning", "breached") for target in ("first_response", "next_response", "resolution")})
+_REASONS = {code: reason for reason, code in _CODES.items()}
 
 
 @dataclass(frozen=True)
@@ -48,15 +72,54 @@ class Timer:
     def event(self) -> dict[str, Any]:
         """The event this timer generates when it fires."""
         at = self.due_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        event: dict[str, Any] = {"id": f"{self.reason}@{self.due_ms}", "type": self.data.get("type", "time.reached"),
+        event: dict[str, Any] = {"id": f"{self.reason}@{self.due_ms}:{self.ticket}",
+                                 "type": self.data.get("type", "time.reached"),
                                  "occurred_at": at, "ticket": {"id": self.ticket}}
         extra = {k: v for k, v in self.data.items() if k != "type"}
         event["timer"] = {"reason": self.reason, "due_at": at, **extra}
         return event
 
 
-def _member(workspace: str, ticket: str, reason: str) -> str:
+def implied_data(reason: str) -> dict[str, Any]:
+    """The event data a reason implies (what the service schedules for it); {} for others."""
+    if reason == "snooze":
+        return {"type": "ticket.woke"}
+    if reason == "time_rules":
+        return {"type": "time.reached"}
+    kind, sep, target = reason.partition(":")
+    if sep and kind in ("sla.warning", "sla.breached"):
+        return {"type": kind, "target": target}
+    return {}
+
+
+def _legacy(workspace: str, ticket: str, reason: str) -> str:
+    """The member of the JSON layout (before compact members); still read and removed."""
     return orjson.dumps([workspace, ticket, reason]).decode()
+
+
+def _member(workspace: str, ticket: str, reason: str) -> str:
+    if US in workspace or US in reason:
+        return _legacy(workspace, ticket, reason)
+    return f"{workspace}{US}{_CODES.get(reason) or '=' + reason}{US}{ticket}"
+
+
+def _members(workspace: str, ticket: str, reason: str) -> tuple[str, str]:
+    """(current member, legacy member) of a (ticket, reason); equal when the JSON form is current."""
+    return _member(workspace, ticket, reason), _legacy(workspace, ticket, reason)
+
+
+def _parse(member: str) -> tuple[str, str, str]:
+    """(workspace, ticket, reason) of a member of either form."""
+    if US in member:
+        workspace, code, ticket = member.split(US, 2)
+        return workspace, ticket, code[1:] if code.startswith("=") else _REASONS[code]
+    workspace, ticket, reason = orjson.loads(member)
+    return workspace, ticket, reason
+
+
+def _timer(member: str, score: float, data: bytes | str | None) -> Timer:
+    workspace, ticket, reason = _parse(member)
+    return Timer(workspace, ticket, reason, int(score), orjson.loads(data) if data else implied_data(reason))
 
 
 def _partition(store: Store, workspace: str, ticket: str) -> int:
@@ -69,34 +132,43 @@ def _ms(when: datetime) -> int:
 
 async def schedule(store: Store, workspace: str, ticket: str, reason: str, due: datetime,
                    data: dict[str, Any] | None = None) -> None:
-    """Set (or move) the ticket's timer for `reason` to `due`."""
+    """Set (or move) the ticket's timer for `reason` to `due`. `data` (the generated event's type
+    and extra fields) defaults to what the reason implies; it is stored only when it differs."""
     await schedule_many(store, [(workspace, ticket, reason, due, data)])
 
 
 @guarded
 async def schedule_many(store: Store, items: list[tuple[str, str, str, datetime, dict[str, Any] | None]]) -> None:
-    """schedule() for many (workspace, ticket, reason, due, data) at once, one pipeline per partition
-    (each partition's keys share a slot, so each pipeline is a transaction on one slot)."""
-    by_part: dict[int, list[tuple[str, int, str]]] = {}
+    """schedule() for many (workspace, ticket, reason, due, data) at once, one transaction per
+    partition (each partition's keys share a slot)."""
+    by_part: dict[int, dict[str, tuple[int, str | None, str]]] = {}
     for workspace, ticket, reason, due, data in items:
-        by_part.setdefault(_partition(store, workspace, ticket), []).append(
-            (_member(workspace, ticket, reason), _ms(due), orjson.dumps(data or {}).decode()))
+        member, legacy = _members(workspace, ticket, reason)
+        extra = None if data is None or data == implied_data(reason) else orjson.dumps(data).decode()
+        by_part.setdefault(_partition(store, workspace, ticket), {})[member] = (_ms(due), extra, legacy)
     for n, rows in by_part.items():
+        plain = [m for m, (_, extra, _) in rows.items() if extra is None]
+        legacy = [old for m, (_, _, old) in rows.items() if old != m]
         async with store.redis.pipeline(transaction=True) as p:
-            p.zadd(K.timers(n), {m: score for m, score, _ in rows})
-            p.hset(K.timer_data(n), mapping={m: d for m, _, d in rows})
+            p.zadd(K.timers(n), {m: score for m, (score, _, _) in rows.items()})
+            if legacy:  # the same timer in the JSON layout of an older install: moved, not doubled
+                p.zrem(K.timers(n), *legacy)
+            if plain or legacy:
+                p.hdel(K.timer_data(n), *plain, *legacy)
+            if len(plain) < len(rows):
+                p.hset(K.timer_data(n), mapping={m: extra for m, (_, extra, _) in rows.items() if extra is not None})
             await p.execute()
     store.wakeup.set()
 
 
 @guarded
 async def cancel(store: Store, workspace: str, ticket: str, reason: str) -> bool:
-    """Remove the ticket's timer for `reason`; True if there was one."""
+    """Remove the ticket's timer for `reason` (in either member form); True if there was one."""
     n = _partition(store, workspace, ticket)
-    member = _member(workspace, ticket, reason)
+    members = sorted(set(_members(workspace, ticket, reason)))
     async with store.redis.pipeline(transaction=True) as p:
-        p.zrem(K.timers(n), member)
-        p.hdel(K.timer_data(n), member)
+        p.zrem(K.timers(n), *members)
+        p.hdel(K.timer_data(n), *members)
         removed, _ = await p.execute()
     return bool(removed)
 
@@ -104,12 +176,17 @@ async def cancel(store: Store, workspace: str, ticket: str, reason: str) -> bool
 @guarded
 async def get(store: Store, workspace: str, ticket: str, reason: str) -> Timer | None:
     n = _partition(store, workspace, ticket)
-    member = _member(workspace, ticket, reason)
-    score = await store.redis.zscore(K.timers(n), member)
-    if score is None:
-        return None
-    data = await store.redis.hget(K.timer_data(n), member)
-    return Timer(workspace, ticket, reason, int(score), orjson.loads(data) if data else {})
+    member, legacy = _members(workspace, ticket, reason)
+    async with store.redis.pipeline(transaction=False) as p:
+        p.zscore(K.timers(n), member)
+        p.zscore(K.timers(n), legacy)
+        p.hmget(K.timer_data(n), [member, legacy])
+        score, old_score, (data, old_data) = await p.execute()
+    if score is not None:
+        return _timer(member, score, data)
+    if old_score is not None:
+        return _timer(legacy, old_score, old_data)
+    return None
 
 
 @guarded
@@ -123,15 +200,13 @@ async def fire_due(store: Store, n: int, now: datetime, *, limit: int = 500) -> 
                 due = await p.zrangebyscore(zkey, "-inf", _ms(now), start=0, num=limit, withscores=True)
                 if not due:
                     return []
-                members = [m for m, _ in due]
+                members = [m.decode() if isinstance(m, bytes) else m for m, _ in due]
                 datas = await p.hmget(dkey, members)
-                fired = []
-                for (member, score), data in zip(due, datas, strict=True):
-                    workspace, ticket, reason = orjson.loads(member)
-                    fired.append(Timer(workspace, ticket, reason, int(score), orjson.loads(data) if data else {}))
+                fired = [_timer(m, score, data) for m, (_, score), data in zip(members, due, datas, strict=True)]
                 p.multi()
                 p.zrem(zkey, *members)
-                p.hdel(dkey, *members)
+                if any(datas):
+                    p.hdel(dkey, *(m for m, d in zip(members, datas, strict=True) if d))
                 for timer in fired:
                     p.xadd(K.stream(n), {"w": timer.workspace, "e": orjson.dumps(timer.event()).decode()})
                 await p.execute()

@@ -1,4 +1,5 @@
-"""Durable timers on both stores: schedule, move, cancel, fire once into the ticket's stream."""
+"""Durable timers on both stores: schedule, move, cancel, fire once into the ticket's stream; the
+compact layout (data only when the reason does not imply it) and timers left in the older JSON layout."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -35,7 +36,7 @@ async def test_a_timer_fires_once_at_its_time_into_the_tickets_partition(store: 
     assert [(t.ticket, t.reason) for t in fired] == [("T-1", "snooze")]
     assert await timers.fire_due(store, n, T0 + timedelta(hours=1)) == []  # never twice
     [event] = await stream_events(store, n)
-    assert event == {"id": f"snooze@{int((T0 + timedelta(seconds=30)).timestamp() * 1000)}",
+    assert event == {"id": f"snooze@{int((T0 + timedelta(seconds=30)).timestamp() * 1000)}:T-1",
                      "type": "ticket.woke", "occurred_at": "2026-11-23T09:00:30.000Z", "ticket": {"id": "T-1"},
                      "timer": {"reason": "snooze", "due_at": "2026-11-23T09:00:30.000Z"}}
     assert await timers.count(store) == 0
@@ -96,3 +97,96 @@ async def test_schedule_many_is_schedule_in_bulk(store: Store) -> None:
     assert await timers.count(store) == 50
     t = await timers.get(store, "w1", "T-7", "time_rules")
     assert t is not None and t.due_at == T0 + timedelta(seconds=7) and t.data == {"type": "time.reached"}
+
+
+async def legacy_timer(store: Store, workspace: str, ticket: str, reason: str, due: datetime,
+                       data: dict[str, object]) -> None:
+    """A timer as the older layout stored it: JSON member, its data always in timer-data."""
+    n = K.partition_of(workspace, ticket, store.settings.partitions)
+    member = orjson.dumps([workspace, ticket, reason]).decode()
+    await store.redis.zadd(K.timers(n), {member: int(due.timestamp() * 1000)})
+    await store.redis.hset(K.timer_data(n), member, orjson.dumps(data).decode())
+
+
+async def test_the_services_timers_store_no_data_and_a_compact_member(store: Store) -> None:
+    reasons = {"snooze": {"type": "ticket.woke"}, "time_rules": {"type": "time.reached"},
+               "sla.warning:first_response": {"type": "sla.warning", "target": "first_response"},
+               "sla.breached:resolution": {"type": "sla.breached", "target": "resolution"},
+               "sla.warning:next_response": {"type": "sla.warning", "target": "next_response"}}
+    odd = "T\x1f7 [\"x\"] \u00e9:@"  # ticket ids may hold anything, the separator included
+    await timers.schedule_many(store, [("ws_0123456789abcdef", odd, r, T0, d) for r, d in reasons.items()])
+    n = K.partition_of("ws_0123456789abcdef", odd, store.settings.partitions)
+    assert await store.redis.hlen(K.timer_data(n)) == 0
+    members = await store.redis.zrange(K.timers(n), 0, -1)
+    assert sorted(members) == sorted(f"ws_0123456789abcdef\x1f{c}\x1f{odd}" for c in ("s", "t", "wf", "br", "wn"))
+    for r, d in reasons.items():
+        t = await timers.get(store, "ws_0123456789abcdef", odd, r)
+        assert t is not None and (t.ticket, t.reason, t.data, t.due_at) == (odd, r, d, T0)
+    fired = await timers.fire_due(store, n, T0)
+    assert sorted((t.ticket, t.reason) for t in fired) == sorted((odd, r) for r in reasons)
+    events = await stream_events(store, n)
+    assert {(e["type"], e["timer"].get("target")) for e in events} == {
+        ("ticket.woke", None), ("time.reached", None), ("sla.warning", "first_response"),
+        ("sla.breached", "resolution"), ("sla.warning", "next_response")}
+    assert all(e["ticket"] == {"id": odd} for e in events)
+
+
+async def test_data_other_than_the_implied_is_kept_and_dropped_when_it_goes(store: Store) -> None:
+    n = K.partition_of("w1", "T-1", store.settings.partitions)
+    await timers.schedule(store, "w1", "T-1", "snooze", T0, {"type": "ticket.woke", "note": "x"})
+    await timers.schedule(store, "w1", "T-1", "custom|reason", T0, {"type": "sla.check", "k": [1]})
+    await timers.schedule(store, "w1", "T-1", "bare", T0)
+    assert await store.redis.hlen(K.timer_data(n)) == 2
+    t = await timers.get(store, "w1", "T-1", "custom|reason")
+    assert t is not None and t.data == {"type": "sla.check", "k": [1]}
+    bare = await timers.get(store, "w1", "T-1", "bare")
+    assert bare is not None and bare.data == {} and bare.event()["type"] == "time.reached"
+    await timers.schedule(store, "w1", "T-1", "snooze", T0, {"type": "ticket.woke"})  # back to the implied
+    assert await store.redis.hlen(K.timer_data(n)) == 1
+    fired = {t.reason: t for t in await timers.fire_due(store, n, T0)}
+    assert fired["snooze"].data == {"type": "ticket.woke"}
+    assert fired["custom|reason"].event()["timer"] == {"reason": "custom|reason",
+                                                       "due_at": "2026-11-23T09:00:00.000Z", "k": [1]}
+    assert await store.redis.hlen(K.timer_data(n)) == 0
+
+
+async def test_two_tickets_due_at_the_same_instant_generate_distinct_event_ids(store: Store) -> None:
+    await timers.schedule_many(store, [("w1", t, "snooze", T0, None) for t in ("A", "B", "A:B")])
+    events = []
+    for n in range(store.settings.partitions):
+        await timers.fire_due(store, n, T0)
+        events += await stream_events(store, n)
+    assert len({e["id"] for e in events}) == 3
+
+
+async def test_timers_in_the_older_json_layout_still_fire(store: Store) -> None:
+    await legacy_timer(store, "w1", "T-1", "snooze", T0, {"type": "ticket.woke"})
+    await legacy_timer(store, "w1", "T-2", "sla.breached:first_response", T0 + timedelta(seconds=1),
+                       {"type": "sla.breached", "target": "first_response"})
+    await timers.schedule(store, "w1", "T-3", "snooze", T0 + timedelta(seconds=2))  # a new one beside them
+    assert await timers.count(store) == 3
+    t = await timers.get(store, "w1", "T-2", "sla.breached:first_response")
+    assert t is not None and t.data == {"type": "sla.breached", "target": "first_response"}
+    fired = []
+    for n in range(store.settings.partitions):
+        fired += await timers.fire_due(store, n, T0 + timedelta(seconds=5))
+    assert sorted((t.ticket, t.reason, t.event()["type"]) for t in fired) == [
+        ("T-1", "snooze", "ticket.woke"), ("T-2", "sla.breached:first_response", "sla.breached"),
+        ("T-3", "snooze", "ticket.woke")]
+    for n in range(store.settings.partitions):
+        assert await store.redis.hlen(K.timer_data(n)) == 0
+    assert await timers.count(store) == 0
+
+
+async def test_timers_in_the_older_json_layout_can_be_cancelled_and_moved(store: Store) -> None:
+    n = K.partition_of("w1", "T-1", store.settings.partitions)
+    await legacy_timer(store, "w1", "T-1", "snooze", T0, {"type": "ticket.woke"})
+    await legacy_timer(store, "w1", "T-1", "time_rules", T0, {"type": "time.reached"})
+    assert await timers.cancel(store, "w1", "T-1", "snooze") is True
+    assert await timers.get(store, "w1", "T-1", "snooze") is None
+    await timers.schedule(store, "w1", "T-1", "time_rules", T0 + timedelta(minutes=1), {"type": "time.reached"})
+    assert await timers.count(store) == 1  # moved, not doubled
+    assert await store.redis.hlen(K.timer_data(n)) == 0
+    assert await timers.fire_due(store, n, T0 + timedelta(seconds=59)) == []
+    [t] = await timers.fire_due(store, n, T0 + timedelta(minutes=1))
+    assert (t.reason, t.data) == ("time_rules", {"type": "time.reached"})
