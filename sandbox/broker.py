@@ -118,15 +118,30 @@ class Broker:
         return BrokerSession(self, config, limits, deadline)
 
     async def call(self, config: BrokerConfig, request: Mapping[str, Any], *,
-                   limits: Limits | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                   limits: Limits | None = None,
+                   follow_redirects: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """One call outside any script, for the `http_request` rule action: the same checks,
         secrets and record. `request` is {"method", "url", "params"?, "headers"?, "auth_secret"?,
         "json"?, "data"?, "timeout"?} as plain JSON data. Returns (reply, http_calls); the reply is
-        {"ok": True, "status_code", "headers", "text"} or {"ok": False, "kind", "message"[, "code"]}."""
+        {"ok": True, "status_code", "headers", "text"} or {"ok": False, "kind", "message"[, "code"]}.
+        With follow_redirects=False (webhook delivery) a 3xx is returned as it is."""
         limits = limits or DEFAULT_LIMITS
         session = self.session(config, limits, asyncio.get_running_loop().time() + limits.wall_s)
+        session.follow_redirects = follow_redirects
         reply = await session.request(request)
         return reply, session.calls
+
+
+    async def check(self, config: BrokerConfig, url: object) -> str | None:
+        """Why a request to `url` would be refused (URL shape, allow-list, every resolved address
+        public or listed literally), or None. For settings checked when they are saved (the
+        webhook URL); the same checks run again on every request."""
+        session = self.session(config, DEFAULT_LIMITS, asyncio.get_running_loop().time() + 5.0)
+        try:
+            await session._resolve(await session._check(url))
+        except (CallRefused, CallFailed) as exc:
+            return exc.reason
+        return None
 
 
 class BrokerSession:
@@ -140,6 +155,7 @@ class BrokerSession:
         self.calls: list[dict[str, Any]] = []
         self.breach: CallLimit | None = None
         self.sent = 0          # requests actually sent, redirect hops included: the call cap counts these
+        self.follow_redirects = True
 
     async def request(self, call: Mapping[str, Any]) -> dict[str, Any]:
         """A worker's call (already plain JSON types) -> the reply the worker turns into a Response."""
@@ -265,7 +281,7 @@ class BrokerSession:
             ms = round((time.perf_counter() - started) * 1000, 2)
             self._record(method, _with_params(target.display(), params), status=status, ms=ms)
             location = resp_headers.get("location")
-            if status not in REDIRECTS or location is None:
+            if status not in REDIRECTS or location is None or not self.follow_redirects:
                 return {"ok": True, "status_code": status,
                         "headers": {k: self._scrub(v) for k, v in resp_headers.items()},
                         "text": self._scrub(_decode(content, encoding))}

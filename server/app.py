@@ -16,6 +16,7 @@ from server.api import admin as admin_page
 from server.auth import AuthMiddleware
 from server.scripting import Scripting
 from server.errors import EXCEPTION_HANDLERS
+from server.outbox import Outbox
 from server.settings import Settings
 from server.store import events
 from server.store.connect import Store, close_store, open_store
@@ -50,14 +51,22 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
         except StoreUnavailable as exc:
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
         scripting = Scripting(st, settings)
-        task = w = None
+        task = w = outbox = sending = None
         if worker:
             w = Worker(store=st, handlers=handlers, scripting=scripting)
             task = asyncio.create_task(w.run(), name="deskflow-worker")
             task.add_done_callback(_log_worker_exit)
+            outbox = Outbox(store=st, settings=settings)
+            sending = asyncio.create_task(outbox.run(), name="deskflow-outbox")
+            sending.add_done_callback(_log_worker_exit)
         try:
-            yield {"store": st, "settings": settings, "worker": w, "scripting": scripting}
+            yield {"store": st, "settings": settings, "worker": w, "scripting": scripting,
+                   "outbox": outbox}
         finally:
+            if outbox is not None and sending is not None:
+                outbox.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sending, 30)
             if w is not None and task is not None:
                 w.stop()
                 with contextlib.suppress(Exception):

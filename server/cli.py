@@ -113,16 +113,34 @@ async def _worker(settings: Settings, burst: bool) -> None:
     from server.store.connect import close_store, open_store
     from server.worker import Worker
 
+    from server.outbox import Outbox
+    from server.scripting import Scripting
+
     store = await open_store(settings)
-    w = Worker(store=store, burst=burst)
+    scripting = Scripting(store, settings)
+    w = Worker(store=store, burst=burst, scripting=scripting)
+    # Webhook deliveries are sent by worker processes (not in --burst: it drains events only).
+    outbox = None if burst else Outbox(store=store, settings=settings)
+    sending = asyncio.create_task(outbox.run(), name="deskflow-outbox") if outbox else None
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        w.stop()
+        if outbox is not None:
+            outbox.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, w.stop)
+            loop.add_signal_handler(sig, stop)
     try:
         n = await w.run()
         click.echo(f"deskflow: worker {w.name} stopped after {n} events")
     finally:
+        if outbox is not None and sending is not None:
+            outbox.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sending, 30)
+        await scripting.aclose()
         await close_store(store)
 
 

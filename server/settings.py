@@ -37,6 +37,13 @@ class Settings:
     runs_per_ticket: int = 200
     # Sandbox worker processes per service process (started on the first script run).
     script_workers: int = 2
+    # Webhook delivery (server/outbox.py): first retry after about base, doubling with jitter,
+    # at most cap apart, for retry_for (API.md: at least 24 h), then dead-lettered.
+    webhook_retry_base_s: float = 1.0
+    webhook_retry_cap_s: float = 3600.0
+    webhook_retry_for_s: float = 24 * 3600.0
+    webhook_timeout_s: float = 10.0
+    webhook_poll_s: float = 0.5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -49,6 +56,10 @@ class Settings:
             partitions=int(env.get("DESKFLOW_PARTITIONS", cls.partitions)),
             reclaim_idle_ms=int(env.get("DESKFLOW_RECLAIM_IDLE_MS", cls.reclaim_idle_ms)),
             script_workers=int(env.get("DESKFLOW_SCRIPT_WORKERS", cls.script_workers)),
+            webhook_retry_base_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_BASE_S", cls.webhook_retry_base_s)),
+            webhook_retry_cap_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_CAP_S", cls.webhook_retry_cap_s)),
+            webhook_retry_for_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_FOR_S", cls.webhook_retry_for_s)),
+            webhook_timeout_s=float(env.get("DESKFLOW_WEBHOOK_TIMEOUT_S", cls.webhook_timeout_s)),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from server.api import events, groups, health, openapi, rules, scripts, sla, tickets, workspaces
+from server.api import events, groups, health, openapi, rules, scripts, sla, tickets, webhook, workspaces
 
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
-          *rules.routes, *groups.routes, *scripts.routes, *sla.routes]
+          *rules.routes, *groups.routes, *scripts.routes, *sla.routes,
+          *webhook.routes]

@@ -189,3 +189,41 @@ def rule_stats(w: str, rule_id: str) -> str:
     """hash  "last" -> when the rule last fired (run time); "h:<hour since epoch>" -> fires in that
     hour. Written in the apply transaction; the bucket 31 days back is dropped on each write."""
     return f"{_ws(w)}:rule-stats:{rule_id}"
+
+
+# -- webhook and outbox (slot {ws:W}; layouts in store/outbox.py) ------------------------------
+
+__all__ += ["webhook", "outbox_cursor", "delivery", "outbox_due", "outbox_failed",
+            "outbox_delivered", "outbox_all", "outbox_lease"]
+
+def webhook(w: str) -> str:
+    return f"{_ws(w)}:webhook"
+
+
+def outbox_cursor(w: str) -> str:
+    return f"{_ws(w)}:outbox:cursor"
+
+
+def delivery(w: str, d: str) -> str:
+    return f"{_ws(w)}:delivery:{d}"
+
+
+def outbox_due(w: str) -> str:
+    return f"{_ws(w)}:outbox:due"
+
+
+def outbox_failed(w: str) -> str:
+    return f"{_ws(w)}:outbox:failed"
+
+
+def outbox_delivered(w: str) -> str:
+    return f"{_ws(w)}:outbox:delivered"
+
+
+def outbox_all(w: str) -> str:
+    return f"{_ws(w)}:outbox:all"
+
+
+def outbox_lease(w: str) -> str:
+    return f"{_ws(w)}:outbox:lease"
+

@@ -63,6 +63,13 @@ MATRIX = [
     ("GET", "/v1/sla-policies/p1", "viewer", None),
     ("PUT", "/v1/sla-policies/p1", "manager", {"targets": {"resolution": "4h"}}),
     ("DELETE", "/v1/sla-policies/p1", "manager", None),
+    ("PUT", "/v1/webhook", "admin", {"url": "http://127.0.0.1:9/hook", "secret": "s"}),
+    ("GET", "/v1/webhook", "admin", None),
+    ("DELETE", "/v1/webhook", "admin", None),
+    ("GET", "/v1/webhook/deliveries", "admin", None),
+    ("POST", "/v1/webhook/deliveries/resend", "admin", None),
+    ("GET", "/v1/webhook/deliveries/D-1", "admin", None),
+    ("POST", "/v1/webhook/deliveries/D-1/resend", "admin", None),
 ]
 
 
@@ -74,7 +81,8 @@ def test_matrix_covers_every_route() -> None:
                 .replace("{run}", "{run_id}").replace("T-1", "{ticket_id}")
                 .replace("/groups/vip", "/groups/{name}").replace("C-1", "{contact_id}")
                 .replace("/scripts/s1", "/scripts/{name}").replace("/versions/1", "/versions/{n}")
-                .replace("/secrets/S1", "/secrets/{name}").replace("/sla-policies/p1", "/sla-policies/{name}"))
+                .replace("/secrets/S1", "/secrets/{name}").replace("/sla-policies/p1", "/sla-policies/{name}")
+                .replace("/deliveries/D-1", "/deliveries/{id}"))
                for m, p, _, _ in MATRIX}
     assert routes == covered
 
@@ -95,6 +103,7 @@ def _fill(ws: Workspace, path: str) -> str:
 def seeded(ws: Workspace) -> Workspace:
     ws.send(event("seed", ticket={"contact": {"id": "C-1"}}))
     ws.client.post("/v1/groups", json={"name": "vip"}, headers=ws.h())
+    ws.client.put("/v1/allowlist", json={"hosts": ["http://127.0.0.1:9"]}, headers=ws.h())
     for role in ROLES:
         ws.key(role)
     return ws
