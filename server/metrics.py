@@ -1,60 +1,285 @@
-"""A minimal in-process Prometheus registry (counters and summaries), rendered as text 0.0.4."""
+"""Prometheus metrics: the metric objects, typed helpers to record them, and the scrape.
+
+Everything lives in one `CollectorRegistry` per `Metrics` object -- never prometheus_client's
+global default -- so tests can build registries side by side. `METRICS` is the process's own;
+the helpers below (`count_event_received`, `observe_event_applied`, ...) record into it, and are
+what the rest of the code calls: one name per fact, label values checked here so that a stray
+value cannot blow up the number of series (an unknown event type is counted as "other").
+
+Queue lag and pending timers are not counted as they happen: they are read from the store at
+scrape time (`collect_store_gauges`, bounded by a short timeout), because any process -- an API
+process that never runs a worker included -- can then report the shared queue. A scrape never
+hangs or fails when Redis is down: it answers with `deskflow_store_up 0` and the process counters.
+
+With uvicorn `--workers N` (or several API containers) each process has its own counters and a
+scrape sees one process: scrape each process (one per container), as Prometheus expects.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["Metrics", "METRICS"]
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_HELP = {
-    "deskflow_http_requests_total": ("counter", "HTTP requests by method and status."),
-    "deskflow_events_ingested_total": ("counter", "Events accepted by POST /v1/events (queued)."),
-    "deskflow_events_duplicate_total": ("counter", "Events answered as duplicates."),
-    "deskflow_events_processed_total": ("counter", "Events applied by workers in this process."),
-    "deskflow_events_failed_total": ("counter", "Stream entries a worker could not apply (bugs)."),
-    "deskflow_event_apply_seconds": ("summary", "Time to load, automate and store one event."),
-}
+from rules import TRIGGERS
+from server.store import keys as K
+from server.store.connect import Store
+from server.store.errors import StoreUnavailable
+
+__all__ = [
+    "Metrics", "METRICS", "CONTENT_TYPE", "MetricsMiddleware", "render", "collect_store_gauges",
+    "count_event_received", "observe_event_applied", "count_event_failed", "count_rule_matches",
+    "observe_script_run", "count_broker_call", "observe_timer_lateness", "count_webhook_delivery",
+]
+
+# generate_latest writes the classic text format (our names need no escaping): say so.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# `_created` series double every counter for a timestamp nobody graphs here.
+disable_created_metrics()
+
+# Label vocabularies: anything else is folded into "other" so a bug or odd input cannot create
+# unbounded series. Event types are the engine's triggers (every type a worker applies).
+_EVENT_TYPES = frozenset(TRIGGERS)
+_RECEIVED = frozenset({"queued", "duplicate"})
+_SCRIPT_OUTCOMES = frozenset({"ok", "error", "timeout", "memory", "refused", "not_found", "killed"})
+_WEBHOOK_STATES = frozenset({"delivered", "retrying", "failed", "dead"})
+# Latency buckets (seconds): an event applies in ~1-50 ms, a script may take up to its 30 s limit.
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LATE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+# How long a scrape may spend reading the store before it gives up (store_up 0).
+SCRAPE_TIMEOUT_S = 1.0
+
+
+def _pick(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else "other"
 
 
 class Metrics:
-    """Process-wide counters. One per process, like prometheus_client's default registry."""
+    """A registry with every deskflow metric. One per process in production (`METRICS`)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self._sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    def __init__(self, *, process: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        if process:  # CPU, memory, open fds, start time of this process (Linux /proc)
+            ProcessCollector(registry=r)
+        self.http_requests = Counter(
+            "deskflow_http_requests", "HTTP requests answered, by method, route and status.",
+            ["method", "route", "status"], registry=r)
+        self.http_seconds = Histogram(
+            "deskflow_http_request_seconds", "Time to answer an HTTP request, by route.",
+            ["route"], buckets=_FAST, registry=r)
+        self.events_received = Counter(
+            "deskflow_events_received", "Events accepted by POST /v1/events, by type and "
+            "status (queued, or duplicate of an event id already seen).",
+            ["type", "status"], registry=r)
+        self.events_processed = Counter(
+            "deskflow_events_processed", "Events applied by the workers of this process, by type.",
+            ["type"], registry=r)
+        self.events_failed = Counter(
+            "deskflow_events_failed", "Stream entries a worker could not apply (a bug or a poison "
+            "entry; logged with its ids), by type.", ["type"], registry=r)
+        self.event_seconds = Histogram(
+            "deskflow_event_apply_seconds", "Time to load, automate and store one event, by type.",
+            ["type"], buckets=_FAST, registry=r)
+        self.rule_matches = Counter(
+            "deskflow_rule_matches", "Times a rule matched an event, by rule id.", ["rule"],
+            registry=r)
+        self.script_seconds = Histogram(
+            "deskflow_script_run_seconds", "Script runs by outcome and duration (its _count is the "
+            "number of runs per outcome).", ["outcome"], buckets=_FAST, registry=r)
+        self.broker_calls = Counter(
+            "deskflow_broker_calls", "HTTP calls made for scripts and http_request actions, by "
+            "host and status (the HTTP status, or the reason no answer came: refused, timeout, "
+            "error).", ["host", "status"], registry=r)
+        self.timer_lateness = Histogram(
+            "deskflow_timer_lateness_seconds", "How long after its due time a timer's event was "
+            "applied.", buckets=_LATE, registry=r)
+        self.webhook_deliveries = Counter(
+            "deskflow_webhook_deliveries", "Webhook delivery attempts by resulting state.",
+            ["state"], registry=r)
+
+    # -- compatibility: the call sites written before prometheus-client -------------------------
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        with self._lock:
-            self._counters[(name, tuple(sorted(labels.items())))] += amount
+        """Old call sites (`METRICS.inc("deskflow_events_processed_total")`) keep working; new code
+        calls the typed helpers, which also know the event type."""
+        etype = _pick(labels.get("type", "other"), _EVENT_TYPES)
+        if name == "deskflow_events_ingested_total":
+            self.events_received.labels(etype, "queued").inc(amount)
+        elif name == "deskflow_events_duplicate_total":
+            self.events_received.labels(etype, "duplicate").inc(amount)
+        elif name == "deskflow_events_processed_total":
+            self.events_processed.labels(etype).inc(amount)
+        elif name == "deskflow_events_failed_total":
+            self.events_failed.labels(etype).inc(amount)
+        else:
+            raise KeyError(f"unknown metric {name!r}: use a helper of server/metrics.py")
 
     def observe(self, name: str, seconds: float) -> None:
-        with self._lock:
-            s = self._sums[name]
-            s[0] += 1
-            s[1] += seconds
-
-    def render(self, gauges: dict[str, float] | None = None) -> str:
-        lines: list[str] = []
-        with self._lock:
-            counters = dict(self._counters)
-            sums = {k: list(v) for k, v in self._sums.items()}
-        names = sorted({n for n, _ in counters} | set(sums) | set(_HELP))
-        for name in names:
-            kind, text = _HELP.get(name, ("counter", name))
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-            if kind == "summary":
-                count, total = sums.get(name, [0.0, 0.0])
-                lines += [f"{name}_count {count:g}", f"{name}_sum {total:.6f}"]
-                continue
-            rows = [(lbl, v) for (n, lbl), v in counters.items() if n == name] or [((), 0.0)]
-            for lbl, value in sorted(rows):
-                label = ",".join(f'{k}="{v}"' for k, v in lbl)
-                lines.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
-        for name, value in sorted((gauges or {}).items()):
-            lines += [f"# TYPE {name} gauge", f"{name} {value:g}"]
-        return "\n".join(lines) + "\n"
+        if name != "deskflow_event_apply_seconds":
+            raise KeyError(f"unknown metric {name!r}: use a helper of server/metrics.py")
+        self.event_seconds.labels("other").observe(seconds)
 
 
 METRICS = Metrics()
+
+
+# -- typed helpers (the API the rest of the code calls) -----------------------------------------
+
+
+def count_event_received(event_type: str, status: str, *, metrics: Metrics = METRICS) -> None:
+    """One event answered by POST /v1/events: status "queued" or "duplicate"."""
+    metrics.events_received.labels(_pick(event_type, _EVENT_TYPES), _pick(status, _RECEIVED)).inc()
+
+
+def observe_event_applied(event_type: str, seconds: float, *, metrics: Metrics = METRICS) -> None:
+    """One event applied by a worker (not a skipped redelivery), and how long it took."""
+    etype = _pick(event_type, _EVENT_TYPES)
+    metrics.events_processed.labels(etype).inc()
+    metrics.event_seconds.labels(etype).observe(seconds)
+
+
+def count_event_failed(event_type: str, *, metrics: Metrics = METRICS) -> None:
+    metrics.events_failed.labels(_pick(event_type, _EVENT_TYPES)).inc()
+
+
+def count_rule_matches(rule_ids: Iterable[str], *, metrics: Metrics = METRICS) -> None:
+    """The rules that matched one event (a run's `matched` list)."""
+    for rule_id in rule_ids:
+        metrics.rule_matches.labels(str(rule_id)).inc()
+
+
+def observe_script_run(outcome: str, seconds: float, *, metrics: Metrics = METRICS) -> None:
+    """One script run: outcome ok, error, timeout, memory, refused, not_found or killed."""
+    metrics.script_seconds.labels(_pick(outcome, _SCRIPT_OUTCOMES)).observe(seconds)
+
+
+def count_broker_call(host: str, status: int | str, *, metrics: Metrics = METRICS) -> None:
+    """One HTTP call through the broker: its host and the HTTP status (or refused/timeout/error).
+    Hosts are bounded by the workspaces' allow-lists, so the label set stays small."""
+    metrics.broker_calls.labels(host.lower()[:253] or "none", str(status)).inc()
+
+
+def observe_timer_lateness(seconds: float, *, metrics: Metrics = METRICS) -> None:
+    """A timer's generated event was applied `seconds` after its due time."""
+    metrics.timer_lateness.observe(max(0.0, seconds))
+
+
+def count_webhook_delivery(state: str, *, metrics: Metrics = METRICS) -> None:
+    """One webhook delivery attempt ended in `state`: delivered, retrying, failed or dead."""
+    metrics.webhook_deliveries.labels(_pick(state, _WEBHOOK_STATES)).inc()
+
+
+# -- the scrape ---------------------------------------------------------------------------------
+
+
+def _entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+async def _read_queue(store: Store) -> list[tuple[int, int, int, int | None, int]]:
+    """Per partition: (n, stream length, pending, oldest entry ms or None, timers). One pipeline of
+    single-key commands (each in its own partition's slot, so it works on Redis Cluster)."""
+    parts = store.settings.partitions
+    async with store.redis.pipeline(transaction=False) as p:
+        for n in range(parts):
+            p.xlen(K.stream(n))
+            p.xpending(K.stream(n), K.GROUP)
+            p.xrange(K.stream(n), count=1)
+            p.zcard(K.timers(n))
+        replies = await p.execute(raise_on_error=False)
+    out = []
+    for n in range(parts):
+        length, pending, first, timers = replies[4 * n: 4 * n + 4]
+        if isinstance(length, Exception) or isinstance(timers, Exception):
+            raise length if isinstance(length, Exception) else timers
+        # NOGROUP (a stream not created yet) is an empty partition, not an outage
+        npending = 0 if isinstance(pending, Exception) else int(pending["pending"])
+        oldest = None if isinstance(first, Exception) or not first else _entry_ms(first[0][0])
+        out.append((n, int(length), npending, oldest, int(timers)))
+    return out
+
+
+async def collect_store_gauges(store: Store, *, timeout: float = SCRAPE_TIMEOUT_S) -> CollectorRegistry:
+    """A fresh registry with the store's gauges: queue length, pending and lag per partition,
+    timers pending, and whether the store answered within `timeout` at all."""
+    reg = CollectorRegistry(auto_describe=True)
+    up = Gauge("deskflow_store_up", "1 if the store answered this scrape in time, else 0.",
+               registry=reg)
+    try:
+        rows = await asyncio.wait_for(_read_queue(store), timeout)
+    except (StoreUnavailable, RedisError, OSError, TimeoutError):
+        up.set(0)
+        return reg
+    up.set(1)
+    length = Gauge("deskflow_queue_length", "Events in the partition's stream not yet applied "
+                   "(applied entries are deleted).", ["partition"], registry=reg)
+    pending = Gauge("deskflow_queue_pending", "Events read by a worker and not yet acknowledged.",
+                    ["partition"], registry=reg)
+    lag = Gauge("deskflow_queue_oldest_age_seconds", "Age of the partition's oldest event not yet "
+                "applied (0 when empty): the queue lag.", ["partition"], registry=reg)
+    timers = Gauge("deskflow_timers_pending", "Timers set and not yet fired (all partitions).",
+                   registry=reg)
+    now_ms = time.time() * 1000
+    for n, size, npending, oldest, ntimers in rows:
+        length.labels(str(n)).set(size)
+        pending.labels(str(n)).set(npending)
+        lag.labels(str(n)).set(max(0.0, (now_ms - oldest) / 1000) if oldest is not None else 0.0)
+        timers.inc(ntimers)
+    return reg
+
+
+async def render(store: Store | None, *, metrics: Metrics = METRICS,
+                 timeout: float = SCRAPE_TIMEOUT_S) -> bytes:
+    """The text exposition: this process's metrics, then the store's gauges (if a store)."""
+    text = generate_latest(metrics.registry)
+    if store is not None:
+        text += generate_latest(await collect_store_gauges(store, timeout=timeout))
+    return text
+
+
+# -- HTTP requests ------------------------------------------------------------------------------
+
+
+class MetricsMiddleware:
+    """Pure ASGI: counts every HTTP answer by method, route template and status, and times it.
+    The route is the matched route's path template (`/v1/tickets/{id}`), never the raw path, so
+    ids do not become series; an unmatched path is "unmatched"."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics = METRICS) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.http_requests.labels(scope["method"], name, str(status)).inc()
+            self.metrics.http_seconds.labels(name).observe(time.perf_counter() - started)

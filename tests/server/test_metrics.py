@@ -1,0 +1,177 @@
+"""/metrics: prometheus-client exposition, the typed helpers, queue gauges read at scrape time, and
+a scrape that answers quickly when Redis is refused or hangs."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from server_helpers import Workspace, event
+from starlette.testclient import TestClient
+
+from server import metrics as M
+from server.app import create_app
+from server.settings import Settings
+from server.store import keys as K
+from server.store.connect import close_store, open_store
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, by (name, sorted labels): parsing also proves the format."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _value(reg: M.Metrics, name: str, **labels: str) -> float:
+    return reg.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_helpers_record_with_bounded_labels() -> None:
+    m = M.Metrics(process=False)
+    M.count_event_received("ticket.created", "queued", metrics=m)
+    M.count_event_received("made.up", "queued", metrics=m)
+    M.observe_event_applied("message.received", 0.02, metrics=m)
+    M.count_event_failed("ticket.updated", metrics=m)
+    M.count_rule_matches(["rule_a", "rule_b", "rule_a"], metrics=m)
+    M.observe_script_run("timeout", 5.0, metrics=m)
+    M.observe_script_run("weird", 0.1, metrics=m)
+    M.count_broker_call("CRM.example.com", 200, metrics=m)
+    M.count_broker_call("crm.example.com", "refused", metrics=m)
+    M.observe_timer_lateness(0.3, metrics=m)
+    M.count_webhook_delivery("delivered", metrics=m)
+
+    assert _value(m, "deskflow_events_received_total", type="ticket.created", status="queued") == 1
+    assert _value(m, "deskflow_events_received_total", type="other", status="queued") == 1
+    assert _value(m, "deskflow_events_processed_total", type="message.received") == 1
+    assert _value(m, "deskflow_event_apply_seconds_count", type="message.received") == 1
+    assert _value(m, "deskflow_event_apply_seconds_bucket", type="message.received", le="0.025") == 1
+    assert _value(m, "deskflow_event_apply_seconds_bucket", type="message.received", le="0.01") == 0
+    assert _value(m, "deskflow_events_failed_total", type="ticket.updated") == 1
+    assert _value(m, "deskflow_rule_matches_total", rule="rule_a") == 2
+    assert _value(m, "deskflow_rule_matches_total", rule="rule_b") == 1
+    assert _value(m, "deskflow_script_run_seconds_count", outcome="timeout") == 1
+    assert _value(m, "deskflow_script_run_seconds_sum", outcome="timeout") == 5.0
+    assert _value(m, "deskflow_script_run_seconds_count", outcome="other") == 1
+    assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="200") == 1
+    assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="refused") == 1
+    assert _value(m, "deskflow_timer_lateness_seconds_bucket", le="0.5") == 1
+    assert _value(m, "deskflow_webhook_deliveries_total", state="delivered") == 1
+
+
+def test_registries_are_independent_and_old_call_sites_still_count() -> None:
+    a, b = M.Metrics(process=False), M.Metrics(process=False)  # no "duplicated timeseries" error
+    a.inc("deskflow_events_processed_total")
+    a.inc("deskflow_events_ingested_total", type="ticket.created")
+    a.inc("deskflow_events_duplicate_total")
+    a.observe("deskflow_event_apply_seconds", 0.5)
+    assert _value(a, "deskflow_events_processed_total", type="other") == 1
+    assert _value(a, "deskflow_events_received_total", type="ticket.created", status="queued") == 1
+    assert _value(a, "deskflow_events_received_total", type="other", status="duplicate") == 1
+    assert _value(a, "deskflow_event_apply_seconds_sum", type="other") == 0.5
+    assert _value(b, "deskflow_events_processed_total", type="other") == 0
+    with pytest.raises(KeyError):
+        a.inc("deskflow_no_such_metric_total")
+
+
+def test_scrape_counts_requests_by_route_and_reports_every_partition(
+        settings: Settings, client: TestClient, ws: Workspace) -> None:
+    before = _value(M.METRICS, "deskflow_http_requests_total", method="GET",
+                    route="/v1/tickets/{ticket_id}", status="200")
+    ws.send(event("m-1", tid="T-77"))
+    for _ in range(3):
+        assert client.get("/v1/tickets/T-77", headers=ws.h("viewer")).status_code == 200
+    assert client.get("/v1/tickets/T-77", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    got = _samples(r.text)
+    key = ("deskflow_http_requests_total",
+           (("method", "GET"), ("route", "/v1/tickets/{ticket_id}"), ("status", "200")))
+    assert got[key] - before == 3
+    assert got[("deskflow_http_requests_total",
+                (("method", "GET"), ("route", "unmatched"), ("status", "401")))] >= 1
+    assert got[("deskflow_store_up", ())] == 1
+    for n in range(settings.partitions):
+        assert ("deskflow_queue_length", (("partition", str(n)),)) in got
+        assert ("deskflow_queue_oldest_age_seconds", (("partition", str(n)),)) in got
+    # the worker applied m-1: nothing left, no lag
+    assert sum(v for (name, _), v in got.items() if name == "deskflow_queue_length") == 0
+    assert ("deskflow_timers_pending", ()) in got
+    assert ("process_resident_memory_bytes", ()) in got
+
+
+@pytest.mark.anyio
+async def test_queue_gauges_show_length_pending_and_lag(settings: Settings) -> None:
+    store = await open_store(settings)
+    try:
+        from server.store import events
+
+        await events.ensure_groups(store)
+        # An entry from long ago (explicit id: 1 s after the epoch) and a fresh one, partition 1
+        await store.redis.xadd(K.stream(1), {"w": "x", "e": "{}"}, id="1000-0")
+        await store.redis.xadd(K.stream(1), {"w": "x", "e": "{}"})
+        await store.redis.xadd(K.stream(2), {"w": "x", "e": "{}"})
+        got = await events.read_entries(store, "c1", [2], count=10, block_ms=None)
+        assert len(got[2]) == 1  # delivered, not acked: pending
+        await store.redis.zadd(K.timers(3), {"a": 1, "b": 2})
+        text = (await M.render(store, metrics=M.Metrics(process=False))).decode()
+    finally:
+        await close_store(store)
+    got2 = _samples(text)
+    assert got2[("deskflow_store_up", ())] == 1
+    assert got2[("deskflow_queue_length", (("partition", "1"),))] == 2
+    assert got2[("deskflow_queue_pending", (("partition", "1"),))] == 0
+    assert got2[("deskflow_queue_pending", (("partition", "2"),))] == 1
+    assert got2[("deskflow_queue_oldest_age_seconds", (("partition", "1"),))] > time.time() - 10
+    assert got2[("deskflow_queue_oldest_age_seconds", (("partition", "0"),))] == 0
+    assert got2[("deskflow_timers_pending", ())] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers: a hung Redis."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.anyio
+async def test_scrape_gives_up_on_a_hung_store(silent_server: int) -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{silent_server}/0", data_file=None,
+                        partitions=4)
+    store = await open_store(settings)
+    try:
+        started = time.monotonic()
+        text = (await M.render(store, metrics=M.Metrics(process=False), timeout=0.3)).decode()
+        assert time.monotonic() - started < 2
+    finally:
+        await store.redis.aclose()
+    got = _samples(text)
+    assert got[("deskflow_store_up", ())] == 0
+    assert not any(name == "deskflow_queue_length" for name, _ in got)
+
+
+def test_scrape_with_redis_refused_is_200_and_store_down() -> None:
+    down = Settings(redis_url=f"redis://127.0.0.1:{_free_port()}/0", data_file=None, partitions=4)
+    with TestClient(create_app(down)) as c:
+        started = time.monotonic()
+        r = c.get("/metrics")
+        assert time.monotonic() - started < 3
+        assert r.status_code == 200
+        got = _samples(r.text)
+        assert got[("deskflow_store_up", ())] == 0
+        assert c.get("/readyz").status_code == 503
