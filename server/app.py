@@ -16,6 +16,7 @@ from server.api import admin as admin_page
 from server.auth import AuthMiddleware
 from server.scripting import Scripting
 from server.errors import EXCEPTION_HANDLERS
+from server.metrics import MetricsMiddleware
 from server.outbox import Outbox
 from server.settings import Settings
 from server.store import events
@@ -77,7 +78,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
 
     return Starlette(
         routes=[*admin_page.routes, *ROUTES],  # the managers' page shadows health.py's placeholder
-        middleware=[Middleware(AuthMiddleware, settings=settings)],
+        middleware=[Middleware(MetricsMiddleware),  # outermost: counts every answer, 401s too
+                    Middleware(AuthMiddleware, settings=settings)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
         lifespan=lifespan,
     )
