@@ -8,6 +8,8 @@ See docs/rules-engine.md for the surface and the semantics API.md leaves open.
 """
 from __future__ import annotations
 
+from .actors import ACTORS, actor_of
+from .calendar import Calendar
 from .compile import TRIGGERS, validate_rule
 from .durations import format_timestamp, parse_duration, parse_timestamp
 from .errors import RuleError, UpdateError
@@ -16,6 +18,6 @@ from .templates import render
 from .updates import apply_updates, diff
 
 __all__ = [
-    "TRIGGERS", "Evaluation", "RuleError", "RuleSet", "UpdateError", "apply_updates", "compile_rules",
+    "ACTORS", "Calendar", "TRIGGERS", "actor_of", "Evaluation", "RuleError", "RuleSet", "UpdateError", "apply_updates", "compile_rules",
     "diff", "dry_run", "format_timestamp", "parse_duration", "parse_timestamp", "render", "validate_rule",
 ]

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .actions import MUTATING, Action, compile_action_list
+from .business import compile_calendars
+from .calendar import Calendar
 from .conditions import Leaf, Node, leaves, parse
 from .errors import RuleError
 from .ops import TIME_OPS, Predicate
@@ -58,7 +60,8 @@ def rule_label(raw: Any, index: int) -> str:
     return f"#{index}"
 
 
-def _problems(raw: Any) -> tuple[list[tuple[str, str]], Node | None, list[Action]]:
+def _problems(raw: Any, calendars: dict[str, Calendar] | None = None
+              ) -> tuple[list[tuple[str, str]], Node | None, list[Action]]:
     if type(raw) is not dict:
         return [("", "a rule must be an object")], None, []
     out: list[tuple[str, str]] = []
@@ -82,7 +85,7 @@ def _problems(raw: Any) -> tuple[list[tuple[str, str]], Node | None, list[Action
     cond_raw = raw.get("conditions")
     node = None
     if cond_raw is not None and cond_raw != {}:
-        node = parse(cond_raw, out)
+        node = parse(cond_raw, out, calendars=calendars)
     if "actions" not in raw:
         out.append(("actions", "a rule needs 'actions', a non-empty list"))
         actions: list[Action] = []
@@ -92,15 +95,17 @@ def _problems(raw: Any) -> tuple[list[tuple[str, str]], Node | None, list[Action
     return out, node, actions
 
 
-def validate_rule(raw: Any, index: int = 0) -> list[RuleError]:
-    """Every problem with one rule, as RuleErrors (not raised); [] when the rule is valid."""
-    problems, _, _ = _problems(raw)
+def validate_rule(raw: Any, index: int = 0, calendars: Any = None) -> list[RuleError]:
+    """Every problem with one rule, as RuleErrors (not raised); [] when the rule is valid.
+
+    `calendars`: the named calendars business-time conditions may name (as for compile_rules)."""
+    problems, _, _ = _problems(raw, compile_calendars(calendars))
     label = rule_label(raw, index)
     return [RuleError(label, path, reason, index=index) for path, reason in problems]
 
 
-def compile_rule(raw: Any, position: int) -> CompiledRule:
-    problems, node, actions = _problems(raw)
+def compile_rule(raw: Any, position: int, calendars: dict[str, Calendar] | None = None) -> CompiledRule:
+    problems, node, actions = _problems(raw, calendars)
     label = rule_label(raw, position)
     if problems:
         errors = [RuleError(label, p, r, index=position) for p, r in problems]

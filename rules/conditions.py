@@ -8,19 +8,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .fields import FIELD_NAMES_HELP, Field, lookup_field
+from .actors import ACTORS
+from .business import BUSINESS_OPS, resolve_calendar
+from .calendar import Calendar
+from .fields import FIELD_NAMES_HELP, ORDINAL, Field, lookup_field
 from .jsondata import json_copy
-from .ops import OPS, OPS_FOR_TYPE, Predicate, State, build_predicate, check_value
+from .ops import (EXTRA_OPS_FOR_FIELD, OPS, OPS_FOR_TYPE, ORDINAL_OPS, Predicate, State, build_predicate,
+                  check_ordinal, check_value)
 
 Problem = tuple[str, str]
-_LEAF_KEYS = frozenset({"field", "op", "value", "case_sensitive"})
+_LEAF_KEYS = frozenset({"field", "op", "value", "case_sensitive", "calendar"})
 _CHANGE_OPS = frozenset({"changed", "changed_from", "changed_to"})
+_ACTOR_VALUE_OPS = frozenset({"is", "is_not", "in", "not_in"})
 
 
 # Rough relative cost of checking one leaf, by op: the fast predicate of a group checks its
 # children cheapest first (a regex last). and/or over side-effect-free predicates give the same
 # answer in any order; `failure` and `trace` still walk the children in their written order.
-_COST = {"matches": 20, "older_than": 4, "newer_than": 4, "changed": 3, "changed_from": 3, "changed_to": 3,
+_COST = {"matches": 20, "older_than_business": 10, "newer_than_business": 10, "older_than": 4, "newer_than": 4, "changed": 3, "changed_from": 3, "changed_to": 3,
          "contains": 2, "not_contains": 2, "starts_with": 2, "ends_with": 2, "includes_any": 2,
          "includes_all": 2}
 
@@ -33,10 +38,19 @@ class Leaf:
     value: Any  # None when the op takes none
     case_sensitive: bool
     pred: Predicate
+    calendar: Calendar | None = None  # business-time ops only
+    calendar_spec: Any = None          # as written: a name or a business_hours object
 
     @property
     def cost(self) -> int:
         return _COST.get(self.op, 1)
+
+    def describe(self) -> dict[str, Any]:
+        """The leaf as explain shows it: path, field, op, value (and calendar where it has one)."""
+        out = {"path": self.path, "field": self.field.name, "op": self.op, "value": json_copy(self.value)}
+        if self.op in BUSINESS_OPS:
+            out["calendar"] = json_copy(self.calendar_spec)
+        return out
 
     def seen(self, s: State) -> Any:
         if self.op in _CHANGE_OPS:
@@ -44,8 +58,7 @@ class Leaf:
         return s.read(self.field)
 
     def failure(self, s: State) -> dict[str, Any]:
-        return {"path": self.path, "field": self.field.name, "op": self.op, "value": json_copy(self.value),
-                "seen": json_copy(self.seen(s))}
+        return {**self.describe(), "seen": json_copy(self.seen(s))}
 
 
 @dataclass(eq=False)
@@ -97,8 +110,11 @@ def _any(preds: list[Predicate]) -> Predicate:
     return pred
 
 
-def parse(raw: Any, problems: list[Problem], path: str = "conditions", depth: int = 0) -> Node | None:
-    """Check a condition tree and build its predicates; problems are appended, None on any."""
+def parse(raw: Any, problems: list[Problem], path: str = "conditions", depth: int = 0,
+          calendars: dict[str, Calendar] | None = None) -> Node | None:
+    """Check a condition tree and build its predicates; problems are appended, None on any.
+
+    `calendars` are the named calendars `older_than_business`/`newer_than_business` may name."""
     if depth > 32:
         problems.append((path, "conditions nest deeper than 32 levels"))
         return None
@@ -120,19 +136,22 @@ def parse(raw: Any, problems: list[Problem], path: str = "conditions", depth: in
             problems.append((f"{path}.{kind}", "must be a list of conditions"))
             return None
         before = len(problems)
-        children = [parse(c, problems, f"{path}.{kind}[{i}]", depth + 1) for i, c in enumerate(items)]
+        children = [parse(c, problems, f"{path}.{kind}[{i}]", depth + 1, calendars)
+                    for i, c in enumerate(items)]
         if len(problems) > before:
             return None
         nodes = [c for c in children if c is not None]
         preds = [c.pred for c in sorted(nodes, key=lambda c: c.cost)]  # stable: ties keep order
         return Group(path, kind, nodes, _all(preds) if kind == "all" else _any(preds))
-    return _leaf(raw, problems, path)
+    return _leaf(raw, problems, path, calendars)
 
 
-def _leaf(raw: dict[str, Any], problems: list[Problem], path: str) -> Leaf | None:
+def _leaf(raw: dict[str, Any], problems: list[Problem], path: str,
+          calendars: dict[str, Calendar] | None) -> Leaf | None:
     extra = sorted(str(k) for k in raw if k not in _LEAF_KEYS)
     if extra:
-        problems.append((f"{path}.{extra[0]}", "unknown key in a condition (leaf keys: field, op, value, case_sensitive)"))
+        problems.append((f"{path}.{extra[0]}", "unknown key in a condition (leaf keys: field, op, value, "
+                                               "case_sensitive, calendar)"))
         return None
     if "field" not in raw:
         problems.append((f"{path}.field", "a condition needs a 'field'"))
@@ -148,9 +167,10 @@ def _leaf(raw: dict[str, Any], problems: list[Problem], path: str) -> Leaf | Non
     if not isinstance(op, str) or op not in OPS:
         problems.append((f"{path}.op", f"unknown op {op!r}; ops: {', '.join(sorted(OPS))}"))
         return None
-    if op not in OPS_FOR_TYPE[field.type]:
+    extra_ops = EXTRA_OPS_FOR_FIELD.get(field.name, frozenset())
+    if op not in OPS_FOR_TYPE[field.type] and op not in extra_ops:
         problems.append((f"{path}.op", f"'{op}' does not apply to {field.name} (a {field.type} field); "
-                                       f"use one of {', '.join(sorted(OPS_FOR_TYPE[field.type]))}"))
+                                       f"use one of {', '.join(sorted(OPS_FOR_TYPE[field.type] | extra_ops))}"))
         return None
     if op in _CHANGE_OPS and not field.changeable:
         problems.append((f"{path}.op", f"'{op}' compares ticket versions; {field.name} is not a ticket field"))
@@ -161,12 +181,32 @@ def _leaf(raw: dict[str, Any], problems: list[Problem], path: str) -> Leaf | Non
         return None
     has_value = "value" in raw
     value = raw.get("value")
-    why = check_value(op, field.type, has_value, value)
+    if op in ORDINAL_OPS and field.name in ORDINAL:
+        why = check_ordinal(field.name, value) if has_value else f"'{op}' needs a value"
+    else:
+        why = check_value(op, field.type, has_value, value)
+    if not why and field.name == "event.actor" and op in _ACTOR_VALUE_OPS:
+        values = value if type(value) is list else [value]
+        if any(v.casefold() not in ACTORS for v in values):
+            why = ("every item " if type(value) is list else "") + f"must be one of {', '.join(ACTORS)}"
     if why:
         problems.append((f"{path}.value", why))
         return None
-    pred = build_predicate(field, op, value, cs, field.type == "list")
-    return Leaf(path, field, op, value, cs, pred)
+    calendar = None
+    if op in BUSINESS_OPS:
+        if "calendar" not in raw:
+            problems.append((f"{path}.calendar", f"'{op}' needs a 'calendar': a calendar name or a "
+                                                 "business_hours object"))
+            return None
+        calendar, _, problem = resolve_calendar(raw["calendar"], calendars, f"{path}.calendar")
+        if problem is not None:
+            problems.append(problem)
+            return None
+    elif "calendar" in raw:
+        problems.append((f"{path}.calendar", "only older_than_business and newer_than_business take a calendar"))
+        return None
+    pred = build_predicate(field, op, value, cs, field.type == "list", calendar)
+    return Leaf(path, field, op, value, cs, pred, calendar, raw.get("calendar"))
 
 
 def failure(node: Node | None, s: State) -> dict[str, Any] | None:
@@ -191,8 +231,7 @@ def trace(node: Node | None, s: State) -> list[dict[str, Any]]:
     if node is None:
         return []
     if isinstance(node, Leaf):
-        return [{"path": node.path, "field": node.field.name, "op": node.op, "value": json_copy(node.value),
-                 "held": bool(node.pred(s)), "seen": json_copy(node.seen(s))}]
+        return [{**node.describe(), "held": bool(node.pred(s)), "seen": json_copy(node.seen(s))}]
     out: list[dict[str, Any]] = []
     for child in node.children:
         out.extend(trace(child, s))

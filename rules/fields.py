@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .actors import actor_of
+
 FieldType = Literal["text", "list", "timestamp", "any"]
 Source = Literal["ticket", "event", "vars"]
 
@@ -24,6 +26,12 @@ SETTABLE: dict[str, frozenset[str] | None] = {
 }
 STATUSES = SETTABLE["status"]
 PRIORITIES = SETTABLE["priority"]
+# Fields whose values have an order: `gt`/`gte`/`lt`/`lte` with a value from the order compare
+# positions in it (`priority gt normal`), an addition beside the ops' numeric meaning.
+ORDINAL: dict[str, tuple[str, ...]] = {
+    "status": ("new", "open", "pending", "on_hold", "solved", "closed"),
+    "priority": ("low", "normal", "high", "urgent"),
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ def _fixed() -> dict[str, Field]:
     for key in ("author", "body", "channel"):
         fields[f"message.{key}"] = Field(f"message.{key}", "text", "event", _message_field(key))
     fields["event.type"] = Field("event.type", "text", "event", lambda t, e, v: e.get("type"))
+    fields["event.actor"] = Field("event.actor", "text", "event", lambda t, e, v: actor_of(e))
     return fields
 
 
@@ -110,6 +119,6 @@ def lookup_field(name: object) -> Field | None:
 FIELD_NAMES_HELP = (
     "subject, description, status, priority, channel, department, assignee, tags, custom.<key>, "
     "contact.email, contact.name, contact.groups, contact.custom.<key>, message.author, "
-    "message.body, message.channel, event.type, vars.<name>, created_at, updated_at, "
+    "message.body, message.channel, event.type, event.actor, vars.<name>, created_at, updated_at, "
     "last_customer_message_at, last_agent_message_at"
 )

@@ -14,8 +14,10 @@ from typing import Any
 
 import regex
 
+from .business import BUSINESS_OPS, business_flip, business_test
+from .calendar import Calendar
 from .durations import duration_seconds, parse_timestamp
-from .fields import Field
+from .fields import ORDINAL, Field
 
 # op -> the field types it applies to ("any" fields take every op).
 _TEXT_OPS = {"is", "is_not", "in", "not_in", "contains", "not_contains", "starts_with",
@@ -27,19 +29,22 @@ _TIME_OPS = {"older_than", "newer_than"}
 _NUMBER_OPS = {"gt", "gte", "lt", "lte"}
 
 OPS: frozenset[str] = frozenset(
-    _TEXT_OPS | _LIST_OPS | _EMPTY_OPS | _CHANGE_OPS | _TIME_OPS | _NUMBER_OPS
+    _TEXT_OPS | _LIST_OPS | _EMPTY_OPS | _CHANGE_OPS | _TIME_OPS | _NUMBER_OPS | BUSINESS_OPS
 )
 OPS_FOR_TYPE: dict[str, frozenset[str]] = {
     "text": frozenset(_TEXT_OPS | _EMPTY_OPS | _CHANGE_OPS),
     "list": frozenset(_LIST_OPS | _EMPTY_OPS | _CHANGE_OPS),
-    "timestamp": frozenset(_TIME_OPS | _EMPTY_OPS | {"changed"}),
+    "timestamp": frozenset(_TIME_OPS | BUSINESS_OPS | _EMPTY_OPS | {"changed"}),
     "any": OPS,
 }
+# Ops a field takes beyond its type's: the ordinal comparisons on status and priority.
+ORDINAL_OPS = frozenset(_NUMBER_OPS)
+EXTRA_OPS_FOR_FIELD: dict[str, frozenset[str]] = {name: ORDINAL_OPS for name in ORDINAL}
 NEGATIONS: dict[str, str] = {
     "is_not": "is", "not_in": "in", "not_contains": "contains", "excludes": "includes",
     "is_not_empty": "is_empty",
 }
-TIME_OPS = frozenset(_TIME_OPS)
+TIME_OPS = frozenset(_TIME_OPS | BUSINESS_OPS)  # the ops that make a rule a time rule
 MAX_REGEX_LENGTH = 1000
 # `matches` is Python's re.search, as API.md says, for every pattern that cannot backtrack
 # catastrophically. A pattern with that shape -- a repeat inside a repeat (`(a+)+`), an alternation
@@ -158,7 +163,7 @@ def check_value(op: str, ftype: str, has_value: bool, value: object) -> str | No
         return None
     if op in _NUMBER_OPS:
         return None if _is_number(value) else "must be a number"
-    if op in _TIME_OPS:
+    if op in _TIME_OPS or op in BUSINESS_OPS:
         return None if duration_seconds(value) is not None else (
             "must be a duration like '90s', '5m', '1h30m' or '2d', greater than zero")
     if op in ("changed_from", "changed_to") and ftype == "list":
@@ -215,11 +220,26 @@ def matcher(value: Any, case_sensitive: bool) -> Callable[[Any], bool]:
 
 # ---------------------------------------------------------------- predicates
 
-def build_predicate(field: Field, op: str, value: Any, cs: bool, list_field: bool) -> Predicate:
+def check_ordinal(field_name: str, value: object) -> str | None:
+    """Why `value` cannot be compared in `field_name`'s order, or None when it can."""
+    order = ORDINAL[field_name]
+    if isinstance(value, str) and value in order:
+        return None
+    return f"must be one of {', '.join(order)} ({field_name} compares in that order)"
+
+
+def build_predicate(field: Field, op: str, value: Any, cs: bool, list_field: bool,
+                    calendar: Calendar | None = None) -> Predicate:
     positive = NEGATIONS.get(op)
     if positive is not None:
         inner = build_predicate(field, positive, value, cs, list_field)
         return lambda s: not inner(s)
+    if op in BUSINESS_OPS:
+        assert calendar is not None  # resolved at compile time
+        test = business_test(value, op == "older_than_business", calendar)
+        return lambda s: test(s, field)
+    if op in _NUMBER_OPS and field.name in ORDINAL and isinstance(value, str):
+        return _ordinal(field, op, value, cs)
     build = _BUILDERS[op]
     return build(field, value, cs, list_field)
 
@@ -313,6 +333,24 @@ def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Field, Any, bool, bo
             return _is_number(raw) and bool(test(raw, value))
         return pred
     return build
+
+
+_ORDINAL_TESTS: dict[str, Callable[[int, int], bool]] = {
+    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+}
+
+
+def _ordinal(f: Field, op: str, value: str, cs: bool) -> Predicate:
+    """`priority gt normal`: positions in the field's order. The ticket's value is found in the
+    order ignoring case (exactly with case_sensitive); a value not in the order does not hold."""
+    order = ORDINAL[f.name]
+    want = order.index(value)
+    rank = {name: i for i, name in enumerate(order)}
+    test = _ORDINAL_TESTS[op]
+    if cs:
+        return lambda s: isinstance(raw := s.read(f), str) and (i := rank.get(raw)) is not None and test(i, want)
+    return lambda s: type(x := s.folded(f)) is str and (i := rank.get(x)) is not None and test(i, want)
 
 
 def _item_test(value: Any, cs: bool) -> Callable[[State, Field], bool]:
@@ -430,8 +468,11 @@ _BUILDERS: dict[str, Callable[[Field, Any, bool, bool], Predicate]] = {
 }
 
 
-def flip_time(field: Field, op: str, value: str, state: State) -> datetime | None:
+def flip_time(field: Field, op: str, value: str, state: State,
+              calendar: Calendar | None = None) -> datetime | None:
     """When a time condition next changes its answer (after state.now), or None if it never will."""
+    if op in BUSINESS_OPS and calendar is not None:
+        return business_flip(field, value, calendar, state)
     if op not in _TIME_OPS:
         return None
     t = state.timestamp(field)

@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from .actions import Firing, Handler
+from .business import compile_calendars
+from .calendar import Calendar, CalendarError
 from .compile import CompiledRule, compile_rule
 from .conditions import Leaf, failure, trace, conjuncts
 from .durations import aware
@@ -32,7 +34,8 @@ from .updates import diff
 _SCALAR, _LIST = 0, 1
 # Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
 # candidate for most events. Prefer any other conjunct when a rule has one.
-_COARSE = frozenset({"status", "priority", "channel", "message.author", "message.channel", "event.type"})
+_COARSE = frozenset({"status", "priority", "channel", "message.author", "message.channel", "event.type",
+                     "event.actor"})
 
 
 def _index_key(leaf: Leaf) -> tuple[int, list[str]] | None:
@@ -265,7 +268,7 @@ class RuleSet:
         if any(rule.label not in skip and rule.pred(state) for rule in bucket.rules if rule.time_leaves):
             return clock
         times = [at for rule in bucket.rules for leaf in rule.time_leaves
-                 if (at := flip_time(leaf.field, leaf.op, leaf.value, state)) is not None]
+                 if (at := flip_time(leaf.field, leaf.op, leaf.value, state, leaf.calendar)) is not None]
         return min(times) if times else None
 
     def holding(self, labels: Collection[str], ticket: dict[str, Any], now: datetime | None = None,
@@ -295,13 +298,26 @@ def _time_state(ticket: Any, previous: Any, clock: datetime) -> State:
                  previous if type(previous) is dict else {}, clock)
 
 
-def compile_rules(rules: Any) -> RuleSet:
+def _calendars(calendars: Any) -> dict[str, Calendar]:
+    try:
+        return compile_calendars(calendars)
+    except CalendarError as exc:
+        raise RuleError("calendars", exc.path, exc.reason) from None
+    except TypeError as exc:
+        raise RuleError("calendars", "", str(exc)) from None
+
+
+def compile_rules(rules: Any, calendars: Any = None) -> RuleSet:
     """Check and compile rule dicts, in order; `enabled: false` rules are left out.
 
+    `calendars` maps names to business-hours calendars (a `Calendar` or an API.md business_hours
+    object) that `older_than_business` / `newer_than_business` conditions may name; the service
+    passes its SLA policies' calendars, by policy name.
     Raises RuleError for the first invalid rule (its `.errors` lists every problem found in all rules).
     """
     if type(rules) is not list:
         raise RuleError("rules", "", "compile_rules takes a list of rule objects")
+    named = _calendars(calendars)
     compiled: list[CompiledRule] = []
     errors: list[RuleError] = []
     seen_ids: set[str] = set()
@@ -309,7 +325,7 @@ def compile_rules(rules: Any) -> RuleSet:
         if type(raw) is dict and raw.get("enabled", True) is False:
             continue
         try:
-            rule = compile_rule(raw, i)
+            rule = compile_rule(raw, i, named)
         except RuleError as exc:
             errors.extend(exc.errors)
             continue
@@ -326,12 +342,13 @@ def compile_rules(rules: Any) -> RuleSet:
 
 
 def dry_run(rule: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any],
-            previous: dict[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
+            previous: dict[str, Any] | None = None, now: datetime | None = None,
+            calendars: Any = None) -> dict[str, Any]:
     """Test one rule on a sample: every condition with what it saw, and what the rule would change.
 
     Applies nothing; `enabled` is ignored (a draft can be tested). Raises RuleError if invalid.
     """
-    compiled = compile_rule(rule, 0)
+    compiled = compile_rule(rule, 0, _calendars(calendars))
     event = event if type(event) is dict else {}
     before = ticket if type(ticket) is dict else {}
     state = State(before, event, {}, previous if type(previous) is dict else {}, aware(now))

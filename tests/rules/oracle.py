@@ -12,8 +12,9 @@ import copy
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -147,9 +148,73 @@ def read(field: str, ticket: Any, event: Any, vars_: dict[str, Any]) -> Any:
         return _get(_get(event, "message"), field[len("message.") :])
     if field == "event.type":
         return _get(event, "type")
+    if field == "event.actor":
+        return actor(event)
     if field.startswith("vars."):
         return vars_.get(field[len("vars.") :])
     return _get(ticket, field)
+
+
+ACTORS = ("customer", "agent", "system", "automation")
+
+
+def actor(event: Any) -> str | None:
+    """event.actor (docs/rules-engine.md): the event's own `actor` if it is one of the four (any
+    case, spaces around ignored); else for message.received / message.sent the message author
+    mapped the same way, a missing (null) author meaning customer / agent respectively; else
+    system for the timer events; else null."""
+    def known(v: Any) -> str | None:
+        return v.strip().lower() if isinstance(v, str) and v.strip().lower() in ACTORS else None
+
+    if not isinstance(event, dict):
+        return None
+    if known(event.get("actor")):
+        return known(event.get("actor"))
+    kind = event.get("type")
+    if kind in ("message.received", "message.sent"):
+        author = _get(event.get("message"), "author")
+        if author is None:
+            return "customer" if kind == "message.received" else "agent"
+        return known(author)
+    if kind in ("time.reached", "sla.warning", "sla.breached", "ticket.woke"):
+        return "system"
+    return None
+
+
+# --- business hours ---------------------------------------------------------------------------
+
+_WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def business_seconds(spec: dict[str, Any], start: datetime, end: datetime) -> float:
+    """Open-hours time between two instants, in seconds, from API.md's business_hours object:
+    windows are wall-clock times in the zone (a day's value is one ["HH:MM", "HH:MM"] pair or a
+    list of them, "24:00" = the next midnight), holidays are local dates with no open hours."""
+    if end <= start:
+        return 0.0
+    zone = ZoneInfo(spec.get("timezone", "UTC"))
+    holidays = set(spec.get("holidays", []))
+    week = spec["week"]
+    total = 0.0
+    day = start.astimezone(zone).date() - timedelta(days=1)
+    while day <= end.astimezone(zone).date():
+        raw = week.get(_WEEKDAYS[day.weekday()]) or []
+        pairs = [raw] if raw and isinstance(raw[0], str) else raw
+        if day.isoformat() not in holidays:
+            for a, b in pairs:
+                lo = max(start, _wall(day, a, zone))
+                hi = min(end, _wall(day, b, zone))
+                if hi > lo:
+                    total += (hi - lo).total_seconds()
+        day += timedelta(days=1)
+    return total
+
+
+def _wall(day: date, hhmm: str, zone: ZoneInfo) -> datetime:
+    h, m = int(hhmm[:2]), int(hhmm[3:])
+    if h == 24:
+        day, h = day + timedelta(days=1), 0
+    return datetime(day.year, day.month, day.day, h, m, tzinfo=zone).astimezone(timezone.utc)
 
 
 # --- conditions -------------------------------------------------------------------------------
@@ -216,6 +281,16 @@ def check_leaf(leaf: dict[str, Any], ctx: "_Pass") -> tuple[bool, Any]:
     elif op == "matches":
         flags = 0 if cs else re.IGNORECASE
         held = isinstance(v, str) and re.search(value, v, flags) is not None
+    elif op in ("gt", "gte", "lt", "lte") and field in ("status", "priority") and isinstance(value, str):
+        order = list(STATUSES if field == "status" else PRIORITIES)
+        if not isinstance(v, str):
+            held = False
+        else:
+            pos = order.index(v) if cs and v in order else (
+                order.index(v.casefold()) if not cs and v.casefold() in order else None)
+            want = order.index(value)
+            held = pos is not None and {"gt": pos > want, "gte": pos >= want,
+                                        "lt": pos < want, "lte": pos <= want}[op]
     elif op in ("gt", "gte", "lt", "lte"):
         if not is_number(v):
             held = False
@@ -249,6 +324,17 @@ def check_leaf(leaf: dict[str, Any], ctx: "_Pass") -> tuple[bool, Any]:
             held = _microseconds(ctx.now - t) >= duration * 1_000_000
         else:
             held = _microseconds(ctx.now - t) < duration * 1_000_000
+    elif op in ("older_than_business", "newer_than_business"):
+        t = parse_timestamp(v)
+        duration = parse_duration(value)
+        assert duration is not None, f"invalid duration reached the oracle: {value!r}"
+        spec = leaf["calendar"]
+        spec = ctx.calendars[spec] if isinstance(spec, str) else spec
+        if t is None:
+            held = False
+        else:
+            reached = business_seconds(spec, t, ctx.now) >= duration
+            held = reached if op == "older_than_business" else not reached
     else:  # pragma: no cover - the oracle is only fed valid rules
         raise AssertionError(f"unknown op {op!r}")
     return held, v
@@ -272,8 +358,11 @@ def check_node(node: Any, path: str, ctx: "_Pass") -> dict[str, Any] | None:
     held, seen = check_leaf(node, ctx)
     if held:
         return None
-    return {"path": path, "field": node["field"], "op": node["op"],
-            "value": copy.deepcopy(node.get("value")), "seen": copy.deepcopy(seen)}
+    out = {"path": path, "field": node["field"], "op": node["op"],
+           "value": copy.deepcopy(node.get("value")), "seen": copy.deepcopy(seen)}
+    if node["op"].endswith("_business"):
+        out["calendar"] = copy.deepcopy(node["calendar"])
+    return out
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -342,7 +431,9 @@ class _Pass:
     """The state of one evaluation pass: the ticket as earlier rules left it, vars, effects."""
 
     def __init__(self, event: Any, ticket: Any, previous: Any, now: datetime,
-                 handlers: dict[str, Callable[..., Any]]) -> None:
+                 handlers: dict[str, Callable[..., Any]],
+                 calendars: dict[str, Any] | None = None) -> None:
+        self.calendars = calendars or {}
         self.event = event
         self.ticket = copy.deepcopy(ticket)
         self.previous = previous
@@ -520,8 +611,9 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 class OracleRuleSet:
-    def __init__(self, rules: list[dict[str, Any]]) -> None:
+    def __init__(self, rules: list[dict[str, Any]], calendars: dict[str, Any] | None = None) -> None:
         self.rules = [copy.deepcopy(r) for r in rules if r.get("enabled", True) is not False]
+        self.calendars = copy.deepcopy(calendars or {})
 
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any], previous: Any = None,
                  now: datetime | None = None,
@@ -530,7 +622,8 @@ class OracleRuleSet:
             now = datetime.now(timezone.utc)
         elif now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
-        state = _Pass(copy.deepcopy(event), ticket, copy.deepcopy(previous), now, handlers or {})
+        state = _Pass(copy.deepcopy(event), ticket, copy.deepcopy(previous), now, handlers or {},
+                      self.calendars)
         matched: list[str] = []
         explain: list[dict[str, Any]] = []
         for rule in self.rules:
@@ -554,5 +647,5 @@ class OracleRuleSet:
                           explain=explain)
 
 
-def compile_rules(rules: list[dict[str, Any]]) -> OracleRuleSet:
-    return OracleRuleSet(rules)
+def compile_rules(rules: list[dict[str, Any]], calendars: dict[str, Any] | None = None) -> OracleRuleSet:
+    return OracleRuleSet(rules, calendars)
