@@ -29,6 +29,7 @@ class Principal:
     role: str
     key_id: str | None = None
     root: bool = False
+    key_name: str | None = None  # the key's label: revisions and the audit log name who acted
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -82,7 +83,7 @@ class AuthMiddleware:
                                  "Unknown or revoked API key.")
                 return
             principal = Principal(workspace=record["workspace"], role=record["role"],
-                                  key_id=record["id"])
+                                  key_id=record["id"], key_name=record.get("name"))
         scope["state"]["principal"] = principal
         await self.app(scope, receive, send)
 

@@ -2,48 +2,107 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import automation
+from rules.durations import duration_seconds
+from server import audit, automation
 from server.api.common import (
     Ctx,
     encode_cursor,
     json_response,
-    listing,
     page_params,
     read_object,
     requires,
 )
 from server.api.validate import validate_event
-from server.errors import NotFound, Unprocessable
+from server.errors import BadRequest, NotFound, Unprocessable
 from server.store import catalog, runs, tickets
+from server.store import revisions as R
 from server.store.catalog import now_iso
 
-__all__ = ["routes"]
+__all__ = ["routes", "definition", "rule_problems", "change_action", "by_of", "audit_rules"]
 
 # Bookkeeping the service owns; a client cannot set them.
-_OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h")
+_OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
+          "usage")
 
 
 def _check(rule: dict[str, Any]) -> None:
     """422 with every problem the engine finds (path + reason), or nothing."""
-    from rules import validate_rule
-
-    problems: list[dict[str, str]] = []
-    if "name" in rule and (not isinstance(rule["name"], str) or not rule["name"].strip()):
-        problems.append({"path": "name", "reason": "must be a non-empty string"})
-    problems += [{"path": p.path, "reason": p.reason} for p in validate_rule(rule)]
+    problems = rule_problems(rule)
     if problems:
         raise Unprocessable("The rule is not valid: " + "; ".join(
             f"{p['path'] or 'rule'}: {p['reason']}" for p in problems[:5]), details=problems)
 
 
+def rule_problems(rule: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Every problem of one rule definition as {path, reason} (paths under `prefix`)."""
+    from rules import validate_rule
+
+    problems: list[dict[str, str]] = []
+    if isinstance(rule, dict) and "name" in rule and (
+            not isinstance(rule["name"], str) or not rule["name"].strip()):
+        problems.append({"path": "name", "reason": "must be a non-empty string"})
+    problems += [{"path": p.path, "reason": p.reason} for p in validate_rule(rule)]
+    if prefix:
+        problems = [{"path": f"{prefix}.{p['path']}" if p["path"] else prefix, "reason": p["reason"]}
+                    for p in problems]
+    return problems
+
+
 def _clean(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in _OWNED}
+
+
+def definition(rule: dict[str, Any]) -> dict[str, Any]:
+    """What a rule says (everything but the service's bookkeeping): what revisions compare."""
+    return {k: v for k, v in rule.items() if k not in _OWNED}
+
+
+def change_action(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """rename / enable / disable when only that changed, else update."""
+    a, b = definition(old), definition(new)
+    changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    if changed == {"name"}:
+        return "rename"
+    if changed == {"enabled"}:
+        return "enable" if b.get("enabled") else "disable"
+    return "update"
+
+
+def by_of(ctx: Ctx) -> dict[str, Any]:
+    """Who made a revision: the key's id and name."""
+    return {"key_id": ctx.principal.key_id, "key_name": ctx.principal.key_name}
+
+
+def audit_rules(ctx: Ctx) -> Any:
+    """Queue one audit entry per rule change, in the change's transaction."""
+
+    def also(pipe: Any, changes: list[R.Change]) -> None:
+        for ch in changes:
+            rule = ch.new or ch.old or {}
+            detail: dict[str, Any] = {"revision": ch.n, "name": rule.get("name")}
+            if ch.action == "reorder":
+                detail["position"] = [(ch.old or {}).get("position"), rule.get("position")]
+            detail.update(ch.extra or {})
+            audit.record_in(pipe, ctx, f"rule.{ch.action}", f"rule:{ch.ident}", detail)
+
+    return also
+
+
+async def _write(ctx: Ctx, compute: Any) -> list[R.Change]:
+    return await R.write(ctx.store, ctx.workspace, R.RULE, by_of(ctx), compute, audit_rules(ctx))
+
+
+def _current(current: dict[str, dict[str, Any]], rule_id: str) -> dict[str, Any]:
+    if rule_id not in current:
+        raise NotFound(f"No rule {rule_id!r} in this workspace.")
+    return current[rule_id]
 
 
 async def _load(ctx: Ctx) -> dict[str, Any]:
@@ -54,93 +113,141 @@ async def _load(ctx: Ctx) -> dict[str, Any]:
     return rule
 
 
+def _next_position(current: dict[str, dict[str, Any]]) -> int:
+    return max((r.get("position", 0) for r in current.values()), default=0) + 1
+
+
 @requires("manager")
 async def create_rule(ctx: Ctx) -> Response:
     """Create a rule (disabled unless the body says "enabled": true)."""
     body = _clean(await read_object(ctx.request))
     body.setdefault("enabled", False)
     _check(body)
-    existing = await catalog.list_rules(ctx.store, ctx.workspace)
     now = now_iso()
     rule_id = catalog.new_rule_id()
-    rule = {"id": rule_id, **body, "name": body.get("name") or rule_id,
-            "position": max((r.get("position", 0) for r in existing), default=0) + 1,
-            "created_at": now, "updated_at": now, "revision": 1}
-    await catalog.put_rule(ctx.store, ctx.workspace, rule)
-    return json_response((await _with_stats(ctx, [rule]))[0], 201)
+
+    def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
+        rule = {"id": rule_id, **body, "name": body.get("name") or rule_id,
+                "position": _next_position(current), "created_at": now, "updated_at": now}
+        return [R.Change(rule_id, rule, None, "create")]
+
+    changes = await _write(ctx, compute)
+    return json_response((await _with_stats(ctx, [changes[0].new or {}]))[0], 201)
 
 
 async def _with_stats(ctx: Ctx, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rules with `last_fired_at` and `fired_24h` (read-only; from the per-rule fire counters)."""
-    import time
-
-    stats = await catalog.rule_stats(ctx.store, ctx.workspace, [r["id"] for r in rules], int(time.time() // 3600))
+    """Rules with `last_fired_at`, `fired_24h` and `usage` (read-only; the per-rule counters)."""
+    stats = await catalog.rule_stats(ctx.store, ctx.workspace, [r["id"] for r in rules],
+                                     int(time.time() // 3600))
     return [{**r, **stats[r["id"]]} for r in rules]
+
+
+def _unused_for(ctx: Ctx) -> int | None:
+    raw = ctx.request.query_params.get("unused_for")
+    if raw is None:
+        return None
+    seconds = duration_seconds(raw)
+    if not seconds:
+        raise BadRequest('`unused_for` must be a duration such as "30d", "7d" or "12h".',
+                         code="invalid_duration")
+    return seconds
+
+
+def _unused(rule: dict[str, Any], since: datetime) -> bool:
+    """Did not fire since `since`, and existed before it (a younger rule has not had the time)."""
+    created = automation.parse_time(rule.get("created_at"))
+    if created is None or created > since:
+        return False
+    last = automation.parse_time(rule.get("last_fired_at"))
+    return last is None or last < since
 
 
 @requires("viewer")
 async def list_rules(ctx: Ctx) -> Response:
-    """Rules in evaluation order, each with when it last fired and how often in the last 24 h."""
+    """Rules in evaluation order, each with its usage (fires over 1 h / 24 h / 7 d / 30 d, last
+    fired). ?unused_for=30d lists only rules older than that which did not fire in it."""
     limit, offset = page_params(ctx.request)
+    window = _unused_for(ctx)
     rules = await catalog.list_rules(ctx.store, ctx.workspace)
-    page = await _with_stats(ctx, rules[offset:offset + limit])
+    if window is not None:
+        since = datetime.now(UTC) - timedelta(seconds=window)
+        rules = [r for r in await _with_stats(ctx, rules) if _unused(r, since)]
+        page = rules[offset:offset + limit]
+    else:
+        page = await _with_stats(ctx, rules[offset:offset + limit])
     return json_response({"items": page, "next": encode_cursor(offset + limit) if offset + limit < len(rules) else None})
 
 
 @requires("viewer")
 async def get_rule(ctx: Ctx) -> Response:
-    """One rule, with last_fired_at and fired_24h."""
+    """One rule, with last_fired_at, fired_24h and usage."""
     return json_response((await _with_stats(ctx, [await _load(ctx)]))[0])
 
 
-async def _save(ctx: Ctx, current: dict[str, Any], new: dict[str, Any]) -> Response:
-    _check(new)
-    rule = {**new, "id": current["id"], "name": new.get("name") or current.get("name") or current["id"],
-            "position": current.get("position", 0), "created_at": current.get("created_at"),
-            "updated_at": now_iso(), "revision": int(current.get("revision", 1)) + 1}
-    await catalog.put_rule(ctx.store, ctx.workspace, rule)
-    return json_response((await _with_stats(ctx, [rule]))[0])
+async def _save(ctx: Ctx, make: Any) -> Response:
+    """Write the rule `make(current rule)` returns, with a revision, unless it says what the rule
+    already says (then nothing is written and the rule is answered as it is)."""
+    rule_id = ctx.request.path_params["rule_id"]
+    seen: dict[str, Any] = {}
+
+    def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
+        old = seen["rule"] = _current(current, rule_id)
+        new = make(old)
+        _check(definition(new))
+        rule = {**definition(new), "id": rule_id,
+                "name": new.get("name") or old.get("name") or rule_id,
+                "position": old.get("position", 0), "created_at": old.get("created_at"),
+                "updated_at": now_iso()}
+        if definition(rule) == definition(old):
+            return []
+        return [R.Change(rule_id, rule, old, change_action(old, rule))]
+
+    changes = await _write(ctx, compute)
+    return json_response((await _with_stats(ctx, [changes[0].new if changes else seen["rule"]]))[0])
 
 
 @requires("manager")
 async def replace_rule(ctx: Ctx) -> Response:
     """Replace a rule; `enabled` keeps its current value unless given."""
-    current = await _load(ctx)
     body = _clean(await read_object(ctx.request))
-    body.setdefault("enabled", current.get("enabled", False))
-    return await _save(ctx, current, body)
+
+    def make(old: dict[str, Any]) -> dict[str, Any]:
+        return {"enabled": old.get("enabled", False), **body}
+
+    return await _save(ctx, make)
 
 
 @requires("manager")
 async def patch_rule(ctx: Ctx) -> Response:
     """Change some top-level keys (rename, conditions, ...); null removes an optional key."""
-    current = await _load(ctx)
     body = _clean(await read_object(ctx.request))
-    merged = {k: v for k, v in current.items() if k not in _OWNED}
-    for key, value in body.items():
-        if value is None and key in ("conditions", "description", "stop"):
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return await _save(ctx, current, merged)
+
+    def make(old: dict[str, Any]) -> dict[str, Any]:
+        merged = definition(old)
+        for key, value in body.items():
+            if value is None and key in ("conditions", "description", "stop"):
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return merged
+
+    return await _save(ctx, make)
 
 
 @requires("manager")
 async def delete_rule(ctx: Ctx) -> Response:
-    """Delete a rule."""
-    await _load(ctx)
-    await catalog.delete_rule(ctx.store, ctx.workspace, ctx.request.path_params["rule_id"])
+    """Delete a rule (its revisions stay readable and restorable)."""
+    rule_id = ctx.request.path_params["rule_id"]
+
+    def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
+        return [R.Change(rule_id, None, _current(current, rule_id), "delete")]
+
+    await _write(ctx, compute)
     return Response(status_code=204)
 
 
 async def _toggle(ctx: Ctx, enabled: bool) -> Response:
-    current = await _load(ctx)
-    if current.get("enabled") is enabled:
-        return json_response(current)
-    rule = {**current, "enabled": enabled, "updated_at": now_iso(),
-            "revision": int(current.get("revision", 1)) + 1}
-    await catalog.put_rule(ctx.store, ctx.workspace, rule)
-    return json_response((await _with_stats(ctx, [rule]))[0])
+    return await _save(ctx, lambda old: {**definition(old), "enabled": enabled})
 
 
 @requires("manager")
@@ -157,7 +264,8 @@ async def disable_rule(ctx: Ctx) -> Response:
 
 @requires("manager")
 async def order_rules(ctx: Ctx) -> Response:
-    """Set the evaluation order: {"ids": [...]}; rules not listed keep their order after these."""
+    """Set the evaluation order: {"ids": [...]}; rules not listed keep their order after these.
+    Every rule whose position changes gets a revision."""
     body = await read_object(ctx.request)
     ids = body.get("ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -166,24 +274,30 @@ async def order_rules(ctx: Ctx) -> Response:
     if len(set(ids)) != len(ids):
         raise Unprocessable("`ids` lists a rule twice.",
                             details=[{"path": "ids", "reason": "must not repeat an id"}])
-    current = await catalog.list_rules(ctx.store, ctx.workspace)
-    by_id = {r["id"]: r for r in current}
-    unknown = [i for i in ids if i not in by_id]
-    if unknown:
-        raise Unprocessable(f"Unknown rule ids: {', '.join(unknown)}.",
-                            details=[{"path": f"ids[{ids.index(u)}]", "reason": "no such rule"}
-                                     for u in unknown])
-    ordered = [by_id[i] for i in ids] + [r for r in current if r["id"] not in set(ids)]
-    now = now_iso()
-    changed = []
-    for pos, rule in enumerate(ordered, start=1):
-        if rule.get("position") != pos:
-            changed.append({**rule, "position": pos, "updated_at": now})
-            rule = changed[-1]
-        ordered[pos - 1] = rule
-    if changed:
-        await catalog.reorder_rules(ctx.store, ctx.workspace, changed)
-    return json_response({"items": ordered, "next": None})
+    result: list[dict[str, Any]] = []
+
+    def compute(by_id: dict[str, dict[str, Any]]) -> list[R.Change]:
+        unknown = [i for i in ids if i not in by_id]
+        if unknown:
+            raise Unprocessable(f"Unknown rule ids: {', '.join(unknown)}.",
+                                details=[{"path": f"ids[{ids.index(u)}]", "reason": "no such rule"}
+                                         for u in unknown])
+        current = sorted(by_id.values(), key=catalog.rule_order)
+        listed = set(ids)
+        ordered = [by_id[i] for i in ids] + [r for r in current if r["id"] not in listed]
+        now = now_iso()
+        changes = []
+        result.clear()
+        for pos, rule in enumerate(ordered, start=1):
+            if rule.get("position") != pos:
+                changes.append(R.Change(rule["id"], {**rule, "position": pos, "updated_at": now},
+                                        rule, "reorder"))
+                rule = changes[-1].new or rule
+            result.append(rule)
+        return changes
+
+    await _write(ctx, compute)
+    return json_response({"items": result, "next": None})
 
 
 @requires("manager")
@@ -232,6 +346,58 @@ async def rule_runs(ctx: Ctx) -> Response:
     return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
 
 
+async def _revision(ctx: Ctx) -> dict[str, Any]:
+    rule_id, raw = ctx.request.path_params["rule_id"], ctx.request.path_params["n"]
+    rev = await R.get(ctx.store, ctx.workspace, R.RULE, rule_id, int(raw)) if raw.isdigit() else None
+    if rev is None:
+        raise NotFound(f"Rule {rule_id!r} has no revision {raw!r}.")
+    return rev
+
+
+@requires("viewer")
+async def list_revisions(ctx: Ctx) -> Response:
+    """The rule's revisions, newest first: {n, action, at, by: {key_id, key_name}, rule}. A deleted
+    rule's revisions stay readable."""
+    rule_id = ctx.request.path_params["rule_id"]
+    limit, offset = page_params(ctx.request)
+    items, more = await R.page(ctx.store, ctx.workspace, R.RULE, rule_id, offset, limit)
+    if not items and await R.count(ctx.store, ctx.workspace, R.RULE, rule_id) == 0:
+        await _load(ctx)  # 404 unless the rule exists (one saved before revisions were kept)
+    return json_response({"items": items, "next": encode_cursor(offset + limit) if more else None})
+
+
+@requires("viewer")
+async def get_revision(ctx: Ctx) -> Response:
+    """One revision of a rule."""
+    return json_response(await _revision(ctx))
+
+
+@requires("manager")
+async def restore_revision(ctx: Ctx) -> Response:
+    """Make the rule say again what revision n said (name, enabled, triggers, conditions, actions,
+    ...; not its position): a new revision. A deleted rule comes back, last in the order."""
+    rev = await _revision(ctx)
+    if rev["action"] == "delete":
+        raise Unprocessable("That revision records the rule's deletion; restore an earlier one.",
+                            details=[{"path": "n", "reason": "is a delete revision"}])
+    rule_id, content = rev["rule"]["id"], definition(rev["rule"])
+    _check(content)
+    seen: dict[str, Any] = {}
+
+    def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
+        old = seen["rule"] = current.get(rule_id)
+        now = now_iso()
+        new = {**content, "id": rule_id,
+               "position": old.get("position", 0) if old else _next_position(current),
+               "created_at": old.get("created_at") if old else now, "updated_at": now}
+        if old is not None and definition(old) == definition(new):
+            return []
+        return [R.Change(rule_id, new, old, "restore", {"restored_from": rev["n"]})]
+
+    changes = await _write(ctx, compute)
+    return json_response((await _with_stats(ctx, [changes[0].new if changes else seen["rule"]]))[0])
+
+
 routes = [
     Route("/v1/rules", create_rule, methods=["POST"]),
     Route("/v1/rules", list_rules, methods=["GET"]),
@@ -244,4 +410,7 @@ routes = [
     Route("/v1/rules/{rule_id}/disable", disable_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/test", test_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/runs", rule_runs, methods=["GET"]),
+    Route("/v1/rules/{rule_id}/revisions", list_revisions, methods=["GET"]),
+    Route("/v1/rules/{rule_id}/revisions/{n}", get_revision, methods=["GET"]),
+    Route("/v1/rules/{rule_id}/revisions/{n}/restore", restore_revision, methods=["POST"]),
 ]

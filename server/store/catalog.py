@@ -17,7 +17,7 @@ from server.store.errors import guarded
 __all__ = [
     "ROLES", "now_iso", "hash_key", "create_workspace", "get_workspace", "find_workspace_by_name",
     "create_key", "list_keys", "revoke_key", "lookup_key", "rules_revision", "list_rules", "get_rule",
-    "put_rule", "delete_rule", "reorder_rules", "list_groups", "get_group", "put_group",
+    "put_rule", "rule_order", "rule_stats", "USAGE_WINDOWS", "list_groups", "get_group", "put_group",
     "delete_group", "get_contact", "set_contact_groups", "group_contacts",
 ]
 
@@ -118,8 +118,12 @@ async def rules_revision(store: Store, workspace: str) -> int:
 async def list_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
     """All rules of a workspace in their order (position, then creation)."""
     raw = await store.redis.hgetall(K.rules(workspace))
-    items = [orjson.loads(v) for v in raw.values()]
-    return sorted(items, key=lambda r: (r.get("position", 0), r.get("created_at", ""), r["id"]))
+    return sorted((orjson.loads(v) for v in raw.values()), key=rule_order)
+
+
+def rule_order(rule: dict[str, Any]) -> tuple[Any, ...]:
+    """The evaluation order: position, then creation."""
+    return (rule.get("position", 0), rule.get("created_at") or "", rule["id"])
 
 
 @guarded
@@ -132,26 +136,6 @@ async def get_rule(store: Store, workspace: str, rule_id: str) -> dict[str, Any]
 async def put_rule(store: Store, workspace: str, rule: dict[str, Any]) -> None:
     async with store.redis.pipeline(transaction=True) as p:
         p.hset(K.rules(workspace), rule["id"], _dumps(rule))
-        p.incr(K.rules_rev(workspace))
-        await p.execute()
-
-
-@guarded
-async def delete_rule(store: Store, workspace: str, rule_id: str) -> bool:
-    async with store.redis.pipeline(transaction=True) as p:
-        p.hdel(K.rules(workspace), rule_id)
-        p.incr(K.rules_rev(workspace))
-        p.delete(K.rule_runs(workspace, rule_id))
-        p.delete(K.rule_stats(workspace, rule_id))
-        deleted, *_ = await p.execute()
-    return bool(deleted)
-
-
-@guarded
-async def reorder_rules(store: Store, workspace: str, rules: list[dict[str, Any]]) -> None:
-    """Write every rule's new position in one transaction."""
-    async with store.redis.pipeline(transaction=True) as p:
-        p.hset(K.rules(workspace), mapping={r["id"]: _dumps(r) for r in rules})
         p.incr(K.rules_rev(workspace))
         await p.execute()
 
@@ -222,17 +206,34 @@ async def group_contacts(store: Store, workspace: str, group: str) -> int:
     return count
 
 
+# Usage windows in hour buckets: "1h" is the current hour, "24h" the current hour and the 23
+# before it, and so on (the apply transaction drops the bucket 31 days back on each write).
+USAGE_WINDOWS = {"1h": 1, "24h": 24, "7d": 7 * 24, "30d": 30 * 24}
+
+
+def _sums(stats: dict[str, str], prefix: str, now_hour: int) -> dict[str, int]:
+    hours = {int(k[len(prefix):]): int(v) for k, v in stats.items()
+             if k.startswith(prefix) and k[len(prefix):].lstrip("-").isdigit()}
+    return {name: sum(n for h, n in hours.items() if now_hour - span < h <= now_hour)
+            for name, span in USAGE_WINDOWS.items()}
+
+
 @guarded
 async def rule_stats(store: Store, workspace: str, rule_ids: list[str], now_hour: int) -> dict[str, dict[str, Any]]:
-    """{rule id: {"last_fired_at", "fired_24h"}}: the last fire and the fires in the current hour
-    and the 23 before it (hour buckets, so "24 h" is 23 to 24 hours)."""
+    """{rule id: {"last_fired_at", "fired_24h", "usage"}} from the per-rule counters (store/keys.py
+    `rule_stats`). `usage`: {"fired": {"1h", "24h", "7d", "30d"}, "last_fired_at", "checked",
+    "last_error"}; `checked` (hourly "c:<hour>" buckets) and `last_error` ("error": JSON {at,
+    message}) are null while the apply transaction does not write them."""
     async with store.redis.pipeline(transaction=False) as p:
         for rule_id in rule_ids:
             p.hgetall(K.rule_stats(workspace, rule_id))
         raw = await p.execute()
     out = {}
     for rule_id, stats in zip(rule_ids, raw, strict=True):
-        fired = sum(int(v) for k, v in stats.items()
-                    if k.startswith("h:") and now_hour - 24 < int(k[2:]) <= now_hour)
-        out[rule_id] = {"last_fired_at": stats.get("last"), "fired_24h": fired}
+        fired = _sums(stats, "h:", now_hour)
+        checked = _sums(stats, "c:", now_hour) if any(k.startswith("c:") for k in stats) else None
+        error = orjson.loads(stats["error"]) if stats.get("error") else None
+        out[rule_id] = {"last_fired_at": stats.get("last"), "fired_24h": fired["24h"],
+                        "usage": {"fired": fired, "last_fired_at": stats.get("last"),
+                                  "checked": checked, "last_error": error}}
     return out

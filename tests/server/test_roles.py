@@ -40,6 +40,9 @@ MATRIX = [
     ("POST", "/v1/rules/{rule}/disable", "manager", None),
     ("POST", "/v1/rules/{rule}/test", "manager", {"event": event("t1")}),
     ("GET", "/v1/rules/{rule}/runs", "viewer", None),
+    ("GET", "/v1/rules/{rule}/revisions", "viewer", None),
+    ("GET", "/v1/rules/{rule}/revisions/1", "viewer", None),
+    ("POST", "/v1/rules/{rule}/revisions/1/restore", "manager", None),
     ("DELETE", "/v1/rules/{rule}", "manager", None),
     ("POST", "/v1/groups", "manager", {"name": "vip2"}),
     ("GET", "/v1/groups", "viewer", None),
@@ -62,7 +65,11 @@ MATRIX = [
     ("GET", "/v1/sla-policies", "viewer", None),
     ("GET", "/v1/sla-policies/p1", "viewer", None),
     ("PUT", "/v1/sla-policies/p1", "manager", {"targets": {"resolution": "4h"}}),
+    ("GET", "/v1/sla-policies/p1/revisions", "viewer", None),
+    ("GET", "/v1/sla-policies/p1/revisions/1", "viewer", None),
+    ("POST", "/v1/sla-policies/p1/revisions/1/restore", "manager", None),
     ("DELETE", "/v1/sla-policies/p1", "manager", None),
+    ("GET", "/v1/audit", "admin", None),
     ("PUT", "/v1/webhook", "admin", {"url": "http://127.0.0.1:9/hook", "secret": "s"}),
     ("GET", "/v1/webhook", "admin", None),
     ("DELETE", "/v1/webhook", "admin", None),
@@ -81,6 +88,7 @@ def test_matrix_covers_every_route() -> None:
                 .replace("{run}", "{run_id}").replace("T-1", "{ticket_id}")
                 .replace("/groups/vip", "/groups/{name}").replace("C-1", "{contact_id}")
                 .replace("/scripts/s1", "/scripts/{name}").replace("/versions/1", "/versions/{n}")
+                .replace("/revisions/1", "/revisions/{n}")
                 .replace("/secrets/S1", "/secrets/{name}").replace("/sla-policies/p1", "/sla-policies/{name}")
                 .replace("/deliveries/D-1", "/deliveries/{id}"))
                for m, p, _, _ in MATRIX}

@@ -1,0 +1,132 @@
+"""The audit log: who changed which rule, SLA policy, group, script, allow-list, secret, key or
+webhook setting, and when (issue 7). `GET /v1/audit` (admin) reads it, newest first.
+
+Other routes call `record(ctx, action, target, detail)` after a single write, or
+`record_in(pipe, ctx, ...)` to queue the entry in the MULTI/EXEC of the change itself, so a change
+and its audit entry are written together or not at all. `action` is "<noun>.<verb>" ("rule.update",
+"secret.put"), `target` is "<noun>:<name or id>" ("rule:rule_1a2b", "secret:CRM_TOKEN"). `detail`
+must never hold a secret's value or an API key: names and ids only.
+
+Stored as a stream in the workspace's slot (store/keys.py `audit`), capped near `MAX_ENTRIES`
+(XADD MAXLEN ~): the stream id orders the entries and is the paging cursor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.store import keys as K
+from server.store.catalog import now_iso
+from server.store.connect import Store
+from server.store.errors import guarded
+
+if TYPE_CHECKING:
+    from server.api.common import Ctx
+
+__all__ = ["record", "record_in", "read", "actor_of", "routes", "MAX_ENTRIES"]
+
+MAX_ENTRIES = 100_000
+_SCAN_BATCH = 500
+_SCAN_CAP = 20_000  # entries one filtered page may walk before it hands back a cursor
+
+
+def actor_of(ctx: Ctx) -> dict[str, Any]:
+    """Who acts: the key's id, its name (label) and role."""
+    p = ctx.principal
+    return {"key_id": p.key_id, "key_name": p.key_name, "role": p.role}
+
+
+def _entry(ctx: Ctx, action: str, target: str, detail: dict[str, Any] | None) -> dict[str, bytes]:
+    entry = {"at": now_iso(), "actor": actor_of(ctx), "action": action, "target": target,
+             "detail": detail or {}}
+    return {"e": orjson.dumps(entry)}
+
+
+def record_in(pipe: Any, ctx: Ctx, action: str, target: str,
+              detail: dict[str, Any] | None = None) -> None:
+    """Queue an audit entry in `pipe` (a MULTI pipeline on the same workspace's slot)."""
+    pipe.xadd(K.audit(ctx.workspace), _entry(ctx, action, target, detail), maxlen=MAX_ENTRIES,
+              approximate=True)
+
+
+@guarded
+async def _add(store: Store, ctx: Ctx, action: str, target: str, detail: dict[str, Any] | None) -> None:
+    await store.redis.xadd(K.audit(ctx.workspace), _entry(ctx, action, target, detail),
+                           maxlen=MAX_ENTRIES, approximate=True)
+
+
+async def record(ctx: Ctx, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+    """Append an audit entry (for changes that are a single write)."""
+    await _add(ctx.store, ctx, action, target, detail)
+
+
+def _matches(entry: dict[str, Any], target: str | None, actor: str | None) -> bool:
+    if target and not (entry["target"] == target or entry["target"].startswith(target + ":")):
+        return False
+    if actor:
+        who = entry.get("actor") or {}
+        if actor not in (who.get("key_id"), who.get("key_name")):
+            return False
+    return True
+
+
+@guarded
+async def read(store: Store, workspace: str, *, before: str | None, limit: int,
+               target: str | None = None, actor: str | None = None
+               ) -> tuple[list[dict[str, Any]], str | None]:
+    """(entries newest first, cursor of the next page or None). `target` matches exactly or as a
+    prefix up to a colon ("rule" finds every rule); `actor` is a key id or key name."""
+    items: list[dict[str, Any]] = []
+    top = f"({before}" if before else "+"
+    scanned = 0
+    while True:
+        batch = await store.redis.xrevrange(K.audit(workspace), max=top, min="-", count=_SCAN_BATCH)
+        if not batch:
+            return items, None
+        for sid, fields in batch:
+            sid = sid.decode() if isinstance(sid, bytes) else sid
+            scanned += 1
+            raw = fields.get("e") or fields.get(b"e")
+            entry = {"id": sid, **orjson.loads(raw)}
+            if _matches(entry, target, actor):
+                items.append(entry)
+                if len(items) == limit:
+                    return items, sid
+            if scanned >= _SCAN_CAP:
+                return items, sid
+        top = f"({sid}"
+
+
+async def list_audit(ctx: Ctx) -> Response:
+    """The audit log, newest first: ?target= (rule:<id>, or a kind such as rule), ?actor= (key id or
+    key name), ?limit= (1-500, default 50), ?cursor=."""
+    from server.api.common import decode_cursor, encode_cursor, json_response
+    from server.errors import BadRequest
+
+    q = ctx.request.query_params
+    raw = q.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise BadRequest("`limit` must be an integer from 1 to 500.", code="invalid_limit")
+    before = decode_cursor(q["cursor"]) if q.get("cursor") else None
+    if before is not None and not _is_stream_id(before):
+        raise BadRequest("The cursor is not one this service gave out.", code="invalid_cursor")
+    items, nxt = await read(ctx.store, ctx.workspace, before=before, limit=int(raw),
+                            target=q.get("target") or None, actor=q.get("actor") or None)
+    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+
+
+def _is_stream_id(value: str) -> bool:
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and seq.isdigit()
+
+
+def routes() -> list[Route]:
+    """GET /v1/audit. A function, and server.api.common imported here rather than at the top, so
+    that any module (route modules included) may import this one first."""
+    from server.api.common import requires
+
+    return [Route("/v1/audit", requires("admin")(list_audit), methods=["GET"])]
