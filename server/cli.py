@@ -30,8 +30,41 @@ _KEY = click.option("--key", envvar="DESKFLOW_KEY", required=True,
                     help="API key to send as Bearer token (env DESKFLOW_KEY).")
 
 
-def _log_setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+_LOG_LEVEL = click.option("--log-level", envvar="DESKFLOW_LOG_LEVEL", default="info",
+                          show_default=True,
+                          type=click.Choice(["debug", "info", "warning", "error"]),
+                          help="Log level (env DESKFLOW_LOG_LEVEL). Logs are JSON lines on stderr.")
+
+
+def _log_setup(settings: Settings, level: str = "info") -> dict[str, Any]:
+    """JSON logs on stderr, secrets scrubbed (server/logs.py); returns uvicorn's log_config."""
+    from server.logs import configure_logging
+
+    return configure_logging(settings, level)
+
+
+def _graceful_server(config: Any) -> Any:
+    """A uvicorn.Server that shuts down on SIGTERM/SIGINT like uvicorn's (stop accepting, finish
+    requests, run the lifespan's shutdown: the in-process worker finishes its batch and releases
+    its leases, the embedded store is saved) and then returns instead of re-raising the signal:
+    uvicorn >= 0.29 re-raises it after shutdown, which kills the process with 143 before the
+    caller's own clean-up (closing and saving the store) has run."""
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    if self._captured_signals:
+                        logging.getLogger("deskflow.cli").info(
+                            "stopped on signal %s", ", ".join(
+                                signal.Signals(s).name for s in self._captured_signals))
+                    self._captured_signals.clear()
+
+    return GracefulServer(config)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,13 +79,17 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Create a 'demo' workspace with sample rules; print keys.")
-def serve(host: str, port: int, demo: bool) -> None:
-    """Run the API and a worker in one process (embedded store unless DESKFLOW_REDIS_URL)."""
-    _log_setup()
-    asyncio.run(_serve(Settings.from_env(), host, port, demo))
+@_LOG_LEVEL
+def serve(host: str, port: int, demo: bool, log_level: str) -> None:
+    """Run the API and a worker in one process (embedded store unless DESKFLOW_REDIS_URL).
+    SIGTERM or Ctrl-C: stop accepting, finish in-flight work, save the embedded store, exit 0."""
+    settings = Settings.from_env()
+    log_config = _log_setup(settings, log_level)
+    asyncio.run(_serve(settings, host, port, demo, log_config))
 
 
-async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
+async def _serve(settings: Settings, host: str, port: int, demo: bool,
+                 log_config: dict[str, Any] | None = None) -> None:
     import uvicorn
 
     from server.app import create_app
@@ -71,8 +108,8 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
                        f"http://{host}:{port}/v1/rules")
         click.echo(f"deskflow: API and worker on http://{host}:{port} (docs at /docs)")
         app = create_app(settings, worker=True, store=store)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
-                                               lifespan="on"))
+        server = _graceful_server(uvicorn.Config(app, host=host, port=port, lifespan="on",
+                                                 log_config=log_config))
         await server.serve()
     finally:
         await close_store(store)
@@ -84,29 +121,60 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes.")
-def api(host: str, port: int, workers: int) -> None:
+@_LOG_LEVEL
+def api(host: str, port: int, workers: int, log_level: str) -> None:
     """Run only the HTTP API (scale-out on Redis: run `deskflow worker` beside it)."""
     import uvicorn
 
     settings = Settings.from_env()
+    log_config = _log_setup(settings, log_level)
     if not settings.redis_url:
         click.echo("deskflow: warning: no DESKFLOW_REDIS_URL; the API alone on an embedded store "
                    "queues events no worker will see. Use `deskflow serve`.", err=True)
     click.echo(f"deskflow: store: {settings.store_description}")
-    uvicorn.run("server.app:create_app", factory=True, host=host, port=port, workers=workers)
+    if workers > 1:  # uvicorn's supervisor: SIGTERM stops every process, then exits 0
+        uvicorn.run("server.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_config=log_config)
+        return
+    config = uvicorn.Config("server.app:create_app", factory=True, host=host, port=port,
+                            log_config=log_config)
+    server = _graceful_server(config)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE (port taken, app failed to start)
 
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Drain what is queued, then exit.")
-def worker(burst: bool) -> None:
-    """Run a worker on DESKFLOW_REDIS_URL (as many as you like; they share the partitions)."""
+@click.option("--metrics-port", envvar="DESKFLOW_METRICS_PORT", type=int, default=None,
+              help="Serve this process's /metrics (events applied, rules, scripts...) on this "
+                   "port (env DESKFLOW_METRICS_PORT); off by default.")
+@click.option("--metrics-host", envvar="DESKFLOW_METRICS_HOST", default="127.0.0.1",
+              show_default=True, help="Address of the --metrics-port listener.")
+@_LOG_LEVEL
+def worker(burst: bool, metrics_port: int | None, metrics_host: str, log_level: str) -> None:
+    """Run a worker on DESKFLOW_REDIS_URL (as many as you like; they share the partitions).
+    SIGTERM or Ctrl-C: stop reading, finish the batch in hand, release the partitions' leases
+    (another worker takes them at once), exit 0."""
     settings = Settings.from_env()
     if not settings.redis_url:
         raise click.UsageError("`deskflow worker` needs DESKFLOW_REDIS_URL (the embedded store "
                                "lives inside `deskflow serve`).")
-    _log_setup()
+    _log_setup(settings, log_level)
     click.echo(f"deskflow: worker on {settings.store_description}")
-    asyncio.run(_worker(settings, burst))
+    listener = None
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from server.metrics import METRICS
+
+        listener, _ = start_http_server(metrics_port, metrics_host, registry=METRICS.registry)
+        click.echo(f"deskflow: worker metrics on http://{metrics_host}:{metrics_port}/metrics")
+    try:
+        asyncio.run(_worker(settings, burst))
+    finally:
+        if listener is not None:
+            listener.shutdown()
 
 
 async def _worker(settings: Settings, burst: bool) -> None:
