@@ -49,6 +49,9 @@ async def create_workspace(store: Store, name: str) -> tuple[dict[str, Any], str
     """Create a workspace and its first admin key; returns (workspace, admin key secret)."""
     ws = {"id": _new_id("ws"), "name": name, "created_at": now_iso()}
     await store.redis.set(K.ws_meta(ws["id"]), _dumps(ws))
+    # The outbox follows the feed from its very first entry (store/outbox.py): a webhook action
+    # of the workspace's first event is delivered even before any sender has seen the workspace.
+    await store.redis.set(K.outbox_cursor(ws["id"]), "0-0")
     await store.redis.hset(K.WORKSPACES, ws["id"], name)
     _, secret = await create_key(store, ws["id"], "admin", "initial admin key")
     return ws, secret
