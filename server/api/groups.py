@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
 from server.api.validate import GROUP_NAME
 from server.automation import unique_ci
@@ -45,6 +46,7 @@ async def create_group(ctx: Ctx) -> Response:
     if isinstance(body.get("description"), str):
         group["description"] = body["description"]
     await catalog.put_group(ctx.store, ctx.workspace, group)
+    await audit.record(ctx, "group.create", f"group:{name}", {"color": group["color"]})
     return json_response(group, 201)
 
 
@@ -89,6 +91,8 @@ async def patch_group(ctx: Ctx) -> Response:
         if key in body:
             group[key] = body[key]
     await catalog.put_group(ctx.store, ctx.workspace, group)
+    await audit.record(ctx, "group.update", f"group:{group['name']}",
+                       {k: body[k] for k in ("color", "description") if k in body})
     return json_response(group)
 
 
@@ -97,6 +101,7 @@ async def delete_group(ctx: Ctx) -> Response:
     """Delete a group definition (contacts keep the name in their groups)."""
     group = await _load(ctx)
     await catalog.delete_group(ctx.store, ctx.workspace, group["name"])
+    await audit.record(ctx, "group.delete", f"group:{group['name']}")
     return Response(status_code=204)
 
 

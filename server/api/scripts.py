@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox import AllowListError, LimitsError, compile_script, parse_allowlist
+from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, problem, read_object, requires
 from server.errors import NotFound, Unprocessable
 from server.scripting import script_limits
@@ -52,8 +53,14 @@ async def upload(ctx: Ctx) -> Response:
     if not result.ok:
         raise Unprocessable("The script does not compile under the sandbox policy.", code="script_refused",
                             details=[problem("source", reason) for reason in result.errors])
+    description = body.get("description") if isinstance(body.get("description"), str) else None
+
+    def also(pipe: Any, version: int) -> None:
+        audit.record_in(pipe, ctx, "script.upload", f"script:{name}", {"version": version})
+
     record = await S.add_version(ctx.store, ctx.workspace, name, source, timeout,
-                                 created_by=ctx.principal.key_id or "")
+                                 created_by=ctx.principal.key_id or "", description=description,
+                                 also=also)
     return json_response({k: v for k, v in record.items() if k != "source"}, 201)
 
 
@@ -132,6 +139,7 @@ async def put_allowlist(ctx: Ctx) -> Response:
         raise Unprocessable("The allow-list is not valid.",
                             details=[problem(f"hosts[{index}]" if index is not None else "hosts", str(exc))]) from None
     await S.put_allowlist(ctx.store, ctx.workspace, list(dict.fromkeys(hosts)))
+    await audit.record(ctx, "allowlist.update", "allowlist", {"hosts": list(dict.fromkeys(hosts))})
     return json_response({"hosts": await S.get_allowlist(ctx.store, ctx.workspace)})
 
 
@@ -158,6 +166,7 @@ async def put_secret(ctx: Ctx) -> Response:
     if problems:
         raise Unprocessable("The secret is not valid.", details=problems)
     created = await S.put_secret(ctx.store, ctx.workspace, name, value)
+    await audit.record(ctx, "secret.put", f"secret:{name}", {"created": created})  # never the value
     return json_response({"name": name}, 201 if created else 200)
 
 
@@ -172,6 +181,7 @@ async def delete_secret(ctx: Ctx) -> Response:
     name = ctx.request.path_params["name"]
     if not await S.delete_secret(ctx.store, ctx.workspace, name):
         raise NotFound(f"No secret named {name!r}.")
+    await audit.record(ctx, "secret.delete", f"secret:{name}")
     return Response(status_code=204)
 
 

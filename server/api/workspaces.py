@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
 from server.errors import NotFound, Unprocessable
 from server.store import catalog
@@ -46,6 +47,7 @@ async def create_key(ctx: Ctx) -> Response:
     if problems:
         raise Unprocessable("The key request is not valid.", details=problems)
     record, secret = await catalog.create_key(ctx.store, ctx.workspace, role, name)
+    await audit.record(ctx, "key.create", f"key:{record['id']}", {"name": name, "role": role})
     return json_response({**record, "key": secret}, 201)
 
 
@@ -62,6 +64,7 @@ async def delete_key(ctx: Ctx) -> Response:
     key_id = ctx.request.path_params["key_id"]
     if not await catalog.revoke_key(ctx.store, ctx.workspace, key_id):
         raise NotFound(f"No key {key_id!r} in this workspace.")
+    await audit.record(ctx, "key.revoke", f"key:{key_id}")
     return Response(status_code=204)
 
 

@@ -14,6 +14,7 @@ name get consecutive version numbers, never the same one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -30,8 +31,11 @@ __all__ = ["add_version", "get_script", "get_version", "list_scripts", "list_ver
 
 @guarded
 async def add_version(store: Store, workspace: str, name: str, source: str, timeout: str | None,
-                      created_by: str) -> dict[str, Any]:
-    """Store a new version of `name` (creating the script); returns the version record."""
+                      created_by: str, description: str | None = None,
+                      also: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
+    """Store a new version of `name` (creating the script); returns the version record.
+    `also(pipe, version)` queues more writes (the audit entry) in the same transaction; a
+    `description` is kept on the script (the export shows it)."""
     hkey = K.scripts(workspace)
     while True:
         async with store.redis.pipeline(transaction=True) as p:
@@ -44,9 +48,13 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
                 record = {"name": name, "version": version, "source": source, "timeout": timeout,
                           "created_at": at, "created_by": created_by}
                 meta.update(latest=version, timeout=timeout, updated_at=at)
+                if description is not None:
+                    meta["description"] = description
                 p.multi()
                 p.set(K.script_version(workspace, name, version), orjson.dumps(record).decode())
                 p.hset(hkey, name, orjson.dumps(meta).decode())
+                if also is not None:
+                    also(p, version)
                 await p.execute()
                 return record
             except WatchError:
