@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 
 from sandbox import AllowListError, Broker, BrokerConfig, Limits, parse_allowlist
-from server.metrics import METRICS
+from server.metrics import count_webhook_delivery
 from server.settings import Settings
 from server.store import keys as K
 from server.store import outbox as O
@@ -60,7 +60,8 @@ log = logging.getLogger("deskflow.outbox")
 
 _SEND_BATCH = 20          # deliveries sent per workspace per tick, all at once: a tick takes
                           # at most about one request timeout, well inside the lease
-_WORKSPACES_TTL_S = 5.0   # how long the workspace list is reused between ticks
+_WORKSPACES_TTL_S = 1.0   # how long the workspace list is reused between ticks (a new
+                          # workspace waits at most this long for its first delivery)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -117,6 +118,9 @@ class Outbox:
                     busy = await self.tick()
                 except StoreUnavailable as exc:
                     log.warning("outbox: store unavailable, retrying: %s", exc)
+                    busy = False
+                except Exception:  # a bug must not stop every workspace's deliveries for good
+                    log.exception("outbox: tick failed; trying again")
                     busy = False
                 if not busy:
                     with contextlib.suppress(TimeoutError):
@@ -239,4 +243,4 @@ class Outbox:
                 next_ms = min(now_ms + int(delay * 1000), deadline)
                 rec.update(next_at=_iso(next_ms))
         await O.save_attempt(self.store, workspace, rec, next_ms, now_ms)
-        METRICS.inc("deskflow_webhook_deliveries_total", state=rec["state"] if next_ms is None else "retrying")
+        count_webhook_delivery(rec["state"] if next_ms is None else "retrying")
