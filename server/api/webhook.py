@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox import AllowListError, Broker, BrokerConfig, parse_allowlist
+from server import audit
 from server.api.common import Ctx, encode_cursor, json_response, page_params, problem, read_object, requires
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.store import outbox as O
@@ -80,6 +81,8 @@ async def put_webhook(ctx: Ctx) -> Response:
     if old is not None:
         config["since_ms"] = old.get("since_ms", config["since_ms"])
     await O.put_webhook(ctx.store, ctx.workspace, config)
+    await audit.record(ctx, "webhook.set", "webhook",
+                       {"url": url, "secret_changed": secret != (old or {}).get("secret")})
     return json_response(_public(config))
 
 
@@ -95,6 +98,7 @@ async def get_webhook(ctx: Ctx) -> Response:
 async def delete_webhook(ctx: Ctx) -> Response:
     if not await O.delete_webhook(ctx.store, ctx.workspace):
         raise NotFound("No webhook is set for this workspace.")
+    await audit.record(ctx, "webhook.delete", "webhook")
     return Response(status_code=204)
 
 
@@ -135,7 +139,7 @@ async def resend_one(ctx: Ctx) -> Response:
     again = await O.resend(ctx.store, ctx.workspace, rec["id"], now_ms, now_iso())
     if again is None:
         raise NotFound(f"No delivery {rec['id']!r} in this workspace.")
-    ctx.store.wakeup.set()
+    await audit.record(ctx, "webhook.resend", f"delivery:{rec['id']}")
     return json_response(again, 202)
 
 
@@ -151,6 +155,7 @@ async def resend_all(ctx: Ctx) -> Response:
     for rec in items:
         if await O.resend(ctx.store, ctx.workspace, rec["id"], now_ms, now) is not None:
             resent += 1
+    await audit.record(ctx, "webhook.resend", "delivery:*", {"state": "failed", "resent": resent})
     return json_response({"resent": resent}, 202)
 
 

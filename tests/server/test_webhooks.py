@@ -90,6 +90,9 @@ def test_setting_is_admin_only_and_never_shows_the_secret(wsp: Workspace, rx: Re
     assert wsp.client.delete("/v1/webhook", headers=wsp.h()).status_code == 204
     assert wsp.client.get("/v1/webhook", headers=wsp.h()).status_code == 404
     assert wsp.client.delete("/v1/webhook", headers=wsp.h()).status_code == 404
+    audit = wsp.client.get("/v1/audit?target=webhook", headers=wsp.h()).json()["items"]
+    assert [e["action"] for e in audit] == ["webhook.delete", "webhook.set", "webhook.set"]
+    assert SECRET not in orjson.dumps(audit).decode()
 
 
 @pytest.mark.parametrize(("url", "allow", "words"), [
