@@ -37,18 +37,19 @@ after start-up: due timers are read with ZRANGEBYSCORE -inf..now, like arq's que
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from redis.exceptions import WatchError
 
+from rules import parse_timestamp
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 
 __all__ = ["Timer", "schedule", "schedule_many", "cancel", "get", "fire_due", "next_due", "count",
-           "implied_data"]
+           "implied_data", "Plan", "apply_plan", "restore_plan", "stale"]
 
 US = "\x1f"
 _CODES = {"snooze": "s", "time_rules": "t"}
@@ -127,7 +128,8 @@ def _partition(store: Store, workspace: str, ticket: str) -> int:
 
 
 def _ms(when: datetime) -> int:
-    return int(when.timestamp() * 1000)
+    """Whole milliseconds since the epoch, exactly (no float rounding)."""
+    return _exact_ms(when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
 async def schedule(store: Store, workspace: str, ticket: str, reason: str, due: datetime,
@@ -232,3 +234,70 @@ async def count(store: Store) -> int:
     for n in range(store.settings.partitions):
         total += int(await store.redis.zcard(K.timers(n)))
     return total
+
+
+# -- a ticket's timer plan: what the worker records under the ticket's `automation.timers` ------
+
+Plan = dict[str, Any]  # reason -> [due time (RFC 3339), data]
+
+
+def _plan_items(workspace: str, ticket: str, plan: Plan,
+                keep: Any = None) -> list[tuple[str, str, str, datetime, dict[str, Any] | None]]:
+    items = []
+    for reason, spec in plan.items():
+        if keep is not None and not keep(reason, spec):
+            continue
+        when = parse_timestamp(spec[0]) if isinstance(spec, list) and len(spec) == 2 else None
+        if when is not None:
+            items.append((workspace, ticket, reason, when, spec[1]))
+    return items
+
+
+async def apply_plan(store: Store, workspace: str, ticket: str, old: Plan, new: Plan) -> None:
+    """Set the timers `new` adds or moves since `old` and cancel those it drops."""
+    for reason in old.keys() - new.keys():
+        await cancel(store, workspace, ticket, reason)
+    items = _plan_items(workspace, ticket, new, lambda reason, spec: old.get(reason) != spec)
+    if items:
+        await schedule_many(store, items)
+
+
+async def restore_plan(store: Store, workspace: str, ticket: str, plan: Plan, reasons: Any) -> None:
+    """Set every timer of `plan` again and cancel those of `reasons` it lacks: after a crash between
+    a ticket's apply and its timer writes. Idempotent (the same member at the same due)."""
+    items = _plan_items(workspace, ticket, plan)
+    if items:
+        await schedule_many(store, items)
+    for reason in reasons:
+        if reason not in plan:
+            await cancel(store, workspace, ticket, reason)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _exact_ms(when: datetime) -> int:
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
+def stale(event: dict[str, Any], ticket: dict[str, Any] | None) -> str | None:
+    """Why a timer-generated event no longer stands (None if it does): the ticket's plan no longer
+    holds its timer at that due time -- a cancel or a move lost in a crash between an apply and its
+    timer writes, or a timer moved by an event applied after it fired. A ticket stored before plans
+    were recorded cannot tell: the event stands."""
+    timer = event.get("timer")
+    if not isinstance(timer, dict):
+        return None
+    if ticket is None:
+        return "no such ticket"
+    plan = (ticket.get("automation") or {}).get("timers")
+    if not isinstance(plan, dict):
+        return None
+    due = parse_timestamp(timer.get("due_at"))
+    spec = plan.get(timer.get("reason"))
+    planned = parse_timestamp(spec[0]) if isinstance(spec, list) and spec else None
+    if due is None or planned is None:
+        return f"the ticket has no {timer.get('reason')!r} timer now"
+    if abs(_exact_ms(due) - _exact_ms(planned)) > 1:  # 1 ms: older installs rounded through a float
+        return f"the ticket's {timer.get('reason')!r} timer is now due at {spec[0]}"
+    return None
