@@ -27,7 +27,7 @@ PRIORITIES = list(oracle.PRIORITIES)
 
 TEXT_FIELDS = ["subject", "description", "status", "priority", "channel", "department",
                "assignee", "contact.email", "contact.name", "message.author", "message.body",
-               "message.channel", "event.type"]
+               "message.channel", "event.type", "event.actor"]
 LIST_FIELDS = ["tags", "contact.groups"]
 TIME_FIELDS = ["created_at", "updated_at", "last_customer_message_at", "last_agent_message_at"]
 ANY_FIELDS = ["custom.plan", "custom.tier", "custom.score", "custom.a.b", "contact.custom.level",
@@ -39,8 +39,18 @@ TEXT_OPS = ["is", "is_not", "in", "not_in", "contains", "not_contains", "starts_
             "changed_to"]
 LIST_OPS = ["includes", "includes_any", "includes_all", "excludes", "is_empty", "is_not_empty",
             "changed", "changed_from", "changed_to"]
-TIME_OPS = ["older_than", "newer_than", "is_empty", "is_not_empty", "changed"]
+TIME_OPS = ["older_than", "newer_than", "older_than_business", "newer_than_business", "is_empty",
+            "is_not_empty", "changed"]
+ORDINAL_OPS = ["gt", "gte", "lt", "lte"]   # on status and priority, with a value from the order
 ANY_OPS = sorted(set(TEXT_OPS + LIST_OPS + TIME_OPS + ["gt", "gte", "lt", "lte"]))
+ACTOR_VALUES = ["customer", "Agent", "system", "automation", "AUTOMATION"]
+WEEKDAYS = {d: ["09:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+CALENDARS = {
+    "oslo": {"timezone": "Europe/Oslo", "week": WEEKDAYS, "holidays": ["2026-11-20"]},
+    "split": {"timezone": "America/New_York",
+              "week": {"mon": [["08:00", "12:00"], ["13:00", "24:00"]], "sat": ["10:00", "14:00"]}},
+}
+CALENDAR_CHOICES = ["oslo", "split", {"week": {"sun": ["00:00", "24:00"], "mon": ["11:30", "11:45"]}}]
 CASE_OPS = {"is", "is_not", "in", "not_in", "contains", "not_contains", "starts_with",
             "ends_with", "matches", "includes", "includes_any", "includes_all", "excludes",
             "changed_from", "changed_to"}
@@ -179,8 +189,10 @@ def gen_event(p: Picker) -> dict[str, Any]:
     event: dict[str, Any] = {"id": "evt-1", "type": p.choice(EVENT_TYPES),
                              "occurred_at": "2026-11-23T11:00:00Z", "ticket": {"id": "T-1"}}
     if event["type"].startswith("message.") or p.chance(0.2):
-        event["message"] = {"author": p.choice(["customer", "Agent", None]),
+        event["message"] = {"author": p.choice(["customer", "Agent", None, "automation", " System", "bot"]),
                             "body": p.choice(TEXTS), "channel": p.choice(["chat", "email"])}
+    if p.chance(0.2):
+        event["actor"] = p.choice(ACTOR_VALUES + ["robot", None, 3])
     return event
 
 
@@ -188,9 +200,13 @@ def gen_event(p: Picker) -> dict[str, Any]:
 
 def gen_value(p: Picker, field: str, op: str) -> Any:
     kind = _kind(field)
+    if op in ("gt", "gte", "lt", "lte") and field in ("status", "priority"):
+        return p.choice(STATUSES if field == "status" else PRIORITIES)
     if op in ("gt", "gte", "lt", "lte"):
         return p.choice(NUMBERS)
-    if op in ("older_than", "newer_than"):
+    if field == "event.actor" and op in ("is", "is_not", "in", "not_in"):
+        return p.some(ACTOR_VALUES, 1, 3) if op in ("in", "not_in") else p.choice(ACTOR_VALUES)
+    if op in ("older_than", "newer_than", "older_than_business", "newer_than_business"):
         return p.choice(DURATIONS)
     if op == "matches":
         return p.choice(REGEXES)
@@ -224,10 +240,14 @@ def gen_leaf(p: Picker, fields: Sequence[str] | None = None) -> dict[str, Any]:
     ops = {"text": TEXT_OPS, "list": LIST_OPS, "time": TIME_OPS, "any": ANY_OPS}[_kind(field)]
     if field.startswith(NO_CHANGED):
         ops = [op for op in ops if not op.startswith("changed")]
+    if field in ("status", "priority"):
+        ops = ops + ORDINAL_OPS
     op = p.choice(ops)
     leaf: dict[str, Any] = {"field": field, "op": op}
     if op not in ("is_empty", "is_not_empty", "changed"):
         leaf["value"] = gen_value(p, field, op)
+    if op.endswith("_business"):
+        leaf["calendar"] = oracle.copy.deepcopy(p.choice(CALENDAR_CHOICES))
     # case_sensitive on a list field's changed_from/to is left out: the documents do not say
     # whether it applies to the set comparison (test_ops covers our reading).
     if op in CASE_OPS and not (_kind(field) == "list" and op.startswith("changed")):
@@ -322,7 +342,7 @@ def small_conditions(p: Picker) -> dict[str, Any] | None:
 
 
 INDEXED_FIELDS = ["status", "priority", "channel", "department", "tags", "contact.groups",
-                  "custom.plan", "custom.tier", "event.type"]
+                  "custom.plan", "custom.tier", "event.type", "event.actor"]
 
 
 def indexed_conditions(p: Picker) -> dict[str, Any] | None:
@@ -393,10 +413,10 @@ def assert_engine_agrees(case: tuple[Any, ...]) -> None:
     rules, event, ticket, previous, handlers = case
     note(f"rules = {rules!r}\nevent = {event!r}\nticket = {ticket!r}\nprevious = {previous!r}\n"
          f"handlers = {sorted(handlers or {})!r}")
-    expected = oracle.compile_rules(rules).evaluate(event, ticket, previous=previous, now=NOW,
-                                                    handlers=handlers)
-    got = engine.compile_rules(rules).evaluate(event, ticket, previous=previous, now=NOW,
-                                               handlers=handlers)
+    expected = oracle.compile_rules(rules, CALENDARS).evaluate(event, ticket, previous=previous, now=NOW,
+                                                               handlers=handlers)
+    got = engine.compile_rules(rules, CALENDARS).evaluate(event, ticket, previous=previous, now=NOW,
+                                                          handlers=handlers)
     want, have = summary(expected, rules), summary(got, rules)
     for key in want:  # one key at a time, for a readable failure
         assert have[key] == want[key], key
@@ -441,7 +461,7 @@ def test_generated_rule_sets_are_valid() -> None:
     p = Picker(rng=random.Random(7))
     for _ in range(200):
         rules, *_ = gen_case(p, (1, 20), p.choice([small_conditions, indexed_conditions]))
-        engine.compile_rules(rules)
+        engine.compile_rules(rules, CALENDARS)
 
 
 # --- odd data: any JSON value in any slot -----------------------------------------------------------
@@ -454,7 +474,7 @@ def oddify(p: Picker, ticket: dict[str, Any], event: dict[str, Any]) -> None:
     """Put a random JSON value into 1-4 random slots of the ticket or event."""
     for _ in range(p.integer(1, 4)):
         slot = p.choice(["ticket", "ticket", "contact", "contact-field", "custom", "custom-field",
-                         "tag", "message", "message-field"])
+                         "tag", "message", "message-field", "actor"])
         value = oracle.copy.deepcopy(p.choice(JSON_VALUES))
         if slot == "ticket":
             ticket[p.choice(sorted(ticket))] = value
@@ -470,6 +490,8 @@ def oddify(p: Picker, ticket: dict[str, Any], event: dict[str, Any]) -> None:
             ticket["tags"].append(value)
         elif slot == "message":
             event["message"] = value
+        elif slot == "actor":
+            event["actor"] = value
         elif slot == "message-field" and isinstance(event.get("message"), dict):
             event["message"][p.choice(["author", "body", "channel"])] = value
 
@@ -487,8 +509,8 @@ def test_conditions_on_odd_data_agree_with_oracle(data: st.DataObject) -> None:
     previous = gen_previous(p, ticket)
     if previous is not None:
         oddify(p, previous, {})
-    expected = oracle.compile_rules(rules).evaluate(event, ticket, previous=previous, now=NOW)
-    got = engine.compile_rules(rules).evaluate(event, ticket, previous=previous, now=NOW)
+    expected = oracle.compile_rules(rules, CALENDARS).evaluate(event, ticket, previous=previous, now=NOW)
+    got = engine.compile_rules(rules, CALENDARS).evaluate(event, ticket, previous=previous, now=NOW)
     assert summary(got, rules)["explain"] == summary(expected, rules)["explain"]
     assert got.matched == expected.matched
 
