@@ -224,6 +224,19 @@ def test_a_redelivery_cancels_timers_the_ticket_no_longer_has(
     assert get_timer(api, desk, "T-1", "sla.warning:first_response") is None
 
 
+def test_tickets_snoozed_to_the_same_instant_all_wake(api: TestClient, desk: Workspace) -> None:
+    """Generated event ids name the ticket: `snooze@<due ms>` alone would make the second ticket's
+    wake-up a duplicate of the first's in the workspace's idempotency markers."""
+    snooze_rule(desk, T0 + timedelta(hours=1))  # "back on Monday at 9": one instant, many tickets
+    for tid in ("T-1", "T-2", "T-3"):
+        send(desk, f"c-{tid}", "ticket.created", tid, T0, status="open")
+    drain(api, Clock(T0))
+    drain(api, Clock(T0 + timedelta(hours=1)))
+    for tid in ("T-1", "T-2", "T-3"):
+        assert ticket(desk, tid)["status"] == "open", tid
+        assert run_types(desk, tid) == {"ticket.created": 1, "ticket.woke": 1}, tid
+
+
 # -- stale timers: a cancel or move that never reached Redis ------------------------------------
 
 
