@@ -1,0 +1,147 @@
+"""Graceful shutdown of real processes: a `deskflow worker` sent SIGTERM mid-load stops reading,
+finishes the batches in hand, releases its leases and exits 0; a second worker then drains the rest
+at once (no reclaim wait), and every event is applied exactly once, in order per ticket.
+`deskflow api` also exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.settings import Settings
+from server.store import catalog, events
+from server.store import keys as K
+from server.store.connect import close_store, open_store
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+PARTITIONS = 4
+# An effect on every event, so every applied event has an updates-feed entry
+RULE = {"id": "r1", "name": "notify", "enabled": True, "position": 1,
+        "triggers": ["ticket.created", "ticket.updated"],
+        "actions": [{"type": "notify", "target": "x", "message": "{{ticket.custom.seq}}"}]}
+
+
+def _event(eid: str, tid: str, seq: int) -> dict[str, Any]:
+    return {"id": eid, "type": "ticket.updated" if seq else "ticket.created",
+            "occurred_at": "2026-11-23T08:00:00Z", "ticket": {"id": tid, "custom": {"seq": seq}}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(redis_url: str) -> dict[str, str]:
+    # A long reclaim time: if the stopped worker did not release its leases, the second worker
+    # could take none of its partitions during this test.
+    return {**os.environ, "DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_PARTITIONS": str(PARTITIONS),
+            "DESKFLOW_RECLAIM_IDLE_MS": "60000"}
+
+
+def _worker(redis_url: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "server.cli", "worker", *args],
+                            env=_env(redis_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {f"{s.name}{sorted(s.labels.items())}": s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_sigterm_mid_load_hands_back_and_a_second_worker_drains(redis_url: str) -> None:
+    settings = Settings(redis_url=redis_url, data_file=None, partitions=PARTITIONS)
+    store = await open_store(settings)
+    ws, _ = await catalog.create_workspace(store, "w")
+    wid = ws["id"]
+    await catalog.put_rule(store, wid, RULE)
+    await events.ensure_groups(store)
+    per_ticket = {f"T-{k}": [f"T-{k}-{i}" for i in range(100)] for k in range(16)}
+    total = sum(len(v) for v in per_ticket.values())
+    for i in range(100):
+        await events.append_events(store, wid, [_event(f"{t}-{i}", t, i) for t in per_ticket])
+    metrics_port = _free_port()
+    first = _worker(redis_url, "--metrics-port", str(metrics_port))
+    second = None
+    try:
+        deadline = time.monotonic() + 30
+        while await store.redis.xlen(K.feed(wid)) < 100:
+            assert first.poll() is None and time.monotonic() < deadline, "worker did not start"
+            await asyncio.sleep(0.005)
+        scraped = _scrape(metrics_port)  # the worker's own /metrics, mid-load
+        processed = sum(v for k, v in scraped.items() if k.startswith("deskflow_events_processed_total"))
+        assert processed > 0
+        first.send_signal(signal.SIGTERM)
+        out, err = await asyncio.to_thread(first.communicate, timeout=30)
+        assert first.returncode == 0, err.decode()[-3000:]
+        assert "stopped after" in out.decode()
+        for line in err.decode().splitlines():  # JSON logs, one object per line
+            assert {"time", "level", "logger", "message"} <= set(orjson.loads(line))
+        applied = await store.redis.xlen(K.feed(wid))
+        assert applied < total, "the worker finished everything before SIGTERM: no test"
+        # handed back: no lease held, no entry left pending (delivered but not acknowledged),
+        # the worker gone from the live list
+        for n in range(PARTITIONS):
+            assert await store.redis.get(K.lease(n)) is None, n
+            assert (await store.redis.xpending(K.stream(n), K.GROUP))["pending"] == 0, n
+        assert await store.redis.zcard(K.WORKERS) == 0
+
+        started = time.monotonic()
+        second = _worker(redis_url, "--burst")
+        out, err = await asyncio.to_thread(second.communicate, timeout=60)
+        assert second.returncode == 0, err.decode()[-3000:]
+        assert time.monotonic() - started < 50  # well under the 60 s reclaim time
+        assert f"stopped after {total - applied} events" in out.decode()
+
+        fed = [orjson.loads(f["d"])["event_id"] for _, f in await store.redis.xrange(K.feed(wid))]
+        assert sorted(fed) == sorted(i for ids in per_ticket.values() for i in ids)  # once each
+        for tid, ids in per_ticket.items():
+            ticket = orjson.loads(await store.redis.get(K.ticket(wid, tid)))
+            assert ticket["version"] == len(ids), tid
+            assert ticket["custom"]["seq"] == len(ids) - 1
+            assert [f for f in fed if f.startswith(f"{tid}-")] == ids  # in order per ticket
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        await close_store(store)
+
+
+async def test_api_exits_0_on_sigterm(redis_url: str) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "api", "--port", str(port)],
+                            env=_env(redis_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with httpx.AsyncClient() as c:
+                    if (await c.get(f"http://127.0.0.1:{port}/readyz", timeout=1)).status_code == 200:
+                        break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "api did not start"
+            await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    messages = [orjson.loads(line)["message"] for line in err.decode().splitlines()]
+    assert "Application shutdown complete." in messages
