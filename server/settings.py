@@ -44,6 +44,13 @@ class Settings:
     webhook_retry_for_s: float = 24 * 3600.0
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 0.5
+    # Secrets at rest (store/sealing.py): url-safe base64 32-byte keys, comma-separated, the first
+    # seals; else a key file created on first use; neither (tests): a key for this process only.
+    secrets_key: str | None = None
+    secrets_key_file: str | None = None
+    # Requests per second per API key (sliding one-second window, shared through the store);
+    # 0 = unlimited. `deskflow serve|api` default to 200 (DESKFLOW_RATE_LIMIT).
+    rate_limit_per_s: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -60,6 +67,9 @@ class Settings:
             webhook_retry_cap_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_CAP_S", cls.webhook_retry_cap_s)),
             webhook_retry_for_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_FOR_S", cls.webhook_retry_for_s)),
             webhook_timeout_s=float(env.get("DESKFLOW_WEBHOOK_TIMEOUT_S", cls.webhook_timeout_s)),
+            secrets_key=env.get("DESKFLOW_SECRETS_KEY") or None,
+            secrets_key_file=env.get("DESKFLOW_SECRETS_KEY_FILE") or "deskflow-secrets.key",
+            rate_limit_per_s=float(env.get("DESKFLOW_RATE_LIMIT", 200)),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

@@ -24,6 +24,7 @@ from redis.backoff import ExponentialBackoff
 
 from server.settings import Settings
 from server.store.errors import guarded
+from server.store.sealing import Sealer
 
 __all__ = ["Store", "Wakeup", "open_store", "close_store", "save_snapshot", "load_snapshot"]
 
@@ -61,6 +62,8 @@ class Store:
     embedded: bool
     # Set by ingest (and timers) in this process so a worker in the same process wakes at once.
     wakeup: Wakeup = field(default_factory=Wakeup)
+    # Seals and opens secret values (store/sealing.py); built from the settings by open_store.
+    sealer: Sealer = field(default_factory=lambda: Sealer.from_settings(None, None))
 
     @property
     def description(self) -> str:
@@ -83,7 +86,8 @@ def _client(settings: Settings) -> tuple[aioredis.Redis, bool]:
 
 async def open_store(settings: Settings) -> Store:
     client, embedded = _client(settings)
-    store = Store(redis=client, settings=settings, embedded=embedded)
+    store = Store(redis=client, settings=settings, embedded=embedded,
+                  sealer=Sealer.from_settings(settings.secrets_key, settings.secrets_key_file))
     if embedded and settings.data_file and os.path.exists(settings.data_file):
         n = await load_snapshot(store, settings.data_file)
         log.info("loaded %d keys from %s", n, settings.data_file)

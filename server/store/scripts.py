@@ -14,6 +14,8 @@ name get consecutive version numbers, never the same one.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +26,13 @@ from server.store import keys as K
 from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.errors import guarded
+from server.store.sealing import SealingError
 
 __all__ = ["add_version", "get_script", "get_version", "list_scripts", "list_versions",
            "get_allowlist", "put_allowlist", "put_secret", "delete_secret", "list_secrets", "get_secrets"]
+
+
+log = logging.getLogger("deskflow.store")
 
 
 @guarded
@@ -107,8 +113,9 @@ async def put_allowlist(store: Store, workspace: str, hosts: list[str]) -> None:
 
 @guarded
 async def put_secret(store: Store, workspace: str, name: str, value: str) -> bool:
-    """Set a secret; True when it is new."""
-    return bool(await store.redis.hset(K.secrets(workspace), name, value))
+    """Set a secret, sealed (store/sealing.py: AES-GCM bound to workspace and name); True when
+    it is new."""
+    return bool(await store.redis.hset(K.secrets(workspace), name, store.sealer.seal(workspace, name, value)))
 
 
 @guarded
@@ -123,5 +130,13 @@ async def list_secrets(store: Store, workspace: str) -> list[str]:
 
 @guarded
 async def get_secrets(store: Store, workspace: str) -> dict[str, str]:
-    """Every secret value: for the worker's broker config only, never for an API response."""
-    return dict(await store.redis.hgetall(K.secrets(workspace)))
+    """Every secret value, opened: for the worker's broker config only, never for an API response.
+    A value no configured key opens is left out (a call naming it fails as "no secret named ...")
+    and logged, never guessed."""
+    out = {}
+    for name, stored in (await store.redis.hgetall(K.secrets(workspace))).items():
+        try:
+            out[name] = store.sealer.unseal(workspace, name, stored)
+        except SealingError as exc:
+            log.error("workspace %s: %s", workspace, exc)
+    return out
