@@ -70,6 +70,8 @@ MATRIX = [
     ("POST", "/v1/sla-policies/p1/revisions/1/restore", "manager", None),
     ("DELETE", "/v1/sla-policies/p1", "manager", None),
     ("GET", "/v1/audit", "admin", None),
+    ("GET", "/v1/export", "viewer", None),
+    ("POST", "/v1/import", "manager", {"deskflow": 1}),
     ("PUT", "/v1/webhook", "admin", {"url": "http://127.0.0.1:9/hook", "secret": "s"}),
     ("GET", "/v1/webhook", "admin", None),
     ("DELETE", "/v1/webhook", "admin", None),

@@ -1,0 +1,481 @@
+"""Rules as code (issue 8 part 2): GET /v1/export, POST /v1/import (?dry_run=true for the plan).
+
+The document (JSON, or YAML through PyYAML's safe_dump / safe_load), in a stable order:
+
+  deskflow: 1
+  rules:         [...]  in evaluation order: id, name, description, enabled, triggers, conditions,
+                        actions, stop (no bookkeeping: no position, revision, timestamps, usage)
+  groups:        [...]  by name: name, color, description
+  sla_policies:  [...]  in the order they are tried
+  scripts:       [...]  metadata only (name, version, timeout, description); read-only on import
+  allowlist:     [...]  only in a developer's or admin's export; changing it on import needs admin
+  secrets:       [...]  names only, never values; only in an admin's export; read-only on import
+
+Import matches rules by `id` (by `name` when an item has no id), groups and SLA policies by name.
+The file's rules come first, in its order; what the file does not name is kept as it is, unless
+`?missing=disable` (rules not in the file are disabled) or `?missing=delete` (alias `?prune=true`:
+rules, groups and SLA policies not in the file are deleted). Every item is validated first and all
+problems are answered at once (422, paths like `rules[2].conditions.all[0].op`); then everything is
+written in ONE MULTI/EXEC that WATCHes what the plan was computed from, with a revision for every
+changed rule and policy and an audit entry for every change. Applying the same file again changes
+nothing: the plan says every item is `unchanged` and no revision is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+import orjson
+import yaml
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox import AllowListError, parse_allowlist
+from server import audit
+from server.api.common import RANK, Ctx, json_response, problem, requires
+from server.api.rules import by_of, definition, rule_problems
+from server.api.sla import check_policy
+from server.api.sla import definition as policy_definition
+from server.api.validate import GROUP_NAME
+from server.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMedia, Unprocessable
+from server.store import keys as K
+from server.store import revisions as R
+from server.store import scripts as S
+from server.store.catalog import now_iso, rule_order
+
+__all__ = ["routes", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+_YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+_TOP = ("deskflow", "rules", "groups", "sla_policies", "scripts", "allowlist", "secrets")
+_RULE_FIRST = ("id", "name", "description", "enabled", "triggers", "conditions", "actions", "stop")
+_RULE_ID = GROUP_NAME  # the same shape: 1-64 letters, digits, _ . : -
+_MISSING = ("keep", "disable", "delete")
+
+
+def _ordered(obj: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:
+    """Known keys first in a fixed order, then the rest sorted: a stable, readable document."""
+    return {**{k: obj[k] for k in first if k in obj}, **{k: obj[k] for k in sorted(obj) if k not in first}}
+
+
+def _export_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    return _ordered({"id": rule["id"], **definition(rule)}, _RULE_FIRST)
+
+
+def _export_group(group: dict[str, Any]) -> dict[str, Any]:
+    out = {"name": group["name"], "color": group.get("color")}
+    if group.get("description") is not None:
+        out["description"] = group["description"]
+    return out
+
+
+def _export_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    return _ordered(policy_definition(policy), ("name", "conditions", "targets", "warn_before"))
+
+
+async def _state(p: Any, workspace: str) -> dict[str, Any]:
+    """Rules, groups, SLA policies and allow-list as stored (read through `p`: a client, or a
+    pipeline in WATCH mode)."""
+    async def hash_of(key: str) -> dict[str, dict[str, Any]]:
+        return {k: orjson.loads(v) for k, v in (await p.hgetall(key)).items()}
+
+    allow = await p.get(K.allowlist(workspace))
+    return {"rules": await hash_of(K.rules(workspace)), "groups": await hash_of(K.groups(workspace)),
+            "sla_policies": await hash_of(K.sla_policies(workspace)),
+            "allowlist": list(orjson.loads(allow)) if allow else []}
+
+
+def _by_position(items: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items.values(), key=lambda x: (x.get("position", 0), x.get("created_at") or "",
+                                                 x.get("id") or x.get("name")))
+
+
+@requires("viewer")
+async def export(ctx: Ctx) -> Response:
+    """The workspace's rules, groups, SLA policies, script metadata and (developer+) allow-list and
+    (admin) secret names as one document: JSON, or YAML with ?format=yaml or Accept: application/yaml."""
+    fmt = _format(ctx)
+    state = await _state(ctx.store.redis, ctx.workspace)
+    doc: dict[str, Any] = {
+        "deskflow": FORMAT_VERSION,
+        "rules": [_export_rule(r) for r in sorted(state["rules"].values(), key=rule_order)],
+        "groups": [_export_group(g) for g in sorted(state["groups"].values(), key=lambda g: g["name"])],
+        "sla_policies": [_export_policy(p) for p in _by_position(state["sla_policies"])],
+        "scripts": [_ordered({"name": s["name"], "version": s.get("latest"), "timeout": s.get("timeout"),
+                              **({"description": s["description"]} if s.get("description") else {})},
+                             ("name", "version", "timeout"))
+                    for s in await S.list_scripts(ctx.store, ctx.workspace)],
+    }
+    rank = RANK.get(ctx.principal.role, 0)
+    if rank >= RANK["developer"]:
+        doc["allowlist"] = state["allowlist"]
+    if rank >= RANK["admin"]:
+        doc["secrets"] = await S.list_secrets(ctx.store, ctx.workspace)
+    if fmt == "yaml":
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        return Response(text, media_type="application/yaml")
+    return json_response(doc)
+
+
+def _format(ctx: Ctx) -> str:
+    fmt = ctx.request.query_params.get("format")
+    if fmt is None:
+        accept = ctx.request.headers.get("accept", "")
+        return "yaml" if any(t in accept for t in _YAML_TYPES) else "json"
+    if fmt not in ("json", "yaml"):
+        raise BadRequest("`format` must be json or yaml.", code="invalid_format")
+    return fmt
+
+
+# -- import ---------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """YAML reads unquoted dates and times as date objects; the document speaks strings."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+async def _read_document(ctx: Ctx) -> dict[str, Any]:
+    request = ctx.request
+    limit = ctx.store.settings.max_body_bytes
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    is_yaml = ctype in _YAML_TYPES
+    if not is_yaml and ctype != "application/json":
+        raise UnsupportedMedia("Send the document as application/json or application/yaml "
+                               f"(got {ctype or 'no content type'}).")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The document is over the limit of {limit} bytes.")
+    try:
+        doc = _plain(yaml.safe_load(body)) if is_yaml else orjson.loads(body)
+    except (yaml.YAMLError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The document does not parse: {exc}", code="invalid_document") from exc
+    if not isinstance(doc, dict):
+        raise Unprocessable("The document must be a mapping (deskflow, rules, groups, ...).",
+                            details=[problem("", "expected a mapping at the top")])
+    return doc
+
+
+def _list(doc: dict[str, Any], key: str, problems: list[dict[str, str]]) -> list[Any] | None:
+    if key not in doc or doc[key] is None:
+        return None
+    if type(doc[key]) is not list:
+        problems.append(problem(key, "must be a list"))
+        return None
+    return list(doc[key])
+
+
+def _validate(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """Every problem of the document, with its path; [] when it can be planned."""
+    problems = [problem(k, f"unknown key; a document has {', '.join(_TOP)}") for k in doc if k not in _TOP]
+    if doc.get("deskflow", FORMAT_VERSION) != FORMAT_VERSION:
+        problems.append(problem("deskflow", f"must be {FORMAT_VERSION} (the document format)"))
+    seen: dict[str, set[Any]] = {"rule id": set(), "rule name": set(), "group": set(), "policy": set()}
+
+    def once(kind: str, value: Any, path: str) -> None:
+        if value in seen[kind]:
+            problems.append(problem(path, f"repeats {kind} {value!r}"))
+        seen[kind].add(value)
+
+    for i, rule in enumerate(_list(doc, "rules", problems) or []):
+        path = f"rules[{i}]"
+        if not isinstance(rule, dict):
+            problems.append(problem(path, "must be a rule (a mapping)"))
+            continue
+        if "id" in rule and not (isinstance(rule["id"], str) and _RULE_ID.match(rule["id"])):
+            problems.append(problem(f"{path}.id", "must be 1-64 letters, digits, _ . : -"))
+        problems += rule_problems({k: v for k, v in rule.items() if k != "id"}, path)
+        if not isinstance(rule.get("name"), str) and "id" not in rule:
+            problems.append(problem(f"{path}.name", "a rule without an id needs a name"))
+        if "id" in rule:
+            once("rule id", rule["id"], f"{path}.id")
+        elif isinstance(rule.get("name"), str):
+            once("rule name", rule["name"], f"{path}.name")
+    for i, group in enumerate(_list(doc, "groups", problems) or []):
+        path = f"groups[{i}]"
+        if not isinstance(group, dict) or not (isinstance(group.get("name"), str) and GROUP_NAME.match(group["name"])):
+            problems.append(problem(f"{path}.name", "must be 1-64 letters, digits, _ . : -"))
+            continue
+        extra = set(group) - {"name", "color", "description"}
+        problems += [problem(f"{path}.{k}", "unknown key; a group has name, color, description") for k in sorted(extra)]
+        color = group.get("color")
+        if color is not None and not (isinstance(color, str) and len(color) == 7 and color[0] == "#"
+                                      and all(c in "0123456789abcdefABCDEF" for c in color[1:])):
+            problems.append(problem(f"{path}.color", "must be a colour like #ff8800, or null"))
+        if group.get("description") is not None and not isinstance(group["description"], str):
+            problems.append(problem(f"{path}.description", "must be a string or null"))
+        once("group", group["name"], f"{path}.name")
+    for i, policy in enumerate(_list(doc, "sla_policies", problems) or []):
+        path = f"sla_policies[{i}]"
+        if not isinstance(policy, dict) or not isinstance(policy.get("name"), str):
+            problems.append(problem(f"{path}.name", "must be the policy's name"))
+            continue
+        problems += [problem(f"{path}.{p['path']}" if p["path"] else path, p["reason"])
+                     for p in check_policy(policy, policy["name"])]
+        once("policy", policy["name"], f"{path}.name")
+    hosts = _list(doc, "allowlist", problems)
+    if hosts is not None:
+        if not all(isinstance(h, str) for h in hosts):
+            problems.append(problem("allowlist", "must be a list of host entries (strings)"))
+        else:
+            try:
+                parse_allowlist(hosts)
+            except AllowListError as exc:
+                at = hosts.index(exc.entry) if exc.entry in hosts else None
+                problems.append(problem(f"allowlist[{at}]" if at is not None else "allowlist", str(exc)))
+    for key in ("scripts", "secrets"):
+        _list(doc, key, problems)
+    return problems
+
+
+def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, list[Any]]:
+    a, b = old or {}, new or {}
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+class _Plan:
+    """What an import would do, item by item, and the writes that do it."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.problems: list[dict[str, str]] = []
+        self.rules: list[R.Change] = []
+        self.policies: list[R.Change] = []
+        self.groups: list[tuple[str, dict[str, Any] | None, str]] = []
+        self.allowlist: list[str] | None = None
+
+    def item(self, kind: str, key: dict[str, Any], action: str, diff: dict[str, Any]) -> None:
+        self.items.append({"kind": kind, **key, "action": action, "diff": diff})
+
+    def summary(self) -> dict[str, int]:
+        out = dict.fromkeys(("create", "update", "disable", "delete", "unchanged"), 0)
+        for item in self.items:
+            out[item["action"]] += 1
+        return out
+
+
+def _plan_rules(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, dict[str, Any]],
+                missing: str, now: str) -> None:
+    ordered = sorted(current.values(), key=rule_order)
+    used: set[str] = set()
+    fresh: set[str] = set()  # ids this plan makes up (rules without an id in the file)
+    desired: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = []
+    for i, item in enumerate(wanted):
+        if "id" in item:
+            rid, old = item["id"], current.get(item["id"])
+        else:
+            same = [r for r in ordered if r.get("name") == item["name"] and r["id"] not in used]
+            if len(same) > 1:
+                plan.problems.append(problem(f"rules[{i}].name", f"{len(same)} rules have this name; "
+                                                                 "give the rule's id"))
+            old = same[0] if same else None
+            rid = old["id"] if old else f"rule_{secrets.token_hex(8)}"
+            if old is None:
+                fresh.add(rid)
+        used.add(rid)
+        spec = {k: v for k, v in item.items() if k != "id"}
+        spec.setdefault("enabled", False)
+        spec["name"] = spec.get("name") or (old or {}).get("name") or rid
+        desired.append((rid, spec, old))
+    in_file = set(used)
+    rest = [r for r in ordered if r["id"] not in used]
+    for r in rest:
+        if missing == "delete":
+            plan.rules.append(R.Change(r["id"], None, r, "delete", {"via": "import"}))
+            plan.item("rule", {"id": r["id"], "name": r.get("name")}, "delete", {})
+        else:
+            spec = definition(r)
+            if missing == "disable":
+                spec["enabled"] = False
+            desired.append((r["id"], spec, r))
+    for pos, (rid, spec, old) in enumerate(desired, start=1):
+        new = {**(spec or {}), "id": rid, "position": pos,
+               "created_at": (old or {}).get("created_at", now), "updated_at": now}
+        before = {**definition(old), "position": old.get("position")} if old else None
+        diff = _diff(before, {**definition(new), "position": pos})
+        if old is None:
+            action = "create"
+        elif not diff:
+            action = "unchanged"
+        elif missing == "disable" and rid not in in_file and "enabled" in diff:
+            action = "disable"
+        else:
+            action = "update"
+        plan.item("rule", {"id": None if rid in fresh else rid, "name": new.get("name")}, action, diff)
+        if action != "unchanged":
+            plan.rules.append(R.Change(rid, new, old, action, {"via": "import"}))
+
+
+def _plan_policies(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, dict[str, Any]],
+                   missing: str, now: str) -> None:
+    names = {p["name"] for p in wanted}
+    desired = [(p["name"], dict(p), current.get(p["name"])) for p in wanted]
+    for old in _by_position(current):
+        if old["name"] in names:
+            continue
+        if missing == "delete":
+            plan.policies.append(R.Change(old["name"], None, old, "delete", {"via": "import"}))
+            plan.item("sla_policy", {"name": old["name"]}, "delete", {})
+        else:
+            desired.append((old["name"], policy_definition(old), old))
+    for pos, (name, spec, old) in enumerate(desired, start=1):
+        new = {**spec, "position": pos, "created_at": (old or {}).get("created_at", now), "updated_at": now}
+        before = {**policy_definition(old), "position": old.get("position")} if old else None
+        diff = _diff(before, {**policy_definition(new), "position": pos})
+        action = "create" if old is None else "update" if diff else "unchanged"
+        plan.item("sla_policy", {"name": name}, action, diff)
+        if action != "unchanged":
+            plan.policies.append(R.Change(name, new, old, action, {"via": "import"}))
+
+
+def _plan_groups(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, dict[str, Any]],
+                 missing: str, now: str) -> None:
+    names = set()
+    for item in wanted:
+        names.add(item["name"])
+        old = current.get(item["name"])
+        new = {"name": item["name"], "color": item.get("color"),
+               "created_at": (old or {}).get("created_at", now)}
+        if item.get("description") is not None:
+            new["description"] = item["description"]
+        diff = _diff(_export_group(old) if old else None, _export_group(new))
+        action = "create" if old is None else "update" if diff else "unchanged"
+        plan.item("group", {"name": item["name"]}, action, diff)
+        if action != "unchanged":
+            plan.groups.append((item["name"], new, action))
+    for name in sorted(current):
+        if name not in names:
+            if missing == "delete":
+                plan.groups.append((name, None, "delete"))
+                plan.item("group", {"name": name}, "delete", {})
+
+
+def _make_plan(doc: dict[str, Any], state: dict[str, Any], missing: str) -> _Plan:
+    plan, now = _Plan(), now_iso()
+    # A section the document leaves out is left alone, whatever `missing` says.
+    if doc.get("rules") is not None:
+        _plan_rules(plan, doc["rules"], state["rules"], missing, now)
+    if doc.get("groups") is not None:
+        _plan_groups(plan, doc["groups"], state["groups"], missing, now)
+    if doc.get("sla_policies") is not None:
+        _plan_policies(plan, doc["sla_policies"], state["sla_policies"], missing, now)
+    if doc.get("allowlist") is not None:
+        hosts = list(dict.fromkeys(doc["allowlist"]))
+        diff = _diff({"hosts": state["allowlist"]}, {"hosts": hosts})
+        plan.item("allowlist", {}, "update" if diff else "unchanged", diff)
+        plan.allowlist = hosts if diff else None
+    return plan
+
+
+def _notes(doc: dict[str, Any], scripts: list[dict[str, Any]], secret_names: list[str]) -> list[str]:
+    """What the import leaves alone but the caller may want to know: scripts and secrets are
+    read-only here (upload scripts with POST /v1/scripts, set secrets with PUT /v1/secrets/{name})."""
+    notes = []
+    have = {s["name"]: s.get("latest") for s in scripts}
+    for item in doc.get("scripts") or []:
+        if isinstance(item, dict) and item.get("name") not in have:
+            notes.append(f"script {item.get('name')!r} is not in this workspace (scripts are not imported)")
+        elif isinstance(item, dict) and item.get("version") not in (None, have[item["name"]]):
+            notes.append(f"script {item['name']!r} is at version {have[item['name']]} here, "
+                         f"{item['version']} in the document (scripts are not imported)")
+    for name in doc.get("secrets") or []:
+        if isinstance(name, str) and name not in secret_names:
+            notes.append(f"secret {name!r} is not set in this workspace (secrets are not imported)")
+    return notes
+
+
+def _missing(ctx: Ctx) -> str:
+    q = ctx.request.query_params
+    missing = q.get("missing", "delete" if q.get("prune") == "true" else "keep")
+    if missing not in _MISSING:
+        raise BadRequest("`missing` must be keep, disable or delete.", code="invalid_missing")
+    return missing
+
+
+def _audit_import(ctx: Ctx, plan: _Plan) -> Any:
+    def also(pipe: Any) -> None:
+        for ch in plan.rules:
+            audit.record_in(pipe, ctx, f"rule.{ch.action}", f"rule:{ch.ident}",
+                            {"revision": ch.n, "via": "import"})
+        for ch in plan.policies:
+            audit.record_in(pipe, ctx, f"sla_policy.{ch.action}", f"sla_policy:{ch.ident}",
+                            {"revision": ch.n, "via": "import"})
+        for name, _, action in plan.groups:
+            audit.record_in(pipe, ctx, f"group.{action}", f"group:{name}", {"via": "import"})
+        if plan.allowlist is not None:
+            audit.record_in(pipe, ctx, "allowlist.update", "allowlist",
+                            {"hosts": plan.allowlist, "via": "import"})
+        audit.record_in(pipe, ctx, "import.apply", "workspace", {"summary": plan.summary()})
+
+    return also
+
+
+@requires("manager")
+async def import_document(ctx: Ctx) -> Response:
+    """Apply a document (JSON or YAML by Content-Type) all or nothing; ?dry_run=true answers the
+    plan and writes nothing; ?missing=keep|disable|delete says what happens to what it leaves out."""
+    dry_run = ctx.request.query_params.get("dry_run") in ("true", "1")
+    missing = _missing(ctx)
+    doc = await _read_document(ctx)
+    problems = _validate(doc)
+    if problems:
+        raise Unprocessable(f"The document has {len(problems)} problem(s); nothing was changed.",
+                            details=problems)
+    ws, by = ctx.workspace, by_of(ctx)
+    notes = _notes(doc, await S.list_scripts(ctx.store, ws), await S.list_secrets(ctx.store, ws))
+
+    async def build(p: Any) -> tuple[_Plan, Any]:
+        plan = _make_plan(doc, await _state(p, ws), missing)
+        if plan.problems:
+            raise Unprocessable("The document does not match this workspace; nothing was changed.",
+                                details=plan.problems)
+        changed = plan.rules or plan.policies or plan.groups or plan.allowlist is not None
+        if dry_run or not changed:
+            return plan, None
+        if plan.allowlist is not None and RANK.get(ctx.principal.role, 0) < RANK["admin"]:
+            raise Forbidden("The document changes the allow-list, which needs an admin key; "
+                            "leave `allowlist` out or use an admin key.")
+        rule_numbers = [await R.number(p, ws, R.RULE, ch) for ch in plan.rules]
+        policy_numbers = [await R.number(p, ws, R.SLA, ch) for ch in plan.policies]
+
+        def writer(pipe: Any) -> None:
+            for ch, n in zip(plan.rules, rule_numbers, strict=True):
+                R.queue_change(pipe, ws, R.RULE, ch, n, by)
+            if plan.rules:
+                pipe.incr(K.rules_rev(ws))
+            for ch, n in zip(plan.policies, policy_numbers, strict=True):
+                R.queue_change(pipe, ws, R.SLA, ch, n, by)
+            for name, group, _ in plan.groups:
+                if group is None:
+                    pipe.hdel(K.groups(ws), name)
+                else:
+                    pipe.hset(K.groups(ws), name, orjson.dumps(group).decode())
+            if plan.allowlist is not None:
+                pipe.set(K.allowlist(ws), orjson.dumps(plan.allowlist).decode())
+            _audit_import(ctx, plan)(pipe)
+
+        return plan, writer
+
+    watch = [K.rules(ws), K.groups(ws), K.sla_policies(ws), K.allowlist(ws)]
+    plan = await R.transact(ctx.store, watch, build)
+    changed = any(i["action"] != "unchanged" for i in plan.items)
+    return json_response({"dry_run": dry_run, "applied": changed and not dry_run, "missing": missing,
+                          "summary": plan.summary(), "items": plan.items, "notes": notes})
+
+
+routes = [
+    Route("/v1/export", export, methods=["GET"]),
+    Route("/v1/import", import_document, methods=["POST"]),
+]
