@@ -9,13 +9,14 @@ DESKFLOW_METRICS_TOKEN is set, which then guards /metrics, /healthz and /readyz.
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import error_response
 from server.settings import Settings
-from server.store import catalog
+from server.store import catalog, ratelimit
 from server.store.errors import StoreUnavailable
 
 __all__ = ["Principal", "AuthMiddleware", "bearer_token"]
@@ -70,8 +71,13 @@ class AuthMiddleware:
         if root and hmac.compare_digest(token.encode(), root.encode()):
             principal = Principal(workspace=None, role="root", root=True)
         else:
+            limit = self.settings.rate_limit_per_s
             try:
-                record = await catalog.lookup_key(scope["state"]["store"], token)
+                if limit > 0:
+                    record, rate = await ratelimit.lookup_and_count(scope["state"]["store"], token,
+                                                                    time.time())
+                else:
+                    record, rate = await catalog.lookup_key(scope["state"]["store"], token), 0.0
             except StoreUnavailable as exc:
                 resp = error_response(503, "store_unavailable",
                                       "The store (Redis) is unavailable; retry shortly.",
@@ -81,6 +87,14 @@ class AuthMiddleware:
             if record is None:
                 await self._deny(scope, receive, send, 401, "unauthorized",
                                  "Unknown or revoked API key.")
+                return
+            if limit > 0 and rate > limit:
+                resp = error_response(
+                    429, "rate_limited",
+                    f"This key made more than {limit:g} requests in the last second (the limit "
+                    f"per key, DESKFLOW_RATE_LIMIT); retry after the Retry-After seconds.",
+                    {"limit_per_second": limit}, {"Retry-After": "1"})
+                await resp(scope, receive, send)
                 return
             principal = Principal(workspace=record["workspace"], role=record["role"],
                                   key_id=record["id"], key_name=record.get("name"))

@@ -46,6 +46,9 @@ Per partition n (slot {q:n}):
 
   df:{q:n}:events                       stream events; consumer group "workers"
   df:{q:n}:lease                        str   owning worker's name, PX = reclaim_idle_ms
+  df:{q:n}:timers                       zset  the timers of the partition's tickets -> due ms
+  df:{q:n}:timer-data                   hash  event data of the timers whose reason does not imply
+                                              it (store/timers.py has both layouts)
 """
 
 from __future__ import annotations
@@ -167,10 +170,14 @@ def secrets(w: str) -> str:
 
 
 def timers(n: int) -> str:
+    """zset  member "<workspace>\\x1f<reason code>\\x1f<ticket>" (or, from older installs and for a
+    reason holding \\x1f, JSON [workspace, ticket, reason]) -> due time in ms."""
     return f"df:{{q:{n}}}:timers"
 
 
 def timer_data(n: int) -> str:
+    """hash  timer member -> JSON event data, only where it differs from what the reason implies
+    (so empty for the service's own timers; older installs wrote one field per timer)."""
     return f"df:{{q:{n}}}:timer-data"
 
 
@@ -227,3 +234,28 @@ def outbox_all(w: str) -> str:
 def outbox_lease(w: str) -> str:
     return f"{_ws(w)}:outbox:lease"
 
+
+__all__ += ["ratelimit"]
+
+
+def ratelimit(key_hash: str, second: int) -> str:
+    """str  requests made with one API key in one wall-clock second (INCR, expires after 2 s;
+    store/ratelimit.py). Global: one key per counter, no multi-key atomicity needed."""
+    return f"df:rl:{key_hash[:32]}:{second}"
+
+
+# -- rule / SLA policy revisions and the audit log (slot {ws:W}; store/revisions.py, audit.py) --
+
+__all__ += ["revisions", "audit"]
+
+
+def revisions(w: str, kind: str, ident: str) -> str:
+    """hash  revision number -> JSON {n, action, at, by, <kind>}: immutable revisions of one rule
+    (kind "rule", ident = rule id) or SLA policy (kind "sla", ident = name). Written in the same
+    MULTI/EXEC as the change; kept when the rule or policy is deleted."""
+    return f"{_ws(w)}:revisions:{kind}:{ident}"
+
+
+def audit(w: str) -> str:
+    """stream  audit log: field "e" = JSON {at, actor, action, target, detail}; capped (MAXLEN ~)."""
+    return f"{_ws(w)}:audit"
