@@ -3,7 +3,7 @@
 Service:   serve (API + worker, one process), api, worker.
 Operator:  workspace create, keys create -- straight to the store (DESKFLOW_REDIS_URL, or the
            embedded store's snapshot file while no server runs on it), or over HTTP with --url.
-Users:     events send, rules list|enable|disable -- over HTTP to a running server (--url, --key;
+Users:     events send, rules list|enable|disable, export, plan, apply -- over HTTP to a running server (--url, --key;
            or DESKFLOW_URL, DESKFLOW_KEY).
 """
 
@@ -365,6 +365,97 @@ def rules_disable(rule_id: str, url: str, key: str) -> None:
     """Disable a rule."""
     r = _http("POST", f"{url.rstrip('/')}/v1/rules/{rule_id}/disable", key)
     click.echo(f"{r['id']} disabled")
+
+
+# -- rules as code: export, plan, apply (over HTTP) ----------------------------------------------
+
+
+def _send_document(method: str, url: str, token: str, content: bytes | None = None,
+                   ctype: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"}
+    if ctype:
+        headers["Content-Type"] = ctype
+    try:
+        resp = httpx.request(method, url, headers=headers, content=content, timeout=60)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+    if resp.status_code >= 400:
+        try:
+            err = resp.json().get("error", {})
+        except ValueError:
+            err = {}
+        lines = [f"{resp.status_code} {err.get('code', '')}: {err.get('message', resp.text)}"]
+        lines += [f"  {d.get('path') or '(document)'}: {d.get('reason')}"
+                  for d in err.get("details") or [] if isinstance(d, dict)]
+        raise click.ClickException("\n".join(lines))
+    return resp
+
+
+def _document_type(name: str, content: bytes) -> str:
+    if name.endswith(".json") or content.lstrip()[:1] in (b"{", b"["):
+        return "application/json"
+    return "application/yaml"
+
+
+def _show_plan(data: dict[str, Any]) -> None:
+    for item in data["items"]:
+        if item["action"] == "unchanged":
+            continue
+        label = item.get("id") or item.get("name") or ""
+        if item.get("id") and item.get("name"):
+            label = f"{item['id']} ({item['name']})"
+        click.echo(f"{item['action']:>8}  {item['kind']:<10}  {label}")
+        for field, (old, new) in item.get("diff", {}).items():
+            if item["action"] != "create":
+                click.echo(f"{'':>10}  {field}: {json.dumps(old)} -> {json.dumps(new)}")
+    for note in data.get("notes") or []:
+        click.echo(f"    note  {note}")
+    s = data["summary"]
+    click.echo(", ".join(f"{n} {k}" for k, n in s.items()))
+
+
+_MISSING = click.option("--missing", type=click.Choice(["keep", "disable", "delete"]), default="keep",
+                        show_default=True, help="What happens to rules (and, with delete, groups and "
+                                                "SLA policies) that the file does not list.")
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@_URL
+@_KEY
+def export_cmd(fmt: str, url: str, key: str) -> None:
+    """Print the workspace's rules, groups, SLA policies, script metadata and allow-list
+    (`deskflow export > rules.yaml`); no secret values."""
+    resp = _send_document("GET", f"{url.rstrip('/')}/v1/export?format={fmt}", key)
+    click.echo(resp.text, nl=not resp.text.endswith("\n"))
+
+
+@main.command("plan")
+@click.argument("file", type=click.File("rb"))
+@_MISSING
+@_URL
+@_KEY
+def plan_cmd(file: Any, missing: str, url: str, key: str) -> None:
+    """Show what `apply FILE` would change (create / update / disable / delete, with the fields)."""
+    content = file.read()
+    resp = _send_document("POST", f"{url.rstrip('/')}/v1/import?dry_run=true&missing={missing}", key,
+                          content, _document_type(file.name, content))
+    _show_plan(resp.json())
+
+
+@main.command("apply")
+@click.argument("file", type=click.File("rb"))
+@_MISSING
+@_URL
+@_KEY
+def apply_cmd(file: Any, missing: str, url: str, key: str) -> None:
+    """Apply FILE all or nothing (JSON or YAML, as `deskflow export` writes it)."""
+    content = file.read()
+    resp = _send_document("POST", f"{url.rstrip('/')}/v1/import?missing={missing}", key, content,
+                          _document_type(file.name, content))
+    data = resp.json()
+    _show_plan(data)
+    click.echo("applied" if data["applied"] else "nothing to change")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,7 +39,7 @@ def test_help_on_every_command() -> None:
         assert "Usage:" in result.output
         seen.append(" ".join(path))
     for want in ("serve", "api", "worker", "workspace create", "keys create", "events send",
-                 "rules list", "rules enable", "rules disable"):
+                 "rules list", "rules enable", "rules disable", "export", "plan", "apply"):
         assert want in seen
 
 
@@ -167,3 +167,70 @@ def test_api_and_worker_as_separate_processes(redis_url: str) -> None:
         for p in procs:
             p.wait(15)
     assert [p.returncode for p in procs[1:]] == [0, 0]  # workers stop cleanly on SIGTERM
+
+
+def test_export_plan_apply_round_trip(tmp_path: Path) -> None:
+    """Rules as code over real HTTP: export the demo rules as YAML, plan and apply an edited file,
+    then the same file again changes nothing."""
+    port = _free_port()
+    env = {**os.environ, "DESKFLOW_DATA_FILE": str(tmp_path / "d.json"), "PYTHONUNBUFFERED": "1"}
+    env.pop("DESKFLOW_REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--demo", "--port",
+                             str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any("API and worker on" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"serve exited: {lines}"
+            lines.append(line)
+        admin = next(ln.split()[-1] for ln in lines if "admin key:" in ln)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        runner = CliRunner(env={"DESKFLOW_URL": url, "DESKFLOW_KEY": admin})
+        exported = runner.invoke(main, ["export"])
+        assert exported.exit_code == 0, exported.output
+        import yaml
+
+        doc = yaml.safe_load(exported.output)
+        assert doc["deskflow"] == 1 and len(doc["rules"]) == 4
+        assert "VIP refunds go to the VIP desk" in [r["name"] for r in doc["rules"]]
+        as_json = runner.invoke(main, ["export", "--format", "json"])
+        assert json.loads(as_json.output)["rules"] == doc["rules"]
+        rules_file = tmp_path / "rules.yaml"
+        rules_file.write_text(exported.output)
+        unchanged = runner.invoke(main, ["plan", str(rules_file)])
+        assert unchanged.exit_code == 0, unchanged.output
+        assert "0 create, 0 update, 0 disable, 0 delete" in unchanged.output
+        doc["rules"][0]["name"] = "Renamed in git"
+        doc["rules"].append({"name": "From the file", "enabled": True, "triggers": ["ticket.created"],
+                             "actions": [{"type": "add_tags", "tags": ["from-file"]}]})
+        rules_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        plan = runner.invoke(main, ["plan", str(rules_file)])
+        assert plan.exit_code == 0, plan.output
+        assert "1 create, 1 update, 0 disable, 0 delete" in plan.output
+        assert '-> "Renamed in git"' in plan.output
+        applied = runner.invoke(main, ["apply", str(rules_file)])
+        assert applied.exit_code == 0 and "applied" in applied.output, applied.output
+        again = runner.invoke(main, ["apply", str(rules_file)])
+        assert again.exit_code == 0 and "nothing to change" in again.output, again.output
+        names = [r["name"] for r in yaml.safe_load(runner.invoke(main, ["export"]).output)["rules"]]
+        assert names[0] == "Renamed in git" and names[-1] == "From the file"
+        bad_file = tmp_path / "bad.yaml"
+        bad_file.write_text("rules:\n  - name: x\n    triggers: [nope]\n    actions: []\n")
+        bad = runner.invoke(main, ["apply", str(bad_file)])
+        assert bad.exit_code != 0 and "422" in bad.output and "rules[0].triggers[0]" in bad.output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
