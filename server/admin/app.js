@@ -12,6 +12,7 @@ export const app = {
   role: null,
   workspace: null,
   rules: [],
+  unused: new Set(),   // ids of rules GET /v1/rules?unused_for=30d lists
   query: '',
   show: 'all',
   /** At least this role? (`ingest` ranks below everything.) */
@@ -124,13 +125,17 @@ async function renderRules(view) {
       h('select', { id: 'rule-show', onchange: (e) => { app.show = e.target.value; drawTable(); } },
         h('option', { value: 'all', selected: app.show === 'all' }, 'all rules'),
         h('option', { value: 'enabled', selected: app.show === 'enabled' }, 'enabled only'),
-        h('option', { value: 'disabled', selected: app.show === 'disabled' }, 'disabled only')),
+        h('option', { value: 'disabled', selected: app.show === 'disabled' }, 'disabled only'),
+        h('option', { value: 'unused', selected: app.show === 'unused' }, 'unused for 30 days')),
       h('span', { id: 'rule-count', class: 'hint', 'aria-live': 'polite' }),
       h('span', { id: 'reorder-hint', class: 'hint', hidden: true }, 'Clear the search and filter to reorder.')),
     h('div', { id: 'rules-table-wrap' }, h('p', null, 'Loading rules…')),
-    h('p', { class: 'hint' }, '“Last fired” and “24 h” come from the API when it reports them; a dash means it does not.'));
+    h('p', { class: 'hint' }, '“Last fired”, “24 h” and “30 d” come from the API when it reports them; a dash means it does not. ',
+      '“Unused 30 d” marks a rule older than 30 days that has not fired in them.'));
   try {
-    app.rules = await listAll('/v1/rules');
+    const [rules, unused] = await Promise.all([listAll('/v1/rules'), listAll('/v1/rules?unused_for=30d').catch(() => [])]);
+    app.rules = rules;
+    app.unused = new Set(unused.map((r) => r.id));
   } catch (err) {
     clear($('#rules-table-wrap')).append(h('p', { class: 'error-text' }, `Could not load rules: ${err.message}`));
     return;
@@ -143,6 +148,7 @@ function visibleRules() {
   return app.rules.filter((r) => {
     if (app.show === 'enabled' && !r.enabled) return false;
     if (app.show === 'disabled' && r.enabled) return false;
+    if (app.show === 'unused' && !app.unused.has(r.id)) return false;
     if (!q) return true;
     const hay = [r.name, r.id, ...(r.triggers || []), summarizeConditions(r.conditions), summarizeActions(r.actions)]
       .join(' ').toLowerCase();
@@ -173,6 +179,7 @@ function drawTable() {
       h('th', { scope: 'col' }, 'When → then'),
       h('th', { scope: 'col', class: 'c-fired' }, 'Last fired'),
       h('th', { scope: 'col', class: 'c-n' }, '24 h'),
+      h('th', { scope: 'col', class: 'c-n' }, '30 d'),
       h('th', { scope: 'col', class: 'c-act' }, h('span', { class: 'sr-only' }, 'Actions')))));
   const body = h('tbody');
   for (const rule of rules) body.append(ruleRow(rule, canEdit, !filtered));
@@ -193,6 +200,8 @@ function ruleRow(rule, canEdit, canMove) {
   });
   const fired = rule.last_fired_at ? fmtTime(rule.last_fired_at) : '—';
   const count = rule.fired_24h ?? rule.fires_24h ?? rule.stats?.fired_24h;
+  const fires = rule.usage?.fired;
+  const usageTitle = fires ? `Fired: ${fires['1h']} in the last hour, ${fires['24h']} in 24 h, ${fires['7d']} in 7 days, ${fires['30d']} in 30 days` : '';
   return h('tr', { dataset: { ruleId: rule.id }, class: rule.enabled ? 'on' : 'off' },
     h('td', { class: 'c-order' },
       h('span', { class: 'pos' }, String(index + 1)),
@@ -208,7 +217,8 @@ function ruleRow(rule, canEdit, canMove) {
       h('div', { class: 'sum', title: `When ${when}` }, h('span', { class: 'k' }, 'When '), when),
       h('div', { class: 'sum', title: `Then ${then}` }, h('span', { class: 'k' }, 'Then '), then)),
     h('td', { class: 'c-fired' }, fired),
-    h('td', { class: 'c-n' }, count === undefined || count === null ? '—' : String(count)),
+    h('td', { class: 'c-n', title: usageTitle }, count === undefined || count === null ? '—' : String(count)),
+    h('td', { class: 'c-n', title: usageTitle }, fires ? String(fires['30d']) : '—'),
     h('td', { class: 'c-act' },
       h('button', { type: 'button', class: 'quiet', 'aria-label': `${canEdit ? 'Edit' : 'View'} “${rule.name}”`,
         onclick: () => showEditor(rule) }, canEdit ? 'Edit' : 'View'),
@@ -220,6 +230,7 @@ function ruleRow(rule, canEdit, canMove) {
 function nameCell(rule, canEdit) {
   const cell = h('div', { class: 'name-cell' },
     h('span', { class: 'rule-name-text' }, rule.name),
+    app.unused.has(rule.id) ? h('span', { class: 'badge unused', title: 'Older than 30 days and has not fired in them' }, 'Unused 30 d') : null,
     canEdit ? h('button', { type: 'button', class: 'icon quiet', 'aria-label': `Rename “${rule.name}”`, title: 'Rename',
       onclick: () => startRename(cell, rule) }, '✎') : null);
   return cell;
