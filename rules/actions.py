@@ -26,7 +26,7 @@ ACTION_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "snooze": (frozenset(), frozenset({"for", "until"})),
     "wake": (frozenset(), frozenset()),
     "close": (frozenset(), frozenset()),
-    "send_message": (frozenset({"template"}), frozenset()),
+    "send_message": (frozenset({"template"}), frozenset({"allow_auto_reply"})),
     "notify": (frozenset({"target", "message"}), frozenset()),
     "webhook": (frozenset({"url"}), frozenset({"method", "headers", "body"})),
     "http_request": (frozenset({"url"}), frozenset({"method", "headers", "secret", "map", "body"})),
@@ -121,6 +121,13 @@ def _need_str(*keys: str) -> Callable[[dict[str, Any]], list[Problem]]:
     return lambda a: [(k, "must be a non-empty string") for k in keys if k in a and not _nonempty_str(a[k])]
 
 
+def _check_send_message(a: dict[str, Any]) -> list[Problem]:
+    out = _need_str("template")(a)
+    if "allow_auto_reply" in a and type(a["allow_auto_reply"]) is not bool:
+        out.append(("allow_auto_reply", "must be true or false"))
+    return out
+
+
 def _check_snooze(a: dict[str, Any]) -> list[Problem]:
     if ("for" in a) == ("until" in a):
         return [("", "'snooze' needs exactly one of 'for' (a duration) or 'until' (a timestamp)")]
@@ -174,7 +181,7 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
     "remove_from_group": _need_str("group"),
     "apply_sla": _need_str("policy"),
     "snooze": _check_snooze,
-    "send_message": _need_str("template"),
+    "send_message": _check_send_message,
     "notify": _need_str("target", "message"),
     "webhook": _check_request,
     "http_request": _check_request,
@@ -204,8 +211,11 @@ def _build(a: dict[str, Any]) -> Callable[[Firing], None]:
         return groups
     if kind == "send_message":
         template = a["template"]
+        # The service's loop guard drops send_message on an auto-reply unless the rule says so.
+        extra = {"allow_auto_reply": True} if a.get("allow_auto_reply") is True else {}
         return lambda f: f.effects.append(
-            {"type": "send_message", "template": template, "body": render(template, f.ticket, f.event, f.vars)})
+            {"type": "send_message", "template": template, "body": render(template, f.ticket, f.event, f.vars),
+             **extra})
     if kind == "notify":
         target, message = a["target"], a["message"]
         return lambda f: f.effects.append(

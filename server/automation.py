@@ -2,7 +2,10 @@
 
 No Redis, no clock, no sockets: the worker passes `now` and the loaded state in and persists what
 comes out. `handlers` (http_request, run_script) are handed through to the rules engine; without
-them those actions come back as effects.
+them those actions come back as effects. The loop and flood guards (server/guards.py) run around
+the rules pass: a generated event over its cap skips the pass, and the pass's send_message/notify
+effects go through the auto-reply and send-cap checks; their counts are kept in the ticket's
+`automation.guards`, so they are written with the ticket.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from server import guards as guard_rules
+from server.guards import DEFAULT_LIMITS, GuardLimits
 
 __all__ = ["Run", "RuleSetLike", "merge_event", "new_ticket", "automate", "contact_record",
            "unique_ci", "parse_time", "format_time"]
@@ -38,6 +44,7 @@ class Run:
     scripts: list[dict[str, Any]] = field(default_factory=list)
     http_calls: list[dict[str, Any]] = field(default_factory=list)   # of http_request actions
     notes: list[str] = field(default_factory=list)        # e.g. a snooze whose time had passed
+    suppressed: list[dict[str, Any]] = field(default_factory=list)  # guards: [{"effect", "reason"}]
     changes: dict[str, Any] = field(default_factory=dict)
     effects: list[dict[str, Any]] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
@@ -174,13 +181,53 @@ def _rule_entry(item: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def _with_guards(ticket: dict[str, Any], state: dict[str, Any],
+                 fired: list[str] | None = None) -> dict[str, Any]:
+    """`ticket` with automation.guards set to `state` (left out while there is nothing to count)
+    and, when given, automation.time_rules_fired."""
+    state = {k: v for k, v in state.items() if v and (type(v) is not dict or any(v.values()))}
+    auto = ticket.get("automation")
+    had = type(auto) is dict and "guards" in auto
+    if not state and not had and fired is None:
+        return ticket
+    out = dict(ticket)
+    new_auto = dict(auto) if type(auto) is dict else {}
+    if state or had:
+        new_auto["guards"] = state
+    if fired is not None:
+        new_auto["time_rules_fired"] = fired
+    out["automation"] = new_auto
+    return out
+
+
+def _suppress_pass(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None,
+                   ruleset: Any, now: datetime, state: dict[str, Any], note: str) -> Run:
+    """A generated event over its cap: no rules run. Time rules that hold now are booked as fired,
+    so the time-rule timer is not set again for this instant (a storm would go on); each may fire
+    again once its conditions have stopped holding."""
+    fired = None
+    time_rules = list(getattr(ruleset, "time_rules", []) or [])
+    if event.get("type") == "time.reached" and time_rules:
+        auto = ticket.get("automation") if type(ticket.get("automation")) is dict else {}
+        before = set(auto.get("time_rules_fired") or [])
+        holding = ruleset.holding(time_rules, ticket, now, previous)
+        fired = sorted(before | set(holding))
+    return Run(ticket=_with_guards(ticket, state, fired), merged=ticket, notes=[note])
+
+
 def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None,
              ruleset: RuleSetLike | None, now: datetime,
-             handlers: dict[str, Any] | None = None, exclude: list[str] | tuple[str, ...] = ()) -> Run:
-    """Run the workspace's rules on the merged ticket. Never raises for engine failures: a crash
+             handlers: dict[str, Any] | None = None, exclude: list[str] | tuple[str, ...] = (),
+             guards: GuardLimits | None = None) -> Run:
+    """Run the workspace's rules on the merged ticket, behind the loop and flood guards (`guards`:
+    the workspace's limits, default DEFAULT_LIMITS). Never raises for engine failures: a crash
     in the engine becomes the run's `error` and the event's own data is still applied."""
     if ruleset is None:
         return Run(ticket=ticket, merged=ticket)
+    limits = guards if guards is not None else DEFAULT_LIMITS
+    admitted, state, note = guard_rules.admit_generated(event, ticket, now, limits)
+    if not admitted:
+        return _suppress_pass(event, ticket, previous, ruleset, now, state, note or "")
     try:
         ev = (ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers, exclude=exclude)
               if exclude else ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers))
@@ -191,6 +238,9 @@ def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, 
     for key in ("id", "version", "sla", "snoozed_until", "automation"):
         if key in ticket:
             after[key] = ticket[key]
-    return Run(ticket=after, merged=ticket, matched=list(ev.matched),
+    guarded = guard_rules.guard_effects(list(ev.effects), event, ticket, now, limits)
+    state["sent"] = guarded.state["sent"]
+    return Run(ticket=_with_guards(after, state), merged=ticket, matched=list(ev.matched),
                rules=[_rule_entry(e) for e in ev.explain], changes=dict(ev.changes),
-               effects=list(ev.effects), vars=dict(getattr(ev, "vars", {}) or {}))
+               effects=guarded.effects, vars=dict(getattr(ev, "vars", {}) or {}),
+               notes=guarded.notes, suppressed=guarded.suppressed)

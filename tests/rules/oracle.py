@@ -493,7 +493,10 @@ class _Pass:
             self.effects.append({"type": "wake"})
         elif kind == "send_message":
             body = render(action["template"], self.ticket, self.event, self.vars)
-            self.effects.append({"type": "send_message", "template": action["template"], "body": body})
+            effect = {"type": "send_message", "template": action["template"], "body": body}
+            if action.get("allow_auto_reply") is True:  # kept on the effect for the loop guard
+                effect["allow_auto_reply"] = True
+            self.effects.append(effect)
         elif kind == "notify":
             message = render(action["message"], self.ticket, self.event, self.vars)
             self.effects.append({"type": "notify", "target": action["target"], "message": message})

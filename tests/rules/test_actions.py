@@ -437,3 +437,23 @@ def test_script_actions_take_their_place_among_effects(impl: Any) -> None:
                           {"type": "send_message", "template": "for {{contact.name}}",
                            "body": "for Ann"},
                           {"type": "apply_sla", "policy": "p2"}]
+
+
+# --- send_message's allow_auto_reply (issue 8: the service's loop guard reads it) ----------------
+
+def test_allow_auto_reply_is_carried_on_the_effect(impl: Any) -> None:
+    rules = [make_rule("plain", actions=[{"type": "send_message", "template": "Hi"}]),
+             make_rule("yes", actions=[{"type": "send_message", "template": "Hi", "allow_auto_reply": True}]),
+             make_rule("no", actions=[{"type": "send_message", "template": "Hi", "allow_auto_reply": False}])]
+    ev = impl.compile_rules(rules).evaluate(make_event(), make_ticket(), now=NOW)
+    assert ev.effects == [{"type": "send_message", "template": "Hi", "body": "Hi"},
+                          {"type": "send_message", "template": "Hi", "body": "Hi", "allow_auto_reply": True},
+                          {"type": "send_message", "template": "Hi", "body": "Hi"}]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, []])
+def test_allow_auto_reply_must_be_a_boolean(engine: Any, value: Any) -> None:
+    rule = make_rule("r", actions=[{"type": "send_message", "template": "Hi", "allow_auto_reply": value}])
+    with pytest.raises(engine.RuleError) as err:
+        engine.compile_rules([rule])
+    assert (err.value.path, err.value.reason) == ("actions[0].allow_auto_reply", "must be true or false")

@@ -291,7 +291,10 @@ def gen_action(p: Picker) -> dict[str, Any]:
     if effect == "wake":
         return {"type": "wake"}
     if effect == "send_message":
-        return {"type": "send_message", "template": p.choice(TEMPLATES)}
+        action = {"type": "send_message", "template": p.choice(TEMPLATES)}
+        if p.chance(0.3):
+            action["allow_auto_reply"] = p.chance(0.5)
+        return action
     if effect == "notify":
         return {"type": "notify", "target": "team:billing", "message": p.choice(TEMPLATES)}
     if effect == "webhook":
