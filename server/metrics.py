@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import (
     CollectorRegistry,
@@ -42,7 +44,8 @@ from server.store.errors import StoreUnavailable
 __all__ = [
     "Metrics", "METRICS", "CONTENT_TYPE", "MetricsMiddleware", "render", "collect_store_gauges",
     "count_event_received", "observe_event_applied", "count_event_failed", "count_rule_matches",
-    "observe_script_run", "count_broker_call", "observe_timer_lateness", "count_webhook_delivery",
+    "observe_script_run", "count_broker_call", "count_broker_calls", "observe_timer_lateness",
+    "count_webhook_delivery", "observe_applied",
 ]
 
 # generate_latest writes the classic text format (our names need no escaping): say so.
@@ -54,7 +57,10 @@ disable_created_metrics()
 # unbounded series. Event types are the engine's triggers (every type a worker applies).
 _EVENT_TYPES = frozenset(TRIGGERS)
 _RECEIVED = frozenset({"queued", "duplicate"})
-_SCRIPT_OUTCOMES = frozenset({"ok", "error", "timeout", "memory", "refused", "not_found", "killed"})
+# "ok", or the run's error code (sandbox/child.py, sandbox/pool.py, server/scripting.py)
+_SCRIPT_OUTCOMES = frozenset({
+    "ok", "script_error", "timeout", "cpu_limit", "memory_limit", "sandbox_crash", "invalid_output",
+    "output_size_limit", "http_calls_limit", "log_limit", "response_size_limit", "script_not_found"})
 _WEBHOOK_STATES = frozenset({"delivered", "retrying", "failed", "dead"})
 # Latency buckets (seconds): an event applies in ~1-50 ms, a script may take up to its 30 s limit.
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -163,7 +169,7 @@ def count_rule_matches(rule_ids: Iterable[str], *, metrics: Metrics = METRICS) -
 
 
 def observe_script_run(outcome: str, seconds: float, *, metrics: Metrics = METRICS) -> None:
-    """One script run: outcome ok, error, timeout, memory, refused, not_found or killed."""
+    """One script run: outcome "ok" or its error code (timeout, memory_limit, script_error...)."""
     metrics.script_seconds.labels(_pick(outcome, _SCRIPT_OUTCOMES)).observe(seconds)
 
 
@@ -171,6 +177,20 @@ def count_broker_call(host: str, status: int | str, *, metrics: Metrics = METRIC
     """One HTTP call through the broker: its host and the HTTP status (or refused/timeout/error).
     Hosts are bounded by the workspaces' allow-lists, so the label set stays small."""
     metrics.broker_calls.labels(host.lower()[:253] or "none", str(status)).inc()
+
+
+def count_broker_calls(calls: Iterable[Mapping[str, Any]], *, metrics: Metrics = METRICS) -> None:
+    """The broker's call records (a run's `http_calls`, a script entry's `http_calls`): each has a
+    `url` and a `status`, or `refused` / `error` when no answer came."""
+    for call in calls:
+        try:
+            host = urlsplit(str(call.get("url", ""))).hostname or "unknown"
+        except ValueError:
+            host = "unknown"
+        status = call.get("status")
+        if status is None:
+            status = "refused" if "refused" in call else "error"
+        count_broker_call(host, status, metrics=metrics)
 
 
 def observe_timer_lateness(seconds: float, *, metrics: Metrics = METRICS) -> None:
@@ -181,6 +201,31 @@ def observe_timer_lateness(seconds: float, *, metrics: Metrics = METRICS) -> Non
 def count_webhook_delivery(state: str, *, metrics: Metrics = METRICS) -> None:
     """One webhook delivery attempt ended in `state`: delivered, retrying, failed or dead."""
     metrics.webhook_deliveries.labels(_pick(state, _WEBHOOK_STATES)).inc()
+
+
+def observe_applied(event: Mapping[str, Any], run: Mapping[str, Any] | None, seconds: float, *,
+                    now: datetime | None = None, metrics: Metrics = METRICS) -> None:
+    """Everything one applied event tells, in one call for the worker: the event by type and its
+    latency; from its run record the rules that matched, each script run and every broker call;
+    and for a timer's event, how late it was applied (`now` - the timer's due_at)."""
+    observe_event_applied(str(event.get("type", "")), seconds, metrics=metrics)
+    if run:
+        count_rule_matches(run.get("matched") or [], metrics=metrics)
+        calls = list(run.get("http_calls") or [])
+        for script in run.get("scripts") or []:
+            error = script.get("error")
+            outcome = str(error.get("code", "script_error")) if isinstance(error, dict) else "ok"
+            observe_script_run(outcome, float(script.get("duration_ms") or 0) / 1000, metrics=metrics)
+            calls += script.get("http_calls") or []
+        count_broker_calls(calls, metrics=metrics)
+    timer = event.get("timer")
+    if isinstance(timer, Mapping) and isinstance(timer.get("due_at"), str):
+        try:
+            due = datetime.fromisoformat(timer["due_at"].replace("Z", "+00:00"))
+        except ValueError:
+            return
+        late = ((now or datetime.now(UTC)) - due).total_seconds()
+        observe_timer_lateness(late, metrics=metrics)
 
 
 # -- the scrape ---------------------------------------------------------------------------------

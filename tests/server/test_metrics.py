@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,6 +42,7 @@ def test_helpers_record_with_bounded_labels() -> None:
     M.count_rule_matches(["rule_a", "rule_b", "rule_a"], metrics=m)
     M.observe_script_run("timeout", 5.0, metrics=m)
     M.observe_script_run("weird", 0.1, metrics=m)
+    M.observe_script_run("memory_limit", 0.2, metrics=m)
     M.count_broker_call("CRM.example.com", 200, metrics=m)
     M.count_broker_call("crm.example.com", "refused", metrics=m)
     M.observe_timer_lateness(0.3, metrics=m)
@@ -58,10 +60,38 @@ def test_helpers_record_with_bounded_labels() -> None:
     assert _value(m, "deskflow_script_run_seconds_count", outcome="timeout") == 1
     assert _value(m, "deskflow_script_run_seconds_sum", outcome="timeout") == 5.0
     assert _value(m, "deskflow_script_run_seconds_count", outcome="other") == 1
+    assert _value(m, "deskflow_script_run_seconds_count", outcome="memory_limit") == 1
     assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="200") == 1
     assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="refused") == 1
     assert _value(m, "deskflow_timer_lateness_seconds_bucket", le="0.5") == 1
     assert _value(m, "deskflow_webhook_deliveries_total", state="delivered") == 1
+
+
+def test_observe_applied_reads_the_run_record() -> None:
+    m = M.Metrics(process=False)
+    event = {"id": "time_rules@1", "type": "time.reached", "ticket": {"id": "T-1"},
+             "timer": {"reason": "time_rules", "due_at": "2026-11-23T08:00:00.000Z"}}
+    run = {"matched": ["rule_1", "rule_2"],
+           "http_calls": [{"method": "GET", "url": "https://crm.example.com/a?x=1", "status": 200}],
+           "scripts": [
+               {"name": "s", "error": None, "duration_ms": 12.0,
+                "http_calls": [{"method": "GET", "url": "https://crm.example.com/b", "status": 503},
+                               {"method": "GET", "url": "http://10.0.0.1/", "refused": "private"}]},
+               {"name": "t", "error": {"code": "timeout", "message": "5 s"}, "duration_ms": 5000.0,
+                "http_calls": []}]}
+    now = datetime(2026, 11, 23, 8, 0, 1, 500000, tzinfo=UTC)
+    M.observe_applied(event, run, 0.004, now=now, metrics=m)
+    M.observe_applied({"type": "ticket.created"}, None, 0.002, metrics=m)
+    assert _value(m, "deskflow_events_processed_total", type="time.reached") == 1
+    assert _value(m, "deskflow_events_processed_total", type="ticket.created") == 1
+    assert _value(m, "deskflow_rule_matches_total", rule="rule_2") == 1
+    assert _value(m, "deskflow_script_run_seconds_count", outcome="ok") == 1
+    assert _value(m, "deskflow_script_run_seconds_sum", outcome="timeout") == 5.0
+    assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="200") == 1
+    assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="503") == 1
+    assert _value(m, "deskflow_broker_calls_total", host="10.0.0.1", status="refused") == 1
+    assert _value(m, "deskflow_timer_lateness_seconds_count") == 1
+    assert _value(m, "deskflow_timer_lateness_seconds_sum") == 1.5
 
 
 def test_registries_are_independent_and_old_call_sites_still_count() -> None:
