@@ -196,7 +196,7 @@ def _validate(doc: dict[str, Any]) -> list[dict[str, str]]:
             continue
         if "id" in rule and not (isinstance(rule["id"], str) and _RULE_ID.match(rule["id"])):
             problems.append(problem(f"{path}.id", "must be 1-64 letters, digits, _ . : -"))
-        problems += rule_problems({k: v for k, v in rule.items() if k != "id"}, path)
+        problems += rule_problems(definition(rule), path)  # bookkeeping keys (usage, ...) pass
         if not isinstance(rule.get("name"), str) and "id" not in rule:
             problems.append(problem(f"{path}.name", "a rule without an id needs a name"))
         if "id" in rule:
@@ -285,7 +285,7 @@ def _plan_rules(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, di
             if old is None:
                 fresh.add(rid)
         used.add(rid)
-        spec = {k: v for k, v in item.items() if k != "id"}
+        spec = definition(item)  # without id and any bookkeeping a hand-written file carries
         spec.setdefault("enabled", False)
         spec["name"] = spec.get("name") or (old or {}).get("name") or rid
         desired.append((rid, spec, old))

@@ -212,3 +212,21 @@ def test_allowlist_change_needs_admin_and_bad_bodies(ws: Any) -> None:
     assert {d["path"] for d in r.json()["error"]["details"]} == {"deskflow", "rules", "extra"}
     dup = apply(ws, {"rules": [{**RULE, "id": "r1"}, {**RULE, "id": "r1"}]})
     assert dup.status_code == 422 and dup.json()["error"]["details"][0]["path"] == "rules[1].id"
+
+
+def test_rules_as_the_api_lists_them_import_as_unchanged(ws: Any) -> None:
+    """A file built from GET /v1/rules (with positions, revisions, usage) says what the rules say."""
+    seed(ws)
+    ws.send(event("e1", ticket={"subject": "refund"}))
+    listed = ws.client.get("/v1/rules", headers=ws.h()).json()["items"]
+    assert listed[0]["usage"]["fired"]["1h"] == 1
+    plan = apply(ws, {"rules": listed}, dry_run="true").json()
+    assert [i["action"] for i in plan["items"]] == ["unchanged", "unchanged"]
+    listed[1]["revision"] = 99
+    listed[1]["name"] = "Second, renamed"
+    plan = apply(ws, {"rules": listed}).json()
+    assert [i["diff"] for i in plan["items"]] == [{}, {"name": ["Second", "Second, renamed"]}]
+    stored = ws.client.get(f"/v1/rules/{listed[1]['id']}", headers=ws.h()).json()
+    assert stored["revision"] == 2 and "usage" in stored
+    raw_revision = ws.client.get(f"/v1/rules/{listed[1]['id']}/revisions/2", headers=ws.h()).json()
+    assert "usage" not in raw_revision["rule"] and "last_fired_at" not in raw_revision["rule"]
