@@ -259,3 +259,14 @@ def revisions(w: str, kind: str, ident: str) -> str:
 def audit(w: str) -> str:
     """stream  audit log: field "e" = JSON {at, actor, action, target, detail}; capped (MAXLEN ~)."""
     return f"{_ws(w)}:audit"
+
+
+# -- loop and flood guard limits (slot {ws:W}; store/guards.py) --
+
+__all__ += ["guards"]
+
+
+def guards(w: str) -> str:
+    """string  JSON {send_caps: [{count, per}], generated_per_minute}: the workspace's guard limits
+    (server/guards.py); absent = the defaults."""
+    return f"{_ws(w)}:guards"

@@ -297,3 +297,57 @@ def test_allow_auto_reply_end_to_end(ws: Any) -> None:
     out = ws.send({"id": "a1", "type": "message.received", "ticket": {"id": "T-2"},
                    "message": {"author": "customer", "body": "away", "headers": {"Auto-Submitted": "auto-replied"}}})
     assert out["effects"] == [{"type": "send_message", "template": "Got it", "body": "Got it", "allow_auto_reply": True}]
+
+
+# --- the workspace setting: /v1/workspace/guards and store/guards.py ------------------------------
+
+@pytest.fixture
+def guard_ws(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A workspace on an app whose routes include server/api/guards.py (added here while
+    server/api/__init__.py's ROUTES does not list them yet)."""
+    from server_helpers import Workspace
+    from starlette.testclient import TestClient
+
+    import server.app
+    from server.api import guards as guards_api
+
+    if not any(getattr(r, "path", "") == "/v1/workspace/guards" for r in server.app.ROUTES):
+        monkeypatch.setattr(server.app, "ROUTES", [*server.app.ROUTES, *guards_api.routes])
+    with TestClient(server.app.create_app(settings, worker=True)) as client:
+        yield Workspace(client)
+
+
+def test_guard_limits_route(guard_ws: Any) -> None:
+    c, h = guard_ws.client, guard_ws.h
+    defaults = {"send_caps": [{"count": 10, "per": "10m"}, {"count": 25, "per": "1h"}],
+                "generated_per_minute": 20, "default": True}
+    assert c.get("/v1/workspace/guards", headers=h("viewer")).json() == defaults
+    r = c.put("/v1/workspace/guards", json={"send_caps": [{"count": 3, "per": "90s"}]}, headers=h("admin"))
+    assert r.status_code == 200, r.text
+    want = {"send_caps": [{"count": 3, "per": "1m30s"}], "generated_per_minute": 20, "default": False}
+    assert r.json() == want
+    assert c.get("/v1/workspace/guards", headers=h("viewer")).json() == want
+    assert c.put("/v1/workspace/guards", json={}, headers=h("manager")).status_code == 403
+    bad = c.put("/v1/workspace/guards", json={"send_caps": [{"count": 0, "per": "1m"}], "x": 1},
+                headers=h("admin"))
+    assert bad.status_code == 422
+    assert [d["path"] for d in bad.json()["error"]["details"]] == ["x", "send_caps[0].count"]
+    assert c.get("/v1/workspace/guards", headers=h("viewer")).json() == want   # unchanged
+    assert c.delete("/v1/workspace/guards", headers=h("admin")).json() == defaults
+    assert c.get("/v1/workspace/guards", headers=h("viewer")).json() == defaults
+
+
+@pytest.mark.anyio
+async def test_stored_limits_are_what_the_worker_would_pass(settings: Any) -> None:
+    from server.store import guards as G
+    from server.store.connect import close_store, open_store
+
+    store = await open_store(settings)
+    try:
+        assert await G.get_limits(store, "ws_x") == DEFAULT_LIMITS
+        await G.put_spec(store, "ws_x", {"send_caps": [{"count": 2, "per": "1h"}], "generated_per_minute": 5})
+        assert await G.get_limits(store, "ws_x") == GuardLimits(((2, timedelta(hours=1)),), 5)
+        await G.put_spec(store, "ws_x", {"send_caps": "broken"})   # e.g. written by an older version
+        assert await G.get_limits(store, "ws_x") == DEFAULT_LIMITS
+    finally:
+        await close_store(store)
