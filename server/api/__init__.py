@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from server import audit
-from server.api import events, export, groups, health, openapi, rules, scripts, sla, tickets, webhook, workspaces
+from server.api import events, export, groups, guards, health, openapi, rules, scripts, sla, tickets, webhook, workspaces
 
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
           *rules.routes, *groups.routes, *scripts.routes, *sla.routes,
-          *webhook.routes, *audit.routes(), *export.routes]
+          *webhook.routes, *audit.routes(), *export.routes, *guards.routes]

@@ -21,6 +21,9 @@ RULE = {"name": "r", "triggers": ["ticket.created"], "actions": [{"type": "close
 MATRIX = [
     ("POST", "/v1/workspaces", "root", {"name": "x"}),
     ("GET", "/v1/workspace", "viewer", None),
+    ("GET", "/v1/workspace/guards", "viewer", None),
+    ("PUT", "/v1/workspace/guards", "admin", {}),
+    ("DELETE", "/v1/workspace/guards", "admin", None),
     ("POST", "/v1/keys", "admin", {"role": "viewer"}),
     ("GET", "/v1/keys", "admin", None),
     ("DELETE", "/v1/keys/{key}", "admin", None),
