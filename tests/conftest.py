@@ -78,3 +78,15 @@ def settings(store_kind: str, request: pytest.FixtureRequest) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings, worker=True)) as c:
         yield c
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests (issue 7's full-size runs) are skipped unless DESKFLOW_FULL_TESTS=1 or the
+    marker expression asks for them (`-m slow`), so `./dev test` fits CI's time budget."""
+    if os.environ.get("DESKFLOW_FULL_TESTS") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with DESKFLOW_FULL_TESTS=1 ./dev test (or -m slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+

@@ -98,22 +98,64 @@ Entry = tuple[str, dict[str, str]]
 @guarded
 async def read_entries(store: Store, consumer: str, partitions: list[int], *,
                        count: int, block_ms: int | None) -> dict[int, list[Entry]]:
-    """New entries of the given partitions for this consumer (XREADGROUP >)."""
+    """New entries of the given partitions for this consumer (XREADGROUP >), read only while no
+    other worker holds a partition's lease.
+
+    Why the lease is checked in the same transaction as the read: a worker that lost its lease
+    (it stalled past the TTL) but has not noticed yet must not take entries off the stream after
+    the new owner claimed the pending ones, or those entries would sit in the old owner's pending
+    list while the new owner applies the ticket's later events. So the read is WATCH lease, GET,
+    MULTI XREADGROUP (never blocking) EXEC, and the wait for new entries is a separate XREAD
+    BLOCK from the stream's last id, which delivers nothing to anyone."""
     if not partitions:
         return {}
-    streams = {K.stream(n): ">" for n in partitions}
-    try:
-        res = await store.redis.xreadgroup(K.GROUP, consumer, streams, count=count, block=block_ms)
-    except ResponseError as exc:
-        if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
-            raise
-        await ensure_groups(store)  # the stream was deleted (FLUSHDB, Redis restarted empty)
-        return {}
     out: dict[int, list[Entry]] = {}
-    for name, entries in res or []:
-        n = int(name.split("{q:", 1)[1].split("}", 1)[0])
-        out[n] = [(i, f) for i, f in entries if f]
+    waits: dict[str, str] = {}
+    for n in partitions:
+        got, last = await _read_owned(store, consumer, n, count)
+        if got:
+            out[n] = got
+        elif last is not None:
+            waits[K.stream(n)] = last
+    if out or not block_ms or not waits:
+        return out
+    try:
+        await store.redis.xread(waits, count=1, block=block_ms)
+    except ResponseError as exc:
+        if "UNBLOCKED" not in str(exc):
+            raise
+    for n in partitions:
+        got, _ = await _read_owned(store, consumer, n, count)
+        if got:
+            out[n] = got
     return out
+
+
+async def _read_owned(store: Store, consumer: str, n: int, count: int) -> tuple[list[Entry], str | None]:
+    """(entries read, the stream's last generated id when none were); nothing when another worker
+    holds the lease."""
+    lease, stream = K.lease(n), K.stream(n)
+    async with store.redis.pipeline(transaction=True) as p:
+        for _ in range(20):
+            try:
+                await p.watch(lease)
+                holder = await p.get(lease)
+                if holder is not None and holder != consumer:
+                    return [], None
+                p.multi()
+                p.xreadgroup(K.GROUP, consumer, {stream: ">"}, count=count)
+                p.xinfo_stream(stream)
+                res, info = await p.execute()
+            except WatchError:
+                continue  # the lease was renewed or taken meanwhile: look again
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
+                    raise
+                await ensure_groups(store)  # the stream was deleted (FLUSHDB, Redis restarted empty)
+                return [], None
+            entries = [(i, f) for _, batch in res or [] for i, f in batch if f]
+            return entries, (None if entries else str(info["last-generated-id"]))
+    return [], None
 
 
 @guarded
