@@ -3,6 +3,7 @@ and /docs, a self-contained HTML rendering of it (no CDN)."""
 
 from __future__ import annotations
 
+import dis
 import html
 import inspect
 import re
@@ -30,14 +31,66 @@ _BODIES = {
     ("PATCH", "/v1/groups/{name}"): "{\"color\"?, \"description\"?}",
     ("PUT", "/v1/contacts/{contact_id}/groups"): "{\"groups\": [...]}",
 }
-_STATUS = {"POST": "201", "DELETE": "204"}
-_ACCEPTED = {("POST", "/v1/events"): "202", ("POST", "/v1/rules/{rule_id}/enable"): "200",
-             ("POST", "/v1/rules/{rule_id}/disable"): "200", ("POST", "/v1/rules/{rule_id}/test"): "200"}
+# Routes that do not answer JSON: (media type, body schema).
+_MEDIA = {"/admin": ("text/html", {"type": "string"}),
+          "/metrics": ("text/plain", {"type": "string"})}
+# Rules as code (server/api/export.py): these take or give YAML as well as JSON.
+_YAML = frozenset({("POST", "/v1/import"), ("GET", "/v1/export")})
+# With DESKFLOW_METRICS_TOKEN set these want it as a Bearer token (server/auth.py), else 401.
+_OPERATOR = frozenset({"/metrics", "/healthz", "/readyz"})
+# Names an endpoint reaches when it reads the request body (server/api/common.py) or the query.
+_BODY_READERS = frozenset({"read_json", "read_object", "_read_document"})
+_QUERY_READERS = frozenset({"query_params", "page_params", "decode_cursor"})
+_PAGED = [{"name": "limit", "in": "query", "required": False,
+           "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+          {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}]
+
+
+def _reach(fn: Any, depth: int = 3) -> tuple[set[str], set[str], set[int]]:
+    """What an endpoint's code says about it, so the document stays true to the endpoints without
+    a table to maintain: (global names of the endpoint itself, the same plus those of the helpers
+    of its module it calls, `depth` calls deep, and `status:<n>` for each ApiError class among
+    them), and the 2xx constants the endpoint itself answers with (`json_response(x, 201)`,
+    `Response(status_code=204)`; a constant compared against, as in `len(x) > 200`, is not one)."""
+    fn = inspect.unwrap(fn)
+    if not inspect.isfunction(fn):
+        return set(), set(), set()
+    module = fn.__globals__
+    own: set[str] = set()
+    names: set[str] = set()
+    statuses: set[int] = set()
+    seen: set[int] = set()
+
+    def walk(code: Any, level: int, top: bool) -> None:
+        if id(code) in seen:
+            return
+        seen.add(id(code))
+        names.update(code.co_names)
+        if top:
+            own.update(code.co_names)
+        instructions = list(dis.get_instructions(code))
+        for i, ins in enumerate(instructions):
+            if inspect.iscode(ins.argval):  # comprehensions, lambdas, nested functions
+                walk(ins.argval, level, top)
+            elif (top and type(ins.argval) is int and ins.opname.startswith("LOAD_")
+                  and 200 <= ins.argval < 300 and not (
+                      i + 1 < len(instructions) and instructions[i + 1].opname == "COMPARE_OP")):
+                statuses.add(ins.argval)
+        for name in code.co_names if level else ():
+            helper = module.get(name)
+            if inspect.isfunction(helper) and helper.__module__ == fn.__module__:
+                walk(inspect.unwrap(helper).__code__, level - 1, False)
+
+    walk(fn.__code__, depth, True)
+    names |= {f"status:{module[n].status}" for n in list(names)
+              if isinstance(module.get(n), type) and isinstance(getattr(module[n], "status", None), int)}
+    return own, names, statuses
 
 
 def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
     doc = inspect.getdoc(endpoint) or ""
     role = getattr(endpoint, "deskflow_role", None)
+    own, names, statuses = _reach(endpoint)
     op: dict[str, Any] = {
         "operationId": f"{method.lower()}_{endpoint.__name__}",
         "summary": doc.split("\n", 1)[0] if doc else endpoint.__name__,
@@ -47,22 +100,42 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
         op["description"] = doc
     params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
               for n in re.findall(r"{(\w+)}", path)]
+    if "page_params" in own:
+        params += _PAGED
     if params:
         op["parameters"] = params
     if role:
         op["security"] = [{"bearer": []}]
         op["x-deskflow-role"] = role
-    if (method, path) in _BODIES:
-        op["requestBody"] = {"required": True, "description": _BODIES[(method, path)],
+    body = (method, path) in _BODIES or (method in ("POST", "PUT", "PATCH") and
+                                         bool(names & _BODY_READERS))
+    if body:
+        op["requestBody"] = {"required": True,
+                             "description": _BODIES.get((method, path), "A JSON object"),
                              "content": {"application/json": {"schema": {"type": "object"}}}}
-    ok = _ACCEPTED.get((method, path)) or _STATUS.get(method, "200")
-    responses: dict[str, Any] = {ok: {"description": "Success"}}
-    if ok != "204":
-        responses[ok]["content"] = {"application/json": {"schema": {"type": "object"}}}
+        if (method, path) in _YAML:
+            op["requestBody"]["content"]["application/yaml"] = {"schema": {"type": "object"}}
+    responses: dict[str, Any] = {}
+    media, schema = _MEDIA.get(path, ("application/json", {"type": "object"}))
+    for status in sorted(statuses or {200}):
+        responses[str(status)] = {"description": "Success"}
+        if status != 204:
+            responses[str(status)]["content"] = {media: {"schema": schema}}
+            if (method, path) in _YAML:
+                responses[str(status)]["content"]["application/yaml"] = {"schema": schema}
+    errors: set[int] = {int(n[7:]) for n in names if n.startswith("status:")}
     if role:
-        responses.update({"401": _ERROR, "403": _ERROR, "404": _ERROR, "503": _ERROR})
-    if "requestBody" in op:
-        responses.update({"400": _ERROR, "413": _ERROR, "415": _ERROR, "422": _ERROR})
+        errors |= {401, 403, 404, 429, 503}
+    elif path in _OPERATOR:
+        errors.add(401)
+    if body:
+        errors |= {400, 413, 415, 422}
+    if names & _QUERY_READERS:
+        errors.add(400)
+    if "StoreUnavailable" in names:
+        errors.add(503)
+    for status in sorted(errors):
+        responses[str(status)] = _ERROR
     op["responses"] = responses
     return op
 
@@ -84,8 +157,10 @@ def build_openapi(app_routes: list[BaseRoute]) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {
-                "error": {"type": "object", "required": ["code", "message"], "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}}},
+                "error": {"type": "object", "required": ["code", "message", "details"],
+                          "properties": {"code": {"type": "string", "minLength": 1},
+                                         "message": {"type": "string", "minLength": 1},
+                                         "details": {}}}}}},
             "responses": {"Error": {"description": "Error envelope", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
         },
