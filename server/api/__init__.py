@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from server import audit
-from server.api import events, export, groups, guards, health, openapi, rules, scripts, sla, tickets, webhook, workspaces
+from server.api import (
+    events,
+    export,
+    groups,
+    guards,
+    health,
+    openapi,
+    rules,
+    scripts,
+    sla,
+    tickets,
+    webhook,
+    workspaces,
+)
 
 __all__ = ["ROUTES"]
 
