@@ -33,6 +33,11 @@ class Settings:
     event_ttl_s: int = 7 * 24 * 3600
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 500
+    # Request bodies nest at most this deep (422 too_deep): stored documents wrap them a few levels
+    # more and must stay under JSON output's own ceiling (orjson: 254); rules nest conditions 32 deep.
+    max_json_depth: int = 100
+    # Rules per workspace, on create and import (422 too_many_rules). DESKFLOW_MAX_RULES.
+    max_rules: int = 1000
     feed_maxlen: int = 1_000_000
     runs_per_ticket: int = 200
     # Sandbox worker processes per service process (started on the first script run).
@@ -70,6 +75,7 @@ class Settings:
             secrets_key=env.get("DESKFLOW_SECRETS_KEY") or None,
             secrets_key_file=env.get("DESKFLOW_SECRETS_KEY_FILE") or "deskflow-secrets.key",
             rate_limit_per_s=float(env.get("DESKFLOW_RATE_LIMIT", 200)),
+            max_rules=int(env.get("DESKFLOW_MAX_RULES", cls.max_rules)),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

@@ -16,7 +16,7 @@ from server.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMed
 from server.store.connect import Store
 
 __all__ = ["requires", "json_response", "read_json", "page_params", "listing", "Ctx",
-           "encode_cursor", "decode_cursor", "problem"]
+           "encode_cursor", "decode_cursor", "problem", "json_depth"]
 
 # The role table of API.md. "ingest" is its own branch: it may only post events.
 RANK = {"viewer": 1, "manager": 2, "developer": 3, "admin": 4}
@@ -72,10 +72,33 @@ def problem(path: str, reason: str) -> dict[str, str]:
     return {"path": path, "reason": reason}
 
 
+def json_depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects (a scalar is 0, `[]` and `{}` are 1), without
+    recursion, so no document can exhaust the stack on the way in."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def _too_deep(limit: int, depth: str) -> Unprocessable:
+    return Unprocessable(f"The body nests {depth} levels deep; the JSON nesting limit is {limit} "
+                         f"levels.", code="too_deep",
+                         details=[problem("", f"nested more than {limit} levels")])
+
+
 async def read_json(request: Request, max_bytes: int | None = None) -> Any:
     """The request body as JSON: 415 unless application/json, 413 over the limit (checked on the
-    declared length and while reading), 400 when it does not parse."""
-    limit = max_bytes or request.state.store.settings.max_body_bytes
+    declared length and while reading), 400 when it does not parse, 422 when it nests deeper than
+    `max_json_depth` (stored documents must stay well inside what JSON output allows)."""
+    settings = request.state.store.settings
+    limit = max_bytes or settings.max_body_bytes
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/json" and not (ctype.startswith("application/") and
                                             ctype.endswith("+json")):
@@ -95,9 +118,15 @@ async def read_json(request: Request, max_bytes: int | None = None) -> Any:
     if not body.strip():
         raise BadRequest("The body is empty; send a JSON document.", code="invalid_json")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson's own ceiling (1024), far past ours
+            raise _too_deep(settings.max_json_depth, "more than 1024") from exc
         raise BadRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from exc
+    depth = json_depth(value)
+    if depth > settings.max_json_depth:
+        raise _too_deep(settings.max_json_depth, str(depth))
+    return value
 
 
 async def read_object(request: Request) -> dict[str, Any]:

@@ -1,13 +1,19 @@
-"""Input validation for events and groups: every problem found, each with a path and a reason."""
+"""Input validation for events and groups: every problem found, each with a path and a reason.
+
+The size limits here are part of the contract (README "Limits"); a reason that cites one names it
+and its maximum, so a client can tell which limit it hit."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+import orjson
+
 from server.automation import format_time, parse_time
 
-__all__ = ["EVENT_TYPES", "STATUSES", "PRIORITIES", "validate_event", "GROUP_NAME"]
+__all__ = ["EVENT_TYPES", "STATUSES", "PRIORITIES", "validate_event", "GROUP_NAME", "MAX_ID",
+           "MAX_TAGS", "MAX_TAG_CHARS", "MAX_GROUPS", "MAX_CUSTOM_BYTES"]
 
 EVENT_TYPES = ("ticket.created", "ticket.updated", "message.received", "message.sent")
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
@@ -15,7 +21,13 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _TEXT = ("subject", "description", "channel", "department", "assignee")
-_MAX_ID = 200
+MAX_ID = 200  # characters of an event, ticket or contact id
+MAX_TAGS = 100  # tags on a ticket in one event
+MAX_TAG_CHARS = 200  # characters of one tag or group name in an event
+MAX_GROUPS = 100  # groups of a contact in one event
+MAX_CUSTOM_BYTES = 16 * 1024  # a `custom` object (ticket's or contact's), as compact JSON
+# Ids end up in store keys, logs and headers: no control characters (NUL, newlines, escapes).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Problems = list[dict[str, str]]
 
@@ -28,13 +40,22 @@ def _kind(value: Any) -> str:
 def _id(value: Any, path: str, problems: Problems) -> None:
     if not isinstance(value, str) or not value.strip():
         problems.append({"path": path, "reason": f"must be a non-empty string, got {_kind(value)}"})
-    elif len(value) > _MAX_ID:
-        problems.append({"path": path, "reason": f"must be at most {_MAX_ID} characters"})
+    elif len(value) > MAX_ID:
+        problems.append({"path": path, "reason": f"is {len(value)} characters; the id length "
+                                                 f"limit is {MAX_ID} characters"})
+    elif _CONTROL.search(value):
+        problems.append({"path": path, "reason": "must not contain control characters"})
 
 
-def _str_list(value: Any, path: str, problems: Problems) -> None:
+def _str_list(value: Any, path: str, problems: Problems, what: str, most: int) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         problems.append({"path": path, "reason": "must be a list of non-empty strings"})
+    elif len(value) > most:
+        problems.append({"path": path, "reason": f"has {len(value)} {what}; the limit is {most} "
+                                                 f"{what}"})
+    elif any(len(v) > MAX_TAG_CHARS for v in value):
+        problems.append({"path": path, "reason": f"each of the {what} must be at most "
+                                                 f"{MAX_TAG_CHARS} characters (the limit)"})
 
 
 def _obj(value: Any, path: str, problems: Problems) -> bool:
@@ -42,6 +63,18 @@ def _obj(value: Any, path: str, problems: Problems) -> bool:
         problems.append({"path": path, "reason": f"must be an object or null, got {_kind(value)}"})
         return False
     return isinstance(value, dict)
+
+
+def _custom(value: Any, path: str, problems: Problems) -> None:
+    if not _obj(value, path, problems):
+        return
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # nested past what JSON output allows
+        size = MAX_CUSTOM_BYTES + 1
+    if size > MAX_CUSTOM_BYTES:
+        problems.append({"path": path, "reason": f"is {size} bytes as JSON; the custom field size "
+                                                 f"limit is {MAX_CUSTOM_BYTES} bytes"})
 
 
 def _contact(c: Any, path: str, problems: Problems) -> None:
@@ -53,9 +86,9 @@ def _contact(c: Any, path: str, problems: Problems) -> None:
         if key in c and c[key] is not None and not isinstance(c[key], str):
             problems.append({"path": f"{path}.{key}", "reason": "must be a string or null"})
     if "groups" in c and c["groups"] is not None:
-        _str_list(c["groups"], f"{path}.groups", problems)
+        _str_list(c["groups"], f"{path}.groups", problems, "groups", MAX_GROUPS)
     if "custom" in c:
-        _obj(c["custom"], f"{path}.custom", problems)
+        _custom(c["custom"], f"{path}.custom", problems)
 
 
 def _ticket(t: Any, path: str, problems: Problems) -> None:
@@ -73,9 +106,9 @@ def _ticket(t: Any, path: str, problems: Problems) -> None:
         problems.append({"path": f"{path}.priority",
                          "reason": f"must be one of {', '.join(PRIORITIES)}"})
     if "tags" in t and t["tags"] is not None:
-        _str_list(t["tags"], f"{path}.tags", problems)
+        _str_list(t["tags"], f"{path}.tags", problems, "tags", MAX_TAGS)
     if "custom" in t:
-        _obj(t["custom"], f"{path}.custom", problems)
+        _custom(t["custom"], f"{path}.custom", problems)
     if "contact" in t:
         _contact(t["contact"], f"{path}.contact", problems)
 
