@@ -163,16 +163,23 @@ async def schedule_many(store: Store, items: list[tuple[str, str, str, datetime,
     store.wakeup.set()
 
 
-@guarded
 async def cancel(store: Store, workspace: str, ticket: str, reason: str) -> bool:
     """Remove the ticket's timer for `reason` (in either member form); True if there was one."""
+    return bool(await _cancel_many(store, workspace, ticket, [reason]))
+
+
+@guarded
+async def _cancel_many(store: Store, workspace: str, ticket: str, reasons: Any) -> int:
+    """Remove the ticket's timers for `reasons` in one transaction; how many there were."""
+    members = sorted({m for reason in reasons for m in _members(workspace, ticket, reason)})
+    if not members:
+        return 0
     n = _partition(store, workspace, ticket)
-    members = sorted(set(_members(workspace, ticket, reason)))
     async with store.redis.pipeline(transaction=True) as p:
         p.zrem(K.timers(n), *members)
         p.hdel(K.timer_data(n), *members)
         removed, _ = await p.execute()
-    return bool(removed)
+    return int(removed)
 
 
 @guarded
@@ -255,8 +262,7 @@ def _plan_items(workspace: str, ticket: str, plan: Plan,
 
 async def apply_plan(store: Store, workspace: str, ticket: str, old: Plan, new: Plan) -> None:
     """Set the timers `new` adds or moves since `old` and cancel those it drops."""
-    for reason in old.keys() - new.keys():
-        await cancel(store, workspace, ticket, reason)
+    await _cancel_many(store, workspace, ticket, old.keys() - new.keys())
     items = _plan_items(workspace, ticket, new, lambda reason, spec: old.get(reason) != spec)
     if items:
         await schedule_many(store, items)
@@ -268,9 +274,7 @@ async def restore_plan(store: Store, workspace: str, ticket: str, plan: Plan, re
     items = _plan_items(workspace, ticket, plan)
     if items:
         await schedule_many(store, items)
-    for reason in reasons:
-        if reason not in plan:
-            await cancel(store, workspace, ticket, reason)
+    await _cancel_many(store, workspace, ticket, [r for r in reasons if r not in plan])
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -190,3 +190,33 @@ async def test_timers_in_the_older_json_layout_can_be_cancelled_and_moved(store:
     assert await timers.fire_due(store, n, T0 + timedelta(seconds=59)) == []
     [t] = await timers.fire_due(store, n, T0 + timedelta(minutes=1))
     assert (t.reason, t.data) == ("time_rules", {"type": "time.reached"})
+
+
+def test_stale_compares_a_timer_event_with_the_tickets_plan() -> None:
+    timer = timers.Timer("w1", "T-1", "snooze", int(T0.timestamp() * 1000), {"type": "ticket.woke"})
+    event = timer.event()
+    plan = {"snooze": ["2026-11-23T09:00:00.000400Z", {"type": "ticket.woke"}]}  # the plan keeps µs
+    assert timers.stale(event, {"automation": {"timers": plan}}) is None
+    assert timers.stale(event, {"automation": {"timers": {"snooze": ["2026-11-23T09:00:00.001Z", {}]}}}) is None
+    assert "10:00" in (timers.stale(event, {"automation": {"timers": {
+        "snooze": ["2026-11-23T10:00:00Z", {"type": "ticket.woke"}]}}}) or "")
+    assert timers.stale(event, {"automation": {"timers": {}}}) is not None  # cancelled
+    assert timers.stale(event, None) is not None  # no such ticket
+    assert timers.stale(event, {"automation": {}}) is None  # a ticket from before plans: cannot tell
+    assert timers.stale({"id": "e", "type": "ticket.woke", "ticket": {"id": "T-1"}}, None) is None  # not a timer's
+
+
+async def test_apply_and_restore_a_tickets_plan(store: Store) -> None:
+    due = "2026-11-23T09:05:00Z"
+    await timers.apply_plan(store, "w1", "T-1", {}, {"snooze": [due, {"type": "ticket.woke"}],
+                                                     "time_rules": [due, {"type": "time.reached"}]})
+    assert await timers.count(store) == 2
+    await timers.apply_plan(store, "w1", "T-1", {"snooze": [due, {}], "time_rules": [due, {}]},
+                            {"time_rules": ["2026-11-23T09:06:00Z", {"type": "time.reached"}]})
+    t = await timers.get(store, "w1", "T-1", "time_rules")
+    assert await timers.count(store) == 1 and t is not None and t.due_at == T0 + timedelta(minutes=6)
+    await timers.schedule(store, "w1", "T-1", "snooze", T0)  # a cancel that was lost
+    await timers.restore_plan(store, "w1", "T-1", {"sla.warning:resolution": [due, {}]},
+                              ["snooze", "time_rules", "sla.warning:resolution"])
+    assert [t.reason for t in await timers.fire_due(store, K.partition_of("w1", "T-1", store.settings.partitions),
+                                                    T0 + timedelta(hours=1))] == ["sla.warning:resolution"]
