@@ -2,7 +2,7 @@
 
 GET (viewer+) answers the limits in force, `{"send_caps": [{"count", "per"}], "generated_per_minute",
 "default": bool}`; PUT (admin) replaces them (omitted keys take the defaults; 422 names the path of
-each problem); DELETE (admin) goes back to the defaults.
+each problem); DELETE (admin) goes back to the defaults (204).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def _answer(limits: GuardLimits, default: bool) -> dict[str, Any]:
 
 @requires("viewer")
 async def get_guards(ctx: Ctx) -> Response:
+    """The loop and flood guard limits in force for this workspace (`default`: none were set)."""
     spec = await G.get_spec(ctx.store, ctx.workspace)
     limits = await G.get_limits(ctx.store, ctx.workspace) if spec is not None else DEFAULT_LIMITS
     return json_response(_answer(limits, spec is None))
@@ -33,6 +34,7 @@ async def get_guards(ctx: Ctx) -> Response:
 
 @requires("admin")
 async def put_guards(ctx: Ctx) -> Response:
+    """Set the guard limits: per-ticket send caps and generated events per minute."""
     body = await read_object(ctx.request)
     limits, problems = GuardLimits.from_spec(body)
     if limits is None:
@@ -45,8 +47,9 @@ async def put_guards(ctx: Ctx) -> Response:
 
 @requires("admin")
 async def delete_guards(ctx: Ctx) -> Response:
+    """Go back to the default guard limits."""
     await G.delete_spec(ctx.store, ctx.workspace)
-    return json_response(_answer(DEFAULT_LIMITS, True))
+    return Response(status_code=204)
 
 
 routes = [

@@ -333,7 +333,8 @@ def test_guard_limits_route(guard_ws: Any) -> None:
     assert bad.status_code == 422
     assert [d["path"] for d in bad.json()["error"]["details"]] == ["x", "send_caps[0].count"]
     assert c.get("/v1/workspace/guards", headers=h("viewer")).json() == want   # unchanged
-    assert c.delete("/v1/workspace/guards", headers=h("admin")).json() == defaults
+    assert c.delete("/v1/workspace/guards", headers=h("manager")).status_code == 403
+    assert c.delete("/v1/workspace/guards", headers=h("admin")).status_code == 204
     assert c.get("/v1/workspace/guards", headers=h("viewer")).json() == defaults
 
 
