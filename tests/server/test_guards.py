@@ -301,24 +301,8 @@ def test_allow_auto_reply_end_to_end(ws: Any) -> None:
 
 # --- the workspace setting: /v1/workspace/guards and store/guards.py ------------------------------
 
-@pytest.fixture
-def guard_ws(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A workspace on an app whose routes include server/api/guards.py (added here while
-    server/api/__init__.py's ROUTES does not list them yet)."""
-    from server_helpers import Workspace
-    from starlette.testclient import TestClient
-
-    import server.app
-    from server.api import guards as guards_api
-
-    if not any(getattr(r, "path", "") == "/v1/workspace/guards" for r in server.app.ROUTES):
-        monkeypatch.setattr(server.app, "ROUTES", [*server.app.ROUTES, *guards_api.routes])
-    with TestClient(server.app.create_app(settings, worker=True)) as client:
-        yield Workspace(client)
-
-
-def test_guard_limits_route(guard_ws: Any) -> None:
-    c, h = guard_ws.client, guard_ws.h
+def test_guard_limits_route(ws: Any) -> None:
+    c, h = ws.client, ws.h
     defaults = {"send_caps": [{"count": 10, "per": "10m"}, {"count": 25, "per": "1h"}],
                 "generated_per_minute": 20, "default": True}
     assert c.get("/v1/workspace/guards", headers=h("viewer")).json() == defaults
