@@ -336,3 +336,23 @@ async def test_stored_limits_are_what_the_worker_would_pass(settings: Any) -> No
         assert await G.get_limits(store, "ws_x") == DEFAULT_LIMITS
     finally:
         await close_store(store)
+
+
+def test_automation_authored_events_are_capped_end_to_end(ws: Any) -> None:
+    """A help desk reporting back every message our automation sent (author `automation`): from
+    the 21st such event in a minute the rules stop running on this ticket, and the runs say why."""
+    ws.rule(name="echo", triggers=["message.sent"], actions=[{"type": "add_tags", "tags": ["seen"]}])
+    for i in range(24):
+        out = ws.send({"id": f"s{i}", "type": "message.sent", "ticket": {"id": "T-3"},
+                       "message": {"author": "automation", "body": f"auto {i}"}})
+        assert out["status"] == "processed"
+    items = ws.client.get("/v1/tickets/T-3/runs?limit=100", headers=ws.h("viewer")).json()["items"]
+    by_event = {r["event_id"]: r for r in items}
+    ran = [bool(by_event[f"s{i}"]["rules"]) for i in range(24)]
+    assert ran == [True] * 20 + [False] * 4
+    assert by_event["s23"]["notes"] == ["generated_cap: 20 automation-generated events per minute reached "
+                                        "for this ticket; rules not run for this message.sent event"]
+    # an agent's own message is not generated: its rules run
+    ws.send({"id": "h1", "type": "message.sent", "ticket": {"id": "T-3"}, "message": {"author": "agent", "body": "hi"}})
+    items = ws.client.get("/v1/tickets/T-3/runs?limit=100", headers=ws.h("viewer")).json()["items"]
+    assert next(r for r in items if r["event_id"] == "h1")["rules"][0]["matched"] is True
