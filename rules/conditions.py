@@ -11,10 +11,10 @@ from typing import Any
 from .actors import ACTORS
 from .business import BUSINESS_OPS, resolve_calendar
 from .calendar import Calendar
-from .fields import FIELD_NAMES_HELP, ORDINAL, Field, lookup_field
+from .fields import FIELD_NAMES_HELP, Field, lookup_field
 from .jsondata import json_copy
-from .ops import (EXTRA_OPS_FOR_FIELD, OPS, OPS_FOR_TYPE, ORDINAL_OPS, Predicate, State, build_predicate,
-                  check_ordinal, check_value)
+from .ops import EXTRA_OPS_FOR_FIELD, OPS, OPS_FOR_TYPE, Predicate, State, build_predicate, check_value
+from .ordinal import check_ordinal, is_ordinal
 
 Problem = tuple[str, str]
 _LEAF_KEYS = frozenset({"field", "op", "value", "case_sensitive", "calendar"})
@@ -181,7 +181,7 @@ def _leaf(raw: dict[str, Any], problems: list[Problem], path: str,
         return None
     has_value = "value" in raw
     value = raw.get("value")
-    if op in ORDINAL_OPS and field.name in ORDINAL:
+    if is_ordinal(field, op):
         why = check_ordinal(field.name, value) if has_value else f"'{op}' needs a value"
     else:
         why = check_value(op, field.type, has_value, value)

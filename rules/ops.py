@@ -18,6 +18,7 @@ from .business import BUSINESS_OPS, business_flip, business_test
 from .calendar import Calendar
 from .durations import duration_seconds, parse_timestamp
 from .fields import ORDINAL, Field
+from .ordinal import ORDINAL_OPS, is_ordinal, ordinal_predicate
 
 # op -> the field types it applies to ("any" fields take every op).
 _TEXT_OPS = {"is", "is_not", "in", "not_in", "contains", "not_contains", "starts_with",
@@ -38,7 +39,6 @@ OPS_FOR_TYPE: dict[str, frozenset[str]] = {
     "any": OPS,
 }
 # Ops a field takes beyond its type's: the ordinal comparisons on status and priority.
-ORDINAL_OPS = frozenset(_NUMBER_OPS)
 EXTRA_OPS_FOR_FIELD: dict[str, frozenset[str]] = {name: ORDINAL_OPS for name in ORDINAL}
 NEGATIONS: dict[str, str] = {
     "is_not": "is", "not_in": "in", "not_contains": "contains", "excludes": "includes",
@@ -220,14 +220,6 @@ def matcher(value: Any, case_sensitive: bool) -> Callable[[Any], bool]:
 
 # ---------------------------------------------------------------- predicates
 
-def check_ordinal(field_name: str, value: object) -> str | None:
-    """Why `value` cannot be compared in `field_name`'s order, or None when it can."""
-    order = ORDINAL[field_name]
-    if isinstance(value, str) and value in order:
-        return None
-    return f"must be one of {', '.join(order)} ({field_name} compares in that order)"
-
-
 def build_predicate(field: Field, op: str, value: Any, cs: bool, list_field: bool,
                     calendar: Calendar | None = None) -> Predicate:
     positive = NEGATIONS.get(op)
@@ -238,8 +230,8 @@ def build_predicate(field: Field, op: str, value: Any, cs: bool, list_field: boo
         assert calendar is not None  # resolved at compile time
         test = business_test(value, op == "older_than_business", calendar)
         return lambda s: test(s, field)
-    if op in _NUMBER_OPS and field.name in ORDINAL and isinstance(value, str):
-        return _ordinal(field, op, value, cs)
+    if is_ordinal(field, op) and isinstance(value, str):
+        return ordinal_predicate(field, op, value, cs)
     build = _BUILDERS[op]
     return build(field, value, cs, list_field)
 
@@ -333,24 +325,6 @@ def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Field, Any, bool, bo
             return _is_number(raw) and bool(test(raw, value))
         return pred
     return build
-
-
-_ORDINAL_TESTS: dict[str, Callable[[int, int], bool]] = {
-    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
-}
-
-
-def _ordinal(f: Field, op: str, value: str, cs: bool) -> Predicate:
-    """`priority gt normal`: positions in the field's order. The ticket's value is found in the
-    order ignoring case (exactly with case_sensitive); a value not in the order does not hold."""
-    order = ORDINAL[f.name]
-    want = order.index(value)
-    rank = {name: i for i, name in enumerate(order)}
-    test = _ORDINAL_TESTS[op]
-    if cs:
-        return lambda s: isinstance(raw := s.read(f), str) and (i := rank.get(raw)) is not None and test(i, want)
-    return lambda s: type(x := s.folded(f)) is str and (i := rank.get(x)) is not None and test(i, want)
 
 
 def _item_test(value: Any, cs: bool) -> Callable[[State, Field], bool]:

@@ -61,6 +61,12 @@ class SlaPolicy:
         return max(end - start, timedelta(0))
 
 
+def policy_calendars(policies: list[SlaPolicy]) -> dict[str, Calendar]:
+    """The calendars rules' business-time conditions may name: each SLA policy's business hours,
+    by the policy's name (pass to `compile_rules(..., calendars=)`)."""
+    return {p.name: p.calendar for p in policies if p.calendar is not None}
+
+
 def compile_policy(spec: Any) -> SlaPolicy:
     """Check an SLA policy; RuleError (rule = the policy name) names the path and reason."""
     name = spec.get("name") if type(spec) is dict else None

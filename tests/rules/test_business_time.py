@@ -217,3 +217,17 @@ def test_next_check_is_the_moment_the_oracle_flips(stamp: datetime, now: datetim
     assert due > now
     assert holds(due - timedelta(seconds=1)) == now_holds
     assert holds(due) != now_holds
+
+
+def test_sla_policies_name_the_calendars(engine: Any) -> None:
+    """The service's calendars are its SLA policies' business hours, by policy name."""
+    from rules.sla import compile_policy, policy_calendars
+
+    policies = [compile_policy({"name": "vip", "targets": {"first_response": "1h"}, "business_hours": OSLO}),
+                compile_policy({"name": "plain", "targets": {"first_response": "1h"}})]
+    calendars = policy_calendars(policies)
+    assert sorted(calendars) == ["vip"]
+    ruleset = engine.compile_rules([make_rule("r", conditions=leaf("older_than_business", "5h", "vip"))],
+                                   calendars=calendars)
+    ticket = make_ticket(last_customer_message_at="2026-11-20T15:00:00Z")
+    assert ruleset.evaluate(make_event(), ticket, now=NOW).matched == ["r"]
