@@ -65,6 +65,8 @@ def secrets_of(settings: Settings) -> list[str]:
     found = []
     for f in fields(settings):
         value = getattr(settings, f.name)
+        if f.name.endswith(("_file", "_path", "_url")):
+            continue  # where a secret is, not the secret (the Redis password is taken below)
         if isinstance(value, str) and any(w in f.name for w in _SECRET_FIELD_WORDS):
             found.append(value)
     if settings.redis_url:

@@ -86,7 +86,8 @@ def test_secrets_of_settings_include_tokens_and_the_redis_password() -> None:
                  redis_url="redis://user:redis-pass-xyz@127.0.0.1:6379/0")
     found = secrets_of(s)
     assert {ROOT, "metrics-secret-1", "redis-pass-xyz"} <= set(found)
-    assert "127.0.0.1" not in found
+    assert "127.0.0.1" not in found and not any("redis://" in x for x in found)
+    assert "deskflow-data.json" not in found
 
 
 def test_configure_logging_routes_uvicorn_through_the_root_handler() -> None:
