@@ -51,7 +51,7 @@ __all__ = [
 # generate_latest writes the classic text format (our names need no escaping): say so.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # `_created` series double every counter for a timestamp nobody graphs here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Label vocabularies: anything else is folded into "other" so a bug or odd input cannot create
 # unbounded series. Event types are the engine's triggers (every type a worker applies).
