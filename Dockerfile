@@ -21,10 +21,6 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/deskflow --cre
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels /wheels/deskflow-*.whl \
     && rm -rf /wheels
-# The managers' page assets (server/admin/*.js, .css, .html) are not Python files, and
-# pyproject.toml declares no package data, so the wheel lacks them: put them beside the installed
-# package, where server/api/admin.py looks for them.
-COPY server/admin /usr/local/lib/python3.11/site-packages/server/admin
 USER 10001:10001
 WORKDIR /var/lib/deskflow
 EXPOSE 8000

@@ -419,6 +419,15 @@ _MISSING = click.option("--missing", type=click.Choice(["keep", "disable", "dele
                                                 "SLA policies) that the file does not list.")
 
 
+@main.command("secrets-key")
+def secrets_key() -> None:
+    """Print a new key for DESKFLOW_SECRETS_KEY (secrets at rest are sealed with it). Give every
+    process the same value; to rotate, put the new key first: DESKFLOW_SECRETS_KEY=new,old."""
+    from server.store.sealing import new_key
+
+    click.echo(new_key())
+
+
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @_URL
