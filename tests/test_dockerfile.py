@@ -74,9 +74,21 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck() -> None:
     assert json.loads(dict(ins)["ENTRYPOINT"]) == ["deskflow"]
     cmd = json.loads(dict(ins)["CMD"])
     assert cmd[0] == "serve" and cmd[cmd.index("--port") + 1] == "8000"
-    # the admin assets are copied to where the installed package looks for them
-    assert any(w == "COPY" and a == "server/admin /usr/local/lib/python3.11/site-packages/server/admin"
-               for w, a in ins)
+    # the admin assets travel in the wheel (package data), not by a COPY beside it
+    assert not any(w == "COPY" and "server/admin" in a for w, a in ins)
+
+
+def test_the_wheel_carries_the_admin_page(tmp_path: Path) -> None:
+    """What the image installs is the wheel: it must hold the managers' page assets."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("deskflow-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"server/admin/index.html", "server/admin/app.js", "server/admin/app.css"} <= names
 
 
 def _check_cli(argv: list[str]) -> None:
