@@ -106,13 +106,14 @@ async def read_json(request: Request, max_bytes: int | None = None) -> Any:
                                f"(got {ctype or 'no content type'}).")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit} bytes.")
+        raise PayloadTooLarge(f"The body is {declared} bytes; the body size limit is {limit} "
+                              f"bytes.")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
+            raise PayloadTooLarge(f"The body is over the body size limit of {limit} bytes.")
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body.strip():

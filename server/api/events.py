@@ -31,8 +31,8 @@ async def post_events(ctx: Ctx) -> Response:
             raise Unprocessable("`events` must be a non-empty list of events.",
                                 details=[{"path": "events", "reason": "must be a non-empty list"}])
         if len(raw_events) > settings.max_batch:
-            raise PayloadTooLarge(f"A batch holds at most {settings.max_batch} events; this one "
-                                  f"has {len(raw_events)}.", code="batch_too_large")
+            raise PayloadTooLarge(f"This batch has {len(raw_events)} events; the batch size limit "
+                                  f"is {settings.max_batch} events.", code="batch_too_large")
     else:
         raw_events = [body]
     received = now_iso()
