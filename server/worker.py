@@ -38,8 +38,11 @@ from redis.exceptions import RedisError
 from rules import RuleError, diff
 from rules.sla import SlaPolicy, compile_policy
 from server import automation, timekeeping
-from server.metrics import METRICS
+from server.guards import GuardLimits
+from server.logs import log_context
+from server.metrics import count_event_failed, observe_applied
 from server.store import catalog, events, tickets, timers
+from server.store import guards as guard_store
 from server.store import sla as sla_store
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
@@ -54,18 +57,25 @@ class RuleCache:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._cache: dict[str, tuple[int, Any]] = {}
+        self._cache: dict[str, tuple[int, Any, dict[str, int]]] = {}
 
     async def get(self, workspace: str, rev: int | None = None) -> Any:
         """The compiled ruleset at revision `rev` (read from the store when not given)."""
+        return (await self.get_with_revisions(workspace, rev))[0]
+
+    async def get_with_revisions(self, workspace: str, rev: int | None = None) -> tuple[Any, dict[str, int]]:
+        """(compiled ruleset, rule id -> the rule's revision number) at workspace revision `rev`:
+        run records name the revision of each rule that fired (GET /v1/rules/{id}/revisions/{n})."""
         if rev is None:
             rev = await catalog.rules_revision(self._store, workspace)
         hit = self._cache.get(workspace)
         if hit and hit[0] == rev:
-            return hit[1]
-        ruleset = compile_stored_rules(await catalog.list_rules(self._store, workspace))
-        self._cache[workspace] = (rev, ruleset)
-        return ruleset
+            return hit[1], hit[2]
+        stored = await catalog.list_rules(self._store, workspace)
+        ruleset = compile_stored_rules(stored)
+        revisions = {str(r["id"]): int(r.get("revision", 1)) for r in stored if r.get("id") is not None}
+        self._cache[workspace] = (rev, ruleset, revisions)
+        return ruleset, revisions
 
 
 def compile_stored_rules(rules: list[dict[str, Any]]) -> Any:
@@ -298,17 +308,19 @@ class Worker:
     # -- one event ------------------------------------------------------------------------------
 
     async def _automate(self, workspace: str, event: dict[str, Any], merged: dict[str, Any],
-                        previous: dict[str, Any] | None, ruleset: Any, now: datetime) -> automation.Run:
+                        previous: dict[str, Any] | None, ruleset: Any, now: datetime,
+                        guards: GuardLimits | None = None) -> automation.Run:
         """The rules pass. One whose rules call scripts or make HTTP requests runs in a thread, so
         its handlers can wait on the sandbox pool and broker that live on this loop."""
         exclude = timekeeping.fired_time_rules(merged)
         if self.scripting is None or ruleset is None or not getattr(ruleset, "needs_handlers", False):
-            return automation.automate(event, merged, previous, ruleset, now, self.handlers, exclude)
+            return automation.automate(event, merged, previous, ruleset, now, self.handlers, exclude,
+                                       guards)
         scripts: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
         handlers = self.scripting.handlers(asyncio.get_running_loop(), workspace, scripts, calls)
         run = await asyncio.to_thread(automation.automate, event, merged, previous, ruleset, now, handlers,
-                                      exclude)
+                                      exclude, guards)
         run.scripts = scripts
         run.http_calls = calls
         return run
@@ -339,35 +351,44 @@ class Worker:
         except (KeyError, orjson.JSONDecodeError):
             log.error("dropping malformed stream entry %s", entry_id)
             return None
-        started = time.perf_counter()
         run_id = "run_" + secrets.token_hex(8)
+        ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else {}
+        with log_context(workspace=workspace, event_id=event.get("id"), ticket_id=ticket.get("id"),
+                         run_id=run_id, partition=n, entry_id=entry_id):
+            return await self._handle(n, entry_id, fields, workspace, event, run_id)
+
+    async def _handle(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,
+                      event: dict[str, Any], run_id: str) -> tickets.Applied | None:
+        started = time.perf_counter()
 
         async def compute(previous: dict[str, Any] | None, contact: dict[str, Any] | None,
                           rules_rev: int
                           ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any], bool]:
             _check_timer_current(event, fields, previous)
             t0 = time.perf_counter()
-            ruleset = await self.rules.get(workspace, rules_rev)
+            ruleset, revisions = await self.rules.get_with_revisions(workspace, rules_rev)
             t1 = time.perf_counter()
             merged = automation.merge_event(previous, event, contact)
             now = self.clock()
             woken = timekeeping.wake_before_rules(event, merged, now)
-            run = await self._automate(workspace, event, woken, previous, ruleset, now)
+            run = await self._automate(workspace, event, woken, previous, ruleset, now, limits)
             plan = timekeeping.plan_after_rules(event, previous, run.ticket, run.effects, run.matched,
                                                 ruleset, policies, now)
             run.ticket = _with_timers(plan.ticket, plan.timers)
             run.changes = _changes(merged, run.ticket)
             if plan.notes:
-                run.notes = plan.notes
+                run.notes = [*run.notes, *plan.notes]
             timer_plan["old"] = ((previous or {}).get("automation") or {}).get("timers") or {}
             timer_plan["new"] = run.ticket["automation"]["timers"]
             t2 = time.perf_counter()
             record = {
                 "id": run_id, "event_id": event["id"], "ticket_id": event["ticket"]["id"],
                 "event_type": event["type"], "at": automation.format_time(now),
-                "matched": run.matched, "rules": run.rules, "scripts": run.scripts,
+                "matched": run.matched, "rules_rev": rules_rev,
+                "rule_revisions": {rid: revisions[rid] for rid in run.matched if rid in revisions},
+                "rules": run.rules, "scripts": run.scripts,
                 "changes": run.changes, "effects": run.effects, "vars": run.vars,
-                "http_calls": run.http_calls, "notes": run.notes,
+                "http_calls": run.http_calls, "notes": run.notes, "suppressed": run.suppressed,
                 "timings": {"total_ms": round((t2 - started) * 1000, 3),
                             "load_rules_ms": round((t1 - t0) * 1000, 3),
                             "rules_ms": round((t2 - t1) * 1000, 3)},
@@ -377,6 +398,7 @@ class Worker:
                 run.changes or run.effects)
 
         policies = await self._policies(workspace)
+        limits = await guard_store.get_limits(self.store, workspace)
         timer_plan: dict[str, dict[str, Any]] = {}
         try:
             applied = await tickets.apply_event(self.store, workspace, n, entry_id, fields, event,
@@ -399,12 +421,11 @@ class Worker:
             # (a poison entry would otherwise stall its partition).
             log.exception("cannot apply entry %s (event %r) of partition %d", entry_id,
                           event.get("id"), n)
-            METRICS.inc("deskflow_events_failed_total")
+            count_event_failed(str(event.get("type", "")))
             return None
         if not applied.skipped:
             self.processed += 1
-            METRICS.inc("deskflow_events_processed_total")
-            METRICS.observe("deskflow_event_apply_seconds", time.perf_counter() - started)
+            observe_applied(event, applied.run, time.perf_counter() - started)
         return applied
 
 
