@@ -279,14 +279,20 @@ def test_thirty_auto_replies_and_thirty_messages(ws: Any) -> None:
     items = ws.client.get("/v1/tickets/T-1/runs?limit=100", headers=ws.h("viewer")).json()["items"]
     by_event = {r["event_id"]: r for r in items}
     assert len(by_event) == 60
+    reply = {"type": "send_message", "template": "We got your message", "body": "We got your message"}
     for i in range(60):
-        notes = by_event[f"m{i}"]["notes"]
+        record = by_event[f"m{i}"]
+        notes, suppressed = record["notes"], record["suppressed"]
         if i % 2 == 0:
             assert len(notes) == 1 and notes[0].startswith("send_message suppressed: auto_reply: ")
+            assert [s["effect"] for s in suppressed] == [reply]
+            assert suppressed[0]["reason"].startswith("auto_reply: the event's message is an auto-reply (")
         elif i < 20:
-            assert notes == []
+            assert notes == [] and suppressed == [] and record["effects"] == [reply]
         else:
-            assert notes == ["send_message suppressed: send_cap: 10 send_message per 10m reached for this ticket"]
+            reason = "send_cap: 10 send_message per 10m reached for this ticket"
+            assert notes == [f"send_message suppressed: {reason}"]
+            assert suppressed == [{"effect": reply, "reason": reason}] and record["effects"] == []
     ticket = ws.client.get("/v1/tickets/T-1", headers=ws.h("viewer")).json()
     assert len(ticket["automation"]["guards"]["sent"]["send_message"]) == 10
 
@@ -356,3 +362,19 @@ def test_automation_authored_events_are_capped_end_to_end(ws: Any) -> None:
     ws.send({"id": "h1", "type": "message.sent", "ticket": {"id": "T-3"}, "message": {"author": "agent", "body": "hi"}})
     items = ws.client.get("/v1/tickets/T-3/runs?limit=100", headers=ws.h("viewer")).json()["items"]
     assert next(r for r in items if r["event_id"] == "h1")["rules"][0]["matched"] is True
+
+
+def test_workspace_limits_reach_the_pipeline(ws: Any) -> None:
+    """PUT /v1/workspace/guards: the worker applies the workspace's own caps from the next event."""
+    ws.rule(name="ack", triggers=["message.received"], actions=[{"type": "send_message", "template": "Hi"},
+                                                                {"type": "notify", "target": "t", "message": "m"}])
+    r = ws.client.put("/v1/workspace/guards", json={"send_caps": [{"count": 2, "per": "1h"}]}, headers=ws.h("admin"))
+    assert r.status_code == 200, r.text
+    kinds = [[e["type"] for e in ws.send({"id": f"w{i}", "type": "message.received", "ticket": {"id": "T-4"},
+                                          "message": {"author": "customer", "body": "x"}})["effects"]]
+             for i in range(3)]
+    assert kinds == [["send_message", "notify"]] * 2 + [[]]
+    assert ws.client.delete("/v1/workspace/guards", headers=ws.h("admin")).status_code == 204
+    out = ws.send({"id": "w3", "type": "message.received", "ticket": {"id": "T-4"},
+                   "message": {"author": "customer", "body": "x"}})
+    assert [e["type"] for e in out["effects"]] == ["send_message", "notify"]   # the defaults again: 10
