@@ -14,6 +14,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.api.common import json_response
+from server.api.validate import (EVENT_TYPES, MAX_GROUPS, MAX_ID, MAX_TAG_CHARS, MAX_TAGS,
+                                 PRIORITIES, STATUSES)
 
 __all__ = ["build_openapi", "routes"]
 
@@ -31,6 +33,33 @@ _BODIES = {
     ("PATCH", "/v1/groups/{name}"): "{\"color\"?, \"description\"?}",
     ("PUT", "/v1/contacts/{contact_id}/groups"): "{\"groups\": [...]}",
 }
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
+_TEXT = {"type": ["string", "null"]}
+_NAMES = {"type": ["array", "null"],
+          "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS}}
+# The event of API.md ("Events"), with the limits of server/api/validate.py (README "Limits").
+_SCHEMAS: dict[str, Any] = {
+    "Contact": {"type": "object", "required": ["id"], "properties": {
+        "id": _ID, "email": _TEXT, "name": _TEXT, "groups": {**_NAMES, "maxItems": MAX_GROUPS},
+        "custom": {"type": ["object", "null"]}}},
+    "Ticket": {"type": "object", "required": ["id"], "properties": {
+        "id": _ID, **{k: _TEXT for k in ("subject", "description", "channel", "department",
+                                         "assignee")},
+        "status": {"enum": list(STATUSES)}, "priority": {"enum": list(PRIORITIES)},
+        "tags": {**_NAMES, "maxItems": MAX_TAGS}, "custom": {"type": ["object", "null"]},
+        "contact": {"anyOf": [{"$ref": "#/components/schemas/Contact"}, {"type": "null"}]}}},
+    "Event": {"type": "object", "required": ["id", "type", "ticket"], "properties": {
+        "id": _ID, "type": {"enum": list(EVENT_TYPES)},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "ticket": {"$ref": "#/components/schemas/Ticket"},
+        "message": {"type": ["object", "null"], "properties": {
+            "author": _TEXT, "body": _TEXT, "channel": _TEXT}}}},
+}
+_BODY_SCHEMAS = {("POST", "/v1/events"): {"oneOf": [
+    {"$ref": "#/components/schemas/Event"},
+    {"type": "object", "required": ["events"], "not": {"required": ["type"]}, "properties": {
+        "events": {"type": "array", "minItems": 1, "maxItems": 500,  # Settings.max_batch
+                   "items": {"$ref": "#/components/schemas/Event"}}}}]}}
 # Routes that do not answer JSON: (media type, body schema).
 _MEDIA = {"/admin": ("text/html", {"type": "string"}),
           "/metrics": ("text/plain", {"type": "string"})}
@@ -110,19 +139,20 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
     body = (method, path) in _BODIES or (method in ("POST", "PUT", "PATCH") and
                                          bool(names & _BODY_READERS))
     if body:
+        schema = _BODY_SCHEMAS.get((method, path), {"type": "object"})
         op["requestBody"] = {"required": True,
                              "description": _BODIES.get((method, path), "A JSON object"),
-                             "content": {"application/json": {"schema": {"type": "object"}}}}
+                             "content": {"application/json": {"schema": schema}}}
         if (method, path) in _YAML:
             op["requestBody"]["content"]["application/yaml"] = {"schema": {"type": "object"}}
     responses: dict[str, Any] = {}
-    media, schema = _MEDIA.get(path, ("application/json", {"type": "object"}))
+    media, answer = _MEDIA.get(path, ("application/json", {"type": "object"}))
     for status in sorted(statuses or {200}):
         responses[str(status)] = {"description": "Success"}
         if status != 204:
-            responses[str(status)]["content"] = {media: {"schema": schema}}
+            responses[str(status)]["content"] = {media: {"schema": answer}}
             if (method, path) in _YAML:
-                responses[str(status)]["content"]["application/yaml"] = {"schema": schema}
+                responses[str(status)]["content"]["application/yaml"] = {"schema": answer}
     errors: set[int] = {int(n[7:]) for n in names if n.startswith("status:")}
     if role:
         errors |= {401, 403, 404, 429, 503}
@@ -156,7 +186,8 @@ def build_openapi(app_routes: list[BaseRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {
+            "schemas": {**_SCHEMAS, "Error": {"type": "object", "required": ["error"],
+                                              "properties": {
                 "error": {"type": "object", "required": ["code", "message", "details"],
                           "properties": {"code": {"type": "string", "minLength": 1},
                                          "message": {"type": "string", "minLength": 1},
