@@ -3,10 +3,23 @@ idempotent, with revisions and audit entries like any other change."""
 
 from __future__ import annotations
 
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 import yaml
-from server_helpers import Workspace, event
+from server_helpers import ROOT_TOKEN, Workspace, event
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.settings import Settings
 
 RULE = {"name": "Refunds", "enabled": True, "triggers": ["ticket.created"],
         "conditions": {"all": [{"field": "subject", "op": "contains", "value": "refund"}]},
@@ -230,3 +243,64 @@ def test_rules_as_the_api_lists_them_import_as_unchanged(ws: Any) -> None:
     assert stored["revision"] == 2 and "usage" in stored
     raw_revision = ws.client.get(f"/v1/rules/{listed[1]['id']}/revisions/2", headers=ws.h()).json()
     assert "usage" not in raw_revision["rule"] and "last_fired_at" not in raw_revision["rule"]
+
+
+@pytest.fixture
+def cluster_node(tmp_path: Path) -> Iterator[str]:
+    """A private redis-server in cluster mode owning every slot: it refuses any MULTI/EXEC whose
+    keys span two slots (as tests/server/test_cluster_slots.py sets it up)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs the redis-server binary to start a private Redis")
+    rnd = random.Random()
+    while True:
+        port = rnd.randrange(20000, 30000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            break
+        except OSError:
+            continue
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+         "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        r.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        while r.cluster("info")["cluster_state"] != "ok":
+            assert time.monotonic() < deadline, "cluster did not become ok"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        r.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.redis
+def test_import_revisions_and_audit_stay_in_one_slot(cluster_node: str) -> None:
+    settings = Settings(redis_url=cluster_node, data_file=None, root_token=ROOT_TOKEN, partitions=4,
+                        block_ms=100)
+    with TestClient(create_app(settings, worker=True)) as client:
+        ws = Workspace(client)
+        rules = seed(ws)
+        doc = export(ws).json()
+        doc["rules"][0]["name"] = "changed"
+        doc["sla_policies"][0]["targets"] = {"resolution": "2h"}
+        r = apply(ws, doc, missing="delete")
+        assert r.status_code == 200 and r.json()["applied"] is True, r.text
+        assert client.post(f"/v1/rules/{rules[0]['id']}/revisions/1/restore", headers=ws.h()).status_code == 200
+        restored = client.post("/v1/sla-policies/vip/revisions/1/restore", headers=ws.h())
+        assert restored.status_code == 200 and restored.json()["revision"] == 3
+        assert client.delete(f"/v1/rules/{rules[1]['id']}", headers=ws.h()).status_code == 204
+        actions = [e["action"] for e in client.get("/v1/audit?limit=500", headers=ws.h()).json()["items"]]
+        assert actions[:4] == ["rule.delete", "sla_policy.restore", "rule.restore", "import.apply"]
