@@ -9,6 +9,8 @@
       PayloadTooLarge     413     body over 1 MiB, batch over 500 events
       UnsupportedMedia    415     not application/json
       Unprocessable       422     well-formed JSON that breaks the contract; details say where
+                                  (a body nested past the JSON depth limit: code too_deep)
+    Every limit's message names the limit and its maximum (README "Limits").
     StoreUnavailable (server.store.errors) -> 503 + Retry-After
 """
 
