@@ -127,3 +127,30 @@ def test_sla_policy_revisions(ws: Any) -> None:
     assert r.status_code == 200 and r.json()["targets"] == {"resolution": "4h"} and r.json()["revision"] == 5
     assert c.get("/v1/sla-policies/vip", headers=h).json()["targets"] == {"resolution": "4h"}
     assert c.get("/v1/sla-policies/none/revisions", headers=h).status_code == 404
+
+
+def test_concurrent_changes_get_consecutive_revisions(ws: Any) -> None:
+    """Two writers racing on one rule: WATCH makes the loser read again, so no revision number is
+    given twice and none is lost."""
+    import threading
+
+    c, h = ws.client, ws.h("manager")
+    rid = c.post("/v1/rules", json=RULE, headers=h).json()["id"]
+    errors: list[str] = []
+
+    def writer(tag: str) -> None:
+        for i in range(15):
+            r = c.patch(f"/v1/rules/{rid}", json={"name": f"{tag}{i}"}, headers=h)
+            if r.status_code != 200:
+                errors.append(r.text)
+
+    threads = [threading.Thread(target=writer, args=(tag,)) for tag in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    items = revs(ws, rid, limit=100)["items"]
+    assert [r["n"] for r in items] == list(range(31, 0, -1))
+    assert {r["rule"]["name"] for r in items[:-1]} == {f"{t}{i}" for t in "ab" for i in range(15)}
+    assert c.get(f"/v1/rules/{rid}", headers=h).json()["revision"] == 31
