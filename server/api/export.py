@@ -44,6 +44,7 @@ from server.store import keys as K
 from server.store import revisions as R
 from server.store import scripts as S
 from server.store.catalog import now_iso, rule_order
+from server.store.errors import guarded
 
 __all__ = ["routes", "FORMAT_VERSION"]
 
@@ -97,7 +98,7 @@ async def export(ctx: Ctx) -> Response:
     """The workspace's rules, groups, SLA policies, script metadata and (developer+) allow-list and
     (admin) secret names as one document: JSON, or YAML with ?format=yaml or Accept: application/yaml."""
     fmt = _format(ctx)
-    state = await _state(ctx.store.redis, ctx.workspace)
+    state = await guarded(_state)(ctx.store.redis, ctx.workspace)  # an outage is a 503
     doc: dict[str, Any] = {
         "deskflow": FORMAT_VERSION,
         "rules": [_export_rule(r) for r in sorted(state["rules"].values(), key=rule_order)],
