@@ -3,7 +3,16 @@ and the workspace's own guard limits (suppressed effects listed with the reason)
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 from server_helpers import Workspace, event
+
+from server.store import catalog, events, tickets
+from server.store import sla as sla_store
+from server.store.connect import close_store, open_store
+from server.worker import Worker
 
 NOTIFY = {"name": "tell ops", "triggers": ["ticket.created", "ticket.updated"], "enabled": True,
           "actions": [{"type": "notify", "target": "ops", "message": "{{ticket.id}}"}]}
@@ -40,3 +49,60 @@ def test_the_workspace_guard_limits_reach_the_worker(ws: Workspace) -> None:
     [gone] = runs[2]["suppressed"]
     assert gone["effect"]["type"] == "notify" and "2" in gone["reason"]
     assert any("notify" in note or "suppress" in note for note in runs[2]["notes"])
+
+
+async def _business_rule_fires(settings: Any, hours_start: str) -> bool:
+    """A rule naming an SLA policy's calendar, applied by a real Worker: whether it matched."""
+    store = await open_store(settings)
+    try:
+        ws, _ = await catalog.create_workspace(store, "cal")
+        w = ws["id"]
+        await sla_store.put_policy(store, w, {
+            "name": "office", "position": 1, "targets": {"resolution": "8h"},
+            "business_hours": {"timezone": "UTC", "week": {d: [hours_start, "17:00"] for d in
+                                                           ("mon", "tue", "wed", "thu", "fri")}}})
+        await catalog.put_rule(store, w, {
+            "id": "r-biz", "name": "old in office hours", "enabled": True, "position": 1,
+            "triggers": ["ticket.updated"],
+            "conditions": {"all": [{"field": "created_at", "op": "older_than_business",
+                                    "value": "2h", "calendar": "office"}]},
+            "actions": [{"type": "add_tags", "tags": ["old"]}]})
+        await events.append_events(store, w, [
+            {"id": "e1", "type": "ticket.updated", "occurred_at": "2026-11-23T08:00:00Z",
+             "ticket": {"id": "T-1", "created_at": "2026-11-23T09:00:00Z"}}])
+        worker = Worker(store=store, burst=True,
+                        clock=lambda: datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # a Monday
+        await worker.run()
+        ticket = await tickets.get_ticket(store, w, "T-1")
+        assert ticket is not None
+        return "old" in ticket["tags"]
+    finally:
+        await close_store(store)
+
+
+@pytest.mark.anyio
+async def test_rules_name_sla_calendars(settings: Any) -> None:
+    # 09:00-12:00 on Monday is 3 business hours with a 09:00 opening, 1 hour with an 11:00 one
+    assert await _business_rule_fires(settings, "09:00") is True
+    assert await _business_rule_fires(settings, "11:00") is False
+
+
+@pytest.mark.anyio
+async def test_the_rules_cache_recompiles_when_a_calendar_changes(settings: Any) -> None:
+    from rules.calendar import Calendar
+    from server.worker import RuleCache
+
+    store = await open_store(settings)
+    try:
+        ws, _ = await catalog.create_workspace(store, "cache")
+        await catalog.put_rule(store, ws["id"], {"id": "r", "name": "r", "enabled": True, "position": 1,
+                                                 "triggers": ["ticket.updated"],
+                                                 "actions": [{"type": "close"}]})
+        cache = RuleCache(store)
+        nine = {"office": Calendar.from_spec({"timezone": "UTC", "week": {"mon": ["09:00", "17:00"]}})}
+        eleven = {"office": Calendar.from_spec({"timezone": "UTC", "week": {"mon": ["11:00", "17:00"]}})}
+        a = await cache.get(ws["id"], None, nine)
+        assert await cache.get(ws["id"], None, dict(nine)) is a           # equal calendars: cached
+        assert await cache.get(ws["id"], None, eleven) is not a           # new hours: recompiled
+    finally:
+        await close_store(store)
