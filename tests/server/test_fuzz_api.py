@@ -28,8 +28,8 @@ FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None
 ERRORS = {400, 404, 409, 413, 415, 422}
 PROMPT_S = 10.0  # no answer may take longer (the ?wait=true bound of the test settings)
 
-# JSON scalars, with the awkward ones: huge and negative-zero numbers, lone surrogates, NUL and
-# control characters, very long strings. (NaN and Infinity come in as spellings, in _raw.)
+# JSON scalars, with the awkward ones: huge and negative-zero numbers, NUL and control characters,
+# very long strings. Lone surrogates come in through _any, NaN and Infinity as spellings in _raw.
 _text = st.text(max_size=40)
 _scalar = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=2**63, max_value=2**200),
