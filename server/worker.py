@@ -125,6 +125,7 @@ class Worker:
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self.processed = 0
+        self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -150,6 +151,7 @@ class Worker:
                     break
                 await self._sleep(self.settings.reclaim_idle_ms / 3000)
                 self._reap()
+                await self._flush_checks()
                 if self._stopping.is_set():
                     break
                 await self._keep_leases_safely()
@@ -163,8 +165,26 @@ class Worker:
                 for r in results:
                     if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
                         log.error("partition loop failed: %r", r)
+            await self._flush_checks()
             await self._release_all()
         return self.processed
+
+    def _count_checks(self, workspace: str, run: dict[str, Any] | None) -> None:
+        if not run:
+            return
+        hour = tickets.fire_hour(run["at"])
+        for entry in run.get("rules") or []:
+            if entry.get("id") is not None and not entry.get("skipped"):
+                key = (workspace, str(entry["id"]), hour)
+                self._checks[key] = self._checks.get(key, 0) + 1
+
+    async def _flush_checks(self) -> None:
+        counts, self._checks = self._checks, {}
+        try:
+            await catalog.add_rule_checks(self.store, counts)
+        except StoreUnavailable:
+            for key, n in counts.items():   # keep them for the next flush
+                self._checks[key] = self._checks.get(key, 0) + n
 
     def _spawn(self) -> None:
         for n in sorted(self.owned):
@@ -403,6 +423,8 @@ class Worker:
                             "rules_ms": round((t2 - t1) * 1000, 3)},
                 "error": run.error,
             }
+            for entry in record["rules"]:   # which revision of each rule this run checked
+                entry["revision"] = revisions.get(str(entry.get("id")))
             return run.ticket, automation.contact_record(run.ticket), record, bool(
                 run.changes or run.effects)
 
@@ -435,6 +457,7 @@ class Worker:
         if not applied.skipped:
             self.processed += 1
             observe_applied(event, applied.run, time.perf_counter() - started)
+            self._count_checks(workspace, applied.run)
         return applied
 
 

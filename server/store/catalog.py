@@ -225,8 +225,9 @@ def _sums(stats: dict[str, str], prefix: str, now_hour: int) -> dict[str, int]:
 async def rule_stats(store: Store, workspace: str, rule_ids: list[str], now_hour: int) -> dict[str, dict[str, Any]]:
     """{rule id: {"last_fired_at", "fired_24h", "usage"}} from the per-rule counters (store/keys.py
     `rule_stats`). `usage`: {"fired": {"1h", "24h", "7d", "30d"}, "last_fired_at", "checked",
-    "last_error"}; `checked` (hourly "c:<hour>" buckets) and `last_error` ("error": JSON {at,
-    message}) are null while the apply transaction does not write them."""
+    "last_error"}; `checked` comes from hourly "c:<hour>" buckets (workers add them in batches,
+    add_rule_checks) and `last_error` from "error" (JSON {at, message}, written by the apply
+    transaction); each is null until there is a first one."""
     async with store.redis.pipeline(transaction=False) as p:
         for rule_id in rule_ids:
             p.hgetall(K.rule_stats(workspace, rule_id))
@@ -240,3 +241,19 @@ async def rule_stats(store: Store, workspace: str, rule_ids: list[str], now_hour
                         "usage": {"fired": fired, "last_fired_at": stats.get("last"),
                                   "checked": checked, "last_error": error}}
     return out
+
+
+@guarded
+async def add_rule_checks(store: Store, counts: dict[tuple[str, str, int], int]) -> None:
+    """Add (workspace, rule id, hour) -> times the rule was checked, in one pipeline. Workers batch
+    these in memory and flush every few seconds: a counter per rule per event inside the apply
+    transaction would cost a command for every rule checked. A worker that dies loses at most
+    its last unflushed batch (usage stats, never automation)."""
+    if not counts:
+        return
+    async with store.redis.pipeline(transaction=False) as p:
+        for (workspace, rule_id, hour), n in counts.items():
+            key = K.rule_stats(workspace, rule_id)
+            p.hincrby(key, f"c:{hour}", n)
+            p.hdel(key, f"c:{hour - 31 * 24}")
+        await p.execute()

@@ -98,6 +98,10 @@ async def apply_event(store: Store, workspace: str, partition: int, entry: str,
                     p.hincrby(K.rule_stats(workspace, rule_id), f"h:{hour}", 1)
                     p.hset(K.rule_stats(workspace, rule_id), "last", run["at"])
                     p.hdel(K.rule_stats(workspace, rule_id), f"h:{hour - 31 * 24}")
+                for entry in run.get("rules") or []:   # usage.last_error: only rules that erred
+                    if entry.get("errors") and entry.get("id") is not None:
+                        p.hset(K.rule_stats(workspace, entry["id"]), "error", _dumps(
+                            {"at": run["at"], "message": str(entry["errors"][-1])[:500]}))
                 if previous is None and seq is not None:
                     p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
                 if new_contact is not None and new_contact != contact:

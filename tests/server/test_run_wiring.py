@@ -106,3 +106,28 @@ async def test_the_rules_cache_recompiles_when_a_calendar_changes(settings: Any)
         assert await cache.get(ws["id"], None, eleven) is not a           # new hours: recompiled
     finally:
         await close_store(store)
+
+
+def test_usage_counts_checks_and_keeps_the_last_error(ws: Workspace) -> None:
+    import time
+
+    quiet = ws.rule(name="never", triggers=["ticket.updated"], enabled=True,
+                    conditions={"all": [{"field": "subject", "op": "is", "value": "no such"}]},
+                    actions=[{"type": "close"}])
+    broken = ws.rule(name="calls a host off the allow-list", triggers=["ticket.updated"], enabled=True,
+                     actions=[{"type": "http_request", "url": "https://crm.example.com/x", "map": {"a": "$.a"}}])
+    ws.send(event("e0"))
+    for i in range(1, 4):
+        run = _run(ws, ws.send(event(f"e{i}", "ticket.updated"))["run_id"])
+    by_id = {e["id"]: e for e in run["rules"]}
+    assert by_id[quiet["id"]]["revision"] == 1 and by_id[broken["id"]]["errors"]
+    deadline = time.monotonic() + 10
+    while True:
+        usage = {r["id"]: r["usage"] for r in ws.client.get("/v1/rules", headers=ws.h("viewer")).json()["items"]}
+        if (usage[quiet["id"]]["checked"] or {}).get("1h") == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert usage[quiet["id"]]["checked"]["1h"] == 3 and usage[quiet["id"]]["fired"]["1h"] == 0
+    assert usage[quiet["id"]]["last_error"] is None
+    err = usage[broken["id"]]["last_error"]
+    assert err is not None and "allow-list" in err["message"] and err["at"] == run["at"]
