@@ -35,7 +35,7 @@ from starlette.routing import Route
 from sandbox import AllowListError, parse_allowlist
 from server import audit
 from server.api.common import RANK, Ctx, json_response, problem, requires
-from server.api.rules import by_of, definition, rule_problems
+from server.api.rules import by_of, definition, rule_problems, workspace_calendars
 from server.api.sla import check_policy
 from server.api.sla import definition as policy_definition
 from server.api.validate import GROUP_NAME
@@ -178,8 +178,26 @@ def _list(doc: dict[str, Any], key: str, problems: list[dict[str, str]]) -> list
     return list(doc[key])
 
 
-def _validate(doc: dict[str, Any]) -> list[dict[str, str]]:
-    """Every problem of the document, with its path; [] when it can be planned."""
+def _document_calendars(doc: dict[str, Any]) -> dict[str, Any]:
+    """The business hours of the document's own SLA policies, by name (invalid ones are reported
+    by _validate, not here)."""
+    from rules import RuleError
+    from rules.sla import compile_policy, policy_calendars
+
+    policies = []
+    for spec in doc.get("sla_policies") or [] if isinstance(doc.get("sla_policies"), list) else []:
+        if isinstance(spec, dict):
+            try:
+                policies.append(compile_policy({k: v for k, v in spec.items()
+                                                if k not in ("position", "created_at", "updated_at", "revision")}))
+            except RuleError:
+                continue
+    return policy_calendars(policies)
+
+
+def _validate(doc: dict[str, Any], calendars: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """Every problem of the document, with its path; [] when it can be planned. `calendars`: the
+    names rules' business-time conditions may use (stored policies and the document's own)."""
     problems = [problem(k, f"unknown key; a document has {', '.join(_TOP)}") for k in doc if k not in _TOP]
     if doc.get("deskflow", FORMAT_VERSION) != FORMAT_VERSION:
         problems.append(problem("deskflow", f"must be {FORMAT_VERSION} (the document format)"))
@@ -197,7 +215,7 @@ def _validate(doc: dict[str, Any]) -> list[dict[str, str]]:
             continue
         if "id" in rule and not (isinstance(rule["id"], str) and _RULE_ID.match(rule["id"])):
             problems.append(problem(f"{path}.id", "must be 1-64 letters, digits, _ . : -"))
-        problems += rule_problems(definition(rule), path)  # bookkeeping keys (usage, ...) pass
+        problems += rule_problems(definition(rule), path, calendars)  # bookkeeping keys pass
         if not isinstance(rule.get("name"), str) and "id" not in rule:
             problems.append(problem(f"{path}.name", "a rule without an id needs a name"))
         if "id" in rule:
@@ -430,7 +448,8 @@ async def import_document(ctx: Ctx) -> Response:
     dry_run = ctx.request.query_params.get("dry_run") in ("true", "1")
     missing = _missing(ctx)
     doc = await _read_document(ctx)
-    problems = _validate(doc)
+    problems = _validate(doc, {**await workspace_calendars(ctx.store, ctx.workspace),
+                               **_document_calendars(doc)})
     if problems:
         raise Unprocessable(f"The document has {len(problems)} problem(s); nothing was changed.",
                             details=problems)

@@ -23,32 +23,50 @@ from server.api.validate import validate_event
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.store import catalog, runs, tickets
 from server.store import revisions as R
+from server.store import sla as sla_store
 from server.store.catalog import now_iso
 
-__all__ = ["routes", "definition", "rule_problems", "change_action", "by_of", "audit_rules"]
+__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "change_action", "by_of", "audit_rules"]
 
 # Bookkeeping the service owns; a client cannot set them.
 _OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
           "usage")
 
 
-def _check(rule: dict[str, Any]) -> None:
+async def workspace_calendars(store: Any, workspace: str) -> dict[str, Any]:
+    """The calendars rules may name in business-time conditions: each stored SLA policy's
+    business hours by the policy's name (a policy that no longer compiles is left out)."""
+    from rules import RuleError
+    from rules.sla import compile_policy, policy_calendars
+
+    policies = []
+    for spec in await sla_store.list_policies(store, workspace):
+        try:
+            policies.append(compile_policy({k: v for k, v in spec.items()
+                                            if k not in ("position", "created_at", "updated_at", "revision")}))
+        except RuleError:
+            continue
+    return policy_calendars(policies)
+
+
+def _check(rule: dict[str, Any], calendars: dict[str, Any] | None = None) -> None:
     """422 with every problem the engine finds (path + reason), or nothing."""
-    problems = rule_problems(rule)
+    problems = rule_problems(rule, calendars=calendars)
     if problems:
         raise Unprocessable("The rule is not valid: " + "; ".join(
             f"{p['path'] or 'rule'}: {p['reason']}" for p in problems[:5]), details=problems)
 
 
-def rule_problems(rule: Any, prefix: str = "") -> list[dict[str, str]]:
-    """Every problem of one rule definition as {path, reason} (paths under `prefix`)."""
+def rule_problems(rule: Any, prefix: str = "", calendars: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """Every problem of one rule definition as {path, reason} (paths under `prefix`); `calendars`
+    are the names business-time conditions may use (workspace_calendars)."""
     from rules import validate_rule
 
     problems: list[dict[str, str]] = []
     if isinstance(rule, dict) and "name" in rule and (
             not isinstance(rule["name"], str) or not rule["name"].strip()):
         problems.append({"path": "name", "reason": "must be a non-empty string"})
-    problems += [{"path": p.path, "reason": p.reason} for p in validate_rule(rule)]
+    problems += [{"path": p.path, "reason": p.reason} for p in validate_rule(rule, calendars=calendars)]
     if prefix:
         problems = [{"path": f"{prefix}.{p['path']}" if p["path"] else prefix, "reason": p["reason"]}
                     for p in problems]
@@ -122,7 +140,7 @@ async def create_rule(ctx: Ctx) -> Response:
     """Create a rule (disabled unless the body says "enabled": true)."""
     body = _clean(await read_object(ctx.request))
     body.setdefault("enabled", False)
-    _check(body)
+    _check(body, await workspace_calendars(ctx.store, ctx.workspace))
     now = now_iso()
     rule_id = catalog.new_rule_id()
 
@@ -189,11 +207,12 @@ async def _save(ctx: Ctx, make: Any) -> Response:
     already says (then nothing is written and the rule is answered as it is)."""
     rule_id = ctx.request.path_params["rule_id"]
     seen: dict[str, Any] = {}
+    calendars = await workspace_calendars(ctx.store, ctx.workspace)
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
         old = seen["rule"] = _current(current, rule_id)
         new = make(old)
-        _check(definition(new))
+        _check(definition(new), calendars)
         rule = {**definition(new), "id": rule_id,
                 "name": new.get("name") or old.get("name") or rule_id,
                 "position": old.get("position", 0), "created_at": old.get("created_at"),
@@ -328,7 +347,8 @@ async def test_rule(ctx: Ctx) -> Response:
         previous = await tickets.get_ticket(ctx.store, ctx.workspace, event["ticket"]["id"])
     ticket = automation.merge_event(previous, event)
     try:
-        result = dry_run(rule, event, ticket, previous, now)
+        result = dry_run(rule, event, ticket, previous, now,
+                         calendars=await workspace_calendars(ctx.store, ctx.workspace))
     except RuleError as exc:
         raise Unprocessable(f"The stored rule is not valid: {exc}",
                             details=[{"path": e.path, "reason": e.reason}
@@ -381,7 +401,7 @@ async def restore_revision(ctx: Ctx) -> Response:
         raise Unprocessable("That revision records the rule's deletion; restore an earlier one.",
                             details=[{"path": "n", "reason": "is a delete revision"}])
     rule_id, content = rev["rule"]["id"], definition(rev["rule"])
-    _check(content)
+    _check(content, await workspace_calendars(ctx.store, ctx.workspace))
     seen: dict[str, Any] = {}
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:

@@ -131,3 +131,32 @@ def test_usage_counts_checks_and_keeps_the_last_error(ws: Workspace) -> None:
     assert usage[quiet["id"]]["last_error"] is None
     err = usage[broken["id"]]["last_error"]
     assert err is not None and "allow-list" in err["message"] and err["at"] == run["at"]
+
+
+OFFICE = {"name": "office", "targets": {"resolution": "8h"},
+          "business_hours": {"timezone": "UTC", "week": {"mon": ["09:00", "17:00"]}}}
+BIZ_RULE = {"name": "old in office hours", "triggers": ["ticket.updated"], "enabled": True,
+            "conditions": {"all": [{"field": "created_at", "op": "older_than_business",
+                                    "value": "2h", "calendar": "office"}]},
+            "actions": [{"type": "add_tags", "tags": ["old"]}]}
+
+
+def test_the_api_accepts_rules_naming_sla_calendars(ws: Workspace) -> None:
+    h = ws.h("manager")
+    r = ws.client.post("/v1/rules", json=BIZ_RULE, headers=h)
+    assert r.status_code == 422 and "office" in r.text                     # no such calendar yet
+    assert ws.client.post("/v1/sla-policies", json=OFFICE, headers=h).status_code == 201
+    r = ws.client.post("/v1/rules", json=BIZ_RULE, headers=h)
+    assert r.status_code == 201, r.text
+    test = ws.client.post(f"/v1/rules/{r.json()['id']}/test", headers=h, json={
+        "now": "2026-11-23T12:00:00Z",
+        "ticket": {"id": "T-9", "created_at": "2026-11-23T09:00:00Z"},
+        "event": {"type": "ticket.updated", "ticket": {"id": "T-9"}}})
+    assert test.status_code == 200, test.text
+    assert test.json()["matched"] is True
+
+
+def test_an_import_may_name_a_calendar_it_brings(ws: Workspace) -> None:
+    doc = {"deskflow": 1, "sla_policies": [OFFICE], "rules": [BIZ_RULE]}
+    r = ws.client.post("/v1/import?dry_run=true", json=doc, headers=ws.h("manager"))
+    assert r.status_code == 200, r.text
