@@ -12,6 +12,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server import audit
 from server.api.common import Ctx, json_response, read_object, requires
 from server.errors import Unprocessable
 from server.guards import DEFAULT_LIMITS, GuardLimits
@@ -42,6 +43,7 @@ async def put_guards(ctx: Ctx) -> Response:
         raise Unprocessable(f"The guard limits are not valid: {first['path']}: {first['reason']}",
                             details=problems)
     await G.put_spec(ctx.store, ctx.workspace, limits.to_spec())
+    await audit.record(ctx, "guards.set", "guards", limits.to_spec())
     return json_response(_answer(limits, False))
 
 
@@ -49,6 +51,7 @@ async def put_guards(ctx: Ctx) -> Response:
 async def delete_guards(ctx: Ctx) -> Response:
     """Go back to the default guard limits."""
     await G.delete_spec(ctx.store, ctx.workspace)
+    await audit.record(ctx, "guards.reset", "guards")
     return Response(status_code=204)
 
 

@@ -160,3 +160,12 @@ def test_an_import_may_name_a_calendar_it_brings(ws: Workspace) -> None:
     doc = {"deskflow": 1, "sla_policies": [OFFICE], "rules": [BIZ_RULE]}
     r = ws.client.post("/v1/import?dry_run=true", json=doc, headers=ws.h("manager"))
     assert r.status_code == 200, r.text
+
+
+def test_guard_setting_changes_are_audited(ws: Workspace) -> None:
+    assert ws.client.put("/v1/workspace/guards", json={"generated_per_minute": 5},
+                         headers=ws.h()).status_code == 200
+    assert ws.client.delete("/v1/workspace/guards", headers=ws.h()).status_code == 204
+    items = ws.client.get("/v1/audit?target=guards", headers=ws.h()).json()["items"]
+    assert [e["action"] for e in items] == ["guards.reset", "guards.set"]
+    assert items[1]["detail"]["generated_per_minute"] == 5
