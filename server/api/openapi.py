@@ -55,6 +55,13 @@ _SCHEMAS: dict[str, Any] = {
         "message": {"type": ["object", "null"], "properties": {
             "author": _TEXT, "body": _TEXT, "channel": _TEXT}}}},
 }
+# API.md's example event: also the first case schemathesis sends (its explicit phase).
+_EXAMPLES = {("POST", "/v1/events"): {
+    "id": "evt-123", "type": "ticket.created", "occurred_at": "2026-11-23T08:00:00Z",
+    "ticket": {"id": "T-1", "subject": "Refund please", "status": "new", "priority": "normal",
+               "channel": "email", "tags": ["billing"], "custom": {"plan": "pro"},
+               "contact": {"id": "C-1", "email": "ann@example.com", "name": "Ann",
+                           "groups": ["vip"], "custom": {}}}}}
 _BODY_SCHEMAS = {("POST", "/v1/events"): {"oneOf": [
     {"$ref": "#/components/schemas/Event"},
     {"type": "object", "required": ["events"], "not": {"required": ["type"]}, "properties": {
@@ -143,6 +150,8 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
         op["requestBody"] = {"required": True,
                              "description": _BODIES.get((method, path), "A JSON object"),
                              "content": {"application/json": {"schema": schema}}}
+        if (method, path) in _EXAMPLES:
+            op["requestBody"]["content"]["application/json"]["example"] = _EXAMPLES[method, path]
         if (method, path) in _YAML:
             op["requestBody"]["content"]["application/yaml"] = {"schema": {"type": "object"}}
     responses: dict[str, Any] = {}

@@ -144,5 +144,5 @@ def test_every_operation(settings: Settings) -> None:
     # (A webhook needs a public URL on the allow-list, so none is configured: those two are 404s.)
     never = {label for label in seeded.seen if label.startswith("GET ")} - succeeded
     assert never == {"GET /v1/webhook", "GET /v1/webhook/deliveries/{id}"}, never
-    assert STRICT <= succeeded, seeded.seen  # a described body is generated valid, too
+    assert STRICT <= succeeded, {k: seeded.seen[k] for k in STRICT}  # generated valid, too
     assert len(seeded.seen) == len(operations)
