@@ -12,7 +12,7 @@ from starlette.routing import Route
 from server.api.common import Ctx, json_response, read_json, requires
 from server.api.validate import validate_event
 from server.errors import PayloadTooLarge, Unprocessable
-from server.metrics import METRICS
+from server.metrics import count_event_received
 from server.store import events, runs
 from server.store.catalog import now_iso
 
@@ -47,9 +47,8 @@ async def post_events(ctx: Ctx) -> Response:
         raise Unprocessable("The event is not valid: " + "; ".join(
             f"{p['path'] or 'body'}: {p['reason']}" for p in problems[:5]), details=problems)
     results = await events.append_events(ctx.store, ctx.workspace, valid)
-    for status, _ in results:
-        METRICS.inc("deskflow_events_ingested_total" if status == "queued"
-                    else "deskflow_events_duplicate_total")
+    for e, (status, _) in zip(valid, results, strict=True):
+        count_event_received(e["type"], status)
     answers = [{"event_id": e["id"], "status": status} for e, (status, _) in zip(valid, results,
                                                                                  strict=True)]
     if ctx.request.query_params.get("wait", "").lower() in ("true", "1", "yes"):

@@ -34,8 +34,8 @@ from starlette.routing import Route
 
 from sandbox import AllowListError, parse_allowlist
 from server import audit
-from server.api.common import RANK, Ctx, json_response, problem, requires
-from server.api.rules import by_of, definition, rule_problems, workspace_calendars
+from server.api.common import RANK, Ctx, _too_deep, json_depth, json_response, problem, requires
+from server.api.rules import by_of, check_rule_count, definition, rule_problems, workspace_calendars
 from server.api.sla import check_policy
 from server.api.sla import definition as policy_definition
 from server.api.validate import GROUP_NAME
@@ -159,10 +159,16 @@ async def _read_document(ctx: Ctx) -> dict[str, Any]:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"The document is over the limit of {limit} bytes.")
+    depth_limit = ctx.store.settings.max_json_depth
     try:
         doc = _plain(yaml.safe_load(body)) if is_yaml else orjson.loads(body)
+    except RecursionError:   # PyYAML recurses once per nesting level
+        raise _too_deep(depth_limit, "too many") from None
     except (yaml.YAMLError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The document does not parse: {exc}", code="invalid_document") from exc
+    depth = json_depth(doc)
+    if depth > depth_limit:
+        raise _too_deep(depth_limit, str(depth))
     if not isinstance(doc, dict):
         raise Unprocessable("The document must be a mapping (deskflow, rules, groups, ...).",
                             details=[problem("", "expected a mapping at the top")])
@@ -457,10 +463,14 @@ async def import_document(ctx: Ctx) -> Response:
     notes = _notes(doc, await S.list_scripts(ctx.store, ws), await S.list_secrets(ctx.store, ws))
 
     async def build(p: Any) -> tuple[_Plan, Any]:
-        plan = _make_plan(doc, await _state(p, ws), missing)
+        state = await _state(p, ws)
+        plan = _make_plan(doc, state, missing)
         if plan.problems:
             raise Unprocessable("The document does not match this workspace; nothing was changed.",
                                 details=plan.problems)
+        check_rule_count(ctx, len(state["rules"]) + sum(ch.old is None and ch.new is not None
+                                                        for ch in plan.rules)
+                         - sum(ch.new is None and ch.old is not None for ch in plan.rules))
         changed = plan.rules or plan.policies or plan.groups or plan.allowlist is not None
         if dry_run or not changed:
             return plan, None

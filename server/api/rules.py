@@ -13,6 +13,7 @@ from rules.durations import duration_seconds
 from server import audit, automation
 from server.api.common import (
     Ctx,
+    problem,
     encode_cursor,
     json_response,
     page_params,
@@ -26,11 +27,21 @@ from server.store import revisions as R
 from server.store import sla as sla_store
 from server.store.catalog import now_iso
 
-__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "change_action", "by_of", "audit_rules"]
+__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "check_rule_count", "change_action", "by_of", "audit_rules"]
 
 # Bookkeeping the service owns; a client cannot set them.
 _OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
           "usage")
+
+
+def check_rule_count(ctx: Ctx, after: int) -> None:
+    """422 too_many_rules when a change would leave more rules than Settings.max_rules."""
+    limit = ctx.store.settings.max_rules
+    if after > limit:
+        raise Unprocessable(
+            f"This would make {after} rules; the rule count limit is {limit} rules per workspace "
+            f"(DESKFLOW_MAX_RULES). Delete rules you no longer use (GET /v1/rules?unused_for=30d).",
+            code="too_many_rules", details=[problem("", f"at most {limit} rules per workspace")])
 
 
 async def workspace_calendars(store: Any, workspace: str) -> dict[str, Any]:
@@ -145,6 +156,7 @@ async def create_rule(ctx: Ctx) -> Response:
     rule_id = catalog.new_rule_id()
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
+        check_rule_count(ctx, len(current) + 1)
         rule = {"id": rule_id, **body, "name": body.get("name") or rule_id,
                 "position": _next_position(current), "created_at": now, "updated_at": now}
         return [R.Change(rule_id, rule, None, "create")]

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from rules import ACTORS
 from server.automation import format_time, parse_time
 
 __all__ = ["EVENT_TYPES", "STATUSES", "PRIORITIES", "validate_event", "GROUP_NAME", "MAX_ID",
@@ -132,6 +133,10 @@ def validate_event(obj: Any, received_at: str, *, path: str = "",
             problems.append({"path": f"{p}occurred_at",
                              "reason": "must be an RFC 3339 timestamp like 2026-11-23T08:00:00Z"})
     _ticket(obj.get("ticket"), f"{p}ticket", problems)
+    actor = obj.get("actor")
+    if actor is not None and actor not in ACTORS:
+        problems.append({"path": f"{p}actor", "reason": f"must be one of {', '.join(ACTORS)} or null "
+                                                        f"(left out: derived from the message author and type)"})
     message = obj.get("message")
     if isinstance(etype, str) and etype.startswith("message."):
         if not isinstance(message, dict):
@@ -150,4 +155,6 @@ def validate_event(obj: Any, received_at: str, *, path: str = "",
              "occurred_at": format_time(at) if at else received_at, "ticket": obj["ticket"]}
     if message is not None:
         event["message"] = message
+    if actor is not None:
+        event["actor"] = actor
     return event, []

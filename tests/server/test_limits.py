@@ -175,8 +175,6 @@ def few_rules(settings: Settings) -> Iterator[Workspace]:
         yield Workspace(c)
 
 
-@pytest.mark.xfail(strict=True, reason="server/api/rules.py does not enforce Settings.max_rules "
-                                       "yet (create_rule and import; see the h5 report)")
 def test_rule_count_per_workspace(few_rules: Workspace) -> None:
     ws = few_rules
     for i in range(3):
@@ -193,8 +191,6 @@ def test_rule_count_per_workspace(few_rules: Workspace) -> None:
     assert len(ws.client.get("/v1/rules", headers=ws.h()).json()["items"]) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="server/api/export.py _read_document: PyYAML recurses per "
-                                       "nesting level, RecursionError -> 500 (see the h5 report)")
 def test_import_nesting_depth(ws: Workspace, settings: Settings) -> None:
     """POST /v1/import reads its own body (JSON or YAML), so it needs the same nesting limit."""
     limit = settings.max_json_depth

@@ -169,3 +169,16 @@ def test_guard_setting_changes_are_audited(ws: Workspace) -> None:
     items = ws.client.get("/v1/audit?target=guards", headers=ws.h()).json()["items"]
     assert [e["action"] for e in items] == ["guards.reset", "guards.set"]
     assert items[1]["detail"]["generated_per_minute"] == 5
+
+
+def test_an_events_own_actor_is_kept_and_checked(ws: Workspace) -> None:
+    rule = ws.rule(name="bridge said agent", triggers=["message.received"], enabled=True,
+                   conditions={"all": [{"field": "event.actor", "op": "is", "value": "agent"}]},
+                   actions=[{"type": "add_tags", "tags": ["by-agent"]}])
+    ws.send(event("e0"))
+    derived = _run(ws, ws.send(event("e1", "message.received"))["run_id"])          # author: customer
+    assert rule["id"] not in derived["matched"]
+    told = _run(ws, ws.send(event("e2", "message.received", actor="agent"))["run_id"])
+    assert told["matched"] == [rule["id"]]
+    r = ws.client.post("/v1/events", json=event("e3", actor="robot"), headers=ws.h("ingest"))
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["path"] == "actor"
