@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 from server import guards as guard_rules
 from server.guards import DEFAULT_LIMITS, GuardLimits
 
@@ -87,13 +89,26 @@ def new_ticket(ticket_id: str) -> dict[str, Any]:
             "snoozed_until": None, "version": 0}
 
 
+# A ticket's merged `custom` keeps at most this much (compact JSON): each event's own `custom` is
+# capped at 16 KiB by the validator, but keys accumulate over events; past this the keys set
+# longest ago are dropped first (a key set again moves to the end).
+MAX_MERGED_CUSTOM_BYTES = 64 * 1024
+
+
 def _merge_custom(base: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
     out = dict(base or {})
     for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
+        out.pop(k, None)
+        if v is not None:
             out[k] = v
+    if len(orjson.dumps(out)) > MAX_MERGED_CUSTOM_BYTES:
+        sizes = {k: len(orjson.dumps({k: v})) for k, v in out.items()}
+        total = sum(sizes.values())
+        for k in list(out):
+            if total <= MAX_MERGED_CUSTOM_BYTES:
+                break
+            total -= sizes[k]
+            del out[k]
     return out
 
 
@@ -141,8 +156,10 @@ def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
                     and "groups" not in value):
                 incoming = {**value, "groups": contact.get("groups") or []}
             t["contact"] = _merge_contact(t.get("contact"), incoming)
-        else:
+        elif key in SCALARS:
             t[key] = value
+        # other keys are not mirrored: a ticket's own data goes in `custom` (bounded above), so
+        # no series of events can grow a ticket without end
     at = event["occurred_at"]
     if not t.get("created_at"):
         t["created_at"] = at

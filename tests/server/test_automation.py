@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from server.automation import merge_event, new_ticket
 
 
@@ -50,3 +52,16 @@ def test_message_timestamps_by_author():
     assert t["last_agent_message_at"] == "2026-11-23T11:00:00Z"
     t = merge_event(t, _ev({}, at="2026-11-23T09:00:00Z"))
     assert t["updated_at"] == "2026-11-23T11:00:00Z"
+
+
+def test_a_ticket_cannot_grow_without_end_through_its_events() -> None:
+    from server.automation import MAX_MERGED_CUSTOM_BYTES, merge_event
+
+    ticket = None
+    for i in range(40):   # each event within the 16 KiB per-event custom limit
+        e = {"id": f"e{i}", "type": "ticket.updated", "occurred_at": "2026-11-23T08:00:00Z",
+             "ticket": {"id": "T", "custom": {f"k{i}": "x" * 8000}, f"extra{i}": "y" * 8000}}
+        ticket = merge_event(ticket, e)
+    assert len(orjson.dumps(ticket["custom"])) <= MAX_MERGED_CUSTOM_BYTES
+    assert "k39" in ticket["custom"] and "k0" not in ticket["custom"]   # oldest keys go first
+    assert not any(k.startswith("extra") for k in ticket)               # unknown keys not mirrored
