@@ -234,6 +234,10 @@ async def _setup(n_rules: int) -> tuple[str, str, str]:
         await store.redis.flushdb()
         ws, _ = await catalog.create_workspace(store, "bench")
         _, ingest = await catalog.create_key(store, ws["id"], "ingest", "bench")
+        # every event notifies and the benches count applied events by their feed entries: the
+        # flood guard's per-ticket notify caps (server/guards.py) would leave some without one
+        from server.store import guards as guard_store
+        await guard_store.put_spec(store, ws["id"], {"send_caps": []})
         now = catalog.now_iso()
         for pos, rule in enumerate(make_rules(n_rules), start=1):
             await catalog.put_rule(store, ws["id"], {"id": f"r{pos}", **rule, "position": pos,
