@@ -35,7 +35,8 @@ from starlette.routing import Route
 from sandbox import AllowListError, parse_allowlist
 from server import audit
 from server.api.common import RANK, Ctx, _too_deep, json_depth, json_response, problem, requires
-from server.api.rules import by_of, check_rule_count, definition, rule_problems, workspace_calendars
+from server.api.rules import (by_of, calendars_of, check_rule_count, definition, rule_problems,
+                              workspace_calendars)
 from server.api.sla import check_policy
 from server.api.sla import definition as policy_definition
 from server.api.validate import GROUP_NAME
@@ -184,21 +185,9 @@ def _list(doc: dict[str, Any], key: str, problems: list[dict[str, str]]) -> list
     return list(doc[key])
 
 
-def _document_calendars(doc: dict[str, Any]) -> dict[str, Any]:
-    """The business hours of the document's own SLA policies, by name (invalid ones are reported
-    by _validate, not here)."""
-    from rules import RuleError
-    from rules.sla import compile_policy, policy_calendars
-
-    policies = []
-    for spec in doc.get("sla_policies") or [] if isinstance(doc.get("sla_policies"), list) else []:
-        if isinstance(spec, dict):
-            try:
-                policies.append(compile_policy({k: v for k, v in spec.items()
-                                                if k not in ("position", "created_at", "updated_at", "revision")}))
-            except RuleError:
-                continue
-    return policy_calendars(policies)
+def _sla_items(doc: dict[str, Any]) -> list[Any]:
+    items = doc.get("sla_policies")
+    return items if isinstance(items, list) else []
 
 
 def _validate(doc: dict[str, Any], calendars: dict[str, Any] | None = None) -> list[dict[str, str]]:
@@ -455,7 +444,7 @@ async def import_document(ctx: Ctx) -> Response:
     missing = _missing(ctx)
     doc = await _read_document(ctx)
     problems = _validate(doc, {**await workspace_calendars(ctx.store, ctx.workspace),
-                               **_document_calendars(doc)})
+                               **calendars_of(_sla_items(doc))})
     if problems:
         raise Unprocessable(f"The document has {len(problems)} problem(s); nothing was changed.",
                             details=problems)

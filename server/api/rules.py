@@ -27,7 +27,7 @@ from server.store import revisions as R
 from server.store import sla as sla_store
 from server.store.catalog import now_iso
 
-__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "check_rule_count", "change_action", "by_of", "audit_rules"]
+__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "calendars_of", "check_rule_count", "change_action", "by_of", "audit_rules"]
 
 # Bookkeeping the service owns; a client cannot set them.
 _OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
@@ -44,20 +44,26 @@ def check_rule_count(ctx: Ctx, after: int) -> None:
             code="too_many_rules", details=[problem("", f"at most {limit} rules per workspace")])
 
 
-async def workspace_calendars(store: Any, workspace: str) -> dict[str, Any]:
-    """The calendars rules may name in business-time conditions: each stored SLA policy's
-    business hours by the policy's name (a policy that no longer compiles is left out)."""
+def calendars_of(specs: list[Any]) -> dict[str, Any]:
+    """The calendars rules may name in business-time conditions: each SLA policy's business hours
+    by the policy's name (a spec that does not compile is left out; its own check reports it)."""
     from rules import RuleError
     from rules.sla import compile_policy, policy_calendars
 
     policies = []
-    for spec in await sla_store.list_policies(store, workspace):
-        try:
-            policies.append(compile_policy({k: v for k, v in spec.items()
-                                            if k not in ("position", "created_at", "updated_at", "revision")}))
-        except RuleError:
-            continue
+    for spec in specs:
+        if isinstance(spec, dict):
+            try:
+                policies.append(compile_policy({k: v for k, v in spec.items()
+                                                if k not in ("position", "created_at", "updated_at", "revision")}))
+            except RuleError:
+                continue
     return policy_calendars(policies)
+
+
+async def workspace_calendars(store: Any, workspace: str) -> dict[str, Any]:
+    """calendars_of the workspace's stored SLA policies."""
+    return calendars_of(await sla_store.list_policies(store, workspace))
 
 
 def _check(rule: dict[str, Any], calendars: dict[str, Any] | None = None) -> None:
