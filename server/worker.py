@@ -375,8 +375,9 @@ class Worker:
             return run.ticket, automation.contact_record(run.ticket), record, bool(
                 run.changes or run.effects)
 
-        policies = await self._policies(workspace)
-        limits = await guard_store.get_limits(self.store, workspace)
+        # read side-by-side: two independent reads of the workspace's settings per event
+        policies, limits = await asyncio.gather(self._policies(workspace),
+                                                guard_store.get_limits(self.store, workspace))
         timer_plan: dict[str, dict[str, Any]] = {}
         try:
             applied = await tickets.apply_event(self.store, workspace, n, entry_id, fields, event,
