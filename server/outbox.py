@@ -45,12 +45,12 @@ from typing import Any
 
 import orjson
 
-from sandbox import AllowListError, Broker, BrokerConfig, Limits, parse_allowlist
+from sandbox import Broker, BrokerConfig, Limits
 from server.metrics import count_webhook_delivery
+from server.scripting import broker_config
 from server.settings import Settings
 from server.store import keys as K
 from server.store import outbox as O
-from server.store import scripts as S
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable, guarded
 
@@ -181,16 +181,9 @@ class Outbox:
             return False
         records = [r for r in await O.get_deliveries(self.store, workspace, ids) if r is not None]
         webhook = await O.get_webhook(self.store, workspace)
-        config = await self._config(workspace)
+        config = await broker_config(self.store, workspace)
         await asyncio.gather(*(self._attempt(workspace, r, webhook, config) for r in records))
         return True
-
-    async def _config(self, workspace: str) -> BrokerConfig:
-        try:
-            allow = parse_allowlist(await S.get_allowlist(self.store, workspace))
-        except AllowListError:
-            allow = parse_allowlist([])
-        return BrokerConfig(allow, await S.get_secrets(self.store, workspace))
 
     async def _attempt(self, workspace: str, rec: dict[str, Any], webhook: dict[str, Any] | None,
                        config: BrokerConfig) -> None:

@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from sandbox import AllowListError, Broker, BrokerConfig, Limits, LimitsError, ScriptPool, parse_allowlist
+from sandbox import AllowList, AllowListError, Broker, BrokerConfig, Limits, LimitsError, ScriptPool, parse_allowlist
 from server.settings import Settings
 from server.store import scripts as S
 from server.store.connect import Store
 
-__all__ = ["Scripting", "ScriptFailed", "json_path", "script_limits"]
+__all__ = ["Scripting", "ScriptFailed", "json_path", "script_limits", "stored_allowlist", "broker_config"]
 
 # Longest a handler waits for the loop: the script's own wall limit is enforced by the pool; this
 # only guards against a loop that never answers.
@@ -32,6 +32,20 @@ _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\[['\"]([^'\"]+
 def script_limits(timeout: Any) -> Limits:
     """The run limits of a script version; LimitsError (-> 422) above the operator's maxima."""
     return Limits.for_script(timeout=timeout) if timeout is not None else Limits()
+
+
+async def stored_allowlist(store: Store, workspace: str) -> AllowList:
+    """The workspace's allow-list as the broker checks it: scripts, http_request actions and
+    webhooks all go through this one."""
+    try:
+        return parse_allowlist(await S.get_allowlist(store, workspace))
+    except AllowListError:  # stored entries were checked when set; the rules may have grown stricter
+        return parse_allowlist([])
+
+
+async def broker_config(store: Store, workspace: str) -> BrokerConfig:
+    """Allow-list and secret values of a workspace, for one broker call or script run."""
+    return BrokerConfig(await stored_allowlist(store, workspace), await S.get_secrets(store, workspace))
 
 
 class ScriptFailed(Exception):
@@ -83,12 +97,7 @@ class Scripting:
             await self._broker.aclose()
 
     async def broker_config(self, workspace: str) -> BrokerConfig:
-        hosts = await S.get_allowlist(self.store, workspace)
-        try:
-            allow = parse_allowlist(hosts)
-        except AllowListError:  # stored entries were checked when set; the rules may have grown stricter
-            allow = parse_allowlist([])
-        return BrokerConfig(allow, await S.get_secrets(self.store, workspace))
+        return await broker_config(self.store, workspace)
 
     async def run_script(self, workspace: str, action: dict[str, Any], event: dict[str, Any],
                          ticket: dict[str, Any], vars: dict[str, Any]) -> dict[str, Any]:

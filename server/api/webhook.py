@@ -21,12 +21,12 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import AllowListError, Broker, BrokerConfig, parse_allowlist
+from sandbox import Broker, BrokerConfig
 from server import audit
 from server.api.common import Ctx, encode_cursor, json_response, page_params, problem, read_object, requires
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.store import outbox as O
-from server.store import scripts as S
+from server.scripting import stored_allowlist
 from server.store.catalog import now_iso
 
 __all__ = ["routes"]
@@ -41,10 +41,7 @@ def _public(config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _url_problem(ctx: Ctx, url: str) -> str | None:
-    try:
-        allow = parse_allowlist(await S.get_allowlist(ctx.store, ctx.workspace))
-    except AllowListError:
-        allow = parse_allowlist([])
+    allow = await stored_allowlist(ctx.store, ctx.workspace)
     broker = Broker.create()
     try:
         reason = await broker.check(BrokerConfig(allow), url)
