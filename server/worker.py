@@ -308,8 +308,7 @@ class Worker:
             policy = self._policy_cache.get(key)
             if policy is None:
                 try:
-                    policy = compile_policy({k: v for k, v in spec.items()
-                                             if k not in ("position", "created_at", "updated_at")})
+                    policy = compile_policy(sla_store.definition(spec))
                 except RuleError as exc:
                     log.warning("skipping invalid stored SLA policy %s: %s", spec.get("name"), exc)
                     continue

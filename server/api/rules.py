@@ -54,8 +54,7 @@ def calendars_of(specs: list[Any]) -> dict[str, Any]:
     for spec in specs:
         if isinstance(spec, dict):
             try:
-                policies.append(compile_policy({k: v for k, v in spec.items()
-                                                if k not in ("position", "created_at", "updated_at", "revision")}))
+                policies.append(compile_policy(sla_store.definition(spec)))
             except RuleError:
                 continue
     return policy_calendars(policies)

@@ -30,7 +30,7 @@ __all__ = ["routes", "POLICY_NAME", "definition", "audit_policies", "check_polic
 
 POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 MAX_POLICIES = 100
-_STORED = ("created_at", "updated_at", "position", "revision")
+_STORED = S.BOOKKEEPING
 
 
 def check_policy(body: dict[str, Any], name: str) -> list[dict[str, str]]:
@@ -78,9 +78,7 @@ async def _write(ctx: Ctx, compute: Any) -> list[R.Change]:
     return await R.write(ctx.store, ctx.workspace, R.SLA, _by(ctx), compute, audit_policies(ctx))
 
 
-def definition(policy: dict[str, Any]) -> dict[str, Any]:
-    """What a policy says (without position, timestamps, revision)."""
-    return {k: v for k, v in policy.items() if k not in _STORED}
+definition = S.definition
 
 
 @requires("manager")

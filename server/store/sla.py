@@ -15,7 +15,16 @@ from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["list_policies", "get_policy", "put_policy", "delete_policy"]
+__all__ = ["list_policies", "get_policy", "put_policy", "delete_policy", "BOOKKEEPING", "definition"]
+
+# Keys the service keeps on a stored policy beside what the policy says.
+BOOKKEEPING = ("created_at", "updated_at", "position", "revision")
+
+
+def definition(policy: dict[str, Any]) -> dict[str, Any]:
+    """What a stored policy says (without position, timestamps, revision): what compile_policy
+    takes and what revisions compare."""
+    return {k: v for k, v in policy.items() if k not in BOOKKEEPING}
 
 
 @guarded
