@@ -12,7 +12,7 @@ from typing import Any
 
 from .durations import parse_duration, parse_timestamp
 from .fields import SETTABLE
-from .templates import render
+from .templates import render, template_problem
 from . import updates as U
 
 # type -> (required keys, optional keys). Unknown keys are refused: a typo must not pass silently.
@@ -122,10 +122,15 @@ def _need_str(*keys: str) -> Callable[[dict[str, Any]], list[Problem]]:
 
 
 def _check_send_message(a: dict[str, Any]) -> list[Problem]:
-    out = _need_str("template")(a)
+    out = _need_str("template")(a) or _check_size("template")(a)
     if "allow_auto_reply" in a and type(a["allow_auto_reply"]) is not bool:
         out.append(("allow_auto_reply", "must be true or false"))
     return out
+
+
+def _check_size(key: str) -> Callable[[dict[str, Any]], list[Problem]]:
+    """A template's size limit (rules/templates.py renders it on the shared process)."""
+    return lambda a: [(key, why)] if (why := template_problem(a.get(key))) else []
 
 
 def _check_snooze(a: dict[str, Any]) -> list[Problem]:
@@ -182,7 +187,7 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
     "apply_sla": _need_str("policy"),
     "snooze": _check_snooze,
     "send_message": _check_send_message,
-    "notify": _need_str("target", "message"),
+    "notify": lambda a: _need_str("target", "message")(a) or _check_size("message")(a),
     "webhook": _check_request,
     "http_request": _check_request,
     "run_script": _check_script,

@@ -120,6 +120,11 @@ class Calendar:
 
 
 def _minutes(text: Any, path: str) -> int:
+    if isinstance(text, int) and not isinstance(text, bool):
+        # A YAML 1.1 reader turns unquoted 17:00 into 1020 (base 60); deskflow's import keeps it a
+        # string, but a document made elsewhere may carry the number.
+        raise CalendarError(path, f'must be a time like "17:00" (got the number {text}: write times '
+                                  'in quotes, e.g. "17:00", or YAML reads them as base-60 numbers)')
     if not isinstance(text, str) or not _CLOCK.fullmatch(text):
         raise CalendarError(path, "must be a time like 09:00 (00:00 to 24:00)")
     h, m = text.split(":")
@@ -129,7 +134,7 @@ def _minutes(text: Any, path: str) -> int:
 def _windows(raw: Any, path: str) -> tuple[tuple[int, int], ...]:
     if raw is None or raw == []:
         return ()
-    pairs = [raw] if type(raw) is list and len(raw) == 2 and all(isinstance(x, str) for x in raw) else raw
+    pairs = [raw] if type(raw) is list and len(raw) == 2 and all(isinstance(x, (str, int)) for x in raw) else raw
     if type(pairs) is not list:
         raise CalendarError(path, 'must be ["09:00", "17:00"] or a list of such windows')
     out = []

@@ -15,6 +15,7 @@ from .fields import FIELD_NAMES_HELP, Field, lookup_field
 from .jsondata import json_copy
 from .ops import EXTRA_OPS_FOR_FIELD, OPS, OPS_FOR_TYPE, Predicate, State, build_predicate, check_value
 from .ordinal import check_ordinal, is_ordinal
+from .regexes import cut_short_note
 
 Problem = tuple[str, str]
 _LEAF_KEYS = frozenset({"field", "op", "value", "case_sensitive", "calendar"})
@@ -58,7 +59,14 @@ class Leaf:
         return s.read(self.field)
 
     def failure(self, s: State) -> dict[str, Any]:
-        return {**self.describe(), "seen": json_copy(self.seen(s))}
+        return {**self.describe(), "seen": json_copy(self.seen(s)), **self.note(s)}
+
+    def note(self, s: State) -> dict[str, str]:
+        """{"note": why} when a regex was cut short by its time bound in this pass (it then does
+        not hold, and the explain must not read as if the text simply did not match)."""
+        if self.op == "matches" and self.value in s.budget.cut:
+            return {"note": cut_short_note(self.value)}
+        return {}
 
 
 @dataclass(eq=False)
@@ -231,7 +239,8 @@ def trace(node: Node | None, s: State) -> list[dict[str, Any]]:
     if node is None:
         return []
     if isinstance(node, Leaf):
-        return [{**node.describe(), "held": bool(node.pred(s)), "seen": json_copy(node.seen(s))}]
+        held = bool(node.pred(s))
+        return [{**node.describe(), "held": held, "seen": json_copy(node.seen(s)), **node.note(s)}]
     out: list[dict[str, Any]] = []
     for child in node.children:
         out.extend(trace(child, s))

@@ -12,13 +12,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import regex
-
 from .business import BUSINESS_OPS, business_flip, business_test
 from .calendar import Calendar
 from .durations import duration_seconds, parse_timestamp
 from .fields import ORDINAL, Field
 from .ordinal import ORDINAL_OPS, is_ordinal, ordinal_predicate
+from .regexes import Matcher, RegexBudget, regex_problem
 
 # op -> the field types it applies to ("any" fields take every op).
 _TEXT_OPS = {"is", "is_not", "in", "not_in", "contains", "not_contains", "starts_with",
@@ -46,13 +45,8 @@ NEGATIONS: dict[str, str] = {
 }
 TIME_OPS = frozenset(_TIME_OPS | BUSINESS_OPS)  # the ops that make a rule a time rule
 MAX_REGEX_LENGTH = 1000
-# `matches` is Python's re.search, as API.md says, for every pattern that cannot backtrack
-# catastrophically. A pattern with that shape -- a repeat inside a repeat (`(a+)+`), an alternation
-# under a repeat (`(a|aa)+`), a backreference -- runs on the `regex` package (its re-compatible V0
-# mode) for one feature re lacks: a per-search timeout, so one manager's `(a|aa)+$` cannot hold a
-# worker shared by every workspace. Past the timeout the condition does not hold. (For such
-# patterns `regex` may differ from re on exotic Unicode classes; see docs/rules-engine.md.)
-MATCH_TIMEOUT_S = 0.05
+# `matches` is Python's re.search, as API.md says, with every match bounded in time and all of one
+# pass's matches bounded together: see rules/regexes.py.
 
 
 class State:
@@ -63,7 +57,7 @@ class State:
     a new one.
     """
 
-    __slots__ = ("ticket", "event", "vars", "previous", "now", "_folded", "_times", "_parent")
+    __slots__ = ("ticket", "event", "vars", "previous", "now", "_folded", "_times", "_parent", "budget")
 
     def __init__(self, ticket: dict[str, Any], event: dict[str, Any], vars: dict[str, Any],
                  previous: dict[str, Any], now: datetime, parent: State | None = None) -> None:
@@ -78,6 +72,8 @@ class State:
         self._folded: dict[str, tuple[Any, Any]] = {}
         self._times: dict[str, datetime | None] = {}
         self._parent = parent
+        # One pass's regex time, shared by every State of the pass (rules/regexes.py).
+        self.budget: RegexBudget = parent.budget if parent is not None else RegexBudget()
 
     def read(self, field: Field) -> Any:
         return field.read(self.ticket, self.event, self.vars)
@@ -160,6 +156,7 @@ def check_value(op: str, ftype: str, has_value: bool, value: object) -> str | No
                     re.compile(value)
             except re.error as exc:
                 return f"invalid regex: {exc}"
+            return regex_problem(value)
         return None
     if op in _NUMBER_OPS:
         return None if _is_number(value) else "must be a number"
@@ -261,61 +258,9 @@ def _text_op(test: Callable[[str, str], bool]) -> Callable[[Field, Any, bool, bo
     return build
 
 
-def _risky(pattern: str, flags: int) -> bool:
-    """Could this pattern backtrack exponentially? (Conservative: a yes only costs a timeout.)"""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = re._parser.parse(pattern, flags)  # type: ignore[attr-defined]
-    except Exception:
-        return True
-    const = re._constants  # type: ignore[attr-defined]
-    repeats = {const.MAX_REPEAT, const.MIN_REPEAT, getattr(const, "POSSESSIVE_REPEAT", None)}
-
-    def walk(items: Any, under_repeat: bool) -> bool:
-        for op, arg in items:
-            if op in repeats:
-                lo, hi, sub = arg
-                if under_repeat and hi != 1:
-                    return True
-                if walk(sub, under_repeat or hi not in (0, 1)):
-                    return True
-            elif op is const.BRANCH:
-                if under_repeat:
-                    return True
-                if any(walk(b, under_repeat) for b in arg[1]):
-                    return True
-            elif op is const.GROUPREF or op is const.GROUPREF_EXISTS:
-                return True
-            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
-                sub = arg[-1]
-                if walk(sub, under_repeat):
-                    return True
-        return False
-    return walk(tree, False)
-
-
 def _b_matches(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
-    flags = 0 if cs else re.IGNORECASE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plain = re.compile(value, flags).search
-    if not _risky(value, flags):
-        return lambda s: isinstance(raw := s.read(f), str) and plain(raw) is not None
-    try:
-        bounded = regex.compile(value, regex.V0 | (0 if cs else regex.IGNORECASE)).search
-    except regex.error:  # re accepted it; keep re then
-        return lambda s: isinstance(raw := s.read(f), str) and plain(raw) is not None
-
-    def pred(s: State) -> bool:
-        raw = s.read(f)
-        if not isinstance(raw, str):
-            return False
-        try:
-            return bounded(raw, timeout=MATCH_TIMEOUT_S) is not None
-        except TimeoutError:
-            return False
-    return pred
+    search = Matcher(value, cs).search
+    return lambda s: isinstance(raw := s.read(f), str) and search(raw, s.budget)
 
 
 def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Field, Any, bool, bool], Predicate]:

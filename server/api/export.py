@@ -46,6 +46,7 @@ from server.store import revisions as R
 from server.store import scripts as S
 from server.store.catalog import now_iso, rule_order
 from server.store.errors import guarded
+from server.yamlsafe import load_document
 
 __all__ = ["routes", "FORMAT_VERSION"]
 
@@ -162,7 +163,7 @@ async def _read_document(ctx: Ctx) -> dict[str, Any]:
             raise PayloadTooLarge(f"The document is over the limit of {limit} bytes.")
     depth_limit = ctx.store.settings.max_json_depth
     try:
-        doc = _plain(yaml.safe_load(body)) if is_yaml else orjson.loads(body)
+        doc = _plain(load_document(body, depth_limit)) if is_yaml else orjson.loads(body)
     except RecursionError:   # PyYAML recurses once per nesting level
         raise _too_deep(depth_limit, "too many") from None
     except (yaml.YAMLError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,0 +1,202 @@
+"""`matches`: Python `re.search` semantics, with every match bounded in time and per pass.
+
+A rule's regex is a tenant's, and every workspace shares one process, where a C-level `re` match
+holds the GIL for as long as it backtracks (`"a?"*26 + "a"*26` on 26 characters: 3.8 s;
+`a*a*a*a*a*a*a*a*b` on 40: 19 s). `re` cannot be interrupted, so each match goes one of two ways:
+
+1. **`re`, when its worst case on this text is small.** At compile time the pattern's parse tree
+   gives a bound on backtracking: each repeat of variable count (`a?`, `a*`, `a{2,5}`) is a choice
+   point, so a pattern with v of them and alternations of b_1..b_k branches tries at most about
+   `m * (n+1)^(v+1) * b_1 * ... * b_k` steps on n characters (m: the pattern's length). Nested
+   repeats, alternation under a repeat and backreferences have no such bound. When the bound is at
+   most RE_MAX_STEPS (a few milliseconds), `re` runs: exact, and too short to matter.
+2. **Otherwise the `regex` package**, with `timeout=` and `concurrent=True` (it releases the GIL
+   while it matches, so the event loop keeps serving other tenants). A match that times out does
+   not hold, and the explain says so. `regex` (its re-compatible V0 mode) gives the same answers as
+   `re` on ASCII text for a pattern whose literals are ASCII (tests/rules/test_regex_bounds.py
+   checks this differentially); on other text it may differ in a few exotic Unicode cases
+   (`\\w` on superscripts, case pairs such as `İ`/`i`), documented in docs/rules-engine.md. That
+   path is only taken for texts long enough that `re`'s worst case would be unsafe.
+
+Every match, either way, draws on the pass's RegexBudget: REGEX_BUDGET_S of regex time per
+evaluate pass (all rules, the explain included), so 1,000 rules of 50 ms each cannot add up to
+50 s. Once spent, no further regex runs in that pass and each `matches` left does not hold. The
+budget reads `time.perf_counter` -- a resource bound, not an input: rule answers never depend on
+the clock except when a bound is hit.
+"""
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import regex
+
+MATCH_TIMEOUT_S = 0.05      # one match on the regex package
+REGEX_BUDGET_S = 0.25       # all matches of one evaluate pass (and its explain)
+RE_MAX_STEPS = 200_000      # the worst-case backtracking bound under which `re` itself runs
+RE_UNTIMED_STEPS = 5_000    # below this, a match is not timed but charged at _STEP_S a step
+_STEP_S = 2e-8
+_UNBOUNDED = float("inf")
+_NOT_ASCII_SAFE = re.compile(r"[\x1c-\x1f]")  # re counts these as \s; regex does not
+
+
+class RegexBudget:
+    """Regex time left in one pass; which patterns were cut short (for the explain)."""
+
+    __slots__ = ("left", "cut")
+
+    def __init__(self, seconds: float = REGEX_BUDGET_S) -> None:
+        self.left = seconds
+        self.cut: set[str] = set()
+
+
+def cut_short_note(pattern: str) -> str:
+    return (f"the regex {pattern!r} did not finish within its time bound ({int(MATCH_TIMEOUT_S * 1000)} ms "
+            f"per match, {int(REGEX_BUDGET_S * 1000)} ms of regex time per event: REGEX_BUDGET_S), "
+            "so it does not hold")
+
+
+def _shape(pattern: str, flags: int) -> tuple[float, float, bool]:
+    """(choice points v, branch product, ASCII-literal pattern) from re's parse tree; v is
+    infinite for shapes without a polynomial bound."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = re._parser.parse(pattern, flags)  # type: ignore[attr-defined]
+    const = re._constants  # type: ignore[attr-defined]
+    repeats = {const.MAX_REPEAT, const.MIN_REPEAT, getattr(const, "POSSESSIVE_REPEAT", None)}
+    ascii_only = True
+    choice, product = 0.0, 1.0
+
+    def has_choice(items: Any) -> bool:
+        for op, arg in items:
+            if op in repeats:
+                lo, hi, sub = arg
+                if lo != hi or has_choice(sub):
+                    return True
+            elif op is const.BRANCH:
+                return True
+            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
+                if has_choice(arg[-1]):
+                    return True
+        return False
+
+    def walk(items: Any) -> None:
+        nonlocal ascii_only, choice, product
+        for op, arg in items:
+            if op in repeats:
+                lo, hi, sub = arg
+                if hi not in (0, 1) and has_choice(sub):
+                    choice = _UNBOUNDED  # a repeat of something ambiguous: exponential
+                    return
+                if lo != hi:
+                    choice += 1
+                walk(sub)
+            elif op is const.BRANCH:
+                product *= len(arg[1])
+                for b in arg[1]:
+                    walk(b)
+            elif op is const.GROUPREF or op is const.GROUPREF_EXISTS:
+                choice = _UNBOUNDED
+                return
+            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
+                walk(arg[-1])
+            elif op is const.LITERAL or op is const.NOT_LITERAL:
+                ascii_only = ascii_only and arg < 128
+            elif op is const.IN:
+                for sop, sarg in arg:
+                    if sop is const.LITERAL:
+                        ascii_only = ascii_only and sarg < 128
+                    elif sop is const.RANGE:
+                        ascii_only = ascii_only and sarg[1] < 128
+    walk(tree)
+    return choice, product, ascii_only
+
+
+class Matcher:
+    """One `matches` condition's search: `matcher(text, budget) -> bool`."""
+
+    __slots__ = ("pattern", "_re", "_rx", "_choice", "_scale", "_ascii", "_cheap_len", "_safe_len",
+                 "search")
+
+    def __init__(self, pattern: str, case_sensitive: bool) -> None:
+        self.pattern = pattern
+        flags = 0 if case_sensitive else re.IGNORECASE
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._re = re.compile(pattern, flags).search
+        choice, product, ascii_only = _shape(pattern, flags)
+        self._choice = choice + 1  # search tries every start position
+        self._scale = max(len(pattern), 1) * product
+        self._ascii = ascii_only and not caught  # a FutureWarning: a nested set regex reads otherwise
+        self._cheap_len = self._max_len(RE_UNTIMED_STEPS)
+        self._safe_len = self._max_len(RE_MAX_STEPS)
+        self._rx: Callable[..., Any] | None
+        try:
+            self._rx = regex.compile(pattern, regex.V0 | (0 if case_sensitive else regex.IGNORECASE)).search
+        except (regex.error, ValueError, OverflowError):
+            self._rx = None
+        self.search = self._bind()
+
+    def _max_len(self, steps: float) -> int:
+        """The longest text on which re's worst case stays within `steps`."""
+        if self._choice == _UNBOUNDED:
+            return 0
+        room = steps / self._scale
+        if room < 1:
+            return 0
+        return max(int(room ** (1 / self._choice)) - 1, 0)
+
+    def __call__(self, text: str, budget: RegexBudget) -> bool:
+        return self.search(text, budget)
+
+    def _bind(self) -> Callable[[str, RegexBudget], bool]:
+        """The search as a closure over locals: this runs per rule per event, and the cheap
+        path must cost little more than re's own search."""
+        plain, rx, pattern = self._re, self._rx, self.pattern
+        cheap_len, safe_len, choice = self._cheap_len, self._safe_len, self._choice
+        per_step = self._scale * _STEP_S
+        clock = time.perf_counter
+
+        def search(text: str, budget: RegexBudget) -> bool:
+            if budget.left <= 0:
+                budget.cut.add(pattern)
+                return False
+            n = len(text)
+            if n <= cheap_len:  # re, too short to time: charge its worst case instead
+                budget.left -= per_step * (n + 1) ** choice
+                return plain(text) is not None
+            t0 = clock()
+            try:
+                if n <= safe_len:
+                    return plain(text) is not None
+                if rx is None:  # refused at compile time (regex_problem); never run re unbounded
+                    budget.cut.add(pattern)
+                    return False
+                try:
+                    return rx(text, timeout=min(MATCH_TIMEOUT_S, budget.left), concurrent=True) is not None
+                except TimeoutError:
+                    budget.cut.add(pattern)
+                    return False
+            finally:
+                budget.left -= clock() - t0
+        return search
+
+    def exact(self, text: str) -> bool:
+        """Whether the regex-package path gives re's answer on this text (see the module doc)."""
+        return self._ascii and bool(text) and text.isascii() and _NOT_ASCII_SAFE.search(text) is None
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why a pattern `re` accepts cannot run bounded (the regex package refuses it), or None."""
+    try:
+        regex.compile(pattern, regex.V0)
+    except (regex.error, ValueError, OverflowError) as exc:
+        return f"regex not supported with a time bound: {exc}"
+    return None
+
+
+__all__ = ["Matcher", "RegexBudget", "MATCH_TIMEOUT_S", "REGEX_BUDGET_S", "RE_MAX_STEPS",
+           "cut_short_note", "regex_problem"]
