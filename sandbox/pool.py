@@ -109,9 +109,15 @@ class _Worker:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:
-            return await asyncio.wait_for(self.proc.wait(), 10)
+            code = await asyncio.wait_for(self.proc.wait(), 10)
         except asyncio.TimeoutError:
             return None
+        # Reaped: close the pipes now, not when the loop next sees their EOF (a loop closed right
+        # after a refused start would leave them to the garbage collector, a ResourceWarning).
+        transport = getattr(self.proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+        return code
 
 
 class ScriptPool:
@@ -162,6 +168,8 @@ class ScriptPool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._tasks:     # replacements under way: let them stop their workers (about a start's time)
+            await asyncio.wait(list(self._tasks), timeout=self.spawn_timeout)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
