@@ -57,15 +57,18 @@ from .allowlist import AllowList, parse_allowlist
 from .broker import Broker, BrokerConfig
 from .compile import CompileResult, compile_script
 from .errors import (
-    RUN_ERROR_CODES, AllowListError, BrokerError, CallLimit, CallRefused, LimitsError, PoolClosed,
-    SandboxError,
+    RUN_ERROR_CODES, AllowListError, BrokerError, CallLimit, CallRefused, JailUnavailable,
+    LimitsError, PoolClosed, SandboxError,
 )
+from .jail import LAYERS as JAIL_LAYERS
+from .jail import missing as missing_jail_layers
 from .limits import DEFAULT_LIMITS, MAXIMA, Limits
-from .pool import UPDATE_KEYS, ScriptPool, ScriptResult
+from .pool import UPDATE_KEYS, ScriptPool, ScriptResult, probe_jail
 
 __all__ = [
     "AllowList", "AllowListError", "Broker", "BrokerConfig", "BrokerError", "CallLimit",
-    "CallRefused", "CompileResult", "DEFAULT_LIMITS", "Limits", "LimitsError", "MAXIMA",
-    "PoolClosed", "RUN_ERROR_CODES", "SandboxError", "ScriptPool", "ScriptResult", "UPDATE_KEYS",
-    "compile_script", "parse_allowlist",
+    "CallRefused", "CompileResult", "DEFAULT_LIMITS", "JAIL_LAYERS", "JailUnavailable", "Limits",
+    "LimitsError", "MAXIMA", "PoolClosed", "RUN_ERROR_CODES", "SandboxError", "ScriptPool",
+    "ScriptResult", "UPDATE_KEYS", "compile_script", "missing_jail_layers", "parse_allowlist",
+    "probe_jail",
 ]

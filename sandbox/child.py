@@ -25,6 +25,7 @@ import orjson
 from .compile import compile_script
 from .convert import Unconvertible, clean_text, to_plain
 from .guards import script_globals
+from .jail import Jail
 from .modules import build_module
 from .policy import SCRIPT_FILENAME
 from .protocol import ChannelClosed, read_frame, write_frame
@@ -213,8 +214,9 @@ def _printer_factory(run: _Run) -> Any:
 
 
 class Worker:
-    def __init__(self, rfd: int, wfd: int) -> None:
+    def __init__(self, rfd: int, wfd: int, *, raw_code: bool = False) -> None:
         self.channel = (rfd, wfd)
+        self.raw_code = raw_code        # tests only: the pool was built with allow_raw_code=True
         self.codes: dict[tuple[str, Any, int], Any] = {}
         self.as_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
         self.runs = 0
@@ -236,6 +238,8 @@ class Worker:
                         "error": {"code": "invalid_output", "message": "the run's output could not be encoded"}})
                 if reply.get("recycle"):
                     return
+            elif message.get("op") == "raw" and self.raw_code:
+                write_frame(self.channel[1], _run_raw(message.get("source")))
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         limits = message["limits"]
@@ -321,6 +325,23 @@ class Worker:
         resource.setrlimit(resource.RLIMIT_AS, (self.as_hard, self.as_hard))
 
 
+def _run_raw(source: Any) -> dict[str, Any]:
+    """Tests of the jail only: run unrestricted Python, as an escape from the policy would.
+    The code sets `result`; its repr comes back (a string, whatever the value)."""
+    import builtins
+    namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__raw__"}
+    try:
+        exec(compile(str(source), "<raw>", "exec"), namespace)   # noqa: S102 - the point of the test
+        result = namespace.get("result")
+        try:
+            orjson.dumps(result)
+        except TypeError:
+            result = repr(result)
+        return {"op": "done", "result": result, "error": None}
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        return {"op": "done", "result": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def _vm_size() -> int:
     with open("/proc/self/statm", "rb") as f:   # the one descriptor the worker still opens
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -384,13 +405,19 @@ def _drop_privileges() -> None:
 
 def main() -> None:
     rfd, wfd = _isolate()
+    options = orjson.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     _warm()
+    jail = Jail(frozenset(options.get("skip_layers") or ()))
+    if os.getuid() == 0:
+        jail.enter_namespaces(privileged=True)
     _drop_privileges()
+    jail.enter_namespaces(privileged=False)   # only if root could not: inside a user namespace
+    jail.lock()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
     max_memory = int(sys.argv[2]) if len(sys.argv) > 2 else 512 * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + max_memory + (64 << 20),) * 2)
-    write_frame(wfd, {"op": "ready", "pid": os.getpid(), "uid": os.getuid()})
-    Worker(rfd, wfd).serve()
+    write_frame(wfd, {"op": "ready", "pid": os.getpid(), "uid": os.getuid(), "jail": jail.report()})
+    Worker(rfd, wfd, raw_code=bool(options.get("raw_code"))).serve()

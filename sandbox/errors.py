@@ -6,7 +6,8 @@
     ├── BrokerError         an HTTP call that did not produce a response (raised parent-side only)
     │   ├── CallRefused     allow-list, address rules, scheme, secret name: the script may catch it
     │   └── CallLimit       call cap or response size: the script may catch it, the run still fails
-    └── PoolClosed          run() on a pool that was closed
+    ├── PoolClosed          run() on a pool that was closed
+    └── JailUnavailable     require_jail and a jail layer the kernel does not offer (names them)
 
 A failed *run* is not an exception: `ScriptResult.error` is `{"code": ..., "message": ...}` with
 one of RUN_ERROR_CODES (user mistakes are data; API.md "Script details").
@@ -16,6 +17,7 @@ from __future__ import annotations
 RUN_ERROR_CODES = frozenset({
     "timeout", "cpu_limit", "memory_limit", "http_calls_limit", "response_size_limit",
     "output_size_limit", "log_limit", "invalid_output", "script_error", "sandbox_crash",
+    "busy",     # every worker the workspace may use is taken for longer than the queue wait
 })
 
 
@@ -58,3 +60,12 @@ class CallLimit(BrokerError):
 
 class PoolClosed(SandboxError):
     pass
+
+
+class JailUnavailable(SandboxError):
+    """The pool was asked to require the whole jail and a worker lacks `layers`."""
+
+    def __init__(self, layers: list[str]) -> None:
+        self.layers = layers
+        super().__init__("the sandbox jail is incomplete: missing " + ", ".join(layers)
+                         + " (DESKFLOW_SANDBOX_REQUIRE_JAIL=1 refuses to run without it)")

@@ -73,6 +73,16 @@ BLOCKED_ATTRIBUTES: frozenset[str] = frozenset({
 # Prefixes of frame/code/generator/coroutine/traceback internals (CVE-2023-37271: gi_frame.f_back).
 BLOCKED_PREFIXES: tuple[str, ...] = ("gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_")
 
+# Exceptions outside Exception. They are not builtins of a script (EXCLUDED_BUILTINS), and naming
+# one is refused at compile time with a message that says so: "name 'BaseException' is not
+# defined" at run time told a script writer nothing (issue 13).
+RESERVED_EXCEPTIONS: frozenset[str] = frozenset({
+    "BaseException",       # catches the three below as well as every Exception
+    "SystemExit",          # the worker's own way out
+    "KeyboardInterrupt",   # a signal to the worker, not to the script
+    "GeneratorExit",       # generator machinery; scripts have no generators
+})
+
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_NESTING = 100          # AST depth; checked without recursion before RestrictedPython walks it
 SCRIPT_FILENAME = "<script>"
@@ -103,6 +113,27 @@ class ScriptPolicy(RestrictingNodeTransformer):
     def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
         self.error(node, "nonlocal statements are not allowed.")
         return node
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
+        for name in ast.walk(node.type) if node.type is not None else ():
+            if isinstance(name, ast.Name) and name.id in RESERVED_EXCEPTIONS:
+                self._reserved_reported().add(id(name))
+                self.error(name, f"catching {name.id} is not allowed in scripts; "
+                                 f'use "except Exception:" (it catches every error a script can handle).')
+        return super().visit_ExceptHandler(node)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in RESERVED_EXCEPTIONS and id(node) not in self._reserved_reported():
+            self.error(node, f'"{node.id}" is not allowed in scripts: catching or raising '
+                             f"{', '.join(sorted(RESERVED_EXCEPTIONS))} is reserved to the sandbox; "
+                             f'use Exception ("except Exception:").')
+        return super().visit_Name(node)
+
+    def _reserved_reported(self) -> set[int]:
+        reported: set[int] | None = getattr(self, "_reserved_names", None)
+        if reported is None:
+            reported = self._reserved_names = set()
+        return reported
 
     def visit_Import(self, node: ast.Import) -> ast.AST:
         for alias in node.names:

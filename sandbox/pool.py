@@ -9,11 +9,18 @@
 `error = {"code", "message"}`. A worker that overruns the wall clock is killed (timeout); one
 that dies (SIGXCPU -> cpu_limit, a segfault -> sandbox_crash) is reaped; either way a fresh worker
 is started in the background and the pool keeps serving.
+
+Each workspace may hold at most `workspace_share` workers at once (shares.py); its other runs
+wait in its own queue, at most `queue_timeout_s`, then fail `busy`. Every worker is jailed
+(jail.py); `pool.jail` says which layers are active, and `require_jail=True` refuses to start
+without all of them.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import math
 import os
 import signal
 import sys
@@ -24,9 +31,13 @@ from typing import Any
 import orjson
 
 from .broker import Broker, BrokerConfig
-from .errors import PoolClosed
+from .errors import JailUnavailable, PoolClosed
+from .jail import missing
 from .limits import DEFAULT_LIMITS, MAXIMA, Limits
 from .protocol import ChannelClosed, encode, read_frame_async
+from .shares import Shares
+
+log = logging.getLogger("deskflow.sandbox")
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.child import main; main()"
@@ -57,11 +68,13 @@ class _Worker:
         self.proc = proc
         self.pid = pid
         self.runs = 0
+        self.jail: dict[str, Any] = {}
 
     @classmethod
-    async def spawn(cls, python: str, timeout: float) -> _Worker:
+    async def spawn(cls, python: str, timeout: float, options: Mapping[str, Any] | None = None) -> _Worker:
         proc = await asyncio.create_subprocess_exec(
             python, "-I", "-c", _BOOT, PROJECT_ROOT, str(MAXIMA.memory_bytes),
+            orjson.dumps(dict(options or {})).decode(),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL, env=dict(WORKER_ENV), cwd="/",
             close_fds=True, start_new_session=True)
@@ -70,6 +83,7 @@ class _Worker:
             ready = await asyncio.wait_for(worker.receive(), timeout)
             if ready.get("op") != "ready":
                 raise ChannelClosed()
+            worker.jail = ready.get("jail") or {}
         except BaseException:
             await worker.kill()
             raise
@@ -95,23 +109,41 @@ class _Worker:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:
-            return await asyncio.wait_for(self.proc.wait(), 10)
+            code = await asyncio.wait_for(self.proc.wait(), 10)
         except asyncio.TimeoutError:
             return None
+        # Reaped: close the pipes now, not when the loop next sees their EOF (a loop closed right
+        # after a refused start would leave them to the garbage collector, a ResourceWarning).
+        transport = getattr(self.proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+        return code
 
 
 class ScriptPool:
     def __init__(self, size: int = 2, *, broker: Broker | None = None, python: str = sys.executable,
-                 max_runs_per_worker: int = 10_000, spawn_timeout: float = 30.0) -> None:
+                 max_runs_per_worker: int = 10_000, spawn_timeout: float = 30.0,
+                 workspace_share: int | None = None, queue_timeout_s: float = 10.0,
+                 require_jail: bool = False, allow_raw_code: bool = False,
+                 skip_jail_layers: frozenset[str] = frozenset()) -> None:
+        """`workspace_share`: most workers one workspace may hold at once (None: half the pool,
+        rounded up). `queue_timeout_s`: longest a run waits for a worker before failing `busy`.
+        `allow_raw_code` and `skip_jail_layers` are for the jail's own tests only: the server
+        never sets them, and a worker started without `allow_raw_code` ignores raw frames."""
         self.size = size
         self.broker = broker
         self.python = python
         self.max_runs_per_worker = max_runs_per_worker
         self.spawn_timeout = spawn_timeout
+        self.workspace_share = workspace_share or max(1, math.ceil(size / 2))
+        self.queue_timeout_s = queue_timeout_s
+        self.require_jail = require_jail
+        self._options = {"raw_code": allow_raw_code, "skip_layers": sorted(skip_jail_layers)}
+        self.jail: dict[str, Any] = {}      # the layers the workers run under (jail.py report)
         self.replaced = 0          # workers killed or lost and started again (for tests and metrics)
         self.runs = 0
         self.errors: dict[str, int] = {}
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._shares: Shares[_Worker] = Shares(self.workspace_share, alive=_alive, on_dead=self._retire)
         self._all: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -124,12 +156,20 @@ class ScriptPool:
         await self.close()
 
     async def start(self) -> None:
-        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        try:
+            workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        except BaseException:
+            await self.close()
+            raise
+        log.info("sandbox: %d workers, at most %d per workspace; jail %s", self.size,
+                 self.workspace_share, orjson.dumps(self.jail).decode())
         for worker in workers:
-            self._idle.put_nowait(worker)
+            self._shares.give(worker)
 
     async def close(self) -> None:
         self._closed = True
+        if self._tasks:     # replacements under way: let them stop their workers (about a start's time)
+            await asyncio.wait(list(self._tasks), timeout=self.spawn_timeout)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -141,13 +181,16 @@ class ScriptPool:
         return sorted(w.pid for w in self._all)
 
     def stats(self) -> dict[str, Any]:
-        """Counters for /metrics: runs, failed runs by error code, workers alive, idle, replaced."""
+        """Counters for /metrics: runs, failed runs by error code, workers alive, idle, replaced,
+        runs waiting for a worker."""
         return {"runs": self.runs, "errors": dict(self.errors), "workers": len(self._all),
-                "idle": self._idle.qsize(), "replaced": self.replaced}
+                "idle": len(self._shares.idle), "replaced": self.replaced,
+                "waiting": self._shares.waiters}
 
     async def run(self, script_id: str, version: int, source: str, event: Any, ticket: Any,
                   ctx_info: Mapping[str, Any] | None = None, limits: Limits | None = None,
-                  broker_config: BrokerConfig | None = None) -> ScriptResult:
+                  broker_config: BrokerConfig | None = None, *, workspace: str | None = None) -> ScriptResult:
+        """`workspace` names whose share the run counts against; by default ctx_info's."""
         if self._closed:
             raise PoolClosed("the script pool is closed")
         limits = limits or DEFAULT_LIMITS
@@ -162,11 +205,11 @@ class ScriptPool:
             frame = encode(message)
         except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
             raise ValueError(f"event, ticket and ctx_info must be JSON data: {exc}") from exc
-        try:
-            worker = self._idle_worker() or await asyncio.wait_for(
-                self._acquire(), limits.wall_s + self.spawn_timeout)
-        except asyncio.TimeoutError:
-            return self._result(started, None, [], None, _err("sandbox_crash", "no sandbox worker is available"))
+        owner = str(workspace if workspace is not None else (ctx_info or {}).get("workspace") or "")
+        worker = self._shares.try_take(owner) or await self._shares.take(owner, self.queue_timeout_s)
+        if worker is None:
+            return self._result(started, None, [], None, _err(
+                "busy", f"all sandbox workers are busy; try again (waited {self.queue_timeout_s:g}s)"))
         # The wall clock starts once a worker is ours: waiting for one is not the script's time.
         deadline = loop.time() + limits.wall_s
         session = self.broker.session(broker_config, limits, deadline) if (
@@ -174,7 +217,7 @@ class ScriptPool:
         healthy = False
         try:
             done, error = await self._drive(worker, frame, session, deadline, limits)
-            healthy = error is None or error["code"] not in ("timeout", "sandbox_crash", "cpu_limit")
+            healthy = error is None or error["code"] not in ("timeout", "sandbox_crash", "cpu_limit", "memory_limit")
             if done is not None and done.get("recycle"):
                 healthy = False
             if done is None:
@@ -189,9 +232,26 @@ class ScriptPool:
         finally:
             worker.runs += 1
             if healthy and worker.runs < self.max_runs_per_worker and not self._closed:
-                self._idle.put_nowait(worker)
+                self._shares.finish(owner, worker)
             else:
+                self._shares.finish(owner, None)
                 self._retire(worker)
+
+    async def run_raw(self, source: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Tests of the jail only: run unrestricted Python in a real worker, as an escape from the
+        policy would. Needs `allow_raw_code=True`; returns {"result", "error", "pid"}."""
+        if not self._options["raw_code"]:
+            raise PermissionError("raw code is only for the jail's tests (allow_raw_code=True)")
+        worker = await self._shares.take("", timeout)
+        if worker is None:
+            raise TimeoutError("no worker for the raw run")
+        try:
+            await worker.send_bytes(encode({"op": "raw", "source": source}))
+            reply = await asyncio.wait_for(worker.receive(), timeout)
+            return {**reply, "pid": worker.pid}
+        finally:
+            self._shares.finish("", None)
+            self._retire(worker)        # raw code may have changed anything: never reused
 
     async def _drive(self, worker: _Worker, frame: bytes, session: Any, deadline: float,
                      limits: Limits) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
@@ -228,27 +288,16 @@ class ScriptPool:
         calls = list(session.calls) if session is not None else []
         return ScriptResult(updates, logs, calls, round((time.perf_counter() - started) * 1000, 3), error)
 
+
     # -- workers ------------------------------------------------------------------------------
 
-    def _idle_worker(self) -> _Worker | None:
-        """The fast path: a live idle worker without a task or a timer (wait_for costs ~40 µs)."""
-        while not self._idle.empty():
-            worker = self._idle.get_nowait()
-            if worker.proc.returncode is None:
-                return worker
-            self._retire(worker)
-        return None
-
-    async def _acquire(self) -> _Worker:
-        """An idle worker that is still alive (one killed while idle is replaced, not used)."""
-        while True:
-            worker = await self._idle.get()
-            if worker.proc.returncode is None:
-                return worker
-            self._retire(worker)
-
     async def _spawn(self) -> _Worker:
-        worker = await _Worker.spawn(self.python, self.spawn_timeout)
+        worker = await _Worker.spawn(self.python, self.spawn_timeout, self._options)
+        self.jail = worker.jail
+        _PROBED[self.python] = worker.jail
+        if self.require_jail and missing(worker.jail):
+            await worker.kill()
+            raise JailUnavailable(missing(worker.jail))
         self._all.add(worker)
         return worker
 
@@ -265,7 +314,8 @@ class ScriptPool:
         while not self._closed:
             try:
                 fresh = await self._spawn()
-            except (OSError, ChannelClosed, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            except (OSError, ChannelClosed, asyncio.IncompleteReadError, asyncio.TimeoutError,
+                    JailUnavailable):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -273,8 +323,32 @@ class ScriptPool:
                 await fresh.kill()
                 self._all.discard(fresh)
             else:
-                self._idle.put_nowait(fresh)
+                self._shares.give(fresh)
             return
+
+
+def _alive(worker: _Worker) -> bool:
+    return worker.proc.returncode is None
+
+
+# The jail a worker of this machine gets, per interpreter: the kernel's features do not change
+# while the service runs. Filled by a pool's first worker or by probe_jail().
+_PROBED: dict[str, dict[str, Any]] = {}
+
+
+async def probe_jail(python: str = sys.executable, timeout: float = 30.0) -> dict[str, Any]:
+    """The jail description of this machine's sandbox workers, for /readyz and the start-up log:
+    one worker started and stopped the first time (about as long as a worker's start), then cached."""
+    report = _PROBED.get(python)
+    if report is None:
+        try:
+            worker = await _Worker.spawn(python, timeout)
+        except (OSError, ChannelClosed, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            return {"netns": False, "no_new_privs": False, "seccomp": False, "landlock": False,
+                    "fs": "none", "unavailable": {"worker": f"could not start one: {exc!r}"}}
+        await worker.kill()
+        report = _PROBED[python] = worker.jail
+    return dict(report)
 
 
 def _err(code: str, message: str) -> dict[str, str]:

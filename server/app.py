@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 
 from server.api import ROUTES
 from server.api import admin as admin_page
+from server.api.health import check_sandbox_jail
 from server.auth import AuthMiddleware
 from server.scripting import Scripting
 from server.errors import EXCEPTION_HANDLERS
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        await check_sandbox_jail(settings)   # logs the sandbox jail; raises if required and incomplete
         own = store is None
         st = store or await open_store(settings)
         log.info("store: %s", st.description)

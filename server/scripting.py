@@ -85,7 +85,10 @@ class Scripting:
         async with self._lock:
             if self._pool is None:
                 self._broker = Broker.create()
-                pool = ScriptPool(self.settings.script_workers, broker=self._broker)
+                pool = ScriptPool(self.settings.script_workers, broker=self._broker,
+                                  workspace_share=self.settings.script_workspace_share or None,
+                                  queue_timeout_s=self.settings.script_queue_timeout_s,
+                                  require_jail=self.settings.sandbox_require_jail)
                 await pool.start()
                 self._pool = pool
             return self._pool

@@ -42,6 +42,14 @@ class Settings:
     runs_per_ticket: int = 200
     # Sandbox worker processes per service process (started on the first script run).
     script_workers: int = 2
+    # Most sandbox workers one workspace may hold at once (0: half the pool, rounded up), and how
+    # long a run waits for one before failing `busy` (issue 13 A5). DESKFLOW_SCRIPT_WORKSPACE_SHARE,
+    # DESKFLOW_SCRIPT_QUEUE_TIMEOUT_S.
+    script_workspace_share: int = 0
+    script_queue_timeout_s: float = 10.0
+    # Refuse to start unless every layer of the sandbox jail is active (netns, no_new_privs,
+    # seccomp, a read-only file system). DESKFLOW_SANDBOX_REQUIRE_JAIL=1.
+    sandbox_require_jail: bool = False
     # Webhook delivery (server/outbox.py): first retry after about base, doubling with jitter,
     # at most cap apart, for retry_for (API.md: at least 24 h), then dead-lettered.
     webhook_retry_base_s: float = 1.0
@@ -68,6 +76,9 @@ class Settings:
             partitions=int(env.get("DESKFLOW_PARTITIONS", cls.partitions)),
             reclaim_idle_ms=int(env.get("DESKFLOW_RECLAIM_IDLE_MS", cls.reclaim_idle_ms)),
             script_workers=int(env.get("DESKFLOW_SCRIPT_WORKERS", cls.script_workers)),
+            script_workspace_share=int(env.get("DESKFLOW_SCRIPT_WORKSPACE_SHARE", cls.script_workspace_share)),
+            script_queue_timeout_s=float(env.get("DESKFLOW_SCRIPT_QUEUE_TIMEOUT_S", cls.script_queue_timeout_s)),
+            sandbox_require_jail=env.get("DESKFLOW_SANDBOX_REQUIRE_JAIL", "").strip().lower() in ("1", "true", "yes", "on"),
             webhook_retry_base_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_BASE_S", cls.webhook_retry_base_s)),
             webhook_retry_cap_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_CAP_S", cls.webhook_retry_cap_s)),
             webhook_retry_for_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_FOR_S", cls.webhook_retry_for_s)),

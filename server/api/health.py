@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from sandbox import JailUnavailable, missing_jail_layers, probe_jail
 from server.api.common import json_response
 from server.errors import error_response
 from server import metrics as M
+from server.settings import Settings
 from server.store.errors import StoreUnavailable
 
-__all__ = ["routes"]
+__all__ = ["check_sandbox_jail", "routes"]
+
+log = logging.getLogger("deskflow.sandbox")
+
+
+async def check_sandbox_jail(settings: Settings) -> dict[str, Any]:
+    """At start-up: which layers of the sandbox jail this machine gives the script workers
+    (sandbox/jail.py), in the log; with DESKFLOW_SANDBOX_REQUIRE_JAIL=1, JailUnavailable (the
+    service does not start) naming each missing layer. Probed once per process (one worker start)."""
+    jail = await probe_jail()
+    gaps = missing_jail_layers(jail)
+    log.log(logging.WARNING if gaps else logging.INFO, "sandbox jail: %s%s", orjson.dumps(jail).decode(),
+            f"; missing: {', '.join(gaps)}" if gaps else "")
+    if gaps and settings.sandbox_require_jail:
+        raise JailUnavailable(gaps)
+    return jail
 
 
 async def healthz(request: Request) -> Response:
@@ -20,14 +41,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The store answers."""
+    """The store answers; `jail` says which layers of the sandbox jail the script workers run
+    under (README "Sandbox jail")."""
     store = request.state.store
     try:
         await store.ping()
     except StoreUnavailable as exc:
         return error_response(503, "store_unavailable", "The store (Redis) is unavailable.",
                               str(exc), {"Retry-After": "1"})
-    return json_response({"status": "ready", "store": "embedded" if store.embedded else "redis"})
+    return json_response({"status": "ready", "store": "embedded" if store.embedded else "redis",
+                          "jail": await probe_jail()})
 
 
 async def metrics(request: Request) -> Response:
