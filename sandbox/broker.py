@@ -233,7 +233,7 @@ class BrokerSession:
         if not addresses:
             raise CallFailed(f"{target.host} has no address")
         for address in addresses:   # every answer must pass: the client must not be able to pick
-            problem = address_problem(address, self.config.allowlist)
+            problem = address_problem(address, self.config.allowlist, target.scheme, target.port)
             if problem is not None:
                 raise CallRefused(f"{target.host} -> {problem}")
         return addresses[0]
