@@ -4,7 +4,8 @@
 
 Entries are `host`, `host:port` (HTTPS; `https://` may be written) or `http://host[:port]` (API.md
 "Running"). A URL passes when its (scheme, host, port) equals an entry's, and every address its
-host resolves to is public — or is the very IP an entry names literally. Hosts are compared in
+host resolves to is public — or is the very IP an entry names literally, with the same scheme
+and port (an IP entry opens that one port of the address, not the address). Hosts are compared in
 one canonical spelling: lower-case ASCII names, dotted-quad IPv4, compressed IPv6. Any other
 spelling of an address (2130706433, 0x7f.1, 0177.0.0.1, 127.1) is refused outright rather than
 interpreted, so no two parsers can disagree about where it points.
@@ -65,6 +66,14 @@ class AllowList:
 
     def literal_addresses(self) -> frozenset[IPAddress]:
         return frozenset(e.address for e in self.entries if e.address is not None)
+
+    def opens(self, address: IPAddress, scheme: str, port: int) -> bool:
+        """True when an entry names `address` literally with this very scheme and port. An IP
+        entry opens one (scheme, port) on that address, never the address's other ports: with
+        `http://127.0.0.1:19000` listed, a name entry `http://localhost:19001` resolving to
+        127.0.0.1 must not reach 127.0.0.1:19001."""
+        return any(e.address == address and e.scheme == scheme and e.port == port
+                   for e in self.entries)
 
 
 def parse_allowlist(hosts: list[str]) -> AllowList:
@@ -130,9 +139,10 @@ def canonical_host(host: str, *, bracketed: bool) -> tuple[str, IPAddress | None
     return host, None
 
 
-def address_problem(address: IPAddress, allowlist: AllowList) -> str | None:
-    """Why connecting to `address` is refused, or None. Literal allow-list entries win."""
-    if address in allowlist.literal_addresses():
+def address_problem(address: IPAddress, allowlist: AllowList, scheme: str, port: int) -> str | None:
+    """Why connecting to `address` on (scheme, port) is refused, or None. A literal allow-list
+    entry wins for its own scheme and port only."""
+    if allowlist.opens(address, scheme, port):
         return None
     if address in METADATA_ADDRESSES:
         return f"{address} is a cloud metadata address"

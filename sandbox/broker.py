@@ -8,19 +8,31 @@ Order of checks for each hop: scheme and URL shape -> allow-list (scheme, host, 
 once -> every address public (or named literally) -> connect to that checked IP, keeping the name
 for Host and TLS SNI/certificate checks (DNS cannot change the answer between check and connect).
 Redirects are followed here, one hop at a time, through the same checks; the secret is sent only
-to the origin it was attached for. Bodies are streamed and cut at the response limit. Secret
-values are scrubbed from whatever goes back to the worker, so an echoing server cannot leak them.
+to the origin it was attached for, and only to an origin it is bound to (BrokerConfig.secret_hosts).
+Bodies are streamed and cut at the response limit. Secret values are scrubbed from whatever goes
+back to the worker in every spelling (sandbox/scrub.py), so an echoing server cannot leak them.
+
+Time and sharing (issue 13 A4): every request, redirects included, runs under ONE deadline that
+covers DNS, connect, TLS, headers and the whole body (a server sending a byte every second cannot
+stretch it), capped by the run's remaining time; an abandoned request's connection is closed.
+DNS lookups run on the broker's own small thread pool, at most DNS_PER_WORKSPACE at a time per
+workspace, never on the loop's default executor that everything else shares. A workspace has at
+most PER_WORKSPACE_CALLS requests in flight, so one tenant's slow calls cannot take the client's
+whole connection pool. Every request carries OUTBOUND_MARKER, and a request to one of the
+service's own listeners is refused: the broker is not a way into deskflow's own API.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import ipaddress
 import re
 import socket
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -30,9 +42,19 @@ from .allowlist import (
     canonical_host,
 )
 from .errors import BrokerError, CallLimit, CallRefused
-from .limits import DEFAULT_LIMITS, Limits
+from .limits import DEFAULT_LIMITS, MAXIMA, Limits
+from .scrub import REDACTED, Scrubber
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+# The service's own listeners as (host, port), e.g. [("127.0.0.1", 8080)] or [("0.0.0.0", 8080)].
+Endpoints = Callable[[], Iterable[tuple[str, int]]]
+
+PER_WORKSPACE_CALLS = 8      # requests in flight per workspace (the client's pool holds 100)
+DNS_THREADS = 8              # the broker's own resolver threads
+DNS_PER_WORKSPACE = 2        # lookups in flight per workspace (a thread stays busy until the
+                             # system resolver gives up, even after our deadline)
+# Sent with every outbound request; the API refuses any request that carries it (server/selfguard.py).
+OUTBOUND_MARKER = "X-Deskflow-Outbound"
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -41,9 +63,9 @@ MAX_REDIRECTS = 5
 FORBIDDEN_HEADERS = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
     "proxy-authorization", "proxy-connection", "keep-alive", "expect",
+    OUTBOUND_MARKER.lower(),   # the service's own mark: a script may neither set nor remove it
 })
 _SECRET_TEMPLATE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
-REDACTED = "[secret]"
 
 
 class CallFailed(BrokerError):
@@ -53,9 +75,16 @@ class CallFailed(BrokerError):
 
 @dataclasses.dataclass(frozen=True)
 class BrokerConfig:
-    """One workspace's view of the broker, passed per run by value from the trusted side."""
+    """One workspace's view of the broker, passed per run by value from the trusted side.
+
+    `secret_hosts` binds a secret to the origins it may be sent to (an AllowList of them): a name
+    listed there goes to those origins only (an empty list: nowhere). A secret not listed there
+    (set before secrets had hosts) may go to any origin of the allow-list. `workspace` keys the
+    per-workspace bounds on requests and DNS lookups in flight."""
     allowlist: AllowList
     secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    secret_hosts: Mapping[str, AllowList] = dataclasses.field(default_factory=dict)
+    workspace: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,22 +126,95 @@ def _with_params(url: str, params: Any) -> str:
 
 
 class Broker:
-    def __init__(self, client: httpx.AsyncClient, *, resolver: Resolver = system_resolver) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, resolver: Resolver | None = None,
+                 own_endpoints: Endpoints | None = None,
+                 per_workspace: int = PER_WORKSPACE_CALLS) -> None:
         if client.trust_env:
             raise ValueError("the broker's client must be built with trust_env=False (no env proxies)")
         self.client = client
-        self.resolver = resolver
+        self.resolver = resolver          # None: the system resolver on the broker's own threads
+        self.own_endpoints = own_endpoints
+        self.per_workspace = per_workspace
+        self._gates: dict[str, list[Any]] = {}       # workspace -> [Semaphore, holders + waiters]
+        self._dns_busy: dict[str, int] = {}
+        self._dns = concurrent.futures.ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="deskflow-dns")
 
     @classmethod
-    def create(cls, *, resolver: Resolver = system_resolver) -> Broker:
+    def create(cls, *, resolver: Resolver | None = None, own_endpoints: Endpoints | None = None) -> Broker:
         # No keep-alive: connections are pooled by (scheme, IP, port), so a pooled TLS connection
         # made for one name (SNI, certificate) could carry a request for another name on that IP.
         client = httpx.AsyncClient(trust_env=False, follow_redirects=False, http2=False,
                                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=0))
-        return cls(client, resolver=resolver)
+        return cls(client, resolver=resolver, own_endpoints=own_endpoints)
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        self._dns.shutdown(wait=False, cancel_futures=True)
+
+    def open_connections(self) -> int:
+        """Connections the client's pool holds right now (for tests and /metrics)."""
+        pool = getattr(getattr(self.client, "_transport", None), "_pool", None)
+        return len(getattr(pool, "connections", ()))
+
+    def in_flight(self, workspace: str) -> int:
+        entry = self._gates.get(workspace)
+        return 0 if entry is None else min(entry[1], self.per_workspace)
+
+    @contextlib.asynccontextmanager
+    async def _gate(self, workspace: str) -> AsyncIterator[None]:
+        """At most `per_workspace` requests of one workspace at a time; the entry goes away
+        when the workspace has none, so the map stays as small as the set of busy workspaces."""
+        entry = self._gates.setdefault(workspace, [asyncio.Semaphore(self.per_workspace), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._gates.get(workspace) is entry:
+                del self._gates[workspace]
+
+    async def lookup(self, workspace: str, host: str, port: int) -> list[str]:
+        """The addresses of `host`. The system resolver runs on the broker's own threads, at most
+        DNS_PER_WORKSPACE per workspace counted until the thread is really done."""
+        if self.resolver is not None:
+            return await self.resolver(host, port)
+        if self._dns_busy.get(workspace, 0) >= DNS_PER_WORKSPACE:
+            raise OSError(f"this workspace already has {DNS_PER_WORKSPACE} DNS lookups in flight")
+        loop = asyncio.get_running_loop()
+        self._dns_busy[workspace] = self._dns_busy.get(workspace, 0) + 1
+
+        def release() -> None:
+            left = self._dns_busy.get(workspace, 1) - 1
+            if left > 0:
+                self._dns_busy[workspace] = left
+            else:
+                self._dns_busy.pop(workspace, None)
+
+        future = self._dns.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
+        infos = await asyncio.wrap_future(future)
+        return [str(info[4][0]) for info in infos]
+
+    def is_own(self, address: IPAddress, port: int) -> bool:
+        """Whether (address, port) is one of this service's own listeners."""
+        if self.own_endpoints is None:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        address = mapped or address
+        for host, own_port in self.own_endpoints():
+            if own_port != port:
+                continue
+            try:
+                listen = ipaddress.ip_address(host)
+            except ValueError:
+                continue
+            if listen.is_unspecified:     # every interface: any address this machine may have
+                if address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified:
+                    return True
+            elif listen == address:
+                return True
+        return False
 
     def session(self, config: BrokerConfig, limits: Limits, deadline: float) -> BrokerSession:
         return BrokerSession(self, config, limits, deadline)
@@ -154,19 +256,28 @@ class BrokerSession:
         self.deadline = deadline
         self.calls: list[dict[str, Any]] = []
         self.breach: CallLimit | None = None
-        self.sent = 0          # requests actually sent, redirect hops included: the call cap counts these
+        self.sent = 0          # requests actually sent, redirect hops included
+        self.used = 0          # calls made, refused ones and redirect hops included: the call cap
         self.follow_redirects = True
+        self.scrubber = Scrubber(config.secrets.values())
 
     async def request(self, call: Mapping[str, Any]) -> dict[str, Any]:
         """A worker's call (already plain JSON types) -> the reply the worker turns into a Response."""
         method = str(call.get("method", "")).upper()
         url = call.get("url")
         try:
+            self._count()          # a refused call counts too: refusals cannot be made without end
             if method not in METHODS:
                 raise CallRefused(f"method {method!r} is not allowed")
             target = await self._check(url)
-            headers = self._headers(call.get("headers"), call.get("auth_secret"))
-            return await self._follow(method, target, headers, call)
+            headers = self._headers(call.get("headers"), call.get("auth_secret"), target)
+            seconds = self._seconds(call.get("timeout"))
+            try:
+                async with asyncio.timeout(seconds):    # DNS, connect, TLS, headers, body, redirects
+                    return await self._follow(method, target, headers, call)
+            except TimeoutError:
+                raise CallFailed(f"{target.display()} timed out after {seconds:.1f}s (one deadline "
+                                 f"covers DNS, connect, headers and the whole body)") from None
         except CallLimit as exc:
             self.breach = self.breach or exc
             if exc.code == "http_calls_limit":     # not sent
@@ -185,6 +296,16 @@ class BrokerSession:
         except Exception as exc:  # noqa: BLE001 - a broker bug fails this call, never the service
             self._record(method, url, error=f"internal error: {type(exc).__name__}")
             return {"ok": False, "kind": "failed", "message": "the HTTP call failed (internal error)"}
+
+    def _count(self) -> None:
+        if self.used >= self.limits.http_calls:
+            raise CallLimit("http_calls_limit", f"more than {self.limits.http_calls} HTTP calls in one run "
+                                                f"(refused calls and redirects count)")
+        self.used += 1
+
+    def _seconds(self, timeout: Any) -> float:
+        per_call = self.limits.http_timeout_s if type(timeout) not in (int, float) or timeout <= 0 else timeout
+        return max(0.001, min(float(per_call), self._remaining(), MAXIMA.http_timeout_s))
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -221,7 +342,7 @@ class BrokerSession:
         else:
             try:
                 answers = await asyncio.wait_for(
-                    self.broker.resolver(target.host, target.port), self._remaining())
+                    self.broker.lookup(self.config.workspace, target.host, target.port), self._remaining())
             except (OSError, asyncio.TimeoutError) as exc:
                 raise CallFailed(f"cannot resolve {target.host}: {exc}") from exc
             addresses = []
@@ -233,12 +354,15 @@ class BrokerSession:
         if not addresses:
             raise CallFailed(f"{target.host} has no address")
         for address in addresses:   # every answer must pass: the client must not be able to pick
-            problem = address_problem(address, self.config.allowlist)
+            problem = address_problem(address, self.config.allowlist, target.scheme, target.port)
             if problem is not None:
                 raise CallRefused(f"{target.host} -> {problem}")
+            if self.broker.is_own(address, target.port):
+                raise CallRefused(f"{target.host}:{target.port} is this deskflow service's own API; "
+                                  f"the broker does not call it")
         return addresses[0]
 
-    def _headers(self, raw: object, auth_secret: object) -> dict[str, str]:
+    def _headers(self, raw: object, auth_secret: object, target: _Target) -> dict[str, str]:
         headers: dict[str, str] = {}
         if raw is not None:
             if type(raw) is not dict:
@@ -250,17 +374,22 @@ class BrokerSession:
                     raise CallRefused(f"header {name!r} may not be set")
                 if "\r" in value or "\n" in value:
                     raise CallRefused(f"header {name!r} contains a line break")
-                headers[name] = _SECRET_TEMPLATE.sub(lambda m: self._secret(m.group(1)), value)
+                headers[name] = _SECRET_TEMPLATE.sub(lambda m: self._secret(m.group(1), target), value)
         if auth_secret is not None:
             if type(auth_secret) is not str:
                 raise CallRefused("auth_secret must be the name of a secret")
-            headers["Authorization"] = f"Bearer {self._secret(auth_secret)}"
+            headers["Authorization"] = f"Bearer {self._secret(auth_secret, target)}"
         return headers
 
-    def _secret(self, name: str) -> str:
+    def _secret(self, name: str, target: _Target) -> str:
         value = self.config.secrets.get(name)
         if value is None:
             raise CallRefused(f"no secret named {name!r} in this workspace")
+        bound = self.config.secret_hosts.get(name)
+        if bound is not None and bound.find(target.scheme, target.host, target.port) is None:
+            where = ", ".join(sorted(str(e) for e in bound.entries)) or "no host"
+            raise CallRefused(f"secret {name!r} may not be sent to {target.scheme}://{target.host}:"
+                              f"{target.port}; an admin bound it to {where}")
         return value
 
     # -- the call ------------------------------------------------------------------------------
@@ -271,20 +400,21 @@ class BrokerSession:
         body = {k: call[k] for k in ("json", "data") if call.get(k) is not None}
         params = call.get("params")
         for hop in range(MAX_REDIRECTS + 1):
-            if self.sent >= self.limits.http_calls:
-                raise CallLimit("http_calls_limit", f"more than {self.limits.http_calls} HTTP calls in one run")
-            address = await self._resolve(target)
-            self.sent += 1
-            started = time.perf_counter()
-            status, resp_headers, content, encoding = await self._send(
-                method, target, address, headers, params, body, call.get("timeout"))
+            if hop:
+                self._count()
+            async with self.broker._gate(self.config.workspace):
+                address = await self._resolve(target)
+                self.sent += 1
+                started = time.perf_counter()
+                status, resp_headers, content, encoding = await self._send(
+                    method, target, address, headers, params, body, call.get("timeout"))
             ms = round((time.perf_counter() - started) * 1000, 2)
             self._record(method, _with_params(target.display(), params), status=status, ms=ms)
             location = resp_headers.get("location")
             if status not in REDIRECTS or location is None or not self.follow_redirects:
                 return {"ok": True, "status_code": status,
-                        "headers": {k: self._scrub(v) for k, v in resp_headers.items()},
-                        "text": self._scrub(_decode(content, encoding))}
+                        "headers": {self._scrub(k): self._scrub(v) for k, v in resp_headers.items()},
+                        "text": self.scrubber.body(_decode(content, encoding))}
             if hop == MAX_REDIRECTS:
                 raise CallFailed(f"more than {MAX_REDIRECTS} redirects")
             try:
@@ -301,9 +431,7 @@ class BrokerSession:
 
     async def _send(self, method: str, target: _Target, address: IPAddress, headers: dict[str, str],
                     params: Any, body: dict[str, Any], timeout: Any) -> tuple[int, dict[str, str], bytes, str | None]:
-        remaining = self._remaining()
-        per_call = self.limits.http_timeout_s if type(timeout) not in (int, float) or timeout <= 0 else timeout
-        seconds = max(0.001, min(float(per_call), remaining, self.limits.http_timeout_s * 3))
+        seconds = self._seconds(timeout)
         ip = f"[{address.compressed}]" if address.version == 6 else address.compressed
         url = f"{target.scheme}://{ip}:{target.port}{target.path}"
         host_header = target.host if target.literal is None else (
@@ -314,7 +442,8 @@ class BrokerSession:
         url = _with_params(url, params)
         # Connection: close - the client pools connections by (scheme, IP, port); a kept-alive TLS
         # connection verified for one name must never carry a request for another name on that IP.
-        kwargs: dict[str, Any] = {"headers": {**headers, "Host": host_header, "Connection": "close"},
+        kwargs: dict[str, Any] = {"headers": {**headers, "Host": host_header, "Connection": "close",
+                                              OUTBOUND_MARKER: "1"},
                                   "timeout": httpx.Timeout(seconds), "extensions": extensions}
         if "json" in body:
             kwargs["json"] = body["json"]
@@ -348,6 +477,8 @@ class BrokerSession:
         return remaining
 
     def _record(self, method: str, url: object, **fields: Any) -> None:
+        if len(self.calls) > self.limits.http_calls:   # the cap bounds calls; this bounds records
+            return
         entry: dict[str, Any] = {"method": method, "url": url if type(url) is str else repr(url)[:200]}
         entry.update(fields)
         entry["url"] = self._scrub(entry["url"][:2048])
@@ -357,7 +488,4 @@ class BrokerSession:
         self.calls.append(entry)
 
     def _scrub(self, text: str) -> str:
-        for value in self.config.secrets.values():
-            if value and len(value) >= 4:
-                text = text.replace(value, REDACTED)
-        return text
+        return self.scrubber.text(text)

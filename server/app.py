@@ -16,6 +16,7 @@ from server.api import admin as admin_page
 from server.api.health import check_sandbox_jail
 from server.auth import AuthMiddleware
 from server.scripting import Scripting
+from server.selfguard import SelfCallGuard
 from server.errors import EXCEPTION_HANDLERS
 from server.metrics import MetricsMiddleware
 from server.outbox import Outbox
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
     return Starlette(
         routes=[*admin_page.routes, *ROUTES],  # the managers' page shadows health.py's placeholder
         middleware=[Middleware(MetricsMiddleware),  # outermost: counts every answer, 401s too
+                    Middleware(SelfCallGuard),  # before auth: a broker's request gets no further
                     Middleware(AuthMiddleware, settings=settings)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
         lifespan=lifespan,

@@ -13,6 +13,13 @@ hangs or fails when Redis is down: it answers with `deskflow_store_up 0` and the
 
 With uvicorn `--workers N` (or several API containers) each process has its own counters and a
 scrape sees one process: scrape each process (one per container), as Prometheus expects.
+
+Tenants (issue 13 A7, B13): `/metrics` needs no key unless DESKFLOW_METRICS_TOKEN is set, and one
+process serves every workspace. Without a token the scrape therefore shows no per-workspace
+identifier: rule ids and broker hosts are summed into `rule="all"` / `host="all"` (`public`).
+With a token the scrape is the operator's and shows them. Even then a broker host label is only
+a host the call was allowed to reach (on that workspace's allow-list); refused calls, whose URL
+the script chose, count under `other`, and at most MAX_HOST_LABELS distinct hosts get a series.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import (
     CollectorRegistry,
+    Metric,
     Counter,
     Gauge,
     Histogram,
@@ -67,6 +75,9 @@ _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 _LATE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 # How long a scrape may spend reading the store before it gives up (store_up 0).
 SCRAPE_TIMEOUT_S = 1.0
+MAX_HOST_LABELS = 200     # distinct broker host label values per process; more count as "other"
+# family -> the label that names a workspace's own things (summed away in the public scrape)
+_TENANT_LABELS = {"deskflow_rule_matches": "rule", "deskflow_broker_calls": "host"}
 
 
 def _pick(value: str, allowed: frozenset[str]) -> str:
@@ -78,6 +89,8 @@ class Metrics:
 
     def __init__(self, *, process: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.public = _Public(self.registry)
+        self.hosts: set[str] = set()
         r = self.registry
         if process:  # CPU, memory, open fds, start time of this process (Linux /proc)
             ProcessCollector(registry=r)
@@ -140,6 +153,28 @@ class Metrics:
         self.event_seconds.labels("other").observe(seconds)
 
 
+class _Public:
+    """The registry as an unauthenticated scrape may see it: tenant labels summed into "all"."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.registry.collect():
+            label = _TENANT_LABELS.get(family.name)
+            if label is None:
+                yield family
+                continue
+            sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted({**sample.labels, label: "all"}.items())))
+                sums[key] = sums.get(key, 0.0) + sample.value
+            merged = Metric(family.name, family.documentation, family.type)
+            for (name, labels), value in sums.items():
+                merged.add_sample(name, dict(labels), value)
+            yield merged
+
+
 METRICS = Metrics()
 
 
@@ -175,21 +210,33 @@ def observe_script_run(outcome: str, seconds: float, *, metrics: Metrics = METRI
 
 def count_broker_call(host: str, status: int | str, *, metrics: Metrics = METRICS) -> None:
     """One HTTP call through the broker: its host and the HTTP status (or refused/timeout/error).
-    Hosts are bounded by the workspaces' allow-lists, so the label set stays small."""
-    metrics.broker_calls.labels(host.lower()[:253] or "none", str(status)).inc()
+    The caller passes an allow-listed host (or "other"); past MAX_HOST_LABELS distinct hosts every
+    new one is "other", so no input can grow the series without bound."""
+    label = host.lower()[:253] or "other"
+    if label != "other" and label not in metrics.hosts:
+        if len(metrics.hosts) >= MAX_HOST_LABELS:
+            label = "other"
+        else:
+            metrics.hosts.add(label)
+    metrics.broker_calls.labels(label, str(status) if str(status).isdigit() or status in (
+        "refused", "error", "timeout") else "other").inc()
 
 
 def count_broker_calls(calls: Iterable[Mapping[str, Any]], *, metrics: Metrics = METRICS) -> None:
     """The broker's call records (a run's `http_calls`, a script entry's `http_calls`): each has a
-    `url` and a `status`, or `refused` / `error` when no answer came."""
+    `url` and a `status`, or `refused` / `error` when no answer came. A refused call's URL is
+    whatever the script wrote: its host is never a label ("other"); a call that got an answer or
+    failed after the allow-list check was to an allow-listed host."""
     for call in calls:
-        try:
-            host = urlsplit(str(call.get("url", ""))).hostname or "unknown"
-        except ValueError:
-            host = "unknown"
         status = call.get("status")
         if status is None:
             status = "refused" if "refused" in call else "error"
+        host = "other"
+        if status != "refused" and not str(call.get("error", "")).startswith("internal error"):
+            try:
+                host = urlsplit(str(call.get("url", ""))).hostname or "other"
+            except ValueError:
+                host = "other"
         count_broker_call(host, status, metrics=metrics)
 
 
@@ -288,9 +335,12 @@ async def collect_store_gauges(store: Store, *, timeout: float = SCRAPE_TIMEOUT_
 
 
 async def render(store: Store | None, *, metrics: Metrics = METRICS,
-                 timeout: float = SCRAPE_TIMEOUT_S) -> bytes:
-    """The text exposition: this process's metrics, then the store's gauges (if a store)."""
-    text = generate_latest(metrics.registry)
+                 timeout: float = SCRAPE_TIMEOUT_S, detailed: bool | None = None) -> bytes:
+    """The text exposition: this process's metrics, then the store's gauges (if a store). Rule ids
+    and hosts appear only when `detailed` — by default, when the scrape needs a metrics token."""
+    if detailed is None:
+        detailed = bool(store is not None and store.settings.metrics_token)
+    text = generate_latest(metrics.registry if detailed else metrics.public)  # type: ignore[arg-type]
     if store is not None:
         text += generate_latest(await collect_store_gauges(store, timeout=timeout))
     return text

@@ -9,7 +9,20 @@ deliveries (store/outbox.py) and sends what is due:
               Content-Type: application/json
               X-Deskflow-Delivery: <delivery id>        stable across retries: drop duplicates
               X-Deskflow-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook secret>
+                                        (the feed's own deliveries only, see below)
               X-Deskflow-Attempt: <n>
+
+Only the service's own feed deliveries (kind "update") are signed with the webhook secret. A
+rule's `webhook` action (or a script's returned one) chooses its URL, headers and body: signed
+with that secret it would be a signing oracle, letting a manager forge feed entries the receiver
+trusts (issue 13 B9). Effect deliveries therefore carry no X-Deskflow-Signature, and one whose
+headers name any `X-Deskflow-*` header is dead-lettered unsent, with the reason recorded (the rule
+routes refuse such headers when the rule is saved; a script's returned actions meet this check).
+
+Workspaces are sent concurrently: `run` starts one pass per workspace with work, at most
+`_PARALLEL_WORKSPACES` at a time, and never waits for one workspace's pass before starting
+another's, so a slow receiver delays only its own workspace's deliveries (issue 13 A4). Every
+request has the broker's total deadline (webhook_timeout_s over DNS, connect, headers and body).
 
 Every request goes through the script broker (sandbox/broker.py) with the workspace's allow-list:
 the same URL shape rules, allow-list, DNS-then-address checks (no private, loopback, link-local or
@@ -47,7 +60,7 @@ import orjson
 
 from sandbox import Broker, BrokerConfig, Limits
 from server.metrics import count_webhook_delivery
-from server.scripting import broker_config
+from server.scripting import broker_config, new_broker
 from server.settings import Settings
 from server.store import keys as K
 from server.store import outbox as O
@@ -62,6 +75,9 @@ _SEND_BATCH = 20          # deliveries sent per workspace per tick, all at once:
                           # at most about one request timeout, well inside the lease
 _WORKSPACES_TTL_S = 1.0   # how long the workspace list is reused between ticks (a new
                           # workspace waits at most this long for its first delivery)
+_PARALLEL_WORKSPACES = 32  # workspace passes in flight at once in one process
+_OWN_HEADERS = frozenset({"content-type", "user-agent", "x-deskflow-delivery", "x-deskflow-attempt",
+                          "x-deskflow-signature"})
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -95,15 +111,19 @@ class Outbox:
         self._stopping = asyncio.Event()
         self._workspaces: tuple[float, list[str]] = (0.0, [])
         self.sent = 0
+        self._passes: dict[str, asyncio.Task[bool]] = {}     # workspace -> its pass in flight
+        self._wake = asyncio.Event()
+        self._parallel = asyncio.Semaphore(_PARALLEL_WORKSPACES)
 
     @property
     def broker(self) -> Broker:
         if self._broker is None:
-            self._broker = Broker.create()
+            self._broker = new_broker()
         return self._broker
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
 
     async def aclose(self) -> None:
         if self._own_broker and self._broker is not None:
@@ -111,23 +131,52 @@ class Outbox:
             self._broker = None
 
     async def run(self) -> None:
-        """Tick until stop(); an outage is logged and waited out, never fatal."""
+        """Start workspace passes until stop(); an outage is logged and waited out, never fatal.
+        Passes run on their own: a workspace whose receiver hangs holds only its own pass."""
         try:
             while not self._stopping.is_set():
+                self._wake.clear()
                 try:
-                    busy = await self.tick()
+                    await self._dispatch()
                 except StoreUnavailable as exc:
                     log.warning("outbox: store unavailable, retrying: %s", exc)
-                    busy = False
                 except Exception:  # a bug must not stop every workspace's deliveries for good
-                    log.exception("outbox: tick failed; trying again")
-                    busy = False
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), self.settings.webhook_poll_s)
+                    log.exception("outbox: dispatch failed; trying again")
+                with contextlib.suppress(TimeoutError):   # a pass that did work wakes us at once
+                    await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_s)
         finally:
+            passes = list(self._passes.values())
+            if passes:
+                await asyncio.wait(passes, timeout=self.settings.webhook_timeout_s + 5)
+            for task in passes:
+                task.cancel()
+            await asyncio.gather(*passes, return_exceptions=True)
             await self._release()
             await self.aclose()
+
+    async def _dispatch(self) -> None:
+        for workspace in await self._with_work(int(self.clock() * 1000)):
+            if workspace in self._passes:
+                continue
+            task = asyncio.create_task(self._bounded_pass(workspace), name=f"deskflow-outbox-{workspace}")
+            self._passes[workspace] = task
+            task.add_done_callback(lambda t, w=workspace: self._pass_done(w, t))
+
+    def _pass_done(self, workspace: str, task: asyncio.Task[bool]) -> None:
+        self._passes.pop(workspace, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, StoreUnavailable):
+            log.warning("outbox: store unavailable for %s: %s", workspace, exc)
+        elif exc is not None:
+            log.error("outbox: pass of workspace %s failed", workspace, exc_info=exc)
+        elif task.result():
+            self._wake.set()
+
+    async def _bounded_pass(self, workspace: str) -> bool:
+        async with self._parallel:
+            return await self._workspace_pass(workspace)
 
     async def _release(self) -> None:
         with contextlib.suppress(StoreUnavailable):
@@ -162,17 +211,21 @@ class Outbox:
         return out
 
     async def tick(self) -> bool:
-        """One pass over every workspace; True if anything was cut or sent."""
+        """One pass over every workspace with work, all at once (bounded); True if anything was
+        cut or sent. `run` does not use it: there no workspace waits for another's pass."""
+        work = await self._with_work(int(self.clock() * 1000))
+        done = await asyncio.gather(*(self._bounded_pass(w) for w in work))
+        return any(done)
+
+    async def _workspace_pass(self, workspace: str) -> bool:
+        if not await O.take_lease(self.store, workspace, self.name,
+                                  int(self.settings.webhook_timeout_s * 3000) + 30_000):
+            return False
         busy = False
-        for workspace in await self._with_work(int(self.clock() * 1000)):
-            if not await O.take_lease(self.store, workspace, self.name,
-                                      int(self.settings.webhook_timeout_s * 3000) + 30_000):
-                continue
-            now_ms = int(self.clock() * 1000)
-            while await O.cut(self.store, workspace, now_ms, _iso(now_ms)):
-                busy = True
-            busy = await self._send_due(workspace) or busy
-        return busy
+        now_ms = int(self.clock() * 1000)
+        while await O.cut(self.store, workspace, now_ms, _iso(now_ms)):
+            busy = True
+        return await self._send_due(workspace) or busy
 
     async def _send_due(self, workspace: str) -> bool:
         now_ms = int(self.clock() * 1000)
@@ -192,13 +245,17 @@ class Outbox:
         body = orjson.dumps(rec["body"])
         url = rec.get("url") if rec["kind"] == "effect" else (webhook or {}).get("url")
         status: int | None = None
+        own = [str(k) for k in (rec.get("headers") or {}) if str(k).lower().startswith("x-deskflow-")]
         if url is None:
             outcome, error = "refused", "no webhook is configured (it was removed); set one and re-send"
+        elif rec["kind"] == "effect" and own:
+            outcome, error = "refused", (f"a webhook action may not set {', '.join(sorted(own))}: "
+                                         f"X-Deskflow-* headers are the service's own; not sent")
         else:
-            headers = {**(rec.get("headers") or {}), "Content-Type": "application/json",
-                       "User-Agent": "deskflow-webhook/1", "X-Deskflow-Delivery": rec["id"],
-                       "X-Deskflow-Attempt": str(attempt)}
-            if webhook and webhook.get("secret"):
+            headers = {k: v for k, v in (rec.get("headers") or {}).items() if str(k).lower() not in _OWN_HEADERS}
+            headers.update({"Content-Type": "application/json", "User-Agent": "deskflow-webhook/1",
+                            "X-Deskflow-Delivery": rec["id"], "X-Deskflow-Attempt": str(attempt)})
+            if rec["kind"] == "update" and webhook and webhook.get("secret"):   # never an effect's
                 headers["X-Deskflow-Signature"] = sign(webhook["secret"], body)
             request = {"method": rec.get("method") or "POST", "url": url, "headers": headers,
                        "data": body.decode(), "timeout": s.webhook_timeout_s}

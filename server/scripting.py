@@ -17,11 +17,18 @@ from typing import Any
 import orjson
 
 from sandbox import AllowList, AllowListError, Broker, BrokerConfig, Limits, LimitsError, ScriptPool, parse_allowlist
+from sandbox.scrub import Scrubber
+from server.selfguard import listeners
 from server.settings import Settings
 from server.store import scripts as S
 from server.store.connect import Store
 
-__all__ = ["Scripting", "ScriptFailed", "json_path", "script_limits", "stored_allowlist", "broker_config"]
+__all__ = ["Scripting", "ScriptFailed", "json_path", "script_limits", "stored_allowlist", "broker_config",
+           "new_broker", "secret_use_problems", "SECRET_ROLE"]
+
+# The role that may set secrets, and so the one that may make a rule send one (issue 13 B11).
+SECRET_ROLE = "admin"
+_SECRET_REF = re.compile(r"\{\{\s*secret:")
 
 # Longest a handler waits for the loop: the script's own wall limit is enforced by the pool; this
 # only guards against a loop that never answers.
@@ -44,8 +51,51 @@ async def stored_allowlist(store: Store, workspace: str) -> AllowList:
 
 
 async def broker_config(store: Store, workspace: str) -> BrokerConfig:
-    """Allow-list and secret values of a workspace, for one broker call or script run."""
-    return BrokerConfig(await stored_allowlist(store, workspace), await S.get_secrets(store, workspace))
+    """Allow-list, secret values and the hosts each secret is bound to, for one broker call or
+    script run. A secret set without hosts (before secrets had them) is unbound: it may go to any
+    host of the allow-list. A binding that no longer parses binds to no host."""
+    records = await S.get_secret_records(store, workspace)
+    bound: dict[str, AllowList] = {}
+    for name, (_, hosts) in records.items():
+        if hosts is not None:
+            try:
+                bound[name] = parse_allowlist(hosts)
+            except AllowListError:
+                bound[name] = parse_allowlist([])
+    return BrokerConfig(await stored_allowlist(store, workspace),
+                        {name: value for name, (value, _) in records.items()},
+                        secret_hosts=bound, workspace=workspace)
+
+
+def new_broker() -> Broker:
+    """The service's broker: refuses this process's own listeners (server/selfguard.py)."""
+    return Broker.create(own_endpoints=listeners)
+
+
+def secret_use_problems(role: str, rule: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Why `role` may not save `rule`: an `http_request` with `secret`, or a `{{secret:NAME}}` in
+    an `http_request` or `webhook` action's headers, sends a stored secret, and only the role that
+    may set secrets (admin) may decide where one goes; a `webhook` action may not set any
+    `X-Deskflow-*` header (those are the service's own: the feed's signature and delivery ids).
+    [] when fine. For the rule routes and the import (create, replace, patch, import)."""
+    out: list[dict[str, str]] = []
+    actions = rule.get("actions") if isinstance(rule, dict) else None
+    for i, action in enumerate(actions if isinstance(actions, list) else []):
+        if not isinstance(action, dict) or action.get("type") not in ("http_request", "webhook"):
+            continue
+        path = f"{prefix}actions[{i}]"
+        headers = action.get("headers") if isinstance(action.get("headers"), dict) else {}
+        uses = (action.get("type") == "http_request" and bool(action.get("secret"))) or any(
+            isinstance(v, str) and _SECRET_REF.search(v) for v in headers.values())
+        if uses and role not in (SECRET_ROLE, "root"):
+            out.append({"path": path, "reason": f"sends a stored secret; only the {SECRET_ROLE} role, "
+                                                f"which sets secrets, may save such a rule"})
+        if action.get("type") == "webhook":
+            for name in headers:
+                if isinstance(name, str) and name.lower().startswith("x-deskflow-"):
+                    out.append({"path": f"{path}.headers.{name}",
+                                "reason": "X-Deskflow-* headers are the service's own; a webhook action may not set them"})
+    return out
 
 
 class ScriptFailed(Exception):
@@ -84,7 +134,7 @@ class Scripting:
     async def pool(self) -> ScriptPool:
         async with self._lock:
             if self._pool is None:
-                self._broker = Broker.create()
+                self._broker = new_broker()
                 pool = ScriptPool(self.settings.script_workers, broker=self._broker,
                                   workspace_share=self.settings.script_workspace_share or None,
                                   queue_timeout_s=self.settings.script_queue_timeout_s,
@@ -140,7 +190,8 @@ class Scripting:
             request["auth_secret"] = action["secret"]
         if "body" in action:
             request["json"] = action["body"]
-        reply, made = await self._broker.call(await self.broker_config(workspace), request)
+        config = await self.broker_config(workspace)
+        reply, made = await self._broker.call(config, request)
         calls.extend(made)
         if not reply.get("ok"):
             raise ScriptFailed(f"{reply.get('kind', 'refused')}: {reply.get('message', '')}")
@@ -151,7 +202,9 @@ class Scripting:
             doc = orjson.loads(reply.get("text") or "null")
         except orjson.JSONDecodeError:
             raise ScriptFailed(f"the response of {action['url']} is not JSON; cannot map {sorted(mapping)}") from None
-        return {var: json_path(doc, path) for var, path in mapping.items()}
+        # the broker scrubbed the text; the decoded values are scrubbed once more (sandbox/scrub.py)
+        scrub = Scrubber(config.secrets.values())
+        return {var: scrub.value(json_path(doc, path)) for var, path in mapping.items()}
 
     def handlers(self, loop: asyncio.AbstractEventLoop, workspace: str,
                  scripts: list[dict[str, Any]], calls: list[dict[str, Any]]) -> dict[str, Any]:

@@ -148,13 +148,36 @@ async def get_allowlist(ctx: Ctx) -> Response:
     return json_response({"hosts": await S.get_allowlist(ctx.store, ctx.workspace)})
 
 
+def _secret_hosts(raw: object, problems: list[dict[str, str]]) -> list[str] | None:
+    """The hosts a secret may be sent to, in allow-list spelling; None when not given (unbound:
+    any allow-listed host, as before secrets had hosts)."""
+    if raw is None:
+        return None
+    if type(raw) is not list or not all(isinstance(h, str) for h in raw):
+        problems.append(problem("hosts", "must be a list of host entries like the allow-list's "
+                                         '("crm.example.com", "http://127.0.0.1:9000")'))
+        return None
+    if len(raw) > MAX_ALLOWLIST:
+        problems.append(problem("hosts", f"has {len(raw)} entries; the limit is {MAX_ALLOWLIST}"))
+        return None
+    for i, host in enumerate(raw):
+        try:
+            parse_allowlist([host])
+        except AllowListError as exc:
+            problems.append(problem(f"hosts[{i}]", str(exc)))
+    return list(dict.fromkeys(raw))
+
+
 @requires("admin")
 async def put_secret(ctx: Ctx) -> Response:
-    """Set a secret {"value"}; write-only: no route ever returns a value."""
+    """Set a secret {"value", "hosts"?}; write-only: no route ever returns a value. `hosts` binds
+    it to the origins it may be sent to (the broker refuses any other; [] = none)."""
     name = ctx.request.path_params["name"]
     body = await read_object(ctx.request)
     value = body.get("value")
-    problems = []
+    problems: list[dict[str, str]] = [problem(k, "unknown key; a secret has value and hosts")
+                                      for k in sorted(set(body) - {"value", "hosts"})]
+    hosts = _secret_hosts(body.get("hosts"), problems)
     if not SECRET_NAME.fullmatch(name):
         problems.append(problem("name", "must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$"))
     if not isinstance(value, str) or not value:
@@ -165,15 +188,23 @@ async def put_secret(ctx: Ctx) -> Response:
         problems.append(problem("value", "must not contain CR, LF or NUL (it goes into an HTTP header)"))
     if problems:
         raise Unprocessable("The secret is not valid.", details=problems)
-    created = await S.put_secret(ctx.store, ctx.workspace, name, value)
-    await audit.record(ctx, "secret.put", f"secret:{name}", {"created": created})  # never the value
-    return json_response({"name": name}, 201 if created else 200)
+    assert isinstance(value, str)
+    created = await S.put_secret(ctx.store, ctx.workspace, name, value, hosts)
+    await audit.record(ctx, "secret.put", f"secret:{name}",       # never the value
+                       {"created": created, "hosts": hosts})
+    return json_response({"name": name, **({"hosts": hosts} if hosts is not None else {})},
+                         201 if created else 200)
 
 
 @requires("admin")
 async def list_secrets(ctx: Ctx) -> Response:
+    """Names and, for a secret bound to hosts, its `hosts`; never values."""
     limit, offset = page_params(ctx.request)
-    return listing([{"name": n} for n in await S.list_secrets(ctx.store, ctx.workspace)], limit, offset)
+    records = await S.get_secret_records(ctx.store, ctx.workspace)
+    names = await S.list_secrets(ctx.store, ctx.workspace)   # also those no key opens
+    items = [{"name": n, **({"hosts": records[n][1]} if n in records and records[n][1] is not None else {})}
+             for n in names]
+    return listing(items, limit, offset)
 
 
 @requires("admin")

@@ -21,12 +21,12 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import Broker, BrokerConfig
+from sandbox import BrokerConfig
 from server import audit
 from server.api.common import Ctx, encode_cursor, json_response, page_params, problem, read_object, requires
 from server.errors import BadRequest, NotFound, Unprocessable
 from server.store import outbox as O
-from server.scripting import stored_allowlist
+from server.scripting import new_broker, stored_allowlist
 from server.store.catalog import now_iso
 
 __all__ = ["routes"]
@@ -42,7 +42,7 @@ def _public(config: dict[str, Any]) -> dict[str, Any]:
 
 async def _url_problem(ctx: Ctx, url: str) -> str | None:
     allow = await stored_allowlist(ctx.store, ctx.workspace)
-    broker = Broker.create()
+    broker = new_broker()       # refuses the service's own listeners, like every delivery
     try:
         reason = await broker.check(BrokerConfig(allow), url)
     finally:

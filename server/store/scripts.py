@@ -5,8 +5,13 @@ Layout (slot {ws:W}, see store/keys.py):
   df:{ws:W}:scripts               hash  name -> JSON {name, latest, timeout, created_at, updated_at}
   df:{ws:W}:script:<name>:<n>     str   JSON {name, version, source, timeout, created_at, created_by}
   df:{ws:W}:allowlist             str   JSON ["crm.example.com", "http://127.0.0.1:9000", ...]
-  df:{ws:W}:secrets               hash  name -> value (write-only through the API; read by the
-                                        worker to hand to the HTTP broker, never to a script)
+  df:{ws:W}:secrets               hash  name -> sealed value (write-only through the API; read by
+                                        the worker to hand to the HTTP broker, never to a script)
+
+A secret set with `hosts` is sealed as "\0" + JSON {"value", "hosts"}: the binding to the hosts it
+may be sent to is inside the AES-GCM envelope, so whoever can write Redis but lacks the key cannot
+re-bind it. A value can never start with NUL (the API refuses NUL), so an old plain value — set
+before secrets had hosts — is told apart: it is *unbound* and may go to any allow-listed host.
 
 A new version is written with WATCH/MULTI on the script's hash, so two uploads racing to the same
 name get consecutive version numbers, never the same one.
@@ -15,7 +20,6 @@ name get consecutive version numbers, never the same one.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +33,10 @@ from server.store.errors import guarded
 from server.store.sealing import SealingError
 
 __all__ = ["add_version", "get_script", "get_version", "list_scripts", "list_versions",
-           "get_allowlist", "put_allowlist", "put_secret", "delete_secret", "list_secrets", "get_secrets"]
+           "get_allowlist", "put_allowlist", "put_secret", "delete_secret", "list_secrets", "get_secrets",
+           "get_secret_records"]
+
+_BOUND = "\0"     # marks a sealed {"value", "hosts"} envelope (a plain value cannot hold NUL)
 
 
 log = logging.getLogger("deskflow.store")
@@ -112,10 +119,12 @@ async def put_allowlist(store: Store, workspace: str, hosts: list[str]) -> None:
 
 
 @guarded
-async def put_secret(store: Store, workspace: str, name: str, value: str) -> bool:
-    """Set a secret, sealed (store/sealing.py: AES-GCM bound to workspace and name); True when
-    it is new."""
-    return bool(await store.redis.hset(K.secrets(workspace), name, store.sealer.seal(workspace, name, value)))
+async def put_secret(store: Store, workspace: str, name: str, value: str,
+                     hosts: list[str] | None = None) -> bool:
+    """Set a secret, sealed (store/sealing.py: AES-GCM bound to workspace and name), bound to
+    `hosts` (allow-list entry spellings; [] = no host) or unbound when None; True when new."""
+    plain = value if hosts is None else _BOUND + orjson.dumps({"value": value, "hosts": hosts}).decode()
+    return bool(await store.redis.hset(K.secrets(workspace), name, store.sealer.seal(workspace, name, plain)))
 
 
 @guarded
@@ -130,13 +139,24 @@ async def list_secrets(store: Store, workspace: str) -> list[str]:
 
 @guarded
 async def get_secrets(store: Store, workspace: str) -> dict[str, str]:
-    """Every secret value, opened: for the worker's broker config only, never for an API response.
-    A value no configured key opens is left out (a call naming it fails as "no secret named ...")
-    and logged, never guessed."""
-    out = {}
+    """Every secret value, opened: for the worker's broker config only, never for an API response."""
+    return {name: value for name, (value, _) in (await get_secret_records(store, workspace)).items()}
+
+
+@guarded
+async def get_secret_records(store: Store, workspace: str) -> dict[str, tuple[str, list[str] | None]]:
+    """name -> (value, hosts or None when unbound). A value no configured key opens is left out
+    (a call naming it fails as "no secret named ...") and logged, never guessed."""
+    out: dict[str, tuple[str, list[str] | None]] = {}
     for name, stored in (await store.redis.hgetall(K.secrets(workspace))).items():
         try:
-            out[name] = store.sealer.unseal(workspace, name, stored)
+            plain = store.sealer.unseal(workspace, name, stored)
         except SealingError as exc:
             log.error("workspace %s: %s", workspace, exc)
+            continue
+        if plain.startswith(_BOUND):
+            doc = orjson.loads(plain[1:])
+            out[name] = (str(doc["value"]), [str(h) for h in doc.get("hosts") or []])
+        else:
+            out[name] = (plain, None)
     return out

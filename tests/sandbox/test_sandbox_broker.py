@@ -401,3 +401,31 @@ def test_many_concurrent_runs_with_http_all_complete(sandbox, crm) -> None:
         assert result.error is None, result.error
         assert result.updates == {"custom": {"type": "VIP" if emails[i].startswith("ann") else "standard",
                                              "id": f"T-{i}"}}
+
+
+# -- an allow-list entry opens exactly its scheme, host and port (issue 13 B12) --------------------
+
+def _status(sandbox, broker: Broker, allow: list[str], url: str) -> object:
+    reply, _ = sandbox.call(broker.call(BrokerConfig(parse_allowlist(allow)), {"method": "GET", "url": url}))
+    return reply.get("status_code") if reply["ok"] else reply["kind"]
+
+
+def test_a_literal_ip_entry_opens_only_its_own_port(sandbox, crm, crm2) -> None:
+    broker = Broker(sandbox.broker.client, resolver=resolver_to("127.0.0.1"))
+    p1, p2 = crm.port, crm2.port
+    allow = [f"http://127.0.0.1:{p1}", f"http://localhost:{p2}"]
+    cases = {
+        f"http://127.0.0.1:{p1}/echo": 200,          # the literal entry itself
+        f"http://127.0.0.1:{p2}/echo": "refused",    # not listed
+        f"http://localhost:{p2}/echo": "refused",    # listed name, but 127.0.0.1 is open on p1 only
+        f"http://localhost:{p1}/echo": "refused",    # the name is listed for p2 only
+        f"https://127.0.0.1:{p1}/echo": "refused",   # another scheme
+    }
+    assert {url: _status(sandbox, broker, allow, url) for url in cases} == cases
+    # listing the address for that port too makes the name usable there, and nowhere else
+    allow.append(f"http://127.0.0.1:{p2}")
+    assert _status(sandbox, broker, allow, f"http://localhost:{p2}/echo") == 200
+    assert _status(sandbox, broker, allow, f"http://localhost:{p1}/echo") == "refused"
+    reply, calls = sandbox.call(broker.call(BrokerConfig(parse_allowlist(allow[:2])),
+                                            {"method": "GET", "url": f"http://localhost:{p2}/echo"}))
+    assert "127.0.0.1 is a loopback address" in calls[0]["refused"]

@@ -89,7 +89,9 @@ def test_observe_applied_reads_the_run_record() -> None:
     assert _value(m, "deskflow_script_run_seconds_sum", outcome="timeout") == 5.0
     assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="200") == 1
     assert _value(m, "deskflow_broker_calls_total", host="crm.example.com", status="503") == 1
-    assert _value(m, "deskflow_broker_calls_total", host="10.0.0.1", status="refused") == 1
+    # a refused call's host is the script's choice: never a label of its own
+    assert _value(m, "deskflow_broker_calls_total", host="10.0.0.1", status="refused") == 0
+    assert _value(m, "deskflow_broker_calls_total", host="other", status="refused") == 1
     assert _value(m, "deskflow_timer_lateness_seconds_count") == 1
     assert _value(m, "deskflow_timer_lateness_seconds_sum") == 1.5
 
@@ -205,3 +207,55 @@ def test_scrape_with_redis_refused_is_200_and_store_down() -> None:
         got = _samples(r.text)
         assert got[("deskflow_store_up", ())] == 0
         assert c.get("/readyz").status_code == 503
+
+
+# -- issue 13 A7 / B13: no attacker-chosen or per-workspace label values ---------------------------
+
+def test_refused_hosts_share_one_label_and_hosts_are_capped() -> None:
+    m = M.Metrics(process=False)
+    M.count_broker_calls([{"method": "GET", "url": f"http://h{i}.evil.example/", "refused": "no"}
+                          for i in range(5000)], metrics=m)
+    M.count_broker_calls([{"method": "GET", "url": f"https://ok{i}.example/", "status": 200}
+                          for i in range(M.MAX_HOST_LABELS + 300)], metrics=m)
+    M.count_broker_call("x.example", "<script>", metrics=m)
+    hosts = {s.labels["host"] for f in m.registry.collect() if f.name == "deskflow_broker_calls"
+             for s in f.samples}
+    assert len(hosts) <= M.MAX_HOST_LABELS + 1 and "other" in hosts
+    assert _value(m, "deskflow_broker_calls_total", host="other", status="refused") == 5000
+    assert _value(m, "deskflow_broker_calls_total", host="other", status="200") == 300
+    statuses = {s.labels["status"] for f in m.registry.collect() if f.name == "deskflow_broker_calls"
+                for s in f.samples}
+    assert statuses == {"refused", "200", "other"}
+
+
+def test_the_public_scrape_shows_no_rule_ids_or_hosts() -> None:
+    m = M.Metrics(process=False)
+    M.count_rule_matches(["rule_secret_a", "rule_secret_b", "rule_secret_a"], metrics=m)
+    M.count_broker_call("crm.tenant-a.example", 200, metrics=m)
+    M.count_broker_call("crm.tenant-b.example", 200, metrics=m)
+    import asyncio
+    public = asyncio.run(M.render(None, metrics=m)).decode()
+    assert "rule_secret" not in public and "tenant-a" not in public
+    got = _samples(public)
+    assert got[("deskflow_rule_matches_total", (("rule", "all"),))] == 3
+    assert got[("deskflow_broker_calls_total", (("host", "all"), ("status", "200")))] == 2
+    detailed = asyncio.run(M.render(None, metrics=m, detailed=True)).decode()
+    assert 'rule="rule_secret_a"' in detailed and 'host="crm.tenant-b.example"' in detailed
+
+
+def test_metrics_over_http_hide_rule_ids_without_a_token(client: TestClient, ws: Workspace) -> None:
+    rule = ws.rule(name="tag", triggers=["ticket.created"], actions=[{"type": "add_tags", "tags": ["x"]}])
+    ws.send(event("mt-1", tid="T-mt"))
+    text = client.get("/metrics").text
+    assert rule["id"] not in text and 'rule="all"' in text
+
+
+def test_metrics_with_a_token_show_rule_ids(settings: Settings) -> None:
+    from dataclasses import replace
+    with TestClient(create_app(replace(settings, metrics_token="m-tok"), worker=True)) as c:
+        w = Workspace(c)
+        rule = w.rule(name="tag", triggers=["ticket.created"], actions=[{"type": "add_tags", "tags": ["x"]}])
+        w.send(event("mt-2", tid="T-mt2"))
+        assert c.get("/metrics").status_code == 401
+        text = c.get("/metrics", headers={"Authorization": "Bearer m-tok"}).text
+        assert f'rule="{rule["id"]}"' in text

@@ -292,9 +292,11 @@ def test_history_before_the_webhook_is_not_sent(wsp: Workspace, rx: Receiver) ->
 def test_webhook_action_goes_to_its_own_url(wsp: Workspace, rx: Receiver) -> None:
     wsp.client.put("/v1/allowlist", json={"hosts": [rx.url]}, headers=wsp.h())
     wsp.client.put("/v1/secrets/HOOK_TOKEN", json={"value": "tok-9911"}, headers=wsp.h())
-    wsp.rule(name="tell billing", triggers=["ticket.created"], enabled=True,
-             actions=[{"type": "webhook", "url": rx.url + "/billing", "method": "PUT",
-                       "headers": {"X-Token": "{{secret:HOOK_TOKEN}}"}, "body": {"kind": "new"}}])
+    r = wsp.client.post("/v1/rules", headers=wsp.h("admin"), json={   # a rule sending a secret: admin
+        "name": "tell billing", "triggers": ["ticket.created"], "enabled": True,
+        "actions": [{"type": "webhook", "url": rx.url + "/billing", "method": "PUT",
+                     "headers": {"X-Token": "{{secret:HOOK_TOKEN}}"}, "body": {"kind": "new"}}]})
+    assert r.status_code == 201, r.text
     wsp.send(event("e1"))
     [got] = rx.wait_for(1)
     assert (got.method, got.path) == ("PUT", "/billing")

@@ -1,0 +1,65 @@
+"""The broker is not a way into deskflow's own API (issue 13 B11).
+
+A rule's `http_request` or a script's `ctx.http` runs with the service's network position: with
+deskflow's own address on a workspace's allow-list, a manager's rule carrying a stored admin key
+could call `POST /v1/keys` as that key. Two independent refusals:
+
+* by address: `SelfCallGuard` records the (host, port) of every listener a request arrives on
+  (the ASGI `server` of each scope), and the broker refuses to connect to any of them
+  (`listeners()` is the `own_endpoints` the service's brokers are built with; a 0.0.0.0 / ::
+  listener covers every loopback and private address on its port);
+* by marker: the broker sends `X-Deskflow-Outbound: 1` with every request and never lets a script
+  remove it, and `SelfCallGuard` answers any request carrying it with 403 — whatever proxy,
+  load balancer or DNS name sits between the broker and this service.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sandbox.broker import OUTBOUND_MARKER
+from server.errors import error_response
+
+__all__ = ["SelfCallGuard", "listeners", "note_listener"]
+
+_MARKER = OUTBOUND_MARKER.lower().encode()
+_LISTENERS: set[tuple[str, int]] = set()   # this process's listeners; a handful at most
+_MAX_LISTENERS = 64
+
+
+def note_listener(host: str, port: int) -> None:
+    """Remember a listener of this process (an IP literal; names are ignored)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if len(_LISTENERS) < _MAX_LISTENERS:
+        _LISTENERS.add((host, int(port)))
+
+
+def listeners() -> list[tuple[str, int]]:
+    return sorted(_LISTENERS)
+
+
+class SelfCallGuard:
+    """Pure ASGI: records the listener, refuses requests the broker made."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        server = scope.get("server")
+        if server and server[1] is not None and (server[0], server[1]) not in _LISTENERS:
+            note_listener(str(server[0]), int(server[1]))
+        if any(name == _MARKER for name, _ in scope.get("headers", ())):
+            response = error_response(
+                403, "self_call_refused", "Requests made by deskflow's HTTP broker (scripts, "
+                "http_request and webhook actions) may not call deskflow's own API.")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
