@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import Ctx, json_response, read_json, requires
+from server.api.query import Query, flag
 from server.api.validate import validate_event
 from server.errors import PayloadTooLarge, Unprocessable
 from server.metrics import count_event_received
@@ -19,7 +20,10 @@ from server.store.catalog import now_iso
 __all__ = ["routes"]
 
 
-@requires("events")
+_QUERY = Query(flag("wait", "Wait (up to 10 s) for the worker and answer the run summary."))
+
+
+@requires("events", _QUERY)
 async def post_events(ctx: Ctx) -> Response:
     """Submit one event, or {"events": [...]} (up to 500). Idempotent on the event id."""
     settings = ctx.store.settings
@@ -51,7 +55,7 @@ async def post_events(ctx: Ctx) -> Response:
         count_event_received(e["type"], status)
     answers = [{"event_id": e["id"], "status": status} for e, (status, _) in zip(valid, results,
                                                                                  strict=True)]
-    if ctx.request.query_params.get("wait", "").lower() in ("true", "1", "yes"):
+    if ctx.query["wait"]:
         deadline = time.monotonic() + settings.wait_timeout_s
         summaries = [await _wait(ctx, a, deadline) for a in answers]
         done = all(s.get("run_id") for s in summaries)

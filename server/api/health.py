@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from server.api.common import json_response
+from server.api.common import json_response, takes
 from server.errors import error_response
 from server import metrics as M
 from server.store.errors import StoreUnavailable
@@ -14,11 +14,13 @@ from server.store.errors import StoreUnavailable
 __all__ = ["routes"]
 
 
+@takes()
 async def healthz(request: Request) -> Response:
     """The process is up."""
     return json_response({"status": "ok"})
 
 
+@takes()
 async def readyz(request: Request) -> Response:
     """The store answers."""
     store = request.state.store
@@ -30,6 +32,7 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready", "store": "embedded" if store.embedded else "redis"})
 
 
+@takes()
 async def metrics(request: Request) -> Response:
     """Prometheus text format: this process's counters and the store's queue gauges. Reading the
     store is bounded by a short timeout: with Redis down the answer is still 200, with
