@@ -104,29 +104,35 @@ async def read(store: Store, workspace: str, *, before: str | None, limit: int,
 async def list_audit(ctx: Ctx) -> Response:
     """The audit log, newest first: ?target= (rule:<id>, or a kind such as rule), ?actor= (key id or
     key name), ?limit= (1-500, default 50), ?cursor=."""
-    from server.api.common import decode_cursor, encode_cursor, json_response
-    from server.errors import BadRequest
+    from server.api.common import encode_cursor, json_response
 
-    q = ctx.request.query_params
-    raw = q.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise BadRequest("`limit` must be an integer from 1 to 500.", code="invalid_limit")
-    before = decode_cursor(q["cursor"]) if q.get("cursor") else None
-    if before is not None and not _is_stream_id(before):
-        raise BadRequest("The cursor is not one this service gave out.", code="invalid_cursor")
-    items, nxt = await read(ctx.store, ctx.workspace, before=before, limit=int(raw),
-                            target=q.get("target") or None, actor=q.get("actor") or None)
+    q = ctx.query
+    items, nxt = await read(ctx.store, ctx.workspace, before=q["cursor"], limit=q["limit"],
+                            target=q["target"], actor=q["actor"])
     return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
 
 
-def _is_stream_id(value: str) -> bool:
-    ms, _, seq = value.partition("-")
-    return ms.isdigit() and seq.isdigit()
+def _audit_cursor(raw: str) -> str:
+    """An audit cursor: base64url of the stream id of the last entry of the previous page."""
+    from server.api.query import ValueProblem, decode_cursor, stream_id
+    from server.errors import ApiError
+
+    try:
+        return stream_id(decode_cursor(raw))
+    except (ValueError, ApiError) as exc:  # ApiError: a cursor that does not decode
+        raise ValueProblem("is not a cursor this list gave out (pass `next` from the previous "
+                           "page)", 400, "invalid_cursor") from exc
 
 
 def routes() -> list[Route]:
     """GET /v1/audit. A function, and server.api.common imported here rather than at the top, so
     that any module (route modules included) may import this one first."""
     from server.api.common import requires
+    from server.api.query import Param, Query, number, text
 
-    return [Route("/v1/audit", requires("admin")(list_audit), methods=["GET"])]
+    query = Query(number("limit", 1, 500, 50, "Entries per page (1-500, default 50).",
+                         "invalid_limit"),
+                  Param("cursor", "string", "`next` of the previous page.", convert=_audit_cursor),
+                  text("target", "Only entries about this target (rule:<id>), or of a kind (rule)."),
+                  text("actor", "Only entries by this key (its id or name)."))
+    return [Route("/v1/audit", requires("admin", query)(list_audit), methods=["GET"])]

@@ -112,7 +112,18 @@ def _merge_custom(base: dict[str, Any] | None, patch: dict[str, Any]) -> dict[st
     return out
 
 
+def _stored_contact(contact: dict[str, Any]) -> dict[str, Any]:
+    """The stored contact record as a ticket shows it. It is the current contact: every event of
+    any of its tickets, and PUT /v1/contacts/{id}/groups, merge into it."""
+    return {"id": contact.get("id"), "email": contact.get("email"), "name": contact.get("name"),
+            "groups": unique_ci(contact.get("groups") or []),
+            "custom": dict(contact.get("custom") or {})}
+
+
 def _merge_contact(base: dict[str, Any] | None, patch: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A contact in an event merges like a partial ticket: absent keys keep their value, `custom`
+    merges by key (a null value removes the key), a null email or name clears it, `groups`
+    replaces the membership. Another contact id starts afresh."""
     if patch is None:
         return None
     if base and patch.get("id") not in (None, base.get("id")):
@@ -135,13 +146,15 @@ def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
     """The ticket after the event's own data, before automation.
 
     `previous` is the mirror before the event (None for a ticket's first event); `contact` the
-    stored contact record, whose groups are the current membership (PUT /v1/contacts/{id}/groups)
-    unless the event itself carries `contact.groups`. `event["occurred_at"]` must be set.
+    stored contact record, the current one (its groups are set by PUT /v1/contacts/{id}/groups
+    too): the event's contact merges into it, not into this ticket's older copy, so a partial
+    contact (`{"id": "C-9"}` on a new ticket) keeps the email, name and custom it has.
+    `event["occurred_at"]` must be set.
     """
     t = copy.deepcopy(previous) if previous else new_ticket(event["ticket"]["id"])
     data = event.get("ticket") or {}
     if t.get("contact") and contact and contact.get("id") == t["contact"].get("id"):
-        t["contact"]["groups"] = unique_ci(contact.get("groups") or [])
+        t["contact"] = _stored_contact(contact)
     for key, value in data.items():
         if key in SERVICE_FIELDS:
             continue
@@ -150,12 +163,10 @@ def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
         elif key == "custom":
             t["custom"] = _merge_custom(t.get("custom"), value or {})
         elif key == "contact":
-            incoming = value
-            if (value and contact and value.get("id") == contact.get("id")
-                    and (not t.get("contact") or t["contact"].get("id") != contact.get("id"))
-                    and "groups" not in value):
-                incoming = {**value, "groups": contact.get("groups") or []}
-            t["contact"] = _merge_contact(t.get("contact"), incoming)
+            base = t.get("contact")
+            if value and contact and value.get("id") == contact.get("id"):
+                base = _stored_contact(contact)
+            t["contact"] = _merge_contact(base, value)
         elif key in SCALARS:
             t[key] = value
         # other keys are not mirrored: a ticket's own data goes in `custom` (bounded above), so

@@ -15,6 +15,7 @@ from server.api import (
     sla,
     tickets,
     webhook,
+    workspace_settings,
     workspaces,
 )
 
@@ -22,4 +23,5 @@ __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
           *rules.routes, *groups.routes, *scripts.routes, *sla.routes,
-          *webhook.routes, *audit.routes(), *export.routes, *guards.routes]
+          *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
+          *workspace_settings.routes]

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.api.query import NO_QUERY, PAGE, Query, decode_cursor, encode_cursor, whole_number
 from server.auth import Principal
 from server.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMedia, Unprocessable
 from server.store.connect import Store
 
 __all__ = ["requires", "json_response", "read_json", "page_params", "listing", "Ctx",
-           "encode_cursor", "decode_cursor", "problem", "json_depth"]
+           "encode_cursor", "decode_cursor", "problem", "json_depth", "Query", "path_number"]
 
 # The role table of API.md. "ingest" is its own branch: it may only post events.
 RANK = {"viewer": 1, "manager": 2, "developer": 3, "admin": 4}
@@ -26,18 +27,24 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class Ctx:
-    """The authenticated caller of one request."""
+    """The authenticated caller of one request; `query` holds its declared query parameters,
+    parsed (server/api/query.py), with their defaults."""
 
-    def __init__(self, request: Request, principal: Principal) -> None:
+    def __init__(self, request: Request, principal: Principal,
+                 query: dict[str, Any] | None = None) -> None:
         self.request = request
         self.principal = principal
         self.store: Store = request.state.store
         self.workspace: str = principal.workspace or ""
+        self.query: dict[str, Any] = query or {}
 
 
-def requires(role: str) -> Callable[[Callable[[Ctx], Awaitable[Response]]], Endpoint]:
+def requires(role: str, query: Query = NO_QUERY
+             ) -> Callable[[Callable[[Ctx], Awaitable[Response]]], Endpoint]:
     """Guard an endpoint with the role table; `role` is viewer|manager|developer|admin|events|root.
-    The role is also recorded on the endpoint for the OpenAPI document."""
+    Then read its query parameters by `query` (any other parameter is a 422). The role and the
+    query are also recorded on the endpoint (`deskflow_role`, `deskflow_query`) for the OpenAPI
+    document."""
 
     def wrap(fn: Callable[[Ctx], Awaitable[Response]]) -> Endpoint:
         @functools.wraps(fn)
@@ -54,13 +61,55 @@ def requires(role: str) -> Callable[[Callable[[Ctx], Awaitable[Response]]], Endp
                     raise Forbidden(f"Posting events needs an ingest, manager, developer or admin "
                                     f"key; this key's role is {p.role}.")
             elif p.role == "ingest" or RANK.get(p.role, 0) < RANK[role]:
-                raise Forbidden(f"This needs a {role} key or higher; this key's role is {p.role}.")
-            return await fn(Ctx(request, p))
+                raise Forbidden(f"This needs {_a(role)} key or higher; this key's role is "
+                                f"{p.role}.")
+            return await fn(Ctx(request, p, query.read(request.query_params,
+                                                       lambda: _where(request))))
 
         endpoint.deskflow_role = role  # type: ignore[attr-defined]
+        endpoint.deskflow_query = query  # type: ignore[attr-defined]
         return endpoint
 
     return wrap
+
+
+def takes(query: Query = NO_QUERY) -> Callable[[Endpoint], Endpoint]:
+    """For an endpoint without a role (health, metrics): only the query check of `requires`."""
+
+    def wrap(fn: Endpoint) -> Endpoint:
+        @functools.wraps(fn)
+        async def endpoint(request: Request) -> Response:
+            query.read(request.query_params, lambda: _where(request))
+            return await fn(request)
+
+        endpoint.deskflow_query = query  # type: ignore[attr-defined]
+        return endpoint
+
+    return wrap
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _where(request: Request) -> str:
+    """`GET /v1/rules/{rule_id}`: the route as declared, not as requested (the message names the
+    route, not the caller's ids). Looked up only when there is a problem to report."""
+    endpoint = request.scope.get("endpoint")
+    for route in getattr(request.app, "routes", None) or ():
+        if getattr(route, "endpoint", None) is endpoint and request.method in (
+                getattr(route, "methods", None) or ()):
+            return f"{request.method} {route.path}"
+    return f"{request.method} {request.url.path}"
+
+
+def path_number(request: Request, name: str, what: str, maximum: int = 2 ** 31 - 1) -> int | None:
+    """A whole-number path parameter (a revision or version n) by the one integer parser, or None
+    when it is not one (the caller answers 404: no such revision)."""
+    try:
+        return whole_number(request.path_params[name], 1, maximum, what)
+    except ValueError:
+        return None
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -105,7 +154,7 @@ async def read_json(request: Request, max_bytes: int | None = None) -> Any:
         raise UnsupportedMedia(f"Send the body as JSON with `Content-Type: application/json` "
                                f"(got {ctype or 'no content type'}).")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and _declared_length(declared) > limit:
         raise PayloadTooLarge(f"The body is {declared} bytes; the body size limit is {limit} "
                               f"bytes.")
     chunks: list[bytes] = []
@@ -138,35 +187,21 @@ async def read_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def encode_cursor(value: int | str) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
+def _declared_length(declared: str) -> int:
+    """Content-Length as a number; one that is not plain digits counts as over every limit (the
+    server in front normally refuses it first)."""
     try:
-        pad = "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(cursor + pad).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("The cursor is not one this service gave out.",
-                         code="invalid_cursor") from exc
+        return whole_number(declared, 0, 10 ** 18 - 1)
+    except ValueError:
+        return 10 ** 18
 
 
 def page_params(request: Request) -> tuple[int, int]:
-    """(limit, offset) from ?limit= (default 50, max 500) and ?cursor= (an opaque offset)."""
-    raw = request.query_params.get("limit")
-    limit = 50
-    if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= 500:
-            raise BadRequest("`limit` must be an integer from 1 to 500.", code="invalid_limit")
-        limit = int(raw)
-    offset = 0
-    cursor = request.query_params.get("cursor")
-    if cursor:
-        value = decode_cursor(cursor)
-        if not value.isdigit():
-            raise BadRequest("The cursor is not one this service gave out.", code="invalid_cursor")
-        offset = int(value)
-    return limit, offset
+    """(limit, offset) from ?limit= (default 50, max 500) and ?cursor= (an opaque offset), by the
+    paging parameters of server/api/query.py (declare them with `requires(..., Query(PAGE))`)."""
+    values = Query(PAGE).read(QueryParams([(k, v) for k, v in request.query_params.multi_items()
+                                           if k in ("limit", "cursor")]))
+    return values["limit"], values["cursor"] or 0
 
 
 def listing(items: list[Any], limit: int, offset: int) -> Response:

@@ -35,6 +35,7 @@ from starlette.routing import Route
 from sandbox import AllowListError, parse_allowlist
 from server import audit
 from server.api.common import RANK, Ctx, _too_deep, json_depth, json_response, problem, requires
+from server.api.query import Query, choice, flag
 from server.api.rules import (by_of, calendars_of, check_rule_count, definition, rule_problems,
                               workspace_calendars)
 from server.api.sla import check_policy
@@ -95,7 +96,15 @@ def _by_position(items: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                                                  x.get("id") or x.get("name")))
 
 
-@requires("viewer")
+_EXPORT = Query(choice("format", ("json", "yaml"), "json or yaml; left out: by the Accept header "
+                       "(YAML for application/yaml), else JSON."))
+_IMPORT = Query(flag("dry_run", "Answer the plan and change nothing."),
+                choice("missing", _MISSING, "What happens to what the document leaves out: keep "
+                       "(default), disable or delete."),
+                flag("prune", "An older name for missing=delete."))
+
+
+@requires("viewer", _EXPORT)
 async def export(ctx: Ctx) -> Response:
     """The workspace's rules, groups, SLA policies, script metadata and (developer+) allow-list and
     (admin) secret names as one document: JSON, or YAML with ?format=yaml or Accept: application/yaml."""
@@ -123,12 +132,10 @@ async def export(ctx: Ctx) -> Response:
 
 
 def _format(ctx: Ctx) -> str:
-    fmt = ctx.request.query_params.get("format")
+    fmt: str | None = ctx.query["format"]
     if fmt is None:
         accept = ctx.request.headers.get("accept", "")
         return "yaml" if any(t in accept for t in _YAML_TYPES) else "json"
-    if fmt not in ("json", "yaml"):
-        raise BadRequest("`format` must be json or yaml.", code="invalid_format")
     return fmt
 
 
@@ -412,11 +419,13 @@ def _notes(doc: dict[str, Any], scripts: list[dict[str, Any]], secret_names: lis
 
 
 def _missing(ctx: Ctx) -> str:
-    q = ctx.request.query_params
-    missing = q.get("missing", "delete" if q.get("prune") == "true" else "keep")
-    if missing not in _MISSING:
-        raise BadRequest("`missing` must be keep, disable or delete.", code="invalid_missing")
-    return missing
+    missing: str | None = ctx.query["missing"]
+    if missing is not None and ctx.query["prune"] and missing != "delete":
+        raise Unprocessable(f"?prune=true (an older name for missing=delete) and "
+                            f"?missing={missing} disagree; give only ?missing.",
+                            code="invalid_parameter",
+                            details=[problem("?prune", f"contradicts ?missing={missing}")])
+    return missing or ("delete" if ctx.query["prune"] else "keep")
 
 
 def _audit_import(ctx: Ctx, plan: _Plan) -> Any:
@@ -437,11 +446,11 @@ def _audit_import(ctx: Ctx, plan: _Plan) -> Any:
     return also
 
 
-@requires("manager")
+@requires("manager", _IMPORT)
 async def import_document(ctx: Ctx) -> Response:
     """Apply a document (JSON or YAML by Content-Type) all or nothing; ?dry_run=true answers the
     plan and writes nothing; ?missing=keep|disable|delete says what happens to what it leaves out."""
-    dry_run = ctx.request.query_params.get("dry_run") in ("true", "1")
+    dry_run: bool = ctx.query["dry_run"]
     missing = _missing(ctx)
     doc = await _read_document(ctx)
     problems = _validate(doc, {**await workspace_calendars(ctx.store, ctx.workspace),

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
+from server.api.query import PAGE, Query
 from server.api.validate import GROUP_NAME
 from server.automation import unique_ci
 from server.errors import Conflict, NotFound, Unprocessable
@@ -50,7 +51,7 @@ async def create_group(ctx: Ctx) -> Response:
     return json_response(group, 201)
 
 
-@requires("viewer")
+@requires("viewer", Query(PAGE))
 async def list_groups(ctx: Ctx) -> Response:
     """Contact groups by name."""
     limit, offset = page_params(ctx.request)

@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from sandbox import JailUnavailable, missing_jail_layers, probe_jail
-from server.api.common import json_response
+from server.api.common import json_response, takes
 from server.errors import error_response
 from server import metrics as M
 from server.settings import Settings
@@ -35,11 +35,13 @@ async def check_sandbox_jail(settings: Settings) -> dict[str, Any]:
     return jail
 
 
+@takes()
 async def healthz(request: Request) -> Response:
     """The process is up."""
     return json_response({"status": "ok"})
 
 
+@takes()
 async def readyz(request: Request) -> Response:
     """The store answers; `jail` says which layers of the sandbox jail the script workers run
     under (README "Sandbox jail")."""
@@ -53,6 +55,7 @@ async def readyz(request: Request) -> Response:
                           "jail": await probe_jail()})
 
 
+@takes()
 async def metrics(request: Request) -> Response:
     """Prometheus text format: this process's counters and the store's queue gauges. Reading the
     store is bounded by a short timeout: with Redis down the answer is still 200, with

@@ -17,11 +17,13 @@ from server.api.common import (
     encode_cursor,
     json_response,
     page_params,
+    path_number,
     read_object,
     requires,
 )
+from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.validate import validate_event
-from server.errors import BadRequest, NotFound, Unprocessable
+from server.errors import NotFound, Unprocessable
 from server.store import catalog, runs, tickets
 from server.store import revisions as R
 from server.store import sla as sla_store
@@ -178,14 +180,19 @@ async def _with_stats(ctx: Ctx, rules: list[dict[str, Any]]) -> list[dict[str, A
 
 
 def _unused_for(ctx: Ctx) -> int | None:
-    raw = ctx.request.query_params.get("unused_for")
-    if raw is None:
-        return None
+    return ctx.query["unused_for"]  # type: ignore[no-any-return]
+
+
+def _duration(raw: str) -> int:
     seconds = duration_seconds(raw)
     if not seconds:
-        raise BadRequest('`unused_for` must be a duration such as "30d", "7d" or "12h".',
-                         code="invalid_duration")
+        raise ValueProblem(f'must be a duration such as "30d", "7d" or "12h", got {raw!r}', 400,
+                           "invalid_duration")
     return seconds
+
+
+_LIST = Query(PAGE, Param("unused_for", "string", "Only rules older than this duration (like "
+                          "30d) that did not fire in it.", convert=_duration))
 
 
 def _unused(rule: dict[str, Any], since: datetime) -> bool:
@@ -197,7 +204,7 @@ def _unused(rule: dict[str, Any], since: datetime) -> bool:
     return last is None or last < since
 
 
-@requires("viewer")
+@requires("viewer", _LIST)
 async def list_rules(ctx: Ctx) -> Response:
     """Rules in evaluation order, each with its usage (fires over 1 h / 24 h / 7 d / 30 d, last
     fired). ?unused_for=30d lists only rules older than that which did not fire in it."""
@@ -373,7 +380,7 @@ async def test_rule(ctx: Ctx) -> Response:
     return json_response(result)
 
 
-@requires("viewer")
+@requires("viewer", Query(PAGE))
 async def rule_runs(ctx: Ctx) -> Response:
     """The runs in which this rule fired, newest first (the last 200)."""
     rule = await _load(ctx)
@@ -385,13 +392,14 @@ async def rule_runs(ctx: Ctx) -> Response:
 
 async def _revision(ctx: Ctx) -> dict[str, Any]:
     rule_id, raw = ctx.request.path_params["rule_id"], ctx.request.path_params["n"]
-    rev = await R.get(ctx.store, ctx.workspace, R.RULE, rule_id, int(raw)) if raw.isdigit() else None
+    n = path_number(ctx.request, "n", "a revision number")
+    rev = await R.get(ctx.store, ctx.workspace, R.RULE, rule_id, n) if n is not None else None
     if rev is None:
         raise NotFound(f"Rule {rule_id!r} has no revision {raw!r}.")
     return rev
 
 
-@requires("viewer")
+@requires("viewer", Query(PAGE))
 async def list_revisions(ctx: Ctx) -> Response:
     """The rule's revisions, newest first: {n, action, at, by: {key_id, key_name}, rule}. A deleted
     rule's revisions stay readable."""

@@ -10,7 +10,8 @@ from starlette.routing import Route
 
 from sandbox import AllowListError, LimitsError, compile_script, parse_allowlist
 from server import audit
-from server.api.common import Ctx, json_response, listing, page_params, problem, read_object, requires
+from server.api.common import Ctx, json_response, listing, page_params, path_number, problem, read_object, requires
+from server.api.query import PAGE, Query
 from server.errors import NotFound, Unprocessable
 from server.scripting import script_limits
 from server.store import scripts as S
@@ -64,7 +65,7 @@ async def upload(ctx: Ctx) -> Response:
     return json_response({k: v for k, v in record.items() if k != "source"}, 201)
 
 
-@requires("viewer")
+@requires("viewer", Query(PAGE))
 async def list_scripts(ctx: Ctx) -> Response:
     limit, offset = page_params(ctx.request)
     return listing(await S.list_scripts(ctx.store, ctx.workspace), limit, offset)
@@ -91,8 +92,8 @@ async def get_script(ctx: Ctx) -> Response:
 @requires("viewer")
 async def get_version(ctx: Ctx) -> Response:
     meta = await _meta(ctx)
-    raw = ctx.request.path_params["n"]
-    record = await S.get_version(ctx.store, ctx.workspace, meta["name"], int(raw)) if raw.isdigit() else None
+    raw, n = ctx.request.path_params["n"], path_number(ctx.request, "n", "a version number")
+    record = await S.get_version(ctx.store, ctx.workspace, meta["name"], n) if n is not None else None
     if record is None:
         raise NotFound(f"Script {meta['name']!r} has versions 1 to {meta['latest']}; there is no {raw!r}.")
     return json_response(record)
@@ -196,7 +197,7 @@ async def put_secret(ctx: Ctx) -> Response:
                          201 if created else 200)
 
 
-@requires("admin")
+@requires("admin", Query(PAGE))
 async def list_secrets(ctx: Ctx) -> Response:
     """Names and, for a secret bound to hosts, its `hosts`; never values."""
     limit, offset = page_params(ctx.request)

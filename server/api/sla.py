@@ -17,10 +17,12 @@ from server.api.common import (
     json_response,
     listing,
     page_params,
+    path_number,
     problem,
     read_object,
     requires,
 )
+from server.api.query import PAGE, Query
 from server.errors import Conflict, NotFound, Unprocessable
 from server.store import revisions as R
 from server.store import sla as S
@@ -102,7 +104,7 @@ async def create_policy(ctx: Ctx) -> Response:
     return json_response(changes[0].new, 201)
 
 
-@requires("viewer")
+@requires("viewer", Query(PAGE))
 async def list_policies(ctx: Ctx) -> Response:
     """Policies in the order they are tried."""
     limit, offset = page_params(ctx.request)
@@ -175,13 +177,14 @@ async def delete_policy(ctx: Ctx) -> Response:
 
 async def _revision(ctx: Ctx) -> dict[str, Any]:
     name, raw = ctx.request.path_params["name"], ctx.request.path_params["n"]
-    rev = await R.get(ctx.store, ctx.workspace, R.SLA, name, int(raw)) if raw.isdigit() else None
+    n = path_number(ctx.request, "n", "a revision number")
+    rev = await R.get(ctx.store, ctx.workspace, R.SLA, name, n) if n is not None else None
     if rev is None:
         raise NotFound(f"SLA policy {name!r} has no revision {raw!r}.")
     return rev
 
 
-@requires("viewer")
+@requires("viewer", Query(PAGE))
 async def list_revisions(ctx: Ctx) -> Response:
     """The policy's revisions, newest first: {n, action, at, by: {key_id, key_name}, policy}."""
     name = ctx.request.path_params["name"]

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.common import Ctx, decode_cursor, encode_cursor, json_response, page_params, requires
-from server.errors import BadRequest, NotFound
+from server.api.common import Ctx, encode_cursor, json_response, page_params, requires
+from server.api.query import PAGE, Param, Query, ValueProblem, choice, number, stream_id, text
+from server.api.validate import STATUSES
+from server.errors import NotFound
 from server.store import runs, tickets
 
 __all__ = ["routes"]
 
-_STREAM_ID = re.compile(r"^\d+-\d+$")
+
+def _feed_cursor(raw: str) -> str:
+    try:
+        return stream_id(raw)
+    except ValueError as exc:
+        raise ValueProblem("must be a cursor from this feed (`next` or an entry's `cursor`, like "
+                           "1795430353069-0)", 400, "invalid_cursor") from exc
+
+
+_TICKETS = Query(PAGE, choice("status", STATUSES, "Only tickets with this status."),
+                 text("tag", "Only tickets with this tag (any case)."),
+                 text("group", "Only tickets whose contact is in this group (any case)."))
+_FEED = Query(number("limit", 1, 1000, 100, "Entries per page (1-1000, default 100).",
+                     "invalid_limit"),
+              Param("cursor", "string", "`next` of the previous page (a stream id); without "
+                    "it the feed starts at the beginning.", aliases=("after",),
+                    convert=_feed_cursor))
 
 
 @requires("viewer")
@@ -26,33 +42,17 @@ async def get_ticket(ctx: Ctx) -> Response:
     return json_response(ticket)
 
 
-@requires("viewer")
+@requires("viewer", _TICKETS)
 async def list_tickets(ctx: Ctx) -> Response:
     """Tickets in creation order; filters ?group= ?status= ?tag= (case-insensitive for group/tag)."""
-    q = ctx.request.query_params
-    limit = page_params_limit(ctx)
-    after = 0
-    if q.get("cursor"):
-        raw = decode_cursor(q["cursor"])
-        if not raw.isdigit():
-            raise BadRequest("The cursor is not one this service gave out.", code="invalid_cursor")
-        after = int(raw)
+    q = ctx.query
     items, nxt = await tickets.list_tickets(
-        ctx.store, ctx.workspace, status=q.get("status"), tag=q.get("tag"), group=q.get("group"),
-        limit=limit, after_seq=after)
+        ctx.store, ctx.workspace, status=q["status"], tag=q["tag"], group=q["group"],
+        limit=q["limit"], after_seq=q["cursor"] or 0)
     return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
 
 
-def page_params_limit(ctx: Ctx) -> int:
-    raw = ctx.request.query_params.get("limit")
-    if raw is None:
-        return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise BadRequest("`limit` must be an integer from 1 to 500.", code="invalid_limit")
-    return int(raw)
-
-
-@requires("viewer")
+@requires("viewer", Query(PAGE))
 async def ticket_runs(ctx: Ctx) -> Response:
     """The ticket's run records, newest first."""
     ticket_id = ctx.request.path_params["ticket_id"]
@@ -74,18 +74,11 @@ async def get_run(ctx: Ctx) -> Response:
     return json_response(run)
 
 
-@requires("viewer")
+@requires("viewer", _FEED)
 async def updates(ctx: Ctx) -> Response:
-    """The updates feed, oldest first, after the cursor."""
-    q = ctx.request.query_params
-    after = q.get("after") or None
-    if after is not None and not _STREAM_ID.match(after):
-        raise BadRequest("`after` must be a cursor from this feed (like 1795430353069-0).",
-                         code="invalid_cursor")
-    raw = q.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise BadRequest("`limit` must be an integer from 1 to 1000.", code="invalid_limit")
-    items = await runs.read_feed(ctx.store, ctx.workspace, after=after, limit=int(raw))
+    """The updates feed, oldest first, after ?cursor= (or its older name ?after=)."""
+    after = ctx.query["cursor"]
+    items = await runs.read_feed(ctx.store, ctx.workspace, after=after, limit=ctx.query["limit"])
     return json_response({"updates": items, "next": items[-1]["cursor"] if items else after})
 
 

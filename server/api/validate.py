@@ -11,14 +11,31 @@ from typing import Any
 import orjson
 
 from rules import ACTORS
-from server.automation import format_time, parse_time
+from server.automation import SERVICE_FIELDS, format_time, parse_time
 
 __all__ = ["EVENT_TYPES", "STATUSES", "PRIORITIES", "validate_event", "GROUP_NAME", "MAX_ID",
-           "MAX_TAGS", "MAX_TAG_CHARS", "MAX_GROUPS", "MAX_CUSTOM_BYTES"]
+           "MAX_TAGS", "MAX_TAG_CHARS", "MAX_GROUPS", "MAX_CUSTOM_BYTES", "AUTHORS", "EVENT_KEYS",
+           "TICKET_KEYS", "CONTACT_KEYS", "MESSAGE_KEYS", "ignored_hints", "ignored_problems"]
 
 EVENT_TYPES = ("ticket.created", "ticket.updated", "message.received", "message.sent")
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
+# Who wrote a message. `automation` too (rules/actors.py): a help desk reporting back a message one
+# of our own rules sent, which the loop guard counts as generated.
+AUTHORS = ACTORS
+# The keys each object of an event may have (API.md "Events"); any other is not applied and is
+# listed in the answer's `ignored` (with `?strict=true`, a 422). A client's own data goes in
+# `custom`, which takes any keys.
+EVENT_KEYS = frozenset({"id", "type", "occurred_at", "ticket", "message", "actor"})
+TICKET_KEYS = frozenset({"id", "subject", "description", "status", "priority", "channel",
+                         "department", "assignee", "tags", "custom", "contact"})
+CONTACT_KEYS = frozenset({"id", "email", "name", "groups", "custom"})
+# auto_reply and headers: what the auto-reply guard reads (server/guards.py)
+MESSAGE_KEYS = frozenset({"author", "body", "channel", "auto_reply", "headers"})
+_KNOWN = {"": EVENT_KEYS, "ticket": TICKET_KEYS, "ticket.contact": CONTACT_KEYS,
+          "message": MESSAGE_KEYS}
+MAX_IGNORED = 50  # keys listed in one event's `ignored`; any more are not applied either
+MAX_KEY_CHARS = 100  # of an ignored key as listed (a longer one is cut, ending in …)
 GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _TEXT = ("subject", "description", "channel", "department", "assignee")
@@ -114,10 +131,73 @@ def _ticket(t: Any, path: str, problems: Problems) -> None:
         _contact(t["contact"], f"{path}.contact", problems)
 
 
+def _unknown(obj: dict[str, Any], where: str, out: list[str]) -> None:
+    for key in obj:
+        if key not in _KNOWN[where] and len(out) < MAX_IGNORED:
+            key = key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "…"
+            out.append(f"{where}.{key}" if where else key)
+
+
+def _known(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k in _KNOWN[where]}
+
+
+def _ignored(obj: dict[str, Any]) -> list[str]:
+    """Paths of the event's keys that are not part of the event format (bounded)."""
+    out: list[str] = []
+    _unknown(obj, "", out)
+    ticket = obj.get("ticket")
+    if isinstance(ticket, dict):
+        _unknown(ticket, "ticket", out)
+        if isinstance(ticket.get("contact"), dict):
+            _unknown(ticket["contact"], "ticket.contact", out)
+    if isinstance(obj.get("message"), dict):
+        _unknown(obj["message"], "message", out)
+    return out
+
+
+def ignored_hints(ignored: list[str]) -> dict[str, str]:
+    """{ignored path: the known key it is probably a misspelling of}, where one is close."""
+    from server.api.query import did_you_mean
+
+    hints = {}
+    for path in ignored:
+        where, _, key = path.rpartition(".")
+        known = _KNOWN.get(where)
+        hint = did_you_mean(key, known) if known is not None else None
+        if hint:
+            hints[path] = hint
+    return hints
+
+
+def ignored_problems(ignored: list[str], path: str = "") -> Problems:
+    """The ignored keys as problems (?strict=true), each saying what it might have meant."""
+    p = f"{path}." if path else ""
+    hints = ignored_hints(ignored)
+    problems = []
+    for key in ignored:
+        if key in hints:
+            reason = f"is not part of the event format; did you mean `{hints[key]}`?"
+        elif key.startswith("ticket.") and key[7:] in SERVICE_FIELDS:
+            reason = "is set by the service; an event cannot set it (leave it out)"
+        elif key.startswith("message."):
+            reason = f"is not part of a message (it has {', '.join(sorted(MESSAGE_KEYS))})"
+        elif key.startswith("ticket.contact."):
+            reason = "is not part of a contact (its own data goes in `ticket.contact.custom`)"
+        elif key.startswith("ticket."):
+            reason = "is not part of a ticket (its own data goes in `ticket.custom`)"
+        else:
+            reason = "is not part of an event (ticket data goes in `ticket`, yours in " \
+                     "`ticket.custom`)"
+        problems.append({"path": f"{p}{key}", "reason": reason})
+    return problems
+
+
 def validate_event(obj: Any, received_at: str, *, path: str = "",
                    require_id: bool = True) -> tuple[dict[str, Any] | None, Problems]:
     """Check one event; returns (normalized event, problems). Normalized: occurred_at defaulted
-    to the receive time and written as UTC; unknown top-level keys dropped."""
+    to the receive time and written as UTC; unknown top-level keys dropped; the paths of every
+    key that is not part of the format listed in `ignored` (left out when there are none)."""
     problems: Problems = []
     p = f"{path}." if path else ""
     if not isinstance(obj, dict):
@@ -146,15 +226,25 @@ def validate_event(obj: Any, received_at: str, *, path: str = "",
         for key in ("author", "body", "channel"):
             if key in message and message[key] is not None and not isinstance(message[key], str):
                 problems.append({"path": f"{p}message.{key}", "reason": "must be a string or null"})
+        if isinstance(message.get("author"), str) and message["author"] not in AUTHORS:
+            problems.append({"path": f"{p}message.author", "reason": f"must be one of "
+                             f"{', '.join(AUTHORS)} or null (left out: agent for message.sent, "
+                             f"customer for message.received), got {message['author']!r}"})
     elif message is not None and not (isinstance(etype, str) and etype.startswith("message.")):
         problems.append({"path": f"{p}message", "reason": "must be an object or null"})
     if problems:
         return None, problems
     at = parse_time(occurred) if occurred else parse_time(received_at)
+    ticket = _known(obj["ticket"], "ticket")
+    if isinstance(ticket.get("contact"), dict):
+        ticket["contact"] = _known(ticket["contact"], "ticket.contact")
     event = {"id": obj.get("id"), "type": etype,
-             "occurred_at": format_time(at) if at else received_at, "ticket": obj["ticket"]}
+             "occurred_at": format_time(at) if at else received_at, "ticket": ticket}
     if message is not None:
-        event["message"] = message
+        event["message"] = _known(message, "message") if isinstance(message, dict) else message
     if actor is not None:
         event["actor"] = actor
+    ignored = _ignored(obj)
+    if ignored:
+        event["ignored"] = ignored
     return event, []

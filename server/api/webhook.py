@@ -24,7 +24,8 @@ from starlette.routing import Route
 from sandbox import BrokerConfig
 from server import audit
 from server.api.common import Ctx, encode_cursor, json_response, page_params, problem, read_object, requires
-from server.errors import BadRequest, NotFound, Unprocessable
+from server.api.query import PAGE, Query, choice
+from server.errors import NotFound, Unprocessable
 from server.store import outbox as O
 from server.scripting import new_broker, stored_allowlist
 from server.store.catalog import now_iso
@@ -99,17 +100,14 @@ async def delete_webhook(ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
-def _state(ctx: Ctx) -> str | None:
-    state = ctx.request.query_params.get("state")
-    if state is not None and state not in O.STATES:
-        raise BadRequest(f"`state` must be one of {', '.join(O.STATES)} (or left out for all).",
-                         code="invalid_state")
-    return state
+_DELIVERIES = Query(PAGE, choice("state", O.STATES, "Only deliveries in this state (left out: all)."))
+_RESEND = Query(choice("state", ("failed",), "Which deliveries to send again: the dead letters.",
+                       "failed"))
 
 
-@requires("admin")
+@requires("admin", _DELIVERIES)
 async def list_deliveries(ctx: Ctx) -> Response:
-    state = _state(ctx)
+    state = ctx.query["state"]
     limit, offset = page_params(ctx.request)
     items, more = await O.list_deliveries(ctx.store, ctx.workspace, state, limit, offset)
     return json_response({"items": items, "next": encode_cursor(offset + limit) if more else None})
@@ -140,12 +138,9 @@ async def resend_one(ctx: Ctx) -> Response:
     return json_response(again, 202)
 
 
-@requires("admin")
+@requires("admin", _RESEND)
 async def resend_all(ctx: Ctx) -> Response:
-    state = ctx.request.query_params.get("state", "failed")
-    if state != "failed":
-        raise BadRequest("Bulk re-send takes `state=failed` (dead letters); re-send others one by one.",
-                         code="invalid_state")
+    """Send the dead letters again (`state=failed`, the default); re-send others one by one."""
     items, _ = await O.list_deliveries(ctx.store, ctx.workspace, "failed", MAX_RESEND, 0)
     now_ms, now = int(time.time() * 1000), now_iso()
     resent = 0

@@ -7,6 +7,7 @@ from starlette.routing import Route
 
 from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
+from server.api.query import PAGE, Query
 from server.errors import NotFound, Unprocessable
 from server.store import catalog
 
@@ -51,7 +52,7 @@ async def create_key(ctx: Ctx) -> Response:
     return json_response({**record, "key": secret}, 201)
 
 
-@requires("admin")
+@requires("admin", Query(PAGE))
 async def list_keys(ctx: Ctx) -> Response:
     """The workspace's keys, without secrets."""
     limit, offset = page_params(ctx.request)

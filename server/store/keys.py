@@ -270,3 +270,9 @@ def guards(w: str) -> str:
     """string  JSON {send_caps: [{count, per}], generated_per_minute}: the workspace's guard limits
     (server/guards.py); absent = the defaults."""
     return f"{_ws(w)}:guards"
+
+
+def workspace_settings(w: str) -> str:
+    """string  JSON {strict_events: bool}: the workspace's settings (server/api/workspace_settings.py);
+    absent = every setting at its default."""
+    return f"{_ws(w)}:settings"

@@ -104,3 +104,10 @@ def test_unknown_route_and_method(ws):
     _err(ws.client.get("/v1/nothing", headers=ws.h()), 404, "not_found")
     _err(ws.client.get("/nothing"), 404)
     _err(ws.client.delete("/v1/events", headers=ws.h()), 405, "method_not_allowed")
+
+
+def test_role_message_reads_right(ws):
+    e = _err(ws.client.get("/v1/keys", headers=ws.h("manager")), 403, "forbidden")
+    assert e["message"] == "This needs an admin key or higher; this key's role is manager."
+    e = _err(ws.client.post("/v1/rules", json={}, headers=ws.h("viewer")), 403)
+    assert e["message"] == "This needs a manager key or higher; this key's role is viewer."

@@ -24,6 +24,8 @@ MATRIX = [
     ("GET", "/v1/workspace/guards", "viewer", None),
     ("PUT", "/v1/workspace/guards", "admin", {}),
     ("DELETE", "/v1/workspace/guards", "admin", None),
+    ("GET", "/v1/workspace/settings", "viewer", None),
+    ("PUT", "/v1/workspace/settings", "admin", {"strict_events": False}),
     ("POST", "/v1/keys", "admin", {"role": "viewer"}),
     ("GET", "/v1/keys", "admin", None),
     ("DELETE", "/v1/keys/{key}", "admin", None),
