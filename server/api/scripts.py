@@ -5,14 +5,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox import AllowListError, LimitsError, compile_script, parse_allowlist
 from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, problem, read_object, requires
+from server.api.references import Catalog, delete_in_use, force_param, read_catalog
+from server.api.rules import audit_rules, by_of
 from server.errors import NotFound, Unprocessable
 from server.scripting import script_limits
+from server.store import keys as K
 from server.store import scripts as S
 
 __all__ = ["routes", "SCRIPT_NAME"]
@@ -121,6 +126,32 @@ async def test_script(ctx: Ctx) -> Response:
     return json_response(entry)
 
 
+@requires("developer")
+async def delete_script(ctx: Ctx) -> Response:
+    """Delete a script and all its versions. Enabled rules that run it make this a 409 listing
+    them; ?force=true deletes anyway and disables those rules (200 with `disabled_rules`)."""
+    name = ctx.request.path_params["name"]
+    ws = ctx.workspace
+
+    async def load(p: Any) -> tuple[Catalog, Catalog, dict[str, Any]]:
+        raw = await p.hget(K.scripts(ws), name)
+        if raw is None:
+            raise NotFound(f"No script named {name!r} in this workspace.")
+        before = await read_catalog(p, ws)
+        return before, before.without("script", name), orjson.loads(raw)
+
+    def queue_delete(pipe: Any, meta: dict[str, Any]) -> None:
+        S.queue_delete_script(pipe, ws, meta)
+        audit.record_in(pipe, ctx, "script.delete", f"script:{name}",
+                        {"versions": meta.get("latest"), "forced": force_param(ctx)})
+
+    disabled = await delete_in_use(ctx, by_of(ctx), f"Script {name!r}", [K.scripts(ws)], load,
+                                   queue_delete, audit_rules(ctx))
+    if force_param(ctx):
+        return json_response({"deleted": {"script": name}, "disabled_rules": disabled})
+    return Response(status_code=204)
+
+
 @requires("admin")
 async def put_allowlist(ctx: Ctx) -> Response:
     """Replace the allow-list: {"hosts": ["crm.example.com", "billing.example.com:8443", ...]}."""
@@ -189,6 +220,7 @@ routes = [
     Route("/v1/scripts", upload, methods=["POST"]),
     Route("/v1/scripts", list_scripts, methods=["GET"]),
     Route("/v1/scripts/{name}", get_script, methods=["GET"]),
+    Route("/v1/scripts/{name}", delete_script, methods=["DELETE"]),
     Route("/v1/scripts/{name}/versions/{n}", get_version, methods=["GET"]),
     Route("/v1/scripts/{name}/test", test_script, methods=["POST"]),
     Route("/v1/allowlist", put_allowlist, methods=["PUT"]),
