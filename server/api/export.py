@@ -32,8 +32,8 @@ import yaml
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import AllowListError, parse_allowlist
 from server import audit
+from server.api.checks import allowlist_problems
 from server.api.common import RANK, Ctx, _too_deep, json_depth, json_response, problem, requires
 from server.api.rules import (by_of, calendars_of, check_rule_count, definition, rule_problems,
                               workspace_calendars)
@@ -250,14 +250,7 @@ def _validate(doc: dict[str, Any], calendars: dict[str, Any] | None = None) -> l
         once("policy", policy["name"], f"{path}.name")
     hosts = _list(doc, "allowlist", problems)
     if hosts is not None:
-        if not all(isinstance(h, str) for h in hosts):
-            problems.append(problem("allowlist", "must be a list of host entries (strings)"))
-        else:
-            try:
-                parse_allowlist(hosts)
-            except AllowListError as exc:
-                at = hosts.index(exc.entry) if exc.entry in hosts else None
-                problems.append(problem(f"allowlist[{at}]" if at is not None else "allowlist", str(exc)))
+        problems += allowlist_problems(hosts, "allowlist")
     for key in ("scripts", "secrets"):
         _list(doc, key, problems)
     return problems

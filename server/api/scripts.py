@@ -10,8 +10,9 @@ import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import AllowListError, LimitsError, compile_script, parse_allowlist
+from sandbox import LimitsError, compile_script
 from server import audit
+from server.api.checks import allowlist_problems, timeout_problem
 from server.api.common import Ctx, json_response, listing, page_params, problem, read_object, requires
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog
 from server.api.rules import audit_rules, by_of
@@ -26,7 +27,6 @@ SCRIPT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_SECRET_BYTES = 8 * 1024
-MAX_ALLOWLIST = 100
 
 
 @requires("developer")
@@ -48,10 +48,13 @@ async def upload(ctx: Ctx) -> Response:
         if not isinstance(timeout, str):
             problems.append(problem("timeout", 'must be a duration string like "5s"'))
         else:
+            reason = timeout_problem(timeout)  # in the units the user wrote
             try:
                 script_limits(timeout)
             except (LimitsError, ValueError) as exc:
-                problems.append(problem("timeout", str(exc)))
+                reason = reason or str(exc)
+            if reason:
+                problems.append(problem("timeout", reason))
     if problems:
         raise Unprocessable("The script is not valid.", details=problems)
     result = compile_script(source)
@@ -157,18 +160,10 @@ async def put_allowlist(ctx: Ctx) -> Response:
     """Replace the allow-list: {"hosts": ["crm.example.com", "billing.example.com:8443", ...]}."""
     body = await read_object(ctx.request)
     hosts = body.get("hosts")
-    if type(hosts) is not list or not all(isinstance(h, str) for h in hosts):
-        raise Unprocessable("The allow-list is not valid.",
-                            details=[problem("hosts", "must be a list of host entries (strings)")])
-    if len(hosts) > MAX_ALLOWLIST:
-        raise Unprocessable("The allow-list is too long.",
-                            details=[problem("hosts", f"has {len(hosts)} entries; the limit is {MAX_ALLOWLIST}")])
-    try:
-        parse_allowlist(hosts)
-    except AllowListError as exc:
-        index = hosts.index(exc.entry) if exc.entry in hosts else None
-        raise Unprocessable("The allow-list is not valid.",
-                            details=[problem(f"hosts[{index}]" if index is not None else "hosts", str(exc))]) from None
+    problems = allowlist_problems(hosts)  # every bad entry, not only the first
+    if problems:
+        raise Unprocessable("The allow-list is not valid: " + "; ".join(
+            f"{p['path']}: {p['reason']}" for p in problems[:5]), details=problems)
     await S.put_allowlist(ctx.store, ctx.workspace, list(dict.fromkeys(hosts)))
     await audit.record(ctx, "allowlist.update", "allowlist", {"hosts": list(dict.fromkeys(hosts))})
     return json_response({"hosts": await S.get_allowlist(ctx.store, ctx.workspace)})
