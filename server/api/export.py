@@ -32,12 +32,14 @@ import yaml
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import AllowListError, parse_allowlist
 from server import audit
+from server.api.checks import allowlist_problems
 from server.api.common import RANK, Ctx, _too_deep, json_depth, json_response, problem, requires
 from server.api.query import Query, choice, flag
 from server.api.rules import (by_of, calendars_of, check_rule_count, definition, rule_problems,
                               workspace_calendars)
+from server.api.import_refs import import_reference_problems
+from server.api.references import raise_missing, read_catalog
 from server.api.sla import check_policy
 from server.api.sla import definition as policy_definition
 from server.api.validate import GROUP_NAME
@@ -46,6 +48,7 @@ from server.store import keys as K
 from server.store import revisions as R
 from server.store import scripts as S
 from server.store.catalog import now_iso, rule_order
+from server.store.sla import policy_order
 from server.store.errors import guarded
 from server.yamlsafe import load_document
 
@@ -92,8 +95,14 @@ async def _state(p: Any, workspace: str) -> dict[str, Any]:
 
 
 def _by_position(items: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(items.values(), key=lambda x: (x.get("position", 0), x.get("created_at") or "",
-                                                 x.get("id") or x.get("name")))
+    """SLA policies in the order they are tried (store/sla.py's one definition of it)."""
+    return sorted(items.values(), key=policy_order)
+
+
+def _rank(ordered: list[dict[str, Any]], key: str) -> dict[str, int]:
+    """Each item's place (1..n) in `ordered`: what a plan compares, never a stored position
+    (positions may have gaps after deletes; the order is what the document says)."""
+    return {item[key]: i for i, item in enumerate(ordered, start=1)}
 
 
 _EXPORT = Query(choice("format", ("json", "yaml"), "json or yaml; left out: by the Accept header "
@@ -249,14 +258,7 @@ def _validate(doc: dict[str, Any], calendars: dict[str, Any] | None = None) -> l
         once("policy", policy["name"], f"{path}.name")
     hosts = _list(doc, "allowlist", problems)
     if hosts is not None:
-        if not all(isinstance(h, str) for h in hosts):
-            problems.append(problem("allowlist", "must be a list of host entries (strings)"))
-        else:
-            try:
-                parse_allowlist(hosts)
-            except AllowListError as exc:
-                at = hosts.index(exc.entry) if exc.entry in hosts else None
-                problems.append(problem(f"allowlist[{at}]" if at is not None else "allowlist", str(exc)))
+        problems += allowlist_problems(hosts, "allowlist")
     for key in ("scripts", "secrets"):
         _list(doc, key, problems)
     return problems
@@ -277,6 +279,7 @@ class _Plan:
         self.policies: list[R.Change] = []
         self.groups: list[tuple[str, dict[str, Any] | None, str]] = []
         self.allowlist: list[str] | None = None
+        self.file_rules: list[str] = []  # the rule ids the document's rules became, in its order
 
     def item(self, kind: str, key: dict[str, Any], action: str, diff: dict[str, Any]) -> None:
         self.items.append({"kind": kind, **key, "action": action, "diff": diff})
@@ -291,6 +294,7 @@ class _Plan:
 def _plan_rules(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, dict[str, Any]],
                 missing: str, now: str) -> None:
     ordered = sorted(current.values(), key=rule_order)
+    rank = _rank(ordered, "id")
     used: set[str] = set()
     fresh: set[str] = set()  # ids this plan makes up (rules without an id in the file)
     desired: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = []
@@ -307,6 +311,7 @@ def _plan_rules(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, di
             if old is None:
                 fresh.add(rid)
         used.add(rid)
+        plan.file_rules.append(rid)
         spec = definition(item)  # without id and any bookkeeping a hand-written file carries
         spec.setdefault("enabled", False)
         spec["name"] = spec.get("name") or (old or {}).get("name") or rid
@@ -322,10 +327,11 @@ def _plan_rules(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, di
             if missing == "disable":
                 spec["enabled"] = False
             desired.append((r["id"], spec, r))
+    renumber: list[R.Change] = []
     for pos, (rid, spec, old) in enumerate(desired, start=1):
         new = {**(spec or {}), "id": rid, "position": pos,
                "created_at": (old or {}).get("created_at", now), "updated_at": now}
-        before = {**definition(old), "position": old.get("position")} if old else None
+        before = {**definition(old), "position": rank[rid]} if old else None
         diff = _diff(before, {**definition(new), "position": pos})
         if old is None:
             action = "create"
@@ -338,11 +344,16 @@ def _plan_rules(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, di
         plan.item("rule", {"id": None if rid in fresh else rid, "name": new.get("name")}, action, diff)
         if action != "unchanged":
             plan.rules.append(R.Change(rid, new, old, action, {"via": "import"}))
+        elif old is not None and old.get("position") != pos:
+            renumber.append(R.Change(rid, new, old, "reorder", {"via": "import"}))
+    if plan.rules:  # positions are written 1..n: those merely renumbered must follow
+        plan.rules += renumber
 
 
 def _plan_policies(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, dict[str, Any]],
                    missing: str, now: str) -> None:
     names = {p["name"] for p in wanted}
+    rank = _rank(_by_position(current), "name")
     desired = [(p["name"], dict(p), current.get(p["name"])) for p in wanted]
     for old in _by_position(current):
         if old["name"] in names:
@@ -352,14 +363,19 @@ def _plan_policies(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str,
             plan.item("sla_policy", {"name": old["name"]}, "delete", {})
         else:
             desired.append((old["name"], policy_definition(old), old))
+    renumber: list[R.Change] = []
     for pos, (name, spec, old) in enumerate(desired, start=1):
         new = {**spec, "position": pos, "created_at": (old or {}).get("created_at", now), "updated_at": now}
-        before = {**policy_definition(old), "position": old.get("position")} if old else None
+        before = {**policy_definition(old), "position": rank[name]} if old else None
         diff = _diff(before, {**policy_definition(new), "position": pos})
         action = "create" if old is None else "update" if diff else "unchanged"
         plan.item("sla_policy", {"name": name}, action, diff)
         if action != "unchanged":
             plan.policies.append(R.Change(name, new, old, action, {"via": "import"}))
+        elif old is not None and old.get("position") != pos:
+            renumber.append(R.Change(name, new, old, "reorder", {"via": "import"}))
+    if plan.policies:
+        plan.policies += renumber
 
 
 def _plan_groups(plan: _Plan, wanted: list[dict[str, Any]], current: dict[str, dict[str, Any]],
@@ -467,6 +483,8 @@ async def import_document(ctx: Ctx) -> Response:
         if plan.problems:
             raise Unprocessable("The document does not match this workspace; nothing was changed.",
                                 details=plan.problems)
+        raise_missing(import_reference_problems(doc, state, plan, await read_catalog(p, ws)),
+                      "The document")
         check_rule_count(ctx, len(state["rules"]) + sum(ch.old is None and ch.new is not None
                                                         for ch in plan.rules)
                          - sum(ch.new is None and ch.old is not None for ch in plan.rules))
@@ -497,7 +515,7 @@ async def import_document(ctx: Ctx) -> Response:
 
         return plan, writer
 
-    watch = [K.rules(ws), K.groups(ws), K.sla_policies(ws), K.allowlist(ws)]
+    watch = [K.rules(ws), K.groups(ws), K.sla_policies(ws), K.allowlist(ws), K.scripts(ws)]
     plan = await R.transact(ctx.store, watch, build)
     changed = any(i["action"] != "unchanged" for i in plan.items)
     return json_response({"dry_run": dry_run, "applied": changed and not dry_run, "missing": missing,

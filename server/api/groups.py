@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from starlette.responses import Response
@@ -11,10 +12,13 @@ from starlette.routing import Route
 from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
 from server.api.query import PAGE, Query
+from server.api.references import Catalog, delete_in_use, force_param, read_catalog
+from server.api.rules import audit_rules, by_of
 from server.api.validate import GROUP_NAME
 from server.automation import unique_ci
 from server.errors import Conflict, NotFound, Unprocessable
 from server.store import catalog
+from server.store import keys as K
 from server.store.catalog import now_iso
 
 __all__ = ["routes"]
@@ -99,10 +103,26 @@ async def patch_group(ctx: Ctx) -> Response:
 
 @requires("manager")
 async def delete_group(ctx: Ctx) -> Response:
-    """Delete a group definition (contacts keep the name in their groups)."""
-    group = await _load(ctx)
-    await catalog.delete_group(ctx.store, ctx.workspace, group["name"])
-    await audit.record(ctx, "group.delete", f"group:{group['name']}")
+    """Delete a group definition (contacts keep the name in their groups). Enabled rules that add
+    or remove it make this a 409 listing them; ?force=true deletes anyway and disables them."""
+    name, ws = ctx.request.path_params["name"], ctx.workspace
+
+    async def load(p: Any) -> tuple[Catalog, Catalog, str]:
+        if not await p.hexists(K.groups(ws), name):
+            raise NotFound(f"No group {name!r} in this workspace.")
+        before = await read_catalog(p, ws)
+        rest = [(k.decode() if isinstance(k, bytes) else k) for k in await p.hkeys(K.groups(ws))]
+        after = replace(before, groups=frozenset(k.casefold() for k in rest if k != name))
+        return before, after, name
+
+    def queue_delete(pipe: Any, target: str) -> None:
+        pipe.hdel(K.groups(ws), target)
+        audit.record_in(pipe, ctx, "group.delete", f"group:{target}")
+
+    disabled = await delete_in_use(ctx, by_of(ctx), f"Group {name!r}", [K.groups(ws)], load,
+                                   queue_delete, audit_rules(ctx))
+    if force_param(ctx):
+        return json_response({"deleted": {"group": name}, "disabled_rules": disabled})
     return Response(status_code=204)
 
 

@@ -22,6 +22,7 @@ from server.api.common import (
     requires,
 )
 from server.api.query import PAGE, Param, Query, ValueProblem
+from server.api.references import write_rules
 from server.api.validate import validate_event
 from server.errors import NotFound, Unprocessable
 from server.store import catalog, runs, tickets
@@ -132,7 +133,9 @@ def audit_rules(ctx: Ctx) -> Any:
 
 
 async def _write(ctx: Ctx, compute: Any) -> list[R.Change]:
-    return await R.write(ctx.store, ctx.workspace, R.RULE, by_of(ctx), compute, audit_rules(ctx))
+    """Write rule changes with their revisions and audit entries; an enabled rule naming a missing
+    script, policy or group is a 422 (server/api/references.py)."""
+    return await write_rules(ctx, by_of(ctx), compute, audit_rules(ctx))
 
 
 def _current(current: dict[str, dict[str, Any]], rule_id: str) -> dict[str, Any]:

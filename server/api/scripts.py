@@ -5,15 +5,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import AllowListError, LimitsError, compile_script, parse_allowlist
+from sandbox import LimitsError, compile_script
 from server import audit
+from server.api.checks import allowlist_problems, timeout_problem
 from server.api.common import Ctx, json_response, listing, page_params, path_number, problem, read_object, requires
 from server.api.query import PAGE, Query
+from server.api.references import Catalog, delete_in_use, force_param, read_catalog
+from server.api.rules import audit_rules, by_of
 from server.errors import NotFound, Unprocessable
 from server.scripting import script_limits
+from server.store import keys as K
 from server.store import scripts as S
 
 __all__ = ["routes", "SCRIPT_NAME"]
@@ -22,7 +28,6 @@ SCRIPT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_SECRET_BYTES = 8 * 1024
-MAX_ALLOWLIST = 100
 
 
 @requires("developer")
@@ -44,10 +49,13 @@ async def upload(ctx: Ctx) -> Response:
         if not isinstance(timeout, str):
             problems.append(problem("timeout", 'must be a duration string like "5s"'))
         else:
+            reason = timeout_problem(timeout)  # in the units the user wrote
             try:
                 script_limits(timeout)
             except (LimitsError, ValueError) as exc:
-                problems.append(problem("timeout", str(exc)))
+                reason = reason or str(exc)
+            if reason:
+                problems.append(problem("timeout", reason))
     if problems:
         raise Unprocessable("The script is not valid.", details=problems)
     result = compile_script(source)
@@ -122,23 +130,41 @@ async def test_script(ctx: Ctx) -> Response:
     return json_response(entry)
 
 
+@requires("developer")
+async def delete_script(ctx: Ctx) -> Response:
+    """Delete a script and all its versions. Enabled rules that run it make this a 409 listing
+    them; ?force=true deletes anyway and disables those rules (200 with `disabled_rules`)."""
+    name = ctx.request.path_params["name"]
+    ws = ctx.workspace
+
+    async def load(p: Any) -> tuple[Catalog, Catalog, dict[str, Any]]:
+        raw = await p.hget(K.scripts(ws), name)
+        if raw is None:
+            raise NotFound(f"No script named {name!r} in this workspace.")
+        before = await read_catalog(p, ws)
+        return before, before.without("script", name), orjson.loads(raw)
+
+    def queue_delete(pipe: Any, meta: dict[str, Any]) -> None:
+        S.queue_delete_script(pipe, ws, meta)
+        audit.record_in(pipe, ctx, "script.delete", f"script:{name}",
+                        {"versions": meta.get("latest"), "forced": force_param(ctx)})
+
+    disabled = await delete_in_use(ctx, by_of(ctx), f"Script {name!r}", [K.scripts(ws)], load,
+                                   queue_delete, audit_rules(ctx))
+    if force_param(ctx):
+        return json_response({"deleted": {"script": name}, "disabled_rules": disabled})
+    return Response(status_code=204)
+
+
 @requires("admin")
 async def put_allowlist(ctx: Ctx) -> Response:
     """Replace the allow-list: {"hosts": ["crm.example.com", "billing.example.com:8443", ...]}."""
     body = await read_object(ctx.request)
     hosts = body.get("hosts")
-    if type(hosts) is not list or not all(isinstance(h, str) for h in hosts):
-        raise Unprocessable("The allow-list is not valid.",
-                            details=[problem("hosts", "must be a list of host entries (strings)")])
-    if len(hosts) > MAX_ALLOWLIST:
-        raise Unprocessable("The allow-list is too long.",
-                            details=[problem("hosts", f"has {len(hosts)} entries; the limit is {MAX_ALLOWLIST}")])
-    try:
-        parse_allowlist(hosts)
-    except AllowListError as exc:
-        index = hosts.index(exc.entry) if exc.entry in hosts else None
-        raise Unprocessable("The allow-list is not valid.",
-                            details=[problem(f"hosts[{index}]" if index is not None else "hosts", str(exc))]) from None
+    problems = allowlist_problems(hosts)  # every bad entry, not only the first
+    if problems:
+        raise Unprocessable("The allow-list is not valid: " + "; ".join(
+            f"{p['path']}: {p['reason']}" for p in problems[:5]), details=problems)
     await S.put_allowlist(ctx.store, ctx.workspace, list(dict.fromkeys(hosts)))
     await audit.record(ctx, "allowlist.update", "allowlist", {"hosts": list(dict.fromkeys(hosts))})
     return json_response({"hosts": await S.get_allowlist(ctx.store, ctx.workspace)})
@@ -154,18 +180,10 @@ def _secret_hosts(raw: object, problems: list[dict[str, str]]) -> list[str] | No
     any allow-listed host, as before secrets had hosts)."""
     if raw is None:
         return None
-    if type(raw) is not list or not all(isinstance(h, str) for h in raw):
-        problems.append(problem("hosts", "must be a list of host entries like the allow-list's "
-                                         '("crm.example.com", "http://127.0.0.1:9000")'))
+    found = allowlist_problems(raw, "hosts")  # the allow-list's own entry rules and limit
+    if found:
+        problems.extend(found)
         return None
-    if len(raw) > MAX_ALLOWLIST:
-        problems.append(problem("hosts", f"has {len(raw)} entries; the limit is {MAX_ALLOWLIST}"))
-        return None
-    for i, host in enumerate(raw):
-        try:
-            parse_allowlist([host])
-        except AllowListError as exc:
-            problems.append(problem(f"hosts[{i}]", str(exc)))
     return list(dict.fromkeys(raw))
 
 
@@ -221,6 +239,7 @@ routes = [
     Route("/v1/scripts", upload, methods=["POST"]),
     Route("/v1/scripts", list_scripts, methods=["GET"]),
     Route("/v1/scripts/{name}", get_script, methods=["GET"]),
+    Route("/v1/scripts/{name}", delete_script, methods=["DELETE"]),
     Route("/v1/scripts/{name}/versions/{n}", get_version, methods=["GET"]),
     Route("/v1/scripts/{name}/test", test_script, methods=["POST"]),
     Route("/v1/allowlist", put_allowlist, methods=["PUT"]),

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rules import RuleError
-from rules.sla import compile_policy
 from server import audit
 from server.api.common import (
     Ctx,
@@ -23,7 +22,11 @@ from server.api.common import (
     requires,
 )
 from server.api.query import PAGE, Query
+from server.api.references import Catalog, delete_in_use, force_param, read_catalog
+from server.api.rules import audit_rules
+from server.api.sla_checks import policy_problems
 from server.errors import Conflict, NotFound, Unprocessable
+from server.store import keys as K
 from server.store import revisions as R
 from server.store import sla as S
 from server.store.catalog import now_iso
@@ -33,32 +36,69 @@ __all__ = ["routes", "POLICY_NAME", "definition", "audit_policies", "check_polic
 POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 MAX_POLICIES = 100
 _STORED = S.BOOKKEEPING
+_RESERVED = frozenset({"order"})  # PUT /v1/sla-policies/order is the order route
 
 
 def check_policy(body: dict[str, Any], name: str) -> list[dict[str, str]]:
     """Every problem of a policy definition (path, reason); [] when valid."""
     spec = {k: v for k, v in body.items() if k not in _STORED}
-    spec["name"] = name
-    problems = []
     if not POLICY_NAME.fullmatch(name):
-        problems.append(problem("name", "must be 1-64 letters, digits, _ . : - (starting with a letter or digit)"))
-    else:
-        try:
-            compile_policy(spec)
-        except RuleError as exc:
-            problems.append(problem(exc.path, exc.reason))
-    return problems
+        return [problem("name", "must be 1-64 letters, digits, _ . : - (starting with a letter or digit)")]
+    return [problem(path, reason) for path, reason in policy_problems(spec, name)]
 
 
-def _checked(body: dict[str, Any], name: str) -> dict[str, Any]:
-    """The policy as it will be stored; 422 naming the path of the first problem."""
+def _position_type(body: dict[str, Any]) -> list[dict[str, str]]:
+    pos = body.get("position")
+    if pos is None or (type(pos) is int and pos >= 1):
+        return []
+    return [problem("position", "must be a whole number from 1 (first) up; leave it out to keep "
+                                "the place (PUT) or to go last (create)")]
+
+
+def _checked(body: dict[str, Any], name: str, *, reserved: bool = False) -> dict[str, Any]:
+    """The policy as it will be stored; 422 listing every problem."""
     spec = {k: v for k, v in body.items() if k not in _STORED}
     spec["name"] = name
-    problems = check_policy(body, name)
+    problems = check_policy(body, name) + _position_type(body)
+    if reserved and name in _RESERVED:
+        problems.insert(0, problem("name", f"{name!r} is reserved (PUT /v1/sla-policies/order "
+                                           "sets the order); choose another name"))
     if problems:
-        raise Unprocessable(f"The SLA policy is not valid: {problems[0]['path']}: {problems[0]['reason']}",
-                            details=problems)
+        raise Unprocessable("The SLA policy is not valid: " + "; ".join(
+            f"{p['path'] or 'policy'}: {p['reason']}" for p in problems[:5]), details=problems)
     return spec
+
+
+def _ordered(current: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policies in the order they are tried (store/sla.py's order)."""
+    return sorted(current.values(), key=S.policy_order)
+
+
+def _place(ordered: list[dict[str, Any]], at: str, changed: dict[str, R.Change]) -> list[R.Change]:
+    """Positions 1..n for `ordered` (dense, so export -> plan compares like with like): the
+    changes in `changed` get their place, every other policy whose position moves gets a
+    "reorder" revision."""
+    out = []
+    for pos, policy in enumerate(ordered, start=1):
+        ch = changed.get(policy["name"])
+        if ch is not None:
+            assert ch.new is not None
+            ch.new["position"] = pos
+            out.append(ch)
+        elif policy.get("position") != pos:
+            out.append(R.Change(policy["name"], {**policy, "position": pos, "updated_at": at},
+                                policy, "reorder"))
+    return out
+
+
+def _bounded(pos: Any, most: int) -> int | None:
+    """A requested position (1..most), or None when none was asked for; 422 outside."""
+    if pos is None:
+        return None
+    if not 1 <= pos <= most:
+        raise Unprocessable(f"`position` must be from 1 to {most} here (got {pos}).",
+                            details=[problem("position", f"must be from 1 to {most}")])
+    return int(pos)
 
 
 def _by(ctx: Ctx) -> dict[str, Any]:
@@ -85,9 +125,11 @@ definition = S.definition
 
 @requires("manager")
 async def create_policy(ctx: Ctx) -> Response:
+    """Create a policy: last in the order, or at `position` (1 = tried first; those at and after
+    it move down one)."""
     body = await read_object(ctx.request)
     name = body.get("name")
-    spec = _checked(body, name if isinstance(name, str) else "")
+    spec = _checked(body, name if isinstance(name, str) else "", reserved=True)
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
         if spec["name"] in current:
@@ -96,12 +138,14 @@ async def create_policy(ctx: Ctx) -> Response:
             raise Unprocessable(f"A workspace has at most {MAX_POLICIES} SLA policies.",
                                 details=[problem("", f"limit of {MAX_POLICIES} policies reached")])
         at = now_iso()
-        policy = {**spec, "position": max((p.get("position", 0) for p in current.values()), default=0) + 1,
-                  "created_at": at, "updated_at": at}
-        return [R.Change(spec["name"], policy, None, "create")]
+        ordered = _ordered(current)
+        pos = _bounded(body.get("position"), len(ordered) + 1) or len(ordered) + 1
+        policy = {**spec, "position": pos, "created_at": at, "updated_at": at}
+        ordered.insert(pos - 1, policy)
+        return _place(ordered, at, {spec["name"]: R.Change(spec["name"], policy, None, "create")})
 
     changes = await _write(ctx, compute)
-    return json_response(changes[0].new, 201)
+    return json_response(next(ch.new for ch in changes if ch.ident == spec["name"]), 201)
 
 
 @requires("viewer", Query(PAGE))
@@ -131,9 +175,9 @@ async def get_policy(ctx: Ctx) -> Response:
 
 
 async def _replace(ctx: Ctx, name: str, spec: dict[str, Any], action: str,
-                   extra: dict[str, Any] | None = None) -> Response:
-    """Write `spec` as policy `name` (its place in the order stays; a deleted one comes back last);
-    nothing is written when it says what the policy already says."""
+                   extra: dict[str, Any] | None = None, position: Any = None) -> Response:
+    """Write `spec` as policy `name`: at `position` if given, else where it is (a deleted one
+    comes back last); nothing is written when nothing changes."""
     seen: dict[str, Any] = {}
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
@@ -141,37 +185,96 @@ async def _replace(ctx: Ctx, name: str, spec: dict[str, Any], action: str,
         if old is None and action != "restore":
             _current(current, name)
         at = now_iso()
-        position = old.get("position", 0) if old else max(
-            (p.get("position", 0) for p in current.values()), default=0) + 1
-        policy = {**spec, "position": position, "created_at": (old or {}).get("created_at", at),
+        ordered = [p for p in _ordered(current) if p["name"] != name]
+        index = ([p["name"] for p in _ordered(current)].index(name) if old else len(ordered))
+        pos = _bounded(position, len(ordered) + 1)
+        index = pos - 1 if pos is not None else index
+        policy = {**spec, "position": index + 1, "created_at": (old or {}).get("created_at", at),
                   "updated_at": at}
-        if old is not None and definition(old) == definition(policy):
-            return []
-        return [R.Change(name, policy, old, action, extra)]
+        ordered.insert(index, policy)
+        changes = _place(ordered, at, {name: R.Change(name, policy, old, action, extra)})
+        if old is not None and definition(old) == definition(policy) and old.get("position") == policy["position"]:
+            changes = [ch for ch in changes if ch.ident != name]  # only neighbours' numbering, if any
+        return changes
 
     changes = await _write(ctx, compute)
-    return json_response(changes[0].new if changes else seen["policy"])
+    mine = [ch.new for ch in changes if ch.ident == name]
+    return json_response(mine[0] if mine else seen["policy"])
 
 
 @requires("manager")
 async def put_policy(ctx: Ctx) -> Response:
-    """Replace a policy's definition (its place in the order stays)."""
+    """Replace a policy's definition; its place in the order stays unless `position` is given."""
     name = ctx.request.path_params["name"]
     body = await read_object(ctx.request)
     if "name" in body and body["name"] != name:
         raise Unprocessable("An SLA policy cannot be renamed.", details=[problem("name", "must stay " + name)])
-    return await _replace(ctx, name, _checked(body, name), "update")
+    return await _replace(ctx, name, _checked(body, name), "update", position=body.get("position"))
+
+
+@requires("manager")
+async def order_policies(ctx: Ctx) -> Response:
+    """Set the order policies are tried in: {"names": [...]} naming every policy exactly once.
+    Every policy whose position changes gets a revision."""
+    body = await read_object(ctx.request)
+    names = body.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise Unprocessable("`names` must be a list of SLA policy names.",
+                            details=[problem("names", "must be a list of policy names, first tried first")])
+    result: list[dict[str, Any]] = []
+
+    def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
+        problems = []
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                problems.append(problem(f"names[{i}]", f"repeats {n!r}; name each policy once"))
+            elif n not in current:
+                problems.append(problem(f"names[{i}]", f"no SLA policy named {n!r}"))
+            seen.add(n)
+        for n in sorted(set(current) - seen):
+            problems.append(problem("names", f"leaves out {n!r}; name every policy exactly once"))
+        if problems:
+            raise Unprocessable("The order must name every SLA policy exactly once: " + "; ".join(
+                f"{p['path']}: {p['reason']}" for p in problems[:5]), details=problems)
+        at = now_iso()
+        changes = _place([current[n] for n in names], at, {})
+        by_name = {ch.ident: ch.new for ch in changes}
+        result[:] = [by_name.get(n) or current[n] for n in names]
+        return changes
+
+    await _write(ctx, compute)
+    return json_response({"items": result, "next": None})
 
 
 @requires("manager")
 async def delete_policy(ctx: Ctx) -> Response:
-    """Delete a policy (its revisions stay readable and restorable)."""
-    name = ctx.request.path_params["name"]
+    """Delete a policy (its revisions stay readable and restorable); those after it move up one.
+    Enabled rules that apply it make this a 409 listing them; ?force=true deletes anyway and
+    disables them (200 with `disabled_rules`)."""
+    name, ws = ctx.request.path_params["name"], ctx.workspace
 
-    def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
-        return [R.Change(name, None, _current(current, name), "delete")]
+    async def load(p: Any) -> tuple[Catalog, Catalog, tuple[list[R.Change], list[int]]]:
+        current = {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v)
+                   for k, v in (await p.hgetall(K.sla_policies(ws))).items()}
+        old = _current(current, name)
+        before = await read_catalog(p, ws)
+        at = now_iso()
+        changes = [R.Change(name, None, old, "delete")]
+        changes += _place([q for q in _ordered(current) if q["name"] != name], at, {})
+        return before, before.without("policy", name), (
+            changes, [await R.number(p, ws, R.SLA, ch) for ch in changes])
 
-    await _write(ctx, compute)
+    def queue_delete(pipe: Any, target: tuple[list[R.Change], list[int]]) -> None:
+        changes, numbers = target
+        for ch, n in zip(changes, numbers, strict=True):
+            R.queue_change(pipe, ws, R.SLA, ch, n, _by(ctx))
+        audit_policies(ctx)(pipe, changes)
+
+    disabled = await delete_in_use(ctx, _by(ctx), f"SLA policy {name!r}", [K.sla_policies(ws)],
+                                   load, queue_delete, audit_rules(ctx))
+    if force_param(ctx):
+        return json_response({"deleted": {"sla_policy": name}, "disabled_rules": disabled})
     return Response(status_code=204)
 
 
@@ -216,6 +319,7 @@ async def restore_revision(ctx: Ctx) -> Response:
 routes = [
     Route("/v1/sla-policies", create_policy, methods=["POST"]),
     Route("/v1/sla-policies", list_policies, methods=["GET"]),
+    Route("/v1/sla-policies/order", order_policies, methods=["PUT"]),
     Route("/v1/sla-policies/{name}", get_policy, methods=["GET"]),
     Route("/v1/sla-policies/{name}", put_policy, methods=["PUT"]),
     Route("/v1/sla-policies/{name}", delete_policy, methods=["DELETE"]),

@@ -66,12 +66,13 @@ async def put_webhook(ctx: Ctx) -> Response:
                                           "(X-Deskflow-Signature: sha256=<HMAC of the body>)"))
     elif not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET_CHARS:
         problems.append(problem("secret", f"must be a non-empty string of at most {MAX_SECRET_CHARS} characters"))
-    if not problems:
-        reason = await _url_problem(ctx, url)  # type: ignore[arg-type]
+    if isinstance(url, str) and url:  # checked even when other keys are wrong: every problem at once
+        reason = await _url_problem(ctx, url)
         if reason is not None:
             problems.append(problem("url", reason))
     if problems:
-        raise Unprocessable("The webhook setting is not valid.", details=problems)
+        raise Unprocessable("The webhook setting is not valid: " + "; ".join(
+            f"{p['path']}: {p['reason']}" for p in problems[:5]), details=problems)
     now = now_iso()
     config = {"url": url, "secret": secret, "since_ms": int(time.time() * 1000),
               "created_at": (old or {}).get("created_at") or now, "updated_at": now,

@@ -32,7 +32,7 @@ from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.sealing import SealingError
 
-__all__ = ["add_version", "get_script", "get_version", "list_scripts", "list_versions",
+__all__ = ["add_version", "queue_delete_script", "get_script", "get_version", "list_scripts", "list_versions",
            "get_allowlist", "put_allowlist", "put_secret", "delete_secret", "list_secrets", "get_secrets",
            "get_secret_records"]
 
@@ -72,6 +72,17 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
                 return record
             except WatchError:
                 continue
+
+
+def queue_delete_script(pipe: Any, workspace: str, meta: dict[str, Any]) -> None:
+    """Queue the deletion of a script and every version of it in a MULTI pipeline (the caller
+    WATCHes the scripts hash, so no version is added meanwhile). Run records keep what they ran; a
+    script uploaded again under the name starts at version 1 (the sandbox caches code by source
+    hash too, so a reused number never runs the old text)."""
+    name = meta["name"]
+    pipe.hdel(K.scripts(workspace), name)
+    for n in range(1, int(meta.get("latest") or 0) + 1):
+        pipe.delete(K.script_version(workspace, name, n))
 
 
 @guarded

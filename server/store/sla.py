@@ -1,6 +1,8 @@
 """SLA policies of a workspace, in order (the first whose conditions hold applies).
 
-  df:{ws:W}:sla-policies     hash  name -> JSON policy, with `position` (creation order unless set)
+  df:{ws:W}:sla-policies     hash  name -> JSON policy, with `position`: 1..n, dense (every
+                                   write through server/api/sla.py renumbers), so a position is
+                                   the policy's place and an export -> plan compares like with like
 
 Reads also bump nothing: the worker compiles the policies per event (they are few and small).
 """
@@ -15,7 +17,7 @@ from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["list_policies", "get_policy", "put_policy", "delete_policy", "BOOKKEEPING", "definition"]
+__all__ = ["policy_order", "list_policies", "get_policy", "put_policy", "delete_policy", "BOOKKEEPING", "definition"]
 
 # Keys the service keeps on a stored policy beside what the policy says.
 BOOKKEEPING = ("created_at", "updated_at", "position", "revision")
@@ -27,10 +29,17 @@ def definition(policy: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in policy.items() if k not in BOOKKEEPING}
 
 
+def policy_order(policy: dict[str, Any]) -> tuple[Any, ...]:
+    """The order policies are tried in: position, then name (the one definition of it: the
+    worker, the API and the export all sort with this)."""
+    return (policy.get("position", 0), policy["name"])
+
+
 @guarded
 async def list_policies(store: Store, workspace: str) -> list[dict[str, Any]]:
+    """The policies in the order they are tried (the first whose conditions hold applies)."""
     raw = await store.redis.hgetall(K.sla_policies(workspace))
-    return sorted((orjson.loads(v) for v in raw.values()), key=lambda p: (p.get("position", 0), p["name"]))
+    return sorted((orjson.loads(v) for v in raw.values()), key=policy_order)
 
 
 @guarded

@@ -77,6 +77,7 @@ def test_service_on_a_cluster_mode_node(cluster_node: str) -> None:
                         partitions=4, block_ms=100)
     with TestClient(create_app(settings, worker=True)) as c:
         ws = Workspace(c)
+        c.post("/v1/groups", json={"name": "seen"}, headers=ws.h())  # rules may add defined groups only
         rule = ws.rule(name="vip", triggers=["ticket.created", "ticket.updated"],
                        conditions={"all": [{"field": "contact.groups", "op": "includes",
                                             "value": "vip"}]},

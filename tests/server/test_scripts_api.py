@@ -143,7 +143,14 @@ def test_a_failing_script_is_recorded_and_the_event_still_applies(ws: Any) -> No
     upload(ws, "boom", "def run(event, ticket, ctx):\n    return 1 / 0\n")
     ws.rule(name="boom", triggers=["ticket.created"],
             actions=[{"type": "run_script", "script": "boom"}, {"type": "add_tags", "tags": ["after"]}])
-    ws.rule(name="missing", triggers=["ticket.created"], actions=[{"type": "run_script", "script": "nope"}])
+    missing = {"name": "missing", "enabled": True, "triggers": ["ticket.created"],
+               "actions": [{"type": "run_script", "script": "nope"}]}
+    assert ws.client.post("/v1/rules", json=missing, headers=ws.h("manager")).status_code == 422
+    # A rule saved before references were checked (or a script gone under it) still runs and
+    # records script_not_found: stored directly, as an older version of the service left it.
+    from server.store import catalog
+    ws.client.portal.call(catalog.put_rule, ws.client.app_state["store"], ws.id,
+                          {**missing, "id": "rule_legacy", "position": 99})
     out = ws.send({"id": "e1", "type": "ticket.created", "ticket": {"id": "T-1"}})
     assert out["status"] == "processed" and out["changes"]["tags"] == {"added": ["after"], "removed": []}
     run = ws.client.get(f"/v1/runs/{out['run_id']}", headers=ws.h("viewer")).json()

@@ -49,3 +49,52 @@ def test_a_policy_cannot_be_renamed_by_put(ws: Any) -> None:
     post(ws, VIP)
     r = ws.client.put("/v1/sla-policies/vip", json={**VIP, "name": "gold"}, headers=ws.h("manager"))
     assert r.status_code == 422
+
+
+def test_every_problem_of_a_policy_in_one_answer(ws: Any) -> None:
+    """Issue 12 item 10: not just the first problem, as rules already do."""
+    body = {"name": "bad", "escalate": True,
+            "conditions": {"all": [{"field": "nope", "op": "is", "value": 1}]},
+            "targets": {"first_reply": "1h", "resolution": "soon", "first_response": "15m"},
+            "warn_before": "later", "pause_on_pending": "yes",
+            "business_hours": {"timezone": "Mars/Base", "week": {"mon": ["17:00", "09:00"],
+                                                                 "tue": ["09:00", "17:00"], "funday": []},
+                               "holidays": ["2026-12-25", "xmas"]}}
+    assert post(ws, {"name": "bad", "targets": {"resolution": "1h"}}).status_code == 201
+    for send in (lambda b: post(ws, b),
+                 lambda b: ws.client.put("/v1/sla-policies/bad", json=b, headers=ws.h("manager"))):
+        r = send(body)
+        assert r.status_code == 422, r.text
+        paths = [d["path"] for d in r.json()["error"]["details"]]
+        assert paths == ["escalate", "conditions.all[0].field", "targets.first_reply", "targets.resolution",
+                         "warn_before", "pause_on_pending", "business_hours.timezone",
+                         "business_hours.week.mon", "business_hours.week.funday",
+                         "business_hours.holidays[1]"], paths
+
+
+def test_an_unquoted_yaml_time_read_as_a_number_is_explained(ws: Any) -> None:
+    """PyYAML reads `17:00` as 1020 (17 * 60): say so, and how to write it."""
+    body = {"name": "hours", "targets": {"resolution": "8h"},
+            "business_hours": {"timezone": "UTC", "week": {"mon": ["09:00", 1020],
+                                                           "tue": [["08:00", 720], [780, 1020]]}}}
+    r = post(ws, body)
+    assert r.status_code == 422, r.text
+    details = r.json()["error"]["details"]
+    assert details[0] == {"path": "business_hours.week.mon[1]", "reason":
+                          'must be a time "HH:MM"; got the number 1020; in YAML write times in quotes, '
+                          'e.g. "17:00"'}
+    assert [d["path"] for d in details] == ["business_hours.week.mon[1]", "business_hours.week.tue[0][1]",
+                                           "business_hours.week.tue[1][0]", "business_hours.week.tue[1][1]"]
+    assert '"13:00"' in details[2]["reason"]
+    # the same through a YAML import (unless the loader reads such times as text: then it is fine)
+    doc = ("deskflow: 1\nsla_policies:\n- name: hours\n  targets: {resolution: 8h}\n"
+           "  business_hours:\n    timezone: UTC\n    week:\n      mon: [09:00, 17:00]\n")
+    r = ws.client.post("/v1/import", content=doc, headers={**ws.h("manager"), "Content-Type": "application/yaml"})
+    if r.status_code == 200:
+        stored = ws.client.get("/v1/sla-policies/hours", headers=ws.h()).json()
+        assert stored["business_hours"]["week"]["mon"] == ["09:00", "17:00"]
+        return
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["error"]["details"]
+    assert detail["path"] == "sla_policies[0].business_hours.week.mon[1]"
+    assert "got the number 1020; in YAML write times in quotes" in detail["reason"]

@@ -1,0 +1,230 @@
+"""What enabled rules name must exist: scripts (and pinned versions), SLA policies, contact groups.
+
+A rule whose `run_script`, `apply_sla`, `add_to_group` or `remove_from_group` names something the
+workspace does not have would be saved and then fail at run time, on every event it matches. So an
+ENABLED rule is checked against the workspace when it is written (create, PUT, PATCH, enable,
+restore, import): a 422 names every missing reference by its path (`actions[2].script`). A disabled
+rule is a draft and may name what does not exist yet; enabling it runs the check.
+
+The other direction: deleting a script, SLA policy or group that enabled rules use is a 409 listing
+those rules; `?force=true` deletes anyway and disables them (a revision and an audit entry each).
+
+Both directions run inside one WATCH/MULTI: rule writes WATCH the scripts, policies and groups
+hashes and read them in the transaction; deletes WATCH the rules hash. A delete racing a rule create
+therefore either sees the new rule (and refuses or disables it) or makes the create retry and fail.
+Group names compare case-insensitively, as contact memberships do (rules/updates.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from server.api.common import Ctx, problem
+from server.errors import Conflict, Unprocessable
+from server.store import keys as K
+from server.store import revisions as R
+from server.store.catalog import now_iso
+
+__all__ = ["Catalog", "read_catalog", "reference_problems", "raise_missing", "write_rules",
+           "delete_in_use", "force_param", "catalog_watch"]
+
+# action type -> (the key naming the thing, its kind)
+_REFS = {"run_script": ("script", "script"), "apply_sla": ("policy", "policy"),
+         "add_to_group": ("group", "group"), "remove_from_group": ("group", "group")}
+# Rule changes that cannot introduce a reference: checking them would only block a reorder or a
+# disable of a rule whose script was removed before references were checked.
+_UNCHECKED_ACTIONS = frozenset({"reorder", "disable", "delete"})
+_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The names enabled rules may use: scripts with their latest version, policies, groups."""
+
+    scripts: dict[str, int] = field(default_factory=dict)
+    policies: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()  # casefolded
+
+    def without(self, kind: str, name: str) -> Catalog:
+        """The catalog once `name` of `kind` is deleted."""
+        if kind == "script":
+            return replace(self, scripts={k: v for k, v in self.scripts.items() if k != name})
+        if kind == "policy":
+            return replace(self, policies=self.policies - {name})
+        return self  # groups: the caller passes the remaining groups (another may share the fold)
+
+
+def catalog_watch(workspace: str) -> list[str]:
+    """The keys a rule write WATCHes besides the rules hash."""
+    return [K.scripts(workspace), K.sla_policies(workspace), K.groups(workspace)]
+
+
+def _text(k: Any) -> str:
+    return k.decode() if isinstance(k, bytes) else str(k)
+
+
+async def read_catalog(p: Any, workspace: str) -> Catalog:
+    """Read through `p` (a client, or a pipeline in WATCH mode)."""
+    scripts = {}
+    for name, raw in (await p.hgetall(K.scripts(workspace))).items():
+        try:
+            scripts[_text(name)] = int(orjson.loads(raw).get("latest") or 0)
+        except (ValueError, TypeError, AttributeError):
+            scripts[_text(name)] = 0
+    policies = frozenset(_text(k) for k in await p.hkeys(K.sla_policies(workspace)))
+    groups = frozenset(_text(k).casefold() for k in await p.hkeys(K.groups(workspace)))
+    return Catalog(scripts, policies, groups)
+
+
+def _references(rule: Any) -> list[tuple[str, str, str, Any]]:
+    """(path, kind, name, pinned version) of every well-formed reference in the rule's actions
+    (malformed ones are the rule validator's to report)."""
+    actions = rule.get("actions") if isinstance(rule, dict) else None
+    out = []
+    for i, action in enumerate(actions if isinstance(actions, list) else []):
+        if not isinstance(action, dict) or action.get("type") not in _REFS:
+            continue
+        key, kind = _REFS[action["type"]]
+        name = action.get(key)
+        if isinstance(name, str) and name:
+            out.append((f"actions[{i}].{key}", kind, name, action.get("version")))
+    return out
+
+
+def _known(names: Any, limit: int = 10) -> str:
+    names = sorted(names)
+    if not names:
+        return "there are none"
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"known: {shown}{', ...' if len(names) > limit else ''}"
+
+
+def reference_problems(rule: Any, catalog: Catalog, prefix: str = "") -> list[dict[str, str]]:
+    """Every missing reference of an ENABLED rule as {path, reason}; [] for a disabled rule."""
+    if not isinstance(rule, dict) or rule.get("enabled") is not True:
+        return []
+    out = []
+    for path, kind, name, version in _references(rule):
+        reason = None
+        if kind == "script":
+            latest = catalog.scripts.get(name)
+            if latest is None:
+                reason = (f"no script named {name!r} in this workspace ({_known(catalog.scripts)}); "
+                          "upload it with POST /v1/scripts first, or save the rule disabled")
+            elif type(version) is int and not 1 <= version <= latest:
+                reason = (f"script {name!r} has versions 1 to {latest}; there is no version {version}")
+        elif kind == "policy" and name not in catalog.policies:
+            reason = (f"no SLA policy named {name!r} in this workspace ({_known(catalog.policies)}); "
+                      "create it with POST /v1/sla-policies first, or save the rule disabled")
+        elif kind == "group" and name.casefold() not in catalog.groups:
+            reason = (f"no group named {name!r} in this workspace; create it with POST /v1/groups "
+                      "first, or save the rule disabled")
+        if reason:
+            out.append(problem(f"{prefix}.{path}" if prefix else path, reason))
+    return out
+
+
+def raise_missing(problems: list[dict[str, str]], what: str = "The rule") -> None:
+    if problems:
+        raise Unprocessable(
+            f"{what} names what this workspace does not have: " + "; ".join(
+                f"{p['path']}: {p['reason']}" for p in problems[:5]),
+            code="unknown_reference", details=problems)
+
+
+async def write_rules(ctx: Ctx, by: dict[str, Any],
+                      compute: Callable[[dict[str, dict[str, Any]]], list[R.Change]],
+                      also: Callable[[Any, list[R.Change]], None] | None = None) -> list[R.Change]:
+    """R.write for rules, with every written enabled rule checked against the scripts, policies
+    and groups read in the same transaction (which WATCHes them too)."""
+    ws = ctx.workspace
+
+    async def build(p: Any) -> tuple[list[R.Change], Any]:
+        current = {_text(k): orjson.loads(v) for k, v in (await p.hgetall(K.rules(ws))).items()}
+        changes = compute(current)
+        if not changes:
+            return changes, None
+        if any(ch.new is not None and ch.action not in _UNCHECKED_ACTIONS for ch in changes):
+            catalog = await read_catalog(p, ws)
+            problems = [pr for ch in changes if ch.new is not None and ch.action not in _UNCHECKED_ACTIONS
+                        for pr in reference_problems(ch.new, catalog)]
+            raise_missing(problems)
+        numbers = [await R.number(p, ws, R.RULE, ch) for ch in changes]
+
+        def writer(pipe: Any) -> None:
+            for ch, n in zip(changes, numbers, strict=True):
+                R.queue_change(pipe, ws, R.RULE, ch, n, by)
+            pipe.incr(K.rules_rev(ws))
+            if also is not None:
+                also(pipe, changes)
+
+        return changes, writer
+
+    return await R.transact(ctx.store, [K.rules(ws), *catalog_watch(ws)], build)
+
+
+def force_param(ctx: Ctx) -> bool:
+    """?force= as true/false/1/0/yes/no in any case (422 for anything else): never delete on a
+    value that was not understood."""
+    raw = ctx.request.query_params.get("force")
+    if raw is None:
+        return False
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise Unprocessable(f"`force` must be true or false (also 1/0, yes/no), not {raw!r}.",
+                        code="invalid_parameter",
+                        details=[problem("force", "must be one of true, false, 1, 0, yes, no")])
+
+
+Loader = Callable[[Any], Awaitable[tuple[Catalog, Catalog, Any]]]
+
+
+async def delete_in_use(ctx: Ctx, by: dict[str, Any], label: str, watch: list[str], load: Loader,
+                        queue_delete: Callable[[Any, Any], None],
+                        also: Callable[[Any, list[R.Change]], None]) -> list[dict[str, Any]]:
+    """Delete what `load(pipe)` finds unless enabled rules use it.
+
+    `load` reads (under WATCH) the object and returns (catalog before, catalog after the delete,
+    what `queue_delete(pipe, it)` needs); it raises NotFound itself. An enabled rule that has a
+    missing reference after the delete and had none before uses the object: without ?force=true
+    that is a 409 listing them; with it they are disabled in the same MULTI (revision and audit
+    entry each, through `also`). Returns the disabled rules as [{id, name}]."""
+    ws, force = ctx.workspace, force_param(ctx)
+
+    async def build(p: Any) -> tuple[list[dict[str, Any]], Any]:
+        before, after, target = await load(p)
+        rules = sorted((orjson.loads(v) for v in (await p.hgetall(K.rules(ws))).values()),
+                       key=lambda r: (r.get("position", 0), r.get("created_at") or "", r["id"]))
+        users = [r for r in rules
+                 if len(reference_problems(r, after)) > len(reference_problems(r, before))]
+        listed = [{"id": r["id"], "name": r.get("name")} for r in users]
+        if users and not force:
+            names = ", ".join(f"{u['id']} ({u['name']!r})" for u in listed[:10])
+            raise Conflict(
+                f"{label} is used by {len(users)} enabled rule(s): {names}{' ...' if len(users) > 10 else ''}. "
+                "Change or disable them first, or delete with ?force=true (which disables them).",
+                code="in_use",
+                details=[{"path": f"rules/{u['id']}", "reason": f"enabled rule {u['name']!r} uses it",
+                          "rule": u} for u in listed])
+        at = now_iso()
+        changes = [R.Change(r["id"], {**r, "enabled": False, "updated_at": at}, r, "disable",
+                            {"reason": f"{label} was deleted"}) for r in users]
+        numbers = [await R.number(p, ws, R.RULE, ch) for ch in changes]
+
+        def writer(pipe: Any) -> None:
+            for ch, n in zip(changes, numbers, strict=True):
+                R.queue_change(pipe, ws, R.RULE, ch, n, by)
+            if changes:
+                pipe.incr(K.rules_rev(ws))
+                also(pipe, changes)
+            queue_delete(pipe, target)
+
+        return listed, writer
+
+    return await R.transact(ctx.store, [K.rules(ws), *watch], build)
