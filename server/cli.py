@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -75,27 +77,61 @@ def main() -> None:
 # -- service -----------------------------------------------------------------------------------
 
 
+_HOST = click.option("--host", envvar="DESKFLOW_HOST", default="127.0.0.1", show_default=True,
+                     help="Address to listen on (env DESKFLOW_HOST).")
+_PORT = click.option("--port", envvar="DESKFLOW_PORT", default=8080, show_default=True, type=int,
+                     help="Port to listen on (env DESKFLOW_PORT).")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the API's socket before anything else happens: a start that cannot listen must fail
+    before it prints keys, creates the demo workspace or opens (and on exit saves) the embedded
+    store's file -- else a second `serve --demo` on a busy port revokes the running one's demo keys
+    and overwrites its snapshot. The bound socket is handed to uvicorn, so there is no window in
+    which another process could take the port between the check and the listen."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart over TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(f"port {port} is in use; use --port N or DESKFLOW_PORT") from exc
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                                   "use --host/--port (or DESKFLOW_HOST, DESKFLOW_PORT)") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@_HOST
+@_PORT
 @click.option("--demo", is_flag=True, help="Create a 'demo' workspace with sample rules; print keys.")
 @_LOG_LEVEL
 def serve(host: str, port: int, demo: bool, log_level: str) -> None:
     """Run the API and a worker in one process (embedded store unless DESKFLOW_REDIS_URL).
-    SIGTERM or Ctrl-C: stop accepting, finish in-flight work, save the embedded store, exit 0."""
-    settings = Settings.from_env()
-    log_config = _log_setup(settings, log_level)
-    asyncio.run(_serve(settings, host, port, demo, log_config))
+    SIGTERM or Ctrl-C: stop accepting, finish in-flight work, save the embedded store, exit 0.
+    A port that is taken: exit 1 before anything is printed or written."""
+    sock = _listen(host, port)
+    try:
+        settings = Settings.from_env()
+        log_config = _log_setup(settings, log_level)
+        asyncio.run(_serve(settings, host, port, demo, log_config, sock))
+    finally:
+        sock.close()
 
 
 async def _serve(settings: Settings, host: str, port: int, demo: bool,
-                 log_config: dict[str, Any] | None = None) -> None:
+                 log_config: dict[str, Any] | None = None,
+                 sock: socket.socket | None = None) -> None:
     import uvicorn
 
     from server.app import create_app
     from server.demo import setup_demo
     from server.store.connect import close_store, open_store
 
+    sock = sock if sock is not None else _listen(host, port)
     store = await open_store(settings)
     try:
         click.echo(f"deskflow: store: {settings.store_description}")
@@ -110,7 +146,7 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool,
         app = create_app(settings, worker=True, store=store)
         server = _graceful_server(uvicorn.Config(app, host=host, port=port, lifespan="on",
                                                  log_config=log_config))
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         await close_store(store)
         if store.embedded and settings.data_file:
@@ -118,14 +154,15 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool,
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@_HOST
+@_PORT
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes.")
 @_LOG_LEVEL
 def api(host: str, port: int, workers: int, log_level: str) -> None:
     """Run only the HTTP API (scale-out on Redis: run `deskflow worker` beside it)."""
     import uvicorn
 
+    sock = _listen(host, port)
     settings = Settings.from_env()
     log_config = _log_setup(settings, log_level)
     if not settings.redis_url:
@@ -133,13 +170,17 @@ def api(host: str, port: int, workers: int, log_level: str) -> None:
                    "queues events no worker will see. Use `deskflow serve`.", err=True)
     click.echo(f"deskflow: store: {settings.store_description}")
     if workers > 1:  # uvicorn's supervisor: SIGTERM stops every process, then exits 0
+        sock.close()  # the supervisor binds its own shared socket; ours only checked the port
         uvicorn.run("server.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_config=log_config)
         return
     config = uvicorn.Config("server.app:create_app", factory=True, host=host, port=port,
                             log_config=log_config)
     server = _graceful_server(config)
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if not server.started:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE (port taken, app failed to start)
 

@@ -85,7 +85,13 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def next_delay(attempts: int, base_s: float, cap_s: float, rand: Callable[[], float] = random.random) -> float:
+# Retry jitter from a generator of our own, not the `random` module's shared one: a service in
+# another thread's loop (tests drive the app beside Hypothesis, which checks that nothing moves the
+# global state while it draws) must not change the process-wide random state.
+_JITTER = random.Random()
+
+
+def next_delay(attempts: int, base_s: float, cap_s: float, rand: Callable[[], float] = _JITTER.random) -> float:
     """Seconds before the next try after `attempts` failed ones: base * 2^(attempts-1), capped,
     with +-20% jitter (so receivers coming back up are not hit by every sender at once)."""
     delay = min(cap_s, base_s * 2 ** max(0, attempts - 1))
@@ -100,7 +106,7 @@ def _iso(ms: int) -> str:
 class Outbox:
     def __init__(self, *, store: Store, settings: Settings | None = None, name: str | None = None,
                  broker: Broker | None = None, clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = _JITTER.random) -> None:
         self.store = store
         self.settings = settings or store.settings
         self.name = name or f"outbox-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -5,7 +5,7 @@ import { api, listAll, enc } from './api.js';
 import { h, clear, $, field, uid, announce, showErrors, clearErrors } from './dom.js';
 import {
   vocab, fieldInfo, opsFor, valueKind, caseMatters, defaultValue, fits, parseScalar, showScalar,
-  splitList, OP_LABELS, TRIGGER_LABELS, ACTION_LABELS,
+  splitList, takesCalendar, OP_LABELS, TRIGGER_LABELS, ACTION_LABELS,
 } from './vocab.js';
 import { renderChanges, renderEffects, showJson } from './panels.js';
 
@@ -59,6 +59,19 @@ function payloadOf(draft, enabled) {
   return out;
 }
 
+/** Keys the editor did not change go out exactly as stored: toDraft's own normalizations
+ *  (`stop: null` → false, no conditions → {all: []}, a bare leaf → {all: [leaf]}) must not turn
+ *  "open and save" into a new revision. */
+function keepStoredShapes(out, stored) {
+  if (!stored) return out;
+  const norm = body(toDraft(stored));
+  for (const k of EDITABLE_KEYS) {
+    if (k === 'enabled' || JSON.stringify(out[k]) !== JSON.stringify(norm[k])) continue;
+    if (k in stored) out[k] = structuredClone(stored[k]); else delete out[k];
+  }
+  return out;
+}
+
 function body(draft, enabled) {
   const out = {};
   for (const k of EDITABLE_KEYS) if (k in draft) out[k] = structuredClone(draft[k]);
@@ -71,6 +84,8 @@ export function openEditor(view, app, rule, opts = {}) {
   const canEdit = app.can('manager');
   const ed = {
     draft: toDraft(rule),
+    stored: rule && rule.id ? rule : null,  // the rule as the service has it (keepStoredShapes)
+    calendars: [],
     saved: JSON.stringify(body(toDraft(rule))),  // an untouched new rule is not "unsaved work"
     groups: [],
     jsonBad: new Set(),
@@ -82,6 +97,11 @@ export function openEditor(view, app, rule, opts = {}) {
     ed.groups = gs.map((g) => g.name);
     const dl = $('#group-names', view);
     if (dl) { clear(dl); for (const g of ed.groups) dl.append(h('option', { value: g })); }
+  }).catch(() => {});
+  listAll('/v1/sla-policies').then((ps) => {
+    ed.calendars = ps.filter((p) => p.business_hours).map((p) => p.name);
+    const dl = $('#calendar-names', view);
+    if (dl) { clear(dl); for (const c of ed.calendars) dl.append(h('option', { value: c })); }
   }).catch(() => {});
 
   clear(view);
@@ -185,7 +205,8 @@ export function openEditor(view, app, rule, opts = {}) {
     const fs = h('fieldset', { class: 'conditions errors-here', dataset: { path: 'conditions' }, tabindex: '-1' },
       h('legend', null, 'Conditions'),
       h('p', { class: 'hint' }, 'Empty means the rule fires on every event of its triggers. Pick a field first: only the comparisons that field supports are offered.'));
-    fs.append(groupNode(ed.draft.conditions, 'conditions', null, 0));
+    fs.append(groupNode(ed.draft.conditions, 'conditions', null, 0),
+      h('datalist', { id: 'calendar-names' }, ed.calendars.map((c) => h('option', { value: c }))));
     return fs;
   }
 
@@ -258,15 +279,18 @@ export function openEditor(view, app, rule, opts = {}) {
   function fixLeaf(leaf) {
     const ops = opsFor(leaf.field);
     if (ops.length && !ops.includes(leaf.op)) leaf.op = ops.includes('is') ? 'is' : ops[0];
-    const kind = valueKind(leaf.op, fieldInfo(leaf.field)?.type || 'any');
+    const kind = valueKind(leaf.op, leaf.field);
+    const values = fieldInfo(leaf.field)?.values || [];
     if (kind === 'none') delete leaf.value;
+    else if (kind === 'choice') { if (!values.includes(leaf.value)) leaf.value = values[0]; }
     else if (!fits(leaf.value, kind)) leaf.value = defaultValue(kind);
-    if (!caseMatters(leaf.op, fieldInfo(leaf.field)?.type || 'any')) delete leaf.case_sensitive;
+    if (!caseMatters(leaf.op, leaf.field)) delete leaf.case_sensitive;
+    if (!takesCalendar(leaf.op)) delete leaf.calendar;
+    else if (!('calendar' in leaf)) leaf.calendar = '';
   }
 
   function leafNode(leaf, path, parent) {
     const info = fieldInfo(leaf.field);
-    const type = info?.type || 'any';
     const el = h('div', { class: 'leaf', dataset: { path }, tabindex: '-1', role: 'group', 'aria-label': `Condition ${path}` });
     const controls = [h('div', { class: 'field' }, fieldSelect(leaf, path))];
     if (info?.prefix) {
@@ -282,9 +306,10 @@ export function openEditor(view, app, rule, opts = {}) {
     ops.map((op) => h('option', { value: op, selected: leaf.op === op }, OP_LABELS[op] || op)));
     if (!ops.includes(leaf.op)) opSel.prepend(h('option', { value: leaf.op ?? '', selected: true }, `${leaf.op} (not valid here)`));
     controls.push(h('div', { class: 'field' }, opSel));
-    const kind = valueKind(leaf.op, type);
+    const kind = valueKind(leaf.op, leaf.field);
     if (kind !== 'none') controls.push(h('div', { class: 'field value' }, valueInput(leaf, path, kind, info)));
-    if (caseMatters(leaf.op, type)) {
+    if (takesCalendar(leaf.op)) controls.push(h('div', { class: 'field value' }, calendarInput(leaf, path)));
+    if (caseMatters(leaf.op, leaf.field)) {
       const id = uid('cs');
       controls.push(h('span', { class: 'check small' },
         h('input', { type: 'checkbox', id, checked: !!leaf.case_sensitive, dataset: { path: `${path}.case_sensitive` },
@@ -297,10 +322,35 @@ export function openEditor(view, app, rule, opts = {}) {
     return el;
   }
 
+  /** A business-time condition's calendar: an SLA policy's name, or an inline business_hours
+   *  object typed as JSON ({"timezone": ..., "week": ...}). */
+  function calendarInput(leaf, path) {
+    const dp = `${path}.calendar`;
+    const isObject = leaf.calendar && typeof leaf.calendar === 'object';
+    return h('input', { type: 'text', list: 'calendar-names', dataset: { path: dp },
+      value: isObject ? JSON.stringify(leaf.calendar) : (leaf.calendar ?? ''),
+      placeholder: 'SLA policy name, or {"timezone": …, "week": …}',
+      'aria-label': `Calendar of condition ${path} (an SLA policy's business hours, or a business_hours object as JSON)`,
+      oninput: (e) => {
+        const v = e.target.value.trim();
+        ed.jsonBad.delete(dp); e.target.removeAttribute('aria-invalid');
+        if (!v.startsWith('{')) { leaf.calendar = e.target.value; return; }
+        try { leaf.calendar = JSON.parse(v); } catch { ed.jsonBad.add(dp); e.target.setAttribute('aria-invalid', 'true'); }
+      } });
+  }
+
   function valueInput(leaf, path, kind, info) {
     const label = `Value of condition ${path}`;
     const dp = { path: `${path}.value` };
-    const enumValues = info && vocab().settable[info.name];
+    const enumValues = info?.values;
+    if (kind === 'choice') {
+      const choices = enumValues || [];
+      const sel = h('select', { dataset: dp, 'aria-label': `${label} (in the order ${choices.join(' < ')})`,
+        onchange: (e) => { leaf.value = e.target.value; } },
+      choices.map((v) => h('option', { value: v, selected: leaf.value === v }, v)));
+      if (!choices.includes(leaf.value)) sel.prepend(h('option', { value: String(leaf.value ?? ''), selected: true }, `${leaf.value ?? ''} (not valid here)`));
+      return sel;
+    }
     if (kind === 'string' && enumValues && ['is', 'is_not', 'changed_from', 'changed_to'].includes(leaf.op)) {
       return h('select', { dataset: dp, 'aria-label': label, onchange: (e) => { leaf.value = e.target.value; } },
         h('option', { value: '', selected: !leaf.value }, 'choose…'),
@@ -515,13 +565,14 @@ export function openEditor(view, app, rule, opts = {}) {
     }
     clearErrors(view);
     summary.hidden = true;
-    const payload = payloadOf(ed.draft, enabled);
+    const payload = keepStoredShapes(payloadOf(ed.draft, enabled), ed.stored);
     const buttons = form.querySelectorAll('.buttons button');
     buttons.forEach((b) => { b.disabled = true; });
     try {
       const saved = ed.draft.id
         ? await api('PUT', `/v1/rules/${enc(ed.draft.id)}`, payload)
         : await api('POST', '/v1/rules', payload);
+      ed.stored = saved;
       ed.draft = toDraft(saved);
       ed.draft.revision = saved.revision;
       ed.saved = JSON.stringify(body(toDraft(saved)));

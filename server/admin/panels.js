@@ -222,7 +222,7 @@ export async function renderScripts(view) {
       await showScript(s, detail);
     });
     return h('li', { class: 'card' },
-      h('h2', null, s.name, ' ', h('span', { class: 'chip' }, `v${s.version ?? s.latest_version ?? '?'}`)),
+      h('h2', null, s.name, ' ', h('span', { class: 'chip' }, `v${s.latest ?? s.version ?? '?'}`)),
       s.updated_at || s.created_at ? h('p', { class: 'hint' }, `Updated ${fmtTime(s.updated_at || s.created_at)}`) : null,
       btn, detail);
   })));
@@ -234,7 +234,7 @@ async function showScript(s, detail) {
   try { full = await api('GET', `/v1/scripts/${enc(s.name)}`); } catch { /* the list entry will do */ }
   const raw = full.versions || [];
   const versions = raw.map((v) => (typeof v === 'object' ? v.version : v)).filter((v) => v != null);
-  const latest = full.version ?? s.version;
+  const latest = full.version ?? full.latest ?? s.latest;
   if (!versions.length && latest) for (let i = latest; i >= 1; i -= 1) versions.push(i);
   const pre = h('pre', { class: 'code', tabindex: '0' }, full.source || '');
   const sel = h('select', { onchange: async () => {

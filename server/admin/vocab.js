@@ -22,7 +22,12 @@ export const OP_LABELS = {
   excludes: 'does not include', is_empty: 'is empty', is_not_empty: 'is not empty',
   changed: 'changed', changed_from: 'changed from', changed_to: 'changed to',
   older_than: 'is older than', newer_than: 'is newer than',
+  older_than_business: 'is older than, in business time', newer_than_business: 'is newer than, in business time',
 };
+
+/** Every kind of value the editor draws a control for (the kinds /admin/vocab.json serves per
+ *  field and op; tests/web/test_admin_vocab.py checks that none is missing). */
+export const VALUE_KINDS = ['none', 'string', 'strings', 'scalar', 'scalars', 'number', 'duration', 'choice'];
 
 export const TRIGGER_LABELS = {
   'ticket.created': 'New ticket', 'ticket.updated': 'Ticket updated',
@@ -39,14 +44,8 @@ export const ACTION_LABELS = {
   http_request: 'Fetch data over HTTP', run_script: 'Run a script',
 };
 
-const NO_VALUE = new Set(['is_empty', 'is_not_empty', 'changed']);
-const LIST_OPS = new Set(['in', 'not_in', 'includes_any', 'includes_all']);
-const STRING_OPS = new Set(['contains', 'not_contains', 'starts_with', 'ends_with', 'matches']);
-const NUMBER_OPS = new Set(['gt', 'gte', 'lt', 'lte']);
-const TIME_OPS = new Set(['older_than', 'newer_than']);
-const CHANGE_OPS = new Set(['changed', 'changed_from', 'changed_to']);
-
-/** A field's {name, type, changeable}; prefixed families (custom.*, vars.*) are type "any". */
+/** A field's {name, type, changeable, ops: {op: value kind}, values?}; prefixed families
+ *  (custom.*, vars.*) are type "any". Everything comes from the served vocabulary. */
 export function fieldInfo(name) {
   if (typeof name !== 'string') return null;
   const fixed = V.fieldByName[name];
@@ -54,31 +53,30 @@ export function fieldInfo(name) {
   // Longest prefix first: contact.custom. before custom.
   const fam = [...V.prefixed].sort((a, b) => b.prefix.length - a.prefix.length)
     .find((p) => name.startsWith(p.prefix));
-  return fam ? { name, type: 'any', changeable: fam.changeable, prefix: fam.prefix } : null;
+  return fam ? { name, type: 'any', changeable: fam.changeable, prefix: fam.prefix, ops: fam.ops } : null;
 }
 
-/** The ops valid on a field, in the order of OP_LABELS. */
+/** The ops the engine accepts on a field, in the order of OP_LABELS (any op served without a
+ *  label last, under its own name). */
 export function opsFor(name) {
   const f = fieldInfo(name);
   if (!f) return [];
-  const allowed = new Set(V.ops_for_type[f.type] || []);
-  return Object.keys(OP_LABELS).filter((op) => allowed.has(op) && (f.changeable || !CHANGE_OPS.has(op)));
+  const known = Object.keys(OP_LABELS).filter((op) => op in f.ops);
+  return [...known, ...Object.keys(f.ops).filter((op) => !known.includes(op))];
 }
 
-/** What value an op takes on a field type: none | string | strings | scalar | scalars | number | duration. */
-export function valueKind(op, type) {
-  if (NO_VALUE.has(op)) return 'none';
-  if (LIST_OPS.has(op)) return type === 'any' ? 'scalars' : 'strings';
-  if (STRING_OPS.has(op)) return 'string';
-  if (NUMBER_OPS.has(op)) return 'number';
-  if (TIME_OPS.has(op)) return 'duration';
-  if ((op === 'changed_from' || op === 'changed_to') && type === 'list') return 'strings';
-  return type === 'any' ? 'scalar' : 'string';
+/** What value an op takes on a field: one of VALUE_KINDS, as the engine's vocabulary says. */
+export function valueKind(op, fieldName) {
+  const f = fieldInfo(fieldName);
+  return (f && f.ops[op]) || 'string';
 }
+
+/** Whether the op also takes a `calendar` (business-time ops). */
+export function takesCalendar(op) { return V.calendar_ops.includes(op); }
 
 /** Whether `case_sensitive` means anything for this op (text comparisons). */
-export function caseMatters(op, type) {
-  const kind = valueKind(op, type);
+export function caseMatters(op, fieldName) {
+  const kind = valueKind(op, fieldName);
   return kind === 'string' || kind === 'strings' || kind === 'scalar' || kind === 'scalars';
 }
 
@@ -95,6 +93,7 @@ export function fits(value, kind) {
     case 'strings': return Array.isArray(value) && value.every((v) => typeof v === 'string');
     case 'scalars': return Array.isArray(value);
     case 'number': return typeof value === 'number';
+    case 'choice': return typeof value === 'string' && value !== '';
     case 'scalar': return value !== undefined && !Array.isArray(value) && typeof value !== 'object';
     default: return typeof value === 'string';
   }

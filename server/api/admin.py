@@ -22,10 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rules import TRIGGERS
+from rules import ACTORS, TRIGGERS
 from rules.actions import ACTION_KEYS, METHODS
-from rules.fields import FIXED_FIELDS, SETTABLE
-from rules.ops import OPS, OPS_FOR_TYPE
+from rules.business import BUSINESS_OPS
+from rules.fields import FIXED_FIELDS, ORDINAL, SETTABLE, Field
+from rules.ops import EXTRA_OPS_FOR_FIELD, OPS, OPS_FOR_TYPE
+from rules.ordinal import is_ordinal
 
 __all__ = ["routes", "CSP", "vocabulary"]
 
@@ -61,21 +63,71 @@ _TICKET_ORDER = ("subject", "description", "status", "priority", "channel", "dep
                  "last_agent_message_at")
 
 
+# The value each op takes (rules/ops.py check_value; docs/rules-engine.md, "Values"), as the kind
+# of control the editor draws for it. tests/web/test_admin_vocab.py compiles, for every field and
+# every op the engine accepts on it, a rule with a value of the served kind, so a new op without a
+# kind here (KeyError), or one whose kind the engine refuses, fails there.
+_VALUE_KIND = {
+    **dict.fromkeys(("is_empty", "is_not_empty", "changed"), "none"),
+    **dict.fromkeys(("in", "not_in", "includes_any", "includes_all"), "strings"),
+    **dict.fromkeys(("contains", "not_contains", "starts_with", "ends_with", "matches"), "string"),
+    **dict.fromkeys(("gt", "gte", "lt", "lte"), "number"),
+    **dict.fromkeys(("older_than", "newer_than", *sorted(BUSINESS_OPS)), "duration"),
+    # equality: text on text fields, any JSON scalar on custom.* / vars.* ("scalar" there)
+    **dict.fromkeys(("is", "is_not", "includes", "excludes", "changed_from", "changed_to"), "equal"),
+}
+# Fixed fields whose text values come from a set: the editor offers a choice of them.
+_VALUES: dict[str, tuple[str, ...]] = {
+    **{k: tuple(sorted(v)) for k, v in SETTABLE.items() if v is not None},
+    **ORDINAL,  # in their order: `priority gt normal` reads along it
+    "event.actor": ACTORS,
+}
+
+
+def value_kind(field: Field, op: str) -> str:
+    """none | string | strings | scalar | scalars | number | duration | choice (one of the field's
+    ordered values: `priority gt normal`)."""
+    if is_ordinal(field, op):
+        return "choice"
+    kind = _VALUE_KIND[op]
+    if field.type == "any":  # custom.*, vars.*: JSON scalars, compared without coercion
+        return {"equal": "scalar", "strings": "scalars"}.get(kind, kind)
+    if op in ("changed_from", "changed_to") and field.type == "list":
+        return "strings"
+    return "string" if kind == "equal" else kind
+
+
+def field_ops(field: Field) -> dict[str, str]:
+    """Every op the engine accepts on `field` (its type's, the field's extra ones such as the
+    ordinal comparisons on status and priority; no `changed*` on event and vars fields), with the
+    kind of value each takes."""
+    ops = OPS_FOR_TYPE[field.type] | EXTRA_OPS_FOR_FIELD.get(field.name, frozenset())
+    if not field.changeable:
+        ops = ops - {"changed", "changed_from", "changed_to"}
+    return {op: value_kind(field, op) for op in sorted(ops)}
+
+
 def vocabulary() -> dict[str, Any]:
     """The engine's vocabulary as the editor needs it."""
-    fields = [{"name": f.name, "type": f.type, "changeable": f.changeable}
+    fields = [{"name": f.name, "type": f.type, "changeable": f.changeable, "ops": field_ops(f),
+               **({"values": list(_VALUES[f.name])} if f.name in _VALUES else {})}
               for f in sorted(FIXED_FIELDS.values(),
                               key=lambda f: (_TICKET_ORDER.index(f.name)
                                              if f.name in _TICKET_ORDER else 99, f.name))]
+    prefixed = [("custom.", "Ticket custom field", "ticket"),
+                ("contact.custom.", "Contact custom field", "ticket"),
+                ("vars.", "Variable (from http_request)", "vars")]
     return {
         "triggers": sorted(TRIGGERS),
         "fields": fields,
         # Families whose type is known only at run time ("any": every op, scalar values).
-        "prefixed": [{"prefix": "custom.", "label": "Ticket custom field", "changeable": True},
-                     {"prefix": "contact.custom.", "label": "Contact custom field",
-                      "changeable": True},
-                     {"prefix": "vars.", "label": "Variable (from http_request)",
-                      "changeable": False}],
+        "prefixed": [{"prefix": prefix, "label": label, "changeable": source == "ticket",
+                      "ops": field_ops(Field(prefix + "x", "any", source,  # type: ignore[arg-type]
+                                             lambda t, e, v: None))}
+                     for prefix, label, source in prefixed],
+        # Ops that also take a "calendar": a calendar name (an SLA policy with business_hours) or
+        # an inline business_hours object.
+        "calendar_ops": sorted(BUSINESS_OPS),
         "ops": sorted(OPS),
         "ops_for_type": {t: sorted(ops) for t, ops in OPS_FOR_TYPE.items()},
         "actions": {k: {"required": sorted(req), "optional": sorted(opt)}

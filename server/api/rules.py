@@ -101,6 +101,18 @@ def definition(rule: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in rule.items() if k not in _OWNED}
 
 
+def _says(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule's definition with each optional key's "nothing" forms alike (`stop` null/false,
+    `description` null/"", `conditions` null/{}/{"all": []}): saving a rule unchanged from a client
+    that normalizes them (the managers' page) writes no revision."""
+    said = definition(rule)
+    for key, empties in (("stop", (None, False)), ("description", (None, "")),
+                         ("conditions", (None, {}, {"all": []}))):
+        if key in said and any(said[key] == e and type(said[key]) is type(e) for e in empties):
+            del said[key]
+    return said
+
+
 def change_action(old: dict[str, Any], new: dict[str, Any]) -> str:
     """rename / enable / disable when only that changed, else update."""
     a, b = definition(old), definition(new)
@@ -244,7 +256,7 @@ async def _save(ctx: Ctx, make: Any) -> Response:
                 "name": new.get("name") or old.get("name") or rule_id,
                 "position": old.get("position", 0), "created_at": old.get("created_at"),
                 "updated_at": now_iso()}
-        if definition(rule) == definition(old):
+        if _says(rule) == _says(old):
             return []
         return [R.Change(rule_id, rule, old, change_action(old, rule))]
 

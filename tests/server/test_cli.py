@@ -234,3 +234,57 @@ def test_export_plan_apply_round_trip(tmp_path: Path) -> None:
         proc.wait(30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.parametrize("command, how", [("serve", "--port"), ("serve", "DESKFLOW_PORT"),
+                                          ("api", "--port")])
+def test_a_busy_port_fails_before_printing_keys_or_writing(tmp_path: Path, command: str,
+                                                           how: str) -> None:
+    """A second `serve --demo` on a taken port used to print fresh demo keys (revoking the running
+    server's), say "API and worker on ...", fail with errno 98 and write the snapshot file."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for name in ("DESKFLOW_REDIS_URL", "DESKFLOW_DATA_FILE", "DESKFLOW_SECRETS_KEY_FILE",
+                     "DESKFLOW_PORT", "DESKFLOW_HOST"):
+            env.pop(name, None)
+        args = [sys.executable, "-m", "server.cli", command]
+        args += ["--demo"] if command == "serve" else []
+        if how == "--port":
+            args += ["--port", str(port)]
+        else:
+            env["DESKFLOW_PORT"] = str(port)
+        proc = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert f"port {port} is in use; use --port N or DESKFLOW_PORT" in proc.stderr
+    assert "key" not in proc.stdout and "API and worker on" not in proc.stdout, proc.stdout
+    assert list(tmp_path.iterdir()) == []  # no deskflow-data.json, no secrets key file
+
+
+def test_host_and_port_come_from_the_environment(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "DESKFLOW_DATA_FILE": str(tmp_path / "d.json"), "PYTHONUNBUFFERED": "1",
+           "DESKFLOW_PORT": str(port), "DESKFLOW_HOST": "127.0.0.1"}
+    env.pop("DESKFLOW_REDIS_URL", None)
+    with subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if "API and worker on" in line:
+                    assert f"http://127.0.0.1:{port}" in line
+                    break
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
