@@ -1,7 +1,11 @@
 """Pure automation: merge an event's ticket data into the mirror, then run the rules.
 
 No Redis, no clock, no sockets: the worker passes `now` and the loaded state in and persists what
-comes out. `handlers` (http_request, run_script) are handed through to the rules engine; without
+comes out. `process` is one event's whole pass on a loaded `Snapshot` -- merge, wake-ups, rules
+(scripts and HTTP through the handlers), guards, the bounds of server/runrecord.py, the timer plan
+and the run record -- returning an `Outcome` that store/tickets.commit writes. Being pure, it can
+run again on a fresh snapshot when the commit finds the ticket or contact changed meanwhile; the
+handlers then replay the calls already made (server/replay.py), so no script or request runs twice. `handlers` (http_request, run_script) are handed through to the rules engine; without
 them those actions come back as effects. The loop and flood guards (server/guards.py) run around
 the rules pass: a generated event over its cap skips the pass, and the pass's send_message/notify
 effects go through the auto-reply and send-cap checks; their counts are kept in the ticket's
@@ -20,8 +24,8 @@ import orjson
 from server import guards as guard_rules
 from server.guards import DEFAULT_LIMITS, GuardLimits
 
-__all__ = ["Run", "RuleSetLike", "merge_event", "new_ticket", "automate", "contact_record",
-           "unique_ci", "parse_time", "format_time"]
+__all__ = ["Run", "RuleSetLike", "Snapshot", "Outcome", "process", "merge_event", "new_ticket",
+           "automate", "contact_record", "cap_custom", "unique_ci", "parse_time", "format_time"]
 
 SCALARS = ("subject", "description", "status", "priority", "channel", "department", "assignee")
 # Fields the service owns: an event cannot set them.
@@ -101,6 +105,14 @@ def _merge_custom(base: dict[str, Any] | None, patch: dict[str, Any]) -> dict[st
         out.pop(k, None)
         if v is not None:
             out[k] = v
+    return cap_custom(out)
+
+
+def cap_custom(custom: Any) -> dict[str, Any]:
+    """`custom` within MAX_MERGED_CUSTOM_BYTES, dropping the keys set longest ago first. Every path
+    that writes a ticket's custom goes through this: an event's merge, and (in `process`) whatever
+    rules and scripts left there."""
+    out = dict(custom) if isinstance(custom, dict) else {}
     if len(orjson.dumps(out)) > MAX_MERGED_CUSTOM_BYTES:
         sizes = {k: len(orjson.dumps({k: v})) for k, v in out.items()}
         total = sum(sizes.values())
@@ -272,3 +284,109 @@ def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, 
                rules=[_rule_entry(e) for e in ev.explain], changes=dict(ev.changes),
                effects=guarded.effects, vars=dict(getattr(ev, "vars", {}) or {}),
                notes=guarded.notes, suppressed=guarded.suppressed)
+
+
+# -- one event's whole pass ------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """What an event's pass reads from the store (store/tickets.load): the ticket before the event
+    (None: its first event), the stored contact record, the workspace's rules revision, and the
+    raw bytes the commit checks have not changed."""
+
+    marker: dict[str, Any] | None
+    previous: dict[str, Any] | None
+    contact: dict[str, Any] | None
+    contact_id: str | None
+    rules_rev: int
+    raw_ticket: bytes | str | None = None
+    raw_contact: bytes | str | None = None
+
+
+@dataclass
+class Outcome:
+    """What one event's pass decided: the writes for store/tickets.commit, and the timer plan the
+    worker sets after it (old -> new, reason -> [due, data])."""
+
+    ticket: dict[str, Any]
+    contact: dict[str, Any] | None
+    record: dict[str, Any]                  # the run record, bounded, without timings
+    to_feed: bool
+    changes: dict[str, Any]
+    effects: list[dict[str, Any]]
+    timers_old: dict[str, Any]
+    timers_new: dict[str, Any]
+    run: Run
+
+
+class _Handlers(Protocol):
+    handlers: dict[str, Any]
+    scripts: list[dict[str, Any]]
+    http_calls: list[dict[str, Any]]
+
+
+def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | None,
+            policies: list[Any], limits: GuardLimits | None, now: datetime,
+            handlers: _Handlers | dict[str, Any] | None = None, *, run_id: str = "",
+            revisions: dict[str, int] | None = None) -> Outcome:
+    """The whole pass of one event on a loaded snapshot. `handlers` is a dict of handlers, or a
+    server/replay.PassView (then its recorded script entries and HTTP calls go in the record)."""
+    from server import runrecord, timekeeping
+
+    previous = snapshot.previous
+    fns = handlers.handlers if handlers is not None and hasattr(handlers, "handlers") else handlers
+    merged = merge_event(previous, event, snapshot.contact)
+    woken = timekeeping.wake_before_rules(event, merged, now)
+    run = automate(event, woken, previous, ruleset, now, fns,  # type: ignore[arg-type]
+                   timekeeping.fired_time_rules(merged), limits)
+    if handlers is not None and hasattr(handlers, "handlers"):
+        run.scripts, run.http_calls = list(handlers.scripts), list(handlers.http_calls)
+    run.effects, over = runrecord.cap_effects(run.effects)
+    run.suppressed = [*run.suppressed, *over]
+    plan = timekeeping.plan_after_rules(event, previous, run.ticket, run.effects, run.matched,
+                                        ruleset, policies, now)
+    ticket = _with_timers(plan.ticket, plan.timers)
+    ticket["custom"] = cap_custom(ticket.get("custom"))  # scripts' and rules' custom too
+    run.changes = _changes(merged, ticket)
+    ticket["version"] = int((previous or {}).get("version", 0)) + 1
+    run.ticket = ticket
+    run.notes = [*run.notes, *plan.notes]
+    revisions = revisions or {}
+    rules = [dict(e, revision=revisions.get(str(e.get("id")))) for e in run.rules]
+    record = {
+        "id": run_id, "event_id": event["id"], "ticket_id": event["ticket"]["id"],
+        "event_type": event["type"], "at": format_time(now),
+        "matched": run.matched, "rules_rev": snapshot.rules_rev,
+        "rule_revisions": {rid: revisions[rid] for rid in run.matched if rid in revisions},
+        "rules": rules, "scripts": run.scripts,
+        "changes": run.changes, "effects": run.effects, "vars": run.vars,
+        "http_calls": run.http_calls, "notes": run.notes, "suppressed": run.suppressed,
+        "error": run.error, "ticket": ticket,
+    }
+    old = ((previous or {}).get("automation") or {}).get("timers") or {}
+    return Outcome(ticket=ticket, contact=contact_record(ticket),
+                   record=runrecord.bound_record(record), to_feed=bool(run.changes or run.effects),
+                   changes=run.changes, effects=run.effects, timers_old=old,
+                   timers_new=ticket["automation"]["timers"], run=run)
+
+
+def _with_timers(ticket: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """The ticket with its timer plan recorded under automation.timers (reason -> [due, data])."""
+    out = dict(ticket)
+    auto = dict(out.get("automation") or {})
+    auto["timers"] = {reason: [format_time(spec[0]), spec[1]]
+                      for reason, spec in plan.items() if spec is not None}
+    out["automation"] = auto
+    return out
+
+
+def _changes(merged: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """API.md's changes between the merged ticket and the ticket after all automation (rules,
+    wake-ups, snoozes), with snoozed_until shown like a scalar field."""
+    from rules import diff
+
+    out = diff(merged, final)
+    if merged.get("snoozed_until") != final.get("snoozed_until"):
+        out["snoozed_until"] = [merged.get("snoozed_until"), final.get("snoozed_until")]
+    return out

@@ -40,6 +40,9 @@ class Settings:
     max_rules: int = 1000
     feed_maxlen: int = 1_000_000
     runs_per_ticket: int = 200
+    # Run records expire this long after their event (the ticket's and rules' run lists with them,
+    # when no newer run refreshes them). DESKFLOW_RUN_TTL_S.
+    run_ttl_s: int = 30 * 24 * 3600
     # Sandbox worker processes per service process (started on the first script run).
     script_workers: int = 2
     # Most sandbox workers one workspace may hold at once (0: half the pool, rounded up), and how
@@ -87,6 +90,7 @@ class Settings:
             secrets_key_file=env.get("DESKFLOW_SECRETS_KEY_FILE") or "deskflow-secrets.key",
             rate_limit_per_s=float(env.get("DESKFLOW_RATE_LIMIT", 200)),
             max_rules=int(env.get("DESKFLOW_MAX_RULES", cls.max_rules)),
+            run_ttl_s=int(env.get("DESKFLOW_RUN_TTL_S", cls.run_ttl_s)),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

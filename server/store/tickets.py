@@ -1,27 +1,38 @@
-"""The ticket mirror and the one transaction that applies an event.
+"""The ticket mirror, and the load and commit around one event's pass.
 
-`apply_event` WATCHes the event's marker, the ticket, the contact and the rules revision, calls the pure `compute` step, then writes in ONE MULTI/EXEC (all in slot {ws:W}):
-ticket (version + 1), processed marker, run record, ticket's run list, updates-feed entry, contact
-record and listing index. A worker that dies before EXEC leaves nothing; one that dies after EXEC
-but before XACK leaves a pending entry whose marker already says "processed", so the redelivery is
-skipped: each event is applied exactly once.
+An event is applied in three steps (server/apply.py): `load` reads the event's marker, the ticket,
+the contact and the rules revision in one round trip (a second only when the contact is known from
+the stored ticket alone); the pure pass (automation.process) runs on that snapshot, scripts and
+HTTP included, with no store connection held; `commit` then WATCHes marker, ticket and contact,
+checks they still hold what was loaded, and writes in ONE MULTI/EXEC (all in slot {ws:W}): ticket
+(version + 1), processed marker, run record (with its retention), the ticket's and rules' run
+lists, updates-feed entry, contact record and listing index. When the check fails (or EXEC meets a
+WatchError) nothing is written and the caller loads again and re-runs only the pure pass.
+
+The rules revision is read, not checked: an event is applied with the rules as they were when it
+was loaded; a rule saved during the pass applies from the next event on.
+
+A worker that dies before EXEC leaves nothing; one that dies after EXEC but before XACK leaves a
+pending entry whose marker already says "processed", so the redelivery is skipped: each event is
+applied exactly once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from redis.exceptions import WatchError
 
+from server.automation import Outcome, Snapshot
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.events import owns
 
-__all__ = ["Applied", "apply_event", "get_ticket", "list_tickets", "overlay_contact"]
+__all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
+           "list_tickets", "overlay_contact", "fire_hour"]
 
 
 def _dumps(value: Any) -> str:
@@ -30,94 +41,106 @@ def _dumps(value: Any) -> str:
 
 @dataclass
 class Applied:
-    """What apply_event did: `skipped` (already processed / not the event's copy) or the run."""
+    """What an apply did: `skipped` (already processed / not the event's copy) or the run."""
 
     skipped: bool
     marker: dict[str, Any] | None
     run: dict[str, Any] | None = None
 
 
-# compute(previous ticket | None, stored contact | None, rules revision) -> (ticket after,
-#   contact after | None, run record without ids, whether it goes to the feed)
-Compute = Callable[[dict[str, Any] | None, dict[str, Any] | None, int],
-                   Awaitable[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any], bool]]]
+def done_with(snapshot: Snapshot, entry: str, fields: dict[str, str]) -> bool:
+    """Whether the loaded marker says this entry needs no pass: the event was processed, or the
+    marker names another stream copy of it (this one is a duplicate)."""
+    m = snapshot.marker
+    return bool(m and (not owns(m, entry, fields) or m.get("status") == "processed"))
+
+
+def _loads(raw: Any) -> Any:
+    return orjson.loads(raw) if raw else None
 
 
 @guarded
-async def apply_event(store: Store, workspace: str, partition: int, entry: str,
-                      fields: dict[str, str], event: dict[str, Any], run_id: str,
-                      compute: Compute) -> Applied:
+async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
+    """The snapshot one event's pass runs on."""
+    ticket_id = event["ticket"]["id"]
+    event_contact = (event["ticket"].get("contact") or {}).get("id")
+    keys = [K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id),
+            K.rules_rev(workspace)]
+    if event_contact:
+        keys.append(K.contact(workspace, event_contact))
+    raws = await store.redis.mget(keys)
+    previous = _loads(raws[1])
+    contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
+    raw_contact = raws[3] if event_contact else None
+    if contact_id and not event_contact:
+        raw_contact = await store.redis.get(K.contact(workspace, contact_id))
+    return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
+                    contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_ticket=raws[1],
+                    raw_contact=raw_contact)
+
+
+@guarded
+async def next_seq(store: Store, workspace: str) -> int:
+    """A new ticket's place in the listing index. INCR outside the commit: a failed attempt leaves
+    a gap in the sequence, which is harmless; watching the counter would make every new ticket
+    conflict with every other one."""
+    return int(await store.redis.incr(K.tickets_seq(workspace)))
+
+
+@guarded
+async def commit(store: Store, workspace: str, partition: int, entry: str, fields: dict[str, str],
+                 event: dict[str, Any], run_id: str, snapshot: Snapshot, outcome: Outcome,
+                 seq: int | None) -> Applied | None:
+    """Write the outcome if marker, ticket and contact still hold what `snapshot` read; None when
+    they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket."""
     ticket_id = event["ticket"]["id"]
     mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
+    ck = K.contact(workspace, snapshot.contact_id) if snapshot.contact_id else None
     s = store.settings
-    seq: int | None = None
+    ticket, run, new_contact = outcome.ticket, outcome.record, outcome.contact
     async with store.redis.pipeline(transaction=True) as p:
-        while True:
-            try:
-                # One WATCH and one MGET for marker, ticket, contact (when the event names it)
-                # and the rules revision: the whole read side in two round trips.
-                event_contact = (event["ticket"].get("contact") or {}).get("id")
-                keys = [mk, tk, K.rules_rev(workspace)]
-                if event_contact:
-                    keys.append(K.contact(workspace, event_contact))
-                await p.watch(*keys)
-                raws = await p.mget(keys)
-                marker = orjson.loads(raws[0]) if raws[0] else None
-                if marker and (not owns(marker, entry, fields)
-                               or marker.get("status") == "processed"):
-                    return Applied(skipped=True, marker=marker)
-                previous = orjson.loads(raws[1]) if raws[1] else None
-                rules_rev = int(raws[2] or 0)
-                contact = orjson.loads(raws[3]) if event_contact and raws[3] else None
-                contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
-                if contact_id and not event_contact:
-                    await p.watch(K.contact(workspace, contact_id))
-                    raw_c = await p.get(K.contact(workspace, contact_id))
-                    contact = orjson.loads(raw_c) if raw_c else None
-                if previous is None and seq is None:
-                    # INCR outside the transaction: a failed attempt leaves a gap in the
-                    # sequence, which is harmless; watching the counter would make every new
-                    # ticket conflict with every other one.
-                    seq = int(await store.redis.incr(K.tickets_seq(workspace)))
-                ticket, new_contact, run, to_feed = await compute(previous, contact, rules_rev)
-                ticket["version"] = int((previous or {}).get("version", 0)) + 1
-                run["ticket"] = ticket
-                done = {"entry": entry, "token": fields.get("k"), "partition": partition,
-                        "ticket": ticket_id,
-                        "status": "processed", "run_id": run_id, "at": run["at"]}
-                p.multi()
-                p.set(tk, _dumps(ticket))
-                p.set(mk, _dumps(done), ex=s.event_ttl_s)
-                p.set(K.run(workspace, run_id), _dumps(run))
-                p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
-                p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
-                hour = fire_hour(run["at"])
-                for rule_id in run.get("matched") or []:
-                    p.lpush(K.rule_runs(workspace, rule_id), run_id)
-                    p.ltrim(K.rule_runs(workspace, rule_id), 0, s.runs_per_ticket - 1)
-                    p.hincrby(K.rule_stats(workspace, rule_id), f"h:{hour}", 1)
-                    p.hset(K.rule_stats(workspace, rule_id), "last", run["at"])
-                    p.hdel(K.rule_stats(workspace, rule_id), f"h:{hour - 31 * 24}")
-                for entry in run.get("rules") or []:   # usage.last_error: only rules that erred
-                    if entry.get("errors") and entry.get("id") is not None:
-                        p.hset(K.rule_stats(workspace, entry["id"]), "error", _dumps(
-                            {"at": run["at"], "message": str(entry["errors"][-1])[:500]}))
-                if previous is None and seq is not None:
-                    p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
-                if new_contact is not None and new_contact != contact:
-                    p.set(K.contact(workspace, new_contact["id"]), _dumps(new_contact))
-                if new_contact is not None:
-                    p.sadd(K.contact_tickets(workspace, new_contact["id"]), ticket_id)
-                if to_feed:
-                    entry_body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
-                                  "changes": run["changes"], "effects": run["effects"],
-                                  "at": run["at"]}
-                    p.xadd(K.feed(workspace), {"d": _dumps(entry_body)},
-                           maxlen=s.feed_maxlen, approximate=True)
-                await p.execute()
-                return Applied(skipped=False, marker=done, run=run)
-            except WatchError:
-                continue
+        try:
+            await p.watch(*[k for k in (mk, tk, ck) if k])
+            raws = await p.mget([k for k in (mk, tk, ck) if k])
+            if (_loads(raws[0]) != snapshot.marker or raws[1] != snapshot.raw_ticket
+                    or (ck and raws[2] != snapshot.raw_contact)):
+                return None
+            done = {"entry": entry, "token": fields.get("k"), "partition": partition,
+                    "ticket": ticket_id, "status": "processed", "run_id": run_id, "at": run["at"]}
+            p.multi()
+            p.set(tk, _dumps(ticket))
+            p.set(mk, _dumps(done), ex=s.event_ttl_s)
+            p.set(K.run(workspace, run_id), _dumps(run), ex=s.run_ttl_s)
+            p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
+            p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
+            p.expire(K.ticket_runs(workspace, ticket_id), s.run_ttl_s)
+            hour = fire_hour(run["at"])
+            for rule_id in run.get("matched") or []:
+                p.lpush(K.rule_runs(workspace, rule_id), run_id)
+                p.ltrim(K.rule_runs(workspace, rule_id), 0, s.runs_per_ticket - 1)
+                p.expire(K.rule_runs(workspace, rule_id), s.run_ttl_s)
+                p.hincrby(K.rule_stats(workspace, rule_id), f"h:{hour}", 1)
+                p.hset(K.rule_stats(workspace, rule_id), "last", run["at"])
+                p.hdel(K.rule_stats(workspace, rule_id), f"h:{hour - 31 * 24}")
+            for item in run.get("rules") or []:   # usage.last_error: only rules that erred
+                if item.get("errors") and item.get("id") is not None:
+                    p.hset(K.rule_stats(workspace, item["id"]), "error", _dumps(
+                        {"at": run["at"], "message": str(item["errors"][-1])[:500]}))
+            if snapshot.previous is None and seq is not None:
+                p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
+            if new_contact is not None and new_contact != snapshot.contact:
+                p.set(K.contact(workspace, new_contact["id"]), _dumps(new_contact))
+            if new_contact is not None:
+                p.sadd(K.contact_tickets(workspace, new_contact["id"]), ticket_id)
+            if outcome.to_feed:
+                body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
+                        "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}
+                p.xadd(K.feed(workspace), {"d": _dumps(body)},
+                       maxlen=s.feed_maxlen, approximate=True)
+            await p.execute()
+        except WatchError:
+            return None
+    return Applied(skipped=False, marker=done, run=run)
 
 
 def overlay_contact(ticket: dict[str, Any], contact: dict[str, Any] | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 from server_helpers import Workspace
 from starlette.testclient import TestClient
 
-import server.worker as worker_module
+import server.apply as worker_module
 from server.app import create_app
 from server.settings import Settings
 from server.store import events

@@ -1,0 +1,248 @@
+"""One event's path through the worker: load -> process -> commit -> timers.
+
+    snapshot = tickets.load(...)                     # marker, ticket, contact, rules revision
+    outcome  = automation.process(snapshot, ...)     # pure; scripts and HTTP through handlers
+    applied  = tickets.commit(..., snapshot, outcome)  # check-and-set, one MULTI; None: conflict
+    timers.apply_plan(outcome.timers_old -> outcome.timers_new)
+
+No store connection is held while the pass runs. When the commit finds the ticket or the contact
+changed since the load (a contact's groups were set, another worker raced), the event is loaded
+again and only the pure pass runs again: its handlers are wrapped by a server/replay.Recorder, so
+every script run and HTTP call of the first pass is replayed, not repeated -- no script or
+outbound request runs twice for one event.
+
+A pass whose rules call scripts or make HTTP requests runs in a thread of this module's own pool
+(the handlers hand each call to the event loop, which owns the sandbox pool and the broker, and
+wait for it); a pass that needs neither runs on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from rules import RuleError
+from rules.sla import SlaPolicy, compile_policy, policy_calendars
+from server import automation, timekeeping
+from server.guards import GuardLimits
+from server.logs import log_context
+from server.metrics import count_event_failed, observe_applied
+from server.replay import Recorder
+from server.rulecache import RuleCache
+from server.store import catalog, events, tickets, timers
+from server.store import guards as guard_store
+from server.store import sla as sla_store
+from server.store.connect import Store
+from server.store.errors import StoreUnavailable
+
+__all__ = ["Applier", "PASS_THREADS"]
+
+log = logging.getLogger("deskflow.worker")
+
+# Threads for passes that wait on scripts or HTTP (each waits; the loop does the work).
+PASS_THREADS = 64
+
+
+class Applier:
+    """Applies single stream entries; shared by a worker's partition loops."""
+
+    def __init__(self, *, store: Store, handlers: dict[str, Any] | None, scripting: Any,
+                 clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.scripting = scripting  # server.scripting.Scripting: run_script / http_request
+        self.clock = clock
+        self.rules = RuleCache(store)
+        self._policy_cache: dict[bytes, SlaPolicy] = {}
+        self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
+        self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- usage counters ---------------------------------------------------------------------
+
+    def _count_checks(self, workspace: str, run: dict[str, Any] | None) -> None:
+        if not run:
+            return
+        hour = tickets.fire_hour(run["at"])
+        for item in run.get("rules") or []:
+            if item.get("id") is not None and not item.get("skipped"):
+                key = (workspace, str(item["id"]), hour)
+                self._checks[key] = self._checks.get(key, 0) + 1
+
+    async def flush_checks(self) -> None:
+        counts, self._checks = self._checks, {}
+        try:
+            await catalog.add_rule_checks(self.store, counts)
+        except StoreUnavailable:
+            for key, n in counts.items():   # keep them for the next flush
+                self._checks[key] = self._checks.get(key, 0) + n
+
+    # -- workspace settings -----------------------------------------------------------------
+
+    async def _policies(self, workspace: str) -> list[SlaPolicy]:
+        """The workspace's SLA policies, compiled (cached by their stored text)."""
+        out = []
+        for spec in await sla_store.list_policies(self.store, workspace):
+            key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+            policy = self._policy_cache.get(key)
+            if policy is None:
+                try:
+                    policy = compile_policy(sla_store.definition(spec))
+                except RuleError as exc:
+                    log.warning("skipping invalid stored SLA policy %s: %s", spec.get("name"), exc)
+                    continue
+                if len(self._policy_cache) > 1000:
+                    self._policy_cache.clear()
+                self._policy_cache[key] = policy
+            out.append(policy)
+        return out
+
+    # -- one entry --------------------------------------------------------------------------
+
+    async def handle(self, n: int, entry_id: str, fields: dict[str, str]) -> tickets.Applied | None:
+        try:
+            workspace = fields["w"]
+            event = orjson.loads(fields["e"])
+        except (KeyError, orjson.JSONDecodeError):
+            log.error("dropping malformed stream entry %s", entry_id)
+            return None
+        run_id = "run_" + secrets.token_hex(8)
+        ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else {}
+        with log_context(workspace=workspace, event_id=event.get("id"), ticket_id=ticket.get("id"),
+                         run_id=run_id, partition=n, entry_id=entry_id):
+            return await self._handle(n, entry_id, fields, workspace, event, run_id)
+
+    async def _handle(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,
+                      event: dict[str, Any], run_id: str) -> tickets.Applied | None:
+        started = time.perf_counter()
+        try:
+            applied, outcome = await self._apply(n, entry_id, fields, workspace, event, run_id,
+                                                 started)
+            if outcome is not None:
+                await _apply_timers(self.store, workspace, event["ticket"]["id"],
+                                    outcome.timers_old, outcome.timers_new)
+            elif applied.skipped and _redelivered(applied.marker, entry_id, fields):
+                await _restore_timers(self.store, workspace, event["ticket"]["id"])
+        except _StaleTimer as stale:
+            log.info("dropping stale timer event %r of ticket %r: %s", event.get("id"),
+                     event["ticket"].get("id"), stale)
+            return None
+        except StoreUnavailable:
+            raise
+        except RedisError as exc:  # e.g. OOM: the store refuses writes; retry, never drop
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except Exception:
+            # A bug or an entry this code cannot apply: logged and counted, not retried forever
+            # (a poison entry would otherwise stall its partition).
+            log.exception("cannot apply entry %s (event %r) of partition %d", entry_id,
+                          event.get("id"), n)
+            count_event_failed(str(event.get("type", "")))
+            return None
+        if not applied.skipped:
+            observe_applied(event, applied.run, time.perf_counter() - started)
+            self._count_checks(workspace, applied.run)
+        return applied
+
+    async def _apply(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,
+                     event: dict[str, Any], run_id: str, started: float
+                     ) -> tuple[tickets.Applied, automation.Outcome | None]:
+        """Load, process, commit; on a conflict load again and re-run the pure pass (replaying
+        the calls made). Returns (applied, outcome | None when skipped)."""
+        policies, limits = await asyncio.gather(self._policies(workspace),
+                                                guard_store.get_limits(self.store, workspace))
+        calendars = policy_calendars(policies)
+        recorder: Recorder | None = None
+        seq: int | None = None
+        now = self.clock()  # one instant for every attempt: a re-run decides as the first did
+        while True:
+            snap = await tickets.load(self.store, workspace, event)
+            if tickets.done_with(snap, entry_id, fields):
+                return tickets.Applied(skipped=True, marker=snap.marker), None
+            _check_timer_current(event, fields, snap.previous)
+            t0 = time.perf_counter()
+            ruleset, revisions = await self.rules.get_with_revisions(workspace, snap.rules_rev,
+                                                                     calendars)
+            t1 = time.perf_counter()
+            if snap.previous is None and seq is None:
+                seq = await tickets.next_seq(self.store, workspace)
+            if recorder is None:
+                recorder = self._recorder(workspace, ruleset)
+            outcome = await self._process(recorder, snap, event, ruleset, policies, limits, now,
+                                          run_id, revisions)
+            t2 = time.perf_counter()
+            outcome.record["timings"] = {"total_ms": round((t2 - started) * 1000, 3),
+                                         "load_rules_ms": round((t1 - t0) * 1000, 3),
+                                         "rules_ms": round((t2 - t1) * 1000, 3)}
+            applied = await tickets.commit(self.store, workspace, n, entry_id, fields, event,
+                                           run_id, snap, outcome, seq)
+            if applied is not None:
+                return applied, outcome
+
+    def _recorder(self, workspace: str, ruleset: Any) -> Recorder:
+        """The event's handlers, recorded. A Scripting's handlers wait on this loop, so their
+        passes run in a thread; handlers given directly (tests, embedding) run where they are."""
+        if self.scripting is not None and getattr(ruleset, "needs_handlers", False):
+            scripts: list[dict[str, Any]] = []
+            calls: list[dict[str, Any]] = []
+            real = self.scripting.handlers(asyncio.get_running_loop(), workspace, scripts, calls)
+            return Recorder(real, scripts, calls, threaded=True)
+        return Recorder(self.handlers)
+
+    async def _process(self, recorder: Recorder, snap: automation.Snapshot, event: dict[str, Any],
+                       ruleset: Any, policies: list[SlaPolicy], limits: GuardLimits, now: datetime,
+                       run_id: str, revisions: dict[str, int]) -> automation.Outcome:
+        view = recorder.start_pass()
+        if recorder.threaded:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._threads, lambda: automation.process(
+                    snap, event, ruleset, policies, limits, now, view, run_id=run_id,
+                    revisions=revisions))
+        return automation.process(snap, event, ruleset, policies, limits, now,
+                                  view if self.handlers else None, run_id=run_id,
+                                  revisions=revisions)
+
+
+async def _apply_timers(store: Store, workspace: str, ticket: str, old: dict[str, Any],
+                        new: dict[str, Any]) -> None:
+    """Set the timers the plan adds or moves and cancel those it drops (after the apply commits)."""
+    await timers.apply_plan(store, workspace, ticket, old, new)
+
+
+class _StaleTimer(Exception):
+    """A generated event whose timer the ticket no longer has at that time (nothing is written)."""
+
+
+def _check_timer_current(event: dict[str, Any], fields: dict[str, str],
+                         ticket: dict[str, Any] | None) -> None:
+    """Raise _StaleTimer for an event generated by a timer (store/timers.py writes no ingest token
+    `k`) that the ticket's timer plan no longer holds at that due time."""
+    if "k" not in fields and (why := timers.stale(event, ticket)):
+        raise _StaleTimer(why)
+
+
+def _redelivered(marker: dict[str, Any] | None, entry_id: str, fields: dict[str, str]) -> bool:
+    """Whether a skipped entry is this partition's own copy of an event already applied (a
+    redelivery after a crash), rather than a duplicate copy."""
+    return bool(marker and marker.get("status") == "processed" and events.owns(marker, entry_id, fields))
+
+
+async def _restore_timers(store: Store, workspace: str, ticket_id: str) -> None:
+    """Set the stored ticket's timers again (the worker that applied the entry may have died
+    before its timer writes) and cancel the service's others. Idempotent: same member, same due."""
+    ticket = await tickets.get_ticket(store, workspace, ticket_id)
+    plan = ((ticket or {}).get("automation") or {}).get("timers")
+    if isinstance(plan, dict):
+        await timers.restore_plan(store, workspace, ticket_id, plan,
+                                  ("snooze", "time_rules", *timekeeping.ALL_SLA_REASONS))

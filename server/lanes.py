@@ -1,0 +1,142 @@
+"""Per-ticket lanes within one partition: different tickets at once, each ticket in order.
+
+Why: a partition holds many workspaces' tickets. Applied one entry after another, one event whose
+rule calls a slow server (an `http_request` answered after seconds) held every other workspace's
+events on that partition as long. So a partition loop hands its entries to lanes: a lane per
+ticket with entries waiting, running that ticket's entries one after another in stream order (a
+ticket's later entry waits for its earlier ones); lanes of different tickets run concurrently.
+
+Bounds: at most `lanes` passes in flight per partition, and at most `share` of them for one
+workspace, so one workspace with many slow tickets cannot take every lane; its further tickets
+wait for one of its own lanes while other workspaces' tickets go ahead.
+
+Acks are per entry, as each completes (`take_done`). After a failure (the store went away, a
+crash) no new entry starts; the caller drains the lanes in flight and claims the pending entries
+again, in stream order -- the processed markers make a redelivery of an applied entry a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+__all__ = ["Lanes", "MAX_LANES", "WORKSPACE_SHARE"]
+
+MAX_LANES = 8          # passes in flight per partition
+WORKSPACE_SHARE = 4    # of which at most this many for one workspace
+
+Entry = tuple[str, dict[str, str]]
+
+
+def _lane_of(entry_id: str, fields: dict[str, str]) -> tuple[str, str]:
+    """(workspace, ticket id) of an entry; a malformed entry gets a lane of its own (the apply
+    step logs and drops it)."""
+    try:
+        ticket = orjson.loads(fields["e"])["ticket"]["id"]
+        return str(fields["w"]), str(ticket)
+    except (KeyError, TypeError, ValueError):
+        return "", "\0" + entry_id
+
+
+class Lanes:
+    def __init__(self, apply: Callable[[str, dict[str, str]], Awaitable[Any]], *,
+                 lanes: int = MAX_LANES, share: int = WORKSPACE_SHARE) -> None:
+        self._apply = apply
+        self._lanes = max(1, lanes)
+        self._share = max(1, min(share, self._lanes))
+        self._queues: dict[tuple[str, str], collections.deque[Entry]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._per_ws: collections.Counter[str] = collections.Counter()
+        self._done: list[str] = []
+        self._changed = asyncio.Event()
+        self.failed: BaseException | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Entries taken but not yet applied (waiting or in flight)."""
+        return sum(len(q) for q in self._queues.values()) + len(self._running)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queues or self._running)
+
+    def add(self, entries: list[Entry]) -> None:
+        for entry_id, fields in entries:
+            key = _lane_of(entry_id, fields)
+            self._queues.setdefault(key, collections.deque()).append((entry_id, fields))
+        self._start_ready()
+
+    def take_done(self) -> list[str]:
+        done, self._done = self._done, []
+        return done
+
+    def drop_waiting(self) -> None:
+        """Forget entries not started (they stay pending in the stream, to be claimed again)."""
+        for key in [k for k in self._queues if k not in self._running]:
+            del self._queues[key]
+        for key in self._running:
+            self._queues[key].clear()
+
+    async def next(self, timeout: float | None) -> None:
+        """Until a lane finishes an entry (or `timeout` seconds)."""
+        if not self._running:
+            return
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def settle(self, below: int, timeout: float) -> None:
+        """Until fewer than `below` entries are taken but not applied (or `timeout` seconds)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.backlog >= below and self._running:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await self.next(left)
+
+    async def finish(self) -> None:
+        """Apply every entry taken (a clean hand-back leaves nothing pending)."""
+        while self._running:
+            await asyncio.wait(list(self._running.values()))
+
+    async def drain(self) -> None:
+        """Start nothing new and wait for the lanes in flight."""
+        self.drop_waiting()
+        while self._running:
+            await asyncio.wait(list(self._running.values()))
+
+    def _start_ready(self) -> None:
+        if self.failed is not None:
+            return
+        for key in list(self._queues):
+            if len(self._running) >= self._lanes:
+                return
+            if key in self._running or self._per_ws[key[0]] >= self._share:
+                continue
+            self._per_ws[key[0]] += 1
+            self._running[key] = asyncio.create_task(self._lane(key))
+
+    async def _lane(self, key: tuple[str, str]) -> None:
+        try:
+            queue = self._queues[key]
+            while queue and self.failed is None:
+                entry_id, fields = queue[0]
+                await self._apply(entry_id, fields)
+                queue.popleft()
+                self._done.append(entry_id)
+                self._changed.set()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the partition loop, which raises it
+            if self.failed is None:
+                self.failed = exc
+        finally:
+            del self._running[key]
+            self._per_ws[key[0]] -= 1
+            if not self._queues.get(key):
+                self._queues.pop(key, None)
+            self._changed.set()
+            self._start_ready()

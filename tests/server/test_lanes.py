@@ -1,0 +1,117 @@
+"""Per-ticket lanes (issue 13 A4): a slow tenant does not hold another tenant's partition."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+from counting_server import CountingServer
+from server_helpers import Workspace
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.lanes import Lanes
+from server.settings import Settings
+
+
+@pytest.fixture
+def one_partition(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(replace(settings, partitions=1, wait_timeout_s=30),
+                               worker=True)) as c:
+        yield c
+
+
+def test_a_slow_workspace_does_not_hold_another_on_its_partition(one_partition: TestClient) -> None:
+    slow_ws, quick_ws = Workspace(one_partition, "slow"), Workspace(one_partition, "quick")
+    with CountingServer(delay=5.0) as srv:
+        assert one_partition.put("/v1/allowlist", json={"hosts": [srv.url]},
+                                 headers=slow_ws.h("admin")).status_code == 200
+        slow_ws.rule(name="slow crm", triggers=["ticket.created"],
+                     actions=[{"type": "http_request", "method": "POST", "url": srv.url + "/slow"}])
+        quick_ws.rule(name="tag", triggers=["ticket.created"], actions=[{"type": "add_tags", "tags": ["seen"]}])
+        # more slow tickets than one workspace's share of the lanes
+        batch = [{"id": f"s{i}", "type": "ticket.created", "occurred_at": "2026-11-23T08:00:00Z",
+                  "ticket": {"id": f"S-{i}"}} for i in range(10)]
+        assert one_partition.post("/v1/events", json={"events": batch},
+                                  headers=slow_ws.h("ingest")).status_code == 202
+        deadline = time.monotonic() + 30
+        while not srv.hits("/slow"):   # the slow passes are in flight
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        for i in range(3):
+            t0 = time.monotonic()
+            out = quick_ws.send({"id": f"q{i}", "type": "ticket.created",
+                                 "occurred_at": "2026-11-23T08:00:00Z", "ticket": {"id": f"Q-{i}"}})
+            took = time.monotonic() - t0
+            assert out["status"] == "processed" and out["changes"]["tags"]["added"] == ["seen"]
+            assert took < 2.0, f"the quick workspace's event waited {took:.1f} s behind the slow one"
+        assert len(srv.hits("/slow")) < 10, "the slow passes were not in flight: no test"
+
+
+# -- the lanes themselves -----------------------------------------------------------------------
+
+
+def _entry(ws: str, ticket: str, n: int) -> tuple[str, dict[str, str]]:
+    return f"{n}-0", {"w": ws, "e": orjson.dumps({"id": f"e{n}", "ticket": {"id": ticket}}).decode()}
+
+
+@pytest.mark.anyio
+async def test_lanes_keep_each_tickets_order_and_bound_a_workspaces_share() -> None:
+    order: list[str] = []
+    running: dict[str, int] = {"A": 0, "B": 0}
+    peak: dict[str, int] = {"A": 0, "B": 0}
+    total_peak = [0]
+
+    async def apply(entry_id: str, fields: dict[str, str]) -> None:
+        ws = fields["w"]
+        running[ws] += 1
+        peak[ws] = max(peak[ws], running[ws])
+        total_peak[0] = max(total_peak[0], sum(running.values()))
+        await asyncio.sleep(0.05 if ws == "A" else 0.001)
+        order.append(entry_id)
+        running[ws] -= 1
+
+    lanes = Lanes(apply, lanes=4, share=2)
+    entries = []
+    n = 0
+    for rnd in range(3):
+        for t in range(5):
+            entries.append(_entry("A", f"A-{t}", n))
+            n += 1
+        entries.append(_entry("B", f"B-{rnd}", n))
+        n += 1
+    lanes.add(entries)
+    await lanes.finish()
+    assert sorted(order, key=lambda e: int(e.split("-")[0])) == [e for e, _ in entries]
+    assert len(order) == len(entries) and sorted(lanes.take_done()) == sorted(order)
+    assert peak["A"] <= 2 and total_peak[0] <= 4
+    by_ticket: dict[str, list[int]] = {}
+    for e, f in entries:
+        by_ticket.setdefault(orjson.loads(f["e"])["ticket"]["id"], []).append(int(e.split("-")[0]))
+    for ids in by_ticket.values():   # each ticket in stream order
+        done = [int(e.split("-")[0]) for e in order if int(e.split("-")[0]) in ids]
+        assert done == ids
+    # B never waited for A's slow lanes: all of B done before A's last
+    b_last = max(order.index(e) for e, f in entries if f["w"] == "B")
+    assert b_last < len(order) - 1
+
+
+@pytest.mark.anyio
+async def test_a_failed_lane_starts_nothing_more() -> None:
+    seen: list[str] = []
+
+    async def apply(entry_id: str, fields: dict[str, str]) -> Any:
+        seen.append(entry_id)
+        if entry_id == "1-0":
+            raise RuntimeError("store gone")
+
+    lanes = Lanes(apply, lanes=1, share=1)
+    lanes.add([_entry("A", "T", 0), _entry("A", "T", 1), _entry("A", "T", 2), _entry("A", "U", 3)])
+    await lanes.finish()
+    assert isinstance(lanes.failed, RuntimeError)
+    assert seen == ["0-0", "1-0"] and lanes.take_done() == ["0-0"]
