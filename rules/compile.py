@@ -6,6 +6,7 @@ Every problem is reported with the path inside the rule (`conditions.all[1].any[
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .actions import MUTATING, Action, compile_action_list
@@ -42,7 +43,7 @@ class CompiledRule:
             return self.id
         return self.name if self.name is not None else f"#{self.position}"
 
-    @property
+    @cached_property
     def mutates(self) -> bool:
         return any(a.type in MUTATING for a in self.actions)
 

@@ -9,13 +9,17 @@
    of rules cost more to walk than the checks they save). Of a rule's indexable conjuncts, the one
    whose values the fewest other rules share is chosen (see _Bucket).
 
-A rule that fires and changes the ticket (or vars) invalidates the candidates of the rules after
-it, so they are recomputed from the new ticket: the result is exactly that of checking every rule in
-order. Explanations are computed only when `.explain` is read, from the ticket as it stood at each
-rule's turn.
+Candidates are checked by generated predicates over the event's field values, read once
+(rules/plan.py). A rule that fires and changes the ticket (or vars) can only change the answer of
+the later rules that read what it wrote (rules/plan.py, dependencies): those are checked again on
+the ticket as it now is; every other rule's answer on the event's ticket stands. The result is
+exactly that of checking every rule in order, at a cost that follows the fires' effects rather
+than fires x candidates. Explanations are computed only when `.explain` is read, from the ticket
+as it stood at each rule's turn.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -29,6 +33,7 @@ from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
 from .jsondata import json_copy
+from .plan import dependents, generate, read_keys, read_slots, write_keys
 from .updates import diff
 
 _SCALAR, _LIST = 0, 1
@@ -100,6 +105,9 @@ class _Bucket:
                 for value in dict.fromkeys(v.casefold() for v in values):
                     table.setdefault(value, []).append((i, 1 << bit))
         self.unindexed = tuple(unindexed)
+        self.checks, self.slots = generate([rule.conditions for rule in rules])
+        self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
+        self.deps = dependents([read_keys(rule.conditions) for rule in rules])
         self.tables = [(field, mode, {k: tuple(v) for k, v in table.items()})
                        for (_, mode), (field, table) in tables.items()]
 
@@ -124,6 +132,16 @@ class _Bucket:
         if after >= 0 or skip:
             found = [i for i in found if i > after and i not in skip]
         return found
+
+    def affected(self, i: int, skip: frozenset[int]) -> set[int]:
+        """Positions after i whose answer the writes of rule i can change (not in skip)."""
+        out: set[int] = set()
+        deps = self.deps
+        for key in self.writes[i]:
+            hit = deps.get(key)
+            if hit:
+                out.update(hit[bisect_right(hit, i):])
+        return out - skip if skip else out
 
 
 class Evaluation:
@@ -228,12 +246,14 @@ class RuleSet:
             if exclude:
                 skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
             todo = bucket.candidates(state, skip=skipped)
+            checks, first, v = bucket.checks, state, read_slots(bucket.slots, state)
+            recheck: set[int] = set()
             k = 0
             while k < len(todo):
                 i = todo[k]
                 k += 1
                 rule = rules[i]
-                if not rule.pred(state):
+                if not (rule.pred(state) if i in recheck else checks[i](v, first)):
                     continue
                 mutates = rule.mutates
                 firing = Firing(dict(state.ticket) if mutates else state.ticket, event, state.vars, handlers)
@@ -247,8 +267,10 @@ class RuleSet:
                 if rule.stop:
                     stopped_at = i
                     break
-                if mutates:  # later rules must be picked from the ticket as this one left it
-                    todo, k = bucket.candidates(state, after=i, skip=skipped), 0
+                if mutates and (new := bucket.affected(i, skipped)):
+                    # only the later rules reading what this one wrote can change their answer
+                    recheck |= new
+                    todo, k = sorted(new.union(todo[k:])), 0
         return Evaluation(bucket, fired, timeline, stopped_at, before, effects, skipped)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,

@@ -30,7 +30,7 @@ def _fold(x: Any) -> Any:
 def merge_unique(current: Any, add: list[str]) -> list[Any]:
     """`current` + the items of `add` not already there, case-insensitively, in insertion order."""
     out = list(current) if type(current) is list else []
-    seen = {_fold(x) for x in out if isinstance(x, str)}
+    seen = {x.casefold() for x in out if isinstance(x, str)}  # no call per item: rules add tags per fire
     for item in add:
         f = item.casefold()
         if f not in seen:

@@ -1,0 +1,158 @@
+"""rules/plan.py: generated predicates answer as the closure predicates do, no tenant string ever
+reaches generated source, and a fire re-checks exactly the later rules that read what it wrote."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+import rules as engine
+from rules.conditions import parse
+from rules.ops import State
+from rules.plan import generate, read_keys, read_slots
+from ruletools import NOW, make_ticket
+
+HOSTILE = [
+    "'); import os; os.system('echo pwned') #",
+    '"""\n__import__("os").system("x")\n"""',
+    "\\x00\\n}{)(][", "K[0]", "v[0]", "P[0](s)", "__builtins__", "\n    return True\n",
+    "ß", "İ", "",
+]
+
+
+def _tree(raw: dict[str, Any]) -> Any:
+    problems: list[tuple[str, str]] = []
+    node = parse(raw, problems)
+    assert not problems, problems
+    return node
+
+
+def _state(ticket: dict[str, Any], event: dict[str, Any] | None = None) -> State:
+    return State(ticket, event or {"type": "ticket.updated"}, {}, {}, NOW)
+
+
+def test_no_tenant_string_reaches_the_generated_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source depends on the rules' shape only: hostile names and values or bland ones of the
+    same shape give the very same text (values live in the constants tuple)."""
+    import rules.plan as plan
+    seen: list[str] = []
+    real = compile
+
+    def spy(src: str, *a: Any) -> Any:
+        seen.append(src)
+        return real(src, *a)
+    monkeypatch.setattr(plan, "compile", spy, raising=False)
+
+    def trees(values: list[str]) -> list[Any]:
+        out = [_tree({"all": [{"field": f"custom.{h}", "op": op, "value": h},
+                              {"field": "tags", "op": "includes", "value": h},
+                              {"field": "subject", "op": "in", "value": [h, "x"]}]})
+               for h in values for op in ("is", "contains", "is_not")]
+        return out + [_tree({"field": "subject", "op": "matches", "value": "x" + values[0].replace("(", "")
+                             .replace(")", "").replace("[", "").replace("\\", "") + "x"})]
+    hostile = [h for h in HOSTILE if h]
+    generate(trees(hostile))
+    generate(trees([f"plain{i}" for i in range(len(hostile))]))
+    assert len(seen) == 2 and seen[0] == seen[1]
+    for h in hostile:
+        assert h not in seen[0] or h in ("K[0]", "v[0]", "P[0](s)"), h
+
+
+def test_hostile_field_names_and_values_are_matched_as_data() -> None:
+    for h in (x for x in HOSTILE if x):
+        ruleset = engine.compile_rules([
+            {"id": "a", "triggers": ["ticket.updated"],
+             "conditions": {"all": [{"field": f"custom.{h}", "op": "is", "value": h},
+                                    {"field": "tags", "op": "includes", "value": h}]},
+             "actions": [{"type": "add_tags", "tags": ["hit"]}]}])
+        hit = make_ticket(custom={h: h.upper() if h.isascii() else h}, tags=[h])
+        miss = make_ticket(custom={h: h + "x"}, tags=[h])
+        assert ruleset.evaluate({"type": "ticket.updated"}, hit, now=NOW).matched == ["a"], h
+        assert ruleset.evaluate({"type": "ticket.updated"}, miss, now=NOW).matched == [], h
+
+
+LEAVES = [
+    ("subject", "is", "Refund please"), ("subject", "is_not", "refund PLEASE"),
+    ("subject", "contains", "FUND"), ("subject", "not_contains", "fund"),
+    ("subject", "starts_with", "ref"), ("subject", "ends_with", "ASE"),
+    ("status", "in", ["open", "new"]), ("status", "not_in", ["Open"]),
+    ("tags", "includes", "Billing"), ("tags", "excludes", "vip"),
+    ("tags", "includes_any", ["x", "BILLING"]), ("tags", "includes_all", ["billing", "y"]),
+    ("contact.groups", "includes", "VIP"), ("custom.plan", "is", "PRO"),
+    ("custom.plan", "in", ["pro", "x"]), ("custom.seats", "gt", 5), ("custom.seats", "lte", 5),
+    ("custom.seats", "is", 5), ("custom.flag", "is", True), ("priority", "gt", "low"),
+    ("subject", "matches", r"ref\w+"), ("subject", "matches", r"(a|aa)+$"),
+    ("tags", "is_empty", None), ("custom.plan", "contains", "r"), ("custom.seats", "in", [5, "5"]),
+]
+VALUES: list[Any] = ["Refund please", "pro", "PRO", 5, 5.0, 6, True, 1, "5", None, [], ["Billing"],
+                     ["billing", "Y"], {"a": 1}, "open", "OPEN", "low", "urgent", "straße"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
+    rng = random.Random(seed)
+    raw = []
+    for _ in range(200):
+        picks = rng.sample(LEAVES, rng.randint(1, 4))
+        leaves = [{"field": f, "op": op, **({} if v is None else {"value": v}),
+                   **({"case_sensitive": True} if rng.random() < 0.1 and op in ("is", "contains") else {})}
+                  for f, op, v in picks]
+        raw.append({rng.choice(("all", "any")): leaves} if len(leaves) > 1 else leaves[0])
+    trees = [_tree(r) for r in raw]
+    funcs, slots = generate(trees)
+    for _ in range(60):
+        ticket = make_ticket(subject=rng.choice(["Refund please", "REFUNDING", None, 3, "ab"]),
+                             status=rng.choice(VALUES), priority=rng.choice(VALUES),
+                             tags=rng.choice(VALUES),
+                             custom={"plan": rng.choice(VALUES), "seats": rng.choice(VALUES),
+                                     "flag": rng.choice(VALUES)})
+        s = _state(ticket)
+        v = read_slots(slots, s)
+        for r, tree, f in zip(raw, trees, funcs):
+            assert f(v, s) == bool(tree.pred(s)), (r, ticket)
+
+
+def test_read_keys_name_items_only_for_item_tests() -> None:
+    assert read_keys(_tree({"field": "tags", "op": "includes", "value": "VIP"})) == {("tags", "vip")}
+    assert read_keys(_tree({"field": "tags", "op": "is_empty"})) == {("tags", None)}
+    assert read_keys(_tree({"all": [{"field": "custom.x", "op": "is", "value": "a"},
+                                    {"field": "contact.groups", "op": "includes_any",
+                                     "value": ["A", "b"]}]})) == {
+        ("custom.x", None), ("contact.groups", "a"), ("contact.groups", "b")}
+
+
+def _rule(rid: str, conditions: dict[str, Any], actions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": rid, "triggers": ["ticket.updated"], "conditions": conditions, "actions": actions}
+
+
+def test_a_fire_makes_later_readers_see_its_writes_and_no_one_else_is_checked_again() -> None:
+    rules = [
+        _rule("tagger", {"field": "status", "op": "is", "value": "open"},
+              [{"type": "add_tags", "tags": ["Escalate"]}]),
+        _rule("own-tag", {"field": "status", "op": "is", "value": "open"},
+              [{"type": "add_tags", "tags": ["own"]}]),
+        _rule("reader", {"field": "tags", "op": "includes", "value": "escalate"},
+              [{"type": "set", "field": "priority", "value": "urgent"}]),
+        _rule("not-reader", {"field": "tags", "op": "excludes", "value": "escalate"},
+              [{"type": "add_tags", "tags": ["calm"]}]),
+        _rule("prio", {"field": "priority", "op": "is", "value": "urgent"},
+              [{"type": "set", "field": "custom.seen", "value": "yes"}]),
+        _rule("custom", {"field": "custom.seen", "op": "is", "value": "yes"},
+              [{"type": "close"}]),
+        _rule("empty", {"field": "tags", "op": "is_empty"}, [{"type": "add_tags", "tags": ["x"]}]),
+    ]
+    ruleset = engine.compile_rules(rules)
+    ev = ruleset.evaluate({"type": "ticket.updated"}, make_ticket(tags=[], status="open"), now=NOW)
+    assert ev.matched == ["tagger", "own-tag", "reader", "prio", "custom"]
+    assert ev.changes["status"] == ["open", "closed"]
+    explain = {e["id"]: e for e in ev.explain}
+    assert explain["not-reader"]["failed"]["seen"] == ["Escalate", "own"]
+    assert explain["empty"]["failed"]["seen"] == ["Escalate", "own"]
+    bucket = ruleset._buckets["ticket.updated"]
+    assert bucket.affected(1, frozenset()) == {6}             # only is_empty reads tags at large
+    assert bucket.affected(0, frozenset()) == {2, 3, 6}       # `escalate` readers + is_empty
+    assert bucket.affected(0, frozenset({3})) == {2, 6}       # excluded rules are not visited
+    assert bucket.affected(2, frozenset()) == {4}             # priority's reader
+    assert bucket.affected(5, frozenset()) == set()           # nothing after reads status
