@@ -22,14 +22,12 @@ Two things, both built when the rules are compiled:
 """
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 from .actions import Action
 from .conditions import Group, Leaf, Node
-from .ops import State, _risky
+from .ops import State
 from .ordinal import is_ordinal
 
 Key = tuple[str, str | None]
@@ -157,12 +155,8 @@ class _Source:
         if op in _NUMBER_OPS and type(v) in (int, float):
             x = self.slot(n, RAW)
             return f"(T({x}) in N and {x} {_NUMBER_OPS[op]} {self.const(v)})"
-        if op == "matches" and isinstance(v, str) and not _risky(v, re.IGNORECASE):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                search = re.compile(v, re.IGNORECASE).search
-            x = self.slot(n, RAW)
-            return f"(T({x}) is S and {self.const(search)}({x}) is not None)"
+        # `matches` always goes through its predicate: rules/regexes.py bounds every match and
+        # charges it to the pass's regex budget, which inline code would bypass.
         return self.fallback(n)
 
 
