@@ -289,6 +289,9 @@ class Worker:
         its handlers can wait on the sandbox pool and broker that live on this loop."""
         exclude = timekeeping.fired_time_rules(merged)
         if self.scripting is None or ruleset is None or not getattr(ruleset, "needs_handlers", False):
+            if getattr(ruleset, "needs_thread", False):  # regexes, business time: off the loop
+                return await asyncio.to_thread(automation.automate, event, merged, previous, ruleset, now,
+                                               self.handlers, exclude, guards)
             return automation.automate(event, merged, previous, ruleset, now, self.handlers, exclude,
                                        guards)
         scripts: list[dict[str, Any]] = []

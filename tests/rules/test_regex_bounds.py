@@ -158,3 +158,4 @@ def test_a_pattern_the_bounded_engine_refuses_is_a_compile_error() -> None:
     from rules.ops import check_value
     assert check_value("matches", "text", True, "a{1,2}") is None
     assert check_value("matches", "text", True, "(?<name>a)") is not None  # re: not valid either
+    assert "MAX_REGEX_EXPANSION" in check_value("matches", "text", True, "(?:(?:a{100}){100}){100}")
