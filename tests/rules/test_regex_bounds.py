@@ -159,3 +159,10 @@ def test_a_pattern_the_bounded_engine_refuses_is_a_compile_error() -> None:
     assert check_value("matches", "text", True, "a{1,2}") is None
     assert check_value("matches", "text", True, "(?<name>a)") is not None  # re: not valid either
     assert "MAX_REGEX_EXPANSION" in check_value("matches", "text", True, "(?:(?:a{100}){100}){100}")
+
+
+def test_value_lists_are_limited() -> None:
+    from rules.ops import MAX_LIST_VALUES, check_value
+    assert check_value("in", "text", True, ["x"] * MAX_LIST_VALUES) is None
+    why = check_value("includes_any", "list", True, ["x"] * (MAX_LIST_VALUES + 1))
+    assert why is not None and "MAX_LIST_VALUES" in why
