@@ -114,17 +114,9 @@ class Calendar:
 
     # -- whole weeks, from prefix sums ------------------------------------------------------
 
-    def _week_open(self, k: int) -> int:
-        """Open time of week k, in µs: the nominal week unless a holiday or an offset change
-        falls in it (then its days are walked)."""
+    def _week_walked(self, k: int) -> int:
+        """Open time of week k, in µs, window by window (a holiday or offset change is in it)."""
         monday = BUSINESS_EPOCH + timedelta(days=7 * k)
-        sunday = monday + timedelta(days=6)
-        if bisect_right(self._sorted, sunday) == bisect_left(self._sorted, monday):
-            start, end = _instant(monday, 0, self.zone), _instant(sunday, 24 * 60, self.zone)
-            zone = self.zone
-            if start.astimezone(zone).utcoffset() == (end - _US).astimezone(zone).utcoffset() \
-                    == end.astimezone(zone).utcoffset():
-                return self._nominal
         total = timedelta(0)
         for i in range(7):
             for ws, we in self._open_windows(monday + timedelta(days=i)):
@@ -132,7 +124,8 @@ class Calendar:
         return total // _US
 
     def _block(self, j: int) -> list[int]:
-        """Prefix sums (µs) over the weeks of block j: entry i = open time of its first i weeks."""
+        """Prefix sums (µs) over the weeks of block j: entry i = open time of its first i weeks.
+        Each week is the nominal week but those with a holiday or an offset change, walked."""
         key = (self.zone.key, self.week, self._sorted)
         table = _TABLES.get(key)
         if table is None:
@@ -141,9 +134,14 @@ class Calendar:
             table = _TABLES.setdefault(key, {})
         sums = table.get(j)
         if sums is None:
+            first, stop = j * _BLOCK_WEEKS, min((j + 1) * _BLOCK_WEEKS, _LAST_WEEK)
+            lo = bisect_left(self._sorted, BUSINESS_EPOCH + timedelta(days=7 * first))
+            hi = bisect_left(self._sorted, BUSINESS_EPOCH + timedelta(days=7 * stop))
+            special = _offset_change_weeks(self.zone, j) | {self._week_of(d) for d in self._sorted[lo:hi]}
             sums = [0]
-            for k in range(j * _BLOCK_WEEKS, min((j + 1) * _BLOCK_WEEKS, _LAST_WEEK)):
-                sums.append(sums[-1] + self._week_open(k))
+            nominal = self._nominal
+            for k in range(first, stop):
+                sums.append(sums[-1] + (self._week_walked(k) if k in special else nominal))
             table[j] = sums
         return sums
 
@@ -247,6 +245,33 @@ class Calendar:
         t = at.astimezone(timezone.utc)
         day = t.astimezone(self.zone).date()
         return any(ws <= t < we for d in (day - timedelta(days=1), day) for ws, we in self._open_windows(d))
+
+
+_CHANGES: dict[tuple[str, int], frozenset[int]] = {}  # (zone, block) -> weeks with an offset change
+
+
+def _offset_change_weeks(zone: ZoneInfo, j: int) -> frozenset[int]:
+    """The weeks of block j during which `zone` changes its UTC offset (its offset at the week's
+    first and last instant differ): per zone, not per calendar, so it is computed once a process
+    for each of the few hundred zones. Assumes at most one change within a week."""
+    key = (zone.key, j)
+    hit = _CHANGES.get(key)
+    if hit is not None:
+        return hit
+    out = set()
+    first, stop = j * _BLOCK_WEEKS, min((j + 1) * _BLOCK_WEEKS, _LAST_WEEK)
+    start = _instant(BUSINESS_EPOCH + timedelta(days=7 * first), 0, zone)
+    before = start.astimezone(zone).utcoffset()
+    for k in range(first, stop):
+        end = _instant(BUSINESS_EPOCH + timedelta(days=7 * k + 7), 0, zone)
+        after = (end - _US).astimezone(zone).utcoffset()
+        at_end = end.astimezone(zone).utcoffset()
+        if after != before or at_end != after:
+            out.add(k)
+        before = at_end
+    hit = frozenset(out)
+    _CHANGES[key] = hit
+    return hit
 
 
 def _minutes(text: Any, path: str) -> int:
