@@ -1,6 +1,6 @@
 """Two workspaces on one `deskflow serve` process: while workspace A fires its worst regexes,
 templates, YAML imports and business-time rules in a loop, workspace B's ordinary requests keep a
-p99 latency under 100 ms (issue 13, A1/A2/A3/A6).
+p99 latency under 100 ms and its events are applied within 2 s (issue 13, A1/A2/A3/A6).
 
 A real process, not a TestClient: the point is one event loop and one GIL shared by the API and
 the worker, as in production.
@@ -22,6 +22,7 @@ import pytest
 
 ROOT = "isolation-root-token"
 P99_LIMIT_S = 0.100
+APPLIED_LIMIT_S = 2.0  # B's events, sent with ?wait=true while A attacks
 PACE_S = 0.1
 ATTEMPTS = 3  # the whole measurement, on a loaded 2-core machine; each attempt must be clean
 
@@ -140,6 +141,21 @@ def _attack(url: str, keys: dict[str, str], rule_ids: list[str], stop: threading
             stop.wait(PACE_S)
 
 
+def _events_applied(url: str, keys: dict[str, str], n: int = 5) -> float:
+    """The slowest of n of B's events, sent with ?wait=true (answered once applied)."""
+    worst = 0.0
+    with httpx.Client(base_url=url, timeout=120) as c:
+        for i in range(n):
+            t0 = time.perf_counter()
+            r = c.post("/v1/events?wait=true", headers=_h(keys["ingest"]),
+                       json={"id": f"b-{time.monotonic_ns()}", "type": "ticket.created",
+                             "ticket": {"id": f"B-{i}", "subject": "hello"}})
+            worst = max(worst, time.perf_counter() - t0)
+            assert r.status_code == 200 and r.json()["status"] == "processed", r.text
+            assert "x" in r.json()["ticket"]["tags"]
+    return worst
+
+
 def _measure(url: str, keys: dict[str, str], n: int = 100) -> list[float]:
     out = []
     with httpx.Client(base_url=url, timeout=120) as c:
@@ -170,11 +186,14 @@ def test_one_workspace_cannot_stall_another(served: str) -> None:
         try:
             time.sleep(1.0)  # let A's load reach the worker
             lat = _measure(served, b)
+            applied = _events_applied(served, b)
         finally:
             stop.set()
             attacker.join(180)
         p99 = lat[int(len(lat) * 0.99) - 1]
-        results.append((p99, lat[-1], lat[len(lat) // 2]))
-        if p99 < P99_LIMIT_S:
+        results.append((p99, lat[-1], lat[len(lat) // 2], applied))
+        if p99 < P99_LIMIT_S and applied < APPLIED_LIMIT_S:
             break
-    assert results[-1][0] < P99_LIMIT_S, f"B's (p99, max, median) latency per attempt: {results}"
+    p99, _, _, applied = results[-1]
+    assert p99 < P99_LIMIT_S and applied < APPLIED_LIMIT_S, \
+        f"B's (p99, max, median latency, slowest event applied) per attempt: {results}"
