@@ -8,8 +8,8 @@ a name from the calendars passed to `compile_rules`, or an inline business_hours
 
 Both are decided through one instant, `due = calendar.add(t, D)` (the first moment D of business
 time has passed since t): older holds iff due <= now, and `due` is also when the answer flips, so
-`next_check` can set the time-rule timer to it. Computing `due` costs in proportion to D's span,
-not to the age of the timestamp.
+`next_check` can set the time-rule timer to it. Computing `due` costs two weeks of windows plus a
+lookup in the calendar's weekly prefix sums, whatever the age of the timestamp or the size of D.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _span(value: str) -> timedelta | None:
 
 def _due(calendar: Calendar, t: datetime, span: timedelta) -> datetime | None:
     """When `span` of business time has passed since t; None when that is not within reach
-    (three years of calendar, or the datetime range)."""
+    (past the calendar's range, 2200, or the datetime range)."""
     try:
         return calendar.add(t, span)
     except (OverflowError, ValueError):  # CalendarError is a ValueError: no open hours in reach
@@ -46,15 +46,11 @@ def _due(calendar: Calendar, t: datetime, span: timedelta) -> datetime | None:
 
 
 def _reached(calendar: Calendar, t: datetime, span: timedelta, now: datetime) -> bool | None:
-    """Has `span` of business time passed between t and now? None: cannot tell (unusable t)."""
+    """Has `span` of business time passed between t and now? None: cannot tell (unusable t).
+    `due` is exact over the whole range calendars count (rules/calendar.py); a due time past
+    it is later than any `now`."""
     due = _due(calendar, t, span)
-    if due is not None:
-        return due <= now
-    try:  # `add` gave up: measure up to now instead, so a timestamp years old still answers
-
-        return calendar.elapsed(t, now) >= span
-    except (OverflowError, ValueError):
-        return None
+    return due is not None and due <= now
 
 
 def business_test(value: str, older: bool, calendar: Calendar) -> Callable[[State, Field], bool]:

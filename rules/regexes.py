@@ -30,12 +30,14 @@ import re
 import time
 import warnings
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import regex
 
 MATCH_TIMEOUT_S = 0.05      # one match on the regex package
 REGEX_BUDGET_S = 0.25       # all matches of one evaluate pass (and its explain)
+MAX_REGEX_EXPANSION = 10_000  # a pattern's size with counted repeats expanded (compile time)
 RE_MAX_STEPS = 200_000      # the worst-case backtracking bound under which `re` itself runs
 RE_UNTIMED_STEPS = 5_000    # below this, a match is not timed but charged at _STEP_S a step
 _STEP_S = 2e-8
@@ -59,12 +61,15 @@ def cut_short_note(pattern: str) -> str:
             "so it does not hold")
 
 
-def _shape(pattern: str, flags: int) -> tuple[float, float, bool]:
-    """(choice points v, branch product, ASCII-literal pattern) from re's parse tree; v is
-    infinite for shapes without a polynomial bound."""
+@lru_cache(maxsize=4096)
+def _shape(pattern: str) -> tuple[float, float, bool, float]:
+    """(choice points v, branch product, ASCII-literal pattern, expanded size) from re's parse
+    tree (parsed once per pattern: re's parser is Python, ~5 ms for 1,000 characters). v is
+    infinite for shapes without a polynomial bound; the expanded size is the pattern's with its
+    counted repeats written out, as the regex package compiles it (`(?:a{1000}){1000}` took 1.5 s)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tree = re._parser.parse(pattern, flags)  # type: ignore[attr-defined]
+        tree = re._parser.parse(pattern, 0)  # type: ignore[attr-defined]
     const = re._constants  # type: ignore[attr-defined]
     repeats = {const.MAX_REPEAT, const.MIN_REPEAT, getattr(const, "POSSESSIVE_REPEAT", None)}
     ascii_only = True
@@ -111,14 +116,27 @@ def _shape(pattern: str, flags: int) -> tuple[float, float, bool]:
                         ascii_only = ascii_only and sarg < 128
                     elif sop is const.RANGE:
                         ascii_only = ascii_only and sarg[1] < 128
+    def size(items: Any) -> float:
+        total = 0.0
+        for op, arg in items:
+            if op in repeats:
+                lo, hi, sub = arg
+                total += size(sub) * max(lo if hi == const.MAXREPEAT else hi, 1)
+            elif op is const.BRANCH:
+                total += sum(size(b) for b in arg[1])
+            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
+                total += size(arg[-1])
+            else:
+                total += 1
+        return total
     walk(tree)
-    return choice, product, ascii_only
+    return choice, product, ascii_only, size(tree)
 
 
 class Matcher:
     """One `matches` condition's search: `matcher(text, budget) -> bool`."""
 
-    __slots__ = ("pattern", "_re", "_rx", "_choice", "_scale", "_ascii", "_cheap_len", "_safe_len",
+    __slots__ = ("pattern", "_re", "_flags", "_choice", "_scale", "_ascii", "_cheap_len", "_safe_len",
                  "search")
 
     def __init__(self, pattern: str, case_sensitive: bool) -> None:
@@ -127,17 +145,13 @@ class Matcher:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self._re = re.compile(pattern, flags).search
-        choice, product, ascii_only = _shape(pattern, flags)
+        choice, product, ascii_only, _ = _shape(pattern)
         self._choice = choice + 1  # search tries every start position
         self._scale = max(len(pattern), 1) * product
         self._ascii = ascii_only and not caught  # a FutureWarning: a nested set regex reads otherwise
         self._cheap_len = self._max_len(RE_UNTIMED_STEPS)
         self._safe_len = self._max_len(RE_MAX_STEPS)
-        self._rx: Callable[..., Any] | None
-        try:
-            self._rx = regex.compile(pattern, regex.V0 | (0 if case_sensitive else regex.IGNORECASE)).search
-        except (regex.error, ValueError, OverflowError):
-            self._rx = None
+        self._flags = regex.V0 | (0 if case_sensitive else regex.IGNORECASE)
         self.search = self._bind()
 
     def _max_len(self, steps: float) -> int:
@@ -155,7 +169,8 @@ class Matcher:
     def _bind(self) -> Callable[[str, RegexBudget], bool]:
         """The search as a closure over locals: this runs per rule per event, and the cheap
         path must cost little more than re's own search."""
-        plain, rx, pattern = self._re, self._rx, self.pattern
+        plain, pattern, flags = self._re, self.pattern, self._flags
+        bounded: list[Callable[..., Any] | None] = []  # the regex-package search, compiled on first use
         cheap_len, safe_len, choice = self._cheap_len, self._safe_len, self._choice
         per_step = self._scale * _STEP_S
         clock = time.perf_counter
@@ -172,7 +187,13 @@ class Matcher:
             try:
                 if n <= safe_len:
                     return plain(text) is not None
-                if rx is None:  # refused at compile time (regex_problem); never run re unbounded
+                if not bounded:  # compiled lazily: most texts never need it (~20 ms a pattern)
+                    try:
+                        bounded.append(regex.compile(pattern, flags).search)
+                    except (regex.error, ValueError, OverflowError, RecursionError):
+                        bounded.append(None)
+                rx = bounded[0]
+                if rx is None:  # the regex package refuses it: never run re unbounded
                     budget.cut.add(pattern)
                     return False
                 try:
@@ -190,13 +211,18 @@ class Matcher:
 
 
 def regex_problem(pattern: str) -> str | None:
-    """Why a pattern `re` accepts cannot run bounded (the regex package refuses it), or None."""
+    """Why a pattern `re` accepts cannot run bounded, or None: counted repeats that expand past
+    MAX_REGEX_EXPANSION. (Call after re accepted it. The regex package is compiled lazily, on the
+    first text long enough to need it; one it refuses -- none is known among patterns re accepts
+    -- then does not hold, with the cut-short note.)"""
     try:
-        regex.compile(pattern, regex.V0)
-    except (regex.error, ValueError, OverflowError) as exc:
-        return f"regex not supported with a time bound: {exc}"
+        if _shape(pattern)[3] > MAX_REGEX_EXPANSION:
+            return (f"regex too large once its counted repeats are expanded (more than "
+                    f"{MAX_REGEX_EXPANSION}: MAX_REGEX_EXPANSION); use smaller counts like {{1,100}}")
+    except (re.error, RecursionError) as exc:
+        return f"invalid regex: {exc}"
     return None
 
 
-__all__ = ["Matcher", "RegexBudget", "MATCH_TIMEOUT_S", "REGEX_BUDGET_S", "RE_MAX_STEPS",
+__all__ = ["Matcher", "RegexBudget", "MATCH_TIMEOUT_S", "REGEX_BUDGET_S", "RE_MAX_STEPS", "MAX_REGEX_EXPANSION",
            "cut_short_note", "regex_problem"]

@@ -22,19 +22,22 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Collection
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from .actions import Firing, Handler
 from .business import compile_calendars
 from .calendar import Calendar, CalendarError
 from .compile import CompiledRule, compile_rule
-from .conditions import Leaf, failure, trace, conjuncts
+from .conditions import Leaf, conjuncts, failure, leaves, trace
 from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
 from .jsondata import json_copy
 from .plan import dependents, generate, read_keys, read_slots, write_keys
 from .updates import diff
+
+_SLOW_OPS = frozenset({"matches", "older_than_business", "newer_than_business"})
 
 _SCALAR, _LIST = 0, 1
 # Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
@@ -218,6 +221,13 @@ class RuleSet:
         """Whether any rule calls a script or makes an HTTP request (the service then runs the
         pass where its handlers can wait for those)."""
         return any(a.type in ("run_script", "http_request") for r in self.rules for a in r.actions)
+
+    @cached_property
+    def needs_thread(self) -> bool:
+        """Whether a pass may take long enough to matter to other workspaces (regexes, business
+        time: bounded, but up to the regex budget): the service then runs it off its event loop,
+        where a regex match that releases the GIL lets the loop keep serving."""
+        return any(leaf.op in _SLOW_OPS for r in self.rules for leaf in leaves(r.conditions))
 
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None = None,
                  now: datetime | None = None, handlers: dict[str, Handler] | None = None,

@@ -32,6 +32,7 @@ from .errors import RuleError
 from .ops import State
 
 TARGETS = ("first_response", "next_response", "resolution")
+NEVER = datetime(9999, 12, 31, tzinfo=timezone.utc)
 _RUNNING = frozenset({"active", "warning", "paused", "breached"})
 _KEYS = frozenset({"name", "conditions", "targets", "warn_before", "business_hours", "pause_on_pending",
                    "description", "position", "created_at", "updated_at", "revision"})
@@ -53,7 +54,12 @@ class SlaPolicy:
         return bool(self.conditions.pred(State(ticket, event, {}, {}, now)))
 
     def add(self, start: datetime, span: timedelta) -> datetime:
-        return self.calendar.add(start, span) if self.calendar else start + span
+        """The due time; NEVER when it is past what can be counted (a calendar's range, 2200,
+        or the datetime range), so a huge target is a clock that never breaches, not an error."""
+        try:
+            return self.calendar.add(start, span) if self.calendar else start + span
+        except (CalendarError, OverflowError):
+            return NEVER
 
     def between(self, start: datetime, end: datetime) -> timedelta:
         if self.calendar:

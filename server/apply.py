@@ -203,15 +203,17 @@ class Applier:
                        ruleset: Any, policies: list[SlaPolicy], limits: GuardLimits, now: datetime,
                        run_id: str, revisions: dict[str, int]) -> automation.Outcome:
         view = recorder.start_pass()
-        if recorder.threaded:
+        handlers = view if (recorder.threaded or self.handlers) else None
+        if recorder.threaded or getattr(ruleset, "needs_thread", False):
+            # Passes that wait on scripts/HTTP, and passes with regexes or business time (bounded,
+            # but long enough to be felt by every other workspace on this loop), run in a thread.
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
                 self._threads, lambda: automation.process(
-                    snap, event, ruleset, policies, limits, now, view, run_id=run_id,
+                    snap, event, ruleset, policies, limits, now, handlers, run_id=run_id,
                     revisions=revisions))
-        return automation.process(snap, event, ruleset, policies, limits, now,
-                                  view if self.handlers else None, run_id=run_id,
-                                  revisions=revisions)
+        return automation.process(snap, event, ruleset, policies, limits, now, handlers,
+                                  run_id=run_id, revisions=revisions)
 
 
 async def _apply_timers(store: Store, workspace: str, ticket: str, old: dict[str, Any],

@@ -65,8 +65,23 @@ def _where(event: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
+def _too_deep(max_depth: int) -> Unprocessable:
+    return Unprocessable(f"The body nests more than {max_depth} levels deep; the JSON nesting limit is "
+                         f"{max_depth} levels.", code="too_deep",
+                         details=[{"path": "", "reason": f"nested more than {max_depth} levels"}])
+
+
 def _check_events(body: bytes, max_depth: int) -> None:
     """Refuse anchors, aliases, too many nodes or too deep a nesting, from the event stream."""
+    try:
+        _walk_events(body, max_depth)
+    except yaml.YAMLError as exc:  # libyaml's scanner looks ahead and stops at 1,000 levels itself
+        if "maximum nesting depth" in str(exc):
+            raise _too_deep(max_depth) from None
+        raise
+
+
+def _walk_events(body: bytes, max_depth: int) -> None:
     nodes = depth = 0
     for event in yaml.parse(body, Loader=_Loader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
@@ -79,9 +94,7 @@ def _check_events(body: bytes, max_depth: int) -> None:
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > max_depth:
-                raise Unprocessable(f"The body nests more than {max_depth} levels deep; the JSON "
-                                    f"nesting limit is {max_depth} levels.", code="too_deep",
-                                    details=[{"path": "", "reason": f"nested more than {max_depth} levels"}])
+                raise _too_deep(max_depth)
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
 

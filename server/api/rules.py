@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -386,8 +387,9 @@ async def test_rule(ctx: Ctx) -> Response:
         previous = await tickets.get_ticket(ctx.store, ctx.workspace, event["ticket"]["id"])
     ticket = automation.merge_event(previous, event)
     try:
-        result = dry_run(rule, event, ticket, previous, now,
-                         calendars=await workspace_calendars(ctx.store, ctx.workspace))
+        calendars = await workspace_calendars(ctx.store, ctx.workspace)
+        # Off the event loop: a regex match releases the GIL there (rules/regexes.py)
+        result = await asyncio.to_thread(dry_run, rule, event, ticket, previous, now, calendars)
     except RuleError as exc:
         raise Unprocessable(f"The stored rule is not valid: {exc}",
                             details=[{"path": e.path, "reason": e.reason}

@@ -158,3 +158,33 @@ def test_a_pattern_the_bounded_engine_refuses_is_a_compile_error() -> None:
     from rules.ops import check_value
     assert check_value("matches", "text", True, "a{1,2}") is None
     assert check_value("matches", "text", True, "(?<name>a)") is not None  # re: not valid either
+    assert "MAX_REGEX_EXPANSION" in check_value("matches", "text", True, "(?:(?:a{100}){100}){100}")
+
+
+def test_value_lists_are_limited() -> None:
+    from rules.ops import MAX_LIST_VALUES, check_value
+    assert check_value("in", "text", True, ["x"] * MAX_LIST_VALUES) is None
+    why = check_value("includes_any", "list", True, ["x"] * (MAX_LIST_VALUES + 1))
+    assert why is not None and "MAX_LIST_VALUES" in why
+
+
+def test_every_path_agrees_with_re_on_long_ascii_texts() -> None:
+    """Through the real thresholds: short texts on re untimed, longer on re timed, long ones on
+    the regex package; every answer is re.search's (the patterns here finish on re too)."""
+    rng = random.Random(11)
+    alphabet = "abAB k_1-.\n"
+    for _ in range(400):
+        pattern = rng.choice(["", "(?i)", "(?m)"]) + _gen(rng, 2)  # flat: no groups
+        if sum(pattern.count(q) for q in "*+?{") > 2:
+            continue  # re itself must finish on the long texts below: at most n^3 steps
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                re.compile(pattern)
+            except re.error:
+                continue
+        for cs in (True, False):
+            m, compiled = Matcher(pattern, cs), re.compile(pattern, 0 if cs else re.I)
+            for n in (0, 5, 300, 1000):
+                text = "".join(rng.choice(alphabet) for _ in range(n))
+                assert m(text, RegexBudget(10)) == (compiled.search(text) is not None), (pattern, cs, n)
