@@ -219,6 +219,7 @@ class Worker:
         self.raw_code = raw_code        # tests only: the pool was built with allow_raw_code=True
         self.codes: dict[tuple[str, Any, int], Any] = {}
         self.as_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        self._unlimited = (self.as_hard, self.as_hard)
         self.runs = 0
         self.vm_base = 0
 
@@ -253,25 +254,35 @@ class Worker:
         error: dict[str, str] | None = None
         recycle = False
         self._limit(limits)
+        outcome: BaseException | None = None
         try:
-            event, ticket = message["event"], message["ticket"]   # fresh copies: decoded from this frame
-            exec(code, namespace)
-            fn = namespace.get("run")
-            if not callable(fn):
-                raise TypeError("the script does not define run(event, ticket, ctx)")
-            result = fn(event, ticket, Context(run, message["ctx"]))
-        except LimitBreach as exc:
-            error = {"code": exc.code, "message": str(exc)}
-        except MemoryError:
-            result, recycle = None, True
-            error = {"code": "memory_limit", "message": f"the script used more than "
-                     f"{limits['memory_bytes'] // (1024 * 1024)} MiB of memory"}
+            try:
+                event, ticket = message["event"], message["ticket"]   # fresh copies: decoded from this frame
+                exec(code, namespace)
+                fn = namespace.get("run")
+                if not callable(fn):
+                    raise TypeError("the script does not define run(event, ticket, ctx)")
+                result = fn(event, ticket, Context(run, message["ctx"]))
+            finally:
+                # First of all: a MemoryError leaves the address space full, and anything that
+                # allocates before the limit is lifted (an error message, say) raises again and
+                # kills the worker -- a memory_limit turned sandbox_crash (issue 13).
+                self._unlimit()
         except ChannelClosed:
             raise
         except BaseException as exc:  # noqa: BLE001 - everything a script raises is its error
-            error = {"code": "script_error", "message": _describe(exc)}
-        finally:
-            self._unlimit()
+            outcome = exc                 # nothing else here: classified below, with headroom
+        if outcome is not None:
+            result = None
+            if isinstance(outcome, LimitBreach):
+                error = {"code": outcome.code, "message": str(outcome)}
+            elif isinstance(outcome, MemoryError):
+                recycle = True
+                error = {"code": "memory_limit", "message": f"the script used more than "
+                         f"{limits['memory_bytes'] // (1024 * 1024)} MiB of memory"}
+            else:
+                error = {"code": "script_error", "message": _describe(outcome)}
+            outcome = None                # its traceback holds the script's frames and their data
         if run.breach is not None:        # caught by the script: the run still fails
             error = {"code": run.breach.code, "message": str(run.breach)}
         updates = None
@@ -322,7 +333,8 @@ class Worker:
         resource.setrlimit(resource.RLIMIT_AS, (soft_as, self.as_hard))
 
     def _unlimit(self) -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (self.as_hard, self.as_hard))
+        # Prebuilt arguments: this runs with the address space possibly full and must not allocate.
+        resource.setrlimit(resource.RLIMIT_AS, self._unlimited)
 
 
 def _run_raw(source: Any) -> dict[str, Any]:
