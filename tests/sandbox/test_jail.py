@@ -222,3 +222,50 @@ def test_the_filter_fits_bpf_jumps() -> None:
         program = seccomp_program(1234, machine)
         assert len(program) < 200
         assert all(0 <= jt <= 255 and 0 <= jf <= 255 for _, jt, jf, _ in program)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to become an ordinary user")
+@pytest.mark.parametrize("skip, fs", [(frozenset(), "landlock"), (frozenset({"landlock"}), "mount_ns")])
+def test_an_ordinary_user_gets_the_same_jail_through_a_user_namespace(skip: frozenset[str], fs: str) -> None:
+    """The service may run as an ordinary user: the net (and mount) namespace then come from a
+    new user namespace. Forked here, not a pool worker: uid 1000 cannot read this interpreter."""
+    import socket
+
+    from sandbox.jail import Jail
+
+    import warnings
+
+    read, write = os.pipe()
+    with warnings.catch_warnings():     # 3.12+ warns about fork with threads; the child only unshares
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:     # pragma: no cover - the child reports through the pipe
+        try:
+            os.setgroups([])
+            os.setgid(1000)
+            os.setuid(1000)
+            jail = Jail(skip)
+            jail.enter_namespaces(privileged=False)
+            jail.lock()
+            outcomes = [repr(jail.report())]
+            for action in (socket.socket, lambda: open("/tmp/deskflow-jail-user", "w"), lambda: os.kill(1, 0)):
+                try:
+                    action()
+                    outcomes.append("done")
+                except OSError as exc:
+                    outcomes.append(type(exc).__name__)
+            status = Path("/proc/self/status").read_text()
+            outcomes.append("nnp" if "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status else "no")
+            outcomes.append(os.readlink("/proc/self/ns/net"))
+            os.write(write, "\n".join(outcomes).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    lines = os.read(read, 65536).decode().split("\n")
+    os.waitpid(pid, 0)
+    report, sock, file, kill, nnp, net = lines
+    assert report == repr({"netns": True, "no_new_privs": True, "seccomp": True,
+                           "landlock": fs == "landlock", "fs": fs})
+    assert sock == "PermissionError" and file in ("PermissionError", "OSError") and kill == "PermissionError"
+    assert nnp == "nnp" and net != os.readlink("/proc/self/ns/net")
+    assert not os.path.exists("/tmp/deskflow-jail-user")
