@@ -56,7 +56,8 @@ API for the server (the only names it needs; everything else is internal):
 
 Where things are: policy.py (what may be written, with reasons), guards.py (run-time guards),
 jail.py (the OS jail of the workers), shares.py (per-workspace worker shares),
-modules.py (json/re/math/datetime stand-ins), child.py (the worker), pool.py (parent side),
+modules.py (json/re/math/datetime stand-ins), child.py (the worker), context.py (its ctx),
+pool.py (parent side),
 broker.py + allowlist.py (HTTP, SSRF rules), convert.py (script values -> exact JSON types).
 """
 from __future__ import annotations

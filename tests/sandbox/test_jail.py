@@ -130,7 +130,7 @@ def test_raw_code_cannot_signal_another_process(jailed, sandbox) -> None:
 
 def test_raw_code_cannot_leave_its_namespaces_or_trace(jailed) -> None:
     for action in ("import os\nos.unshare(os.CLONE_NEWUSER)",
-                   f"import os\nos.setns(os.open('/proc/1/ns/net', os.O_RDONLY), 0)",
+                   "import os\nos.setns(os.open('/proc/1/ns/net', os.O_RDONLY), 0)",
                    "import ctypes\nassert ctypes.CDLL(None).ptrace(16, 1, 0, 0) == 0, 'ptrace refused'"):
         assert jailed.raw(attempt(action)) != "done", action
 
