@@ -28,7 +28,8 @@ API for the server (the only names it needs; everything else is internal):
             -> (reply, http_calls): one checked call outside a script (the http_request action);
             reply {"ok": True, "status_code", "headers", "text"} | {"ok": False, "kind", "message"}.
 
-    ScriptPool(size=2, *, broker: Broker | None = None, max_runs_per_worker=10_000)
+    ScriptPool(size=2, *, broker: Broker | None = None, max_runs_per_worker=10_000,
+               workspace_share=None, queue_timeout_s=10.0, require_jail=False)
         async with ScriptPool(2, broker=broker) as pool:
             result = await pool.run(script_id, version, source, event, ticket,
                                     ctx_info={"workspace": "acme", "vars": {...}},
@@ -41,14 +42,22 @@ API for the server (the only names it needs; everything else is internal):
         or {"method", "url", "refused": reason}). Workers: `python -I`, empty environment, cwd /,
         only their two pipes, RLIMIT_AS/CPU per run, NOFILE 16, FSIZE/NPROC/CORE 0, uid 65534
         when the service runs as root; killed on the wall clock and replaced in the background.
-        pool.stats() -> {"runs", "errors": {code: n}, "workers", "idle", "replaced"} for /metrics.
+        pool.stats() -> {"runs", "errors": {code: n}, "workers", "idle", "replaced", "waiting"}.
+        Fair shares: run(..., workspace=None) counts against ctx_info["workspace"] (or `workspace`);
+        one workspace holds at most `workspace_share` workers (default half the pool, rounded up),
+        its other runs queue and fail `busy` after `queue_timeout_s`; other workspaces go first.
+        The jail (jail.py): pool.jail {"netns", "no_new_privs", "seccomp", "landlock", "fs"};
+        require_jail=True makes start() raise JailUnavailable naming the missing layers;
+        await probe_jail() -> the same description without a pool (one worker start, cached).
         (script_id, version, source) identify compiled code in the workers' caches; give each
         workspace's scripts distinct ids (e.g. "acme/crm-vip") - the source hash guards the rest.
         The updates' keys are checked against UPDATE_KEYS, and against rules.apply_updates when
         the rules package provides it; the caller still applies them with rules.apply_updates.
 
 Where things are: policy.py (what may be written, with reasons), guards.py (run-time guards),
-modules.py (json/re/math/datetime stand-ins), child.py (the worker), pool.py (parent side),
+jail.py (the OS jail of the workers), shares.py (per-workspace worker shares),
+modules.py (json/re/math/datetime stand-ins), child.py (the worker), context.py (its ctx),
+pool.py (parent side),
 broker.py + allowlist.py (HTTP, SSRF rules), convert.py (script values -> exact JSON types).
 """
 from __future__ import annotations

@@ -138,6 +138,7 @@ _LL_RULE_PATH_BENEATH = 1
 _LL_CREATE_RULESET_VERSION = 1
 
 _MOUNT_ATTR_RDONLY, _MS_PRIVATE, _AT_RECURSIVE, _AT_FDCWD = 0x1, 1 << 18, 0x8000, -100
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC = 0x1, 0x2, 0x4, 0x8, 0x4000
 
 
 def _libc() -> Any:
@@ -191,6 +192,18 @@ class Jail:
             self._mount_read_only()
 
     def _mount_read_only(self) -> None:
+        # /proc first: without Landlock's ptrace scoping, a worker running as the service's own
+        # uid could read the service's /proc/<pid>/environ and mem. An empty tmpfs covers it
+        # (the worker keeps the /proc/self/statm descriptor it opened before).
+        # Private first: as root, the new mount namespace's mounts are still shared with the
+        # service's, and a mount on /proc would propagate back to it.
+        if self.libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+            self.unavailable["mount_ns"] = str(_fail("mount --make-rprivate /"))
+            return
+        if self.libc.mount(b"none", b"/proc", b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                           b"size=4k,mode=555") != 0:
+            self.unavailable["mount_ns"] = str(_fail("mount tmpfs on /proc"))
+            return
         # struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd }
         attr = struct.pack("=QQQQ", _MOUNT_ATTR_RDONLY, 0, _MS_PRIVATE, 0)
         buf = ctypes.create_string_buffer(attr, len(attr))

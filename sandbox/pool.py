@@ -294,7 +294,8 @@ class ScriptPool:
     async def _spawn(self) -> _Worker:
         worker = await _Worker.spawn(self.python, self.spawn_timeout, self._options)
         self.jail = worker.jail
-        _PROBED[self.python] = worker.jail
+        if not self._options["skip_layers"]:      # a test's partial jail is not the machine's
+            _PROBED[self.python] = worker.jail
         if self.require_jail and missing(worker.jail):
             await worker.kill()
             raise JailUnavailable(missing(worker.jail))

