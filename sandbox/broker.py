@@ -342,7 +342,7 @@ class BrokerSession:
             if status not in REDIRECTS or location is None or not self.follow_redirects:
                 return {"ok": True, "status_code": status,
                         "headers": {self._scrub(k): self._scrub(v) for k, v in resp_headers.items()},
-                        "text": self.scrubber.body(_decode(content, encoding))}
+                        "text": await self.broker.off_loop(self.scrubber.body, _decode(content, encoding))}
             if hop == MAX_REDIRECTS:
                 raise CallFailed(f"more than {MAX_REDIRECTS} redirects")
             try:

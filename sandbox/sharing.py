@@ -8,6 +8,8 @@
 * DNS: the system resolver blocks a thread and cannot be cancelled. It runs on the broker's own
   DNS_THREADS threads (never the loop's default executor, which the worker's passes and everything
   else share), at most DNS_PER_WORKSPACE per workspace, counted until the thread is really done.
+* Scrubbing a large body (sandbox/scrub.py: regex passes over up to the response limit) runs on
+  SCRUB_THREADS threads of its own, so the event loop keeps serving every other tenant meanwhile.
 * The service itself: `own_endpoints` lists its listeners; a request to one is refused.
 """
 from __future__ import annotations
@@ -28,6 +30,8 @@ Endpoints = Callable[[], Iterable[tuple[str, int]]]
 
 PER_WORKSPACE_CALLS = 8      # requests in flight per workspace (the client's pool holds 100)
 DNS_THREADS = 8              # the broker's own resolver threads
+SCRUB_THREADS = 2            # threads that scrub bodies over SCRUB_INLINE_CHARS
+SCRUB_INLINE_CHARS = 64 * 1024
 DNS_PER_WORKSPACE = 2        # lookups in flight per workspace (a thread stays busy until the
                              # system resolver gives up, even after our deadline)
 
@@ -41,9 +45,17 @@ class Sharing:
         self._gates: dict[str, list[Any]] = {}       # workspace -> [Semaphore, holders + waiters]
         self._dns_busy: dict[str, int] = {}
         self._dns = concurrent.futures.ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="deskflow-dns")
+        self._scrub = concurrent.futures.ThreadPoolExecutor(SCRUB_THREADS, thread_name_prefix="deskflow-scrub")
 
     def close_sharing(self) -> None:
         self._dns.shutdown(wait=False, cancel_futures=True)
+        self._scrub.shutdown(wait=False, cancel_futures=True)
+
+    async def off_loop(self, fn: Callable[[str], str], text: str) -> str:
+        """`fn(text)` inline when the text is small, else on the scrub threads."""
+        if len(text) <= SCRUB_INLINE_CHARS:
+            return fn(text)
+        return await asyncio.get_running_loop().run_in_executor(self._scrub, fn, text)
 
     def in_flight(self, workspace: str) -> int:
         entry = self._gates.get(workspace)
