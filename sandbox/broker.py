@@ -24,15 +24,13 @@ service's own listeners is refused: the broker is not a way into deskflow's own 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import dataclasses
 import ipaddress
 import re
 import socket
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -44,15 +42,10 @@ from .allowlist import (
 from .errors import BrokerError, CallLimit, CallRefused
 from .limits import DEFAULT_LIMITS, MAXIMA, Limits
 from .scrub import REDACTED, Scrubber
+from .sharing import DNS_PER_WORKSPACE, DNS_THREADS, PER_WORKSPACE_CALLS, Endpoints, Sharing
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-# The service's own listeners as (host, port), e.g. [("127.0.0.1", 8080)] or [("0.0.0.0", 8080)].
-Endpoints = Callable[[], Iterable[tuple[str, int]]]
 
-PER_WORKSPACE_CALLS = 8      # requests in flight per workspace (the client's pool holds 100)
-DNS_THREADS = 8              # the broker's own resolver threads
-DNS_PER_WORKSPACE = 2        # lookups in flight per workspace (a thread stays busy until the
-                             # system resolver gives up, even after our deadline)
 # Sent with every outbound request; the API refuses any request that carries it (server/selfguard.py).
 OUTBOUND_MARKER = "X-Deskflow-Outbound"
 
@@ -125,19 +118,14 @@ def _with_params(url: str, params: Any) -> str:
     return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(pairs)
 
 
-class Broker:
+class Broker(Sharing):
     def __init__(self, client: httpx.AsyncClient, *, resolver: Resolver | None = None,
                  own_endpoints: Endpoints | None = None,
                  per_workspace: int = PER_WORKSPACE_CALLS) -> None:
         if client.trust_env:
             raise ValueError("the broker's client must be built with trust_env=False (no env proxies)")
         self.client = client
-        self.resolver = resolver          # None: the system resolver on the broker's own threads
-        self.own_endpoints = own_endpoints
-        self.per_workspace = per_workspace
-        self._gates: dict[str, list[Any]] = {}       # workspace -> [Semaphore, holders + waiters]
-        self._dns_busy: dict[str, int] = {}
-        self._dns = concurrent.futures.ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="deskflow-dns")
+        Sharing.__init__(self, resolver=resolver, own_endpoints=own_endpoints, per_workspace=per_workspace)
 
     @classmethod
     def create(cls, *, resolver: Resolver | None = None, own_endpoints: Endpoints | None = None) -> Broker:
@@ -149,72 +137,12 @@ class Broker:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        self._dns.shutdown(wait=False, cancel_futures=True)
+        self.close_sharing()
 
     def open_connections(self) -> int:
         """Connections the client's pool holds right now (for tests and /metrics)."""
         pool = getattr(getattr(self.client, "_transport", None), "_pool", None)
         return len(getattr(pool, "connections", ()))
-
-    def in_flight(self, workspace: str) -> int:
-        entry = self._gates.get(workspace)
-        return 0 if entry is None else min(entry[1], self.per_workspace)
-
-    @contextlib.asynccontextmanager
-    async def _gate(self, workspace: str) -> AsyncIterator[None]:
-        """At most `per_workspace` requests of one workspace at a time; the entry goes away
-        when the workspace has none, so the map stays as small as the set of busy workspaces."""
-        entry = self._gates.setdefault(workspace, [asyncio.Semaphore(self.per_workspace), 0])
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0 and self._gates.get(workspace) is entry:
-                del self._gates[workspace]
-
-    async def lookup(self, workspace: str, host: str, port: int) -> list[str]:
-        """The addresses of `host`. The system resolver runs on the broker's own threads, at most
-        DNS_PER_WORKSPACE per workspace counted until the thread is really done."""
-        if self.resolver is not None:
-            return await self.resolver(host, port)
-        if self._dns_busy.get(workspace, 0) >= DNS_PER_WORKSPACE:
-            raise OSError(f"this workspace already has {DNS_PER_WORKSPACE} DNS lookups in flight")
-        loop = asyncio.get_running_loop()
-        self._dns_busy[workspace] = self._dns_busy.get(workspace, 0) + 1
-
-        def release() -> None:
-            left = self._dns_busy.get(workspace, 1) - 1
-            if left > 0:
-                self._dns_busy[workspace] = left
-            else:
-                self._dns_busy.pop(workspace, None)
-
-        future = self._dns.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
-        infos = await asyncio.wrap_future(future)
-        return [str(info[4][0]) for info in infos]
-
-    def is_own(self, address: IPAddress, port: int) -> bool:
-        """Whether (address, port) is one of this service's own listeners."""
-        if self.own_endpoints is None:
-            return False
-        mapped = getattr(address, "ipv4_mapped", None)
-        address = mapped or address
-        for host, own_port in self.own_endpoints():
-            if own_port != port:
-                continue
-            try:
-                listen = ipaddress.ip_address(host)
-            except ValueError:
-                continue
-            if listen.is_unspecified:     # every interface: any address this machine may have
-                if address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified:
-                    return True
-            elif listen == address:
-                return True
-        return False
 
     def session(self, config: BrokerConfig, limits: Limits, deadline: float) -> BrokerSession:
         return BrokerSession(self, config, limits, deadline)
@@ -414,7 +342,7 @@ class BrokerSession:
             if status not in REDIRECTS or location is None or not self.follow_redirects:
                 return {"ok": True, "status_code": status,
                         "headers": {self._scrub(k): self._scrub(v) for k, v in resp_headers.items()},
-                        "text": self.scrubber.body(_decode(content, encoding))}
+                        "text": await self.broker.off_loop(self.scrubber.body, _decode(content, encoding))}
             if hop == MAX_REDIRECTS:
                 raise CallFailed(f"more than {MAX_REDIRECTS} redirects")
             try:

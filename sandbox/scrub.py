@@ -30,13 +30,16 @@ MIN_SCRUB_CHARS = 4     # shorter values would blank ordinary text; the API refu
 _SHORT_ESCAPES = {"/": "/", '"': '"', "\\": "\\", "\t": "t", "\b": "b", "\f": "f"}
 
 
+_CHUNK = 16 * 1024      # the slow regex searches this much text per call (see _sub_chunked)
+
+
 def _hex(n: int, width: int) -> str:
-    return f"0*{n:0{width}x}"        # IGNORECASE covers upper, lower and mixed-case digits
+    return f"0{{0,8}}{n:0{width}x}"  # IGNORECASE covers upper, lower and mixed-case digits
 
 
 def _char(ch: str) -> str:
     cp = ord(ch)
-    alts = [re.escape(ch), f"&#0*{cp};", f"&#x{_hex(cp, 1)};"]
+    alts = [re.escape(ch), f"&#0{{0,8}}{cp};", f"&#x{_hex(cp, 1)};"]
     if cp < 0x10000:
         alts.append(r"\\u" + f"{cp:04x}")
     else:                            # JSON writes astral characters as a surrogate pair
@@ -63,6 +66,32 @@ def _base64_cores(raw: bytes) -> list[str]:
     return out
 
 
+def _sub_chunked(pattern: re.Pattern[str], text: str, span: int) -> str:
+    """pattern.sub(REDACTED, text), one bounded search at a time: a single `sub` over a 1 MiB
+    body holds the GIL for its whole run (~0.3 s), freezing the event loop even from a thread.
+    A match is at most `span` characters, so a window of _CHUNK + span finds every match that
+    starts in its first _CHUNK characters."""
+    out: list[str] = []
+    pos = last = 0
+    n = len(text)
+    while pos < n:
+        end = min(n, pos + _CHUNK)
+        m = pattern.search(text, pos, min(n, end + span))
+        if m is None or m.start() >= end:
+            pos = end
+            continue
+        out += [text[last:m.start()], REDACTED]
+        last = pos = max(m.end(), m.start() + 1)
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _span(secret: str) -> int:
+    """The longest text one match of _pattern(secret) can be: 18 characters per character
+    (`&#x` + 8 zeros + 6 digits + `;`), more than any base64 or hex form."""
+    return 18 * len(secret) + 16
+
+
 @functools.lru_cache(maxsize=512)
 def _pattern(secret: str) -> re.Pattern[str]:
     raw = secret.encode("utf-8", "surrogatepass")
@@ -73,8 +102,8 @@ def _pattern(secret: str) -> re.Pattern[str]:
 
 # Views that undo the escapes: a secret is looked for in them with fast substring searches, and
 # only a text that contains one (an echo of a secret: rare) pays for the per-character regex.
-# Every alternative starts with a literal character, so `re` scans for those characters in C.
-_PAIR = r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}"
+# A run of escapes is one match (one callback), so a body made of escapes costs little more.
+_PAIR = r"(?:\\[uU][0-9a-fA-F]{4})+"      # a run of \u escapes, decoded at once as UTF-16
 _JSON_ESCAPE = re.compile(_PAIR + r"|\\[/\"\\tbfnr]")
 _ANY_ESCAPE = re.compile(_PAIR + r"|\\[/\"\\tbfnr]"
                          r"|%[0-9a-fA-F]{2}(?:%[0-9a-fA-F]{2})*|&#[0-9]{1,7};|&#[xX][0-9a-fA-F]{1,6};|\+")
@@ -82,18 +111,12 @@ _SHORT = {"/": "/", '"': '"', "\\": "\\", "t": "\t", "b": "\b", "f": "\f", "n": 
 
 
 def _unescape(m: re.Match[str]) -> str:
-    return _token(m.group(0))
-
-
-@functools.lru_cache(maxsize=4096)
-def _token(tok: str) -> str:
+    tok = m.group(0)
     if tok[0] == "\\":
-        if tok[1] != "u":
+        if tok[1] not in "uU":
             return _SHORT[tok[1]]
-        units = [int(tok[2:6], 16)] + ([int(tok[8:12], 16)] if len(tok) > 6 else [])
-        if len(units) == 2 and 0xD800 <= units[0] < 0xDC00 and 0xDC00 <= units[1] < 0xE000:
-            return chr(0x10000 + ((units[0] - 0xD800) << 10) + (units[1] - 0xDC00))
-        return chr(units[0]) if not 0xD800 <= units[0] < 0xE000 else "?"
+        # surrogate pairs join, lone surrogates become U+FFFD, as a JSON decoder would see them
+        return bytes.fromhex(tok[2:].replace("\\u", "").replace("\\U", "")).decode("utf-16-be", "replace")
     if tok[0] == "%":
         return bytes.fromhex(tok.replace("%", "")).decode("utf-8", "replace")
     if tok[0] == "&":
@@ -133,7 +156,7 @@ class Scrubber:
     def text(self, text: str) -> str:
         """Every text spelling of every secret replaced by REDACTED."""
         for value in self._suspects(text):
-            text = _pattern(value).sub(REDACTED, text.replace(value, REDACTED))
+            text = _sub_chunked(_pattern(value), text.replace(value, REDACTED), _span(value))
         return text
 
     def body(self, text: str) -> str:

@@ -157,8 +157,12 @@ class Metrics:
 class _Public:
     """The registry as an unauthenticated scrape may see it: tenant labels summed into "all"."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: Any) -> None:
         self.registry = registry
+
+    def restricted_registry(self, names: Iterable[str]) -> _Public:
+        """prometheus_client's `?name[]=` filter (start_http_server asks for it)."""
+        return _Public(self.registry.restricted_registry(names))
 
     def collect(self) -> Iterable[Metric]:
         for family in self.registry.collect():

@@ -24,7 +24,8 @@ from server.store import scripts as S
 from server.store.connect import Store
 
 __all__ = ["Scripting", "ScriptFailed", "json_path", "script_limits", "stored_allowlist", "broker_config",
-           "new_broker", "secret_use_problems", "SECRET_ROLE"]
+           "new_broker", "secret_use_problems", "webhook_header_problems", "check_rule_outbound",
+           "SECRET_ROLE"]
 
 # The role that may set secrets, and so the one that may make a rule send one (issue 13 B11).
 SECRET_ROLE = "admin"
@@ -72,30 +73,59 @@ def new_broker() -> Broker:
     return Broker.create(own_endpoints=listeners)
 
 
-def secret_use_problems(role: str, rule: Any, prefix: str = "") -> list[dict[str, str]]:
-    """Why `role` may not save `rule`: an `http_request` with `secret`, or a `{{secret:NAME}}` in
-    an `http_request` or `webhook` action's headers, sends a stored secret, and only the role that
-    may set secrets (admin) may decide where one goes; a `webhook` action may not set any
-    `X-Deskflow-*` header (those are the service's own: the feed's signature and delivery ids).
-    [] when fine. For the rule routes and the import (create, replace, patch, import)."""
-    out: list[dict[str, str]] = []
+def _outbound_actions(rule: Any) -> list[tuple[int, dict[str, Any]]]:
     actions = rule.get("actions") if isinstance(rule, dict) else None
-    for i, action in enumerate(actions if isinstance(actions, list) else []):
-        if not isinstance(action, dict) or action.get("type") not in ("http_request", "webhook"):
-            continue
-        path = f"{prefix}actions[{i}]"
+    return [(i, a) for i, a in enumerate(actions if isinstance(actions, list) else [])
+            if isinstance(a, dict) and a.get("type") in ("http_request", "webhook")]
+
+
+def _sends_secret(action: dict[str, Any]) -> bool:
+    headers = action.get("headers") if isinstance(action.get("headers"), dict) else {}
+    return (action.get("type") == "http_request" and bool(action.get("secret"))) or any(
+        isinstance(v, str) and _SECRET_REF.search(v) for v in headers.values())
+
+
+def secret_use_problems(role: str, rule: Any, prefix: str = "",
+                        before: Any = None) -> list[dict[str, str]]:
+    """Why `role` may not save `rule`: an `http_request` with `secret`, or `{{secret:NAME}}` in an
+    `http_request` or `webhook` action's headers, sends a stored secret, and only the role that
+    may set secrets (admin) may decide where one goes (issue 13 B11). An action exactly as it was
+    in `before` (the rule being replaced) passes: a manager may still rename or reorder a rule an
+    admin wrote, not point its secret elsewhere. [] when fine."""
+    if role in (SECRET_ROLE, "root"):
+        return []
+    kept = [a for _, a in _outbound_actions(before)] if before is not None else []
+    return [{"path": f"{prefix}actions[{i}]",
+             "reason": f"sends a stored secret; only the {SECRET_ROLE} role, which sets secrets, "
+                       f"may add or change such an action"}
+            for i, a in _outbound_actions(rule) if _sends_secret(a) and a not in kept]
+
+
+def webhook_header_problems(rule: Any, prefix: str = "") -> list[dict[str, str]]:
+    """A `webhook` action may not set any `X-Deskflow-*` header: those are the service's own (the
+    feed's signature, delivery id and attempt), whatever the case of the name (issue 13 B9)."""
+    out = []
+    for i, action in _outbound_actions(rule):
         headers = action.get("headers") if isinstance(action.get("headers"), dict) else {}
-        uses = (action.get("type") == "http_request" and bool(action.get("secret"))) or any(
-            isinstance(v, str) and _SECRET_REF.search(v) for v in headers.values())
-        if uses and role not in (SECRET_ROLE, "root"):
-            out.append({"path": path, "reason": f"sends a stored secret; only the {SECRET_ROLE} role, "
-                                                f"which sets secrets, may save such a rule"})
-        if action.get("type") == "webhook":
-            for name in headers:
-                if isinstance(name, str) and name.lower().startswith("x-deskflow-"):
-                    out.append({"path": f"{path}.headers.{name}",
-                                "reason": "X-Deskflow-* headers are the service's own; a webhook action may not set them"})
+        for name in headers:
+            if action.get("type") == "webhook" and isinstance(name, str) and name.lower().startswith("x-deskflow-"):
+                out.append({"path": f"{prefix}actions[{i}].headers.{name}",
+                            "reason": "X-Deskflow-* headers are the service's own; a webhook action may not set them"})
     return out
+
+
+def check_rule_outbound(role: str, rule: Any, before: Any = None, prefix: str = "") -> None:
+    """For the rule routes and the import, after their own checks: 422 for X-Deskflow-* webhook
+    headers, 403 when `role` may not make the rule send a secret."""
+    from server.errors import Forbidden, Unprocessable
+
+    headers = webhook_header_problems(rule, prefix)
+    if headers:
+        raise Unprocessable("The rule is not valid: " + headers[0]["reason"], details=headers)
+    secrets = secret_use_problems(role, rule, prefix, before)
+    if secrets:
+        raise Forbidden(f"The rule sends a stored secret ({secrets[0]['path']}); only an "
+                        f"{SECRET_ROLE} key may add or change such an action.", details=secrets)
 
 
 class ScriptFailed(Exception):

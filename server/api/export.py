@@ -44,6 +44,7 @@ from server.api.sla import check_policy
 from server.api.sla import definition as policy_definition
 from server.api.validate import GROUP_NAME
 from server.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMedia, Unprocessable
+from server.scripting import check_rule_outbound
 from server.store import keys as K
 from server.store import revisions as R
 from server.store import scripts as S
@@ -489,6 +490,9 @@ async def import_document(ctx: Ctx) -> Response:
                                                         for ch in plan.rules)
                          - sum(ch.new is None and ch.old is not None for ch in plan.rules))
         changed = plan.rules or plan.policies or plan.groups or plan.allowlist is not None
+        for ch in plan.rules:   # secrets need admin; no X-Deskflow-* webhook headers (issue 13)
+            if ch.new is not None:
+                check_rule_outbound(ctx.principal.role, ch.new, ch.old, f"rules.{ch.ident}.")
         if dry_run or not changed:
             return plan, None
         if plan.allowlist is not None and RANK.get(ctx.principal.role, 0) < RANK["admin"]:

@@ -25,7 +25,8 @@ from server.api.common import (
 from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.references import write_rules
 from server.api.validate import validate_event
-from server.errors import NotFound, Unprocessable
+from server.errors import BadRequest, NotFound, Unprocessable
+from server.scripting import check_rule_outbound
 from server.store import catalog, runs, tickets
 from server.store import revisions as R
 from server.store import sla as sla_store
@@ -175,6 +176,7 @@ async def create_rule(ctx: Ctx) -> Response:
     body = _clean(await read_object(ctx.request))
     body.setdefault("enabled", False)
     _check(body, await workspace_calendars(ctx.store, ctx.workspace))
+    check_rule_outbound(ctx.principal.role, body)   # secrets need admin; no X-Deskflow-* headers
     now = now_iso()
     rule_id = catalog.new_rule_id()
 
@@ -253,6 +255,7 @@ async def _save(ctx: Ctx, make: Any) -> Response:
         old = seen["rule"] = _current(current, rule_id)
         new = make(old)
         _check(definition(new), calendars)
+        check_rule_outbound(ctx.principal.role, definition(new), old)
         rule = {**definition(new), "id": rule_id,
                 "name": new.get("name") or old.get("name") or rule_id,
                 "position": old.get("position", 0), "created_at": old.get("created_at"),

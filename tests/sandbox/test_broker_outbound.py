@@ -229,3 +229,68 @@ def test_every_outbound_request_carries_the_marker_and_a_script_cannot_set_it(sa
     reply, _ = sandbox.call(sandbox.broker.call(_config(crm.url), {
         "method": "GET", "url": crm.url + "/echo", "headers": {"x-deskflow-outbound": "0"}}))
     assert reply["kind"] == "refused"
+
+
+def test_dns_lookups_in_flight_are_bounded_per_workspace(monkeypatch) -> None:
+    """A resolver that hangs for one tenant's names (its thread cannot be cancelled) holds at most
+    DNS_PER_WORKSPACE of the broker's DNS threads; another tenant still resolves."""
+    import socket as real_socket
+
+    from sandbox import sharing
+
+    release = threading.Event()
+    real = real_socket.getaddrinfo
+
+    def resolver(host, *args, **kw):
+        if host.endswith(".hang.test"):
+            release.wait(30)
+            raise OSError("no answer")
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(sharing.socket, "getaddrinfo", resolver)
+
+    async def scenario() -> tuple[list[object], list[str]]:
+        broker = Broker.create()
+        try:
+            hung = [asyncio.create_task(broker.lookup("slow", f"h{i}.hang.test", 80)) for i in range(2)]
+            await asyncio.sleep(0.2)
+            with pytest.raises(OSError, match="DNS lookups in flight"):
+                await broker.lookup("slow", "h9.hang.test", 80)
+            other = await asyncio.wait_for(broker.lookup("fast", "localhost", 80), 5)
+            release.set()
+            return await asyncio.gather(*hung, return_exceptions=True), other
+        finally:
+            release.set()
+            await broker.aclose()
+
+    hung, other = asyncio.run(scenario())
+    assert all(isinstance(h, OSError) for h in hung) and other
+
+
+def test_a_large_reflecting_body_is_scrubbed_off_the_loop(sandbox, crm) -> None:
+    """Scrubbing a body of ~1 MiB full of escapes runs on the broker's scrub threads: the loop
+    keeps ticking meanwhile."""
+    token = CRM_TOKEN
+    big = json.dumps({"pad": "\\u0041" * 150_000, "t": token}).replace(token[:3], "\\u0063rm", 1)
+
+    async def scenario() -> tuple[str, float]:
+        from sandbox.scrub import Scrubber
+        broker = sandbox.broker
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        text = await broker.off_loop(Scrubber([token]).body, big)
+        tick.cancel()
+        return text, max(gaps or [0.0])
+
+    text, gap = sandbox.call(scenario())
+    assert token not in json.loads(text)["t"]
+    assert gap < 0.2, gap

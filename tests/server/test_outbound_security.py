@@ -105,7 +105,8 @@ def test_a_slow_receiver_does_not_delay_another_workspaces_deliveries(app_client
         started = time.monotonic()
         fast_ws.send(event("f-1", tid="T-f"))
         [got] = rx.wait_for(1, timeout=10)
-        assert time.monotonic() - started < 1.5, time.monotonic() - started
+        assert time.monotonic() - started < 3, time.monotonic() - started   # never, before: the
+        # outbox awaited the slow workspace's batch, whose per-read timeout never fired
         assert got.verify(SECRET)
         # the slow ones fail at the 2 s deadline and are retried, their connections closed
         failed = _until(lambda: [d for d in _deliveries(slow_ws) if d["attempts"] >= 1], timeout=20)
@@ -139,29 +140,73 @@ def test_a_managers_webhook_rule_cannot_forge_a_signed_feed_entry(app_client: Te
 
 @pytest.mark.parametrize("name", ["X-Deskflow-Signature", "x-deskflow-delivery", "X-DESKFLOW-Attempt",
                                   "X-Deskflow-Anything"])
-def test_a_webhook_action_setting_x_deskflow_headers_is_not_sent(app_client: TestClient, rx: Receiver,
-                                                                  name: str) -> None:
+def test_a_webhook_action_may_not_set_x_deskflow_headers(app_client: TestClient, name: str) -> None:
     ws = Workspace(app_client)
-    _allow(ws, rx.url)
-    ws.rule(name="forge", triggers=["ticket.created"],
-            actions=[{"type": "webhook", "url": rx.url + "/x", "headers": {name: "sha256=00"}}])
-    ws.send(event("b9-2"))
+    for role in ("manager", "admin"):
+        r = app_client.post("/v1/rules", headers=ws.h(role), json={
+            "name": "forge", "triggers": ["ticket.created"],
+            "actions": [{"type": "webhook", "url": "https://h.example.com/", "headers": {name: "sha256=00"}}]})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["details"][0]["path"] == f"actions[0].headers.{name}"
+
+
+def test_a_scripts_webhook_with_x_deskflow_headers_is_dead_lettered_unsent(app_client: TestClient,
+                                                                          rx: Receiver) -> None:
+    """A script's returned actions are not a saved rule: the outbox refuses them at delivery."""
+    ws = Workspace(app_client)
+    _feed_hook(ws, rx)
+    source = ("def run(event, ticket, ctx):\n    return {'actions': [{'type': 'webhook', 'url': %r, "
+              "'headers': {'X-Deskflow-Signature': 'sha256=00'}, 'body': {'forged': True}}]}\n" % (rx.url + "/x"))
+    assert app_client.post("/v1/scripts", json={"name": "forge", "source": source},
+                           headers=ws.h("developer")).status_code == 201
+    ws.rule(name="run", triggers=["ticket.created"], actions=[{"type": "run_script", "script": "forge"}])
+    ws.send(event("b9-3"))
     [d] = _until(lambda: _deliveries(ws, "failed"))
-    assert "X-Deskflow-* headers are the service's own" in d["last_error"] and d["attempts"] == 1
-    assert rx.requests == []
+    assert d["kind"] == "effect" and "X-Deskflow-* headers are the service's own" in d["last_error"]
+    assert all(not r.path.startswith("/x") for r in rx.requests)
+
+
+def test_only_an_admin_may_make_a_rule_send_a_secret(app_client: TestClient) -> None:
+    ws = Workspace(app_client)
+    sends = {"name": "ask", "triggers": ["ticket.created"],
+             "actions": [{"type": "http_request", "url": "https://crm.example.com/x", "secret": "CRM"}]}
+    r = app_client.post("/v1/rules", json=sends, headers=ws.h("manager"))
+    assert r.status_code == 403 and r.json()["error"]["details"][0]["path"] == "actions[0]"
+    templated = {**sends, "actions": [{"type": "webhook", "url": "https://h.example.com/",
+                                       "headers": {"X-Key": "{{secret:CRM}}"}}]}
+    assert app_client.post("/v1/rules", json=templated, headers=ws.h("manager")).status_code == 403
+    made = app_client.post("/v1/rules", json=sends, headers=ws.h("admin"))
+    assert made.status_code == 201
+    rid = made.json()["id"]
+    # a manager may still rename it, not point its secret elsewhere
+    assert app_client.patch(f"/v1/rules/{rid}", json={"name": "renamed"}, headers=ws.h("manager")).status_code == 200
+    moved = {**sends, "actions": [{**sends["actions"][0], "url": "https://evil.example/"}]}
+    assert app_client.put(f"/v1/rules/{rid}", json=moved, headers=ws.h("manager")).status_code == 403
+    doc = app_client.get("/v1/export", headers=ws.h("manager"))
+    assert doc.status_code == 200, doc.text      # the import: the same change, the same answer
+    body = doc.json()
+    assert len(body["rules"]) == 1
+    body["rules"] = [{**r, "actions": moved["actions"]} for r in body["rules"]]
+    r = app_client.post("/v1/import", json=body, headers=ws.h("manager"))
+    assert r.status_code == 403 and "rules." in r.json()["error"]["details"][0]["path"], r.text
+    assert app_client.post("/v1/import", json=body, headers=ws.h("admin")).status_code == 200
 
 
 def test_rule_checks_refuse_secrets_for_managers_and_x_deskflow_headers() -> None:
-    from server.scripting import secret_use_problems
+    from server.scripting import secret_use_problems, webhook_header_problems
 
     rule = {"actions": [
         {"type": "http_request", "url": "https://crm.example.com/x", "secret": "CRM"},
         {"type": "webhook", "url": "https://h.example.com/", "headers": {"X-Key": "{{ secret:CRM }}"}},
         {"type": "webhook", "url": "https://h.example.com/", "headers": {"x-deskflow-signature": "s"}},
         {"type": "add_tags", "tags": ["x"]}]}
-    manager = secret_use_problems("manager", rule)
-    assert [p["path"] for p in manager] == ["actions[0]", "actions[1]", "actions[2].headers.x-deskflow-signature"]
-    assert [p["path"] for p in secret_use_problems("admin", rule)] == ["actions[2].headers.x-deskflow-signature"]
+    assert [p["path"] for p in secret_use_problems("manager", rule)] == ["actions[0]", "actions[1]"]
+    assert secret_use_problems("admin", rule) == []
+    assert [p["path"] for p in webhook_header_problems(rule)] == ["actions[2].headers.x-deskflow-signature"]
+    # an admin's action kept as it was passes (rename, reorder); pointing it elsewhere does not
+    assert secret_use_problems("manager", {"name": "renamed", **rule}, before=rule) == []
+    moved = {"actions": [{**rule["actions"][0], "url": "https://evil.example/"}]}
+    assert [p["path"] for p in secret_use_problems("manager", moved, before=rule)] == ["actions[0]"]
     assert secret_use_problems("manager", {"actions": [{"type": "webhook", "url": "https://h/"}]}) == []
 
 

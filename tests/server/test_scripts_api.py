@@ -211,10 +211,12 @@ def test_http_request_vars_reach_later_rules_and_scripts_ctx_vars(ws: Any, crm: 
     ws.client.put("/v1/secrets/CRM_TOKEN", json={"value": CRM_TOKEN}, headers=ws.h("admin"))
     upload(ws, "show-vars", "def run(event, ticket, ctx):\n    ctx.log('type', ctx.vars.get('customer_type'))\n"
                             "    return None\n")
-    ws.rule(name="ask", triggers=["ticket.created"], actions=[
-        {"type": "http_request", "url": crm.url + "/contacts?email=ann%40example.com", "secret": "CRM_TOKEN",
-         "map": {"customer_type": "$.customerType"}},
-        {"type": "run_script", "script": "show-vars"}])
+    r = ws.client.post("/v1/rules", headers=ws.h("admin"), json={   # it sends a secret: admin only
+        "name": "ask", "triggers": ["ticket.created"], "enabled": True, "actions": [
+            {"type": "http_request", "url": crm.url + "/contacts?email=ann%40example.com", "secret": "CRM_TOKEN",
+             "map": {"customer_type": "$.customerType"}},
+            {"type": "run_script", "script": "show-vars"}]})
+    assert r.status_code == 201, r.text
     ws.rule(name="vip", triggers=["ticket.created"],
             conditions={"field": "vars.customer_type", "op": "is", "value": "vip"},
             actions=[{"type": "add_tags", "tags": ["vip"]}])
