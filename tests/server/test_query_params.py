@@ -277,3 +277,17 @@ def test_content_length_that_is_not_a_number_is_not_a_500(ws: Workspace) -> None
 
     assert _declared_length("12") == 12
     assert _declared_length("²") > 10 ** 17 and _declared_length("５") > 10 ** 17
+
+
+def test_no_endpoint_reads_the_query_string_itself() -> None:
+    """Every parameter goes through a declaration (server/api/query.py), so none can be read
+    without being checked, documented and refused when unknown: `ctx.query[...]`, not
+    `request.query_params`."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "server"
+    allowed = {root / "api" / "query.py", root / "api" / "common.py"}
+    readers = [str(p.relative_to(root)) for p in root.rglob("*.py")
+               if p not in allowed and re.search(r"\.query_params\b", p.read_text())]
+    assert readers == [], f"read parameters through requires(role, Query(...)): {readers}"
