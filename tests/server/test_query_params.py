@@ -291,3 +291,11 @@ def test_no_endpoint_reads_the_query_string_itself() -> None:
     readers = [str(p.relative_to(root)) for p in root.rglob("*.py")
                if p not in allowed and re.search(r"\.query_params\b", p.read_text())]
     assert readers == [], f"read parameters through requires(role, Query(...)): {readers}"
+
+
+def test_a_hostile_query_gets_a_bounded_answer(ws: Workspace) -> None:
+    query = "&".join(f"p{i}=1" for i in range(2000)) + "&" + "n" * 20000 + "=1"
+    r = ws.client.get(f"/v1/tickets?limit={'9' * 20000}&{query}", headers=ws.h())
+    e = _err(r, 422, "unknown_parameter")
+    assert len(e["details"]) == 50 and len(r.content) < 20_000
+    assert "(and 1997 more)" in e["message"]
