@@ -31,9 +31,9 @@ from starlette.datastructures import QueryParams
 
 from server.errors import ApiError, BadRequest, Unprocessable
 
-__all__ = ["Param", "Query", "NO_QUERY", "PAGE", "flag", "choice", "text", "number", "whole_number",
-           "offset_cursor", "stream_id", "encode_cursor", "decode_cursor", "did_you_mean",
-           "ValueProblem"]
+__all__ = ["Param", "Query", "NO_QUERY", "PAGE", "FORCE", "flag", "choice", "text", "number",
+           "whole_number", "offset_cursor", "stream_id", "encode_cursor", "decode_cursor", "did_you_mean",
+           "ValueProblem", "query_of"]
 
 TRUE = frozenset({"true", "1", "yes"})
 FALSE = frozenset({"false", "0", "no"})
@@ -221,8 +221,8 @@ class Query:
                 continue
             if param.name in raw and raw[param.name][1] != values[0]:
                 other = raw[param.name][0]
-                problems.append((ValueProblem(f"and ?{other} name the same thing ({other} is "
-                                              f"an alias) with different values; give one"), name))
+                problems.append((ValueProblem(f"and ?{other} are two names of one parameter, "
+                                              f"given different values; give one"), name))
                 continue
             raw.setdefault(param.name, (name, values[0]))
         out: dict[str, Any] = {p.name: p.default for p in self.params}
@@ -285,6 +285,10 @@ def number(name: str, minimum: int, maximum: int, default: int, description: str
     return Param(name, "integer", description, default, minimum=minimum, maximum=maximum,
                  number_code=number_code)
 
+
+# ?force= of a delete that enabled rules stand in the way of (declare it: Query(FORCE)).
+FORCE = flag("force", "Delete even when enabled rules use it: those rules are disabled, and the "
+             "answer names them.")
 
 # The paging pair of every {"items", "next"} list (API.md: default 50, max 500).
 PAGE = (number("limit", 1, 500, 50, "Items per page (1-500, default 50).", "invalid_limit"),
