@@ -1,7 +1,8 @@
 """The service's error tree and the one error envelope every 4xx/5xx uses.
 
     ApiError                      -> its .status, {"error": {"code", "message", "details"}}
-      BadRequest          400     malformed JSON, bad cursor
+      BadRequest          400     malformed JSON, bad cursor (invalid_cursor), a query number
+                                  that is not one (invalid_limit, invalid_number)
       Unauthorized        401     missing or unknown key
       Forbidden           403     role too low, root token on a workspace route
       NotFound            404     also for other workspaces' objects (existence must not leak)
@@ -10,6 +11,8 @@
       UnsupportedMedia    415     not application/json
       Unprocessable       422     well-formed JSON that breaks the contract; details say where
                                   (a body nested past the JSON depth limit: code too_deep)
+                                  (a query parameter the route does not take: unknown_parameter;
+                                  a value it does not understand: invalid_parameter)
     Every limit's message names the limit and its maximum (README "Limits").
     StoreUnavailable (server.store.errors) -> 503 + Retry-After
 """

@@ -188,12 +188,13 @@ async def read_object(request: Request) -> dict[str, Any]:
 
 
 def _declared_length(declared: str) -> int:
-    """Content-Length as a number; one that is not plain digits counts as over every limit (the
-    server in front normally refuses it first)."""
+    """Content-Length as a number (ASCII digits: int() would take "５" and fail on "²"); the
+    server in front normally refuses a bad one first."""
     try:
         return whole_number(declared, 0, 10 ** 18 - 1)
-    except ValueError:
-        return 10 ** 18
+    except ValueError as exc:
+        raise BadRequest("The Content-Length header must be the body's size in bytes (ASCII "
+                         "digits).", code="invalid_content_length") from exc
 
 
 def page_params(request: Request) -> tuple[int, int]:

@@ -136,7 +136,10 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
         op["description"] = doc
     params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
               for n in re.findall(r"{(\w+)}", path)]
-    if "page_params" in own:
+    query = getattr(endpoint, "deskflow_query", None)  # server/api/query.py: what it declares
+    if query is not None:
+        params += query.openapi()
+    elif "page_params" in own:
         params += _PAGED
     if params:
         op["parameters"] = params
@@ -171,6 +174,8 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
         errors |= {400, 413, 415, 422}
     if names & _QUERY_READERS:
         errors.add(400)
+    if query is not None:  # an unknown parameter is a 422; a bad number or cursor a 400
+        errors |= {400, 422}
     if "StoreUnavailable" in names:
         errors.add(503)
     for status in sorted(errors):

@@ -31,9 +31,9 @@ from starlette.datastructures import QueryParams
 
 from server.errors import ApiError, BadRequest, Unprocessable
 
-__all__ = ["Param", "Query", "NO_QUERY", "PAGE", "flag", "choice", "text", "number", "whole_number",
-           "offset_cursor", "stream_id", "encode_cursor", "decode_cursor", "did_you_mean",
-           "ValueProblem"]
+__all__ = ["Param", "Query", "NO_QUERY", "PAGE", "FORCE", "flag", "choice", "text", "number",
+           "whole_number", "offset_cursor", "stream_id", "encode_cursor", "decode_cursor", "did_you_mean",
+           "ValueProblem", "query_of"]
 
 TRUE = frozenset({"true", "1", "yes"})
 FALSE = frozenset({"false", "0", "no"})
@@ -41,6 +41,7 @@ BOOLEAN_WORDS = "true/false, 1/0 or yes/no (any case)"
 MAX_DIGITS = 18            # any count or offset fits; int() never sees a 4,300-digit string
 MAX_CURSOR_CHARS = 100     # every cursor this service gives out is far shorter
 MAX_TEXT_CHARS = 200       # a filter value (tag, group, audit target or actor)
+MAX_PROBLEMS = 50          # listed in one answer's details (a URL can name thousands)
 _DIGITS = re.compile(r"[0-9]+")   # not \d, not str.isdigit(): those take "²" and "５"
 _STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _U64 = 2 ** 64 - 1
@@ -59,7 +60,8 @@ def whole_number(raw: str, minimum: int, maximum: int, what: str = "a whole numb
     """The one integer parser for user input (query and path): ASCII digits only, at most
     MAX_DIGITS of them, within [minimum, maximum]; else ValueError with a reason."""
     if not _DIGITS.fullmatch(raw) or len(raw) > MAX_DIGITS:
-        raise ValueError(f"must be {what} from {minimum} to {maximum} in ASCII digits, got {raw!r}")
+        raise ValueError(f"must be {what} from {minimum} to {maximum} in ASCII digits, got "
+                         f"{_short(raw)!r}")
     value = int(raw)
     if not minimum <= value <= maximum:
         raise ValueError(f"must be {what} from {minimum} to {maximum}, got {value}")
@@ -139,7 +141,7 @@ class Param:
                 return True
             if word in FALSE:
                 return False
-            raise ValueProblem(f"must be {BOOLEAN_WORDS}, got {raw!r}")
+            raise ValueProblem(f"must be {BOOLEAN_WORDS}, got {_short(raw)!r}")
         if self.kind == "integer":
             lo = self.minimum if self.minimum is not None else 0
             hi = self.maximum if self.maximum is not None else 10 ** MAX_DIGITS - 1
@@ -151,7 +153,7 @@ class Param:
             for option in self.choices:
                 if raw.casefold() == option.casefold():
                     return option
-            raise ValueProblem(f"must be one of {', '.join(self.choices)}, got {raw!r}")
+            raise ValueProblem(f"must be one of {', '.join(self.choices)}, got {_short(raw)!r}")
         if self.convert is None and len(raw) > MAX_TEXT_CHARS:
             raise ValueProblem(f"is {len(raw)} characters; a filter value is at most "
                                f"{MAX_TEXT_CHARS} characters")
@@ -219,8 +221,8 @@ class Query:
                 continue
             if param.name in raw and raw[param.name][1] != values[0]:
                 other = raw[param.name][0]
-                problems.append((ValueProblem(f"and ?{other} name the same thing ({other} is "
-                                              f"an alias) with different values; give one"), name))
+                problems.append((ValueProblem(f"and ?{other} are two names of one parameter, "
+                                              f"given different values; give one"), name))
                 continue
             raw.setdefault(param.name, (name, values[0]))
         out: dict[str, Any] = {p.name: p.default for p in self.params}
@@ -245,14 +247,21 @@ class Query:
         return out
 
 
+def _short(name: str) -> str:
+    return name if len(name) <= 100 else name[:100] + "…"
+
+
 def _error(problems: list[tuple[ValueProblem, str]]) -> ApiError:
-    details = [{"path": f"?{name}", "reason": p.reason} for p, name in problems]
+    """One answer for every problem of the query (at most MAX_PROBLEMS of them in `details`)."""
+    problems = [(p, _short(name)) for p, name in problems]
+    details = [{"path": f"?{name}", "reason": p.reason} for p, name in problems[:MAX_PROBLEMS]]
     status = max(p.status for p, _ in problems)
     code = next(p.code for p, _ in problems if p.status == status)
     text = "; ".join(f"?{name} {p.reason}" for p, name in problems[:5])
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     cls = Unprocessable if status == 422 else BadRequest
-    return cls(f"The query is not valid: {text}{more}.", code=code, details=details)
+    end = "" if (text + more).endswith("?") else "."
+    return cls(f"The query is not valid: {text}{more}{end}", code=code, details=details)
 
 
 NO_QUERY = Query()
@@ -276,6 +285,10 @@ def number(name: str, minimum: int, maximum: int, default: int, description: str
     return Param(name, "integer", description, default, minimum=minimum, maximum=maximum,
                  number_code=number_code)
 
+
+# ?force= of a delete that enabled rules stand in the way of (declare it: Query(FORCE)).
+FORCE = flag("force", "Delete even when enabled rules use it: those rules are disabled, and the "
+             "answer names them.")
 
 # The paging pair of every {"items", "next"} list (API.md: default 50, max 500).
 PAGE = (number("limit", 1, 500, 50, "Items per page (1-500, default 50).", "invalid_limit"),

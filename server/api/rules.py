@@ -204,7 +204,7 @@ def _unused_for(ctx: Ctx) -> int | None:
 def _duration(raw: str) -> int:
     seconds = duration_seconds(raw)
     if not seconds:
-        raise ValueProblem(f'must be a duration such as "30d", "7d" or "12h", got {raw!r}', 400,
+        raise ValueProblem(f'must be a duration such as "30d", "7d" or "12h", got {raw[:100]!r}', 400,
                            "invalid_duration")
     return seconds
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from rules import ACTORS
+from server.api.query import did_you_mean
 from server.automation import SERVICE_FIELDS, format_time, parse_time
 
 __all__ = ["EVENT_TYPES", "STATUSES", "PRIORITIES", "validate_event", "GROUP_NAME", "MAX_ID",
@@ -37,7 +38,8 @@ _KNOWN = {"": EVENT_KEYS, "ticket": TICKET_KEYS, "ticket.contact": CONTACT_KEYS,
 MAX_IGNORED = 50  # keys listed in one event's `ignored`; any more are not applied either
 MAX_KEY_CHARS = 100  # of an ignored key as listed (a longer one is cut, ending in …)
 GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
+                      re.ASCII)
 _TEXT = ("subject", "description", "channel", "department", "assignee")
 MAX_ID = 200  # characters of an event, ticket or contact id
 MAX_TAGS = 100  # tags on a ticket in one event
@@ -158,8 +160,6 @@ def _ignored(obj: dict[str, Any]) -> list[str]:
 
 def ignored_hints(ignored: list[str]) -> dict[str, str]:
     """{ignored path: the known key it is probably a misspelling of}, where one is close."""
-    from server.api.query import did_you_mean
-
     hints = {}
     for path in ignored:
         where, _, key = path.rpartition(".")
@@ -229,7 +229,7 @@ def validate_event(obj: Any, received_at: str, *, path: str = "",
         if isinstance(message.get("author"), str) and message["author"] not in AUTHORS:
             problems.append({"path": f"{p}message.author", "reason": f"must be one of "
                              f"{', '.join(AUTHORS)} or null (left out: agent for message.sent, "
-                             f"customer for message.received), got {message['author']!r}"})
+                             f"customer for message.received), got {message['author'][:100]!r}"})
     elif message is not None and not (isinstance(etype, str) and etype.startswith("message.")):
         problems.append({"path": f"{p}message", "reason": "must be an object or null"})
     if problems:
