@@ -274,7 +274,7 @@ async def delete_policy(ctx: Ctx) -> Response:
     disabled = await delete_in_use(ctx, _by(ctx), f"SLA policy {name!r}", [K.sla_policies(ws)],
                                    load, queue_delete, audit_rules(ctx))
     if force_param(ctx):
-        return json_response({"deleted": {"sla_policy": name}, "disabled_rules": disabled})
+        return json_response({"deleted": {"sla_policy": name}, "disabled_rules": disabled}, 200)
     return Response(status_code=204)
 
 
