@@ -122,7 +122,7 @@ async def delete_group(ctx: Ctx) -> Response:
     disabled = await delete_in_use(ctx, by_of(ctx), f"Group {name!r}", [K.groups(ws)], load,
                                    queue_delete, audit_rules(ctx))
     if force_param(ctx):
-        return json_response({"deleted": {"group": name}, "disabled_rules": disabled})
+        return json_response({"deleted": {"group": name}, "disabled_rules": disabled}, 200)
     return Response(status_code=204)
 
 

@@ -23,10 +23,13 @@ def _after(catalog: Catalog, groups: list[tuple[str, dict[str, Any] | None, str]
     names = set(current_groups)
     for name, group, _ in groups:
         (names.discard if group is None else names.add)(name)
-    kept = set(catalog.policies)
+    kept, hours = set(catalog.policies), set(catalog.calendars)
     for ch in policies:
         (kept.discard if ch.new is None else kept.add)(ch.ident)
-    return replace(catalog, policies=frozenset(kept), groups=frozenset(n.casefold() for n in names))
+        has_hours = ch.new is not None and ch.new.get("business_hours") is not None
+        (hours.add if has_hours else hours.discard)(ch.ident)
+    return replace(catalog, policies=frozenset(kept), groups=frozenset(n.casefold() for n in names),
+                   calendars=frozenset(hours))
 
 
 def import_reference_problems(doc: dict[str, Any], state: dict[str, Any], plan: Any,

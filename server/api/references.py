@@ -29,8 +29,8 @@ from server.store import keys as K
 from server.store import revisions as R
 from server.store.catalog import now_iso
 
-__all__ = ["Catalog", "read_catalog", "reference_problems", "raise_missing", "write_rules",
-           "delete_in_use", "force_param", "catalog_watch"]
+__all__ = ["Catalog", "read_catalog", "calendars_of", "reference_problems", "raise_missing",
+           "write_rules", "write_policies", "delete_in_use", "force_param", "catalog_watch"]
 
 # action type -> (the key naming the thing, its kind)
 _REFS = {"run_script": ("script", "script"), "apply_sla": ("policy", "policy"),
@@ -48,13 +48,14 @@ class Catalog:
     scripts: dict[str, int] = field(default_factory=dict)
     policies: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()  # casefolded
+    calendars: frozenset[str] = frozenset()  # policies with business hours (business-time conditions)
 
     def without(self, kind: str, name: str) -> Catalog:
         """The catalog once `name` of `kind` is deleted."""
         if kind == "script":
             return replace(self, scripts={k: v for k, v in self.scripts.items() if k != name})
         if kind == "policy":
-            return replace(self, policies=self.policies - {name})
+            return replace(self, policies=self.policies - {name}, calendars=self.calendars - {name})
         return self  # groups: the caller passes the remaining groups (another may share the fold)
 
 
@@ -75,16 +76,37 @@ async def read_catalog(p: Any, workspace: str) -> Catalog:
             scripts[_text(name)] = int(orjson.loads(raw).get("latest") or 0)
         except (ValueError, TypeError, AttributeError):
             scripts[_text(name)] = 0
-    policies = frozenset(_text(k) for k in await p.hkeys(K.sla_policies(workspace)))
+    specs = {_text(k): orjson.loads(v) for k, v in (await p.hgetall(K.sla_policies(workspace))).items()}
     groups = frozenset(_text(k).casefold() for k in await p.hkeys(K.groups(workspace)))
-    return Catalog(scripts, policies, groups)
+    return Catalog(scripts, frozenset(specs), groups, calendars_of(specs.values()))
+
+
+def calendars_of(policies: Any) -> frozenset[str]:
+    """The names business-time conditions may use: policies with business hours."""
+    return frozenset(p["name"] for p in policies
+                     if isinstance(p, dict) and p.get("business_hours") is not None and "name" in p)
+
+
+def _calendar_refs(node: Any, path: str, out: list[tuple[str, str, str, Any]]) -> None:
+    """Business-time conditions naming a calendar (an SLA policy's hours) by name, at any depth
+    of all/any groups."""
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("calendar"), str):
+        out.append((f"{path}.calendar", "calendar", node["calendar"], None))
+    for kind in ("all", "any"):
+        children = node.get(kind)
+        for i, child in enumerate(children if isinstance(children, list) else []):
+            _calendar_refs(child, f"{path}.{kind}[{i}]", out)
 
 
 def _references(rule: Any) -> list[tuple[str, str, str, Any]]:
     """(path, kind, name, pinned version) of every well-formed reference in the rule's actions
-    (malformed ones are the rule validator's to report)."""
+    and conditions (malformed ones are the rule validator's to report)."""
     actions = rule.get("actions") if isinstance(rule, dict) else None
-    out = []
+    out: list[tuple[str, str, str, Any]] = []
+    if isinstance(rule, dict) and rule.get("conditions") is not None:
+        _calendar_refs(rule["conditions"], "conditions", out)
     for i, action in enumerate(actions if isinstance(actions, list) else []):
         if not isinstance(action, dict) or action.get("type") not in _REFS:
             continue
@@ -120,6 +142,9 @@ def reference_problems(rule: Any, catalog: Catalog, prefix: str = "") -> list[di
         elif kind == "policy" and name not in catalog.policies:
             reason = (f"no SLA policy named {name!r} in this workspace ({_known(catalog.policies)}); "
                       "create it with POST /v1/sla-policies first, or save the rule disabled")
+        elif kind == "calendar" and name not in catalog.calendars:
+            reason = (f"no SLA policy named {name!r} with business hours in this workspace "
+                      "(business-time conditions use a policy's business hours as their calendar)")
         elif kind == "group" and name.casefold() not in catalog.groups:
             reason = (f"no group named {name!r} in this workspace; create it with POST /v1/groups "
                       "first, or save the rule disabled")
@@ -167,6 +192,61 @@ async def write_rules(ctx: Ctx, by: dict[str, Any],
     return await R.transact(ctx.store, [K.rules(ws), *catalog_watch(ws)], build)
 
 
+def _in_use(label: str, listed: list[dict[str, Any]], advice: str) -> Conflict:
+    names = ", ".join(f"{u['id']} ({u['name']!r})" for u in listed[:10])
+    return Conflict(f"{label} is used by {len(listed)} enabled rule(s): {names}"
+                    f"{' ...' if len(listed) > 10 else ''}. {advice}", code="in_use",
+                    details=[{"path": f"rules/{u['id']}", "reason": f"enabled rule {u['name']!r} uses it",
+                              "rule": u} for u in listed])
+
+
+def _rules_broken(rules: Any, before: Catalog, after: Catalog) -> list[dict[str, Any]]:
+    """The enabled rules with a missing reference under `after` they did not have under `before`,
+    in evaluation order."""
+    ordered = sorted(rules, key=lambda r: (r.get("position", 0), r.get("created_at") or "", r["id"]))
+    return [r for r in ordered if len(reference_problems(r, after)) > len(reference_problems(r, before))]
+
+
+async def write_policies(ctx: Ctx, by: dict[str, Any],
+                         compute: Callable[[dict[str, dict[str, Any]]], list[R.Change]],
+                         also: Callable[[Any, list[R.Change]], None] | None = None) -> list[R.Change]:
+    """R.write for SLA policies, refusing (409 in_use) a change that takes away the business hours
+    an enabled rule's business-time condition names as its calendar; WATCHes the rules too."""
+    ws = ctx.workspace
+
+    async def build(p: Any) -> tuple[list[R.Change], Any]:
+        current = {_text(k): orjson.loads(v) for k, v in (await p.hgetall(K.sla_policies(ws))).items()}
+        changes = compute(current)
+        if not changes:
+            return changes, None
+        final = dict(current)
+        for ch in changes:
+            if ch.new is None:
+                final.pop(ch.ident, None)
+            else:
+                final[ch.ident] = ch.new
+        if calendars_of(final.values()) < calendars_of(current.values()):
+            before = await read_catalog(p, ws)
+            after = replace(before, policies=frozenset(final), calendars=calendars_of(final.values()))
+            rules = [orjson.loads(v) for v in (await p.hgetall(K.rules(ws))).values()]
+            users = _rules_broken(rules, before, after)
+            if users:
+                raise _in_use("The policy's business hours", [{"id": r["id"], "name": r.get("name")} for r in users],
+                              "Their business-time conditions name it as their calendar; change or "
+                              "disable them first.")
+        numbers = [await R.number(p, ws, R.SLA, ch) for ch in changes]
+
+        def writer(pipe: Any) -> None:
+            for ch, n in zip(changes, numbers, strict=True):
+                R.queue_change(pipe, ws, R.SLA, ch, n, by)
+            if also is not None:
+                also(pipe, changes)
+
+        return changes, writer
+
+    return await R.transact(ctx.store, [K.sla_policies(ws), K.rules(ws)], build)
+
+
 def force_param(ctx: Ctx) -> bool:
     """?force= as true/false/1/0/yes/no in any case (422 for anything else): never delete on a
     value that was not understood."""
@@ -199,19 +279,12 @@ async def delete_in_use(ctx: Ctx, by: dict[str, Any], label: str, watch: list[st
 
     async def build(p: Any) -> tuple[list[dict[str, Any]], Any]:
         before, after, target = await load(p)
-        rules = sorted((orjson.loads(v) for v in (await p.hgetall(K.rules(ws))).values()),
-                       key=lambda r: (r.get("position", 0), r.get("created_at") or "", r["id"]))
-        users = [r for r in rules
-                 if len(reference_problems(r, after)) > len(reference_problems(r, before))]
+        users = _rules_broken([orjson.loads(v) for v in (await p.hgetall(K.rules(ws))).values()],
+                              before, after)
         listed = [{"id": r["id"], "name": r.get("name")} for r in users]
         if users and not force:
-            names = ", ".join(f"{u['id']} ({u['name']!r})" for u in listed[:10])
-            raise Conflict(
-                f"{label} is used by {len(users)} enabled rule(s): {names}{' ...' if len(users) > 10 else ''}. "
-                "Change or disable them first, or delete with ?force=true (which disables them).",
-                code="in_use",
-                details=[{"path": f"rules/{u['id']}", "reason": f"enabled rule {u['name']!r} uses it",
-                          "rule": u} for u in listed])
+            raise _in_use(label, listed, "Change or disable them first, or delete with ?force=true "
+                                         "(which disables them).")
         at = now_iso()
         changes = [R.Change(r["id"], {**r, "enabled": False, "updated_at": at}, r, "disable",
                             {"reason": f"{label} was deleted"}) for r in users]

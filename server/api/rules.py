@@ -25,7 +25,7 @@ from server.api.common import (
 from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.references import write_rules
 from server.api.validate import validate_event
-from server.errors import BadRequest, NotFound, Unprocessable
+from server.errors import NotFound, Unprocessable
 from server.scripting import check_rule_outbound
 from server.store import catalog, runs, tickets
 from server.store import revisions as R

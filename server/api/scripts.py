@@ -152,7 +152,7 @@ async def delete_script(ctx: Ctx) -> Response:
     disabled = await delete_in_use(ctx, by_of(ctx), f"Script {name!r}", [K.scripts(ws)], load,
                                    queue_delete, audit_rules(ctx))
     if force_param(ctx):
-        return json_response({"deleted": {"script": name}, "disabled_rules": disabled})
+        return json_response({"deleted": {"script": name}, "disabled_rules": disabled}, 200)
     return Response(status_code=204)
 
 

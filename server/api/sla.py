@@ -22,7 +22,7 @@ from server.api.common import (
     requires,
 )
 from server.api.query import PAGE, Query
-from server.api.references import Catalog, delete_in_use, force_param, read_catalog
+from server.api.references import Catalog, delete_in_use, force_param, read_catalog, write_policies
 from server.api.rules import audit_rules
 from server.api.sla_checks import policy_problems
 from server.errors import Conflict, NotFound, Unprocessable
@@ -117,7 +117,9 @@ def audit_policies(ctx: Ctx) -> Any:
 
 
 async def _write(ctx: Ctx, compute: Any) -> list[R.Change]:
-    return await R.write(ctx.store, ctx.workspace, R.SLA, _by(ctx), compute, audit_policies(ctx))
+    """Write policy changes with revisions and audit entries; taking away business hours an
+    enabled rule names as its calendar is a 409 (server/api/references.py)."""
+    return await write_policies(ctx, _by(ctx), compute, audit_policies(ctx))
 
 
 definition = S.definition
@@ -274,7 +276,7 @@ async def delete_policy(ctx: Ctx) -> Response:
     disabled = await delete_in_use(ctx, _by(ctx), f"SLA policy {name!r}", [K.sla_policies(ws)],
                                    load, queue_delete, audit_rules(ctx))
     if force_param(ctx):
-        return json_response({"deleted": {"sla_policy": name}, "disabled_rules": disabled})
+        return json_response({"deleted": {"sla_policy": name}, "disabled_rules": disabled}, 200)
     return Response(status_code=204)
 
 

@@ -182,3 +182,31 @@ def test_a_delete_racing_rule_creates_never_leaves_an_enabled_dangling_rule(ws: 
             assert not [r for r in rules if r["enabled"] and r["actions"][0].get("script") == "race"]
         for r in c.get("/v1/rules?limit=500", headers=h).json()["items"]:
             c.delete(f"/v1/rules/{r['id']}", headers=h)
+
+
+def test_a_policy_whose_hours_a_rule_uses_as_its_calendar_is_in_use(ws: Any) -> None:
+    """A business-time condition names a policy's business hours; deleting the policy or taking its
+    hours away would leave the rule uncompilable (the worker skips it, silently to the user)."""
+    c, h = ws.client, ws.h("manager")
+    hours = {"timezone": "UTC", "week": {"mon": ["09:00", "17:00"]}}
+    assert c.post("/v1/sla-policies", json={**POLICY, "business_hours": hours}, headers=h).status_code == 201
+    rule = c.post("/v1/rules", json={"name": "late", "enabled": True, "triggers": ["time.reached"],
+                                     "conditions": {"all": [{"field": "last_customer_message_at",
+                                                             "op": "older_than_business", "value": "4h",
+                                                             "calendar": "gold"}]},
+                                     "actions": [{"type": "add_tags", "tags": ["late"]}]}, headers=h)
+    assert rule.status_code == 201, rule.text
+    rid = rule.json()["id"]
+    r = c.put("/v1/sla-policies/gold", json=POLICY, headers=h)  # without business_hours
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["details"][0]["rule"]["id"] == rid
+    assert c.get("/v1/sla-policies/gold", headers=h).json()["business_hours"] == hours
+    assert c.put("/v1/sla-policies/gold", json={**POLICY, "business_hours": hours, "warn_before": "5m"},
+                 headers=h).status_code == 200
+    assert c.delete("/v1/sla-policies/gold", headers=h).status_code == 409
+    doc = c.get("/v1/export", headers=h).json()
+    doc["sla_policies"][0].pop("business_hours")
+    r = c.post("/v1/import", json=doc, headers={**h, "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["path"] == "rules[0].conditions.all[0].calendar"
+    r = c.delete("/v1/sla-policies/gold?force=yes", headers=h)
+    assert r.status_code == 200 and r.json()["disabled_rules"] == [{"id": rid, "name": "late"}]
