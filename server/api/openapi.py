@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.api.common import json_response
+from server.api.schemas import BODIES, COMPONENTS, RESPONSES
 from server.api.validate import (EVENT_TYPES, MAX_GROUPS, MAX_ID, MAX_TAG_CHARS, MAX_TAGS,
                                  PRIORITIES, STATUSES)
 
@@ -62,7 +63,7 @@ _EXAMPLES = {("POST", "/v1/events"): {
                "channel": "email", "tags": ["billing"], "custom": {"plan": "pro"},
                "contact": {"id": "C-1", "email": "ann@example.com", "name": "Ann",
                            "groups": ["vip"], "custom": {}}}}}
-_BODY_SCHEMAS = {("POST", "/v1/events"): {"oneOf": [
+_BODY_SCHEMAS = {**BODIES, ("POST", "/v1/events"): {"oneOf": [
     {"$ref": "#/components/schemas/Event"},
     {"type": "object", "required": ["events"], "not": {"required": ["type"]}, "properties": {
         "events": {"type": "array", "minItems": 1, "maxItems": 500,  # Settings.max_batch
@@ -80,6 +81,24 @@ _QUERY_READERS = frozenset({"query_params", "page_params", "decode_cursor"})
 _PAGED = [{"name": "limit", "in": "query", "required": False,
            "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
           {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}]
+
+
+def _query_parameters(endpoint: Any, own: set[str]) -> list[dict[str, Any]]:
+    """The query parameters of an operation. The hook: an endpoint that declares its parameters
+    (attribute `deskflow_query`, set like `deskflow_role`: a mapping of name -> JSON schema, or a
+    list of OpenAPI parameter objects) is documented by that declaration; otherwise they are read
+    from the code as before (an endpoint that calls page_params takes ?limit= and ?cursor=)."""
+    declared = getattr(inspect.unwrap(endpoint), "deskflow_query",
+                       getattr(endpoint, "deskflow_query", None))
+    if isinstance(declared, dict):
+        return [{"name": name, "in": "query", "required": False,
+                 "schema": schema if isinstance(schema, dict) else {"type": "string"}}
+                for name, schema in declared.items()]
+    if isinstance(declared, (list, tuple)):
+        return [dict(p, **{"in": "query"}) if isinstance(p, dict) else
+                {"name": str(p), "in": "query", "required": False, "schema": {"type": "string"}}
+                for p in declared]
+    return list(_PAGED) if "page_params" in own else []
 
 
 def _reach(fn: Any, depth: int = 3) -> tuple[set[str], set[str], set[int]]:
@@ -136,8 +155,7 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
         op["description"] = doc
     params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
               for n in re.findall(r"{(\w+)}", path)]
-    if "page_params" in own:
-        params += _PAGED
+    params += _query_parameters(endpoint, own)
     if params:
         op["parameters"] = params
     if role:
@@ -155,7 +173,8 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
         if (method, path) in _YAML:
             op["requestBody"]["content"]["application/yaml"] = {"schema": {"type": "object"}}
     responses: dict[str, Any] = {}
-    media, answer = _MEDIA.get(path, ("application/json", {"type": "object"}))
+    media, answer = _MEDIA.get(path, ("application/json",
+                                      RESPONSES.get((method, path), {"type": "object"})))
     for status in sorted(statuses or {200}):
         responses[str(status)] = {"description": "Success"}
         if status != 204:
@@ -195,7 +214,7 @@ def build_openapi(app_routes: list[BaseRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**_SCHEMAS, "Error": {"type": "object", "required": ["error"],
+            "schemas": {**_SCHEMAS, **COMPONENTS, "Error": {"type": "object", "required": ["error"],
                                               "properties": {
                 "error": {"type": "object", "required": ["code", "message", "details"],
                           "properties": {"code": {"type": "string", "minLength": 1},
