@@ -253,5 +253,4 @@ RESPONSES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/import"): ref("ImportPlan"),
     ("GET", "/v1/workspace/guards"): ref("Guards"),
     ("PUT", "/v1/workspace/guards"): ref("Guards"),
-    ("DELETE", "/v1/workspace/guards"): ref("Guards"),
 }
