@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.api.common import json_response
+from server.api.schemas import BODIES, COMPONENTS, RESPONSES
 from server.api.validate import (EVENT_TYPES, MAX_GROUPS, MAX_ID, MAX_TAG_CHARS, MAX_TAGS,
                                  PRIORITIES, STATUSES)
 
@@ -62,7 +63,7 @@ _EXAMPLES = {("POST", "/v1/events"): {
                "channel": "email", "tags": ["billing"], "custom": {"plan": "pro"},
                "contact": {"id": "C-1", "email": "ann@example.com", "name": "Ann",
                            "groups": ["vip"], "custom": {}}}}}
-_BODY_SCHEMAS = {("POST", "/v1/events"): {"oneOf": [
+_BODY_SCHEMAS = {**BODIES, ("POST", "/v1/events"): {"oneOf": [
     {"$ref": "#/components/schemas/Event"},
     {"type": "object", "required": ["events"], "not": {"required": ["type"]}, "properties": {
         "events": {"type": "array", "minItems": 1, "maxItems": 500,  # Settings.max_batch
@@ -158,7 +159,8 @@ def _operation(method: str, path: str, endpoint: Any) -> dict[str, Any]:
         if (method, path) in _YAML:
             op["requestBody"]["content"]["application/yaml"] = {"schema": {"type": "object"}}
     responses: dict[str, Any] = {}
-    media, answer = _MEDIA.get(path, ("application/json", {"type": "object"}))
+    media, answer = _MEDIA.get(path, ("application/json",
+                                      RESPONSES.get((method, path), {"type": "object"})))
     for status in sorted(statuses or {200}):
         responses[str(status)] = {"description": "Success"}
         if status != 204:
@@ -200,7 +202,7 @@ def build_openapi(app_routes: list[BaseRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**_SCHEMAS, "Error": {"type": "object", "required": ["error"],
+            "schemas": {**_SCHEMAS, **COMPONENTS, "Error": {"type": "object", "required": ["error"],
                                               "properties": {
                 "error": {"type": "object", "required": ["code", "message", "details"],
                           "properties": {"code": {"type": "string", "minLength": 1},

@@ -1,6 +1,6 @@
 """The oracle: a plain interpreter of deskflow rules, for checking the compiled engine.
 
-Written only from ../shared/API.md (section Rules) and docs/rules-engine.md, never from `rules/`.
+Written only from the API contract (docs/api.md, section Rules) and docs/rules-engine.md, never from `rules/`.
 No compilation, no indexes: every enabled rule is walked in order, its condition tree checked
 against the ticket as it stands, its actions applied one by one. It trusts its input: validation
 is the engine's job and is tested separately (test_compile_errors.py).
