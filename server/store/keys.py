@@ -270,3 +270,15 @@ def guards(w: str) -> str:
     """string  JSON {send_caps: [{count, per}], generated_per_minute}: the workspace's guard limits
     (server/guards.py); absent = the defaults."""
     return f"{_ws(w)}:guards"
+
+
+# -- the workspace's contact index (slot {ws:W}) --
+
+__all__ += ["contacts"]
+
+
+def contacts(w: str) -> str:
+    """set  ids of the workspace's contact records, so a group's contact count reads only this
+    workspace's keys (a SCAN MATCH walks every tenant's keyspace). The member "" says the index
+    is complete (contacts stored before it existed were added by one scan)."""
+    return f"{_ws(w)}:contacts"

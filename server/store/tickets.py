@@ -132,6 +132,7 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
                 p.set(K.contact(workspace, new_contact["id"]), _dumps(new_contact))
             if new_contact is not None:
                 p.sadd(K.contact_tickets(workspace, new_contact["id"]), ticket_id)
+                p.sadd(K.contacts(workspace), new_contact["id"])
             if outcome.to_feed:
                 body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
                         "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}
