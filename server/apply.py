@@ -50,6 +50,10 @@ log = logging.getLogger("deskflow.worker")
 
 # Threads for passes that wait on scripts or HTTP (each waits; the loop does the work).
 PASS_THREADS = 64
+# Loads and commits in flight at once in one worker: lanes multiply the passes in flight, and the
+# store client's pool (100 connections) must outlast them; a pass waiting on a script or a slow
+# server holds no slot.
+STORE_SLOTS = 32
 
 
 class Applier:
@@ -65,6 +69,7 @@ class Applier:
         self._policy_cache: dict[bytes, SlaPolicy] = {}
         self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
         self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
+        self._io = asyncio.Semaphore(STORE_SLOTS)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -130,8 +135,9 @@ class Applier:
             applied, outcome = await self._apply(n, entry_id, fields, workspace, event, run_id,
                                                  started)
             if outcome is not None:
-                await _apply_timers(self.store, workspace, event["ticket"]["id"],
-                                    outcome.timers_old, outcome.timers_new)
+                async with self._io:
+                        await _apply_timers(self.store, workspace, event["ticket"]["id"],
+                                        outcome.timers_old, outcome.timers_new)
             elif applied.skipped and _redelivered(applied.marker, entry_id, fields):
                 await _restore_timers(self.store, workspace, event["ticket"]["id"])
         except _StaleTimer as stale:
@@ -159,23 +165,25 @@ class Applier:
                      ) -> tuple[tickets.Applied, automation.Outcome | None]:
         """Load, process, commit; on a conflict load again and re-run the pure pass (replaying
         the calls made). Returns (applied, outcome | None when skipped)."""
-        policies, limits = await asyncio.gather(self._policies(workspace),
-                                                guard_store.get_limits(self.store, workspace))
+        async with self._io:
+            policies, limits = await asyncio.gather(self._policies(workspace),
+                                                    guard_store.get_limits(self.store, workspace))
         calendars = policy_calendars(policies)
         recorder: Recorder | None = None
         seq: int | None = None
         now = self.clock()  # one instant for every attempt: a re-run decides as the first did
         while True:
-            snap = await tickets.load(self.store, workspace, event)
-            if tickets.done_with(snap, entry_id, fields):
-                return tickets.Applied(skipped=True, marker=snap.marker), None
-            _check_timer_current(event, fields, snap.previous)
-            t0 = time.perf_counter()
-            ruleset, revisions = await self.rules.get_with_revisions(workspace, snap.rules_rev,
-                                                                     calendars)
-            t1 = time.perf_counter()
-            if snap.previous is None and seq is None:
-                seq = await tickets.next_seq(self.store, workspace)
+            async with self._io:
+                snap = await tickets.load(self.store, workspace, event)
+                if tickets.done_with(snap, entry_id, fields):
+                    return tickets.Applied(skipped=True, marker=snap.marker), None
+                _check_timer_current(event, fields, snap.previous)
+                t0 = time.perf_counter()
+                ruleset, revisions = await self.rules.get_with_revisions(
+                    workspace, snap.rules_rev, calendars)
+                t1 = time.perf_counter()
+                if snap.previous is None and seq is None:
+                    seq = await tickets.next_seq(self.store, workspace)
             if recorder is None:
                 recorder = self._recorder(workspace, ruleset)
             outcome = await self._process(recorder, snap, event, ruleset, policies, limits, now,
@@ -184,8 +192,9 @@ class Applier:
             outcome.record["timings"] = {"total_ms": round((t2 - started) * 1000, 3),
                                          "load_rules_ms": round((t1 - t0) * 1000, 3),
                                          "rules_ms": round((t2 - t1) * 1000, 3)}
-            applied = await tickets.commit(self.store, workspace, n, entry_id, fields, event,
-                                           run_id, snap, outcome, seq)
+            async with self._io:
+                applied = await tickets.commit(self.store, workspace, n, entry_id, fields, event,
+                                               run_id, snap, outcome, seq)
             if applied is not None:
                 return applied, outcome
 
