@@ -33,13 +33,12 @@ from redis.exceptions import RedisError
 from rules import RuleError
 from rules.sla import SlaPolicy, compile_policy, policy_calendars
 from server import automation, timekeeping
-from server.guards import GuardLimits
+from server.guards import DEFAULT_LIMITS, GuardLimits
 from server.logs import log_context
 from server.metrics import count_event_failed, observe_applied
 from server.replay import Recorder
 from server.rulecache import RuleCache
 from server.store import catalog, events, tickets, timers
-from server.store import guards as guard_store
 from server.store import sla as sla_store
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
@@ -67,6 +66,7 @@ class Applier:
         self.clock = clock
         self.rules = RuleCache(store)
         self._policy_cache: dict[bytes, SlaPolicy] = {}
+        self._limits_cache: dict[str, GuardLimits] = {}
         self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
         self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
         self._io = asyncio.Semaphore(STORE_SLOTS)
@@ -95,10 +95,10 @@ class Applier:
 
     # -- workspace settings -----------------------------------------------------------------
 
-    async def _policies(self, workspace: str) -> list[SlaPolicy]:
-        """The workspace's SLA policies, compiled (cached by their stored text)."""
+    def _policies(self, specs: list[dict[str, Any]]) -> list[SlaPolicy]:
+        """The workspace's stored SLA policies, compiled (cached by their stored text)."""
         out = []
-        for spec in await sla_store.list_policies(self.store, workspace):
+        for spec in specs:
             key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
             policy = self._policy_cache.get(key)
             if policy is None:
@@ -112,6 +112,19 @@ class Applier:
                 self._policy_cache[key] = policy
             out.append(policy)
         return out
+
+    def _limits(self, raw: str | None) -> GuardLimits:
+        """The workspace's stored guard limits (cached by their text), else the defaults."""
+        if raw is None:
+            return DEFAULT_LIMITS
+        limits = self._limits_cache.get(raw)
+        if limits is None:
+            parsed, _ = GuardLimits.from_spec(orjson.loads(raw))
+            limits = parsed or DEFAULT_LIMITS
+            if len(self._limits_cache) > 1000:
+                self._limits_cache.clear()
+            self._limits_cache[raw] = limits
+        return limits
 
     # -- one entry --------------------------------------------------------------------------
 
@@ -165,10 +178,6 @@ class Applier:
                      ) -> tuple[tickets.Applied, automation.Outcome | None]:
         """Load, process, commit; on a conflict load again and re-run the pure pass (replaying
         the calls made). Returns (applied, outcome | None when skipped)."""
-        async with self._io:
-            policies, limits = await asyncio.gather(self._policies(workspace),
-                                                    guard_store.get_limits(self.store, workspace))
-        calendars = policy_calendars(policies)
         recorder: Recorder | None = None
         seq: int | None = None
         now = self.clock()  # one instant for every attempt: a re-run decides as the first did
@@ -178,6 +187,8 @@ class Applier:
                 if tickets.done_with(snap, entry_id, fields):
                     return tickets.Applied(skipped=True, marker=snap.marker), None
                 _check_timer_current(event, fields, snap.previous)
+                policies, limits = self._policies(snap.policy_specs), self._limits(snap.guard_spec)
+                calendars = policy_calendars(policies)
                 t0 = time.perf_counter()
                 ruleset, revisions = await self.rules.get_with_revisions(
                     workspace, snap.rules_rev, calendars)

@@ -291,6 +291,8 @@ class Snapshot:
     rules_rev: int
     raw_ticket: bytes | str | None = None
     raw_contact: bytes | str | None = None
+    policy_specs: list[dict[str, Any]] = field(default_factory=list)  # stored SLA policies
+    guard_spec: str | None = None          # stored guard limits (JSON text), None: the defaults
 
 
 @dataclass

@@ -79,14 +79,21 @@ def _loads(raw: Any) -> Any:
 
 @guarded
 async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
-    """The snapshot one event's pass runs on."""
+    """The snapshot one event's pass runs on, with the workspace's SLA policies and guard limits
+    (read in the same round trip: the worker compiles them once per stored text)."""
     ticket_id = event["ticket"]["id"]
     event_contact = (event["ticket"].get("contact") or {}).get("id")
     keys = [K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id),
             K.rules_rev(workspace)]
     if event_contact:
         keys.append(K.contact(workspace, event_contact))
-    raws = await store.redis.mget(keys)
+    async with store.redis.pipeline(transaction=False) as p:
+        p.mget(keys)
+        p.hgetall(K.sla_policies(workspace))
+        p.get(K.guards(workspace))
+        raws, policies, guard_spec = await p.execute()
+    specs = sorted((orjson.loads(v) for v in policies.values()),
+                   key=lambda s: (s.get("position", 0), s["name"]))
     previous = _loads(raws[1])
     contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
     raw_contact = raws[3] if event_contact else None
@@ -94,7 +101,7 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
         raw_contact = await store.redis.get(K.contact(workspace, contact_id))
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
                     contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_ticket=raws[1],
-                    raw_contact=raw_contact)
+                    raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec)
 
 
 @guarded
