@@ -19,6 +19,7 @@ applied exactly once.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,22 +40,35 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-# The usage bookkeeping of every rule an event fired, as ONE command inside the commit's MULTI
-# (it was five per fired rule: with ~14 fires an event cost ~80 replies). Sent with EVAL, not
-# EVALSHA: a NOSCRIPT error inside MULTI would fail this command alone and commit the rest.
-# KEYS[2i-1] = rule-runs list of fired rule i, KEYS[2i] = that rule's stats hash (all {ws:W})
-# ARGV[1] = run id, ARGV[2] = this hour's counter field, ARGV[3] = the field 31 days back,
-# ARGV[4] = when it fired (RFC 3339), ARGV[5] = the last list index kept (runs_per_ticket - 1)
-_RULE_FIRES = """
-for i = 1, #KEYS, 2 do
-  redis.call('LPUSH', KEYS[i], ARGV[1])
-  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[5]))
-  redis.call('HINCRBY', KEYS[i + 1], ARGV[2], 1)
-  redis.call('HSET', KEYS[i + 1], 'last', ARGV[4])
-  redis.call('HDEL', KEYS[i + 1], ARGV[3])
+# The commit on Redis: the check and the writes in ONE round trip, atomic as a script is.
+# KEYS[1] = the event's marker, KEYS[2] = the ticket, KEYS[3] = the contact (the ticket again when
+#   the event has none); KEYS[4..] = the keys the writes name
+# ARGV[1..3] = SHA-1 of marker, ticket and contact as loaded ("" = absent)
+# ARGV[4..] = the writes, each: command, key index, number of arguments, arguments...
+# Returns 0 (and writes nothing) when one of the three changed since the load.
+_COMMIT = """
+local function same(key, want)
+  local v = redis.call('GET', key)
+  if not v then return want == '' end
+  return redis.sha1hex(v) == want
 end
-return #KEYS / 2
+if not (same(KEYS[1], ARGV[1]) and same(KEYS[2], ARGV[2]) and same(KEYS[3], ARGV[3])) then
+  return 0
+end
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 2])
+  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+  i = i + 3 + n
+end
+return 1
 """
+
+
+def _sha(raw: bytes | str | None) -> str:
+    if raw is None:
+        return ""
+    return hashlib.sha1(raw.encode() if isinstance(raw, str) else raw).hexdigest()
 
 
 @dataclass
@@ -100,8 +114,8 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
     if contact_id and not event_contact:
         raw_contact = await store.redis.get(K.contact(workspace, contact_id))
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
-                    contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_ticket=raws[1],
-                    raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec)
+                    contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
+                    raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec)
 
 
 @guarded
@@ -112,75 +126,89 @@ async def next_seq(store: Store, workspace: str) -> int:
     return int(await store.redis.incr(K.tickets_seq(workspace)))
 
 
+Write = tuple[Any, ...]   # (command, key, argument...)
+
+
 @guarded
 async def commit(store: Store, workspace: str, partition: int, entry: str, fields: dict[str, str],
                  event: dict[str, Any], run_id: str, snapshot: Snapshot, outcome: Outcome,
                  seq: int | None) -> Applied | None:
     """Write the outcome if marker, ticket and contact still hold what `snapshot` read; None when
-    they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket."""
+    they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket.
+    On Redis one EVAL checks and writes (_COMMIT); on the embedded store (fakeredis runs Lua only
+    with lupa) WATCH, a read to compare, and one MULTI/EXEC do the same."""
     ticket_id = event["ticket"]["id"]
     mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
     ck = K.contact(workspace, snapshot.contact_id) if snapshot.contact_id else None
-    s = store.settings
-    ticket, run, new_contact = outcome.ticket, outcome.record, outcome.contact
+    done = {"entry": entry, "token": fields.get("k"), "partition": partition,
+            "ticket": ticket_id, "status": "processed", "run_id": run_id,
+            "at": outcome.record["at"]}
+    writes = _writes(store, workspace, event, run_id, snapshot, outcome, seq, done)
+    if not store.embedded:
+        keys = [mk, tk, ck or tk]
+        index: dict[str, int] = {}
+        args: list[Any] = [_sha(snapshot.raw_marker), _sha(snapshot.raw_ticket),
+                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket)]
+        for cmd, key, *rest in writes:
+            if key not in index:
+                keys.append(key)
+                index[key] = len(keys)
+            args += [cmd, index[key], len(rest), *rest]
+        ok = await store.redis.eval(_COMMIT, len(keys), *keys, *args)
+        return Applied(skipped=False, marker=done, run=outcome.record) if ok else None
+    watched = [k for k in (mk, tk, ck) if k]
     async with store.redis.pipeline(transaction=True) as p:
         try:
-            await p.watch(*[k for k in (mk, tk, ck) if k])
-            raws = await p.mget([k for k in (mk, tk, ck) if k])
-            if (_loads(raws[0]) != snapshot.marker or raws[1] != snapshot.raw_ticket
+            await p.watch(*watched)
+            raws = await p.mget(watched)
+            if (raws[0] != snapshot.raw_marker or raws[1] != snapshot.raw_ticket
                     or (ck and raws[2] != snapshot.raw_contact)):
                 return None
-            done = {"entry": entry, "token": fields.get("k"), "partition": partition,
-                    "ticket": ticket_id, "status": "processed", "run_id": run_id, "at": run["at"]}
             p.multi()
-            p.set(tk, _dumps(ticket))
-            p.set(mk, _dumps(done), ex=s.event_ttl_s)
-            p.set(K.run(workspace, run_id), _dumps(run), ex=s.run_ttl_s)
-            p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
-            p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
-            p.expire(K.ticket_runs(workspace, ticket_id), s.run_ttl_s)
-            _rule_fires(p, store, workspace, run_id, run)
-            for item in run.get("rules") or []:   # usage.last_error: only rules that erred
-                if item.get("errors") and item.get("id") is not None:
-                    p.hset(K.rule_stats(workspace, item["id"]), "error", _dumps(
-                        {"at": run["at"], "message": str(item["errors"][-1])[:500]}))
-            if snapshot.previous is None and seq is not None:
-                p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
-            if new_contact is not None and new_contact != snapshot.contact:
-                p.set(K.contact(workspace, new_contact["id"]), _dumps(new_contact))
-            if new_contact is not None:
-                p.sadd(K.contact_tickets(workspace, new_contact["id"]), ticket_id)
-                p.sadd(K.contacts(workspace), new_contact["id"])
-            if outcome.to_feed:
-                body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
-                        "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}
-                p.xadd(K.feed(workspace), {"d": _dumps(body)},
-                       maxlen=s.feed_maxlen, approximate=True)
+            for write in writes:
+                p.execute_command(*write)
             await p.execute()
         except WatchError:
             return None
-    return Applied(skipped=False, marker=done, run=run)
+    return Applied(skipped=False, marker=done, run=outcome.record)
 
 
-def _rule_fires(p: Any, store: Store, workspace: str, run_id: str, run: dict[str, Any]) -> None:
-    """Queue the fired rules' run lists and counters on the commit's MULTI: one EVAL on Redis;
-    the same commands one by one on the embedded store (fakeredis runs Lua only with lupa)."""
-    fired = run.get("matched") or []
-    if not fired:
-        return
-    hour, keep = fire_hour(run["at"]), store.settings.runs_per_ticket - 1
-    args = (run_id, f"h:{hour}", f"h:{hour - 31 * 24}", run["at"], keep)
-    if not store.embedded:
-        keys = [k for rule_id in fired
-                for k in (K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id))]
-        p.eval(_RULE_FIRES, len(keys), *keys, *args)
-        return
-    for rule_id in fired:
-        p.lpush(K.rule_runs(workspace, rule_id), run_id)
-        p.ltrim(K.rule_runs(workspace, rule_id), 0, keep)
-        p.hincrby(K.rule_stats(workspace, rule_id), args[1], 1)
-        p.hset(K.rule_stats(workspace, rule_id), "last", run["at"])
-        p.hdel(K.rule_stats(workspace, rule_id), args[2])
+def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, snapshot: Snapshot,
+            outcome: Outcome, seq: int | None, done: dict[str, Any]) -> list[Write]:
+    """Every write of one event's commit, in order, as plain commands."""
+    s = store.settings
+    ticket_id = event["ticket"]["id"]
+    run, new_contact = outcome.record, outcome.contact
+    runs = K.ticket_runs(workspace, ticket_id)
+    out: list[Write] = [
+        ("SET", K.ticket(workspace, ticket_id), _dumps(outcome.ticket)),
+        ("SET", K.event_marker(workspace, event["id"]), _dumps(done), "EX", s.event_ttl_s),
+        ("SET", K.run(workspace, run_id), _dumps(run), "EX", s.run_ttl_s),
+        ("LPUSH", runs, run_id), ("LTRIM", runs, 0, s.runs_per_ticket - 1),
+        ("EXPIRE", runs, s.run_ttl_s),
+    ]
+    hour = fire_hour(run["at"])
+    for rule_id in run.get("matched") or []:
+        rr, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
+        out += [("LPUSH", rr, run_id), ("LTRIM", rr, 0, s.runs_per_ticket - 1),
+                ("HINCRBY", stats, f"h:{hour}", 1), ("HSET", stats, "last", run["at"]),
+                ("HDEL", stats, f"h:{hour - 31 * 24}")]
+    for item in run.get("rules") or []:   # usage.last_error: only rules that erred
+        if item.get("errors") and item.get("id") is not None:
+            out.append(("HSET", K.rule_stats(workspace, item["id"]), "error", _dumps(
+                {"at": run["at"], "message": str(item["errors"][-1])[:500]})))
+    if snapshot.previous is None and seq is not None:
+        out.append(("ZADD", K.tickets(workspace), "NX", seq, ticket_id))
+    if new_contact is not None:
+        if new_contact != snapshot.contact:
+            out.append(("SET", K.contact(workspace, new_contact["id"]), _dumps(new_contact)))
+        out.append(("SADD", K.contact_tickets(workspace, new_contact["id"]), ticket_id))
+        out.append(("SADD", K.contacts(workspace), new_contact["id"]))
+    if outcome.to_feed:
+        body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
+                "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}
+        out.append(("XADD", K.feed(workspace), "MAXLEN", "~", s.feed_maxlen, "*", "d", _dumps(body)))
+    return out
 
 
 def overlay_contact(ticket: dict[str, Any], contact: dict[str, Any] | None) -> dict[str, Any]:
