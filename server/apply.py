@@ -187,16 +187,19 @@ class Applier:
                 if tickets.done_with(snap, entry_id, fields):
                     return tickets.Applied(skipped=True, marker=snap.marker), None
                 _check_timer_current(event, fields, snap.previous)
-                policies, limits = self._policies(snap.policy_specs), self._limits(snap.guard_spec)
-                calendars = policy_calendars(policies)
                 t0 = time.perf_counter()
-                ruleset, revisions = await self.rules.get_with_revisions(
-                    workspace, snap.rules_rev, calendars)
+                if recorder is None:
+                    policies = self._policies(snap.policy_specs)
+                    limits = self._limits(snap.guard_spec)
+                    ruleset, revisions = await self.rules.get_with_revisions(
+                        workspace, snap.rules_rev, policy_calendars(policies))
+                    rules_rev = snap.rules_rev
+                    recorder = self._recorder(workspace, ruleset)
+                else:  # a re-run decides with the rules and settings of the first pass
+                    snap.rules_rev = rules_rev
                 t1 = time.perf_counter()
                 if snap.previous is None and seq is None:
                     seq = await tickets.next_seq(self.store, workspace)
-            if recorder is None:
-                recorder = self._recorder(workspace, ruleset)
             outcome = await self._process(recorder, snap, event, ruleset, policies, limits, now,
                                           run_id, revisions)
             t2 = time.perf_counter()

@@ -1,13 +1,15 @@
 """The ticket mirror, and the load and commit around one event's pass.
 
 An event is applied in three steps (server/apply.py): `load` reads the event's marker, the ticket,
-the contact and the rules revision in one round trip (a second only when the contact is known from
-the stored ticket alone); the pure pass (automation.process) runs on that snapshot, scripts and
-HTTP included, with no store connection held; `commit` then WATCHes marker, ticket and contact,
-checks they still hold what was loaded, and writes in ONE MULTI/EXEC (all in slot {ws:W}): ticket
-(version + 1), processed marker, run record (with its retention), the ticket's and rules' run
-lists, updates-feed entry, contact record and listing index. When the check fails (or EXEC meets a
-WatchError) nothing is written and the caller loads again and re-runs only the pure pass.
+the contact, the rules revision, the SLA policies and guard limits in one round trip (a second only
+when the contact is known from the stored ticket alone); the pure pass (automation.process) runs
+on that snapshot, scripts and HTTP included, with no store connection held; `commit` then checks
+that marker, ticket and contact still hold what was loaded and writes, atomically, all in slot
+{ws:W}: ticket (version + 1), processed marker, run record (with its retention), the ticket's and
+the fired rules' run lists and counters, updates-feed entry, contact record and the indexes. On
+Redis that is one EVAL (_COMMIT: compare SHA-1s, then the writes); on the embedded store WATCH,
+a read to compare and one MULTI/EXEC. When the check fails nothing is written and the caller
+loads again and re-runs only the pure pass.
 
 The rules revision is read, not checked: an event is applied with the rules as they were when it
 was loaded; a rule saved during the pass applies from the next event on.
