@@ -44,9 +44,12 @@ def _dumps(value: Any) -> str:
 
 # The commit on Redis: the check and the writes in ONE round trip, atomic as a script is.
 # KEYS[1] = the event's marker, KEYS[2] = the ticket, KEYS[3] = the contact (the ticket again when
-#   the event has none); KEYS[4..] = the keys the writes name
+#   the event has none); KEYS[4 .. 3+2F] = for each of the F rules the event fired, its run list
+#   and its stats hash; KEYS[4+2F ..] = the keys the other writes name
 # ARGV[1..3] = SHA-1 of marker, ticket and contact as loaded ("" = absent)
-# ARGV[4..] = the writes, each: command, key index, number of arguments, arguments...
+# ARGV[4] = F; ARGV[5..9] = run id, this hour's counter field, the field 31 days back, when it
+#   fired (RFC 3339), the last run-list index kept
+# ARGV[10..] = the other writes, each: command, key index, number of arguments, arguments...
 # Returns 0 (and writes nothing) when one of the three changed since the load.
 _COMMIT = """
 local function same(key, want)
@@ -57,11 +60,19 @@ end
 if not (same(KEYS[1], ARGV[1]) and same(KEYS[2], ARGV[2]) and same(KEYS[3], ARGV[3])) then
   return 0
 end
-local i = 4
+local i = 10
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
   redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
   i = i + 3 + n
+end
+for r = 1, tonumber(ARGV[4]) do
+  local runs, stats = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
+  redis.call('LPUSH', runs, ARGV[5])
+  redis.call('LTRIM', runs, 0, tonumber(ARGV[9]))
+  redis.call('HINCRBY', stats, ARGV[6], 1)
+  redis.call('HSET', stats, 'last', ARGV[8])
+  redis.call('HDEL', stats, ARGV[7])
 end
 return 1
 """
@@ -146,11 +157,18 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
             "ticket": ticket_id, "status": "processed", "run_id": run_id,
             "at": outcome.record["at"]}
     writes = _writes(store, workspace, event, run_id, snapshot, outcome, seq, done)
+    fired = [str(r) for r in outcome.record.get("matched") or []]
+    hour = fire_hour(outcome.record["at"])
+    fire_args = (run_id, f"h:{hour}", f"h:{hour - 31 * 24}", outcome.record["at"],
+                 store.settings.runs_per_ticket - 1)
     if not store.embedded:
         keys = [mk, tk, ck or tk]
+        for rule_id in fired:
+            keys += [K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)]
         index: dict[str, int] = {}
         args: list[Any] = [_sha(snapshot.raw_marker), _sha(snapshot.raw_ticket),
-                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket)]
+                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket),
+                           len(fired), *fire_args]
         for cmd, key, *rest in writes:
             if key not in index:
                 keys.append(key)
@@ -169,6 +187,13 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
             p.multi()
             for write in writes:
                 p.execute_command(*write)
+            for rule_id in fired:
+                rr, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
+                p.lpush(rr, run_id)
+                p.ltrim(rr, 0, fire_args[4])
+                p.hincrby(stats, fire_args[1], 1)
+                p.hset(stats, "last", fire_args[3])
+                p.hdel(stats, fire_args[2])
             await p.execute()
         except WatchError:
             return None
@@ -177,7 +202,9 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
 
 def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, snapshot: Snapshot,
             outcome: Outcome, seq: int | None, done: dict[str, Any]) -> list[Write]:
-    """Every write of one event's commit, in order, as plain commands."""
+    """Every write of one event's commit as plain commands, but for the fired rules' run lists
+    and counters (commit adds those: five commands per fired rule, so the script takes them as
+    keys alone)."""
     s = store.settings
     ticket_id = event["ticket"]["id"]
     run, new_contact = outcome.record, outcome.contact
@@ -189,12 +216,6 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
         ("LPUSH", runs, run_id), ("LTRIM", runs, 0, s.runs_per_ticket - 1),
         ("EXPIRE", runs, s.run_ttl_s),
     ]
-    hour = fire_hour(run["at"])
-    for rule_id in run.get("matched") or []:
-        rr, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
-        out += [("LPUSH", rr, run_id), ("LTRIM", rr, 0, s.runs_per_ticket - 1),
-                ("HINCRBY", stats, f"h:{hour}", 1), ("HSET", stats, "last", run["at"]),
-                ("HDEL", stats, f"h:{hour - 31 * 24}")]
     for item in run.get("rules") or []:   # usage.last_error: only rules that erred
         if item.get("errors") and item.get("id") is not None:
             out.append(("HSET", K.rule_stats(workspace, item["id"]), "error", _dumps(
