@@ -33,13 +33,12 @@ from redis.exceptions import RedisError
 from rules import RuleError
 from rules.sla import SlaPolicy, compile_policy, policy_calendars
 from server import automation, timekeeping
-from server.guards import GuardLimits
+from server.guards import DEFAULT_LIMITS, GuardLimits
 from server.logs import log_context
 from server.metrics import count_event_failed, observe_applied
 from server.replay import Recorder
 from server.rulecache import RuleCache
 from server.store import catalog, events, tickets, timers
-from server.store import guards as guard_store
 from server.store import sla as sla_store
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
@@ -50,6 +49,10 @@ log = logging.getLogger("deskflow.worker")
 
 # Threads for passes that wait on scripts or HTTP (each waits; the loop does the work).
 PASS_THREADS = 64
+# Loads and commits in flight at once in one worker: lanes multiply the passes in flight, and the
+# store client's pool (100 connections) must outlast them; a pass waiting on a script or a slow
+# server holds no slot.
+STORE_SLOTS = 32
 
 
 class Applier:
@@ -63,8 +66,10 @@ class Applier:
         self.clock = clock
         self.rules = RuleCache(store)
         self._policy_cache: dict[bytes, SlaPolicy] = {}
+        self._limits_cache: dict[str, GuardLimits] = {}
         self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
         self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
+        self._io = asyncio.Semaphore(STORE_SLOTS)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -90,10 +95,10 @@ class Applier:
 
     # -- workspace settings -----------------------------------------------------------------
 
-    async def _policies(self, workspace: str) -> list[SlaPolicy]:
-        """The workspace's SLA policies, compiled (cached by their stored text)."""
+    def _policies(self, specs: list[dict[str, Any]]) -> list[SlaPolicy]:
+        """The workspace's stored SLA policies, compiled (cached by their stored text)."""
         out = []
-        for spec in await sla_store.list_policies(self.store, workspace):
+        for spec in specs:
             key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
             policy = self._policy_cache.get(key)
             if policy is None:
@@ -107,6 +112,19 @@ class Applier:
                 self._policy_cache[key] = policy
             out.append(policy)
         return out
+
+    def _limits(self, raw: str | None) -> GuardLimits:
+        """The workspace's stored guard limits (cached by their text), else the defaults."""
+        if raw is None:
+            return DEFAULT_LIMITS
+        limits = self._limits_cache.get(raw)
+        if limits is None:
+            parsed, _ = GuardLimits.from_spec(orjson.loads(raw))
+            limits = parsed or DEFAULT_LIMITS
+            if len(self._limits_cache) > 1000:
+                self._limits_cache.clear()
+            self._limits_cache[raw] = limits
+        return limits
 
     # -- one entry --------------------------------------------------------------------------
 
@@ -130,8 +148,9 @@ class Applier:
             applied, outcome = await self._apply(n, entry_id, fields, workspace, event, run_id,
                                                  started)
             if outcome is not None:
-                await _apply_timers(self.store, workspace, event["ticket"]["id"],
-                                    outcome.timers_old, outcome.timers_new)
+                async with self._io:
+                        await _apply_timers(self.store, workspace, event["ticket"]["id"],
+                                        outcome.timers_old, outcome.timers_new)
             elif applied.skipped and _redelivered(applied.marker, entry_id, fields):
                 await _restore_timers(self.store, workspace, event["ticket"]["id"])
         except _StaleTimer as stale:
@@ -159,33 +178,37 @@ class Applier:
                      ) -> tuple[tickets.Applied, automation.Outcome | None]:
         """Load, process, commit; on a conflict load again and re-run the pure pass (replaying
         the calls made). Returns (applied, outcome | None when skipped)."""
-        policies, limits = await asyncio.gather(self._policies(workspace),
-                                                guard_store.get_limits(self.store, workspace))
-        calendars = policy_calendars(policies)
         recorder: Recorder | None = None
         seq: int | None = None
         now = self.clock()  # one instant for every attempt: a re-run decides as the first did
         while True:
-            snap = await tickets.load(self.store, workspace, event)
-            if tickets.done_with(snap, entry_id, fields):
-                return tickets.Applied(skipped=True, marker=snap.marker), None
-            _check_timer_current(event, fields, snap.previous)
-            t0 = time.perf_counter()
-            ruleset, revisions = await self.rules.get_with_revisions(workspace, snap.rules_rev,
-                                                                     calendars)
-            t1 = time.perf_counter()
-            if snap.previous is None and seq is None:
-                seq = await tickets.next_seq(self.store, workspace)
-            if recorder is None:
-                recorder = self._recorder(workspace, ruleset)
+            async with self._io:
+                snap = await tickets.load(self.store, workspace, event)
+                if tickets.done_with(snap, entry_id, fields):
+                    return tickets.Applied(skipped=True, marker=snap.marker), None
+                _check_timer_current(event, fields, snap.previous)
+                t0 = time.perf_counter()
+                if recorder is None:
+                    policies = self._policies(snap.policy_specs)
+                    limits = self._limits(snap.guard_spec)
+                    ruleset, revisions = await self.rules.get_with_revisions(
+                        workspace, snap.rules_rev, policy_calendars(policies))
+                    rules_rev = snap.rules_rev
+                    recorder = self._recorder(workspace, ruleset)
+                else:  # a re-run decides with the rules and settings of the first pass
+                    snap.rules_rev = rules_rev
+                t1 = time.perf_counter()
+                if snap.previous is None and seq is None:
+                    seq = await tickets.next_seq(self.store, workspace)
             outcome = await self._process(recorder, snap, event, ruleset, policies, limits, now,
                                           run_id, revisions)
             t2 = time.perf_counter()
             outcome.record["timings"] = {"total_ms": round((t2 - started) * 1000, 3),
                                          "load_rules_ms": round((t1 - t0) * 1000, 3),
                                          "rules_ms": round((t2 - t1) * 1000, 3)}
-            applied = await tickets.commit(self.store, workspace, n, entry_id, fields, event,
-                                           run_id, snap, outcome, seq)
+            async with self._io:
+                applied = await tickets.commit(self.store, workspace, n, entry_id, fields, event,
+                                               run_id, snap, outcome, seq)
             if applied is not None:
                 return applied, outcome
 

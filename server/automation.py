@@ -300,8 +300,11 @@ class Snapshot:
     contact: dict[str, Any] | None
     contact_id: str | None
     rules_rev: int
+    raw_marker: bytes | str | None = None
     raw_ticket: bytes | str | None = None
     raw_contact: bytes | str | None = None
+    policy_specs: list[dict[str, Any]] = field(default_factory=list)  # stored SLA policies
+    guard_spec: str | None = None          # stored guard limits (JSON text), None: the defaults
 
 
 @dataclass

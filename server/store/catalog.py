@@ -52,6 +52,7 @@ async def create_workspace(store: Store, name: str) -> tuple[dict[str, Any], str
     # The outbox follows the feed from its very first entry (store/outbox.py): a webhook action
     # of the workspace's first event is delivered even before any sender has seen the workspace.
     await store.redis.set(K.outbox_cursor(ws["id"]), "0-0")
+    await store.redis.sadd(K.contacts(ws["id"]), "")  # its contact index is complete from the start
     await store.redis.hset(K.WORKSPACES, ws["id"], name)
     _, secret = await create_key(store, ws["id"], "admin", "initial admin key")
     return ws, secret
@@ -191,6 +192,7 @@ async def set_contact_groups(store: Store, workspace: str, contact_id: str,
                 contact["groups"] = groups
                 p.multi()
                 p.set(key, _dumps(contact))
+                p.sadd(K.contacts(workspace), contact_id)
                 await p.execute()
                 return contact
             except WatchError:  # lost the race: read again
@@ -199,14 +201,33 @@ async def set_contact_groups(store: Store, workspace: str, contact_id: str,
 
 @guarded
 async def group_contacts(store: Store, workspace: str, group: str) -> int:
-    """How many known contacts are in a group (a scan: fine for an admin read)."""
+    """How many known contacts are in a group: the workspace's contact index (keys.contacts),
+    read in chunks. Contacts stored before the index existed are added by one scan, once."""
+    index = K.contacts(workspace)
+    if not await store.redis.sismember(index, ""):
+        found = [k.rsplit(":contact:", 1)[1] async for k in
+                 store.redis.scan_iter(match=K.contact(workspace, "*"), count=500)]
+        await store.redis.sadd(index, "", *found)
     count = 0
     folded = group.casefold()
-    async for key in store.redis.scan_iter(match=K.contact(workspace, "*"), count=500):
-        raw = await store.redis.get(key)
-        if raw and any(g.casefold() == folded for g in orjson.loads(raw).get("groups") or []):
-            count += 1
+    async for chunk in _chunks(store.redis.sscan_iter(index, count=500), 500):
+        ids = [c for c in chunk if c]
+        raws = await store.redis.mget([K.contact(workspace, c) for c in ids]) if ids else []
+        for raw in raws:
+            if raw and any(g.casefold() == folded for g in orjson.loads(raw).get("groups") or []):
+                count += 1
     return count
+
+
+async def _chunks(items: Any, size: int) -> Any:
+    chunk: list[Any] = []
+    async for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 # Usage windows in hour buckets: "1h" is the current hour, "24h" the current hour and the 23

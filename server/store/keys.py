@@ -276,3 +276,13 @@ def workspace_settings(w: str) -> str:
     """string  JSON {strict_events: bool}: the workspace's settings (server/api/workspace_settings.py);
     absent = every setting at its default."""
     return f"{_ws(w)}:settings"
+# -- the workspace's contact index (slot {ws:W}) --
+
+__all__ += ["contacts"]
+
+
+def contacts(w: str) -> str:
+    """set  ids of the workspace's contact records, so a group's contact count reads only this
+    workspace's keys (a SCAN MATCH walks every tenant's keyspace). The member "" says the index
+    is complete (contacts stored before it existed were added by one scan)."""
+    return f"{_ws(w)}:contacts"

@@ -1,4 +1,5 @@
-"""Run records (written by tickets.apply_event) and the updates feed: reads."""
+"""Run records (written by tickets.commit, expiring after Settings.run_ttl_s) and the updates
+feed: reads. A run list may name a run that has expired; reads skip it."""
 
 from __future__ import annotations
 

@@ -1,13 +1,15 @@
 """The ticket mirror, and the load and commit around one event's pass.
 
 An event is applied in three steps (server/apply.py): `load` reads the event's marker, the ticket,
-the contact and the rules revision in one round trip (a second only when the contact is known from
-the stored ticket alone); the pure pass (automation.process) runs on that snapshot, scripts and
-HTTP included, with no store connection held; `commit` then WATCHes marker, ticket and contact,
-checks they still hold what was loaded, and writes in ONE MULTI/EXEC (all in slot {ws:W}): ticket
-(version + 1), processed marker, run record (with its retention), the ticket's and rules' run
-lists, updates-feed entry, contact record and listing index. When the check fails (or EXEC meets a
-WatchError) nothing is written and the caller loads again and re-runs only the pure pass.
+the contact, the rules revision, the SLA policies and guard limits in one round trip (a second only
+when the contact is known from the stored ticket alone); the pure pass (automation.process) runs
+on that snapshot, scripts and HTTP included, with no store connection held; `commit` then checks
+that marker, ticket and contact still hold what was loaded and writes, atomically, all in slot
+{ws:W}: ticket (version + 1), processed marker, run record (with its retention), the ticket's and
+the fired rules' run lists and counters, updates-feed entry, contact record and the indexes. On
+Redis that is one EVAL (_COMMIT: compare SHA-1s, then the writes); on the embedded store WATCH,
+a read to compare and one MULTI/EXEC. When the check fails nothing is written and the caller
+loads again and re-runs only the pure pass.
 
 The rules revision is read, not checked: an event is applied with the rules as they were when it
 was loaded; a rule saved during the pass applies from the next event on.
@@ -19,6 +21,7 @@ applied exactly once.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +40,48 @@ __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "ge
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+# The commit on Redis: the check and the writes in ONE round trip, atomic as a script is.
+# KEYS[1] = the event's marker, KEYS[2] = the ticket, KEYS[3] = the contact (the ticket again when
+#   the event has none); KEYS[4 .. 3+2F] = for each of the F rules the event fired, its run list
+#   and its stats hash; KEYS[4+2F ..] = the keys the other writes name
+# ARGV[1..3] = SHA-1 of marker, ticket and contact as loaded ("" = absent)
+# ARGV[4] = F; ARGV[5..9] = run id, this hour's counter field, the field 31 days back, when it
+#   fired (RFC 3339), the last run-list index kept
+# ARGV[10..] = the other writes, each: command, key index, number of arguments, arguments...
+# Returns 0 (and writes nothing) when one of the three changed since the load.
+_COMMIT = """
+local function same(key, want)
+  local v = redis.call('GET', key)
+  if not v then return want == '' end
+  return redis.sha1hex(v) == want
+end
+if not (same(KEYS[1], ARGV[1]) and same(KEYS[2], ARGV[2]) and same(KEYS[3], ARGV[3])) then
+  return 0
+end
+local i = 10
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 2])
+  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+  i = i + 3 + n
+end
+for r = 1, tonumber(ARGV[4]) do
+  local runs, stats = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
+  redis.call('LPUSH', runs, ARGV[5])
+  redis.call('LTRIM', runs, 0, tonumber(ARGV[9]))
+  redis.call('HINCRBY', stats, ARGV[6], 1)
+  redis.call('HSET', stats, 'last', ARGV[8])
+  redis.call('HDEL', stats, ARGV[7])
+end
+return 1
+"""
+
+
+def _sha(raw: bytes | str | None) -> str:
+    if raw is None:
+        return ""
+    return hashlib.sha1(raw.encode() if isinstance(raw, str) else raw).hexdigest()
 
 
 @dataclass
@@ -61,22 +106,29 @@ def _loads(raw: Any) -> Any:
 
 @guarded
 async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
-    """The snapshot one event's pass runs on."""
+    """The snapshot one event's pass runs on, with the workspace's SLA policies and guard limits
+    (read in the same round trip: the worker compiles them once per stored text)."""
     ticket_id = event["ticket"]["id"]
     event_contact = (event["ticket"].get("contact") or {}).get("id")
     keys = [K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id),
             K.rules_rev(workspace)]
     if event_contact:
         keys.append(K.contact(workspace, event_contact))
-    raws = await store.redis.mget(keys)
+    async with store.redis.pipeline(transaction=False) as p:
+        p.mget(keys)
+        p.hgetall(K.sla_policies(workspace))
+        p.get(K.guards(workspace))
+        raws, policies, guard_spec = await p.execute()
+    specs = sorted((orjson.loads(v) for v in policies.values()),
+                   key=lambda s: (s.get("position", 0), s["name"]))
     previous = _loads(raws[1])
     contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
     raw_contact = raws[3] if event_contact else None
     if contact_id and not event_contact:
         raw_contact = await store.redis.get(K.contact(workspace, contact_id))
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
-                    contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_ticket=raws[1],
-                    raw_contact=raw_contact)
+                    contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
+                    raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec)
 
 
 @guarded
@@ -87,60 +139,99 @@ async def next_seq(store: Store, workspace: str) -> int:
     return int(await store.redis.incr(K.tickets_seq(workspace)))
 
 
+Write = tuple[Any, ...]   # (command, key, argument...)
+
+
 @guarded
 async def commit(store: Store, workspace: str, partition: int, entry: str, fields: dict[str, str],
                  event: dict[str, Any], run_id: str, snapshot: Snapshot, outcome: Outcome,
                  seq: int | None) -> Applied | None:
     """Write the outcome if marker, ticket and contact still hold what `snapshot` read; None when
-    they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket."""
+    they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket.
+    On Redis one EVAL checks and writes (_COMMIT); on the embedded store (fakeredis runs Lua only
+    with lupa) WATCH, a read to compare, and one MULTI/EXEC do the same."""
     ticket_id = event["ticket"]["id"]
     mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
     ck = K.contact(workspace, snapshot.contact_id) if snapshot.contact_id else None
-    s = store.settings
-    ticket, run, new_contact = outcome.ticket, outcome.record, outcome.contact
+    done = {"entry": entry, "token": fields.get("k"), "partition": partition,
+            "ticket": ticket_id, "status": "processed", "run_id": run_id,
+            "at": outcome.record["at"]}
+    writes = _writes(store, workspace, event, run_id, snapshot, outcome, seq, done)
+    fired = [str(r) for r in outcome.record.get("matched") or []]
+    hour = fire_hour(outcome.record["at"])
+    fire_args = (run_id, f"h:{hour}", f"h:{hour - 31 * 24}", outcome.record["at"],
+                 store.settings.runs_per_ticket - 1)
+    if not store.embedded:
+        keys = [mk, tk, ck or tk]
+        for rule_id in fired:
+            keys += [K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)]
+        index: dict[str, int] = {}
+        args: list[Any] = [_sha(snapshot.raw_marker), _sha(snapshot.raw_ticket),
+                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket),
+                           len(fired), *fire_args]
+        for cmd, key, *rest in writes:
+            if key not in index:
+                keys.append(key)
+                index[key] = len(keys)
+            args += [cmd, index[key], len(rest), *rest]
+        ok = await store.redis.eval(_COMMIT, len(keys), *keys, *args)
+        return Applied(skipped=False, marker=done, run=outcome.record) if ok else None
+    watched = [k for k in (mk, tk, ck) if k]
     async with store.redis.pipeline(transaction=True) as p:
         try:
-            await p.watch(*[k for k in (mk, tk, ck) if k])
-            raws = await p.mget([k for k in (mk, tk, ck) if k])
-            if (_loads(raws[0]) != snapshot.marker or raws[1] != snapshot.raw_ticket
+            await p.watch(*watched)
+            raws = await p.mget(watched)
+            if (raws[0] != snapshot.raw_marker or raws[1] != snapshot.raw_ticket
                     or (ck and raws[2] != snapshot.raw_contact)):
                 return None
-            done = {"entry": entry, "token": fields.get("k"), "partition": partition,
-                    "ticket": ticket_id, "status": "processed", "run_id": run_id, "at": run["at"]}
             p.multi()
-            p.set(tk, _dumps(ticket))
-            p.set(mk, _dumps(done), ex=s.event_ttl_s)
-            p.set(K.run(workspace, run_id), _dumps(run), ex=s.run_ttl_s)
-            p.lpush(K.ticket_runs(workspace, ticket_id), run_id)
-            p.ltrim(K.ticket_runs(workspace, ticket_id), 0, s.runs_per_ticket - 1)
-            p.expire(K.ticket_runs(workspace, ticket_id), s.run_ttl_s)
-            hour = fire_hour(run["at"])
-            for rule_id in run.get("matched") or []:
-                p.lpush(K.rule_runs(workspace, rule_id), run_id)
-                p.ltrim(K.rule_runs(workspace, rule_id), 0, s.runs_per_ticket - 1)
-                p.expire(K.rule_runs(workspace, rule_id), s.run_ttl_s)
-                p.hincrby(K.rule_stats(workspace, rule_id), f"h:{hour}", 1)
-                p.hset(K.rule_stats(workspace, rule_id), "last", run["at"])
-                p.hdel(K.rule_stats(workspace, rule_id), f"h:{hour - 31 * 24}")
-            for item in run.get("rules") or []:   # usage.last_error: only rules that erred
-                if item.get("errors") and item.get("id") is not None:
-                    p.hset(K.rule_stats(workspace, item["id"]), "error", _dumps(
-                        {"at": run["at"], "message": str(item["errors"][-1])[:500]}))
-            if snapshot.previous is None and seq is not None:
-                p.zadd(K.tickets(workspace), {ticket_id: seq}, nx=True)
-            if new_contact is not None and new_contact != snapshot.contact:
-                p.set(K.contact(workspace, new_contact["id"]), _dumps(new_contact))
-            if new_contact is not None:
-                p.sadd(K.contact_tickets(workspace, new_contact["id"]), ticket_id)
-            if outcome.to_feed:
-                body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
-                        "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}
-                p.xadd(K.feed(workspace), {"d": _dumps(body)},
-                       maxlen=s.feed_maxlen, approximate=True)
+            for write in writes:
+                p.execute_command(*write)
+            for rule_id in fired:
+                rr, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
+                p.lpush(rr, run_id)
+                p.ltrim(rr, 0, fire_args[4])
+                p.hincrby(stats, fire_args[1], 1)
+                p.hset(stats, "last", fire_args[3])
+                p.hdel(stats, fire_args[2])
             await p.execute()
         except WatchError:
             return None
-    return Applied(skipped=False, marker=done, run=run)
+    return Applied(skipped=False, marker=done, run=outcome.record)
+
+
+def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, snapshot: Snapshot,
+            outcome: Outcome, seq: int | None, done: dict[str, Any]) -> list[Write]:
+    """Every write of one event's commit as plain commands, but for the fired rules' run lists
+    and counters (commit adds those: five commands per fired rule, so the script takes them as
+    keys alone)."""
+    s = store.settings
+    ticket_id = event["ticket"]["id"]
+    run, new_contact = outcome.record, outcome.contact
+    runs = K.ticket_runs(workspace, ticket_id)
+    out: list[Write] = [
+        ("SET", K.ticket(workspace, ticket_id), _dumps(outcome.ticket)),
+        ("SET", K.event_marker(workspace, event["id"]), _dumps(done), "EX", s.event_ttl_s),
+        ("SET", K.run(workspace, run_id), _dumps(run), "EX", s.run_ttl_s),
+        ("LPUSH", runs, run_id), ("LTRIM", runs, 0, s.runs_per_ticket - 1),
+        ("EXPIRE", runs, s.run_ttl_s),
+    ]
+    for item in run.get("rules") or []:   # usage.last_error: only rules that erred
+        if item.get("errors") and item.get("id") is not None:
+            out.append(("HSET", K.rule_stats(workspace, item["id"]), "error", _dumps(
+                {"at": run["at"], "message": str(item["errors"][-1])[:500]})))
+    if snapshot.previous is None and seq is not None:
+        out.append(("ZADD", K.tickets(workspace), "NX", seq, ticket_id))
+    if new_contact is not None:
+        if new_contact != snapshot.contact:
+            out.append(("SET", K.contact(workspace, new_contact["id"]), _dumps(new_contact)))
+        out.append(("SADD", K.contact_tickets(workspace, new_contact["id"]), ticket_id))
+        out.append(("SADD", K.contacts(workspace), new_contact["id"]))
+    if outcome.to_feed:
+        body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
+                "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}
+        out.append(("XADD", K.feed(workspace), "MAXLEN", "~", s.feed_maxlen, "*", "d", _dumps(body)))
+    return out
 
 
 def overlay_contact(ticket: dict[str, Any], contact: dict[str, Any] | None) -> dict[str, Any]:

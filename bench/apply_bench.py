@@ -1,0 +1,222 @@
+"""Apply benchmark (issue 14 item 3): one `deskflow worker` process against the bare consumer floor,
+on the same queued events and the same rules engine, in one invocation.
+
+    python bench/apply_bench.py              # 6,000 events over 600 tickets, 100 rules
+    python bench/apply_bench.py --quick      # 1,500 events
+    python bench/apply_bench.py --record     # also rewrite our section of bench/RESULTS.md
+
+Needs the real Redis (DESKFLOW_APPLY_BENCH_REDIS_URL, default redis://127.0.0.1:6379/14, flushed
+before and after). The events are queued before either consumer starts; each consumer runs in a
+process of its own, and its rate is measured from its feed entries' Redis timestamps (first to
+last), so process start-up is outside the figure.
+
+The floor is what the same engine does with minimal I/O: one asyncio task per partition; per
+entry WATCH + MGET of marker and ticket, merge, the same `compile_rules` ruleset's `evaluate`, one
+MULTI of SET ticket / SET marker / SET run / LPUSH ticket-runs / XADD feed; XACK per batch.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+URL = os.environ.get("DESKFLOW_APPLY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ["DESKFLOW_BENCH_REDIS_URL"] = URL
+HERE = Path(__file__).resolve().parent
+ROOT = Path(os.environ.get("DESKFLOW_BENCH_ROOT", HERE.parent))
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+import ingest_bench as ib  # noqa: E402
+import orjson  # noqa: E402
+
+SECTION = "## Apply: worker vs floor (bench/apply_bench.py)"
+PARTITIONS = 16
+
+
+def _events(n: int, tickets: int) -> list[dict[str, Any]]:
+    rnd = random.Random(14)
+    out = []
+    for i in range(n):
+        e = ib.make_event(i, rnd, "ap")
+        e["ticket"]["id"] = f"T-{rnd.randrange(tickets)}"
+        out.append(e)
+    return out
+
+
+async def _queue(events: list[dict[str, Any]]) -> str:
+    from server.settings import Settings
+    from server.store import events as ev
+    from server.store.connect import close_store, open_store
+
+    ws, _, _ = await ib._setup(100)
+    store = await open_store(Settings(redis_url=URL, partitions=PARTITIONS))
+    try:
+        await ev.ensure_groups(store)
+        for i in range(0, len(events), 500):
+            await ev.append_events(store, ws, events[i:i + 500])
+    finally:
+        await close_store(store)
+    return ws
+
+
+async def _rate(ws: str, n: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
+    import redis.asyncio as aioredis
+
+    from server.store import keys as K
+
+    r = aioredis.Redis.from_url(URL, decode_responses=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while await r.xlen(K.feed(ws)) < n:
+            if proc.poll() not in (None, 0) or time.monotonic() > deadline:
+                raise RuntimeError(f"only {await r.xlen(K.feed(ws))} of {n} applied")
+            await asyncio.sleep(0.1)
+        first = (await r.xrange(K.feed(ws), count=1))[0][0]
+        last = (await r.xrevrange(K.feed(ws), count=1))[0][0]
+        span = (int(last.split("-")[0]) - int(first.split("-")[0])) / 1000
+        return (n - 1) / max(span, 1e-3)
+    finally:
+        await r.aclose()
+
+
+async def measure(kind: str, events: list[dict[str, Any]]) -> float:
+    ws = await _queue(events)
+    env = {**os.environ, "DESKFLOW_REDIS_URL": URL, "DESKFLOW_PARTITIONS": str(PARTITIONS),
+           "DESKFLOW_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+    cmd = ([sys.executable, "-m", "server.cli", "worker", "--burst"] if kind == "worker"
+           else [sys.executable, str(Path(__file__).resolve()), "--floor-consumer", ws])
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        return await _rate(ws, len(events), proc, 600)
+    finally:
+        try:
+            proc.wait(120)   # both exit once the streams are drained
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(30)
+
+
+# -- the floor ----------------------------------------------------------------------------------
+
+
+async def floor_consumer(ws: str) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import WatchError
+
+    from rules import compile_rules
+    from server.automation import merge_event
+    from server.store import catalog
+    from server.store import keys as K
+    from server.store.connect import close_store, open_store
+    from server.settings import Settings
+
+    store = await open_store(Settings(redis_url=URL, partitions=PARTITIONS))
+    stored = await catalog.list_rules(store, ws)
+    await close_store(store)
+    ruleset = compile_rules(stored)
+    r = aioredis.Redis.from_url(URL, decode_responses=True, max_connections=64)
+
+    async def partition(n: int) -> None:
+        stream = K.stream(n)
+        while True:
+            got = await r.xreadgroup(K.GROUP, "floor", {stream: ">"}, count=100)
+            entries = [(i, f) for _, batch in got or [] for i, f in batch]
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                event = orjson.loads(fields["e"])
+                tid = event["ticket"]["id"]
+                mk, tk = K.event_marker(ws, event["id"]), K.ticket(ws, tid)
+                async with r.pipeline(transaction=True) as p:
+                    while True:
+                        try:
+                            await p.watch(mk, tk)
+                            raw_m, raw_t = await p.mget([mk, tk])
+                            previous = orjson.loads(raw_t) if raw_t else None
+                            merged = merge_event(previous, event)
+                            ev = ruleset.evaluate(event, merged, previous=previous)
+                            ticket = dict(ev.ticket, version=int((previous or {}).get("version", 0)) + 1)
+                            run_id = f"run_{entry_id}"
+                            run = {"id": run_id, "event_id": event["id"], "matched": list(ev.matched),
+                                   "changes": ev.changes, "effects": ev.effects}
+                            p.multi()
+                            p.set(tk, orjson.dumps(ticket))
+                            p.set(mk, orjson.dumps({"status": "processed", "run_id": run_id}))
+                            p.set(K.run(ws, run_id), orjson.dumps(run))
+                            p.lpush(K.ticket_runs(ws, tid), run_id)
+                            p.xadd(K.feed(ws), {"d": orjson.dumps({"event_id": event["id"],
+                                                                  "changes": ev.changes})})
+                            await p.execute()
+                            break
+                        except WatchError:
+                            continue
+            await r.xack(stream, K.GROUP, *[i for i, _ in entries])
+
+    await asyncio.gather(*(partition(n) for n in range(PARTITIONS)))
+    await r.aclose()
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+async def run(quick: bool) -> list[str]:
+    n, tickets = (1500, 150) if quick else (6000, 600)
+    events = _events(n, tickets)
+    worker = await measure("worker", events)
+    floor = await measure("floor", events)
+    await _flush()
+    return [f"- {n:,} events over {tickets} tickets, 100 rules, {PARTITIONS} partitions, "
+            f"queued before each consumer starts ({platform.python_version()}, "
+            f"{os.cpu_count()} cores, shared machine):",
+            f"  - one `deskflow worker --burst` process: **{worker:,.0f} events/s**",
+            f"  - bare consumer floor (same engine, minimal I/O): **{floor:,.0f} events/s**",
+            f"  - ratio worker / floor: **{worker / floor:.2f}×**"]
+
+
+async def _flush() -> None:
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(URL)
+    await r.flushdb()
+    await r.aclose()
+
+
+def record(lines: list[str]) -> None:
+    path = HERE / "RESULTS.md"
+    text = path.read_text()
+    block = "\n".join([SECTION, "", "`python bench/apply_bench.py`", "", *lines, ""]) + "\n"
+    if SECTION in text:
+        head, rest = text.split(SECTION, 1)
+        tail = rest.split("\n## ", 1)
+        text = head + block + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--record", action="store_true")
+    ap.add_argument("--floor-consumer", metavar="WORKSPACE")
+    args = ap.parse_args()
+    if args.floor_consumer:
+        asyncio.run(floor_consumer(args.floor_consumer))
+        return 0
+    lines = asyncio.run(run(args.quick))
+    print("\n".join(lines))
+    if args.record:
+        record(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
