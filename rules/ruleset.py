@@ -33,7 +33,8 @@ from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
 from .jsondata import json_copy
-from .plan import dependents, generate, read_keys, read_slots, write_keys
+from .codegen import generate, read_slots
+from .plan import QUIET, dependents, quick_plan, read_keys, run_plan, write_keys
 from .updates import diff
 
 _SCALAR, _LIST = 0, 1
@@ -93,11 +94,15 @@ class _Bucket:
         unindexed: list[int] = []
         tables: dict[tuple[str, int], tuple[Any, dict[str, list[tuple[int, int]]]]] = {}
         self.need: dict[int, int] = {}  # position -> bitmask of its keys, all of which must hold
+        filings: list[Any] = []  # what the generated matcher files each rule under (its best key)
         for i, options in enumerate(keyed):
             if not options:
                 unindexed.append(i)
+                filings.append(None)
                 continue
             ranked = sorted(options, key=score)
+            best, (best_mode, best_values) = ranked[0]
+            filings.append((best.field, best_mode, [v.casefold() for v in best_values]))
             chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
             self.need[i] = (1 << len(chosen)) - 1
             for bit, (leaf, (mode, values)) in enumerate(chosen):
@@ -105,8 +110,10 @@ class _Bucket:
                 for value in dict.fromkeys(v.casefold() for v in values):
                     table.setdefault(value, []).append((i, 1 << bit))
         self.unindexed = tuple(unindexed)
-        self.checks, self.slots = generate([rule.conditions for rule in rules])
+        self.match, self.slots = generate([rule.conditions for rule in rules], filings)
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
+        self.plans = [quick_plan(rule.actions) for rule in rules]
+        self.labels = [rule.label for rule in rules]
         self.deps = dependents([read_keys(rule.conditions) for rule in rules])
         self.tables = [(field, mode, {k: tuple(v) for k, v in table.items()})
                        for (_, mode), (field, table) in tables.items()]
@@ -158,8 +165,8 @@ class Evaluation:
         self._before = before
         self._final = timeline[-1][1]
         self.effects = effects
-        rules = bucket.rules if bucket else []
-        self.matched: list[str] = [rules[i].label for i in fired]
+        labels = bucket.labels if bucket else []
+        self.matched: list[str] = [labels[i] for i in fired]
         self.changes: dict[str, Any] = diff(before, self._final.ticket) if fired else {}
         self._explain: list[dict[str, Any]] | None = None
 
@@ -245,25 +252,38 @@ class RuleSet:
             rules = bucket.rules
             if exclude:
                 skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
-            todo = bucket.candidates(state, skip=skipped)
-            checks, first, v = bucket.checks, state, read_slots(bucket.slots, state)
+            # the rules holding on the event's ticket, in order; a fire adds the later rules that
+            # read what it wrote, to be checked again on the ticket as it then is
+            todo = bucket.match(read_slots(bucket.slots, state), state)
+            if skipped:
+                todo = [i for i in todo if i not in skipped]
+            plans = bucket.plans
             recheck: set[int] = set()
             k = 0
             while k < len(todo):
                 i = todo[k]
                 k += 1
                 rule = rules[i]
-                if not (rule.pred(state) if i in recheck else checks[i](v, first)):
+                if i in recheck and not rule.pred(state):
                     continue
                 mutates = rule.mutates
-                firing = Firing(dict(state.ticket) if mutates else state.ticket, event, state.vars, handlers)
-                for action in rule.actions:
-                    action.apply(firing)
-                fired[i] = firing
-                effects.extend(firing.effects)
-                if mutates:
-                    state = State(firing.ticket, event, firing.vars, prev, clock, state)
+                plan = plans[i]
+                if plan is not None:  # ticket changes only: no Firing, tags folded incrementally
+                    changed, seed = run_plan(plan, state)
+                    fired[i] = QUIET
+                    state = State(changed, event, state.vars, prev, clock, state)
+                    if seed is not None:
+                        state.remember("tags", *seed)
                     timeline.append((i + 1, state))
+                else:
+                    firing = Firing(dict(state.ticket) if mutates else state.ticket, event, state.vars, handlers)
+                    for action in rule.actions:
+                        action.apply(firing)
+                    fired[i] = firing
+                    effects.extend(firing.effects)
+                    if mutates:
+                        state = State(firing.ticket, event, firing.vars, prev, clock, state)
+                        timeline.append((i + 1, state))
                 if rule.stop:
                     stopped_at = i
                     break
