@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .conditions import Group, Leaf, Node
 from .ops import State, _risky
@@ -74,6 +74,15 @@ class _Source:
             return "(" + joiner.join(self.expr(c) for c in kids) + ")"
         return self.leaf(node)
 
+    def steps(self, node: Node | None, out: list[Node]) -> list[str]:
+        """The tests of `conditions.failure`'s walk, in written order; their nodes go to out."""
+        if node is None:
+            return []
+        if isinstance(node, Group) and node.kind == "all":
+            return [t for child in node.children for t in self.steps(child, out)]
+        out.append(node)
+        return [self.expr(node)]
+
     def leaf(self, n: Leaf) -> str:  # noqa: C901 -- one template per op
         op, v, f = n.op, n.value, n.field
         if n.case_sensitive or is_ordinal(f, op):
@@ -118,8 +127,20 @@ Matcher = Callable[[list[Any], State], list[int]]
 Filing = tuple[Any, int, Sequence[str]] | None
 
 
-def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> tuple[Matcher, list[tuple[Any, int]]]:
-    """The bucket's `match(v, s)` and the (field, FOLDED | RAW) of each slot of `v`."""
+class Generated(NamedTuple):
+    """A bucket's generated code. `explainers[i](v, s)` is the number of rule i's first failing
+    step (`steps[i][n]`: a leaf, or an `any` group that fails as a whole), in written order, the
+    order `conditions.failure` reports; -1 when the rule holds."""
+
+    match: Matcher
+    slots: list[tuple[Any, int]]
+    explainers: list[Callable[[list[Any], State], int]]
+    steps: list[list[Node]]
+
+
+def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generated:
+    """The bucket's `match(v, s)`, the (field, FOLDED | RAW) of each slot of `v`, and the
+    explainers."""
     src = _Source()
     bodies = [src.expr(t) if t is not None else "True" for t in trees]
     groups: dict[tuple[str, int, str], list[int]] = {}
@@ -164,14 +185,23 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> tuple[M
     if groups:
         lines.append("        h = sorted(set(h))" if dup else "        h.sort()")
     lines.append("        return h")
-    lines.append("    return match, [" + ", ".join(f"g{n}" for n in range(len(groups))) + "]")
+    # explain: per rule, the number of the first failing step in written order, or -1
+    failing: list[list[Node]] = []
+    for pos, tree in enumerate(trees):
+        steps: list[Node] = []
+        lines.append(f"    def x{pos}(v, s):")
+        lines += [f"        if not {test}: return {k}" for k, test in enumerate(src.steps(tree, steps))]
+        lines.append("        return -1")
+        failing.append(steps)
+    lines.append("    return match, [" + ", ".join(f"g{n}" for n in range(len(groups))) + "], ["
+                 + ", ".join(f"x{p}" for p in range(len(trees))) + "]")
     code = compile("\n".join(lines) + "\n", "<rules bucket>", "exec")
     namespace: dict[str, Any] = {"__builtins__": {"sorted": sorted, "set": set}, **_GLOBALS}
     exec(code, namespace)  # noqa: S102 -- source is our templates; tenant values are in K and D only
     tables_out: list[dict[str, Callable[..., None]]] = []   # filled in once the groups exist
-    match, made = namespace["_make"](tuple(src.consts), tuple(src.preds), tables_out)
+    match, made, explainers = namespace["_make"](tuple(src.consts), tuple(src.preds), tables_out)
     tables_out.extend({value: made[n] for value, n in table.items()} for table in dispatch)
-    return match, src.fields
+    return Generated(match, src.fields, explainers, failing)
 
 
 def read_slots(fields: list[tuple[Any, int]], s: State) -> list[Any]:

@@ -118,35 +118,48 @@ def quick_plan(actions: list[Action]) -> Plan | None:
     return tuple(steps)
 
 
-def run_plan(plan: Plan, state: State) -> tuple[dict[str, Any], tuple[list[Any], frozenset[str]] | None]:
-    """Apply a quick plan to a copy of the state's ticket: (new ticket, (tags, folded tags) if the
-    plan added tags). `add_tags` uses the folded tags the state already holds, so a fire costs
-    the tags it adds, not the tags the ticket has (merge_unique's answer, item for item)."""
-    ticket = dict(state.ticket)
-    seed: tuple[list[Any], frozenset[str]] | None = None
+class Tags:
+    """The folded tags of the pass's current ticket, kept up to date by `add_tags` plans: a fire
+    then costs the tags it adds, not the tags the ticket has. `source` is the tags list they are
+    of (by identity); any other list is folded afresh."""
+
+    __slots__ = ("source", "folded")
+
+    def __init__(self) -> None:
+        self.source: Any = None
+        self.folded: set[str] = set()
+
+    def of(self, ticket: dict[str, Any], first: State) -> set[str]:
+        cur = ticket.get("tags")
+        if cur is not self.source or self.source is None:
+            if cur is first.ticket.get("tags") and type(cur) is list:
+                self.folded = set(first.folded(_TAGS))
+            else:
+                self.folded = {x.casefold() for x in cur if isinstance(x, str)} if type(cur) is list else set()
+            self.source = cur
+        return self.folded
+
+    def seed(self, state: State) -> None:
+        """Hand the folded tags to a State made for the current ticket."""
+        if self.source is not None and state.ticket.get("tags") is self.source:
+            state.remember("tags", self.source, frozenset(self.folded))
+
+
+def run_plan(plan: Plan, ticket: dict[str, Any], tags: Tags, first: State) -> dict[str, Any]:
+    """Apply a quick plan to a copy of `ticket` (merge_unique's answer for `add_tags`, item for
+    item, from the folded tags `tags` keeps)."""
+    out_ticket = dict(ticket)
     for kind, data in plan:
         if kind == CALL:
-            data(ticket)
+            data(out_ticket)
             continue
-        cur = ticket.get("tags")
-        if type(cur) is not list:
-            out: list[Any] = []
-            seen: frozenset[str] = frozenset()
-        else:
-            out = list(cur)
-            if seed is not None and seed[0] is cur:
-                seen = seed[1]
-            elif cur is state.ticket.get("tags"):
-                seen = state.folded(_TAGS)
-            else:
-                seen = frozenset(x.casefold() for x in cur if isinstance(x, str))
-        new = set()
+        seen = tags.of(out_ticket, first)
+        cur = out_ticket.get("tags")
+        out = list(cur) if type(cur) is list else []
         for item, folded in data:
-            if folded not in seen and folded not in new:
-                new.add(folded)
+            if folded not in seen:
+                seen.add(folded)
                 out.append(item)
-        ticket["tags"] = out
-        seed = (out, seen | new if new else seen)
-    if seed is not None and ticket.get("tags") is not seed[0]:
-        seed = None  # a later step replaced the list
-    return ticket, seed
+        out_ticket["tags"] = out
+        tags.source = out
+    return out_ticket

@@ -28,13 +28,13 @@ from .actions import Firing, Handler
 from .business import compile_calendars
 from .calendar import Calendar, CalendarError
 from .compile import CompiledRule, compile_rule
-from .conditions import Leaf, failure, trace, conjuncts
+from .conditions import Group, Leaf, failure, trace, conjuncts
 from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
 from .jsondata import json_copy
 from .codegen import generate, read_slots
-from .plan import QUIET, dependents, quick_plan, read_keys, run_plan, write_keys
+from .plan import QUIET, Tags, dependents, quick_plan, read_keys, run_plan, write_keys
 from .updates import diff
 
 _SCALAR, _LIST = 0, 1
@@ -110,7 +110,8 @@ class _Bucket:
                 for value in dict.fromkeys(v.casefold() for v in values):
                     table.setdefault(value, []).append((i, 1 << bit))
         self.unindexed = tuple(unindexed)
-        self.match, self.slots = generate([rule.conditions for rule in rules], filings)
+        gen = generate([rule.conditions for rule in rules], filings)
+        self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
         self.plans = [quick_plan(rule.actions) for rule in rules]
         self.labels = [rule.label for rule in rules]
@@ -152,32 +153,37 @@ class _Bucket:
 
 
 class Evaluation:
-    """What one pass did. `ticket` and `explain` are built on first read."""
+    """What one pass did. `ticket` and `explain` are built on first read.
 
-    def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing], timeline: list[tuple[int, State]],
+    `timeline` holds (position, ticket, vars) after each fire that changed them, starting with
+    (0, the event's ticket, {}); the States explain reads are built from it only when read."""
+
+    def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing],
+                 timeline: list[tuple[int, dict[str, Any], dict[str, Any]]], first: State,
                  stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
                  skipped: frozenset[int] = frozenset()) -> None:
         self._bucket = bucket
         self._fired = fired
         self._timeline = timeline
+        self._first = first
         self._stopped_at = stopped_at
         self._skipped = skipped
         self._before = before
-        self._final = timeline[-1][1]
+        self._final_ticket, self._final_vars = timeline[-1][1], timeline[-1][2]
         self.effects = effects
         labels = bucket.labels if bucket else []
         self.matched: list[str] = [labels[i] for i in fired]
-        self.changes: dict[str, Any] = diff(before, self._final.ticket) if fired else {}
+        self.changes: dict[str, Any] = diff(before, self._final_ticket) if fired else {}
         self._explain: list[dict[str, Any]] | None = None
 
     @property
     def ticket(self) -> dict[str, Any]:
         """The ticket after automation: a fresh copy, so changing it changes nothing else."""
-        return json_copy(self._final.ticket)  # type: ignore[no-any-return]
+        return json_copy(self._final_ticket)  # type: ignore[no-any-return]
 
     @property
     def vars(self) -> dict[str, Any]:
-        return dict(self._final.vars)
+        return dict(self._final_vars)
 
     @property
     def explain(self) -> list[dict[str, Any]]:
@@ -189,12 +195,17 @@ class Evaluation:
         out: list[dict[str, Any]] = []
         if self._bucket is None:
             return out
-        step = 0
-        for i, rule in enumerate(self._bucket.rules):
+        bucket = self._bucket
+        step, timeline, state = 0, self._timeline, self._first
+        explainers, steps, v = bucket.explainers, bucket.steps, None
+        for i, rule in enumerate(bucket.rules):
             if self._stopped_at is not None and i > self._stopped_at:
                 break
-            while step + 1 < len(self._timeline) and self._timeline[step + 1][0] <= i:
+            while step + 1 < len(timeline) and timeline[step + 1][0] <= i:
                 step += 1
+                f = self._first
+                state = State(timeline[step][1], f.event, timeline[step][2], f.previous, f.now, state)
+                v = None
             entry: dict[str, Any] = {"id": rule.id, "name": rule.name, "matched": i in self._fired,
                                      "failed": None, "errors": [], "notes": []}
             firing = self._fired.get(i)
@@ -204,9 +215,19 @@ class Evaluation:
             elif i in self._skipped:
                 entry["skipped"] = "fired already for this ticket; checked again once its conditions stop holding"
             else:
-                entry["failed"] = failure(rule.conditions, self._timeline[step][1])
+                if v is None:
+                    v = read_slots(bucket.slots, state)
+                k = explainers[i](v, state)
+                entry["failed"] = None if k < 0 else _failed(steps[i][k], state)
             out.append(entry)
         return out
+
+
+def _failed(node: Leaf | Group, s: State) -> dict[str, Any]:
+    """explain's `failed` for a failing step: the leaf and what it saw, or the `any` group."""
+    if isinstance(node, Leaf):
+        return node.failure(s)
+    return {"path": node.path, "field": None, "op": "any", "value": None, "seen": None}
 
 
 class RuleSet:
@@ -240,8 +261,8 @@ class RuleSet:
         before = ticket if type(ticket) is dict else {}
         prev = previous if type(previous) is dict else {}
         clock = aware(now)
-        state = State(before, event, {}, prev, clock)
-        timeline = [(0, state)]
+        first = state = State(before, event, {}, prev, clock)
+        timeline: list[tuple[int, dict[str, Any], dict[str, Any]]] = [(0, before, {})]
         fired: dict[int, Firing] = {}
         effects: list[dict[str, Any]] = []
         stopped_at = None
@@ -259,39 +280,45 @@ class RuleSet:
                 todo = [i for i in todo if i not in skipped]
             plans = bucket.plans
             recheck: set[int] = set()
+            # the ticket and vars as the fires so far left them; `current` is their State, made
+            # only when a re-check needs one (most fires need none); `tags` their folded tags
+            cur_ticket, cur_vars = before, {}
+            current: State | None = state
+            tags = Tags()
             k = 0
             while k < len(todo):
                 i = todo[k]
                 k += 1
                 rule = rules[i]
-                if i in recheck and not rule.pred(state):
-                    continue
-                mutates = rule.mutates
+                if i in recheck:
+                    if current is None:
+                        current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
+                        tags.seed(current)
+                    if not rule.pred(current):
+                        continue
                 plan = plans[i]
                 if plan is not None:  # ticket changes only: no Firing, tags folded incrementally
-                    changed, seed = run_plan(plan, state)
+                    cur_ticket = run_plan(plan, cur_ticket, tags, first)
                     fired[i] = QUIET
-                    state = State(changed, event, state.vars, prev, clock, state)
-                    if seed is not None:
-                        state.remember("tags", *seed)
-                    timeline.append((i + 1, state))
+                    mutates = True
                 else:
-                    firing = Firing(dict(state.ticket) if mutates else state.ticket, event, state.vars, handlers)
+                    mutates = rule.mutates
+                    firing = Firing(dict(cur_ticket) if mutates else cur_ticket, event, cur_vars, handlers)
                     for action in rule.actions:
                         action.apply(firing)
                     fired[i] = firing
                     effects.extend(firing.effects)
-                    if mutates:
-                        state = State(firing.ticket, event, firing.vars, prev, clock, state)
-                        timeline.append((i + 1, state))
+                    cur_ticket, cur_vars = firing.ticket, firing.vars
+                if mutates:
+                    current = None
+                    timeline.append((i + 1, cur_ticket, cur_vars))
                 if rule.stop:
                     stopped_at = i
                     break
                 if mutates and (new := bucket.affected(i, skipped)):
-                    # only the later rules reading what this one wrote can change their answer
                     recheck |= new
                     todo, k = sorted(new.union(todo[k:])), 0
-        return Evaluation(bucket, fired, timeline, stopped_at, before, effects, skipped)
+        return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
                    previous: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> datetime | None:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 import rules as engine
-from rules.conditions import parse
+from rules.conditions import failure, parse
+from rules.ruleset import _failed
 from rules.ops import State
 from rules.codegen import generate, read_slots
 from rules.plan import read_keys
@@ -102,7 +103,8 @@ def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
                   for f, op, v in picks]
         raw.append({rng.choice(("all", "any")): leaves} if len(leaves) > 1 else leaves[0])
     trees = [_tree(r) for r in raw]
-    match, slots = generate(trees, [None] * len(trees))
+    gen = generate(trees, [None] * len(trees))
+    match, slots = gen.match, gen.slots
     ruleset = engine.compile_rules([{"id": f"r{i}", "triggers": ["ticket.updated"], "conditions": r,
                                      "actions": [{"type": "notify", "target": "x", "message": "m"}]}
                                     for i, r in enumerate(raw)])
@@ -117,6 +119,11 @@ def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
         want = [i for i, tree in enumerate(trees) if tree.pred(s)]
         assert match(read_slots(slots, s), s) == want, ticket
         assert bucket.match(read_slots(bucket.slots, s), s) == want, ticket
+        v = read_slots(slots, s)
+        for i, tree in enumerate(trees):   # explain's first failing step, as conditions.failure
+            k = gen.explainers[i](v, s)
+            got = None if k < 0 else _failed(gen.steps[i][k], s)
+            assert got == failure(tree, s), (raw[i], ticket)
 
 
 def test_read_keys_name_items_only_for_item_tests() -> None:
