@@ -23,7 +23,7 @@ from typing import Any
 
 from . import updates as U
 from .actions import Action, Firing
-from .conditions import Group, Leaf, Node
+from .conditions import Group, Node
 from .fields import FIXED_FIELDS
 from .ops import State
 

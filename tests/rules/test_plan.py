@@ -10,7 +10,7 @@ import pytest
 
 import rules as engine
 from rules.conditions import failure, parse
-from rules.ruleset import _failed
+from rules.evaluation import _failed
 from rules.ops import State
 from rules.codegen import generate, read_slots
 from rules.plan import read_keys
