@@ -121,7 +121,7 @@ class _Source:
 
 
 
-Matcher = Callable[[list[Any], State], list[int]]
+Matcher = Callable[[Any, State], list[int]]
 # rule position -> None (not filed: checked every event) or (field, mode, folded values): the
 # rule is checked when the ticket's folded field value is (SCALAR) or includes (LIST) one of them
 Filing = tuple[Any, int, Sequence[str]] | None
@@ -134,7 +134,7 @@ class Generated(NamedTuple):
 
     match: Matcher
     slots: list[tuple[Any, int]]
-    explainers: list[Callable[[list[Any], State], int]]
+    explainers: list[Callable[[Any, State], int]]
     steps: list[list[Node]]
 
 
@@ -204,7 +204,25 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     return Generated(match, src.fields, explainers, failing)
 
 
-def read_slots(fields: list[tuple[Any, int]], s: State) -> list[Any]:
-    """The slot vector of a state: each field folded (str, frozenset or None) or raw."""
-    folded, read = s.folded, s.read
-    return [folded(f) if kind == FOLDED else read(f) for f, kind in fields]
+class Slots(dict):  # type: ignore[type-arg]
+    """The slot vector `v` of one state, filled as the generated code asks: slot n is field n
+    folded (str, frozenset or None) or raw. A bucket may read 20 fields while an event's rules
+    need three; a dict's `__missing__` costs one call per field read, a hit costs nothing more
+    than a list index would."""
+
+    __slots__ = ("fields", "state")
+
+    def __init__(self, fields: list[tuple[Any, int]], state: State) -> None:
+        super().__init__()
+        self.fields, self.state = fields, state
+
+    def __missing__(self, n: int) -> Any:
+        field, kind = self.fields[n]
+        value = self.state.folded(field) if kind == FOLDED else self.state.read(field)
+        self[n] = value
+        return value
+
+
+def read_slots(fields: list[tuple[Any, int]], s: State) -> Slots:
+    """The (lazily read) slot vector of a state."""
+    return Slots(fields, s)

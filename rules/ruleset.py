@@ -161,12 +161,12 @@ class RuleSet:
             if skipped:
                 todo = [i for i in todo if i not in skipped]
             plans, concerns = bucket.plans, bucket.concerns
-            recheck: set[int] = set()
+            recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
             # the ticket and vars as the fires so far left them; `current` is their State, made
             # only when a re-check needs one (most fires need none); `tags` their folded tags
             cur_ticket, cur_vars = before, {}
             current: State | None = state
-            tags = Tags()
+            tags: Tags | None = None
             k = 0
             while k < len(todo):
                 i = todo[k]
@@ -175,11 +175,14 @@ class RuleSet:
                 if i in recheck:
                     if current is None:
                         current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
-                        tags.seed(current)
+                        if tags is not None:
+                            tags.seed(current)
                     if not rule.pred(current):
                         continue
                 plan = plans[i]
                 if plan is not None:  # ticket changes only: no Firing, tags folded incrementally
+                    if tags is None:
+                        tags = Tags()
                     cur_ticket = run_plan(plan, cur_ticket, tags, first)
                     fired[i] = QUIET
                     mutates = True
@@ -198,7 +201,7 @@ class RuleSet:
                     stopped_at = i
                     break
                 if mutates and concerns[i] and (new := bucket.affected(i, skipped)):
-                    recheck |= new
+                    recheck = new.union(recheck)
                     todo, k = sorted(new.union(todo[k:])), 0
         return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped)
 
