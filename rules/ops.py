@@ -81,6 +81,10 @@ class State:
     def read(self, field: Field) -> Any:
         return field.read(self.ticket, self.event, self.vars)
 
+    def remember(self, name: str, raw: Any, folded: Any) -> None:
+        """Seed the folded cache: whoever built `raw` already knows its folded value."""
+        self._folded[name] = (raw, folded)
+
     def read_previous(self, field: Field) -> Any:
         return field.read(self.previous, self.event, self.vars)
 

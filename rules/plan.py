@@ -11,36 +11,31 @@ Two things, both built when the rules are compiled:
    ticket as it now is, and every other rule keeps the answer it had on the event's ticket. That
    is exactly the result of checking every rule in order, at the cost of the rules a fire concerns.
 
-2. **Generated predicates.** Each rule's condition tree becomes one Python function over a vector
-   of the bucket's field values (read and case-folded once per event), instead of a tree of
-   closures called per leaf. Rule text is tenant-controlled, so **no tenant string ever enters the
-   generated source**: a leaf is written as a fixed template per op over `v[<slot number>]` and
-   `K[<constant number>]`; the rule's values (folded strings, frozensets, numbers, compiled regex
-   searches) live in the tuple `K`, and every op without a template (time, business time, ordinal,
-   `changed*`, case-sensitive, `is_empty`, patterns run under a timeout) calls the leaf's own
-   predicate as `P[<n>](s)`. The source is compiled with no builtins but the three it names.
+2. **Action plans.** A rule whose actions only change the ticket (tags, `set`, `close`) fires
+   without a Firing, and `add_tags` uses the folded tags the state already holds, so a fire costs
+   the tags it adds rather than the tags the ticket has.
+
+The generated predicates are in rules/codegen.py.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from .actions import Action
-from .conditions import Group, Leaf, Node
+from . import updates as U
+from .actions import Action, Firing
+from .conditions import Group, Node
+from .fields import FIXED_FIELDS
 from .ops import State
-from .ordinal import is_ordinal
 
 Key = tuple[str, str | None]
 ANY: Key = ("*", None)
 _ITEM_FIELDS = frozenset({"tags", "contact.groups"})
 _ITEM_OPS = frozenset({"includes", "excludes", "includes_any", "includes_all"})
-_NUMBER_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-FOLDED, RAW = 0, 1
 
 
 def _strs(v: Any) -> list[str] | None:
     values = v if type(v) is list else [v]
-    return [x for x in values] if values and all(isinstance(x, str) for x in values) else None
+    return list(values) if values and all(isinstance(x, str) for x in values) else None
 
 
 def read_keys(node: Node | None) -> set[Key]:
@@ -92,94 +87,79 @@ def dependents(reads: list[set[Key]]) -> dict[Key, tuple[int, ...]]:
     return out
 
 
-# ------------------------------------------------------------------------------ code generation
+# ------------------------------------------------------------------------------- action plans
 
-class _Source:
-    """Collects one bucket's slots, constants and fallback predicates while writing expressions."""
+_TAGS = FIXED_FIELDS["tags"]
+ADD_TAGS, CALL = 0, 1
+Plan = tuple[tuple[int, Any], ...]
+# What a rule whose plan ran fired with: it has no effects, notes or errors. Shared and never
+# changed (explain copies its lists).
+QUIET = Firing({}, {}, {}, None)
+
+
+def quick_plan(actions: list[Action]) -> Plan | None:
+    """The steps of a rule whose actions only change the ticket (tags, `set`, `close`), to run
+    without a Firing; None for any other rule (effects, notes, handlers go the general way)."""
+    steps: list[tuple[int, Any]] = []
+    for a in actions:
+        spec = a.spec
+        if a.type == "add_tags":
+            steps.append((ADD_TAGS, tuple((t, t.casefold()) for t in spec["tags"])))
+        elif a.type == "remove_tags":
+            tags = list(spec["tags"])
+            steps.append((CALL, lambda t, tags=tags: U.remove_tags(t, tags)))
+        elif a.type == "set":
+            field, value = spec["field"], spec["value"]
+            steps.append((CALL, lambda t, f=field, v=value: U.set_field(t, f, v)))
+        elif a.type == "close":
+            steps.append((CALL, lambda t: U.set_field(t, "status", "closed")))
+        else:
+            return None
+    return tuple(steps)
+
+
+class Tags:
+    """The folded tags of the pass's current ticket, kept up to date by `add_tags` plans: a fire
+    then costs the tags it adds, not the tags the ticket has. `source` is the tags list they are
+    of (by identity); any other list is folded afresh."""
+
+    __slots__ = ("source", "folded")
 
     def __init__(self) -> None:
-        self.slots: dict[tuple[str, int], int] = {}
-        self.fields: list[tuple[Any, int]] = []   # (Field, FOLDED | RAW) per slot
-        self.consts: list[Any] = []
-        self.preds: list[Callable[[State], bool]] = []
+        self.source: Any = None
+        self.folded: set[str] = set()
 
-    def slot(self, leaf: Leaf, kind: int) -> str:
-        key = (leaf.field.name, kind)
-        if key not in self.slots:
-            self.slots[key] = len(self.fields)
-            self.fields.append((leaf.field, kind))
-        return f"v[{self.slots[key]}]"
+    def of(self, ticket: dict[str, Any], first: State) -> set[str]:
+        cur = ticket.get("tags")
+        if cur is not self.source or self.source is None:
+            if cur is first.ticket.get("tags") and type(cur) is list:
+                self.folded = set(first.folded(_TAGS))
+            else:
+                self.folded = {x.casefold() for x in cur if isinstance(x, str)} if type(cur) is list else set()
+            self.source = cur
+        return self.folded
 
-    def const(self, value: Any) -> str:
-        self.consts.append(value)
-        return f"K[{len(self.consts) - 1}]"
-
-    def fallback(self, leaf: Leaf) -> str:
-        self.preds.append(leaf.pred)
-        return f"P[{len(self.preds) - 1}](s)"
-
-    def expr(self, node: Node) -> str:
-        if isinstance(node, Group):
-            if not node.children:
-                return "True" if node.kind == "all" else "False"
-            joiner = " and " if node.kind == "all" else " or "
-            kids = sorted(node.children, key=lambda c: c.cost)  # cheapest first, as Group.pred
-            return "(" + joiner.join(self.expr(c) for c in kids) + ")"
-        return self.leaf(node)
-
-    def leaf(self, n: Leaf) -> str:  # noqa: C901 -- one template per op
-        op, v, f = n.op, n.value, n.field
-        if n.case_sensitive or is_ordinal(f, op):
-            return self.fallback(n)
-        if op in ("is", "is_not") and isinstance(v, str):
-            return f"({self.slot(n, FOLDED)} {'==' if op == 'is' else '!='} {self.const(v.casefold())})"
-        strs = _strs(v)
-        if op in ("in", "not_in") and type(v) is list and strs is not None:
-            word = "in" if op == "in" else "not in"
-            return f"({self.slot(n, FOLDED)} {word} {self.const(frozenset(x.casefold() for x in strs))})"
-        if op in ("contains", "not_contains", "starts_with", "ends_with") and isinstance(v, str):
-            x, c = self.slot(n, FOLDED), self.const(v.casefold())
-            test = {"contains": f"{c} in {x}", "not_contains": f"{c} in {x}",
-                    "starts_with": f"{x}.startswith({c})", "ends_with": f"{x}.endswith({c})"}[op]
-            expr = f"(T({x}) is S and {test})"
-            return f"(not {expr})" if op == "not_contains" else expr
-        if op in _ITEM_OPS and strs is not None and (op != "includes" or isinstance(v, str)) and (
-                op not in ("includes", "excludes") or isinstance(v, str)):
-            x = self.slot(n, FOLDED)
-            if op in ("includes", "excludes"):
-                expr = f"(T({x}) is F and {self.const(v.casefold())} in {x})"
-                return expr if op == "includes" else f"(not {expr})"
-            c = self.const(frozenset(s.casefold() for s in strs))
-            return (f"(T({x}) is F and not {c}.isdisjoint({x}))" if op == "includes_any"
-                    else f"(T({x}) is F and {c} <= {x})")
-        if op in _NUMBER_OPS and type(v) in (int, float):
-            x = self.slot(n, RAW)
-            return f"(T({x}) in N and {x} {_NUMBER_OPS[op]} {self.const(v)})"
-        # `matches` always goes through its predicate: rules/regexes.py bounds every match and
-        # charges it to the pass's regex budget, which inline code would bypass.
-        return self.fallback(n)
+    def seed(self, state: State) -> None:
+        """Hand the folded tags to a State made for the current ticket."""
+        if self.source is not None and state.ticket.get("tags") is self.source:
+            state.remember("tags", self.source, frozenset(self.folded))
 
 
-Compiled = Callable[[list[Any], State], bool]
-
-
-def generate(trees: list[Node | None]) -> tuple[list[Compiled], list[tuple[Any, int]]]:
-    """One function `(v, s) -> bool` per tree, and the (field, kind) of each slot of `v`."""
-    src = _Source()
-    bodies = [src.expr(t) if t is not None else "True" for t in trees]
-    lines = ["def _make(K, P):"]
-    for i, body in enumerate(bodies):
-        lines.append(f"    def r{i}(v, s):\n        return {body}")
-    lines.append("    return [" + ", ".join(f"r{i}" for i in range(len(bodies))) + "]")
-    code = compile("\n".join(lines), "<rules bucket>", "exec")
-    namespace: dict[str, Any] = {"__builtins__": {}, "T": type, "S": str, "F": frozenset,
-                                 "N": (int, float)}
-    exec(code, namespace)  # noqa: S102 -- source is our templates; tenant values are in K only
-    funcs: list[Compiled] = namespace["_make"](tuple(src.consts), tuple(src.preds))
-    return funcs, src.fields
-
-
-def read_slots(fields: list[tuple[Any, int]], s: State) -> list[Any]:
-    """The slot vector of a state: each field folded (str, frozenset or None) or raw."""
-    folded, read = s.folded, s.read
-    return [folded(f) if kind == FOLDED else read(f) for f, kind in fields]
+def run_plan(plan: Plan, ticket: dict[str, Any], tags: Tags, first: State) -> dict[str, Any]:
+    """Apply a quick plan to a copy of `ticket` (merge_unique's answer for `add_tags`, item for
+    item, from the folded tags `tags` keeps)."""
+    out_ticket = dict(ticket)
+    for kind, data in plan:
+        if kind == CALL:
+            data(out_ticket)
+            continue
+        seen = tags.of(out_ticket, first)
+        cur = out_ticket.get("tags")
+        out = list(cur) if type(cur) is list else []
+        for item, folded in data:
+            if folded not in seen:
+                seen.add(folded)
+                out.append(item)
+        out_ticket["tags"] = out
+        tags.source = out
+    return out_ticket

@@ -2,15 +2,13 @@
 
 1. By trigger: an event only looks at the rules that listen to its type.
 2. By value: each rule whose conditions require `field is V`, `field in [...]` or
-   `list-field includes V` (a top-level conjunct) is filed under V in a table for that field. For
-   an event, the candidates are the rules whose filed value the ticket has, plus the rules with no
-   such conjunct, visited in rule order. Tables hold sorted tuples of rule positions: the union
-   costs in proportion to the candidates, which must be checked anyway (bitmasks over thousands
-   of rules cost more to walk than the checks they save). Of a rule's indexable conjuncts, the one
-   whose values the fewest other rules share is chosen (see _Bucket).
+   `list-field includes V` (a top-level conjunct) is filed under V for that field; of a rule's
+   indexable conjuncts, the one whose values the fewest other rules share is chosen (see
+   _Bucket). An event checks the rules filed under the values its ticket has, plus the rules with
+   no such conjunct. The index is compiled into the bucket's generated matcher (rules/codegen.py):
+   a dict from each folded value to a function checking its rules inline.
 
-Candidates are checked by generated predicates over the event's field values, read once
-(rules/plan.py). A rule that fires and changes the ticket (or vars) can only change the answer of
+A rule that fires and changes the ticket (or vars) can only change the answer of
 the later rules that read what it wrote (rules/plan.py, dependencies): those are checked again on
 the ticket as it now is; every other rule's answer on the event's ticket stands. The result is
 exactly that of checking every rule in order, at a cost that follows the fires' effects rather
@@ -33,8 +31,9 @@ from .conditions import Leaf, conjuncts, failure, leaves, trace
 from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
-from .jsondata import json_copy
-from .plan import dependents, generate, read_keys, read_slots, write_keys
+from .codegen import generate, read_slots
+from .evaluation import Evaluation
+from .plan import QUIET, Tags, dependents, quick_plan, read_keys, run_plan, write_keys
 from .updates import diff
 
 _SLOW_OPS = frozenset({"matches", "older_than_business", "newer_than_business"})
@@ -87,54 +86,23 @@ class _Bucket:
             leaf, (mode, values) = option
             return (leaf.field.name in _COARSE, sum(shared[(leaf.field.name, mode, v.casefold())] for v in values))
 
-        # A rule with a second selective conjunct (not a coarse field, its values shared by few
-        # rules) is filed under both and is a candidate only when the ticket has both: `tags
-        # includes X` alone admits every rule on tag X; with `contact.groups includes Y` beside
-        # it, only those also on group Y. Coarse second keys would make every event walk long
-        # lists, so they are left to the rule's own (cheapest-first) check.
-        selective = max(8, len(rules) // 50)
-        unindexed: list[int] = []
-        tables: dict[tuple[str, int], tuple[Any, dict[str, list[tuple[int, int]]]]] = {}
-        self.need: dict[int, int] = {}  # position -> bitmask of its keys, all of which must hold
+        filings: list[Any] = []  # what the generated matcher files each rule under (its best key)
         for i, options in enumerate(keyed):
             if not options:
-                unindexed.append(i)
+                filings.append(None)
                 continue
             ranked = sorted(options, key=score)
-            chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
-            self.need[i] = (1 << len(chosen)) - 1
-            for bit, (leaf, (mode, values)) in enumerate(chosen):
-                field, table = tables.setdefault((leaf.field.name, mode), (leaf.field, {}))
-                for value in dict.fromkeys(v.casefold() for v in values):
-                    table.setdefault(value, []).append((i, 1 << bit))
-        self.unindexed = tuple(unindexed)
-        self.checks, self.slots = generate([rule.conditions for rule in rules])
+            best, (best_mode, best_values) = ranked[0]
+            filings.append((best.field, best_mode, [v.casefold() for v in best_values]))
+        gen = generate([rule.conditions for rule in rules], filings)
+        self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
+        self.plans = [quick_plan(rule.actions) for rule in rules]
+        self.labels = [rule.label for rule in rules]
         self.deps = dependents([read_keys(rule.conditions) for rule in rules])
-        self.tables = [(field, mode, {k: tuple(v) for k, v in table.items()})
-                       for (_, mode), (field, table) in tables.items()]
-
-    def candidates(self, s: State, after: int = -1, skip: frozenset[int] = frozenset()) -> list[int]:
-        """Positions (> after, not in skip) of the rules that can match this state, in order."""
-        got: dict[int, int] = {}
-        for field, mode, table in self.tables:
-            v = s.folded(field)
-            if mode == _SCALAR:
-                if type(v) is str and (hit := table.get(v)):
-                    for pos, bit in hit:
-                        got[pos] = got.get(pos, 0) | bit
-            elif type(v) is frozenset:
-                for item in v:
-                    if hit := table.get(item):
-                        for pos, bit in hit:
-                            got[pos] = got.get(pos, 0) | bit
-        need = self.need
-        found = [pos for pos, bits in got.items() if bits == need[pos]]
-        found.extend(self.unindexed)
-        found.sort()
-        if after >= 0 or skip:
-            found = [i for i in found if i > after and i not in skip]
-        return found
+        # whether any later rule reads what rule i writes (most broad rules' writes concern none)
+        self.concerns = [any((hit := self.deps.get(key)) and hit[-1] > i for key in self.writes[i])
+                         for i in range(len(rules))]
 
     def affected(self, i: int, skip: frozenset[int]) -> set[int]:
         """Positions after i whose answer the writes of rule i can change (not in skip)."""
@@ -145,64 +113,6 @@ class _Bucket:
             if hit:
                 out.update(hit[bisect_right(hit, i):])
         return out - skip if skip else out
-
-
-class Evaluation:
-    """What one pass did. `ticket` and `explain` are built on first read."""
-
-    def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing], timeline: list[tuple[int, State]],
-                 stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
-                 skipped: frozenset[int] = frozenset()) -> None:
-        self._bucket = bucket
-        self._fired = fired
-        self._timeline = timeline
-        self._stopped_at = stopped_at
-        self._skipped = skipped
-        self._before = before
-        self._final = timeline[-1][1]
-        self.effects = effects
-        rules = bucket.rules if bucket else []
-        self.matched: list[str] = [rules[i].label for i in fired]
-        self.changes: dict[str, Any] = diff(before, self._final.ticket) if fired else {}
-        self._explain: list[dict[str, Any]] | None = None
-
-    @property
-    def ticket(self) -> dict[str, Any]:
-        """The ticket after automation: a fresh copy, so changing it changes nothing else."""
-        return json_copy(self._final.ticket)  # type: ignore[no-any-return]
-
-    @property
-    def vars(self) -> dict[str, Any]:
-        return dict(self._final.vars)
-
-    @property
-    def explain(self) -> list[dict[str, Any]]:
-        if self._explain is None:
-            self._explain = self._build_explain()
-        return self._explain
-
-    def _build_explain(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if self._bucket is None:
-            return out
-        step = 0
-        for i, rule in enumerate(self._bucket.rules):
-            if self._stopped_at is not None and i > self._stopped_at:
-                break
-            while step + 1 < len(self._timeline) and self._timeline[step + 1][0] <= i:
-                step += 1
-            entry: dict[str, Any] = {"id": rule.id, "name": rule.name, "matched": i in self._fired,
-                                     "failed": None, "errors": [], "notes": []}
-            firing = self._fired.get(i)
-            if firing is not None:
-                entry["errors"] = list(firing.errors)
-                entry["notes"] = list(firing.notes)
-            elif i in self._skipped:
-                entry["skipped"] = "fired already for this ticket; checked again once its conditions stop holding"
-            else:
-                entry["failed"] = failure(rule.conditions, self._timeline[step][1])
-            out.append(entry)
-        return out
 
 
 class RuleSet:
@@ -243,8 +153,8 @@ class RuleSet:
         before = ticket if type(ticket) is dict else {}
         prev = previous if type(previous) is dict else {}
         clock = aware(now)
-        state = State(before, event, {}, prev, clock)
-        timeline = [(0, state)]
+        first = state = State(before, event, {}, prev, clock)
+        timeline: list[tuple[int, dict[str, Any], dict[str, Any]]] = [(0, before, {})]
         fired: dict[int, Firing] = {}
         effects: list[dict[str, Any]] = []
         stopped_at = None
@@ -255,33 +165,55 @@ class RuleSet:
             rules = bucket.rules
             if exclude:
                 skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
-            todo = bucket.candidates(state, skip=skipped)
-            checks, first, v = bucket.checks, state, read_slots(bucket.slots, state)
-            recheck: set[int] = set()
+            # the rules holding on the event's ticket, in order; a fire adds the later rules that
+            # read what it wrote, to be checked again on the ticket as it then is
+            todo = bucket.match(read_slots(bucket.slots, state), state)
+            if skipped:
+                todo = [i for i in todo if i not in skipped]
+            plans, concerns = bucket.plans, bucket.concerns
+            recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
+            # the ticket and vars as the fires so far left them; `current` is their State, made
+            # only when a re-check needs one (most fires need none); `tags` their folded tags
+            cur_ticket, cur_vars = before, {}
+            current: State | None = state
+            tags: Tags | None = None
             k = 0
             while k < len(todo):
                 i = todo[k]
                 k += 1
                 rule = rules[i]
-                if not (rule.pred(state) if i in recheck else checks[i](v, first)):
-                    continue
-                mutates = rule.mutates
-                firing = Firing(dict(state.ticket) if mutates else state.ticket, event, state.vars, handlers)
-                for action in rule.actions:
-                    action.apply(firing)
-                fired[i] = firing
-                effects.extend(firing.effects)
+                if i in recheck:
+                    if current is None:
+                        current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
+                        if tags is not None:
+                            tags.seed(current)
+                    if not rule.pred(current):
+                        continue
+                plan = plans[i]
+                if plan is not None:  # ticket changes only: no Firing, tags folded incrementally
+                    if tags is None:
+                        tags = Tags()
+                    cur_ticket = run_plan(plan, cur_ticket, tags, first)
+                    fired[i] = QUIET
+                    mutates = True
+                else:
+                    mutates = rule.mutates
+                    firing = Firing(dict(cur_ticket) if mutates else cur_ticket, event, cur_vars, handlers)
+                    for action in rule.actions:
+                        action.apply(firing)
+                    fired[i] = firing
+                    effects.extend(firing.effects)
+                    cur_ticket, cur_vars = firing.ticket, firing.vars
                 if mutates:
-                    state = State(firing.ticket, event, firing.vars, prev, clock, state)
-                    timeline.append((i + 1, state))
+                    current = None
+                    timeline.append((i + 1, cur_ticket, cur_vars))
                 if rule.stop:
                     stopped_at = i
                     break
-                if mutates and (new := bucket.affected(i, skipped)):
-                    # only the later rules reading what this one wrote can change their answer
-                    recheck |= new
+                if mutates and concerns[i] and (new := bucket.affected(i, skipped)):
+                    recheck = new.union(recheck)
                     todo, k = sorted(new.union(todo[k:])), 0
-        return Evaluation(bucket, fired, timeline, stopped_at, before, effects, skipped)
+        return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
                    previous: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> datetime | None:

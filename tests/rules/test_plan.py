@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 import rules as engine
-from rules.conditions import parse
+from rules.conditions import failure, parse
+from rules.evaluation import _failed
 from rules.ops import State
-from rules.plan import generate, read_keys, read_slots
+from rules.codegen import generate, read_slots
+from rules.plan import read_keys
 from ruletools import NOW, make_ticket
 
 HOSTILE = [
@@ -36,7 +38,7 @@ def _state(ticket: dict[str, Any], event: dict[str, Any] | None = None) -> State
 def test_no_tenant_string_reaches_the_generated_source(monkeypatch: pytest.MonkeyPatch) -> None:
     """The source depends on the rules' shape only: hostile names and values or bland ones of the
     same shape give the very same text (values live in the constants tuple)."""
-    import rules.plan as plan
+    import rules.codegen as plan
     seen: list[str] = []
     real = compile
 
@@ -53,8 +55,8 @@ def test_no_tenant_string_reaches_the_generated_source(monkeypatch: pytest.Monke
         return out + [_tree({"field": "subject", "op": "matches", "value": "x" + values[0].replace("(", "")
                              .replace(")", "").replace("[", "").replace("\\", "") + "x"})]
     hostile = [h for h in HOSTILE if h]
-    generate(trees(hostile))
-    generate(trees([f"plain{i}" for i in range(len(hostile))]))
+    generate(trees(hostile), [None] * (len(hostile) * 3 + 1))
+    generate(trees([f"plain{i}" for i in range(len(hostile))]), [None] * (len(hostile) * 3 + 1))
     assert len(seen) == 2 and seen[0] == seen[1]
     for h in hostile:
         assert h not in seen[0] or h in ("K[0]", "v[0]", "P[0](s)"), h
@@ -101,7 +103,12 @@ def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
                   for f, op, v in picks]
         raw.append({rng.choice(("all", "any")): leaves} if len(leaves) > 1 else leaves[0])
     trees = [_tree(r) for r in raw]
-    funcs, slots = generate(trees)
+    gen = generate(trees, [None] * len(trees))
+    match, slots = gen.match, gen.slots
+    ruleset = engine.compile_rules([{"id": f"r{i}", "triggers": ["ticket.updated"], "conditions": r,
+                                     "actions": [{"type": "notify", "target": "x", "message": "m"}]}
+                                    for i, r in enumerate(raw)])
+    bucket = ruleset._buckets["ticket.updated"]   # the same trees, filed in the value index
     for _ in range(60):
         ticket = make_ticket(subject=rng.choice(["Refund please", "REFUNDING", None, 3, "ab"]),
                              status=rng.choice(VALUES), priority=rng.choice(VALUES),
@@ -109,9 +116,14 @@ def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
                              custom={"plan": rng.choice(VALUES), "seats": rng.choice(VALUES),
                                      "flag": rng.choice(VALUES)})
         s = _state(ticket)
+        want = [i for i, tree in enumerate(trees) if tree.pred(s)]
+        assert match(read_slots(slots, s), s) == want, ticket
+        assert bucket.match(read_slots(bucket.slots, s), s) == want, ticket
         v = read_slots(slots, s)
-        for r, tree, f in zip(raw, trees, funcs):
-            assert f(v, s) == bool(tree.pred(s)), (r, ticket)
+        for i, tree in enumerate(trees):   # explain's first failing step, as conditions.failure
+            k = gen.explainers[i](v, s)
+            got = None if k < 0 else _failed(gen.steps[i][k], s)
+            assert got == failure(tree, s), (raw[i], ticket)
 
 
 def test_read_keys_name_items_only_for_item_tests() -> None:

@@ -1,0 +1,222 @@
+"""Generated predicates: a trigger bucket's conditions compiled to Python source, once.
+
+A bucket's rules become one `match(v, s)` function over a vector `v` of the bucket's field values
+(each read and case-folded once per event) that returns the positions of the rules holding, in
+order. The value index is compiled in with it: the rules filed under a value (rules/ruleset.py,
+_Bucket) are checked inline in one function per value, reached through a dict from the folded
+value the ticket has; the unfiled rules are checked inline in `match` itself. No per-rule call,
+no closure per leaf.
+
+Rule text is tenant-controlled, so **no tenant string ever enters the generated source**: a leaf
+is written as a fixed template per op over `v[<slot number>]` and `K[<constant number>]`, and rule
+positions are the only other numbers. The rule's values (folded strings, frozensets, numbers,
+compiled regex searches) live in the tuple `K`; the dispatch dicts, keyed by tenant values, are
+data too. Every op without a template (time, business time, ordinal, `changed*`, case-sensitive,
+`is_empty`, patterns run under a timeout) calls the leaf's own predicate as `P[<n>](s)`. The
+source is compiled with no builtins but the names it uses.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from .conditions import Group, Leaf, Node
+from .ops import State
+from .ordinal import is_ordinal
+
+FOLDED, RAW = 0, 1
+SCALAR, LIST = 0, 1   # as rules/ruleset.py's index modes
+_ITEM_OPS = frozenset({"includes", "excludes", "includes_any", "includes_all"})
+_NUMBER_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_GLOBALS = {"T": type, "S": str, "F": frozenset, "N": (int, float)}
+
+
+def _strs(v: Any) -> list[str] | None:
+    values = v if type(v) is list else [v]
+    return list(values) if values and all(isinstance(x, str) for x in values) else None
+
+
+class _Source:
+    """Collects one bucket's slots, constants and fallback predicates while writing expressions."""
+
+    def __init__(self) -> None:
+        self.slots: dict[tuple[str, int], int] = {}
+        self.fields: list[tuple[Any, int]] = []   # (Field, FOLDED | RAW) per slot
+        self.consts: list[Any] = []
+        self.preds: list[Callable[[State], bool]] = []
+
+    def slot(self, leaf: Leaf, kind: int) -> str:
+        return self.slot_of(leaf.field, kind)
+
+    def slot_of(self, field: Any, kind: int) -> str:
+        key = (field.name, kind)
+        if key not in self.slots:
+            self.slots[key] = len(self.fields)
+            self.fields.append((field, kind))
+        return f"v[{self.slots[key]}]"
+
+    def const(self, value: Any) -> str:
+        self.consts.append(value)
+        return f"K[{len(self.consts) - 1}]"
+
+    def fallback(self, leaf: Leaf) -> str:
+        self.preds.append(leaf.pred)
+        return f"P[{len(self.preds) - 1}](s)"
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Group):
+            if not node.children:
+                return "True" if node.kind == "all" else "False"
+            joiner = " and " if node.kind == "all" else " or "
+            kids = sorted(node.children, key=lambda c: c.cost)  # cheapest first, as Group.pred
+            return "(" + joiner.join(self.expr(c) for c in kids) + ")"
+        return self.leaf(node)
+
+    def steps(self, node: Node | None, out: list[Node]) -> list[str]:
+        """The tests of `conditions.failure`'s walk, in written order; their nodes go to out."""
+        if node is None:
+            return []
+        if isinstance(node, Group) and node.kind == "all":
+            return [t for child in node.children for t in self.steps(child, out)]
+        out.append(node)
+        return [self.expr(node)]
+
+    def leaf(self, n: Leaf) -> str:  # noqa: C901 -- one template per op
+        op, v, f = n.op, n.value, n.field
+        if n.case_sensitive or is_ordinal(f, op):
+            return self.fallback(n)
+        if op in ("is", "is_not") and isinstance(v, str):
+            return f"({self.slot(n, FOLDED)} {'==' if op == 'is' else '!='} {self.const(v.casefold())})"
+        strs = _strs(v)
+        if op in ("in", "not_in") and type(v) is list and strs is not None:
+            word = "in" if op == "in" else "not in"
+            return f"({self.slot(n, FOLDED)} {word} {self.const(frozenset(x.casefold() for x in strs))})"
+        if op in ("contains", "not_contains", "starts_with", "ends_with") and isinstance(v, str):
+            x, c = self.slot(n, FOLDED), self.const(v.casefold())
+            test = {"contains": f"{c} in {x}", "not_contains": f"{c} in {x}",
+                    "starts_with": f"{x}.startswith({c})", "ends_with": f"{x}.endswith({c})"}[op]
+            expr = f"(T({x}) is S and {test})"
+            return f"(not {expr})" if op == "not_contains" else expr
+        if op in _ITEM_OPS and strs is not None and (op != "includes" or isinstance(v, str)) and (
+                op not in ("includes", "excludes") or isinstance(v, str)):
+            x = self.slot(n, FOLDED)
+            if op in ("includes", "excludes"):
+                expr = f"(T({x}) is F and {self.const(v.casefold())} in {x})"
+                return expr if op == "includes" else f"(not {expr})"
+            c = self.const(frozenset(s.casefold() for s in strs))
+            return (f"(T({x}) is F and not {c}.isdisjoint({x}))" if op == "includes_any"
+                    else f"(T({x}) is F and {c} <= {x})")
+        if op in _NUMBER_OPS and type(v) in (int, float):
+            x = self.slot(n, RAW)
+            return f"(T({x}) in N and {x} {_NUMBER_OPS[op]} {self.const(v)})"
+        # `matches` always goes through its predicate: rules/regexes.py bounds every match and
+        # charges it to the pass's regex budget, which inline code would bypass.
+        return self.fallback(n)
+
+
+
+Matcher = Callable[[Any, State], list[int]]
+# rule position -> None (not filed: checked every event) or (field, mode, folded values): the
+# rule is checked when the ticket's folded field value is (SCALAR) or includes (LIST) one of them
+Filing = tuple[Any, int, Sequence[str]] | None
+
+
+class Generated(NamedTuple):
+    """A bucket's generated code. `explainers[i](v, s)` is the number of rule i's first failing
+    step (`steps[i][n]`: a leaf, or an `any` group that fails as a whole), in written order, the
+    order `conditions.failure` reports; -1 when the rule holds."""
+
+    match: Matcher
+    slots: list[tuple[Any, int]]
+    explainers: list[Callable[[Any, State], int]]
+    steps: list[list[Node]]
+
+
+def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generated:
+    """The bucket's `match(v, s)`, the (field, FOLDED | RAW) of each slot of `v`, and the
+    explainers."""
+    src = _Source()
+    bodies = [src.expr(t) if t is not None else "True" for t in trees]
+    groups: dict[tuple[str, int, str], list[int]] = {}
+    tables: dict[tuple[str, int], tuple[Any, list[str]]] = {}
+    unfiled: list[int] = []
+    dup = False
+    for pos, filing in enumerate(filings):
+        if filing is None:
+            unfiled.append(pos)
+            continue
+        field, mode, values = filing
+        tables.setdefault((field.name, mode), (field, []))
+        dup = dup or (mode == LIST and len(set(values)) > 1)
+        for value in dict.fromkeys(values):
+            group = groups.setdefault((field.name, mode, value), [])
+            if not group:
+                tables[(field.name, mode)][1].append(value)
+            group.append(pos)
+    lines = ["def _make(K, P, D):"]
+    names: dict[tuple[str, int, str], int] = {}
+    for n, (key, members) in enumerate(groups.items()):
+        names[key] = n
+        lines.append(f"    def g{n}(v, s, h):")
+        lines += [f"        if {bodies[p]}: h.append({p})" for p in members]
+    lines.append("    def match(v, s):")
+    lines.append("        h = []")
+    lines += [f"        if {bodies[p]}: h.append({p})" for p in unfiled]
+    dispatch: list[dict[str, int]] = []
+    for (name, mode), (field, values) in tables.items():
+        x = src.slot_of(field, FOLDED)
+        d = len(dispatch)
+        dispatch.append({value: names[(name, mode, value)] for value in values})
+        if mode == SCALAR:
+            lines.append(f"        g = D[{d}].get({x}) if T({x}) is S else None")
+            lines.append("        if g is not None: g(v, s, h)")
+        else:
+            lines.append(f"        if T({x}) is F:")
+            lines.append(f"            d = D[{d}]")
+            lines.append(f"            for item in {x}:")
+            lines.append("                g = d.get(item)")
+            lines.append("                if g is not None: g(v, s, h)")
+    if groups:
+        lines.append("        h = sorted(set(h))" if dup else "        h.sort()")
+    lines.append("        return h")
+    # explain: per rule, the number of the first failing step in written order, or -1
+    failing: list[list[Node]] = []
+    for pos, tree in enumerate(trees):
+        steps: list[Node] = []
+        lines.append(f"    def x{pos}(v, s):")
+        lines += [f"        if not {test}: return {k}" for k, test in enumerate(src.steps(tree, steps))]
+        lines.append("        return -1")
+        failing.append(steps)
+    lines.append("    return match, [" + ", ".join(f"g{n}" for n in range(len(groups))) + "], ["
+                 + ", ".join(f"x{p}" for p in range(len(trees))) + "]")
+    code = compile("\n".join(lines) + "\n", "<rules bucket>", "exec")
+    namespace: dict[str, Any] = {"__builtins__": {"sorted": sorted, "set": set}, **_GLOBALS}
+    exec(code, namespace)  # noqa: S102 -- source is our templates; tenant values are in K and D only
+    tables_out: list[dict[str, Callable[..., None]]] = []   # filled in once the groups exist
+    match, made, explainers = namespace["_make"](tuple(src.consts), tuple(src.preds), tables_out)
+    tables_out.extend({value: made[n] for value, n in table.items()} for table in dispatch)
+    return Generated(match, src.fields, explainers, failing)
+
+
+class Slots(dict):  # type: ignore[type-arg]
+    """The slot vector `v` of one state, filled as the generated code asks: slot n is field n
+    folded (str, frozenset or None) or raw. A bucket may read 20 fields while an event's rules
+    need three; a dict's `__missing__` costs one call per field read, a hit costs nothing more
+    than a list index would."""
+
+    __slots__ = ("fields", "state")
+
+    def __init__(self, fields: list[tuple[Any, int]], state: State) -> None:
+        super().__init__()
+        self.fields, self.state = fields, state
+
+    def __missing__(self, n: int) -> Any:
+        field, kind = self.fields[n]
+        value = self.state.folded(field) if kind == FOLDED else self.state.read(field)
+        self[n] = value
+        return value
+
+
+def read_slots(fields: list[tuple[Any, int]], s: State) -> Slots:
+    """The (lazily read) slot vector of a state."""
+    return Slots(fields, s)

@@ -1,0 +1,103 @@
+"""What one pass of the rules did (`Evaluation`), and its explanation, built when read."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .actions import Firing
+from .codegen import read_slots
+from .conditions import Group, Leaf
+from .jsondata import json_copy
+from .ops import State
+from .updates import diff
+
+if TYPE_CHECKING:
+    from .ruleset import _Bucket
+
+_CHANGE_OPS = frozenset({"changed", "changed_from", "changed_to"})
+
+
+def _failed(node: Leaf | Group, s: State, seen: dict[str, Any] | None = None) -> dict[str, Any]:
+    """explain's `failed` for a failing step: the leaf and what it saw, or the `any` group.
+
+    `seen` caches the copy of each field's value for one state: at 10,000 rules a thousand
+    entries may show the same 100-item tags list, and copying it for each was most of the cost.
+    The entries of one explain may therefore share a `seen` list (never with the ticket)."""
+    if isinstance(node, Leaf):
+        if seen is None or node.op in _CHANGE_OPS:
+            return node.failure(s)
+        name = node.field.name
+        if name not in seen:
+            seen[name] = json_copy(s.read(node.field))
+        return {**node.describe(), "seen": seen[name]}
+    return {"path": node.path, "field": None, "op": "any", "value": None, "seen": None}
+
+
+class Evaluation:
+    """What one pass did. `ticket` and `explain` are built on first read.
+
+    `timeline` holds (position, ticket, vars) after each fire that changed them, starting with
+    (0, the event's ticket, {}); the States explain reads are built from it only when read."""
+
+    def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing],
+                 timeline: list[tuple[int, dict[str, Any], dict[str, Any]]], first: State,
+                 stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
+                 skipped: frozenset[int] = frozenset()) -> None:
+        self._bucket = bucket
+        self._fired = fired
+        self._timeline = timeline
+        self._first = first
+        self._stopped_at = stopped_at
+        self._skipped = skipped
+        self._before = before
+        self._final_ticket, self._final_vars = timeline[-1][1], timeline[-1][2]
+        self.effects = effects
+        labels = bucket.labels if bucket else []
+        self.matched: list[str] = [labels[i] for i in fired]
+        self.changes: dict[str, Any] = diff(before, self._final_ticket) if fired else {}
+        self._explain: list[dict[str, Any]] | None = None
+
+    @property
+    def ticket(self) -> dict[str, Any]:
+        """The ticket after automation: a fresh copy, so changing it changes nothing else."""
+        return json_copy(self._final_ticket)  # type: ignore[no-any-return]
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        return dict(self._final_vars)
+
+    @property
+    def explain(self) -> list[dict[str, Any]]:
+        if self._explain is None:
+            self._explain = self._build_explain()
+        return self._explain
+
+    def _build_explain(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self._bucket is None:
+            return out
+        bucket = self._bucket
+        step, timeline, state = 0, self._timeline, self._first
+        explainers, steps, v, seen = bucket.explainers, bucket.steps, None, {}
+        for i, rule in enumerate(bucket.rules):
+            if self._stopped_at is not None and i > self._stopped_at:
+                break
+            while step + 1 < len(timeline) and timeline[step + 1][0] <= i:
+                step += 1
+                f = self._first
+                state = State(timeline[step][1], f.event, timeline[step][2], f.previous, f.now, state)
+                v, seen = None, {}
+            entry: dict[str, Any] = {"id": rule.id, "name": rule.name, "matched": i in self._fired,
+                                     "failed": None, "errors": [], "notes": []}
+            firing = self._fired.get(i)
+            if firing is not None:
+                entry["errors"] = list(firing.errors)
+                entry["notes"] = list(firing.notes)
+            elif i in self._skipped:
+                entry["skipped"] = "fired already for this ticket; checked again once its conditions stop holding"
+            else:
+                if v is None:
+                    v = read_slots(bucket.slots, state)
+                k = explainers[i](v, state)
+                entry["failed"] = None if k < 0 else _failed(steps[i][k], state, seen)
+            out.append(entry)
+        return out
