@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from server import audit
 from server.api.common import Ctx, json_response, listing, page_params, read_object, requires
-from server.api.query import PAGE, Query
+from server.api.query import FORCE, PAGE, Query
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog
 from server.api.rules import audit_rules, by_of
 from server.api.validate import GROUP_NAME
@@ -101,7 +101,7 @@ async def patch_group(ctx: Ctx) -> Response:
     return json_response(group)
 
 
-@requires("manager")
+@requires("manager", Query(FORCE))
 async def delete_group(ctx: Ctx) -> Response:
     """Delete a group definition (contacts keep the name in their groups). Enabled rules that add
     or remove it make this a 409 listing them; ?force=true deletes anyway and disables them."""

@@ -38,7 +38,6 @@ _REFS = {"run_script": ("script", "script"), "apply_sla": ("policy", "policy"),
 # Rule changes that cannot introduce a reference: checking them would only block a reorder or a
 # disable of a rule whose script was removed before references were checked.
 _UNCHECKED_ACTIONS = frozenset({"reorder", "disable", "delete"})
-_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
 
 @dataclass(frozen=True)
@@ -248,18 +247,9 @@ async def write_policies(ctx: Ctx, by: dict[str, Any],
 
 
 def force_param(ctx: Ctx) -> bool:
-    """?force= as true/false/1/0/yes/no in any case (422 for anything else): never delete on a
-    value that was not understood."""
-    raw = ctx.request.query_params.get("force")
-    if raw is None:
-        return False
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise Unprocessable(f"`force` must be true or false (also 1/0, yes/no), not {raw!r}.",
-                        code="invalid_parameter",
-                        details=[problem("force", "must be one of true, false, 1, 0, yes, no")])
+    """?force= as the route's declared FORCE flag read it (server/api/query.py: true/false/1/0/yes/no
+    in any case, a 422 for anything else): never delete on a value that was not understood."""
+    return bool(ctx.query.get("force", False))
 
 
 Loader = Callable[[Any], Awaitable[tuple[Catalog, Catalog, Any]]]

@@ -14,7 +14,7 @@ from sandbox import LimitsError, compile_script
 from server import audit
 from server.api.checks import allowlist_problems, timeout_problem
 from server.api.common import Ctx, json_response, listing, page_params, path_number, problem, read_object, requires
-from server.api.query import PAGE, Query
+from server.api.query import FORCE, PAGE, Query
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog
 from server.api.rules import audit_rules, by_of
 from server.errors import NotFound, Unprocessable
@@ -130,7 +130,7 @@ async def test_script(ctx: Ctx) -> Response:
     return json_response(entry)
 
 
-@requires("developer")
+@requires("developer", Query(FORCE))
 async def delete_script(ctx: Ctx) -> Response:
     """Delete a script and all its versions. Enabled rules that run it make this a 409 listing
     them; ?force=true deletes anyway and disables those rules (200 with `disabled_rules`)."""

@@ -21,7 +21,7 @@ from server.api.common import (
     read_object,
     requires,
 )
-from server.api.query import PAGE, Query
+from server.api.query import FORCE, PAGE, Query
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog, write_policies
 from server.api.rules import audit_rules
 from server.api.sla_checks import policy_problems
@@ -249,7 +249,7 @@ async def order_policies(ctx: Ctx) -> Response:
     return json_response({"items": result, "next": None})
 
 
-@requires("manager")
+@requires("manager", Query(FORCE))
 async def delete_policy(ctx: Ctx) -> Response:
     """Delete a policy (its revisions stay readable and restorable); those after it move up one.
     Enabled rules that apply it make this a 409 listing them; ?force=true deletes anyway and

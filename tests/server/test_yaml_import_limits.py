@@ -101,4 +101,7 @@ def test_a_base60_number_in_business_hours_says_to_quote_it(ws: Any) -> None:
                              "business_hours": {"timezone": "UTC", "week": {"mon": [540, 1020]}}}]}
     r = ws.client.post("/v1/import", json=doc, headers=ws.h("admin"))
     assert r.status_code == 422, r.text
-    assert 'write times in quotes, e.g. "17:00"' in r.json()["error"]["details"][0]["reason"]
+    reasons = [d["reason"] for d in r.json()["error"]["details"]]
+    # each number is explained as the time it stands for (540 is 09:00, 1020 is 17:00)
+    assert any('got the number 540; in YAML write times in quotes, e.g. "09:00"' in x for x in reasons)
+    assert any('got the number 1020; in YAML write times in quotes, e.g. "17:00"' in x for x in reasons)
