@@ -81,9 +81,19 @@ def _check_events(body: bytes, max_depth: int) -> None:
         raise
 
 
+# A plain scalar YAML would read as a number: past 64 bits it is refused before it is built
+# (int() of a 5,000-digit string raises ValueError, a 500, and costs time even below that).
+_NUMBERISH = re.compile(r"[-+]?(?:0x[0-9a-fA-F_]+|0o?[0-7_]+|0b[01_]+|[0-9][0-9_:.eE+-]*)")
+_MAX_NUMBER_CHARS = 40
+
+
 def _walk_events(body: bytes, max_depth: int) -> None:
     nodes = depth = 0
     for event in yaml.parse(body, Loader=_Loader):
+        if (isinstance(event, yaml.ScalarEvent) and not event.style  # plain: None, or "" (libyaml)
+                and len(event.value) > _MAX_NUMBER_CHARS and _NUMBERISH.fullmatch(event.value)):
+            raise _refuse(f"the number at {_where(event)} does not fit in 64 bits; quote it to "
+                          "keep it as text", "")
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise _refuse(f"anchors and aliases (&name, *name) are not accepted (at {_where(event)}); "
                           "write each value out", "")
