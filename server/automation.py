@@ -366,6 +366,8 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
         "changes": run.changes, "effects": run.effects, "vars": run.vars,
         "http_calls": run.http_calls, "notes": run.notes, "suppressed": run.suppressed,
         "error": run.error, "ticket": ticket,
+        # keys of the event that are not part of the format (server/api/validate.py), not applied
+        "ignored": list(event.get("ignored") or []),
     }
     old = ((previous or {}).get("automation") or {}).get("timers") or {}
     return Outcome(ticket=ticket, contact=contact_record(ticket),

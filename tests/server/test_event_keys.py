@@ -119,3 +119,13 @@ def test_ignored_is_bounded() -> None:
     assert ev is not None and len(ev["ignored"]) == 50
     ev, _ = validate_event(event("e1", ticket={"x" * 5000: 1}), "2026-11-23T08:00:00Z")
     assert ev is not None and ev["ignored"] == ["ticket." + "x" * 100 + "…"]
+
+
+def test_the_run_record_lists_the_ignored_keys_too(ws) -> None:  # type: ignore[no-untyped-def]
+    out = ws.send({"id": "ig-1", "type": "ticket.created",
+                   "ticket": {"id": "T-IG", "subjet": "typo", "subject": "kept"}})
+    assert out["status"] == "processed" and out["ignored"] == ["ticket.subjet"]
+    run = ws.client.get(f"/v1/runs/{out['run_id']}", headers=ws.h("viewer")).json()
+    assert run["ignored"] == ["ticket.subjet"]
+    clean = ws.send({"id": "ig-2", "type": "ticket.updated", "ticket": {"id": "T-IG"}})
+    assert ws.client.get(f"/v1/runs/{clean['run_id']}", headers=ws.h("viewer")).json()["ignored"] == []
