@@ -101,11 +101,11 @@ def test_a_sparse_calendar_and_an_ancient_timestamp_are_fast() -> None:
     now = datetime(2026, 12, 2, 12, tzinfo=UTC)
     for stamp in ("1990-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "2026-12-01T00:00:00Z",
                   "9999-12-31T00:00:00Z"):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(20):
             ev = rs.evaluate({"type": "time.reached"}, {"custom": {"at": stamp}}, now=now)
             rs.next_check({"custom": {"at": stamp}}, now=now)
-        assert time.perf_counter() - t0 < 1.0, stamp
+        assert time.process_time() - t0 < 1.0, stamp
         # 24 open minutes a week: 500h is 24 years of them; 100000h is past 2200 (never).
         # Business time before 1900 is not counted: year 1 counts from 1900.
         want = ["old-1h", "old-500h"] if stamp.startswith(("1990", "0001")) else []
@@ -130,7 +130,7 @@ def test_calendar_sizes_are_limited() -> None:
 def test_sla_due_times_are_bounded_too() -> None:
     policy = compile_policy({"name": "p", "targets": {"resolution": "100000h"},
                              "business_hours": {"timezone": "UTC", "week": {"mon": ["09:00", "09:01"]}}})
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     due = policy.add(datetime(2026, 1, 1, tzinfo=UTC), timedelta(hours=100000))
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     assert due.year == 9999  # past the calendar's range: never
