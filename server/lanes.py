@@ -8,7 +8,12 @@ ticket's later entry waits for its earlier ones); lanes of different tickets run
 
 Bounds: at most `lanes` passes in flight per partition, and at most `share` of them for one
 workspace, so one workspace with many slow tickets cannot take every lane; its further tickets
-wait for one of its own lanes while other workspaces' tickets go ahead.
+wait for one of its own lanes while other workspaces' tickets go ahead. For the same reason the
+partition keeps reading while only saturated workspaces (every lane of their share busy) have
+entries waiting: `ready` leaves their waiting entries out, so they cannot stop another
+workspace's entries from being read. What one partition holds in memory is bounded by `MAX_HELD`
+entries; past it the loop stops reading until lanes finish (a workspace would need that many slow
+events waiting on one partition to delay the others).
 
 Acks are per entry, as each completes (`take_done`). After a failure (the store went away, a
 crash) no new entry starts; the caller drains the lanes in flight and claims the pending entries
@@ -25,10 +30,11 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Lanes", "MAX_LANES", "WORKSPACE_SHARE"]
+__all__ = ["Lanes", "MAX_LANES", "WORKSPACE_SHARE", "MAX_HELD"]
 
 MAX_LANES = 8          # passes in flight per partition
 WORKSPACE_SHARE = 4    # of which at most this many for one workspace
+MAX_HELD = 5_000       # entries one partition holds taken but not applied (~1 KiB each)
 
 Entry = tuple[str, dict[str, str]]
 
@@ -62,6 +68,12 @@ class Lanes:
         return sum(len(q) for q in self._queues.values()) + len(self._running)
 
     @property
+    def ready(self) -> int:
+        """Entries taken but not applied, leaving out those of workspaces whose share of lanes is
+        all busy: what the partition loop weighs before it reads more."""
+        return sum(len(q) for key, q in self._queues.items() if self._per_ws[key[0]] < self._share)
+
+    @property
     def busy(self) -> bool:
         return bool(self._queues or self._running)
 
@@ -91,9 +103,9 @@ class Lanes:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def settle(self, below: int, timeout: float) -> None:
-        """Until fewer than `below` entries are taken but not applied (or `timeout` seconds)."""
+        """Until fewer than `below` entries are ready (or `timeout` seconds)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.backlog >= below and self._running:
+        while self.ready >= below and self._running:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return

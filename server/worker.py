@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.apply import Applier
-from server.lanes import Lanes
+from server.lanes import MAX_HELD, Lanes
 from server.rulecache import RuleCache
 from server.store import events, tickets, timers
 from server.store.connect import Store
@@ -203,10 +203,11 @@ class Worker:
                     await events.release_lease(self.store, n, self.name)
 
     async def _settle(self, n: int, lanes: Lanes) -> None:
-        """Apply what the lanes took (as a batch was finished before lanes) and ack it; after a
-        failure or a lost lease the lanes start nothing new, and what they did not start stays
-        pending for whoever claims the partition next."""
-        await lanes.finish()
+        """Finish the passes in flight and ack what was applied; what the lanes took but did not
+        start stays pending for whoever claims the partition next (claim_pending takes every
+        pending entry at once, in stream order). Not every entry taken: a partition may hold up
+        to MAX_HELD entries behind a slow workspace, and a SIGTERM must not wait for them all."""
+        await lanes.drain()
         with contextlib.suppress(StoreUnavailable):
             await events.ack(self.store, n, lanes.take_done())
 
@@ -257,7 +258,7 @@ class Worker:
         low = _low(self.settings.batch_size)
         got: list[events.Entry] = []
         polled = self.store.embedded or self.burst
-        if lanes.backlog < low:
+        if lanes.ready < low and lanes.backlog < MAX_HELD:
             waiter.clear()
             due = await self._fire_timers(n)
             # idle: block for new entries as before; lanes in flight: block briefly, so their
@@ -269,7 +270,7 @@ class Worker:
             lanes.add(got)
         if not lanes.busy:
             return bool(got)
-        if got or lanes.backlog >= low:
+        if got or lanes.ready >= low:
             await lanes.settle(low, _SETTLE_S)
         elif polled:
             await lanes.next(self.settings.poll_ms / 1000)

@@ -115,3 +115,38 @@ async def test_a_failed_lane_starts_nothing_more() -> None:
     await lanes.finish()
     assert isinstance(lanes.failed, RuntimeError)
     assert seen == ["0-0", "1-0"] and lanes.take_done() == ["0-0"]
+
+
+def test_a_slow_workspaces_backlog_does_not_stop_the_partition_reading(one_partition: TestClient) -> None:
+    """More slow events than the loop reads ahead (half a batch): counted as backlog they stopped
+    the partition reading, so another workspace's event queued behind them waited for all of them."""
+    slow_ws, quick_ws = Workspace(one_partition, "slow"), Workspace(one_partition, "quick")
+    with CountingServer(delay=3.0) as srv:
+        assert one_partition.put("/v1/allowlist", json={"hosts": [srv.url]},
+                                 headers=slow_ws.h("admin")).status_code == 200
+        slow_ws.rule(name="slow crm", triggers=["ticket.created"],
+                     actions=[{"type": "http_request", "method": "POST", "url": srv.url + "/slow"}])
+        quick_ws.rule(name="tag", triggers=["ticket.created"], actions=[{"type": "add_tags", "tags": ["seen"]}])
+        batch = [{"id": f"s{i}", "type": "ticket.created", "occurred_at": "2026-11-23T08:00:00Z",
+                  "ticket": {"id": f"S-{i}"}} for i in range(150)]
+        assert one_partition.post("/v1/events", json={"events": batch},
+                                  headers=slow_ws.h("ingest")).status_code == 202
+        deadline = time.monotonic() + 30
+        while not srv.hits("/slow"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        out = quick_ws.send({"id": "q", "type": "ticket.created",
+                             "occurred_at": "2026-11-23T08:00:00Z", "ticket": {"id": "Q"}})
+        took = time.monotonic() - t0
+        assert out["status"] == "processed" and out["changes"]["tags"]["added"] == ["seen"]
+        assert took < 2.0, f"the quick workspace's event waited {took:.1f} s behind 150 slow ones"
+        assert len(srv.hits("/slow")) < 150, "the slow passes were not still queued: no test"
+
+
+def test_a_saturated_workspace_is_not_counted_as_ready() -> None:
+    lanes = Lanes(lambda entry_id, fields: asyncio.sleep(0), lanes=8, share=2)
+    lanes._per_ws["slow"] = 2   # its share of lanes busy (as _start_ready would have it)
+    lanes._queues[("slow", "T-9")] = __import__("collections").deque([_entry("slow", "T-9", 1)])
+    lanes._queues[("quick", "Q-1")] = __import__("collections").deque([_entry("quick", "Q-1", 2)])
+    assert lanes.backlog == 2 and lanes.ready == 1
