@@ -26,7 +26,7 @@ sizes are bounded when compiled: MAX_WINDOWS_PER_DAY windows a day, MAX_HOLIDAYS
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any

@@ -41,8 +41,8 @@ from .allowlist import (
 )
 from .errors import BrokerError, CallLimit, CallRefused
 from .limits import DEFAULT_LIMITS, MAXIMA, Limits
-from .scrub import REDACTED, Scrubber
-from .sharing import DNS_PER_WORKSPACE, DNS_THREADS, PER_WORKSPACE_CALLS, Endpoints, Sharing
+from .scrub import Scrubber
+from .sharing import PER_WORKSPACE_CALLS, Endpoints, Sharing
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
