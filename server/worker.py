@@ -177,7 +177,8 @@ class Worker:
         """Claim what a previous owner left (older entries first), then read and apply new ones;
         entries go to per-ticket lanes, acked one by one as they are applied."""
         waiter = self.store.wakeup.waiter()
-        lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields))
+        lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields),
+                      ack=lambda ids: events.ack(self.store, n, ids))
         try:
             while self._mine(n):
                 try:
@@ -207,6 +208,7 @@ class Worker:
         failure or a lost lease the lanes start nothing new, and what they did not start stays
         pending for whoever claims the partition next."""
         await lanes.finish()
+        await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
             await events.ack(self.store, n, lanes.take_done())
 
