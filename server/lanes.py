@@ -15,7 +15,8 @@ workspace's entries from being read. What one partition holds in memory is bound
 entries; past it the loop stops reading until lanes finish (a workspace would need that many slow
 events waiting on one partition to delay the others).
 
-Acks are per entry, as each completes (`take_done`). After a failure (the store went away, a
+Acks are per entry, as each completes (with `ack`, whatever completed while the last ack was in
+flight goes in the next; `take_done` hands the rest to the caller). After a failure (the store went away, a
 crash) no new entry starts; the caller drains the lanes in flight and claims the pending entries
 again, in stream order -- the processed markers make a redelivery of an applied entry a no-op.
 """
@@ -51,8 +52,11 @@ def _lane_of(entry_id: str, fields: dict[str, str]) -> tuple[str, str]:
 
 class Lanes:
     def __init__(self, apply: Callable[[str, dict[str, str]], Awaitable[Any]], *,
-                 lanes: int = MAX_LANES, share: int = WORKSPACE_SHARE) -> None:
+                 lanes: int = MAX_LANES, share: int = WORKSPACE_SHARE,
+                 ack: Callable[[list[str]], Awaitable[Any]] | None = None) -> None:
         self._apply = apply
+        self._ack = ack
+        self._acking: asyncio.Task[None] | None = None
         self._lanes = max(1, lanes)
         self._share = max(1, min(share, self._lanes))
         self._queues: dict[tuple[str, str], collections.deque[Entry]] = {}
@@ -122,6 +126,29 @@ class Lanes:
         while self._running:
             await asyncio.wait(list(self._running.values()))
 
+    def _ack_soon(self) -> None:
+        """Ack applied entries now, in one call for whatever completed meanwhile (an applied
+        entry left unacked would still count as queued)."""
+        if self._ack is not None and self._acking is None:
+            self._acking = asyncio.create_task(self._ack_all())
+
+    async def _ack_all(self) -> None:
+        try:
+            while self._done:
+                ids = self.take_done()
+                try:
+                    await self._ack(ids)  # type: ignore[misc]
+                except Exception:  # noqa: BLE001 -- kept for the partition loop's own ack
+                    self._done[:0] = ids
+                    return
+        finally:
+            self._acking = None
+
+    async def acked(self) -> None:
+        """Until the ack in flight (if any) is done."""
+        if self._acking is not None:
+            await asyncio.wait([self._acking])
+
     def _start_ready(self) -> None:
         if self.failed is not None:
             return
@@ -142,6 +169,7 @@ class Lanes:
                 queue.popleft()
                 self._done.append(entry_id)
                 self._changed.set()
+                self._ack_soon()
         except BaseException as exc:  # noqa: BLE001 -- handed to the partition loop, which raises it
             if self.failed is None:
                 self.failed = exc

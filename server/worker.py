@@ -177,7 +177,8 @@ class Worker:
         """Claim what a previous owner left (older entries first), then read and apply new ones;
         entries go to per-ticket lanes, acked one by one as they are applied."""
         waiter = self.store.wakeup.waiter()
-        lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields))
+        lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields),
+                      ack=lambda ids: events.ack(self.store, n, ids))
         try:
             while self._mine(n):
                 try:
@@ -208,6 +209,7 @@ class Worker:
         pending entry at once, in stream order). Not every entry taken: a partition may hold up
         to MAX_HELD entries behind a slow workspace, and a SIGTERM must not wait for them all."""
         await lanes.drain()
+        await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
             await events.ack(self.store, n, lanes.take_done())
 
