@@ -94,6 +94,13 @@ class _Importer:
         return self.modules[name]
 
 
+def caught(exc: BaseException) -> None:
+    """Called first in every `except` handler of a script (sandbox/policy.py): a MemoryError goes
+    on up, so the run ends memory_limit whatever the script catches."""
+    if isinstance(exc, MemoryError):
+        raise exc
+
+
 def script_globals(print_factory: Callable[..., Any]) -> dict[str, Any]:
     """A fresh namespace for one run. `print_factory` is RestrictedPython's `_print_` hook."""
     safe = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
@@ -110,4 +117,5 @@ def script_globals(print_factory: Callable[..., Any]) -> dict[str, Any]:
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_print_": print_factory,
+        "_caught_": caught,
     }

@@ -120,7 +120,19 @@ class ScriptPolicy(RestrictingNodeTransformer):
                 self._reserved_reported().add(id(name))
                 self.error(name, f"catching {name.id} is not allowed in scripts; "
                                  f'use "except Exception:" (it catches every error a script can handle).')
-        return super().visit_ExceptHandler(node)
+        out = super().visit_ExceptHandler(node)
+        if isinstance(out, ast.ExceptHandler):
+            # Every handler first hands what it caught to `_caught_` (sandbox/guards.py), which
+            # raises a MemoryError again: a script that catches its own memory limit must not
+            # go on as if it had not hit it (it would return whatever it could still allocate).
+            # Added after the checks, so the names it needs (leading underscore) are ours alone.
+            if out.name is None:
+                out.name = "_caught_exc_"
+            call = ast.Expr(ast.Call(func=ast.Name("_caught_", ast.Load()),
+                                     args=[ast.Name(out.name, ast.Load())], keywords=[]))
+            out.body.insert(0, ast.copy_location(call, out))
+            ast.fix_missing_locations(out)
+        return out
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id in RESERVED_EXCEPTIONS and id(node) not in self._reserved_reported():

@@ -35,3 +35,15 @@ def test_growing_allocations_always_end_as_memory_limit(sandbox, shape: str) -> 
         assert result.error["message"] == "the script used more than 32 MiB of memory"
         assert result.updates is None
     sandbox.still_serving()
+
+
+@pytest.mark.parametrize("handler", ["except Exception:", "except:", "except Exception as e:",
+                                     "except (ValueError, Exception) as e:"])
+def test_a_caught_memory_error_still_ends_the_run_as_memory_limit(sandbox, handler: str) -> None:
+    """The memory freed by dropping `x` let a handler return normally: the run looked fine."""
+    code = f"x = []\ntry:\n    while True:\n        x.append({{}})\n{handler}\n    x = None\n    return {{'add_tags': ['survived']}}"
+    result = sandbox.run(body(code), limits=LIMITS)
+    assert result.error is not None and result.error["code"] == "memory_limit", result
+    assert result.updates is None
+    ok = sandbox.run(body("try:\n    int('x')\nexcept ValueError as e:\n    return {'add_tags': ['caught ' + str(e)[:7]]}"))
+    assert ok.error is None and ok.updates == {"add_tags": ["caught invalid"]}
