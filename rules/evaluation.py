@@ -28,7 +28,7 @@ def _failed(node: Leaf | Group, s: State, seen: dict[str, Any] | None = None) ->
         name = node.field.name
         if name not in seen:
             seen[name] = json_copy(s.read(node.field))
-        return {**node.describe(), "seen": seen[name]}
+        return {**node.describe(), "seen": seen[name], **node.note(s)}  # a regex cut short says so
     return {"path": node.path, "field": None, "op": "any", "value": None, "seen": None}
 
 
