@@ -83,14 +83,21 @@ class _Bucket:
             leaf, (mode, values) = option
             return (leaf.field.name in _COARSE, sum(shared[(leaf.field.name, mode, v.casefold())] for v in values))
 
-        filings: list[Any] = []  # what the generated matcher files each rule under (its best key)
+        # A rule with a second selective conjunct (not a coarse field, its values shared by few
+        # rules) is filed under both and is checked only when the ticket has both: `tags
+        # includes X` alone admits every rule on tag X; with `contact.groups includes Y` beside
+        # it, only those also on group Y. Coarse second keys would make every event walk long
+        # lists, so they are left to the rule's own (cheapest-first) check.
+        selective = max(8, len(rules) // 50)
+        filings: list[Any] = []  # the keys the generated matcher files each rule under
         for i, options in enumerate(keyed):
             if not options:
-                filings.append(None)
+                filings.append(())
                 continue
             ranked = sorted(options, key=score)
-            best, (best_mode, best_values) = ranked[0]
-            filings.append((best.field, best_mode, [v.casefold() for v in best_values]))
+            chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
+            filings.append(tuple((leaf.field, mode, [v.casefold() for v in values])
+                                 for leaf, (mode, values) in chosen))
         gen = generate([rule.conditions for rule in rules], filings)
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]

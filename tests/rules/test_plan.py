@@ -55,8 +55,8 @@ def test_no_tenant_string_reaches_the_generated_source(monkeypatch: pytest.Monke
         return out + [_tree({"field": "subject", "op": "matches", "value": "x" + values[0].replace("(", "")
                              .replace(")", "").replace("[", "").replace("\\", "") + "x"})]
     hostile = [h for h in HOSTILE if h]
-    generate(trees(hostile), [None] * (len(hostile) * 3 + 1))
-    generate(trees([f"plain{i}" for i in range(len(hostile))]), [None] * (len(hostile) * 3 + 1))
+    generate(trees(hostile), [()] * (len(hostile) * 3 + 1))
+    generate(trees([f"plain{i}" for i in range(len(hostile))]), [()] * (len(hostile) * 3 + 1))
     assert len(seen) == 2 and seen[0] == seen[1]
     for h in hostile:
         assert h not in seen[0] or h in ("K[0]", "v[0]", "P[0](s)"), h
@@ -103,7 +103,7 @@ def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
                   for f, op, v in picks]
         raw.append({rng.choice(("all", "any")): leaves} if len(leaves) > 1 else leaves[0])
     trees = [_tree(r) for r in raw]
-    gen = generate(trees, [None] * len(trees))
+    gen = generate(trees, [()] * len(trees))
     match, slots = gen.match, gen.slots
     ruleset = engine.compile_rules([{"id": f"r{i}", "triggers": ["ticket.updated"], "conditions": r,
                                      "actions": [{"type": "notify", "target": "x", "message": "m"}]}
