@@ -116,9 +116,47 @@ class _Source:
 
 
 Matcher = Callable[[Any, State], list[int]]
-# rule position -> None (not filed: checked every event) or (field, mode, folded values): the
-# rule is checked when the ticket's folded field value is (SCALAR) or includes (LIST) one of them
-Filing = tuple[Any, int, Sequence[str]] | None
+# rule position -> the keys it is filed under, each (field, mode, folded values): the rule is
+# checked when, for every key, the ticket's folded field value is (SCALAR) or includes (LIST) one
+# of the values; () for a rule checked on every event
+Filing = Sequence[tuple[Any, int, Sequence[str]]]
+
+
+class _Level:
+    """Rules filed under a path of keys: those checked here, and the tables below (by field and
+    mode, then folded value) of the rules that also need a second key."""
+
+    def __init__(self) -> None:
+        self.rules: list[int] = []
+        self.tables: dict[tuple[str, int], tuple[Any, dict[str, _Level]]] = {}
+
+    def child(self, field: Any, mode: int, value: str) -> _Level:
+        _, table = self.tables.setdefault((field.name, mode), (field, {}))
+        return table.setdefault(value, _Level())
+
+
+def _emit(level: _Level, bodies: list[str], src: _Source, dispatch: list[dict[str, int]],
+          functions: list[list[str]], pad: str = "        ") -> list[str]:
+    """Lines checking a level's rules inline and dispatching to the levels below it; each level
+    below becomes a function g<n> (its number in `functions`)."""
+    out = [f"{pad}if {bodies[p]}: h.append({p})" for p in level.rules]
+    for (name, mode), (field, table) in level.tables.items():
+        names: dict[str, int] = {}
+        for value, sub in table.items():
+            functions.append([])
+            n = len(functions) - 1
+            functions[n] = _emit(sub, bodies, src, dispatch, functions) or ["        pass"]
+            names[value] = n  # (a level below another is emitted first: its number is fixed)
+        x = src.slot_of(field, FOLDED)
+        d = len(dispatch)
+        dispatch.append(names)
+        if mode == SCALAR:
+            out.append(f"{pad}g = D[{d}].get({x}) if T({x}) is S else None")
+            out.append(f"{pad}if g is not None: g(v, s, h)")
+        else:
+            out += [f"{pad}if T({x}) is F:", f"{pad}    d = D[{d}]", f"{pad}    for item in {x}:",
+                    f"{pad}        g = d.get(item)", f"{pad}        if g is not None: g(v, s, h)"]
+    return out
 
 
 class Generated(NamedTuple):
@@ -137,48 +175,29 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     explainers."""
     src = _Source()
     bodies = [src.expr(t) if t is not None else "True" for t in trees]
-    groups: dict[tuple[str, int, str], list[int]] = {}
-    tables: dict[tuple[str, int], tuple[Any, list[str]]] = {}
-    unfiled: list[int] = []
+    root = _Level()
     dup = False
     for pos, filing in enumerate(filings):
-        if filing is None:
-            unfiled.append(pos)
-            continue
-        field, mode, values = filing
-        tables.setdefault((field.name, mode), (field, []))
-        dup = dup or (mode == LIST and len(set(values)) > 1)
-        for value in dict.fromkeys(values):
-            group = groups.setdefault((field.name, mode, value), [])
-            if not group:
-                tables[(field.name, mode)][1].append(value)
-            group.append(pos)
+        levels = [root]
+        for field, mode, values in filing:   # key 1, then key 2 within it; any one value will do
+            dup = dup or (mode == LIST and len(set(values)) > 1)
+            levels = [lv.child(field, mode, v) for lv in levels for v in dict.fromkeys(values)]
+        for level in levels:
+            level.rules.append(pos)
     lines = ["def _make(K, P, D):"]
-    names: dict[tuple[str, int, str], int] = {}
-    for n, (key, members) in enumerate(groups.items()):
-        names[key] = n
+    dispatch: list[dict[str, int]] = []
+    functions: list[list[str]] = []
+    body = _emit(root, bodies, src, dispatch, functions)
+    for n, f in enumerate(functions):
         lines.append(f"    def g{n}(v, s, h):")
-        lines += [f"        if {bodies[p]}: h.append({p})" for p in members]
+        lines += f
     lines.append("    def match(v, s):")
     lines.append("        h = []")
-    lines += [f"        if {bodies[p]}: h.append({p})" for p in unfiled]
-    dispatch: list[dict[str, int]] = []
-    for (name, mode), (field, values) in tables.items():
-        x = src.slot_of(field, FOLDED)
-        d = len(dispatch)
-        dispatch.append({value: names[(name, mode, value)] for value in values})
-        if mode == SCALAR:
-            lines.append(f"        g = D[{d}].get({x}) if T({x}) is S else None")
-            lines.append("        if g is not None: g(v, s, h)")
-        else:
-            lines.append(f"        if T({x}) is F:")
-            lines.append(f"            d = D[{d}]")
-            lines.append(f"            for item in {x}:")
-            lines.append("                g = d.get(item)")
-            lines.append("                if g is not None: g(v, s, h)")
-    if groups:
+    lines += body
+    if functions:
         lines.append("        h = sorted(set(h))" if dup else "        h.sort()")
     lines.append("        return h")
+    groups = functions
     # explain: per rule, the number of the first failing step in written order, or -1
     failing: list[list[Node]] = []
     for pos, tree in enumerate(trees):

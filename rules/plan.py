@@ -24,13 +24,14 @@ from typing import Any
 from . import updates as U
 from .actions import Action, Firing
 from .conditions import Group, Node
-from .fields import FIXED_FIELDS
+from .fields import FIXED_FIELDS, SETTABLE, Field, lookup_field
 from .ops import State
 
 Key = tuple[str, str | None]
 ANY: Key = ("*", None)
 _ITEM_FIELDS = frozenset({"tags", "contact.groups"})
 _ITEM_OPS = frozenset({"includes", "excludes", "includes_any", "includes_all"})
+_VALUE_OPS = frozenset({"is", "is_not", "in", "not_in"})
 
 
 def _strs(v: Any) -> list[str] | None:
@@ -49,6 +50,8 @@ def read_keys(node: Node | None) -> set[Key]:
             continue
         name = n.field.name
         items = _strs(n.value) if name in _ITEM_FIELDS and n.op in _ITEM_OPS else None
+        if items is None and n.op in _VALUE_OPS and settable(name):
+            items = _strs(n.value)  # `priority is high` changes only as priority enters or leaves high
         if items is None:
             out.add((name, None))
         else:
@@ -56,15 +59,40 @@ def read_keys(node: Node | None) -> set[Key]:
     return out
 
 
+def settable(name: str) -> bool:
+    return name in SETTABLE or (name.startswith("custom.") and len(name) > 7)
+
+
+def scalar_writes(actions: list[Action]) -> tuple[Field, ...]:
+    """The fields a rule's `set` / `close` actions write: which keys that touches depends on the
+    values before and after (`write_keys_of`)."""
+    names = [a.spec["field"] if a.type == "set" else "status" for a in actions if a.type in ("set", "close")]
+    return tuple(f for name in dict.fromkeys(names) if (f := lookup_field(name)) is not None)
+
+
+def scalar_keys(fields: tuple[Field, ...], before: dict[str, Any], after: dict[str, Any]) -> list[Key]:
+    """The keys a fire's scalar writes touched: none for a field it left as it was; else the
+    field at large and its folded values before and after."""
+    out: list[Key] = []
+    for f in fields:
+        old, new = f.read(before, {}, {}), f.read(after, {}, {})
+        if old is new or (type(old) is type(new) and old == new):
+            continue
+        out.append((f.name, None))
+        for x in (old, new):
+            if isinstance(x, str):
+                out.append((f.name, x.casefold()))
+    return out
+
+
 def write_keys(actions: list[Action]) -> set[Key]:
-    """The keys a rule's actions may change (a superset: a no-op write still counts)."""
+    """The keys a rule's actions may change, other than its scalar writes (a superset: a no-op
+    write still counts)."""
     out: set[Key] = set()
     for a in actions:
         spec = a.spec
-        if a.type == "set":
-            out.add((spec["field"], None))
-        elif a.type == "close":
-            out.add(("status", None))
+        if a.type in ("set", "close"):
+            continue
         elif a.type in ("add_tags", "remove_tags"):
             out.add(("tags", None))
             out.update(("tags", t.casefold()) for t in spec["tags"])

@@ -33,7 +33,8 @@ from .errors import RuleError
 from .ops import State, flip_time
 from .codegen import generate, read_slots
 from .evaluation import Evaluation
-from .plan import QUIET, Tags, dependents, quick_plan, read_keys, run_plan, write_keys
+from .plan import (QUIET, Tags, dependents, quick_plan, read_keys, run_plan, scalar_keys, scalar_writes,
+                   write_keys)
 from .updates import diff
 
 _SLOW_OPS = frozenset({"matches", "older_than_business", "newer_than_business"})
@@ -86,14 +87,21 @@ class _Bucket:
             leaf, (mode, values) = option
             return (leaf.field.name in _COARSE, sum(shared[(leaf.field.name, mode, v.casefold())] for v in values))
 
-        filings: list[Any] = []  # what the generated matcher files each rule under (its best key)
+        # A rule with a second selective conjunct (not a coarse field, its values shared by few
+        # rules) is filed under both and is checked only when the ticket has both: `tags
+        # includes X` alone admits every rule on tag X; with `contact.groups includes Y` beside
+        # it, only those also on group Y. Coarse second keys would make every event walk long
+        # lists, so they are left to the rule's own (cheapest-first) check.
+        selective = max(8, len(rules) // 50)
+        filings: list[Any] = []  # the keys the generated matcher files each rule under
         for i, options in enumerate(keyed):
             if not options:
-                filings.append(None)
+                filings.append(())
                 continue
             ranked = sorted(options, key=score)
-            best, (best_mode, best_values) = ranked[0]
-            filings.append((best.field, best_mode, [v.casefold() for v in best_values]))
+            chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
+            filings.append(tuple((leaf.field, mode, [v.casefold() for v in values])
+                                 for leaf, (mode, values) in chosen))
         gen = generate([rule.conditions for rule in rules], filings)
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
@@ -101,14 +109,23 @@ class _Bucket:
         self.labels = [rule.label for rule in rules]
         self.deps = dependents([read_keys(rule.conditions) for rule in rules])
         # whether any later rule reads what rule i writes (most broad rules' writes concern none)
+        self.scalars = [scalar_writes(rule.actions) for rule in rules]
+        last: dict[str, int] = {}  # field -> the last position reading it in any way
+        for key, hit in self.deps.items():
+            last[key[0]] = max(last.get(key[0], -1), hit[-1])
         self.concerns = [any((hit := self.deps.get(key)) and hit[-1] > i for key in self.writes[i])
+                         or any(last.get(f.name, -1) > i for f in self.scalars[i])
                          for i in range(len(rules))]
 
-    def affected(self, i: int, skip: frozenset[int]) -> set[int]:
-        """Positions after i whose answer the writes of rule i can change (not in skip)."""
+    def affected(self, i: int, skip: frozenset[int], before: dict[str, Any], after: dict[str, Any]) -> set[int]:
+        """Positions after i whose answer rule i's fire (from ticket `before` to `after`) can
+        change (not in skip)."""
         out: set[int] = set()
         deps = self.deps
-        for key in self.writes[i]:
+        keys = self.writes[i]
+        if self.scalars[i]:
+            keys = (*keys, *scalar_keys(self.scalars[i], before, after))
+        for key in keys:
             hit = deps.get(key)
             if hit:
                 out.update(hit[bisect_right(hit, i):])
@@ -167,10 +184,11 @@ class RuleSet:
                 skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
             # the rules holding on the event's ticket, in order; a fire adds the later rules that
             # read what it wrote, to be checked again on the ticket as it then is
-            todo = bucket.match(read_slots(bucket.slots, state), state)
+            slots = read_slots(bucket.slots, state)
+            todo = bucket.match(slots, state)
             if skipped:
                 todo = [i for i in todo if i not in skipped]
-            plans, concerns = bucket.plans, bucket.concerns
+            plans, concerns, explainers = bucket.plans, bucket.concerns, bucket.explainers
             recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
             # the ticket and vars as the fires so far left them; `current` is their State, made
             # only when a re-check needs one (most fires need none); `tags` their folded tags
@@ -187,9 +205,10 @@ class RuleSet:
                         current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
                         if tags is not None:
                             tags.seed(current)
-                    if not rule.pred(current):
+                        slots = read_slots(bucket.slots, current)
+                    if explainers[i](slots, current) >= 0:  # (a failing step: it does not hold)
                         continue
-                plan = plans[i]
+                plan, was = plans[i], cur_ticket
                 if plan is not None:  # ticket changes only: no Firing, tags folded incrementally
                     if tags is None:
                         tags = Tags()
@@ -210,7 +229,7 @@ class RuleSet:
                 if rule.stop:
                     stopped_at = i
                     break
-                if mutates and concerns[i] and (new := bucket.affected(i, skipped)):
+                if mutates and concerns[i] and (new := bucket.affected(i, skipped, was, cur_ticket)):
                     recheck = new.union(recheck)
                     todo, k = sorted(new.union(todo[k:])), 0
         return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped)

@@ -55,8 +55,8 @@ def test_no_tenant_string_reaches_the_generated_source(monkeypatch: pytest.Monke
         return out + [_tree({"field": "subject", "op": "matches", "value": "x" + values[0].replace("(", "")
                              .replace(")", "").replace("[", "").replace("\\", "") + "x"})]
     hostile = [h for h in HOSTILE if h]
-    generate(trees(hostile), [None] * (len(hostile) * 3 + 1))
-    generate(trees([f"plain{i}" for i in range(len(hostile))]), [None] * (len(hostile) * 3 + 1))
+    generate(trees(hostile), [()] * (len(hostile) * 3 + 1))
+    generate(trees([f"plain{i}" for i in range(len(hostile))]), [()] * (len(hostile) * 3 + 1))
     assert len(seen) == 2 and seen[0] == seen[1]
     for h in hostile:
         assert h not in seen[0] or h in ("K[0]", "v[0]", "P[0](s)"), h
@@ -103,7 +103,7 @@ def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
                   for f, op, v in picks]
         raw.append({rng.choice(("all", "any")): leaves} if len(leaves) > 1 else leaves[0])
     trees = [_tree(r) for r in raw]
-    gen = generate(trees, [None] * len(trees))
+    gen = generate(trees, [()] * len(trees))
     match, slots = gen.match, gen.slots
     ruleset = engine.compile_rules([{"id": f"r{i}", "triggers": ["ticket.updated"], "conditions": r,
                                      "actions": [{"type": "notify", "target": "x", "message": "m"}]}
@@ -132,7 +132,8 @@ def test_read_keys_name_items_only_for_item_tests() -> None:
     assert read_keys(_tree({"all": [{"field": "custom.x", "op": "is", "value": "a"},
                                     {"field": "contact.groups", "op": "includes_any",
                                      "value": ["A", "b"]}]})) == {
-        ("custom.x", None), ("contact.groups", "a"), ("contact.groups", "b")}
+        ("custom.x", "a"), ("contact.groups", "a"), ("contact.groups", "b")}
+    assert read_keys(_tree({"field": "priority", "op": "gt", "value": "low"})) == {("priority", None)}
 
 
 def _rule(rid: str, conditions: dict[str, Any], actions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -163,8 +164,29 @@ def test_a_fire_makes_later_readers_see_its_writes_and_no_one_else_is_checked_ag
     assert explain["not-reader"]["failed"]["seen"] == ["Escalate", "own"]
     assert explain["empty"]["failed"]["seen"] == ["Escalate", "own"]
     bucket = ruleset._buckets["ticket.updated"]
-    assert bucket.affected(1, frozenset()) == {6}             # only is_empty reads tags at large
-    assert bucket.affected(0, frozenset()) == {2, 3, 6}       # `escalate` readers + is_empty
-    assert bucket.affected(0, frozenset({3})) == {2, 6}       # excluded rules are not visited
-    assert bucket.affected(2, frozenset()) == {4}             # priority's reader
-    assert bucket.affected(5, frozenset()) == set()           # nothing after reads status
+    t0 = make_ticket(priority="normal", status="open")
+    t1 = make_ticket(priority="urgent", status="closed")
+    assert bucket.affected(1, frozenset(), t0, t0) == {6}     # only is_empty reads tags at large
+    assert bucket.affected(0, frozenset(), t0, t0) == {2, 3, 6}   # `escalate` readers + is_empty
+    assert bucket.affected(0, frozenset({3}), t0, t0) == {2, 6}   # excluded rules are not visited
+    assert bucket.affected(2, frozenset(), t0, t1) == {4}     # priority normal -> urgent: its reader
+    assert bucket.affected(2, frozenset(), t1, t1) == set()   # a set that changed nothing
+    assert bucket.affected(5, frozenset(), t0, t1) == set()   # nothing after reads status
+
+
+def test_a_scalar_write_concerns_the_rules_reading_its_old_or_new_value() -> None:
+    rules = [_rule("up", {"field": "status", "op": "is", "value": "open"},
+                   [{"type": "set", "field": "priority", "value": "high"}]),
+             _rule("was-normal", {"field": "priority", "op": "is", "value": "normal"},
+                   [{"type": "add_tags", "tags": ["n"]}]),
+             _rule("is-high", {"field": "priority", "op": "in", "value": ["high", "urgent"]},
+                   [{"type": "add_tags", "tags": ["h"]}]),
+             _rule("not-low", {"field": "priority", "op": "is_not", "value": "low"},
+                   [{"type": "add_tags", "tags": ["l"]}]),
+             _rule("above", {"field": "priority", "op": "gt", "value": "normal"},
+                   [{"type": "add_tags", "tags": ["a"]}])]
+    bucket = engine.compile_rules(rules)._buckets["ticket.updated"]
+    t0, t1 = make_ticket(priority="normal"), make_ticket(priority="high")
+    assert bucket.affected(0, frozenset(), t0, t1) == {1, 2, 4}  # `is_not low`: neither value
+    ev = engine.compile_rules(rules).evaluate({"type": "ticket.updated"}, t0, now=NOW)
+    assert ev.matched == ["up", "is-high", "not-low", "above"]
