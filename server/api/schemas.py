@@ -167,7 +167,9 @@ BODIES: dict[tuple[str, str], Any] = {
                                               version={"type": "integer", "minimum": 1}),
     ("PUT", "/v1/allowlist"): _obj(["hosts"], hosts=_HOSTS),
     ("PUT", "/v1/secrets/{name}"): _obj(["value"], value={"type": "string", "minLength": 1,
-                                                           "maxLength": 8192}),
+                                                           "maxLength": 8192}, hosts=_HOSTS),
+    ("PUT", "/v1/workspace/settings"): {**_obj((), strict_events=_BOOL),
+                                        "additionalProperties": False},
     ("POST", "/v1/sla-policies"): ref("SlaPolicy"),
     ("PUT", "/v1/sla-policies/{name}"): ref("SlaPolicy"),
     ("PUT", "/v1/webhook"): _obj(["url"], url={"type": "string", "format": "uri"},
@@ -179,7 +181,14 @@ BODIES: dict[tuple[str, str], Any] = {
 }
 
 # Routes the 2026-12-02 additions bring (docs/api.md), described ahead of their handlers.
-PLANNED = frozenset({("PUT", "/v1/sla-policies/order"), ("DELETE", "/v1/scripts/{name}")})
+PLANNED: frozenset[tuple[str, str]] = frozenset()
+
+# A delete that enabled rules stood in the way of, with ?force=true (a plain delete is a 204).
+_FORCED_DELETE = _obj(["deleted", "disabled_rules"],
+                      deleted=_obj((), script=_STR, sla_policy=_STR, group=_STR),
+                      disabled_rules={"type": "array",
+                                      "items": _obj(["id", "name"], id=_STR, name=_STR)})
+_SETTINGS = _obj(["strict_events", "default"], strict_events=_BOOL, default=_BOOL)
 
 _RULE_PAGE = page(ref("StoredRule"))
 # (method, path) -> the schema of the success answer.
@@ -236,6 +245,12 @@ RESPONSES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/secrets/{name}"): _obj(["name"], name=_STR),
     ("POST", "/v1/sla-policies"): ref("StoredSlaPolicy"),
     ("GET", "/v1/sla-policies"): page(ref("StoredSlaPolicy")),
+    ("PUT", "/v1/sla-policies/order"): page(ref("StoredSlaPolicy")),
+    ("DELETE", "/v1/sla-policies/{name}"): _FORCED_DELETE,
+    ("DELETE", "/v1/scripts/{name}"): _FORCED_DELETE,
+    ("DELETE", "/v1/groups/{name}"): _FORCED_DELETE,
+    ("GET", "/v1/workspace/settings"): _SETTINGS,
+    ("PUT", "/v1/workspace/settings"): _SETTINGS,
     ("GET", "/v1/sla-policies/{name}"): ref("StoredSlaPolicy"),
     ("PUT", "/v1/sla-policies/{name}"): ref("StoredSlaPolicy"),
     ("GET", "/v1/sla-policies/{name}/revisions"): page(_REVISION),
