@@ -95,8 +95,10 @@ class Lanes:
         """Forget entries not started (they stay pending in the stream, to be claimed again)."""
         for key in [k for k in self._queues if k not in self._running]:
             del self._queues[key]
-        for key in self._running:
-            self._queues[key].clear()
+        for key in self._running:   # keep each running lane's head: it is being applied
+            queue = self._queues[key]
+            while len(queue) > 1:
+                queue.pop()
 
     async def next(self, timeout: float | None) -> None:
         """Until a lane finishes an entry (or `timeout` seconds)."""

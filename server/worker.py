@@ -204,15 +204,12 @@ class Worker:
                     await events.release_lease(self.store, n, self.name)
 
     async def _settle(self, n: int, lanes: Lanes) -> None:
-        """Apply what the lanes took and ack it, for at most _FINISH_S; then (a partition may
-        hold up to MAX_HELD entries behind a slow workspace, and a SIGTERM must not wait for them
-        all) only the passes in flight are finished, and what was taken but not started stays
-        pending for whoever claims the partition next (claim_pending takes every pending entry
-        at once, in stream order). After a failure or a lost lease nothing new starts at all."""
-        try:
-            await asyncio.wait_for(lanes.finish(), _FINISH_S)
-        except TimeoutError:
-            await lanes.drain()
+        """Finish the passes in flight and ack what was applied; what the lanes took but did not
+        start stays pending for whoever claims the partition next (claim_pending takes every
+        pending entry at once, in stream order; the lease is released right after, so that is
+        at once). Not every entry taken: a partition may hold up to MAX_HELD entries, and a
+        SIGTERM must not wait for them all."""
+        await lanes.drain()
         await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
             await events.ack(self.store, n, lanes.take_done())
@@ -291,10 +288,6 @@ class Worker:
             self.processed += 1
         return applied
 
-
-# How long a stopping partition loop goes on applying the entries it took before it leaves the
-# rest pending for the next owner.
-_FINISH_S = 5.0
 
 # How long a round waits for its lanes before it reads again (a slow lane's neighbours wait no
 # longer than this for their entries to be read).

@@ -150,3 +150,21 @@ def test_a_saturated_workspace_is_not_counted_as_ready() -> None:
     lanes._queues[("slow", "T-9")] = __import__("collections").deque([_entry("slow", "T-9", 1)])
     lanes._queues[("quick", "Q-1")] = __import__("collections").deque([_entry("quick", "Q-1", 2)])
     assert lanes.backlog == 2 and lanes.ready == 1
+
+
+@pytest.mark.anyio
+async def test_dropping_the_waiting_entries_keeps_the_one_being_applied() -> None:
+    """drop_waiting() emptied a running lane's queue, head included: the entry being applied then
+    failed its popleft, was never acked and the lane reported an IndexError."""
+    started = asyncio.Event()
+
+    async def apply(entry_id: str, fields: dict[str, str]) -> None:
+        started.set()
+        await asyncio.sleep(0.05)
+
+    lanes = Lanes(apply)
+    lanes.add([_entry("w", "T-1", n) for n in (1, 2, 3)])
+    await started.wait()
+    await lanes.drain()
+    assert lanes.failed is None
+    assert lanes.take_done() == ["1-0"] and not lanes.busy
