@@ -84,12 +84,15 @@ def slow_server() -> Iterator[str]:
 class Served:
     base: str
     proc: subprocess.Popen[bytes]
+    tenants: list[Tenant] = field(default_factory=list)
 
     def workspace(self, name: str, timeout: float = 60) -> Tenant:
         r = httpx.post(f"{self.base}/v1/workspaces", json={"name": name},
                        headers={"Authorization": f"Bearer {ROOT}"}, timeout=10)
         assert r.status_code == 201, r.text
-        return Tenant(self.base, r.json()["admin_key"], timeout)
+        tenant = Tenant(self.base, r.json()["admin_key"], timeout)
+        self.tenants.append(tenant)
+        return tenant
 
 
 @dataclass
@@ -135,9 +138,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
         assert time.monotonic() < deadline, "serve did not start"
         time.sleep(0.1)
+    served = Served(base, proc)
     try:
-        yield Served(base, proc)
+        yield served
     finally:
+        for tenant in served.tenants:   # an attacker thread may still be in a call: it ends here
+            tenant.http.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.communicate(timeout=20)
@@ -163,6 +169,7 @@ class Attack:
         self.step = step
         self.stop = threading.Event()
         self.started = 0
+        self.errors: list[BaseException] = []   # a step's own check that failed (not a timeout)
         self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True)
                         for i in range(threads)]
 
@@ -175,6 +182,9 @@ class Attack:
                 self.step(i * 1_000_000 + n)
             except httpx.HTTPError:
                 pass  # a timed-out attacker call is the attacker's problem
+            except Exception as exc:  # noqa: BLE001 -- reported by _assert_unfelt
+                if not self.stop.is_set():   # (at teardown its client is closed under it)
+                    self.errors.append(exc)
             time.sleep(0.1)  # worst-case inputs, not volume: volume is the rate limit's job
 
     def __enter__(self) -> Attack:
@@ -222,6 +232,7 @@ def _measure(b: Tenant, tag: str) -> tuple[float, list[float]]:
 def _assert_unfelt(b: Tenant, tag: str, attack: Attack) -> None:
     p99, applied = _measure(b, tag)
     assert attack.started > 0, "the attack never started"
+    assert not attack.errors, f"an attacker step's own check failed ({tag}): {attack.errors[:3]}"
     assert p99 < P99_MS, f"victim p99 {p99:.0f} ms while the attacker ran ({tag})"
     assert max(applied) < APPLY_S, f"victim events took {applied} s to apply ({tag})"
 
