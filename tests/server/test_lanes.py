@@ -26,23 +26,30 @@ def one_partition(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
+def _slow_workspace_in_flight(client: TestClient, srv: CountingServer, n: int) -> Workspace:
+    """Workspace "slow" posts n tickets whose rule calls `srv`; returns once the first call is in
+    flight, with workspace "quick" (a rule that tags) for the test to measure."""
+    slow_ws, quick_ws = Workspace(client, "slow"), Workspace(client, "quick")
+    assert client.put("/v1/allowlist", json={"hosts": [srv.url]},
+                      headers=slow_ws.h("admin")).status_code == 200
+    slow_ws.rule(name="slow crm", triggers=["ticket.created"],
+                 actions=[{"type": "http_request", "method": "POST", "url": srv.url + "/slow"}])
+    quick_ws.rule(name="tag", triggers=["ticket.created"], actions=[{"type": "add_tags", "tags": ["seen"]}])
+    batch = [{"id": f"s{i}", "type": "ticket.created", "occurred_at": "2026-11-23T08:00:00Z",
+              "ticket": {"id": f"S-{i}"}} for i in range(n)]
+    assert client.post("/v1/events", json={"events": batch},
+                       headers=slow_ws.h("ingest")).status_code == 202
+    deadline = time.monotonic() + 30
+    while not srv.hits("/slow"):   # the slow passes are in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return quick_ws
+
+
 def test_a_slow_workspace_does_not_hold_another_on_its_partition(one_partition: TestClient) -> None:
-    slow_ws, quick_ws = Workspace(one_partition, "slow"), Workspace(one_partition, "quick")
     with CountingServer(delay=5.0) as srv:
-        assert one_partition.put("/v1/allowlist", json={"hosts": [srv.url]},
-                                 headers=slow_ws.h("admin")).status_code == 200
-        slow_ws.rule(name="slow crm", triggers=["ticket.created"],
-                     actions=[{"type": "http_request", "method": "POST", "url": srv.url + "/slow"}])
-        quick_ws.rule(name="tag", triggers=["ticket.created"], actions=[{"type": "add_tags", "tags": ["seen"]}])
         # more slow tickets than one workspace's share of the lanes
-        batch = [{"id": f"s{i}", "type": "ticket.created", "occurred_at": "2026-11-23T08:00:00Z",
-                  "ticket": {"id": f"S-{i}"}} for i in range(10)]
-        assert one_partition.post("/v1/events", json={"events": batch},
-                                  headers=slow_ws.h("ingest")).status_code == 202
-        deadline = time.monotonic() + 30
-        while not srv.hits("/slow"):   # the slow passes are in flight
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        quick_ws = _slow_workspace_in_flight(one_partition, srv, 10)
         for i in range(3):
             t0 = time.monotonic()
             out = quick_ws.send({"id": f"q{i}", "type": "ticket.created",
@@ -120,21 +127,8 @@ async def test_a_failed_lane_starts_nothing_more() -> None:
 def test_a_slow_workspaces_backlog_does_not_stop_the_partition_reading(one_partition: TestClient) -> None:
     """More slow events than the loop reads ahead (half a batch): counted as backlog they stopped
     the partition reading, so another workspace's event queued behind them waited for all of them."""
-    slow_ws, quick_ws = Workspace(one_partition, "slow"), Workspace(one_partition, "quick")
     with CountingServer(delay=3.0) as srv:
-        assert one_partition.put("/v1/allowlist", json={"hosts": [srv.url]},
-                                 headers=slow_ws.h("admin")).status_code == 200
-        slow_ws.rule(name="slow crm", triggers=["ticket.created"],
-                     actions=[{"type": "http_request", "method": "POST", "url": srv.url + "/slow"}])
-        quick_ws.rule(name="tag", triggers=["ticket.created"], actions=[{"type": "add_tags", "tags": ["seen"]}])
-        batch = [{"id": f"s{i}", "type": "ticket.created", "occurred_at": "2026-11-23T08:00:00Z",
-                  "ticket": {"id": f"S-{i}"}} for i in range(150)]
-        assert one_partition.post("/v1/events", json={"events": batch},
-                                  headers=slow_ws.h("ingest")).status_code == 202
-        deadline = time.monotonic() + 30
-        while not srv.hits("/slow"):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        quick_ws = _slow_workspace_in_flight(one_partition, srv, 150)
         t0 = time.monotonic()
         out = quick_ws.send({"id": "q", "type": "ticket.created",
                              "occurred_at": "2026-11-23T08:00:00Z", "ticket": {"id": "Q"}})
