@@ -31,13 +31,21 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Lanes", "MAX_LANES", "WORKSPACE_SHARE", "MAX_HELD"]
+__all__ = ["Lanes", "MAX_LANES", "WORKSPACE_SHARE", "MAX_HELD", "SETTLE_S", "low_water"]
 
 MAX_LANES = 8          # passes in flight per partition
 WORKSPACE_SHARE = 4    # of which at most this many for one workspace
 MAX_HELD = 5_000       # entries one partition holds taken but not applied (~1 KiB each)
+# How long a partition round waits for its lanes before it reads again (a slow lane's neighbours
+# wait no longer than this for their entries to be read).
+SETTLE_S = 0.1
 
 Entry = tuple[str, dict[str, str]]
+
+
+def low_water(batch: int) -> int:
+    """A partition reads more once fewer than this many entries are taken but not applied."""
+    return max(1, batch // 2)
 
 
 def _lane_of(entry_id: str, fields: dict[str, str]) -> tuple[str, str]:

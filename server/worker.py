@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.apply import Applier
-from server.lanes import MAX_HELD, Lanes
+from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
 from server.rulecache import RuleCache
 from server.store import events, tickets, timers
 from server.store.connect import Store
@@ -256,9 +256,9 @@ class Worker:
             self._fresh.discard(n)
             if pending:
                 lanes.add(pending)
-                await lanes.settle(_low(self.settings.batch_size), _SETTLE_S)
+                await lanes.settle(low_water(self.settings.batch_size), SETTLE_S)
                 return True
-        low = _low(self.settings.batch_size)
+        low = low_water(self.settings.batch_size)
         got: list[events.Entry] = []
         polled = self.store.embedded or self.burst
         if lanes.ready < low and lanes.backlog < MAX_HELD:
@@ -274,7 +274,7 @@ class Worker:
         if not lanes.busy:
             return bool(got)
         if got or lanes.ready >= low:
-            await lanes.settle(low, _SETTLE_S)
+            await lanes.settle(low, SETTLE_S)
         elif polled:
             await lanes.next(self.settings.poll_ms / 1000)
         return True
@@ -287,16 +287,6 @@ class Worker:
         if applied is not None and not applied.skipped:
             self.processed += 1
         return applied
-
-
-# How long a round waits for its lanes before it reads again (a slow lane's neighbours wait no
-# longer than this for their entries to be read).
-_SETTLE_S = 0.1
-
-
-def _low(batch: int) -> int:
-    """Read more once fewer than this many entries are taken but not applied."""
-    return max(1, batch // 2)
 
 
 class _LeaseLost(Exception):
