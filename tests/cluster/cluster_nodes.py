@@ -153,6 +153,15 @@ class LocalCluster:
                     return self.node_at(int(master[1]))
         raise LookupError(slot)
 
+    def slots_of(self, port: int) -> list[int]:
+        """The slots the master on `port` owns."""
+        out: list[int] = []
+        with self.nodes_alive()[0].client() as c:
+            for start, end, master, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                if int(master[1]) == port:
+                    out.extend(range(int(start), int(end) + 1))
+        return out
+
     def nodes_alive(self) -> list[Node]:
         return [n for n in self.nodes if n.alive()]
 
