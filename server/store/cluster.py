@@ -32,6 +32,7 @@ docs/operators.md for the sizing.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -52,6 +53,8 @@ log = logging.getLogger("deskflow.store.cluster")
 
 # Errors that mean "this node does not serve that slot (now)": nothing was applied.
 REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
+# Set while RedisCluster runs one command attempt (see ClusterClient.aclose).
+_IN_COMMAND: contextvars.ContextVar[bool] = contextvars.ContextVar("_IN_COMMAND", default=False)
 # Errors of reaching a node at all.
 _UNREACHABLE = (ConnectionError, TimeoutError, OSError)
 
@@ -153,12 +156,15 @@ class ClusterClient(RedisCluster):
 
     async def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
         """One attempt of a plain command (RedisCluster retries around it): counted per node."""
+        token = _IN_COMMAND.set(True)
         try:
             return await super()._execute_command(target_node, *args, **kwargs)
         except REDIRECTS + _UNREACHABLE as exc:
             self.count_error(str(target_node.name), exc)
             self.retries["moved" if isinstance(exc, MovedError) else type(exc).__name__.lower()] += 1
             raise
+        finally:
+            _IN_COMMAND.reset(token)
 
     # -- transactions, scripts, blocking reads ---------------------------------------------------
 
@@ -190,13 +196,18 @@ class ClusterClient(RedisCluster):
                 raise
 
     async def aclose(self) -> None:  # type: ignore[override]
+        """Close everything; but RedisCluster itself calls aclose() on a CLUSTERDOWN answer to
+        drop its connections and re-read the slot map: that keeps the slot-bound pools."""
+        if _IN_COMMAND.get():
+            await super().aclose()
+            return
         tasks = list(self.blocked.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2)
         self.blocked.clear()
-        for client in self._node_clients.values():
+        for client in list(self._node_clients.values()):
             await client.aclose()
             await client.connection_pool.disconnect()
         self._node_clients.clear()

@@ -203,6 +203,25 @@ class LocalCluster:
         self._start_node(node)
         self._wait_ping(node)
 
+    def wait_replicated(self) -> None:
+        """Until every master that owns slots has a connected replica in sync."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                ok = True
+                for port in self.master_ids():
+                    with self.node_at(port).client() as c:
+                        info = c.info("replication")
+                    slaves = [v for k, v in info.items() if k.startswith("slave") and
+                              isinstance(v, dict)]
+                    ok &= any(s.get("state") == "online" for s in slaves)
+                if ok:
+                    return
+            except (redis.RedisError, OSError):
+                pass
+            assert time.monotonic() < deadline, "a master has no replica in sync"
+            time.sleep(0.1)
+
     def reshard(self, src: int, dst: int, slots: int) -> None:
         """Move `slots` slots from master port `src` to master port `dst` while serving."""
         ids = self.master_ids()
