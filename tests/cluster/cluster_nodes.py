@@ -95,6 +95,8 @@ class LocalCluster:
                         str(self.replicas), "--cluster-yes"], check=True, capture_output=True,
                        timeout=self.timeout)
         self.wait_ok()
+        if self.replicas:
+            self.wait_replicated()
         return self
 
     def _wait_ping(self, node: Node) -> None:

@@ -93,8 +93,8 @@ def _slot(key: str) -> int:
 
 
 def test_two_apis_three_workers_on_a_cluster(local_cluster: LocalCluster, cluster_url: str) -> None:
-    svc, key, load, info = _under_load(local_cluster, tickets=40, per_ticket=10)
-    print(f"\n400 events acknowledged in {info['seconds']:.1f}s")
+    svc, key, load, info = _under_load(local_cluster, tickets=30, per_ticket=10)
+    print(f"\n300 events acknowledged in {info['seconds']:.1f}s")
     try:
         check_applied(svc.api_urls[1], key, load.acked)
         ticket = httpx.get(svc.api_urls[0] + "/v1/tickets/T-0",
@@ -144,7 +144,7 @@ def test_reshard_under_load(local_cluster: LocalCluster, cluster_url: str) -> No
         moved["back"] = len(back)
 
     info_ref: dict[str, Any] = {}
-    svc, key, load, info = _under_load(local_cluster, 40, 15, reshard, at=0.1, info=info_ref)
+    svc, key, load, info = _under_load(local_cluster, 30, 12, reshard, at=0.1, info=info_ref)
     try:
         assert moved.get("back"), moved
         assert info["acked_after"] > info["acked_before"], "the reshard ended after the load"
@@ -195,6 +195,7 @@ def _kill_master(cluster: LocalCluster, tickets: int, per_ticket: int,
 @pytest.mark.xfail(reason="known defect (issue 16 note): after a master's kill -9 a few tickets' "
                    "events were applied out of order (lease/pending hand-over across the "
                    "failover); nothing lost or applied twice", strict=False)
+@pytest.mark.slow
 def test_master_killed_under_load_with_wait(fresh_cluster: LocalCluster) -> None:
     """With DESKFLOW_REDIS_WAIT_REPLICAS=1 a 202 means the replica had the event: the promoted
     replica has every acknowledged event, each applied once and in order."""
