@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rules import TRIGGERS
 from server.store import keys as K
+from server.store.cluster_metrics import render_cluster
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
 
@@ -348,6 +349,7 @@ async def render(store: Store | None, *, metrics: Metrics = METRICS,
     text = generate_latest(metrics.registry if detailed else metrics.public)  # type: ignore[arg-type]
     if store is not None:
         text += generate_latest(await collect_store_gauges(store, timeout=timeout))
+        text += render_cluster(store.redis)   # per-node errors and failover retries (cluster)
     return text
 
 

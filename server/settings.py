@@ -14,6 +14,16 @@ class Settings:
     # Store. None means the embedded in-process store (fakeredis) with a snapshot file.
     redis_url: str | None = None
     data_file: str | None = "deskflow-data.json"
+    # Redis Cluster (docs/operators.md). None: ask the node (INFO cluster); DESKFLOW_REDIS_CLUSTER
+    # 1|0 forces either way. Connections per node and process for plain commands (0: sized from
+    # the partitions), and how long a command is retried across a failover before it is a 503.
+    redis_cluster: bool | None = None
+    redis_max_connections: int = 0
+    redis_retry_for_s: float = 3.0
+    # Ingest (and the apply commit, on a cluster) answer only after WAIT confirmed the writes on
+    # this many replicas within redis_wait_ms; else 503. 0 = asynchronous replication (README).
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 1000
     # Operator token: may only create workspaces. None disables POST /v1/workspaces.
     root_token: str | None = None
     # When set, /metrics, /healthz and /readyz want `Authorization: Bearer <token>`.
@@ -74,6 +84,11 @@ class Settings:
         s = cls(
             redis_url=env.get("DESKFLOW_REDIS_URL") or None,
             data_file=env.get("DESKFLOW_DATA_FILE") or cls.data_file,
+            redis_cluster=_tristate(env.get("DESKFLOW_REDIS_CLUSTER")),
+            redis_max_connections=int(env.get("DESKFLOW_REDIS_MAX_CONNECTIONS", 0)),
+            redis_retry_for_s=float(env.get("DESKFLOW_REDIS_RETRY_FOR_S", cls.redis_retry_for_s)),
+            redis_wait_replicas=int(env.get("DESKFLOW_REDIS_WAIT_REPLICAS", 0)),
+            redis_wait_ms=int(env.get("DESKFLOW_REDIS_WAIT_MS", cls.redis_wait_ms)),
             root_token=env.get("DESKFLOW_ROOT_TOKEN") or None,
             metrics_token=env.get("DESKFLOW_METRICS_TOKEN") or None,
             partitions=int(env.get("DESKFLOW_PARTITIONS", cls.partitions)),
@@ -107,3 +122,10 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def _tristate(value: str | None) -> bool | None:
+    """DESKFLOW_REDIS_CLUSTER: unset or "auto" -> None (detect), 1/true/yes/on -> True, else False."""
+    if value is None or value.strip().lower() in ("", "auto"):
+        return None
+    return value.strip().lower() in ("1", "true", "yes", "on")

@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from server.settings import Settings
+from server.store.cluster_connect import cluster_enabled, open_cluster
 from server.store.errors import guarded
 from server.store.sealing import Sealer
 
@@ -84,8 +85,20 @@ def _client(settings: Settings) -> tuple[aioredis.Redis, bool]:
     return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True), True
 
 
+async def _redis_client(settings: Settings) -> aioredis.Redis:
+    """The Redis URL branch: a cluster client when the node is part of a cluster (or forced)."""
+    client, _ = _client(settings)
+    if await cluster_enabled(client, settings):
+        await client.aclose()
+        return await open_cluster(settings)
+    return client
+
+
 async def open_store(settings: Settings) -> Store:
-    client, embedded = _client(settings)
+    if settings.redis_url:
+        client, embedded = await _redis_client(settings), False
+    else:
+        client, embedded = _client(settings)
     store = Store(redis=client, settings=settings, embedded=embedded,
                   sealer=Sealer.from_settings(settings.secrets_key, settings.secrets_key_file))
     if embedded and settings.data_file and os.path.exists(settings.data_file):

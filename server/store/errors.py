@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 import redis.exceptions
 
-__all__ = ["StoreError", "StoreUnavailable", "guarded"]
+__all__ = ["StoreError", "StoreUnavailable", "ReplicaTimeout", "guarded"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -22,9 +22,28 @@ class StoreUnavailable(StoreError):
     """Redis could not be reached or answered with a server-side failure: retry later (503)."""
 
 
+class ReplicaTimeout(StoreUnavailable):
+    """WAIT confirmed fewer replicas than DESKFLOW_REDIS_WAIT_REPLICAS asks for: the write may not
+    survive a failover, so it is not acknowledged (503; the client sends it again)."""
+
+
 _OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
             redis.exceptions.BusyLoadingError, redis.exceptions.ClusterDownError,
-            redis.exceptions.TryAgainError, redis.exceptions.ReadOnlyError, OSError)
+            redis.exceptions.TryAgainError, redis.exceptions.ReadOnlyError, OSError,
+            # Redis Cluster: a slot still moving after the client's retries (resharding), a slot
+            # no master serves (failover in progress), no node reachable at all.
+            redis.exceptions.AskError, redis.exceptions.SlotNotCoveredError)
+# RedisClusterException is also what the client raises for a bug (keys of two slots in one
+# command): only these messages of it are outages.
+_CLUSTER_OUTAGE_TEXT = ("Redis Cluster cannot be connected", "All slots are not covered",
+                        "could not agree on a valid slots cache")
+
+
+def _outage(exc: BaseException) -> bool:
+    if isinstance(exc, _OUTAGES):
+        return True
+    return isinstance(exc, redis.exceptions.RedisClusterException) and any(
+        t in str(exc) for t in _CLUSTER_OUTAGE_TEXT)
 
 
 def guarded(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -34,7 +53,9 @@ def guarded(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
-        except _OUTAGES as exc:
+        except Exception as exc:
+            if not _outage(exc):
+                raise
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper

@@ -21,6 +21,8 @@ from redis.exceptions import ResponseError, WatchError
 
 from server.store import keys as K
 from server.store.catalog import now_iso
+from server.store.cluster import ClusterClient
+from server.store.cluster_ingest import wait_for_entries, write_in_order
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -53,14 +55,11 @@ async def append_events(store: Store, workspace: str,
     tokens = [secrets.token_hex(8) for _ in events]
     markers = [{"token": t, "partition": n, "ticket": e["ticket"]["id"], "status": "queued",
                 "run_id": None, "at": now_iso()} for e, n, t in zip(events, where, tokens, strict=True)]
-    async with r.pipeline(transaction=False) as p:
-        for e, n, t in zip(events, where, tokens, strict=True):
-            p.xadd(K.stream(n), {"w": workspace, "e": _dumps(e), "k": t})
-        for e, m in zip(events, markers, strict=True):
-            p.set(K.event_marker(workspace, e["id"]), _dumps(m), nx=True,
-                  ex=store.settings.event_ttl_s)
-        replies = await p.execute()
-    entries, won = replies[:len(events)], replies[len(events):]
+    adds = [("XADD", K.stream(n), "*", "w", workspace, "e", _dumps(e), "k", t)
+            for e, n, t in zip(events, where, tokens, strict=True)]
+    sets = [("SET", K.event_marker(workspace, e["id"]), _dumps(m), "NX", "EX",
+             store.settings.event_ttl_s) for e, m in zip(events, markers, strict=True)]
+    entries, won = await write_in_order(store, adds, sets)
     results: list[tuple[str, dict[str, Any]]] = []
     for e, m, entry, ok in zip(events, markers, entries, won, strict=True):
         if ok:
@@ -119,11 +118,14 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
             waits[K.stream(n)] = last
     if out or not block_ms or not waits:
         return out
-    try:
-        await store.redis.xread(waits, count=1, block=block_ms)
-    except ResponseError as exc:
-        if "UNBLOCKED" not in str(exc):
-            raise
+    if isinstance(store.redis, ClusterClient):
+        await wait_for_entries(store.redis, waits, block_ms)
+    else:
+        try:
+            await store.redis.xread(waits, count=1, block=block_ms)
+        except ResponseError as exc:
+            if "UNBLOCKED" not in str(exc):
+                raise
     for n in partitions:
         got, _ = await _read_owned(store, consumer, n, count)
         if got:
