@@ -8,7 +8,7 @@ from starlette.routing import Route
 from server.api.common import Ctx, encode_cursor, json_response, requires
 from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.validate import GROUP_NAME
-from server.errors import NotFound, Unprocessable
+from server.errors import NotFound
 from server.store import catalog, directory
 
 __all__ = ["routes"]
@@ -21,19 +21,14 @@ def _group(raw: str) -> str:
     return raw
 
 
-_CONTACTS = Query(PAGE, Param("group", "string", "Required: the contacts in this group (any "
-                              "case).", convert=_group))
+_CONTACTS = Query(PAGE, Param("group", "string", "Only the contacts in this group (any case).",
+                              convert=_group))
 
 
 @requires("viewer", _CONTACTS)
 async def list_contacts(ctx: Ctx) -> Response:
-    """A group's contacts by id, paged: ?group= is required (a workspace's whole contact list is
-    not offered: a group's index is what keeps a page's cost to its size)."""
+    """Contacts by id, paged; ?group= lists a group's (its own index: a page costs its size)."""
     group = ctx.query["group"]
-    if group is None:
-        raise Unprocessable("?group= is required: list a group's contacts with ?group=<name>.",
-                            code="invalid_parameter",
-                            details=[{"path": "?group", "reason": "is required"}])
     items, nxt = await directory.list_group_contacts(ctx.store, ctx.workspace, group,
                                                      ctx.query["limit"], ctx.query["cursor"] or 0)
     return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})

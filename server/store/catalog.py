@@ -196,6 +196,7 @@ async def set_contact_groups(store: Store, workspace: str, contact_id: str,
                 p.multi()
                 p.set(key, _dumps(contact))
                 p.sadd(K.contacts(workspace), contact_id)
+                p.zadd(K.contacts_by_id(workspace), {contact_id: 0})
                 for write in group_index_writes(workspace, "contact", contact_id, before, groups):
                     p.execute_command(*write)
                 await p.execute()

@@ -50,4 +50,6 @@ def context_writes(store: Store, workspace: str, event: dict[str, Any], snapshot
         stored = snapshot.contact or {}
         before = stored.get("groups") if stored.get("id") == contact["id"] else None
         out += group_index_writes(workspace, "contact", contact["id"], before, contact.get("groups"))
+        if not stored:
+            out.append(("ZADD", K.contacts_by_id(workspace), 0, contact["id"]))
     return out

@@ -34,6 +34,8 @@ async def _backfill(store: Store, workspace: str) -> None:
         raws = await store.redis.mget([K.contact(workspace, c) for c in chunk])
         async with store.redis.pipeline(transaction=False) as p:
             for cid, raw in zip(chunk, raws, strict=True):
+                if raw:
+                    p.zadd(K.contacts_by_id(workspace), {cid: 0})
                 for g in (orjson.loads(raw).get("groups") or []) if raw else []:
                     if isinstance(g, str):
                         p.zadd(K.group_members(workspace, "contact", g), {cid: 0})
@@ -52,11 +54,13 @@ async def _backfill(store: Store, workspace: str) -> None:
 
 
 @guarded
-async def list_group_contacts(store: Store, workspace: str, group: str, limit: int,
+async def list_group_contacts(store: Store, workspace: str, group: str | None, limit: int,
                               offset: int) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of the group's contacts by id, and the next offset (None: the last page)."""
+    """A page of the group's contacts (every contact when `group` is None) by id, and the next
+    offset (None: the last page)."""
     await _backfill(store, workspace)
-    key = K.group_members(workspace, "contact", group)
+    key = (K.group_members(workspace, "contact", group) if group is not None
+           else K.contacts_by_id(workspace))
     ids = [i.decode() if isinstance(i, bytes) else i
            for i in await store.redis.zrange(key, offset, offset + limit)]
     more = len(ids) > limit

@@ -290,7 +290,7 @@ def contacts(w: str) -> str:
 
 # -- ticket history, contact counts, group indexes (slot {ws:W}; issue 19) --
 
-__all__ += ["ticket_history", "contact_stats", "contact_recent", "group_members"]
+__all__ += ["ticket_history", "contact_stats", "contact_recent", "contacts_by_id", "group_members"]
 
 
 def ticket_history(w: str, t: str) -> str:
@@ -310,6 +310,12 @@ def contact_recent(w: str, c: str) -> str:
     """zset  ticket ids of contact C scored by creation time (epoch seconds), the newest 50 kept:
     ctx.customer's `recent` reads the newest 10."""
     return f"{_ws(w)}:contact-recent:{c}"
+
+
+def contacts_by_id(w: str) -> str:
+    """zset  every contact id of the workspace, score 0 (GET /v1/contacts without ?group= pages
+    it by id; keys.contacts is a set, which cannot be paged in order)."""
+    return f"{_ws(w)}:contacts-by-id"
 
 
 def group_members(w: str, kind: str, group: str) -> str:
