@@ -12,7 +12,9 @@ from typing import Any, Literal
 from .actors import actor_of
 
 FieldType = Literal["text", "list", "timestamp", "any"]
-Source = Literal["ticket", "event", "vars"]
+# "context": counts the service keeps beside the ticket (server/customers.py): read from the
+# ticket the rules see, but with no previous value to compare (`changed*` does not apply).
+Source = Literal["ticket", "event", "vars", "context"]
 
 _TICKET_TEXT = ("subject", "description", "status", "priority", "channel", "department", "assignee")
 _TIMESTAMPS = ("created_at", "updated_at", "last_customer_message_at", "last_agent_message_at")
@@ -87,6 +89,11 @@ def _fixed() -> dict[str, Field]:
     fields["contact.email"] = Field("contact.email", "text", "ticket", _nested_field("contact", "email"))
     fields["contact.name"] = Field("contact.name", "text", "ticket", _nested_field("contact", "name"))
     fields["contact.groups"] = Field("contact.groups", "list", "ticket", _nested_field("contact", "groups"))
+    for name in ("open_tickets", "tickets_30d"):
+        fields[f"contact.{name}"] = Field(f"contact.{name}", "any", "context",
+                                          _nested_field("contact", name))
+    for name in ("message_count", "customer_messages_since_agent"):
+        fields[f"ticket.{name}"] = Field(f"ticket.{name}", "any", "context", _ticket_field(name))
     for key in ("author", "body", "channel"):
         fields[f"message.{key}"] = Field(f"message.{key}", "text", "event", _message_field(key))
     fields["event.type"] = Field("event.type", "text", "event", lambda t, e, v: e.get("type"))
@@ -118,7 +125,9 @@ def lookup_field(name: object) -> Field | None:
 
 FIELD_NAMES_HELP = (
     "subject, description, status, priority, channel, department, assignee, tags, custom.<key>, "
-    "contact.email, contact.name, contact.groups, contact.custom.<key>, message.author, "
+    "contact.email, contact.name, contact.groups, contact.custom.<key>, contact.open_tickets, "
+    "contact.tickets_30d, ticket.message_count, ticket.customer_messages_since_agent, "
+    "message.author, "
     "message.body, message.channel, event.type, event.actor, vars.<name>, created_at, updated_at, "
     "last_customer_message_at, last_agent_message_at"
 )

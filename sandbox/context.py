@@ -153,15 +153,23 @@ def _plain_params(value: Any) -> Any:
 
 
 class Context:
-    """The `ctx` argument: http, log(), now(), vars, workspace — and nothing else."""
+    """The `ctx` argument: http, log(), now(), vars, workspace, history, customer — and nothing
+    else. `history` (a list, oldest first) and `customer` (a dict or None) are plain data decoded
+    from this run's frame, like `event` and `ticket`: a script may change its copy, nothing else
+    sees it. The worker fills them only for scripts whose source names them (server/history.py);
+    for any other script they are [] and None."""
 
-    __slots__ = ("http", "vars", "workspace", "_run")
+    __slots__ = ("http", "vars", "workspace", "history", "customer", "_run")
 
     def __init__(self, run: _Run, info: dict[str, Any]) -> None:
         self._run = run
         self.http = Http(run)
         self.vars = info.get("vars") or {}
         self.workspace = info.get("workspace")
+        history = info.get("history")
+        self.history = history if type(history) is list else []
+        customer = info.get("customer")
+        self.customer = customer if type(customer) is dict else None
 
     def log(self, *parts: Any) -> None:
         self._run.log(*parts)

@@ -199,7 +199,10 @@ class ScriptPool:
         message = {"op": "run", "script": str(script_id), "version": version, "source": source,
                    "event": event, "ticket": ticket,
                    "ctx": {"workspace": (ctx_info or {}).get("workspace"),
-                           "vars": (ctx_info or {}).get("vars") or {}},
+                           "vars": (ctx_info or {}).get("vars") or {},
+                           # plain data the worker loaded for scripts that name them
+                           "history": (ctx_info or {}).get("history"),
+                           "customer": (ctx_info or {}).get("customer")},
                    "limits": limits.wire}
         try:
             frame = encode(message)

@@ -38,7 +38,7 @@ from server.logs import log_context
 from server.metrics import count_event_failed, observe_applied
 from server.replay import Recorder
 from server.rulecache import RuleCache
-from server.store import catalog, events, tickets, timers
+from server.store import catalog, events, script_context, tickets, timers
 from server.store import sla as sla_store
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
@@ -194,7 +194,8 @@ class Applier:
                     ruleset, revisions = await self.rules.get_with_revisions(
                         workspace, snap.rules_rev, policy_calendars(policies))
                     rules_rev = snap.rules_rev
-                    recorder = self._recorder(workspace, ruleset)
+                    recorder = self._recorder(workspace, ruleset, await self._context(
+                        workspace, snap, event, ruleset, now))
                 else:  # a re-run decides with the rules and settings of the first pass
                     snap.rules_rev = rules_rev
                 t1 = time.perf_counter()
@@ -212,13 +213,22 @@ class Applier:
             if applied is not None:
                 return applied, outcome
 
-    def _recorder(self, workspace: str, ruleset: Any) -> Recorder:
+    async def _context(self, workspace: str, snap: automation.Snapshot, event: dict[str, Any],
+                       ruleset: Any, now: datetime) -> dict[str, Any] | None:
+        """ctx.history / ctx.customer, read only for a pass whose scripts name them."""
+        if self.scripting is None or not getattr(ruleset, "needs_handlers", False):
+            return None
+        return await script_context.load_context(self.store, workspace, snap, event, ruleset, now)
+
+    def _recorder(self, workspace: str, ruleset: Any,
+                  context: dict[str, Any] | None = None) -> Recorder:
         """The event's handlers, recorded. A Scripting's handlers wait on this loop, so their
         passes run in a thread; handlers given directly (tests, embedding) run where they are."""
         if self.scripting is not None and getattr(ruleset, "needs_handlers", False):
             scripts: list[dict[str, Any]] = []
             calls: list[dict[str, Any]] = []
-            real = self.scripting.handlers(asyncio.get_running_loop(), workspace, scripts, calls)
+            real = self.scripting.handlers(asyncio.get_running_loop(), workspace, scripts, calls,
+                                           context)
             return Recorder(real, scripts, calls, threaded=True)
         return Recorder(self.handlers)
 

@@ -30,7 +30,8 @@ __all__ = ["Run", "RuleSetLike", "Snapshot", "Outcome", "process", "merge_event"
 SCALARS = ("subject", "description", "status", "priority", "channel", "department", "assignee")
 # Fields the service owns: an event cannot set them.
 SERVICE_FIELDS = frozenset({"id", "version", "sla", "snoozed_until", "created_at", "updated_at",
-                            "last_customer_message_at", "last_agent_message_at", "automation"})
+                            "last_customer_message_at", "last_agent_message_at", "automation",
+                            "message_count", "customer_messages_since_agent"})
 
 
 class RuleSetLike(Protocol):
@@ -305,6 +306,7 @@ class Snapshot:
     raw_contact: bytes | str | None = None
     policy_specs: list[dict[str, Any]] = field(default_factory=list)  # stored SLA policies
     guard_spec: str | None = None          # stored guard limits (JSON text), None: the defaults
+    contact_stats: dict[Any, Any] = field(default_factory=dict)  # keys.contact_stats (customers.py)
 
 
 @dataclass
@@ -335,12 +337,14 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
             revisions: dict[str, int] | None = None) -> Outcome:
     """The whole pass of one event on a loaded snapshot. `handlers` is a dict of handlers, or a
     server/replay.PassView (then its recorded script entries and HTTP calls go in the record)."""
-    from server import runrecord, timekeeping
+    from server import customers, runrecord, timekeeping
 
     previous = snapshot.previous
     fns = handlers.handlers if handlers is not None and hasattr(handlers, "handlers") else handlers
     merged = merge_event(previous, event, snapshot.contact)
-    woken = timekeeping.wake_before_rules(event, merged, now)
+    customers.count_message(merged, event)
+    woken = customers.with_counts(timekeeping.wake_before_rules(event, merged, now),
+                                  customers.counts(snapshot.contact_stats, previous, merged, now))
     run = automate(event, woken, previous, ruleset, now, fns,  # type: ignore[arg-type]
                    timekeeping.fired_time_rules(merged), limits)
     if handlers is not None and hasattr(handlers, "handlers"):
@@ -349,7 +353,8 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
     run.suppressed = [*run.suppressed, *over]
     plan = timekeeping.plan_after_rules(event, previous, run.ticket, run.effects, run.matched,
                                         ruleset, policies, now)
-    ticket = _with_timers(plan.ticket, plan.timers)
+    ticket = _with_timers(customers.without_counts(plan.ticket), plan.timers)
+    ticket["automation"]["counted"] = True   # its contact's counts include it (customers.py)
     ticket["custom"] = cap_custom(ticket.get("custom"))  # scripts' and rules' custom too
     run.changes = _changes(merged, ticket)
     ticket["version"] = int((previous or {}).get("version", 0)) + 1

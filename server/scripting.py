@@ -153,6 +153,19 @@ def json_path(doc: Any, path: str) -> Any:
     return value
 
 
+def _used(context: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """The pass's loaded ctx.history / ctx.customer that this script version names (its `uses`,
+    or its source read now for a version stored before `uses` existed)."""
+    if not context:
+        return {}
+    from server.history import uses_of
+
+    uses = record.get("uses")
+    if not isinstance(uses, list):
+        uses = uses_of(str(record.get("source") or ""))
+    return {k: context[k] for k in uses if k in context}
+
+
 class Scripting:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
@@ -183,7 +196,8 @@ class Scripting:
         return await broker_config(self.store, workspace)
 
     async def run_script(self, workspace: str, action: dict[str, Any], event: dict[str, Any],
-                         ticket: dict[str, Any], vars: dict[str, Any]) -> dict[str, Any]:
+                         ticket: dict[str, Any], vars: dict[str, Any],
+                         context: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run the script an action names; returns its run-record entry (with `updates`)."""
         name, version = action["script"], action.get("version")
         meta = await S.get_script(self.store, workspace, name)
@@ -205,7 +219,8 @@ class Scripting:
             limits = Limits()
         pool = await self.pool()
         result = await pool.run(f"{workspace}/{name}", version, record["source"], event, ticket,
-                                ctx_info={"workspace": workspace, "vars": vars}, limits=limits,
+                                ctx_info={"workspace": workspace, "vars": vars,
+                                          **_used(context, record)}, limits=limits,
                                 broker_config=await self.broker_config(workspace))
         return {**entry, **result.as_dict(), "name": name, "version": version}
 
@@ -237,7 +252,8 @@ class Scripting:
         return {var: scrub.value(json_path(doc, path)) for var, path in mapping.items()}
 
     def handlers(self, loop: asyncio.AbstractEventLoop, workspace: str,
-                 scripts: list[dict[str, Any]], calls: list[dict[str, Any]]) -> dict[str, Any]:
+                 scripts: list[dict[str, Any]], calls: list[dict[str, Any]],
+                 context: dict[str, Any] | None = None) -> dict[str, Any]:
         """Synchronous handlers for one pass run in a worker thread; results are collected in
         `scripts` (run-record entries) and `calls` (http_request calls)."""
 
@@ -249,7 +265,8 @@ class Scripting:
             return asyncio.run_coroutine_threadsafe(coro, loop).result(_HANDLER_WAIT_S)
 
         def run_script(action: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any]) -> Any:
-            entry = wait(self.run_script(workspace, action, event, ticket, dict(pass_vars)))
+            entry = wait(self.run_script(workspace, action, event, ticket, dict(pass_vars),
+                                         context))
             scripts.append(entry)
             if entry["error"] is not None:
                 raise ScriptFailed(f"{entry['error']['code']}: {entry['error']['message']}")

@@ -152,3 +152,46 @@ def test_sentiment_tags_keep_the_mood_consistent(sandbox, crm) -> None:
     assert negated.updates is None
     agent = run(sandbox, crm, "sentiment_tags", ticket(), message("terrible", author="agent"))
     assert agent.updates is None and agent.logs == []
+
+
+def _said(author: str, body: str = "hi") -> dict:
+    return {"type": "message.received" if author == "customer" else "message.sent", "at": None,
+            "actor": author, "message": {"author": author, "body": body, "channel": "email"},
+            "changes": {}}
+
+
+def test_unanswered_escalate_fires_on_the_third_unanswered_message(sandbox, crm) -> None:
+    history = [_said("customer"), _said("agent"), _said("customer")]
+    two = run(sandbox, crm, "unanswered_escalate", ticket(), message("again"),
+              ctx={"history": history})
+    assert two.error is None and two.updates is None
+    three = run(sandbox, crm, "unanswered_escalate", ticket(), message("again"),
+                ctx={"history": [*history, _said("customer")]})
+    after, _ = applied(ticket(), three.updates)
+    assert after["priority"] == "urgent" and "unanswered-3" in after["tags"]
+    assert after["custom"]["unanswered_messages"] == 3
+    # already escalated: nothing more
+    again = run(sandbox, crm, "unanswered_escalate", after, message("again"),
+                ctx={"history": [*history, _said("customer"), _said("customer")]})
+    assert again.updates is None
+
+
+def test_unanswered_escalate_without_history_does_nothing(sandbox, crm) -> None:
+    assert run(sandbox, crm, "unanswered_escalate", ticket(), message("hi")).updates is None
+
+
+def _customer(open_tickets: int, d30: int = 0) -> dict:
+    recent = [{"id": f"T-{n}", "subject": "s", "status": "open" if n < open_tickets else "solved",
+               "created_at": "2026-11-20T08:00:00Z"} for n in range(1, 6)]
+    return {"id": "C-1", "email": "ann@example.com", "name": "Ann", "groups": [], "custom": {},
+            "open_tickets": open_tickets, "tickets_30d": d30, "recent": recent}
+
+
+def test_busy_customer_routes_a_customer_with_three_open_tickets(sandbox, crm) -> None:
+    quiet = run(sandbox, crm, "busy_customer", ticket(), ctx={"customer": _customer(2, 2)})
+    assert quiet.error is None and quiet.updates is None
+    busy = run(sandbox, crm, "busy_customer", ticket(), ctx={"customer": _customer(3, 3)})
+    after, _ = applied(ticket(), busy.updates)
+    assert after["department"] == "senior" and "busy-customer" in after["tags"]
+    assert after["custom"]["related_tickets"] == "T-2"     # T-1 is this ticket; T-3.. solved
+    assert run(sandbox, crm, "busy_customer", ticket(), ctx={"customer": None}).updates is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from server import audit
 from server.api import (
+    contacts,
     events,
     export,
     groups,
@@ -22,6 +23,6 @@ from server.api import (
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
-          *rules.routes, *groups.routes, *scripts.routes, *sla.routes,
+          *rules.routes, *groups.routes, *contacts.routes, *scripts.routes, *sla.routes,
           *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
           *workspace_settings.routes]

@@ -27,14 +27,16 @@ _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 def _color(body: dict[str, Any], problems: list[dict[str, str]]) -> None:
-    color = body.get("color")
-    if color is not None and (not isinstance(color, str) or not _COLOR.match(color)):
-        problems.append({"path": "color", "reason": "must be a colour like #ff8800, or null"})
+    """`color` (the label's background) and `text_color` (its text), validated alike."""
+    for key in ("color", "text_color"):
+        color = body.get(key)
+        if color is not None and (not isinstance(color, str) or not _COLOR.match(color)):
+            problems.append({"path": key, "reason": "must be a colour like #ff8800, or null"})
 
 
 @requires("manager")
 async def create_group(ctx: Ctx) -> Response:
-    """Create a contact group {"name", "color"?}."""
+    """Create a contact group {"name", "color"?, "text_color"?, "description"?}."""
     body = await read_object(ctx.request)
     name = body.get("name")
     problems: list[dict[str, str]] = []
@@ -47,11 +49,13 @@ async def create_group(ctx: Ctx) -> Response:
     assert isinstance(name, str)
     if await catalog.get_group(ctx.store, ctx.workspace, name) is not None:
         raise Conflict(f"A group named {name!r} exists already.", code="already_exists")
-    group = {"name": name, "color": body.get("color"), "created_at": now_iso()}
+    group = {"name": name, "color": body.get("color"), "text_color": body.get("text_color"),
+             "created_at": now_iso()}
     if isinstance(body.get("description"), str):
         group["description"] = body["description"]
     await catalog.put_group(ctx.store, ctx.workspace, group)
-    await audit.record(ctx, "group.create", f"group:{name}", {"color": group["color"]})
+    await audit.record(ctx, "group.create", f"group:{name}",
+                       {"color": group["color"], "text_color": group["text_color"]})
     return json_response(group, 201)
 
 
@@ -80,7 +84,7 @@ async def get_group(ctx: Ctx) -> Response:
 
 @requires("manager")
 async def patch_group(ctx: Ctx) -> Response:
-    """Change a group's color or description (renaming is not supported: delete and create)."""
+    """Change a group's color, text_color or description (renaming is not supported: delete and create)."""
     group = await _load(ctx)
     body = await read_object(ctx.request)
     problems: list[dict[str, str]] = []
@@ -92,12 +96,12 @@ async def patch_group(ctx: Ctx) -> Response:
         problems.append({"path": "description", "reason": "must be a string or null"})
     if problems:
         raise Unprocessable("The group change is not valid.", details=problems)
-    for key in ("color", "description"):
+    for key in ("color", "text_color", "description"):
         if key in body:
             group[key] = body[key]
     await catalog.put_group(ctx.store, ctx.workspace, group)
     await audit.record(ctx, "group.update", f"group:{group['name']}",
-                       {k: body[k] for k in ("color", "description") if k in body})
+                       {k: body[k] for k in ("color", "text_color", "description") if k in body})
     return json_response(group)
 
 
@@ -140,22 +144,11 @@ async def put_contact_groups(ctx: Ctx) -> Response:
     return json_response({"id": contact_id, "groups": contact["groups"]})
 
 
-@requires("viewer")
-async def get_contact(ctx: Ctx) -> Response:
-    """A contact as deskflow knows it (from events and membership changes)."""
-    contact_id = ctx.request.path_params["contact_id"]
-    contact = await catalog.get_contact(ctx.store, ctx.workspace, contact_id)
-    if contact is None:
-        raise NotFound(f"No contact {contact_id!r} in this workspace.")
-    return json_response(contact)
-
-
 routes = [
     Route("/v1/groups", create_group, methods=["POST"]),
     Route("/v1/groups", list_groups, methods=["GET"]),
     Route("/v1/groups/{name}", get_group, methods=["GET"]),
     Route("/v1/groups/{name}", patch_group, methods=["PATCH"]),
     Route("/v1/groups/{name}", delete_group, methods=["DELETE"]),
-    Route("/v1/contacts/{contact_id}", get_contact, methods=["GET"]),
     Route("/v1/contacts/{contact_id}/groups", put_contact_groups, methods=["PUT"]),
 ]

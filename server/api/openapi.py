@@ -30,8 +30,8 @@ _BODIES = {
     ("PATCH", "/v1/rules/{rule_id}"): "Some top-level keys of a rule",
     ("PUT", "/v1/rules/order"): "{\"ids\": [...]}",
     ("POST", "/v1/rules/{rule_id}/test"): "{\"event\", \"ticket\"?, \"now\"?}",
-    ("POST", "/v1/groups"): "{\"name\", \"color\"?}",
-    ("PATCH", "/v1/groups/{name}"): "{\"color\"?, \"description\"?}",
+    ("POST", "/v1/groups"): "{\"name\", \"color\"?, \"text_color\"?}",
+    ("PATCH", "/v1/groups/{name}"): "{\"color\"?, \"text_color\"?, \"description\"?}",
     ("PUT", "/v1/contacts/{contact_id}/groups"): "{\"groups\": [...]}",
 }
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID}

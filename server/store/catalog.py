@@ -188,11 +188,17 @@ async def set_contact_groups(store: Store, workspace: str, contact_id: str,
             try:
                 await p.watch(key)
                 raw = await p.get(key)
+                from server.store.context_writes import group_index_writes
+
                 contact = orjson.loads(raw) if raw else {"id": contact_id}
+                before = contact.get("groups")
                 contact["groups"] = groups
                 p.multi()
                 p.set(key, _dumps(contact))
                 p.sadd(K.contacts(workspace), contact_id)
+                p.zadd(K.contacts_by_id(workspace), {contact_id: 0})
+                for write in group_index_writes(workspace, "contact", contact_id, before, groups):
+                    p.execute_command(*write)
                 await p.execute()
                 return contact
             except WatchError:  # lost the race: read again

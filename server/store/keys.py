@@ -286,3 +286,39 @@ def contacts(w: str) -> str:
     workspace's keys (a SCAN MATCH walks every tenant's keyspace). The member "" says the index
     is complete (contacts stored before it existed were added by one scan)."""
     return f"{_ws(w)}:contacts"
+
+
+# -- ticket history, contact counts, group indexes (slot {ws:W}; issue 19) --
+
+__all__ += ["ticket_history", "contact_stats", "contact_recent", "contacts_by_id", "group_members"]
+
+
+def ticket_history(w: str, t: str) -> str:
+    """list  JSON history entries of ticket T, oldest first, the last 50 kept (server/history.py);
+    what a script reads as ctx.history. Expires with the ticket's run records."""
+    return f"{_ws(w)}:history:{t}"
+
+
+def contact_stats(w: str, c: str) -> str:
+    """hash  counts of contact C's tickets kept by the apply commit (server/customers.py):
+    `open` (tickets not solved or closed), `d:<YYYY-MM-DD>` (tickets created that day, the last
+    31 days kept). Deltas (HINCRBY), so no commit needs to read or check them."""
+    return f"{_ws(w)}:contact-stats:{c}"
+
+
+def contact_recent(w: str, c: str) -> str:
+    """zset  ticket ids of contact C scored by creation time (epoch seconds), the newest 50 kept:
+    ctx.customer's `recent` reads the newest 10."""
+    return f"{_ws(w)}:contact-recent:{c}"
+
+
+def contacts_by_id(w: str) -> str:
+    """zset  every contact id of the workspace, score 0 (GET /v1/contacts without ?group= pages
+    it by id; keys.contacts is a set, which cannot be paged in order)."""
+    return f"{_ws(w)}:contacts-by-id"
+
+
+def group_members(w: str, kind: str, group: str) -> str:
+    """zset  ids of the contacts (kind "contact") in a group (its name case-folded), score 0 so
+    the listing pages by id: a group's listing reads only its members."""
+    return f"{_ws(w)}:group-{kind}s:{group.casefold()}"

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from redis.exceptions import WatchError
 
+from server.history import uses_of
 from server.store import keys as K
 from server.store.catalog import now_iso
 from server.store.connect import Store
@@ -58,9 +59,11 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
                 meta = orjson.loads(raw) if raw else {"name": name, "created_at": now_iso()}
                 version = int(meta.get("latest", 0)) + 1
                 at = now_iso()
+                uses = uses_of(source)   # ctx.history / ctx.customer: loaded only for these
                 record = {"name": name, "version": version, "source": source, "timeout": timeout,
-                          "created_at": at, "created_by": created_by}
-                meta.update(latest=version, timeout=timeout, updated_at=at)
+                          "created_at": at, "created_by": created_by, "uses": uses}
+                meta.update(latest=version, timeout=timeout, updated_at=at,
+                            uses=sorted(set(meta.get("uses") or []) | set(uses)))
                 if description is not None:
                     meta["description"] = description
                 p.multi()

@@ -32,6 +32,7 @@ from server.automation import Outcome, Snapshot
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
+from server.store.context_writes import context_writes
 from server.store.events import owns
 
 __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
@@ -118,17 +119,24 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
         p.mget(keys)
         p.hgetall(K.sla_policies(workspace))
         p.get(K.guards(workspace))
-        raws, policies, guard_spec = await p.execute()
+        if event_contact:
+            p.hgetall(K.contact_stats(workspace, event_contact))   # contact.open_tickets & co
+        raws, policies, guard_spec, *more = await p.execute()
+    stats = more[0] if more else {}
     specs = sorted((orjson.loads(v) for v in policies.values()),
                    key=lambda s: (s.get("position", 0), s["name"]))
     previous = _loads(raws[1])
     contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
     raw_contact = raws[3] if event_contact else None
     if contact_id and not event_contact:
-        raw_contact = await store.redis.get(K.contact(workspace, contact_id))
+        async with store.redis.pipeline(transaction=False) as p:
+            p.get(K.contact(workspace, contact_id))
+            p.hgetall(K.contact_stats(workspace, contact_id))
+            raw_contact, stats = await p.execute()
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
                     contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
-                    raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec)
+                    raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec,
+                    contact_stats=stats)
 
 
 @guarded
@@ -227,6 +235,7 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
             out.append(("SET", K.contact(workspace, new_contact["id"]), _dumps(new_contact)))
         out.append(("SADD", K.contact_tickets(workspace, new_contact["id"]), ticket_id))
         out.append(("SADD", K.contacts(workspace), new_contact["id"]))
+    out += context_writes(store, workspace, event, snapshot, outcome)
     if outcome.to_feed:
         body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
                 "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}

@@ -40,7 +40,7 @@ class SandboxHarness:
             limits: Limits | None = None, allow: list[str] | None = None,
             secrets: Mapping[str, str] | None = None, vars: Any = None,
             broker: Broker | None = None, version: int | None = None,
-            workspace: str = "acme") -> ScriptResult:
+            workspace: str = "acme", ctx: Mapping[str, Any] | None = None) -> ScriptResult:
         config = BrokerConfig(parse_allowlist(allow if allow is not None else [self.crm_url]),
                               dict(secrets or {"CRM_TOKEN": CRM_TOKEN, "BILLING_TOKEN": BILLING_TOKEN}))
         pool = self.pool
@@ -51,7 +51,8 @@ class SandboxHarness:
                 "test-script", version or next(self.versions), source,
                 event if event is not None else {"type": "ticket.created"},
                 ticket if ticket is not None else {"id": "T-1", "tags": [], "custom": {}},
-                {"workspace": workspace, "vars": vars or {}}, limits or Limits(), config))
+                {"workspace": workspace, "vars": vars or {}, **(ctx or {})}, limits or Limits(),
+                config))
         finally:
             pool.broker = self.broker
 

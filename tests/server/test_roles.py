@@ -55,6 +55,7 @@ MATRIX = [
     ("PATCH", "/v1/groups/vip", "manager", {"color": "#00ff00"}),
     ("DELETE", "/v1/groups/vip", "manager", None),
     ("GET", "/v1/contacts/C-1", "viewer", None),
+    ("GET", "/v1/contacts", "viewer", None),
     ("PUT", "/v1/contacts/C-1/groups", "manager", {"groups": ["vip"]}),
     ("POST", "/v1/scripts", "developer", {"name": "s1", "source": "def run(event, ticket, ctx):\n    return None\n"}),
     ("GET", "/v1/scripts", "viewer", None),

@@ -1,0 +1,52 @@
+"""Contacts: one contact with its ticket counts, and a group's contacts (paged)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.common import Ctx, encode_cursor, json_response, requires
+from server.api.query import PAGE, Param, Query, ValueProblem
+from server.api.validate import GROUP_NAME
+from server.errors import NotFound
+from server.store import catalog, directory
+
+__all__ = ["routes"]
+
+
+def _group(raw: str) -> str:
+    if not GROUP_NAME.match(raw):
+        raise ValueProblem("must be a group name: 1-64 letters, digits, _ . : - (starting with a "
+                           "letter or digit)")
+    return raw
+
+
+_CONTACTS = Query(PAGE, Param("group", "string", "Only the contacts in this group (any case).",
+                              convert=_group))
+
+
+@requires("viewer", _CONTACTS)
+async def list_contacts(ctx: Ctx) -> Response:
+    """Contacts by id, paged; ?group= lists a group's (its own index: a page costs its size)."""
+    group = ctx.query["group"]
+    items, nxt = await directory.list_group_contacts(ctx.store, ctx.workspace, group,
+                                                     ctx.query["limit"], ctx.query["cursor"] or 0)
+    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+
+
+@requires("viewer")
+async def get_contact(ctx: Ctx) -> Response:
+    """A contact as deskflow knows it (from events and membership changes), with open_tickets
+    and tickets_30d (server/customers.py)."""
+    contact_id = ctx.request.path_params["contact_id"]
+    contact = await catalog.get_contact(ctx.store, ctx.workspace, contact_id)
+    if contact is None:
+        raise NotFound(f"No contact {contact_id!r} in this workspace.")
+    counts = await directory.contact_counts(ctx.store, ctx.workspace, contact_id)
+    return json_response({**contact, **counts})
+
+
+routes = [
+    Route("/v1/contacts", list_contacts, methods=["GET"]),
+    Route("/v1/contacts/{contact_id}", get_contact, methods=["GET"]),
+]

@@ -1,0 +1,80 @@
+"""What ctx.history and ctx.customer hold for one pass, read only when a script needs them.
+
+Why here and not in store/tickets.load: most passes run no script, and most scripts read neither,
+so the load stays as it is and a pass whose rules run a script pays one HMGET of the scripts'
+stored `uses` (server/history.py); only when one of them names ctx.history or ctx.customer does a
+second read (one pipeline, plus an MGET of at most 10 tickets for the customer's recent tickets)
+fetch them. The sandbox never does I/O for them: they travel in the run's frame as plain data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from server import customers, history
+from server.automation import Snapshot, merge_event
+from server.store import keys as K
+from server.store.connect import Store
+from server.store.errors import guarded
+
+__all__ = ["RECENT_SHOWN", "script_uses", "load_context"]
+
+RECENT_SHOWN = 10   # ctx.customer["recent"]: the contact's newest tickets
+
+
+@guarded
+async def script_uses(store: Store, workspace: str, names: list[str]) -> set[str]:
+    """The ctx attributes (history, customer) any version of the named scripts uses."""
+    if not names:
+        return set()
+    raws = await store.redis.hmget(K.scripts(workspace), names)
+    out: set[str] = set()
+    for raw in raws:
+        if raw:
+            out.update(u for u in orjson.loads(raw).get("uses") or [] if u in history.USES)
+    return out
+
+
+def _summary(ticket: dict[str, Any]) -> dict[str, Any]:
+    return {k: ticket.get(k) for k in ("id", "subject", "status", "created_at")}
+
+
+@guarded
+async def load_context(store: Store, workspace: str, snapshot: Snapshot, event: dict[str, Any],
+                       ruleset: Any, now: datetime) -> dict[str, Any] | None:
+    """{"history": [...], "customer": {...} | None} as far as the pass's scripts use them, or
+    None when none of them does (nothing is read but the scripts' `uses`)."""
+    uses = await script_uses(store, workspace, history.script_names(ruleset))
+    if not uses:
+        return None
+    ticket_id = event["ticket"]["id"]
+    merged = merge_event(snapshot.previous, event, snapshot.contact)
+    customers.count_message(merged, event)
+    cid = customers.contact_id(merged)
+    async with store.redis.pipeline(transaction=False) as p:
+        if "history" in uses:
+            p.lrange(K.ticket_history(workspace, ticket_id), -history.MAX_ENTRIES, -1)
+        if "customer" in uses and cid:
+            p.zrevrange(K.contact_recent(workspace, cid), 0, RECENT_SHOWN - 1)
+        got = await p.execute()
+    out: dict[str, Any] = {}
+    if "history" in uses:
+        out["history"] = history.bounded(got.pop(0))
+    if "customer" in uses:
+        out["customer"] = None
+        if cid:
+            ids = [i.decode() if isinstance(i, bytes) else i for i in got.pop(0)]
+            ids = [i for i in ids if i != ticket_id]
+            raws = await store.redis.mget([K.ticket(workspace, i) for i in ids]) if ids else []
+            recent = [_summary(merged)] + [_summary(orjson.loads(r)) for r in raws if r]
+            recent.sort(key=lambda t: str(t.get("created_at") or ""), reverse=True)
+            c = merged["contact"]
+            out["customer"] = {
+                "id": cid, "email": c.get("email"), "name": c.get("name"),
+                "groups": list(c.get("groups") or []), "custom": dict(c.get("custom") or {}),
+                **customers.counts(snapshot.contact_stats, snapshot.previous, merged, now),
+                "recent": recent[:RECENT_SHOWN]}
+    return out
