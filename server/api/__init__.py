@@ -11,6 +11,7 @@ from server.api import (
     health,
     openapi,
     rules,
+    runs_list,
     scripts,
     sla,
     tickets,
@@ -22,6 +23,7 @@ from server.api import (
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
+          *runs_list.routes,
           *rules.routes, *groups.routes, *scripts.routes, *sla.routes,
           *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
           *workspace_settings.routes]

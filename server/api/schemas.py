@@ -207,6 +207,7 @@ RESPONSES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/tickets"): page(ref("StoredTicket")),
     ("GET", "/v1/tickets/{ticket_id}"): ref("StoredTicket"),
     ("GET", "/v1/tickets/{ticket_id}/runs"): page(ref("Run")),
+    ("GET", "/v1/runs"): page(ref("Run")),
     ("GET", "/v1/runs/{run_id}"): ref("Run"),
     ("GET", "/v1/updates"): _obj(["updates", "next"], updates={"type": "array", "items": _obj(
         ["cursor", "ticket_id", "changes", "effects", "at"], cursor=_STR, ticket_id=_STR,
