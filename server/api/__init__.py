@@ -10,6 +10,7 @@ from server.api import (
     guards,
     health,
     openapi,
+    rule_days,
     rules,
     runs_list,
     scripts,
@@ -23,7 +24,7 @@ from server.api import (
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
-          *runs_list.routes,
+          *runs_list.routes, *rule_days.routes,
           *rules.routes, *groups.routes, *scripts.routes, *sla.routes,
           *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
           *workspace_settings.routes]

@@ -49,3 +49,23 @@ def test_recent_runs_filters_are_validated(ws: Workspace) -> None:
     unknown = ws.client.get("/v1/runs", params={"rulez": "x"}, headers=ws.h("viewer"))
     assert unknown.status_code == 422 and "rulez" in unknown.text
     assert ws.client.get("/v1/runs").status_code == 401
+
+
+def test_rule_days_count_fires_per_utc_day_today_last(ws: Workspace) -> None:
+    notify = ws.rule(**NOTIFY)
+    for i in range(3):
+        ws.send(event(f"d{i}", tid=f"T-{i}"))
+    r = ws.client.get(f"/v1/rules/{notify['id']}/days", headers=ws.h("viewer"))
+    assert r.status_code == 200, r.text
+    days = r.json()["days"]
+    assert len(days) == 30 and sum(d["fired"] for d in days) == 3 and days[-1]["fired"] == 3
+    assert [d["date"] for d in days] == sorted(d["date"] for d in days)
+    week = ws.client.get(f"/v1/rules/{notify['id']}/days", params={"days": 7},
+                         headers=ws.h("viewer")).json()["days"]
+    # `checked` may grow between the two reads (workers flush check counts in batches)
+    assert len(week) == 7 and [(d["date"], d["fired"]) for d in week] == [
+        (d["date"], d["fired"]) for d in days[-7:]]
+    bad = ws.client.get(f"/v1/rules/{notify['id']}/days", params={"days": 31},
+                        headers=ws.h("viewer"))
+    assert bad.status_code == 400 and "30" in bad.text
+    assert ws.client.get("/v1/rules/nope/days", headers=ws.h("viewer")).status_code == 404
