@@ -50,6 +50,7 @@ class Settings:
     max_rules: int = 1000
     feed_maxlen: int = 1_000_000
     runs_per_ticket: int = 200
+    runs_per_workspace: int = 2000   # GET /v1/runs lists (and filters) at most this many
     # Run records expire this long after their event (the ticket's and rules' run lists with them,
     # when no newer run refreshes them). DESKFLOW_RUN_TTL_S.
     run_ttl_s: int = 30 * 24 * 3600
@@ -106,6 +107,8 @@ class Settings:
             rate_limit_per_s=float(env.get("DESKFLOW_RATE_LIMIT", 200)),
             max_rules=int(env.get("DESKFLOW_MAX_RULES", cls.max_rules)),
             run_ttl_s=int(env.get("DESKFLOW_RUN_TTL_S", cls.run_ttl_s)),
+            runs_per_workspace=max(1, int(env.get("DESKFLOW_RUNS_PER_WORKSPACE",
+                                                  cls.runs_per_workspace))),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

@@ -11,7 +11,9 @@ from server.api import (
     guards,
     health,
     openapi,
+    rule_days,
     rules,
+    runs_list,
     scripts,
     sla,
     tickets,
@@ -23,6 +25,7 @@ from server.api import (
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
+          *runs_list.routes, *rule_days.routes,
           *rules.routes, *groups.routes, *contacts.routes, *scripts.routes, *sla.routes,
           *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
           *workspace_settings.routes]

@@ -211,6 +211,7 @@ RESPONSES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/tickets"): page(ref("StoredTicket")),
     ("GET", "/v1/tickets/{ticket_id}"): ref("StoredTicket"),
     ("GET", "/v1/tickets/{ticket_id}/runs"): page(ref("Run")),
+    ("GET", "/v1/runs"): page(ref("Run")),
     ("GET", "/v1/runs/{run_id}"): ref("Run"),
     ("GET", "/v1/updates"): _obj(["updates", "next"], updates={"type": "array", "items": _obj(
         ["cursor", "ticket_id", "changes", "effects", "at"], cursor=_STR, ticket_id=_STR,
@@ -228,6 +229,10 @@ RESPONSES: dict[tuple[str, str], Any] = {
                                                matched=_BOOL, rule=_ANY_OBJ, changes=_ANY_OBJ,
                                                effects={"type": "array"}),
     ("GET", "/v1/rules/{rule_id}/runs"): page(ref("Run")),
+    ("GET", "/v1/rules/{rule_id}/days"): _obj(["rule_id", "days"], rule_id=_STR, days={
+        "type": "array", "items": _obj(["date", "fired", "checked"], date=_STR,
+                                       fired={"type": "integer"},
+                                       checked={"type": ["integer", "null"]})}),
     ("GET", "/v1/rules/{rule_id}/revisions"): page(_REVISION),
     ("GET", "/v1/rules/{rule_id}/revisions/{n}"): _REVISION,
     ("POST", "/v1/rules/{rule_id}/revisions/{n}/restore"): ref("StoredRule"),

@@ -122,6 +122,11 @@ def run(w: str, r: str) -> str:
     return f"{_ws(w)}:run:{r}"
 
 
+def workspace_runs(w: str) -> str:
+    """Newest-first run ids of the whole workspace (capped at Settings.runs_per_workspace)."""
+    return f"{_ws(w)}:runs"
+
+
 def rule_runs(w: str, rule_id: str) -> str:
     return f"{_ws(w)}:rule-runs:{rule_id}"
 

@@ -11,7 +11,11 @@ from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["get_run", "list_ticket_runs", "list_rule_runs", "read_feed"]
+__all__ = ["get_run", "list_ticket_runs", "list_rule_runs", "list_recent_runs", "outcomes",
+           "read_feed", "OUTCOMES", "SCAN_CHUNK"]
+
+OUTCOMES = ("fired", "errored", "suppressed")
+SCAN_CHUNK = 100
 
 
 @guarded
@@ -41,6 +45,58 @@ async def _runs_of(store: Store, workspace: str, key: str, offset: int,
     ids = ids[:limit]
     raws = await store.redis.mget([K.run(workspace, r) for r in ids]) if ids else []
     return [orjson.loads(r) for r in raws if r], (offset + limit if more else None)
+
+
+def outcomes(run: dict[str, Any]) -> set[str]:
+    """Which of OUTCOMES a run record shows: a rule fired (`matched`), something erred (the run,
+    a rule or a script), an effect was suppressed."""
+    found = set()
+    if run.get("matched"):
+        found.add("fired")
+    if (run.get("error") or any(r.get("errors") for r in run.get("rules") or [])
+            or any(sc.get("error") for sc in run.get("scripts") or [])):
+        found.add("errored")
+    if run.get("suppressed"):
+        found.add("suppressed")
+    return found
+
+
+@guarded
+async def list_recent_runs(store: Store, workspace: str, *, rule_id: str | None,
+                           ticket_id: str | None, outcome: str | None, offset: int,
+                           limit: int) -> tuple[list[dict[str, Any]], int | None]:
+    """The workspace's runs, newest first, filtered. The source list is the narrowest one the
+    filters name (the ticket's 200, the rule's 200, or the workspace's runs_per_workspace), and a
+    page reads that list in SCAN_CHUNK steps until it has `limit` matches or the list ends, so a
+    request costs at most one pass over a capped list however rare its matches."""
+    if ticket_id is not None:
+        key = K.ticket_runs(workspace, ticket_id)
+    elif rule_id is not None:
+        key = K.rule_runs(workspace, rule_id)
+    else:
+        key = K.workspace_runs(workspace)
+    items: list[dict[str, Any]] = []
+    pos = offset
+    while len(items) < limit:
+        ids = await store.redis.lrange(key, pos, pos + SCAN_CHUNK - 1)
+        if not ids:
+            return items, None
+        raws = await store.redis.mget([K.run(workspace, r) for r in ids])
+        for i, raw in enumerate(raws):
+            if not raw:
+                continue
+            run = orjson.loads(raw)
+            if rule_id is not None and rule_id not in [str(m) for m in run.get("matched") or []]:
+                continue
+            if outcome is not None and outcome not in outcomes(run):
+                continue
+            items.append(run)
+            if len(items) == limit:
+                nxt = pos + i + 1
+                more = await store.redis.lrange(key, nxt, nxt)
+                return items, (nxt if more else None)
+        pos += len(ids)
+    return items, None
 
 
 @guarded

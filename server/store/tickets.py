@@ -223,6 +223,9 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
         ("SET", K.run(workspace, run_id), _dumps(run), "EX", s.run_ttl_s),
         ("LPUSH", runs, run_id), ("LTRIM", runs, 0, s.runs_per_ticket - 1),
         ("EXPIRE", runs, s.run_ttl_s),
+        # h-manage: the workspace's recent-runs list (GET /v1/runs), capped like the ticket's
+        ("LPUSH", K.workspace_runs(workspace), run_id),
+        ("LTRIM", K.workspace_runs(workspace), 0, s.runs_per_workspace - 1),
     ]
     for item in run.get("rules") or []:   # usage.last_error: only rules that erred
         if item.get("errors") and item.get("id") is not None:
