@@ -17,6 +17,7 @@ from typing import Any
 import secrets
 
 import orjson
+from redis.typing import KeyT, StreamIdT
 from redis.exceptions import ResponseError, WatchError
 
 from server.store import keys as K
@@ -110,7 +111,7 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     if not partitions:
         return {}
     out: dict[int, list[Entry]] = {}
-    waits: dict[str, str] = {}
+    waits: dict[KeyT, StreamIdT] = {}
     for n in partitions:
         got, last = await _read_owned(store, consumer, n, count)
         if got:
