@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
                 await close_store(st)
 
     return Starlette(
-        routes=[*admin_page.routes, *ROUTES],  # the managers' page shadows health.py's placeholder
+        routes=[*admin_page.routes, *ROUTES],
         middleware=[Middleware(MetricsMiddleware),  # outermost: counts every answer, 401s too
                     Middleware(SelfCallGuard),  # before auth: a broker's request gets no further
                     Middleware(AuthMiddleware, settings=settings)],
