@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from sandbox import JailUnavailable, missing_jail_layers, probe_jail
 from server.api.common import json_response, takes
-from server.errors import error_response
+from server.errors import store_unavailable_response
 from server import metrics as M
 from server.settings import Settings
 from server.store.errors import StoreUnavailable
@@ -49,8 +49,7 @@ async def readyz(request: Request) -> Response:
     try:
         await store.ping()
     except StoreUnavailable as exc:
-        return error_response(503, "store_unavailable", "The store (Redis) is unavailable.",
-                              str(exc), {"Retry-After": "1"})
+        return store_unavailable_response(exc)
     return json_response({"status": "ready", "store": "embedded" if store.embedded else "redis",
                           "jail": await probe_jail()})
 
