@@ -21,6 +21,7 @@ from redis.typing import KeyT, StreamIdT
 from redis.exceptions import ResponseError, WatchError
 
 from server.store import keys as K
+from server.store.encoding import dumps as _dumps
 from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.errors import guarded
@@ -29,10 +30,6 @@ __all__ = [
     "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
     "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
 ]
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def owns(marker: dict[str, Any], entry_id: str, fields: dict[str, str]) -> bool:

@@ -31,6 +31,7 @@ import orjson
 from redis.exceptions import WatchError
 
 from server.store import keys as K
+from server.store.encoding import dumps as _dumps
 from server.store.replies import entries, text_or_none, texts
 from server.store.connect import Store
 from server.store.errors import guarded
@@ -43,10 +44,6 @@ STATES = ("pending", "delivered", "failed")
 KEEP = 10_000                     # delivered / all indexes keep this many newest ids
 DELIVERED_TTL_S = 7 * 24 * 3600   # a delivered record stays readable this long
 FAILED_TTL_S = 30 * 24 * 3600     # a dead letter stays (and can be re-sent) this long
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def feed_ms(feed_id: str) -> int:

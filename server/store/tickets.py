@@ -31,6 +31,7 @@ from redis.exceptions import WatchError
 
 from server.automation import Outcome, Snapshot
 from server.store import keys as K
+from server.store.encoding import dumps as _dumps
 from server.store.replies import scored
 from server.store.connect import Store
 from server.store.errors import guarded
@@ -38,10 +39,6 @@ from server.store.events import owns
 
 __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
            "list_tickets", "overlay_contact", "fire_hour"]
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 # The commit on Redis: the check and the writes in ONE round trip, atomic as a script is.
