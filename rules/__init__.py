@@ -13,7 +13,8 @@ from .calendar import Calendar
 from .compile import TRIGGERS, validate_rule
 from .durations import format_timestamp, parse_duration, parse_timestamp
 from .errors import RuleError, UpdateError
-from .ruleset import Evaluation, RuleSet, compile_rules, dry_run
+from .evaluation import Evaluation
+from .ruleset import RuleSet, compile_rules, dry_run
 from .templates import render
 from .updates import apply_updates, diff
 

@@ -14,6 +14,7 @@ from .durations import parse_duration, parse_timestamp
 from .fields import SETTABLE
 from .templates import render, template_problem
 from . import updates as U
+from .jsondata import json_copy
 
 # type -> (required keys, optional keys). Unknown keys are refused: a typo must not pass silently.
 ACTION_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -93,7 +94,8 @@ def _check(action: Any, path: str, for_script: bool) -> list[Problem]:
         problems.append((f"{path}.{key}", f"unknown key for '{kind}'"))
     if problems:
         return problems
-    return [(f"{path}.{k}" if k else path, why) for k, why in _CHECKS.get(kind, lambda a: [])(action)]
+    check = _CHECKS.get(kind)
+    return [(f"{path}.{k}" if k else path, why) for k, why in (check(action) if check else [])]
 
 
 def _check_set(a: dict[str, Any]) -> list[Problem]:
@@ -230,12 +232,12 @@ def _build(a: dict[str, Any]) -> Callable[[Firing], None]:
         return lambda f: _http_request(f, effect)
     if kind == "run_script":
         return lambda f: _run_script(f, effect)
-    return lambda f: f.effects.append(U.json_copy(effect))
+    return lambda f: f.effects.append(json_copy(effect))
 
 
 def _effect(a: dict[str, Any]) -> dict[str, Any]:
     """The effect dict an action emits: the action with defaults filled in."""
-    out: dict[str, Any] = U.json_copy(a)
+    out: dict[str, Any] = json_copy(a)
     if a["type"] in ("webhook", "http_request"):
         out["method"] = str(a.get("method", "POST" if a["type"] == "webhook" else "GET")).upper()
     return out
@@ -244,10 +246,10 @@ def _effect(a: dict[str, Any]) -> dict[str, Any]:
 def _http_request(f: Firing, effect: dict[str, Any]) -> None:
     handler = f.handlers.get("http_request")
     if handler is None:
-        f.effects.append(U.json_copy(effect))
+        f.effects.append(json_copy(effect))
         return
     try:
-        got = handler(U.json_copy(effect), U.json_copy(f.ticket), U.json_copy(f.event), U.json_copy(f.vars))
+        got = handler(json_copy(effect), json_copy(f.ticket), json_copy(f.event), json_copy(f.vars))
     except Exception as exc:  # a handler's failure is the run's data, not the evaluator's crash
         f.errors.append(f"http_request {effect['url']}: {exc}")
         return
@@ -255,16 +257,16 @@ def _http_request(f: Firing, effect: dict[str, Any]) -> None:
         if type(got) is not dict:
             f.errors.append(f"http_request {effect['url']}: the handler returned {type(got).__name__}, not a dict")
             return
-        f.vars = {**f.vars, **U.json_copy(got)}
+        f.vars = {**f.vars, **json_copy(got)}
 
 
 def _run_script(f: Firing, effect: dict[str, Any]) -> None:
     handler = f.handlers.get("run_script")
     if handler is None:
-        f.effects.append(U.json_copy(effect))
+        f.effects.append(json_copy(effect))
         return
     try:
-        result = handler(U.json_copy(effect), U.json_copy(f.event), U.json_copy(f.ticket))
+        result = handler(json_copy(effect), json_copy(f.event), json_copy(f.ticket))
         ticket, effects = U.apply_updates(f.ticket, result, event=f.event, vars=f.vars)
     except Exception as exc:
         f.errors.append(f"run_script {effect['script']}: {exc}")

@@ -25,6 +25,7 @@ sizes are bounded when compiled: MAX_WINDOWS_PER_DAY windows a day, MAX_HOLIDAYS
 """
 from __future__ import annotations
 
+import itertools
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -305,7 +306,7 @@ def _windows(raw: Any, path: str) -> tuple[tuple[int, int], ...]:
             raise CalendarError(p, "a window must end after it starts")
         out.append((start, end))
     out.sort()
-    for (s1, e1), (s2, _) in zip(out, out[1:]):
+    for (_, e1), (s2, _) in itertools.pairwise(out):
         if s2 < e1:
             raise CalendarError(path, "windows overlap")
     return tuple(out)

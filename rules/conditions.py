@@ -195,7 +195,7 @@ def _leaf(raw: dict[str, Any], problems: list[Problem], path: str,
         why = check_value(op, field.type, has_value, value)
     if not why and field.name == "event.actor" and op in _ACTOR_VALUE_OPS:
         values = value if type(value) is list else [value]
-        if any(v.casefold() not in ACTORS for v in values):
+        if any(not isinstance(v, str) or v.casefold() not in ACTORS for v in values):
             why = ("every item " if type(value) is list else "") + f"must be one of {', '.join(ACTORS)}"
     if why:
         problems.append((f"{path}.value", why))

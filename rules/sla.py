@@ -183,9 +183,9 @@ def advance(policy: SlaPolicy, sla: dict[str, Any] | None, before: dict[str, Any
     """The ticket's SLA after one event (`before`/`after`: the ticket around it). Pure."""
     now = now.astimezone(timezone.utc)
     fresh = sla is None or sla.get("policy") != policy.name
-    targets: dict[str, dict[str, Any]] = {} if fresh else {k: dict(v) for k, v in sla["targets"].items()}
+    targets: dict[str, dict[str, Any]] = {} if sla is None or fresh else {k: dict(v) for k, v in sla["targets"].items()}
     created = _ts(after.get("created_at")) or now
-    message = event.get("message") if type(event.get("message")) is dict else {}
+    message = _m if type(_m := event.get("message")) is dict else {}
     author = message.get("author") if event.get("type") in ("message.received", "message.sent") else None
     agent_reply, customer_msg = author == "agent", author == "customer"
     status, was = after.get("status"), before.get("status")

@@ -103,8 +103,8 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         old, new = before.get(name), after.get(name)
         if not _same(old, new):
             changes[name] = [json_copy(old), json_copy(new)]
-    bc = before.get("custom") if type(before.get("custom")) is dict else {}
-    ac = after.get("custom") if type(after.get("custom")) is dict else {}
+    bc = _c if type(_c := before.get("custom")) is dict else {}
+    ac = _c if type(_c := after.get("custom")) is dict else {}
     if bc is not ac:
         for key in list(bc) + [k for k in ac if k not in bc]:
             old, new = bc.get(key), ac.get(key)

@@ -11,7 +11,7 @@ import ast
 import dataclasses
 import types
 
-from RestrictedPython import compile_restricted_exec
+from RestrictedPython.compile import compile_restricted_exec
 
 from .policy import MAX_NESTING, MAX_SOURCE_BYTES, SCRIPT_FILENAME, ScriptPolicy
 

@@ -42,7 +42,7 @@ class Limits:
                 raise LimitsError(f"{field.name} {value} is above the operator maximum {ceiling}")
 
     @classmethod
-    def for_script(cls, timeout: str | float | None = None, **overrides: float) -> Limits:
+    def for_script(cls, timeout: str | float | None = None, **overrides: Any) -> Limits:  # checked in __post_init__
         """The limits for one script: `timeout` is API.md's `"5s"` string (wall time)."""
         if timeout is not None:
             overrides["wall_s"] = parse_seconds(timeout) if isinstance(timeout, str) else timeout

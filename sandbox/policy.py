@@ -11,10 +11,13 @@ here, at module top, each with its reason.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 
-from RestrictedPython import RestrictingNodeTransformer
+from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from .modules import PROXY_NAMES
+
+_Visited = ast.AST | Iterable[ast.AST] | None  # what a NodeTransformer visitor may return
 
 # Modules a script may import, and the names each proxy exposes (modules.py builds the proxies).
 # The real module objects never reach a script: a module leads to its own imports (sys, os, codecs).
@@ -114,7 +117,7 @@ class ScriptPolicy(RestrictingNodeTransformer):
         self.error(node, "nonlocal statements are not allowed.")
         return node
 
-    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> _Visited:
         for name in ast.walk(node.type) if node.type is not None else ():
             if isinstance(name, ast.Name) and name.id in RESERVED_EXCEPTIONS:
                 self._reserved_reported().add(id(name))
@@ -134,7 +137,7 @@ class ScriptPolicy(RestrictingNodeTransformer):
             ast.fix_missing_locations(out)
         return out
 
-    def visit_Name(self, node: ast.Name) -> ast.AST:
+    def visit_Name(self, node: ast.Name) -> _Visited:
         if node.id in RESERVED_EXCEPTIONS and id(node) not in self._reserved_reported():
             self.error(node, f'"{node.id}" is not allowed in scripts: catching or raising '
                              f"{', '.join(sorted(RESERVED_EXCEPTIONS))} is reserved to the sandbox; "
@@ -144,17 +147,18 @@ class ScriptPolicy(RestrictingNodeTransformer):
     def _reserved_reported(self) -> set[int]:
         reported: set[int] | None = getattr(self, "_reserved_names", None)
         if reported is None:
-            reported = self._reserved_names = set()
+            reported = set()
+            self._reserved_names = reported
         return reported
 
-    def visit_Import(self, node: ast.Import) -> ast.AST:
+    def visit_Import(self, node: ast.Import) -> _Visited:
         for alias in node.names:
             if alias.name not in ALLOWED_IMPORTS:
                 self.error(node, f'import of "{alias.name}" is not allowed; '
                                  f'allowed: {", ".join(sorted(ALLOWED_IMPORTS))}.')
         return super().visit_Import(node)
 
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> _Visited:
         module = node.module or ""
         if node.level or module not in ALLOWED_IMPORTS:
             self.error(node, f'import from "{"." * node.level}{module}" is not allowed; '

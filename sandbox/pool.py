@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from rules.updates import UPDATE_KEYS as _RULES_UPDATE_KEYS
+
 from .broker import Broker, BrokerConfig
 from .errors import JailUnavailable, PoolClosed
 from .jail import missing
@@ -44,11 +46,9 @@ _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.child import 
 # The worker's whole environment: nothing inherited (no tokens, no proxies, no PYTHON* switches).
 WORKER_ENV: Mapping[str, str] = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
-# The update vocabulary of API.md "Scripts"; rules.apply_updates checks the values when present.
-UPDATE_KEYS: frozenset[str] = frozenset({
-    "status", "priority", "department", "assignee", "custom", "add_tags", "remove_tags",
-    "add_groups", "remove_groups", "sla_policy", "snooze", "actions",
-})
+# The update vocabulary of API.md "Scripts" is the rules' own (one list, in rules/updates.py);
+# rules.apply_updates checks the values when present.
+UPDATE_KEYS: frozenset[str] = frozenset(_RULES_UPDATE_KEYS)
 
 
 @dataclasses.dataclass

@@ -148,7 +148,7 @@ class Scrubber:
         if any(c in text for c in "\\%&+"):
             views.append(_ANY_ESCAPE.sub(_unescape, text).lower())
         out = []
-        for value, lowered, encoded in zip(self.values, self._lower, self._encoded):
+        for value, lowered, encoded in zip(self.values, self._lower, self._encoded, strict=True):
             if any(lowered in view for view in views) or encoded[0] in low or any(e in text for e in encoded[1:]):
                 out.append(value)
         return out

@@ -31,7 +31,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("deskflow.app")
 
 
-def _log_worker_exit(task: asyncio.Task[int]) -> None:
+def _log_worker_exit(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("the in-process worker stopped on an error", exc_info=task.exception())
 
@@ -80,10 +80,10 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
                 await close_store(st)
 
     return Starlette(
-        routes=[*admin_page.routes, *ROUTES],  # the managers' page shadows health.py's placeholder
+        routes=[*admin_page.routes, *ROUTES],
         middleware=[Middleware(MetricsMiddleware),  # outermost: counts every answer, 401s too
                     Middleware(SelfCallGuard),  # before auth: a broker's request gets no further
                     Middleware(AuthMiddleware, settings=settings)],
-        exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
+        exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )

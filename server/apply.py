@@ -136,7 +136,7 @@ class Applier:
             log.error("dropping malformed stream entry %s", entry_id)
             return None
         run_id = "run_" + secrets.token_hex(8)
-        ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else {}
+        ticket = _t if isinstance(_t := event.get("ticket"), dict) else {}
         with log_context(workspace=workspace, event_id=event.get("id"), ticket_id=ticket.get("id"),
                          run_id=run_id, partition=n, entry_id=entry_id):
             return await self._handle(n, entry_id, fields, workspace, event, run_id)

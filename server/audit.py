@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.typing import EncodableT, FieldT
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server.store import keys as K
+from server.store.replies import entries
 from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.errors import guarded
@@ -40,7 +42,7 @@ def actor_of(ctx: Ctx) -> dict[str, Any]:
     return {"key_id": p.key_id, "key_name": p.key_name, "role": p.role}
 
 
-def _entry(ctx: Ctx, action: str, target: str, detail: dict[str, Any] | None) -> dict[str, bytes]:
+def _entry(ctx: Ctx, action: str, target: str, detail: dict[str, Any] | None) -> dict[FieldT, EncodableT]:
     entry = {"at": now_iso(), "actor": actor_of(ctx), "action": action, "target": target,
              "detail": detail or {}}
     return {"e": orjson.dumps(entry)}
@@ -84,14 +86,14 @@ async def read(store: Store, workspace: str, *, before: str | None, limit: int,
     top = f"({before}" if before else "+"
     scanned = 0
     while True:
-        batch = await store.redis.xrevrange(K.audit(workspace), max=top, min="-", count=_SCAN_BATCH)
+        batch = entries(await store.redis.xrevrange(K.audit(workspace), max=top, min="-", count=_SCAN_BATCH))
         if not batch:
             return items, None
         for sid, fields in batch:
-            sid = sid.decode() if isinstance(sid, bytes) else sid
             scanned += 1
-            raw = fields.get("e") or fields.get(b"e")
-            entry = {"id": sid, **orjson.loads(raw)}
+            if "e" not in fields:
+                continue
+            entry = {"id": sid, **orjson.loads(fields["e"])}
             if _matches(entry, target, actor):
                 items.append(entry)
                 if len(items) == limit:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.errors import error_response
+from server.errors import error_response, store_unavailable_response
 from server.settings import Settings
 from server.store import catalog, ratelimit
 from server.store.errors import StoreUnavailable
@@ -36,7 +36,7 @@ class Principal:
 def bearer_token(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             return None
@@ -79,9 +79,7 @@ class AuthMiddleware:
                 else:
                     record, rate = await catalog.lookup_key(scope["state"]["store"], token), 0.0
             except StoreUnavailable as exc:
-                resp = error_response(503, "store_unavailable",
-                                      "The store (Redis) is unavailable; retry shortly.",
-                                      str(exc), {"Retry-After": "1"})
+                resp = store_unavailable_response(exc)
                 await resp(scope, receive, send)
                 return
             if record is None:

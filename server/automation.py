@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from collections.abc import Collection
 from typing import Any, Protocol
 
 import orjson
@@ -37,7 +38,7 @@ SERVICE_FIELDS = frozenset({"id", "version", "sla", "snoozed_until", "created_at
 class RuleSetLike(Protocol):
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any],
                  previous: dict[str, Any] | None = None, now: datetime | None = None,
-                 handlers: dict[str, Any] | None = None) -> Any: ...
+                 handlers: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> Any: ...
 
 
 @dataclass
@@ -249,7 +250,7 @@ def _suppress_pass(event: dict[str, Any], ticket: dict[str, Any], previous: dict
     fired = None
     time_rules = list(getattr(ruleset, "time_rules", []) or [])
     if event.get("type") == "time.reached" and time_rules:
-        auto = ticket.get("automation") if type(ticket.get("automation")) is dict else {}
+        auto = _a if type(_a := ticket.get("automation")) is dict else {}
         before = set(auto.get("time_rules_fired") or [])
         holding = ruleset.holding(time_rules, ticket, now, previous)
         fired = sorted(before | set(holding))
@@ -340,14 +341,14 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
     from server import customers, runrecord, timekeeping
 
     previous = snapshot.previous
-    fns = handlers.handlers if handlers is not None and hasattr(handlers, "handlers") else handlers
+    fns = handlers if handlers is None or isinstance(handlers, dict) else handlers.handlers
     merged = merge_event(previous, event, snapshot.contact)
     customers.count_message(merged, event)
     woken = customers.with_counts(timekeeping.wake_before_rules(event, merged, now),
                                   customers.counts(snapshot.contact_stats, previous, merged, now))
-    run = automate(event, woken, previous, ruleset, now, fns,  # type: ignore[arg-type]
+    run = automate(event, woken, previous, ruleset, now, fns,
                    timekeeping.fired_time_rules(merged), limits)
-    if handlers is not None and hasattr(handlers, "handlers"):
+    if handlers is not None and not isinstance(handlers, dict):
         run.scripts, run.http_calls = list(handlers.scripts), list(handlers.http_calls)
     run.effects, over = runrecord.cap_effects(run.effects)
     run.suppressed = [*run.suppressed, *over]

@@ -211,7 +211,7 @@ def worker(burst: bool, metrics_port: int | None, metrics_host: str, log_level: 
 
         # no token on this listener: the public view (no rule ids or hosts, server/metrics.py)
         listener, _ = start_http_server(metrics_port, metrics_host,
-                                        registry=METRICS.public)  # type: ignore[arg-type]
+                                        registry=METRICS.public)
         click.echo(f"deskflow: worker metrics on http://{metrics_host}:{metrics_port}/metrics")
     try:
         asyncio.run(_worker(settings, burst))

@@ -31,7 +31,7 @@ from server.store.errors import StoreUnavailable
 
 __all__ = [
     "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
-    "PayloadTooLarge", "UnsupportedMedia", "Unprocessable", "error_response", "EXCEPTION_HANDLERS",
+    "PayloadTooLarge", "UnsupportedMedia", "Unprocessable", "error_response", "store_unavailable_response", "EXCEPTION_HANDLERS",
 ]
 
 log = logging.getLogger("deskflow.errors")
@@ -94,10 +94,15 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _store_unavailable(request: Request, exc: Exception) -> Response:
+def store_unavailable_response(exc: Exception) -> Response:
+    """The one 503 answer for a store outage (handler, auth middleware, readiness probe alike)."""
     return error_response(503, "store_unavailable",
                           "The store (Redis) is unavailable; retry shortly.",
                           str(exc) or None, {"Retry-After": "1"})
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    return store_unavailable_response(exc)
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}

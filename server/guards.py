@@ -193,7 +193,7 @@ def guard_effects(effects: list[dict[str, Any]], event: dict[str, Any], ticket: 
     `ticket` is read for its `automation.guards` counts (not changed); the outcome's `state` is
     the new `automation.guards` to store with the ticket."""
     state = dict(_guards_state(ticket))
-    sent_raw = state.get("sent") if type(state.get("sent")) is dict else {}
+    sent_raw = _s if type(_s := state.get("sent")) is dict else {}
     sent = {kind: _times(sent_raw.get(kind)) for kind in CAPPED_EFFECTS}
     marker = auto_reply_marker(event)
     out = GuardOutcome(effects=[])

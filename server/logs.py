@@ -22,8 +22,9 @@ import contextvars
 import logging
 import logging.config
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
+from types import MappingProxyType
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,8 +35,8 @@ from server.settings import Settings
 
 __all__ = ["JsonFormatter", "log_context", "logging_config", "configure_logging", "secrets_of"]
 
-_IDS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("deskflow_log_ids",
-                                                                     default={})
+_IDS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "deskflow_log_ids", default=MappingProxyType({}))  # read-only: a shared default must not be mutated
 # Attributes every LogRecord has: anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName",

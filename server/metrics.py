@@ -346,7 +346,7 @@ async def render(store: Store | None, *, metrics: Metrics = METRICS,
     and hosts appear only when `detailed` — by default, when the scrape needs a metrics token."""
     if detailed is None:
         detailed = bool(store is not None and store.settings.metrics_token)
-    text = generate_latest(metrics.registry if detailed else metrics.public)  # type: ignore[arg-type]
+    text = generate_latest(metrics.registry if detailed else metrics.public)
     if store is not None:
         text += generate_latest(await collect_store_gauges(store, timeout=timeout))
         text += render_cluster(store.redis)   # per-node errors and failover retries (cluster)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -63,6 +64,7 @@ from server.metrics import count_webhook_delivery
 from server.scripting import broker_config, new_broker
 from server.settings import Settings
 from server.store import keys as K
+from server.store.replies import texts
 from server.store import outbox as O
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable, guarded
@@ -94,7 +96,7 @@ _JITTER = random.Random()
 def next_delay(attempts: int, base_s: float, cap_s: float, rand: Callable[[], float] = _JITTER.random) -> float:
     """Seconds before the next try after `attempts` failed ones: base * 2^(attempts-1), capped,
     with +-20% jitter (so receivers coming back up are not hit by every sender at once)."""
-    delay = min(cap_s, base_s * 2 ** max(0, attempts - 1))
+    delay = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
     return max(0.001, delay * (0.8 + 0.4 * rand()))
 
 
@@ -166,7 +168,7 @@ class Outbox:
                 continue
             task = asyncio.create_task(self._bounded_pass(workspace), name=f"deskflow-outbox-{workspace}")
             self._passes[workspace] = task
-            task.add_done_callback(lambda t, w=workspace: self._pass_done(w, t))
+            task.add_done_callback(functools.partial(self._pass_done, workspace))
 
     def _pass_done(self, workspace: str, task: asyncio.Task[bool]) -> None:
         self._passes.pop(workspace, None)
@@ -193,7 +195,7 @@ class Outbox:
         at, cached = self._workspaces
         if time.monotonic() - at < _WORKSPACES_TTL_S and cached:
             return cached
-        names = sorted(await self.store.redis.hkeys(K.WORKSPACES))
+        names = sorted(texts(await self.store.redis.hkeys(K.WORKSPACES)))
         self._workspaces = (time.monotonic(), names)
         return names
 

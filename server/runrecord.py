@@ -91,7 +91,7 @@ def bound_record(record: dict[str, Any], limit: int = MAX_RUN_RECORD_BYTES) -> d
     naming what was trimmed. The caller's record is not changed."""
     if _size(record) <= limit:
         return record
-    out = orjson.loads(orjson.dumps(record))
+    out: dict[str, Any] = orjson.loads(orjson.dumps(record))
     trimmed: list[str] = []
     for trim in _TRIMS:
         what = trim(out)

@@ -80,7 +80,7 @@ def _outbound_actions(rule: Any) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _sends_secret(action: dict[str, Any]) -> bool:
-    headers = action.get("headers") if isinstance(action.get("headers"), dict) else {}
+    headers = _h if isinstance(_h := action.get("headers"), dict) else {}
     return (action.get("type") == "http_request" and bool(action.get("secret"))) or any(
         isinstance(v, str) and _SECRET_REF.search(v) for v in headers.values())
 
@@ -106,7 +106,7 @@ def webhook_header_problems(rule: Any, prefix: str = "") -> list[dict[str, str]]
     feed's signature, delivery id and attempt), whatever the case of the name (issue 13 B9)."""
     out = []
     for i, action in _outbound_actions(rule):
-        headers = action.get("headers") if isinstance(action.get("headers"), dict) else {}
+        headers = _h if isinstance(_h := action.get("headers"), dict) else {}
         for name in headers:
             if action.get("type") == "webhook" and isinstance(name, str) and name.lower().startswith("x-deskflow-"):
                 out.append({"path": f"{prefix}actions[{i}].headers.{name}",

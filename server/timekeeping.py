@@ -135,7 +135,7 @@ def _sla_timers(sla: dict[str, Any] | None, old: dict[str, Any] | None, event: d
             timers[f"sla.warning:{name}"] = (warn, {"type": "sla.warning", "target": name})
         if clock["state"] in ("active", "warning") and due is not None:
             timers[f"sla.breached:{name}"] = (due, {"type": "sla.breached", "target": name})
-    timer = event.get("timer") if isinstance(event.get("timer"), dict) else {}
+    timer = _t if isinstance(_t := event.get("timer"), dict) else {}
     own = (event.get("type"), timer.get("target"))
     for kind, name in transitions(old, sla):
         if (kind, name) != own:  # crossed during another event: announce it now

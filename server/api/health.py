@@ -1,4 +1,4 @@
-"""Health, readiness, metrics and the managers' page (placeholder until issue 6)."""
+"""Health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox import JailUnavailable, missing_jail_layers, probe_jail
 from server.api.common import json_response, takes
-from server.errors import error_response
+from server.errors import store_unavailable_response
 from server import metrics as M
 from server.settings import Settings
 from server.store.errors import StoreUnavailable
@@ -49,8 +49,7 @@ async def readyz(request: Request) -> Response:
     try:
         await store.ping()
     except StoreUnavailable as exc:
-        return error_response(503, "store_unavailable", "The store (Redis) is unavailable.",
-                              str(exc), {"Retry-After": "1"})
+        return store_unavailable_response(exc)
     return json_response({"status": "ready", "store": "embedded" if store.embedded else "redis",
                           "jail": await probe_jail()})
 
@@ -64,17 +63,8 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=M.CONTENT_TYPE)
 
 
-async def admin(request: Request) -> Response:
-    """The managers' web page (comes with issue 6)."""
-    return HTMLResponse("""<!doctype html><html><head><meta charset="utf-8"><title>deskflow admin
-</title></head><body style="font-family:system-ui,sans-serif;margin:2em"><h1>deskflow</h1>
-<p>The managers' web page comes with issue 6. Meanwhile the whole API is listed at
-<a href="/docs">/docs</a>.</p></body></html>""")
-
-
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
-    Route("/admin", admin, methods=["GET"]),
 ]

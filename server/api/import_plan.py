@@ -104,8 +104,8 @@ def _plan_rules(plan: Plan, wanted: list[dict[str, Any]], current: dict[str, dic
                 spec["enabled"] = False
             desired.append((r["id"], spec, r))
     renumber: list[R.Change] = []
-    for pos, (rid, spec, old) in enumerate(desired, start=1):
-        new = {**(spec or {}), "id": rid, "position": pos,
+    for pos, (rid, wanted_spec, old) in enumerate(desired, start=1):
+        new = {**(wanted_spec or {}), "id": rid, "position": pos,
                "created_at": (old or {}).get("created_at", now), "updated_at": now}
         before = {**definition(old), "position": rank[rid]} if old else None
         diff = _diff(before, {**definition(new), "position": pos})
@@ -131,17 +131,17 @@ def _plan_policies(plan: Plan, wanted: list[dict[str, Any]], current: dict[str, 
     names = {p["name"] for p in wanted}
     rank = _rank(by_position(current), "name")
     desired = [(p["name"], dict(p), current.get(p["name"])) for p in wanted]
-    for old in by_position(current):
-        if old["name"] in names:
+    for stored in by_position(current):
+        if stored["name"] in names:
             continue
         if missing == "delete":
-            plan.policies.append(R.Change(old["name"], None, old, "delete", {"via": "import"}))
-            plan.item("sla_policy", {"name": old["name"]}, "delete", {})
+            plan.policies.append(R.Change(stored["name"], None, stored, "delete", {"via": "import"}))
+            plan.item("sla_policy", {"name": stored["name"]}, "delete", {})
         else:
-            desired.append((old["name"], policy_definition(old), old))
+            desired.append((stored["name"], policy_definition(stored), stored))
     renumber: list[R.Change] = []
-    for pos, (name, spec, old) in enumerate(desired, start=1):
-        new = {**spec, "position": pos, "created_at": (old or {}).get("created_at", now), "updated_at": now}
+    for pos, (name, wanted_spec, old) in enumerate(desired, start=1):
+        new = {**wanted_spec, "position": pos, "created_at": (old or {}).get("created_at", now), "updated_at": now}
         before = {**policy_definition(old), "position": rank[name]} if old else None
         diff = _diff(before, {**policy_definition(new), "position": pos})
         action = "create" if old is None else "update" if diff else "unchanged"

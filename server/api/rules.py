@@ -108,8 +108,9 @@ def _says(rule: dict[str, Any]) -> dict[str, Any]:
     `description` null/"", `conditions` null/{}/{"all": []}): saving a rule unchanged from a client
     that normalizes them (the managers' page) writes no revision."""
     said = definition(rule)
-    for key, empties in (("stop", (None, False)), ("description", (None, "")),
-                         ("conditions", (None, {}, {"all": []}))):
+    blanks: tuple[tuple[str, tuple[object, ...]], ...] = (
+        ("stop", (None, False)), ("description", (None, "")), ("conditions", (None, {}, {"all": []})))
+    for key, empties in blanks:
         if key in said and any(said[key] == e and type(said[key]) is type(e) for e in empties):
             del said[key]
     return said
@@ -265,7 +266,8 @@ async def _save(ctx: Ctx, make: Any) -> Response:
         return [R.Change(rule_id, rule, old, change_action(old, rule))]
 
     changes = await _write(ctx, compute)
-    return json_response((await _with_stats(ctx, [changes[0].new if changes else seen["rule"]]))[0])
+    shown: dict[str, Any] = changes[0].new if changes and changes[0].new is not None else seen["rule"]
+    return json_response((await _with_stats(ctx, [shown]))[0])
 
 
 @requires("manager")
@@ -460,7 +462,8 @@ async def restore_revision(ctx: Ctx) -> Response:
         return [R.Change(rule_id, new, old, "restore", {"restored_from": rev["n"]})]
 
     changes = await _write(ctx, compute)
-    return json_response((await _with_stats(ctx, [changes[0].new if changes else seen["rule"]]))[0])
+    shown: dict[str, Any] = changes[0].new if changes and changes[0].new is not None else seen["rule"]
+    return json_response((await _with_stats(ctx, [shown]))[0])
 
 
 routes = [

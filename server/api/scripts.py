@@ -58,6 +58,7 @@ async def upload(ctx: Ctx) -> Response:
                 problems.append(problem("timeout", reason))
     if problems:
         raise Unprocessable("The script is not valid.", details=problems)
+    assert isinstance(name, str) and isinstance(source, str)  # checked above
     result = compile_script(source)
     if not result.ok:
         raise Unprocessable("The script does not compile under the sandbox policy.", code="script_refused",
@@ -165,6 +166,7 @@ async def put_allowlist(ctx: Ctx) -> Response:
     if problems:
         raise Unprocessable("The allow-list is not valid: " + "; ".join(
             f"{p['path']}: {p['reason']}" for p in problems[:5]), details=problems)
+    assert isinstance(hosts, list)  # allowlist_problems refuses anything else
     await S.put_allowlist(ctx.store, ctx.workspace, list(dict.fromkeys(hosts)))
     await audit.record(ctx, "allowlist.update", "allowlist", {"hosts": list(dict.fromkeys(hosts))})
     return json_response({"hosts": await S.get_allowlist(ctx.store, ctx.workspace)})
@@ -184,7 +186,8 @@ def _secret_hosts(raw: object, problems: list[dict[str, str]]) -> list[str] | No
     if found:
         problems.extend(found)
         return None
-    return list(dict.fromkeys(raw))
+    assert isinstance(raw, list)  # allowlist_problems refuses anything else
+    return [str(h) for h in dict.fromkeys(raw)]
 
 
 @requires("admin")

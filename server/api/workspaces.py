@@ -47,6 +47,7 @@ async def create_key(ctx: Ctx) -> Response:
         problems.append({"path": "name", "reason": "must be a string of at most 200 characters"})
     if problems:
         raise Unprocessable("The key request is not valid.", details=problems)
+    assert isinstance(role, str) and isinstance(name, str)  # checked above
     record, secret = await catalog.create_key(ctx.store, ctx.workspace, role, name)
     await audit.record(ctx, "key.create", f"key:{record['id']}", {"name": name, "role": role})
     return json_response({**record, "key": secret}, 201)

@@ -11,6 +11,7 @@ import orjson
 from redis.exceptions import WatchError
 
 from server.store import keys as K
+from server.store.encoding import dumps as _dumps
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -26,10 +27,6 @@ ROLES = ("ingest", "viewer", "manager", "developer", "admin")
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def hash_key(key: str) -> str:

@@ -17,9 +17,11 @@ from typing import Any
 import secrets
 
 import orjson
+from redis.typing import KeyT, StreamIdT
 from redis.exceptions import ResponseError, WatchError
 
 from server.store import keys as K
+from server.store.encoding import dumps as _dumps
 from server.store.catalog import now_iso
 from server.store.cluster import ClusterClient
 from server.store.cluster_ingest import wait_for_entries, write_in_order
@@ -30,10 +32,6 @@ __all__ = [
     "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
     "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
 ]
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def owns(marker: dict[str, Any], entry_id: str, fields: dict[str, str]) -> bool:
@@ -109,7 +107,7 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     if not partitions:
         return {}
     out: dict[int, list[Entry]] = {}
-    waits: dict[str, str] = {}
+    waits: dict[KeyT, StreamIdT] = {}
     for n in partitions:
         got, last = await _read_owned(store, consumer, n, count)
         if got:

@@ -31,6 +31,8 @@ import orjson
 from redis.exceptions import WatchError
 
 from server.store import keys as K
+from server.store.encoding import dumps as _dumps
+from server.store.replies import entries, text_or_none, texts
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -42,10 +44,6 @@ STATES = ("pending", "delivered", "failed")
 KEEP = 10_000                     # delivered / all indexes keep this many newest ids
 DELIVERED_TTL_S = 7 * 24 * 3600   # a delivered record stays readable this long
 FAILED_TTL_S = 30 * 24 * 3600     # a dead letter stays (and can be re-sent) this long
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def feed_ms(feed_id: str) -> int:
@@ -63,7 +61,7 @@ async def put_webhook(store: Store, workspace: str, config: dict[str, Any]) -> N
     """Set the webhook. The cursor starts at the feed's end if the outbox never ran here, so a new
     webhook does not receive the feed's history (`since_ms` filters what was cut before it)."""
     r = store.redis
-    last = await r.xrevrange(K.feed(workspace), "+", "-", count=1)
+    last = entries(await r.xrevrange(K.feed(workspace), "+", "-", count=1))
     async with r.pipeline(transaction=True) as p:
         p.set(K.webhook(workspace), _dumps(config))
         p.set(K.outbox_cursor(workspace), last[0][0] if last else "0-0", nx=True)
@@ -103,7 +101,7 @@ def deliveries_for(feed_id: str, entry: dict[str, Any], webhook: dict[str, Any] 
             payload = effect["body"] if "body" in effect else {
                 "ticket_id": entry.get("ticket_id"), "event_id": entry.get("event_id"),
                 "run_id": entry.get("run_id"), "at": entry.get("at"), "effect": effect}
-            headers = effect.get("headers") if isinstance(effect.get("headers"), dict) else {}
+            headers = h if isinstance(h := effect.get("headers"), dict) else {}
             out.append(_record("effect", f"fx-{feed_id}-{i}", feed_id, payload, now_ms, now_iso,
                                url=effect["url"], method=str(effect.get("method") or "POST"),
                                headers={str(k): str(v) for k, v in headers.items()}))
@@ -120,20 +118,20 @@ async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *, limit:
         while True:
             try:
                 await p.watch(ck)
-                cursor = await p.get(ck)
+                cursor = text_or_none(await p.get(ck))
                 if cursor is None:          # first sight (an install upgraded in place): start now
-                    last = await p.xrevrange(K.feed(workspace), "+", "-", count=1)
+                    last = entries(await p.xrevrange(K.feed(workspace), "+", "-", count=1))
                     p.multi()
                     p.set(ck, last[0][0] if last else "0-0")
                     await p.execute()
                     return 0
-                entries = await p.xrange(K.feed(workspace), f"({cursor}", "+", count=limit)
-                if not entries:
+                batch = entries(await p.xrange(K.feed(workspace), f"({cursor}", "+", count=limit))
+                if not batch:
                     return 0
                 raw = await p.get(K.webhook(workspace))
                 webhook = orjson.loads(raw) if raw else None
                 records = []
-                for feed_id, fields in entries:
+                for feed_id, fields in batch:
                     try:
                         entry = orjson.loads(fields["d"])
                     except (KeyError, orjson.JSONDecodeError):
@@ -146,17 +144,17 @@ async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *, limit:
                     p.zadd(K.outbox_all(workspace), {rec["id"]: now_ms})
                 if records:
                     p.zremrangebyrank(K.outbox_all(workspace), 0, -KEEP - 1)
-                p.set(ck, entries[-1][0])
+                p.set(ck, batch[-1][0])
                 await p.execute()
-                return len(entries)
+                return len(batch)
             except WatchError:
                 continue
 
 
 @guarded
 async def due_ids(store: Store, workspace: str, now_ms: int, limit: int) -> list[str]:
-    return list(await store.redis.zrangebyscore(K.outbox_due(workspace), "-inf", now_ms,
-                                                start=0, num=limit))
+    return texts(await store.redis.zrangebyscore(K.outbox_due(workspace), "-inf", now_ms,
+                                                 start=0, num=limit))
 
 
 @guarded
@@ -202,7 +200,7 @@ async def list_deliveries(store: Store, workspace: str, state: str | None, limit
     and whether there are more. Ids whose record has expired are dropped from the index."""
     key = _INDEX[state](workspace)
     r = store.redis
-    ids = list(await r.zrevrange(key, offset, offset + limit - 1))
+    ids = texts(await r.zrevrange(key, offset, offset + limit - 1))
     recs = await get_deliveries(store, workspace, ids)
     gone = [i for i, rec in zip(ids, recs, strict=True) if rec is None]
     if gone:

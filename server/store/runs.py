@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from server.store import keys as K
+from server.store.replies import entries, texts
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -40,7 +41,7 @@ async def list_rule_runs(store: Store, workspace: str, rule_id: str, *, offset: 
 
 async def _runs_of(store: Store, workspace: str, key: str, offset: int,
                    limit: int) -> tuple[list[dict[str, Any]], int | None]:
-    ids = await store.redis.lrange(key, offset, offset + limit)
+    ids = texts(await store.redis.lrange(key, offset, offset + limit))
     more = len(ids) > limit
     ids = ids[:limit]
     raws = await store.redis.mget([K.run(workspace, r) for r in ids]) if ids else []
@@ -104,5 +105,5 @@ async def read_feed(store: Store, workspace: str, *, after: str | None,
                     limit: int) -> list[dict[str, Any]]:
     """Feed entries oldest first, strictly after the cursor (a stream id)."""
     start = f"({after}" if after else "-"
-    rows = await store.redis.xrange(K.feed(workspace), min=start, max="+", count=limit)
+    rows = entries(await store.redis.xrange(K.feed(workspace), min=start, max="+", count=limit))
     return [{"cursor": entry_id, **orjson.loads(fields["d"])} for entry_id, fields in rows]

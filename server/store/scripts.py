@@ -28,6 +28,7 @@ from redis.exceptions import WatchError
 
 from server.history import uses_of
 from server.store import keys as K
+from server.store.replies import text_map, texts
 from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.errors import guarded
@@ -148,7 +149,7 @@ async def delete_secret(store: Store, workspace: str, name: str) -> bool:
 
 @guarded
 async def list_secrets(store: Store, workspace: str) -> list[str]:
-    return sorted(await store.redis.hkeys(K.secrets(workspace)))
+    return sorted(texts(await store.redis.hkeys(K.secrets(workspace))))
 
 
 @guarded
@@ -162,7 +163,7 @@ async def get_secret_records(store: Store, workspace: str) -> dict[str, tuple[st
     """name -> (value, hosts or None when unbound). A value no configured key opens is left out
     (a call naming it fails as "no secret named ...") and logged, never guessed."""
     out: dict[str, tuple[str, list[str] | None]] = {}
-    for name, stored in (await store.redis.hgetall(K.secrets(workspace))).items():
+    for name, stored in text_map(await store.redis.hgetall(K.secrets(workspace))).items():
         try:
             plain = store.sealer.unseal(workspace, name, stored)
         except SealingError as exc:

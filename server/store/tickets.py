@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -30,6 +31,8 @@ from redis.exceptions import WatchError
 
 from server.automation import Outcome, Snapshot
 from server.store import keys as K
+from server.store.encoding import dumps as _dumps
+from server.store.replies import scored
 from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.context_writes import context_writes
@@ -37,10 +40,6 @@ from server.store.events import owns
 
 __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
            "list_tickets", "overlay_contact", "fire_hour"]
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 # The commit on Redis: the check and the writes in ONE round trip, atomic as a script is.
@@ -254,8 +253,8 @@ def overlay_contact(ticket: dict[str, Any], contact: dict[str, Any] | None) -> d
     return ticket
 
 
-async def _contacts(store: Store, workspace: str, tickets: list[dict[str, Any]]) -> dict[str, Any]:
-    ids = sorted({(t.get("contact") or {}).get("id") for t in tickets} - {None})
+async def _contacts(store: Store, workspace: str, tickets: list[dict[str, Any]]) -> Mapping[object, Any]:
+    ids = sorted({c for t in tickets if isinstance(c := (t.get("contact") or {}).get("id"), str)})
     if not ids:
         return {}
     raws = await store.redis.mget([K.contact(workspace, c) for c in ids])
@@ -296,8 +295,8 @@ async def list_tickets(store: Store, workspace: str, *, status: str | None = Non
     cursor = after_seq
     chunk = max(limit * 2, 100)
     while True:
-        rows = await store.redis.zrangebyscore(K.tickets(workspace), f"({cursor}", "+inf",
-                                               start=0, num=chunk, withscores=True)
+        rows = scored(await store.redis.zrangebyscore(K.tickets(workspace), f"({cursor}", "+inf",
+                                                      start=0, num=chunk, withscores=True))
         if not rows:
             return items, None
         raws = await store.redis.mget([K.ticket(workspace, tid) for tid, _ in rows])

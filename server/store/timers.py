@@ -45,6 +45,7 @@ from redis.exceptions import WatchError
 
 from rules import parse_timestamp
 from server.store import keys as K
+from server.store.replies import scored
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -150,13 +151,13 @@ async def schedule_many(store: Store, items: list[tuple[str, str, str, datetime,
         by_part.setdefault(_partition(store, workspace, ticket), {})[member] = (_ms(due), extra, legacy)
     for n, rows in by_part.items():
         plain = [m for m, (_, extra, _) in rows.items() if extra is None]
-        legacy = [old for m, (_, _, old) in rows.items() if old != m]
+        moved = [old for m, (_, _, old) in rows.items() if old != m]
         async with store.redis.pipeline(transaction=True) as p:
             p.zadd(K.timers(n), {m: score for m, (score, _, _) in rows.items()})
-            if legacy:  # the same timer in the JSON layout of an older install: moved, not doubled
-                p.zrem(K.timers(n), *legacy)
-            if plain or legacy:
-                p.hdel(K.timer_data(n), *plain, *legacy)
+            if moved:  # the same timer in the JSON layout of an older install: moved, not doubled
+                p.zrem(K.timers(n), *moved)
+            if plain or moved:
+                p.hdel(K.timer_data(n), *plain, *moved)
             if len(plain) < len(rows):
                 p.hset(K.timer_data(n), mapping={m: extra for m, (_, extra, _) in rows.items() if extra is not None})
             await p.execute()
@@ -206,10 +207,10 @@ async def fire_due(store: Store, n: int, now: datetime, *, limit: int = 500) -> 
         async with store.redis.pipeline(transaction=True) as p:
             try:
                 await p.watch(zkey)
-                due = await p.zrangebyscore(zkey, "-inf", _ms(now), start=0, num=limit, withscores=True)
+                due = scored(await p.zrangebyscore(zkey, "-inf", _ms(now), start=0, num=limit, withscores=True))
                 if not due:
                     return []
-                members = [m.decode() if isinstance(m, bytes) else m for m, _ in due]
+                members = [m for m, _ in due]
                 datas = await p.hmget(dkey, members)
                 fired = [_timer(m, score, data) for m, (_, score), data in zip(members, due, datas, strict=True)]
                 p.multi()
@@ -229,7 +230,7 @@ async def next_due(store: Store, partitions: list[int]) -> datetime | None:
     """The earliest due time among these partitions' timers (to sleep exactly until then)."""
     best: int | None = None
     for n in partitions:
-        first = await store.redis.zrange(K.timers(n), 0, 0, withscores=True)
+        first = scored(await store.redis.zrange(K.timers(n), 0, 0, withscores=True))
         if first and (best is None or first[0][1] < best):
             best = int(first[0][1])
     return datetime.fromtimestamp(best / 1000, UTC) if best is not None else None
@@ -299,7 +300,9 @@ def stale(event: dict[str, Any], ticket: dict[str, Any] | None) -> str | None:
         return None
     due = parse_timestamp(timer.get("due_at"))
     spec = plan.get(timer.get("reason"))
-    planned = parse_timestamp(spec[0]) if isinstance(spec, list) and spec else None
+    if not isinstance(spec, list) or not spec:
+        return f"the ticket has no {timer.get('reason')!r} timer now"
+    planned = parse_timestamp(spec[0])
     if due is None or planned is None:
         return f"the ticket has no {timer.get('reason')!r} timer now"
     if abs(_exact_ms(due) - _exact_ms(planned)) > 1:  # 1 ms: older installs rounded through a float
