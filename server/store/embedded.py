@@ -99,7 +99,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (exited, not yet reaped by its parent) holds no files: it counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class EmbeddedServer:
@@ -136,7 +139,7 @@ class EmbeddedServer:
                    "--logfile", log_path, "--daemonize", "no", *_DURABILITY]
             # Popen from the loop's own thread: PDEATHSIG follows the thread that forked.
             self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                             preexec_fn=_die_with_parent, close_fds=True,
                                             process_group=0)  # Ctrl-C stops deskflow first
             await self._wait_ready(log_path)
@@ -176,12 +179,15 @@ class EmbeddedServer:
                 os.kill(pid, signal.SIGKILL)
 
     def _is_our_server(self, pid: int) -> bool:
+        """Redis rewrites its process title, so match what it cannot: its binary and its
+        working directory (it chdirs to --dir)."""
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             return False
-        return bool(cmdline) and (b"redis" in cmdline[0] or b"valkey" in cmdline[0]) \
-            and self.data_dir.encode() in cmdline
+        return ("redis" in exe or "valkey" in exe) and os.path.realpath(cwd) == \
+            os.path.realpath(self.data_dir)
 
     async def _wait_ready(self, log_path: str) -> None:
         import redis.asyncio as aioredis
@@ -216,8 +222,6 @@ class EmbeddedServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
-        if proc is not None and proc.stderr is not None:
-            proc.stderr.close()
         if self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None

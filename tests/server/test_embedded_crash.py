@@ -68,6 +68,8 @@ class Service:
                    DESKFLOW_SECRETS_KEY_FILE=str(self.tmp / "secrets.key"),
                    DESKFLOW_RATE_LIMIT="0", DESKFLOW_PARTITIONS="4",
                    DESKFLOW_LOG_LEVEL="warning")
+        if getattr(self, "log", None) is not None and not self.log.closed:
+            self.log.close()
         self.log = open(self.tmp / "serve.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port",
                                       str(self.port)], env=env, cwd=self.tmp,
@@ -96,16 +98,8 @@ class Service:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(60)
-        with _suppress():
+        if getattr(self, "log", None) is not None:
             self.log.close()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 def _load(svc: Service, keys: dict[str, str], rule_ids: list[str], acked: Acked,
