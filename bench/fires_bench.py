@@ -12,8 +12,9 @@ a tag. Per cell, in one process pinned to one CPU, engines timed in interleaved 
 - deskflow `evaluate`: `ruleset.evaluate(event, ticket, None, NOW)`, actions applied, then
   `.matched`, `.changes` and `.ticket` read;
 - deskflow `evaluate + run record`: the same plus what the worker stores for the event
-  (server/automation.py: one `{id, name, matched, failed[, errors]}` entry per rule from
-  `.explain`, matched, changes, ticket);
+  (server/automation.py: one `{id, name, matched, failed[, errors]}` entry per rule, built by
+  server/runrecord.py's `rule_entries` and copied with its revision, matched, changes, ticket,
+  effects, and the record's size check, `bound_record`, which serializes it);
 - zen-engine in its fastest set-up (bench/_firespeers.py), conditions only;
 - generated Python (bench/_firespeers.py): every rule's conditions inline, conditions only.
 
@@ -43,6 +44,8 @@ sys.path.insert(0, str(HERE))
 from _firesgen import EVENT_TYPES, Event, leaves, make_events, make_rules  # noqa: E402
 from _firespeers import floor_matcher, zen_matcher  # noqa: E402
 
+from server.runrecord import bound_record, rule_entries  # noqa: E402 -- pure: what the worker stores
+
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
 SECTION = "## Rules engine, many rules firing (bench/fires_bench.py)"
 Fn = Callable[[dict[str, Any], dict[str, Any]], list[str]]
@@ -56,21 +59,15 @@ def deskflow_evaluate(ruleset: Any) -> Fn:
     return run
 
 
-def _entry(item: dict[str, Any]) -> dict[str, Any]:
-    """server/automation.py's `_rule_entry`, copied so the bench needs no server import."""
-    entry = {"id": item.get("id"), "name": item.get("name"), "matched": bool(item.get("matched")),
-             "failed": item.get("failed")}
-    if item.get("errors"):
-        entry["errors"] = list(item["errors"])
-    return entry
-
-
 def deskflow_record(ruleset: Any) -> Fn:
     def run(event: dict[str, Any], ticket: dict[str, Any]) -> list[str]:
         ev = ruleset.evaluate(event, ticket, None, NOW)
-        record = {"matched": list(ev.matched), "rules": [_entry(e) for e in ev.explain],
+        # as server/automation.py's automate and process: the entries, each copied with its
+        # rule's revision, and the record's size checked (bound_record serializes it)
+        rules = [dict(e, revision=None) for e in rule_entries(ev)]
+        record = {"matched": list(ev.matched), "rules": rules,
                   "changes": dict(ev.changes), "ticket": ev.ticket, "effects": list(ev.effects)}
-        return record["matched"]  # type: ignore[return-value]
+        return bound_record(record)["matched"]  # type: ignore[no-any-return]
     return run
 
 

@@ -35,25 +35,31 @@ def _failed(node: Leaf | Group, s: State, seen: dict[str, Any] | None = None) ->
 class Evaluation:
     """What one pass did. `ticket` and `explain` are built on first read.
 
-    `timeline` holds (position, ticket, vars) after each fire that changed them, starting with
-    (0, the event's ticket, {}); the States explain reads are built from it only when read."""
+    `timeline` holds (position, ticket, vars, tags length) after each fire that changed them,
+    starting with (0, the event's ticket, {}, None); a length says the ticket's tags list was
+    appended to in place later (rules/passes.py) and that its first `length` items are the tags
+    as they stood then. The States explain reads are built from it only when read."""
 
     def __init__(self, bucket: _Bucket | None, fired: dict[int, Firing],
-                 timeline: list[tuple[int, dict[str, Any], dict[str, Any]]], first: State,
+                 timeline: list[tuple[int, dict[str, Any], dict[str, Any], int | None]], first: State,
                  stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
-                 skipped: frozenset[int] = frozenset()) -> None:
+                 skipped: frozenset[int] = frozenset(), changes: dict[str, Any] | None = None,
+                 rechecked: frozenset[int] | set[int] = frozenset()) -> None:
         self._bucket = bucket
         self._fired = fired
         self._timeline = timeline
         self._first = first
         self._stopped_at = stopped_at
         self._skipped = skipped
+        self._rechecked = rechecked
         self._before = before
         self._final_ticket, self._final_vars = timeline[-1][1], timeline[-1][2]
         self.effects = effects
         labels = bucket.labels if bucket else []
         self.matched: list[str] = [labels[i] for i in fired]
-        self.changes: dict[str, Any] = diff(before, self._final_ticket) if fired else {}
+        # (the pass knows the changes when it only appended tags; else the diff works them out)
+        self.changes: dict[str, Any] = (changes if changes is not None else
+                                        diff(before, self._final_ticket) if fired else {})
         self._explain: list[dict[str, Any]] | None = None
 
     @property
@@ -71,6 +77,20 @@ class Evaluation:
             self._explain = self._build_explain()
         return self._explain
 
+    def rule_entries(self) -> list[dict[str, Any]]:
+        """What the worker's run record stores per rule: `{id, name, matched, failed[, errors]}`
+        of each `explain` item, built without building `explain` (rules/record.py)."""
+        from .record import entries
+        return entries(self)
+
+    def _state_at(self, step: int, parent: State) -> State:
+        """The State of timeline entry `step` (the tags list cut to its length then)."""
+        _, ticket, vars, n = self._timeline[step]
+        if n is not None:
+            ticket = {**ticket, "tags": ticket["tags"][:n]}
+        f = self._first
+        return State(ticket, f.event, vars, f.previous, f.now, parent)
+
     def _build_explain(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self._bucket is None:
@@ -83,8 +103,7 @@ class Evaluation:
                 break
             while step + 1 < len(timeline) and timeline[step + 1][0] <= i:
                 step += 1
-                f = self._first
-                state = State(timeline[step][1], f.event, timeline[step][2], f.previous, f.now, state)
+                state = self._state_at(step, state)
                 v, seen = None, {}
             entry: dict[str, Any] = {"id": rule.id, "name": rule.name, "matched": i in self._fired,
                                      "failed": None, "errors": [], "notes": []}

@@ -146,6 +146,14 @@ def quick_plan(actions: list[Action]) -> Plan | None:
     return tuple(steps)
 
 
+def append_plan(plan: Plan | None) -> tuple[tuple[str, str], ...] | None:
+    """The (item, folded item) pairs of a plan that only adds tags (rules/passes.py appends them
+    in place), or None."""
+    if plan is None or not plan or any(kind != ADD_TAGS for kind, _ in plan):
+        return None
+    return tuple(pair for _, items in plan for pair in items)
+
+
 class Tags:
     """The folded tags of the pass's current ticket, kept up to date by `add_tags` plans: a fire
     then costs the tags it adds, not the tags the ticket has. `source` is the tags list they are

@@ -31,9 +31,10 @@ from .conditions import Leaf, conjuncts, failure, leaves, trace
 from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
-from .codegen import generate, read_slots
+from .codegen import generate
 from .evaluation import Evaluation
-from .plan import (QUIET, Tags, dependents, quick_plan, read_keys, run_plan, scalar_keys, scalar_writes,
+from .passes import run_pass
+from .plan import (append_plan, dependents, quick_plan, read_keys, scalar_keys, scalar_writes,
                    write_keys)
 from .updates import diff
 
@@ -102,10 +103,13 @@ class _Bucket:
             chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
             filings.append(tuple((leaf.field, mode, [v.casefold() for v in values])
                                  for leaf, (mode, values) in chosen))
-        gen = generate([rule.conditions for rule in rules], filings)
+        gen = generate([rule.conditions for rule in rules], filings, [(rule.id, rule.name) for rule in rules])
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
+        self.read = gen.read
+        self.record, self.record_fields, self.record_slow = gen.record, gen.record_fields, gen.record_slow
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
         self.plans = [quick_plan(rule.actions) for rule in rules]
+        self.appends = [append_plan(p) for p in self.plans]
         self.labels = [rule.label for rule in rules]
         self.deps = dependents([read_keys(rule.conditions) for rule in rules])
         # whether any later rule reads what rule i writes (most broad rules' writes concern none)
@@ -170,69 +174,17 @@ class RuleSet:
         before = ticket if type(ticket) is dict else {}
         prev = previous if type(previous) is dict else {}
         clock = aware(now)
-        first = state = State(before, event, {}, prev, clock)
-        timeline: list[tuple[int, dict[str, Any], dict[str, Any]]] = [(0, before, {})]
-        fired: dict[int, Firing] = {}
-        effects: list[dict[str, Any]] = []
-        stopped_at = None
+        first = State(before, event, {}, prev, clock)
         t = event.get("type")
         bucket = self._buckets.get(t) if isinstance(t, str) else None
+        if bucket is None:
+            return Evaluation(None, {}, [(0, before, {}, None)], first, None, before, [], frozenset(), {})
         skipped: frozenset[int] = frozenset()
-        if bucket is not None:
-            rules = bucket.rules
-            if exclude:
-                skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
-            # the rules holding on the event's ticket, in order; a fire adds the later rules that
-            # read what it wrote, to be checked again on the ticket as it then is
-            slots = read_slots(bucket.slots, state)
-            todo = bucket.match(slots, state)
-            if skipped:
-                todo = [i for i in todo if i not in skipped]
-            plans, concerns, explainers = bucket.plans, bucket.concerns, bucket.explainers
-            recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
-            # the ticket and vars as the fires so far left them; `current` is their State, made
-            # only when a re-check needs one (most fires need none); `tags` their folded tags
-            cur_ticket, cur_vars = before, {}
-            current: State | None = state
-            tags: Tags | None = None
-            k = 0
-            while k < len(todo):
-                i = todo[k]
-                k += 1
-                rule = rules[i]
-                if i in recheck:
-                    if current is None:
-                        current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
-                        if tags is not None:
-                            tags.seed(current)
-                        slots = read_slots(bucket.slots, current)
-                    if explainers[i](slots, current) >= 0:  # (a failing step: it does not hold)
-                        continue
-                plan, was = plans[i], cur_ticket
-                if plan is not None:  # ticket changes only: no Firing, tags folded incrementally
-                    if tags is None:
-                        tags = Tags()
-                    cur_ticket = run_plan(plan, cur_ticket, tags, first)
-                    fired[i] = QUIET
-                    mutates = True
-                else:
-                    mutates = rule.mutates
-                    firing = Firing(dict(cur_ticket) if mutates else cur_ticket, event, cur_vars, handlers)
-                    for action in rule.actions:
-                        action.apply(firing)
-                    fired[i] = firing
-                    effects.extend(firing.effects)
-                    cur_ticket, cur_vars = firing.ticket, firing.vars
-                if mutates:
-                    current = None
-                    timeline.append((i + 1, cur_ticket, cur_vars))
-                if rule.stop:
-                    stopped_at = i
-                    break
-                if mutates and concerns[i] and (new := bucket.affected(i, skipped, was, cur_ticket)):
-                    recheck = new.union(recheck)
-                    todo, k = sorted(new.union(todo[k:])), 0
-        return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped)
+        if exclude:
+            skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
+        fired, timeline, stopped_at, effects, changes, rechecked = run_pass(bucket, first, handlers, skipped)
+        return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped, changes,
+                          rechecked)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
                    previous: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> datetime | None:

@@ -24,6 +24,7 @@ import orjson
 
 from server import guards as guard_rules
 from server.guards import DEFAULT_LIMITS, GuardLimits
+from server.runrecord import rule_entries
 
 __all__ = ["Run", "RuleSetLike", "Snapshot", "Outcome", "process", "merge_event", "new_ticket",
            "automate", "contact_record", "cap_custom", "unique_ci", "parse_time", "format_time"]
@@ -215,14 +216,6 @@ def contact_record(ticket: dict[str, Any]) -> dict[str, Any] | None:
             "groups": list(c.get("groups") or []), "custom": dict(c.get("custom") or {})}
 
 
-def _rule_entry(item: dict[str, Any]) -> dict[str, Any]:
-    entry = {"id": item.get("id"), "name": item.get("name"), "matched": bool(item.get("matched")),
-             "failed": item.get("failed")}
-    if item.get("errors"):
-        entry["errors"] = list(item["errors"])
-    return entry
-
-
 def _with_guards(ticket: dict[str, Any], state: dict[str, Any],
                  fired: list[str] | None = None) -> dict[str, Any]:
     """`ticket` with automation.guards set to `state` (left out while there is nothing to count)
@@ -283,7 +276,7 @@ def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, 
     guarded = guard_rules.guard_effects(list(ev.effects), event, ticket, now, limits)
     state["sent"] = guarded.state["sent"]
     return Run(ticket=_with_guards(after, state), merged=ticket, matched=list(ev.matched),
-               rules=[_rule_entry(e) for e in ev.explain], changes=dict(ev.changes),
+               rules=rule_entries(ev), changes=dict(ev.changes),
                effects=guarded.effects, vars=dict(getattr(ev, "vars", {}) or {}),
                notes=guarded.notes, suppressed=guarded.suppressed)
 

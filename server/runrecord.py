@@ -14,10 +14,29 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_EFFECTS_PER_EVENT", "MAX_RUN_RECORD_BYTES", "cap_effects", "bound_record"]
+__all__ = ["MAX_EFFECTS_PER_EVENT", "MAX_RUN_RECORD_BYTES", "cap_effects", "bound_record", "rule_entries"]
 
 MAX_EFFECTS_PER_EVENT = 50
 MAX_RUN_RECORD_BYTES = 256 * 1024
+
+
+def _rule_entry(item: dict[str, Any]) -> dict[str, Any]:
+    entry = {"id": item.get("id"), "name": item.get("name"), "matched": bool(item.get("matched")),
+             "failed": item.get("failed")}
+    if item.get("errors"):
+        entry["errors"] = list(item["errors"])
+    return entry
+
+
+def rule_entries(ev: Any) -> list[dict[str, Any]]:
+    """The run record's `rules`: `{id, name, matched, failed[, errors]}` per rule the event's type
+    reaches, in order. An engine Evaluation builds them in one pass over what the rules pass left
+    (rules/record.py: about the cost of one more pass, where building them from `.explain` cost
+    up to 14 passes); anything else that has an `explain` is read through it."""
+    build = getattr(ev, "rule_entries", None)
+    if build is not None:
+        return build()  # type: ignore[no-any-return]
+    return [_rule_entry(e) for e in ev.explain]
 
 
 def cap_effects(effects: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

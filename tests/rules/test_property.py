@@ -423,6 +423,19 @@ def assert_engine_agrees(case: tuple[Any, ...]) -> None:
     want, have = summary(expected, rules), summary(got, rules)
     for key in want:  # one key at a time, for a readable failure
         assert have[key] == want[key], key
+    # the run record's entries, built without explain (rules/record.py), are explain's, item for
+    # item, on a fresh pass (nothing computed for explain is reused)
+    again = engine.compile_rules(rules, CALENDARS).evaluate(event, ticket, previous=previous, now=NOW,
+                                                            handlers=handlers)
+    assert again.rule_entries() == [record_entry(e) for e in got.explain]
+
+
+def record_entry(item: dict[str, Any]) -> dict[str, Any]:
+    """A run record's entry as the worker stored it before rules/record.py: from one explain item."""
+    entry = {"id": item["id"], "name": item["name"], "matched": item["matched"], "failed": item["failed"]}
+    if item["errors"]:
+        entry["errors"] = list(item["errors"])
+    return entry
 
 
 @rules_profile()

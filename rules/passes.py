@@ -1,0 +1,131 @@
+"""One ordered pass of a trigger bucket's rules over a ticket: the loop `RuleSet.evaluate` runs.
+
+The cost is meant to follow the work:
+
+- The fields the bucket reads are read and folded once (the generated reader, rules/codegen.py)
+  and the generated matcher returns the rules holding on the event's ticket, in order.
+- A fire changes the answer only of the later rules reading what it wrote (rules/plan.py,
+  dependencies); those alone are checked again, on the ticket as it then is.
+- The common broad rule's action adds a tag nobody reads. Such a fire (an *append plan*) copies
+  nothing: the pass owns one tags list, made once per pass, and appends to it in place. Every
+  earlier version of the ticket stays readable: the timeline records, beside the ticket dict,
+  the length the owned tags list had then, and a list that is only appended to holds each
+  earlier version as a prefix. Any other change (a `set`, `remove_tags`, a Firing) copies the
+  ticket as before and never appends to a list a timeline entry shows without its length.
+- When every change of the pass was such an append, `changes` is known without a diff: exactly
+  the items appended (they were appended only when their folded form was not there yet).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .actions import Firing, Handler
+from .codegen import read_slots
+from .fields import FIXED_FIELDS
+from .ops import State
+from .plan import QUIET, Tags, run_plan
+
+_TAGS = FIXED_FIELDS["tags"]
+# (position after which it holds, ticket, vars, length of the owned tags list or None)
+Timeline = list[tuple[int, dict[str, Any], dict[str, Any], int | None]]
+
+
+def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, skipped: frozenset[int]
+             ) -> tuple[dict[int, Firing], Timeline, int | None, list[dict[str, Any]], dict[str, Any] | None,
+                        frozenset[int] | set[int]]:
+    """(fired, timeline, stopped_at, effects, changes or None when a diff must work them out,
+    the positions checked again after a fire (and the skipped ones))."""
+    before, event, prev, clock = first.ticket, first.event, first.previous, first.now
+    timeline: Timeline = [(0, before, {}, None)]
+    fired: dict[int, Firing] = {}
+    effects: list[dict[str, Any]] = []
+    stopped_at = None
+    rules = bucket.rules
+    state = first
+    if bucket.read is not None:
+        slots: Any = bucket.read(before, event, {})
+    else:
+        slots = read_slots(bucket.slots, state)
+    todo = bucket.match(slots, state)
+    if skipped:
+        todo = [i for i in todo if i not in skipped]
+    if not todo:
+        return fired, timeline, None, effects, {}, skipped
+    plans, appends, concerns, explainers = bucket.plans, bucket.appends, bucket.concerns, bucket.explainers
+    recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
+    cur_ticket, cur_vars = before, {}
+    current: State | None = state       # the State of cur_ticket, made when a re-check needs one
+    own: list[Any] | None = None        # the tags list this pass made and appends to in place
+    folded: set[str] = set()            # the folded str items of `own`
+    base = 0                            # own's length when made (the ticket's tags before)
+    only_appends = True                 # every change so far appended to `own` from `before`'s tags
+    tags: Tags | None = None            # folded tags for the general plans (rules/plan.py)
+    k = 0
+    while k < len(todo):
+        i = todo[k]
+        k += 1
+        if i in recheck:
+            if current is None:
+                current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
+                if own is not None and cur_ticket.get("tags") is own:
+                    # the parent State may have cached this very list when it was shorter
+                    current.remember("tags", own, frozenset(folded))
+                elif tags is not None:
+                    tags.seed(current)
+                slots = read_slots(bucket.slots, current)
+            if explainers[i](slots, current) >= 0:  # (a failing step: it does not hold)
+                continue
+        rule = rules[i]
+        was = cur_ticket
+        add = appends[i]
+        if add is not None:
+            if own is None or cur_ticket.get("tags") is not own:
+                cur = cur_ticket.get("tags")
+                if own is not None or cur_ticket is not before:
+                    only_appends = False
+                own = list(cur) if type(cur) is list else []
+                base = len(own)
+                folded = (set(first.folded(_TAGS)) if cur is before.get("tags") and type(cur) is list
+                          else {x.casefold() for x in own if isinstance(x, str)})
+                cur_ticket = dict(cur_ticket)
+                cur_ticket["tags"] = own
+            for item, f in add:
+                if f not in folded:
+                    folded.add(f)
+                    own.append(item)
+            fired[i] = QUIET
+            timeline.append((i + 1, cur_ticket, cur_vars, len(own)))
+            current = None
+            mutates = True
+        else:
+            plan = plans[i]
+            if plan is not None:  # ticket changes only: no Firing
+                if tags is None:
+                    tags = Tags()
+                cur_ticket = run_plan(plan, cur_ticket, tags, first)
+                fired[i] = QUIET
+                mutates = True
+            else:
+                mutates = rule.mutates
+                firing = Firing(dict(cur_ticket) if mutates else cur_ticket, event, cur_vars, handlers)
+                for action in rule.actions:
+                    action.apply(firing)
+                fired[i] = firing
+                effects.extend(firing.effects)
+                cur_ticket, cur_vars = firing.ticket, firing.vars
+            if mutates:
+                only_appends = False
+                current = None
+                timeline.append((i + 1, cur_ticket, cur_vars,
+                                 len(own) if own is not None and cur_ticket.get("tags") is own else None))
+        if rule.stop:
+            stopped_at = i
+            break
+        if mutates and concerns[i] and (new := bucket.affected(i, skipped, was, cur_ticket)):
+            recheck = new.union(recheck)
+            todo, k = sorted(new.union(todo[k:])), 0
+    changes = None
+    if only_appends:
+        added = own[base:] if own is not None else []
+        changes = {"tags": {"added": added, "removed": []}} if added else {}
+    return fired, timeline, stopped_at, effects, changes, recheck
