@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,11 +37,12 @@ def _log_worker_exit(task: asyncio.Task[Any]) -> None:
 
 
 def create_app(settings: Settings | None = None, *, worker: bool = False,
-               store: Store | None = None, handlers: dict[str, Any] | None = None) -> Starlette:
+               store: Store | None = None, handlers: dict[str, Any] | None = None,
+               clock: Callable[[], float] | None = None) -> Starlette:
     """The ASGI app. `worker=True` also runs a worker in the same event loop (`deskflow serve`).
     `store` lets a caller share an already-open store (it then stays open after shutdown).
     `handlers` ({"run_script": f, "http_request": g}) go to that worker's rules engine; without
-    them those actions come back as effects."""
+    them those actions come back as effects. `clock` (wall seconds) is the rate limit's, for tests."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
         routes=[*admin_page.routes, *ROUTES],
         middleware=[Middleware(MetricsMiddleware),  # outermost: counts every answer, 401s too
                     Middleware(SelfCallGuard),  # before auth: a broker's request gets no further
-                    Middleware(AuthMiddleware, settings=settings)],
+                    Middleware(AuthMiddleware, settings=settings, clock=clock)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -44,9 +45,13 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings,
+                 clock: Callable[[], float] | None = None) -> None:
+        """`clock` (wall seconds, default time.time) is what the rate limit's windows are read
+        from; tests pass a fake one to cross a window without waiting for it."""
         self.app = app
         self.settings = settings
+        self.clock = clock or time.time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,7 +80,7 @@ class AuthMiddleware:
             try:
                 if limit > 0:
                     record, rate = await ratelimit.lookup_and_count(scope["state"]["store"], token,
-                                                                    time.time())
+                                                                    self.clock())
                 else:
                     record, rate = await catalog.lookup_key(scope["state"]["store"], token), 0.0
             except StoreUnavailable as exc:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from testkit import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "scripts" / "README.md"]
@@ -39,12 +39,6 @@ def _blocks(path: Path) -> list[tuple[int, str]]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _script(values: dict[str, str]) -> str:
     parts = ["set -euo pipefail",
              'curl() { command curl --show-error --fail-with-body "$@"; echo; }']
@@ -63,7 +57,7 @@ def _script(values: dict[str, str]) -> str:
 
 
 def test_the_docs_curl_examples_run_against_serve_demo(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DESKFLOW_DATA_FILE": str(tmp_path / "d.json"),
            "DESKFLOW_SECRETS_KEY_FILE": str(tmp_path / "secrets.key"), "DESKFLOW_PORT": str(port)}
     env.pop("DESKFLOW_REDIS_URL", None)

@@ -54,3 +54,18 @@ class Workspace:
         r = self.client.post("/v1/rules", json=rule, headers=self.h("manager"))
         assert r.status_code == 201, r.text
         return dict(r.json())
+
+
+class FakeClock:
+    """A wall clock that moves only when told: pass it as `create_app(clock=...)` and cross a
+    rate-limit window with `advance(s)` instead of sleeping through it. It starts just after a
+    whole second, so `advance(0.9)` stays inside the same window and `advance(1)` leaves it."""
+
+    def __init__(self, start: float = 1_700_000_000.05) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

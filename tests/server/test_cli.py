@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from server.cli import main
+from testkit import free_port
 
 
 def _commands(group: click.Group, prefix: list[str]) -> Iterator[list[str]]:
@@ -60,14 +61,8 @@ def test_workspace_and_key_create_in_store_mode(store_kind: str, request: pytest
     assert bad.exit_code != 0 and "no workspace" in bad.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_demo_and_http_commands(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "deskflow-data.json"
     env = {**os.environ, "DESKFLOW_DATA_FILE": str(data), "PYTHONUNBUFFERED": "1"}
     env.pop("DESKFLOW_REDIS_URL", None)
@@ -130,7 +125,7 @@ def test_serve_demo_and_http_commands(tmp_path: Path) -> None:
 @pytest.mark.redis
 def test_api_and_worker_as_separate_processes(redis_url: str) -> None:
     """The scale-out set-up: `deskflow api` and two `deskflow worker` processes on one Redis."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_ROOT_TOKEN": "root-t",
            "DESKFLOW_PARTITIONS": "4"}
     procs = [subprocess.Popen([sys.executable, "-m", "server.cli", "api", "--port", str(port)],
@@ -172,7 +167,7 @@ def test_api_and_worker_as_separate_processes(redis_url: str) -> None:
 def test_export_plan_apply_round_trip(tmp_path: Path) -> None:
     """Rules as code over real HTTP: export the demo rules as YAML, plan and apply an edited file,
     then the same file again changes nothing."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DESKFLOW_DATA_FILE": str(tmp_path / "d.json"), "PYTHONUNBUFFERED": "1"}
     env.pop("DESKFLOW_REDIS_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--demo", "--port",
@@ -265,7 +260,7 @@ def test_a_busy_port_fails_before_printing_keys_or_writing(tmp_path: Path, comma
 
 
 def test_host_and_port_come_from_the_environment(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DESKFLOW_DATA_FILE": str(tmp_path / "d.json"), "PYTHONUNBUFFERED": "1",
            "DESKFLOW_PORT": str(port), "DESKFLOW_HOST": "127.0.0.1"}
     env.pop("DESKFLOW_REDIS_URL", None)

@@ -8,7 +8,6 @@ import io
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from server.logs import JsonFormatter, configure_logging, log_context, logging_config, secrets_of
 from server.settings import Settings
+from testkit import free_port
 
 ROOT = "root-token-that-must-never-be-logged"
 
@@ -107,14 +107,8 @@ def test_configure_logging_routes_uvicorn_through_the_root_handler() -> None:
         logging.captureWarnings(False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_never_logs_the_root_token_or_keys_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "data.json"
     env = {**os.environ, "DESKFLOW_ROOT_TOKEN": ROOT, "DESKFLOW_DATA_FILE": str(data),
            "DESKFLOW_LOG_LEVEL": "debug"}

@@ -18,6 +18,7 @@ from server.app import create_app
 from server.settings import Settings
 from server.store import keys as K
 from server.store.connect import close_store, open_store
+from testkit import free_port
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -166,12 +167,6 @@ async def test_queue_gauges_show_length_pending_and_lag(settings: Settings) -> N
     assert got2[("deskflow_timers_pending", ())] == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A TCP port that accepts connections and never answers: a hung Redis."""
@@ -198,7 +193,7 @@ async def test_scrape_gives_up_on_a_hung_store(silent_server: int) -> None:
 
 
 def test_scrape_with_redis_refused_is_200_and_store_down() -> None:
-    down = Settings(redis_url=f"redis://127.0.0.1:{_free_port()}/0", data_file=None, partitions=4)
+    down = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", data_file=None, partitions=4)
     with TestClient(create_app(down)) as c:
         started = time.monotonic()
         r = c.get("/metrics")

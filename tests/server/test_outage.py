@@ -15,23 +15,18 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
+from testkit import free_port
 
 pytestmark = [pytest.mark.redis,
               pytest.mark.skipif(shutil.which("redis-server") is None,
                                  reason="needs the redis-server binary to start a private Redis")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisProcess:
     """A private redis-server with an append-only file, so data survives a restart."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = directory
         self.proc: subprocess.Popen[bytes] | None = None
 

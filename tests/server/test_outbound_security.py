@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from hostile_servers import Slowloris  # noqa: E402
 from sandbox import Broker, BrokerConfig, parse_allowlist  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from testkit import free_port
 
 SECRET = "whsec-feed-77aa"
 
@@ -248,18 +248,12 @@ def test_a_request_marked_by_the_broker_is_refused_by_the_api(app_client: TestCl
     assert app_client.get("/v1/rules", headers=ws.h()).status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live(settings: Settings) -> Iterator[str]:
     """The service under uvicorn on a real port (API and worker in one process)."""
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, worker=True), host="127.0.0.1",
                                            port=port, lifespan="on", log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -66,7 +66,8 @@ async def test_rotation_and_values_from_before_encryption(settings: Settings) ->
         await close_store(store)
 
 
-@pytest.mark.parametrize("text", ["", "not base64 !!", "c2hvcnQ", f"{new_key()},abc"])
+@pytest.mark.parametrize("text", ["", "not base64 !!", "c2hvcnQ", f"{new_key()},abc"],
+                         ids=["empty", "not base64", "short", "a good key then a bad one"])
 def test_bad_key_settings_are_refused_with_a_reason(text: str) -> None:
     with pytest.raises(SealingError) as exc:
         parse_keys(text)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from server.settings import Settings
 from server.store import catalog, events
 from server.store import keys as K
 from server.store.connect import close_store, open_store
+from testkit import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -35,12 +35,6 @@ RULE = {"id": "r1", "name": "tag", "enabled": True, "position": 1,
 def _event(eid: str, tid: str, seq: int) -> dict[str, Any]:
     return {"id": eid, "type": "ticket.updated" if seq else "ticket.created",
             "occurred_at": "2026-11-23T08:00:00Z", "ticket": {"id": tid, "custom": {"seq": seq}}}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(redis_url: str) -> dict[str, str]:
@@ -86,7 +80,7 @@ async def test_sigterm_mid_load_hands_back_and_a_second_worker_drains(redis_url:
     total = len(all_ids)
     for i in range(100):
         await events.append_events(store, wid, [_event(f"{t}-{i}", t, i) for t in per_ticket])
-    metrics_port = _free_port()
+    metrics_port = free_port()
     first = _worker(redis_url, "--metrics-port", str(metrics_port))
     second = None
     try:
@@ -144,7 +138,7 @@ async def test_sigterm_mid_load_hands_back_and_a_second_worker_drains(redis_url:
 
 
 async def test_api_exits_0_on_sigterm(redis_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "api", "--port", str(port)],
                             env=_env(redis_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

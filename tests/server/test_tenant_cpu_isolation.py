@@ -8,7 +8,6 @@ the worker, as in production.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from testkit import free_port
 
 ROOT = "isolation-root-token"
 P99_LIMIT_S = 0.100
@@ -44,17 +44,11 @@ def _bomb(levels: int = 24) -> str:
     return "\n".join(lines) + "\nrules: []\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path, redis_url: str) -> Iterator[str]:
     """`deskflow serve` (API and worker in one process) on the real Redis, as in production (the
     embedded store would put every store operation's CPU on the shared loop too)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_ROOT_TOKEN": ROOT,
            "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,

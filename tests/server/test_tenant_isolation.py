@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,16 +28,11 @@ from typing import Any
 
 import httpx
 import pytest
+from testkit import free_port
 
 ROOT = "isolation-root-token"
 P99_MS = 100.0
 APPLY_S = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Slow(BaseHTTPRequestHandler):
@@ -121,7 +115,7 @@ class Tenant:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DESKFLOW_ROOT_TOKEN": ROOT, "DESKFLOW_DATA_FILE": str(tmp_path / "d.json"),
            "DESKFLOW_PARTITIONS": "1", "DESKFLOW_RATE_LIMIT": "0", "DESKFLOW_LOG_LEVEL": "warning"}
     env.pop("DESKFLOW_REDIS_URL", None)
