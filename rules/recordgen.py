@@ -61,14 +61,14 @@ def record_lines(tests: Sequence[Sequence[str]], steps: Sequence[Sequence[Node]]
     to the per-rule path (None in its list)."""
     lines = ["    def rec(v, s, W):", "        r = []", "        a = r.append"]
     slow: set[int] = set()
-    for pos, (rule_tests, rule_steps, (rid, name)) in enumerate(zip(tests, steps, heads)):
+    for pos, (rule_tests, rule_steps, (rid, name)) in enumerate(zip(tests, steps, heads, strict=True)):
         if not rule_tests or len(rule_tests) > CHAIN_STEPS:
             lines.append("        a(None)")
             if rule_tests:
                 slow.add(pos)
             continue
         head = const({"id": rid, "name": name, "matched": False, "failed": None})
-        for k, (test, node) in enumerate(zip(rule_tests, rule_steps)):
+        for k, (test, node) in enumerate(zip(rule_tests, rule_steps, strict=True)):
             lines.append(f"        {'if' if k == 0 else 'elif'} not {test}: "
                          f"{_failed(node, pos, const, parts)}; e = {head}.copy(); e[\"failed\"] = f; a(e)")
         lines.append("        else: a(None)")

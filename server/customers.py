@@ -154,8 +154,8 @@ def stat_writes(keys: Any, workspace: str, before: dict[str, Any] | None,
     """The commit's writes for the counts: HINCRBYs, dropping day buckets past the window (of the
     loaded contact's hash: at most 32 fields stay), and the contact's recent-tickets index."""
     out: list[tuple[Any, ...]] = []
-    for (cid, name), n in sorted(deltas(before, after).items()):
-        out.append(("HINCRBY", keys.contact_stats(workspace, cid), name, n))
+    for (owner, name), n in sorted(deltas(before, after).items()):
+        out.append(("HINCRBY", keys.contact_stats(workspace, owner), name, n))
     cid = contact_id(after)
     if cid is not None and stats:
         last = (now - timedelta(days=WINDOW_DAYS + 1)).strftime("%Y-%m-%d")

@@ -17,6 +17,7 @@ import orjson
 from server import customers
 from server.store import keys as K
 from server.store.connect import Store
+from server.store.replies import texts
 from server.store.errors import guarded
 
 __all__ = ["list_group_contacts", "contact_counts"]
@@ -61,8 +62,7 @@ async def list_group_contacts(store: Store, workspace: str, group: str | None, l
     await _backfill(store, workspace)
     key = (K.group_members(workspace, "contact", group) if group is not None
            else K.contacts_by_id(workspace))
-    ids = [i.decode() if isinstance(i, bytes) else i
-           for i in await store.redis.zrange(key, offset, offset + limit)]
+    ids = texts(await store.redis.zrange(key, offset, offset + limit))
     more = len(ids) > limit
     ids = ids[:limit]
     raws = await store.redis.mget([K.contact(workspace, c) for c in ids]) if ids else []

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.store import keys as K
+from server.store.replies import text_map
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -20,7 +21,7 @@ async def rule_days(store: Store, workspace: str, rule_id: str, now_hour: int,
     """[{"date": "YYYY-MM-DD", "fired", "checked"}] for the last `days` UTC days, oldest first,
     today last; `checked` is null on a day with no check bucket (workers flush those in
     batches)."""
-    stats = await store.redis.hgetall(K.rule_stats(workspace, rule_id))
+    stats = text_map(await store.redis.hgetall(K.rule_stats(workspace, rule_id)))
     today = now_hour // 24
     fired: dict[int, int] = {}
     checked: dict[int, int] = {}

@@ -79,7 +79,7 @@ async def list_recent_runs(store: Store, workspace: str, *, rule_id: str | None,
     items: list[dict[str, Any]] = []
     pos = offset
     while len(items) < limit:
-        ids = await store.redis.lrange(key, pos, pos + SCAN_CHUNK - 1)
+        ids = texts(await store.redis.lrange(key, pos, pos + SCAN_CHUNK - 1))
         if not ids:
             return items, None
         raws = await store.redis.mget([K.run(workspace, r) for r in ids])
