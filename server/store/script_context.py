@@ -34,7 +34,11 @@ async def script_uses(store: Store, workspace: str, names: list[str]) -> set[str
     out: set[str] = set()
     for raw in raws:
         if raw:
-            out.update(u for u in orjson.loads(raw).get("uses") or [] if u in history.USES)
+            meta = orjson.loads(raw)
+            if "uses" not in meta:   # stored before `uses` existed: it may use either, so load both
+                out.update(history.USES)
+            else:
+                out.update(u for u in meta["uses"] or [] if u in history.USES)
     return out
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from server_helpers import Workspace, event
+
+from server.store import keys as K
 
 ESCALATE_ON_THIRD = '''
 def run(event, ticket, ctx):
@@ -67,6 +70,24 @@ def test_a_script_escalates_on_the_third_unanswered_customer_message(ws: Workspa
     t = _ticket(ws, "T-1")
     assert t["priority"] == "urgent" and "unanswered-3" in t["tags"]
     assert t["message_count"] == 6 and t["customer_messages_since_agent"] == 3
+
+
+def test_a_script_stored_before_uses_existed_still_sees_its_history(ws: Workspace) -> None:
+    _script(ws, "third", ESCALATE_ON_THIRD)
+    store = ws.client.app_state["store"]  # type: ignore[attr-defined]
+
+    async def forget_uses() -> None:   # the script's record as an older deskflow stored it
+        meta = orjson.loads(await store.redis.hget(K.scripts(ws.id), "third"))
+        del meta["uses"]
+        await store.redis.hset(K.scripts(ws.id), "third", orjson.dumps(meta).decode())
+
+    ws.client.portal.call(forget_uses)  # type: ignore[union-attr]
+    ws.rule(name="third", triggers=["message.received"],
+            actions=[{"type": "run_script", "script": "third"}])
+    ws.send(event("e0", ticket={"subject": "help"}))
+    for i in range(3):
+        ws.send(_msg(f"m{i}", "customer"))
+    assert "unanswered-3" in _ticket(ws, "T-1")["tags"]
 
 
 def test_uses_is_stored_with_the_script_version(ws: Workspace) -> None:
