@@ -59,6 +59,7 @@ class Worker:
                                clock=lambda: self.clock())
         self.rules: RuleCache = self.applier.rules
         self.owned: set[int] = set()         # partitions whose lease we hold
+        self._lease_until: dict[int, float] = {}  # monotonic time each lease surely lasts until
         self._fresh: set[int] = set()        # partitions whose pending entries must be claimed first
         self._handover: set[int] = set()     # partitions to release once their batch is done
         self._loops: dict[int, asyncio.Task[None]] = {}
@@ -149,8 +150,13 @@ class Worker:
         await events.heartbeat(self.store, self.name, now_ms)
         parts = self.settings.partitions
         target = math.ceil(parts / await events.live_workers(self.store))
-        for n in sorted(self.owned):
-            if not await events.acquire_lease(self.store, n, self.name):
+        # all at once: renewing 16 leases one round trip after another could itself outlast the TTL
+        mine, started = sorted(self.owned), time.monotonic()
+        held = await asyncio.gather(*(events.acquire_lease(self.store, n, self.name) for n in mine))
+        for n, ok in zip(mine, held, strict=True):
+            if ok:
+                self._lease_until[n] = started + self.settings.reclaim_idle_ms / 1000
+            else:
                 self.owned.discard(n)  # lost (we stalled past the TTL): its loop stops
         keep = len(self.owned) - len(self._handover)
         for n in sorted(self.owned - self._handover, reverse=True):
@@ -163,8 +169,10 @@ class Worker:
             if len(self.owned) >= target:
                 break
             n = (start + i) % parts
+            started = time.monotonic()
             if n not in self.owned and n not in self._loops and await events.acquire_lease(
                     self.store, n, self.name):
+                self._lease_until[n] = started + self.settings.reclaim_idle_ms / 1000
                 self.owned.add(n)
                 self._fresh.add(n)
 
@@ -281,12 +289,28 @@ class Worker:
 
     async def handle(self, n: int, entry_id: str, fields: dict[str, str]) -> tickets.Applied | None:
         """Apply one entry (server/apply.py); counts it when it was applied (not skipped)."""
-        if n not in self.owned:
+        if n not in self.owned or not await self._fenced(n):
             raise _LeaseLost()
         applied = await self.applier.handle(n, entry_id, fields)
         if applied is not None and not applied.skipped:
             self.processed += 1
         return applied
+
+
+    async def _fenced(self, n: int) -> bool:
+        """True when partition n's lease lasts at least half its TTL more, renewing it here when
+        the renewal task is late (a loop starved of CPU): without this, a stalled holder whose lease
+        ran out would go on applying entries the next owner has claimed, and a ticket's events
+        could commit out of order. A pass started here has half the TTL to commit."""
+        ttl_s = self.settings.reclaim_idle_ms / 1000
+        if time.monotonic() < self._lease_until.get(n, 0.0) - ttl_s / 2:
+            return True
+        started = time.monotonic()
+        if await events.acquire_lease(self.store, n, self.name):
+            self._lease_until[n] = started + ttl_s
+            return True
+        self.owned.discard(n)   # another worker has it: this loop stops, that one claims
+        return False
 
 
 class _LeaseLost(Exception):

@@ -224,3 +224,37 @@ async def test_worker_process_killed_mid_batch(redis_url: str) -> None:
             proc.kill()
             proc.wait()
         await close_store(store)
+
+
+async def test_a_holder_whose_lease_ran_out_applies_nothing_another_worker_claimed(
+        settings: Settings) -> None:
+    """A worker starved of CPU renews its leases late: if another worker took the partition in
+    the meantime, the stale holder must not apply the entries it still holds (the heir applies
+    them, and the stale one committing later would put a ticket's events out of order)."""
+    settings = replace(settings, partitions=1, reclaim_idle_ms=500)
+    store, ws = await _setup(settings)
+    stale = Worker(store=store, name="stale")
+    try:
+        await events.append_events(store, ws, [ev("E-1", "T-1", 0)])
+        await stale._keep_leases()
+        assert stale.owned == {0}
+        (entry_id, fields), = (await events.read_entries(store, "stale", [0], count=10,
+                                                         block_ms=None))[0]
+        # its renewal ran late, past the TTL, and the heir has the partition now
+        await store.redis.set(K.lease(0), "heir", px=10_000)
+        stale._lease_until[0] = time.monotonic() - 1
+        with pytest.raises(Exception) as lost:
+            await stale.handle(0, entry_id, fields)
+        assert type(lost.value).__name__ == "_LeaseLost" and 0 not in stale.owned
+        marker = await store.redis.get(K.event_marker(ws, "E-1"))
+        assert not marker or orjson.loads(marker)["status"] != "processed"
+        # the same late renewal with nobody else on the partition: renewed there and applied
+        await store.redis.delete(K.lease(0))
+        stale.owned.add(0)
+        stale._lease_until[0] = 0.0
+        assert await stale.handle(0, entry_id, fields) is not None
+        assert orjson.loads(await store.redis.get(K.event_marker(ws, "E-1")))["status"] == "processed"
+        assert await store.redis.get(K.lease(0)) == "stale"
+    finally:
+        stale.applier.close()
+        await close_store(store)
