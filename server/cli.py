@@ -151,6 +151,8 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool,
         await close_store(store)
         if store.embedded and settings.data_file:
             click.echo(f"deskflow: saved the embedded store to {settings.data_file}")
+        elif store.server is not None:
+            click.echo(f"deskflow: stopped the embedded store; its data is in {settings.embedded_dir}")
 
 
 @main.command()
