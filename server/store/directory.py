@@ -17,7 +17,7 @@ import orjson
 from server import customers
 from server.store import keys as K
 from server.store.connect import Store
-from server.store.replies import texts
+from server.store.replies import text, texts
 from server.store.errors import guarded
 
 __all__ = ["list_group_contacts", "contact_counts"]
@@ -44,7 +44,7 @@ async def _backfill(store: Store, workspace: str) -> None:
         chunk.clear()
 
     async for raw_id in store.redis.sscan_iter(K.contacts(workspace), count=500):
-        cid = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        cid = text(raw_id)
         if cid:
             chunk.append(cid)
         if len(chunk) >= 500:

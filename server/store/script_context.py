@@ -19,6 +19,7 @@ from server.automation import Snapshot, merge_event
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
+from server.store.replies import texts
 
 __all__ = ["RECENT_SHOWN", "script_uses", "load_context"]
 
@@ -70,7 +71,7 @@ async def load_context(store: Store, workspace: str, snapshot: Snapshot, event: 
     if "customer" in uses:
         out["customer"] = None
         if cid:
-            ids = [i.decode() if isinstance(i, bytes) else i for i in got.pop(0)]
+            ids = texts(got.pop(0))
             ids = [i for i in ids if i != ticket_id]
             raws = await store.redis.mget([K.ticket(workspace, i) for i in ids]) if ids else []
             recent = [_summary(merged)] + [_summary(orjson.loads(r)) for r in raws if r]
