@@ -7,6 +7,7 @@ a port comes from the kernel (bind to port 0), never from a number a test picked
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -21,6 +22,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_cluster_port(taken: set[int] | frozenset[int] = frozenset()) -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too: an ephemeral port above
+    55535 would put the bus past 65535 and redis-server would refuse to start."""
+    rnd = random.Random()
+    while True:
+        port = rnd.randrange(20000, 30000)
+        if port in taken or port + 10000 in taken:
+            continue
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
 
 
 def wait_until(fetch: Callable[[], T], ok: Callable[[T], bool] = bool, *, timeout: float = 10.0,

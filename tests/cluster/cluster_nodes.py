@@ -13,9 +13,7 @@ copies that survive a kill are the replicas', which is what the failover tests a
 """
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,25 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from testkit import free_cluster_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
-
-def free_cluster_port(taken: set[int]) -> int:
-    """A free port whose cluster bus port (+10000) is free and valid too."""
-    rnd = random.Random()
-    while True:
-        port = rnd.randrange(20000, 30000)
-        if port in taken or port + 10000 in taken:
-            continue
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-            return port
-        except OSError:
-            continue
 
 
 @dataclass

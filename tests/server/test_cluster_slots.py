@@ -6,9 +6,7 @@ A single redis-server with cluster-enabled yes that owns all 16384 slots answers
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from server_helpers import Workspace, event
+from testkit import free_cluster_port
 from starlette.testclient import TestClient
 
 from server.app import create_app
@@ -27,24 +26,10 @@ pytestmark = [pytest.mark.redis,
                                  reason="needs the redis-server binary to start a private Redis")]
 
 
-def _free_port() -> int:
-    """A free port whose cluster bus port (+10000) is free and valid too: an ephemeral port above
-    55535 would put the bus past 65535 and redis-server would refuse to start."""
-    rnd = random.Random()
-    while True:
-        port = rnd.randrange(20000, 30000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-            return port
-        except OSError:
-            continue
-
 
 @pytest.fixture
 def cluster_node(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_cluster_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
          "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly",

