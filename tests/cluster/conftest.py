@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
 from cluster_nodes import LocalCluster, flush  # noqa: E402
 from server_helpers import Workspace  # noqa: E402
 
-from server.app import create_app  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
 ROOT_TOKEN = "test-root-token"
@@ -70,12 +69,6 @@ def store_kind() -> str:
 def settings(cluster_url: str) -> Settings:
     return Settings(redis_url=cluster_url, data_file=None, root_token=ROOT_TOKEN, partitions=4,
                     reclaim_idle_ms=1500, block_ms=100, wait_timeout_s=10)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, worker=True)) as c:
-        yield c
 
 
 @pytest.fixture
