@@ -336,12 +336,8 @@ async def import_document(ctx: Ctx) -> Response:
         policy_numbers = [await R.number(p, ws, R.SLA, ch) for ch in plan.policies]
 
         def writer(pipe: Any) -> None:
-            for ch, n in zip(plan.rules, rule_numbers, strict=True):
-                R.queue_change(pipe, ws, R.RULE, ch, n, by)
-            if plan.rules:
-                pipe.incr(K.rules_rev(ws))
-            for ch, n in zip(plan.policies, policy_numbers, strict=True):
-                R.queue_change(pipe, ws, R.SLA, ch, n, by)
+            R.queue_changes(pipe, ws, R.RULE, plan.rules, rule_numbers, by)
+            R.queue_changes(pipe, ws, R.SLA, plan.policies, policy_numbers, by)
             for name, group, _ in plan.groups:
                 if group is None:
                     pipe.hdel(K.groups(ws), name)

@@ -18,12 +18,12 @@ from server.api.common import (
     encode_cursor,
     json_response,
     page_params,
-    path_number,
     read_object,
     requires,
 )
 from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.references import write_rules
+from server.api.revisioned import Revisions, by_of
 from server.api.validate import validate_event
 from server.errors import NotFound, Unprocessable
 from server.scripting import check_rule_outbound
@@ -125,11 +125,6 @@ def change_action(old: dict[str, Any], new: dict[str, Any]) -> str:
     if changed == {"enabled"}:
         return "enable" if b.get("enabled") else "disable"
     return "update"
-
-
-def by_of(ctx: Ctx) -> dict[str, Any]:
-    """Who made a revision: the key's id and name."""
-    return {"key_id": ctx.principal.key_id, "key_name": ctx.principal.key_name}
 
 
 def audit_rules(ctx: Ctx) -> Any:
@@ -412,41 +407,9 @@ async def rule_runs(ctx: Ctx) -> Response:
     return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
 
 
-async def _revision(ctx: Ctx) -> dict[str, Any]:
-    rule_id, raw = ctx.request.path_params["rule_id"], ctx.request.path_params["n"]
-    n = path_number(ctx.request, "n", "a revision number")
-    rev = await R.get(ctx.store, ctx.workspace, R.RULE, rule_id, n) if n is not None else None
-    if rev is None:
-        raise NotFound(f"Rule {rule_id!r} has no revision {raw!r}.")
-    return rev
-
-
-@requires("viewer", Query(PAGE))
-async def list_revisions(ctx: Ctx) -> Response:
-    """The rule's revisions, newest first: {n, action, at, by: {key_id, key_name}, rule}. A deleted
-    rule's revisions stay readable."""
-    rule_id = ctx.request.path_params["rule_id"]
-    limit, offset = page_params(ctx.request)
-    items, more = await R.page(ctx.store, ctx.workspace, R.RULE, rule_id, offset, limit)
-    if not items and await R.count(ctx.store, ctx.workspace, R.RULE, rule_id) == 0:
-        await _load(ctx)  # 404 unless the rule exists (one saved before revisions were kept)
-    return json_response({"items": items, "next": encode_cursor(offset + limit) if more else None})
-
-
-@requires("viewer")
-async def get_revision(ctx: Ctx) -> Response:
-    """One revision of a rule."""
-    return json_response(await _revision(ctx))
-
-
-@requires("manager")
-async def restore_revision(ctx: Ctx) -> Response:
-    """Make the rule say again what revision n said (name, enabled, triggers, conditions, actions,
-    ...; not its position): a new revision. A deleted rule comes back, last in the order."""
-    rev = await _revision(ctx)
-    if rev["action"] == "delete":
-        raise Unprocessable("That revision records the rule's deletion; restore an earlier one.",
-                            details=[{"path": "n", "reason": "is a delete revision"}])
+async def _restore(ctx: Ctx, rev: dict[str, Any]) -> Response:
+    """Write what rule revision `rev` says as a new revision, the rule keeping its place (a
+    deleted rule comes back last)."""
     rule_id, content = rev["rule"]["id"], definition(rev["rule"])
     _check(content, await workspace_calendars(ctx.store, ctx.workspace))
     seen: dict[str, Any] = {}
@@ -478,7 +441,11 @@ routes = [
     Route("/v1/rules/{rule_id}/disable", disable_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/test", test_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/runs", rule_runs, methods=["GET"]),
-    Route("/v1/rules/{rule_id}/revisions", list_revisions, methods=["GET"]),
-    Route("/v1/rules/{rule_id}/revisions/{n}", get_revision, methods=["GET"]),
-    Route("/v1/rules/{rule_id}/revisions/{n}/restore", restore_revision, methods=["POST"]),
+    *Revisions(R.RULE, "rule_id", "Rule", "rule", _load).routes("/v1/rules/{rule_id}", (
+        "The rule's revisions, newest first: {n, action, at, by: {key_id, key_name}, rule}. A "
+        "deleted\nrule's revisions stay readable.",
+        "One revision of a rule.",
+        "Make the rule say again what revision n said (name, enabled, triggers, conditions, "
+        "actions,\n...; not its position): a new revision. A deleted rule comes back, last in the "
+        "order."), _restore),
 ]

@@ -277,6 +277,16 @@ def guards(w: str) -> str:
     return f"{_ws(w)}:guards"
 
 
+__all__ += ["policy_rev"]
+
+
+def policy_rev(w: str) -> str:
+    """string  counter bumped in the same MULTI as every write of the SLA policies or the guard
+    limits (store/revisions.py, store/sla.py, store/guards.py): the key server/policy_cache.py
+    caches their compiled form by, as rules:rev is for the rules."""
+    return f"{_ws(w)}:policy:rev"
+
+
 def workspace_settings(w: str) -> str:
     """string  JSON {strict_events: bool}: the workspace's settings (server/api/workspace_settings.py);
     absent = every setting at its default."""
