@@ -26,6 +26,7 @@ from server.api.references import write_rules
 from server.api.revisioned import Revisions, by_of
 from server.api.validate import validate_event
 from server.errors import NotFound, Unprocessable
+from server.policy_cache import compile_policies
 from server.scripting import check_rule_outbound
 from server.store import catalog, runs, tickets
 from server.store import revisions as R
@@ -52,17 +53,9 @@ def check_rule_count(ctx: Ctx, after: int) -> None:
 def calendars_of(specs: list[Any]) -> dict[str, Any]:
     """The calendars rules may name in business-time conditions: each SLA policy's business hours
     by the policy's name (a spec that does not compile is left out; its own check reports it)."""
-    from rules import RuleError
-    from rules.sla import compile_policy, policy_calendars
+    from rules.sla import policy_calendars
 
-    policies = []
-    for spec in specs:
-        if isinstance(spec, dict):
-            try:
-                policies.append(compile_policy(sla_store.definition(spec)))
-            except RuleError:
-                continue
-    return policy_calendars(policies)
+    return policy_calendars(compile_policies(specs, quiet=True))
 
 
 async def workspace_calendars(store: Any, workspace: str) -> dict[str, Any]:
