@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -41,6 +42,14 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
     s = await open_store(settings)
     yield s
     await close_store(s)
+
+
+def test_the_counter_lives_in_the_workspaces_slot() -> None:
+    """So it rides in the load's MGET and in every writer's MULTI, on Redis Cluster too."""
+    tags = {re.search(r"{([^}]*)}", key).group(1)  # type: ignore[union-attr]
+            for key in (K.policy_rev("ws_1"), K.sla_policies("ws_1"), K.guards("ws_1"),
+                        K.rules_rev("ws_1"))}
+    assert tags == {"ws:ws_1"}
 
 
 # -- the cache against the store ------------------------------------------------------------------
