@@ -1,0 +1,147 @@
+"""User commands over HTTP to a running deskflow: `events send`, `rules list|enable|disable`, and
+rules as code (`export`, `plan`, `apply`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from server.cli.base import KEY, URL, main
+from server.cli.client import call, call_json, join
+
+@main.group()
+def events() -> None:
+    """Events."""
+
+
+@events.command("send")
+@click.argument("file", type=click.File("rb"))
+@URL
+@KEY
+@click.option("--wait", is_flag=True, help="Wait for the worker and print the run summary.")
+def events_send(file: Any, url: str, key: str, wait: bool) -> None:
+    """Send the event(s) in FILE (JSON: one event, a list, or {"events": [...]}; - for stdin)."""
+    try:
+        body = json.loads(file.read())
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name} is not JSON: {exc}") from exc
+    if isinstance(body, list):
+        body = {"events": body}
+    data = call_json("POST", join(url, f"/v1/events{'?wait=true' if wait else ''}"), key, body)
+    click.echo(json.dumps(data, indent=2))
+
+
+@main.group()
+def rules() -> None:
+    """Rules."""
+
+
+@rules.command("list")
+@URL
+@KEY
+def rules_list(url: str, key: str) -> None:
+    """List rules in order: position, id, enabled, name."""
+    cursor = None
+    while True:
+        q = f"?limit=500&cursor={cursor}" if cursor else "?limit=500"
+        data = call_json("GET", join(url, f"/v1/rules{q}"), key)
+        for r in data["items"]:
+            click.echo(f"{r.get('position', ''):>3}  {r['id']}  "
+                       f"{'on ' if r.get('enabled') else 'off'}  {r.get('name', '')}")
+        cursor = data.get("next")
+        if not cursor:
+            break
+
+
+@rules.command("enable")
+@click.argument("rule_id")
+@URL
+@KEY
+def rules_enable(rule_id: str, url: str, key: str) -> None:
+    """Enable a rule."""
+    r = call_json("POST", join(url, f"/v1/rules/{rule_id}/enable"), key)
+    click.echo(f"{r['id']} enabled")
+
+
+@rules.command("disable")
+@click.argument("rule_id")
+@URL
+@KEY
+def rules_disable(rule_id: str, url: str, key: str) -> None:
+    """Disable a rule."""
+    r = call_json("POST", join(url, f"/v1/rules/{rule_id}/disable"), key)
+    click.echo(f"{r['id']} disabled")
+
+
+# -- rules as code: export, plan, apply ----------------------------------------------------------
+
+
+def _document_type(name: str, content: bytes) -> str:
+    if name.endswith(".json") or content.lstrip()[:1] in (b"{", b"["):
+        return "application/json"
+    return "application/yaml"
+
+
+def _show_plan(data: dict[str, Any]) -> None:
+    for item in data["items"]:
+        if item["action"] == "unchanged":
+            continue
+        label = item.get("id") or item.get("name") or ""
+        if item.get("id") and item.get("name"):
+            label = f"{item['id']} ({item['name']})"
+        click.echo(f"{item['action']:>8}  {item['kind']:<10}  {label}")
+        for field, (old, new) in item.get("diff", {}).items():
+            if item["action"] != "create":
+                click.echo(f"{'':>10}  {field}: {json.dumps(old)} -> {json.dumps(new)}")
+    for note in data.get("notes") or []:
+        click.echo(f"    note  {note}")
+    s = data["summary"]
+    click.echo(", ".join(f"{n} {k}" for k, n in s.items()))
+
+
+_MISSING = click.option("--missing", type=click.Choice(["keep", "disable", "delete"]), default="keep",
+                        show_default=True, help="What happens to rules (and, with delete, groups and "
+                                                "SLA policies) that the file does not list.")
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@URL
+@KEY
+def export_cmd(fmt: str, url: str, key: str) -> None:
+    """Print the workspace's rules, groups, SLA policies, script metadata and allow-list
+    (`deskflow export > rules.yaml`); no secret values."""
+    resp = call("GET", join(url, f"/v1/export?format={fmt}"), key, timeout=60)
+    click.echo(resp.text, nl=not resp.text.endswith("\n"))
+
+
+@main.command("plan")
+@click.argument("file", type=click.File("rb"))
+@_MISSING
+@URL
+@KEY
+def plan_cmd(file: Any, missing: str, url: str, key: str) -> None:
+    """Show what `apply FILE` would change (create / update / disable / delete, with the fields)."""
+    content = file.read()
+    resp = call("POST", join(url, f"/v1/import?dry_run=true&missing={missing}"), key,
+                content=content, ctype=_document_type(file.name, content), timeout=60)
+    _show_plan(resp.json())
+
+
+@main.command("apply")
+@click.argument("file", type=click.File("rb"))
+@_MISSING
+@URL
+@KEY
+def apply_cmd(file: Any, missing: str, url: str, key: str) -> None:
+    """Apply FILE all or nothing (JSON or YAML, as `deskflow export` writes it)."""
+    content = file.read()
+    resp = call("POST", join(url, f"/v1/import?missing={missing}"), key,
+                content=content, ctype=_document_type(file.name, content), timeout=60)
+    data = resp.json()
+    _show_plan(data)
+    click.echo("applied" if data["applied"] else "nothing to change")
+
+
