@@ -4,6 +4,7 @@ rules as code (`export`, `plan`, `apply`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -117,31 +118,35 @@ def export_cmd(fmt: str, url: str, key: str) -> None:
     click.echo(resp.text, nl=not resp.text.endswith("\n"))
 
 
-@main.command("plan")
-@click.argument("file", type=click.File("rb"))
-@_MISSING
-@URL
-@KEY
-def plan_cmd(file: Any, missing: str, url: str, key: str) -> None:
-    """Show what `apply FILE` would change (create / update / disable / delete, with the fields)."""
+def _import(file: Any, missing: str, url: str, key: str, *, dry_run: bool) -> dict[str, Any]:
+    """POST the document in FILE to /v1/import; the plan it answers (applied or not)."""
     content = file.read()
-    resp = call("POST", join(url, f"/v1/import?dry_run=true&missing={missing}"), key,
+    query = f"?dry_run=true&missing={missing}" if dry_run else f"?missing={missing}"
+    resp = call("POST", join(url, f"/v1/import{query}"), key,
                 content=content, ctype=_document_type(file.name, content), timeout=60)
-    _show_plan(resp.json())
-
-
-@main.command("apply")
-@click.argument("file", type=click.File("rb"))
-@_MISSING
-@URL
-@KEY
-def apply_cmd(file: Any, missing: str, url: str, key: str) -> None:
-    """Apply FILE all or nothing (JSON or YAML, as `deskflow export` writes it)."""
-    content = file.read()
-    resp = call("POST", join(url, f"/v1/import?missing={missing}"), key,
-                content=content, ctype=_document_type(file.name, content), timeout=60)
-    data = resp.json()
+    data: dict[str, Any] = resp.json()
     _show_plan(data)
+    return data
+
+
+def _document_command(name: str, doc: str) -> Callable[[Callable[..., None]], click.Command]:
+    """`plan` and `apply`: a FILE argument, --missing, --url and --key."""
+    def wrap(fn: Callable[..., None]) -> click.Command:
+        fn.__doc__ = doc
+        command: click.Command = main.command(name)(
+            click.argument("file", type=click.File("rb"))(_MISSING(URL(KEY(fn)))))
+        return command
+    return wrap
+
+
+@_document_command("plan", "Show what `apply FILE` would change (create / update / disable / "
+                           "delete, with the fields).")
+def plan_cmd(file: Any, missing: str, url: str, key: str) -> None:
+    _import(file, missing, url, key, dry_run=True)
+
+
+@_document_command("apply", "Apply FILE all or nothing (JSON or YAML, as `deskflow export` "
+                            "writes it).")
+def apply_cmd(file: Any, missing: str, url: str, key: str) -> None:
+    data = _import(file, missing, url, key, dry_run=False)
     click.echo("applied" if data["applied"] else "nothing to change")
-
-
