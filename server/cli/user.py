@@ -56,24 +56,18 @@ def rules_list(url: str, key: str) -> None:
             break
 
 
-@rules.command("enable")
-@click.argument("rule_id")
-@URL
-@KEY
-def rules_enable(rule_id: str, url: str, key: str) -> None:
-    """Enable a rule."""
-    r = call_json("POST", join(url, f"/v1/rules/{rule_id}/enable"), key)
-    click.echo(f"{r['id']} enabled")
+def _switch(verb: str) -> None:
+    """`rules enable RULE_ID` / `rules disable RULE_ID`."""
+    def switch(rule_id: str, url: str, key: str) -> None:
+        r = call_json("POST", join(url, f"/v1/rules/{rule_id}/{verb}"), key)
+        click.echo(f"{r['id']} {verb}d")
+
+    switch.__doc__ = f"{verb.capitalize()} a rule."
+    rules.command(verb)(click.argument("rule_id")(URL(KEY(switch))))
 
 
-@rules.command("disable")
-@click.argument("rule_id")
-@URL
-@KEY
-def rules_disable(rule_id: str, url: str, key: str) -> None:
-    """Disable a rule."""
-    r = call_json("POST", join(url, f"/v1/rules/{rule_id}/disable"), key)
-    click.echo(f"{r['id']} disabled")
+for _verb in ("enable", "disable"):
+    _switch(_verb)
 
 
 # -- rules as code: export, plan, apply ----------------------------------------------------------
