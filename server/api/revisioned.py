@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from server.api.common import (
     Ctx,
-    encode_cursor,
+    page,
     json_response,
     page_params,
     path_number,
@@ -74,7 +74,7 @@ class Revisions:
         items, more = await R.page(ctx.store, ctx.workspace, self.res, ident, offset, limit)
         if not items and await R.count(ctx.store, ctx.workspace, self.res, ident) == 0:
             await self.exists(ctx)
-        return json_response({"items": items, "next": encode_cursor(offset + limit) if more else None})
+        return page(items, offset + limit if more else None)
 
     async def restorable(self, ctx: Ctx) -> dict[str, Any]:
         """Revision {n}, refused (422) when it records the object's deletion."""

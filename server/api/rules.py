@@ -15,7 +15,7 @@ from server import audit, automation
 from server.api.common import (
     Ctx,
     problem,
-    encode_cursor,
+    page,
     json_response,
     page_params,
     read_object,
@@ -221,10 +221,10 @@ async def list_rules(ctx: Ctx) -> Response:
     if window is not None:
         since = datetime.now(UTC) - timedelta(seconds=window)
         rules = [r for r in await _with_stats(ctx, rules) if _unused(r, since)]
-        page = rules[offset:offset + limit]
+        shown = rules[offset:offset + limit]
     else:
-        page = await _with_stats(ctx, rules[offset:offset + limit])
-    return json_response({"items": page, "next": encode_cursor(offset + limit) if offset + limit < len(rules) else None})
+        shown = await _with_stats(ctx, rules[offset:offset + limit])
+    return page(shown, offset + limit if offset + limit < len(rules) else None)
 
 
 @requires("viewer")
@@ -397,7 +397,7 @@ async def rule_runs(ctx: Ctx) -> Response:
     limit, offset = page_params(ctx.request)
     items, nxt = await runs.list_rule_runs(ctx.store, ctx.workspace, rule["id"], offset=offset,
                                            limit=limit)
-    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+    return page(items, nxt)
 
 
 async def _restore(ctx: Ctx, rev: dict[str, Any]) -> Response:
