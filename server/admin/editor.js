@@ -8,6 +8,8 @@ import {
   splitList, takesCalendar, OP_LABELS, TRIGGER_LABELS, ACTION_LABELS,
 } from './vocab.js';
 import { renderChanges, renderEffects, showJson } from './panels.js';
+import { historyPanel } from './history.js';
+import { backtestPanel } from './backtest.js';
 
 const EDITABLE_KEYS = ['name', 'description', 'enabled', 'triggers', 'conditions', 'actions', 'stop'];
 
@@ -89,6 +91,7 @@ export function openEditor(view, app, rule, opts = {}) {
     saved: JSON.stringify(body(toDraft(rule))),  // an untouched new rule is not "unsaved work"
     groups: [],
     jsonBad: new Set(),
+    draftOf: null,   // the rule's stored draft (GET /v1/rules/{id}/draft), when it has one
   };
   const dirty = () => canEdit && JSON.stringify(body(ed.draft)) !== ed.saved;
   app.editorDirty = dirty;
@@ -121,11 +124,39 @@ export function openEditor(view, app, rule, opts = {}) {
   form.addEventListener('input', syncJson);
   form.addEventListener('change', syncJson);
   const testPanel = canEdit ? h('section', { class: 'card test-panel', id: 'test-panel', 'aria-labelledby': 'test-h' }) : null;
+  const btPanel = canEdit ? backtestPanel(() => payloadOf(ed.draft), ed.stored?.id, Object.fromEntries(app.rules.map((r) => [r.id, r]))) : null;
+  const history = ed.stored ? historyPanel(app, ed.stored.id, (restored) => {
+    replaceStored(restored);
+    if (!ed.draftOf) { ed.draft = toDraft(restored); ed.draft.revision = restored.revision; ed.saved = JSON.stringify(body(toDraft(restored))); redraw(); }
+    else drawHead();
+  }) : null;
 
   view.append(
     h('div', { class: 'view-head' }, heading,
       h('button', { type: 'button', class: 'quiet', id: 'back-to-rules', onclick: () => close() }, '← Back to rules')),
-    stateLine, summary, form, jsonView, testPanel);
+    stateLine, summary, form, jsonView, testPanel, btPanel, history);
+
+  function replaceStored(rule) {
+    ed.stored = rule;
+    const i = app.rules.findIndex((r) => r.id === rule.id);
+    if (i >= 0) app.rules[i] = rule; else app.rules.push(rule);
+  }
+
+  /** Load the rule's draft, if it has one, into the form: editing a live rule works on it. */
+  function loadDraft(d) {
+    ed.draftOf = d;
+    ed.draft = toDraft({ ...d.rule, id: ed.stored.id });
+    ed.draft.revision = ed.stored.revision;
+    ed.saved = JSON.stringify(body(toDraft({ ...d.rule, id: ed.stored.id })));
+  }
+  if (ed.stored) {
+    api('GET', `/v1/rules/${enc(ed.stored.id)}/draft`).then((d) => {
+      if (!view.isConnected || dirty()) return;
+      loadDraft(d);
+      redraw();
+      drawTest();
+    }).catch(() => {});
+  }
 
   function close() {
     if (dirty() && !confirmLeave()) return;
@@ -143,8 +174,11 @@ export function openEditor(view, app, rule, opts = {}) {
   function drawHead() {
     const name = ed.draft.name || 'untitled';
     heading.textContent = !ed.draft.id ? 'New rule' : canEdit ? `Edit “${name}”` : `View “${name}”`;
+    const live = ed.stored;
     stateLine.textContent = !ed.draft.id ? 'Not saved yet. Save it as a disabled draft, or save and enable it.'
-      : `${ed.draft.enabled ? 'Enabled' : 'Disabled (draft)'} · id ${ed.draft.id}${ed.draft.revision ? ` · revision ${ed.draft.revision}` : ''}`;
+      : ed.draftOf ? `Editing a draft of revision ${ed.draftOf.base_revision} · the live rule (${live?.enabled ? 'enabled' : 'disabled'}, revision ${live?.revision}) runs unchanged until you publish${ed.draftOf.base_revision !== live?.revision ? ' · the live rule changed after this draft was taken' : ''} · id ${ed.draft.id}`
+        : `${live?.enabled ? 'Enabled' : 'Disabled'} · id ${ed.draft.id}${live?.revision ? ` · revision ${live.revision}` : ''}${canEdit ? ' · “Save draft” keeps your changes apart from the live rule' : ''}`;
+    stateLine.dataset.draft = ed.draftOf ? 'yes' : 'no';
   }
 
   // ---------------------------------------------------------------- the form
@@ -167,10 +201,17 @@ export function openEditor(view, app, rule, opts = {}) {
           onchange: (e) => { ed.draft.stop = e.target.checked; } }),
         h('label', { for: 'rule-stop' }, 'Stop here: later rules do not run for the event once this rule fires')));
     form.append(fs);
-    if (canEdit) {
+    if (canEdit && !ed.draft.id) {
       form.append(h('div', { class: 'buttons' },
         h('button', { type: 'button', id: 'save-draft', onclick: () => save(false) }, 'Save as disabled draft'),
         h('button', { type: 'button', id: 'save-enable', class: 'primary', onclick: () => save(true) }, 'Save and enable')));
+    } else if (canEdit) {
+      form.append(h('div', { class: 'buttons' },
+        h('button', { type: 'button', id: 'save-real-draft', onclick: () => saveDraft() }, 'Save draft'),
+        ed.draftOf ? h('button', { type: 'button', id: 'publish-draft', class: 'primary', onclick: () => publish() }, 'Publish draft') : null,
+        ed.draftOf ? h('button', { type: 'button', id: 'discard-draft', class: 'quiet danger', onclick: (e) => discard(e.target) }, 'Discard draft') : null,
+        ed.draftOf ? null : h('button', { type: 'button', id: 'save-enable', class: 'primary', onclick: () => save(true) }, 'Save and enable'),
+        h('button', { type: 'button', id: 'duplicate-rule', class: 'quiet', onclick: () => duplicate() }, 'Duplicate')));
     }
     drawHead();
     syncJson();
@@ -596,6 +637,98 @@ export function openEditor(view, app, rule, opts = {}) {
     }
   }
 
+  // ---------------------------------------------------------------- drafts
+
+  function saveFailed(err, what) {
+    if (err.status === 422 && err.details) {
+      const placed = showErrors(view, err.details, summary);
+      const n = summary.querySelectorAll('li').length;
+      announce(`${what}: ${n} problem${n === 1 ? '' : 's'}, each shown next to its field.`, 'error');
+      (placed[0]?.target || summary).focus();
+    } else {
+      showErrors(view, [{ path: '', reason: err.message }], summary);
+      announce(`${what}: ${err.message}`, 'error');
+    }
+  }
+
+  function checkJson() {
+    if (!ed.jsonBad.size) return true;
+    showErrors(view, [...ed.jsonBad].map((p) => ({ path: p, reason: 'is not valid JSON' })), summary);
+    summary.focus();
+    return false;
+  }
+
+  /** PUT the form as the rule's draft; the live rule is not touched. */
+  async function saveDraft(quiet = false) {
+    if (!checkJson()) return false;
+    clearErrors(view);
+    summary.hidden = true;
+    const payload = keepStoredShapes(payloadOf(ed.draft), ed.stored);
+    try {
+      const d = await api('PUT', `/v1/rules/${enc(ed.draft.id)}/draft`, payload);
+      loadDraft(d);
+      redraw();
+      drawTest();
+      if (!quiet) announce(`Saved the draft of “${ed.stored.name}”; the live rule is unchanged.`);
+      return true;
+    } catch (err) {
+      saveFailed(err, 'Draft not saved');
+      return false;
+    }
+  }
+
+  async function publish() {
+    if (dirty() && !(await saveDraft(true))) return;
+    try {
+      const rule = await api('POST', `/v1/rules/${enc(ed.draft.id)}/draft/publish`,
+        { revision: ed.stored.revision });
+      replaceStored(rule);
+      ed.draftOf = null;
+      ed.draft = toDraft(rule);
+      ed.draft.revision = rule.revision;
+      ed.saved = JSON.stringify(body(toDraft(rule)));
+      redraw();
+      drawTest();
+      history?.reload();
+      announce(`Published: “${rule.name}” is now at revision ${rule.revision}.`);
+    } catch (err) {
+      saveFailed(err, 'Not published');
+    }
+  }
+
+  async function discard(btn) {
+    if (btn.dataset.armed !== '1') {
+      btn.dataset.armed = '1';
+      btn.textContent = 'Confirm discard';
+      announce('Press again to throw the draft away (the live rule stays as it is).');
+      setTimeout(() => { if (btn.isConnected) { btn.dataset.armed = ''; btn.textContent = 'Discard draft'; } }, 6000);
+      return;
+    }
+    try {
+      await api('DELETE', `/v1/rules/${enc(ed.draft.id)}/draft`);
+      ed.draftOf = null;
+      ed.draft = toDraft(ed.stored);
+      ed.draft.revision = ed.stored.revision;
+      ed.saved = JSON.stringify(body(toDraft(ed.stored)));
+      redraw();
+      drawTest();
+      announce('Discarded the draft; the form shows the live rule again.');
+    } catch (err) {
+      saveFailed(err, 'Not discarded');
+    }
+  }
+
+  async function duplicate() {
+    try {
+      const copy = await api('POST', `/v1/rules/${enc(ed.stored.id)}/duplicate`);
+      app.rules.push(copy);
+      announce(`Duplicated as “${copy.name}” (disabled), last in the order.`);
+      opts.onClose?.(copy.id);
+    } catch (err) {
+      saveFailed(err, 'Not duplicated');
+    }
+  }
+
   // ---------------------------------------------------------------- test panel
 
   function sampleEvent() {
@@ -687,7 +820,7 @@ export function openEditor(view, app, rule, opts = {}) {
       }
       clear(result).append(h('p', null, 'Running…'));
       try {
-        const out = await api('POST', `/v1/rules/${enc(ed.draft.id)}/test`, req);
+        const out = await api('POST', `/v1/rules/${enc(ed.draft.id)}/${ed.draftOf ? 'draft/test' : 'test'}`, req);
         clear(result).append(testResult(out, dirty()));
         announce(`Test: the rule ${out.matched ? 'matched' : 'did not match'}.`);
       } catch (err) {
@@ -707,7 +840,8 @@ export function openEditor(view, app, rule, opts = {}) {
       h('td', { class: 'verdict' }, c.held ? '✓ held' : '✗ did not hold'),
       h('td', null, showJson(c.seen))));
     return h('div', { class: `test-out ${out.matched ? 'matched' : 'unmatched'}` },
-      wasDirty ? h('p', { class: 'warn' }, 'You have unsaved changes: this tested the saved version.') : null,
+      wasDirty ? h('p', { class: 'warn' }, `You have unsaved changes: this tested the saved ${ed.draftOf ? 'draft' : 'version'}.`) : null,
+      ed.draftOf ? h('p', { class: 'hint', id: 'test-of-draft' }, 'Tested: the draft (the live rule is not what ran).') : null,
       h('h3', { id: 'test-verdict' }, out.matched ? 'The rule matched' : 'The rule did not match'),
       rule.failed ? h('p', null, 'First failing condition: ', h('code', null, rule.failed.path || ''),
         rule.failed.op === 'any' ? ' (none of the “any” group held)' : ` — saw ${showJson(rule.failed.seen)}`) : null,
