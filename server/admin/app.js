@@ -6,6 +6,7 @@ import { loadVocab, summarizeConditions, summarizeActions, TRIGGER_LABELS } from
 import { openEditor } from './editor.js';
 import { renderRuns, renderGroups, renderScripts } from './panels.js';
 import { wireReorder } from './order.js';
+import { renderSla } from './sla.js';
 
 const RANK = { viewer: 1, manager: 2, developer: 3, admin: 4 };
 
@@ -69,7 +70,7 @@ function signOut() {
 // The views a tab can show: name -> render(view element, app). A tab button with
 // data-tab="<name>" and a <section id="view-<name>" class="view"> in index.html complete a view;
 // other modules add theirs with registerView (issue 18: one place to register a view).
-export const VIEWS = { rules: (view) => renderRules(view), runs: renderRuns, groups: renderGroups, scripts: renderScripts };
+export const VIEWS = { rules: (view) => renderRules(view), runs: renderRuns, groups: renderGroups, scripts: renderScripts, sla: renderSla };
 
 export function registerView(name, render) { VIEWS[name] = render; }
 
@@ -92,6 +93,7 @@ export function showEditor(rule, opts = {}) {
   for (const v of $$('.view')) v.hidden = v.id !== 'view-editor';
   openEditor($('#view-editor'), app, rule, {
     ...opts,
+    showRuns: (id) => { app.runFilters = { ticket: '', rule: id, outcome: '' }; showTab('runs'); },
     onClose: (changedId) => { showTab('rules', !changedId).then(() => focusRule(changedId)); },
   });
 }

@@ -133,6 +133,7 @@ export function openEditor(view, app, rule, opts = {}) {
 
   view.append(
     h('div', { class: 'view-head' }, heading,
+      ed.stored && opts.showRuns ? h('button', { type: 'button', class: 'quiet', id: 'where-fired', onclick: () => { if (!dirty() || confirmLeave()) opts.showRuns(ed.stored.id); } }, 'Where it fired') : null,
       h('button', { type: 'button', class: 'quiet', id: 'back-to-rules', onclick: () => close() }, '← Back to rules')),
     stateLine, summary, form, jsonView, testPanel, btPanel, history);
 

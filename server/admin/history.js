@@ -6,8 +6,12 @@ import { summarizeConditions, summarizeActions, TRIGGER_LABELS } from './vocab.j
 
 // What a revision says, in the order a manager reads a rule; bookkeeping keys are left out.
 const SAID = ['name', 'enabled', 'triggers', 'conditions', 'actions', 'stop', 'description'];
+// An SLA policy's keys (the same panel shows a policy's history).
+export const POLICY_KEYS = ['name', 'conditions', 'targets', 'warn_before', 'business_hours', 'description'];
 const LABELS = { name: 'Name', enabled: 'Enabled', triggers: 'Triggers', conditions: 'When',
-  actions: 'Then', stop: 'Stop after firing', description: 'Description', position: 'Position' };
+  actions: 'Then', stop: 'Stop after firing', description: 'Description', position: 'Position',
+  targets: 'Targets', warn_before: 'Warn before', business_hours: 'Business hours' };
+const TARGETS = { first_response: 'first response', next_response: 'next response', resolution: 'resolution' };
 const ACTIONS = { create: 'created', update: 'edited', rename: 'renamed', enable: 'enabled',
   disable: 'disabled', reorder: 'moved', delete: 'deleted', restore: 'restored', publish: 'published a draft' };
 
@@ -18,15 +22,20 @@ export function showKey(key, value) {
   if (key === 'triggers') return value.map((t) => TRIGGER_LABELS[t] || t).join(', ');
   if (key === 'conditions') return summarizeConditions(value);
   if (key === 'actions') return summarizeActions(value);
+  if (key === 'targets' && typeof value === 'object') return Object.entries(value).map(([k, v]) => `${TARGETS[k] || k} ${v}`).join(', ');
+  if (key === 'business_hours' && typeof value === 'object') {
+    const week = Object.entries(value.week || {}).map(([d, span]) => `${d} ${Array.isArray(span) ? span.join('–') : span}`).join(', ');
+    return `${value.timezone || 'UTC'}: ${week || 'no hours'}${(value.holidays || []).length ? `; holidays ${value.holidays.join(', ')}` : ''}`;
+  }
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
 /** [{key, label, before, after}] for each key whose meaning differs between two rule versions
  *  (`before` null: the first revision, every key it says is listed as added). A reorder
  *  revision's only change is its position. */
-export function revisionDiff(before, after) {
+export function revisionDiff(before, after, said = SAID) {
   const out = [];
-  const keys = [...SAID, 'position'];
+  const keys = [...said, 'position'];
   for (const key of keys) {
     const a = before ? before[key] : undefined;
     const b = after ? after[key] : undefined;
@@ -38,14 +47,19 @@ export function revisionDiff(before, after) {
   return out;
 }
 
-/** The history panel of a rule: newest first, each revision with its diff against the one
- *  before; managers get "Restore" (press twice to confirm). */
-export function historyPanel(app, ruleId, onRestored) {
+/** The history panel of a rule (or, with `kind` {path, field: 'policy', keys: POLICY_KEYS}, of
+ *  an SLA policy): newest first, each revision with its diff against the one before; managers
+ *  get "Restore" (press twice to confirm). */
+export function historyPanel(app, ruleId, onRestored, kind = null) {
   const canEdit = app.can('manager');
+  const base = kind ? kind.path : `/v1/rules/${enc(ruleId)}`;
+  const field = kind ? kind.field : 'rule';
+  const said = kind ? kind.keys : SAID;
+  const what = kind ? 'policy' : 'rule';
   const panel = h('section', { class: 'card history', id: 'history-panel', 'aria-labelledby': 'history-h' });
   const list = h('ol', { class: 'revisions', id: 'revisions' });
   panel.append(h('h2', { id: 'history-h' }, 'History'),
-    h('p', { class: 'hint' }, 'Every change is a revision. Restoring makes the rule say again what that revision said, as a new revision.'),
+    h('p', { class: 'hint' }, `Every change is a revision. Restoring makes the ${what} say again what that revision said, as a new revision.`),
     list);
 
   async function load() {
@@ -53,7 +67,7 @@ export function historyPanel(app, ruleId, onRestored) {
     let items = [];
     try {
       for (let cursor = null, i = 0; i < 20; i += 1) {
-        const page = await api('GET', `/v1/rules/${enc(ruleId)}/revisions?limit=100${cursor ? `&cursor=${enc(cursor)}` : ''}`);
+        const page = await api('GET', `${base}/revisions?limit=100${cursor ? `&cursor=${enc(cursor)}` : ''}`);
         items.push(...(page.items || []));
         if (!page.next) break;
         cursor = page.next;
@@ -69,7 +83,7 @@ export function historyPanel(app, ruleId, onRestored) {
   }
 
   function revisionItem(rev, older, latest) {
-    const diff = revisionDiff(older ? older.rule : null, rev.rule);
+    const diff = revisionDiff(older ? older[field] : null, rev[field], said);
     const who = rev.by?.key_name || rev.by?.key_id || 'someone';
     const from = rev.restored_from ? ` (from revision ${rev.restored_from})` : '';
     return h('li', { class: 'revision', dataset: { n: String(rev.n) } },
@@ -96,14 +110,14 @@ export function historyPanel(app, ruleId, onRestored) {
         btn.dataset.armed = '1';
         btn.textContent = 'Confirm restore';
         btn.setAttribute('aria-label', `Confirm: restore revision ${rev.n}`);
-        announce(`Press again to make the rule say what revision ${rev.n} said.`);
+        announce(`Press again to make the ${what} say what revision ${rev.n} said.`);
         setTimeout(() => { if (btn.isConnected) { btn.dataset.armed = ''; btn.textContent = 'Restore'; btn.setAttribute('aria-label', label); } }, 6000);
         return;
       }
       btn.disabled = true;
       try {
-        const rule = await api('POST', `/v1/rules/${enc(ruleId)}/revisions/${rev.n}/restore`);
-        announce(`Restored revision ${rev.n}: the rule is now at revision ${rule.revision}.`);
+        const rule = await api('POST', `${base}/revisions/${rev.n}/restore`);
+        announce(`Restored revision ${rev.n}: the ${what} is now at revision ${rule.revision}.`);
         onRestored?.(rule);
         await load();
       } catch (err) {

@@ -232,3 +232,54 @@ def test_a_viewer_sees_history_runs_and_drafts_but_cannot_change_them(page, desk
         assert c.put("/v1/rules/order", json={"ids": []}).status_code == 403
     with deskflow.client() as c:
         assert c.get(f"/v1/rules/{rule['id']}").json()["name"] == "Refunds, renamed"
+
+
+def test_sla_policy_history_and_restore(page, deskflow):
+    with deskflow.client() as c:
+        for name in [p["name"] for p in c.get("/v1/sla-policies").json()["items"]]:
+            c.delete(f"/v1/sla-policies/{name}?force=true")
+        assert c.post("/v1/sla-policies", json={"name": "gold", "targets": {"first_response": "15m"}}).status_code == 201
+        assert c.put("/v1/sla-policies/gold", json={"targets": {"first_response": "1h",
+                                                                "resolution": "8h"}}).status_code == 200
+    sign_in(page, deskflow.viewer_key)
+    page.get_by_role("button", name="SLA policies").click()
+    expect(page.locator('#sla-table tr[data-policy="gold"]')).to_contain_text("first response 1h, resolution 8h")
+    page.get_by_role("button", name="History of “gold”").click()
+    revs = page.locator("#revisions li.revision")
+    expect(revs).to_have_count(2)
+    expect(revs.nth(0).locator('tr[data-key="targets"] del')).to_have_text("first response 15m")
+    expect(page.locator("#revisions button")).to_have_count(0)  # a viewer: no restore
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, deskflow.manager_key)
+    page.get_by_role("button", name="SLA policies").click()
+    page.get_by_role("button", name="History of “gold”").click()
+    page.get_by_role("button", name="Restore revision 1").click()
+    page.get_by_role("button", name="Confirm: restore revision 1").click()
+    expect(page.locator("#status")).to_contain_text("the policy is now at revision 3")
+    expect(page.locator('#sla-table tr[data-policy="gold"]')).to_contain_text("first response 15m")
+    with deskflow.client() as c:
+        assert c.get("/v1/sla-policies/gold").json()["targets"] == {"first_response": "15m"}
+        c.delete("/v1/sla-policies/gold?force=true")
+
+
+def test_where_it_fired_and_the_pure_diff_helper(page, deskflow):
+    vip = deskflow.create_rule(VIP)
+    deskflow.send(_event("wf-1", "T-wf-1", "VIP one"))
+    deskflow.send(_event("wf-2", "T-wf-2", "plain"))
+    sign_in(page, deskflow.manager_key)
+    _row(page, VIP["name"]).get_by_role("button", name="Edit").click()
+    page.get_by_role("button", name="Where it fired").click()
+    expect(page.get_by_label("Rule that fired")).to_have_value(vip["id"])
+    cards = page.locator("#runs-list article.run")
+    expect(cards.first).to_contain_text("wf-1")
+    expect(cards.filter(has_text="wf-2")).to_have_count(0)
+    diff = page.evaluate("""async () => {
+        const m = await import('/admin/history.js');
+        return [m.revisionDiff({name: 'a', enabled: false, position: 1}, {name: 'b', enabled: true, position: 1}),
+                m.revisionDiff(null, {name: 'a', triggers: ['ticket.created']}),
+                m.revisionDiff({name: 'a', position: 1}, {name: 'a', position: 2})];
+    }""")
+    assert [d["key"] for d in diff[0]] == ["name", "enabled"]
+    assert diff[0][1] == {"key": "enabled", "label": "Enabled", "before": "no", "after": "yes"}
+    assert [(d["key"], d["before"]) for d in diff[1]] == [("name", None), ("triggers", None)]
+    assert diff[2] == [{"key": "position", "label": "Position", "before": "1", "after": "2"}]
