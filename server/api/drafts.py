@@ -182,10 +182,11 @@ async def discard_draft(ctx: Ctx) -> Response:
 async def test_draft(ctx: Ctx) -> Response:
     """Dry run of the draft, like POST /v1/rules/{id}/test of the live rule. Applies nothing."""
     live = await _live(ctx)
+    body = await read_object(ctx.request)
     draft = await D.get_draft(ctx.store, ctx.workspace, live["id"])
     if draft is None:
         raise NotFound(f"Rule {live['id']!r} has no draft.", code="no_draft")
-    return await dry_run_response(ctx, {**draft["rule"], "id": live["id"]})
+    return await dry_run_response(ctx, {**draft["rule"], "id": live["id"]}, body)
 
 
 def _expected(body: dict[str, Any], draft: dict[str, Any]) -> Any:

@@ -373,12 +373,13 @@ async def test_rule(ctx: Ctx) -> Response:
     return await dry_run_response(ctx, await _load(ctx))
 
 
-async def dry_run_response(ctx: Ctx, rule: dict[str, Any]) -> Response:
+async def dry_run_response(ctx: Ctx, rule: dict[str, Any],
+                           body: dict[str, Any] | None = None) -> Response:
     """The dry run of `rule` on the request's {"event", "ticket"?, "now"?} (test_rule; a draft's
-    test, server/api/drafts.py)."""
+    test, server/api/drafts.py, passes the body it read)."""
     from rules import RuleError, dry_run
 
-    body = await read_object(ctx.request)
+    body = body if body is not None else await read_object(ctx.request)
     event, problems = validate_event(body.get("event"), now_iso(), path="event", require_id=False)
     previous = body.get("ticket")
     if previous is not None and not isinstance(previous, dict):
