@@ -7,11 +7,10 @@ import {
   vocab, fieldInfo, opsFor, valueKind, caseMatters, defaultValue, fits, parseScalar, showScalar,
   splitList, takesCalendar, OP_LABELS, TRIGGER_LABELS, ACTION_LABELS,
 } from './vocab.js';
-import { renderChanges, renderEffects, showJson } from './panels.js';
+import { EDITABLE_KEYS, toDraft, orderedTriggers, payloadOf, keepStoredShapes, body } from './rulebody.js';
+import { drawTestPanel } from './testpanel.js';
 import { historyPanel } from './history.js';
 import { backtestPanel } from './backtest.js';
-
-const EDITABLE_KEYS = ['name', 'description', 'enabled', 'triggers', 'conditions', 'actions', 'stop'];
 
 const ACTION_DEFAULTS = {
   set: () => ({ field: 'priority', value: 'high' }),
@@ -29,58 +28,6 @@ const ACTION_DEFAULTS = {
   http_request: () => ({ url: '', method: 'GET', map: {} }),
   run_script: () => ({ script: '' }),
 };
-
-/** A copy of a stored rule in the editor's shape: conditions always a group at the root. */
-function toDraft(rule) {
-  const d = {};
-  for (const k of EDITABLE_KEYS) if (rule && k in rule) d[k] = structuredClone(rule[k]);
-  if (rule && rule.id) d.id = rule.id;
-  d.name = d.name || '';
-  d.triggers = Array.isArray(d.triggers) ? d.triggers : ['ticket.created'];
-  d.actions = Array.isArray(d.actions) ? d.actions : [];
-  d.stop = !!d.stop;
-  d.enabled = !!d.enabled;
-  const c = d.conditions;
-  if (!c || typeof c !== 'object' || Object.keys(c).length === 0) d.conditions = { all: [] };
-  else if (!Array.isArray(c.all) && !Array.isArray(c.any)) d.conditions = { all: [c] };
-  return d;
-}
-
-function orderedTriggers() {
-  const known = Object.keys(TRIGGER_LABELS).filter((t) => vocab().triggers.includes(t));
-  return [...known, ...vocab().triggers.filter((t) => !known.includes(t))];
-}
-
-/** What is sent: the editable keys, plus any other key a power user typed in the JSON view (the
- *  service then names it in a 422 instead of the page dropping it silently). */
-function payloadOf(draft, enabled) {
-  const out = body(draft, enabled);
-  for (const k of Object.keys(draft)) {
-    if (!EDITABLE_KEYS.includes(k) && !['id', 'revision', 'position', 'created_at', 'updated_at'].includes(k)) out[k] = draft[k];
-  }
-  return out;
-}
-
-/** Keys the editor did not change go out exactly as stored: toDraft's own normalizations
- *  (`stop: null` → false, no conditions → {all: []}, a bare leaf → {all: [leaf]}) must not turn
- *  "open and save" into a new revision. */
-function keepStoredShapes(out, stored) {
-  if (!stored) return out;
-  const norm = body(toDraft(stored));
-  for (const k of EDITABLE_KEYS) {
-    if (k === 'enabled' || JSON.stringify(out[k]) !== JSON.stringify(norm[k])) continue;
-    if (k in stored) out[k] = structuredClone(stored[k]); else delete out[k];
-  }
-  return out;
-}
-
-function body(draft, enabled) {
-  const out = {};
-  for (const k of EDITABLE_KEYS) if (k in draft) out[k] = structuredClone(draft[k]);
-  if (enabled !== undefined) out.enabled = enabled;
-  if (!out.description) delete out.description;
-  return out;
-}
 
 export function openEditor(view, app, rule, opts = {}) {
   const canEdit = app.can('manager');
@@ -732,127 +679,7 @@ export function openEditor(view, app, rule, opts = {}) {
 
   // ---------------------------------------------------------------- test panel
 
-  function sampleEvent() {
-    const type = ed.draft.triggers.find((t) => !['time.reached', 'sla.warning', 'sla.breached', 'ticket.woke'].includes(t)) || 'ticket.created';
-    const ticket = { id: 'T-test', subject: 'Test ticket', status: 'new', priority: 'normal', channel: 'email', tags: [],
-      contact: { id: 'C-test', email: 'ann@example.com', name: 'Ann', groups: [] } };
-    const message = { author: 'customer', body: 'Hello', channel: 'email' };
-    const walk = (node) => {
-      if (!node || typeof node !== 'object') return;
-      if (Array.isArray(node.all)) { node.all.forEach(walk); return; }
-      if (Array.isArray(node.any)) { walk(node.any[0]); return; }
-      const v = Array.isArray(node.value) ? node.value[0] : node.value;
-      if (!['is', 'contains', 'starts_with', 'ends_with', 'in', 'includes', 'includes_any', 'includes_all', 'changed_to'].includes(node.op) || v === undefined) return;
-      const f = node.field;
-      if (f === 'tags') ticket.tags.push(...(Array.isArray(node.value) ? node.value : [v]));
-      else if (f === 'contact.groups') ticket.contact.groups.push(...(Array.isArray(node.value) ? node.value : [v]));
-      else if (f.startsWith('contact.custom.')) { ticket.contact.custom = ticket.contact.custom || {}; ticket.contact.custom[f.slice(15)] = v; }
-      else if (f.startsWith('contact.')) ticket.contact[f.slice(8)] = v;
-      else if (f.startsWith('message.')) message[f.slice(8)] = v;
-      else if (f.startsWith('custom.')) { ticket.custom = ticket.custom || {}; ticket.custom[f.slice(7)] = v; }
-      else if (!f.includes('.') && !f.endsWith('_at')) ticket[f] = v;
-    };
-    walk(ed.draft.conditions);
-    const ev = { type, ticket };
-    if (type.startsWith('message.')) ev.message = message;
-    return ev;
-  }
-
-  function drawTest() {
-    if (!testPanel) return;
-    clear(testPanel);
-    testPanel.append(h('h2', { id: 'test-h', tabindex: '-1' }, 'Test this rule'),
-      h('p', { class: 'hint' }, 'A dry run of the saved rule on an event you paste: every condition is shown with whether it held and the value it saw, and the changes the rule would make. Nothing is applied.'));
-    if (!ed.draft.id) {
-      testPanel.append(h('p', null, 'Save the rule first (a disabled draft is fine), then test it here.'));
-      return;
-    }
-    const area = h('textarea', { id: 'test-event', rows: '10', class: 'code', spellcheck: 'false', dataset: { path: 'event' },
-      value: JSON.stringify(sampleEvent(), null, 2) });
-    const prev = h('textarea', { id: 'test-ticket', rows: '4', class: 'code', spellcheck: 'false', dataset: { path: 'ticket' }, value: '' });
-    const result = h('div', { id: 'test-result', 'aria-live': 'polite' });
-    const pickId = h('input', { type: 'text', id: 'test-pick', autocomplete: 'off', dataset: { path: 'pick' } });
-    const errors = h('div', { class: 'error-summary', hidden: true });
-    testPanel.append(errors,
-      field('Event (JSON)', area, 'Prefilled from the rule’s conditions; paste a real event to try it.'),
-      h('details', null, h('summary', null, 'Ticket before the event (optional)'),
-        field('Previous ticket (JSON)', prev, 'Empty: the stored ticket of the event’s ticket id, if any. Used by “changed” conditions.')),
-      h('div', { class: 'buttons' },
-        h('button', { type: 'button', id: 'run-test', class: 'primary', onclick: run }, 'Run test'),
-        h('button', { type: 'button', class: 'quiet', onclick: () => { area.value = JSON.stringify(sampleEvent(), null, 2); } }, 'Reset sample')),
-      h('details', null, h('summary', null, 'Start from a real ticket'),
-        h('div', { class: 'inline-form' },
-          field('Ticket id', pickId, 'Builds an event from the ticket as deskflow holds it now.'),
-          h('button', { type: 'button', id: 'pick-ticket', onclick: pick }, 'Use this ticket'))),
-      result);
-
-    async function pick() {
-      clearErrors(testPanel);
-      const id = pickId.value.trim();
-      if (!id) { showErrors(testPanel, [{ path: 'pick', reason: 'Enter a ticket id, like T-1.' }]); pickId.focus(); return; }
-      try {
-        const t = await api('GET', `/v1/tickets/${enc(id)}`);
-        const ticket = {};
-        for (const k of ['id', 'subject', 'description', 'status', 'priority', 'channel', 'department', 'assignee', 'tags', 'custom', 'contact']) {
-          if (t[k] !== undefined) ticket[k] = t[k];
-        }
-        const ev = sampleEvent();
-        ev.ticket = ticket;
-        area.value = JSON.stringify(ev, null, 2);
-        announce(`Loaded ticket ${id} into the event.`);
-        area.focus();
-      } catch (err) {
-        showErrors(testPanel, [{ path: 'pick', reason: err.status === 404 ? `No ticket ${id} in this workspace.` : err.message }]);
-        pickId.focus();
-      }
-    }
-
-    async function run() {
-      clearErrors(testPanel);
-      errors.hidden = true;
-      const req = {};
-      try { req.event = JSON.parse(area.value); } catch (err) {
-        showErrors(testPanel, [{ path: 'event', reason: `is not valid JSON: ${err.message}` }], errors); area.focus(); return;
-      }
-      if (prev.value.trim()) {
-        try { req.ticket = JSON.parse(prev.value); } catch (err) {
-          showErrors(testPanel, [{ path: 'ticket', reason: `is not valid JSON: ${err.message}` }], errors); prev.focus(); return;
-        }
-      }
-      clear(result).append(h('p', null, 'Running…'));
-      try {
-        const out = await api('POST', `/v1/rules/${enc(ed.draft.id)}/${ed.draftOf ? 'draft/test' : 'test'}`, req);
-        clear(result).append(testResult(out, dirty()));
-        announce(`Test: the rule ${out.matched ? 'matched' : 'did not match'}.`);
-      } catch (err) {
-        clear(result);
-        showErrors(testPanel, err.details || [{ path: '', reason: err.message }], errors);
-        announce(`Test failed: ${err.message}`, 'error');
-      }
-    }
-  }
-
-  function testResult(out, wasDirty) {
-    const rule = out.rule || {};
-    const conds = rule.conditions || [];
-    const rows = conds.map((c) => h('tr', { class: c.held ? 'held' : 'not-held' },
-      h('td', null, h('code', null, c.path)), h('td', null, c.field), h('td', null, OP_LABELS[c.op] || c.op),
-      h('td', null, 'value' in c ? showJson(c.value) : ''),
-      h('td', { class: 'verdict' }, c.held ? '✓ held' : '✗ did not hold'),
-      h('td', null, showJson(c.seen))));
-    return h('div', { class: `test-out ${out.matched ? 'matched' : 'unmatched'}` },
-      wasDirty ? h('p', { class: 'warn' }, `You have unsaved changes: this tested the saved ${ed.draftOf ? 'draft' : 'version'}.`) : null,
-      ed.draftOf ? h('p', { class: 'hint', id: 'test-of-draft' }, 'Tested: the draft (the live rule is not what ran).') : null,
-      h('h3', { id: 'test-verdict' }, out.matched ? 'The rule matched' : 'The rule did not match'),
-      rule.failed ? h('p', null, 'First failing condition: ', h('code', null, rule.failed.path || ''),
-        rule.failed.op === 'any' ? ' (none of the “any” group held)' : ` — saw ${showJson(rule.failed.seen)}`) : null,
-      conds.length ? h('table', { class: 'conds', id: 'test-conditions' },
-        h('caption', null, 'Each condition'),
-        h('thead', null, h('tr', null, ['Path', 'Field', 'Comparison', 'Value', 'Held', 'Value seen'].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', null, rows)) : h('p', null, 'The rule has no conditions: it always matches.'),
-      h('h4', null, 'Changes it would make'), renderChanges(out.changes),
-      h('h4', null, 'Effects'), renderEffects(out.effects));
-  }
+  const drawTest = testPanel ? () => drawTestPanel(testPanel, ed, dirty) : () => {};
 
   redraw();
   drawTest();

@@ -283,3 +283,25 @@ def test_where_it_fired_and_the_pure_diff_helper(page, deskflow):
     assert diff[0][1] == {"key": "enabled", "label": "Enabled", "before": "no", "after": "yes"}
     assert [(d["key"], d["before"]) for d in diff[1]] == [("name", None), ("triggers", None)]
     assert diff[2] == [{"key": "position", "label": "Position", "before": "1", "after": "2"}]
+
+
+def test_the_editors_pure_helpers(page, deskflow):
+    """rulebody.js (split out of editor.js): the editor's shape of a stored rule, what a save
+    sends, and the test panel's sample event."""
+    out = page.evaluate("""async () => {
+        const m = await import('/admin/rulebody.js');
+        const stored = {id: 'r1', name: 'x', triggers: ['message.received'], stop: null, revision: 3,
+                        conditions: {field: 'message.body', op: 'contains', value: 'refund'},
+                        actions: [{type: 'close'}], custom_key: 1};
+        const draft = m.toDraft(stored);
+        return {draft, unchanged: m.keepStoredShapes(m.payloadOf(draft), stored),
+                sample: m.sampleEvent(draft),
+                extra: m.payloadOf({...draft, by_hand: 2}).by_hand};
+    }""")
+    assert out["draft"]["conditions"] == {"all": [{"field": "message.body", "op": "contains", "value": "refund"}]}
+    assert out["draft"]["stop"] is False and out["draft"]["id"] == "r1"
+    # opening and saving unchanged sends the stored shapes back (no new revision)
+    assert out["unchanged"]["conditions"] == {"field": "message.body", "op": "contains", "value": "refund"}
+    assert out["unchanged"]["stop"] is None
+    assert out["sample"]["type"] == "message.received" and out["sample"]["message"]["body"] == "refund"
+    assert out["extra"] == 2  # a key typed in the JSON view goes out (the service names it in a 422)
