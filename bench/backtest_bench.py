@@ -112,6 +112,11 @@ def _victim(b: httpx.Client, tag: str, n: int = 60) -> dict[str, list[float]]:
     return out
 
 
+def _attack(a: httpx.Client, stop: threading.Event) -> None:
+    while not stop.is_set():
+        a.post("/v1/rules/backtest", json={"rule": HEAVY, "limit": 1000})
+
+
 def _p99(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
@@ -143,11 +148,7 @@ def main() -> None:
                 quiet.setdefault(k, []).extend(v)
             stop = threading.Event()
 
-            def attack() -> None:
-                while not stop.is_set():
-                    a.post("/v1/rules/backtest", json={"rule": HEAVY, "limit": 1000})
-
-            t = threading.Thread(target=attack, daemon=True)
+            t = threading.Thread(target=_attack, args=(a, stop), daemon=True)
             t.start()
             time.sleep(1.0)
             for k, v in _victim(b, f"l{rnd}").items():

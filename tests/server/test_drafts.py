@@ -119,3 +119,32 @@ def test_draft_count_and_size_limits_are_named(ws: Any, monkeypatch: Any) -> Non
     r = c.put(f"/v1/rules/{ids[2]}/draft", json=big, headers=h)
     assert r.status_code == 413 and r.json()["error"]["code"] == "draft_too_large"
     assert "MAX_DRAFT_BYTES" in r.json()["error"]["message"]
+
+
+def test_publish_checks_references_and_secrets_like_any_rule_write(ws: Any) -> None:
+    c, h = ws.client, ws.h("manager")
+    rid = ws.rule(**RULE)["id"]
+    missing = {**RULE, "actions": [{"type": "run_script", "script": "nope"}]}
+    assert c.put(f"/v1/rules/{rid}/draft", json=missing, headers=h).status_code == 201  # a draft may
+    r = c.post(f"/v1/rules/{rid}/draft/publish", headers=h)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_reference"
+    assert c.get(f"/v1/rules/{rid}", headers=h).json()["revision"] == 1
+    assert c.get(f"/v1/rules/{rid}/draft", headers=h).status_code == 200  # kept, to fix
+    secret = {**RULE, "actions": [{"type": "http_request", "url": "https://crm.example.com/x",
+                                   "secret": "CRM_TOKEN"}]}
+    assert c.put(f"/v1/rules/{rid}/draft", json=secret, headers=h).status_code == 403
+
+
+def test_a_publish_from_a_stale_draft_is_refused(ws: Any) -> None:
+    """Two managers: the second one's publish, from a draft taken before the first's, is a 409."""
+    c, h = ws.client, ws.h("manager")
+    rid = ws.rule(**RULE)["id"]
+    c.post(f"/v1/rules/{rid}/draft", headers=h)
+    c.put(f"/v1/rules/{rid}/draft", json=EDITED, headers=h)
+    assert c.post(f"/v1/rules/{rid}/draft/publish", headers=h).status_code == 200
+    c.post(f"/v1/rules/{rid}/draft", json={"rule": RULE}, headers=h)
+    c.patch(f"/v1/rules/{rid}", json={"stop": True}, headers=h)  # a change after the draft
+    r = c.post(f"/v1/rules/{rid}/draft/publish", json={"revision": 2}, headers=h)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "rule_changed"
+    bad = c.post(f"/v1/rules/{rid}/draft/publish", json={"revision": "3"}, headers=h)
+    assert bad.status_code == 422
