@@ -33,7 +33,8 @@ from server.store import revisions as R
 from server.store import sla as sla_store
 from server.store.catalog import now_iso
 
-__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "calendars_of", "check_rule_count", "change_action", "by_of", "audit_rules"]
+__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "calendars_of", "check_rule_count", "change_action", "by_of", "audit_rules",
+           "dry_run_response"]
 
 # Bookkeeping the service owns; a client cannot set them.
 _OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
@@ -357,10 +358,16 @@ async def test_rule(ctx: Ctx) -> Response:
     """Dry run: {"event": {...}, "ticket"?: <ticket before the event>, "now"?: <RFC 3339>} ->
     the rule's explain, changes and effects. Applies nothing. Without "ticket" the stored ticket
     of the event's ticket id (if any) is the ticket before the event."""
+    return await dry_run_response(ctx, await _load(ctx))
+
+
+async def dry_run_response(ctx: Ctx, rule: dict[str, Any],
+                           body: dict[str, Any] | None = None) -> Response:
+    """The dry run of `rule` on the request's {"event", "ticket"?, "now"?} (test_rule; a draft's
+    test, server/api/drafts.py, passes the body it read)."""
     from rules import RuleError, dry_run
 
-    rule = await _load(ctx)
-    body = await read_object(ctx.request)
+    body = body if body is not None else await read_object(ctx.request)
     event, problems = validate_event(body.get("event"), now_iso(), path="event", require_id=False)
     previous = body.get("ticket")
     if previous is not None and not isinstance(previous, dict):

@@ -337,3 +337,15 @@ def group_members(w: str, kind: str, group: str) -> str:
     """zset  ids of the contacts (kind "contact") in a group (its name case-folded), score 0 so
     the listing pages by id: a group's listing reads only its members."""
     return f"{_ws(w)}:group-{kind}s:{group.casefold()}"
+
+
+# -- rule drafts (slot {ws:W}; store/drafts.py) --
+
+__all__ += ["rule_drafts"]
+
+
+def rule_drafts(w: str) -> str:
+    """hash  rule id -> JSON draft {rule_id, base_revision, rule, created_at, updated_at, by}: at
+    most one draft per live rule. Nothing on the run path reads it (the worker reads only
+    keys.rules); publishing deletes it in the same MULTI/EXEC that writes the rule."""
+    return f"{_ws(w)}:rule-drafts"
