@@ -245,8 +245,7 @@ async def publish_draft(ctx: Ctx) -> Response:
         def writer(pipe: Any) -> None:
             pipe.hdel(K.rule_drafts(ws), rule_id)
             if change is not None:
-                R.queue_change(pipe, ws, R.RULE, change, n, by_of(ctx))
-                pipe.incr(K.rules_rev(ws))
+                R.queue_changes(pipe, ws, R.RULE, [change], [n], by_of(ctx))  # bumps rules:rev
                 also(pipe, [change])
 
         return (new if change is not None else live), writer
