@@ -70,3 +70,64 @@ def test_ctx_customer_subjects_are_cut_not_dropped(ws: Workspace) -> None:
     (subject,) = out["ticket"]["custom"]["subjects"]
     assert subject.startswith("éé") and subject.endswith(" …[truncated]")
     assert len(subject.encode()) <= script_context.TEXT_BYTES
+
+
+REPORT = '''
+def run(event, ticket, ctx):
+    bodies = [h["message"]["body"] for h in ctx.history if h.get("message")]
+    c = ctx.customer or {}
+    return {"custom": {"bodies": bodies, "recent": [t["subject"] for t in c.get("recent", [])],
+                       "groups": c.get("groups"), "n": len(ctx.history)}}
+'''
+
+MUTATE = '''
+def run(event, ticket, ctx):
+    ctx.history.append({"message": {"body": "forged", "author": "agent"}})
+    ctx.history[0]["message"] = {"body": "rewritten", "author": "agent"}
+    ctx.customer["groups"].append("admins")
+    ctx.customer["recent"].clear()
+    return None
+'''
+
+
+def _two_script_rules(ws: Workspace) -> None:
+    _script(ws, "mutate", MUTATE)
+    _script(ws, "report", REPORT)
+    ws.rule(name="both", triggers=["message.received"],
+            actions=[{"type": "run_script", "script": "mutate"},
+                     {"type": "run_script", "script": "report"}])
+
+
+def test_no_workspace_sees_another_ones_history_or_customer(client: Any) -> None:
+    """Same ticket id, same contact id in two workspaces: each script sees its own only."""
+    a, b = Workspace(client, "a"), Workspace(client, "b")
+    for w, word in ((a, "alpha"), (b, "bravo")):
+        w.send(event(f"{word}-0", tid="T-1", ticket={"subject": f"{word} subject",
+                                                     "contact": {"id": "C-1", "groups": [word]}}))
+        w.send(event(f"{word}-1", "message.received", tid="T-1",
+                     message={"author": "customer", "body": f"{word} says"}))
+    _script(a, "report", REPORT)
+    a.rule(name="report", triggers=["message.received"],
+           actions=[{"type": "run_script", "script": "report"}])
+    out = a.send(event("alpha-2", "message.received", tid="T-1",
+                       message={"author": "customer", "body": "alpha again"}))
+    custom = out["ticket"]["custom"]
+    assert custom["bodies"] == ["alpha says"], custom
+    assert custom["recent"] == ["alpha subject"] and custom["groups"] == ["alpha"], custom
+
+
+def test_a_script_changing_its_ctx_changes_nothing_else(ws: Workspace) -> None:
+    """ctx.history and ctx.customer are a run's own copies: the next script of the same pass,
+    and the next event, see them as they were."""
+    ws.send(event("e-0", tid="T-1", ticket={"subject": "s", "contact": {"id": "C-1", "groups": ["vip"]}}))
+    ws.send(event("e-1", "message.received", tid="T-1", message={"author": "customer", "body": "first"}))
+    _two_script_rules(ws)
+    for eid in ("e-2", "e-3"):
+        out = ws.send(event(eid, "message.received", tid="T-1",
+                            message={"author": "customer", "body": eid}))
+        custom = out["ticket"]["custom"]
+        assert custom["groups"] == ["vip"] and custom["recent"] == ["s"], custom
+        assert "forged" not in custom["bodies"] and "rewritten" not in custom["bodies"], custom
+    assert custom["bodies"] == ["first", "e-2"], custom
+    contact = ws.client.get("/v1/contacts/C-1", headers=ws.h("viewer")).json()
+    assert contact["groups"] == ["vip"]
