@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from server import audit
 from server.api import (
+    backtest,
     contacts,
+    drafts,
     events,
     export,
     groups,
@@ -25,7 +27,7 @@ from server.api import (
 __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
-          *runs_list.routes, *rule_days.routes,
+          *runs_list.routes, *rule_days.routes, *backtest.routes, *drafts.routes,
           *rules.routes, *groups.routes, *contacts.routes, *scripts.routes, *sla.routes,
           *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
           *workspace_settings.routes]
