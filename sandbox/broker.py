@@ -286,8 +286,8 @@ class BrokerSession:
             if problem is not None:
                 raise CallRefused(f"{target.host} -> {problem}")
             if self.broker.is_own(address, target.port):
-                raise CallRefused(f"{target.host}:{target.port} is this deskflow service's own API; "
-                                  f"the broker does not call it")
+                raise CallRefused(f"{target.host}:{target.port} is this deskflow service's own API "
+                                  f"or store; the broker does not call it")
         return addresses[0]
 
     def _headers(self, raw: object, auth_secret: object, target: _Target) -> dict[str, str]:

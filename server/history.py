@@ -21,7 +21,7 @@ import orjson
 from rules.actors import actor_of
 
 __all__ = ["MAX_ENTRIES", "MAX_BYTES", "MAX_BODY_BYTES", "MAX_CHANGES_BYTES", "USES",
-           "entry", "bounded", "uses_of", "history_writes", "script_names"]
+           "entry", "bounded", "cut", "uses_of", "history_writes", "script_names"]
 
 MAX_ENTRIES = 50                 # ctx.history: the last 50 events
 MAX_BYTES = 256 * 1024           # ... and at most 256 KiB of them (compact JSON), oldest dropped
@@ -39,7 +39,8 @@ def uses_of(source: str) -> list[str]:
     return [name for name in USES if _USE[name].search(source)]
 
 
-def _cut(text: Any, limit: int) -> Any:
+def cut(text: Any, limit: int) -> Any:
+    """`text` within `limit` UTF-8 bytes, ending " …[truncated]" when cut (non-text as it is)."""
     if type(text) is not str:
         return text
     raw = text.encode("utf-8", "replace")
@@ -55,7 +56,7 @@ def entry(event: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     if isinstance(message, dict) and str(event.get("type", "")).startswith("message."):
         author = message.get("author") or (
             "agent" if event.get("type") == "message.sent" else "customer")
-        msg = {"author": author, "body": _cut(message.get("body"), MAX_BODY_BYTES),
+        msg = {"author": author, "body": cut(message.get("body"), MAX_BODY_BYTES),
                "channel": message.get("channel")}
     kept: dict[str, Any] = dict(changes or {})
     if len(orjson.dumps(kept)) > MAX_CHANGES_BYTES:

@@ -8,6 +8,10 @@ could call `POST /v1/keys` as that key. Two independent refusals:
   (the ASGI `server` of each scope), and the broker refuses to connect to any of them
   (`listeners()` is the `own_endpoints` the service's brokers are built with; a 0.0.0.0 / ::
   listener covers every loopback and private address on its port);
+* by address, the store too: `note_store` adds the (host, port) the service's Redis URL resolves
+  to (both loopbacks when it is a loopback), so a workspace allow-list naming
+  `http://127.0.0.1:6379` does not put a tenant's requests on the shared store's port (the
+  embedded store listens on a unix socket only, which the broker has no scheme for);
 * by marker: the broker sends `X-Deskflow-Outbound: 1` with every request and never lets a script
   remove it, and `SelfCallGuard` answers any request carrying it with 403 — whatever proxy,
   load balancer or DNS name sits between the broker and this service.
@@ -15,14 +19,17 @@ could call `POST /v1/keys` as that key. Two independent refusals:
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
+import urllib.parse
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.broker import OUTBOUND_MARKER
 from server.errors import error_response
 
-__all__ = ["SelfCallGuard", "listeners", "note_listener"]
+__all__ = ["SelfCallGuard", "listeners", "note_listener", "note_store"]
 
 _MARKER = OUTBOUND_MARKER.lower().encode()
 _LISTENERS: set[tuple[str, int]] = set()   # this process's listeners; a handful at most
@@ -37,6 +44,30 @@ def note_listener(host: str, port: int) -> None:
         return
     if len(_LISTENERS) < _MAX_LISTENERS:
         _LISTENERS.add((host, int(port)))
+
+
+async def note_store(url: str | None) -> None:
+    """Remember the TCP endpoints of the store at `url` (redis:// or rediss://) as our own."""
+    try:
+        parts = urllib.parse.urlsplit(url or "")
+        host, port = parts.hostname, parts.port or 6379
+    except ValueError:
+        return
+    if parts.scheme not in ("redis", "rediss") or not host:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return
+    for address in {str(info[4][0]) for info in infos}:
+        note_listener(address, port)
+        try:
+            loopback = ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            continue
+        if loopback:   # a server bound to localhost often answers on both families
+            note_listener("127.0.0.1", port)
+            note_listener("::1", port)
 
 
 def listeners() -> list[tuple[str, int]]:

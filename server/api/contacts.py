@@ -15,7 +15,7 @@ __all__ = ["routes"]
 
 
 def _group(raw: str) -> str:
-    if not GROUP_NAME.match(raw):
+    if not GROUP_NAME.fullmatch(raw):
         raise ValueProblem("must be a group name: 1-64 letters, digits, _ . : - (starting with a "
                            "letter or digit)")
     return raw

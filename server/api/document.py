@@ -92,7 +92,7 @@ def validate(doc: dict[str, Any], calendars: dict[str, Any] | None = None) -> li
         if not isinstance(rule, dict):
             problems.append(problem(path, "must be a rule (a mapping)"))
             continue
-        if "id" in rule and not (isinstance(rule["id"], str) and _RULE_ID.match(rule["id"])):
+        if "id" in rule and not (isinstance(rule["id"], str) and _RULE_ID.fullmatch(rule["id"])):
             problems.append(problem(f"{path}.id", "must be 1-64 letters, digits, _ . : -"))
         problems += rule_problems(definition(rule), path, calendars)  # bookkeeping keys pass
         if not isinstance(rule.get("name"), str) and "id" not in rule:
@@ -103,7 +103,7 @@ def validate(doc: dict[str, Any], calendars: dict[str, Any] | None = None) -> li
             once("rule name", rule["name"], f"{path}.name")
     for i, group in enumerate(_list(doc, "groups", problems) or []):
         path = f"groups[{i}]"
-        if not isinstance(group, dict) or not (isinstance(group.get("name"), str) and GROUP_NAME.match(group["name"])):
+        if not isinstance(group, dict) or not (isinstance(group.get("name"), str) and GROUP_NAME.fullmatch(group["name"])):
             problems.append(problem(f"{path}.name", "must be 1-64 letters, digits, _ . : -"))
             continue
         extra = set(group) - {"name", "color", "description"}

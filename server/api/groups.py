@@ -30,7 +30,7 @@ def _color(body: dict[str, Any], problems: list[dict[str, str]]) -> None:
     """`color` (the label's background) and `text_color` (its text), validated alike."""
     for key in ("color", "text_color"):
         color = body.get(key)
-        if color is not None and (not isinstance(color, str) or not _COLOR.match(color)):
+        if color is not None and (not isinstance(color, str) or not _COLOR.fullmatch(color)):
             problems.append({"path": key, "reason": "must be a colour like #ff8800, or null"})
 
 
@@ -40,7 +40,7 @@ async def create_group(ctx: Ctx) -> Response:
     body = await read_object(ctx.request)
     name = body.get("name")
     problems: list[dict[str, str]] = []
-    if not isinstance(name, str) or not GROUP_NAME.match(name):
+    if not isinstance(name, str) or not GROUP_NAME.fullmatch(name):
         problems.append({"path": "name", "reason": "must be 1-64 letters, digits, _ . : - "
                                                    "(starting with a letter or digit)"})
     _color(body, problems)

@@ -416,6 +416,9 @@ async def _restore(ctx: Ctx, rev: dict[str, Any]) -> Response:
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
         old = seen["rule"] = current.get(rule_id)
+        # a restore is a change like any other: a manager may not bring back a secret (or an
+        # X-Deskflow-* header) the current rule does not send (tests/server/test_attack_roles.py)
+        check_rule_outbound(ctx.principal.role, content, old)
         now = now_iso()
         new = {**content, "id": rule_id,
                "position": old.get("position", 0) if old else _next_position(current),

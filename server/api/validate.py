@@ -105,6 +105,11 @@ def _contact(c: Any, path: str, problems: Problems) -> None:
             problems.append({"path": f"{path}.{key}", "reason": "must be a string or null"})
     if "groups" in c and c["groups"] is not None:
         _str_list(c["groups"], f"{path}.groups", problems, "groups", MAX_GROUPS)
+        # group names are store keys (keys.group_members); "\x00" was the contact index's own
+        # backfill marker, and a ZADD on it failed the commit half-way (test_attack_group_marker)
+        if isinstance(c["groups"], list) and any(isinstance(g, str) and _CONTROL.search(g)
+                                                 for g in c["groups"]):
+            problems.append({"path": f"{path}.groups", "reason": "must not contain control characters"})
     if "custom" in c:
         _custom(c["custom"], f"{path}.custom", problems)
 

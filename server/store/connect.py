@@ -109,6 +109,9 @@ async def open_store(settings: Settings) -> Store:
         if managed is not None:
             return managed
     if settings.redis_url:
+        from server.selfguard import note_store   # the broker must not call the store either
+
+        await note_store(settings.redis_url)
         client, embedded = await _redis_client(settings), False
     else:
         client, embedded = _client(settings)

@@ -3,6 +3,7 @@ feed: reads. A run list may name a run that has expired; reads skip it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -13,10 +14,12 @@ from server.store.connect import Store
 from server.store.errors import guarded
 
 __all__ = ["get_run", "list_ticket_runs", "list_rule_runs", "list_recent_runs", "outcomes",
-           "read_feed", "OUTCOMES", "SCAN_CHUNK"]
+           "read_feed", "OUTCOMES", "SCAN_CHUNK", "FIRST_CHUNK", "PAGE_BYTES"]
 
 OUTCOMES = ("fired", "errored", "suppressed")
-SCAN_CHUNK = 100
+PAGE_BYTES = 256 * 1024    # run record bytes one page reads, about (then `next` goes on)
+FIRST_CHUNK = 2            # run ids in a page's first MGET: records are up to 256 KiB each
+SCAN_CHUNK = 32            # ... and at most in any later one, sized by the records seen so far
 
 
 @guarded
@@ -41,11 +44,41 @@ async def list_rule_runs(store: Store, workspace: str, rule_id: str, *, offset: 
 
 async def _runs_of(store: Store, workspace: str, key: str, offset: int,
                    limit: int) -> tuple[list[dict[str, Any]], int | None]:
-    ids = texts(await store.redis.lrange(key, offset, offset + limit))
-    more = len(ids) > limit
-    ids = ids[:limit]
-    raws = await store.redis.mget([K.run(workspace, r) for r in ids]) if ids else []
-    return [orjson.loads(r) for r in raws if r], (offset + limit if more else None)
+    return await _scan(store, workspace, key, offset, limit, None)
+
+
+async def _scan(store: Store, workspace: str, key: str, offset: int, limit: int,
+                keep: Callable[[dict[str, Any]], bool] | None) -> tuple[list[dict[str, Any]], int | None]:
+    """Up to `limit` runs of the list from `offset` that `keep` (None: every run), and the position to go on from
+    (None: the list ended). Why bounded by bytes as well: a run record is up to 256 KiB and the
+    workspace list holds 2,000, so a rare filter (or a page of 500) read and parsed up to 500 MiB
+    on the event loop every request shares (tests/server/test_attack_runs.py). A page stops once
+    it has read PAGE_BYTES; each MGET asks for as many records as the bytes left allow at the
+    size seen so far, so one reply stays near the budget too."""
+    items: list[dict[str, Any]] = []
+    pos, read, seen, chunk = offset, 0, 0, FIRST_CHUNK
+    while len(items) < limit and read < PAGE_BYTES:
+        want = chunk if keep is not None else min(chunk, limit - len(items))
+        ids = texts(await store.redis.lrange(key, pos, pos + want - 1))
+        if not ids:
+            return items, None
+        raws = await store.redis.mget([K.run(workspace, r) for r in ids])
+        for i, raw in enumerate(raws):
+            if raw:
+                read += len(raw)
+                seen += 1
+                run = orjson.loads(raw)
+                if keep is None or keep(run):
+                    items.append(run)
+                    if len(items) == limit:
+                        pos += i + 1
+                        break
+        else:
+            pos += len(ids)
+        chunk = max(1, min(SCAN_CHUNK, (PAGE_BYTES - read) * seen // max(read, 1))) if seen \
+            else SCAN_CHUNK   # only expired ids so far: nothing was read
+    more = await store.redis.lrange(key, pos, pos)
+    return items, (pos if more else None)
 
 
 def outcomes(run: dict[str, Any]) -> set[str]:
@@ -68,36 +101,22 @@ async def list_recent_runs(store: Store, workspace: str, *, rule_id: str | None,
                            limit: int) -> tuple[list[dict[str, Any]], int | None]:
     """The workspace's runs, newest first, filtered. The source list is the narrowest one the
     filters name (the ticket's 200, the rule's 200, or the workspace's runs_per_workspace), and a
-    page reads that list in SCAN_CHUNK steps until it has `limit` matches or the list ends, so a
-    request costs at most one pass over a capped list however rare its matches."""
+    page reads that list until it has `limit` matches, the list ends, or it has read about
+    PAGE_BYTES of records (`_scan`); `next` goes on from where it stopped, so a page may hold
+    fewer than `limit` items and still have a `next`."""
     if ticket_id is not None:
         key = K.ticket_runs(workspace, ticket_id)
     elif rule_id is not None:
         key = K.rule_runs(workspace, rule_id)
     else:
         key = K.workspace_runs(workspace)
-    items: list[dict[str, Any]] = []
-    pos = offset
-    while len(items) < limit:
-        ids = texts(await store.redis.lrange(key, pos, pos + SCAN_CHUNK - 1))
-        if not ids:
-            return items, None
-        raws = await store.redis.mget([K.run(workspace, r) for r in ids])
-        for i, raw in enumerate(raws):
-            if not raw:
-                continue
-            run = orjson.loads(raw)
-            if rule_id is not None and rule_id not in [str(m) for m in run.get("matched") or []]:
-                continue
-            if outcome is not None and outcome not in outcomes(run):
-                continue
-            items.append(run)
-            if len(items) == limit:
-                nxt = pos + i + 1
-                more = await store.redis.lrange(key, nxt, nxt)
-                return items, (nxt if more else None)
-        pos += len(ids)
-    return items, None
+
+    def keep(run: dict[str, Any]) -> bool:
+        if rule_id is not None and rule_id not in [str(m) for m in run.get("matched") or []]:
+            return False
+        return outcome is None or outcome in outcomes(run)
+
+    return await _scan(store, workspace, key, offset, limit, keep)
 
 
 @guarded

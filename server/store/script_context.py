@@ -21,9 +21,10 @@ from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.replies import texts
 
-__all__ = ["RECENT_SHOWN", "script_uses", "load_context"]
+__all__ = ["RECENT_SHOWN", "TEXT_BYTES", "script_uses", "load_context"]
 
 RECENT_SHOWN = 10   # ctx.customer["recent"]: the contact's newest tickets
+TEXT_BYTES = 512    # a subject, email or name in ctx.customer (UTF-8), cut with " …[truncated]"
 
 
 @guarded
@@ -44,7 +45,12 @@ async def script_uses(store: Store, workspace: str, names: list[str]) -> set[str
 
 
 def _summary(ticket: dict[str, Any]) -> dict[str, Any]:
-    return {k: ticket.get(k) for k in ("id", "subject", "status", "created_at")}
+    """A recent ticket as ctx.customer shows it. Why the subject is cut: it is as long as an
+    event allows (~1 MiB), and ten of them made one pass's ctx.customer 9 MB, encoded into the
+    run's frame on the shared loop (tests/server/test_attack_script_context.py)."""
+    out = {k: ticket.get(k) for k in ("id", "subject", "status", "created_at")}
+    out["subject"] = history.cut(out["subject"], TEXT_BYTES)
+    return out
 
 
 @guarded
@@ -78,7 +84,8 @@ async def load_context(store: Store, workspace: str, snapshot: Snapshot, event: 
             recent.sort(key=lambda t: str(t.get("created_at") or ""), reverse=True)
             c = merged["contact"]
             out["customer"] = {
-                "id": cid, "email": c.get("email"), "name": c.get("name"),
+                "id": cid, "email": history.cut(c.get("email"), TEXT_BYTES),
+                "name": history.cut(c.get("name"), TEXT_BYTES),
                 "groups": list(c.get("groups") or []), "custom": dict(c.get("custom") or {}),
                 **customers.counts(snapshot.contact_stats, snapshot.previous, merged, now),
                 "recent": recent[:RECENT_SHOWN]}
