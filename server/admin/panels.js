@@ -61,10 +61,25 @@ export function renderRuns(view, app) {
     return `/v1/runs?${q}`;
   }
 
+  // A page of /v1/runs is bounded by bytes read, so a rare filter can answer few or no items with
+  // a `next`: keep reading (up to 10 pages a click) until 20 runs are in hand or the list ends.
+  async function fetchRuns(cursor) {
+    let items = [];
+    let nextCursor = cursor;
+    let rounds = 0;
+    do {
+      const page = await api('GET', query(nextCursor));
+      items = items.concat(page.items || []);
+      nextCursor = page.next;
+      rounds += 1;
+    } while (items.length < 20 && nextCursor && rounds < 10);
+    return { items, next: nextCursor };
+  }
+
   async function load(cursor) {
     try {
-      const page = await api('GET', query(cursor));
-      const items = page.items || [];
+      const page = await fetchRuns(cursor);
+      const items = page.items;
       if (!cursor) {
         clear(out);
         if (!items.length && f.ticket) {
@@ -76,7 +91,7 @@ export function renderRuns(view, app) {
             }
           }
         }
-        out.append(items.length ? h('p', { class: 'hint' }, 'Newest first.') : h('p', null, f.ticket ? `No runs for ${f.ticket} yet.` : 'No runs match.'), list);
+        out.append(items.length ? h('p', { class: 'hint' }, 'Newest first.') : h('p', null, page.next ? 'No runs match among the newest; “Show older runs” searches further.' : (f.ticket ? `No runs for ${f.ticket} yet.` : 'No runs match.')), list);
         clear(list);
         shown = 0;
       }
