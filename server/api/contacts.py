@@ -11,7 +11,7 @@ from server.api.validate import GROUP_NAME
 from server.errors import NotFound
 from server.store import catalog, directory
 
-__all__ = ["routes"]
+__all__ = ["routes", "group_param"]
 
 
 def _group(raw: str) -> str:
@@ -21,8 +21,12 @@ def _group(raw: str) -> str:
     return raw
 
 
-_CONTACTS = Query(PAGE, Param("group", "string", "Only the contacts in this group (any case).",
-                              convert=_group))
+def group_param(description: str) -> Param:
+    """?group=: a group name (validated: a 422 `invalid_parameter` otherwise)."""
+    return Param("group", "string", description, convert=_group)
+
+
+_CONTACTS = Query(PAGE, group_param("Only the contacts in this group (any case)."))
 
 
 @requires("viewer", _CONTACTS)
