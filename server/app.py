@@ -23,6 +23,7 @@ from server.outbox import Outbox
 from server.settings import Settings
 from server.store import events
 from server.store.connect import Store, close_store, open_store
+from server.store.directory import IndexBuilds
 from server.store.errors import StoreUnavailable
 from server.worker import Worker
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
         except StoreUnavailable as exc:
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
         scripting = Scripting(st, settings)
+        index_builds = IndexBuilds(st)   # one-time contact index builds (store/directory.py)
         task = w = outbox = sending = None
         if worker:
             w = Worker(store=st, handlers=handlers, scripting=scripting)
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
             sending.add_done_callback(_log_worker_exit)
         try:
             yield {"store": st, "settings": settings, "worker": w, "scripting": scripting,
-                   "outbox": outbox}
+                   "outbox": outbox, "index_builds": index_builds}
         finally:
             if outbox is not None and sending is not None:
                 outbox.stop()
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
                 w.stop()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 30)
+            await index_builds.aclose()
             await scripting.aclose()
             if own:
                 await close_store(st)
