@@ -126,6 +126,9 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
             K.rules_rev(workspace)]
     if event_contact:
         keys.append(K.contact(workspace, event_contact))
+    named = companies.wanted(event, None, None) if event_contact else None   # h-companies
+    if named:
+        keys.append(K.company(workspace, named))
     async with store.redis.pipeline(transaction=False) as p:
         p.mget(keys)
         p.hgetall(K.sla_policies(workspace))
@@ -144,10 +147,12 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
             p.get(K.contact(workspace, contact_id))
             p.hgetall(K.contact_stats(workspace, contact_id))
             raw_contact, stats = await p.execute()
-    # h-companies: the company the pass merges into (server/companies.py); one more GET only for
-    # a ticket whose contact has one
+    # h-companies: the company the pass merges into (server/companies.py): in the MGET above when
+    # the event names it, else one more GET, only for a ticket whose contact has one
     company_id = companies.wanted(event, previous, _loads(raw_contact))
-    raw_company = await store.redis.get(K.company(workspace, company_id)) if company_id else None
+    raw_company = raws[-1] if named and company_id == named else None
+    if company_id and company_id != named:
+        raw_company = await store.redis.get(K.company(workspace, company_id))
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
                     contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
                     raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec,
