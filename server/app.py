@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -19,22 +18,16 @@ from server.scripting import Scripting
 from server.selfguard import SelfCallGuard
 from server.errors import EXCEPTION_HANDLERS
 from server.metrics import MetricsMiddleware
-from server.outbox import Outbox
+from server.runtime import Runtime
 from server.settings import Settings
 from server.store import events
 from server.store.connect import Store, close_store, open_store
 from server.store.directory import IndexBuilds
 from server.store.errors import StoreUnavailable
-from server.worker import Worker
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("deskflow.app")
-
-
-def _log_worker_exit(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("the in-process worker stopped on an error", exc_info=task.exception())
 
 
 def create_app(settings: Settings | None = None, *, worker: bool = False,
@@ -58,26 +51,16 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
         scripting = Scripting(st, settings)
         index_builds = IndexBuilds(st)   # one-time contact index builds (store/directory.py)
-        task = w = outbox = sending = None
-        if worker:
-            w = Worker(store=st, handlers=handlers, scripting=scripting)
-            task = asyncio.create_task(w.run(), name="deskflow-worker")
-            task.add_done_callback(_log_worker_exit)
-            outbox = Outbox(store=st, settings=settings)
-            sending = asyncio.create_task(outbox.run(), name="deskflow-outbox")
-            sending.add_done_callback(_log_worker_exit)
+        runtime = Runtime(st, settings, scripting, handlers=handlers) if worker else None
+        if runtime is not None:
+            runtime.start()
         try:
-            yield {"store": st, "settings": settings, "worker": w, "scripting": scripting,
-                   "outbox": outbox, "index_builds": index_builds}
+            yield {"store": st, "settings": settings, "scripting": scripting,
+                   "worker": runtime.worker if runtime else None,
+                   "outbox": runtime.outbox if runtime else None, "index_builds": index_builds}
         finally:
-            if outbox is not None and sending is not None:
-                outbox.stop()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sending, 30)
-            if w is not None and task is not None:
-                w.stop()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, 30)
+            if runtime is not None:
+                await runtime.stop()
             await index_builds.aclose()
             await scripting.aclose()
             if own:

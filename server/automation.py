@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from rules import format_timestamp, parse_timestamp
 from server import guards as guard_rules
 from server.guards import DEFAULT_LIMITS, GuardLimits
 from server.runrecord import rule_entries
@@ -61,20 +62,12 @@ class Run:
 
 
 def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    """rules.parse_timestamp (the one timestamp grammar), in UTC."""
+    when = parse_timestamp(value)
+    return when.astimezone(UTC) if when is not None else None
 
 
-def format_time(dt: datetime) -> str:
-    dt = dt.astimezone(UTC)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+format_time = format_timestamp
 
 
 def unique_ci(items: list[Any]) -> list[str]:

@@ -30,7 +30,7 @@ from typing import Any
 from rules import actor_of, format_timestamp, parse_duration, parse_timestamp
 from rules.actors import GENERATED_EVENT_TYPES
 
-__all__ = ["GuardLimits", "GuardOutcome", "DEFAULT_LIMITS", "auto_reply_marker", "guard_effects",
+__all__ = ["GuardLimits", "GuardOutcome", "DEFAULT_LIMITS", "limits_from", "auto_reply_marker", "guard_effects",
            "admit_generated", "is_generated", "CAPPED_EFFECTS"]
 
 CAPPED_EFFECTS = ("send_message", "notify")
@@ -76,6 +76,15 @@ class GuardLimits:
 
 
 DEFAULT_LIMITS = GuardLimits()
+
+
+def limits_from(spec: Any) -> GuardLimits:
+    """The limits a stored object says; the defaults when none is stored (None) or when it no
+    longer passes from_spec (a later, stricter check must not fail every event)."""
+    if spec is None:
+        return DEFAULT_LIMITS
+    limits, _ = GuardLimits.from_spec(spec)
+    return limits or DEFAULT_LIMITS
 
 
 def _count_ok(v: Any) -> bool:

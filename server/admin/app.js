@@ -5,6 +5,8 @@ import { h, clear, $, $$, announce, fmtTime, showErrors, clearErrors } from './d
 import { loadVocab, summarizeConditions, summarizeActions, TRIGGER_LABELS } from './vocab.js';
 import { openEditor } from './editor.js';
 import { renderRuns, renderGroups, renderScripts } from './panels.js';
+import { wireReorder } from './order.js';
+import { renderSla } from './sla.js';
 
 const RANK = { viewer: 1, manager: 2, developer: 3, admin: 4 };
 
@@ -65,13 +67,20 @@ function signOut() {
 
 // ------------------------------------------------------------------ tabs
 
+// The views a tab can show: name -> render(view element, app). A tab button with
+// data-tab="<name>" and a <section id="view-<name>" class="view"> in index.html complete a view;
+// other modules add theirs with registerView (issue 18: one place to register a view).
+export const VIEWS = { rules: (view) => renderRules(view), runs: renderRuns, groups: renderGroups, scripts: renderScripts, sla: renderSla };
+
+export function registerView(name, render) { VIEWS[name] = render; }
+
 export function showTab(name, focus = true) {
   for (const b of $$('#tabs .tab')) {
     if (b.dataset.tab === name) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
   }
   for (const v of $$('.view')) v.hidden = v.id !== `view-${name}`;
   const view = $(`#view-${name}`);
-  const render = { rules: renderRules, runs: renderRuns, groups: renderGroups, scripts: renderScripts }[name];
+  const render = VIEWS[name];
   const done = Promise.resolve(render(view, app));
   // Move focus to the new view's heading so keyboard and screen-reader users land in it.
   const heading = view.querySelector('h1');
@@ -84,6 +93,7 @@ export function showEditor(rule, opts = {}) {
   for (const v of $$('.view')) v.hidden = v.id !== 'view-editor';
   openEditor($('#view-editor'), app, rule, {
     ...opts,
+    showRuns: (id) => { app.runFilters = { ticket: '', rule: id, outcome: '' }; showTab('runs'); },
     onClose: (changedId) => { showTab('rules', !changedId).then(() => focusRule(changedId)); },
   });
 }
@@ -115,7 +125,8 @@ async function renderRules(view) {
         h('option', { value: 'disabled', selected: app.show === 'disabled' }, 'disabled only'),
         h('option', { value: 'unused', selected: app.show === 'unused' }, 'unused for 30 days')),
       h('span', { id: 'rule-count', class: 'hint', 'aria-live': 'polite' }),
-      h('span', { id: 'reorder-hint', class: 'hint', hidden: true }, 'Clear the search and filter to reorder.')),
+      h('span', { id: 'reorder-hint', class: 'hint', hidden: true }, 'Clear the search and filter to reorder.'),
+      h('span', { id: 'reorder-help', class: 'sr-only' }, 'Drag the row, or press Space to pick it up, the arrow keys to move it, Space to drop it and Escape to cancel.')),
     h('div', { id: 'rules-table-wrap' }, h('p', null, 'Loading rules…')),
     h('p', { class: 'hint' }, '“Last fired”, “24 h” and “30 d” come from the API when it reports them; a dash means it does not. ',
       '“Unused 30 d” marks a rule older than 30 days that has not fired in them.'));
@@ -172,6 +183,27 @@ function drawTable() {
   for (const rule of rules) body.append(ruleRow(rule, canEdit, !filtered));
   table.append(body);
   wrap.append(table);
+  if (canEdit && !filtered) {
+    wireReorder(body, app.rules, dropOrder, (id) => { drawTable(); if (id) focusHandle(id); });
+  }
+}
+
+function focusHandle(id) {
+  $(`#view-rules tr[data-rule-id="${CSS.escape(id)}"] button.drag`)?.focus();
+}
+
+/** One PUT /v1/rules/order for a drop (drag or keyboard). */
+async function dropOrder(ids, rule, position) {
+  try {
+    const result = await api('PUT', '/v1/rules/order', { ids });
+    app.rules = result.items;
+    drawTable();
+    announce(`Moved “${rule.name}” to position ${position}.`);
+  } catch (err) {
+    drawTable();
+    announce(`Could not reorder: ${err.message}`, 'error');
+  }
+  focusHandle(rule.id);
 }
 
 function ruleRow(rule, canEdit, canMove) {
@@ -191,6 +223,8 @@ function ruleRow(rule, canEdit, canMove) {
   const usageTitle = fires ? `Fired: ${fires['1h']} in the last hour, ${fires['24h']} in 24 h, ${fires['7d']} in 7 days, ${fires['30d']} in 30 days` : '';
   return h('tr', { dataset: { ruleId: rule.id }, class: rule.enabled ? 'on' : 'off' },
     h('td', { class: 'c-order' },
+      canEdit && canMove ? h('button', { type: 'button', class: 'icon quiet drag', 'aria-label': `Reorder “${rule.name}”`,
+        'aria-pressed': 'false', 'aria-describedby': 'reorder-help', title: 'Drag to move; or press Space, then the arrow keys, then Space' }, '⠿') : null,
       h('span', { class: 'pos' }, String(index + 1)),
       canEdit && canMove ? h('span', { class: 'move' },
         h('button', { type: 'button', class: 'icon', 'aria-label': `Move “${rule.name}” up`, disabled: index === 0,

@@ -7,9 +7,10 @@ import {
   vocab, fieldInfo, opsFor, valueKind, caseMatters, defaultValue, fits, parseScalar, showScalar,
   splitList, takesCalendar, OP_LABELS, TRIGGER_LABELS, ACTION_LABELS,
 } from './vocab.js';
-import { renderChanges, renderEffects, showJson } from './panels.js';
-
-const EDITABLE_KEYS = ['name', 'description', 'enabled', 'triggers', 'conditions', 'actions', 'stop'];
+import { EDITABLE_KEYS, toDraft, orderedTriggers, payloadOf, keepStoredShapes, body } from './rulebody.js';
+import { drawTestPanel } from './testpanel.js';
+import { historyPanel } from './history.js';
+import { backtestPanel } from './backtest.js';
 
 const ACTION_DEFAULTS = {
   set: () => ({ field: 'priority', value: 'high' }),
@@ -28,58 +29,6 @@ const ACTION_DEFAULTS = {
   run_script: () => ({ script: '' }),
 };
 
-/** A copy of a stored rule in the editor's shape: conditions always a group at the root. */
-function toDraft(rule) {
-  const d = {};
-  for (const k of EDITABLE_KEYS) if (rule && k in rule) d[k] = structuredClone(rule[k]);
-  if (rule && rule.id) d.id = rule.id;
-  d.name = d.name || '';
-  d.triggers = Array.isArray(d.triggers) ? d.triggers : ['ticket.created'];
-  d.actions = Array.isArray(d.actions) ? d.actions : [];
-  d.stop = !!d.stop;
-  d.enabled = !!d.enabled;
-  const c = d.conditions;
-  if (!c || typeof c !== 'object' || Object.keys(c).length === 0) d.conditions = { all: [] };
-  else if (!Array.isArray(c.all) && !Array.isArray(c.any)) d.conditions = { all: [c] };
-  return d;
-}
-
-function orderedTriggers() {
-  const known = Object.keys(TRIGGER_LABELS).filter((t) => vocab().triggers.includes(t));
-  return [...known, ...vocab().triggers.filter((t) => !known.includes(t))];
-}
-
-/** What is sent: the editable keys, plus any other key a power user typed in the JSON view (the
- *  service then names it in a 422 instead of the page dropping it silently). */
-function payloadOf(draft, enabled) {
-  const out = body(draft, enabled);
-  for (const k of Object.keys(draft)) {
-    if (!EDITABLE_KEYS.includes(k) && !['id', 'revision', 'position', 'created_at', 'updated_at'].includes(k)) out[k] = draft[k];
-  }
-  return out;
-}
-
-/** Keys the editor did not change go out exactly as stored: toDraft's own normalizations
- *  (`stop: null` → false, no conditions → {all: []}, a bare leaf → {all: [leaf]}) must not turn
- *  "open and save" into a new revision. */
-function keepStoredShapes(out, stored) {
-  if (!stored) return out;
-  const norm = body(toDraft(stored));
-  for (const k of EDITABLE_KEYS) {
-    if (k === 'enabled' || JSON.stringify(out[k]) !== JSON.stringify(norm[k])) continue;
-    if (k in stored) out[k] = structuredClone(stored[k]); else delete out[k];
-  }
-  return out;
-}
-
-function body(draft, enabled) {
-  const out = {};
-  for (const k of EDITABLE_KEYS) if (k in draft) out[k] = structuredClone(draft[k]);
-  if (enabled !== undefined) out.enabled = enabled;
-  if (!out.description) delete out.description;
-  return out;
-}
-
 export function openEditor(view, app, rule, opts = {}) {
   const canEdit = app.can('manager');
   const ed = {
@@ -89,6 +38,7 @@ export function openEditor(view, app, rule, opts = {}) {
     saved: JSON.stringify(body(toDraft(rule))),  // an untouched new rule is not "unsaved work"
     groups: [],
     jsonBad: new Set(),
+    draftOf: null,   // the rule's stored draft (GET /v1/rules/{id}/draft), when it has one
   };
   const dirty = () => canEdit && JSON.stringify(body(ed.draft)) !== ed.saved;
   app.editorDirty = dirty;
@@ -121,11 +71,40 @@ export function openEditor(view, app, rule, opts = {}) {
   form.addEventListener('input', syncJson);
   form.addEventListener('change', syncJson);
   const testPanel = canEdit ? h('section', { class: 'card test-panel', id: 'test-panel', 'aria-labelledby': 'test-h' }) : null;
+  const btPanel = canEdit ? backtestPanel(() => payloadOf(ed.draft), ed.stored?.id, Object.fromEntries(app.rules.map((r) => [r.id, r]))) : null;
+  const history = ed.stored ? historyPanel(app, ed.stored.id, (restored) => {
+    replaceStored(restored);
+    if (!ed.draftOf) { ed.draft = toDraft(restored); ed.draft.revision = restored.revision; ed.saved = JSON.stringify(body(toDraft(restored))); redraw(); }
+    else drawHead();
+  }) : null;
 
   view.append(
     h('div', { class: 'view-head' }, heading,
+      ed.stored && opts.showRuns ? h('button', { type: 'button', class: 'quiet', id: 'where-fired', onclick: () => { if (!dirty() || confirmLeave()) opts.showRuns(ed.stored.id); } }, 'Where it fired') : null,
       h('button', { type: 'button', class: 'quiet', id: 'back-to-rules', onclick: () => close() }, '← Back to rules')),
-    stateLine, summary, form, jsonView, testPanel);
+    stateLine, summary, form, jsonView, testPanel, btPanel, history);
+
+  function replaceStored(rule) {
+    ed.stored = rule;
+    const i = app.rules.findIndex((r) => r.id === rule.id);
+    if (i >= 0) app.rules[i] = rule; else app.rules.push(rule);
+  }
+
+  /** Load the rule's draft, if it has one, into the form: editing a live rule works on it. */
+  function loadDraft(d) {
+    ed.draftOf = d;
+    ed.draft = toDraft({ ...d.rule, id: ed.stored.id });
+    ed.draft.revision = ed.stored.revision;
+    ed.saved = JSON.stringify(body(toDraft({ ...d.rule, id: ed.stored.id })));
+  }
+  if (ed.stored) {
+    api('GET', `/v1/rules/${enc(ed.stored.id)}/draft`).then((d) => {
+      if (!view.isConnected || dirty()) return;
+      loadDraft(d);
+      redraw();
+      drawTest();
+    }).catch(() => {});
+  }
 
   function close() {
     if (dirty() && !confirmLeave()) return;
@@ -143,8 +122,11 @@ export function openEditor(view, app, rule, opts = {}) {
   function drawHead() {
     const name = ed.draft.name || 'untitled';
     heading.textContent = !ed.draft.id ? 'New rule' : canEdit ? `Edit “${name}”` : `View “${name}”`;
+    const live = ed.stored;
     stateLine.textContent = !ed.draft.id ? 'Not saved yet. Save it as a disabled draft, or save and enable it.'
-      : `${ed.draft.enabled ? 'Enabled' : 'Disabled (draft)'} · id ${ed.draft.id}${ed.draft.revision ? ` · revision ${ed.draft.revision}` : ''}`;
+      : ed.draftOf ? `Editing a draft of revision ${ed.draftOf.base_revision} · the live rule (${live?.enabled ? 'enabled' : 'disabled'}, revision ${live?.revision}) runs unchanged until you publish${ed.draftOf.base_revision !== live?.revision ? ' · the live rule changed after this draft was taken' : ''} · id ${ed.draft.id}`
+        : `${live?.enabled ? 'Enabled' : 'Disabled'} · id ${ed.draft.id}${live?.revision ? ` · revision ${live.revision}` : ''}${canEdit ? ' · “Save draft” keeps your changes apart from the live rule' : ''}`;
+    stateLine.dataset.draft = ed.draftOf ? 'yes' : 'no';
   }
 
   // ---------------------------------------------------------------- the form
@@ -167,10 +149,17 @@ export function openEditor(view, app, rule, opts = {}) {
           onchange: (e) => { ed.draft.stop = e.target.checked; } }),
         h('label', { for: 'rule-stop' }, 'Stop here: later rules do not run for the event once this rule fires')));
     form.append(fs);
-    if (canEdit) {
+    if (canEdit && !ed.draft.id) {
       form.append(h('div', { class: 'buttons' },
         h('button', { type: 'button', id: 'save-draft', onclick: () => save(false) }, 'Save as disabled draft'),
         h('button', { type: 'button', id: 'save-enable', class: 'primary', onclick: () => save(true) }, 'Save and enable')));
+    } else if (canEdit) {
+      form.append(h('div', { class: 'buttons' },
+        h('button', { type: 'button', id: 'save-real-draft', onclick: () => saveDraft() }, 'Save draft'),
+        ed.draftOf ? h('button', { type: 'button', id: 'publish-draft', class: 'primary', onclick: () => publish() }, 'Publish draft') : null,
+        ed.draftOf ? h('button', { type: 'button', id: 'discard-draft', class: 'quiet danger', onclick: (e) => discard(e.target) }, 'Discard draft') : null,
+        ed.draftOf ? null : h('button', { type: 'button', id: 'save-enable', class: 'primary', onclick: () => save(true) }, 'Save and enable'),
+        h('button', { type: 'button', id: 'duplicate-rule', class: 'quiet', onclick: () => duplicate() }, 'Duplicate')));
     }
     drawHead();
     syncJson();
@@ -596,128 +585,101 @@ export function openEditor(view, app, rule, opts = {}) {
     }
   }
 
-  // ---------------------------------------------------------------- test panel
+  // ---------------------------------------------------------------- drafts
 
-  function sampleEvent() {
-    const type = ed.draft.triggers.find((t) => !['time.reached', 'sla.warning', 'sla.breached', 'ticket.woke'].includes(t)) || 'ticket.created';
-    const ticket = { id: 'T-test', subject: 'Test ticket', status: 'new', priority: 'normal', channel: 'email', tags: [],
-      contact: { id: 'C-test', email: 'ann@example.com', name: 'Ann', groups: [] } };
-    const message = { author: 'customer', body: 'Hello', channel: 'email' };
-    const walk = (node) => {
-      if (!node || typeof node !== 'object') return;
-      if (Array.isArray(node.all)) { node.all.forEach(walk); return; }
-      if (Array.isArray(node.any)) { walk(node.any[0]); return; }
-      const v = Array.isArray(node.value) ? node.value[0] : node.value;
-      if (!['is', 'contains', 'starts_with', 'ends_with', 'in', 'includes', 'includes_any', 'includes_all', 'changed_to'].includes(node.op) || v === undefined) return;
-      const f = node.field;
-      if (f === 'tags') ticket.tags.push(...(Array.isArray(node.value) ? node.value : [v]));
-      else if (f === 'contact.groups') ticket.contact.groups.push(...(Array.isArray(node.value) ? node.value : [v]));
-      else if (f.startsWith('contact.custom.')) { ticket.contact.custom = ticket.contact.custom || {}; ticket.contact.custom[f.slice(15)] = v; }
-      else if (f.startsWith('contact.')) ticket.contact[f.slice(8)] = v;
-      else if (f.startsWith('message.')) message[f.slice(8)] = v;
-      else if (f.startsWith('custom.')) { ticket.custom = ticket.custom || {}; ticket.custom[f.slice(7)] = v; }
-      else if (!f.includes('.') && !f.endsWith('_at')) ticket[f] = v;
-    };
-    walk(ed.draft.conditions);
-    const ev = { type, ticket };
-    if (type.startsWith('message.')) ev.message = message;
-    return ev;
+  function saveFailed(err, what) {
+    if (err.status === 422 && err.details) {
+      const placed = showErrors(view, err.details, summary);
+      const n = summary.querySelectorAll('li').length;
+      announce(`${what}: ${n} problem${n === 1 ? '' : 's'}, each shown next to its field.`, 'error');
+      (placed[0]?.target || summary).focus();
+    } else {
+      showErrors(view, [{ path: '', reason: err.message }], summary);
+      announce(`${what}: ${err.message}`, 'error');
+    }
   }
 
-  function drawTest() {
-    if (!testPanel) return;
-    clear(testPanel);
-    testPanel.append(h('h2', { id: 'test-h', tabindex: '-1' }, 'Test this rule'),
-      h('p', { class: 'hint' }, 'A dry run of the saved rule on an event you paste: every condition is shown with whether it held and the value it saw, and the changes the rule would make. Nothing is applied.'));
-    if (!ed.draft.id) {
-      testPanel.append(h('p', null, 'Save the rule first (a disabled draft is fine), then test it here.'));
+  function checkJson() {
+    if (!ed.jsonBad.size) return true;
+    showErrors(view, [...ed.jsonBad].map((p) => ({ path: p, reason: 'is not valid JSON' })), summary);
+    summary.focus();
+    return false;
+  }
+
+  /** PUT the form as the rule's draft; the live rule is not touched. */
+  async function saveDraft(quiet = false) {
+    if (!checkJson()) return false;
+    clearErrors(view);
+    summary.hidden = true;
+    const payload = keepStoredShapes(payloadOf(ed.draft), ed.stored);
+    try {
+      const d = await api('PUT', `/v1/rules/${enc(ed.draft.id)}/draft`, payload);
+      loadDraft(d);
+      redraw();
+      drawTest();
+      if (!quiet) announce(`Saved the draft of “${ed.stored.name}”; the live rule is unchanged.`);
+      return true;
+    } catch (err) {
+      saveFailed(err, 'Draft not saved');
+      return false;
+    }
+  }
+
+  async function publish() {
+    if (dirty() && !(await saveDraft(true))) return;
+    try {
+      const rule = await api('POST', `/v1/rules/${enc(ed.draft.id)}/draft/publish`,
+        { revision: ed.stored.revision });
+      replaceStored(rule);
+      ed.draftOf = null;
+      ed.draft = toDraft(rule);
+      ed.draft.revision = rule.revision;
+      ed.saved = JSON.stringify(body(toDraft(rule)));
+      redraw();
+      drawTest();
+      history?.reload();
+      announce(`Published: “${rule.name}” is now at revision ${rule.revision}.`);
+    } catch (err) {
+      saveFailed(err, 'Not published');
+    }
+  }
+
+  async function discard(btn) {
+    if (btn.dataset.armed !== '1') {
+      btn.dataset.armed = '1';
+      btn.textContent = 'Confirm discard';
+      announce('Press again to throw the draft away (the live rule stays as it is).');
+      setTimeout(() => { if (btn.isConnected) { btn.dataset.armed = ''; btn.textContent = 'Discard draft'; } }, 6000);
       return;
     }
-    const area = h('textarea', { id: 'test-event', rows: '10', class: 'code', spellcheck: 'false', dataset: { path: 'event' },
-      value: JSON.stringify(sampleEvent(), null, 2) });
-    const prev = h('textarea', { id: 'test-ticket', rows: '4', class: 'code', spellcheck: 'false', dataset: { path: 'ticket' }, value: '' });
-    const result = h('div', { id: 'test-result', 'aria-live': 'polite' });
-    const pickId = h('input', { type: 'text', id: 'test-pick', autocomplete: 'off', dataset: { path: 'pick' } });
-    const errors = h('div', { class: 'error-summary', hidden: true });
-    testPanel.append(errors,
-      field('Event (JSON)', area, 'Prefilled from the rule’s conditions; paste a real event to try it.'),
-      h('details', null, h('summary', null, 'Ticket before the event (optional)'),
-        field('Previous ticket (JSON)', prev, 'Empty: the stored ticket of the event’s ticket id, if any. Used by “changed” conditions.')),
-      h('div', { class: 'buttons' },
-        h('button', { type: 'button', id: 'run-test', class: 'primary', onclick: run }, 'Run test'),
-        h('button', { type: 'button', class: 'quiet', onclick: () => { area.value = JSON.stringify(sampleEvent(), null, 2); } }, 'Reset sample')),
-      h('details', null, h('summary', null, 'Start from a real ticket'),
-        h('div', { class: 'inline-form' },
-          field('Ticket id', pickId, 'Builds an event from the ticket as deskflow holds it now.'),
-          h('button', { type: 'button', id: 'pick-ticket', onclick: pick }, 'Use this ticket'))),
-      result);
-
-    async function pick() {
-      clearErrors(testPanel);
-      const id = pickId.value.trim();
-      if (!id) { showErrors(testPanel, [{ path: 'pick', reason: 'Enter a ticket id, like T-1.' }]); pickId.focus(); return; }
-      try {
-        const t = await api('GET', `/v1/tickets/${enc(id)}`);
-        const ticket = {};
-        for (const k of ['id', 'subject', 'description', 'status', 'priority', 'channel', 'department', 'assignee', 'tags', 'custom', 'contact']) {
-          if (t[k] !== undefined) ticket[k] = t[k];
-        }
-        const ev = sampleEvent();
-        ev.ticket = ticket;
-        area.value = JSON.stringify(ev, null, 2);
-        announce(`Loaded ticket ${id} into the event.`);
-        area.focus();
-      } catch (err) {
-        showErrors(testPanel, [{ path: 'pick', reason: err.status === 404 ? `No ticket ${id} in this workspace.` : err.message }]);
-        pickId.focus();
-      }
-    }
-
-    async function run() {
-      clearErrors(testPanel);
-      errors.hidden = true;
-      const req = {};
-      try { req.event = JSON.parse(area.value); } catch (err) {
-        showErrors(testPanel, [{ path: 'event', reason: `is not valid JSON: ${err.message}` }], errors); area.focus(); return;
-      }
-      if (prev.value.trim()) {
-        try { req.ticket = JSON.parse(prev.value); } catch (err) {
-          showErrors(testPanel, [{ path: 'ticket', reason: `is not valid JSON: ${err.message}` }], errors); prev.focus(); return;
-        }
-      }
-      clear(result).append(h('p', null, 'Running…'));
-      try {
-        const out = await api('POST', `/v1/rules/${enc(ed.draft.id)}/test`, req);
-        clear(result).append(testResult(out, dirty()));
-        announce(`Test: the rule ${out.matched ? 'matched' : 'did not match'}.`);
-      } catch (err) {
-        clear(result);
-        showErrors(testPanel, err.details || [{ path: '', reason: err.message }], errors);
-        announce(`Test failed: ${err.message}`, 'error');
-      }
+    try {
+      await api('DELETE', `/v1/rules/${enc(ed.draft.id)}/draft`);
+      ed.draftOf = null;
+      ed.draft = toDraft(ed.stored);
+      ed.draft.revision = ed.stored.revision;
+      ed.saved = JSON.stringify(body(toDraft(ed.stored)));
+      redraw();
+      drawTest();
+      announce('Discarded the draft; the form shows the live rule again.');
+    } catch (err) {
+      saveFailed(err, 'Not discarded');
     }
   }
 
-  function testResult(out, wasDirty) {
-    const rule = out.rule || {};
-    const conds = rule.conditions || [];
-    const rows = conds.map((c) => h('tr', { class: c.held ? 'held' : 'not-held' },
-      h('td', null, h('code', null, c.path)), h('td', null, c.field), h('td', null, OP_LABELS[c.op] || c.op),
-      h('td', null, 'value' in c ? showJson(c.value) : ''),
-      h('td', { class: 'verdict' }, c.held ? '✓ held' : '✗ did not hold'),
-      h('td', null, showJson(c.seen))));
-    return h('div', { class: `test-out ${out.matched ? 'matched' : 'unmatched'}` },
-      wasDirty ? h('p', { class: 'warn' }, 'You have unsaved changes: this tested the saved version.') : null,
-      h('h3', { id: 'test-verdict' }, out.matched ? 'The rule matched' : 'The rule did not match'),
-      rule.failed ? h('p', null, 'First failing condition: ', h('code', null, rule.failed.path || ''),
-        rule.failed.op === 'any' ? ' (none of the “any” group held)' : ` — saw ${showJson(rule.failed.seen)}`) : null,
-      conds.length ? h('table', { class: 'conds', id: 'test-conditions' },
-        h('caption', null, 'Each condition'),
-        h('thead', null, h('tr', null, ['Path', 'Field', 'Comparison', 'Value', 'Held', 'Value seen'].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', null, rows)) : h('p', null, 'The rule has no conditions: it always matches.'),
-      h('h4', null, 'Changes it would make'), renderChanges(out.changes),
-      h('h4', null, 'Effects'), renderEffects(out.effects));
+  async function duplicate() {
+    try {
+      const copy = await api('POST', `/v1/rules/${enc(ed.stored.id)}/duplicate`);
+      app.rules.push(copy);
+      announce(`Duplicated as “${copy.name}” (disabled), last in the order.`);
+      opts.onClose?.(copy.id);
+    } catch (err) {
+      saveFailed(err, 'Not duplicated');
+    }
   }
+
+  // ---------------------------------------------------------------- test panel
+
+  const drawTest = testPanel ? () => drawTestPanel(testPanel, ed, dirty) : () => {};
 
   redraw();
   drawTest();

@@ -1,4 +1,4 @@
-// Runs for a ticket, contact groups, read-only scripts, and the shared renderers of changes and
+// Recent runs (filtered by ticket, rule and outcome), contact groups, read-only scripts, and the shared renderers of changes and
 // effects (also used by the editor's test panel).
 import { api, listAll, enc } from './api.js';
 import { h, clear, $, field, announce, fmtTime, showErrors, clearErrors } from './dom.js';
@@ -37,44 +37,91 @@ export function renderEffects(effects) {
 
 export function renderRuns(view, app) {
   clear(view);
-  const input = h('input', { type: 'text', id: 'runs-ticket', required: true, value: app.lastTicket || '', autocomplete: 'off', dataset: { path: 'ticket' } });
+  const f = app.runFilters || (app.runFilters = { ticket: app.lastTicket || '', rule: '', outcome: '' });
+  const input = h('input', { type: 'text', id: 'runs-ticket', value: f.ticket, autocomplete: 'off', dataset: { path: 'ticket' } });
+  const ruleSel = h('select', { id: 'runs-rule', dataset: { path: 'rule' } }, h('option', { value: '' }, 'any rule'));
+  const outcome = h('select', { id: 'runs-outcome', dataset: { path: 'outcome' } },
+    [['', 'any outcome'], ['fired', 'a rule fired'], ['errored', 'something erred'], ['suppressed', 'an effect was suppressed']]
+      .map(([v, t]) => h('option', { value: v, selected: f.outcome === v }, t)));
   const out = h('div', { id: 'runs-out' });
-  const form = h('form', { class: 'inline-form', novalidate: true },
-    field('Ticket id', input), h('button', { type: 'submit', class: 'primary' }, 'Show runs'));
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    clearErrors(form);
-    const id = input.value.trim();
-    if (!id) { showErrors(form, [{ path: 'ticket', reason: 'Enter a ticket id, like T-1.' }]); input.focus(); return; }
-    app.lastTicket = id;
-    clear(out).append(h('p', null, 'Loading…'));
+  const more = h('button', { type: 'button', id: 'runs-more', hidden: true }, 'Show older runs');
+  const form = h('form', { class: 'inline-form', novalidate: true, id: 'runs-form', role: 'search' },
+    field('Ticket id', input), field('Rule that fired', ruleSel), field('Outcome', outcome),
+    h('button', { type: 'submit', class: 'primary' }, 'Show runs'));
+  let next = null;
+  let shown = 0;
+  const list = h('div', { class: 'runs', id: 'runs-list' });
+
+  function query(cursor) {
+    const q = new URLSearchParams({ limit: '20' });
+    if (f.ticket) q.set('ticket', f.ticket);
+    if (f.rule) q.set('rule', f.rule);
+    if (f.outcome) q.set('outcome', f.outcome);
+    if (cursor) q.set('cursor', cursor);
+    return `/v1/runs?${q}`;
+  }
+
+  async function load(cursor) {
     try {
-      const page = await api('GET', `/v1/tickets/${enc(id)}/runs?limit=50`);
-      clear(out).append(runsList(id, page.items || []));
-      announce(`${(page.items || []).length} run${(page.items || []).length === 1 ? '' : 's'} for ${id}.`);
+      const page = await api('GET', query(cursor));
+      const items = page.items || [];
+      if (!cursor) {
+        clear(out);
+        if (!items.length && f.ticket) {
+          try { await api('GET', `/v1/tickets/${enc(f.ticket)}`); } catch (err) {
+            if (err.status === 404) {
+              showErrors(form, [{ path: 'ticket', reason: `No ticket ${f.ticket} in this workspace.` }]);
+              announce(`No ticket ${f.ticket}.`, 'error');
+              return;
+            }
+          }
+        }
+        out.append(items.length ? h('p', { class: 'hint' }, 'Newest first.') : h('p', null, f.ticket ? `No runs for ${f.ticket} yet.` : 'No runs match.'), list);
+        clear(list);
+        shown = 0;
+      }
+      for (const run of items) list.append(runCard(run));
+      shown += items.length;
+      next = page.next;
+      more.hidden = !next;
+      announce(`${shown} run${shown === 1 ? '' : 's'} shown${next ? '; older ones follow' : ''}.`);
     } catch (err) {
       clear(out);
-      showErrors(form, [{ path: 'ticket', reason: err.status === 404 ? `No ticket ${id} in this workspace.` : err.message }]);
+      showErrors(form, [{ path: f.ticket ? 'ticket' : '', reason: err.message }]);
       announce(err.message, 'error');
     }
+  }
+
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    f.ticket = input.value.trim();
+    f.rule = ruleSel.value;
+    f.outcome = outcome.value;
+    app.lastTicket = f.ticket;
+    clear(out).append(h('p', null, 'Loading…'));
+    load(null);
   });
+  more.addEventListener('click', () => { if (next) load(next); });
   view.append(h('div', { class: 'view-head' }, h('h1', { id: 'runs-h' }, 'Runs')),
-    h('p', { class: 'lead' }, 'Every processed event leaves a run: which rules matched, which did not and on what, what scripts returned, logged and fetched, and what changed.'),
-    form, out);
-  if (app.lastTicket) form.requestSubmit();
+    h('p', { class: 'lead' }, 'Every processed event leaves a run: which rules matched, which did not and on what, what scripts returned, logged and fetched, and what changed. Newest first; filter by ticket, by a rule that fired, or by outcome.'),
+    form, out, more);
+  listAll('/v1/rules').then((rules) => {
+    for (const r of rules) ruleSel.append(h('option', { value: r.id, selected: f.rule === r.id }, r.name));
+  }).catch(() => {}).finally(() => form.requestSubmit());
 }
 
-function runsList(ticketId, runs) {
-  if (!runs.length) return h('p', null, `No runs for ${ticketId} yet.`);
-  return h('div', { class: 'runs' }, h('p', { class: 'hint' }, 'Newest first.'), runs.map((run) => h('article', { class: 'card run' },
-    h('h2', null, fmtTime(run.at), ' · event ', h('code', null, run.event_id || '?'), run.event_type ? ` (${run.event_type})` : ''),
+function runCard(run) {
+  return h('article', { class: 'card run', dataset: { runId: run.id || '' } },
+    h('h2', null, fmtTime(run.at), ' · ticket ', h('code', null, run.ticket_id || '?'), ' · event ', h('code', null, run.event_id || '?'), run.event_type ? ` (${run.event_type})` : ''),
     run.error ? h('p', { class: 'error-text' }, 'Error: ', showJson(run.error)) : null,
     h('h3', null, 'Rules'), rulesTable(run.rules || []),
     (run.scripts || []).length ? [h('h3', null, 'Scripts'), run.scripts.map(scriptBlock)] : null,
     h('div', { class: 'two' },
       h('div', null, h('h3', null, 'Changes'), renderChanges(run.changes)),
       h('div', null, h('h3', null, 'Effects'), renderEffects(run.effects))),
-    run.timings ? h('p', { class: 'hint' }, `Took ${run.timings.total_ms ?? '?'} ms`, ` · run ${run.id}`) : null)));
+    (run.suppressed || []).length ? h('p', { class: 'warn' }, `${run.suppressed.length} effect${run.suppressed.length === 1 ? '' : 's'} suppressed: ${run.suppressed[0].reason || ''}`) : null,
+    run.timings ? h('p', { class: 'hint' }, `Took ${run.timings.total_ms ?? '?'} ms`, ` · run ${run.id}`) : null);
 }
 
 function rulesTable(rules) {

@@ -16,7 +16,7 @@ from server.auth import Principal
 from server.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMedia, Unprocessable
 from server.store.connect import Store
 
-__all__ = ["requires", "json_response", "read_json", "page_params", "listing", "Ctx",
+__all__ = ["requires", "json_response", "read_json", "page_params", "listing", "page", "Ctx",
            "encode_cursor", "decode_cursor", "problem", "json_depth", "Query", "path_number"]
 
 # The role table of API.md. "ingest" is its own branch: it may only post events.
@@ -205,8 +205,13 @@ def page_params(request: Request) -> tuple[int, int]:
     return values["limit"], values["cursor"] or 0
 
 
+def page(items: list[Any], following: int | None) -> Response:
+    """The one answer of every paged list: {"items": [...], "next": cursor | null}, where `next`
+    is the opaque cursor of the following page (`following`: its offset or sequence number, as the
+    list's store read returned it), null on the last page."""
+    return json_response({"items": items, "next": encode_cursor(following) if following else None})
+
+
 def listing(items: list[Any], limit: int, offset: int) -> Response:
-    """Page an in-memory list: {"items", "next"}."""
-    page = items[offset:offset + limit]
-    more = offset + limit < len(items)
-    return json_response({"items": page, "next": encode_cursor(offset + limit) if more else None})
+    """Page an in-memory list."""
+    return page(items[offset:offset + limit], offset + limit if offset + limit < len(items) else None)

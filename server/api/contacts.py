@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.common import Ctx, encode_cursor, json_response, requires
+from server.api.common import Ctx, json_response, page, requires
 from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.validate import GROUP_NAME
 from server.errors import ApiError, NotFound
@@ -50,7 +50,7 @@ async def list_contacts(ctx: Ctx) -> Response:
     group = ctx.query["group"]
     items, nxt = await directory.list_group_contacts(ctx.store, ctx.workspace, group,
                                                      ctx.query["limit"], ctx.query["cursor"] or 0)
-    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+    return page(items, nxt)
 
 
 @requires("viewer")

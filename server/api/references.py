@@ -167,28 +167,15 @@ async def write_rules(ctx: Ctx, by: dict[str, Any],
     and groups read in the same transaction (which WATCHes them too)."""
     ws = ctx.workspace
 
-    async def build(p: Any) -> tuple[list[R.Change], Any]:
-        current = {_text(k): orjson.loads(v) for k, v in (await p.hgetall(K.rules(ws))).items()}
-        changes = compute(current)
-        if not changes:
-            return changes, None
+    async def check(p: Any, current: dict[str, dict[str, Any]], changes: list[R.Change]) -> None:
         if any(ch.new is not None and ch.action not in _UNCHECKED_ACTIONS for ch in changes):
             catalog = await read_catalog(p, ws)
             problems = [pr for ch in changes if ch.new is not None and ch.action not in _UNCHECKED_ACTIONS
                         for pr in reference_problems(ch.new, catalog)]
             raise_missing(problems)
-        numbers = [await R.number(p, ws, R.RULE, ch) for ch in changes]
 
-        def writer(pipe: Any) -> None:
-            for ch, n in zip(changes, numbers, strict=True):
-                R.queue_change(pipe, ws, R.RULE, ch, n, by)
-            pipe.incr(K.rules_rev(ws))
-            if also is not None:
-                also(pipe, changes)
-
-        return changes, writer
-
-    return await R.transact(ctx.store, [K.rules(ws), *catalog_watch(ws)], build)
+    return await R.write(ctx.store, ws, R.RULE, by, compute, check=check, watch=catalog_watch(ws),
+                         also=also)
 
 
 def _in_use(label: str, listed: list[dict[str, Any]], advice: str) -> Conflict:
@@ -213,11 +200,7 @@ async def write_policies(ctx: Ctx, by: dict[str, Any],
     an enabled rule's business-time condition names as its calendar; WATCHes the rules too."""
     ws = ctx.workspace
 
-    async def build(p: Any) -> tuple[list[R.Change], Any]:
-        current = {_text(k): orjson.loads(v) for k, v in (await p.hgetall(K.sla_policies(ws))).items()}
-        changes = compute(current)
-        if not changes:
-            return changes, None
+    async def check(p: Any, current: dict[str, dict[str, Any]], changes: list[R.Change]) -> None:
         final = dict(current)
         for ch in changes:
             if ch.new is None:
@@ -233,17 +216,9 @@ async def write_policies(ctx: Ctx, by: dict[str, Any],
                 raise _in_use("The policy's business hours", [{"id": r["id"], "name": r.get("name")} for r in users],
                               "Their business-time conditions name it as their calendar; change or "
                               "disable them first.")
-        numbers = [await R.number(p, ws, R.SLA, ch) for ch in changes]
 
-        def writer(pipe: Any) -> None:
-            for ch, n in zip(changes, numbers, strict=True):
-                R.queue_change(pipe, ws, R.SLA, ch, n, by)
-            if also is not None:
-                also(pipe, changes)
-
-        return changes, writer
-
-    return await R.transact(ctx.store, [K.sla_policies(ws), K.rules(ws)], build)
+    return await R.write(ctx.store, ws, R.SLA, by, compute, check=check, watch=[K.rules(ws)],
+                         also=also)
 
 
 def force_param(ctx: Ctx) -> bool:
@@ -281,10 +256,8 @@ async def delete_in_use(ctx: Ctx, by: dict[str, Any], label: str, watch: list[st
         numbers = [await R.number(p, ws, R.RULE, ch) for ch in changes]
 
         def writer(pipe: Any) -> None:
-            for ch, n in zip(changes, numbers, strict=True):
-                R.queue_change(pipe, ws, R.RULE, ch, n, by)
+            R.queue_changes(pipe, ws, R.RULE, changes, numbers, by)
             if changes:
-                pipe.incr(K.rules_rev(ws))
                 also(pipe, changes)
             queue_delete(pipe, target)
 

@@ -15,24 +15,26 @@ from server import audit, automation
 from server.api.common import (
     Ctx,
     problem,
-    encode_cursor,
+    page,
     json_response,
     page_params,
-    path_number,
     read_object,
     requires,
 )
 from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.references import write_rules
+from server.api.revisioned import Revisions, by_of
 from server.api.validate import validate_event
 from server.errors import NotFound, Unprocessable
+from server.policy_cache import compile_policies
 from server.scripting import check_rule_outbound
 from server.store import catalog, runs, tickets
 from server.store import revisions as R
 from server.store import sla as sla_store
 from server.store.catalog import now_iso
 
-__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "calendars_of", "check_rule_count", "change_action", "by_of", "audit_rules"]
+__all__ = ["routes", "definition", "rule_problems", "workspace_calendars", "calendars_of", "check_rule_count", "change_action", "by_of", "audit_rules",
+           "dry_run_response"]
 
 # Bookkeeping the service owns; a client cannot set them.
 _OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
@@ -52,17 +54,9 @@ def check_rule_count(ctx: Ctx, after: int) -> None:
 def calendars_of(specs: list[Any]) -> dict[str, Any]:
     """The calendars rules may name in business-time conditions: each SLA policy's business hours
     by the policy's name (a spec that does not compile is left out; its own check reports it)."""
-    from rules import RuleError
-    from rules.sla import compile_policy, policy_calendars
+    from rules.sla import policy_calendars
 
-    policies = []
-    for spec in specs:
-        if isinstance(spec, dict):
-            try:
-                policies.append(compile_policy(sla_store.definition(spec)))
-            except RuleError:
-                continue
-    return policy_calendars(policies)
+    return policy_calendars(compile_policies(specs, quiet=True))
 
 
 async def workspace_calendars(store: Any, workspace: str) -> dict[str, Any]:
@@ -125,11 +119,6 @@ def change_action(old: dict[str, Any], new: dict[str, Any]) -> str:
     if changed == {"enabled"}:
         return "enable" if b.get("enabled") else "disable"
     return "update"
-
-
-def by_of(ctx: Ctx) -> dict[str, Any]:
-    """Who made a revision: the key's id and name."""
-    return {"key_id": ctx.principal.key_id, "key_name": ctx.principal.key_name}
 
 
 def audit_rules(ctx: Ctx) -> Any:
@@ -233,10 +222,10 @@ async def list_rules(ctx: Ctx) -> Response:
     if window is not None:
         since = datetime.now(UTC) - timedelta(seconds=window)
         rules = [r for r in await _with_stats(ctx, rules) if _unused(r, since)]
-        page = rules[offset:offset + limit]
+        shown = rules[offset:offset + limit]
     else:
-        page = await _with_stats(ctx, rules[offset:offset + limit])
-    return json_response({"items": page, "next": encode_cursor(offset + limit) if offset + limit < len(rules) else None})
+        shown = await _with_stats(ctx, rules[offset:offset + limit])
+    return page(shown, offset + limit if offset + limit < len(rules) else None)
 
 
 @requires("viewer")
@@ -369,10 +358,16 @@ async def test_rule(ctx: Ctx) -> Response:
     """Dry run: {"event": {...}, "ticket"?: <ticket before the event>, "now"?: <RFC 3339>} ->
     the rule's explain, changes and effects. Applies nothing. Without "ticket" the stored ticket
     of the event's ticket id (if any) is the ticket before the event."""
+    return await dry_run_response(ctx, await _load(ctx))
+
+
+async def dry_run_response(ctx: Ctx, rule: dict[str, Any],
+                           body: dict[str, Any] | None = None) -> Response:
+    """The dry run of `rule` on the request's {"event", "ticket"?, "now"?} (test_rule; a draft's
+    test, server/api/drafts.py, passes the body it read)."""
     from rules import RuleError, dry_run
 
-    rule = await _load(ctx)
-    body = await read_object(ctx.request)
+    body = body if body is not None else await read_object(ctx.request)
     event, problems = validate_event(body.get("event"), now_iso(), path="event", require_id=False)
     previous = body.get("ticket")
     if previous is not None and not isinstance(previous, dict):
@@ -409,44 +404,12 @@ async def rule_runs(ctx: Ctx) -> Response:
     limit, offset = page_params(ctx.request)
     items, nxt = await runs.list_rule_runs(ctx.store, ctx.workspace, rule["id"], offset=offset,
                                            limit=limit)
-    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+    return page(items, nxt)
 
 
-async def _revision(ctx: Ctx) -> dict[str, Any]:
-    rule_id, raw = ctx.request.path_params["rule_id"], ctx.request.path_params["n"]
-    n = path_number(ctx.request, "n", "a revision number")
-    rev = await R.get(ctx.store, ctx.workspace, R.RULE, rule_id, n) if n is not None else None
-    if rev is None:
-        raise NotFound(f"Rule {rule_id!r} has no revision {raw!r}.")
-    return rev
-
-
-@requires("viewer", Query(PAGE))
-async def list_revisions(ctx: Ctx) -> Response:
-    """The rule's revisions, newest first: {n, action, at, by: {key_id, key_name}, rule}. A deleted
-    rule's revisions stay readable."""
-    rule_id = ctx.request.path_params["rule_id"]
-    limit, offset = page_params(ctx.request)
-    items, more = await R.page(ctx.store, ctx.workspace, R.RULE, rule_id, offset, limit)
-    if not items and await R.count(ctx.store, ctx.workspace, R.RULE, rule_id) == 0:
-        await _load(ctx)  # 404 unless the rule exists (one saved before revisions were kept)
-    return json_response({"items": items, "next": encode_cursor(offset + limit) if more else None})
-
-
-@requires("viewer")
-async def get_revision(ctx: Ctx) -> Response:
-    """One revision of a rule."""
-    return json_response(await _revision(ctx))
-
-
-@requires("manager")
-async def restore_revision(ctx: Ctx) -> Response:
-    """Make the rule say again what revision n said (name, enabled, triggers, conditions, actions,
-    ...; not its position): a new revision. A deleted rule comes back, last in the order."""
-    rev = await _revision(ctx)
-    if rev["action"] == "delete":
-        raise Unprocessable("That revision records the rule's deletion; restore an earlier one.",
-                            details=[{"path": "n", "reason": "is a delete revision"}])
+async def _restore(ctx: Ctx, rev: dict[str, Any]) -> Response:
+    """Write what rule revision `rev` says as a new revision, the rule keeping its place (a
+    deleted rule comes back last)."""
     rule_id, content = rev["rule"]["id"], definition(rev["rule"])
     _check(content, await workspace_calendars(ctx.store, ctx.workspace))
     seen: dict[str, Any] = {}
@@ -478,7 +441,11 @@ routes = [
     Route("/v1/rules/{rule_id}/disable", disable_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/test", test_rule, methods=["POST"]),
     Route("/v1/rules/{rule_id}/runs", rule_runs, methods=["GET"]),
-    Route("/v1/rules/{rule_id}/revisions", list_revisions, methods=["GET"]),
-    Route("/v1/rules/{rule_id}/revisions/{n}", get_revision, methods=["GET"]),
-    Route("/v1/rules/{rule_id}/revisions/{n}/restore", restore_revision, methods=["POST"]),
+    *Revisions(R.RULE, "rule_id", "Rule", "rule", _load).routes("/v1/rules/{rule_id}", (
+        "The rule's revisions, newest first: {n, action, at, by: {key_id, key_name}, rule}. A "
+        "deleted\nrule's revisions stay readable.",
+        "One revision of a rule.",
+        "Make the rule say again what revision n said (name, enabled, triggers, conditions, "
+        "actions,\n...; not its position): a new revision. A deleted rule comes back, last in the "
+        "order."), _restore),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.common import Ctx, encode_cursor, json_response, requires
+from server.api.common import Ctx, page, requires
 from server.api.query import PAGE, Query, choice, text
 from server.store import runs
 
@@ -30,7 +30,7 @@ async def list_runs(ctx: Ctx) -> Response:
     items, nxt = await runs.list_recent_runs(
         ctx.store, ctx.workspace, rule_id=q["rule"], ticket_id=q["ticket"], outcome=q["outcome"],
         offset=q["cursor"] or 0, limit=q["limit"])
-    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+    return page(items, nxt)
 
 
 routes = [Route("/v1/runs", list_runs, methods=["GET"])]

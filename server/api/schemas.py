@@ -185,6 +185,15 @@ BODIES: dict[tuple[str, str], Any] = {
         "type": "integer", "minimum": 1}), "additionalProperties": False},
     ("POST", "/v1/import"): ref("Document"),
     ("PUT", "/v1/sla-policies/order"): _obj(["names"], names={"type": "array", "items": _TEXT}),
+    # drafts and backtests (server/api/drafts.py, backtest.py)
+    ("POST", "/v1/rules/backtest"): {**_obj(["rule"], rule=ref("Rule"), limit={
+        "type": "integer", "minimum": 1, "maximum": 1000}, rule_id=_STR),
+        "additionalProperties": False},
+    ("POST", "/v1/rules/{rule_id}/draft"): _obj((), rule=ref("Rule")),
+    ("PUT", "/v1/rules/{rule_id}/draft"): ref("Rule"),
+    ("POST", "/v1/rules/{rule_id}/draft/test"): _obj(["event"], event=ref("Event"),
+                                                     ticket=_ANY_OBJ, now=_TIME),
+    ("POST", "/v1/rules/{rule_id}/draft/publish"): _obj((), revision={"type": "integer"}),
 }
 
 # Routes the 2026-12-02 additions bring (docs/api.md), described ahead of their handlers.
@@ -198,6 +207,9 @@ _FORCED_DELETE = _obj(["deleted", "disabled_rules"],
 _SETTINGS = _obj(["strict_events", "default"], strict_events=_BOOL, default=_BOOL)
 
 _RULE_PAGE = page(ref("StoredRule"))
+_DRAFT = _obj(["rule_id", "base_revision", "live_revision", "stale", "rule"], rule_id=_STR,
+              base_revision={"type": ["integer", "null"]}, live_revision={"type": ["integer", "null"]},
+              stale=_BOOL, rule=_ANY_OBJ, created_at=_STR, updated_at=_STR, by=_ANY_OBJ)
 # (method, path) -> the schema of the success answer.
 RESPONSES: dict[tuple[str, str], Any] = {
     ("GET", "/healthz"): _obj(["status"], status={"const": "ok"}),
@@ -239,6 +251,22 @@ RESPONSES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/rules/{rule_id}/revisions"): page(_REVISION),
     ("GET", "/v1/rules/{rule_id}/revisions/{n}"): _REVISION,
     ("POST", "/v1/rules/{rule_id}/revisions/{n}/restore"): ref("StoredRule"),
+    ("POST", "/v1/rules/backtest"): _obj(
+        ["checked", "fired", "hits", "conflicts", "truncated"], checked=_INT, fired=_INT,
+        hits={"type": "array", "items": _obj(["event_id", "ticket_id", "changes"], event_id=_STR,
+                                             ticket_id=_STR, changes=_ANY_OBJ)},
+        conflicts={"type": "array", "items": _obj(["event_id", "rule", "field"], event_id=_STR,
+                                                  rule=_ANY_OBJ, field=_STR)},
+        truncated=_BOOL, skipped=_ANY_OBJ, approximate=_ANY_OBJ),
+    ("POST", "/v1/rules/{rule_id}/draft"): _DRAFT,
+    ("GET", "/v1/rules/{rule_id}/draft"): _DRAFT,
+    ("PUT", "/v1/rules/{rule_id}/draft"): _DRAFT,
+    ("GET", "/v1/drafts"): page(_DRAFT),
+    ("POST", "/v1/rules/{rule_id}/draft/test"): _obj(["matched", "rule", "changes", "effects"],
+                                                     matched=_BOOL, rule=_ANY_OBJ,
+                                                     changes=_ANY_OBJ, effects={"type": "array"}),
+    ("POST", "/v1/rules/{rule_id}/draft/publish"): ref("StoredRule"),
+    ("POST", "/v1/rules/{rule_id}/duplicate"): ref("StoredRule"),
     ("POST", "/v1/groups"): ref("Group"),
     ("GET", "/v1/groups"): page(ref("Group")),
     ("GET", "/v1/groups/{name}"): ref("Group"),

@@ -5,24 +5,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server import audit
 from server.api.common import (
     Ctx,
-    encode_cursor,
     json_response,
     listing,
     page_params,
-    path_number,
     problem,
     read_object,
     requires,
 )
 from server.api.query import FORCE, PAGE, Query
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog, write_policies
+from server.api.revisioned import Revisions, by_of
 from server.api.rules import audit_rules
 from server.api.sla_checks import policy_problems
 from server.errors import Conflict, NotFound, Unprocessable
@@ -101,10 +99,6 @@ def _bounded(pos: Any, most: int) -> int | None:
     return int(pos)
 
 
-def _by(ctx: Ctx) -> dict[str, Any]:
-    return {"key_id": ctx.principal.key_id, "key_name": ctx.principal.key_name}
-
-
 def audit_policies(ctx: Ctx) -> Any:
     """Queue one audit entry per policy change, in the change's transaction."""
 
@@ -119,7 +113,7 @@ def audit_policies(ctx: Ctx) -> Any:
 async def _write(ctx: Ctx, compute: Any) -> list[R.Change]:
     """Write policy changes with revisions and audit entries; taking away business hours an
     enabled rule names as its calendar is a 409 (server/api/references.py)."""
-    return await write_policies(ctx, _by(ctx), compute, audit_policies(ctx))
+    return await write_policies(ctx, by_of(ctx), compute, audit_policies(ctx))
 
 
 definition = S.definition
@@ -257,8 +251,7 @@ async def delete_policy(ctx: Ctx) -> Response:
     name, ws = ctx.request.path_params["name"], ctx.workspace
 
     async def load(p: Any) -> tuple[Catalog, Catalog, tuple[list[R.Change], list[int]]]:
-        current = {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v)
-                   for k, v in (await p.hgetall(K.sla_policies(ws))).items()}
+        current = await R.read_all(p, ws, R.SLA)
         old = _current(current, name)
         before = await read_catalog(p, ws)
         at = now_iso()
@@ -269,50 +262,18 @@ async def delete_policy(ctx: Ctx) -> Response:
 
     def queue_delete(pipe: Any, target: tuple[list[R.Change], list[int]]) -> None:
         changes, numbers = target
-        for ch, n in zip(changes, numbers, strict=True):
-            R.queue_change(pipe, ws, R.SLA, ch, n, _by(ctx))
+        R.queue_changes(pipe, ws, R.SLA, changes, numbers, by_of(ctx))
         audit_policies(ctx)(pipe, changes)
 
-    disabled = await delete_in_use(ctx, _by(ctx), f"SLA policy {name!r}", [K.sla_policies(ws)],
+    disabled = await delete_in_use(ctx, by_of(ctx), f"SLA policy {name!r}", [K.sla_policies(ws)],
                                    load, queue_delete, audit_rules(ctx))
     if force_param(ctx):
         return json_response({"deleted": {"sla_policy": name}, "disabled_rules": disabled}, 200)
     return Response(status_code=204)
 
 
-async def _revision(ctx: Ctx) -> dict[str, Any]:
-    name, raw = ctx.request.path_params["name"], ctx.request.path_params["n"]
-    n = path_number(ctx.request, "n", "a revision number")
-    rev = await R.get(ctx.store, ctx.workspace, R.SLA, name, n) if n is not None else None
-    if rev is None:
-        raise NotFound(f"SLA policy {name!r} has no revision {raw!r}.")
-    return rev
-
-
-@requires("viewer", Query(PAGE))
-async def list_revisions(ctx: Ctx) -> Response:
-    """The policy's revisions, newest first: {n, action, at, by: {key_id, key_name}, policy}."""
-    name = ctx.request.path_params["name"]
-    limit, offset = page_params(ctx.request)
-    items, more = await R.page(ctx.store, ctx.workspace, R.SLA, name, offset, limit)
-    if not items and await R.count(ctx.store, ctx.workspace, R.SLA, name) == 0:
-        await _load(ctx)
-    return json_response({"items": items, "next": encode_cursor(offset + limit) if more else None})
-
-
-@requires("viewer")
-async def get_revision(ctx: Ctx) -> Response:
-    """One revision of an SLA policy."""
-    return json_response(await _revision(ctx))
-
-
-@requires("manager")
-async def restore_revision(ctx: Ctx) -> Response:
-    """Make the policy say again what revision n said: a new revision (a deleted one comes back)."""
-    rev = await _revision(ctx)
-    if rev["action"] == "delete":
-        raise Unprocessable("That revision records the policy's deletion; restore an earlier one.",
-                            details=[problem("n", "is a delete revision")])
+async def _restore(ctx: Ctx, rev: dict[str, Any]) -> Response:
+    """Write what policy revision `rev` says as a new revision."""
     name = ctx.request.path_params["name"]
     spec = _checked(definition(rev["policy"]), name)
     return await _replace(ctx, name, spec, "restore", {"restored_from": rev["n"]})
@@ -325,7 +286,9 @@ routes = [
     Route("/v1/sla-policies/{name}", get_policy, methods=["GET"]),
     Route("/v1/sla-policies/{name}", put_policy, methods=["PUT"]),
     Route("/v1/sla-policies/{name}", delete_policy, methods=["DELETE"]),
-    Route("/v1/sla-policies/{name}/revisions", list_revisions, methods=["GET"]),
-    Route("/v1/sla-policies/{name}/revisions/{n}", get_revision, methods=["GET"]),
-    Route("/v1/sla-policies/{name}/revisions/{n}/restore", restore_revision, methods=["POST"]),
+    *Revisions(R.SLA, "name", "SLA policy", "policy", _load).routes("/v1/sla-policies/{name}", (
+        "The policy's revisions, newest first: {n, action, at, by: {key_id, key_name}, policy}.",
+        "One revision of an SLA policy.",
+        "Make the policy say again what revision n said: a new revision (a deleted one comes "
+        "back)."), _restore),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.common import Ctx, encode_cursor, json_response, page_params, requires
+from server.api.common import Ctx, json_response, page, page_params, requires
 from server.api.query import PAGE, Param, Query, ValueProblem, choice, number, stream_id, text
 from server.api.validate import STATUSES
 from server.errors import NotFound
@@ -49,7 +49,7 @@ async def list_tickets(ctx: Ctx) -> Response:
     items, nxt = await tickets.list_tickets(
         ctx.store, ctx.workspace, status=q["status"], tag=q["tag"], group=q["group"],
         limit=q["limit"], after_seq=q["cursor"] or 0)
-    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+    return page(items, nxt)
 
 
 @requires("viewer", Query(PAGE))
@@ -61,7 +61,7 @@ async def ticket_runs(ctx: Ctx) -> Response:
     limit, offset = page_params(ctx.request)
     items, nxt = await runs.list_ticket_runs(ctx.store, ctx.workspace, ticket_id, offset=offset,
                                              limit=limit)
-    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+    return page(items, nxt)
 
 
 @requires("viewer")

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from sandbox import BrokerConfig
 from server import audit
-from server.api.common import Ctx, encode_cursor, json_response, page_params, problem, read_object, requires
+from server.api.common import Ctx, json_response, page, page_params, problem, read_object, requires
 from server.api.query import PAGE, Query, choice
 from server.errors import NotFound, Unprocessable
 from server.store import outbox as O
@@ -111,7 +111,7 @@ async def list_deliveries(ctx: Ctx) -> Response:
     state = ctx.query["state"]
     limit, offset = page_params(ctx.request)
     items, more = await O.list_deliveries(ctx.store, ctx.workspace, state, limit, offset)
-    return json_response({"items": items, "next": encode_cursor(offset + limit) if more else None})
+    return page(items, offset + limit if more else None)
 
 
 async def _delivery(ctx: Ctx) -> dict[str, Any]:

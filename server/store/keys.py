@@ -277,6 +277,16 @@ def guards(w: str) -> str:
     return f"{_ws(w)}:guards"
 
 
+__all__ += ["policy_rev"]
+
+
+def policy_rev(w: str) -> str:
+    """string  counter bumped in the same MULTI as every write of the SLA policies or the guard
+    limits (store/revisions.py, store/sla.py, store/guards.py): the key server/policy_cache.py
+    caches their compiled form by, as rules:rev is for the rules."""
+    return f"{_ws(w)}:policy:rev"
+
+
 def workspace_settings(w: str) -> str:
     """string  JSON {strict_events: bool}: the workspace's settings (server/api/workspace_settings.py);
     absent = every setting at its default."""
@@ -358,3 +368,15 @@ def index_build_lease(w: str) -> str:
     """str  the process building the workspace's contact indexes (PX: it renews while it works),
     so one process at a time advances the cursor."""
     return f"{_ws(w)}:index-build:lease"
+
+
+# -- rule drafts (slot {ws:W}; store/drafts.py) --
+
+__all__ += ["rule_drafts"]
+
+
+def rule_drafts(w: str) -> str:
+    """hash  rule id -> JSON draft {rule_id, base_revision, rule, created_at, updated_at, by}: at
+    most one draft per live rule. Nothing on the run path reads it (the worker reads only
+    keys.rules); publishing deletes it in the same MULTI/EXEC that writes the rule."""
+    return f"{_ws(w)}:rule-drafts"

@@ -1,19 +1,26 @@
-"""Immutable revisions of rules and SLA policies, and the WATCH/MULTI helper their writers share.
+"""Revisioned resources: rules and SLA policies, kept with immutable revisions, written one way.
 
   df:{ws:W}:revisions:rule:<rule id>   hash  n -> JSON {n, action, at, by: {key_id, key_name}, rule}
   df:{ws:W}:revisions:sla:<name>       hash  n -> JSON {n, action, at, by, policy}
 
 A revision is the whole object as it stood after a change. It is written in the same MULTI/EXEC as
 the change (every key is in the workspace's slot), so there is never a change without its revision
-or a revision of a change that did not happen. Revision numbers per object count up from 1; a rule's
-stored `revision` is the number of its latest revision. Revisions stay when their rule or policy is
-deleted (the delete itself is a revision with action "delete"), so a deleted rule's history stays
-readable and restorable.
+or a revision of a change that did not happen. Revision numbers per object count up from 1; an
+object's stored `revision` is the number of its latest revision. Revisions stay when their object
+is deleted (the delete itself is a revision with action "delete"), so a deleted rule's history
+stays readable and restorable.
+
+Each resource also has a workspace counter that the same MULTI bumps once per write: `rules:rev`
+for rules, `policy:rev` for SLA policies (server/guards.py's limits bump it too, store/guards.py).
+Workers cache what they compile from a resource by that counter (server/rulecache.py,
+server/policy_cache.py), so `queue_changes` is the only code that writes a resource's hash: a
+writer cannot change the objects and forget the counter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -22,17 +29,31 @@ from redis.exceptions import WatchError
 from server.store import keys as K
 from server.store.catalog import now_iso
 from server.store.connect import Store
+from server.store.encoding import dumps
 from server.store.errors import guarded
+from server.store.replies import text_map
 
-__all__ = ["RULE", "SLA", "Change", "transact", "next_number", "number", "queue", "queue_change",
-           "write", "page", "get", "count"]
-
-RULE = "rule"
-SLA = "sla"
-_FIELD = {RULE: "rule", SLA: "policy"}
+__all__ = ["Resource", "RULE", "SLA", "Change", "transact", "number", "queue_changes", "read_all",
+           "write", "page", "get", "count", "revision"]
 
 T = TypeVar("T")
 Writer = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A kind of object kept with revisions: where the objects live, what a revision record calls
+    the object, the workspace counter every change bumps, and the per-object keys a delete drops."""
+
+    kind: str                                   # the revisions key's segment
+    field: str                                  # the object's name in a revision record
+    objects: Callable[[str], str]               # workspace -> hash of id/name -> JSON object
+    counter: Callable[[str], str]               # workspace -> counter bumped by every write
+    dropped: tuple[Callable[[str, str], str], ...] = ()  # (workspace, id) -> keys a delete drops
+
+
+RULE = Resource("rule", "rule", K.rules, K.rules_rev, (K.rule_runs, K.rule_stats))
+SLA = Resource("sla", "policy", K.sla_policies, K.policy_rev)
 
 
 @guarded
@@ -58,50 +79,6 @@ async def transact(store: Store, watch: list[str],
                 continue
 
 
-async def next_number(pipe: Any, workspace: str, kind: str, ident: str, current: int = 0) -> int:
-    """The next revision number of an object: after its stored counter and after any revision it
-    left behind (a deleted rule recreated under its id continues its history)."""
-    existing = int(await pipe.hlen(K.revisions(workspace, kind, ident)))
-    return max(current, existing) + 1
-
-
-def queue(pipe: Any, workspace: str, kind: str, ident: str, n: int, action: str,
-          by: dict[str, Any], content: dict[str, Any], extra: dict[str, Any] | None = None
-          ) -> dict[str, Any]:
-    """Queue revision `n` in a MULTI pipeline; returns the record."""
-    record = {"n": n, "action": action, "at": now_iso(), "by": by, **(extra or {}),
-              _FIELD[kind]: content}
-    pipe.hset(K.revisions(workspace, kind, ident), str(n), orjson.dumps(record).decode())
-    return record
-
-
-@guarded
-async def count(store: Store, workspace: str, kind: str, ident: str) -> int:
-    return int(await store.redis.hlen(K.revisions(workspace, kind, ident)))
-
-
-@guarded
-async def page(store: Store, workspace: str, kind: str, ident: str, offset: int, limit: int
-               ) -> tuple[list[dict[str, Any]], bool]:
-    """(revisions newest first from `offset`, whether more follow)."""
-    key = K.revisions(workspace, kind, ident)
-    numbers = sorted((int(n) for n in await store.redis.hkeys(key)), reverse=True)
-    chosen = numbers[offset:offset + limit]
-    if not chosen:
-        return [], False
-    raw = await store.redis.hmget(key, [str(n) for n in chosen])
-    return [orjson.loads(r) for r in raw if r], offset + limit < len(numbers)
-
-
-@guarded
-async def get(store: Store, workspace: str, kind: str, ident: str, n: int) -> dict[str, Any] | None:
-    raw = await store.redis.hget(K.revisions(workspace, kind, ident), str(n))
-    return orjson.loads(raw) if raw else None
-
-
-# -- writing rules and SLA policies with their revisions ------------------------------------------
-
-
 class Change:
     """One object's change: `new` is its state after (None: deleted), `old` before (None: new)."""
 
@@ -113,57 +90,109 @@ class Change:
         self.n = 0  # the revision number, once written
 
 
-async def number(pipe: Any, workspace: str, kind: str, change: Change) -> int:
+async def read_all(p: Any, workspace: str, res: Resource) -> dict[str, dict[str, Any]]:
+    """Every object of the resource by id/name, read through `p` (a client, or a pipeline in WATCH
+    mode)."""
+    return {k: orjson.loads(v) for k, v in text_map(await p.hgetall(res.objects(workspace))).items()}
+
+
+async def number(pipe: Any, workspace: str, res: Resource, change: Change) -> int:
     """Revision number of `change`: the old object's counter + 1, or (a new object) after whatever
-    revisions its id or name left behind."""
+    revisions its id or name left behind (a deleted rule recreated under its id continues its
+    history)."""
     if change.old is not None and "revision" in change.old:
         return int(change.old["revision"]) + 1
-    return await next_number(pipe, workspace, kind, change.ident)
+    return int(await pipe.hlen(K.revisions(workspace, res.kind, change.ident))) + 1
 
 
-def queue_change(pipe: Any, workspace: str, kind: str, change: Change, n: int,
-                 by: dict[str, Any]) -> None:
-    """Queue the write of `change` and its revision `n` (sets `revision` on the new object)."""
+def _queue_one(pipe: Any, workspace: str, res: Resource, change: Change, n: int,
+               by: dict[str, Any]) -> None:
     change.n = n
-    hkey = K.rules(workspace) if kind == RULE else K.sla_policies(workspace)
     if change.new is None:
-        pipe.hdel(hkey, change.ident)
-        if kind == RULE:
-            pipe.delete(K.rule_runs(workspace, change.ident))
-            pipe.delete(K.rule_stats(workspace, change.ident))
+        pipe.hdel(res.objects(workspace), change.ident)
+        for key in res.dropped:
+            pipe.delete(key(workspace, change.ident))
         content = {**(change.old or {}), "revision": n}
     else:
         change.new["revision"] = n
-        pipe.hset(hkey, change.ident, orjson.dumps(change.new).decode())
+        pipe.hset(res.objects(workspace), change.ident, dumps(change.new))
         content = change.new
-    queue(pipe, workspace, kind, change.ident, n, change.action, by, content, change.extra)
+    record = {"n": n, "action": change.action, "at": now_iso(), "by": by, **(change.extra or {}),
+              res.field: content}
+    pipe.hset(K.revisions(workspace, res.kind, change.ident), str(n), dumps(record))
 
 
-async def write(store: Store, workspace: str, kind: str, by: dict[str, Any],
-                compute: Callable[[dict[str, dict[str, Any]]], list[Change]],
+def queue_changes(pipe: Any, workspace: str, res: Resource, changes: Sequence[Change],
+                  numbers: Sequence[int], by: dict[str, Any]) -> None:
+    """Queue, in a MULTI pipeline, each change with its revision `numbers[i]` (setting `revision`
+    on the new object), and one bump of the resource's counter when anything changes."""
+    for change, n in zip(changes, numbers, strict=True):
+        _queue_one(pipe, workspace, res, change, n, by)
+    if changes:
+        pipe.incr(res.counter(workspace))
+
+
+Check = Callable[[Any, dict[str, dict[str, Any]], list[Change]], Awaitable[None]]
+
+
+async def write(store: Store, workspace: str, res: Resource, by: dict[str, Any],
+                compute: Callable[[dict[str, dict[str, Any]]], list[Change]], *,
+                check: Check | None = None, watch: Sequence[str] = (),
                 also: Callable[[Any, list[Change]], None] | None = None) -> list[Change]:
-    """Read every rule (or policy) under WATCH, `compute(current by id/name)` the changes (it may
-    raise a 4xx: nothing is written), write them with their revisions in one MULTI/EXEC. Rule
-    changes bump the rules revision (the worker's cache key). `also(pipe, changes)` queues more
-    writes in the same transaction (the audit entries)."""
-    hkey = K.rules(workspace) if kind == RULE else K.sla_policies(workspace)
+    """Read every object under WATCH (with `watch`), `compute(current by id/name)` the changes,
+    `check(pipe, current, changes)` them against what else it reads through the pipe (both may
+    raise a 4xx: nothing is written), then write them with their revisions and the counter bump in
+    one MULTI/EXEC. `also(pipe, changes)` queues more writes in the same transaction (the audit
+    entries)."""
 
     async def build(p: Any) -> tuple[list[Change], Writer | None]:
-        current = {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v)
-                   for k, v in (await p.hgetall(hkey)).items()}
+        current = await read_all(p, workspace, res)
         changes = compute(current)
         if not changes:
             return changes, None
-        numbers = [await number(p, workspace, kind, ch) for ch in changes]
+        if check is not None:
+            await check(p, current, changes)
+        numbers = [await number(p, workspace, res, ch) for ch in changes]
 
         def writer(pipe: Any) -> None:
-            for ch, n in zip(changes, numbers, strict=True):
-                queue_change(pipe, workspace, kind, ch, n, by)
-            if kind == RULE:
-                pipe.incr(K.rules_rev(workspace))
+            queue_changes(pipe, workspace, res, changes, numbers, by)
             if also is not None:
                 also(pipe, changes)
 
         return changes, writer
 
-    return await transact(store, [hkey], build)
+    return await transact(store, [res.objects(workspace), *watch], build)
+
+
+# -- reading revisions ----------------------------------------------------------------------------
+
+
+@guarded
+async def count(store: Store, workspace: str, res: Resource, ident: str) -> int:
+    return int(await store.redis.hlen(K.revisions(workspace, res.kind, ident)))
+
+
+@guarded
+async def page(store: Store, workspace: str, res: Resource, ident: str, offset: int, limit: int
+               ) -> tuple[list[dict[str, Any]], bool]:
+    """(revisions newest first from `offset`, whether more follow)."""
+    key = K.revisions(workspace, res.kind, ident)
+    numbers = sorted((int(n) for n in await store.redis.hkeys(key)), reverse=True)
+    chosen = numbers[offset:offset + limit]
+    if not chosen:
+        return [], False
+    raw = await store.redis.hmget(key, [str(n) for n in chosen])
+    return [orjson.loads(r) for r in raw if r], offset + limit < len(numbers)
+
+
+@guarded
+async def get(store: Store, workspace: str, res: Resource, ident: str, n: int
+              ) -> dict[str, Any] | None:
+    raw = await store.redis.hget(K.revisions(workspace, res.kind, ident), str(n))
+    return orjson.loads(raw) if raw else None
+
+
+@guarded
+async def revision(store: Store, workspace: str, res: Resource) -> int:
+    """The resource's workspace counter (0: never bumped)."""
+    return int(await store.redis.get(res.counter(workspace)) or 0)

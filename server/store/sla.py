@@ -4,7 +4,10 @@
                                    write through server/api/sla.py renumbers), so a position is
                                    the policy's place and an export -> plan compares like with like
 
-Reads also bump nothing: the worker compiles the policies per event (they are few and small).
+  df:{ws:W}:policy:rev       string counter; every write of the policies (these, and those with
+                                   revisions in store/revisions.py) and of the guard limits bumps
+                                   it in the same MULTI: workers cache the compiled policies by it
+                                   (server/policy_cache.py)
 """
 
 from __future__ import annotations
@@ -50,9 +53,18 @@ async def get_policy(store: Store, workspace: str, name: str) -> dict[str, Any] 
 
 @guarded
 async def put_policy(store: Store, workspace: str, policy: dict[str, Any]) -> None:
-    await store.redis.hset(K.sla_policies(workspace), policy["name"], orjson.dumps(policy).decode())
+    """Store a policy as it is, without a revision (seeding, tests); bumps the policy revision."""
+    async with store.redis.pipeline(transaction=True) as p:
+        p.hset(K.sla_policies(workspace), policy["name"], orjson.dumps(policy).decode())
+        p.incr(K.policy_rev(workspace))
+        await p.execute()
 
 
 @guarded
 async def delete_policy(store: Store, workspace: str, name: str) -> bool:
-    return bool(await store.redis.hdel(K.sla_policies(workspace), name))
+    """Remove a policy without a revision; bumps the policy revision."""
+    async with store.redis.pipeline(transaction=True) as p:
+        p.hdel(K.sla_policies(workspace), name)
+        p.incr(K.policy_rev(workspace))
+        deleted, _ = await p.execute()
+    return bool(deleted)
