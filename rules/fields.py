@@ -72,6 +72,18 @@ def _contact_custom(key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[
     return read
 
 
+def _company_field(key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]:
+    def read(t: dict[str, Any], e: dict[str, Any], v: dict[str, Any]) -> Any:
+        return _sub(_sub(t.get("contact"), "company"), key)
+    return read
+
+
+def _company_custom(key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]:
+    def read(t: dict[str, Any], e: dict[str, Any], v: dict[str, Any]) -> Any:
+        return _sub(_sub(_sub(t.get("contact"), "company"), "custom"), key)
+    return read
+
+
 def _message_field(key: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]:
     def read(t: dict[str, Any], e: dict[str, Any], v: dict[str, Any]) -> Any:
         m = e.get("message")
@@ -89,6 +101,10 @@ def _fixed() -> dict[str, Field]:
     fields["contact.email"] = Field("contact.email", "text", "ticket", _nested_field("contact", "email"))
     fields["contact.name"] = Field("contact.name", "text", "ticket", _nested_field("contact", "name"))
     fields["contact.groups"] = Field("contact.groups", "list", "ticket", _nested_field("contact", "groups"))
+    fields["contact.company.name"] = Field("contact.company.name", "text", "ticket",
+                                           _company_field("name"))
+    fields["contact.company.groups"] = Field("contact.company.groups", "list", "ticket",
+                                             _company_field("groups"))
     for name in ("open_tickets", "tickets_30d"):
         fields[f"contact.{name}"] = Field(f"contact.{name}", "any", "context",
                                           _nested_field("contact", name))
@@ -106,6 +122,7 @@ FIXED_FIELDS: dict[str, Field] = _fixed()
 _PREFIXED: tuple[tuple[str, Source, Callable[[str], Callable[..., Any]]], ...] = (
     ("custom.", "ticket", lambda k: _nested_field("custom", k)),
     ("contact.custom.", "ticket", _contact_custom),
+    ("contact.company.custom.", "ticket", _company_custom),
     ("vars.", "vars", lambda k: (lambda t, e, v: v.get(k))),
 )
 
@@ -125,7 +142,8 @@ def lookup_field(name: object) -> Field | None:
 
 FIELD_NAMES_HELP = (
     "subject, description, status, priority, channel, department, assignee, tags, custom.<key>, "
-    "contact.email, contact.name, contact.groups, contact.custom.<key>, contact.open_tickets, "
+    "contact.email, contact.name, contact.groups, contact.custom.<key>, contact.company.name, "
+    "contact.company.groups, contact.company.custom.<key>, contact.open_tickets, "
     "contact.tickets_30d, ticket.message_count, ticket.customer_messages_since_agent, "
     "message.author, "
     "message.body, message.channel, event.type, event.actor, vars.<name>, created_at, updated_at, "

@@ -22,6 +22,7 @@ from server.runtime import Runtime
 from server.settings import Settings
 from server.store import events
 from server.store.connect import Store, close_store, open_store
+from server.store.directory import IndexBuilds
 from server.store.errors import StoreUnavailable
 
 __all__ = ["create_app"]
@@ -49,16 +50,18 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
         except StoreUnavailable as exc:
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
         scripting = Scripting(st, settings)
+        index_builds = IndexBuilds(st)   # one-time contact index builds (store/directory.py)
         runtime = Runtime(st, settings, scripting, handlers=handlers) if worker else None
         if runtime is not None:
             runtime.start()
         try:
             yield {"store": st, "settings": settings, "scripting": scripting,
                    "worker": runtime.worker if runtime else None,
-                   "outbox": runtime.outbox if runtime else None}
+                   "outbox": runtime.outbox if runtime else None, "index_builds": index_builds}
         finally:
             if runtime is not None:
                 await runtime.stop()
+            await index_builds.aclose()
             await scripting.aclose()
             if own:
                 await close_store(st)

@@ -150,15 +150,19 @@ def _merge_contact(base: dict[str, Any] | None, patch: dict[str, Any] | None) ->
 
 
 def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
-                contact: dict[str, Any] | None = None) -> dict[str, Any]:
+                contact: dict[str, Any] | None = None,
+                company: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ticket after the event's own data, before automation.
 
     `previous` is the mirror before the event (None for a ticket's first event); `contact` the
     stored contact record, the current one (its groups are set by PUT /v1/contacts/{id}/groups
     too): the event's contact merges into it, not into this ticket's older copy, so a partial
     contact (`{"id": "C-9"}` on a new ticket) keeps the email, name and custom it has.
-    `event["occurred_at"]` must be set.
+    `event["occurred_at"]` must be set. `company`: the stored company the contact's company merges
+    into (server/companies.py).
     """
+    from server import companies
+
     t = copy.deepcopy(previous) if previous else new_ticket(event["ticket"]["id"])
     data = event.get("ticket") or {}
     if t.get("contact") and contact and contact.get("id") == t["contact"].get("id"):
@@ -179,6 +183,7 @@ def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
             t[key] = value
         # other keys are not mirrored: a ticket's own data goes in `custom` (bounded above), so
         # no series of events can grow a ticket without end
+    t["contact"] = companies.settle(t.get("contact"), event, previous, contact, company)
     at = event["occurred_at"]
     if not t.get("created_at"):
         t["created_at"] = at
@@ -205,8 +210,10 @@ def contact_record(ticket: dict[str, Any]) -> dict[str, Any] | None:
     c = ticket.get("contact")
     if not isinstance(c, dict) or not c.get("id"):
         return None
+    company = c.get("company")
     return {"id": c["id"], "email": c.get("email"), "name": c.get("name"),
-            "groups": list(c.get("groups") or []), "custom": dict(c.get("custom") or {})}
+            "groups": list(c.get("groups") or []), "custom": dict(c.get("custom") or {}),
+            **({"company_id": company["id"]} if isinstance(company, dict) else {})}
 
 
 def _with_guards(ticket: dict[str, Any], state: dict[str, Any],
@@ -294,6 +301,8 @@ class Snapshot:
     policy_specs: list[dict[str, Any]] = field(default_factory=list)  # stored SLA policies
     guard_spec: str | None = None          # stored guard limits (JSON text), None: the defaults
     contact_stats: dict[Any, Any] = field(default_factory=dict)  # keys.contact_stats (customers.py)
+    company: dict[str, Any] | None = None     # the stored company (server/companies.py `wanted`)
+    raw_company: bytes | str | None = None
 
 
 @dataclass
@@ -328,7 +337,7 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
 
     previous = snapshot.previous
     fns = handlers if handlers is None or isinstance(handlers, dict) else handlers.handlers
-    merged = merge_event(previous, event, snapshot.contact)
+    merged = merge_event(previous, event, snapshot.contact, snapshot.company)
     customers.count_message(merged, event)
     woken = customers.with_counts(timekeeping.wake_before_rules(event, merged, now),
                                   customers.counts(snapshot.contact_stats, previous, merged, now))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from server import audit
 from server.api import (
     backtest,
+    companies,
     contacts,
     drafts,
     events,
@@ -28,6 +29,7 @@ __all__ = ["ROUTES"]
 
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
           *runs_list.routes, *rule_days.routes, *backtest.routes, *drafts.routes,
-          *rules.routes, *groups.routes, *contacts.routes, *scripts.routes, *sla.routes,
+          *rules.routes, *groups.routes, *contacts.routes, *companies.routes, *scripts.routes,
+          *sla.routes,
           *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
           *workspace_settings.routes]

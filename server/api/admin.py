@@ -116,6 +116,7 @@ def vocabulary() -> dict[str, Any]:
                                              if f.name in _TICKET_ORDER else 99, f.name))]
     prefixed = [("custom.", "Ticket custom field", "ticket"),
                 ("contact.custom.", "Contact custom field", "ticket"),
+                ("contact.company.custom.", "Company custom field", "ticket"),
                 ("vars.", "Variable (from http_request)", "vars")]
     return {
         "triggers": sorted(TRIGGERS),

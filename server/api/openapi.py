@@ -33,6 +33,7 @@ _BODIES = {
     ("POST", "/v1/groups"): "{\"name\", \"color\"?, \"text_color\"?}",
     ("PATCH", "/v1/groups/{name}"): "{\"color\"?, \"text_color\"?, \"description\"?}",
     ("PUT", "/v1/contacts/{contact_id}/groups"): "{\"groups\": [...]}",
+    ("PUT", "/v1/companies/{company_id}/groups"): "{\"groups\": [...]}",
 }
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
 _TEXT = {"type": ["string", "null"]}
@@ -42,7 +43,12 @@ _NAMES = {"type": ["array", "null"],
 _SCHEMAS: dict[str, Any] = {
     "Contact": {"type": "object", "required": ["id"], "properties": {
         "id": _ID, "email": _TEXT, "name": _TEXT, "groups": {**_NAMES, "maxItems": MAX_GROUPS},
-        "custom": {"type": ["object", "null"]}}},
+        "custom": {"type": ["object", "null"]},
+        "company": {"anyOf": [{"$ref": "#/components/schemas/Company"}, {"type": "null"}]}}},
+    "Company": {"type": "object", "required": ["id"], "properties": {
+        "id": _ID, "name": {"type": ["string", "null"], "maxLength": 200},
+        "domain": {"type": ["string", "null"], "maxLength": 253},
+        "groups": {**_NAMES, "maxItems": MAX_GROUPS}, "custom": {"type": ["object", "null"]}}},
     "Ticket": {"type": "object", "required": ["id"], "properties": {
         "id": _ID, **{k: _TEXT for k in ("subject", "description", "channel", "department",
                                          "assignee")},

@@ -163,6 +163,9 @@ BODIES: dict[tuple[str, str], Any] = {
                                          description={"type": ["string", "null"]}),
     ("PUT", "/v1/contacts/{contact_id}/groups"): _obj(["groups"], groups={
         "type": "array", "maxItems": 100, "items": {"type": "string", "pattern": GROUP_NAME.pattern}}),
+    ("PUT", "/v1/companies/{company_id}/groups"): _obj(["groups"], groups={
+        "type": "array", "maxItems": 100, "items": {"type": "string", "minLength": 1,
+                                                    "maxLength": 200}}),
     ("POST", "/v1/scripts"): _obj(["name", "source"],
                                   name={"type": "string", "pattern": _SCRIPT_NAME},
                                   source={"type": "string", "minLength": 1, "maxLength": 65536},
@@ -273,6 +276,12 @@ RESPONSES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/contacts"): page(_obj(["id"], id=_STR, groups={"type": "array"})),
     ("PUT", "/v1/contacts/{contact_id}/groups"): _obj(["id", "groups"], id=_STR,
                                                       groups={"type": "array", "items": _STR}),
+    ("GET", "/v1/companies/{company_id}"): _obj(["id"], id=_STR, name={"type": ["string", "null"]},
+                                                domain={"type": ["string", "null"]},
+                                                groups={"type": "array"}),
+    ("GET", "/v1/companies"): page(_obj(["id"], id=_STR, groups={"type": "array"})),
+    ("PUT", "/v1/companies/{company_id}/groups"): _obj(["id", "groups"], id=_STR,
+                                                       groups={"type": "array", "items": _STR}),
     ("POST", "/v1/scripts"): ref("ScriptMeta"),
     ("GET", "/v1/scripts"): page(ref("ScriptMeta")),
     ("GET", "/v1/scripts/{name}"): ref("ScriptMeta"),

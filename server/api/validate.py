@@ -16,7 +16,8 @@ from server.automation import SERVICE_FIELDS, format_time, parse_time
 
 __all__ = ["EVENT_TYPES", "STATUSES", "PRIORITIES", "validate_event", "GROUP_NAME", "MAX_ID",
            "MAX_TAGS", "MAX_TAG_CHARS", "MAX_GROUPS", "MAX_CUSTOM_BYTES", "AUTHORS", "EVENT_KEYS",
-           "TICKET_KEYS", "CONTACT_KEYS", "MESSAGE_KEYS", "ignored_hints", "ignored_problems"]
+           "TICKET_KEYS", "CONTACT_KEYS", "COMPANY_KEYS", "MESSAGE_KEYS", "MAX_COMPANY_NAME",
+           "MAX_DOMAIN", "ignored_hints", "ignored_problems"]
 
 EVENT_TYPES = ("ticket.created", "ticket.updated", "message.received", "message.sent")
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
@@ -30,11 +31,12 @@ AUTHORS = ACTORS
 EVENT_KEYS = frozenset({"id", "type", "occurred_at", "ticket", "message", "actor"})
 TICKET_KEYS = frozenset({"id", "subject", "description", "status", "priority", "channel",
                          "department", "assignee", "tags", "custom", "contact"})
-CONTACT_KEYS = frozenset({"id", "email", "name", "groups", "custom"})
+CONTACT_KEYS = frozenset({"id", "email", "name", "groups", "custom", "company"})
+COMPANY_KEYS = frozenset({"id", "name", "domain", "groups", "custom"})
 # auto_reply and headers: what the auto-reply guard reads (server/guards.py)
 MESSAGE_KEYS = frozenset({"author", "body", "channel", "auto_reply", "headers"})
 _KNOWN = {"": EVENT_KEYS, "ticket": TICKET_KEYS, "ticket.contact": CONTACT_KEYS,
-          "message": MESSAGE_KEYS}
+          "ticket.contact.company": COMPANY_KEYS, "message": MESSAGE_KEYS}
 MAX_IGNORED = 50  # keys listed in one event's `ignored`; any more are not applied either
 MAX_KEY_CHARS = 100  # of an ignored key as listed (a longer one is cut, ending in …)
 GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -43,7 +45,9 @@ MAX_ID = 200  # characters of an event, ticket or contact id
 MAX_TAGS = 100  # tags on a ticket in one event
 MAX_TAG_CHARS = 200  # characters of one tag or group name in an event
 MAX_GROUPS = 100  # groups of a contact in one event
-MAX_CUSTOM_BYTES = 16 * 1024  # a `custom` object (ticket's or contact's), as compact JSON
+MAX_CUSTOM_BYTES = 16 * 1024  # a `custom` object (ticket's, contact's, company's), as compact JSON
+MAX_COMPANY_NAME = 200  # characters of a company's name in an event
+MAX_DOMAIN = 253  # characters of a company's domain (the DNS name limit)
 # Ids end up in store keys, logs and headers: no control characters (NUL, newlines, escapes).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -112,6 +116,32 @@ def _contact(c: Any, path: str, problems: Problems) -> None:
             problems.append({"path": f"{path}.groups", "reason": "must not contain control characters"})
     if "custom" in c:
         _custom(c["custom"], f"{path}.custom", problems)
+    if "company" in c:
+        _company(c["company"], f"{path}.company", problems)
+
+
+def _company(c: Any, path: str, problems: Problems) -> None:
+    """`ticket.contact.company`: null (the contact leaves its company) or an object with an id."""
+    if not _obj(c, path, problems):
+        return
+    _id(c.get("id"), f"{path}.id", problems)
+    for key, most, what in (("name", MAX_COMPANY_NAME, "company name"),
+                            ("domain", MAX_DOMAIN, "domain")):
+        value = c.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            problems.append({"path": f"{path}.{key}",
+                             "reason": f"must be a string or null, got {_kind(value)}"})
+        elif len(value) > most:
+            problems.append({"path": f"{path}.{key}", "reason": f"is {len(value)} characters; "
+                             f"the {what} length limit is {most} characters"})
+        elif _CONTROL.search(value):
+            problems.append({"path": f"{path}.{key}", "reason": "must not contain control characters"})
+    if "groups" in c and c["groups"] is not None:
+        _str_list(c["groups"], f"{path}.groups", problems, "groups", MAX_GROUPS)
+    if "custom" in c:
+        _custom(c["custom"], f"{path}.custom", problems)
 
 
 def _ticket(t: Any, path: str, problems: Problems) -> None:
@@ -156,6 +186,8 @@ def _ignored(obj: dict[str, Any]) -> list[str]:
         _unknown(ticket, "ticket", out)
         if isinstance(ticket.get("contact"), dict):
             _unknown(ticket["contact"], "ticket.contact", out)
+            if isinstance(ticket["contact"].get("company"), dict):
+                _unknown(ticket["contact"]["company"], "ticket.contact.company", out)
     if isinstance(obj.get("message"), dict):
         _unknown(obj["message"], "message", out)
     return out
@@ -185,6 +217,9 @@ def ignored_problems(ignored: list[str], path: str = "") -> Problems:
             reason = "is set by the service; an event cannot set it (leave it out)"
         elif key.startswith("message."):
             reason = f"is not part of a message (it has {', '.join(sorted(MESSAGE_KEYS))})"
+        elif key.startswith("ticket.contact.company."):
+            reason = ("is not part of a company (its own data goes in "
+                      "`ticket.contact.company.custom`)")
         elif key.startswith("ticket.contact."):
             reason = "is not part of a contact (its own data goes in `ticket.contact.custom`)"
         elif key.startswith("ticket."):
@@ -241,6 +276,9 @@ def validate_event(obj: Any, received_at: str, *, path: str = "",
     ticket = _known(obj["ticket"], "ticket")
     if isinstance(ticket.get("contact"), dict):
         ticket["contact"] = _known(ticket["contact"], "ticket.contact")
+        if isinstance(ticket["contact"].get("company"), dict):
+            ticket["contact"]["company"] = _known(ticket["contact"]["company"],
+                                                  "ticket.contact.company")
     event = {"id": obj.get("id"), "type": etype,
              "occurred_at": format_time(at) if at else received_at, "ticket": ticket}
     if message is not None:

@@ -1,5 +1,5 @@
 """The apply commit's writes for issue 19: the ticket's history entry, its contact's counts and
-recent-tickets index, and the contacts' group indexes.
+recent-tickets index, the contacts' group indexes, and the ticket's company (store/companies.py).
 
 Why a module of its own: store/tickets.commit stays the check-and-set it is; this only adds plain
 commands to its write list, so they go in the same EVAL (or MULTI) and cost no round trip. None
@@ -52,4 +52,6 @@ def context_writes(store: Store, workspace: str, event: dict[str, Any], snapshot
         out += group_index_writes(workspace, "contact", contact["id"], before, contact.get("groups"))
         if not stored:
             out.append(("ZADD", K.contacts_by_id(workspace), 0, contact["id"]))
-    return out
+    from server.store.companies import company_writes   # it builds on group_index_writes above
+
+    return out + company_writes(workspace, snapshot, outcome)

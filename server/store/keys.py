@@ -334,9 +334,40 @@ def contacts_by_id(w: str) -> str:
 
 
 def group_members(w: str, kind: str, group: str) -> str:
-    """zset  ids of the contacts (kind "contact") in a group (its name case-folded), score 0 so
-    the listing pages by id: a group's listing reads only its members."""
-    return f"{_ws(w)}:group-{kind}s:{group.casefold()}"
+    """zset  ids of the contacts (kind "contact") or companies (kind "company") in a group (its
+    name case-folded), score 0 so the listing pages by id: a group's listing reads only its
+    members."""
+    plural = "companies" if kind == "company" else f"{kind}s"   # kind "company": its groups'
+    return f"{_ws(w)}:group-{plural}:{group.casefold()}"
+
+
+# -- companies (slot {ws:W}; server/store/companies.py; issue 19 item 3) --
+
+__all__ += ["company", "companies_by_id", "index_build", "index_build_lease"]
+
+
+def company(w: str, c: str) -> str:
+    """str  JSON {id, name, domain, groups, custom}: company C as events and
+    PUT /v1/companies/{id}/groups left it (a contact's record names it by `company_id`)."""
+    return f"{_ws(w)}:company:{c}"
+
+
+def companies_by_id(w: str) -> str:
+    """zset  every company id of the workspace, score 0 (GET /v1/companies pages it by id)."""
+    return f"{_ws(w)}:companies-by-id"
+
+
+def index_build(w: str) -> str:
+    """hash  the one-time build of the contact indexes (contacts_by_id, group_members) for
+    contacts stored before they existed (server/store/directory.py): `cursor` (the SSCAN cursor
+    over keys.contacts), `indexed` (contacts done), `done` ("1" once complete)."""
+    return f"{_ws(w)}:index-build"
+
+
+def index_build_lease(w: str) -> str:
+    """str  the process building the workspace's contact indexes (PX: it renews while it works),
+    so one process at a time advances the cursor."""
+    return f"{_ws(w)}:index-build:lease"
 
 
 # -- rule drafts (slot {ws:W}; store/drafts.py) --

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from server import customers, history
+from server import companies, customers, history
 from server.automation import Snapshot, merge_event
 from server.store import keys as K
 from server.store.connect import Store
@@ -62,7 +62,7 @@ async def load_context(store: Store, workspace: str, snapshot: Snapshot, event: 
     if not uses:
         return None
     ticket_id = event["ticket"]["id"]
-    merged = merge_event(snapshot.previous, event, snapshot.contact)
+    merged = merge_event(snapshot.previous, event, snapshot.contact, snapshot.company)
     customers.count_message(merged, event)
     cid = customers.contact_id(merged)
     async with store.redis.pipeline(transaction=False) as p:
@@ -87,6 +87,7 @@ async def load_context(store: Store, workspace: str, snapshot: Snapshot, event: 
                 "id": cid, "email": history.cut(c.get("email"), TEXT_BYTES),
                 "name": history.cut(c.get("name"), TEXT_BYTES),
                 "groups": list(c.get("groups") or []), "custom": dict(c.get("custom") or {}),
+                "company": companies.company_record(merged),
                 **customers.counts(snapshot.contact_stats, snapshot.previous, merged, now),
                 "recent": recent[:RECENT_SHOWN]}
     return out

@@ -36,6 +36,9 @@ from server.store.replies import scored
 from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.context_writes import context_writes
+from server import companies
+from server.companies import company_groups
+from server.store.companies import for_tickets as companies_for, overlay_company
 from server.store.events import owns
 
 __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
@@ -49,8 +52,9 @@ __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "ge
 # ARGV[1..3] = SHA-1 of marker, ticket and contact as loaded ("" = absent)
 # ARGV[4] = F; ARGV[5..9] = run id, this hour's counter field, the field 31 days back, when it
 #   fired (RFC 3339), the last run-list index kept
-# ARGV[10..] = the other writes, each: command, key index, number of arguments, arguments...
-# Returns 0 (and writes nothing) when one of the three changed since the load.
+# ARGV[10..] = the other writes, each: command, key index, number of arguments, arguments...;
+#   command SAME (argument: a SHA-1, "" = absent) is a check, not a write
+# Returns 0 (and writes nothing) when one of the three, or a SAME key, changed since the load.
 _COMMIT = """
 local function same(key, want)
   local v = redis.call('GET', key)
@@ -61,9 +65,17 @@ if not (same(KEYS[1], ARGV[1]) and same(KEYS[2], ARGV[2]) and same(KEYS[3], ARGV
   return 0
 end
 local i = 10
+while i <= #ARGV do  -- a 'SAME' write: one more key that must still hold what was loaded
+  local n = tonumber(ARGV[i + 2])
+  if ARGV[i] == 'SAME' and not same(KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]) then return 0 end
+  i = i + 3 + n
+end
+i = 10
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
-  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+  if ARGV[i] ~= 'SAME' then
+    redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+  end
   i = i + 3 + n
 end
 for r = 1, tonumber(ARGV[4]) do
@@ -114,6 +126,9 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
             K.rules_rev(workspace)]
     if event_contact:
         keys.append(K.contact(workspace, event_contact))
+    named = companies.wanted(event, None, None) if event_contact else None   # h-companies
+    if named:
+        keys.append(K.company(workspace, named))
     async with store.redis.pipeline(transaction=False) as p:
         p.mget(keys)
         p.hgetall(K.sla_policies(workspace))
@@ -132,10 +147,16 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
             p.get(K.contact(workspace, contact_id))
             p.hgetall(K.contact_stats(workspace, contact_id))
             raw_contact, stats = await p.execute()
+    # h-companies: the company the pass merges into (server/companies.py): in the MGET above when
+    # the event names it, else one more GET, only for a ticket whose contact has one
+    company_id = companies.wanted(event, previous, _loads(raw_contact))
+    raw_company = raws[-1] if named and company_id == named else None
+    if company_id and company_id != named:
+        raw_company = await store.redis.get(K.company(workspace, company_id))
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
                     contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
                     raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec,
-                    contact_stats=stats)
+                    contact_stats=stats, company=_loads(raw_company), raw_company=raw_company)
 
 
 @guarded
@@ -184,16 +205,21 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
         ok = await store.redis.eval(_COMMIT, len(keys), *keys, *args)
         return Applied(skipped=False, marker=done, run=outcome.record) if ok else None
     watched = [k for k in (mk, tk, ck) if k]
+    checks = [w for w in writes if w[0] == "SAME"]
     async with store.redis.pipeline(transaction=True) as p:
         try:
-            await p.watch(*watched)
+            await p.watch(*watched, *(w[1] for w in checks))
             raws = await p.mget(watched)
             if (raws[0] != snapshot.raw_marker or raws[1] != snapshot.raw_ticket
                     or (ck and raws[2] != snapshot.raw_contact)):
                 return None
+            if checks and [_sha(r) for r in await p.mget([w[1] for w in checks])] != [
+                    w[2] for w in checks]:
+                return None
             p.multi()
             for write in writes:
-                p.execute_command(*write)
+                if write[0] != "SAME":
+                    p.execute_command(*write)
             for rule_id in fired:
                 rr, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
                 p.lpush(rr, run_id)
@@ -268,6 +294,7 @@ async def get_ticket(store: Store, workspace: str, ticket_id: str) -> dict[str, 
         return None
     ticket = orjson.loads(raw)
     contacts = await _contacts(store, workspace, [ticket])
+    ticket = overlay_company(ticket, await companies_for(store, workspace, [ticket]))
     return overlay_contact(ticket, contacts.get((ticket.get("contact") or {}).get("id")))
 
 
@@ -277,7 +304,8 @@ def _matches(ticket: dict[str, Any], status: str | None, tag: str | None, group:
     if tag is not None and tag.casefold() not in {t.casefold() for t in ticket.get("tags") or []}:
         return False
     if group is not None:
-        groups = (ticket.get("contact") or {}).get("groups") or []
+        groups = [*((ticket.get("contact") or {}).get("groups") or []),
+                  *company_groups(ticket)]   # h-companies: the contact's company's groups too
         if group.casefold() not in {g.casefold() for g in groups}:
             return False
     return True
@@ -302,13 +330,15 @@ async def list_tickets(store: Store, workspace: str, *, status: str | None = Non
         raws = await store.redis.mget([K.ticket(workspace, tid) for tid, _ in rows])
         tickets = [orjson.loads(r) for r in raws if r]
         contacts = await _contacts(store, workspace, tickets)
+        stored_companies = await companies_for(store, workspace, tickets)
         by_id = {t["id"]: t for t in tickets}
         for tid, score in rows:
             cursor = int(score)
             t = by_id.get(tid)
             if t is None:
                 continue
-            t = overlay_contact(t, contacts.get((t.get("contact") or {}).get("id")))
+            t = overlay_contact(overlay_company(t, stored_companies),
+                                contacts.get((t.get("contact") or {}).get("id")))
             if _matches(t, status, tag, group):
                 items.append(t)
                 if len(items) == limit:

@@ -68,6 +68,9 @@ MATRIX = [
     ("GET", "/v1/contacts/C-1", "viewer", None),
     ("GET", "/v1/contacts", "viewer", None),
     ("PUT", "/v1/contacts/C-1/groups", "manager", {"groups": ["vip"]}),
+    ("GET", "/v1/companies/CO-1", "viewer", None),
+    ("GET", "/v1/companies", "viewer", None),
+    ("PUT", "/v1/companies/CO-1/groups", "manager", {"groups": ["vip"]}),
     ("POST", "/v1/scripts", "developer", {"name": "s1", "source": "def run(event, ticket, ctx):\n    return None\n"}),
     ("GET", "/v1/scripts", "viewer", None),
     ("GET", "/v1/scripts/s1", "viewer", None),
@@ -108,6 +111,7 @@ def test_matrix_covers_every_route() -> None:
     covered = {(m, p.replace("{rule}", "{rule_id}").replace("{key}", "{key_id}")
                 .replace("{run}", "{run_id}").replace("T-1", "{ticket_id}")
                 .replace("/groups/vip", "/groups/{name}").replace("C-1", "{contact_id}")
+                .replace("CO-1", "{company_id}")
                 .replace("/scripts/s1", "/scripts/{name}").replace("/versions/1", "/versions/{n}")
                 .replace("/revisions/1", "/revisions/{n}")
                 .replace("/secrets/S1", "/secrets/{name}").replace("/sla-policies/p1", "/sla-policies/{name}")
@@ -130,7 +134,7 @@ def _fill(ws: Workspace, path: str) -> str:
 
 @pytest.fixture
 def seeded(ws: Workspace) -> Workspace:
-    ws.send(event("seed", ticket={"contact": {"id": "C-1"}}))
+    ws.send(event("seed", ticket={"contact": {"id": "C-1", "company": {"id": "CO-1"}}}))
     ws.client.post("/v1/groups", json={"name": "vip"}, headers=ws.h())
     ws.client.put("/v1/allowlist", json={"hosts": ["http://127.0.0.1:9"]}, headers=ws.h())
     for role in ROLES:
@@ -195,7 +199,7 @@ def test_root_token_unset_means_no_workspace_creation(settings):
 def test_nothing_crosses_workspaces(client):
     a, b = Workspace(client, "a"), Workspace(client, "b")
     rule = a.rule(**RULE)
-    out = a.send(event("e1", ticket={"contact": {"id": "C-1"}}))
+    out = a.send(event("e1", ticket={"contact": {"id": "C-1", "company": {"id": "CO-1"}}}))
     client.post("/v1/groups", json={"name": "vip"}, headers=a.h())
     a_key = client.post("/v1/keys", json={"role": "viewer"}, headers=a.h()).json()
     hb = b.h()
@@ -203,7 +207,8 @@ def test_nothing_crosses_workspaces(client):
                         ("GET", f"/v1/runs/{out['run_id']}"), ("GET", f"/v1/rules/{rule['id']}"),
                         ("PATCH", f"/v1/rules/{rule['id']}"), ("DELETE", f"/v1/rules/{rule['id']}"),
                         ("POST", f"/v1/rules/{rule['id']}/enable"), ("GET", "/v1/groups/vip"),
-                        ("GET", "/v1/contacts/C-1"), ("DELETE", f"/v1/keys/{a_key['id']}")]:
+                        ("GET", "/v1/contacts/C-1"), ("GET", "/v1/companies/CO-1"),
+                        ("DELETE", f"/v1/keys/{a_key['id']}")]:
         body = {"name": "x"} if method == "PATCH" else None
         r = client.request(method, url, json=body, headers=hb)
         assert r.status_code == 404, (method, url, r.text)
@@ -211,6 +216,7 @@ def test_nothing_crosses_workspaces(client):
     assert client.get("/v1/rules", headers=hb).json()["items"] == []
     assert client.get("/v1/updates", headers=hb).json()["updates"] == []
     assert client.get("/v1/groups", headers=hb).json()["items"] == []
+    assert client.get("/v1/companies", headers=hb).json()["items"] == []
     assert a_key["id"] not in {k["id"] for k in client.get("/v1/keys", headers=hb).json()["items"]}
     # the same event id in B is B's own event, not a duplicate of A's
     assert b.send(event("e1"))["status"] == "processed"

@@ -5,7 +5,7 @@ strings where objects go), sent with an admin key (so role checks do not hide th
 to the ASGI app in process, whose lifespan (store, worker) runs for the whole test. Each response
 must be no 5xx, carry a documented status code and content type, and match the documented body
 schema (the error envelope for every 4xx). Path parameters are, for about half the cases, ids that
-exist (a rule and its revision, a ticket, a run, a group, a contact, a script and its version,
+exist (a rule and its revision, a ticket, a run, a group, a contact, a company, a script and its version,
 an SLA policy, a secret, a key, a webhook delivery), so the handlers behind the 404s are exercised too; deletions run
 last. Derandomized and bounded,
 so a CI run is repeatable and takes well under a minute per store.
@@ -65,10 +65,12 @@ class Seeded:
         self._put("/v1/allowlist", {"hosts": ["http://127.0.0.1:9"]})
         self._put("/v1/webhook", {"url": "http://127.0.0.1:9/hook", "secret": "s3cret"})
         r = session.post("/v1/events?wait=true", headers=self.admin, json=event(
-            "e-1", ticket={"subject": "invoice", "contact": {"id": "C-1", "email": "a@b.c"}}))
+            "e-1", ticket={"subject": "invoice", "contact": {"id": "C-1", "email": "a@b.c",
+                                                              "company": {"id": "CO-1"}}}))
         assert r.status_code == 200, r.text
         ids["tickets", "ticket_id"], ids["runs", "run_id"] = "T-1", r.json()["run_id"]
         ids["contacts", "contact_id"] = "C-1"
+        ids["companies", "company_id"] = "CO-1"
         ids["groups", "name"] = self._post("/v1/groups", {"name": "vip"})["name"]
         ids["scripts", "name"] = self._post("/v1/scripts", {"name": "hello", "source": (
             "def run(event, ticket, ctx):\n    return {'add_tags': ['hi']}\n")})["name"]

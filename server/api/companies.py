@@ -1,0 +1,74 @@
+"""Companies: a contact's company as events and PUT /v1/companies/{id}/groups left it, paged
+by id or by group (an index per group: a page costs its size, never a scan)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.common import Ctx, encode_cursor, json_response, read_object, requires
+from server.api.contacts import group_param
+from server.api.query import PAGE, Query
+from server.api.validate import MAX_GROUPS, MAX_ID, MAX_TAG_CHARS
+from server.automation import unique_ci
+from server.errors import NotFound, Unprocessable
+from server.store import companies
+
+__all__ = ["routes"]
+
+_COMPANIES = Query(PAGE, group_param("Only the companies in this group (any case)."))
+
+
+def _company_id(ctx: Ctx) -> str:
+    company_id: str = ctx.request.path_params["company_id"]
+    if len(company_id) > MAX_ID or any(ord(ch) < 32 or ord(ch) == 127 for ch in company_id):
+        raise NotFound(f"No company {company_id[:MAX_ID]!r} in this workspace.")
+    return company_id
+
+
+@requires("viewer", _COMPANIES)
+async def list_companies(ctx: Ctx) -> Response:
+    """Companies by id, paged; ?group= lists a group's."""
+    items, nxt = await companies.list_companies(ctx.store, ctx.workspace, ctx.query["group"],
+                                                ctx.query["limit"], ctx.query["cursor"] or 0)
+    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+
+
+@requires("viewer")
+async def get_company(ctx: Ctx) -> Response:
+    """A company as deskflow knows it: {"id", "name", "domain", "groups", "custom"}."""
+    company_id = _company_id(ctx)
+    company = await companies.get_company(ctx.store, ctx.workspace, company_id)
+    if company is None:
+        raise NotFound(f"No company {company_id!r} in this workspace.")
+    return json_response(company)
+
+
+@requires("manager")
+async def put_company_groups(ctx: Ctx) -> Response:
+    """Set a company's groups {"groups": [...]}: every ticket of its contacts shows them at once,
+    and rules on contact.company.groups see them from the next event on."""
+    company_id = _company_id(ctx)
+    body = await read_object(ctx.request)
+    groups = body.get("groups")
+    reason = None
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g.strip() for g in groups):
+        reason = "must be a list of non-empty strings"
+    elif len(groups) > MAX_GROUPS:
+        reason = f"has {len(groups)} groups; the limit is {MAX_GROUPS} groups"
+    elif any(len(g) > MAX_TAG_CHARS for g in groups):
+        reason = f"each of the groups must be at most {MAX_TAG_CHARS} characters (the limit)"
+    if reason is not None:
+        raise Unprocessable("`groups` must be a list of group names.",
+                            details=[{"path": "groups", "reason": reason}])
+    assert isinstance(groups, list)
+    company = await companies.set_company_groups(ctx.store, ctx.workspace, company_id,
+                                                 unique_ci(groups))
+    return json_response({"id": company_id, "groups": company["groups"]})
+
+
+routes = [
+    Route("/v1/companies", list_companies, methods=["GET"]),
+    Route("/v1/companies/{company_id}", get_company, methods=["GET"]),
+    Route("/v1/companies/{company_id}/groups", put_company_groups, methods=["PUT"]),
+]
