@@ -50,7 +50,7 @@ async def create_workspace(store: Store, name: str) -> tuple[dict[str, Any], str
     # of the workspace's first event is delivered even before any sender has seen the workspace.
     await store.redis.set(K.outbox_cursor(ws["id"]), "0-0")
     await store.redis.sadd(K.contacts(ws["id"]), "")  # its contact index is complete from the start
-    await store.redis.hset(K.index_build(ws["id"]), "done", "1")  # and its group indexes (h-companies)
+    await store.redis.hset(K.index_build(ws["id"]), "done", "1")  # nothing to build: no contact is older than its index
     await store.redis.hset(K.WORKSPACES, ws["id"], name)
     _, secret = await create_key(store, ws["id"], "admin", "initial admin key")
     return ws, secret
@@ -208,7 +208,7 @@ async def group_contacts(store: Store, workspace: str, group: str) -> int:
     """How many known contacts are in a group: the workspace's contact index (keys.contacts),
     read in chunks. Contacts stored before the index existed are added by one scan, once.
     Once the group indexes are complete (store/directory.py), one ZCARD."""
-    if await store.redis.hget(K.index_build(workspace), "done") == "1":   # h-companies
+    if await store.redis.hget(K.index_build(workspace), "done") == "1":
         return int(await store.redis.zcard(K.group_members(workspace, "contact", group)))
     index = K.contacts(workspace)
     if not await store.redis.sismember(index, ""):
