@@ -404,7 +404,8 @@ def summary(ev: Any, rules: list[dict[str, Any]]) -> dict[str, Any]:
     for entry in ev.explain:
         row = {"name": entry["name"], "matched": entry["matched"], "failed": entry["failed"],
                # the wording is free; whether there is something to say is not
-               "has_errors": bool(entry["errors"]), "has_notes": bool(entry.get("notes"))}
+               "has_errors": bool(entry["errors"]), "has_notes": bool(entry.get("notes")),
+               "any_held": entry.get("any_held")}
         if entry["name"] in with_id:
             row["id"] = entry["id"]
         explain.append(row)
@@ -435,6 +436,8 @@ def record_entry(item: dict[str, Any]) -> dict[str, Any]:
     entry = {"id": item["id"], "name": item["name"], "matched": item["matched"], "failed": item["failed"]}
     if item["errors"]:
         entry["errors"] = list(item["errors"])
+    if "any_held" in item:
+        entry["any_held"] = item["any_held"]
     return entry
 
 
