@@ -5,7 +5,7 @@
 OLD_PARENT_DIR holds a copy of an earlier `rules` package renamed `rules_old` (e.g.
 `git archive <rev> rules | tar -x -C DIR && mv DIR/rules DIR/rules_old`). Prints per-event
 medians of `evaluate` (actions applied, `.matched`/`.changes`/`.ticket` read) and of evaluate +
-`.explain`, for the existing workload (bench/_rulegen.py) and the many-fires one (bench/_firesgen.py).
+`.explain`, and of evaluate + the run record's entries (`rule_entries()`), for the existing workload (bench/_rulegen.py) and the many-fires one (bench/_firesgen.py).
 Not a `*_bench.py`: `./dev bench` does not run it.
 """
 from __future__ import annotations
@@ -48,10 +48,10 @@ def main(argv: list[str]) -> int:
                           _firesgen.make_events(random.Random("1-fires-events"), args.events)))
     for label, rules, events in workloads:
         sets = {k: m.compile_rules(rules) for k, m in engines.items()}
-        times: dict[str, list[float]] = {f"{k} {w}": [] for k in sets for w in ("evaluate", "+explain")}
+        times: dict[str, list[float]] = {f"{k} {w}": [] for k in sets for w in ("evaluate", "+explain", "+record")}
         for _ in range(args.rounds):
             for k, rs in sets.items():
-                for what in ("evaluate", "+explain"):
+                for what in ("evaluate", "+explain", "+record"):
                     gc.collect()
                     out = times[f"{k} {what}"]
                     for e, t in events:
@@ -60,10 +60,13 @@ def main(argv: list[str]) -> int:
                         ev.changes, ev.ticket  # noqa: B018
                         if what == "+explain":
                             ev.explain  # noqa: B018
+                        elif what == "+record":
+                            ev.rule_entries()  # the worker's run-record entries
                         out.append((time.process_time_ns() - t0) / 1000)
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"{label:>18}: " + ", ".join(f"{k} {v:,.1f} µs" for k, v in med.items())
-              + f"; new/old evaluate {med['new evaluate'] / med['old evaluate']:.2f}", flush=True)
+              + f"; new/old evaluate {med['new evaluate'] / med['old evaluate']:.2f}"
+              + f", +record {med['new +record'] / med['old +record']:.2f}", flush=True)
     return 0
 
 

@@ -22,9 +22,7 @@ from typing import Any, NamedTuple
 
 from .conditions import Group, Leaf, Node
 from .ops import State
-from .jsondata import json_copy
 from .ordinal import is_ordinal
-from .recordgen import RecordParts, record_lines
 
 FOLDED, RAW = 0, 1
 SCALAR, LIST = 0, 1   # as rules/ruleset.py's index modes
@@ -173,9 +171,18 @@ class Generated(NamedTuple):
     explainers: list[Callable[[Any, State], int]]
     steps: list[list[Node]]
     read: Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], list[Any]] | None = None
-    record: Callable[[Any, Any], list[Any]] | None = None   # rules/recordgen.py's `rec(v, s, W)`
-    record_fields: list[Any] | None = None                   # the fields W[p] copies, by number
-    record_slow: frozenset[int] = frozenset()                # positions `rec` leaves to rules/record.py
+    # `first(v, s)`: for the run record (rules/record.py), which needs every rule's answer on
+    # every event, one int per rule in one call: `code % FIRST_BASE` is one more than the
+    # rule's explainer answer (0: it holds), and for the j-th `any` step before the failing one
+    # (every one when it holds), `code // M_j % (its children + 1)` is one more than the number
+    # of the first child (written order) that holds, M_j being `radix[pos][j]`'s (step, M_j).
+    # Rules in `deep` (more than FIRST_INLINE steps) carry no branches: `code - 1` is all.
+    first: Callable[[Any, State], list[int]] | None = None
+    # per rule, its `any` steps: (step number, branch(v, s) -> the number of the first child in
+    # written order that holds, or -1), for a rule asked on another ticket version
+    branches: list[tuple[tuple[int, Callable[[Any, State], int]], ...]] | None = None
+    radix: list[list[tuple[int, int]]] | None = None
+    deep: frozenset[int] = frozenset()
 
 
 # Eager reading pays while a bucket's rules read few fields: one generated function reading and
@@ -183,6 +190,10 @@ class Generated(NamedTuple):
 # per field (21 us -> ~3 us for 11 fields). A bucket reading many fields, most of which an
 # event's few candidate rules never look at, keeps the lazy vector.
 EAGER_SLOTS = 16
+# a rule with more steps than this is asked through its explainer in `first`, keeping the
+# generated conditional expression shallow
+FIRST_INLINE = 12
+FIRST_BASE = 16   # > FIRST_INLINE + 1
 
 
 def _reader(fields: list[tuple[Any, int]]) -> Callable[..., list[Any]] | None:
@@ -209,10 +220,9 @@ def _reader(fields: list[tuple[Any, int]]) -> Callable[..., list[Any]] | None:
     return namespace["_make"](tuple(f.read for f, _ in fields))  # type: ignore[no-any-return]
 
 
-def generate(trees: Sequence[Node | None], filings: Sequence[Filing],
-             heads: Sequence[tuple[Any, Any]] | None = None) -> Generated:
+def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generated:
     """The bucket's `match(v, s)`, the (field, FOLDED | RAW) of each slot of `v`, the
-    explainers, and with `heads` (each rule's id and name) its run-record builder."""
+    explainers and what the run record asks of every rule (`first`, `branches`)."""
     src = _Source()
     bodies = [src.expr(t) if t is not None else "True" for t in trees]
     root = _Level()
@@ -248,23 +258,61 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing],
         lines += [f"        if not {test}: return {k}" for k, test in enumerate(tests[-1])]
         lines.append("        return -1")
         failing.append(steps)
-    parts, slow = RecordParts(), frozenset(range(len(trees)))
-    if heads is not None:
-        rec_lines, slow = record_lines(tests, failing, heads, src.const, parts)
-        lines += rec_lines
-    else:
-        lines += ["    rec = None"]
+    # the run record's: every rule's explainer answer and held `any` branches in one call (see
+    # Generated.first; a rule of more than FIRST_INLINE steps: a call to its explainer)
+    lines.append("    def first(v, s):")
+    lines.append("        return [")
+    deep: list[int] = []
+    radix: list[list[tuple[int, int]]] = []
+    for pos, (rule_tests, steps_) in enumerate(zip(tests, failing, strict=True)):
+        mine: list[tuple[int, int]] = []
+        if not rule_tests:
+            expr = "0"
+        elif len(rule_tests) > FIRST_INLINE:
+            expr = f"x{pos}(v, s) + 1"
+            deep.append(pos)
+        else:
+            expr = "0"
+            m = FIRST_BASE
+            parts = []
+            for k, (test, node) in enumerate(zip(rule_tests, steps_, strict=True)):
+                if isinstance(node, Group) and node.children:
+                    find = " else ".join(f"{b} if {src.expr(c)}" for b, c in enumerate(node.children))
+                    parts.append((k, f"{m} * (b + 1) + ", f"(b := ({find} else -1)) < 0"))
+                    mine.append((k, m))
+                    m *= len(node.children) + 1
+                else:
+                    parts.append((k, "", f"not {test}"))
+            for k, scaled, cond in reversed(parts):
+                expr = f"({k + 1} if {cond} else {scaled}{expr})"
+        radix.append(mine)
+        lines.append(f"            {expr},")
+    lines.append("        ]")
+    branch_of: list[list[tuple[int, str]]] = []
+    n_branch = 0
+    for steps_ in failing:
+        finders: list[tuple[int, str]] = []
+        for k, node in enumerate(steps_):
+            if isinstance(node, Group) and node.children:
+                lines.append(f"    def y{n_branch}(v, s):")
+                lines += [f"        if {src.expr(c)}: return {b}" for b, c in enumerate(node.children)]
+                lines.append("        return -1")
+                finders.append((k, f"y{n_branch}"))
+                n_branch += 1
+        branch_of.append(finders)
     lines.append("    return match, [" + ", ".join(f"g{n}" for n in range(len(groups))) + "], ["
-                 + ", ".join(f"x{p}" for p in range(len(trees))) + "], rec")
+                 + ", ".join(f"x{p}" for p in range(len(trees))) + "], first, ["
+                 + ", ".join("(" + "".join(f"({k}, {y}), " for k, y in found) + ")" for found in branch_of)
+                 + "]")
     code = compile("\n".join(lines) + "\n", "<rules bucket>", "exec")
     namespace: dict[str, Any] = {"__builtins__": {"sorted": sorted, "set": set}, **_GLOBALS}
     exec(code, namespace)  # noqa: S102 -- source is our templates; tenant values are in K and D only
     tables_out: list[dict[str, Callable[..., None]]] = []   # filled in once the groups exist
-    namespace.update(X=tuple(parts.own), J=json_copy)
-    match, made, explainers, rec = namespace["_make"](tuple(src.consts), tuple(src.preds), tables_out)
+    match, made, explainers, first, branches = namespace["_make"](tuple(src.consts), tuple(src.preds),
+                                                                  tables_out)
     tables_out.extend({value: made[n] for value, n in table.items()} for table in dispatch)
-    return Generated(match, src.fields, explainers, failing, _reader(src.fields), rec, parts.fields,
-                     slow)
+    return Generated(match, src.fields, explainers, failing, _reader(src.fields), first, branches, radix,
+                     frozenset(deep))
 
 
 class Slots(dict):  # type: ignore[type-arg]

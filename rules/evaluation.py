@@ -8,6 +8,7 @@ from .codegen import read_slots
 from .conditions import Group, Leaf
 from .jsondata import json_copy
 from .ops import State
+from .record import any_held
 from .updates import diff
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ class Evaluation:
         return self._explain
 
     def rule_entries(self) -> list[dict[str, Any]]:
-        """What the worker's run record stores per rule: `{id, name, matched, failed[, errors]}`
-        of each `explain` item, built without building `explain` (rules/record.py)."""
+        """What the worker's run record stores per rule: `{id, name, matched, failed[, errors]
+        [, any_held]}` of each `explain` item, built without building `explain` (rules/record.py)."""
         from .record import entries
         return entries(self)
 
@@ -98,6 +99,7 @@ class Evaluation:
         bucket = self._bucket
         step, timeline, state = 0, self._timeline, self._first
         explainers, steps, v, seen = bucket.explainers, bucket.steps, None, {}
+        groups = bucket.record.groups
         for i, rule in enumerate(bucket.rules):
             if self._stopped_at is not None and i > self._stopped_at:
                 break
@@ -108,6 +110,7 @@ class Evaluation:
             entry: dict[str, Any] = {"id": rule.id, "name": rule.name, "matched": i in self._fired,
                                      "failed": None, "errors": [], "notes": []}
             firing = self._fired.get(i)
+            k = -1
             if firing is not None:
                 entry["errors"] = list(firing.errors)
                 entry["notes"] = list(firing.notes)
@@ -118,5 +121,11 @@ class Evaluation:
                     v = read_slots(bucket.slots, state)
                 k = explainers[i](v, state)
                 entry["failed"] = None if k < 0 else _failed(steps[i][k], state, seen)
+            if groups[i] and i not in self._skipped:
+                if v is None:
+                    v = read_slots(bucket.slots, state)
+                held = any_held(groups[i], k, v, state)
+                if held:
+                    entry["any_held"] = held
             out.append(entry)
         return out

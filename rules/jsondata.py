@@ -7,8 +7,8 @@ from typing import Any
 def json_copy(v: Any) -> Any:
     """A deep copy of JSON data, so results never share a container with rules or inputs."""
     t = type(v)
-    if t is dict:
-        return {k: json_copy(x) for k, x in v.items()}
+    if t is dict:  # (str items, the common case, without a call each)
+        return {k: x if type(x) is str else json_copy(x) for k, x in v.items()}
     if t is list:
-        return [json_copy(x) for x in v]
+        return [x if type(x) is str else json_copy(x) for x in v]
     return v

@@ -34,6 +34,7 @@ from .ops import State, flip_time
 from .codegen import generate
 from .evaluation import Evaluation
 from .passes import run_pass
+from .record import RecordPlan
 from .plan import (append_plan, dependents, quick_plan, read_keys, scalar_keys, scalar_writes,
                    write_keys)
 from .updates import diff
@@ -103,10 +104,11 @@ class _Bucket:
             chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
             filings.append(tuple((leaf.field, mode, [v.casefold() for v in values])
                                  for leaf, (mode, values) in chosen))
-        gen = generate([rule.conditions for rule in rules], filings, [(rule.id, rule.name) for rule in rules])
+        gen = generate([rule.conditions for rule in rules], filings)
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.read = gen.read
-        self.record, self.record_fields, self.record_slow = gen.record, gen.record_fields, gen.record_slow
+        self.first, self.branches = gen.first, gen.branches
+        self.record = RecordPlan(rules, gen.steps, gen.branches or [() for _ in rules], gen.radix, gen.deep)
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
         self.plans = [quick_plan(rule.actions) for rule in rules]
         self.appends = [append_plan(p) for p in self.plans]

@@ -340,19 +340,26 @@ def check_leaf(leaf: dict[str, Any], ctx: "_Pass") -> tuple[bool, Any]:
     return held, v
 
 
-def check_node(node: Any, path: str, ctx: "_Pass") -> dict[str, Any] | None:
-    """None when the node holds, else the failure: the first failing leaf or a failing `any`."""
+def check_node(node: Any, path: str, ctx: "_Pass", held: dict[str, str] | None = None
+               ) -> dict[str, Any] | None:
+    """None when the node holds, else the failure: the first failing leaf or a failing `any`.
+
+    `held` collects, for each `any` group reached through `all`s from the root (not one inside
+    another group's branch) that held before the failure, the path of its first branch in
+    written order that held."""
     if not node:  # absent, null or {}: no conditions
         return None
     if "all" in node:
         for i, child in enumerate(node["all"]):
-            failure = check_node(child, f"{path}.all[{i}]", ctx)
+            failure = check_node(child, f"{path}.all[{i}]", ctx, held)
             if failure is not None:
                 return failure
         return None
     if "any" in node:
         for i, child in enumerate(node["any"]):
             if check_node(child, f"{path}.any[{i}]", ctx) is None:
+                if held is not None:
+                    held[path] = f"{path}.any[{i}]"
                 return None
         return {"path": path, "field": None, "op": "any", "value": None, "seen": None}
     held, seen = check_leaf(node, ctx)
@@ -632,11 +639,14 @@ class OracleRuleSet:
         for rule in self.rules:
             if event.get("type") not in rule["triggers"]:
                 continue
-            failure = check_node(rule.get("conditions"), "conditions", state)
+            held: dict[str, str] = {}
+            failure = check_node(rule.get("conditions"), "conditions", state, held)
             errors: list[str] = []
             state.notes = []
             entry = {"id": rule.get("id"), "name": rule.get("name"), "matched": failure is None,
                      "failed": failure, "errors": errors, "notes": state.notes}
+            if held:
+                entry["any_held"] = held
             explain.append(entry)
             if failure is not None:
                 continue
