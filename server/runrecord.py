@@ -100,23 +100,33 @@ def _trim_script_updates(r: dict[str, Any]) -> str | None:
 # Trimmed in this order until the record fits: the ticket copy is in the ticket itself; logs and
 # HTTP call lists are diagnostics; vars, changes, effects and suppressed are the run's own data,
 # last (the feed entry keeps the untrimmed changes and effects).
-_TRIMS = (_trim_ticket, _trim_script_logs, _trim_http, _trim_field("vars"),
-          _trim_script_updates, _trim_field("suppressed"), _trim_field("changes"),
-          _trim_field("effects"))
+# Each with the top-level keys it may change (what is re-measured after it).
+_TRIMS = ((_trim_ticket, ("ticket",)), (_trim_script_logs, ("scripts",)),
+          (_trim_http, ("http_calls", "scripts")), (_trim_field("vars"), ("vars",)),
+          (_trim_script_updates, ("scripts",)), (_trim_field("suppressed"), ("suppressed",)),
+          (_trim_field("changes"), ("changes",)), (_trim_field("effects"), ("effects",)))
 
 
 def bound_record(record: dict[str, Any], limit: int = MAX_RUN_RECORD_BYTES) -> dict[str, Any]:
     """The record, trimmed to at most `limit` bytes of JSON where that is possible, with a note
-    naming what was trimmed. The caller's record is not changed."""
-    if _size(record) <= limit:
+    naming what was trimmed. The caller's record is not changed.
+
+    The record is serialized once; each trim then re-measures only the parts it touched, so a
+    record whose explain alone is over the limit (10,000 rules: ~350 KB of `rules`, which is
+    never trimmed) costs one pass over the trims, not one whole-record serialization per trim."""
+    raw = orjson.dumps(record)
+    if len(raw) <= limit:
         return record
-    out: dict[str, Any] = orjson.loads(orjson.dumps(record))
+    out: dict[str, Any] = orjson.loads(raw)
+    total = len(raw)
     trimmed: list[str] = []
-    for trim in _TRIMS:
+    for trim, keys in _TRIMS:
+        before = sum(_size(out[k]) for k in keys if k in out)
         what = trim(out)
         if what:
             trimmed.append(what)
-        if _size(out) <= limit - 300:
+            total -= before - sum(_size(out[k]) for k in keys if k in out)
+        if total <= limit - 300:
             break
     out["notes"] = [*(out.get("notes") or []),
                     f"run record over {limit} bytes (limit MAX_RUN_RECORD_BYTES): trimmed "
