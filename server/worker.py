@@ -60,6 +60,7 @@ class Worker:
         self.rules: RuleCache = self.applier.rules
         self.owned: set[int] = set()         # partitions whose lease we hold
         self._lease_until: dict[int, float] = {}  # monotonic time each lease surely lasts until
+        self._renewing: dict[int, asyncio.Future[bool]] = {}  # a fence's renewal in flight
         self._fresh: set[int] = set()        # partitions whose pending entries must be claimed first
         self._handover: set[int] = set()     # partitions to release once their batch is done
         self._loops: dict[int, asyncio.Task[None]] = {}
@@ -305,12 +306,21 @@ class Worker:
         ttl_s = self.settings.reclaim_idle_ms / 1000
         if time.monotonic() < self._lease_until.get(n, 0.0) - ttl_s / 2:
             return True
-        started = time.monotonic()
-        if await events.acquire_lease(self.store, n, self.name):
-            self._lease_until[n] = started + ttl_s
-            return True
-        self.owned.discard(n)   # another worker has it: this loop stops, that one claims
-        return False
+        renewal = self._renewing.get(n)
+        if renewal is None:   # one renewal for the partition's lanes that all found it due
+            renewal = self._renewing[n] = asyncio.ensure_future(self._renew(n, ttl_s))
+        return await asyncio.shield(renewal)
+
+    async def _renew(self, n: int, ttl_s: float) -> bool:
+        try:
+            started = time.monotonic()
+            if await events.acquire_lease(self.store, n, self.name):
+                self._lease_until[n] = started + ttl_s
+                return True
+            self.owned.discard(n)   # another worker has it: this loop stops, that one claims
+            return False
+        finally:
+            self._renewing.pop(n, None)
 
 
 class _LeaseLost(Exception):

@@ -195,19 +195,24 @@ async def ack(store: Store, n: int, entry_ids: list[str]) -> None:
 async def acquire_lease(store: Store, n: int, me: str) -> bool:
     """Take or renew partition n's lease. True when we hold it for reclaim_idle_ms more."""
     ttl, key = store.settings.reclaim_idle_ms, K.lease(n)
-    if await store.redis.set(key, me, nx=True, px=ttl):
-        return True
-    async with store.redis.pipeline(transaction=True) as p:
-        try:
-            await p.watch(key)
-            if await p.get(key) != me:
-                return False
-            p.multi()
-            p.pexpire(key, ttl)
-            await p.execute()
+    for _ in range(20):
+        if await store.redis.set(key, me, nx=True, px=ttl):
             return True
-        except WatchError:
-            return False
+        async with store.redis.pipeline(transaction=True) as p:
+            try:
+                await p.watch(key)
+                if await p.get(key) != me:
+                    return False
+                p.multi()
+                p.pexpire(key, ttl)
+                await p.execute()
+                return True
+            except WatchError:
+                # the key changed between WATCH and EXEC: renewed by another task of this worker
+                # (a lane's fence and the renewal task at once) or taken; look again. Taken as
+                # "lost", a partition would be dropped with its entries taken but not applied.
+                continue
+    return False
 
 
 @guarded
