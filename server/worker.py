@@ -105,7 +105,7 @@ class Worker:
                 for r in results:
                     if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
                         log.error("partition loop failed: %r", r)
-            await self.applier.flush_checks()
+            await self.applier.flush()   # batched rule usage and check counters
             await self._release_all()
             self.applier.close()
         return self.processed
@@ -187,7 +187,7 @@ class Worker:
         entries go to per-ticket lanes, acked one by one as they are applied."""
         waiter = self.store.wakeup.waiter()
         lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields),
-                      ack=lambda ids: events.ack(self.store, n, ids))
+                      ack=lambda ids: self.applier.ack(n, ids))
         try:
             while self._mine(n):
                 try:
@@ -221,7 +221,7 @@ class Worker:
         await lanes.drain()
         await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
-            await events.ack(self.store, n, lanes.take_done())
+            await self.applier.ack(n, lanes.take_done())
 
     async def _block_ms(self, n: int) -> int:
         """How long to wait for new entries: block_ms, or less if a timer of n comes due sooner."""
@@ -249,11 +249,11 @@ class Worker:
         try:
             return await self._feed(n, waiter, lanes)
         finally:
-            await asyncio.shield(events.ack(self.store, n, lanes.take_done()))
+            await asyncio.shield(self.applier.ack(n, lanes.take_done()))
             if lanes.failed is not None:
                 self._fresh.add(n)   # claim again (in order) once the store or bug is dealt with
                 await lanes.drain()
-                await asyncio.shield(events.ack(self.store, n, lanes.take_done()))
+                await asyncio.shield(self.applier.ack(n, lanes.take_done()))
                 failed, lanes.failed = lanes.failed, None
                 if not isinstance(failed, _LeaseLost):
                     raise failed

@@ -30,7 +30,7 @@ from server.store.errors import guarded
 
 __all__ = [
     "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
-    "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
+    "queue_ack", "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
 ]
 
 
@@ -189,6 +189,13 @@ async def ack(store: Store, n: int, entry_ids: list[str]) -> None:
             p.xack(K.stream(n), K.GROUP, *entry_ids)
             p.xdel(K.stream(n), *entry_ids)
             await p.execute()
+
+
+def queue_ack(p: Any, n: int, entry_ids: list[str]) -> None:
+    """`ack`'s commands on a shared non-transactional pipeline (store/coalesce.py): XACK then
+    XDEL, sent together; both are idempotent, so a lost reply only repeats them harmlessly."""
+    p.xack(K.stream(n), K.GROUP, *entry_ids)
+    p.xdel(K.stream(n), *entry_ids)
 
 
 @guarded

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -44,12 +44,9 @@ __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "ge
 
 # The commit on Redis: the check and the writes in ONE round trip, atomic as a script is.
 # KEYS[1] = the event's marker, KEYS[2] = the ticket, KEYS[3] = the contact (the ticket again when
-#   the event has none); KEYS[4 .. 3+2F] = for each of the F rules the event fired, its run list
-#   and its stats hash; KEYS[4+2F ..] = the keys the other writes name
+#   the event has none); KEYS[4..] = the keys the writes name
 # ARGV[1..3] = SHA-1 of marker, ticket and contact as loaded ("" = absent)
-# ARGV[4] = F; ARGV[5..9] = run id, this hour's counter field, the field 31 days back, when it
-#   fired (RFC 3339), the last run-list index kept
-# ARGV[10..] = the other writes, each: command, key index, number of arguments, arguments...
+# ARGV[4..] = the writes, each: command, key index, number of arguments, arguments...
 # Returns 0 (and writes nothing) when one of the three changed since the load.
 _COMMIT = """
 local function same(key, want)
@@ -60,19 +57,11 @@ end
 if not (same(KEYS[1], ARGV[1]) and same(KEYS[2], ARGV[2]) and same(KEYS[3], ARGV[3])) then
   return 0
 end
-local i = 10
+local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
   redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
   i = i + 3 + n
-end
-for r = 1, tonumber(ARGV[4]) do
-  local runs, stats = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
-  redis.call('LPUSH', runs, ARGV[5])
-  redis.call('LTRIM', runs, 0, tonumber(ARGV[9]))
-  redis.call('HINCRBY', stats, ARGV[6], 1)
-  redis.call('HSET', stats, 'last', ARGV[8])
-  redis.call('HDEL', stats, ARGV[7])
 end
 return 1
 """
@@ -104,23 +93,38 @@ def _loads(raw: Any) -> Any:
     return orjson.loads(raw) if raw else None
 
 
+Send = Callable[[Callable[[Any], None]], Awaitable[list[Any]]]
+
+
+def _direct(store: Store) -> Send:
+    """Send one request's commands as a round trip of its own (no coalescer)."""
+    async def send(queue: Callable[[Any], None]) -> list[Any]:
+        async with store.redis.pipeline(transaction=False) as p:
+            queue(p)
+            return list(await p.execute())
+    return send
+
+
 @guarded
-async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
+async def load(store: Store, workspace: str, event: dict[str, Any], send: Send | None = None
+               ) -> Snapshot:
     """The snapshot one event's pass runs on, with the workspace's SLA policies and guard limits
-    (read in the same round trip: the worker compiles them once per stored text)."""
+    (read in the same round trip: the worker compiles them once per stored text). `send` (a
+    store/coalesce.Coalescer's run) shares the round trip with other passes' requests."""
+    send = send or _direct(store)
     ticket_id = event["ticket"]["id"]
     event_contact = (event["ticket"].get("contact") or {}).get("id")
     keys = [K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id),
             K.rules_rev(workspace)]
     if event_contact:
         keys.append(K.contact(workspace, event_contact))
-    async with store.redis.pipeline(transaction=False) as p:
+    def queue(p: Any) -> None:
         p.mget(keys)
         p.hgetall(K.sla_policies(workspace))
         p.get(K.guards(workspace))
         if event_contact:
             p.hgetall(K.contact_stats(workspace, event_contact))   # contact.open_tickets & co
-        raws, policies, guard_spec, *more = await p.execute()
+    raws, policies, guard_spec, *more = await send(queue)
     stats = more[0] if more else {}
     specs = sorted((orjson.loads(v) for v in policies.values()),
                    key=lambda s: (s.get("position", 0), s["name"]))
@@ -128,10 +132,11 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
     contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
     raw_contact = raws[3] if event_contact else None
     if contact_id and not event_contact:
-        async with store.redis.pipeline(transaction=False) as p:
-            p.get(K.contact(workspace, contact_id))
-            p.hgetall(K.contact_stats(workspace, contact_id))
-            raw_contact, stats = await p.execute()
+        known = K.contact(workspace, contact_id), K.contact_stats(workspace, contact_id)
+        def queue_known(p: Any) -> None:
+            p.get(known[0])
+            p.hgetall(known[1])
+        raw_contact, stats = await send(queue_known)
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
                     contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
                     raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec,
@@ -139,11 +144,12 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
 
 
 @guarded
-async def next_seq(store: Store, workspace: str) -> int:
+async def next_seq(store: Store, workspace: str, send: Send | None = None) -> int:
     """A new ticket's place in the listing index. INCR outside the commit: a failed attempt leaves
     a gap in the sequence, which is harmless; watching the counter would make every new ticket
     conflict with every other one."""
-    return int(await store.redis.incr(K.tickets_seq(workspace)))
+    (seq,) = await (send or _direct(store))(lambda p: p.incr(K.tickets_seq(workspace)))
+    return int(seq)
 
 
 Write = tuple[Any, ...]   # (command, key, argument...)
@@ -152,11 +158,13 @@ Write = tuple[Any, ...]   # (command, key, argument...)
 @guarded
 async def commit(store: Store, workspace: str, partition: int, entry: str, fields: dict[str, str],
                  event: dict[str, Any], run_id: str, snapshot: Snapshot, outcome: Outcome,
-                 seq: int | None) -> Applied | None:
+                 seq: int | None, send: Send | None = None) -> Applied | None:
     """Write the outcome if marker, ticket and contact still hold what `snapshot` read; None when
     they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket.
-    On Redis one EVAL checks and writes (_COMMIT); on the embedded store (fakeredis runs Lua only
-    with lupa) WATCH, a read to compare, and one MULTI/EXEC do the same."""
+    On Redis one EVAL checks and writes (_COMMIT), in `send`'s round trip when given; on the
+    embedded store (fakeredis runs Lua only with lupa) WATCH, a read to compare, and one
+    MULTI/EXEC do the same. The fired rules' usage (counters, run lists) is not written here: the
+    worker batches it (add_usage)."""
     ticket_id = event["ticket"]["id"]
     mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
     ck = K.contact(workspace, snapshot.contact_id) if snapshot.contact_id else None
@@ -164,24 +172,18 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
             "ticket": ticket_id, "status": "processed", "run_id": run_id,
             "at": outcome.record["at"]}
     writes = _writes(store, workspace, event, run_id, snapshot, outcome, seq, done)
-    fired = [str(r) for r in outcome.record.get("matched") or []]
-    hour = fire_hour(outcome.record["at"])
-    fire_args = (run_id, f"h:{hour}", f"h:{hour - 31 * 24}", outcome.record["at"],
-                 store.settings.runs_per_ticket - 1)
     if not store.embedded:
         keys = [mk, tk, ck or tk]
-        for rule_id in fired:
-            keys += [K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)]
         index: dict[str, int] = {}
         args: list[Any] = [_sha(snapshot.raw_marker), _sha(snapshot.raw_ticket),
-                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket),
-                           len(fired), *fire_args]
+                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket)]
         for cmd, key, *rest in writes:
             if key not in index:
                 keys.append(key)
                 index[key] = len(keys)
             args += [cmd, index[key], len(rest), *rest]
-        ok = await store.redis.eval(_COMMIT, len(keys), *keys, *args)
+        (ok,) = await (send or _direct(store))(
+            lambda p: p.eval(_COMMIT, len(keys), *keys, *args))
         return Applied(skipped=False, marker=done, run=outcome.record) if ok else None
     watched = [k for k in (mk, tk, ck) if k]
     async with store.redis.pipeline(transaction=True) as p:
@@ -194,13 +196,6 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
             p.multi()
             for write in writes:
                 p.execute_command(*write)
-            for rule_id in fired:
-                rr, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
-                p.lpush(rr, run_id)
-                p.ltrim(rr, 0, fire_args[4])
-                p.hincrby(stats, fire_args[1], 1)
-                p.hset(stats, "last", fire_args[3])
-                p.hdel(stats, fire_args[2])
             await p.execute()
         except WatchError:
             return None
