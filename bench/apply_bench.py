@@ -89,8 +89,11 @@ async def _rate(ws: str, n: int, proc: subprocess.Popen[bytes], timeout: float) 
 
 async def measure(kind: str, events: list[dict[str, Any]]) -> float:
     ws = await _queue(events)
+    # a long lease: trees before d49df2c dropped every partition at half its TTL when the lanes
+    # renewed it at once, and a burst worker then quit with entries pending
     env = {**os.environ, "DESKFLOW_REDIS_URL": URL, "DESKFLOW_PARTITIONS": str(PARTITIONS),
-           "DESKFLOW_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+           "DESKFLOW_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT),
+           "DESKFLOW_RECLAIM_IDLE_MS": "600000"}
     cmd = ([sys.executable, "-m", "server.cli", "worker", "--burst"] if kind == "worker"
            else [sys.executable, str(Path(__file__).resolve()), "--floor-consumer", ws])
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
