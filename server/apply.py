@@ -5,7 +5,9 @@
     applied  = tickets.commit(..., snapshot, outcome)  # check-and-set, one MULTI; None: conflict
     timers.apply_plan(outcome.timers_old -> outcome.timers_new)
 
-No store connection is held while the pass runs. When the commit finds the ticket or the contact
+No store connection is held while the pass runs. Loads, commits and acks go through one
+Coalescer (server/store/coalesce.py): the passes in flight share round trips, and the fired
+rules' usage, added up in memory (server/store/usage.py), rides along at the head of each. When the commit finds the ticket or the contact
 changed since the load (a contact's groups were set, another worker raced), the event is loaded
 again and only the pure pass runs again: its handlers are wrapped by a server/replay.Recorder, so
 every script run and HTTP call of the first pass is replayed, not repeated -- no script or

@@ -5,8 +5,10 @@ the contact, the rules revision, the SLA policies and guard limits in one round 
 when the contact is known from the stored ticket alone); the pure pass (automation.process) runs
 on that snapshot, scripts and HTTP included, with no store connection held; `commit` then checks
 that marker, ticket and contact still hold what was loaded and writes, atomically, all in slot
-{ws:W}: ticket (version + 1), processed marker, run record (with its retention), the ticket's and
-the fired rules' run lists and counters, updates-feed entry, contact record and the indexes. On
+{ws:W}: ticket (version + 1), processed marker, run record (with its retention), the ticket's run
+list, updates-feed entry, contact record and the indexes (the fired rules' usage is batched by the
+worker: store/usage.py). The worker sends loads and commits through a store/coalesce.Coalescer,
+so concurrent passes share round trips; each commit stays its own check-and-set. On
 Redis that is one EVAL (_COMMIT: compare SHA-1s, then the writes); on the embedded store WATCH,
 a read to compare and one MULTI/EXEC. When the check fails nothing is written and the caller
 loads again and re-runs only the pure pass.
