@@ -204,6 +204,40 @@ async def run(base: Path, rounds: int, quick: bool) -> list[str]:
     ]
 
 
+async def at_rate(tree: Path, rate: float, secs: float, seed: int) -> dict[str, float]:
+    """Latency alone: warm-up, then open loop at `rate` events/s for `secs` seconds."""
+    served = Served(tree)
+    try:
+        ws, key = served.setup()
+        rnd = random.Random(seed)
+        warm = [ib.make_event(i, rnd, "warm") for i in range(300)]
+        await ib.closed_loop(served.port, "/v1/events", key, [orjson.dumps(e) for e in warm], 32)
+        await served.wait_applied(ws, len(warm), 300)
+        events = [ib.make_event(i, rnd, "lat") for i in range(int(rate * secs))]
+        sent = await ib.open_loop(served.port, key, events, rate)
+        await served.wait_applied(ws, len(warm) + len(events), 300)
+        done = await served.feed_times(ws)
+        lat = [(done[i] - t) * 1000 for i, t in sent.items()]
+        return {"p50": ib._pct(lat, 0.5), "p90": ib._pct(lat, 0.9), "p99": ib._pct(lat, 0.99),
+                "max": max(lat)}
+    finally:
+        served.stop()
+
+
+async def run_at(base: Path, rounds: int, rate: float, secs: float) -> list[str]:
+    lines = [f"- latency alone at {rate:,.0f} events/s for {secs:.0f} s after 300 warm-up events, "
+             f"{rounds} rounds alternating the trees; load average at the start "
+             f"{os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             "| round | tree | p50 | p90 | p99 | max |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for i in range(rounds):
+        for name, tree in (("before", base), ("after", ROOT)):
+            r = await at_rate(tree, rate, secs, seed=i)
+            lines.append(f"| {i + 1} | {name} | {r['p50']:.1f} ms | {r['p90']:.1f} ms | "
+                         f"{r['p99']:.1f} ms | {r['max']:.1f} ms |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def record(lines: list[str], command: str) -> None:
     path = HERE / "RESULTS.md"
     text = path.read_text()
@@ -223,7 +257,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--record", action="store_true")
+    ap.add_argument("--at", type=float, metavar="RATE",
+                    help="latency alone at this rate (events/s), 10 s a round, no sustained phase")
     args = ap.parse_args()
+    if args.at:
+        lines = asyncio.run(run_at(args.base.resolve(), args.rounds, args.at, 10.0))
+        print("\n".join(lines))
+        return 0
     lines = asyncio.run(run(args.base.resolve(), args.rounds, args.quick))
     print("\n".join(lines))
     if args.record:
