@@ -5,7 +5,9 @@
     applied  = tickets.commit(..., snapshot, outcome)  # check-and-set, one MULTI; None: conflict
     timers.apply_plan(outcome.timers_old -> outcome.timers_new)
 
-No store connection is held while the pass runs. When the commit finds the ticket or the contact
+No store connection is held while the pass runs. Loads, commits and acks go through one
+Coalescer (server/store/coalesce.py): the passes in flight share round trips, and the fired
+rules' usage, added up in memory (server/store/usage.py), rides along at the head of each. When the commit finds the ticket or the contact
 changed since the load (a contact's groups were set, another worker raced), the event is loaded
 again and only the pure pass runs again: its handlers are wrapped by a server/replay.Recorder, so
 every script run and HTTP call of the first pass is replayed, not repeated -- no script or
@@ -40,8 +42,10 @@ from server.replay import Recorder
 from server.rulecache import RuleCache
 from server.store import catalog, events, script_context, tickets, timers
 from server.store import sla as sla_store
+from server.store.coalesce import Coalescer
+from server.store.usage import Usage, queue_writes
 from server.store.connect import Store
-from server.store.errors import StoreUnavailable
+from server.store.errors import StoreUnavailable, guarded
 
 __all__ = ["Applier", "PASS_THREADS"]
 
@@ -69,6 +73,11 @@ class Applier:
         self._limits_cache: dict[str, GuardLimits] = {}
         self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
         self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
+        self._usage = Usage(store.settings.runs_per_ticket)    # the fired rules', likewise
+        # loads, commits and acks of every pass in flight share round trips (store/coalesce.py);
+        # the batched rule usage goes at the head of each
+        self.coalescer = Coalescer(store, before=self._queue_usage)
+        self._send = self.coalescer.run
         self._io = asyncio.Semaphore(STORE_SLOTS)
 
     def close(self) -> None:
@@ -84,6 +93,34 @@ class Applier:
             if item.get("id") is not None and not item.get("skipped"):
                 key = (workspace, str(item["id"]), hour)
                 self._checks[key] = self._checks.get(key, 0) + 1
+
+    def _add_usage(self, workspace: str, applied: tickets.Applied) -> None:
+        run = applied.run
+        if run and run.get("matched"):
+            self._usage.add(workspace, str(run["id"]), run["at"], tickets.fire_hour(run["at"]),
+                            run["matched"])
+            self.coalescer.kick()
+
+    def _queue_usage(self, p: Any) -> Callable[[bool], None] | None:
+        if not self._usage:
+            return None
+        taken = self._usage.take()
+        queue_writes(p, taken, self._usage.runs_kept, scripted=not self.store.embedded)
+        return lambda sent: None if sent else self._usage.put_back(taken)
+
+    async def flush(self) -> None:
+        """Write what is batched in memory: the fired rules' usage and the check counters (on
+        shutdown, and every few seconds for the check counters)."""
+        if self._usage:
+            self.coalescer.kick()
+        await self.coalescer.idle()
+        await self.flush_checks()
+
+    @guarded
+    async def ack(self, n: int, entry_ids: list[str]) -> None:
+        """Ack (XACK + XDEL) applied entries of partition n, in the next shared round trip."""
+        if entry_ids:
+            await self._send(lambda p: events.queue_ack(p, n, entry_ids))
 
     async def flush_checks(self) -> None:
         counts, self._checks = self._checks, {}
@@ -171,6 +208,7 @@ class Applier:
         if not applied.skipped:
             observe_applied(event, applied.run, time.perf_counter() - started)
             self._count_checks(workspace, applied.run)
+            self._add_usage(workspace, applied)
         return applied
 
     async def _apply(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,
@@ -182,34 +220,33 @@ class Applier:
         seq: int | None = None
         now = self.clock()  # one instant for every attempt: a re-run decides as the first did
         while True:
-            async with self._io:
-                snap = await tickets.load(self.store, workspace, event)
-                if tickets.done_with(snap, entry_id, fields):
-                    return tickets.Applied(skipped=True, marker=snap.marker), None
-                _check_timer_current(event, fields, snap.previous)
-                t0 = time.perf_counter()
-                if recorder is None:
-                    policies = self._policies(snap.policy_specs)
-                    limits = self._limits(snap.guard_spec)
-                    ruleset, revisions = await self.rules.get_with_revisions(
-                        workspace, snap.rules_rev, policy_calendars(policies))
-                    rules_rev = snap.rules_rev
-                    recorder = self._recorder(workspace, ruleset, await self._context(
-                        workspace, snap, event, ruleset, now))
-                else:  # a re-run decides with the rules and settings of the first pass
-                    snap.rules_rev = rules_rev
-                t1 = time.perf_counter()
-                if snap.previous is None and seq is None:
-                    seq = await tickets.next_seq(self.store, workspace)
+            snap = await tickets.load(self.store, workspace, event, self._send)
+            if tickets.done_with(snap, entry_id, fields):
+                return tickets.Applied(skipped=True, marker=snap.marker), None
+            _check_timer_current(event, fields, snap.previous)
+            t0 = time.perf_counter()
+            if recorder is None:
+                policies = self._policies(snap.policy_specs)
+                limits = self._limits(snap.guard_spec)
+                ruleset, revisions = await self.rules.get_with_revisions(
+                    workspace, snap.rules_rev, policy_calendars(policies))
+                rules_rev = snap.rules_rev
+                async with self._io:
+                    context = await self._context(workspace, snap, event, ruleset, now)
+                recorder = self._recorder(workspace, ruleset, context)
+            else:  # a re-run decides with the rules and settings of the first pass
+                snap.rules_rev = rules_rev
+            t1 = time.perf_counter()
+            if snap.previous is None and seq is None:
+                seq = await tickets.next_seq(self.store, workspace, self._send)
             outcome = await self._process(recorder, snap, event, ruleset, policies, limits, now,
                                           run_id, revisions)
             t2 = time.perf_counter()
             outcome.record["timings"] = {"total_ms": round((t2 - started) * 1000, 3),
                                          "load_rules_ms": round((t1 - t0) * 1000, 3),
                                          "rules_ms": round((t2 - t1) * 1000, 3)}
-            async with self._io:
-                applied = await tickets.commit(self.store, workspace, n, entry_id, fields, event,
-                                               run_id, snap, outcome, seq)
+            applied = await tickets.commit(self.store, workspace, n, entry_id, fields, event,
+                                           run_id, snap, outcome, seq, self._send)
             if applied is not None:
                 return applied, outcome
 

@@ -60,6 +60,7 @@ class Worker:
         self.rules: RuleCache = self.applier.rules
         self.owned: set[int] = set()         # partitions whose lease we hold
         self._lease_until: dict[int, float] = {}  # monotonic time each lease surely lasts until
+        self._renewing: dict[int, asyncio.Future[bool]] = {}  # a fence's renewal in flight
         self._fresh: set[int] = set()        # partitions whose pending entries must be claimed first
         self._handover: set[int] = set()     # partitions to release once their batch is done
         self._loops: dict[int, asyncio.Task[None]] = {}
@@ -104,7 +105,7 @@ class Worker:
                 for r in results:
                     if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
                         log.error("partition loop failed: %r", r)
-            await self.applier.flush_checks()
+            await self.applier.flush()   # batched rule usage and check counters
             await self._release_all()
             self.applier.close()
         return self.processed
@@ -186,7 +187,7 @@ class Worker:
         entries go to per-ticket lanes, acked one by one as they are applied."""
         waiter = self.store.wakeup.waiter()
         lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields),
-                      ack=lambda ids: events.ack(self.store, n, ids))
+                      ack=lambda ids: self.applier.ack(n, ids))
         try:
             while self._mine(n):
                 try:
@@ -220,7 +221,7 @@ class Worker:
         await lanes.drain()
         await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
-            await events.ack(self.store, n, lanes.take_done())
+            await self.applier.ack(n, lanes.take_done())
 
     async def _block_ms(self, n: int) -> int:
         """How long to wait for new entries: block_ms, or less if a timer of n comes due sooner."""
@@ -248,11 +249,11 @@ class Worker:
         try:
             return await self._feed(n, waiter, lanes)
         finally:
-            await asyncio.shield(events.ack(self.store, n, lanes.take_done()))
+            await asyncio.shield(self.applier.ack(n, lanes.take_done()))
             if lanes.failed is not None:
                 self._fresh.add(n)   # claim again (in order) once the store or bug is dealt with
                 await lanes.drain()
-                await asyncio.shield(events.ack(self.store, n, lanes.take_done()))
+                await asyncio.shield(self.applier.ack(n, lanes.take_done()))
                 failed, lanes.failed = lanes.failed, None
                 if not isinstance(failed, _LeaseLost):
                     raise failed
@@ -305,12 +306,21 @@ class Worker:
         ttl_s = self.settings.reclaim_idle_ms / 1000
         if time.monotonic() < self._lease_until.get(n, 0.0) - ttl_s / 2:
             return True
-        started = time.monotonic()
-        if await events.acquire_lease(self.store, n, self.name):
-            self._lease_until[n] = started + ttl_s
-            return True
-        self.owned.discard(n)   # another worker has it: this loop stops, that one claims
-        return False
+        renewal = self._renewing.get(n)
+        if renewal is None:   # one renewal for the partition's lanes that all found it due
+            renewal = self._renewing[n] = asyncio.ensure_future(self._renew(n, ttl_s))
+        return await asyncio.shield(renewal)
+
+    async def _renew(self, n: int, ttl_s: float) -> bool:
+        try:
+            started = time.monotonic()
+            if await events.acquire_lease(self.store, n, self.name):
+                self._lease_until[n] = started + ttl_s
+                return True
+            self.owned.discard(n)   # another worker has it: this loop stops, that one claims
+            return False
+        finally:
+            self._renewing.pop(n, None)
 
 
 class _LeaseLost(Exception):

@@ -30,7 +30,7 @@ from server.store.errors import guarded
 
 __all__ = [
     "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
-    "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
+    "queue_ack", "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
 ]
 
 
@@ -131,10 +131,53 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     return out
 
 
+# The lease check and the read in one script call on Redis (atomic, so the same guarantee as
+# WATCH lease / GET / MULTI XREADGROUP EXEC, in one round trip instead of three).
+# KEYS = lease, stream; ARGV = consumer, group, count. Returns {0} when another worker holds the
+# lease, {1, entries} when some were read, {2, last generated id} when none were.
+_READ_OWNED = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return {0} end
+local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3], 'STREAMS',
+                       KEYS[2], '>')
+if got then return {1, got[1][2]} end
+local info = redis.call('XINFO', 'STREAM', KEYS[2])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return {2, info[i + 1]} end
+end
+return {2, '0-0'}
+"""
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 async def _read_owned(store: Store, consumer: str, n: int, count: int) -> tuple[list[Entry], str | None]:
     """(entries read, the stream's last generated id when none were); nothing when another worker
     holds the lease."""
     lease, stream = K.lease(n), K.stream(n)
+    if not store.embedded:   # the in-process store runs no Lua
+        try:
+            # execute_command, not eval: a cluster client's eval waits for replicas (commits)
+            got = await store.redis.execute_command("EVAL", _READ_OWNED, 2, lease, stream,
+                                                    consumer, K.GROUP, count)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
+                raise
+            await ensure_groups(store)  # the stream was deleted (FLUSHDB, Redis restarted empty)
+            return [], None
+        kind = int(got[0])
+        if kind == 0:
+            return [], None
+        if kind == 2:
+            return [], _text(got[1])
+        entries: list[Entry] = []
+        for entry_id, flat in got[1]:
+            if flat:
+                fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+                entries.append((_text(entry_id), fields))
+        return entries, None
     async with store.redis.pipeline(transaction=True) as p:
         for _ in range(20):
             try:
@@ -191,23 +234,35 @@ async def ack(store: Store, n: int, entry_ids: list[str]) -> None:
             await p.execute()
 
 
+def queue_ack(p: Any, n: int, entry_ids: list[str]) -> None:
+    """`ack`'s commands on a shared non-transactional pipeline (store/coalesce.py): XACK then
+    XDEL, sent together; both are idempotent, so a lost reply only repeats them harmlessly."""
+    p.xack(K.stream(n), K.GROUP, *entry_ids)
+    p.xdel(K.stream(n), *entry_ids)
+
+
 @guarded
 async def acquire_lease(store: Store, n: int, me: str) -> bool:
     """Take or renew partition n's lease. True when we hold it for reclaim_idle_ms more."""
     ttl, key = store.settings.reclaim_idle_ms, K.lease(n)
-    if await store.redis.set(key, me, nx=True, px=ttl):
-        return True
-    async with store.redis.pipeline(transaction=True) as p:
-        try:
-            await p.watch(key)
-            if await p.get(key) != me:
-                return False
-            p.multi()
-            p.pexpire(key, ttl)
-            await p.execute()
+    for _ in range(20):
+        if await store.redis.set(key, me, nx=True, px=ttl):
             return True
-        except WatchError:
-            return False
+        async with store.redis.pipeline(transaction=True) as p:
+            try:
+                await p.watch(key)
+                if await p.get(key) != me:
+                    return False
+                p.multi()
+                p.pexpire(key, ttl)
+                await p.execute()
+                return True
+            except WatchError:
+                # the key changed between WATCH and EXEC: renewed by another task of this worker
+                # (a lane's fence and the renewal task at once) or taken; look again. Taken as
+                # "lost", a partition would be dropped with its entries taken but not applied.
+                continue
+    return False
 
 
 @guarded

@@ -5,8 +5,10 @@ the contact, the rules revision, the SLA policies and guard limits in one round 
 when the contact is known from the stored ticket alone); the pure pass (automation.process) runs
 on that snapshot, scripts and HTTP included, with no store connection held; `commit` then checks
 that marker, ticket and contact still hold what was loaded and writes, atomically, all in slot
-{ws:W}: ticket (version + 1), processed marker, run record (with its retention), the ticket's and
-the fired rules' run lists and counters, updates-feed entry, contact record and the indexes. On
+{ws:W}: ticket (version + 1), processed marker, run record (with its retention), the ticket's run
+list, updates-feed entry, contact record and the indexes (the fired rules' usage is batched by the
+worker: store/usage.py). The worker sends loads and commits through a store/coalesce.Coalescer,
+so concurrent passes share round trips; each commit stays its own check-and-set. On
 Redis that is one EVAL (_COMMIT: compare SHA-1s, then the writes); on the embedded store WATCH,
 a read to compare and one MULTI/EXEC. When the check fails nothing is written and the caller
 loads again and re-runs only the pure pass.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -47,12 +49,9 @@ __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "ge
 
 # The commit on Redis: the check and the writes in ONE round trip, atomic as a script is.
 # KEYS[1] = the event's marker, KEYS[2] = the ticket, KEYS[3] = the contact (the ticket again when
-#   the event has none); KEYS[4 .. 3+2F] = for each of the F rules the event fired, its run list
-#   and its stats hash; KEYS[4+2F ..] = the keys the other writes name
+#   the event has none); KEYS[4..] = the keys the writes name
 # ARGV[1..3] = SHA-1 of marker, ticket and contact as loaded ("" = absent)
-# ARGV[4] = F; ARGV[5..9] = run id, this hour's counter field, the field 31 days back, when it
-#   fired (RFC 3339), the last run-list index kept
-# ARGV[10..] = the other writes, each: command, key index, number of arguments, arguments...;
+# ARGV[4..] = the writes, each: command, key index, number of arguments, arguments...;
 #   command SAME (argument: a SHA-1, "" = absent) is a check, not a write
 # Returns 0 (and writes nothing) when one of the three, or a SAME key, changed since the load.
 _COMMIT = """
@@ -64,27 +63,19 @@ end
 if not (same(KEYS[1], ARGV[1]) and same(KEYS[2], ARGV[2]) and same(KEYS[3], ARGV[3])) then
   return 0
 end
-local i = 10
+local i = 4
 while i <= #ARGV do  -- a 'SAME' write: one more key that must still hold what was loaded
   local n = tonumber(ARGV[i + 2])
   if ARGV[i] == 'SAME' and not same(KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]) then return 0 end
   i = i + 3 + n
 end
-i = 10
+i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
   if ARGV[i] ~= 'SAME' then
     redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
   end
   i = i + 3 + n
-end
-for r = 1, tonumber(ARGV[4]) do
-  local runs, stats = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
-  redis.call('LPUSH', runs, ARGV[5])
-  redis.call('LTRIM', runs, 0, tonumber(ARGV[9]))
-  redis.call('HINCRBY', stats, ARGV[6], 1)
-  redis.call('HSET', stats, 'last', ARGV[8])
-  redis.call('HDEL', stats, ARGV[7])
 end
 return 1
 """
@@ -116,26 +107,42 @@ def _loads(raw: Any) -> Any:
     return orjson.loads(raw) if raw else None
 
 
+Send = Callable[[Callable[[Any], None]], Awaitable[list[Any]]]
+
+
+def _direct(store: Store) -> Send:
+    """Send one request's commands as a round trip of its own (no coalescer)."""
+    async def send(queue: Callable[[Any], None]) -> list[Any]:
+        async with store.redis.pipeline(transaction=False) as p:
+            queue(p)
+            return list(await p.execute())
+    return send
+
+
 @guarded
-async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
+async def load(store: Store, workspace: str, event: dict[str, Any], send: Send | None = None
+               ) -> Snapshot:
     """The snapshot one event's pass runs on, with the workspace's SLA policies and guard limits
-    (read in the same round trip: the worker compiles them once per stored text)."""
+    (read in the same round trip: the worker compiles them once per stored text). `send` (a
+    store/coalesce.Coalescer's run) shares the round trip with other passes' requests."""
+    send = send or _direct(store)
     ticket_id = event["ticket"]["id"]
     event_contact = (event["ticket"].get("contact") or {}).get("id")
     keys = [K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id),
             K.rules_rev(workspace)]
     if event_contact:
         keys.append(K.contact(workspace, event_contact))
-    named = companies.wanted(event, None, None) if event_contact else None   # h-companies
+    named = companies.wanted(event, None, None) if event_contact else None
     if named:
         keys.append(K.company(workspace, named))
-    async with store.redis.pipeline(transaction=False) as p:
+
+    def queue(p: Any) -> None:
         p.mget(keys)
         p.hgetall(K.sla_policies(workspace))
         p.get(K.guards(workspace))
         if event_contact:
             p.hgetall(K.contact_stats(workspace, event_contact))   # contact.open_tickets & co
-        raws, policies, guard_spec, *more = await p.execute()
+    raws, policies, guard_spec, *more = await send(queue)
     stats = more[0] if more else {}
     specs = sorted((orjson.loads(v) for v in policies.values()),
                    key=lambda s: (s.get("position", 0), s["name"]))
@@ -143,16 +150,18 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
     contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
     raw_contact = raws[3] if event_contact else None
     if contact_id and not event_contact:
-        async with store.redis.pipeline(transaction=False) as p:
-            p.get(K.contact(workspace, contact_id))
-            p.hgetall(K.contact_stats(workspace, contact_id))
-            raw_contact, stats = await p.execute()
-    # h-companies: the company the pass merges into (server/companies.py): in the MGET above when
-    # the event names it, else one more GET, only for a ticket whose contact has one
+        known = K.contact(workspace, contact_id), K.contact_stats(workspace, contact_id)
+
+        def queue_known(p: Any) -> None:
+            p.get(known[0])
+            p.hgetall(known[1])
+        raw_contact, stats = await send(queue_known)
+    # the company the pass merges into (server/companies.py): in the MGET above when the event
+    # names it, else one more GET, only for a ticket whose contact has one
     company_id = companies.wanted(event, previous, _loads(raw_contact))
     raw_company = raws[-1] if named and company_id == named else None
     if company_id and company_id != named:
-        raw_company = await store.redis.get(K.company(workspace, company_id))
+        (raw_company,) = await send(lambda p: p.get(K.company(workspace, company_id)))
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
                     contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
                     raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec,
@@ -160,11 +169,12 @@ async def load(store: Store, workspace: str, event: dict[str, Any]) -> Snapshot:
 
 
 @guarded
-async def next_seq(store: Store, workspace: str) -> int:
+async def next_seq(store: Store, workspace: str, send: Send | None = None) -> int:
     """A new ticket's place in the listing index. INCR outside the commit: a failed attempt leaves
     a gap in the sequence, which is harmless; watching the counter would make every new ticket
     conflict with every other one."""
-    return int(await store.redis.incr(K.tickets_seq(workspace)))
+    (seq,) = await (send or _direct(store))(lambda p: p.incr(K.tickets_seq(workspace)))
+    return int(seq)
 
 
 Write = tuple[Any, ...]   # (command, key, argument...)
@@ -173,11 +183,13 @@ Write = tuple[Any, ...]   # (command, key, argument...)
 @guarded
 async def commit(store: Store, workspace: str, partition: int, entry: str, fields: dict[str, str],
                  event: dict[str, Any], run_id: str, snapshot: Snapshot, outcome: Outcome,
-                 seq: int | None) -> Applied | None:
+                 seq: int | None, send: Send | None = None) -> Applied | None:
     """Write the outcome if marker, ticket and contact still hold what `snapshot` read; None when
     they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket.
-    On Redis one EVAL checks and writes (_COMMIT); on the embedded store (fakeredis runs Lua only
-    with lupa) WATCH, a read to compare, and one MULTI/EXEC do the same."""
+    On Redis one EVAL checks and writes (_COMMIT), in `send`'s round trip when given; on the
+    embedded store (fakeredis runs Lua only with lupa) WATCH, a read to compare, and one
+    MULTI/EXEC do the same. The fired rules' usage (counters, run lists) is not written here: the
+    worker batches it (add_usage)."""
     ticket_id = event["ticket"]["id"]
     mk, tk = K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id)
     ck = K.contact(workspace, snapshot.contact_id) if snapshot.contact_id else None
@@ -185,24 +197,18 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
             "ticket": ticket_id, "status": "processed", "run_id": run_id,
             "at": outcome.record["at"]}
     writes = _writes(store, workspace, event, run_id, snapshot, outcome, seq, done)
-    fired = [str(r) for r in outcome.record.get("matched") or []]
-    hour = fire_hour(outcome.record["at"])
-    fire_args = (run_id, f"h:{hour}", f"h:{hour - 31 * 24}", outcome.record["at"],
-                 store.settings.runs_per_ticket - 1)
     if not store.embedded:
         keys = [mk, tk, ck or tk]
-        for rule_id in fired:
-            keys += [K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)]
         index: dict[str, int] = {}
         args: list[Any] = [_sha(snapshot.raw_marker), _sha(snapshot.raw_ticket),
-                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket),
-                           len(fired), *fire_args]
+                           _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket)]
         for cmd, key, *rest in writes:
             if key not in index:
                 keys.append(key)
                 index[key] = len(keys)
             args += [cmd, index[key], len(rest), *rest]
-        ok = await store.redis.eval(_COMMIT, len(keys), *keys, *args)
+        (ok,) = await (send or _direct(store))(
+            lambda p: p.eval(_COMMIT, len(keys), *keys, *args))
         return Applied(skipped=False, marker=done, run=outcome.record) if ok else None
     watched = [k for k in (mk, tk, ck) if k]
     checks = [w for w in writes if w[0] == "SAME"]
@@ -220,13 +226,6 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
             for write in writes:
                 if write[0] != "SAME":
                     p.execute_command(*write)
-            for rule_id in fired:
-                rr, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
-                p.lpush(rr, run_id)
-                p.ltrim(rr, 0, fire_args[4])
-                p.hincrby(stats, fire_args[1], 1)
-                p.hset(stats, "last", fire_args[3])
-                p.hdel(stats, fire_args[2])
             await p.execute()
         except WatchError:
             return None
@@ -305,7 +304,7 @@ def _matches(ticket: dict[str, Any], status: str | None, tag: str | None, group:
         return False
     if group is not None:
         groups = [*((ticket.get("contact") or {}).get("groups") or []),
-                  *company_groups(ticket)]   # h-companies: the contact's company's groups too
+                  *company_groups(ticket)]   # the contact's company's groups too
         if group.casefold() not in {g.casefold() for g in groups}:
             return False
     return True

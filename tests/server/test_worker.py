@@ -258,3 +258,26 @@ async def test_a_holder_whose_lease_ran_out_applies_nothing_another_worker_claim
     finally:
         stale.applier.close()
         await close_store(store)
+
+
+async def test_lanes_that_find_the_lease_due_at_once_keep_the_partition(settings: Settings) -> None:
+    """Every lane of a partition checks the lease's time fence before its pass; when the lease is
+    past half its TTL they all find it due at once. Their renewals must not read one another's
+    PEXPIRE as the lease being taken (WATCH fails on any write): the partition was dropped, with
+    its taken entries left unapplied, about every TTL / 2 under load."""
+    settings = replace(settings, partitions=1, reclaim_idle_ms=5_000)
+    store, _ = await _setup(settings)
+    worker = Worker(store=store, name="w1")
+    try:
+        await worker._keep_leases()
+        assert worker.owned == {0}
+        for _ in range(3):
+            worker._lease_until[0] = 0.0
+            assert all(await asyncio.gather(*(worker._fenced(0) for _ in range(16))))
+            assert worker.owned == {0} and await store.redis.get(K.lease(0)) == "w1"
+        # and concurrent renewals straight at the store (the renewal task and a fence at once)
+        assert all(await asyncio.gather(*(events.acquire_lease(store, 0, "w1")
+                                          for _ in range(16))))
+    finally:
+        worker.applier.close()
+        await close_store(store)

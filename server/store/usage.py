@@ -1,0 +1,130 @@
+"""The fired rules' usage -- hourly fire counters, when each last fired, its recent runs -- kept
+by the worker in memory and written in batches (store/keys.py `rule_stats`, `rule_runs`).
+
+Why not in each event's commit: an event fires about a dozen rules of a hundred, and each fire
+was five commands inside the commit's script (LPUSH, LTRIM, HINCRBY, HSET, HDEL) on keys of
+their own. Batched, a rule that fired k times since the last write costs those five commands
+once. The worker writes a batch with its next round trip to the store (store/coalesce.py), so
+the counters trail the commits by one round trip: a worker killed in between loses that batch of
+usage counts, never an event (the run records, written by the commit, are exact and complete).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.store import keys as K
+
+__all__ = ["RuleUsage", "Usage"]
+
+# Hourly fire counters are kept 31 days (catalog.USAGE_WINDOWS reads up to 30 days back).
+KEEP_HOURS = 31 * 24
+
+
+@dataclass
+class RuleUsage:
+    hours: collections.Counter[int] = field(default_factory=collections.Counter)
+    last: str = ""                                   # RFC 3339 time of the latest fire
+    runs: list[str] = field(default_factory=list)    # run ids, oldest first
+
+
+class Usage:
+    """Fires not yet written, per (workspace, rule id)."""
+
+    def __init__(self, runs_kept: int) -> None:
+        self.runs_kept = max(1, runs_kept)
+        self._rules: dict[tuple[str, str], RuleUsage] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def add(self, workspace: str, run_id: str, at: str, hour: int, fired: list[Any]) -> None:
+        for rule_id in fired:
+            u = self._rules.get((workspace, str(rule_id)))
+            if u is None:
+                u = self._rules[(workspace, str(rule_id))] = RuleUsage()
+            u.hours[hour] += 1
+            u.last = max(u.last, at)
+            u.runs.append(run_id)
+            if len(u.runs) > self.runs_kept:
+                del u.runs[:-self.runs_kept]
+
+    def take(self) -> dict[tuple[str, str], RuleUsage]:
+        taken, self._rules = self._rules, {}
+        return taken
+
+    def put_back(self, taken: dict[tuple[str, str], RuleUsage]) -> None:
+        """A batch that could not be written joins the next one (older fires first)."""
+        for key, old in taken.items():
+            new = self._rules.get(key)
+            if new is None:
+                self._rules[key] = old
+                continue
+            new.hours.update(old.hours)
+            new.last = max(new.last, old.last)
+            new.runs[:0] = old.runs
+            if len(new.runs) > self.runs_kept:
+                del new.runs[:-self.runs_kept]
+
+
+# One workspace's batch in one script call (one reply, however many rules fired).
+# KEYS = for each rule: its run list, its stats hash
+# ARGV[1] = the last run-list index kept, ARGV[2] = hours kept; then for each rule: the number of
+#   run ids R, the R ids (oldest first), the number of hours H, H pairs (hour, fires), last fired
+_WRITE = """
+local i = 3
+for r = 1, #KEYS / 2 do
+  local runs, stats = KEYS[2 * r - 1], KEYS[2 * r]
+  local nr = tonumber(ARGV[i])
+  if nr > 0 then
+    redis.call('LPUSH', runs, unpack(ARGV, i + 1, i + nr))
+    redis.call('LTRIM', runs, 0, tonumber(ARGV[1]))
+  end
+  i = i + nr + 1
+  local nh = tonumber(ARGV[i])
+  for h = 1, nh do
+    local hour = tonumber(ARGV[i + 2 * h - 1])
+    redis.call('HINCRBY', stats, 'h:' .. hour, ARGV[i + 2 * h])
+    redis.call('HDEL', stats, 'h:' .. (hour - tonumber(ARGV[2])))
+  end
+  i = i + 2 * nh + 1
+  redis.call('HSET', stats, 'last', ARGV[i])
+  i = i + 1
+end
+return 1
+"""
+
+
+def queue_writes(p: Any, taken: dict[tuple[str, str], RuleUsage], runs_kept: int, *,
+                 scripted: bool = True) -> None:
+    """Queue a batch's writes on pipeline `p`: one script call per workspace (its keys share a
+    slot), or with `scripted=False` (the in-process store, which runs no Lua) plain commands."""
+    by_ws: dict[str, list[tuple[str, RuleUsage]]] = collections.defaultdict(list)
+    for (workspace, rule_id), u in taken.items():
+        by_ws[workspace].append((rule_id, u))
+    for workspace, rules in by_ws.items():
+        if scripted:
+            keys: list[str] = []
+            args: list[Any] = [runs_kept - 1, KEEP_HOURS]
+            for rule_id, u in rules:
+                keys += [K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)]
+                args += [len(u.runs), *u.runs, len(u.hours)]
+                for hour, n in sorted(u.hours.items()):
+                    args += [hour, n]
+                args.append(u.last)
+            p.eval(_WRITE, len(keys), *keys, *args)
+            continue
+        for rule_id, u in rules:
+            runs, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
+            if u.runs:
+                p.lpush(runs, *u.runs)   # the newest ends at the head, as one LPUSH a fire left it
+                p.ltrim(runs, 0, runs_kept - 1)
+            for hour, n in sorted(u.hours.items()):
+                p.hincrby(stats, f"h:{hour}", n)
+                p.hdel(stats, f"h:{hour - KEEP_HOURS}")
+            p.hset(stats, "last", u.last)
