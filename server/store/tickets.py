@@ -234,9 +234,8 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
 
 def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, snapshot: Snapshot,
             outcome: Outcome, seq: int | None, done: dict[str, Any]) -> list[Write]:
-    """Every write of one event's commit as plain commands, but for the fired rules' run lists
-    and counters (commit adds those: five commands per fired rule, so the script takes them as
-    keys alone)."""
+    """Every write of one event's commit as plain commands (and SAME checks), but for the fired
+    rules' run lists and counters: the worker batches those (store/usage.py)."""
     s = store.settings
     ticket_id = event["ticket"]["id"]
     run, new_contact = outcome.record, outcome.contact
