@@ -61,6 +61,9 @@ class LocalCluster:
             [REDIS_SERVER, "--port", str(node.port), "--bind", "127.0.0.1", "--dir", str(node.dir),
              "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
              "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
+             # a replica's first sync at once: the default waits 5 s for more replicas to
+             # batch a diskless transfer, 5 s of every cluster start and every rejoin
+             "--repl-diskless-sync-delay", "0",
              "--protected-mode", "no", "--logfile", "redis.log"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
