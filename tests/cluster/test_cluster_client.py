@@ -39,3 +39,32 @@ async def test_a_connection_closed_under_a_command_is_retried(
             await store.redis.get("df:probe")
     finally:
         await close_store(store)
+
+
+async def test_a_wait_batch_sent_to_a_demoted_master_goes_again_to_the_master(
+        settings: Settings, local_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failover the old master comes back as a replica; a client whose slot map still
+    names it sends it the ingest batch: the writes are answered MOVED and WAIT with "WAIT cannot
+    be used with replica instances" (a 500 in the kill test with WAIT). The batch is redirected:
+    the writes land on the master, and WAIT there confirms them."""
+    from server.store.cluster_pipeline import NodesPipeline
+
+    store = await open_store(settings)
+    client = store.redis
+    assert isinstance(client, ClusterClient)
+    key = "df:{q:3}:probe"
+    master = client.node_name_for(key)
+    _, rows = local_cluster._view(local_cluster.nodes_alive()[0])
+    master_id = next(r["id"] for r in rows if r["addr"] == master)
+    replica = next(r["addr"] for r in rows if r["master"] == master_id)
+    real = client.node_name_for
+    stale = [replica]
+    monkeypatch.setattr(client, "node_name_for",
+                        lambda k: stale.pop() if stale and k == key else real(k))
+    try:
+        async with NodesPipeline(client, wait_replicas=1) as p:
+            p.execute_command("SET", key, "v")
+            assert await p.execute() == [True]
+        assert not stale and await client.get(key) == "v"
+    finally:
+        await close_store(store)
