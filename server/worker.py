@@ -153,7 +153,9 @@ class Worker:
         target = math.ceil(parts / await events.live_workers(self.store))
         # all at once: renewing 16 leases one round trip after another could itself outlast the TTL
         mine, started = sorted(self.owned), time.monotonic()
-        held = await asyncio.gather(*(events.acquire_lease(self.store, n, self.name) for n in mine))
+        # renew_lease, never acquire_lease: a lease that lapsed is lost (its loop stops) and is
+        # taken again only as a new owner, which claims first (store/events.renew_lease, issue 16)
+        held = await asyncio.gather(*(events.renew_lease(self.store, n, self.name) for n in mine))
         for n, ok in zip(mine, held, strict=True):
             if ok:
                 self._lease_until[n] = started + self.settings.reclaim_idle_ms / 1000
@@ -314,10 +316,12 @@ class Worker:
     async def _renew(self, n: int, ttl_s: float) -> bool:
         try:
             started = time.monotonic()
-            if await events.acquire_lease(self.store, n, self.name):
+            # renew only (issue 16): re-taking a lapsed lease here would apply this entry ahead of
+            # any earlier one another worker took meanwhile and left pending
+            if await events.renew_lease(self.store, n, self.name):
                 self._lease_until[n] = started + ttl_s
                 return True
-            self.owned.discard(n)   # another worker has it: this loop stops, that one claims
+            self.owned.discard(n)   # lapsed or taken: this loop stops; the next owner claims first
             return False
         finally:
             self._renewing.pop(n, None)

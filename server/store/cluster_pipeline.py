@@ -79,6 +79,8 @@ class NodesPipeline(Pipeline):
         return replies
 
     async def _node_batch(self, node: str, commands: list[tuple[Any, Any]]) -> list[Any]:
+        from redis.exceptions import TryAgainError
+
         from server.store.cluster import ReplicaTimeout
 
         async with self.cluster.node_client(node).pipeline(transaction=False) as p:
@@ -89,6 +91,11 @@ class NodesPipeline(Pipeline):
         if self.wait_replicas:
             acked = got.pop()
             if isinstance(acked, Exception):
+                if "replica" in str(acked).lower():
+                    # the node was demoted (an old master back as a replica after a failover)
+                    # and our slot map still named it: its writes were answered MOVED and ran
+                    # nowhere, so the batch goes again on the slot's master (a 500 before)
+                    raise TryAgainError(f"{node} is a replica now: {acked}")
                 raise acked
             if int(acked) < self.wait_replicas:
                 raise ReplicaTimeout(f"WAIT on {node}: {acked} of {self.wait_replicas} replicas "

@@ -30,7 +30,7 @@ from server.store.errors import guarded
 
 __all__ = [
     "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
-    "queue_ack", "acquire_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
+    "queue_ack", "acquire_lease", "renew_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
 ]
 
 
@@ -243,11 +243,24 @@ def queue_ack(p: Any, n: int, entry_ids: list[str]) -> None:
 
 @guarded
 async def acquire_lease(store: Store, n: int, me: str) -> bool:
-    """Take or renew partition n's lease. True when we hold it for reclaim_idle_ms more."""
+    """Take (or renew) partition n's lease as a NEW owner: True when we hold it for
+    reclaim_idle_ms more. The caller must claim the partition's pending entries before reading
+    new ones (worker: `_fresh`), since another worker may have held it since we last did."""
+    if await store.redis.set(K.lease(n), me, nx=True, px=store.settings.reclaim_idle_ms):
+        return True
+    return await renew_lease(store, n, me)
+
+
+@guarded
+async def renew_lease(store: Store, n: int, me: str) -> bool:
+    """Extend partition n's lease only if we still hold it; False when it lapsed, even if no one
+    holds it now. Never SET NX here: between the lapse and now another worker may have taken the
+    partition, read or claimed entries into its own pending list, and released it; a holder that
+    just took the lease back would read new entries past them, and a ticket's later event would be
+    applied before its earlier one (tests/server/test_lease_order.py). A lapsed lease is lost: the
+    worker stops the partition and can only acquire it again as a new owner, which claims first."""
     ttl, key = store.settings.reclaim_idle_ms, K.lease(n)
     for _ in range(20):
-        if await store.redis.set(key, me, nx=True, px=ttl):
-            return True
         async with store.redis.pipeline(transaction=True) as p:
             try:
                 await p.watch(key)

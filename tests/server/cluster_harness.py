@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, timeout: float = 20.0) -> None:
+def _wait_port(port: int, timeout: float = 20.0,
+               proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process for 127.0.0.1:{port} exited ({proc.returncode})")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -109,10 +113,11 @@ class Service:
         return subprocess.Popen([DESKFLOW, *args, "--log-level", "warning"], env=self.env,
                                 stdout=log, stderr=log)
 
-    def start_api(self) -> None:
+    def start_api(self, *, wait: bool = True) -> None:
         port = free_port()
         self.apis.append((port, self._spawn(["api", "--port", str(port)], f"api-{port}")))
-        _wait_port(port)
+        if wait:
+            _wait_port(port)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         proc = self._spawn(["worker"], f"worker-{len(self.workers)}")
@@ -128,10 +133,18 @@ class Service:
         return [i for i, p in enumerate(self.workers) if p.poll() is None]
 
     def start(self) -> Service:
-        for _ in range(self.n_apis):
-            self.start_api()
-        for _ in range(self.n_workers):
-            self.start_worker()
+        """Every process at once, then wait for the APIs' ports (starting them one after the
+        other, each waited for, cost a Python start-up per process: seconds on a loaded box)."""
+        try:
+            for _ in range(self.n_apis):
+                self.start_api(wait=False)
+            for _ in range(self.n_workers):
+                self.start_worker()
+            for port, proc in self.apis:
+                _wait_port(port, 90.0, proc)   # five Python start-ups at once on a loaded box
+        except BaseException:
+            self.stop()       # no process outlives a start that failed
+            raise
         return self
 
     def stop(self) -> None:
@@ -227,23 +240,32 @@ class Load:
 
 def check_applied(url: str, key: str, acked: dict[str, list[str]], timeout: float = 120.0) -> None:
     """Every acknowledged event applied exactly once and in order, read from the tickets' final
-    state (version = events applied, custom.seq = the last one) and their run records."""
+    state (version = events applied, custom.seq = the last one) and their run records. The reads
+    go 8 at a time (one after the other they were seconds of a quick test on a loaded box)."""
     h = {"Authorization": f"Bearer {key}"}
     pending = dict(acked)
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, headers=h, timeout=10) as c:
+    with httpx.Client(base_url=url, headers=h, timeout=10) as c, ThreadPoolExecutor(8) as pool:
+        def version(tid: str) -> int:
+            r = c.get(f"/v1/tickets/{tid}")
+            return int(r.json()["version"]) if r.status_code == 200 else -1
+
         while pending and time.monotonic() < deadline:
-            for tid, ids in list(pending.items()):
-                r = c.get(f"/v1/tickets/{tid}")
-                if r.status_code == 200 and r.json()["version"] >= len(ids):
+            tids = list(pending)
+            for tid, v in zip(tids, pool.map(version, tids), strict=True):
+                if v >= len(pending[tid]):
                     del pending[tid]
             if pending:
                 time.sleep(0.5)
         assert not pending, f"{len(pending)} tickets not fully applied, e.g. {next(iter(pending))}"
-        for tid, ids in acked.items():
+
+        def state(tid: str) -> tuple[dict[str, Any], list[str]]:
             ticket = c.get(f"/v1/tickets/{tid}").json()
+            runs = c.get(f"/v1/tickets/{tid}/runs", params={"limit": 500}).json()["items"]
+            return ticket, [run["event_id"] for run in reversed(runs)]
+
+        for (tid, ids), (ticket, applied) in zip(acked.items(), pool.map(state, list(acked)),
+                                                 strict=True):
             assert ticket["version"] == len(ids), (tid, ticket["version"], len(ids))
             assert ticket["custom"]["seq"] == len(ids) - 1, (tid, ticket["custom"])
-            runs = c.get(f"/v1/tickets/{tid}/runs", params={"limit": 500}).json()["items"]
-            applied = [run["event_id"] for run in reversed(runs)]
             assert applied == ids, (tid, applied[:5], ids[:5])

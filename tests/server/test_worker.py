@@ -248,10 +248,17 @@ async def test_a_holder_whose_lease_ran_out_applies_nothing_another_worker_claim
         assert type(lost.value).__name__ == "_LeaseLost" and 0 not in stale.owned
         marker = await store.redis.get(K.event_marker(ws, "E-1"))
         assert not marker or orjson.loads(marker)["status"] != "processed"
-        # the same late renewal with nobody else on the partition: renewed there and applied
+        # the same late renewal with the lease lapsed and free now: still lost, not re-taken
+        # (another worker may have held it and left entries pending meanwhile: issue 16,
+        # tests/server/test_lease_order.py); taken again by the lease round, as a new owner
         await store.redis.delete(K.lease(0))
         stale.owned.add(0)
         stale._lease_until[0] = 0.0
+        with pytest.raises(Exception) as lost:
+            await stale.handle(0, entry_id, fields)
+        assert type(lost.value).__name__ == "_LeaseLost" and 0 not in stale.owned
+        await stale._keep_leases()
+        assert stale.owned == {0} and 0 in stale._fresh   # its loop claims before reading
         assert await stale.handle(0, entry_id, fields) is not None
         assert orjson.loads(await store.redis.get(K.event_marker(ws, "E-1")))["status"] == "processed"
         assert await store.redis.get(K.lease(0)) == "stale"
