@@ -13,6 +13,7 @@ import random
 from datetime import timedelta
 from typing import Any, Callable, Sequence
 
+import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
@@ -457,6 +458,7 @@ def test_leaf_rules_on_many_tickets_agree_with_oracle(data: st.DataObject) -> No
         assert_engine_agrees((rules, event, ticket, gen_previous(p, ticket), None))
 
 
+@pytest.mark.timeout(600)  # minutes of CPU on a loaded machine; the suite's 120 s is a hang guard
 @rules_profile(scale=0.12)
 @given(st.integers(0, 2**32 - 1))
 def test_large_indexed_rule_sets_agree_with_oracle(seed: int) -> None:
