@@ -28,6 +28,9 @@ _dbs = itertools.cycle(range(1, 12))
 
 
 ROOT_TOKEN = "test-root-token"
+# How long a `deskflow` subprocess may take to start listening before a test calls it hung: a
+# hang guard, not a bound (on 2 loaded cores, with xdist workers beside it, a start took 13 s).
+START_S = 60.0
 
 
 def service_settings(redis_url: str | None) -> Settings:
