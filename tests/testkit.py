@@ -7,13 +7,65 @@ a port comes from the kernel (bind to port 0), never from a number a test picked
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import redis
+
+from server.settings import Settings
+
 T = TypeVar("T")
+
+REDIS = "redis://127.0.0.1:6379"
+_LOCK = "deskflow-test:db-lock"
+_dbs = itertools.cycle(range(1, 12))
+
+
+ROOT_TOKEN = "test-root-token"
+# How long a `deskflow` subprocess may take to start listening before a test calls it hung: a
+# hang guard, not a bound (on 2 loaded cores, with xdist workers beside it, a start took 13 s).
+START_S = 60.0
+
+
+def service_settings(redis_url: str | None) -> Settings:
+    """The service settings of the `settings` fixture: the embedded store (None) or that Redis,
+    4 partitions, short reclaim and block times so a test's worker is quick to start and stop."""
+    return Settings(redis_url=redis_url, data_file=None, root_token=ROOT_TOKEN, partitions=4,
+                    reclaim_idle_ms=1500, block_ms=100, wait_timeout_s=10)
+
+
+@contextlib.contextmanager
+def claim_redis_db() -> Iterator[str]:
+    """A Redis DB of 1-11 that no other test holds, also across concurrent pytest runs (xdist
+    workers, other engineers' runs) on one machine: a lock key in the DB itself (SET NX EX), set
+    again in the same MULTI as the FLUSHDB; flushed (the lock with it) on the way out. DB 0 is
+    nobody's test data, DB 12 is the ingest benchmark's. The `redis_url` fixture is this."""
+    deadline = time.monotonic() + 120
+    token = f"{os.getpid()}-{time.monotonic_ns()}"
+    while True:
+        db = next(_dbs)
+        r = redis.Redis.from_url(f"{REDIS}/{db}")
+        if r.set(_LOCK, token, nx=True, ex=600):
+            break
+        r.close()
+        if time.monotonic() > deadline:
+            raise RuntimeError("no free Redis test DB (1-11) within 120 s")
+        time.sleep(0.05)
+    try:
+        with r.pipeline(transaction=True) as p:
+            p.flushdb()
+            p.set(_LOCK, token, ex=600)
+            p.execute()
+        yield f"{REDIS}/{db}"
+    finally:
+        r.flushdb()  # also drops the lock
+        r.close()
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import rules as engine
+from rules import regexes
 from rules.conditions import failure, parse
 from rules.evaluation import _failed
 from rules.ops import State
@@ -95,7 +96,12 @@ VALUES: list[Any] = ["Refund please", "pro", "PRO", 5, 5.0, 6, True, 1, "5", Non
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_generated_predicates_answer_as_the_closures(seed: int) -> None:
+def test_generated_predicates_answer_as_the_closures(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both sides run the same regexes; with the production bounds (50 ms a match, 250 ms a pass,
+    # wall time) a starved process times `(a|aa)+$` out on one side only and the answers differ
+    # for want of CPU. The bounds have their own tests (test_regex_bounds.py); here they are wide.
+    monkeypatch.setattr(regexes, "MATCH_TIMEOUT_S", 10.0)
+    monkeypatch.setattr(regexes.RegexBudget.__init__, "__defaults__", (60.0,))
     rng = random.Random(seed)
     raw = []
     for _ in range(200):

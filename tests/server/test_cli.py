@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from server.cli import main
-from testkit import free_port
+from testkit import START_S, free_port
 
 
 def _commands(group: click.Group, prefix: list[str]) -> Iterator[list[str]]:
@@ -81,7 +81,7 @@ def test_serve_demo_and_http_commands(tmp_path: Path) -> None:
         admin = next(ln.split()[-1] for ln in lines if "admin key:" in ln)
         ingest = next(ln.split()[-1] for ln in lines if "ingest key:" in ln)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + START_S
         while True:
             try:
                 if httpx.get(f"{url}/healthz").status_code == 200:
@@ -135,7 +135,7 @@ def test_api_and_worker_as_separate_processes(redis_url: str) -> None:
               for _ in range(2)]
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + START_S
         while True:
             try:
                 if httpx.get(f"{url}/readyz").status_code == 200:
@@ -182,7 +182,7 @@ def test_export_plan_apply_round_trip(tmp_path: Path) -> None:
             lines.append(line)
         admin = next(ln.split()[-1] for ln in lines if "admin key:" in ln)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + START_S
         while True:
             try:
                 if httpx.get(f"{url}/healthz").status_code == 200:
@@ -272,7 +272,7 @@ def test_host_and_port_come_from_the_environment(tmp_path: Path) -> None:
                 if "API and worker on" in line:
                     assert f"http://127.0.0.1:{port}" in line
                     break
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + START_S
             while True:
                 try:
                     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200

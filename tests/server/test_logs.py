@@ -20,7 +20,7 @@ import pytest
 
 from server.logs import JsonFormatter, configure_logging, log_context, logging_config, secrets_of
 from server.settings import Settings
-from testkit import free_port
+from testkit import START_S, free_port
 
 ROOT = "root-token-that-must-never-be-logged"
 
@@ -117,7 +117,7 @@ def test_serve_never_logs_the_root_token_or_keys_and_stops_on_sigterm(tmp_path: 
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_S
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 from server_helpers import ROOT_TOKEN, Workspace, event
 from starlette.routing import Route
+from starlette.testclient import TestClient
+from testkit import claim_redis_db, service_settings
 
 from server.app import create_app
 from server.settings import Settings
@@ -132,8 +137,19 @@ def _fill(ws: Workspace, path: str) -> str:
     return path
 
 
+@pytest.fixture(scope="module", params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
+def matrix_client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """One app (worker running) per store for the whole matrix, not one per case: each case
+    seeds a workspace of its own on it, and workspaces share nothing (test_nothing_crosses_
+    workspaces below), so a case sees what it saw on an app of its own."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(claim_redis_db()) if request.param == "redis" else None
+        yield stack.enter_context(TestClient(create_app(service_settings(url), worker=True)))
+
+
 @pytest.fixture
-def seeded(ws: Workspace) -> Workspace:
+def seeded(matrix_client: TestClient) -> Workspace:
+    ws = Workspace(matrix_client)
     ws.send(event("seed", ticket={"contact": {"id": "C-1", "company": {"id": "CO-1"}}}))
     ws.client.post("/v1/groups", json={"name": "vip"}, headers=ws.h())
     ws.client.put("/v1/allowlist", json={"hosts": ["http://127.0.0.1:9"]}, headers=ws.h())

@@ -22,7 +22,7 @@ from server.settings import Settings
 from server.store import catalog, events
 from server.store import keys as K
 from server.store.connect import close_store, open_store
-from testkit import free_port
+from testkit import START_S, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -84,7 +84,7 @@ async def test_sigterm_mid_load_hands_back_and_a_second_worker_drains(redis_url:
     first = _worker(redis_url, "--metrics-port", str(metrics_port))
     second = None
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_S
         while await _processed(store, wid, all_ids) < 100:
             assert first.poll() is None and time.monotonic() < deadline, "worker did not start"
             await asyncio.sleep(0.005)
@@ -142,7 +142,7 @@ async def test_api_exits_0_on_sigterm(redis_url: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "api", "--port", str(port)],
                             env=_env(redis_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_S
         while True:
             try:
                 async with httpx.AsyncClient() as c:
