@@ -12,7 +12,8 @@ a process that must not reach the network, the file system, other processes or a
                   no ptrace or process_vm_*, no signals to other processes, no fork/clone, no
                   mount/unshare/setns, no bpf/keyctl/io_uring... Everything else CPython needs is
                   allowed (a deny list: CPython's own syscalls vary by version and libc).
-    fs            Landlock (read-only: READ_FILE and READ_DIR under "/", and on ABI >= 4 no TCP
+    fs            Landlock (read-only, and only the interpreter's libraries, the sandbox and rules
+                  packages, shared libraries and time-zone data: `readable_paths`; on ABI >= 4 no TCP
                   bind/connect, on ABI >= 6 no signals or abstract sockets outside the domain); where
                   Landlock is missing, a private mount namespace with every mount made read-only.
 
@@ -30,6 +31,8 @@ import errno
 import os
 import platform
 import struct
+import sys
+import sysconfig
 from typing import Any
 
 LAYERS: tuple[str, ...] = ("netns", "no_new_privs", "seccomp", "fs")
@@ -131,7 +134,8 @@ _X32_SYSCALL_BIT = 0x40000000
 # Landlock (linux/landlock.h)
 _LL_FS_V1 = (1 << 13) - 1          # EXECUTE .. MAKE_SYM
 _LL_FS_REFER, _LL_FS_TRUNCATE, _LL_FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
-_LL_READ = (1 << 2) | (1 << 3)     # READ_FILE | READ_DIR
+_LL_READ_FILE = 1 << 2
+_LL_READ = _LL_READ_FILE | (1 << 3)  # READ_FILE | READ_DIR
 _LL_NET_BIND_TCP, _LL_NET_CONNECT_TCP = 1 << 0, 1 << 1
 _LL_SCOPE_ABSTRACT_UNIX, _LL_SCOPE_SIGNAL = 1 << 0, 1 << 1
 _LL_RULE_PATH_BENEATH = 1
@@ -139,6 +143,23 @@ _LL_CREATE_RULESET_VERSION = 1
 
 _MOUNT_ATTR_RDONLY, _MS_PRIVATE, _AT_RECURSIVE, _AT_FDCWD = 0x1, 1 << 18, 0x8000, -100
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC = 0x1, 0x2, 0x4, 0x8, 0x4000
+
+
+def readable_paths() -> list[tuple[str, int]]:
+    """What a locked worker may read (Landlock), with the access each gets: the interpreter's own
+    library directories (the standard library, lib-dynload, the site-packages it imports from),
+    the `sandbox` and `rules` packages, the shared libraries, time-zone data and two devices.
+    Nothing else: not the service's data directory, its secrets key file, /etc or /home. A worker
+    has imported what it needs before it locks (child.py `_warm`), so these are for the lazy
+    imports and data files of what it already holds."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs |= {p for p in sys.path if p.endswith(("site-packages", "dist-packages", "lib-dynload"))}
+    dirs |= {here, os.path.join(os.path.dirname(here), "rules"),
+             "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share/zoneinfo"}
+    files = {"/dev/null", "/dev/urandom", "/etc/localtime"}
+    return ([(d, _LL_READ) for d in sorted(p for p in dirs if p)]
+            + [(f, _LL_READ_FILE) for f in sorted(files)])
 
 
 def _libc() -> Any:
@@ -251,16 +272,23 @@ class Jail:
         ruleset = self.libc.syscall(_NR_LANDLOCK_CREATE_RULESET, buf, len(attr), 0)
         if ruleset < 0:
             raise _fail("landlock_create_ruleset")
-        root = os.open("/", os.O_PATH | os.O_CLOEXEC)
         try:
-            rule = struct.pack("=Qi", _LL_READ, root)      # packed: u64 allowed_access, s32 parent_fd
-            rbuf = ctypes.create_string_buffer(rule, len(rule))
-            if self.libc.syscall(_NR_LANDLOCK_ADD_RULE, ruleset, _LL_RULE_PATH_BENEATH, rbuf, 0) != 0:
-                raise _fail("landlock_add_rule")
+            for path, access in readable_paths():
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue   # not on this machine
+                try:
+                    rule = struct.pack("=Qi", access, fd)   # packed: u64 allowed_access, s32 parent_fd
+                    rbuf = ctypes.create_string_buffer(rule, len(rule))
+                    if self.libc.syscall(_NR_LANDLOCK_ADD_RULE, ruleset, _LL_RULE_PATH_BENEATH,
+                                         rbuf, 0) != 0:
+                        raise _fail(f"landlock_add_rule({path})")
+                finally:
+                    os.close(fd)
             if self.libc.syscall(_NR_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
                 raise _fail("landlock_restrict_self")
         finally:
-            os.close(root)
             os.close(ruleset)
 
     def _seccomp(self) -> None:

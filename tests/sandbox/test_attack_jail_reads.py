@@ -4,6 +4,9 @@ the service drops workers to `nobody`; the shipped image runs as uid 10001, so t
 share the service's uid and could read the embedded store's data directory (every workspace's
 tickets, the append-only file) and DESKFLOW_SECRETS_KEY_FILE (which opens every sealed secret).
 
+Fixed: Landlock now grants reads only beneath sandbox/jail.py's `readable_paths` (the
+interpreter's libraries, the sandbox and rules packages, shared libraries, time-zone data).
+
 Simulated here whatever uid the tests run as: a 0600 file in a 0700 directory, both owned by the
 uid the workers run as, stands for the service's data directory in a non-root deployment."""
 from __future__ import annotations
@@ -27,10 +30,6 @@ def jailed() -> Iterator[RawPool]:
     pool.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Landlock grants READ_FILE/READ_DIR on all of /, so a worker sharing the service's uid (the "
-    "Docker image's 10001) reads the service's own files; proposed fix in sandbox/jail.py: grant "
-    "reads only beneath the interpreter's prefixes and the few system paths it needs"))
 def test_a_worker_cannot_read_the_services_own_files(jailed: RawPool) -> None:
     uid = int(jailed.raw("import os\nresult = os.getuid()"))
     top = Path(tempfile.mkdtemp(prefix="deskflow-jail-read-", dir="/tmp"))   # a path anyone may walk
