@@ -8,10 +8,11 @@ this benchmark's workspace keys are written, and deleted after).
 
 What one event's load does for its SLA policies and guard limits, both ways, on one store:
 
-* **old** -- what server/store/tickets.load and server/apply.Applier do today: the load's round
-  trip (MGET marker, ticket, rules revision) also carries HGETALL sla-policies and GET guards;
-  every spec is parsed and sorted, then Applier._policies looks each one up by its stored text
-  (orjson, sorted keys) and Applier._limits the limits by theirs. The real Applier methods run.
+* **old** -- what server/store/tickets.load and server/apply.Applier did before the policy
+  revision (kept here as `_TextCache`, a copy of the removed Applier._policies/_limits): the
+  load's round trip (MGET marker, ticket, rules revision) also carried HGETALL sla-policies and GET
+  guards; every spec was parsed and sorted, then looked up by its stored text (orjson, sorted
+  keys), and the limits by theirs.
 * **new** -- the same round trip's MGET names the policy revision as a fourth key (no HGETALL, no
   GET), then PolicyCache.get(store, workspace, revision) answers from memory.
 
@@ -33,7 +34,6 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server.apply import Applier  # noqa: E402
+from rules import RuleError  # noqa: E402
+from rules.sla import SlaPolicy, compile_policy  # noqa: E402
+from server.guards import DEFAULT_LIMITS, GuardLimits  # noqa: E402
 from server.policy_cache import PolicyCache  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from server.store import guards as G  # noqa: E402
@@ -74,7 +76,43 @@ async def _seed(store: Store, ws: str, n: int) -> None:
     await store.redis.set(K.ticket(ws, "T-1"), orjson.dumps({"id": "T-1", "version": 3}))
 
 
-def _old(store: Store, ws: str, applier: Applier) -> Callable[[], Awaitable[Any]]:
+class _TextCache:
+    """The per-event policy read before the policy revision (server/apply.py until then)."""
+
+    def __init__(self) -> None:
+        self._policy_cache: dict[bytes, SlaPolicy] = {}
+        self._limits_cache: dict[str, GuardLimits] = {}
+
+    def _policies(self, specs: list[dict[str, Any]]) -> list[SlaPolicy]:
+        out = []
+        for spec in specs:
+            key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+            policy = self._policy_cache.get(key)
+            if policy is None:
+                try:
+                    policy = compile_policy(S.definition(spec))
+                except RuleError:
+                    continue
+                if len(self._policy_cache) > 1000:
+                    self._policy_cache.clear()
+                self._policy_cache[key] = policy
+            out.append(policy)
+        return out
+
+    def _limits(self, raw: str | None) -> GuardLimits:
+        if raw is None:
+            return DEFAULT_LIMITS
+        limits = self._limits_cache.get(raw)
+        if limits is None:
+            parsed, _ = GuardLimits.from_spec(orjson.loads(raw))
+            limits = parsed or DEFAULT_LIMITS
+            if len(self._limits_cache) > 1000:
+                self._limits_cache.clear()
+            self._limits_cache[raw] = limits
+        return limits
+
+
+def _old(store: Store, ws: str, applier: _TextCache) -> Callable[[], Awaitable[Any]]:
     keys = [K.event_marker(ws, "E-1"), K.ticket(ws, "T-1"), K.rules_rev(ws)]
 
     async def load() -> Any:
@@ -125,7 +163,7 @@ async def _time(fn: Callable[[], Awaitable[Any]], events: int) -> float:
 
 async def run(sizes: list[int], rounds: int, events: int) -> list[dict[str, Any]]:
     store = await open_store(Settings(redis_url=URL, data_file=None))
-    applier = Applier(store=store, handlers=None, scripting=None, clock=lambda: datetime.now(UTC))
+    applier = _TextCache()
     rows = []
     try:
         for n in sizes:
@@ -149,7 +187,6 @@ async def run(sizes: list[int], rounds: int, events: int) -> list[dict[str, Any]
                              "ratio": statistics.median(ratios) if way == "new" else None})
             await _clear(store, ws)
     finally:
-        applier.close()
         await close_store(store)
     return rows
 

@@ -32,16 +32,15 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from rules import RuleError
-from rules.sla import SlaPolicy, compile_policy, policy_calendars
+from rules.sla import SlaPolicy, policy_calendars
 from server import automation, timekeeping
-from server.guards import DEFAULT_LIMITS, GuardLimits
+from server.guards import GuardLimits
 from server.logs import log_context
+from server.policy_cache import PolicyCache
 from server.metrics import count_event_failed, observe_applied
 from server.replay import Recorder
 from server.rulecache import RuleCache
 from server.store import catalog, events, script_context, tickets, timers
-from server.store import sla as sla_store
 from server.store.coalesce import Coalescer
 from server.store.usage import Usage, queue_writes
 from server.store.connect import Store
@@ -69,8 +68,7 @@ class Applier:
         self.scripting = scripting  # server.scripting.Scripting: run_script / http_request
         self.clock = clock
         self.rules = RuleCache(store)
-        self._policy_cache: dict[bytes, SlaPolicy] = {}
-        self._limits_cache: dict[str, GuardLimits] = {}
+        self.policies = PolicyCache()   # SLA policies and guard limits, by policy revision
         self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
         self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
         self._usage = Usage(store.settings.runs_per_ticket)    # the fired rules', likewise
@@ -129,39 +127,6 @@ class Applier:
         except StoreUnavailable:
             for key, n in counts.items():   # keep them for the next flush
                 self._checks[key] = self._checks.get(key, 0) + n
-
-    # -- workspace settings -----------------------------------------------------------------
-
-    def _policies(self, specs: list[dict[str, Any]]) -> list[SlaPolicy]:
-        """The workspace's stored SLA policies, compiled (cached by their stored text)."""
-        out = []
-        for spec in specs:
-            key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
-            policy = self._policy_cache.get(key)
-            if policy is None:
-                try:
-                    policy = compile_policy(sla_store.definition(spec))
-                except RuleError as exc:
-                    log.warning("skipping invalid stored SLA policy %s: %s", spec.get("name"), exc)
-                    continue
-                if len(self._policy_cache) > 1000:
-                    self._policy_cache.clear()
-                self._policy_cache[key] = policy
-            out.append(policy)
-        return out
-
-    def _limits(self, raw: str | None) -> GuardLimits:
-        """The workspace's stored guard limits (cached by their text), else the defaults."""
-        if raw is None:
-            return DEFAULT_LIMITS
-        limits = self._limits_cache.get(raw)
-        if limits is None:
-            parsed, _ = GuardLimits.from_spec(orjson.loads(raw))
-            limits = parsed or DEFAULT_LIMITS
-            if len(self._limits_cache) > 1000:
-                self._limits_cache.clear()
-            self._limits_cache[raw] = limits
-        return limits
 
     # -- one entry --------------------------------------------------------------------------
 
@@ -226,8 +191,7 @@ class Applier:
             _check_timer_current(event, fields, snap.previous)
             t0 = time.perf_counter()
             if recorder is None:
-                policies = self._policies(snap.policy_specs)
-                limits = self._limits(snap.guard_spec)
+                policies, limits = await self.policies.get(self.store, workspace, snap.policy_rev)
                 ruleset, revisions = await self.rules.get_with_revisions(
                     workspace, snap.rules_rev, policy_calendars(policies))
                 rules_rev = snap.rules_rev

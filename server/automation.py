@@ -298,8 +298,7 @@ class Snapshot:
     raw_marker: bytes | str | None = None
     raw_ticket: bytes | str | None = None
     raw_contact: bytes | str | None = None
-    policy_specs: list[dict[str, Any]] = field(default_factory=list)  # stored SLA policies
-    guard_spec: str | None = None          # stored guard limits (JSON text), None: the defaults
+    policy_rev: int = 0                    # SLA policies' and guard limits' revision (policy_cache)
     contact_stats: dict[Any, Any] = field(default_factory=dict)  # keys.contact_stats (customers.py)
     company: dict[str, Any] | None = None     # the stored company (server/companies.py `wanted`)
     raw_company: bytes | str | None = None

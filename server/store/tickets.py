@@ -122,14 +122,14 @@ def _direct(store: Store) -> Send:
 @guarded
 async def load(store: Store, workspace: str, event: dict[str, Any], send: Send | None = None
                ) -> Snapshot:
-    """The snapshot one event's pass runs on, with the workspace's SLA policies and guard limits
-    (read in the same round trip: the worker compiles them once per stored text). `send` (a
+    """The snapshot one event's pass runs on, with the workspace's rules and policy revisions
+    (the worker's caches compile rules, SLA policies and guard limits once per revision). `send` (a
     store/coalesce.Coalescer's run) shares the round trip with other passes' requests."""
     send = send or _direct(store)
     ticket_id = event["ticket"]["id"]
     event_contact = (event["ticket"].get("contact") or {}).get("id")
     keys = [K.event_marker(workspace, event["id"]), K.ticket(workspace, ticket_id),
-            K.rules_rev(workspace)]
+            K.rules_rev(workspace), K.policy_rev(workspace)]
     if event_contact:
         keys.append(K.contact(workspace, event_contact))
     named = companies.wanted(event, None, None) if event_contact else None
@@ -138,17 +138,13 @@ async def load(store: Store, workspace: str, event: dict[str, Any], send: Send |
 
     def queue(p: Any) -> None:
         p.mget(keys)
-        p.hgetall(K.sla_policies(workspace))
-        p.get(K.guards(workspace))
         if event_contact:
             p.hgetall(K.contact_stats(workspace, event_contact))   # contact.open_tickets & co
-    raws, policies, guard_spec, *more = await send(queue)
+    raws, *more = await send(queue)
     stats = more[0] if more else {}
-    specs = sorted((orjson.loads(v) for v in policies.values()),
-                   key=lambda s: (s.get("position", 0), s["name"]))
     previous = _loads(raws[1])
     contact_id = event_contact or ((previous or {}).get("contact") or {}).get("id")
-    raw_contact = raws[3] if event_contact else None
+    raw_contact = raws[4] if event_contact else None
     if contact_id and not event_contact:
         known = K.contact(workspace, contact_id), K.contact_stats(workspace, contact_id)
 
@@ -163,8 +159,8 @@ async def load(store: Store, workspace: str, event: dict[str, Any], send: Send |
     if company_id and company_id != named:
         (raw_company,) = await send(lambda p: p.get(K.company(workspace, company_id)))
     return Snapshot(marker=_loads(raws[0]), previous=previous, contact=_loads(raw_contact),
-                    contact_id=contact_id, rules_rev=int(raws[2] or 0), raw_marker=raws[0],
-                    raw_ticket=raws[1], raw_contact=raw_contact, policy_specs=specs, guard_spec=guard_spec,
+                    contact_id=contact_id, rules_rev=int(raws[2] or 0), policy_rev=int(raws[3] or 0),
+                    raw_marker=raws[0], raw_ticket=raws[1], raw_contact=raw_contact,
                     contact_stats=stats, company=_loads(raw_company), raw_company=raw_company)
 
 

@@ -235,7 +235,8 @@ async def test_a_conflict_keeps_the_stream_entry_in_the_marker(redis_url: str) -
         fields = {"w": w, "e": orjson.dumps(event).decode()}   # no "k": as timers write it
         entry_id = await store.redis.xadd(K.stream(0), fields)
         worker = Worker(store=store, burst=True, handlers={"http_request": http_request})
-        worker.owned.add(0)
+        worker.owned.add(0)   # as the partition loop would, holding its lease
+        assert await events.acquire_lease(store, 0, worker.name)
         applied = await worker.handle(0, entry_id, fields)
         assert applied is not None and not applied.skipped
         marker = orjson.loads(await store.redis.get(K.event_marker(w, "e1")))
