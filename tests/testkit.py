@@ -120,3 +120,37 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 30.0,
         assert alive is None or alive(), f"{what} exited before it listened on {host}:{port}"
         assert time.monotonic() < deadline, f"{what} did not listen on {host}:{port} within {timeout} s"
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def served_deskflow(env: dict[str, str], *, start_s: float = START_S) -> Iterator[str]:
+    """`deskflow serve` (API and worker in one process) as a subprocess with `env` added to this
+    process's environment; yields its base URL once /healthz answers, stops it after."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_s
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "deskflow serve did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -6,16 +6,13 @@ the API and the worker, as in production.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
-from testkit import free_port
+from testkit import served_deskflow
 
 ROOT = "attack-root-token"
 
@@ -23,30 +20,9 @@ ROOT = "attack-root-token"
 @contextmanager
 def serve(redis_url: str, **env_extra: str) -> Iterator[str]:
     """`deskflow serve` on `redis_url`; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_ROOT_TOKEN": ROOT,
-           "DESKFLOW_RATE_LIMIT": "0", "PYTHONUNBUFFERED": "1", **env_extra}
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "deskflow serve did not start"
-            time.sleep(0.1)
+    with served_deskflow({"DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_ROOT_TOKEN": ROOT,
+                          "DESKFLOW_RATE_LIMIT": "0", **env_extra}, start_s=30) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def h(key: str) -> dict[str, str]:

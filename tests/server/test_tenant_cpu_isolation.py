@@ -7,9 +7,6 @@ the worker, as in production.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from testkit import free_port
+from testkit import served_deskflow
 
 ROOT = "isolation-root-token"
 P99_LIMIT_S = 0.100
@@ -48,30 +45,9 @@ def _bomb(levels: int = 24) -> str:
 def served(tmp_path: Path, redis_url: str) -> Iterator[str]:
     """`deskflow serve` (API and worker in one process) on the real Redis, as in production (the
     embedded store would put every store operation's CPU on the shared loop too)."""
-    port = free_port()
-    env = {**os.environ, "DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_ROOT_TOKEN": ROOT,
-           "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "deskflow serve did not start"
-            time.sleep(0.1)
+    with served_deskflow({"DESKFLOW_REDIS_URL": redis_url, "DESKFLOW_ROOT_TOKEN": ROOT},
+                         start_s=30) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def _workspace(c: httpx.Client, name: str) -> dict[str, str]:
