@@ -98,7 +98,8 @@ class Evaluation:
             return out
         bucket = self._bucket
         step, timeline, state = 0, self._timeline, self._first
-        explainers, steps, v, seen = bucket.explainers, bucket.steps, None, {}
+        explainers, steps, v = bucket.explainers, bucket.steps, None
+        seen: dict[Any, Any] = {}
         groups = bucket.record.groups
         for i, rule in enumerate(bucket.rules):
             if self._stopped_at is not None and i > self._stopped_at:

@@ -53,7 +53,8 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
         return fired, timeline, None, effects, {}, skipped
     plans, appends, concerns, explainers = bucket.plans, bucket.appends, bucket.concerns, bucket.explainers
     recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
-    cur_ticket, cur_vars = before, {}
+    cur_ticket: dict[str, Any] = before
+    cur_vars: dict[str, Any] = {}
     current: State | None = state       # the State of cur_ticket, made when a re-check needs one
     own: list[Any] | None = None        # the tags list this pass made and appends to in place
     folded: set[str] = set()            # the folded str items of `own`
@@ -89,6 +90,7 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
                           else {x.casefold() for x in own if isinstance(x, str)})
                 cur_ticket = dict(cur_ticket)
                 cur_ticket["tags"] = own
+            assert own is not None   # made above, or the ticket's tags are already this pass's own
             for item, f in add:
                 if f not in folded:
                     folded.add(f)
@@ -117,7 +119,7 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
                 only_appends = False
                 current = None
                 timeline.append((i + 1, cur_ticket, cur_vars,
-                                 len(own) if own is not None and cur_ticket.get("tags") is own else None))
+                                 len(own) if cur_ticket.get("tags") is own and own is not None else None))
         if rule.stop:
             stopped_at = i
             break

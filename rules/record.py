@@ -24,7 +24,7 @@ ev.explain]` (tests/rules/test_property.py checks that on random rule sets).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .conditions import Group, Leaf, Node
@@ -57,7 +57,7 @@ class RecordPlan:
         numbers: dict[str, int] = {}
         self.steps: list[tuple[tuple[Any, ...], ...]] = []
         for rule_steps in steps:
-            out = []
+            out: list[tuple[Any, ...]] = []
             for node in rule_steps:
                 if isinstance(node, Group):
                     out.append((ANY_GROUP, node.path, None, "any", None, -1, node))
@@ -83,9 +83,10 @@ class RecordPlan:
         self.groups: list[tuple[tuple[int, Any, int, int, str, tuple[str, ...]], ...]] = []
         for pos, (rule_steps, found) in enumerate(zip(steps, branches, strict=True)):
             scale = dict(radix[pos]) if radix else {}
+            groups = [(k, y, cast(Group, rule_steps[k])) for k, y in found]   # `any` steps only
             self.groups.append(tuple(
-                (k, y, scale.get(k, 0), len(rule_steps[k].children) + 1, rule_steps[k].path,
-                 tuple(c.path for c in rule_steps[k].children)) for k, y in found))
+                (k, y, scale.get(k, 0), len(g.children) + 1, g.path,
+                 tuple(c.path for c in g.children)) for k, y, g in groups))
 
 
 Groups = tuple[tuple[int, Any, int, int, str, tuple[str, ...]], ...]
@@ -130,6 +131,7 @@ def entries(ev: Evaluation) -> list[dict[str, Any]]:  # noqa: C901 -- one loop, 
     timeline, first = ev._timeline, ev._first
     n = len(rules) if stopped is None else stopped + 1
     v0 = _first_slots(ev, bucket)
+    assert bucket.first is not None   # every bucket with rules has its generated `first`
     ks = bucket.first(v0, first)
     # the ticket version at each position's turn (vpos), and for every field but the tags, the
     # first version of the run of versions sharing its ticket dict and vars (bpos): appends to
@@ -199,7 +201,7 @@ def entries(ev: Evaluation) -> list[dict[str, Any]]:  # noqa: C901 -- one loop, 
                 raw = fields[fn].read(ticket, event, vars)
                 if length is not None and fn == tags_n and raw is ticket.get("tags"):
                     if raw is not at_raw[fn] or length != at_len[fn]:
-                        at_copy[fn] = json_copy(raw[:length])
+                        at_copy[fn] = json_copy(cast(list[Any], raw)[:length])
                 elif raw is not at_raw[fn] or at_len[fn] is not None:
                     at_copy[fn] = json_copy(raw)
                     length = None

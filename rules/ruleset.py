@@ -117,9 +117,9 @@ class _Bucket:
         # whether any later rule reads what rule i writes (most broad rules' writes concern none)
         self.scalars = [scalar_writes(rule.actions) for rule in rules]
         last: dict[str, int] = {}  # field -> the last position reading it in any way
-        for key, hit in self.deps.items():
-            last[key[0]] = max(last.get(key[0], -1), hit[-1])
-        self.concerns = [any((hit := self.deps.get(key)) and hit[-1] > i for key in self.writes[i])
+        for dep, readers in self.deps.items():
+            last[dep[0]] = max(last.get(dep[0], -1), readers[-1])
+        self.concerns = [any((later := self.deps.get(wk)) and later[-1] > i for wk in self.writes[i])
                          or any(last.get(f.name, -1) > i for f in self.scalars[i])
                          for i in range(len(rules))]
 
