@@ -9,7 +9,7 @@ from starlette.routing import Route
 from server.api.common import Ctx, encode_cursor, json_response, read_object, requires
 from server.api.contacts import group_param
 from server.api.query import PAGE, Query
-from server.api.validate import MAX_GROUPS, MAX_ID, MAX_TAG_CHARS
+from server.api.validate import MAX_ID, group_names_problems
 from server.automation import unique_ci
 from server.errors import NotFound, Unprocessable
 from server.store import companies
@@ -51,16 +51,9 @@ async def put_company_groups(ctx: Ctx) -> Response:
     company_id = _company_id(ctx)
     body = await read_object(ctx.request)
     groups = body.get("groups")
-    reason = None
-    if not isinstance(groups, list) or not all(isinstance(g, str) and g.strip() for g in groups):
-        reason = "must be a list of non-empty strings"
-    elif len(groups) > MAX_GROUPS:
-        reason = f"has {len(groups)} groups; the limit is {MAX_GROUPS} groups"
-    elif any(len(g) > MAX_TAG_CHARS for g in groups):
-        reason = f"each of the groups must be at most {MAX_TAG_CHARS} characters (the limit)"
-    if reason is not None:
-        raise Unprocessable("`groups` must be a list of group names.",
-                            details=[{"path": "groups", "reason": reason}])
+    problems = group_names_problems(groups)
+    if problems:
+        raise Unprocessable("`groups` must be a list of group names.", details=problems)
     assert isinstance(groups, list)
     company = await companies.set_company_groups(ctx.store, ctx.workspace, company_id,
                                                  unique_ci(groups))

@@ -14,7 +14,7 @@ from server.api.common import Ctx, json_response, listing, page_params, read_obj
 from server.api.query import FORCE, PAGE, Query
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog
 from server.api.rules import audit_rules, by_of
-from server.api.validate import GROUP_NAME
+from server.api.validate import GROUP_NAME, group_names_problems
 from server.automation import unique_ci
 from server.errors import Conflict, NotFound, Unprocessable
 from server.store import catalog
@@ -136,9 +136,10 @@ async def put_contact_groups(ctx: Ctx) -> Response:
     contact_id = ctx.request.path_params["contact_id"]
     body = await read_object(ctx.request)
     groups = body.get("groups")
-    if not isinstance(groups, list) or not all(isinstance(g, str) and g.strip() for g in groups):
-        raise Unprocessable("`groups` must be a list of group names.",
-                            details=[{"path": "groups", "reason": "must be a list of strings"}])
+    problems = group_names_problems(groups)
+    if problems:
+        raise Unprocessable("`groups` must be a list of group names.", details=problems)
+    assert isinstance(groups, list)
     contact = await catalog.set_contact_groups(ctx.store, ctx.workspace, contact_id,
                                                unique_ci(groups))
     return json_response({"id": contact_id, "groups": contact["groups"]})

@@ -15,7 +15,7 @@ from server.api.query import did_you_mean
 from server.automation import SERVICE_FIELDS, format_time, parse_time
 
 __all__ = ["EVENT_TYPES", "STATUSES", "PRIORITIES", "validate_event", "GROUP_NAME", "MAX_ID",
-           "MAX_TAGS", "MAX_TAG_CHARS", "MAX_GROUPS", "MAX_CUSTOM_BYTES", "AUTHORS", "EVENT_KEYS",
+           "MAX_TAGS", "MAX_TAG_CHARS", "MAX_GROUPS", "group_names_problems", "MAX_CUSTOM_BYTES", "AUTHORS", "EVENT_KEYS",
            "TICKET_KEYS", "CONTACT_KEYS", "COMPANY_KEYS", "MESSAGE_KEYS", "MAX_COMPANY_NAME",
            "MAX_DOMAIN", "ignored_hints", "ignored_problems"]
 
@@ -80,6 +80,21 @@ def _str_list(value: Any, path: str, problems: Problems, what: str, most: int) -
                                                  f"{MAX_TAG_CHARS} characters (the limit)"})
 
 
+def group_names_problems(value: Any, path: str = "groups") -> Problems:
+    """The one check of a list of group names, wherever one comes in (an event's contact or
+    company, PUT /v1/contacts/{id}/groups, PUT /v1/companies/{id}/groups): non-empty strings, at
+    most MAX_GROUPS of at most MAX_TAG_CHARS characters, no control characters -- group names
+    are parts of store keys (keys.group_members), and "\x00" was the contact index's own marker:
+    a ZADD on it failed a commit half-way (tests/server/test_attack_group_marker.py)."""
+    problems: Problems = []
+    _str_list(value, path, problems, "groups", MAX_GROUPS)
+    if not problems and not all(g.strip() for g in value):
+        problems.append({"path": path, "reason": "must be a list of non-empty strings"})
+    elif not problems and any(_CONTROL.search(g) for g in value):
+        problems.append({"path": path, "reason": "must not contain control characters"})
+    return problems
+
+
 def _obj(value: Any, path: str, problems: Problems) -> bool:
     if value is not None and not isinstance(value, dict):
         problems.append({"path": path, "reason": f"must be an object or null, got {_kind(value)}"})
@@ -108,12 +123,7 @@ def _contact(c: Any, path: str, problems: Problems) -> None:
         if key in c and c[key] is not None and not isinstance(c[key], str):
             problems.append({"path": f"{path}.{key}", "reason": "must be a string or null"})
     if "groups" in c and c["groups"] is not None:
-        _str_list(c["groups"], f"{path}.groups", problems, "groups", MAX_GROUPS)
-        # group names are store keys (keys.group_members); "\x00" was the contact index's own
-        # backfill marker, and a ZADD on it failed the commit half-way (test_attack_group_marker)
-        if isinstance(c["groups"], list) and any(isinstance(g, str) and _CONTROL.search(g)
-                                                 for g in c["groups"]):
-            problems.append({"path": f"{path}.groups", "reason": "must not contain control characters"})
+        problems += group_names_problems(c["groups"], f"{path}.groups")
     if "custom" in c:
         _custom(c["custom"], f"{path}.custom", problems)
     if "company" in c:
@@ -139,7 +149,7 @@ def _company(c: Any, path: str, problems: Problems) -> None:
         elif _CONTROL.search(value):
             problems.append({"path": f"{path}.{key}", "reason": "must not contain control characters"})
     if "groups" in c and c["groups"] is not None:
-        _str_list(c["groups"], f"{path}.groups", problems, "groups", MAX_GROUPS)
+        problems += group_names_problems(c["groups"], f"{path}.groups")
     if "custom" in c:
         _custom(c["custom"], f"{path}.custom", problems)
 
