@@ -27,9 +27,9 @@ from server.automation import Outcome, Snapshot
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.context_writes import group_index_writes
+from server.store.directory import indexed_page
 from server.store.encoding import dumps as _dumps
 from server.store.errors import guarded
-from server.store.replies import texts
 
 __all__ = ["get_company", "list_companies", "set_company_groups", "company_writes",
            "for_tickets", "overlay_company"]
@@ -56,11 +56,7 @@ async def list_companies(store: Store, workspace: str, group: str | None, limit:
     offset (None: the last page). One ZRANGE of limit + 1 ids and one MGET."""
     key = (K.group_members(workspace, "company", group) if group is not None
            else K.companies_by_id(workspace))
-    ids = texts(await store.redis.zrange(key, offset, offset + limit))
-    more = len(ids) > limit
-    ids = ids[:limit]
-    raws = await store.redis.mget([K.company(workspace, c) for c in ids]) if ids else []
-    return [orjson.loads(r) for r in raws if r], (offset + limit if more else None)
+    return await indexed_page(store, key, lambda c: K.company(workspace, c), offset, limit)
 
 
 @guarded

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -179,12 +180,19 @@ async def list_group_contacts(store: Store, workspace: str, group: str | None, l
     (IndexBuilds.ready)."""
     key = (K.group_members(workspace, "contact", group) if group is not None
            else K.contacts_by_id(workspace))
-    ids = texts(await store.redis.zrange(key, offset, offset + limit))
+    return await indexed_page(store, key, lambda c: K.contact(workspace, c), offset, limit)
+
+
+async def indexed_page(store: Store, index: str, record: Callable[[str], str], offset: int, limit: int
+                       ) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the records a sorted-set index names (contacts, companies: by id or by group),
+    and the next offset (None: the last page). One ZRANGE of limit + 1 ids and one MGET of
+    `record(id)` keys; an id whose record is gone is left out."""
+    ids = texts(await store.redis.zrange(index, offset, offset + limit))
     more = len(ids) > limit
     ids = ids[:limit]
-    raws = await store.redis.mget([K.contact(workspace, c) for c in ids]) if ids else []
-    items = [orjson.loads(r) for r in raws if r]
-    return items, (offset + limit if more else None)
+    raws = await store.redis.mget([record(i) for i in ids]) if ids else []
+    return [orjson.loads(r) for r in raws if r], (offset + limit if more else None)
 
 
 @guarded
