@@ -6,12 +6,12 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.common import Ctx, encode_cursor, json_response, read_object, requires
+from server.api.common import Ctx, json_response, page, requires
 from server.api.contacts import group_param
+from server.api.groups import set_groups
 from server.api.query import PAGE, Query
-from server.api.validate import MAX_ID, group_names_problems
-from server.automation import unique_ci
-from server.errors import NotFound, Unprocessable
+from server.api.validate import MAX_ID
+from server.errors import NotFound
 from server.store import companies
 
 __all__ = ["routes"]
@@ -31,7 +31,7 @@ async def list_companies(ctx: Ctx) -> Response:
     """Companies by id, paged; ?group= lists a group's."""
     items, nxt = await companies.list_companies(ctx.store, ctx.workspace, ctx.query["group"],
                                                 ctx.query["limit"], ctx.query["cursor"] or 0)
-    return json_response({"items": items, "next": encode_cursor(nxt) if nxt else None})
+    return page(items, nxt)
 
 
 @requires("viewer")
@@ -48,16 +48,7 @@ async def get_company(ctx: Ctx) -> Response:
 async def put_company_groups(ctx: Ctx) -> Response:
     """Set a company's groups {"groups": [...]}: every ticket of its contacts shows them at once,
     and rules on contact.company.groups see them from the next event on."""
-    company_id = _company_id(ctx)
-    body = await read_object(ctx.request)
-    groups = body.get("groups")
-    problems = group_names_problems(groups)
-    if problems:
-        raise Unprocessable("`groups` must be a list of group names.", details=problems)
-    assert isinstance(groups, list)
-    company = await companies.set_company_groups(ctx.store, ctx.workspace, company_id,
-                                                 unique_ci(groups))
-    return json_response({"id": company_id, "groups": company["groups"]})
+    return await set_groups(ctx, _company_id(ctx), companies.set_company_groups)
 
 
 routes = [

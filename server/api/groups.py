@@ -130,19 +130,24 @@ async def delete_group(ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
-@requires("manager")
-async def put_contact_groups(ctx: Ctx) -> Response:
-    """Set a contact's groups {"groups": [...]}; every ticket of the contact shows them at once."""
-    contact_id = ctx.request.path_params["contact_id"]
+async def set_groups(ctx: Ctx, ident: str, write: Any) -> Response:
+    """PUT .../groups of a contact or a company: {"groups": [...]} checked as every list of group
+    names is (validate.group_names_problems), de-duplicated case-insensitively, then
+    `write(store, workspace, ident, groups)` -> the record; answers {"id", "groups"}."""
     body = await read_object(ctx.request)
     groups = body.get("groups")
     problems = group_names_problems(groups)
     if problems:
         raise Unprocessable("`groups` must be a list of group names.", details=problems)
     assert isinstance(groups, list)
-    contact = await catalog.set_contact_groups(ctx.store, ctx.workspace, contact_id,
-                                               unique_ci(groups))
-    return json_response({"id": contact_id, "groups": contact["groups"]})
+    record = await write(ctx.store, ctx.workspace, ident, unique_ci(groups))
+    return json_response({"id": ident, "groups": record["groups"]})
+
+
+@requires("manager")
+async def put_contact_groups(ctx: Ctx) -> Response:
+    """Set a contact's groups {"groups": [...]}; every ticket of the contact shows them at once."""
+    return await set_groups(ctx, ctx.request.path_params["contact_id"], catalog.set_contact_groups)
 
 
 routes = [
