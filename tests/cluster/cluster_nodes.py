@@ -214,11 +214,23 @@ class LocalCluster:
     def reshard(self, src: int, dst: int, slots: int) -> None:
         """Move `slots` slots from master port `src` to master port `dst` while serving."""
         ids = self.master_ids()
-        subprocess.run([REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{dst}",
-                        "--cluster-from", ids[src], "--cluster-to", ids[dst],
-                        "--cluster-slots", str(slots), "--cluster-yes",
-                        "--cluster-pipeline", "100"],
-                       check=True, capture_output=True, timeout=self.timeout * 2)
+        # redis-cli refuses to reshard until every node's view of the slots agrees ("Nodes don't
+        # agree about configuration!"), which lags a failover or a previous move by a moment
+        deadline = time.monotonic() + self.timeout
+        while True:
+            check = subprocess.run([REDIS_CLI, "--cluster", "check", f"127.0.0.1:{dst}"],
+                                   capture_output=True, text=True, timeout=self.timeout)
+            if "All nodes agree about slots configuration" in check.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        out = subprocess.run([REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{dst}",
+                              "--cluster-from", ids[src], "--cluster-to", ids[dst],
+                              "--cluster-slots", str(slots), "--cluster-yes",
+                              "--cluster-pipeline", "100"],
+                             capture_output=True, text=True, timeout=self.timeout * 2)
+        assert out.returncode == 0, (  # redis-cli says why on stdout ([ERR] ...)
+            f"redis-cli --cluster reshard failed ({out.returncode}): "
+            f"{[ln for ln in out.stdout.splitlines() if 'ERR' in ln][-5:]} {out.stderr[-500:]}")
 
     def move_slots(self, src: int, dst: int, slots: list[int]) -> None:
         """Move exactly these slots from master port `src` to master port `dst` while serving,
