@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.exceptions import WatchError
 
 from server.store import keys as K
 from server.store.encoding import dumps as _dumps
@@ -180,27 +179,14 @@ async def get_contact(store: Store, workspace: str, contact_id: str) -> dict[str
 @guarded
 async def set_contact_groups(store: Store, workspace: str, contact_id: str,
                              groups: list[str]) -> dict[str, Any]:
-    key = K.contact(workspace, contact_id)
-    async with store.redis.pipeline(transaction=True) as p:
-        while True:
-            try:
-                await p.watch(key)
-                raw = await p.get(key)
-                from server.store.context_writes import group_index_writes
+    from server.store.context_writes import set_record_groups
 
-                contact = orjson.loads(raw) if raw else {"id": contact_id}
-                before = contact.get("groups")
-                contact["groups"] = groups
-                p.multi()
-                p.set(key, _dumps(contact))
-                p.sadd(K.contacts(workspace), contact_id)
-                p.zadd(K.contacts_by_id(workspace), {contact_id: 0})
-                for write in group_index_writes(workspace, "contact", contact_id, before, groups):
-                    p.execute_command(*write)
-                await p.execute()
-                return contact
-            except WatchError:  # lost the race: read again
-                continue
+    def also(p: Any) -> None:
+        p.sadd(K.contacts(workspace), contact_id)
+        p.zadd(K.contacts_by_id(workspace), {contact_id: 0})
+
+    return await set_record_groups(store, workspace, "contact", contact_id,
+                                   K.contact(workspace, contact_id), groups, {"id": contact_id}, also)
 
 
 @guarded

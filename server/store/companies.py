@@ -20,13 +20,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from redis.exceptions import WatchError
 
 from server import companies
 from server.automation import Outcome, Snapshot
 from server.store import keys as K
 from server.store.connect import Store
-from server.store.context_writes import group_index_writes
+from server.store.context_writes import group_index_writes, set_record_groups
 from server.store.directory import indexed_page
 from server.store.encoding import dumps as _dumps
 from server.store.errors import guarded
@@ -64,25 +63,11 @@ async def set_company_groups(store: Store, workspace: str, company_id: str,
                              groups: list[str]) -> dict[str, Any]:
     """Set a company's groups (creating the record if no event named it yet), with its indexes,
     in one MULTI/EXEC watched on the record (a concurrent commit writing it makes us read again)."""
-    key = K.company(workspace, company_id)
-    async with store.redis.pipeline(transaction=True) as p:
-        while True:
-            try:
-                await p.watch(key)
-                raw = await p.get(key)
-                company = orjson.loads(raw) if raw else {
-                    "id": company_id, "name": None, "domain": None, "groups": [], "custom": {}}
-                before = company.get("groups")
-                company["groups"] = groups
-                p.multi()
-                p.set(key, _dumps(company))
-                p.zadd(K.companies_by_id(workspace), {company_id: 0})
-                for write in group_index_writes(workspace, "company", company_id, before, groups):
-                    p.execute_command(*write)
-                await p.execute()
-                return dict(company)
-            except WatchError:  # lost the race: read again
-                continue
+    blank: dict[str, Any] = {"id": company_id, "name": None, "domain": None, "groups": [],
+                             "custom": {}}
+    return await set_record_groups(
+        store, workspace, "company", company_id, K.company(workspace, company_id), groups, blank,
+        lambda p: p.zadd(K.companies_by_id(workspace), {company_id: 0}))
 
 
 def company_writes(workspace: str, snapshot: Snapshot, outcome: Outcome) -> list[Write]:

@@ -11,12 +11,17 @@ commit does check.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
+
+import orjson
+from redis.exceptions import WatchError
 
 from server import customers, history
 from server.automation import Outcome, Snapshot, parse_time
 from server.store import keys as K
 from server.store.connect import Store
+from server.store.encoding import dumps as _dumps
 
 __all__ = ["context_writes", "group_index_writes"]
 
@@ -55,3 +60,28 @@ def context_writes(store: Store, workspace: str, event: dict[str, Any], snapshot
     from server.store.companies import company_writes   # it builds on group_index_writes above
 
     return out + company_writes(workspace, snapshot, outcome)
+
+
+async def set_record_groups(store: Store, workspace: str, kind: str, ident: str, key: str,
+                            groups: list[str], blank: dict[str, Any],
+                            also: Callable[[Any], None]) -> dict[str, Any]:
+    """Set a contact's or a company's groups (`kind`; the record at `key`, `blank` when none is
+    stored yet) with its group indexes, in one MULTI/EXEC watched on the record: a concurrent
+    commit writing it makes us read again. `also(pipe)` queues the kind's own index writes."""
+    async with store.redis.pipeline(transaction=True) as p:
+        while True:
+            try:
+                await p.watch(key)
+                raw = await p.get(key)
+                record: dict[str, Any] = orjson.loads(raw) if raw else dict(blank)
+                before = record.get("groups")
+                record["groups"] = groups
+                p.multi()
+                p.set(key, _dumps(record))
+                also(p)
+                for write in group_index_writes(workspace, kind, ident, before, groups):
+                    p.execute_command(*write)
+                await p.execute()
+                return record
+            except WatchError:  # lost the race: read again
+                continue
