@@ -40,19 +40,20 @@ class Runtime:
         self.outbox = Outbox(store=store, settings=settings) if outbox else None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
+    def _spawn(self, name: str, run: Any) -> None:
+        task = self._tasks[name] = asyncio.create_task(run, name=f"deskflow-{name}")
+        task.add_done_callback(_log_exit)
+
     def start(self) -> None:
         """Start the parts as tasks of the running loop (the app's lifespan)."""
         if self.outbox is not None:
-            self._tasks["outbox"] = asyncio.create_task(self.outbox.run(), name="deskflow-outbox")
-        self._tasks["worker"] = asyncio.create_task(self.worker.run(), name="deskflow-worker")
-        for task in self._tasks.values():
-            task.add_done_callback(_log_exit)
+            self._spawn("outbox", self.outbox.run())
+        self._spawn("worker", self.worker.run())
 
     async def run(self) -> int:
         """Run until the worker stops (a signal, or the end of a burst); the events it applied."""
         if self.outbox is not None:
-            self._tasks["outbox"] = asyncio.create_task(self.outbox.run(), name="deskflow-outbox")
-            self._tasks["outbox"].add_done_callback(_log_exit)
+            self._spawn("outbox", self.outbox.run())
         try:
             return await self.worker.run()
         finally:
