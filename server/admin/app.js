@@ -74,6 +74,10 @@ export const VIEWS = { rules: (view) => renderRules(view), runs: renderRuns, gro
 
 export function registerView(name, render) { VIEWS[name] = render; }
 
+// Extra parts other modules add to the rule list and the editor (charts_view.js: sparklines, a
+// rule's fires per day): table(tbody, rules) after each draw; editor(view, rule) on each open.
+export const HOOKS = { table: [], editor: [] };
+
 export function showTab(name, focus = true) {
   for (const b of $$('#tabs .tab')) {
     if (b.dataset.tab === name) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
@@ -96,6 +100,7 @@ export function showEditor(rule, opts = {}) {
     showRuns: (id) => { app.runFilters = { ticket: '', rule: id, outcome: '' }; showTab('runs'); },
     onClose: (changedId) => { showTab('rules', !changedId).then(() => focusRule(changedId)); },
   });
+  for (const hook of HOOKS.editor) hook($('#view-editor'), rule);
 }
 
 function focusRule(id) {
@@ -183,6 +188,7 @@ function drawTable() {
   for (const rule of rules) body.append(ruleRow(rule, canEdit, !filtered));
   table.append(body);
   wrap.append(table);
+  for (const hook of HOOKS.table) hook(body, rules);
   if (canEdit && !filtered) {
     wireReorder(body, app.rules, dropOrder, (id) => { drawTable(); if (id) focusHandle(id); });
   }
