@@ -1,7 +1,7 @@
 // Charts on the managers' page (issue 18 item 7), drawn as inline SVG from the public API: no
 // library, no fetch from another host. Three places:
 //
-// * the rule list: a 30-day sparkline of each rule's fires in its "30 d" cell (one
+// * the rule list: a 30-day sparkline of each rule's fires in a column after "30 d" (one
 //   GET /v1/stats/rules for the whole list, cached for a short while: the table is redrawn on
 //   every keystroke of the search);
 // * the rule editor: a larger "Fires per day" chart of the rule (GET /v1/rules/{id}/days);
@@ -62,18 +62,24 @@ async function ruleDays(ids) {
   return data;
 }
 
-/** HOOKS.table: put a sparkline in each drawn row's "30 d" cell. */
+/** HOOKS.table: a "Fires, 30 days" column after "30 d", with a sparkline in each drawn row. */
 async function addSparklines(body, rules) {
+  const head = body.parentElement?.querySelector('thead tr');
+  const after = head ? [...head.querySelectorAll('th.c-n')].pop() : null;
+  if (!after || head.querySelector('th.c-spark')) return;
+  after.after(h('th', { scope: 'col', class: 'c-spark' }, 'Fires, 30 days'));
+  const cells = new Map();
+  for (const row of body.querySelectorAll('tr[data-rule-id]')) {
+    const cell = h('td', { class: 'c-spark' });
+    [...row.querySelectorAll('td.c-n')].pop()?.after(cell);
+    cells.set(row.dataset.ruleId, cell);
+  }
   let data;
   try { data = await ruleDays(rules.map((r) => r.id).sort()); } catch { return; }
-  if (!body.isConnected) return;
   for (const rule of rules) {
-    const row = body.querySelector(`tr[data-rule-id="${CSS.escape(rule.id)}"]`);
+    const cell = cells.get(rule.id);
     const values = data.rules[rule.id];
-    const cells = row ? row.querySelectorAll('td.c-n') : [];
-    const cell = cells[cells.length - 1];
-    if (!cell || !values || cell.querySelector('svg.spark')) continue;
-    cell.append(sparkline(values, data.dates, rule.name));
+    if (cell && cell.isConnected && values) cell.append(sparkline(values, data.dates, rule.name));
   }
 }
 
