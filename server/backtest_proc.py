@@ -136,8 +136,10 @@ class Job:
                     budget_s: float) -> Job:
         proc, conn = await asyncio.to_thread(_take)
         job = cls(proc, conn, time.monotonic() + budget_s)
-        # the interpreter start is the pool's, not the budget's: a cold process gets 5 s more
+        # the interpreter start is the pool's, not the budget's: a cold process gets 5 s more,
+        # and the budget counts from the process's reply (its own deadline is set before it)
         await job._ask(("start", rule, replaces, calendars, budget_s), extra_s=5.0)
+        job.deadline = time.monotonic() + budget_s
         return job
 
     async def parse(self, raws: list[Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server_helpers import Workspace, event
+from testkit import wait_until
 
 from server.store.stats import count_event
 
@@ -18,15 +19,9 @@ def _get(ws: Workspace, path: str, **params: Any) -> Any:
     return r.json()
 
 
-def _wait(fetch: Any, ok: Any, timeout: float = 8.0) -> Any:
+def _wait(fetch: Any, ok: Any) -> Any:
     """The counters trail the commit by one round trip: poll with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, f"gave up waiting; last value: {value}"
-        time.sleep(0.05)
+    return wait_until(fetch, ok, timeout=8.0, interval=0.05, what="the chart counters")
 
 
 def test_events_per_hour_count_applied_events_in_the_current_hour(ws: Workspace) -> None:

@@ -15,18 +15,15 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from testkit import wait_until
+
 from .conftest import ROOT_TOKEN, Deskflow
 from .web_helpers import DOCS, sign_in
 
 
-def _wait(fetch: Any, ok: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, f"gave up waiting; last value: {value}"
-        time.sleep(0.1)
+def _wait(fetch: Any, ok: Any) -> Any:
+    """The counters trail the commit by one round trip: poll with a deadline."""
+    return wait_until(fetch, ok, timeout=15.0, interval=0.05, what="the chart counters")
 
 
 @pytest.fixture(scope="module")
