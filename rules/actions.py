@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .durations import parse_duration, parse_timestamp
+from .errors import UpdateError
 from .fields import SETTABLE
 from .templates import render, template_problem
 from . import updates as U
@@ -267,7 +268,7 @@ def _run_script(f: Firing, effect: dict[str, Any]) -> None:
         return
     try:
         result = handler(json_copy(effect), json_copy(f.event), json_copy(f.ticket))
-        ticket, effects = U.apply_updates(f.ticket, result, event=f.event, vars=f.vars)
+        ticket, effects = apply_updates(f.ticket, result, event=f.event, vars=f.vars)
     except Exception as exc:
         f.errors.append(f"run_script {effect['script']}: {exc}")
         return
@@ -287,3 +288,28 @@ def compile_action_list(actions: Any, path: str, *, for_script: bool = False) ->
         if not found:
             built.append(Action(a["type"], a, _build(a)))
     return problems, built
+
+
+def apply_updates(ticket: dict[str, Any], updates: Any, *, event: dict[str, Any] | None = None,
+                  vars: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Apply a script's return value to a copy of `ticket`; returns (new ticket, effects).
+
+    The return is read as rule actions (`updates.update_actions`) and applied as a rule's are,
+    after everything is checked: an UpdateError means nothing was applied. `event` and `vars` are
+    what templates in returned `actions` (send_message, notify) render from.
+    """
+    if updates is None:
+        return ticket, []
+    translated, returned = U.update_actions(updates)
+    actions: list[Action] = []
+    if returned is not None:
+        problems, actions = compile_action_list(returned, "actions", for_script=True)
+        if problems:
+            raise UpdateError(problems[0][0], problems[0][1])
+    problems, built = compile_action_list(translated, "updates", for_script=True) if translated else ([], [])
+    if problems:  # update_actions checked the values: an action refusing one is this module's bug
+        raise AssertionError(f"a script update the actions refuse: {problems[0][0]}: {problems[0][1]}")
+    firing = Firing(U.copy_ticket(ticket), event or {}, vars or {}, None)
+    for action in built + actions:
+        action.apply(firing)
+    return firing.ticket, firing.effects

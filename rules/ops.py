@@ -20,7 +20,7 @@ from .ordinal import ORDINAL_OPS, is_ordinal, ordinal_predicate
 from .regexes import Matcher, regex_problem
 # State and Predicate live below the op families (rules/state.py); the engine modules that
 # gather ops read them from here too.
-from .state import Predicate, State
+from .state import Predicate as Predicate, State as State  # re-exported
 
 # op -> the field types it applies to ("any" fields take every op).
 _TEXT_OPS = {"is", "is_not", "in", "not_in", "contains", "not_contains", "starts_with",
