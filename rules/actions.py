@@ -2,7 +2,8 @@
 
 `set`, tags, groups and `close` change the ticket; `http_request` and `run_script` call the
 evaluator's handlers at their place in the pass (or come back as effects without handlers); the rest
-are effects the service carries out.
+are effects the service carries out. A script's returned updates are applied here too
+(`apply_updates`), as the actions they stand for (rules/updates.py): one vocabulary, one code.
 """
 from __future__ import annotations
 
