@@ -139,6 +139,12 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path, b_text: str) -> N
     assert find_cycle(graph) == ["rules.a", "rules.b", "rules.a"]
 
 
+def test_a_name_from_the_package_itself_is_a_dependency_on_it(tmp_path: Path) -> None:
+    """`from rules import X` inside rules/ runs rules/__init__.py, which imports the modules."""
+    graph = _write(tmp_path, {"__init__.py": "from .b import f\n", "b.py": "def f():\n    from rules import g\n"})
+    assert find_cycle(graph) == ["rules", "rules.b", "rules"]
+
+
 def test_the_checker_passes_a_chain(tmp_path: Path) -> None:
     graph = _write(tmp_path, {"__init__.py": "from .a import Y\n", "a.py": "from .b import Y\n",
                               "b.py": "import re\nfrom .c import Z\n", "c.py": "X = 1\n"})
