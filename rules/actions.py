@@ -301,10 +301,10 @@ def apply_updates(ticket: dict[str, Any], updates: Any, *, event: dict[str, Any]
     """
     if updates is None:
         return ticket, []
-    translated, returned = U.update_actions(updates)
+    translated = U.update_actions(updates)   # a dict from here on
     actions: list[Action] = []
-    if returned is not None:
-        problems, actions = compile_action_list(returned, "actions", for_script=True)
+    if "actions" in updates:
+        problems, actions = compile_action_list(updates["actions"], "actions", for_script=True)
         if problems:
             raise UpdateError(problems[0][0], problems[0][1])
     # update_actions checked these with the vocabulary's own rules (its errors name the key), and

@@ -142,13 +142,13 @@ def _strings(key: str, value: Any) -> list[str]:
     return value
 
 
-def update_actions(updates: Any) -> tuple[list[dict[str, Any]], Any]:
-    """A script's return in rule actions: (the actions its keys stand for, its own `actions` or None).
+def update_actions(updates: Any) -> list[dict[str, Any]]:
+    """The rule actions a script's return stands for, its own `actions` list aside.
 
     Checks every key's value first, in a fixed order, so the first problem is always the same
-    one; raises UpdateError. `rules.actions.apply_updates` compiles and applies what comes back
-    with the rule actions' own code: one vocabulary, checked and applied once. An empty tag or
-    group list stands for no action.
+    one; raises UpdateError. `rules.actions.apply_updates` applies what comes back, then the
+    returned `actions`, with the rule actions' own code. An empty tag or group list stands for no
+    action.
     """
     if type(updates) is not dict:
         raise UpdateError("", f"a script must return None or a dict of updates, not {type(updates).__name__}")
@@ -192,7 +192,7 @@ def update_actions(updates: Any) -> tuple[list[dict[str, Any]], Any]:
         out.append({"type": "apply_sla", "policy": updates["sla_policy"]})
     if snooze:
         out.append(snooze)
-    return out, updates.get("actions")
+    return out
 
 
 __all__ = ["update_actions", "diff", "copy_ticket", "is_empty", "UPDATE_KEYS"]

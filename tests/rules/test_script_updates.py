@@ -61,17 +61,16 @@ def test_a_return_applies_as_the_rule_actions_it_stands_for(updates: dict[str, A
 
 def test_the_translation_keeps_the_order_updates_always_applied_in() -> None:
     """Fields, custom keys, tags, groups, then the effects; the script's own `actions` last."""
-    got, returned = update_actions({"snooze": "1h", "add_groups": ["g"], "actions": [{"type": "wake"}],
-                                    "add_tags": ["t"], "custom": {"k": 1}, "status": "open",
-                                    "sla_policy": "p", "remove_tags": []})
+    got = update_actions({"snooze": "1h", "add_groups": ["g"], "actions": [{"type": "wake"}],
+                          "add_tags": ["t"], "custom": {"k": 1}, "status": "open",
+                          "sla_policy": "p", "remove_tags": []})
     assert [a["type"] for a in got] == ["set", "set", "add_tags", "add_to_group", "apply_sla", "snooze"]
-    assert returned == [{"type": "wake"}]
-    assert update_actions({}) == ([], None)
+    assert update_actions({}) == []
 
 
 def test_an_empty_list_stands_for_no_action() -> None:
     for key in ("add_tags", "remove_tags", "add_groups", "remove_groups"):
-        assert update_actions({key: []}) == ([], None)
+        assert update_actions({key: []}) == []
         assert apply_updates(TICKET, {key: []}) == (TICKET, [])
 
 
@@ -105,6 +104,7 @@ ERRORS: list[tuple[Any, str, str]] = [
     ({"sla_policy": ""}, "sla_policy", "must be a policy name"),
     ({"snooze": "soon"}, "snooze", "must be a duration like '2h' or an RFC 3339 timestamp"),
     ({"snooze": "2h", "actions": []}, "actions", "must be a non-empty list of actions"),
+    ({"actions": None}, "actions", "must be a non-empty list of actions"),
     ({"actions": [{"type": "http_request", "url": "https://x.example"}]}, "actions[0].type",
      "unknown action type 'http_request'; one of add_tags, add_to_group, apply_sla, close, notify, "
      "remove_from_group, remove_tags, send_message, set, snooze, wake, webhook"),
