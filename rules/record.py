@@ -32,7 +32,7 @@ from .jsondata import json_copy
 from .ops import State
 
 if TYPE_CHECKING:
-    from .evaluation import Evaluation
+    from .pass_view import Pass as Evaluation
 
 _OWN_FAILURE = frozenset({"changed", "changed_from", "changed_to", "matches"})
 PLAIN, COPY_LIST, COPY_VALUE, OWN, ANY_GROUP = 0, 1, 2, 3, 4
