@@ -161,6 +161,8 @@ export function showEditor(rule, opts = {}) {
     ...opts,
     showRuns: (id) => navigate(routeHash('runs', null, { rule: id })),
     onClose: (changedId) => { navigate(routeHash('rules'), !changedId).then(() => focusRule(changedId)); },
+    // A new rule's first save gives it its own URL (in place of #/rules/new, not a new entry).
+    onSaved: (id) => { history.replaceState(null, '', routeHash('rules', id)); shown = location.hash; },
   });
 }
 
@@ -465,7 +467,8 @@ function start() {
   });
   // The back and forward buttons, and a hash typed or followed.
   window.addEventListener('hashchange', () => {
-    if (!app.role) return;
+    // Only `#/...` is a route: `#main` (the skip link) is an anchor in the page.
+    if (!app.role || (location.hash && !location.hash.startsWith('#/'))) return;
     if (!mayLeaveEditor()) { history.pushState(null, '', shown); return; }
     route(location.hash);
   });

@@ -224,6 +224,7 @@ export function openEditor(view, app, rule, opts = {}) {
       const saved = ed.draft.id
         ? await api('PUT', `/v1/rules/${enc(ed.draft.id)}`, payload)
         : await api('POST', '/v1/rules', payload);
+      if (!ed.stored) opts.onSaved?.(saved.id);
       ed.stored = saved;
       ed.draft = toDraft(saved);
       ed.draft.revision = saved.revision;

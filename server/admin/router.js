@@ -44,10 +44,12 @@ function addChrome(name, opts) {
  *  names arrives after the page has routed). */
 export function whenRegistered(fn) { onRegister = fn; }
 
-/** `#/rules/r-1?x=1` -> {view: 'rules', id: 'r-1', params: {x: '1'}}; '' or '#' or '#/' -> the
- *  rules list. Each part is URI-decoded; a malformed escape keeps the raw text. */
+/** `#/rules/r-1?x=1` -> {view: 'rules', id: 'r-1', params: {x: '1'}}; '', '#', '#/' and an
+ *  in-page anchor such as '#main' (no '/') -> the rules list. Each part is URI-decoded; a
+ *  malformed escape keeps the raw text. */
 export function parseRoute(hash) {
-  let s = String(hash || '').replace(/^#/, '').replace(/^\//, '');
+  let s = String(hash || '').replace(/^#/, '');
+  s = s.startsWith('/') ? s.slice(1) : '';
   let query = '';
   const q = s.indexOf('?');
   if (q >= 0) { query = s.slice(q + 1); s = s.slice(0, q); }

@@ -6,7 +6,7 @@ import { parseRoute, routeHash, registerView, VIEWS } from '../../../server/admi
 test('a hash names a view, an id and parameters', () => {
   assert.deepEqual(parseRoute('#/rules/r-1'), { view: 'rules', id: 'r-1', params: {} });
   assert.deepEqual(parseRoute('#/runs?rule=r-1&outcome=fired'), { view: 'runs', id: null, params: { rule: 'r-1', outcome: 'fired' } });
-  for (const empty of ['', '#', '#/', undefined]) assert.deepEqual(parseRoute(empty), { view: 'rules', id: null, params: {} });
+  for (const empty of ['', '#', '#/', '#main', undefined]) assert.deepEqual(parseRoute(empty), { view: 'rules', id: null, params: {} });
   assert.deepEqual(parseRoute('#/rules/a%2Fb%20c'), { view: 'rules', id: 'a/b c', params: {} });
   assert.equal(parseRoute('#/rules/%E0%A4%A').id, '%E0%A4%A');  // a broken escape stays as typed
 });
