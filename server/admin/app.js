@@ -137,11 +137,16 @@ async function openRule(id) {
   return showEditor(rule);
 }
 
-function showTab(name, focus = true) {
+/** Mark tab `name` current and show only the section `view-<shown>`. */
+function markTab(name, shown = name) {
   for (const b of $$('#tabs .tab')) {
     if (b.dataset.tab === name) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
   }
-  for (const v of $$('.view')) v.hidden = v.id !== `view-${name}`;
+  for (const v of $$('.view')) v.hidden = v.id !== `view-${shown}`;
+}
+
+function showTab(name, focus = true) {
+  markTab(name);
   const view = $(`#view-${name}`);
   const done = Promise.resolve(VIEWS[name].render(view, app));
   // Move focus to the new view's heading so keyboard and screen-reader users land in it.
@@ -153,10 +158,7 @@ function showTab(name, focus = true) {
 /** Show the editor (it is part of the Rules tab) at `#/rules/<id>` (`#/rules/new`). */
 export function showEditor(rule, opts = {}) {
   go(routeHash('rules', rule?.id || 'new'));
-  for (const b of $$('#tabs .tab')) {
-    if (b.dataset.tab === 'rules') b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
-  }
-  for (const v of $$('.view')) v.hidden = v.id !== 'view-editor';
+  markTab('rules', 'editor');
   openEditor($('#view-editor'), app, rule, {
     ...opts,
     showRuns: (id) => navigate(routeHash('runs', null, { rule: id })),
