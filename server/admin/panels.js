@@ -3,6 +3,7 @@
 import { api, listAll, enc } from './api.js';
 import { h, clear, $, field, announce, fmtTime, showErrors, clearErrors } from './dom.js';
 import { anyHeldRows } from './ruletree.js';
+import { parseRoute, routeHash } from './router.js';
 
 export function showJson(v) {
   if (v === undefined) return '';
@@ -116,6 +117,8 @@ export function renderRuns(view, app) {
     f.rule = ruleSel.value;
     f.outcome = outcome.value;
     app.lastTicket = f.ticket;
+    // The filters are part of the view's URL (a reload or a shared link shows the same runs).
+    if (!view.hidden && parseRoute(location.hash).view === 'runs') history.replaceState(null, '', routeHash('runs', null, f));
     clear(out).append(h('p', null, 'Loading…'));
     load(null);
   });

@@ -201,7 +201,13 @@ def test_a_run_shows_which_branch_of_an_any_group_held(page, deskflow):
         r = c.put(f"/v1/rules/{rule['id']}", json={**{k: rule[k] for k in ("name", "triggers", "actions", "enabled")},
                                                    "conditions": {"all": []}})
         assert r.status_code == 200, r.text
+    # The filter typed in the form is in the URL too, so the reload shows the same runs.
+    page.get_by_label("Outcome").select_option("fired")
+    page.get_by_role("button", name="Show runs").click()
+    expect(page).to_have_url(re.compile(r"#/runs\?ticket=T-words-any&outcome=fired$"))
     page.reload()
+    expect(page.get_by_label("Outcome")).to_have_value("fired")
+    expect(page.get_by_label("Ticket id")).to_have_value("T-words-any")
     held = page.locator("#runs-list article.run").first.locator("ul.any-held li")
     expect(held).to_contain_text("conditions.all[1].any[1]")
     expect(held).not_to_contain_text("Priority")
