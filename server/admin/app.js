@@ -121,9 +121,11 @@ async function route(hash, focus = true) {
   return showTab(r.view, focus);
 }
 
-/** The editor at `#/rules/<id>`: the rule from the list when it is loaded, else from the API. */
+/** The editor at `#/rules/<id>`: the rule from the list (read first when a link or a reload
+ *  opens the editor: the backtest names the other rules by it), else from the API. */
 async function openRule(id) {
   if (id === 'new') { if (app.can('manager')) return showEditor(null); return navigate(routeHash('rules')); }
+  if (!app.rules.length) app.rules = await listAll('/v1/rules').catch(() => []);
   let rule = app.rules.find((r) => r.id === id);
   if (!rule) {
     try {

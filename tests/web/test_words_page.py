@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .web_helpers import sign_in
+from .web_helpers import DOCS, sign_in
 
 SCRIPT = "def run(event, ticket, ctx):\n    return {}\n"
 
@@ -95,6 +95,7 @@ def test_pickers_offer_what_exists(page, deskflow):
     group.select_option("gold-words")
     policy.select_option("words-policy")
     script.select_option("crm-words")
+    page.locator("fieldset.actions").screenshot(path=str(DOCS / "admin-pickers.png"))
     page.get_by_role("button", name="Save and enable").click()
     expect(page.locator("#status")).to_contain_text("and enabled")
     with deskflow.client() as c:
