@@ -2,6 +2,8 @@
 // effects (also used by the editor's test panel).
 import { api, listAll, enc } from './api.js';
 import { h, clear, $, field, announce, fmtTime, showErrors, clearErrors } from './dom.js';
+import { anyHeldRows } from './ruletree.js';
+import { parseRoute, routeHash } from './router.js';
 
 export function showJson(v) {
   if (v === undefined) return '';
@@ -51,6 +53,7 @@ export function renderRuns(view, app) {
   let next = null;
   let shown = 0;
   const list = h('div', { class: 'runs', id: 'runs-list' });
+  const rulesById = {};  // to word a run's any_held branches (when the rule is at that revision)
 
   function query(cursor) {
     const q = new URLSearchParams({ limit: '20' });
@@ -95,7 +98,7 @@ export function renderRuns(view, app) {
         clear(list);
         shown = 0;
       }
-      for (const run of items) list.append(runCard(run));
+      for (const run of items) list.append(runCard(run, rulesById));
       shown += items.length;
       next = page.next;
       more.hidden = !next;
@@ -114,6 +117,8 @@ export function renderRuns(view, app) {
     f.rule = ruleSel.value;
     f.outcome = outcome.value;
     app.lastTicket = f.ticket;
+    // The filters are part of the view's URL (a reload or a shared link shows the same runs).
+    if (!view.hidden && parseRoute(location.hash).view === 'runs') history.replaceState(null, '', routeHash('runs', null, f));
     clear(out).append(h('p', null, 'Loading…'));
     load(null);
   });
@@ -122,15 +127,18 @@ export function renderRuns(view, app) {
     h('p', { class: 'lead' }, 'Every processed event leaves a run: which rules matched, which did not and on what, what scripts returned, logged and fetched, and what changed. Newest first; filter by ticket, by a rule that fired, or by outcome.'),
     form, out, more);
   listAll('/v1/rules').then((rules) => {
-    for (const r of rules) ruleSel.append(h('option', { value: r.id, selected: f.rule === r.id }, r.name));
+    for (const r of rules) {
+      rulesById[r.id] = r;
+      ruleSel.append(h('option', { value: r.id, selected: f.rule === r.id }, r.name));
+    }
   }).catch(() => {}).finally(() => form.requestSubmit());
 }
 
-function runCard(run) {
+function runCard(run, rulesById = {}) {
   return h('article', { class: 'card run', dataset: { runId: run.id || '' } },
     h('h2', null, fmtTime(run.at), ' · ticket ', h('code', null, run.ticket_id || '?'), ' · event ', h('code', null, run.event_id || '?'), run.event_type ? ` (${run.event_type})` : ''),
     run.error ? h('p', { class: 'error-text' }, 'Error: ', showJson(run.error)) : null,
-    h('h3', null, 'Rules'), rulesTable(run.rules || []),
+    h('h3', null, 'Rules'), rulesTable(run.rules || [], rulesById),
     (run.scripts || []).length ? [h('h3', null, 'Scripts'), run.scripts.map(scriptBlock)] : null,
     h('div', { class: 'two' },
       h('div', null, h('h3', null, 'Changes'), renderChanges(run.changes)),
@@ -139,7 +147,7 @@ function runCard(run) {
     run.timings ? h('p', { class: 'hint' }, `Took ${run.timings.total_ms ?? '?'} ms`, ` · run ${run.id}`) : null);
 }
 
-function rulesTable(rules) {
+function rulesTable(rules, rulesById) {
   if (!rules.length) return h('p', { class: 'hint' }, 'No rule listens to this event type.');
   return h('table', { class: 'conds' },
     h('thead', null, h('tr', null, ['Rule', 'Matched', 'First failing condition', 'Value seen'].map((t) => h('th', { scope: 'col' }, t)))),
@@ -148,8 +156,21 @@ function rulesTable(rules) {
       h('td', { class: 'verdict' }, r.matched ? '✓ matched' : '✗ no'),
       h('td', null, r.failed ? [h('code', null, r.failed.path || ''), ' ', r.failed.op === 'any' ? 'none of the “any” group held'
         : `${r.failed.field ?? ''} ${r.failed.op ?? ''} ${showJson(r.failed.value)}`] : '',
-        (r.errors || []).length ? h('div', { class: 'error-text' }, r.errors.join('; ')) : null),
+        (r.errors || []).length ? h('div', { class: 'error-text' }, r.errors.join('; ')) : null,
+        anyHeld(r, rulesById[r.id])),
       h('td', null, r.failed && r.failed.op !== 'any' ? showJson(r.failed.seen) : '')))));
+}
+
+/** Which branch held in each `any` group of the rule (the run record's any_held), worded from the
+ *  rule's conditions when the rule is still at the revision that ran, else by path alone. */
+function anyHeld(entry, rule) {
+  const same = rule && (entry.revision === undefined || rule.revision === entry.revision);
+  const rows = anyHeldRows(entry.any_held, same ? rule : null);
+  if (!rows.length) return null;
+  return h('ul', { class: 'any-held' }, rows.map((row) => h('li', { dataset: { group: row.group, branch: row.branch } },
+    'Any-group ', h('code', null, row.group), ' held by ',
+    row.ordinal ? `branch ${row.ordinal}${row.of ? ` of ${row.of}` : ''}` : 'branch', ' (', h('code', null, row.branch), ')',
+    row.text ? [': ', h('strong', null, row.text)] : null)));
 }
 
 function scriptBlock(s) {
