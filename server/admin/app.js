@@ -4,7 +4,10 @@ import { api, ApiError, listAll, session, enc } from './api.js';
 import { h, clear, $, $$, announce, fmtTime, showErrors, clearErrors } from './dom.js';
 import { loadVocab, summarizeConditions, summarizeActions, TRIGGER_LABELS } from './vocab.js';
 import { openEditor } from './editor.js';
-import { renderRuns, renderGroups, renderScripts } from './panels.js';
+import { renderRuns, renderGroups } from './panels.js';
+import { renderScripts } from './scripts_view.js';
+import { renderWebhooks } from './webhooks_view.js';
+import { renderSettings } from './settings_view.js';
 import { wireReorder } from './order.js';
 import { renderSla } from './sla.js';
 
@@ -70,7 +73,8 @@ function signOut() {
 // The views a tab can show: name -> render(view element, app). A tab button with
 // data-tab="<name>" and a <section id="view-<name>" class="view"> in index.html complete a view;
 // other modules add theirs with registerView (issue 18: one place to register a view).
-export const VIEWS = { rules: (view) => renderRules(view), runs: renderRuns, groups: renderGroups, scripts: renderScripts, sla: renderSla };
+export const VIEWS = { rules: (view) => renderRules(view), runs: renderRuns, groups: renderGroups, scripts: renderScripts, sla: renderSla,
+  webhooks: renderWebhooks, settings: renderSettings };
 
 export function registerView(name, render) { VIEWS[name] = render; }
 
