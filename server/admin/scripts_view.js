@@ -43,6 +43,7 @@ export async function renderScripts(view, app) {
         const open = btn.getAttribute('aria-expanded') === 'true';
         btn.setAttribute('aria-expanded', String(!open));
         btn.textContent = open ? 'Open' : 'Close';
+        btn.setAttribute('aria-label', `${open ? 'Open' : 'Close'} ${s.name}`);
         if (open) { clear(detail); return; }
         await showScript(s, detail, app, rules, () => redraw(s.name));
       });
