@@ -9,7 +9,7 @@ import { renderScripts } from './scripts_view.js';
 import { renderWebhooks } from './webhooks_view.js';
 import { renderSettings } from './settings_view.js';
 import { wireReorder } from './order.js';
-import { renderSla } from './sla.js';
+import { renderSla } from './sla_view.js';
 
 const RANK = { viewer: 1, manager: 2, developer: 3, admin: 4 };
 
