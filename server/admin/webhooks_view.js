@@ -79,7 +79,7 @@ function deliveryRow(d, refresh, withResend) {
   const last = d.last_error || (d.last_status != null ? `HTTP ${d.last_status}` : '—');
   return h('tr', { dataset: { delivery: d.id, state: d.state } },
     h('td', null, h('code', null, d.id)),
-    h('td', null, d.kind || ''),
+    h('td', null, d.kind || '', d.kind === 'effect' && d.url ? h('div', { class: 'hint' }, `${d.method || 'POST'} `, h('code', null, d.url)) : null),
     h('td', null, h('span', { class: `state state-${d.state}` }, d.state)),
     h('td', { class: 'c-n' }, String(d.attempts ?? 0)),
     h('td', null, when(d.created_at)),
