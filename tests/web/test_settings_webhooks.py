@@ -160,6 +160,32 @@ def test_an_admin_sets_the_endpoint_and_replays_a_dead_letter(page, deskflow, rx
     expect(page.locator("#webhook-current")).to_contain_text("No webhook is set")
 
 
+def test_the_delivery_log_pages_by_twenty(page, deskflow, rx):
+    with deskflow.client(deskflow.admin_key) as c:
+        assert c.put("/v1/allowlist", json={"hosts": [rx.url]}).status_code == 200
+        assert c.put("/v1/webhook", json={"url": f"{rx.url}/hook", "secret": SECRET}).status_code == 200
+        for i in range(22):
+            deskflow.send(_event(f"page-{i}"))
+        rx.wait_for(22)
+        deadline = time.monotonic() + 20
+        while len(c.get("/v1/webhook/deliveries?state=delivered&limit=500").json()["items"]) < 22:
+            assert time.monotonic() < deadline, "22 deliveries not recorded as delivered"
+            time.sleep(0.05)
+        total = len(c.get("/v1/webhook/deliveries?state=delivered&limit=500").json()["items"])
+    _open(page, deskflow.admin_key)
+    page.locator("#delivery-state").select_option("delivered")
+    rows = page.locator("#delivery-table tbody tr")
+    expect(rows).to_have_count(20)
+    more = page.get_by_role("button", name="Older deliveries")
+    for shown in range(40, total + 20, 20):
+        more.click()
+        expect(rows).to_have_count(min(shown, total))
+    expect(more).to_be_hidden()
+    ids = rows.evaluate_all("rs => rs.map((r) => r.dataset.delivery)")
+    assert len(set(ids)) == total          # no page repeats another's rows
+    expect(page.locator('#delivery-table td .state-delivered')).to_have_count(total)
+
+
 @pytest.mark.parametrize("who", ["manager", "viewer"])
 def test_below_admin_the_view_says_who_may_and_offers_no_form(page, deskflow, who):
     _open(page, getattr(deskflow, f"{who}_key"))
