@@ -15,9 +15,12 @@ import { api, ApiError, listAll, session, enc } from './api.js';
 import { h, clear, $, $$, announce, fmtTime, showErrors, clearErrors } from './dom.js';
 import { loadVocab, summarizeConditions, summarizeActions, TRIGGER_LABELS } from './vocab.js';
 import { openEditor } from './editor.js';
-import { renderRuns, renderGroups, renderScripts } from './panels.js';
+import { renderRuns, renderGroups } from './panels.js';
+import { renderScripts } from './scripts_view.js';
+import { renderWebhooks } from './webhooks_view.js';
+import { renderSettings } from './settings_view.js';
 import { wireReorder } from './order.js';
-import { renderSla } from './sla.js';
+import { renderSla } from './sla_view.js';
 import { VIEWS, registerView, whenRegistered, parseRoute, routeHash } from './router.js';
 
 const RANK = { viewer: 1, manager: 2, developer: 3, admin: 4 };
@@ -86,6 +89,8 @@ registerView('runs', renderRuns, { label: 'Runs' });
 registerView('groups', renderGroups, { label: 'Contact groups' });
 registerView('sla', renderSla, { label: 'SLA policies' });
 registerView('scripts', renderScripts, { label: 'Scripts' });
+registerView('webhooks', renderWebhooks, { label: 'Webhook' });
+registerView('settings', renderSettings, { label: 'Allow-list & secrets' });
 export { VIEWS, registerView };
 
 let shown = '';  // the hash of what is on screen (a refused "back" puts it back)

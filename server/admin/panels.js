@@ -1,5 +1,5 @@
-// Recent runs (filtered by ticket, rule and outcome), contact groups, read-only scripts, and the shared renderers of changes and
-// effects (also used by the editor's test panel).
+// Recent runs (filtered by ticket, rule and outcome), contact groups, and the shared renderers of
+// changes, effects and a script's output (also used by the editor's test panel and scripts_view.js).
 import { api, listAll, enc } from './api.js';
 import { h, clear, $, field, announce, fmtTime, showErrors, clearErrors } from './dom.js';
 import { anyHeldRows } from './ruletree.js';
@@ -173,7 +173,7 @@ function anyHeld(entry, rule) {
     row.text ? [': ', h('strong', null, row.text)] : null)));
 }
 
-function scriptBlock(s) {
+export function scriptBlock(s) {
   return h('div', { class: 'script-run' },
     h('p', null, h('strong', null, s.name), s.version ? ` v${s.version}` : '', s.duration_ms != null ? ` · ${s.duration_ms} ms` : '',
       s.error ? h('span', { class: 'error-text' }, ` · ${s.error.code}: ${s.error.message}`) : ''),
@@ -274,58 +274,4 @@ function createGroupForm(app, after) {
     }
   });
   return form;
-}
-
-// ------------------------------------------------------------------ scripts (read-only)
-
-export async function renderScripts(view) {
-  clear(view);
-  const out = h('div', { id: 'scripts-out' }, h('p', null, 'Loading…'));
-  view.append(h('div', { class: 'view-head' }, h('h1', { id: 'scripts-h' }, 'Scripts')),
-    h('p', { class: 'lead' }, 'Scripts are uploaded and versioned by developers over the API (POST /v1/scripts); here you can read them.'),
-    out);
-  let scripts;
-  try {
-    scripts = await listAll('/v1/scripts');
-  } catch (err) {
-    clear(out).append(h('p', { class: 'note', id: 'scripts-note' }, err.status === 404
-      ? 'This service does not offer scripts yet (GET /v1/scripts is not there). Rules work without them.'
-      : `Could not load scripts: ${err.message}`));
-    return;
-  }
-  clear(out);
-  if (!scripts.length) { out.append(h('p', { class: 'note', id: 'scripts-note' }, 'No scripts yet.')); return; }
-  out.append(h('ul', { class: 'script-list' }, scripts.map((s) => {
-    const detail = h('div', { class: 'script-detail' });
-    const btn = h('button', { type: 'button', class: 'quiet', 'aria-expanded': 'false' }, 'Show versions');
-    btn.addEventListener('click', async () => {
-      if (btn.getAttribute('aria-expanded') === 'true') { clear(detail); btn.setAttribute('aria-expanded', 'false'); btn.textContent = 'Show versions'; return; }
-      btn.setAttribute('aria-expanded', 'true');
-      btn.textContent = 'Hide versions';
-      await showScript(s, detail);
-    });
-    return h('li', { class: 'card' },
-      h('h2', null, s.name, ' ', h('span', { class: 'chip' }, `v${s.latest ?? s.version ?? '?'}`)),
-      s.updated_at || s.created_at ? h('p', { class: 'hint' }, `Updated ${fmtTime(s.updated_at || s.created_at)}`) : null,
-      btn, detail);
-  })));
-}
-
-async function showScript(s, detail) {
-  clear(detail).append(h('p', null, 'Loading…'));
-  let full = s;
-  try { full = await api('GET', `/v1/scripts/${enc(s.name)}`); } catch { /* the list entry will do */ }
-  const raw = full.versions || [];
-  const versions = raw.map((v) => (typeof v === 'object' ? v.version : v)).filter((v) => v != null);
-  const latest = full.version ?? full.latest ?? s.latest;
-  if (!versions.length && latest) for (let i = latest; i >= 1; i -= 1) versions.push(i);
-  const pre = h('pre', { class: 'code', tabindex: '0' }, full.source || '');
-  const sel = h('select', { onchange: async () => {
-    try {
-      const v = await api('GET', `/v1/scripts/${enc(s.name)}/versions/${enc(sel.value)}`);
-      pre.textContent = v.source || JSON.stringify(v, null, 2);
-    } catch (err) { pre.textContent = `Could not load: ${err.message}`; }
-  } }, versions.map((v) => h('option', { value: String(v), selected: v === latest }, `version ${v}`)));
-  clear(detail).append(versions.length ? field('Version', sel) : null, pre);
-  if (!full.source && versions.length) sel.dispatchEvent(new Event('change'));
 }
