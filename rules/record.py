@@ -292,7 +292,8 @@ _PLACE: Chunk = (b"", b"", -1)   # a slow-way entry's place, filled in after
 _GET: Any = dict.get
 # the `first` codes whose bytes one rule keeps (a code names the failing step and the branch of
 # each `any` group before it: a rule of many groups could see many; the rest are made per use)
-CHUNKS_PER_RULE = 64
+# (~300 bytes each: at 10,000 rules, 8 codes a rule is ~24 MB a rule set, the most kept)
+CHUNKS_PER_RULE = 8
 
 
 def _chunk(plan: RecordPlan, i: int, code: int, revisions: dict[str, Any] | None) -> Chunk:
