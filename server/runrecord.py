@@ -6,6 +6,9 @@ actions turned each event into 300 deliveries. So a pass keeps at most MAX_EFFEC
 effects (the rest are suppressed, each with its reason in the run record's `suppressed`), and a
 run record above MAX_RUN_RECORD_BYTES is trimmed, largest-and-least-needed parts first, with a
 note saying what went. The explain (`rules`), `matched`, ids and error are never trimmed.
+
+The record's `rules` the worker builds are a StoredRules: the entries already as JSON
+(rules/record.py `encoded`), written as they are, read as dicts.
 """
 
 from __future__ import annotations
