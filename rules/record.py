@@ -215,14 +215,9 @@ def entries(ev: Evaluation) -> list[dict[str, Any]]:
     walk = _Walk(ev, bucket)
     plan: RecordPlan = bucket.record
     ks, vpos, bpos, n = walk.ks, walk.vpos, walk.bpos, walk.n
-    timeline, event = ev._timeline, ev._first.event
     heads, specs, groups = plan.heads, plan.steps, plan.groups
-    fields, tags_n = plan.fields, plan.tags
-    nf = len(fields)
-    at_key = [-1] * nf            # per field: the version key its cached copy is for
-    at_raw: list[Any] = [_MISS] * nf
-    at_copy: list[Any] = [None] * nf
-    at_len: list[Any] = [None] * nf
+    tags_n = plan.tags
+    versions = _Versions(plan, ev, json_copy)
     out: list[dict[str, Any]] = []
     append = out.append
     for i in range(n):
@@ -238,22 +233,7 @@ def entries(ev: Evaluation) -> list[dict[str, Any]]:
             continue
         kind, path, fname, op, value, fn, _node = specs[i][k]
         if kind <= COPY_VALUE:
-            key = vpos[i] if fn == tags_n else bpos[i]
-            if at_key[fn] == key:
-                seen = at_copy[fn]
-            else:
-                # the field at this version: the same object as the cached one's (and, for the
-                # tags list a pass appends to, the same length) shares its copy
-                _, ticket, vars, length = timeline[key]
-                raw = fields[fn].read(ticket, event, vars)
-                if length is not None and fn == tags_n and raw is ticket.get("tags"):
-                    if raw is not at_raw[fn] or length != at_len[fn]:
-                        at_copy[fn] = json_copy(cast(list[Any], raw)[:length])
-                elif raw is not at_raw[fn] or at_len[fn] is not None:
-                    at_copy[fn] = json_copy(raw)
-                    length = None
-                at_key[fn], at_raw[fn], at_len[fn] = key, raw, length
-                seen = at_copy[fn]
+            seen = versions.get(fn, vpos[i] if fn == tags_n else bpos[i])
             failed = {"path": path, "field": fname, "op": op,
                       "value": value if kind == PLAIN else value[:] if kind == COPY_LIST else json_copy(value),
                       "seen": seen}
@@ -450,32 +430,40 @@ def _general(ev: Evaluation, walk: _Walk, fns: tuple[int, ...]) -> list[bytes]:
     ticket version of the rule's turn and serialized once per version (a field whose object did
     not change shares its bytes)."""
     plan, vpos, bpos = walk.plan, walk.vpos, walk.bpos
-    timeline, event = ev._timeline, ev._first.event
-    fields, tags_n = plan.fields, plan.tags
-    nf = len(fields)
-    at_key = [-1] * nf            # per field: the version key its cached bytes are for
-    at_raw: list[Any] = [_MISS] * nf
-    at_bytes: list[bytes] = [b""] * nf
-    at_len: list[Any] = [None] * nf
-    out: list[bytes] = []
-    append = out.append
-    for i, fn in enumerate(fns):
-        if fn < 0:
-            append(b"")
-            continue
-        key = vpos[i] if fn == tags_n else bpos[i]
-        if at_key[fn] != key:
-            _, ticket, vars, length = timeline[key]
-            raw = fields[fn].read(ticket, event, vars)
-            if length is not None and fn == tags_n and raw is ticket.get("tags"):
-                if raw is not at_raw[fn] or length != at_len[fn]:
-                    at_bytes[fn] = _json(cast(list[Any], raw)[:length])
-            elif raw is not at_raw[fn] or at_len[fn] is not None:
-                at_bytes[fn] = _json(raw)
+    tags_n = plan.tags
+    versions = _Versions(plan, ev, _json)
+    return [b"" if fn < 0 else versions.get(fn, vpos[i] if fn == tags_n else bpos[i])
+            for i, fn in enumerate(fns)]
+
+
+class _Versions:
+    """Each field's value at a ticket version (timeline key), converted (a copy, or its JSON)
+    once per version: the same object as the cached one's (and, for the tags list a pass
+    appends to, the same length) shares its conversion."""
+
+    __slots__ = ("fields", "tags", "timeline", "event", "convert", "key", "raw", "out", "length")
+
+    def __init__(self, plan: RecordPlan, ev: Evaluation, convert: Any) -> None:
+        nf = len(plan.fields)
+        self.fields, self.tags, self.convert = plan.fields, plan.tags, convert
+        self.timeline, self.event = ev._timeline, ev._first.event
+        self.key = [-1] * nf
+        self.raw: list[Any] = [_MISS] * nf
+        self.out: list[Any] = [None] * nf
+        self.length: list[Any] = [None] * nf
+
+    def get(self, fn: int, key: int) -> Any:
+        if self.key[fn] != key:
+            _, ticket, vars, length = self.timeline[key]
+            raw = self.fields[fn].read(ticket, self.event, vars)
+            if length is not None and fn == self.tags and raw is ticket.get("tags"):
+                if raw is not self.raw[fn] or length != self.length[fn]:
+                    self.out[fn] = self.convert(cast(list[Any], raw)[:length])
+            elif raw is not self.raw[fn] or self.length[fn] is not None:
+                self.out[fn] = self.convert(raw)
                 length = None
-            at_key[fn], at_raw[fn], at_len[fn] = key, raw, length
-        append(at_bytes[fn])
-    return out
+            self.key[fn], self.raw[fn], self.length[fn] = key, raw, length
+        return self.out[fn]
 
 
 def _state(ev: Evaluation, states: dict[int, State], step: int) -> State:
