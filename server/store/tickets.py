@@ -32,6 +32,7 @@ import orjson
 from redis.exceptions import WatchError
 
 from server.automation import Outcome, Snapshot
+from server.runrecord import rule_errors
 from server.store import keys as K
 from server.store.encoding import dumps as _dumps
 from server.store.replies import scored
@@ -246,10 +247,9 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
         ("LPUSH", K.workspace_runs(workspace), run_id),
         ("LTRIM", K.workspace_runs(workspace), 0, s.runs_per_workspace - 1),
     ]
-    for item in run.get("rules") or []:   # usage.last_error: only rules that erred
-        if item.get("errors") and item.get("id") is not None:
-            out.append(("HSET", K.rule_stats(workspace, item["id"]), "error", _dumps(
-                {"at": run["at"], "message": str(item["errors"][-1])[:500]})))
+    for rid, errors in rule_errors(run.get("rules")):   # usage.last_error: only rules that erred
+        out.append(("HSET", K.rule_stats(workspace, rid), "error", _dumps(
+            {"at": run["at"], "message": str(errors[-1])[:500]})))
     if snapshot.previous is None and seq is not None:
         out.append(("ZADD", K.tickets(workspace), "NX", seq, ticket_id))
     if new_contact is not None:
