@@ -12,9 +12,10 @@ a tag. Per cell, in one process pinned to one CPU, engines timed in interleaved 
 - deskflow `evaluate`: `ruleset.evaluate(event, ticket, None, NOW)`, actions applied, then
   `.matched`, `.changes` and `.ticket` read;
 - deskflow `evaluate + run record`: the same plus what the worker stores for the event
-  (server/automation.py: one `{id, name, matched, failed[, errors]}` entry per rule, built by
-  server/runrecord.py's `rule_entries` and copied with its revision, matched, changes, ticket,
-  effects, and the record's size check, `bound_record`, which serializes it);
+  (server/automation.py: one `{id, name, matched, failed[, errors][, any_held], revision}`
+  entry per rule, built as JSON by server/runrecord.py's `stored_rules`, with matched, changes,
+  ticket, effects, the record's size check, `bound_record`, which serializes it, and the
+  serialization the commit stores);
 - zen-engine in its fastest set-up (bench/_firespeers.py), conditions only;
 - generated Python (bench/_firespeers.py): every rule's conditions inline, conditions only.
 
@@ -37,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
@@ -44,7 +47,7 @@ sys.path.insert(0, str(HERE))
 from _firesgen import EVENT_TYPES, Event, leaves, make_events, make_rules  # noqa: E402
 from _firespeers import floor_matcher, zen_matcher  # noqa: E402
 
-from server.runrecord import bound_record, rule_entries  # noqa: E402 -- pure: what the worker stores
+from server.runrecord import bound_record, stored_rules  # noqa: E402 -- pure: what the worker stores
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
 SECTION = "## Rules engine, many rules firing (bench/fires_bench.py)"
@@ -59,15 +62,18 @@ def deskflow_evaluate(ruleset: Any) -> Fn:
     return run
 
 
-def deskflow_record(ruleset: Any) -> Fn:
+def deskflow_record(ruleset: Any, revisions: dict[str, int]) -> Fn:
     def run(event: dict[str, Any], ticket: dict[str, Any]) -> list[str]:
         ev = ruleset.evaluate(event, ticket, None, NOW)
-        # as server/automation.py's automate and process: the entries, each copied with its
-        # rule's revision, and the record's size checked (bound_record serializes it)
-        rules = [dict(e, revision=None) for e in rule_entries(ev)]
+        # as server/automation.py's automate and process: the entries with their rules'
+        # revisions (the worker's map comes with the rule set from its cache: one object), the
+        # record, its size checked (bound_record serializes it) and the bytes the commit stores
+        rules = stored_rules(ev, revisions)
         record = {"matched": list(ev.matched), "rules": rules,
                   "changes": dict(ev.changes), "ticket": ev.ticket, "effects": list(ev.effects)}
-        return bound_record(record)["matched"]  # type: ignore[no-any-return]
+        bounded = bound_record(record)
+        orjson.dumps(bounded)
+        return bounded["matched"]  # type: ignore[no-any-return]
     return run
 
 
@@ -155,7 +161,8 @@ def run_cell(n: int, regexes: bool, events: list[Event], seed: int, rounds: int,
     ruleset = compile_rules(rules)
     t_ds = time.perf_counter() - t0
     builds["deskflow evaluate"] = (deskflow_evaluate(ruleset), t_ds)
-    builds["deskflow evaluate + run record"] = (deskflow_record(ruleset), t_ds)
+    revisions = {str(r["id"]): 1 for r in rules if r.get("id") is not None}
+    builds["deskflow evaluate + run record"] = (deskflow_record(ruleset, revisions), t_ds)
     t0 = time.perf_counter()
     builds["zen-engine"] = (zen_matcher(rules, EVENT_TYPES), time.perf_counter() - t0)
     t0 = time.perf_counter()
@@ -248,7 +255,9 @@ def report(cells: list[Cell], argv: list[str], elapsed: float, pinned: str, n_ev
         "(each engine runs every event once per round, or for a time slice when slow: its n is "
         "then smaller, and `× deskflow` compares on the events it ran). deskflow evaluate = "
         "`evaluate` with actions applied and `.matched`/`.changes`/`.ticket` read; + run record = "
-        "also the worker's per-rule explain entries. zen-engine and the floor match conditions only.",
+        "also what the worker stores: its per-rule explain entries with revisions (runrecord."
+        "stored_rules), the record's size check (bound_record) and its serialization. zen-engine "
+        "and the floor match conditions only.",
         "",
     ] + table(cells) + ["", "Goals (issue 15):", ""] + goals(cells) + [
         "", "Agreement:", ""] + [f"- {c.n_rules:,} rules, regexes {'yes' if c.regexes else 'no'} "

@@ -8,6 +8,7 @@ See docs/rules-engine.md for the surface and the semantics API.md leaves open.
 """
 from __future__ import annotations
 
+from .actions import apply_updates
 from .actors import ACTORS, actor_of
 from .calendar import Calendar
 from .compile import TRIGGERS, validate_rule
@@ -16,7 +17,7 @@ from .errors import RuleError, UpdateError
 from .evaluation import Evaluation
 from .ruleset import RuleSet, compile_rules, dry_run
 from .templates import render
-from .updates import apply_updates, diff
+from .updates import diff
 
 __all__ = [
     "ACTORS", "Calendar", "TRIGGERS", "actor_of", "Evaluation", "RuleError", "RuleSet", "UpdateError", "apply_updates", "compile_rules",

@@ -22,7 +22,7 @@ from .durations import duration_seconds
 
 if TYPE_CHECKING:
     from .fields import Field
-    from .ops import State
+    from .state import State
 
 BUSINESS_OPS = frozenset({"older_than_business", "newer_than_business"})
 

@@ -12,7 +12,7 @@ from .record import any_held
 from .updates import diff
 
 if TYPE_CHECKING:
-    from .ruleset import _Bucket
+    from .pass_view import Bucket as _Bucket
 
 _CHANGE_OPS = frozenset({"changed", "changed_from", "changed_to"})
 

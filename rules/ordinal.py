@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .fields import ORDINAL, Field
 
 if TYPE_CHECKING:
-    from .ops import Predicate
+    from .state import Predicate
 
 ORDINAL_OPS = frozenset({"gt", "gte", "lt", "lte"})
 _TESTS: dict[str, Callable[[int, int], bool]] = {

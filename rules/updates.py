@@ -1,8 +1,11 @@
-"""Changing a ticket and describing the change: one vocabulary for rule actions and script returns.
+"""Changing a ticket and describing the change; a script's return read as rule actions.
 
 Tickets are plain dicts that are never changed in place: `copy_ticket` makes the shallow copy a
 rule's actions write to, and every helper here replaces a nested list or dict rather than editing it.
-`diff` produces API.md's `changes` shape.
+`diff` produces API.md's `changes` shape. A script's returned updates (`UPDATE_KEYS`) are a
+shorthand for rule actions: `update_actions` checks them and says which actions they stand for,
+and rules/actions.py (`apply_updates`) applies those with the actions' own code. This module
+imports nothing of actions.py, which builds on it.
 """
 from __future__ import annotations
 
@@ -139,17 +142,14 @@ def _strings(key: str, value: Any) -> list[str]:
     return value
 
 
-def apply_updates(ticket: dict[str, Any], updates: Any, *, event: dict[str, Any] | None = None,
-                  vars: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Apply a script's return value to a copy of `ticket`; returns (new ticket, effects).
+def update_actions(updates: Any) -> list[dict[str, Any]]:
+    """The rule actions a script's return stands for, its own `actions` list aside.
 
-    Checks everything before changing anything: an UpdateError means nothing was applied.
-    `event` and `vars` are what templates in returned `actions` (send_message, notify) render from.
+    Checks every key's value first, in a fixed order, so the first problem is always the same
+    one; raises UpdateError. `rules.actions.apply_updates` applies what comes back, then the
+    returned `actions`, with the rule actions' own code. An empty tag or group list stands for no
+    action.
     """
-    from .actions import compile_action_list  # actions build on this module
-
-    if updates is None:
-        return ticket, []
     if type(updates) is not dict:
         raise UpdateError("", f"a script must return None or a dict of updates, not {type(updates).__name__}")
     unknown = [k for k in updates if k not in UPDATE_KEYS]
@@ -177,39 +177,22 @@ def apply_updates(ticket: dict[str, Any], updates: Any, *, event: dict[str, Any]
             snooze = {"type": "snooze", "until": s}
         else:
             raise UpdateError("snooze", "must be a duration like '2h' or an RFC 3339 timestamp")
-    actions = None
-    if "actions" in updates:
-        problems, actions = compile_action_list(updates["actions"], "actions", for_script=True)
-        if problems:
-            raise UpdateError(problems[0][0], problems[0][1])
 
-    out = copy_ticket(ticket)
-    for key in SCALAR_FIELDS:
-        if key in updates:
-            out[key] = updates[key]
-    for key, value in (updates.get("custom") or {}).items():
-        set_field(out, f"custom.{key}", value)
-    if "add_tags" in lists:
-        add_tags(out, lists["add_tags"])
-    if "remove_tags" in lists:
-        remove_tags(out, lists["remove_tags"])
-    if "add_groups" in lists:
-        change_groups(out, lists["add_groups"], add=True)
-    if "remove_groups" in lists:
-        change_groups(out, lists["remove_groups"], add=False)
-    effects: list[dict[str, Any]] = []
+    # The order they apply in: fields, custom keys, tags, groups, then the effects.
+    out: list[dict[str, Any]] = [{"type": "set", "field": key, "value": updates[key]}
+                                 for key in SCALAR_FIELDS if key in updates]
+    out += [{"type": "set", "field": f"custom.{key}", "value": value}
+            for key, value in (updates.get("custom") or {}).items()]
+    for key in ("add_tags", "remove_tags"):
+        if lists.get(key):
+            out.append({"type": key, "tags": lists[key]})
+    for key, kind in (("add_groups", "add_to_group"), ("remove_groups", "remove_from_group")):
+        out += [{"type": kind, "group": group} for group in lists.get(key, ())]
     if "sla_policy" in updates:
-        effects.append({"type": "apply_sla", "policy": updates["sla_policy"]})
+        out.append({"type": "apply_sla", "policy": updates["sla_policy"]})
     if snooze:
-        effects.append(snooze)
-    if actions:
-        from .actions import Firing
-        firing = Firing(out, event or {}, vars or {}, None)
-        for action in actions:
-            action.apply(firing)
-        out = firing.ticket
-        effects.extend(firing.effects)
-    return out, effects
+        out.append(snooze)
+    return out
 
 
-__all__ = ["apply_updates", "diff", "copy_ticket", "is_empty", "UPDATE_KEYS"]
+__all__ = ["update_actions", "diff", "copy_ticket", "is_empty", "UPDATE_KEYS"]

@@ -390,7 +390,7 @@ def _check_updates(updates: Any, ticket: Any) -> str | None:
     if _apply_updates and type(ticket) is dict:
         apply, update_error = _apply_updates
         try:
-            apply(ticket, updates)          # works on its own copy (rules/updates.py)
+            apply(ticket, updates)          # works on its own copy (rules/actions.py)
         except update_error as exc:
             return str(exc)
         except Exception:  # noqa: BLE001 - the engine's own bug is not the script's; the server re-applies

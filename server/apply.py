@@ -33,7 +33,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from rules.sla import SlaPolicy, policy_calendars
-from server import automation, timekeeping
+from server import automation, runrecord, timekeeping
 from server.guards import GuardLimits
 from server.logs import log_context
 from server.policy_cache import PolicyCache
@@ -89,10 +89,9 @@ class Applier:
         if not run:
             return
         hour = tickets.fire_hour(run["at"])
-        for item in run.get("rules") or []:
-            if item.get("id") is not None and not item.get("skipped"):
-                key = (workspace, str(item["id"]), hour)
-                self._checks[key] = self._checks.get(key, 0) + 1
+        for rid in runrecord.checked_rule_ids(run.get("rules")):
+            key = (workspace, rid, hour)
+            self._checks[key] = self._checks.get(key, 0) + 1
 
     def _add_usage(self, workspace: str, applied: tickets.Applied) -> None:
         run = applied.run

@@ -25,7 +25,7 @@ import orjson
 from rules import format_timestamp, parse_timestamp
 from server import guards as guard_rules
 from server.guards import DEFAULT_LIMITS, GuardLimits
-from server.runrecord import rule_entries
+from server.runrecord import rule_entries, stored_rules, with_revisions
 
 __all__ = ["Run", "RuleSetLike", "Snapshot", "Outcome", "process", "merge_event", "new_ticket",
            "automate", "contact_record", "cap_custom", "unique_ci", "parse_time", "format_time"]
@@ -253,9 +253,11 @@ def _suppress_pass(event: dict[str, Any], ticket: dict[str, Any], previous: dict
 def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None,
              ruleset: RuleSetLike | None, now: datetime,
              handlers: dict[str, Any] | None = None, exclude: list[str] | tuple[str, ...] = (),
-             guards: GuardLimits | None = None) -> Run:
+             guards: GuardLimits | None = None, revisions: dict[str, int] | None = None) -> Run:
     """Run the workspace's rules on the merged ticket, behind the loop and flood guards (`guards`:
-    the workspace's limits, default DEFAULT_LIMITS). Never raises for engine failures: a crash
+    the workspace's limits, default DEFAULT_LIMITS; `revisions`: rule id -> revision, given by
+    the worker, whose record stores the entries as built here, server/runrecord.stored_rules).
+    Never raises for engine failures: a crash
     in the engine becomes the run's `error` and the event's own data is still applied."""
     if ruleset is None:
         return Run(ticket=ticket, merged=ticket)
@@ -276,7 +278,8 @@ def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, 
     guarded = guard_rules.guard_effects(list(ev.effects), event, ticket, now, limits)
     state["sent"] = guarded.state["sent"]
     return Run(ticket=_with_guards(after, state), merged=ticket, matched=list(ev.matched),
-               rules=rule_entries(ev), changes=dict(ev.changes),
+               rules=rule_entries(ev) if revisions is None else stored_rules(ev, revisions),
+               changes=dict(ev.changes),
                effects=guarded.effects, vars=dict(getattr(ev, "vars", {}) or {}),
                notes=guarded.notes, suppressed=guarded.suppressed)
 
@@ -340,8 +343,9 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
     customers.count_message(merged, event)
     woken = customers.with_counts(timekeeping.wake_before_rules(event, merged, now),
                                   customers.counts(snapshot.contact_stats, previous, merged, now))
+    revisions = revisions or {}
     run = automate(event, woken, previous, ruleset, now, fns,
-                   timekeeping.fired_time_rules(merged), limits)
+                   timekeeping.fired_time_rules(merged), limits, revisions)
     if handlers is not None and not isinstance(handlers, dict):
         run.scripts, run.http_calls = list(handlers.scripts), list(handlers.http_calls)
     run.effects, over = runrecord.cap_effects(run.effects)
@@ -355,8 +359,7 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
     ticket["version"] = int((previous or {}).get("version", 0)) + 1
     run.ticket = ticket
     run.notes = [*run.notes, *plan.notes]
-    revisions = revisions or {}
-    rules = [dict(e, revision=revisions.get(str(e.get("id")))) for e in run.rules]
+    rules = with_revisions(run.rules, revisions)   # (stored_rules built them with their revisions)
     record = {
         "id": run_id, "event_id": event["id"], "ticket_id": event["ticket"]["id"],
         "event_type": event["type"], "at": format_time(now),

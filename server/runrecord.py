@@ -6,6 +6,9 @@ actions turned each event into 300 deliveries. So a pass keeps at most MAX_EFFEC
 effects (the rest are suppressed, each with its reason in the run record's `suppressed`), and a
 run record above MAX_RUN_RECORD_BYTES is trimmed, largest-and-least-needed parts first, with a
 note saying what went. The explain (`rules`), `matched`, ids and error are never trimmed.
+
+The record's `rules` the worker builds are a StoredRules: the entries already as JSON
+(rules/record.py `encoded`), written as they are, read as dicts.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_EFFECTS_PER_EVENT", "MAX_RUN_RECORD_BYTES", "cap_effects", "bound_record", "rule_entries"]
+__all__ = ["MAX_EFFECTS_PER_EVENT", "MAX_RUN_RECORD_BYTES", "cap_effects", "bound_record", "rule_entries",
+           "StoredRules", "stored_rules", "with_revisions", "checked_rule_ids", "rule_errors"]
 
 MAX_EFFECTS_PER_EVENT = 50
 MAX_RUN_RECORD_BYTES = 256 * 1024
@@ -37,6 +41,129 @@ def rule_entries(ev: Any) -> list[dict[str, Any]]:
     if build is not None:
         return build()  # type: ignore[no-any-return]
     return [_rule_entry(e) for e in ev.explain]
+
+
+class StoredRules(list):  # type: ignore[type-arg]
+    """The run record's `rules` as the worker builds them: already JSON (rules/record.py's
+    `encoded`, one entry per rule the event's type reaches, each with its rule's `revision`),
+    so storing the record writes them as they are (orjson writes the one orjson.Fragment this
+    list holds) instead of building a dict per rule and serializing each one. Read from Python
+    it is the list of entry dicts, decoded on first read; it cannot be changed.
+
+    Why: at 1,000 rules an event's record holds 125 entries, and the dicts plus the worker's
+    copies plus the serializer cost several times the rules pass itself (bench/RESULTS.md,
+    "Rules engine, many rules firing")."""
+
+    __slots__ = ("_body", "_n", "_items", "checked", "erred")
+
+    def __init__(self, body: bytes, n: int, checked: list[str], erred: list[tuple[Any, list[str]]]) -> None:
+        # (one Fragment of every entry, joined by commas: orjson writes the list's brackets)
+        super().__init__([orjson.Fragment(body)] if n else [])
+        self._body, self._n = body, n
+        self._items: list[dict[str, Any]] | None = None
+        self.checked = checked      # ids of the rules checked: usage counts
+        self.erred = erred          # (id, errors) of the rules whose actions erred
+
+    def items(self) -> list[dict[str, Any]]:
+        if self._items is None:
+            self._items = orjson.loads(b"[" + self._body + b"]")
+        return self._items
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Any:
+        return iter(self.items())
+
+    def __reversed__(self) -> Any:
+        return reversed(self.items())
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.items()[i]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.items()
+
+    def __eq__(self, other: object) -> bool:
+        return self.items() == (other.items() if isinstance(other, StoredRules) else other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(self.items())
+
+    def index(self, *args: Any) -> int:
+        return self.items().index(*args)
+
+    def count(self, item: Any) -> int:
+        return self.items().count(item)
+
+    def copy(self) -> list[dict[str, Any]]:
+        return orjson.loads(orjson.dumps(self.items()))  # type: ignore[no-any-return]
+
+    def __copy__(self) -> list[dict[str, Any]]:
+        return self.copy()
+
+    def __deepcopy__(self, memo: Any) -> list[dict[str, Any]]:
+        return self.copy()
+
+    def __reduce__(self) -> Any:
+        return (list, (self.copy(),))
+
+    def _read_only(self, *_: Any, **__: Any) -> Any:
+        raise TypeError("a run record's stored rules cannot be changed")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+
+def stored_rules(ev: Any, revisions: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run record's `rules` with each rule's `revision` (`revisions.get(str(id))`): from an
+    engine Evaluation, a StoredRules (built without a dict per rule); from anything else, the
+    entries of rule_entries, copied."""
+    if getattr(ev, "_bucket", _NONE) is _NONE or not hasattr(ev, "rule_entries"):
+        return with_revisions(rule_entries(ev), revisions)
+    from rules.record import encoded
+    bucket = ev._bucket
+    body, n = encoded(ev, revisions)
+    checked: list[str] = []
+    erred: list[tuple[Any, list[str]]] = []
+    if bucket is not None:
+        plan = bucket.record
+        # (an entry shows no `skipped`: a skipped rule counts as checked, as it always did)
+        checked = plan.ids if n == len(plan.heads) else [str(rid) for rid, _ in plan.heads[:n] if rid is not None]
+        erred = [(plan.heads[i][0], list(f.errors)) for i, f in ev._fired.items()
+                 if f.errors and plan.heads[i][0] is not None]
+    return StoredRules(body, n, checked, erred)
+
+
+_NONE = object()
+
+
+def with_revisions(rules: list[dict[str, Any]], revisions: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each entry with its rule's `revision` (a StoredRules has them already)."""
+    if isinstance(rules, StoredRules):
+        return rules
+    return [dict(e, revision=revisions.get(str(e.get("id")))) for e in rules]
+
+
+def checked_rule_ids(rules: Any) -> list[str]:
+    """Ids of the rules a record's `rules` shows checked (an entry without `skipped`)."""
+    if isinstance(rules, StoredRules):
+        return rules.checked
+    return [str(item["id"]) for item in rules or []
+            if item.get("id") is not None and not item.get("skipped")]
+
+
+def rule_errors(rules: Any) -> list[tuple[Any, list[str]]]:
+    """(id, errors) of the rules whose actions erred, as a record's `rules` shows them."""
+    if isinstance(rules, StoredRules):
+        return rules.erred
+    return [(item["id"], item["errors"]) for item in rules or []
+            if item.get("errors") and item.get("id") is not None]
 
 
 def cap_effects(effects: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -105,6 +232,7 @@ _TRIMS = ((_trim_ticket, ("ticket",)), (_trim_script_logs, ("scripts",)),
           (_trim_http, ("http_calls", "scripts")), (_trim_field("vars"), ("vars",)),
           (_trim_script_updates, ("scripts",)), (_trim_field("suppressed"), ("suppressed",)),
           (_trim_field("changes"), ("changes",)), (_trim_field("effects"), ("effects",)))
+_TRIMMED = tuple(dict.fromkeys(k for _, keys in _TRIMS for k in keys))
 
 
 def bound_record(record: dict[str, Any], limit: int = MAX_RUN_RECORD_BYTES) -> dict[str, Any]:
@@ -113,11 +241,16 @@ def bound_record(record: dict[str, Any], limit: int = MAX_RUN_RECORD_BYTES) -> d
 
     The record is serialized once; each trim then re-measures only the parts it touched, so a
     record whose explain alone is over the limit (10,000 rules: ~350 KB of `rules`, which is
-    never trimmed) costs one pass over the trims, not one whole-record serialization per trim."""
+    never trimmed) costs one pass over the trims, not one whole-record serialization per trim.
+    Only the parts a trim may change are copied (`rules`, never trimmed, is shared, as are the
+    ids, `matched` and the notes)."""
     raw = orjson.dumps(record)
     if len(raw) <= limit:
         return record
-    out: dict[str, Any] = orjson.loads(raw)
+    out: dict[str, Any] = dict(record)
+    for key in _TRIMMED:
+        if key in out:
+            out[key] = orjson.loads(orjson.dumps(out[key]))
     total = len(raw)
     trimmed: list[str] = []
     for trim, keys in _TRIMS:

@@ -15,7 +15,8 @@
 
 import { api, enc } from './api.js';
 import { h, clear, uid } from './dom.js';
-import { registerView, HOOKS } from './app.js';
+import { HOOKS } from './app.js';
+import { registerView } from './router.js';
 import { barLayout, ticks, sparkPath, labelEvery, dayLabel, hourLabel, summarize, scale } from './charts.js';
 
 // The SVG namespace, as the HTML parser assigns it to an <svg> tag (the page's assets carry no
@@ -195,6 +196,6 @@ async function renderCharts(view) {
   await draw();
 }
 
-registerView('charts', renderCharts);
+registerView('charts', renderCharts, { label: 'Charts' });
 HOOKS.table.push(addSparklines);
 HOOKS.editor.push(addRuleChart);

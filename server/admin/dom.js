@@ -1,5 +1,6 @@
 // Tiny DOM helpers. Text always goes in as text nodes (never innerHTML), so names, values and
 // messages from the API cannot inject markup.
+import { uniqueDetails, placeDetails } from './ruletree.js';
 
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -84,25 +85,13 @@ export function fmtTime(iso) {
  *  nearest ancestor path, and anything left over goes to the summary. Returns what was placed. */
 export function showErrors(root, details, summary) {
   clearErrors(root);
-  // The same problem reported twice (by the service and by the engine) is shown once.
-  const seen = new Set();
-  const list = (Array.isArray(details) ? details : []).filter((d) => {
-    const k = `${d.path}\u0000${d.reason || d.message}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
-  const leftovers = [];
+  const list = uniqueDetails(details);
+  const find = (p) => root.querySelector(`[data-path="${cssEscape(p)}"]`);
+  const where = placeDetails(list, (p) => !!find(p));
+  const leftovers = where.leftovers.map((d) => `${d.path || 'rule'}: ${d.reason}`);
   const placed = [];
-  for (const d of list) {
-    const path = typeof d.path === 'string' ? d.path : '';
-    const reason = d.reason || d.message || 'is not valid';
-    let target = null;
-    for (let p = path; ; p = parentPath(p)) {
-      target = root.querySelector(`[data-path="${cssEscape(p)}"]`);
-      if (target || !p) break;
-    }
-    if (!target) { leftovers.push(`${path || 'rule'}: ${reason}`); continue; }
+  for (const { path, reason, at } of where.placed) {
+    const target = find(at);
     const msg = h('p', { class: 'field-error', id: uid('err') }, reason);
     msg.dataset.errorFor = path;
     if (target.matches('input, select, textarea, button')) {
@@ -143,11 +132,6 @@ export function clearErrors(root) {
     const ids = (el.getAttribute('aria-describedby') || '').split(' ').filter((id) => id && document.getElementById(id));
     if (ids.length) el.setAttribute('aria-describedby', ids.join(' ')); else el.removeAttribute('aria-describedby');
   }
-}
-
-function parentPath(path) {
-  const m = path.match(/^(.*?)(\.[^.[\]]+|\[\d+\])$/);
-  return m ? m[1] : '';
 }
 
 function cssEscape(s) {

@@ -1,7 +1,9 @@
-// Recent runs (filtered by ticket, rule and outcome), contact groups, read-only scripts, and the shared renderers of changes and
-// effects (also used by the editor's test panel).
+// Recent runs (filtered by ticket, rule and outcome), contact groups, and the shared renderers of
+// changes, effects and a script's output (also used by the editor's test panel and scripts_view.js).
 import { api, listAll, enc } from './api.js';
 import { h, clear, $, field, announce, fmtTime, showErrors, clearErrors } from './dom.js';
+import { anyHeldRows } from './ruletree.js';
+import { parseRoute, routeHash } from './router.js';
 
 export function showJson(v) {
   if (v === undefined) return '';
@@ -51,6 +53,7 @@ export function renderRuns(view, app) {
   let next = null;
   let shown = 0;
   const list = h('div', { class: 'runs', id: 'runs-list' });
+  const rulesById = {};  // to word a run's any_held branches (when the rule is at that revision)
 
   function query(cursor) {
     const q = new URLSearchParams({ limit: '20' });
@@ -95,7 +98,7 @@ export function renderRuns(view, app) {
         clear(list);
         shown = 0;
       }
-      for (const run of items) list.append(runCard(run));
+      for (const run of items) list.append(runCard(run, rulesById));
       shown += items.length;
       next = page.next;
       more.hidden = !next;
@@ -114,6 +117,8 @@ export function renderRuns(view, app) {
     f.rule = ruleSel.value;
     f.outcome = outcome.value;
     app.lastTicket = f.ticket;
+    // The filters are part of the view's URL (a reload or a shared link shows the same runs).
+    if (!view.hidden && parseRoute(location.hash).view === 'runs') history.replaceState(null, '', routeHash('runs', null, f));
     clear(out).append(h('p', null, 'Loading…'));
     load(null);
   });
@@ -122,15 +127,18 @@ export function renderRuns(view, app) {
     h('p', { class: 'lead' }, 'Every processed event leaves a run: which rules matched, which did not and on what, what scripts returned, logged and fetched, and what changed. Newest first; filter by ticket, by a rule that fired, or by outcome.'),
     form, out, more);
   listAll('/v1/rules').then((rules) => {
-    for (const r of rules) ruleSel.append(h('option', { value: r.id, selected: f.rule === r.id }, r.name));
+    for (const r of rules) {
+      rulesById[r.id] = r;
+      ruleSel.append(h('option', { value: r.id, selected: f.rule === r.id }, r.name));
+    }
   }).catch(() => {}).finally(() => form.requestSubmit());
 }
 
-function runCard(run) {
+function runCard(run, rulesById = {}) {
   return h('article', { class: 'card run', dataset: { runId: run.id || '' } },
     h('h2', null, fmtTime(run.at), ' · ticket ', h('code', null, run.ticket_id || '?'), ' · event ', h('code', null, run.event_id || '?'), run.event_type ? ` (${run.event_type})` : ''),
     run.error ? h('p', { class: 'error-text' }, 'Error: ', showJson(run.error)) : null,
-    h('h3', null, 'Rules'), rulesTable(run.rules || []),
+    h('h3', null, 'Rules'), rulesTable(run.rules || [], rulesById),
     (run.scripts || []).length ? [h('h3', null, 'Scripts'), run.scripts.map(scriptBlock)] : null,
     h('div', { class: 'two' },
       h('div', null, h('h3', null, 'Changes'), renderChanges(run.changes)),
@@ -139,7 +147,7 @@ function runCard(run) {
     run.timings ? h('p', { class: 'hint' }, `Took ${run.timings.total_ms ?? '?'} ms`, ` · run ${run.id}`) : null);
 }
 
-function rulesTable(rules) {
+function rulesTable(rules, rulesById) {
   if (!rules.length) return h('p', { class: 'hint' }, 'No rule listens to this event type.');
   return h('table', { class: 'conds' },
     h('thead', null, h('tr', null, ['Rule', 'Matched', 'First failing condition', 'Value seen'].map((t) => h('th', { scope: 'col' }, t)))),
@@ -148,11 +156,24 @@ function rulesTable(rules) {
       h('td', { class: 'verdict' }, r.matched ? '✓ matched' : '✗ no'),
       h('td', null, r.failed ? [h('code', null, r.failed.path || ''), ' ', r.failed.op === 'any' ? 'none of the “any” group held'
         : `${r.failed.field ?? ''} ${r.failed.op ?? ''} ${showJson(r.failed.value)}`] : '',
-        (r.errors || []).length ? h('div', { class: 'error-text' }, r.errors.join('; ')) : null),
+        (r.errors || []).length ? h('div', { class: 'error-text' }, r.errors.join('; ')) : null,
+        anyHeld(r, rulesById[r.id])),
       h('td', null, r.failed && r.failed.op !== 'any' ? showJson(r.failed.seen) : '')))));
 }
 
-function scriptBlock(s) {
+/** Which branch held in each `any` group of the rule (the run record's any_held), worded from the
+ *  rule's conditions when the rule is still at the revision that ran, else by path alone. */
+function anyHeld(entry, rule) {
+  const same = rule && (entry.revision === undefined || rule.revision === entry.revision);
+  const rows = anyHeldRows(entry.any_held, same ? rule : null);
+  if (!rows.length) return null;
+  return h('ul', { class: 'any-held' }, rows.map((row) => h('li', { dataset: { group: row.group, branch: row.branch } },
+    'Any-group ', h('code', null, row.group), ' held by ',
+    row.ordinal ? `branch ${row.ordinal}${row.of ? ` of ${row.of}` : ''}` : 'branch', ' (', h('code', null, row.branch), ')',
+    row.text ? [': ', h('strong', null, row.text)] : null)));
+}
+
+export function scriptBlock(s) {
   return h('div', { class: 'script-run' },
     h('p', null, h('strong', null, s.name), s.version ? ` v${s.version}` : '', s.duration_ms != null ? ` · ${s.duration_ms} ms` : '',
       s.error ? h('span', { class: 'error-text' }, ` · ${s.error.code}: ${s.error.message}`) : ''),
@@ -253,58 +274,4 @@ function createGroupForm(app, after) {
     }
   });
   return form;
-}
-
-// ------------------------------------------------------------------ scripts (read-only)
-
-export async function renderScripts(view) {
-  clear(view);
-  const out = h('div', { id: 'scripts-out' }, h('p', null, 'Loading…'));
-  view.append(h('div', { class: 'view-head' }, h('h1', { id: 'scripts-h' }, 'Scripts')),
-    h('p', { class: 'lead' }, 'Scripts are uploaded and versioned by developers over the API (POST /v1/scripts); here you can read them.'),
-    out);
-  let scripts;
-  try {
-    scripts = await listAll('/v1/scripts');
-  } catch (err) {
-    clear(out).append(h('p', { class: 'note', id: 'scripts-note' }, err.status === 404
-      ? 'This service does not offer scripts yet (GET /v1/scripts is not there). Rules work without them.'
-      : `Could not load scripts: ${err.message}`));
-    return;
-  }
-  clear(out);
-  if (!scripts.length) { out.append(h('p', { class: 'note', id: 'scripts-note' }, 'No scripts yet.')); return; }
-  out.append(h('ul', { class: 'script-list' }, scripts.map((s) => {
-    const detail = h('div', { class: 'script-detail' });
-    const btn = h('button', { type: 'button', class: 'quiet', 'aria-expanded': 'false' }, 'Show versions');
-    btn.addEventListener('click', async () => {
-      if (btn.getAttribute('aria-expanded') === 'true') { clear(detail); btn.setAttribute('aria-expanded', 'false'); btn.textContent = 'Show versions'; return; }
-      btn.setAttribute('aria-expanded', 'true');
-      btn.textContent = 'Hide versions';
-      await showScript(s, detail);
-    });
-    return h('li', { class: 'card' },
-      h('h2', null, s.name, ' ', h('span', { class: 'chip' }, `v${s.latest ?? s.version ?? '?'}`)),
-      s.updated_at || s.created_at ? h('p', { class: 'hint' }, `Updated ${fmtTime(s.updated_at || s.created_at)}`) : null,
-      btn, detail);
-  })));
-}
-
-async function showScript(s, detail) {
-  clear(detail).append(h('p', null, 'Loading…'));
-  let full = s;
-  try { full = await api('GET', `/v1/scripts/${enc(s.name)}`); } catch { /* the list entry will do */ }
-  const raw = full.versions || [];
-  const versions = raw.map((v) => (typeof v === 'object' ? v.version : v)).filter((v) => v != null);
-  const latest = full.version ?? full.latest ?? s.latest;
-  if (!versions.length && latest) for (let i = latest; i >= 1; i -= 1) versions.push(i);
-  const pre = h('pre', { class: 'code', tabindex: '0' }, full.source || '');
-  const sel = h('select', { onchange: async () => {
-    try {
-      const v = await api('GET', `/v1/scripts/${enc(s.name)}/versions/${enc(sel.value)}`);
-      pre.textContent = v.source || JSON.stringify(v, null, 2);
-    } catch (err) { pre.textContent = `Could not load: ${err.message}`; }
-  } }, versions.map((v) => h('option', { value: String(v), selected: v === latest }, `version ${v}`)));
-  clear(detail).append(versions.length ? field('Version', sel) : null, pre);
-  if (!full.source && versions.length) sel.dispatchEvent(new Event('change'));
 }

@@ -2,7 +2,7 @@
 // from a stored ticket; every condition with whether it held and what it saw. Applies nothing.
 import { api, enc } from './api.js';
 import { h, clear, $, field, announce, showErrors, clearErrors } from './dom.js';
-import { OP_LABELS } from './vocab.js';
+import { fieldLabel, opLabel } from './vocab.js';
 import { renderChanges, renderEffects, showJson } from './panels.js';
 import { sampleEvent } from './rulebody.js';
 
@@ -86,7 +86,8 @@ function testResult(out, wasDirty, ed) {
   const rule = out.rule || {};
   const conds = rule.conditions || [];
   const rows = conds.map((c) => h('tr', { class: c.held ? 'held' : 'not-held' },
-    h('td', null, h('code', null, c.path)), h('td', null, c.field), h('td', null, OP_LABELS[c.op] || c.op),
+    h('td', null, h('code', null, c.path)), h('td', { title: c.field ? `API name: ${c.field}` : null }, fieldLabel(c.field)),
+    h('td', { title: c.op ? `API name: ${c.op}` : null }, opLabel(c.op, c.field)),
     h('td', null, 'value' in c ? showJson(c.value) : ''),
     h('td', { class: 'verdict' }, c.held ? '✓ held' : '✗ did not hold'),
     h('td', null, showJson(c.seen))));

@@ -7,12 +7,56 @@ let V = null;
 export async function loadVocab() {
   if (V) return V;
   const resp = await fetch('/admin/vocab.json', { cache: 'no-store' });
-  V = await resp.json();
+  return setVocab(await resp.json());
+}
+
+/** Use `v` (the body of /admin/vocab.json) as the vocabulary: loadVocab's second half, and how
+ *  the Node unit tests (tests/web/js/) load theirs. This module touches no DOM. */
+export function setVocab(v) {
+  V = v;
   V.fieldByName = Object.fromEntries(V.fields.map((f) => [f.name, f]));
   return V;
 }
 
 export function vocab() { return V; }
+
+/** The words a manager uses for each field the engine serves (the API name shows on hover);
+ *  tests/web/test_words_node.py checks that every field of rules/fields.py has one. */
+export const FIELD_LABELS = {
+  subject: 'Subject', description: 'Description', status: 'Status', priority: 'Priority',
+  channel: 'Channel', department: 'Department', assignee: 'Assignee', tags: 'Tags',
+  created_at: 'Created', updated_at: 'Last updated',
+  last_customer_message_at: 'Last customer reply', last_agent_message_at: 'Last agent reply',
+  'contact.email': 'Contact email', 'contact.name': 'Contact name', 'contact.groups': 'Contact groups',
+  'contact.open_tickets': 'Contact’s open tickets', 'contact.tickets_30d': 'Contact’s tickets in 30 days',
+  'contact.company.name': 'Company name', 'contact.company.groups': 'Company groups',
+  'ticket.message_count': 'Messages on the ticket',
+  'ticket.customer_messages_since_agent': 'Customer messages since the last agent reply',
+  'message.author': 'Message author', 'message.body': 'Message text', 'message.channel': 'Message channel',
+  'event.type': 'Event type', 'event.actor': 'Who caused the event',
+};
+
+/** Which heading of the field picker a field goes under. */
+export function fieldGroup(name) {
+  if (name.startsWith('contact.company.')) return 'Company';
+  if (name.startsWith('contact.')) return 'Contact';
+  if (name.startsWith('message.')) return 'Message';
+  if (name.startsWith('event.')) return 'Event';
+  return 'Ticket';
+}
+
+/** A field's label: its own, "<family label>: <key>" for custom.* / vars.*, else the API name. */
+export function fieldLabel(name) {
+  if (typeof name !== 'string') return name == null ? '' : String(name);
+  if (FIELD_LABELS[name]) return FIELD_LABELS[name];
+  const info = V ? fieldInfo(name) : null;
+  if (info?.prefix) {
+    const fam = V.prefixed.find((p) => p.prefix === info.prefix);
+    const key = name.slice(info.prefix.length);
+    return key ? `${fam?.label || info.prefix}: ${key}` : (fam?.label || info.prefix);
+  }
+  return name;
+}
 
 export const OP_LABELS = {
   is: 'is', is_not: 'is not', in: 'is one of', not_in: 'is none of',
@@ -24,6 +68,16 @@ export const OP_LABELS = {
   older_than: 'is older than', newer_than: 'is newer than',
   older_than_business: 'is older than, in business time', newer_than_business: 'is newer than, in business time',
 };
+
+// The ordinal comparisons read along a field's order (`priority gt normal`: high or urgent).
+const ORDINAL_LABELS = { gt: 'is above', gte: 'is at or above', lt: 'is below', lte: 'is at or below' };
+
+/** An op's label on a field: the ordinal words where the op compares positions in the field's
+ *  order ("Priority is above normal"), else OP_LABELS. */
+export function opLabel(op, fieldName) {
+  if (V && fieldName !== undefined && valueKind(op, fieldName) === 'choice' && ORDINAL_LABELS[op]) return ORDINAL_LABELS[op];
+  return OP_LABELS[op] || op;
+}
 
 /** Every kind of value the editor draws a control for (the kinds /admin/vocab.json serves per
  *  field and op; tests/web/test_admin_vocab.py checks that none is missing). */

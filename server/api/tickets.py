@@ -24,7 +24,8 @@ def _feed_cursor(raw: str) -> str:
 
 _TICKETS = Query(PAGE, choice("status", STATUSES, "Only tickets with this status."),
                  text("tag", "Only tickets with this tag (any case)."),
-                 text("group", "Only tickets whose contact is in this group (any case)."))
+                 text("group", "Only tickets whose contact is in this group (any case)."),
+                 text("sla_policy", "Only tickets under this SLA policy (its exact name)."))
 _FEED = Query(number("limit", 1, 1000, 100, "Entries per page (1-1000, default 100).",
                      "invalid_limit"),
               Param("cursor", "string", "`next` of the previous page (a stream id); without "
@@ -44,11 +45,12 @@ async def get_ticket(ctx: Ctx) -> Response:
 
 @requires("viewer", _TICKETS)
 async def list_tickets(ctx: Ctx) -> Response:
-    """Tickets in creation order; filters ?group= ?status= ?tag= (case-insensitive for group/tag)."""
+    """Tickets in creation order; filters ?group= ?status= ?tag= (case-insensitive for group/tag)
+    and ?sla_policy= (the managers' page lists a policy's tickets and their targets' states)."""
     q = ctx.query
     items, nxt = await tickets.list_tickets(
         ctx.store, ctx.workspace, status=q["status"], tag=q["tag"], group=q["group"],
-        limit=q["limit"], after_seq=q["cursor"] or 0)
+        sla_policy=q["sla_policy"], limit=q["limit"], after_seq=q["cursor"] or 0)
     return page(items, nxt)
 
 

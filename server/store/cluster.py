@@ -37,7 +37,8 @@ import logging
 import random
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -57,6 +58,14 @@ REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
 _IN_COMMAND: contextvars.ContextVar[bool] = contextvars.ContextVar("_IN_COMMAND", default=False)
 # Errors of reaching a node at all.
 _UNREACHABLE = (ConnectionError, TimeoutError, OSError)
+T = TypeVar("T")
+
+
+def _untyped(method: Any) -> Callable[..., Awaitable[Any]]:
+    """A method redis-py leaves unannotated (Pipeline.immediate_execute_command and reset,
+    ConnectionPool.get_connection), to call from typed code: the call is the same, and mypy
+    checks what we do with its result."""
+    return cast(Callable[..., Awaitable[Any]], method)
 
 # Commands whose first key is not their first argument.
 _STREAMS_KEYED = frozenset({"XREAD", "XREADGROUP"})
@@ -136,7 +145,7 @@ class ClusterClient(RedisCluster):
     def count_error(self, node: str, exc: BaseException) -> None:
         self.node_errors[(node, type(exc).__name__)] += 1
 
-    async def retrying(self, attempt: Any, *, what: str) -> Any:
+    async def retrying(self, attempt: Callable[[], Awaitable[T]], *, what: str) -> T:
         """Run `attempt()` (nothing applied when it raises a redirection or cannot connect) until
         it succeeds or `retry_for_s` passed; refreshes the slot map between tries."""
         deadline = time.monotonic() + self.retry_for_s
@@ -185,7 +194,7 @@ class ClusterClient(RedisCluster):
             return SlotPipeline(self)
         return NodesPipeline(self)
 
-    async def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+    async def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
         """EVAL on the master of its keys' slot, with WAIT when replicas must confirm it."""
         if not self.wait_replicas:
             return await super().eval(script, numkeys, *keys_and_args)
@@ -207,7 +216,7 @@ class ClusterClient(RedisCluster):
             if "UNBLOCKED" not in str(exc):
                 raise
 
-    async def aclose(self) -> None:  # type: ignore[override]
+    async def aclose(self) -> None:
         """Close everything; but RedisCluster itself calls aclose() on a CLUSTERDOWN answer to
         drop its connections and re-read the slot map: that keeps the slot-bound pools."""
         if _IN_COMMAND.get():
@@ -231,7 +240,7 @@ class SlotPipeline(Pipeline):
     slot. The store's transactions use it exactly as on a single Redis."""
 
     def __init__(self, cluster: ClusterClient) -> None:
-        self.cluster = cluster
+        self.owner = cluster   # not `cluster`: that is Pipeline's CLUSTER command
         placeholder = aioredis.ConnectionPool()   # replaced by the slot's pool before first use
         super().__init__(placeholder, cluster.response_callbacks, True, None)
         self.node: str | None = None
@@ -241,12 +250,12 @@ class SlotPipeline(Pipeline):
         key = first_key(args)
 
         async def attempt() -> None:
-            name = self.cluster.node_name_for(key)
-            pool = self.cluster.node_client(name).connection_pool
-            conn = await pool.get_connection()
+            name = self.owner.node_name_for(key)
+            pool = self.owner.node_client(name).connection_pool
+            conn = await _untyped(pool.get_connection)()
             self.connection_pool, self.connection, self.node = pool, conn, name
 
-        await self.cluster.retrying(attempt, what=f"connect for {args[0]}")
+        await self.owner.retrying(attempt, what=f"connect for {args[0]}")
 
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         if self.connection is None:
@@ -254,24 +263,24 @@ class SlotPipeline(Pipeline):
             if args[0] == "WATCH":
                 return await self._first_watch(*args, **options)
         try:
-            return await super().immediate_execute_command(*args, **options)
+            return await _untyped(super().immediate_execute_command)(*args, **options)
         except REDIRECTS as exc:
-            self.cluster.count_error(self.node or "?", exc)
-            await self.cluster.refresh()
+            self.owner.count_error(self.node or "?", exc)
+            await self.owner.refresh()
             raise WatchError(f"slot moved while watching: {exc}") from exc
 
     async def _first_watch(self, *args: Any, **options: Any) -> Any:
         """The first WATCH: nothing is held yet, so a redirection rebinds and tries again."""
         for _ in range(50):
             try:
-                return await super().immediate_execute_command(*args, **options)
+                return await _untyped(super().immediate_execute_command)(*args, **options)
             except REDIRECTS as exc:
-                self.cluster.count_error(self.node or "?", exc)
+                self.owner.count_error(self.node or "?", exc)
                 await self._release()
-                await self.cluster.refresh()
+                await self.owner.refresh()
                 await asyncio.sleep(0.02)
                 await self._bind(args)
-        return await super().immediate_execute_command(*args, **options)
+        return await _untyped(super().immediate_execute_command)(*args, **options)
 
     async def _release(self) -> None:
         if self.connection is not None:
@@ -287,18 +296,18 @@ class SlotPipeline(Pipeline):
         try:
             return await super().execute(raise_on_error)
         except REDIRECTS + (ExecAbortError,) as exc:
-            self.cluster.count_error(self.node or "?", exc)
+            self.owner.count_error(self.node or "?", exc)
             if isinstance(exc, ExecAbortError) and not _redirected(exc):
                 raise
-            await self.cluster.refresh()
+            await self.owner.refresh()
             if watched:
                 raise WatchError(f"slot moved during the transaction: {exc}") from exc
         # Queued without WATCH and refused as a whole (EXECABORT): nothing ran; run it again.
-        return await self.cluster.retrying(lambda: self._again(stack, raise_on_error),
+        return await self.owner.retrying(lambda: self._again(stack, raise_on_error),
                                            what="MULTI/EXEC")
 
     async def _again(self, stack: list[Any], raise_on_error: bool) -> list[Any]:
-        await self.reset()
+        await _untyped(self.reset)()
         self.command_stack = list(stack)
         await self._bind(stack[0][0])
         try:

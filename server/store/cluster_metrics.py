@@ -14,8 +14,10 @@ Counted by this process since it started (store/cluster.py counts them where the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from server.store.cluster import ClusterClient
 
@@ -26,7 +28,7 @@ class _Collector:
     def __init__(self, client: ClusterClient) -> None:
         self.client = client
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         c = self.client
         errors = CounterMetricFamily("deskflow_redis_node_errors", "Failed commands or batches "
                                      "per Redis Cluster node and error.", labels=["node", "error"])
@@ -51,5 +53,5 @@ def render_cluster(client: object) -> bytes:
     if not isinstance(client, ClusterClient):
         return b""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_Collector(client))  # type: ignore[arg-type]
+    reg.register(_Collector(client))
     return generate_latest(reg)

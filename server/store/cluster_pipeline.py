@@ -31,7 +31,7 @@ __all__ = ["NodesPipeline"]
 class NodesPipeline(Pipeline):
     def __init__(self, cluster: ClusterClient, *, wait_replicas: int = 0) -> None:
         super().__init__(ConnectionPool(), cluster.response_callbacks, False, None)
-        self.cluster = cluster
+        self.owner = cluster   # not `cluster`: that is Pipeline's CLUSTER command
         self.wait_replicas = wait_replicas
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
@@ -47,7 +47,7 @@ class NodesPipeline(Pipeline):
         async def attempt() -> None:
             by_node: dict[str, list[int]] = defaultdict(list)
             for i in todo:
-                by_node[self.cluster.node_name_for(first_key(stack[i][0]))].append(i)
+                by_node[self.owner.node_name_for(first_key(stack[i][0]))].append(i)
             results = await asyncio.gather(
                 *(self._node_batch(node, [stack[i] for i in idx]) for node, idx in by_node.items()),
                 return_exceptions=True)
@@ -55,13 +55,13 @@ class NodesPipeline(Pipeline):
             failure: BaseException | None = None
             for (node, idx), got in zip(by_node.items(), results, strict=True):
                 if isinstance(got, BaseException):
-                    self.cluster.count_error(node, got)
+                    self.owner.count_error(node, got)
                     redirected.extend(idx)
                     failure = failure or got
                     continue
                 for i, reply in zip(idx, got, strict=True):
                     if isinstance(reply, REDIRECTS):
-                        self.cluster.count_error(node, reply)
+                        self.owner.count_error(node, reply)
                         redirected.append(i)
                         failure = failure or reply
                     else:
@@ -70,7 +70,7 @@ class NodesPipeline(Pipeline):
             if failure is not None:
                 raise failure
 
-        await self.cluster.retrying(attempt, what="pipeline")
+        await self.owner.retrying(attempt, what="pipeline")
         if raise_on_error:
             for i, reply in enumerate(replies):
                 if isinstance(reply, Exception):
@@ -83,10 +83,10 @@ class NodesPipeline(Pipeline):
 
         from server.store.cluster import ReplicaTimeout
 
-        async with self.cluster.node_client(node).pipeline(transaction=False) as p:
+        async with self.owner.node_client(node).pipeline(transaction=False) as p:
             p.command_stack = list(commands)
             if self.wait_replicas:
-                p.execute_command("WAIT", self.wait_replicas, self.cluster.wait_ms)
+                p.execute_command("WAIT", self.wait_replicas, self.owner.wait_ms)
             got = list(await p.execute(raise_on_error=False))
         if self.wait_replicas:
             acked = got.pop()
@@ -99,5 +99,5 @@ class NodesPipeline(Pipeline):
                 raise acked
             if int(acked) < self.wait_replicas:
                 raise ReplicaTimeout(f"WAIT on {node}: {acked} of {self.wait_replicas} replicas "
-                                     f"within {self.cluster.wait_ms} ms")
+                                     f"within {self.owner.wait_ms} ms")
         return got

@@ -32,6 +32,7 @@ import orjson
 from redis.exceptions import WatchError
 
 from server.automation import Outcome, Snapshot
+from server.runrecord import rule_errors
 from server.store import keys as K
 from server.store.encoding import dumps as _dumps
 from server.store.replies import scored
@@ -246,10 +247,9 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
         ("LPUSH", K.workspace_runs(workspace), run_id),
         ("LTRIM", K.workspace_runs(workspace), 0, s.runs_per_workspace - 1),
     ]
-    for item in run.get("rules") or []:   # usage.last_error: only rules that erred
-        if item.get("errors") and item.get("id") is not None:
-            out.append(("HSET", K.rule_stats(workspace, item["id"]), "error", _dumps(
-                {"at": run["at"], "message": str(item["errors"][-1])[:500]})))
+    for rid, errors in rule_errors(run.get("rules")):   # usage.last_error: only rules that erred
+        out.append(("HSET", K.rule_stats(workspace, rid), "error", _dumps(
+            {"at": run["at"], "message": str(errors[-1])[:500]})))
     if snapshot.previous is None and seq is not None:
         out.append(("ZADD", K.tickets(workspace), "NX", seq, ticket_id))
     if new_contact is not None:
@@ -292,8 +292,11 @@ async def get_ticket(store: Store, workspace: str, ticket_id: str) -> dict[str, 
     return overlay_contact(ticket, contacts.get((ticket.get("contact") or {}).get("id")))
 
 
-def _matches(ticket: dict[str, Any], status: str | None, tag: str | None, group: str | None) -> bool:
+def _matches(ticket: dict[str, Any], status: str | None, tag: str | None, group: str | None,
+             sla_policy: str | None = None) -> bool:
     if status is not None and ticket.get("status") != status:
+        return False
+    if sla_policy is not None and (ticket.get("sla") or {}).get("policy") != sla_policy:
         return False
     if tag is not None and tag.casefold() not in {t.casefold() for t in ticket.get("tags") or []}:
         return False
@@ -307,8 +310,8 @@ def _matches(ticket: dict[str, Any], status: str | None, tag: str | None, group:
 
 @guarded
 async def list_tickets(store: Store, workspace: str, *, status: str | None = None,
-                       tag: str | None = None, group: str | None = None, limit: int = 50,
-                       after_seq: int = 0) -> tuple[list[dict[str, Any]], int | None]:
+                       tag: str | None = None, group: str | None = None,
+                       sla_policy: str | None = None, limit: int = 50, after_seq: int = 0) -> tuple[list[dict[str, Any]], int | None]:
     """Tickets in creation order, filtered; returns (items, cursor seq for the next page).
 
     Filters are applied while scanning the creation index in chunks (no secondary indexes yet:
@@ -333,7 +336,7 @@ async def list_tickets(store: Store, workspace: str, *, status: str | None = Non
                 continue
             t = overlay_contact(overlay_company(t, stored_companies),
                                 contacts.get((t.get("contact") or {}).get("id")))
-            if _matches(t, status, tag, group):
+            if _matches(t, status, tag, group, sla_policy):
                 items.append(t)
                 if len(items) == limit:
                     more = await store.redis.zcount(K.tickets(workspace), f"({cursor}", "+inf")

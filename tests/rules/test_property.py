@@ -13,12 +13,14 @@ import random
 from datetime import timedelta
 from typing import Any, Callable, Sequence
 
+import orjson
 import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 import oracle
 import rules as engine
+from rules.record import encoded
 from ruletools import NOW, rules_profile
 
 EVENT_TYPES = ["ticket.created", "ticket.updated", "message.received", "message.sent",
@@ -430,9 +432,28 @@ def assert_engine_agrees(case: tuple[Any, ...], compiled: tuple[Any, Any] | None
         assert have[key] == want[key], key
     # the run record's entries, built without explain (rules/record.py), are explain's, item for
     # item, on a fresh pass (nothing computed for explain is reused)
-    again = engine.compile_rules(rules, CALENDARS).evaluate(event, ticket, previous=previous, now=NOW,
-                                                            handlers=handlers)
-    assert again.rule_entries() == [record_entry(e) for e in got.explain]
+    fresh = engine.compile_rules(rules, CALENDARS)
+    again = fresh.evaluate(event, ticket, previous=previous, now=NOW, handlers=handlers)
+    entries = again.rule_entries()
+    assert entries == [record_entry(e) for e in got.explain]
+    assert_stored_bytes_agree(fresh, rules, (event, ticket, previous, handlers), again, entries)
+
+
+def assert_stored_bytes_agree(ruleset: Any, rules: list[dict[str, Any]], case: tuple[Any, ...], ev: Any,
+                              entries: list[dict[str, Any]]) -> None:
+    """What the worker stores (rules/record.py `encoded`: JSON built from cached byte chunks,
+    no dicts) is byte for byte orjson's serialization of those entries each with its revision,
+    on a cold and on a warm chunk cache (a second pass of the same rule set reuses the chunks)."""
+    revisions = {str(r["id"]): 3 + i for i, r in enumerate(rules) if "id" in r}
+    try:
+        want = orjson.dumps([dict(e, revision=revisions.get(str(e["id"]))) for e in entries])
+    except TypeError:   # odd data orjson cannot write as it is: encoded writes its closest JSON
+        return
+    event, ticket, previous, handlers = case
+    for _ in range(2):
+        body, n = encoded(ev, revisions)
+        assert b"[" + body + b"]" == want and n == len(entries)
+        ev = ruleset.evaluate(event, ticket, previous=previous, now=NOW, handlers=handlers)
 
 
 def record_entry(item: dict[str, Any]) -> dict[str, Any]:

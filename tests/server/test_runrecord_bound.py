@@ -47,3 +47,61 @@ def test_an_explain_over_the_limit_trims_everything_else_and_keeps_every_rule():
     assert len(out["rules"]) == 600 and out["rules"] == rec["rules"]
     assert "changes" in out["trimmed"] and out["changes"] == {"trimmed": True}
     assert out["matched"] == ["r1"] and out["id"] == "run_1"
+
+
+# --- the stored rules: the worker's entries built as JSON (runrecord.stored_rules) ---------------
+
+def _evaluation():
+    from rules import compile_rules
+    rules = [{"id": "a", "name": "A", "triggers": ["ticket.created"],
+              "conditions": {"all": [{"field": "priority", "op": "is", "value": "high"}]},
+              "actions": [{"type": "add_tags", "tags": ["x"]}]},
+             {"id": "b", "name": "B", "triggers": ["ticket.created"],
+              "conditions": {"all": [{"field": "tags", "op": "includes", "value": "vip"},
+                                     {"any": [{"field": "subject", "op": "contains", "value": "refund"},
+                                              {"field": "channel", "op": "is", "value": "chat"}]}]},
+              "actions": [{"type": "add_tags", "tags": ["y"]}]},
+             {"name": "no id", "triggers": ["ticket.created"],
+              "conditions": {"all": [{"field": "tags", "op": "includes", "value": "x"}]},
+              "actions": [{"type": "set", "field": "priority", "value": "low"}]}]
+    ticket = {"subject": "Refund", "priority": "high", "tags": ["vip", "old"], "channel": "email"}
+    return compile_rules(rules).evaluate({"type": "ticket.created"}, ticket)
+
+
+def test_stored_rules_are_the_entries_with_revisions_byte_for_byte():
+    from server.runrecord import StoredRules, checked_rule_ids, rule_errors, stored_rules
+    revisions = {"a": 4, "b": 7}
+    want = [dict(e, revision=revisions.get(str(e.get("id")))) for e in _evaluation().rule_entries()]
+    got = stored_rules(_evaluation(), revisions)
+    assert isinstance(got, StoredRules)
+    assert orjson.dumps({"rules": got}) == orjson.dumps({"rules": want})
+    assert len(got) == 3 and got[0] == want[0] and list(got) == want and got == want
+    assert [e["revision"] for e in got] == [4, 7, None]
+    assert checked_rule_ids(got) == checked_rule_ids(want) == ["a", "b"]
+    assert rule_errors(got) == rule_errors(want) == []
+
+
+def test_stored_rules_cannot_be_changed_and_copies_are_plain_lists():
+    import copy
+
+    import pytest
+
+    from server.runrecord import stored_rules
+    got = stored_rules(_evaluation(), {})
+    for change in (lambda: got.append({}), lambda: got.__setitem__(0, {}), lambda: got.clear()):
+        with pytest.raises(TypeError):
+            change()
+    deep = copy.deepcopy(got)
+    assert type(deep) is list and deep == list(got)
+    deep[0]["name"] = "changed"
+    assert got[0]["name"] == "A"
+
+
+def test_a_record_over_the_limit_keeps_its_stored_rules_as_they_are():
+    from server.runrecord import stored_rules
+    rules = stored_rules(_evaluation(), {"a": 1})
+    rec = {"id": "run_1", "matched": ["a"], "rules": rules,
+           "ticket": {"id": "T-1", "description": "d" * 30_000}}
+    out = bound_record(rec, LIMIT)
+    assert out["rules"] is rules and out["trimmed"] == ["ticket (read it at GET /v1/tickets/{id})"]
+    assert len(orjson.dumps(out)) <= LIMIT and rec["ticket"]["description"]

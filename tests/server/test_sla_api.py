@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from server_helpers import event
 
 VIP = {"name": "vip", "conditions": {"field": "contact.groups", "op": "includes", "value": "vip"},
        "targets": {"first_response": "15m", "next_response": "1h", "resolution": "8h"}, "warn_before": "5m",
@@ -98,3 +99,27 @@ def test_an_unquoted_yaml_time_read_as_a_number_is_explained(ws: Any) -> None:
     [detail] = r.json()["error"]["details"]
     assert detail["path"] == "sla_policies[0].business_hours.week.mon[1]"
     assert "got the number 1020; in YAML write times in quotes" in detail["reason"]
+
+
+def test_tickets_filter_by_their_sla_policy(ws: Any) -> None:
+    """GET /v1/tickets?sla_policy= lists a policy's tickets (the managers' SLA view shows their
+    targets' states); the name is exact, and a ticket under no policy is in no such list."""
+    assert post(ws, VIP).status_code == 201
+    assert post(ws, {"name": "default", "targets": {"resolution": "2d"}}).status_code == 201
+    ws.send(event("e1", tid="T-vip", ticket={"contact": {"id": "C-v", "groups": ["vip"]}}))
+    ws.send(event("e2", tid="T-plain"))
+    ws.send(event("e3", tid="T-vip2", ticket={"contact": {"id": "C-v"}}))
+
+    def ids(q: str) -> list[str]:
+        r = ws.client.get(f"/v1/tickets?{q}", headers=ws.h("viewer"))
+        assert r.status_code == 200, r.text
+        return [t["id"] for t in r.json()["items"]]
+
+    assert ids("sla_policy=vip") == ["T-vip", "T-vip2"]
+    assert ids("sla_policy=default") == ["T-plain"]
+    assert ids("sla_policy=VIP") == [] and ids("sla_policy=nope") == []
+    assert ids("sla_policy=vip&limit=1") == ["T-vip"]
+    first = ws.client.get("/v1/tickets?sla_policy=vip&limit=1", headers=ws.h("viewer")).json()
+    assert ids(f"sla_policy=vip&limit=1&cursor={first['next']}") == ["T-vip2"]
+    ticket = ws.client.get("/v1/tickets?sla_policy=vip", headers=ws.h("viewer")).json()["items"][0]
+    assert ticket["sla"]["policy"] == "vip" and "first_response" in ticket["sla"]["targets"]

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +63,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def deskflow() -> Iterator[Deskflow]:
-    settings = Settings(redis_url=None, data_file=None, root_token=ROOT_TOKEN, poll_ms=5)
+@contextmanager
+def running(settings: Settings) -> Iterator[Deskflow]:
+    """Serve `settings` on a free port with its worker, make a workspace with admin, manager and
+    viewer keys, and stop the server on exit (a test module with other settings uses it too)."""
     app = create_app(settings, worker=True)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
@@ -93,6 +95,15 @@ def deskflow() -> Iterator[Deskflow]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+WEB_SETTINGS = Settings(redis_url=None, data_file=None, root_token=ROOT_TOKEN, poll_ms=5)
+
+
+@pytest.fixture(scope="session")
+def deskflow() -> Iterator[Deskflow]:
+    with running(WEB_SETTINGS) as d:
+        yield d
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ def _rule(name: str, conditions: object, **extra: object) -> dict:
 
 RULES = [
     (_rule("High or urgent", {"all": [{"field": "priority", "op": "gt", "value": "normal"}]}),
-     "priority", "gt", ">", "normal", None),
+     "priority", "gt", "is above", "normal", None),  # ordinal words (issue 18 item 8), not ">"
     (_rule("Not yet waiting", {"all": [{"field": "status", "op": "lte", "value": "pending"}]},
-           stop=False), "status", "lte", "≤", "pending", None),
+           stop=False), "status", "lte", "is at or below", "pending", None),
     (_rule("Old in office hours", {"all": [{"field": "created_at", "op": "older_than_business",
                                             "value": "4h", "calendar": "office"}]}),
      "created_at", "older_than_business", "is older than, in business time", "4h", "office"),
