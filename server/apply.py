@@ -42,6 +42,7 @@ from server.replay import Recorder
 from server.rulecache import RuleCache
 from server.store import catalog, events, script_context, tickets, timers
 from server.store.coalesce import Coalescer
+from server.store.stats import WorkspaceStats
 from server.store.usage import Usage, queue_writes
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable, guarded
@@ -72,6 +73,7 @@ class Applier:
         self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
         self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
         self._usage = Usage(store.settings.runs_per_ticket)    # the fired rules', likewise
+        self._stats = WorkspaceStats()     # the workspace charts' counters (store/stats.py), too
         # loads, commits and acks of every pass in flight share round trips (store/coalesce.py);
         # the batched rule usage goes at the head of each
         self.coalescer = Coalescer(store, before=self._queue_usage)
@@ -99,16 +101,23 @@ class Applier:
             self.coalescer.kick()
 
     def _queue_usage(self, p: Any) -> Callable[[bool], None] | None:
+        stats = self._stats.queue(p)
         if not self._usage:
-            return None
+            return stats
         taken = self._usage.take()
         queue_writes(p, taken, self._usage.runs_kept, scripted=not self.store.embedded)
-        return lambda sent: None if sent else self._usage.put_back(taken)
+
+        def done(sent: bool) -> None:
+            if stats is not None:
+                stats(sent)
+            if not sent:
+                self._usage.put_back(taken)
+        return done
 
     async def flush(self) -> None:
         """Write what is batched in memory: the fired rules' usage and the check counters (on
         shutdown, and every few seconds for the check counters)."""
-        if self._usage:
+        if self._usage or self._stats:
             self.coalescer.kick()
         await self.coalescer.idle()
         await self.flush_checks()
@@ -173,6 +182,9 @@ class Applier:
             observe_applied(event, applied.run, time.perf_counter() - started)
             self._count_checks(workspace, applied.run)
             self._add_usage(workspace, applied)
+            if outcome is not None and applied.run:
+                # no kick: the entry's ack round trip carries the counts
+                self._stats.add(workspace, event, outcome.ticket, str(applied.run["at"]))
         return applied
 
     async def _apply(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,

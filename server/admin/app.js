@@ -95,6 +95,10 @@ export { VIEWS, registerView };
 
 let shown = '';  // the hash of what is on screen (a refused "back" puts it back)
 
+// Extra parts other modules add to the rule list and the editor (charts_view.js: sparklines, a
+// rule's fires per day): table(tbody, rules) after each draw; editor(view, rule) on each open.
+export const HOOKS = { table: [], editor: [] };
+
 /** Make `hash` the page's URL, as a new history entry unless it is already. */
 function go(hash) {
   if (location.hash !== hash) history.pushState(null, '', hash);
@@ -173,6 +177,7 @@ export function showEditor(rule, opts = {}) {
     // A new rule's first save gives it its own URL (in place of #/rules/new, not a new entry).
     onSaved: (id) => { history.replaceState(null, '', routeHash('rules', id)); shown = location.hash; },
   });
+  for (const hook of HOOKS.editor) hook($('#view-editor'), rule);
 }
 
 // Leaving an editor with unsaved changes takes a second click of a tab or of the back button
@@ -271,6 +276,7 @@ function drawTable() {
   for (const rule of rules) body.append(ruleRow(rule, canEdit, !filtered));
   table.append(body);
   wrap.append(table);
+  for (const hook of HOOKS.table) hook(body, rules);
   if (canEdit && !filtered) {
     wireReorder(body, app.rules, dropOrder, (id) => { drawTable(); if (id) focusHandle(id); });
   }

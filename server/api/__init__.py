@@ -19,6 +19,7 @@ from server.api import (
     runs_list,
     scripts,
     sla,
+    stats,
     tickets,
     webhook,
     workspace_settings,
@@ -30,6 +31,6 @@ __all__ = ["ROUTES"]
 ROUTES = [*health.routes, *openapi.routes, *workspaces.routes, *events.routes, *tickets.routes,
           *runs_list.routes, *rule_days.routes, *backtest.routes, *drafts.routes,
           *rules.routes, *groups.routes, *contacts.routes, *companies.routes, *scripts.routes,
-          *sla.routes,
+          *sla.routes, *stats.routes,
           *webhook.routes, *audit.routes(), *export.routes, *guards.routes,
           *workspace_settings.routes]

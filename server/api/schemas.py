@@ -248,6 +248,16 @@ RESPONSES: dict[tuple[str, str], Any] = {
         "type": "array", "items": _obj(["date", "fired", "checked"], date=_STR,
                                        fired={"type": "integer"},
                                        checked={"type": ["integer", "null"]})}),
+    ("GET", "/v1/stats/events"): _obj(["hours", "total"], total={"type": "integer"}, hours={
+        "type": "array", "items": _obj(["hour", "events"], hour=_STR, events={"type": "integer"})}),
+    ("GET", "/v1/stats/rules"): _obj(["dates", "rules"], dates={"type": "array", "items": _STR},
+                                     rules={"type": "object", "additionalProperties": {
+                                         "type": "array", "items": {"type": "integer"}}}),
+    ("GET", "/v1/stats/sla"): _obj(["days", "met", "breached"], met={"type": "integer"},
+                                   breached={"type": "integer"}, days={
+        "type": "array", "items": _obj(["date", "met", "breached", "targets"], date=_STR,
+                                       met={"type": "integer"}, breached={"type": "integer"},
+                                       targets=_ANY_OBJ)}),
     ("GET", "/v1/rules/{rule_id}/revisions"): page(_REVISION),
     ("GET", "/v1/rules/{rule_id}/revisions/{n}"): _REVISION,
     ("POST", "/v1/rules/{rule_id}/revisions/{n}/restore"): ref("StoredRule"),

@@ -380,3 +380,17 @@ def rule_drafts(w: str) -> str:
     most one draft per live rule. Nothing on the run path reads it (the worker reads only
     keys.rules); publishing deletes it in the same MULTI/EXEC that writes the rule."""
     return f"{_ws(w)}:rule-drafts"
+
+
+# -- workspace charts (slot {ws:W}; store/stats.py) --
+
+__all__ += ["ws_stats_day"]
+
+
+def ws_stats_day(w: str, day: int) -> str:
+    """hash  one UTC day (days since the epoch) of the workspace's chart counters: "e:<hour since
+    the epoch>" -> events applied in that hour, "met:<target>" / "breached:<target>" -> SLA
+    targets met in time / breached that day. Written in the worker's batched usage flush, each
+    write renews a TTL of store/stats.KEEP_DAYS days: a day's key holds at most 24 + 6 fields and
+    old days expire on their own."""
+    return f"{_ws(w)}:stats:{day}"

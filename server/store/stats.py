@@ -1,0 +1,169 @@
+"""The workspace's chart counters: events applied per hour, SLA targets met and breached per day
+(the managers' page draws them; GET /v1/stats/events and /v1/stats/sla read them).
+
+Counted by the worker in memory when an event is applied and written with the fired rules' usage
+(store/usage.py) at the head of the worker's next round trip (store/coalesce.py): no command is
+added to an event's commit. A worker killed between the commit and that round trip loses that
+batch of counts, never an event; a batch that could not be sent joins the next one.
+
+What counts (`count_event`, pure):
+
+* every applied event, the ones the service generates from its timers included, in the UTC hour
+  it was processed;
+* an SLA target **met** when this event met it in time (its clock says `met` with `met_at` the
+  event's own processing time: a target met late stays `breached` and is not counted again);
+* an SLA target **breached** when this event is the target's `sla.breached` event (the service
+  generates exactly one per breach; clients cannot post that type) and the clock says breached.
+
+Keys: one hash per workspace per UTC day (keys.ws_stats_day), with a TTL of KEEP_DAYS renewed on
+each write, so a day's key is bounded (24 hour fields + 2 per SLA target) and old days go away
+without a sweep.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rules import parse_timestamp
+from server.store import keys as K
+from server.store.connect import Store
+from server.store.errors import guarded
+from server.store.replies import text_map
+
+__all__ = ["WorkspaceStats", "count_event", "events_per_hour", "sla_per_day", "KEEP_DAYS",
+           "MAX_HOURS", "MAX_DAYS", "SLA_TARGETS"]
+
+KEEP_DAYS = 32            # a day's key lives this long after its last write
+MAX_HOURS = 168           # GET /v1/stats/events?hours= reads at most a week of hours
+MAX_DAYS = 30             # GET /v1/stats/sla?days= reads at most 30 days
+SLA_TARGETS = ("first_response", "next_response", "resolution")
+
+Fields = collections.Counter[str]
+
+
+def count_event(event: dict[str, Any], ticket: dict[str, Any], at: str) -> tuple[int, Fields]:
+    """(UTC day, counter fields) one applied event adds: its hour's event count and the SLA
+    targets it met in time or is the breach of. `ticket` is the ticket as the event left it,
+    `at` the run's processing time (RFC 3339)."""
+    when = parse_timestamp(at)
+    moment = when.astimezone(UTC) if when is not None else datetime.now(UTC)
+    hour = int(moment.timestamp() // 3600)
+    out: Fields = collections.Counter({f"e:{hour}": 1})
+    sla = ticket.get("sla")
+    targets = sla.get("targets") if isinstance(sla, dict) else None
+    if isinstance(targets, dict):
+        timer = _t if isinstance(_t := event.get("timer"), dict) else {}
+        for name, clock in targets.items():
+            if name not in SLA_TARGETS or not isinstance(clock, dict):
+                continue
+            met = parse_timestamp(clock.get("met_at"))
+            if clock.get("state") == "met" and met is not None and met == moment:
+                out[f"met:{name}"] += 1
+            elif (clock.get("state") == "breached" and event.get("type") == "sla.breached"
+                  and timer.get("target") == name):
+                out[f"breached:{name}"] += 1
+    return hour // 24, out
+
+
+class WorkspaceStats:
+    """Counts not yet written, per (workspace, UTC day)."""
+
+    def __init__(self) -> None:
+        self._days: dict[tuple[str, int], Fields] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._days)
+
+    def add(self, workspace: str, event: dict[str, Any], ticket: dict[str, Any], at: str) -> None:
+        day, fields = count_event(event, ticket, at)
+        self._days.setdefault((workspace, day), collections.Counter()).update(fields)
+
+    def queue(self, p: Any) -> Callable[[bool], None] | None:
+        """Queue the batch's writes on pipeline `p` (HINCRBY per field, one EXPIRE per day key:
+        plain commands, so the in-process store runs them too); returns the callback the
+        Coalescer calls with whether the round trip was sent (a lost batch joins the next)."""
+        if not self._days:
+            return None
+        taken, self._days = self._days, {}
+        for (workspace, day), fields in taken.items():
+            key = K.ws_stats_day(workspace, day)
+            for name, n in sorted(fields.items()):
+                p.hincrby(key, name, n)
+            p.expire(key, KEEP_DAYS * 86400)
+
+        def done(sent: bool) -> None:
+            if not sent:
+                for k, fields in taken.items():
+                    self._days.setdefault(k, collections.Counter()).update(fields)
+        return done
+
+
+async def _days(store: Store, workspace: str, days: list[int]) -> list[dict[str, str]]:
+    async with store.redis.pipeline(transaction=False) as p:
+        for day in days:
+            p.hgetall(K.ws_stats_day(workspace, day))
+        return [text_map(r) for r in await p.execute()]
+
+
+def _int(v: str | None) -> int:
+    return int(v) if v is not None and v.lstrip("-").isdigit() else 0
+
+
+def _iso_hour(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H:00:00Z")
+
+
+@guarded
+async def events_per_hour(store: Store, workspace: str, now_hour: int,
+                          hours: int) -> list[dict[str, Any]]:
+    """[{"hour": "YYYY-MM-DDTHH:00:00Z", "events"}] for the last `hours` UTC hours, oldest first,
+    the current (partial) hour last."""
+    first = now_hour - hours + 1
+    day_ids = list(range(first // 24, now_hour // 24 + 1))
+    by_day = dict(zip(day_ids, await _days(store, workspace, day_ids), strict=True))
+    return [{"hour": _iso_hour(h), "events": _int(by_day[h // 24].get(f"e:{h}"))}
+            for h in range(first, now_hour + 1)]
+
+
+@guarded
+async def sla_per_day(store: Store, workspace: str, now_hour: int,
+                      days: int) -> list[dict[str, Any]]:
+    """[{"date", "met", "breached", "targets": {target: {"met", "breached"}}}] for the last
+    `days` UTC days, oldest first, today last."""
+    today = now_hour // 24
+    day_ids = list(range(today - days + 1, today + 1))
+    out = []
+    for day, fields in zip(day_ids, await _days(store, workspace, day_ids), strict=True):
+        targets = {t: {"met": _int(fields.get(f"met:{t}")),
+                       "breached": _int(fields.get(f"breached:{t}"))} for t in SLA_TARGETS}
+        out.append({"date": datetime.fromtimestamp(day * 86400, UTC).date().isoformat(),
+                    "met": sum(v["met"] for v in targets.values()),
+                    "breached": sum(v["breached"] for v in targets.values()),
+                    "targets": targets})
+    return out
+
+
+@guarded
+async def rules_per_day(store: Store, workspace: str, rule_ids: list[str], now_hour: int,
+                        days: int) -> list[list[int]]:
+    """Each rule's fires per UTC day for the last `days` days (oldest first, today last), summed
+    from the hourly "h:<hour>" buckets of its stats hash (keys.rule_stats): one HMGET of those
+    hours per rule, all in one round trip."""
+    today = now_hour // 24
+    first = (today - days + 1) * 24
+    hours = [f"h:{h}" for h in range(first, (today + 1) * 24)]
+    async with store.redis.pipeline(transaction=False) as p:
+        for rule_id in rule_ids:
+            p.hmget(K.rule_stats(workspace, rule_id), hours)
+        replies = await p.execute()
+    out = []
+    for reply in replies:
+        per_day = [0] * days
+        for i, v in enumerate(reply):
+            if v is not None:
+                per_day[i // 24] += _int(v.decode() if isinstance(v, bytes) else str(v))
+        out.append(per_day)
+    return out

@@ -1,0 +1,108 @@
+"""GET /v1/stats/events and /v1/stats/sla: the workspace charts' counters (server/store/stats.py)
+after real events, their query bounds, and the pure count of one event."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from server_helpers import Workspace, event
+from testkit import wait_until
+
+from server.store.stats import count_event
+
+
+def _get(ws: Workspace, path: str, **params: Any) -> Any:
+    r = ws.client.get(path, params=params, headers=ws.h("viewer"))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _wait(fetch: Any, ok: Any) -> Any:
+    """The counters trail the commit by one round trip: poll with a deadline."""
+    return wait_until(fetch, ok, timeout=8.0, interval=0.05, what="the chart counters")
+
+
+def test_events_per_hour_count_applied_events_in_the_current_hour(ws: Workspace) -> None:
+    for i in range(4):
+        ws.send(event(f"e{i}", tid=f"T-{i}"))
+    ws.send(event("e0", tid="T-0"))   # a duplicate is not applied again
+    got = _wait(lambda: _get(ws, "/v1/stats/events"), lambda v: v["total"] >= 4)
+    assert len(got["hours"]) == 48 and got["total"] == 4 and got["hours"][-1]["events"] == 4
+    assert [h["hour"] for h in got["hours"]] == sorted(h["hour"] for h in got["hours"])
+    now = time.gmtime()
+    assert got["hours"][-1]["hour"] == time.strftime("%Y-%m-%dT%H:00:00Z", now)
+    assert _get(ws, "/v1/stats/events", hours=1)["hours"] == got["hours"][-1:]
+    other = Workspace(ws.client, "other")
+    assert _get(other, "/v1/stats/events")["total"] == 0
+
+
+def test_sla_met_and_breached_per_day(ws: Workspace) -> None:
+    r = ws.client.post("/v1/sla-policies", json={"name": "all", "targets": {"first_response": "1s"}},
+                       headers=ws.h("manager"))
+    assert r.status_code == 201, r.text
+    ws.send({"id": "a1", "type": "ticket.created", "ticket": {"id": "T-met"}})
+    ws.send({"id": "a2", "type": "message.sent", "ticket": {"id": "T-met"},
+             "message": {"author": "agent", "body": "Hi"}})
+    ws.send({"id": "b1", "type": "ticket.created", "ticket": {"id": "T-late"}})
+    got = _wait(lambda: _get(ws, "/v1/stats/sla"), lambda v: v["breached"] >= 1)
+    # T-late's reply after the breach is not a second count of anything
+    ws.send({"id": "b2", "type": "message.sent", "ticket": {"id": "T-late"},
+             "message": {"author": "agent", "body": "Sorry"}})
+    got = _wait(lambda: _get(ws, "/v1/stats/sla"),
+                lambda v: _get(ws, "/v1/stats/events")["total"] >= 5)
+    assert len(got["days"]) == 30 and (got["met"], got["breached"]) == (1, 1)
+    today = got["days"][-1]
+    assert today["date"] == time.strftime("%Y-%m-%d", time.gmtime())
+    assert today["targets"]["first_response"] == {"met": 1, "breached": 1}
+    assert today["targets"]["resolution"] == {"met": 0, "breached": 0}
+    assert len(_get(ws, "/v1/stats/sla", days=7)["days"]) == 7
+
+
+def test_stats_queries_are_bounded_and_need_a_key(ws: Workspace) -> None:
+    for path, name, top in (("/v1/stats/events", "hours", 168), ("/v1/stats/sla", "days", 30)):
+        for bad in (0, top + 1, "x"):
+            r = ws.client.get(path, params={name: bad}, headers=ws.h("viewer"))
+            assert r.status_code == 400 and str(top) in r.text, r.text
+        assert _get(ws, path, **{name: top})[name if name == "days" else "hours"]
+        unknown = ws.client.get(path, params={"hourz": 1}, headers=ws.h("viewer"))
+        assert unknown.status_code == 422 and "hourz" in unknown.text
+        assert ws.client.get(path).status_code == 401
+        assert ws.client.get(path, headers=ws.h("ingest")).status_code == 403
+
+
+def test_count_event_reads_the_clock_the_event_left() -> None:
+    at = "2026-12-02T10:15:00.000Z"
+    day, fields = count_event({"type": "ticket.created"}, {}, at)
+    hour = int(datetime(2026, 12, 2, 10, tzinfo=UTC).timestamp()) // 3600
+    assert (day, dict(fields)) == (hour // 24, {f"e:{hour}": 1})
+    met = {"sla": {"targets": {"first_response": {"state": "met", "met_at": at},
+                               "resolution": {"state": "met", "met_at": "2026-12-01T09:00:00Z"}}}}
+    assert dict(count_event({"type": "message.sent"}, met, at)[1]) == {
+        f"e:{hour}": 1, "met:first_response": 1}
+    late = {"sla": {"targets": {"first_response": {"state": "breached", "met_at": at}}}}
+    assert dict(count_event({"type": "message.sent"}, late, at)[1]) == {f"e:{hour}": 1}
+    breach = {"type": "sla.breached", "timer": {"target": "first_response"}}
+    assert dict(count_event(breach, late, at)[1]) == {f"e:{hour}": 1, "breached:first_response": 1}
+    other = {"type": "sla.breached", "timer": {"target": "resolution"}}
+    assert dict(count_event(other, late, at)[1]) == {f"e:{hour}": 1}
+
+
+def test_every_rules_fires_per_day_in_one_answer(ws: Workspace) -> None:
+    fires = ws.rule(name="tell ops", triggers=["ticket.created"],
+                    actions=[{"type": "notify", "target": "ops", "message": "new"}])
+    quiet = ws.rule(name="never", triggers=["ticket.updated"],
+                    actions=[{"type": "add_tags", "tags": ["x"]}])
+    for i in range(3):
+        ws.send(event(f"r{i}", tid=f"T-{i}"))
+    got = _wait(lambda: _get(ws, "/v1/stats/rules"), lambda v: sum(v["rules"][fires["id"]]) >= 3)
+    assert len(got["dates"]) == 30 and got["dates"][-1] == time.strftime("%Y-%m-%d", time.gmtime())
+    assert got["rules"][fires["id"]] == [0] * 29 + [3]
+    assert got["rules"][quiet["id"]] == [0] * 30
+    days = _get(ws, f"/v1/rules/{fires['id']}/days")["days"]
+    assert [d["fired"] for d in days] == got["rules"][fires["id"]]
+    week = _get(ws, "/v1/stats/rules", days=7)
+    assert week["rules"][fires["id"]] == [0] * 6 + [3] and len(week["dates"]) == 7
+    assert ws.client.get("/v1/stats/rules", params={"days": 31},
+                         headers=ws.h("viewer")).status_code == 400
