@@ -114,7 +114,10 @@ async def measure(kind: str, events: list[dict[str, Any]]) -> tuple[float, float
     # a long lease: trees before d49df2c dropped every partition at half its TTL when the lanes
     # renewed it at once, and a burst worker then quit with entries pending
     env = {**os.environ, "DESKFLOW_REDIS_URL": URL, "DESKFLOW_PARTITIONS": str(PARTITIONS),
-           "DESKFLOW_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT),
+           "DESKFLOW_LOG_LEVEL": "warning",
+           # the tree measured first; the rest of ours after it (e.g. a directory with hiredis)
+           "PYTHONPATH": os.pathsep.join([str(ROOT), *os.environ.get("PYTHONPATH", "").split(
+               os.pathsep)]).rstrip(os.pathsep),
            "DESKFLOW_RECLAIM_IDLE_MS": "600000"}
     cmd = ([sys.executable, "-m", "server.cli", "worker", "--burst"] if kind == "worker"
            else [sys.executable, str(Path(__file__).resolve()), "--floor-consumer", ws])
@@ -199,7 +202,8 @@ async def run(quick: bool) -> list[str]:
     floor, floor_cpu = await measure("floor", events)
     await _flush()
     return [f"- {n:,} events over {tickets} tickets, 100 rules, {PARTITIONS} partitions, "
-            f"queued before each consumer starts ({platform.python_version()}, "
+            f"queued before each consumer starts ({platform.python_version()}, redis-py "
+            f"{_parser()} for both, "
             f"{os.cpu_count()} cores, shared machine, load average {os.getloadavg()[0]:.1f}):",
             f"  - one `deskflow worker --burst` process: **{worker:,.0f} events/s**, "
             f"{worker_cpu:.2f} CPU ms/event",
@@ -207,6 +211,13 @@ async def run(quick: bool) -> list[str]:
             f"{floor_cpu:.2f} CPU ms/event",
             f"  - ratio worker / floor: **{worker / floor:.2f}×** by rate, "
             f"**{floor_cpu / worker_cpu:.2f}×** by CPU per event (floor ÷ worker)"]
+
+
+def _parser() -> str:
+    """Which reply parser redis-py uses here (and so in both consumers, started with this path)."""
+    from redis.utils import HIREDIS_AVAILABLE
+
+    return "with hiredis" if HIREDIS_AVAILABLE else "pure Python"
 
 
 async def _flush() -> None:

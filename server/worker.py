@@ -6,17 +6,14 @@ third of that). The worker runs one loop per partition it holds; the loop hands 
 per-ticket lanes (server/lanes.py): a ticket's entries are applied one after another in stream
 order, so a ticket's events are applied in arrival order, while other tickets' entries -- other
 workspaces' above all -- go ahead of a slow one; partitions run concurrently, in one worker and
-across workers. Each worker takes about partitions / live workers
-of them (a partition over its share is handed over between batches), so more workers spread load.
+across workers. Each worker takes about partitions / live workers of them (a partition over its
+share is handed over between batches), so more workers spread load.
 
 Crash recovery: a dead worker stops renewing; after reclaim_idle_ms its leases expire, another
 worker takes the partitions and XAUTOCLAIMs their pending entries before reading new ones. Apply
 is exactly-once (store/tickets.py), so the redelivery of an entry applied-but-not-acked changes no
-ticket. Timers live in the partition's slot, not the workspace's, so they are set after the apply
-commits; a redelivered entry (the worker died in between, or before its ack) sets the stored
-ticket's timers (`automation.timers`) again -- same member, same due, so that is idempotent. And a
-timer that should have been cancelled or moved but was not is stale when it fires: its event is
-dropped unapplied (the ticket's `automation.timers` no longer names it at that due time).
+ticket (server/apply.py says how its timers are set again). Each round's timer check is
+server/partition_timers.py.
 """
 
 from __future__ import annotations
@@ -36,8 +33,9 @@ from typing import Any
 
 from server.apply import Applier
 from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
+from server.partition_timers import PartitionTimers
 from server.rulecache import RuleCache
-from server.store import events, tickets, timers
+from server.store import events, tickets
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
 
@@ -58,6 +56,7 @@ class Worker:
         self.applier = Applier(store=store, handlers=handlers, scripting=scripting,
                                clock=lambda: self.clock())
         self.rules: RuleCache = self.applier.rules
+        self.timers = PartitionTimers(store, lambda: self.clock(), self.applier.timers_set)
         self.owned: set[int] = set()         # partitions whose lease we hold
         self._lease_until: dict[int, float] = {}  # monotonic time each lease surely lasts until
         self._renewing: dict[int, asyncio.Future[bool]] = {}  # a fence's renewal in flight
@@ -204,7 +203,7 @@ class Worker:
                     return
                 if self.store.embedded:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.wait(), await self._block_ms(n) / 1000)
+                        await asyncio.wait_for(waiter.wait(), await self.timers.block_ms(n) / 1000)
         finally:
             self.store.wakeup.forget(waiter)
             await asyncio.shield(self._settle(n, lanes))
@@ -224,26 +223,6 @@ class Worker:
         await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
             await self.applier.ack(n, lanes.take_done())
-
-    async def _block_ms(self, n: int) -> int:
-        """How long to wait for new entries: block_ms, or less if a timer of n comes due sooner."""
-        return self._block_for(await timers.next_due(self.store, [n]))
-
-    def _block_for(self, due: datetime | None) -> int:
-        if due is None:
-            return self.settings.block_ms
-        wait = (due - self.clock()).total_seconds() * 1000
-        return max(1, min(self.settings.block_ms, math.ceil(wait)))
-
-    async def _fire_timers(self, n: int) -> datetime | None:
-        """Fire partition n's due timers into its stream; returns its next due time after that.
-        One read when nothing is due: the cheap ZRANGE decides whether the transaction runs."""
-        due = await timers.next_due(self.store, [n])
-        now = self.clock()
-        if due is None or due > now:
-            return due
-        await timers.fire_due(self.store, n, now)
-        return await timers.next_due(self.store, [n])
 
     async def _step(self, n: int, waiter: asyncio.Event, lanes: Lanes) -> bool:
         """One round of partition n: claim or read entries for the lanes, wait a little for the
@@ -274,12 +253,13 @@ class Worker:
         polled = self.store.embedded or self.burst
         if lanes.ready < low and lanes.backlog < MAX_HELD:
             waiter.clear()
-            due = await self._fire_timers(n)
+            due = await self.timers.fire(n)
             # idle: block for new entries as before; lanes in flight: block briefly, so their
             # acks and a slow lane's neighbours are not kept waiting
-            block = None if polled else min(self._block_for(due), 100 if lanes.busy else 1 << 30)
+            block = None if polled else min(self.timers.block_for(due), 100 if lanes.busy else 1 << 30)
             read = await events.read_entries(self.store, self.name, [n],
-                                             count=self.settings.batch_size, block_ms=block)
+                                             count=self.settings.batch_size, block_ms=block,
+                                             dues=self.timers.dues)
             got = read.get(n) or []
             lanes.add(got)
         if not lanes.busy:
@@ -298,7 +278,6 @@ class Worker:
         if applied is not None and not applied.skipped:
             self.processed += 1
         return applied
-
 
     async def _fenced(self, n: int) -> bool:
         """True when partition n's lease lasts at least half its TTL more, renewing it here when
