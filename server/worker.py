@@ -31,7 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from server.apply import Applier
+from server.apply import Applier, tune_gc
 from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
 from server.partition_timers import PartitionTimers
 from server.rulecache import RuleCache
@@ -77,6 +77,7 @@ class Worker:
 
         One loop task per owned partition (each reads only its own stream, so no command spans
         two hash slots); this task keeps the leases and starts and reaps the loops."""
+        tune_gc()
         await events.ensure_groups(self.store)
         try:
             await self._keep_leases_safely()
