@@ -98,13 +98,10 @@ class Worker:
         finally:
             self._stopping.set()
             self.store.wakeup.set()
-            loops = list(self._loops.values())
-            if loops:
-                results = await asyncio.gather(*loops, return_exceptions=True)
-                self._loops.clear()
-                for r in results:
-                    if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
-                        log.error("partition loop failed: %r", r)
+            for r in await asyncio.gather(*self._loops.values(), return_exceptions=True):
+                if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
+                    log.error("partition loop failed: %r", r)
+            self._loops.clear()
             await self.applier.flush()   # batched rule usage and check counters
             await self._release_all()
             self.applier.close()
@@ -125,19 +122,15 @@ class Worker:
                     raise task.exception()  # type: ignore[misc]
 
     async def _release_all(self) -> None:
-        try:
+        with contextlib.suppress(StoreUnavailable):
             for n in sorted(self.owned):
                 await events.release_lease(self.store, n, self.name)
             await events.heartbeat(self.store, self.name, 0, gone=True)
-        except StoreUnavailable:
-            pass
         self.owned.clear()
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _keep_leases_safely(self) -> None:
         try:
@@ -181,7 +174,7 @@ class Worker:
 
     # -- one partition --------------------------------------------------------------------------
 
-    def _mine(self, n: int) -> bool:
+    def _mine(self, n: int) -> bool:  # still ours, and to go on with
         return n in self.owned and n not in self._handover and not self._stopping.is_set()
 
     async def _partition_loop(self, n: int) -> None:
@@ -216,10 +209,8 @@ class Worker:
 
     async def _settle(self, n: int, lanes: Lanes) -> None:
         """Finish the passes in flight and ack what was applied; what the lanes took but did not
-        start stays pending for whoever claims the partition next (claim_pending takes every
-        pending entry at once, in stream order; the lease is released right after, so that is
-        at once). Not every entry taken: a partition may hold up to MAX_HELD entries, and a
-        SIGTERM must not wait for them all."""
+        start stays pending for the next owner (claim_pending takes it all, in stream order; the
+        lease goes right after). Not every entry taken: up to MAX_HELD, a SIGTERM must not wait."""
         await lanes.drain()
         await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
@@ -276,15 +267,13 @@ class Worker:
         if n not in self.owned or not await self._fenced(n):
             raise _LeaseLost()
         applied = await self.applier.handle(n, entry_id, fields)
-        if applied is not None and not applied.skipped:
-            self.processed += 1
+        self.processed += applied is not None and not applied.skipped
         return applied
 
     async def _fenced(self, n: int) -> bool:
         """True when partition n's lease lasts at least half its TTL more, renewing it here when
-        the renewal task is late (a loop starved of CPU): without this, a stalled holder whose lease
-        ran out would go on applying entries the next owner has claimed, and a ticket's events
-        could commit out of order. A pass started here has half the TTL to commit."""
+        the renewal task is late (a loop starved of CPU): else a stalled holder whose lease ran out
+        could apply entries the next owner claimed, out of order. A pass has half the TTL to commit."""
         ttl_s = self.settings.reclaim_idle_ms / 1000
         if time.monotonic() < self._lease_until.get(n, 0.0) - ttl_s / 2:
             return True
