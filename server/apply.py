@@ -5,6 +5,12 @@
     applied  = tickets.commit(..., snapshot, outcome)  # check-and-set, one MULTI; None: conflict
     timers.apply_plan(outcome.timers_old -> outcome.timers_new)
 
+Timers live in the partition's slot, not the workspace's, so they are set after the apply commits;
+a redelivered entry (the worker died in between, or before its ack) sets the stored ticket's timers
+(`automation.timers`) again -- same member, same due, so that is idempotent. And a timer that
+should have been cancelled or moved but was not is stale when it fires: its event is dropped
+unapplied (the ticket's `automation.timers` no longer names it at that due time).
+
 No store connection is held while the pass runs. Loads, commits and acks go through one
 Coalescer (server/store/coalesce.py): the passes in flight share round trips, and the fired
 rules' usage, added up in memory (server/store/usage.py), rides along at the head of each. When the commit finds the ticket or the contact
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import collections
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +45,7 @@ from server import automation, runrecord, timekeeping
 from server.guards import GuardLimits
 from server.logs import log_context
 from server.policy_cache import PolicyCache
-from server.metrics import count_event_failed, observe_applied
+from server.metrics import AppliedCounts, count_event_failed
 from server.replay import Recorder
 from server.rulecache import RuleCache
 from server.store import catalog, events, script_context, tickets, timers
@@ -47,7 +55,7 @@ from server.store.usage import Usage, queue_writes
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable, guarded
 
-__all__ = ["Applier", "PASS_THREADS"]
+__all__ = ["Applier", "PASS_THREADS", "tune_gc", "GC_YOUNG"]
 
 log = logging.getLogger("deskflow.worker")
 
@@ -57,6 +65,29 @@ PASS_THREADS = 64
 # store client's pool (100 connections) must outlast them; a pass waiting on a script or a slow
 # server holds no slot.
 STORE_SLOTS = 32
+
+
+# Allocations between two collections of the young generation (CPython's default: 700). A pass
+# allocates thousands of short-lived objects (the run record, the explain of every rule), so at
+# 700 the collector ran several times per event and, every tenth and hundredth time, walked the
+# older generations too: about 11% of a worker's CPU (bench/RESULTS.md), and pauses of tens of ms
+# for whoever shares the process (serve's API).
+GC_YOUNG = 20_000
+
+
+def tune_gc() -> None:
+    """Once per process, when a worker starts: everything that exists by then (modules, compiled
+    rules, settings) is frozen out of the collector's reach (gc.freeze), and the young generation
+    is collected every GC_YOUNG allocations. Cycles are still collected, only later; memory grows
+    by at most the young generation's few MiB."""
+    import gc
+
+    if gc.get_threshold()[0] >= GC_YOUNG:
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, older, oldest)
 
 
 class Applier:
@@ -71,7 +102,13 @@ class Applier:
         self.rules = RuleCache(store)
         self.policies = PolicyCache()   # SLA policies and guard limits, by policy revision
         self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
-        self._checks: dict[tuple[str, str, int], int] = {}   # usage stats, flushed in batches
+        # rules checked, by (workspace, hour): usage stats, flushed in batches
+        self._checks: dict[tuple[str, int], collections.Counter[str]] = {}
+        self._counts = AppliedCounts()   # Prometheus counters, written once per partition round
+        self._needs: dict[int, tuple[Any, bool]] = {}   # id(ruleset) -> (ruleset, needs_handlers)
+        self._done = _Completions()      # passes finished in a thread, handed back together
+        self._run_ids = _RunIds()
+        self._timers_set: set[int] = set()   # partitions whose timers a pass set (server/worker.py)
         self._usage = Usage(store.settings.runs_per_ticket)    # the fired rules', likewise
         self._stats = WorkspaceStats()     # the workspace charts' counters (store/stats.py), too
         # loads, commits and acks of every pass in flight share round trips (store/coalesce.py);
@@ -88,10 +125,11 @@ class Applier:
     def _count_checks(self, workspace: str, run: dict[str, Any] | None) -> None:
         if not run:
             return
-        hour = tickets.fire_hour(run["at"])
-        for rid in runrecord.checked_rule_ids(run.get("rules")):
-            key = (workspace, rid, hour)
-            self._checks[key] = self._checks.get(key, 0) + 1
+        key = (workspace, tickets.fire_hour(run["at"]))
+        checked = self._checks.get(key)
+        if checked is None:
+            checked = self._checks[key] = collections.Counter()
+        checked.update(runrecord.checked_rule_ids(run.get("rules")))
 
     def _add_usage(self, workspace: str, applied: tickets.Applied) -> None:
         run = applied.run
@@ -125,16 +163,28 @@ class Applier:
     @guarded
     async def ack(self, n: int, entry_ids: list[str]) -> None:
         """Ack (XACK + XDEL) applied entries of partition n, in the next shared round trip."""
+        self._counts.flush()
         if entry_ids:
             await self._send(lambda p: events.queue_ack(p, n, entry_ids))
 
     async def flush_checks(self) -> None:
-        counts, self._checks = self._checks, {}
+        self._counts.flush()
+        taken, self._checks = self._checks, {}
+        counts = {(ws, rule, hour): n for (ws, hour), checked in taken.items()
+                  for rule, n in checked.items()}
         try:
             await catalog.add_rule_checks(self.store, counts)
         except StoreUnavailable:
-            for key, n in counts.items():   # keep them for the next flush
-                self._checks[key] = self._checks.get(key, 0) + n
+            for key, checked in taken.items():   # keep them for the next flush
+                self._checks.setdefault(key, collections.Counter()).update(checked)
+
+    def timers_set(self, n: int) -> bool:
+        """Whether a pass set or restored timers of partition n since the last time asked (the
+        worker's cached first due time of n is then stale)."""
+        if n in self._timers_set:
+            self._timers_set.discard(n)
+            return True
+        return False
 
     # -- one entry --------------------------------------------------------------------------
 
@@ -145,7 +195,7 @@ class Applier:
         except (KeyError, orjson.JSONDecodeError):
             log.error("dropping malformed stream entry %s", entry_id)
             return None
-        run_id = "run_" + secrets.token_hex(8)
+        run_id = self._run_ids.next()
         ticket = _t if isinstance(_t := event.get("ticket"), dict) else {}
         with log_context(workspace=workspace, event_id=event.get("id"), ticket_id=ticket.get("id"),
                          run_id=run_id, partition=n, entry_id=entry_id):
@@ -159,10 +209,13 @@ class Applier:
                                                  started)
             if outcome is not None:
                 async with self._io:
-                        await _apply_timers(self.store, workspace, event["ticket"]["id"],
+                    await _apply_timers(self.store, workspace, event["ticket"]["id"],
                                         outcome.timers_old, outcome.timers_new)
+                if outcome.timers_new != outcome.timers_old:
+                    self._timers_set.add(n)   # once written: the worker reads them again
             elif applied.skipped and _redelivered(applied.marker, entry_id, fields):
                 await _restore_timers(self.store, workspace, event["ticket"]["id"])
+                self._timers_set.add(n)
         except _StaleTimer as stale:
             log.info("dropping stale timer event %r of ticket %r: %s", event.get("id"),
                      event["ticket"].get("id"), stale)
@@ -179,7 +232,7 @@ class Applier:
             count_event_failed(str(event.get("type", "")))
             return None
         if not applied.skipped:
-            observe_applied(event, applied.run, time.perf_counter() - started)
+            self._counts.add(event, applied.run, time.perf_counter() - started)
             self._count_checks(workspace, applied.run)
             self._add_usage(workspace, applied)
             if outcome is not None and applied.run:
@@ -228,15 +281,25 @@ class Applier:
     async def _context(self, workspace: str, snap: automation.Snapshot, event: dict[str, Any],
                        ruleset: Any, now: datetime) -> dict[str, Any] | None:
         """ctx.history / ctx.customer, read only for a pass whose scripts name them."""
-        if self.scripting is None or not getattr(ruleset, "needs_handlers", False):
+        if self.scripting is None or not self._needs_handlers(ruleset):
             return None
         return await script_context.load_context(self.store, workspace, snap, event, ruleset, now)
+
+    def _needs_handlers(self, ruleset: Any) -> bool:
+        """ruleset.needs_handlers (a scan of every rule's actions), once per compiled ruleset."""
+        known = self._needs.get(id(ruleset))
+        if known is None or known[0] is not ruleset:
+            if len(self._needs) >= 1024:   # rulesets replaced by new revisions: forget them all
+                self._needs.clear()
+            known = self._needs[id(ruleset)] = (ruleset, bool(getattr(ruleset, "needs_handlers",
+                                                                      False)))
+        return known[1]
 
     def _recorder(self, workspace: str, ruleset: Any,
                   context: dict[str, Any] | None = None) -> Recorder:
         """The event's handlers, recorded. A Scripting's handlers wait on this loop, so their
         passes run in a thread; handlers given directly (tests, embedding) run where they are."""
-        if self.scripting is not None and getattr(ruleset, "needs_handlers", False):
+        if self.scripting is not None and self._needs_handlers(ruleset):
             scripts: list[dict[str, Any]] = []
             calls: list[dict[str, Any]] = []
             real = self.scripting.handlers(asyncio.get_running_loop(), workspace, scripts, calls,
@@ -252,13 +315,67 @@ class Applier:
         if recorder.threaded or getattr(ruleset, "needs_thread", False):
             # Passes that wait on scripts/HTTP, and passes with regexes or business time (bounded,
             # but long enough to be felt by every other workspace on this loop), run in a thread.
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
+            outcome: automation.Outcome = await self._done.run(
                 self._threads, lambda: automation.process(
                     snap, event, ruleset, policies, limits, now, handlers, run_id=run_id,
                     revisions=revisions))
+            return outcome
         return automation.process(snap, event, ruleset, policies, limits, now, handlers,
                                   run_id=run_id, revisions=revisions)
+
+
+class _Completions:
+    """Runs passes in the pool's threads, one each as before (a slow workspace's pass holds no
+    other's), but hands their results back to the loop together: a pass that ends while earlier
+    ones wait to be handed back adds itself to them, so a burst of passes costs one wake-up of the
+    loop (call_soon_threadsafe writes to the loop's self-pipe each time), not one each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+
+    async def run(self, pool: ThreadPoolExecutor, fn: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def call() -> None:
+            try:
+                done: tuple[asyncio.Future[Any], Any, BaseException | None] = (fut, fn(), None)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the awaiting pass
+                done = (fut, None, exc)
+            with self._lock:
+                self._ready.append(done)
+                first = len(self._ready) == 1
+            if first:
+                loop.call_soon_threadsafe(self._hand_back)
+
+        pool.submit(call)
+        return await fut
+
+    def _hand_back(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for fut, result, exc in ready:
+            if fut.cancelled():
+                continue
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+
+class _RunIds:
+    """Run ids as before ("run_" + 16 hex digits from the OS's random source), drawn from one
+    os.urandom read per 512 of them rather than a system call each."""
+
+    def __init__(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def next(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(8 * 512), 0
+        self._at += 8
+        return "run_" + self._pool[self._at - 8:self._at].hex()
 
 
 async def _apply_timers(store: Store, workspace: str, ticket: str, old: dict[str, Any],

@@ -25,6 +25,7 @@ the script chose, count under `other`, and at most MAX_HOST_LABELS distinct host
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ __all__ = [
     "Metrics", "METRICS", "CONTENT_TYPE", "MetricsMiddleware", "render", "collect_store_gauges",
     "count_event_received", "observe_event_applied", "count_event_failed", "count_rule_matches",
     "observe_script_run", "count_broker_call", "count_broker_calls", "observe_timer_lateness",
-    "count_webhook_delivery", "observe_applied",
+    "count_webhook_delivery", "observe_applied", "AppliedCounts",
 ]
 
 # generate_latest writes the classic text format (our names need no escaping): say so.
@@ -258,27 +259,61 @@ def count_webhook_delivery(state: str, *, metrics: Metrics = METRICS) -> None:
 
 def observe_applied(event: Mapping[str, Any], run: Mapping[str, Any] | None, seconds: float, *,
                     now: datetime | None = None, metrics: Metrics = METRICS) -> None:
-    """Everything one applied event tells, in one call for the worker: the event by type and its
-    latency; from its run record the rules that matched, each script run and every broker call;
-    and for a timer's event, how late it was applied (`now` - the timer's due_at)."""
-    observe_event_applied(str(event.get("type", "")), seconds, metrics=metrics)
-    if run:
-        count_rule_matches(run.get("matched") or [], metrics=metrics)
-        calls = list(run.get("http_calls") or [])
-        for script in run.get("scripts") or []:
-            error = script.get("error")
-            outcome = str(error.get("code", "script_error")) if isinstance(error, dict) else "ok"
-            observe_script_run(outcome, float(script.get("duration_ms") or 0) / 1000, metrics=metrics)
-            calls += script.get("http_calls") or []
-        count_broker_calls(calls, metrics=metrics)
-    timer = event.get("timer")
-    if isinstance(timer, Mapping) and isinstance(timer.get("due_at"), str):
-        try:
-            due = datetime.fromisoformat(timer["due_at"].replace("Z", "+00:00"))
-        except ValueError:
-            return
-        late = ((now or datetime.now(UTC)) - due).total_seconds()
-        observe_timer_lateness(late, metrics=metrics)
+    """Everything one applied event tells, in one call: the event by type and its latency; from
+    its run record the rules that matched, each script run and every broker call; and for a
+    timer's event, how late it was applied (`now` - the timer's due_at)."""
+    counts = AppliedCounts(metrics)
+    counts.add(event, run, seconds, now=now)
+    counts.flush()
+
+
+class AppliedCounts:
+    """observe_applied for a batch of events (the worker's): the counters are added up in memory
+    and written by `flush`, once per partition round, instead of one `labels().inc()` per fired
+    rule per event (about 14 per event in the apply benchmark). Histograms (latency, script
+    runs, timer lateness) are observed as each event comes; a scrape sees the counters at most a
+    round late."""
+
+    def __init__(self, metrics: Metrics = METRICS) -> None:
+        self.metrics = metrics
+        self._rules: collections.Counter[str] = collections.Counter()
+        self._types: collections.Counter[str] = collections.Counter()
+
+    def add(self, event: Mapping[str, Any], run: Mapping[str, Any] | None, seconds: float, *,
+            now: datetime | None = None) -> None:
+        m = self.metrics
+        etype = _pick(str(event.get("type", "")), _EVENT_TYPES)
+        self._types[etype] += 1
+        m.event_seconds.labels(etype).observe(seconds)
+        if run:
+            self._rules.update(map(str, run.get("matched") or ()))
+            scripts, calls = run.get("scripts"), run.get("http_calls")
+            if scripts or calls:
+                calls = list(calls or [])
+                for script in scripts or []:
+                    error = script.get("error")
+                    outcome = (str(error.get("code", "script_error")) if isinstance(error, dict)
+                               else "ok")
+                    observe_script_run(outcome, float(script.get("duration_ms") or 0) / 1000,
+                                       metrics=m)
+                    calls += script.get("http_calls") or []
+                count_broker_calls(calls, metrics=m)
+        timer = event.get("timer")
+        if isinstance(timer, Mapping) and isinstance(timer.get("due_at"), str):
+            try:
+                due = datetime.fromisoformat(timer["due_at"].replace("Z", "+00:00"))
+            except ValueError:
+                return
+            observe_timer_lateness(((now or datetime.now(UTC)) - due).total_seconds(), metrics=m)
+
+    def flush(self) -> None:
+        m = self.metrics
+        types, rules, self._types, self._rules = self._types, self._rules, collections.Counter(), \
+            collections.Counter()
+        for etype, n in types.items():
+            m.events_processed.labels(etype).inc(n)
+        for rule_id, n in rules.items():
+            m.rule_matches.labels(rule_id).inc(n)
 
 
 # -- the scrape ---------------------------------------------------------------------------------

@@ -6,17 +6,14 @@ third of that). The worker runs one loop per partition it holds; the loop hands 
 per-ticket lanes (server/lanes.py): a ticket's entries are applied one after another in stream
 order, so a ticket's events are applied in arrival order, while other tickets' entries -- other
 workspaces' above all -- go ahead of a slow one; partitions run concurrently, in one worker and
-across workers. Each worker takes about partitions / live workers
-of them (a partition over its share is handed over between batches), so more workers spread load.
+across workers. Each worker takes about partitions / live workers of them (a partition over its
+share is handed over between batches), so more workers spread load.
 
 Crash recovery: a dead worker stops renewing; after reclaim_idle_ms its leases expire, another
 worker takes the partitions and XAUTOCLAIMs their pending entries before reading new ones. Apply
 is exactly-once (store/tickets.py), so the redelivery of an entry applied-but-not-acked changes no
-ticket. Timers live in the partition's slot, not the workspace's, so they are set after the apply
-commits; a redelivered entry (the worker died in between, or before its ack) sets the stored
-ticket's timers (`automation.timers`) again -- same member, same due, so that is idempotent. And a
-timer that should have been cancelled or moved but was not is stale when it fires: its event is
-dropped unapplied (the ticket's `automation.timers` no longer names it at that due time).
+ticket (server/apply.py says how its timers are set again). Each round's timer check is
+server/partition_timers.py.
 """
 
 from __future__ import annotations
@@ -34,10 +31,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from server.apply import Applier
+from server.apply import Applier, tune_gc
 from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
+from server.partition_timers import PartitionTimers
 from server.rulecache import RuleCache
-from server.store import events, tickets, timers
+from server.store import events, tickets
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
 
@@ -58,6 +56,7 @@ class Worker:
         self.applier = Applier(store=store, handlers=handlers, scripting=scripting,
                                clock=lambda: self.clock())
         self.rules: RuleCache = self.applier.rules
+        self.timers = PartitionTimers(store, lambda: self.clock(), self.applier.timers_set)
         self.owned: set[int] = set()         # partitions whose lease we hold
         self._lease_until: dict[int, float] = {}  # monotonic time each lease surely lasts until
         self._renewing: dict[int, asyncio.Future[bool]] = {}  # a fence's renewal in flight
@@ -78,6 +77,7 @@ class Worker:
 
         One loop task per owned partition (each reads only its own stream, so no command spans
         two hash slots); this task keeps the leases and starts and reaps the loops."""
+        tune_gc()
         await events.ensure_groups(self.store)
         try:
             await self._keep_leases_safely()
@@ -98,13 +98,10 @@ class Worker:
         finally:
             self._stopping.set()
             self.store.wakeup.set()
-            loops = list(self._loops.values())
-            if loops:
-                results = await asyncio.gather(*loops, return_exceptions=True)
-                self._loops.clear()
-                for r in results:
-                    if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
-                        log.error("partition loop failed: %r", r)
+            for r in await asyncio.gather(*self._loops.values(), return_exceptions=True):
+                if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
+                    log.error("partition loop failed: %r", r)
+            self._loops.clear()
             await self.applier.flush()   # batched rule usage and check counters
             await self._release_all()
             self.applier.close()
@@ -125,19 +122,15 @@ class Worker:
                     raise task.exception()  # type: ignore[misc]
 
     async def _release_all(self) -> None:
-        try:
+        with contextlib.suppress(StoreUnavailable):
             for n in sorted(self.owned):
                 await events.release_lease(self.store, n, self.name)
             await events.heartbeat(self.store, self.name, 0, gone=True)
-        except StoreUnavailable:
-            pass
         self.owned.clear()
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _keep_leases_safely(self) -> None:
         try:
@@ -181,7 +174,7 @@ class Worker:
 
     # -- one partition --------------------------------------------------------------------------
 
-    def _mine(self, n: int) -> bool:
+    def _mine(self, n: int) -> bool:  # still ours, and to go on with
         return n in self.owned and n not in self._handover and not self._stopping.is_set()
 
     async def _partition_loop(self, n: int) -> None:
@@ -204,7 +197,7 @@ class Worker:
                     return
                 if self.store.embedded:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.wait(), await self._block_ms(n) / 1000)
+                        await asyncio.wait_for(waiter.wait(), await self.timers.block_ms(n) / 1000)
         finally:
             self.store.wakeup.forget(waiter)
             await asyncio.shield(self._settle(n, lanes))
@@ -216,34 +209,12 @@ class Worker:
 
     async def _settle(self, n: int, lanes: Lanes) -> None:
         """Finish the passes in flight and ack what was applied; what the lanes took but did not
-        start stays pending for whoever claims the partition next (claim_pending takes every
-        pending entry at once, in stream order; the lease is released right after, so that is
-        at once). Not every entry taken: a partition may hold up to MAX_HELD entries, and a
-        SIGTERM must not wait for them all."""
+        start stays pending for the next owner (claim_pending takes it all, in stream order; the
+        lease goes right after). Not every entry taken: up to MAX_HELD, a SIGTERM must not wait."""
         await lanes.drain()
         await lanes.acked()
         with contextlib.suppress(StoreUnavailable):
             await self.applier.ack(n, lanes.take_done())
-
-    async def _block_ms(self, n: int) -> int:
-        """How long to wait for new entries: block_ms, or less if a timer of n comes due sooner."""
-        return self._block_for(await timers.next_due(self.store, [n]))
-
-    def _block_for(self, due: datetime | None) -> int:
-        if due is None:
-            return self.settings.block_ms
-        wait = (due - self.clock()).total_seconds() * 1000
-        return max(1, min(self.settings.block_ms, math.ceil(wait)))
-
-    async def _fire_timers(self, n: int) -> datetime | None:
-        """Fire partition n's due timers into its stream; returns its next due time after that.
-        One read when nothing is due: the cheap ZRANGE decides whether the transaction runs."""
-        due = await timers.next_due(self.store, [n])
-        now = self.clock()
-        if due is None or due > now:
-            return due
-        await timers.fire_due(self.store, n, now)
-        return await timers.next_due(self.store, [n])
 
     async def _step(self, n: int, waiter: asyncio.Event, lanes: Lanes) -> bool:
         """One round of partition n: claim or read entries for the lanes, wait a little for the
@@ -274,12 +245,13 @@ class Worker:
         polled = self.store.embedded or self.burst
         if lanes.ready < low and lanes.backlog < MAX_HELD:
             waiter.clear()
-            due = await self._fire_timers(n)
+            due = await self.timers.fire(n)
             # idle: block for new entries as before; lanes in flight: block briefly, so their
             # acks and a slow lane's neighbours are not kept waiting
-            block = None if polled else min(self._block_for(due), 100 if lanes.busy else 1 << 30)
+            block = None if polled else min(self.timers.block_for(due), 100 if lanes.busy else 1 << 30)
             read = await events.read_entries(self.store, self.name, [n],
-                                             count=self.settings.batch_size, block_ms=block)
+                                             count=self.settings.batch_size, block_ms=block,
+                                             dues=self.timers.dues)
             got = read.get(n) or []
             lanes.add(got)
         if not lanes.busy:
@@ -295,16 +267,13 @@ class Worker:
         if n not in self.owned or not await self._fenced(n):
             raise _LeaseLost()
         applied = await self.applier.handle(n, entry_id, fields)
-        if applied is not None and not applied.skipped:
-            self.processed += 1
+        self.processed += applied is not None and not applied.skipped
         return applied
-
 
     async def _fenced(self, n: int) -> bool:
         """True when partition n's lease lasts at least half its TTL more, renewing it here when
-        the renewal task is late (a loop starved of CPU): without this, a stalled holder whose lease
-        ran out would go on applying entries the next owner has claimed, and a ticket's events
-        could commit out of order. A pass started here has half the TTL to commit."""
+        the renewal task is late (a loop starved of CPU): else a stalled holder whose lease ran out
+        could apply entries the next owner claimed, out of order. A pass has half the TTL to commit."""
         ttl_s = self.settings.reclaim_idle_ms / 1000
         if time.monotonic() < self._lease_until.get(n, 0.0) - ttl_s / 2:
             return True

@@ -94,7 +94,8 @@ Entry = tuple[str, dict[str, str]]
 
 @guarded
 async def read_entries(store: Store, consumer: str, partitions: list[int], *,
-                       count: int, block_ms: int | None) -> dict[int, list[Entry]]:
+                       count: int, block_ms: int | None,
+                       dues: dict[int, int | None] | None = None) -> dict[int, list[Entry]]:
     """New entries of the given partitions for this consumer (XREADGROUP >), read only while no
     other worker holds a partition's lease.
 
@@ -103,13 +104,19 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     the new owner claimed the pending ones, or those entries would sit in the old owner's pending
     list while the new owner applies the ticket's later events. So the read is WATCH lease, GET,
     MULTI XREADGROUP (never blocking) EXEC, and the wait for new entries is a separate XREAD
-    BLOCK from the stream's last id, which delivers nothing to anyone."""
+    BLOCK from the stream's last id, which delivers nothing to anyone.
+
+    `dues`, when given, gets each partition's earliest timer due time (ms since the epoch, None
+    when it has none) as of its last read: the worker's timer check of each round, in the same
+    call instead of a ZRANGE of its own (a partition's timers share its stream's slot). A
+    partition whose lease another worker holds gets no entry."""
     if not partitions:
         return {}
     out: dict[int, list[Entry]] = {}
     waits: dict[KeyT, StreamIdT] = {}
+    dues = {} if dues is None else dues
     for n in partitions:
-        got, last = await _read_owned(store, consumer, n, count)
+        got, last = await _read_owned(store, consumer, n, count, dues)
         if got:
             out[n] = got
         elif last is not None:
@@ -125,7 +132,7 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
             if "UNBLOCKED" not in str(exc):
                 raise
     for n in partitions:
-        got, _ = await _read_owned(store, consumer, n, count)
+        got, _ = await _read_owned(store, consumer, n, count, dues)
         if got:
             out[n] = got
     return out
@@ -133,19 +140,21 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
 
 # The lease check and the read in one script call on Redis (atomic, so the same guarantee as
 # WATCH lease / GET / MULTI XREADGROUP EXEC, in one round trip instead of three).
-# KEYS = lease, stream; ARGV = consumer, group, count. Returns {0} when another worker holds the
-# lease, {1, entries} when some were read, {2, last generated id} when none were.
+# KEYS = lease, stream, timers; ARGV = consumer, group, count. Returns {0} when another worker
+# holds the lease, {1, entries, first timer} when some were read, {2, last generated id, first
+# timer} when none were; first timer = the timers zset's first {member, score}, {} when empty.
 _READ_OWNED = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return {0} end
+local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3], 'STREAMS',
                        KEYS[2], '>')
-if got then return {1, got[1][2]} end
+if got then return {1, got[1][2], first} end
 local info = redis.call('XINFO', 'STREAM', KEYS[2])
 for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then return {2, info[i + 1]} end
+  if info[i] == 'last-generated-id' then return {2, info[i + 1], first} end
 end
-return {2, '0-0'}
+return {2, '0-0', first}
 """
 
 
@@ -153,15 +162,25 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-async def _read_owned(store: Store, consumer: str, n: int, count: int) -> tuple[list[Entry], str | None]:
+def _first_due(first: Any) -> int | None:
+    """The due time (ms) of a timers zset's first [member, score] pair (ZRANGE 0 0 WITHSCORES,
+    flat from a script, pairs from redis-py); None when the zset is empty."""
+    if not first:
+        return None
+    score = first[0][1] if isinstance(first[0], (list, tuple)) else first[1]
+    return int(float(score))
+
+
+async def _read_owned(store: Store, consumer: str, n: int, count: int,
+                      dues: dict[int, int | None]) -> tuple[list[Entry], str | None]:
     """(entries read, the stream's last generated id when none were); nothing when another worker
-    holds the lease."""
+    holds the lease. Puts the partition's first timer due time in `dues`."""
     lease, stream = K.lease(n), K.stream(n)
     if not store.embedded:   # the in-process store runs no Lua
         try:
             # execute_command, not eval: a cluster client's eval waits for replicas (commits)
-            got = await store.redis.execute_command("EVAL", _READ_OWNED, 2, lease, stream,
-                                                    consumer, K.GROUP, count)
+            got = await store.redis.execute_command("EVAL", _READ_OWNED, 3, lease, stream,
+                                                    K.timers(n), consumer, K.GROUP, count)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
                 raise
@@ -170,6 +189,7 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int) -> tuple[
         kind = int(got[0])
         if kind == 0:
             return [], None
+        dues[n] = _first_due(got[2])
         if kind == 2:
             return [], _text(got[1])
         entries: list[Entry] = []
@@ -188,7 +208,8 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int) -> tuple[
                 p.multi()
                 p.xreadgroup(K.GROUP, consumer, {stream: ">"}, count=count)
                 p.xinfo_stream(stream)
-                res, info = await p.execute()
+                p.zrange(K.timers(n), 0, 0, withscores=True)
+                res, info, first = await p.execute()
             except WatchError:
                 continue  # the lease was renewed or taken meanwhile: look again
             except ResponseError as exc:
@@ -196,6 +217,7 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int) -> tuple[
                     raise
                 await ensure_groups(store)  # the stream was deleted (FLUSHDB, Redis restarted empty)
                 return [], None
+            dues[n] = _first_due(first)
             entries = [(i, f) for _, batch in res or [] for i, f in batch if f]
             return entries, (None if entries else str(info["last-generated-id"]))
     return [], None

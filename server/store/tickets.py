@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from server.automation import Outcome, Snapshot
 from server.runrecord import rule_errors
@@ -44,7 +44,7 @@ from server.companies import company_groups
 from server.store.companies import for_tickets as companies_for, overlay_company
 from server.store.events import owns
 
-__all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
+__all__ = ["Applied", "CommitFailed", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
            "list_tickets", "overlay_contact", "fire_hour"]
 
 
@@ -55,28 +55,52 @@ __all__ = ["Applied", "Snapshot", "load", "commit", "done_with", "next_seq", "ge
 # ARGV[4..] = the writes, each: command, key index, number of arguments, arguments...;
 #   command SAME (argument: a SHA-1, "" = absent) is a check, not a write
 # Returns 0 (and writes nothing) when one of the three, or a SAME key, changed since the load.
+# A write that would fail is an error reply, never a silent partial commit: before any write, each
+# key a typed command names must be absent or of that type (WRONGTYPE is the failure a stored key
+# can cause; nothing is written then); a write that still fails (a bug's arguments, OOM past the
+# first write) is reported with every other failure once the rest are written.
 _COMMIT = """
 local function same(key, want)
   local v = redis.call('GET', key)
   if not v then return want == '' end
   return redis.sha1hex(v) == want
 end
+local kinds = {LPUSH='list', LTRIM='list', HSET='hash', HDEL='hash', HINCRBY='hash', SADD='set',
+               ZADD='zset', ZREM='zset', ZREMRANGEBYRANK='zset', XADD='stream'}
 if not (same(KEYS[1], ARGV[1]) and same(KEYS[2], ARGV[2]) and same(KEYS[3], ARGV[3])) then
   return 0
 end
 local i = 4
 while i <= #ARGV do  -- a 'SAME' write: one more key that must still hold what was loaded
   local n = tonumber(ARGV[i + 2])
-  if ARGV[i] == 'SAME' and not same(KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]) then return 0 end
+  local key = KEYS[tonumber(ARGV[i + 1])]
+  if ARGV[i] == 'SAME' and not same(key, ARGV[i + 3]) then return 0 end
+  local kind = kinds[ARGV[i]]
+  if kind then
+    local has = redis.call('TYPE', key)['ok']
+    if has ~= 'none' and has ~= kind then
+      return redis.error_reply('COMMIT ' .. ARGV[i] .. ' ' .. key .. ': the key holds a ' .. has ..
+                               ', not a ' .. kind .. '; nothing was written')
+    end
+  end
   i = i + 3 + n
 end
+local failed = {}
 i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
   if ARGV[i] ~= 'SAME' then
-    redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    local r = redis.pcall(ARGV[i], key, unpack(ARGV, i + 3, i + 2 + n))
+    if type(r) == 'table' and r['err'] then
+      failed[#failed + 1] = ARGV[i] .. ' ' .. key .. ': ' .. r['err']
+    end
   end
   i = i + 3 + n
+end
+if #failed > 0 then
+  return redis.error_reply('COMMIT ' .. #failed .. ' write(s) failed, the others were written: ' ..
+                           table.concat(failed, '; '))
 end
 return 1
 """
@@ -86,6 +110,20 @@ def _sha(raw: bytes | str | None) -> str:
     if raw is None:
         return ""
     return hashlib.sha1(raw.encode() if isinstance(raw, str) else raw).hexdigest()
+
+
+def _script_error(exc: ResponseError) -> str | None:
+    """The _COMMIT script's own error reply ("COMMIT ...") without that word, or None for any
+    other error; redis-py's pipeline wraps a reply in the command's name and a tuple."""
+    said = str(exc).rsplit("caused error: ", 1)[-1].strip("()',\"")
+    return said[len("COMMIT "):] if said.startswith("COMMIT ") else None
+
+
+class CommitFailed(Exception):
+    """A write of an event's commit failed (e.g. a key of the wrong type): the entry is not
+    applied cleanly and must not be taken for applied. Not a RedisError: retrying cannot help, so
+    the worker logs it and counts the event failed (server/apply.py), as for any entry it cannot
+    apply."""
 
 
 @dataclass
@@ -204,8 +242,14 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
                 keys.append(key)
                 index[key] = len(keys)
             args += [cmd, index[key], len(rest), *rest]
-        (ok,) = await (send or _direct(store))(
-            lambda p: p.eval(_COMMIT, len(keys), *keys, *args))
+        try:
+            (ok,) = await (send or _direct(store))(
+                lambda p: p.eval(_COMMIT, len(keys), *keys, *args))
+        except ResponseError as exc:
+            said = _script_error(exc)
+            if said is not None:
+                raise CommitFailed(f"the commit of event {event['id']!r} failed: {said}") from exc
+            raise
         return Applied(skipped=False, marker=done, run=outcome.record) if ok else None
     watched = [k for k in (mk, tk, ck) if k]
     checks = [w for w in writes if w[0] == "SAME"]
@@ -220,12 +264,17 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
                     w[2] for w in checks]:
                 return None
             p.multi()
-            for write in writes:
-                if write[0] != "SAME":
-                    p.execute_command(*write)
-            await p.execute()
+            done_writes = [w for w in writes if w[0] != "SAME"]
+            for write in done_writes:
+                p.execute_command(*write)
+            replies = await p.execute(raise_on_error=False)
         except WatchError:
             return None
+    failed = [f"{w[0]} {w[1]}: {r}" for w, r in zip(done_writes, replies, strict=True)
+              if isinstance(r, Exception)]
+    if failed:   # MULTI/EXEC wrote the others: said loudly, never taken for a clean commit
+        raise CommitFailed(f"the commit of event {event['id']!r} failed: {len(failed)} write(s) "
+                           f"failed, the others were written: {'; '.join(failed)}")
     return Applied(skipped=False, marker=done, run=outcome.record)
 
 

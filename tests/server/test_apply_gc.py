@@ -1,0 +1,31 @@
+"""A worker tunes the process's garbage collector once (server/apply.tune_gc): at CPython's
+default the young generation was collected several times per event."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from server.apply import GC_YOUNG, tune_gc
+from server.settings import Settings
+from server.store.connect import close_store, open_store
+from server.worker import Worker
+
+
+@pytest.mark.anyio
+async def test_a_worker_raises_the_young_generation_threshold_once(settings: Settings) -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(700, before[1], before[2])
+    try:
+        store = await open_store(settings)
+        try:
+            await Worker(store=store, burst=True).run()
+        finally:
+            await close_store(store)
+        assert gc.get_threshold() == (GC_YOUNG, before[1], before[2])
+        frozen = gc.get_freeze_count()
+        tune_gc()   # already tuned: nothing is frozen again
+        assert gc.get_freeze_count() == frozen > 0
+    finally:
+        gc.set_threshold(*before)
