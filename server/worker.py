@@ -235,14 +235,17 @@ class Worker:
         wait = (due - self.clock()).total_seconds() * 1000
         return max(1, min(self.settings.block_ms, math.ceil(wait)))
 
-    async def _fire_timers(self, n: int) -> datetime | None:
+    async def _fire_timers(self, n: int, room: int) -> datetime | None:
         """Fire partition n's due timers into its stream; returns its next due time after that.
-        One read when nothing is due: the cheap ZRANGE decides whether the transaction runs."""
+        One read when nothing is due: the cheap ZRANGE decides whether the transaction runs.
+        At most one read's worth, and no more than the lanes have `room` for: a burst of one
+        workspace's timers waits in its own due set, where the next round's fair share reaches
+        another workspace's timer, not in the stream ahead of it (store/timers.py)."""
         due = await timers.next_due(self.store, [n])
         now = self.clock()
         if due is None or due > now:
             return due
-        await timers.fire_due(self.store, n, now)
+        await timers.fire_due(self.store, n, now, limit=max(1, min(self.settings.batch_size, room)))
         return await timers.next_due(self.store, [n])
 
     async def _step(self, n: int, waiter: asyncio.Event, lanes: Lanes) -> bool:
@@ -274,7 +277,7 @@ class Worker:
         polled = self.store.embedded or self.burst
         if lanes.ready < low and lanes.backlog < MAX_HELD:
             waiter.clear()
-            due = await self._fire_timers(n)
+            due = await self._fire_timers(n, MAX_HELD - lanes.backlog)
             # idle: block for new entries as before; lanes in flight: block briefly, so their
             # acks and a slow lane's neighbours are not kept waiting
             block = None if polled else min(self._block_for(due), 100 if lanes.busy else 1 << 30)
