@@ -4,12 +4,14 @@ another's), keeps exactly-once and per-ticket order, and still fires timers of t
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from test_cluster_slots import cluster_node  # noqa: F401 -- the fixture: a cluster-mode redis-server
 
 from server.settings import Settings
 from server.store import events
@@ -139,3 +141,28 @@ async def test_the_worker_fires_a_burst_a_share_at_a_time(store: Store) -> None:
     in_stream = [handled[i] for i in sorted(handled, key=lambda i: tuple(map(int, i.split("-"))))]
     ahead = next(i for i, e in enumerate(in_stream) if e.endswith(":B-1"))
     assert ahead < store.settings.batch_size, f"{ahead} of the burst went into the stream first"
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
+async def test_every_timer_operation_stays_in_the_partitions_slot_on_a_cluster_node(
+        cluster_node: str) -> None:  # noqa: F811 -- the imported fixture
+    """A cluster-mode node refuses a transaction whose keys span two slots (CROSSSLOT): the
+    per-workspace sets, the index and the older set all hash to {q:n}, whatever the workspace id
+    holds (braces included: the first {...} of the key is the tag)."""
+    store = await open_store(Settings(redis_url=cluster_node, data_file=None, partitions=2))
+    try:
+        odd = "ws}{x"
+        await store.redis.zadd(K.timers(0), {"old\x1fs\x1fT-9": timers._ms(T0)})   # the one-set layout
+        await timers.schedule_many(store, [(w, f"T-{i}", "snooze", T0, None) for w in ("w1", odd) for i in range(6)])
+        assert await timers.cancel(store, odd, "T-1", "snooze") is True
+        assert (await timers.get(store, "w1", "T-2", "snooze")) is not None
+        assert await timers.count(store) == 12
+        fired = []
+        for n in range(2):
+            while got := await timers.fire_due(store, n, T0 + timedelta(seconds=1), limit=4):
+                fired += got
+        assert len(fired) == 12 and {t.workspace for t in fired} == {"w1", odd, "old"}
+        assert await timers.next_due(store, [0, 1]) is None
+    finally:
+        await close_store(store)
