@@ -262,18 +262,23 @@ async def _fire_round(store: Store, n: int, workspaces: list[str], now_ms: int, 
         try:
             await p.watch(*keys)
             # read after the WATCH (on any connection): a change since makes the EXEC fail
+            # only what is due (a set may hold a day of timers) and the first one after now
             async with store.redis.pipeline(transaction=False) as r:
                 for key in keys:
-                    r.zrange(key, 0, share, withscores=True)   # share + 1: the next due after
-                heads = [scored(h) for h in await r.execute()]
+                    r.zrangebyscore(key, "-inf", now_ms, start=0, num=share, withscores=True)
+                    r.zrangebyscore(key, f"({now_ms}", "+inf", start=0, num=1, withscores=True)
+                r.hlen(K.timer_data(n))   # 0 for the service's own timers: no HMGET then
+                *heads, with_data = await r.execute()
+                replies = [scored(h) for h in heads]
             rounds = []   # (workspace, its set, its due timers taken, the next due after them)
-            for workspace, key, head in zip(workspaces, keys, heads, strict=True):
-                due = [(m, s) for m, s in head[:share] if s <= now_ms]
-                rest = head[len(due):]
-                rounds.append((workspace, key, due, int(rest[0][1]) if rest else None))
+            for i, (workspace, key) in enumerate(zip(workspaces, keys, strict=True)):
+                due, later = replies[2 * i], replies[2 * i + 1]
+                # a full share may leave more due: ranked at now (the next round finds out)
+                after = now_ms if len(due) == share else int(later[0][1]) if later else None
+                rounds.append((workspace, key, due, after))
             taken = [row for _, _, due, _ in rounds for row in due]
             members = [m for m, _ in taken]
-            datas = await store.redis.hmget(K.timer_data(n), members) if members else []
+            datas = await store.redis.hmget(K.timer_data(n), members) if members and with_data else [None] * len(members)
             fired = sorted((_timer(m, s, d) for (m, s), d in zip(taken, datas, strict=True)),
                            key=lambda t: t.due_ms)
             p.multi()
