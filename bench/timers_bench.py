@@ -1,9 +1,11 @@
 """Timers benchmark (issue 5): Redis memory for 1,000,000 timers, and fire rate and lateness at
 1,000 timers/s coming due, each next to a bare baseline measured in the same run.
 
-    python bench/timers_bench.py [--timers 1000000] [--rate 1000] [--seconds 5] [--record]
+    python bench/timers_bench.py [--timers 1000000] [--rate 1000] [--seconds 5] [--burst 20000]
+                                 [--url redis://127.0.0.1:6379/14] [--record]
 
-Runs against the real Redis at 127.0.0.1:6379, DB 14 (flushed before and after).
+Runs against the real Redis at 127.0.0.1:6379, DB 14 unless --url says otherwise (flushed before
+and after).
 
 - memory: deskflow's layout (per partition a sorted set of compact members
   `<workspace>\x1f<reason code>\x1f<ticket>`, event data implied by the reason,
@@ -14,6 +16,10 @@ Runs against the real Redis at 127.0.0.1:6379, DB 14 (flushed before and after).
   (fire_due: ZRANGEBYSCORE + ZREM + XADD in one transaction, then wait until the next due time) vs
   the bare loop (ZRANGEBYSCORE + ZREM, no transaction, no event written). Lateness is the time
   between a timer's due time and the moment its firing call returned.
+- burst (fairness between workspaces): one partition, `burst` timers of one workspace due at one
+  instant and one timer of another workspace due 1 s later; a loop fires as the worker does
+  (fire_due with the worker's per-round limit, Settings.batch_size) and measures how late the
+  other workspace's timer fired, and how long the whole burst took to fire.
 """
 from __future__ import annotations
 
@@ -89,6 +95,33 @@ async def lateness_ours(store: Store, rate: int, seconds: float) -> list[float]:
     return late
 
 
+async def burst_fairness(url: str, burst: int) -> tuple[float, float]:
+    """(victim's lateness s, seconds to fire the whole burst) on one partition."""
+    settings = Settings(redis_url=url, data_file=None, partitions=1)
+    store = await open_store(settings)
+    try:
+        await store.redis.flushdb()
+        due = datetime.now(UTC) + timedelta(seconds=2)
+        for start in range(0, burst, 20_000):
+            await timers.schedule_many(store, [("ws_attacker", f"A-{i}", "snooze", due, None)
+                                               for i in range(start, min(burst, start + 20_000))])
+        victim_due = due + timedelta(seconds=1)
+        await timers.schedule(store, "ws_victim", "B-1", "snooze", victim_due)
+        await asyncio.sleep(max(0.0, (victim_due - datetime.now(UTC)).total_seconds()))
+        late, fired, t0 = None, 0, time.perf_counter()
+        while fired < burst + 1:
+            got = await timers.fire_due(store, 0, datetime.now(UTC), limit=settings.batch_size)
+            fired += len(got)
+            if late is None and any(t.workspace == "ws_victim" for t in got):
+                late = (datetime.now(UTC) - victim_due).total_seconds()
+        took = time.perf_counter() - t0
+        await store.redis.flushdb()
+    finally:
+        await close_store(store)
+    assert late is not None
+    return late, took
+
+
 async def lateness_bare(r: aioredis.Redis, rate: int, seconds: float) -> list[float]:
     await r.flushdb()
     start = time.time() + 1
@@ -120,14 +153,17 @@ async def main(argv: list[str]) -> int:
     ap.add_argument("--timers", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--burst", type=int, default=20_000)
+    ap.add_argument("--url", default=URL)
     ap.add_argument("--record", action="store_true", help="rewrite this section of bench/RESULTS.md")
     args = ap.parse_args(argv)
-    store = await open_store(Settings(redis_url=URL, data_file=None, partitions=PARTITIONS))
+    store = await open_store(Settings(redis_url=args.url, data_file=None, partitions=PARTITIONS))
     try:
         t0 = time.perf_counter()
         ours_mb, bare_mb = await memory(store, args.timers)
         ours_late = await lateness_ours(store, args.rate, args.seconds)
         bare_late = await lateness_bare(store.redis, args.rate, args.seconds)
+        victim_late, burst_s = await burst_fairness(args.url, args.burst)
         await store.redis.flushdb()
         elapsed = time.perf_counter() - t0
     finally:
@@ -143,6 +179,9 @@ async def main(argv: list[str]) -> int:
         f"| lateness p99 | {pct(ours_late, .99) * 1000:.1f} ms | {pct(bare_late, .99) * 1000:.1f} ms | |",
         f"| lateness max | {max(ours_late) * 1000:.1f} ms | {max(bare_late) * 1000:.1f} ms | |",
         f"| fire rate sustained | {args.rate:,}/s offered, {n:,} fired | {len(bare_late):,} fired | |",
+        f"| burst: {args.burst:,} of one workspace due at once, another's due 1 s later: it fired late by | "
+        f"{victim_late * 1000:.1f} ms | | |",
+        f"| burst: the whole {args.burst:,} fired in | {burst_s:.2f} s | | |",
     ]
     targets = [
         f"- ≤ 150 MB for 1,000,000 timers: **{'met' if ours_mb * 1_000_000 / args.timers <= 150 else 'NOT met'}** "
@@ -150,8 +189,9 @@ async def main(argv: list[str]) -> int:
         f"- p99 lateness ≤ 1 s: **{'met' if pct(ours_late, .99) <= 1 else 'NOT met'}** — {pct(ours_late, .99) * 1000:.1f} ms",
     ]
     load = os.getloadavg()
-    header = (f"Command: `python bench/timers_bench.py` — run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s; "
-              f"Redis 127.0.0.1:6379 DB 14; {PARTITIONS} partitions; load average at the end "
+    command = " ".join(["python bench/timers_bench.py", *(a for a in argv if a != "--record")])
+    header = (f"Command: `{command}` — run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s; "
+              f"Redis {args.url}; {PARTITIONS} partitions (the burst: 1); load average at the end "
               f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. Lateness: due time to the return of the firing call "
               f"(the generated event is then in the ticket's stream).")
     notes = [

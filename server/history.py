@@ -20,13 +20,17 @@ import orjson
 
 from rules.actors import actor_of
 
-__all__ = ["MAX_ENTRIES", "MAX_BYTES", "MAX_BODY_BYTES", "MAX_CHANGES_BYTES", "USES",
+__all__ = ["MAX_ENTRIES", "MAX_BYTES", "MAX_BODY_BYTES", "MAX_CHANGES_BYTES", "MAX_NAMES",
+           "MAX_NAME_BYTES", "USES",
            "entry", "bounded", "cut", "uses_of", "history_writes", "script_names"]
 
 MAX_ENTRIES = 50                 # ctx.history: the last 50 events
 MAX_BYTES = 256 * 1024           # ... and at most 256 KiB of them (compact JSON), oldest dropped
 MAX_BODY_BYTES = 4096            # a message body in an entry (UTF-8), cut with " …[truncated]"
 MAX_CHANGES_BYTES = 1024         # an entry's changes; past it, the changed field names only
+MAX_NAMES = 32                   # ... at most this many of them, each cut to MAX_NAME_BYTES, and
+MAX_NAME_BYTES = 100             # all within MAX_CHANGES_BYTES too (a custom field's name may be
+                                 # KiBs long: 32 of them made a 16-32 KiB entry)
 USES = ("history", "customer")   # the ctx attributes the worker loads for a script
 
 # `.history` / `.customer` as an attribute, or named in a getattr() string: deliberately wide
@@ -60,9 +64,24 @@ def entry(event: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
                "channel": message.get("channel")}
     kept: dict[str, Any] = dict(changes or {})
     if len(orjson.dumps(kept)) > MAX_CHANGES_BYTES:
-        kept = {name: None for name in sorted(kept)[:32]}
+        kept = _names_only(kept)
     return {"type": event.get("type"), "at": event.get("occurred_at"), "actor": actor_of(event),
             "message": msg, "changes": kept}
+
+
+def _names_only(changes: dict[str, Any]) -> dict[str, None]:
+    """The changed field names (sorted), each cut to MAX_NAME_BYTES, at most MAX_NAMES of them and
+    as many as fit in MAX_CHANGES_BYTES of compact JSON."""
+    out: dict[str, None] = {}
+    size = 2   # {}
+    for name in sorted(changes)[:MAX_NAMES]:
+        short = cut(name, MAX_NAME_BYTES)
+        grow = len(orjson.dumps({short: None})) - 2 + (1 if out else 0)   # "name":null and a comma
+        if short in out or size + grow > MAX_CHANGES_BYTES:
+            continue
+        out[short] = None
+        size += grow
+    return out
 
 
 def history_writes(key: str, ttl_s: int, item: dict[str, Any]) -> list[tuple[Any, ...]]:

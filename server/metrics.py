@@ -47,6 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rules import TRIGGERS
 from server.store import keys as K
+from server.store import timers as timer_store
 from server.store.cluster_metrics import render_cluster
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
@@ -325,24 +326,24 @@ def _entry_ms(entry_id: str) -> int:
 
 async def _read_queue(store: Store) -> list[tuple[int, int, int, int | None, int]]:
     """Per partition: (n, stream length, pending, oldest entry ms or None, timers). One pipeline of
-    single-key commands (each in its own partition's slot, so it works on Redis Cluster)."""
+    single-key commands (each in its own partition's slot, so it works on Redis Cluster); the timers
+    per partition from store/timers.pending (a set per workspace)."""
     parts = store.settings.partitions
     async with store.redis.pipeline(transaction=False) as p:
         for n in range(parts):
             p.xlen(K.stream(n))
             p.xpending(K.stream(n), K.GROUP)
             p.xrange(K.stream(n), count=1)
-            p.zcard(K.timers(n))
         replies = await p.execute(raise_on_error=False)
     out = []
     for n in range(parts):
-        length, pending, first, timers = replies[4 * n: 4 * n + 4]
-        if isinstance(length, Exception) or isinstance(timers, Exception):
-            raise length if isinstance(length, Exception) else timers
+        length, pending, first = replies[3 * n: 3 * n + 3]
+        if isinstance(length, Exception):
+            raise length
         # NOGROUP (a stream not created yet) is an empty partition, not an outage
         npending = 0 if isinstance(pending, Exception) else int(pending["pending"])
         oldest = None if isinstance(first, Exception) or not first else _entry_ms(first[0][0])
-        out.append((n, int(length), npending, oldest, int(timers)))
+        out.append((n, int(length), npending, oldest, await timer_store.pending(store, n)))
     return out
 
 

@@ -47,12 +47,14 @@ class PartitionTimers:
     async def block_ms(self, n: int) -> int:
         return self.block_for(await self.next_due(n))
 
-    async def fire(self, n: int) -> datetime | None:
-        """Fire partition n's due timers into its stream; returns its next due time after that."""
+    async def fire(self, n: int, room: int) -> datetime | None:
+        """Fire partition n's due timers into its stream, at most one read's worth and no more
+        than `room` (what the lanes can still hold); returns its next due time after that."""
         due = await self.next_due(n)
         now = self.clock()
         if due is None or due > now:
             return due
         self.dues.pop(n, None)
-        await timers.fire_due(self.store, n, now)
+        limit = max(1, min(self.store.settings.batch_size, room))
+        await timers.fire_due(self.store, n, now, limit=limit)
         return await self.next_due(n)

@@ -245,7 +245,10 @@ class Worker:
         polled = self.store.embedded or self.burst
         if lanes.ready < low and lanes.backlog < MAX_HELD:
             waiter.clear()
-            due = await self.timers.fire(n)
+            # no more timers than the lanes have room for: a burst of one workspace's timers
+            # waits in its own due set, where the next round's fair share reaches another
+            # workspace's timer, not in the stream ahead of it (store/timers.py)
+            due = await self.timers.fire(n, MAX_HELD - lanes.backlog)
             # idle: block for new entries as before; lanes in flight: block briefly, so their
             # acks and a slow lane's neighbours are not kept waiting
             block = None if polled else min(self.timers.block_for(due), 100 if lanes.busy else 1 << 30)

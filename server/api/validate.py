@@ -169,7 +169,12 @@ def _ticket(t: Any, path: str, problems: Problems) -> None:
         problems.append({"path": f"{path}.priority",
                          "reason": f"must be one of {', '.join(PRIORITIES)}"})
     if "tags" in t and t["tags"] is not None:
+        before = len(problems)
         _str_list(t["tags"], f"{path}.tags", problems, "tags", MAX_TAGS)
+        # tags are shown in the admin page, logs and webhooks and matched by rules: no NUL, newline
+        # or escape sequence in them, like ids and group names
+        if len(problems) == before and any(_CONTROL.search(tag) for tag in t["tags"]):
+            problems.append({"path": f"{path}.tags", "reason": "must not contain control characters"})
     if "custom" in t:
         _custom(t["custom"], f"{path}.custom", problems)
     if "contact" in t:

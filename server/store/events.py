@@ -140,13 +140,16 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
 
 # The lease check and the read in one script call on Redis (atomic, so the same guarantee as
 # WATCH lease / GET / MULTI XREADGROUP EXEC, in one round trip instead of three).
-# KEYS = lease, stream, timers; ARGV = consumer, group, count. Returns {0} when another worker
-# holds the lease, {1, entries, first timer} when some were read, {2, last generated id, first
-# timer} when none were; first timer = the timers zset's first {member, score}, {} when empty.
+# KEYS = lease, stream, timer index, older timers set; ARGV = consumer, group, count. Returns {0}
+# when another worker holds the lease, {1, entries, first timer} when some were read, {2, last
+# generated id, first timer} when none were; first timer = the earlier of the timer index's and
+# the older layout's first {member, score} (store/timers.py), {} when both are empty.
 _READ_OWNED = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return {0} end
 local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local older = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if older[2] and (not first[2] or tonumber(older[2]) < tonumber(first[2])) then first = older end
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3], 'STREAMS',
                        KEYS[2], '>')
 if got then return {1, got[1][2], first} end
@@ -179,8 +182,9 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
     if not store.embedded:   # the in-process store runs no Lua
         try:
             # execute_command, not eval: a cluster client's eval waits for replicas (commits)
-            got = await store.redis.execute_command("EVAL", _READ_OWNED, 3, lease, stream,
-                                                    K.timers(n), consumer, K.GROUP, count)
+            got = await store.redis.execute_command("EVAL", _READ_OWNED, 4, lease, stream,
+                                                    K.timer_index(n), K.timers(n), consumer,
+                                                    K.GROUP, count)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
                 raise
@@ -208,8 +212,9 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
                 p.multi()
                 p.xreadgroup(K.GROUP, consumer, {stream: ">"}, count=count)
                 p.xinfo_stream(stream)
+                p.zrange(K.timer_index(n), 0, 0, withscores=True)
                 p.zrange(K.timers(n), 0, 0, withscores=True)
-                res, info, first = await p.execute()
+                res, info, first, older = await p.execute()
             except WatchError:
                 continue  # the lease was renewed or taken meanwhile: look again
             except ResponseError as exc:
@@ -217,7 +222,8 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
                     raise
                 await ensure_groups(store)  # the stream was deleted (FLUSHDB, Redis restarted empty)
                 return [], None
-            dues[n] = _first_due(first)
+            firsts = [d for d in (_first_due(first), _first_due(older)) if d is not None]
+            dues[n] = min(firsts) if firsts else None
             entries = [(i, f) for _, batch in res or [] for i, f in batch if f]
             return entries, (None if entries else str(info["last-generated-id"]))
     return [], None

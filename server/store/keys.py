@@ -46,9 +46,16 @@ Per partition n (slot {q:n}):
 
   df:{q:n}:events                       stream events; consumer group "workers"
   df:{q:n}:lease                        str   owning worker's name, PX = reclaim_idle_ms
-  df:{q:n}:timers                       zset  the timers of the partition's tickets -> due ms
+  df:{q:n}:timers:<W>                   zset  the timers of workspace W's tickets in the partition
+                                              -> due ms (one set per workspace: fair firing)
+  df:{q:n}:timer-index                  zset  workspace -> its next due ms (a lower bound; the
+                                              firing round fixes it), or the round it was last
+                                              served at while it still has timers due
+  df:{q:n}:timers                       zset  the older layout: every workspace's timers in one
+                                              set; still read, drained into the above as they
+                                              come due
   df:{q:n}:timer-data                   hash  event data of the timers whose reason does not imply
-                                              it (store/timers.py has both layouts)
+                                              it (store/timers.py has the layouts)
 """
 
 from __future__ import annotations
@@ -155,7 +162,8 @@ def partition_of(workspace: str, ticket_id: str, partitions: int) -> int:
 # -- scripts, allow-list, secrets (slot {ws:W}; store/scripts.py) and timers (slot {q:n};
 #    store/timers.py). Layouts are documented in those modules.
 
-__all__ += ["scripts", "script_version", "allowlist", "secrets", "timers", "timer_data"]
+__all__ += ["scripts", "script_version", "allowlist", "secrets", "timers", "timer_data", "timers_of",
+            "timer_index"]
 
 
 def scripts(w: str) -> str:
@@ -175,9 +183,22 @@ def secrets(w: str) -> str:
 
 
 def timers(n: int) -> str:
-    """zset  member "<workspace>\\x1f<reason code>\\x1f<ticket>" (or, from older installs and for a
-    reason holding \\x1f, JSON [workspace, ticket, reason]) -> due time in ms."""
+    """zset  the older layout: every workspace's timers of partition n in one set (members as in
+    timers_of); read and drained, never written."""
     return f"df:{{q:{n}}}:timers"
+
+
+def timers_of(n: int, w: str) -> str:
+    """zset  member "<workspace>\\x1f<reason code>\\x1f<ticket>" (or, from older installs and for a
+    reason holding \\x1f, JSON [workspace, ticket, reason]) -> due time in ms; workspace w's
+    timers in partition n. The hash tag is {q:n} whatever w holds (the first {...} counts)."""
+    return f"df:{{q:{n}}}:timers:{w}"
+
+
+def timer_index(n: int) -> str:
+    """zset  workspace -> the due ms of its earliest timer in partition n (or lower: a cancel
+    leaves it; the firing round raises it), which workspaces a firing round serves."""
+    return f"df:{{q:{n}}}:timer-index"
 
 
 def timer_data(n: int) -> str:

@@ -2,10 +2,21 @@
 
 Layout (slot {q:n}, the same partition as the ticket's events, store/keys.py):
 
-  df:{q:n}:timers        zset  member -> due time (ms); member = <workspace> US <code> US <ticket>
-                               (US = \\x1f, the ASCII unit separator)
+  df:{q:n}:timers:<W>    zset  member -> due time (ms), workspace W's timers in the partition;
+                               member = <workspace> US <code> US <ticket> (US = \\x1f, the ASCII
+                               unit separator)
+  df:{q:n}:timer-index   zset  workspace -> its next due (ms): which workspaces have timers due
   df:{q:n}:timer-data    hash  member -> JSON event data, ONLY for a timer whose data differs from
                                what its reason implies (none of the service's own timers)
+
+Why a set per workspace (issue: timer bursts): firing strictly by due time from one set let one
+workspace's 20,000 snoozes due at one second fire -- and queue in the stream -- ahead of another
+workspace's snooze due a second later, which woke 48 s late. fire_due serves the index's due
+workspaces round-robin, a share of the round each (its docstring), and the worker fires no more
+per round than its partition loop reads and holds (server/worker.py _fire_timers), so a burst
+waits in its workspace's set, not in the stream ahead of everyone else's events. The index entry
+is a lower bound of the workspace's next due (ZADD LT on schedule; a cancel leaves it): a round
+that finds nothing due there raises or removes it, so nothing fires late and nothing is scanned.
 
 The member names the timer: `code` is the reason, shortened for the service's eight reasons
 (`s` snooze, `t` time_rules, `wf`/`wn`/`wr` sla.warning:first_response/next_response/resolution,
@@ -19,7 +30,10 @@ anything. The event data of a reason is implied (`snooze` -> {"type": "ticket.wo
 Older installs stored the member as JSON `[workspace, ticket, reason]` with a timer-data field for
 every timer. Such members (they never hold a raw US: JSON escapes it) are still read, fired and
 cancelled, and scheduling a (ticket, reason) again drops its JSON member, so a running install
-upgrades in place. A reason or workspace that holds US keeps the JSON form.
+upgrades in place. A reason or workspace that holds US keeps the JSON form. Installs before the
+per-workspace sets kept every timer of the partition in one set, df:{q:n}:timers: it is still
+read (get, cancel, next_due, pending), and its timers move, members unchanged, into their
+workspaces' sets as they come due (fire_due) or are scheduled again.
 
 Why there: a ticket's timers and its event stream share a hash slot, so firing is one WATCH/MULTI
 transaction (ZREM the timer, XADD the generated event); the partition's lease holder (the worker
@@ -45,12 +59,12 @@ from redis.exceptions import WatchError
 
 from rules import parse_timestamp
 from server.store import keys as K
-from server.store.replies import scored
+from server.store.replies import scored, text
 from server.store.connect import Store
 from server.store.errors import guarded
 
 __all__ = ["Timer", "schedule", "schedule_many", "cancel", "get", "fire_due", "next_due", "count",
-           "implied_data", "Plan", "apply_plan", "restore_plan", "stale"]
+           "implied_data", "pending", "ROUND_WORKSPACES", "Plan", "apply_plan", "restore_plan", "stale"]
 
 US = "\x1f"
 _CODES = {"snooze": "s", "time_rules": "t"}
@@ -144,22 +158,29 @@ async def schedule(store: Store, workspace: str, ticket: str, reason: str, due: 
 async def schedule_many(store: Store, items: list[tuple[str, str, str, datetime, dict[str, Any] | None]]) -> None:
     """schedule() for many (workspace, ticket, reason, due, data) at once, one transaction per
     partition (each partition's keys share a slot)."""
-    by_part: dict[int, dict[str, tuple[int, str | None, str]]] = {}
+    by_part: dict[int, dict[str, tuple[int, str | None, str, str]]] = {}
     for workspace, ticket, reason, due, data in items:
         member, legacy = _members(workspace, ticket, reason)
         extra = None if data is None or data == implied_data(reason) else orjson.dumps(data).decode()
-        by_part.setdefault(_partition(store, workspace, ticket), {})[member] = (_ms(due), extra, legacy)
+        by_part.setdefault(_partition(store, workspace, ticket), {})[member] = (_ms(due), extra, legacy, workspace)
     for n, rows in by_part.items():
-        plain = [m for m, (_, extra, _) in rows.items() if extra is None]
-        moved = [old for m, (_, _, old) in rows.items() if old != m]
+        plain = [m for m, (_, extra, _, _) in rows.items() if extra is None]
+        moved = [old for m, (_, _, old, _) in rows.items() if old != m]
+        by_ws: dict[str, dict[str, int]] = {}
+        for m, (score, _, _, workspace) in rows.items():
+            by_ws.setdefault(workspace, {})[m] = score
         async with store.redis.pipeline(transaction=True) as p:
-            p.zadd(K.timers(n), {m: score for m, (score, _, _) in rows.items()})
+            for workspace, scores in by_ws.items():
+                p.zadd(K.timers_of(n, workspace), scores)
+                p.zadd(K.timer_index(n), {workspace: min(scores.values())}, lt=True)  # keeps the lower
             if moved:  # the same timer in the JSON layout of an older install: moved, not doubled
-                p.zrem(K.timers(n), *moved)
+                for workspace in by_ws:
+                    p.zrem(K.timers_of(n, workspace), *moved)
+            p.zrem(K.timers(n), *rows, *moved)  # nor left behind in the older one-set layout
             if plain or moved:
                 p.hdel(K.timer_data(n), *plain, *moved)
             if len(plain) < len(rows):
-                p.hset(K.timer_data(n), mapping={m: extra for m, (_, extra, _) in rows.items() if extra is not None})
+                p.hset(K.timer_data(n), mapping={m: extra for m, (_, extra, _, _) in rows.items() if extra is not None})
             await p.execute()
     store.wakeup.set()
 
@@ -171,16 +192,18 @@ async def cancel(store: Store, workspace: str, ticket: str, reason: str) -> bool
 
 @guarded
 async def _cancel_many(store: Store, workspace: str, ticket: str, reasons: Any) -> int:
-    """Remove the ticket's timers for `reasons` in one transaction; how many there were."""
+    """Remove the ticket's timers for `reasons` in one transaction; how many there were. The
+    workspace's index entry stays (a lower bound): the next firing round at that time fixes it."""
     members = sorted({m for reason in reasons for m in _members(workspace, ticket, reason)})
     if not members:
         return 0
     n = _partition(store, workspace, ticket)
     async with store.redis.pipeline(transaction=True) as p:
+        p.zrem(K.timers_of(n, workspace), *members)
         p.zrem(K.timers(n), *members)
         p.hdel(K.timer_data(n), *members)
-        removed, _ = await p.execute()
-    return int(removed)
+        removed, old, _ = await p.execute()
+    return int(removed) + int(old)
 
 
 @guarded
@@ -188,59 +211,146 @@ async def get(store: Store, workspace: str, ticket: str, reason: str) -> Timer |
     n = _partition(store, workspace, ticket)
     member, legacy = _members(workspace, ticket, reason)
     async with store.redis.pipeline(transaction=False) as p:
-        p.zscore(K.timers(n), member)
-        p.zscore(K.timers(n), legacy)
+        for key in (K.timers_of(n, workspace), K.timers(n)):
+            p.zscore(key, member)
+            p.zscore(key, legacy)
         p.hmget(K.timer_data(n), [member, legacy])
-        score, old_score, (data, old_data) = await p.execute()
-    if score is not None:
-        return _timer(member, score, data)
-    if old_score is not None:
-        return _timer(legacy, old_score, old_data)
+        *scores, (data, old_data) = await p.execute()
+    for (m, d), score in zip([(member, data), (legacy, old_data)] * 2, scores, strict=True):
+        if score is not None:
+            return _timer(m, score, d)
     return None
+
+
+# Workspaces served per firing round, those waiting longest first (store/keys.py timer_index): a
+# round costs one read per workspace, so it is bounded; the rest are served by the next rounds.
+ROUND_WORKSPACES = 32
 
 
 @guarded
 async def fire_due(store: Store, n: int, now: datetime, *, limit: int = 500) -> list[Timer]:
-    """Move partition n's timers due at `now` into its event stream, atomically; returns them."""
-    zkey, dkey = K.timers(n), K.timer_data(n)
+    """Move partition n's timers due at `now` into its event stream, atomically; returns them.
+
+    Fair between workspaces: a round serves up to ROUND_WORKSPACES workspaces with timers due,
+    each up to an equal share of `limit`, so one workspace's burst of due timers (20,000 snoozes
+    due at one second) is fired a share per round while another's timer due meanwhile goes out in
+    the next round. A workspace whose share ran out while it still has timers due is ranked at
+    `now` in the index, behind those still waiting since earlier: round-robin. Within a round the
+    timers go to the stream in due order (a ticket's timers keep their order)."""
+    now_ms = _ms(now)
     while True:
-        async with store.redis.pipeline(transaction=True) as p:
-            try:
-                await p.watch(zkey)
-                due = scored(await p.zrangebyscore(zkey, "-inf", _ms(now), start=0, num=limit, withscores=True))
-                if not due:
-                    return []
-                members = [m for m, _ in due]
-                datas = await p.hmget(dkey, members)
-                fired = [_timer(m, score, data) for m, (_, score), data in zip(members, due, datas, strict=True)]
-                p.multi()
-                p.zrem(zkey, *members)
-                if any(datas):
-                    p.hdel(dkey, *(m for m, d in zip(members, datas, strict=True) if d))
-                for timer in fired:
-                    p.xadd(K.stream(n), {"w": timer.workspace, "e": orjson.dumps(timer.event()).decode()})
-                await p.execute()
-                return fired
-            except WatchError:
-                continue  # a timer was moved while we read: read again
+        async with store.redis.pipeline(transaction=False) as r:
+            r.zrangebyscore(K.timer_index(n), "-inf", now_ms, start=0, num=ROUND_WORKSPACES, withscores=True)
+            r.zrangebyscore(K.timers(n), "-inf", now_ms, start=0, num=max(1, limit), withscores=True)
+            waiting, old = await r.execute()
+        if old:   # due timers of the older one-set layout: into their workspaces' sets, then fired
+            await _migrate(store, n, now_ms, max(1, limit))
+            continue
+        if not waiting:
+            return []
+        fired = await _fire_round(store, n, [w for w, _ in scored(waiting)], now_ms, max(1, limit))
+        if fired:   # [] after a round that only fixed stale index entries: look again
+            return fired
+
+
+async def _fire_round(store: Store, n: int, workspaces: list[str], now_ms: int, limit: int) -> list[Timer]:
+    """One WATCH/MULTI round over these workspaces' sets; [] when it fired nothing (or lost a race
+    and must be read again)."""
+    share = -(-limit // len(workspaces))
+    keys = [K.timers_of(n, w) for w in workspaces]
+    async with store.redis.pipeline(transaction=True) as p:
+        try:
+            await p.watch(*keys)
+            # read after the WATCH (on any connection): a change since makes the EXEC fail
+            # only what is due (a set may hold a day of timers) and the first one after now
+            async with store.redis.pipeline(transaction=False) as r:
+                for key in keys:
+                    r.zrangebyscore(key, "-inf", now_ms, start=0, num=share, withscores=True)
+                    r.zrangebyscore(key, f"({now_ms}", "+inf", start=0, num=1, withscores=True)
+                r.hlen(K.timer_data(n))   # 0 for the service's own timers: no HMGET then
+                *heads, with_data = await r.execute()
+                replies = [scored(h) for h in heads]
+            rounds = []   # (workspace, its set, its due timers taken, the next due after them)
+            for i, (workspace, key) in enumerate(zip(workspaces, keys, strict=True)):
+                due, later = replies[2 * i], replies[2 * i + 1]
+                # a full share may leave more due: ranked at now (the next round finds out)
+                after = now_ms if len(due) == share else int(later[0][1]) if later else None
+                rounds.append((workspace, key, due, after))
+            taken = [row for _, _, due, _ in rounds for row in due]
+            members = [m for m, _ in taken]
+            datas = await store.redis.hmget(K.timer_data(n), members) if members and with_data else [None] * len(members)
+            fired = sorted((_timer(m, s, d) for (m, s), d in zip(taken, datas, strict=True)),
+                           key=lambda t: t.due_ms)
+            p.multi()
+            for workspace, key, due, after in rounds:
+                if due:
+                    p.zrem(key, *(m for m, _ in due))
+                if after is None:
+                    p.zrem(K.timer_index(n), workspace)
+                else:   # still due (its share ran out): ranked now, behind those waiting longer
+                    p.zadd(K.timer_index(n), {workspace: max(after, now_ms)})
+            if any(datas):
+                p.hdel(K.timer_data(n), *(m for m, d in zip(members, datas, strict=True) if d))
+            for timer in fired:
+                p.xadd(K.stream(n), {"w": timer.workspace, "e": orjson.dumps(timer.event()).decode()})
+            await p.execute()
+            return fired
+        except WatchError:
+            return []   # a timer was moved while we read: read again
+
+
+async def _migrate(store: Store, n: int, now_ms: int, limit: int) -> None:
+    """Move up to `limit` due timers of the older one-set layout into their workspaces' sets (the
+    same members: their timer-data fields stand), atomically, so the fair round fires them."""
+    async with store.redis.pipeline(transaction=True) as p:
+        try:
+            await p.watch(K.timers(n))
+            rows = scored(await p.zrangebyscore(K.timers(n), "-inf", now_ms, start=0, num=limit, withscores=True))
+            if not rows:
+                return
+            by_ws: dict[str, dict[str, int]] = {}
+            for m, score in rows:
+                by_ws.setdefault(_parse(m)[0], {})[m] = int(score)
+            p.multi()
+            for workspace, scores in by_ws.items():
+                p.zadd(K.timers_of(n, workspace), scores)
+                p.zadd(K.timer_index(n), {workspace: min(scores.values())}, lt=True)
+            p.zrem(K.timers(n), *(m for m, _ in rows))
+            await p.execute()
+        except WatchError:
+            return   # moved meanwhile: the caller reads again
 
 
 @guarded
 async def next_due(store: Store, partitions: list[int]) -> datetime | None:
-    """The earliest due time among these partitions' timers (to sleep exactly until then)."""
+    """The earliest due time among these partitions' timers (to sleep exactly until then); may be
+    early (a cancelled timer's index entry), never late."""
     best: int | None = None
     for n in partitions:
-        first = scored(await store.redis.zrange(K.timers(n), 0, 0, withscores=True))
-        if first and (best is None or first[0][1] < best):
-            best = int(first[0][1])
+        async with store.redis.pipeline(transaction=False) as p:
+            p.zrange(K.timer_index(n), 0, 0, withscores=True)
+            p.zrange(K.timers(n), 0, 0, withscores=True)
+            for first in map(scored, await p.execute()):
+                if first and (best is None or first[0][1] < best):
+                    best = int(first[0][1])
     return datetime.fromtimestamp(best / 1000, UTC) if best is not None else None
 
 
 @guarded
+async def pending(store: Store, n: int) -> int:
+    """How many timers partition n holds (both layouts)."""
+    workspaces = await store.redis.zrange(K.timer_index(n), 0, -1)
+    async with store.redis.pipeline(transaction=False) as p:
+        p.zcard(K.timers(n))
+        for w in workspaces:
+            p.zcard(K.timers_of(n, text(w)))
+        return sum(int(c) for c in await p.execute())
+
+
 async def count(store: Store) -> int:
     total = 0
     for n in range(store.settings.partitions):
-        total += int(await store.redis.zcard(K.timers(n)))
+        total += await pending(store, n)
     return total
 
 

@@ -117,7 +117,7 @@ async def test_the_services_timers_store_no_data_and_a_compact_member(store: Sto
     await timers.schedule_many(store, [("ws_0123456789abcdef", odd, r, T0, d) for r, d in reasons.items()])
     n = K.partition_of("ws_0123456789abcdef", odd, store.settings.partitions)
     assert await store.redis.hlen(K.timer_data(n)) == 0
-    members = await store.redis.zrange(K.timers(n), 0, -1)
+    members = await store.redis.zrange(K.timers_of(n, "ws_0123456789abcdef"), 0, -1)
     assert sorted(members) == sorted(f"ws_0123456789abcdef\x1f{c}\x1f{odd}" for c in ("s", "t", "wf", "br", "wn"))
     for r, d in reasons.items():
         t = await timers.get(store, "ws_0123456789abcdef", odd, r)
