@@ -5,7 +5,8 @@
 
 /** name -> { render(view element, app) -> void | Promise, label }. app.js registers the built-in
  *  views; another module adds its own with registerView (see the top of app.js). */
-export const VIEWS = {};
+//  (No prototype: a hash names the view, and `#/constructor` must not find Object's members.)
+export const VIEWS = Object.create(null);
 
 let onRegister = null;
 
