@@ -12,7 +12,7 @@ from .actors import ACTORS
 from .business import BUSINESS_OPS, resolve_calendar
 from .calendar import Calendar
 from .fields import FIELD_NAMES_HELP, Field, lookup_field
-from .jsondata import json_copy
+from .jsondata import json_copy, seen_copy
 from .ops import EXTRA_OPS_FOR_FIELD, OPS, OPS_FOR_TYPE, Predicate, State, build_predicate, check_value
 from .ordinal import check_ordinal, is_ordinal
 from .regexes import cut_short_note
@@ -59,7 +59,7 @@ class Leaf:
         return s.read(self.field)
 
     def failure(self, s: State) -> dict[str, Any]:
-        return {**self.describe(), "seen": json_copy(self.seen(s)), **self.note(s)}
+        return {**self.describe(), "seen": seen_copy(self.seen(s)), **self.note(s)}
 
     def note(self, s: State) -> dict[str, str]:
         """{"note": why} when a regex was cut short by its time bound in this pass (it then does

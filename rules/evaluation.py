@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from .actions import Firing
 from .codegen import read_slots
 from .conditions import Group, Leaf
-from .jsondata import json_copy
+from .jsondata import json_copy, seen_copy
 from .ops import State
 from .record import any_held
 from .updates import diff
@@ -28,7 +28,7 @@ def _failed(node: Leaf | Group, s: State, seen: dict[str, Any] | None = None) ->
             return node.failure(s)
         name = node.field.name
         if name not in seen:
-            seen[name] = json_copy(s.read(node.field))
+            seen[name] = seen_copy(s.read(node.field))
         return {**node.describe(), "seen": seen[name], **node.note(s)}  # a regex cut short says so
     return {"path": node.path, "field": None, "op": "any", "value": None, "seen": None}
 

@@ -31,11 +31,9 @@ from __future__ import annotations
 from itertools import chain
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
-
 from .codegen import FIRST_BASE
 from .conditions import Group, Leaf, Node
-from .jsondata import json_copy
+from .jsondata import dumps_any, json_copy, seen_copy, seen_json
 from .ops import State
 
 if TYPE_CHECKING:
@@ -217,7 +215,7 @@ def entries(ev: Evaluation) -> list[dict[str, Any]]:
     ks, vpos, bpos, n = walk.ks, walk.vpos, walk.bpos, walk.n
     heads, specs, groups = plan.heads, plan.steps, plan.groups
     tags_n = plan.tags
-    versions = _Versions(plan, ev, json_copy)
+    versions = _Versions(plan, ev, seen_copy)
     out: list[dict[str, Any]] = []
     append = out.append
     for i in range(n):
@@ -254,16 +252,7 @@ def entries(ev: Evaluation) -> list[dict[str, Any]]:
 def _json(value: Any) -> bytes:
     """orjson's bytes of a value; odd data (never from the API: a set, a non-str key) as the
     closest JSON rather than an exception in the worker."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
+    return dumps_any(value)
 
 
 Chunk = tuple[bytes, bytes, int]
@@ -334,10 +323,10 @@ class _Seen(dict):  # type: ignore[type-arg]
         if fn == self.tags:   # the list the pass appends to, cut to its length then
             _, ticket, vars, length = self.timeline[self.version]
             raw = self.fields[fn].read(ticket, self.event, vars)
-            out = _json(raw[:length] if length is not None and raw is ticket.get("tags") else raw)
+            out = seen_json(raw[:length] if length is not None and raw is ticket.get("tags") else raw)
         else:
             _, ticket, vars, _ = self.timeline[0]
-            out = _json(self.fields[fn].read(ticket, self.event, vars))
+            out = seen_json(self.fields[fn].read(ticket, self.event, vars))
         self[fn] = out
         return out
 
@@ -431,7 +420,7 @@ def _general(ev: Evaluation, walk: _Walk, fns: tuple[int, ...]) -> list[bytes]:
     not change shares its bytes)."""
     plan, vpos, bpos = walk.plan, walk.vpos, walk.bpos
     tags_n = plan.tags
-    versions = _Versions(plan, ev, _json)
+    versions = _Versions(plan, ev, seen_json)
     return [b"" if fn < 0 else versions.get(fn, vpos[i] if fn == tags_n else bpos[i])
             for i, fn in enumerate(fns)]
 
