@@ -5,7 +5,9 @@
   (DB 12 is the ingest benchmark's).
 * `store_kind`: "embedded" and "redis" (the latter marked `redis`): parametrizes `settings`, so a
   test that asks for `settings`, `client` or `ws` runs on both stores.
-* `client`: a starlette TestClient over create_app(settings, worker=True), lifespan running.
+* `client`: a starlette TestClient over create_app(settings, worker=True), lifespan running; its
+  worker reads `worker_clock` (testkit.ShiftedClock), so a test crosses a timer's due time with
+  `worker_clock.advance(s)` instead of sleeping.
 (tests/server/conftest.py adds `ws`, a fresh workspace on `client` with keys of every role.)
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from testkit import claim_redis_db, service_settings
+from testkit import ShiftedClock, claim_redis_db, service_settings
 
 from server.app import create_app
 from server.settings import Settings
@@ -46,8 +48,14 @@ def settings(store_kind: str, request: pytest.FixtureRequest) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, worker=True)) as c:
+def worker_clock() -> ShiftedClock:
+    """The `client` worker's clock: the real time until a test calls `worker_clock.advance(s)`."""
+    return ShiftedClock()
+
+
+@pytest.fixture
+def client(settings: Settings, worker_clock: ShiftedClock) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, worker=True, worker_clock=worker_clock)) as c:
         yield c
 
 
