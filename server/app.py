@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,11 +33,14 @@ log = logging.getLogger("deskflow.app")
 
 def create_app(settings: Settings | None = None, *, worker: bool = False,
                store: Store | None = None, handlers: dict[str, Any] | None = None,
-               clock: Callable[[], float] | None = None) -> Starlette:
+               clock: Callable[[], float] | None = None,
+               worker_clock: Callable[[], datetime] | None = None) -> Starlette:
     """The ASGI app. `worker=True` also runs a worker in the same event loop (`deskflow serve`).
     `store` lets a caller share an already-open store (it then stays open after shutdown).
     `handlers` ({"run_script": f, "http_request": g}) go to that worker's rules engine; without
-    them those actions come back as effects. `clock` (wall seconds) is the rate limit's, for tests."""
+    them those actions come back as effects. `clock` (wall seconds) is the rate limit's, for tests;
+    `worker_clock` (an aware datetime) is the worker's: when timers fire, what time rules and SLA
+    clocks read, the time a run records (tests move it instead of sleeping until a timer is due)."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -51,7 +55,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
         scripting = Scripting(st, settings)
         index_builds = IndexBuilds(st)   # one-time contact index builds (store/directory.py)
-        runtime = Runtime(st, settings, scripting, handlers=handlers) if worker else None
+        runtime = Runtime(st, settings, scripting, handlers=handlers,
+                          clock=worker_clock) if worker else None
         if runtime is not None:
             runtime.start()
         try:

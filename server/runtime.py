@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from server.outbox import Outbox
@@ -35,8 +37,10 @@ class Runtime:
 
     def __init__(self, store: Store, settings: Settings, scripting: Scripting, *,
                  burst: bool = False, outbox: bool = True,
-                 handlers: dict[str, Any] | None = None) -> None:
-        self.worker = Worker(store=store, burst=burst, handlers=handlers, scripting=scripting)
+                 handlers: dict[str, Any] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.worker = Worker(store=store, burst=burst, handlers=handlers, scripting=scripting,
+                             clock=clock)
         self.outbox = Outbox(store=store, settings=settings) if outbox else None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 

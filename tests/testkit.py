@@ -14,6 +14,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import redis
@@ -31,6 +32,22 @@ ROOT_TOKEN = "test-root-token"
 # How long a `deskflow` subprocess may take to start listening before a test calls it hung: a
 # hang guard, not a bound (on 2 loaded cores, with xdist workers beside it, a start took 13 s).
 START_S = 60.0
+
+
+class ShiftedClock:
+    """The worker's clock for tests (`create_app(worker_clock=...)`): the real time plus an offset
+    that only `advance(s)` changes. It keeps moving like the real clock (so event times the API
+    stamps and the worker's "now" stay in step), and a test jumps it past a timer's due time
+    instead of sleeping until then."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
 
 
 def service_settings(redis_url: str | None) -> Settings:
