@@ -13,7 +13,7 @@
 // keep it, and `#/webhooks/<id>?k=v` reaches the render as app.route = {view, id, params}.
 import { api, ApiError, listAll, session, enc } from './api.js';
 import { h, clear, $, $$, announce, fmtTime, showErrors, clearErrors } from './dom.js';
-import { loadVocab, summarizeConditions, summarizeActions, TRIGGER_LABELS } from './vocab.js';
+import { loadVocab, summarizeConditions, summarizeActions, ruleFieldNames, TRIGGER_LABELS } from './vocab.js';
 import { openEditor } from './editor.js';
 import { renderRuns, renderGroups } from './panels.js';
 import { renderScripts } from './scripts_view.js';
@@ -241,7 +241,7 @@ function visibleRules() {
     if (app.show === 'disabled' && r.enabled) return false;
     if (app.show === 'unused' && !app.unused.has(r.id)) return false;
     if (!q) return true;
-    const hay = [r.name, r.id, ...(r.triggers || []), summarizeConditions(r.conditions), summarizeActions(r.actions)]
+    const hay = [r.name, r.id, ...(r.triggers || []), summarizeConditions(r.conditions), summarizeActions(r.actions), ...ruleFieldNames(r)]
       .join(' ').toLowerCase();
     return hay.includes(q);
   });

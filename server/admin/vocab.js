@@ -194,15 +194,29 @@ export function summarizeConditions(node, nested = false) {
     const text = parts.join(isAll ? ' and ' : ' or ');
     return nested && parts.length > 1 ? `(${text})` : text;
   }
-  const op = OP_LABELS[node.op] || node.op;
+  const op = opLabel(node.op, node.field);
   const value = 'value' in node ? ` ${showValue(node.value)}` : '';
-  return `${node.field} ${op}${value}`;
+  return `${fieldLabel(node.field)} ${op}${value}`;
+}
+
+/** The API field names a rule's conditions and actions use (the rule list's search finds a rule
+ *  by them as well as by the labels its summary shows). */
+export function ruleFieldNames(rule) {
+  const out = [];
+  const walk = (n) => {
+    if (!n || typeof n !== 'object') return;
+    for (const k of ['all', 'any']) if (Array.isArray(n[k])) n[k].forEach(walk);
+    if (typeof n.field === 'string') out.push(n.field);
+  };
+  walk(rule.conditions);
+  for (const a of rule.actions || []) if (a && typeof a.field === 'string') out.push(a.field);
+  return out;
 }
 
 export function summarizeAction(a) {
   if (!a || typeof a !== 'object') return '?';
   switch (a.type) {
-    case 'set': return `set ${a.field} → ${a.value === null ? 'nothing' : showValue(a.value)}`;
+    case 'set': return `set ${fieldLabel(a.field)} → ${a.value === null ? 'nothing' : showValue(a.value)}`;
     case 'add_tags': return `add tags ${(a.tags || []).join(', ')}`;
     case 'remove_tags': return `remove tags ${(a.tags || []).join(', ')}`;
     case 'add_to_group': return `add contact to ${a.group}`;

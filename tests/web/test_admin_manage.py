@@ -125,7 +125,7 @@ def test_history_shows_each_revision_and_restores_one(page, deskflow):
     expect(revs.nth(0)).to_contain_text("Revision 3")
     expect(revs.nth(0)).to_contain_text("web manager edited")
     expect(revs.nth(0).locator('tr[data-key="actions"] del')).to_contain_text("add tags refund")
-    expect(revs.nth(0).locator('tr[data-key="actions"] ins')).to_contain_text("set priority")
+    expect(revs.nth(0).locator('tr[data-key="actions"] ins')).to_contain_text("set Priority")
     expect(revs.nth(1).locator('tr[data-key="name"]')).to_contain_text("Refunds are tagged")
     expect(revs.nth(1).locator('tr[data-key="name"] ins')).to_have_text("Refunds, renamed")
     expect(revs.nth(0).get_by_role("button", name="Restore revision 3")).to_have_count(0)  # current

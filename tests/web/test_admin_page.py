@@ -55,8 +55,8 @@ def test_sign_in_shows_rules_and_the_key_stays_in_the_session(page, deskflow):
     expect(page.locator("#who-text")).to_have_text("web-tests · manager")
     expect(page.locator("#rules-table tbody tr")).to_have_count(3)
     vip = _row(page, "VIP refunds go to the VIP desk")
-    expect(vip).to_contain_text("contact.groups includes “vip” and (subject contains “refund” or")
-    expect(vip).to_contain_text("set department → “vip-desk”; add tags vip, refund")
+    expect(vip).to_contain_text("Contact groups includes “vip” and (Subject contains “refund” or")
+    expect(vip).to_contain_text("set Department → “vip-desk”; add tags vip, refund")
     expect(_row(page, "Acknowledge new tickets").get_by_role("switch")).not_to_be_checked()
     assert page.evaluate("sessionStorage.getItem('deskflow.apiKey')") == deskflow.manager_key
     assert page.evaluate("localStorage.length") == 0

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useFixture } from './helpers.mjs';
-import { fieldLabel, fieldGroup, opsFor, opLabel, valueKind, FIELD_LABELS } from '../../../server/admin/vocab.js';
+import { fieldLabel, fieldGroup, opsFor, opLabel, valueKind, FIELD_LABELS, summarizeConditions, summarizeActions, ruleFieldNames } from '../../../server/admin/vocab.js';
 
 useFixture();
 
@@ -42,4 +42,19 @@ test('an ordinal op reads along the order; a numeric one stays a sign', () => {
   assert.equal(opLabel('gt', 'custom.score'), '>');
   assert.equal(opLabel('contains', 'subject'), 'contains');
   assert.equal(opLabel('brand_new_op'), 'brand_new_op');
+});
+
+test('a rule\'s one-line summary uses the labels, and its search keeps the API names', () => {
+  const rule = {
+    conditions: { all: [{ field: 'contact.groups', op: 'includes', value: 'vip' },
+      { any: [{ field: 'priority', op: 'gt', value: 'normal' }, { field: 'last_customer_message_at', op: 'is_empty' }] }] },
+    actions: [{ type: 'set', field: 'priority', value: 'high' }, { type: 'add_tags', tags: ['vip'] }],
+  };
+  const when = summarizeConditions(rule.conditions);
+  assert.ok(when.startsWith('Contact groups '), when);
+  assert.ok(when.includes('Priority is above “normal”') || when.includes('Priority is above normal'), when);
+  assert.ok(when.includes('Last customer reply'), when);
+  assert.ok(!when.includes('contact.groups') && !when.includes('last_customer_message_at'), when);
+  assert.ok(summarizeActions(rule.actions).startsWith('set Priority → '));
+  assert.deepEqual(ruleFieldNames(rule), ['contact.groups', 'priority', 'last_customer_message_at', 'priority']);
 });
