@@ -3,6 +3,7 @@
 import { api, listAll, enc } from './api.js';
 import { h, clear, $, field, announce, fmtTime, showErrors, clearErrors } from './dom.js';
 import { anyHeldRows } from './ruletree.js';
+import { fieldLabel, opLabel } from './vocab.js';
 import { parseRoute, routeHash } from './router.js';
 
 export function showJson(v) {
@@ -155,7 +156,7 @@ function rulesTable(rules, rulesById) {
       h('td', null, r.name || r.id),
       h('td', { class: 'verdict' }, r.matched ? '✓ matched' : '✗ no'),
       h('td', null, r.failed ? [h('code', null, r.failed.path || ''), ' ', r.failed.op === 'any' ? 'none of the “any” group held'
-        : `${r.failed.field ?? ''} ${r.failed.op ?? ''} ${showJson(r.failed.value)}`] : '',
+        : [h('span', { title: `${r.failed.field ?? ''} ${r.failed.op ?? ''}` }, `${fieldLabel(r.failed.field)} ${r.failed.op ? opLabel(r.failed.op, r.failed.field) : ''}`), ` ${showJson(r.failed.value)}`]] : '',
         (r.errors || []).length ? h('div', { class: 'error-text' }, r.errors.join('; ')) : null,
         anyHeld(r, rulesById[r.id])),
       h('td', null, r.failed && r.failed.op !== 'any' ? showJson(r.failed.seen) : '')))));

@@ -138,6 +138,7 @@ def test_history_shows_each_revision_and_restores_one(page, deskflow):
     expect(revs).to_have_count(4)
     expect(revs.nth(0)).to_contain_text("restored (from revision 1)")
     expect(page.locator("#rule-name")).to_have_value(REFUNDS["name"])
+    page.locator("#revisions").screenshot(path=str(DOCS / "admin-history.png"))
     with deskflow.client() as c:
         now = c.get(f"/v1/rules/{rule['id']}").json()
     assert now["name"] == REFUNDS["name"] and now["actions"] == REFUNDS["actions"]
@@ -191,6 +192,8 @@ def test_recent_runs_filter_by_rule_ticket_and_outcome(page, deskflow):
     page.get_by_role("button", name="Runs").click()
     cards = page.locator("#runs-list article.run")
     expect(cards.first).to_contain_text("rr-3")  # newest first, no filter needed
+    expect(cards.filter(has_text="rr-1")).to_have_count(1)
+    page.screenshot(path=str(DOCS / "admin-runs.png"), full_page=True)
     page.get_by_label("Rule that fired").select_option(vip["id"])
     page.get_by_role("button", name="Show runs").click()
     expect(cards.first).to_contain_text("rr-1")

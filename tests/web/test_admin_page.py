@@ -310,7 +310,7 @@ def test_runs_groups_and_scripts(page, deskflow):
     run = page.locator("article.run").first
     expect(run).to_contain_text("run-1")
     expect(run.locator("tr", has_text=URGENT["name"])).to_contain_text("✓ matched")
-    expect(run.locator("tr", has_text="Never")).to_contain_text('channel is "phone"')
+    expect(run.locator("tr", has_text="Never")).to_contain_text('Channel is "phone"')
     expect(run.locator("tr", has_text="Never")).to_contain_text('"email"')
     expect(run.locator(".changes")).to_contain_text("priority")
     page.get_by_label("Ticket id").fill("T-nope")

@@ -8,7 +8,7 @@ import itertools
 
 from playwright.sync_api import expect
 
-from .web_helpers import sign_in
+from .web_helpers import DOCS, sign_in
 
 _ids = itertools.count()
 
@@ -43,6 +43,7 @@ def test_a_group_lists_its_contacts_companies_and_tickets(page, deskflow):
     expect(tickets).to_have_count(2)
     expect(page.locator('#group-tickets tr[data-id="GV-2"]')).to_contain_text("Acme <b>Inc</b>")
     expect(page.locator('#group-tickets tr[data-id="GV-3"]')).to_have_count(0)
+    page.screenshot(path=str(DOCS / "admin-groups.png"), full_page=True)
 
 
 def test_more_follows_the_cursor_and_a_bad_name_says_why(page, deskflow):
