@@ -70,6 +70,13 @@ class Lanes:
         self._queues: dict[tuple[str, str], collections.deque[Entry]] = {}
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._per_ws: collections.Counter[str] = collections.Counter()
+        # Kept as they change, so that what each round and each finished entry asks costs the
+        # number of workspaces, not the number of tickets waiting (a flood of 5,000 tickets made
+        # every start scan them all): the lanes waiting to start, by workspace in arrival order;
+        # the entries queued in all, and by workspace.
+        self._idle: dict[str, dict[tuple[str, str], None]] = {}
+        self._entries = 0
+        self._ws_entries: collections.Counter[str] = collections.Counter()
         self._done: list[str] = []
         self._changed = asyncio.Event()
         self.failed: BaseException | None = None
@@ -77,13 +84,13 @@ class Lanes:
     @property
     def backlog(self) -> int:
         """Entries taken but not yet applied (waiting or in flight)."""
-        return sum(len(q) for q in self._queues.values()) + len(self._running)
+        return self._entries + len(self._running)
 
     @property
     def ready(self) -> int:
         """Entries taken but not applied, leaving out those of workspaces whose share of lanes is
         all busy: what the partition loop weighs before it reads more."""
-        return sum(len(q) for key, q in self._queues.items() if self._per_ws[key[0]] < self._share)
+        return sum(n for ws, n in self._ws_entries.items() if self._per_ws[ws] < self._share)
 
     @property
     def busy(self) -> bool:
@@ -92,8 +99,24 @@ class Lanes:
     def add(self, entries: list[Entry]) -> None:
         for entry_id, fields in entries:
             key = _lane_of(entry_id, fields)
-            self._queues.setdefault(key, collections.deque()).append((entry_id, fields))
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = collections.deque()
+                if key not in self._running:
+                    self._idle.setdefault(key[0], {})[key] = None
+            queue.append((entry_id, fields))
+            self._entries += 1
+            self._ws_entries[key[0]] += 1
         self._start_ready()
+
+    def _forget(self, ws: str, n: int) -> None:
+        """n entries of workspace ws left the queues."""
+        self._entries -= n
+        left = self._ws_entries[ws] - n
+        if left > 0:
+            self._ws_entries[ws] = left
+        else:
+            del self._ws_entries[ws]
 
     def take_done(self) -> list[str]:
         done, self._done = self._done, []
@@ -102,11 +125,13 @@ class Lanes:
     def drop_waiting(self) -> None:
         """Forget entries not started (they stay pending in the stream, to be claimed again)."""
         for key in [k for k in self._queues if k not in self._running]:
-            del self._queues[key]
+            self._forget(key[0], len(self._queues.pop(key)))
+        self._idle.clear()
         for key in self._running:   # keep each running lane's head: it is being applied
             queue = self._queues[key]
             while len(queue) > 1:
                 queue.pop()
+                self._forget(key[0], 1)
 
     async def next(self, timeout: float | None) -> None:
         """Until a lane finishes an entry (or `timeout` seconds)."""
@@ -162,13 +187,17 @@ class Lanes:
     def _start_ready(self) -> None:
         if self.failed is not None:
             return
-        for key in list(self._queues):
-            if len(self._running) >= self._lanes:
-                return
-            if key in self._running or self._per_ws[key[0]] >= self._share:
-                continue
-            self._per_ws[key[0]] += 1
-            self._running[key] = asyncio.create_task(self._lane(key))
+        for ws in list(self._idle):
+            idle = self._idle[ws]
+            while idle and self._per_ws[ws] < self._share:
+                if len(self._running) >= self._lanes:
+                    return
+                key = next(iter(idle))
+                del idle[key]
+                self._per_ws[ws] += 1
+                self._running[key] = asyncio.create_task(self._lane(key))
+            if not idle:
+                del self._idle[ws]
 
     async def _lane(self, key: tuple[str, str]) -> None:
         try:
@@ -177,6 +206,7 @@ class Lanes:
                 entry_id, fields = queue[0]
                 await self._apply(entry_id, fields)
                 queue.popleft()
+                self._forget(key[0], 1)
                 self._done.append(entry_id)
                 self._changed.set()
                 self._ack_soon()
@@ -188,5 +218,7 @@ class Lanes:
             self._per_ws[key[0]] -= 1
             if not self._queues.get(key):
                 self._queues.pop(key, None)
+            else:   # entries left after a failure: a lane to start again once it is cleared
+                self._idle.setdefault(key[0], {})[key] = None
             self._changed.set()
             self._start_ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -138,12 +139,72 @@ def test_a_slow_workspaces_backlog_does_not_stop_the_partition_reading(one_parti
         assert len(srv.hits("/slow")) < 150, "the slow passes were not still queued: no test"
 
 
-def test_a_saturated_workspace_is_not_counted_as_ready() -> None:
-    lanes = Lanes(lambda entry_id, fields: asyncio.sleep(0), lanes=8, share=2)
-    lanes._per_ws["slow"] = 2   # its share of lanes busy (as _start_ready would have it)
-    lanes._queues[("slow", "T-9")] = __import__("collections").deque([_entry("slow", "T-9", 1)])
-    lanes._queues[("quick", "Q-1")] = __import__("collections").deque([_entry("quick", "Q-1", 2)])
-    assert lanes.backlog == 2 and lanes.ready == 1
+@pytest.mark.anyio
+async def test_a_saturated_workspace_is_not_counted_as_ready() -> None:
+    gate = asyncio.Event()
+
+    async def apply(entry_id: str, fields: dict[str, str]) -> None:
+        await gate.wait()
+
+    lanes = Lanes(apply, lanes=8, share=2)
+    lanes.add([_entry("slow", "T-1", 1), _entry("slow", "T-2", 2), _entry("slow", "T-9", 3),
+               _entry("quick", "Q-1", 4)])
+    await asyncio.sleep(0)
+    # slow's two lanes are busy, so its waiting T-9 is not ready; quick's entry is
+    assert lanes.ready == 1
+    assert lanes.backlog == 4 + 3   # four entries taken, three of them in flight
+    gate.set()
+    await lanes.finish()
+    assert lanes.ready == 0 and lanes.backlog == 0 and not lanes.busy
+    assert sorted(lanes.take_done()) == ["1-0", "2-0", "3-0", "4-0"]
+
+
+@pytest.mark.anyio
+async def test_the_counts_kept_agree_with_the_queues_through_adds_finishes_and_drops() -> None:
+    """backlog, ready and the lanes started are kept as they change (O(workspaces) per ask, not
+    O(tickets waiting)); through random adds, finishes and drops they stay what counting the
+    queues gives, and no workspace ever runs past its share or the partition past its lanes."""
+    rng = random.Random(7)
+    gates: dict[str, asyncio.Event] = {}
+    released = False
+
+    async def apply(entry_id: str, fields: dict[str, str]) -> None:
+        gate = gates.setdefault(entry_id, asyncio.Event())
+        if not released:
+            await gate.wait()
+
+    lanes = Lanes(apply, lanes=6, share=2)
+    n = 0
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.5:
+            batch = []
+            for _ in range(rng.randint(1, 6)):
+                n += 1
+                batch.append(_entry(f"w{rng.randint(0, 4)}", f"T-{rng.randint(0, 15)}", n))
+            lanes.add(batch)
+        elif op < 0.95:
+            waiting = [g for g in gates.values() if not g.is_set()]
+            for g in rng.sample(waiting, min(len(waiting), rng.randint(1, 3))):
+                g.set()
+        else:
+            lanes.drop_waiting()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        queued = sum(len(q) for q in lanes._queues.values())
+        assert lanes.backlog == queued + len(lanes._running)
+        assert lanes.ready == sum(len(q) for key, q in lanes._queues.items()
+                                  if lanes._per_ws[key[0]] < 2)
+        assert len(lanes._running) <= 6
+        assert all(v <= 2 for v in lanes._per_ws.values())
+        runnable = [k for k in lanes._queues if k not in lanes._running
+                    and lanes._per_ws[k[0]] < 2]
+        assert not runnable or len(lanes._running) == 6, "a lane could start but did not"
+    released = True
+    for g in gates.values():
+        g.set()
+    await lanes.finish()
+    assert lanes.backlog == 0 and lanes.ready == 0 and not lanes.busy
 
 
 @pytest.mark.anyio
