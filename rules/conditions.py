@@ -240,7 +240,7 @@ def trace(node: Node | None, s: State) -> list[dict[str, Any]]:
         return []
     if isinstance(node, Leaf):
         held = bool(node.pred(s))
-        return [{**node.describe(), "held": held, "seen": json_copy(node.seen(s)), **node.note(s)}]
+        return [{**node.describe(), "held": held, "seen": seen_copy(node.seen(s)), **node.note(s)}]
     out: list[dict[str, Any]] = []
     for child in node.children:
         out.extend(trace(child, s))

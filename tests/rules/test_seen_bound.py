@@ -63,3 +63,19 @@ def test_values_within_the_bounds_are_kept_whole() -> None:
     assert _all_forms(_rules("tags", "includes", "nope"), {"id": "T1", "tags": tags})[0] == tags
     for v in (None, 3, 2.5, True, "", [], {}, ["x"] * 5, {"a": [1, 2]}, "y" * 1001, ["z" * 300] * 9):
         assert orjson.dumps(seen_copy(v)) == seen_json(v)
+
+
+def test_the_dry_runs_every_leaf_report_is_cut_the_same_way() -> None:
+    """A dry run reports every leaf with its `seen`; a rule of many leaves over one huge field
+    would otherwise answer leaves × the field's size."""
+    from rules.ruleset import dry_run
+    subject = "z" * 300_000
+    rule = {"id": "r", "name": "many leaves", "triggers": ["ticket.updated"],
+            "conditions": {"any": [{"field": "subject", "op": "is", "value": f"v{i}"} for i in range(300)]},
+            "actions": [{"type": "add_tags", "tags": ["x"]}]}
+    ticket = {"id": "T1", "subject": subject}
+    out = dry_run(rule, _event(ticket), ticket, now=NOW)
+    leaves = out["rule"]["conditions"]
+    assert len(leaves) == 300
+    assert all(leaf["seen"] == subject[:SEEN_MAX_CHARS] + SEEN_TRUNCATED for leaf in leaves)
+    assert len(orjson.dumps(out)) < 300 * (SEEN_MAX_CHARS + 300)
