@@ -74,12 +74,9 @@ class _Source:
 
     def steps(self, node: Node | None, out: list[Node]) -> list[str]:
         """The tests of `conditions.failure`'s walk, in written order; their nodes go to out."""
-        if node is None:
-            return []
-        if isinstance(node, Group) and node.kind == "all":
-            return [t for child in node.children for t in self.steps(child, out)]
-        out.append(node)
-        return [self.expr(node)]
+        nodes = step_nodes(node)
+        out.extend(nodes)
+        return [self.expr(n) for n in nodes]
 
     def leaf(self, n: Leaf) -> str:  # noqa: C901 -- one template per op
         op, v, f = n.op, n.value, n.field
@@ -196,6 +193,31 @@ FIRST_INLINE = 12
 FIRST_BASE = 16   # > FIRST_INLINE + 1
 
 
+def step_nodes(node: Node | None) -> list[Node]:
+    """The steps of `conditions.failure`'s walk, in written order: the conditions with every
+    `all` group flattened. A rule's explainer answer and `first` code number these."""
+    if node is None:
+        return []
+    if isinstance(node, Group) and node.kind == "all":
+        return [n for child in node.children for n in step_nodes(child)]
+    return [node]
+
+
+def radix_of(steps: Sequence[Node]) -> list[tuple[int, int]]:
+    """(step number, M) of each `any` step with children of a rule inlined in `first` (see
+    Generated.first): M is FIRST_BASE times (children + 1) of each such step before it. [] for a
+    rule of no steps or more than FIRST_INLINE (its code is its explainer answer + 1)."""
+    if not steps or len(steps) > FIRST_INLINE:
+        return []
+    out: list[tuple[int, int]] = []
+    m = FIRST_BASE
+    for k, node in enumerate(steps):
+        if isinstance(node, Group) and node.children:
+            out.append((k, m))
+            m *= len(node.children) + 1
+    return out
+
+
 def _reader(fields: list[tuple[Any, int]]) -> Callable[..., list[Any]] | None:
     """A function (ticket, event, vars) -> [slot values], exactly `Slots`' values: FOLDED is
     State.folded's (a str case-folded, a list as the frozenset of its folded str items, else
@@ -265,7 +287,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     deep: list[int] = []
     radix: list[list[tuple[int, int]]] = []
     for pos, (rule_tests, steps_) in enumerate(zip(tests, failing, strict=True)):
-        mine: list[tuple[int, int]] = []
+        mine = radix_of(steps_)
         if not rule_tests:
             expr = "0"
         elif len(rule_tests) > FIRST_INLINE:
@@ -273,14 +295,13 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
             deep.append(pos)
         else:
             expr = "0"
-            m = FIRST_BASE
+            scale = dict(mine)
             parts = []
             for k, (test, node) in enumerate(zip(rule_tests, steps_, strict=True)):
-                if isinstance(node, Group) and node.children:
+                if k in scale:
+                    assert isinstance(node, Group)
                     find = " else ".join(f"{b} if {src.expr(c)}" for b, c in enumerate(node.children))
-                    parts.append((k, f"{m} * (b + 1) + ", f"(b := ({find} else -1)) < 0"))
-                    mine.append((k, m))
-                    m *= len(node.children) + 1
+                    parts.append((k, f"{scale[k]} * (b + 1) + ", f"(b := ({find} else -1)) < 0"))
                 else:
                     parts.append((k, "", f"not {test}"))
             for k, scaled, cond in reversed(parts):

@@ -45,8 +45,9 @@ class Evaluation:
                  timeline: list[tuple[int, dict[str, Any], dict[str, Any], int | None]], first: State,
                  stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
                  skipped: frozenset[int] = frozenset(), changes: dict[str, Any] | None = None,
-                 rechecked: frozenset[int] | set[int] = frozenset()) -> None:
+                 rechecked: frozenset[int] | set[int] = frozenset(), slots: Any = None) -> None:
         self._bucket = bucket
+        self._slots = slots   # the slot vector of `first` (the pass's; None: not read)
         self._fired = fired
         self._timeline = timeline
         self._first = first

@@ -32,9 +32,10 @@ Timeline = list[tuple[int, dict[str, Any], dict[str, Any], int | None]]
 
 def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, skipped: frozenset[int]
              ) -> tuple[dict[int, Firing], Timeline, int | None, list[dict[str, Any]], dict[str, Any] | None,
-                        frozenset[int] | set[int]]:
+                        frozenset[int] | set[int], Any]:
     """(fired, timeline, stopped_at, effects, changes or None when a diff must work them out,
-    the positions checked again after a fire (and the skipped ones))."""
+    the positions checked again after a fire (and the skipped ones), the slot vector of the
+    event's ticket: the run record's `first` reads it again, rules/record.py)."""
     before, event, prev, clock = first.ticket, first.event, first.previous, first.now
     timeline: Timeline = [(0, before, {}, None)]
     fired: dict[int, Firing] = {}
@@ -46,11 +47,12 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
         slots: Any = bucket.read(before, event, {})
     else:
         slots = read_slots(bucket.slots, state)
+    slots0 = slots
     todo = bucket.match(slots, state)
     if skipped:
         todo = [i for i in todo if i not in skipped]
     if not todo:
-        return fired, timeline, None, effects, {}, skipped
+        return fired, timeline, None, effects, {}, skipped, slots0
     plans, appends, concerns, explainers = bucket.plans, bucket.appends, bucket.concerns, bucket.explainers
     recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
     cur_ticket: dict[str, Any] = before
@@ -130,4 +132,4 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     if only_appends:
         added = own[base:] if own is not None else []
         changes = {"tags": {"added": added, "removed": []}} if added else {}
-    return fired, timeline, stopped_at, effects, changes, recheck
+    return fired, timeline, stopped_at, effects, changes, recheck, slots0

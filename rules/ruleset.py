@@ -184,9 +184,9 @@ class RuleSet:
         skipped: frozenset[int] = frozenset()
         if exclude:
             skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
-        fired, timeline, stopped_at, effects, changes, rechecked = run_pass(bucket, first, handlers, skipped)
+        fired, timeline, stopped_at, effects, changes, rechecked, slots = run_pass(bucket, first, handlers, skipped)
         return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped, changes,
-                          rechecked)
+                          rechecked, slots)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
                    previous: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> datetime | None:
