@@ -12,10 +12,11 @@ a tag. Per cell, in one process pinned to one CPU, engines timed in interleaved 
 - deskflow `evaluate`: `ruleset.evaluate(event, ticket, None, NOW)`, actions applied, then
   `.matched`, `.changes` and `.ticket` read;
 - deskflow `evaluate + run record`: the same plus what the worker stores for the event
-  (server/automation.py: one `{id, name, matched, failed[, errors][, any_held], revision}`
-  entry per rule, built as JSON by server/runrecord.py's `stored_rules`, with matched, changes,
-  ticket, effects, the record's size check, `bound_record`, which serializes it, and the
-  serialization the commit stores);
+  (server/automation.py: the `rules` of one `{id, name, matched, failed[, errors][, any_held],
+  revision}` entry per rule, packed by server/runrecord.py's `stored_rules` (rules/record.py
+  `pack`: ids, revisions, `first` codes and the fields' values; a read expands them), with
+  matched, changes, ticket, effects, the record's size check, `bound_record`, which serializes
+  it, and the serialization the commit stores);
 - zen-engine in its fastest set-up (bench/_firespeers.py), conditions only;
 - generated Python (bench/_firespeers.py): every rule's conditions inline, conditions only.
 

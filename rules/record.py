@@ -15,25 +15,23 @@ from what the pass left, with code that stays small:
   1,000 rules, so an event of another type than the last found none of it in the CPU's caches
   and paid 4x what the same code cost when warm. Here the per-rule data sits in one tuple per
   step (`RecordPlan`) and one small loop, shared by every bucket, builds the entries;
-- what the worker stores is their JSON (`encoded`): per rule and `first` code, the bytes around
-  the entry's `seen` are made once per rule set and kept, so an event pays for its `seen` values
-  (serialized once per field and ticket version) and a join, not for a dict per rule and a
-  serializer walking it;
+- what the worker stores is their packed form (`pack`, below): per rule its id, revision and
+  `first` code, and the values its fields had at each ticket version, expanded when read
+  (`unpack`, with `rule_plan` of each rule at its revision);
 - the value `seen` is read at the rule's turn and copied once per field and ticket version (the
   entries of one record may share it, as explain's do): a pass whose fires only appended tags
-  left one ticket dict whose tags list grew, so only the tags are copied again per version.
+  left one ticket dict whose tags list grew, so only the tags differ per version.
 
 `entries(ev)` equals `[{id, name, matched, failed[, errors][, any_held]} for each item of
 ev.explain]` (tests/rules/test_property.py checks that on random rule sets).
 """
 from __future__ import annotations
 
-from itertools import chain
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .conditions import Group, Leaf, Node
-from .jsondata import dumps_any, json_copy, seen_copy, seen_json
+from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
 from .ops import State
 
 if TYPE_CHECKING:
@@ -84,9 +82,12 @@ class RecordPlan:
                 out.append((kind, node.path, name, node.op, node.value, numbers[name], node))
             self.steps.append(tuple(out))
         self.tags = numbers.get("tags", -2)
-        # encoded's bytes per rule and `first` code, for one revisions map (the worker's comes
+        # the packed record's fields other than the tags (_seen_table): their names and readers
+        self.seen_names = [f.name for n, f in enumerate(self.fields) if n != self.tags]
+        self.seen_reads = [f.read for n, f in enumerate(self.fields) if n != self.tags]
+        # pack's answers per rule and `first` code, for one revisions map (the worker's comes
         # with the rule set from its cache, so it is the same object for every event)
-        self._chunks: tuple[Any, list[dict[int, tuple[bytes, bytes, int]]]] = (_MISS, [])
+        self._packing: tuple[Any, tuple[list[dict[int, bool]], list[Any]]] = (_MISS, ([], []))
         # per rule: (step number, branch finder, M, children + 1, group path, its children's
         # paths) of its `any` steps (the finders and M are the generated `branches` and `radix`,
         # rules/codegen.py)
@@ -99,15 +100,16 @@ class RecordPlan:
                  tuple(c.path for c in g.children)) for k, y, g in groups))
 
 
-    def chunks_for(self, revisions: dict[str, Any] | None) -> list[dict[int, tuple[bytes, bytes, int]]]:
-        """The per-rule byte chunks for this revisions map (a new map starts afresh). Shared by
-        threads: a swap replaces the pair whole, and a chunk made twice is the same bytes."""
-        ident = revisions if revisions else (_EMPTY if revisions is not None else None)
-        revs, chunks = self._chunks
+    def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, bool]], list[Any]]:
+        """For `pack`, per revisions map (a new map starts afresh): per rule, whether each
+        `first` code seen so far is described by the code alone (`_compact`), and the rules'
+        revisions in order. Shared by threads: a swap replaces the pair whole."""
+        ident = revisions if revisions else _EMPTY
+        revs, made = self._packing
         if revs is not ident:
-            chunks = [{} for _ in self.heads]
-            self._chunks = (ident, chunks)
-        return chunks
+            made = ([{} for _ in self.heads], [revisions.get(i) for i in self.ids])
+            self._packing = (ident, made)
+        return made
 
 
 Groups = tuple[tuple[int, Any, int, int, str, tuple[str, ...]], ...]
@@ -149,15 +151,34 @@ class _Walk:
     tags, the first version of the run of versions sharing its ticket dict and vars (bpos:
     appends to the tags change nothing else), and the positions that take the slow way."""
 
-    __slots__ = ("bucket", "plan", "n", "ks", "vpos", "bpos", "special", "states")
+    __slots__ = ("bucket", "plan", "n", "ks", "special", "states", "_timeline", "_pos")
 
     def __init__(self, ev: Evaluation, bucket: Any) -> None:
         self.bucket, self.plan = bucket, bucket.record
         rules, fired, skipped, stopped = bucket.rules, ev._fired, ev._skipped, ev._stopped_at
-        timeline = ev._timeline
-        n = self.n = len(rules) if stopped is None else stopped + 1
+        self._timeline = ev._timeline
+        self.n = len(rules) if stopped is None else stopped + 1
         assert bucket.first is not None   # every bucket with rules has its generated `first`
         self.ks: list[int] = bucket.first(_first_slots(ev, bucket), ev._first)
+        self._pos: tuple[list[int], list[int]] | None = None
+        again = set(ev._rechecked) - fired.keys() - skipped if ev._rechecked else set()
+        self.special = fired.keys() | skipped | again | self.plan.deep
+        self.states: dict[int, State] = {0: ev._first}
+
+    @property
+    def vpos(self) -> list[int]:
+        return self._positions()[0]
+
+    @property
+    def bpos(self) -> list[int]:
+        return self._positions()[1]
+
+    def _positions(self) -> tuple[list[int], list[int]]:
+        """(vpos, bpos), made when first asked (a packed record of a pass whose fires only
+        appended tags asks neither)."""
+        if self._pos is not None:
+            return self._pos
+        timeline, n, total = self._timeline, self.n, len(self.bucket.rules)
         if len(timeline) == 1:
             vpos = bpos = [0] * n
         else:
@@ -165,16 +186,14 @@ class _Walk:
             base = 0
             for step in range(len(timeline)):
                 start = timeline[step][0]
-                end = timeline[step + 1][0] if step + 1 < len(timeline) else len(rules)
+                end = timeline[step + 1][0] if step + 1 < len(timeline) else total
                 if step and not (timeline[step][1] is timeline[step - 1][1]
                                  and timeline[step][2] is timeline[step - 1][2]):
                     base = step
                 vpos += [step] * (end - start)
                 bpos += [base] * (end - start)
-        self.vpos, self.bpos = vpos, bpos
-        again = set(ev._rechecked) - fired.keys() - skipped if ev._rechecked else set()
-        self.special = fired.keys() | skipped | again | self.plan.deep
-        self.states: dict[int, State] = {0: ev._first}
+        self._pos = (vpos, bpos)
+        return self._pos
 
     def slow(self, ev: Evaluation, i: int) -> dict[str, Any] | None:
         """Rule i's entry when it takes the slow way (fired, skipped, checked again, deep), or
@@ -249,86 +268,11 @@ def entries(ev: Evaluation) -> list[dict[str, Any]]:
     return out
 
 
-def _json(value: Any) -> bytes:
-    """orjson's bytes of a value; odd data (never from the API: a set, a non-str key) as the
-    closest JSON rather than an exception in the worker."""
-    return dumps_any(value)
-
-
-Chunk = tuple[bytes, bytes, int]
-_SLOW: Chunk = (b"", b"", -2)
-_PLACE: Chunk = (b"", b"", -1)   # a slow-way entry's place, filled in after
 _GET: Any = dict.get
-# the `first` codes whose bytes one rule keeps (a code names the failing step and the branch of
-# each `any` group before it: a rule of many groups could see many; the rest are made per use)
-# (~300 bytes each: at 10,000 rules, 8 codes a rule is ~24 MB a rule set, the most kept)
-CHUNKS_PER_RULE = 8
-
-
-def _chunk(plan: RecordPlan, i: int, code: int, revisions: dict[str, Any] | None) -> Chunk:
-    """Rule i's entry for `first` code `code` on the fast way, and a comma: (before, after,
-    field number), the entry being before + the JSON of that field at the rule's turn + after;
-    field number -1 when it shows no `seen` (an `any` group failed: all of it is `before`);
-    _SLOW for the slow way (it holds, or a leaf whose `failed` takes its own code)."""
-    k = code % FIRST_BASE - 1
-    if k < 0:
-        return _SLOW
-    kind, path, fname, op, value, fn, _node = plan.steps[i][k]
-    if kind == OWN:
-        return _SLOW
-    rid, name = plan.heads[i]
-    g = plan.groups[i]
-    held = _decoded(g, k, code) if g and g[0][0] < k else None
-    tail = ((b',"any_held":' + _json(held) if held else b"")
-            + (b',"revision":' + _json(revisions.get(str(rid))) if revisions is not None else b"") + b"},")
-    head = b'{"id":' + _json(rid) + b',"name":' + _json(name) + b',"matched":false,"failed":'
-    if kind == ANY_GROUP:
-        return (head + b'{"path":' + _json(path) + b',"field":null,"op":"any","value":null,"seen":null}'
-                + tail, b"", -1)
-    described = _json({"path": path, "field": fname, "op": op, "value": value})
-    return head + described[:-1] + b',"seen":', b"}" + tail, fn
-
-
-def _fired_chunk(plan: RecordPlan, i: int, code: int, revisions: dict[str, Any] | None) -> Chunk:
-    """Rule i's entry, and a comma, when it fired (with no errors) on the event's ticket with
-    `first` code `code`."""
-    rid, name = plan.heads[i]
-    held = _decoded(plan.groups[i], -1, code) if plan.groups[i] else None
-    entry: dict[str, Any] = {"id": rid, "name": name, "matched": True, "failed": None}
-    if held:
-        entry["any_held"] = held
-    if revisions is not None:
-        entry["revision"] = revisions.get(str(rid))
-    return _json(entry) + b",", b"", -1
-
-
-class _Seen(dict):  # type: ignore[type-arg]
-    """The JSON of each field's `seen` (by field number) on a pass whose fires only appended
-    tags: every field but the tags as on the event's ticket (every version shares them), the
-    tags at timeline version `version`. Filled as asked (a hit is a dict lookup, in C)."""
-
-    __slots__ = ("fields", "timeline", "event", "tags", "version")
-
-    def __init__(self, fields: list[Any], timeline: Any, event: dict[str, Any], tags: int) -> None:
-        super().__init__({-1: b"", -2: b""})
-        self.fields, self.timeline, self.event, self.tags, self.version = fields, timeline, event, tags, 0
-
-    def at(self, version: int) -> None:
-        """Ask the tags at this version from now on."""
-        if version != self.version:
-            self.version = version
-            self.pop(self.tags, None)
-
-    def __missing__(self, fn: int) -> bytes:
-        if fn == self.tags:   # the list the pass appends to, cut to its length then
-            _, ticket, vars, length = self.timeline[self.version]
-            raw = self.fields[fn].read(ticket, self.event, vars)
-            out = seen_json(raw[:length] if length is not None and raw is ticket.get("tags") else raw)
-        else:
-            _, ticket, vars, _ = self.timeline[0]
-            out = seen_json(self.fields[fn].read(ticket, self.event, vars))
-        self[fn] = out
-        return out
+# the `first` codes per rule whose answer `pack` keeps (a code names the failing step and the
+# branch of each `any` group before it: a rule of many groups could see many; the rest are
+# worked out per use)
+CODES_PER_RULE = 8
 
 
 def _appends_only(timeline: Any) -> bool:
@@ -338,91 +282,6 @@ def _appends_only(timeline: Any) -> bool:
         return True
     t1 = timeline[1][1]
     return all(t[1] is t1 and t[3] is not None and not t[2] for t in timeline[1:])
-
-
-def encoded(ev: Evaluation, revisions: dict[str, Any] | None = None) -> tuple[bytes, int]:
-    """`entries(ev)` as JSON, each entry with `"revision": revisions.get(str(id))` last when
-    `revisions` is given (what the worker stores; server/runrecord.py): (the entries joined by
-    commas, without the brackets; their number). The same bytes as `orjson.dumps` of those
-    dicts, without the dicts: per rule and `first` code the bytes around `seen` are made once
-    per rule set (and revisions map) and kept, each field's `seen` is serialized once per
-    ticket version, and on a pass whose fires only appended tags (the common one) the per-rule
-    work is a few list operations done in C, then one join."""
-    bucket = ev._bucket
-    if bucket is None:
-        return b"", 0
-    walk = _Walk(ev, bucket)
-    plan: RecordPlan = bucket.record
-    n, ks = walk.n, walk.ks
-    timeline, event = ev._timeline, ev._first.event
-    chunks = plan.chunks_for(revisions)
-    got: list[Chunk | None] = list(map(_GET, chunks[:n], ks[:n]))
-    slow = []
-    fired, again, deep = ev._fired, ev._rechecked, plan.deep
-    for i in walk.special:
-        if i >= n:
-            continue
-        firing = fired.get(i)
-        if firing is not None and not firing.errors and i not in again and i not in deep:
-            # a fire on the event's ticket: its entry is its `first` code's (held branches)
-            mine, key = chunks[i], ~ks[i]
-            c = mine.get(key)
-            if c is None:
-                c = _fired_chunk(plan, i, ks[i], revisions)
-                if len(mine) < CHUNKS_PER_RULE:
-                    mine[key] = c
-            got[i] = c
-        else:
-            got[i] = _PLACE
-            slow.append(i)
-    if None in got:
-        for i in [i for i, c in enumerate(got) if c is None]:
-            c = got[i] = _chunk(plan, i, ks[i], revisions)
-            mine = chunks[i]
-            if len(mine) < CHUNKS_PER_RULE:
-                mine[ks[i]] = c
-    if _SLOW in got:
-        slow += [i for i, c in enumerate(got) if c is _SLOW]
-    if not got:
-        return b"", 0
-    heads_: Any
-    heads_, afters, fns = zip(*cast(list[Chunk], got), strict=True)
-    fields, tags_n = plan.fields, plan.tags
-    seens: Any
-    if not _appends_only(timeline):
-        seens = _general(ev, walk, fns)
-    else:
-        seen = _Seen(fields, timeline, event, tags_n)
-        if len(timeline) == 1 or tags_n < 0 or tags_n not in fns:
-            seens = map(seen.__getitem__, fns)
-        else:   # per run of rules between two fires: the tags as they stood then
-            seens = []
-            for step in range(len(timeline)):
-                start = timeline[step][0]
-                end = timeline[step + 1][0] if step + 1 < len(timeline) else n
-                if start < n:
-                    seen.at(step)
-                    seens += map(seen.__getitem__, fns[start:min(end, n)])
-    befores: Any = heads_
-    if slow:
-        befores = list(heads_)
-        for i in slow:
-            entry = walk.slow(ev, i) or walk.at_turn(ev, i)
-            if revisions is not None:
-                entry["revision"] = revisions.get(str(entry["id"]))
-            befores[i] = _json(entry) + b","
-    return b"".join(chain.from_iterable(zip(befores, seens, afters, strict=True)))[:-1], n
-
-
-def _general(ev: Evaluation, walk: _Walk, fns: tuple[int, ...]) -> list[bytes]:
-    """encoded's `seen` JSON per position for a pass of any fires: each field read at the
-    ticket version of the rule's turn and serialized once per version (a field whose object did
-    not change shares its bytes)."""
-    plan, vpos, bpos = walk.plan, walk.vpos, walk.bpos
-    tags_n = plan.tags
-    versions = _Versions(plan, ev, seen_json)
-    return [b"" if fn < 0 else versions.get(fn, vpos[i] if fn == tags_n else bpos[i])
-            for i, fn in enumerate(fns)]
 
 
 class _Versions:
@@ -494,7 +353,243 @@ def _slots(bucket: Any, state: State) -> Any:
 
 
 def _first_slots(ev: Evaluation, bucket: Any) -> Any:
+    if ev._slots is not None:   # the pass read them (rules/passes.py)
+        return ev._slots
     first = ev._first
     if bucket.read is not None:
         return bucket.read(first.ticket, first.event, first.vars)
     return _slots(bucket, first)
+
+
+# -- the packed record: what the worker stores, expanded when it is read --------------------------
+#
+# Why: the entries above are one `{id, name, matched, failed, ...}` per rule listening to the
+# event's type, ~25 KB of JSON an event at 1,000 rules and ~1 MB at 10,000, built and stored for
+# every event though most are never read (bench/RESULTS.md: the record cost 3.5-6.5x the pass).
+# What decides an entry is small: the rule (id and revision: its conditions never change under a
+# revision), its `first` code (the failing step and held branches) and the values its fields had
+# at its turn. So the worker stores those (`pack`) and a reader expands them with each rule's
+# plan at its revision (`unpack`, `rule_plan`): the same entries, in the same order, byte for
+# byte (tests/rules/test_property.py). Entries a code cannot describe (fired with errors,
+# skipped, checked again, a rule of many steps, a failure that words itself: `changed*`,
+# `matches`, calendars) are stored whole, as before.
+#
+#   {"packed": 1, "ids": [rule id per position], "revs": [its revision], "codes": [first code],
+#    "fired": [positions that fired, described by their code], "full": [[position, entry]],
+#    "at": [the position each ticket version starts at], "seen": {field: [[version, value]]}}
+#
+# A field's value is stored at each version where it may differ (the tags at every version, any
+# other field where the pass replaced the ticket or its vars), already bounded (seen_copy); an
+# entry shows the last one at or before its rule's version.
+
+PACKED = 1
+_FULL_CODE = object()
+
+
+def _compact(plan: RecordPlan, i: int, code: int) -> bool:
+    """Whether rule i's entry for `first` code `code`, when it did not fire, is described by the
+    code (a failing step that is a plain leaf or an `any` group)."""
+    k = code % FIRST_BASE - 1
+    return k >= 0 and i not in plan.deep and plan.steps[i][k][0] != OWN
+
+
+def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
+    """The packed form of `entries(ev)` with each rule's revision (above); None when a rule of
+    the bucket has no id (it could not be found again: the caller stores the entries)."""
+    bucket = ev._bucket
+    if bucket is None:
+        return None
+    plan: RecordPlan = bucket.record
+    if len(plan.ids) != len(plan.heads):
+        return None
+    walk = _Walk(ev, bucket)
+    n, ks = walk.n, walk.ks
+    table, revs = plan.packing(revisions)
+    got: list[Any] = list(map(_GET, table[:n], ks[:n]))
+    fired_at, full_at = [], []
+    fired, again, deep = ev._fired, ev._rechecked, plan.deep
+    for i in walk.special:
+        if i >= n:
+            continue
+        firing = fired.get(i)
+        if firing is not None and not firing.errors and i not in again and i not in deep:
+            fired_at.append(i)
+            got[i] = True
+        else:
+            got[i] = _FULL_CODE
+    if None in got:
+        for i in [i for i, c in enumerate(got) if c is None]:
+            c = got[i] = _compact(plan, i, ks[i])
+            if len(table[i]) < CODES_PER_RULE:
+                table[i][ks[i]] = c
+    if False in got or _FULL_CODE in got:
+        full_at = [i for i, c in enumerate(got) if c is not True]
+    full = []
+    for i in full_at:
+        entry = walk.slow(ev, i) or walk.at_turn(ev, i)
+        entry["revision"] = revisions.get(str(entry["id"]))
+        full.append([i, entry])
+    fired_at.sort()
+    timeline = ev._timeline
+    return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
+            "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
+            "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
+            "seen": _seen_table(ev, walk)}
+
+
+def _seen_table(ev: Evaluation, walk: _Walk) -> dict[str, Any]:
+    """Each field the bucket's entries may show, bounded (seen_copy), at each version where it
+    may differ: what `entries` reads for a rule at its version (the tags at vpos, the others at
+    bpos; _Versions). `values`: the other fields (`fields`, in order) at version 0, then at each
+    later base version those whose object changed, as [number, value] pairs; `tags`: [version,
+    value] where they changed, or, with `tag_list`, [version, length of tag_list]."""
+    plan = walk.plan
+    timeline, event = ev._timeline, ev._first.event
+    appends = _appends_only(timeline)
+    bases = [0] if appends else sorted(set(walk.bpos))
+    reads = plan.seen_reads
+    _, ticket, vars, _ = timeline[0]
+    prev = [r(ticket, event, vars) for r in reads]
+    values: list[list[Any]] = [[0, list(map(seen_copy, prev))]]
+    for b in bases[1:]:
+        _, ticket, vars, _ = timeline[b]
+        raw = [r(ticket, event, vars) for r in reads]
+        values.append([b, [[j, seen_copy(x)] for j, (x, y) in enumerate(zip(raw, prev, strict=True)) if x is not y]])
+        prev = raw
+    out: dict[str, Any] = {"fields": plan.seen_names, "values": values}
+    if plan.tags < 0:
+        return out
+    field = plan.fields[plan.tags]
+    if len(timeline) > 1 and appends:
+        prefix = _tag_prefix(field, timeline, event)
+        if prefix is not None:
+            out["tag_list"], out["tags"] = prefix
+            return out
+    versions = []
+    last, last_len = _MISS, None
+    for step, (_, ticket, vars, length) in enumerate(timeline):
+        raw = field.read(ticket, event, vars)
+        cut = length if length is not None and raw is ticket.get("tags") else None
+        if raw is not last or cut != last_len:
+            versions.append([step, seen_copy(raw if cut is None else raw[:cut])])
+            last, last_len = raw, cut
+    out["tags"] = versions
+    return out
+
+
+def _tag_prefix(field: Any, timeline: Any, event: dict[str, Any]) -> tuple[list[Any], list[list[Any]]] | None:
+    """On a pass whose fires only appended tags: the tags list the pass appended to and the length
+    of it at each version (version 0: the ticket's own tags, its first items), when every one of
+    those is its own seen_copy (the whole list's JSON within SEEN_MAX_BYTES); else None."""
+    _, ticket0, vars0, _ = timeline[0]
+    _, ticket1, vars1, _ = timeline[-1]
+    first, last = field.read(ticket0, event, vars0), field.read(ticket1, event, vars1)
+    if type(first) is not list or last is not ticket1.get("tags") or type(last) is not list:
+        return None
+    lengths = [[0, len(first)], *([step, t[3]] for step, t in enumerate(timeline) if step)]
+    full = last[:timeline[-1][3]]   # (the lengths only grow)
+    if full[:len(first)] != first or len(dumps_any(full)) > SEEN_MAX_BYTES:
+        return None
+    return full, lengths
+
+
+def unpack(packed: dict[str, Any], plan_at: Any) -> list[dict[str, Any]]:
+    """The entries of a packed record. `plan_at(position)` gives (the RecordPlan describing the
+    rule there, its index in it), or None when the rule's revision is not known: its entry then
+    says so in `notes` (`failed` without the condition)."""
+    from bisect import bisect_right
+
+    ids, revs, codes, at, seen = packed["ids"], packed["revs"], packed["codes"], packed["at"], packed["seen"]
+    fired = set(packed["fired"])
+    full = {int(i): e for i, e in packed["full"]}
+    look = _SeenLookup(seen)
+    out: list[dict[str, Any]] = []
+    for i, rid in enumerate(ids):
+        whole = full.get(i)
+        if whole is not None:
+            out.append(whole)
+            continue
+        found = plan_at(i)
+        if found is None:
+            out.append({"id": rid, "name": None, "matched": i in fired, "failed": None,
+                        "notes": [f"revision {revs[i]} of rule {rid} is not stored: its entry cannot be shown"],
+                        "revision": revs[i]})
+            continue
+        plan, j = found
+        code = codes[i]
+        groups = plan.groups[j]
+        entry: dict[str, Any]
+        if i in fired:
+            entry = {"id": rid, "name": plan.heads[j][1], "matched": True, "failed": None}
+            held = _decoded(groups, -1, code) if groups else None
+        else:
+            k = code % FIRST_BASE - 1
+            kind, path, fname, op, value, _fn, _node = plan.steps[j][k]
+            if kind == ANY_GROUP:
+                failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
+            else:
+                got = look.at(fname, bisect_right(at, i) - 1)
+                failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
+                          "seen": json_copy(got)}
+            entry = {"id": rid, "name": plan.heads[j][1], "matched": False, "failed": failed}
+            held = _decoded(groups, k, code) if groups and groups[0][0] < k else None
+        if held:
+            entry["any_held"] = held
+        entry["revision"] = revs[i]
+        out.append(entry)
+    return out
+
+
+class _SeenLookup:
+    """A packed record's `seen` table read back: a field's value at a version (_seen_table)."""
+
+    def __init__(self, seen: dict[str, Any]) -> None:
+        from bisect import bisect_right
+        self._bisect = bisect_right
+        self.number = {name: j for j, name in enumerate(seen["fields"])}
+        values = seen["values"]
+        self.bases = [b for b, _ in values]
+        self.first = values[0][1]
+        self.later = [dict((j, v) for j, v in changed) for _, changed in values[1:]]
+        tags = seen.get("tags") or []
+        self.tag_steps = [step for step, _ in tags]
+        self.tags = [v for _, v in tags]
+        self.tag_list = seen.get("tag_list")
+
+    def at(self, name: str, version: int) -> Any:
+        if name == "tags" and name not in self.number:
+            got = self.tags[max(0, self._bisect(self.tag_steps, version) - 1)]
+            return got if self.tag_list is None else self.tag_list[:got]
+        j = self.number[name]
+        for b in range(self._bisect(self.bases, version) - 1, 0, -1):
+            later = self.later[b - 1]
+            if j in later:
+                return later[j]
+        return self.first[j]
+
+
+class _AnyCalendar(dict):  # type: ignore[type-arg]
+    """Every calendar name resolves (to one placeholder): a rule read back for its plan may name
+    a calendar that is gone since, and a step that names one is stored whole anyway."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        from .calendar import Calendar
+        return Calendar.from_spec({"timezone": "UTC", "week": {}}, "calendar")
+
+
+def rule_plan(raw: dict[str, Any]) -> RecordPlan:
+    """The RecordPlan of one rule (as stored at a revision): what `unpack` needs to describe its
+    entries, the same steps and codes as its bucket's plan had (rules/codegen.py step_nodes,
+    radix_of). Raises RuleError for a rule that does not compile."""
+    from .codegen import FIRST_INLINE, radix_of, step_nodes
+    from .compile import compile_rule
+
+    rule = compile_rule(raw, 0, _AnyCalendar())
+    steps = step_nodes(rule.conditions)
+    finders = tuple((k, None) for k, node in enumerate(steps) if isinstance(node, Group) and node.children)
+    deep = frozenset({0}) if len(steps) > FIRST_INLINE else frozenset()
+    plan = RecordPlan([rule], [steps], [finders], [radix_of(steps)], deep)
+    # kept by readers for many rules: without the compiled nodes (predicates, regexes) and fields
+    plan.steps = [tuple(step[:6] + (None,) for step in plan.steps[0])]
+    plan.fields, plan.seen_reads = [], []
+    return plan

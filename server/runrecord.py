@@ -7,8 +7,8 @@ effects (the rest are suppressed, each with its reason in the run record's `supp
 run record above MAX_RUN_RECORD_BYTES is trimmed, largest-and-least-needed parts first, with a
 note saying what went. The explain (`rules`), `matched`, ids and error are never trimmed.
 
-The record's `rules` the worker builds are a StoredRules: the entries already as JSON
-(rules/record.py `encoded`), written as they are, read as dicts.
+The record's `rules` the worker builds are a StoredRules: packed (rules/record.py `pack`), stored
+as such and expanded when read (server/store/run_rules.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 __all__ = ["MAX_EFFECTS_PER_EVENT", "MAX_RUN_RECORD_BYTES", "cap_effects", "bound_record", "rule_entries",
-           "StoredRules", "stored_rules", "with_revisions", "checked_rule_ids", "rule_errors"]
+           "StoredRules", "stored_rules", "packed_rules", "with_revisions", "checked_rule_ids", "rule_errors"]
 
 MAX_EFFECTS_PER_EVENT = 50
 MAX_RUN_RECORD_BYTES = 256 * 1024
@@ -44,29 +44,33 @@ def rule_entries(ev: Any) -> list[dict[str, Any]]:
 
 
 class StoredRules(list):  # type: ignore[type-arg]
-    """The run record's `rules` as the worker builds them: already JSON (rules/record.py's
-    `encoded`, one entry per rule the event's type reaches, each with its rule's `revision`),
-    so storing the record writes them as they are (orjson writes the one orjson.Fragment this
-    list holds) instead of building a dict per rule and serializing each one. Read from Python
-    it is the list of entry dicts, decoded on first read; it cannot be changed.
+    """The run record's `rules` as the worker builds them: packed (rules/record.py `pack`: per
+    rule its id, revision and `first` code, the values its fields had, and whole entries only
+    where a code cannot describe one), so storing the record writes that one small object
+    (orjson writes the one item this list holds: the stored `rules` is `[packed]`) and a reader
+    expands it with each rule at its revision (server/store/run_rules.py). Read from Python it is
+    the list of entries, expanded on first read with the rule set that built it; it cannot be
+    changed.
 
-    Why: at 1,000 rules an event's record holds 125 entries, and the dicts plus the worker's
-    copies plus the serializer cost several times the rules pass itself (bench/RESULTS.md,
-    "Rules engine, many rules firing")."""
+    Why: at 1,000 rules an event's record holds 125 entries (~25 KB), 1,250 (~1 MB) at 10,000,
+    and building them cost several times the rules pass itself (bench/RESULTS.md, "Rules engine,
+    many rules firing"); the packed form is a tenth of the bytes and about one more pass."""
 
-    __slots__ = ("_body", "_n", "_items", "checked", "erred")
+    __slots__ = ("_packed", "_plan", "_n", "_items", "checked", "erred")
 
-    def __init__(self, body: bytes, n: int, checked: list[str], erred: list[tuple[Any, list[str]]]) -> None:
-        # (one Fragment of every entry, joined by commas: orjson writes the list's brackets)
-        super().__init__([orjson.Fragment(body)] if n else [])
-        self._body, self._n = body, n
+    def __init__(self, packed: dict[str, Any], plan: Any, checked: list[str],
+                 erred: list[tuple[Any, list[str]]]) -> None:
+        super().__init__([packed])
+        self._packed, self._plan, self._n = packed, plan, len(packed["ids"])
         self._items: list[dict[str, Any]] | None = None
         self.checked = checked      # ids of the rules checked: usage counts
         self.erred = erred          # (id, errors) of the rules whose actions erred
 
     def items(self) -> list[dict[str, Any]]:
         if self._items is None:
-            self._items = orjson.loads(b"[" + self._body + b"]")
+            from rules.record import unpack
+            plan = self._plan
+            self._items = unpack(self._packed, lambda i: (plan, i))
         return self._items
 
     def __len__(self) -> int:
@@ -122,22 +126,33 @@ class StoredRules(list):  # type: ignore[type-arg]
 
 def stored_rules(ev: Any, revisions: dict[str, Any]) -> list[dict[str, Any]]:
     """The run record's `rules` with each rule's `revision` (`revisions.get(str(id))`): from an
-    engine Evaluation, a StoredRules (built without a dict per rule); from anything else, the
+    engine Evaluation whose rules all have ids, a StoredRules (packed); from anything else, the
     entries of rule_entries, copied."""
     if getattr(ev, "_bucket", _NONE) is _NONE or not hasattr(ev, "rule_entries"):
         return with_revisions(rule_entries(ev), revisions)
-    from rules.record import encoded
+    from rules.record import pack
     bucket = ev._bucket
-    body, n = encoded(ev, revisions)
-    checked: list[str] = []
-    erred: list[tuple[Any, list[str]]] = []
-    if bucket is not None:
-        plan = bucket.record
-        # (an entry shows no `skipped`: a skipped rule counts as checked, as it always did)
-        checked = plan.ids if n == len(plan.heads) else [str(rid) for rid, _ in plan.heads[:n] if rid is not None]
-        erred = [(plan.heads[i][0], list(f.errors)) for i, f in ev._fired.items()
-                 if f.errors and plan.heads[i][0] is not None]
-    return StoredRules(body, n, checked, erred)
+    if bucket is None:
+        return []
+    packed = pack(ev, revisions)
+    if packed is None:   # a rule without an id could not be found again to expand its entry
+        return with_revisions(rule_entries(ev), revisions)
+    plan = bucket.record
+    n = len(packed["ids"])
+    # (an entry shows no `skipped`: a skipped rule counts as checked, as it always did)
+    checked = plan.ids if n == len(plan.heads) else plan.ids[:n]
+    erred = [(plan.heads[i][0], list(f.errors)) for i, f in ev._fired.items() if f.errors]
+    return StoredRules(packed, plan, checked, erred)
+
+
+def packed_rules(rules: Any) -> dict[str, Any] | None:
+    """The packed form a stored record's `rules` holds (`[packed]`, StoredRules), or None for a
+    list of entries (records of anything but the worker's pass, and of older versions)."""
+    if type(rules) is list and len(rules) == 1:
+        first = rules[0]
+        if type(first) is dict and first.get("packed") == 1:
+            return first
+    return None
 
 
 _NONE = object()

@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 
+from server.runrecord import packed_rules
 from server.store import keys as K
 from server.store.replies import entries, texts
+from server.store.run_rules import entries_weight, expand_runs
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -25,7 +27,11 @@ SCAN_CHUNK = 32            # ... and at most in any later one, sized by the reco
 @guarded
 async def get_run(store: Store, workspace: str, run_id: str) -> dict[str, Any] | None:
     raw = await store.redis.get(K.run(workspace, run_id))
-    return orjson.loads(raw) if raw else None
+    if not raw:
+        return None
+    run: dict[str, Any] = orjson.loads(raw)
+    await expand_runs(store, workspace, [run])
+    return run
 
 
 @guarded
@@ -53,7 +59,8 @@ async def _scan(store: Store, workspace: str, key: str, offset: int, limit: int,
     (None: the list ended). Why bounded by bytes as well: a run record is up to 256 KiB and the
     workspace list holds 2,000, so a rare filter (or a page of 500) read and parsed up to 500 MiB
     on the event loop every request shares (tests/server/test_attack_runs.py). A page stops once
-    it has read PAGE_BYTES; each MGET asks for as many records as the bytes left allow at the
+    it has read PAGE_BYTES (a packed record counting what its entries add once expanded,
+    store/run_rules.py); each MGET asks for as many records as the bytes left allow at the
     size seen so far, so one reply stays near the budget too."""
     items: list[dict[str, Any]] = []
     pos, read, seen, chunk = offset, 0, 0, FIRST_CHUNK
@@ -61,13 +68,14 @@ async def _scan(store: Store, workspace: str, key: str, offset: int, limit: int,
         want = chunk if keep is not None else min(chunk, limit - len(items))
         ids = texts(await store.redis.lrange(key, pos, pos + want - 1))
         if not ids:
+            await expand_runs(store, workspace, items)
             return items, None
         raws = await store.redis.mget([K.run(workspace, r) for r in ids])
         for i, raw in enumerate(raws):
             if raw:
-                read += len(raw)
-                seen += 1
                 run = orjson.loads(raw)
+                read += len(raw) + entries_weight(run)   # (what it answers once expanded)
+                seen += 1
                 if keep is None or keep(run):
                     items.append(run)
                     if len(items) == limit:
@@ -78,6 +86,7 @@ async def _scan(store: Store, workspace: str, key: str, offset: int, limit: int,
         chunk = max(1, min(SCAN_CHUNK, (PAGE_BYTES - read) * seen // max(read, 1))) if seen \
             else SCAN_CHUNK   # only expired ids so far: nothing was read
     more = await store.redis.lrange(key, pos, pos)
+    await expand_runs(store, workspace, items)
     return items, (pos if more else None)
 
 
@@ -87,7 +96,9 @@ def outcomes(run: dict[str, Any]) -> set[str]:
     found = set()
     if run.get("matched"):
         found.add("fired")
-    if (run.get("error") or any(r.get("errors") for r in run.get("rules") or [])
+    packed = packed_rules(run.get("rules"))
+    shown = [e for _, e in packed["full"]] if packed is not None else run.get("rules") or []
+    if (run.get("error") or any(r.get("errors") for r in shown)
             or any(sc.get("error") for sc in run.get("scripts") or [])):
         found.add("errored")
     if run.get("suppressed"):

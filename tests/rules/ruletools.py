@@ -103,3 +103,27 @@ def rules_profile(scale: float = 1.0) -> settings:
     """The active rules profile with `scale` times its examples."""
     base = settings.get_profile(os.environ.get("DESKFLOW_RULES_PROFILE", "rules"))
     return settings(base, max_examples=max(1, int(base.max_examples * scale)))
+
+
+def stored_entries(ev: Any, rules: list[dict[str, Any]], revisions: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """What the worker stores for a pass (rules/record.py `pack`), through its JSON, expanded as a
+    reader does (each rule's `rule_plan` from its dict, standing for its revision); None when pack
+    declines (a rule without an id)."""
+    import orjson
+
+    from rules.record import pack, rule_plan, unpack
+
+    packed = pack(ev, revisions)
+    if packed is None:
+        return None
+    packed = orjson.loads(orjson.dumps(packed))
+    by_id = {str(r["id"]): r for r in rules if isinstance(r, dict) and r.get("id") is not None}
+    plans: dict[str, Any] = {}
+
+    def plan_at(i: int) -> Any:
+        rid = packed["ids"][i]
+        if rid not in plans:
+            plans[rid] = rule_plan(by_id[rid])
+        return plans[rid], 0
+
+    return unpack(packed, plan_at)

@@ -12,8 +12,8 @@ import orjson
 
 import rules as engine
 from rules.jsondata import SEEN_MAX_BYTES, SEEN_MAX_CHARS, SEEN_TRUNCATED, seen_copy, seen_json
-from rules.record import encoded
-from ruletools import NOW
+from rules.record import pack
+from ruletools import NOW, stored_entries
 
 RULES = 200
 
@@ -33,9 +33,12 @@ def _all_forms(rules: list[dict[str, Any]], ticket: dict[str, Any]) -> list[Any]
     ev = ruleset.evaluate(_event(ticket), ticket, now=NOW)
     explain = [item["failed"]["seen"] for item in ev.explain]
     entries = [e["failed"]["seen"] for e in ruleset.evaluate(_event(ticket), ticket, now=NOW).rule_entries()]
-    body, n = encoded(ruleset.evaluate(_event(ticket), ticket, now=NOW), {})
-    stored = [e["failed"]["seen"] for e in orjson.loads(b"[" + body + b"]")]
-    assert n == RULES and len(body) < RULES * (SEEN_MAX_BYTES + 400)
+    packed = orjson.dumps(pack(ruleset.evaluate(_event(ticket), ticket, now=NOW), {}))
+    got = stored_entries(ruleset.evaluate(_event(ticket), ticket, now=NOW), rules, {})
+    assert got is not None
+    stored = [e["failed"]["seen"] for e in got]
+    # what is stored holds the value once, not once per rule
+    assert len(got) == RULES and len(packed) < RULES * 60 + 2 * (SEEN_MAX_BYTES + 400)
     assert explain == entries == stored
     return stored
 

@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 
 from server.settings import Settings
 from server.store import catalog, events
+from server.store import runs as run_store
 from server.store import guards as guard_store
 from server.store import keys as K
 from server.store.coalesce import Coalescer
@@ -133,7 +134,7 @@ async def test_usage_is_batched_and_exact_with_complete_run_records(settings: Se
         for e in sent:
             marker = orjson.loads(await store.redis.get(K.event_marker(ws, e["id"])))
             assert marker["status"] == "processed", e["id"]
-            runs[marker["run_id"]] = orjson.loads(await store.redis.get(K.run(ws, marker["run_id"])))
+            runs[marker["run_id"]] = await run_store.get_run(store, ws, marker["run_id"])   # as read
         for rule in ("r1", "r2"):
             fired = [r for r in runs.values() if rule in r["matched"]]
             assert all(any(i["id"] == rule and i["matched"] for i in r["rules"]) for r in fired)

@@ -49,11 +49,10 @@ def test_an_explain_over_the_limit_trims_everything_else_and_keeps_every_rule():
     assert out["matched"] == ["r1"] and out["id"] == "run_1"
 
 
-# --- the stored rules: the worker's entries built as JSON (runrecord.stored_rules) ---------------
+# --- the stored rules: the worker's entries, packed (runrecord.stored_rules) ---------------------
 
-def _evaluation():
-    from rules import compile_rules
-    rules = [{"id": "a", "name": "A", "triggers": ["ticket.created"],
+def _rules(unnamed: bool = False) -> list[dict]:
+    return [{"id": "a", "name": "A", "triggers": ["ticket.created"],
               "conditions": {"all": [{"field": "priority", "op": "is", "value": "high"}]},
               "actions": [{"type": "add_tags", "tags": ["x"]}]},
              {"id": "b", "name": "B", "triggers": ["ticket.created"],
@@ -61,24 +60,46 @@ def _evaluation():
                                      {"any": [{"field": "subject", "op": "contains", "value": "refund"},
                                               {"field": "channel", "op": "is", "value": "chat"}]}]},
               "actions": [{"type": "add_tags", "tags": ["y"]}]},
-             {"name": "no id", "triggers": ["ticket.created"],
+             {**({} if unnamed else {"id": "c"}), "name": "no id" if unnamed else "C", "triggers": ["ticket.created"],
               "conditions": {"all": [{"field": "tags", "op": "includes", "value": "x"}]},
               "actions": [{"type": "set", "field": "priority", "value": "low"}]}]
+
+
+def _evaluation(unnamed: bool = False):
+    from rules import compile_rules
     ticket = {"subject": "Refund", "priority": "high", "tags": ["vip", "old"], "channel": "email"}
-    return compile_rules(rules).evaluate({"type": "ticket.created"}, ticket)
+    return compile_rules(_rules(unnamed)).evaluate({"type": "ticket.created"}, ticket)
 
 
 def test_stored_rules_are_the_entries_with_revisions_byte_for_byte():
-    from server.runrecord import StoredRules, checked_rule_ids, rule_errors, stored_rules
-    revisions = {"a": 4, "b": 7}
+    """The worker's StoredRules reads as the entries; what it stores is the packed form, which a
+    reader expands (each rule's plan at its revision) to the same bytes."""
+    from rules.record import rule_plan, unpack
+    from server.runrecord import StoredRules, checked_rule_ids, packed_rules, rule_errors, stored_rules
+    revisions = {"a": 4, "b": 7, "c": 1}
     want = [dict(e, revision=revisions.get(str(e.get("id")))) for e in _evaluation().rule_entries()]
     got = stored_rules(_evaluation(), revisions)
     assert isinstance(got, StoredRules)
-    assert orjson.dumps({"rules": got}) == orjson.dumps({"rules": want})
     assert len(got) == 3 and got[0] == want[0] and list(got) == want and got == want
-    assert [e["revision"] for e in got] == [4, 7, None]
-    assert checked_rule_ids(got) == checked_rule_ids(want) == ["a", "b"]
+    assert [e["revision"] for e in got] == [4, 7, 1]
+    assert checked_rule_ids(got) == checked_rule_ids(want) == ["a", "b", "c"]
     assert rule_errors(got) == rule_errors(want) == []
+    stored = orjson.loads(orjson.dumps({"rules": got}))["rules"]
+    packed = packed_rules(stored)
+    assert packed is not None and packed["ids"] == ["a", "b", "c"] and packed["revs"] == [4, 7, 1]
+    plans = {r["id"]: rule_plan(r) for r in _rules()}
+    assert orjson.dumps(unpack(packed, lambda i: (plans[packed["ids"][i]], 0))) == orjson.dumps(want)
+    # a revision the reader cannot find: the entry says so, and the others are whole
+    partial = unpack(packed, lambda i: None if i == 1 else (plans[packed["ids"][i]], 0))
+    assert partial[0] == want[0] and partial[2] == want[2]
+    assert partial[1]["id"] == "b" and "revision 7 of rule b is not stored" in partial[1]["notes"][0]
+
+
+def test_a_rule_without_an_id_makes_the_entries_stored_whole():
+    from server.runrecord import StoredRules, packed_rules, stored_rules
+    got = stored_rules(_evaluation(unnamed=True), {"a": 4})
+    assert not isinstance(got, StoredRules) and packed_rules(got) is None
+    assert [e["id"] for e in got] == ["a", "b", None] and got[0]["revision"] == 4
 
 
 def test_stored_rules_cannot_be_changed_and_copies_are_plain_lists():

@@ -1,0 +1,114 @@
+"""A stored run record's `rules`, expanded when it is read.
+
+The worker stores an event's rule entries packed (rules/record.py `pack`, server/runrecord.py
+StoredRules): per rule its id, revision and `first` code, and the values its fields had, which
+are a tenth of the bytes of the entries and about one more pass to build. A reader turns them back
+into the entries with each rule as it stood at that revision: a revision never changes (it stays
+after its rule is deleted, server/store/revisions.py), so the entries read back are the ones the
+worker would have stored (tests/rules/test_property.py, byte for byte).
+
+Each (workspace, rule, revision) is read from the revisions hash and its plan made once
+(rules/record.py `rule_plan`: the rule's steps and codes, without its predicates), then kept in a
+process-wide LRU of PLANS_KEPT. A read that must make more than THREAD_AFTER plans makes them in
+a thread, so a workspace of 10,000 rules whose runs are read for the first time does not hold the
+event loop other workspaces' requests share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+from rules.record import RecordPlan, rule_plan, unpack
+from server.runrecord import packed_rules
+from server.store import keys as K
+from server.store.connect import Store
+
+__all__ = ["expand_runs", "entries_weight", "PLANS_KEPT", "THREAD_AFTER"]
+
+PLANS_KEPT = 20_000       # (workspace, rule, revision) plans kept, least recently used out
+THREAD_AFTER = 32         # plans to make in one read past which they are made in a thread
+ENTRY_BYTES = 250         # about what one expanded entry adds to a page (runs' PAGE_BYTES)
+
+Key = tuple[str, str, Any]
+_plans: OrderedDict[Key, RecordPlan | None] = OrderedDict()
+
+
+def entries_weight(run: dict[str, Any]) -> int:
+    """About the bytes a record's packed `rules` add once expanded (0 for entries stored whole):
+    a page of runs is bounded by what it answers, not by the packed bytes it read."""
+    packed = packed_rules(run.get("rules"))
+    return ENTRY_BYTES * len(packed["ids"]) if packed is not None else 0
+
+
+def _make(rules: dict[Key, Any]) -> dict[Key, RecordPlan | None]:
+    out: dict[Key, RecordPlan | None] = {}
+    for key, rule in rules.items():
+        try:
+            out[key] = rule_plan(rule) if type(rule) is dict else None
+        except Exception:   # a revision this version cannot read: its entries say so
+            out[key] = None
+    return out
+
+
+def _loads(raw: Any) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def _plans_for(store: Store, workspace: str, keys: set[Key]) -> dict[Key, RecordPlan | None]:
+    found: dict[Key, RecordPlan | None] = {}
+    missing: list[Key] = []
+    for key in keys:
+        if key in _plans:
+            _plans.move_to_end(key)
+            found[key] = _plans[key]
+        else:
+            missing.append(key)
+    if missing:
+        async with store.redis.pipeline(transaction=False) as p:
+            for _, rid, rev in missing:
+                p.hget(K.revisions(workspace, "rule", rid), str(rev))
+            raws = await p.execute()
+        got: dict[Key, Any] = {}
+        for key, raw in zip(missing, raws, strict=True):
+            doc = _loads(raw)
+            got[key] = doc.get("rule") if type(doc) is dict else None
+        # A rule stored without revisions (older versions, catalog.put_rule) counts as revision
+        # 1, as the rule cache says (server/rulecache.py): its stored definition is that one.
+        bare = [key for key, rule in got.items() if rule is None]
+        if bare:
+            current = await store.redis.hmget(K.rules(workspace), [rid for _, rid, _ in bare])
+            for key, raw in zip(bare, current, strict=True):
+                rule = _loads(raw)
+                if type(rule) is dict and rule.get("revision", 1) == key[2]:
+                    got[key] = rule
+        made = await asyncio.to_thread(_make, got) if len(missing) > THREAD_AFTER else _make(got)
+        for key, plan in made.items():
+            _plans[key] = plan
+            found[key] = plan
+        while len(_plans) > PLANS_KEPT:
+            _plans.popitem(last=False)
+    return found
+
+
+async def expand_runs(store: Store, workspace: str, runs: list[dict[str, Any]]) -> None:
+    """Each record's packed `rules` replaced, in place, by its entries (others are left)."""
+    packs = [(run, p) for run in runs if (p := packed_rules(run.get("rules"))) is not None]
+    if not packs:
+        return
+    keys = {(workspace, str(rid), rev) for _, p in packs for rid, rev in zip(p["ids"], p["revs"], strict=True)}
+    plans = await _plans_for(store, workspace, keys)
+    for run, p in packs:
+        ids, revs = p["ids"], p["revs"]
+
+        def plan_at(i: int, ids: list[Any] = ids, revs: list[Any] = revs) -> tuple[RecordPlan, int] | None:
+            plan = plans.get((workspace, str(ids[i]), revs[i]))
+            return (plan, 0) if plan is not None else None
+
+        run["rules"] = unpack(p, plan_at)
