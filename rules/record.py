@@ -27,6 +27,7 @@ ev.explain]` (tests/rules/test_property.py checks that on random rule sets).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .pass_view import Pass as Evaluation
 
 _OWN_FAILURE = frozenset({"changed", "changed_from", "changed_to", "matches"})
-PLAIN, COPY_LIST, COPY_VALUE, OWN, ANY_GROUP = 0, 1, 2, 3, 4
+PLAIN, COPY_LIST, COPY_VALUE, OWN, ANY_GROUP, REGEX = 0, 1, 2, 3, 4, 5
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MISS = object()
 _EMPTY = object()   # any empty revisions map (every revision null): one cache for all of them
@@ -69,14 +70,15 @@ class RecordPlan:
                     continue
                 assert isinstance(node, Leaf)
                 described = node.describe()
-                if node.op in _OWN_FAILURE or "calendar" in described:
+                regex = node.op == "matches" and "calendar" not in described
+                if not regex and (node.op in _OWN_FAILURE or "calendar" in described):
                     out.append((OWN, node.path, node.field.name, node.op, None, -1, node))
                     continue
                 name = node.field.name
                 if name not in numbers:
                     numbers[name] = len(self.fields)
                     self.fields.append(node.field)
-                kind = (PLAIN if type(node.value) not in (list, dict) else
+                kind = (REGEX if regex else PLAIN if type(node.value) not in (list, dict) else
                         COPY_LIST if type(node.value) is list and all(type(x) in _SCALARS for x in node.value)
                         else COPY_VALUE)
                 out.append((kind, node.path, name, node.op, node.value, numbers[name], node))
@@ -87,7 +89,7 @@ class RecordPlan:
         self.seen_reads = [f.read for n, f in enumerate(self.fields) if n != self.tags]
         # pack's answers per rule and `first` code, for one revisions map (the worker's comes
         # with the rule set from its cache, so it is the same object for every event)
-        self._packing: tuple[Any, tuple[list[dict[int, bool]], list[Any]]] = (_MISS, ([], []))
+        self._packing: tuple[Any, tuple[list[dict[int, Any]], list[Any]]] = (_MISS, ([], []))
         # per rule: (step number, branch finder, M, children + 1, group path, its children's
         # paths) of its `any` steps (the finders and M are the generated `branches` and `radix`,
         # rules/codegen.py)
@@ -100,7 +102,7 @@ class RecordPlan:
                  tuple(c.path for c in g.children)) for k, y, g in groups))
 
 
-    def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, bool]], list[Any]]:
+    def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, Any]], list[Any]]:
         """For `pack`, per revisions map (a new map starts afresh): per rule, whether each
         `first` code seen so far is described by the code alone (`_compact`), and the rules'
         revisions in order. Shared by threads: a swap replaces the pair whole."""
@@ -384,13 +386,19 @@ def _first_slots(ev: Evaluation, bucket: Any) -> Any:
 
 PACKED = 1
 _FULL_CODE = object()
+_REGEX: Any = "regex"
 
 
-def _compact(plan: RecordPlan, i: int, code: int) -> bool:
+def _compact(plan: RecordPlan, i: int, code: int) -> Any:
     """Whether rule i's entry for `first` code `code`, when it did not fire, is described by the
-    code (a failing step that is a plain leaf or an `any` group)."""
+    code (a failing step that is a plain leaf or an `any` group): True, False, or _REGEX (a
+    `matches` step: described by the code unless a regex was cut short in the pass, when its
+    failure carries a note)."""
     k = code % FIRST_BASE - 1
-    return k >= 0 and i not in plan.deep and plan.steps[i][k][0] != OWN
+    if k < 0 or i in plan.deep:
+        return False
+    kind = plan.steps[i][k][0]
+    return _REGEX if kind == REGEX else kind != OWN
 
 
 def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
@@ -405,6 +413,7 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
     walk = _Walk(ev, bucket)
     n, ks = walk.n, walk.ks
     table, revs = plan.packing(revisions)
+    cut = ev._first.budget.cut   # (after `first`, which may have spent the budget too)
     got: list[Any] = list(map(_GET, table[:n], ks[:n]))
     fired_at, full_at = [], []
     fired, again, deep = ev._fired, ev._rechecked, plan.deep
@@ -422,8 +431,8 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
             c = got[i] = _compact(plan, i, ks[i])
             if len(table[i]) < CODES_PER_RULE:
                 table[i][ks[i]] = c
-    if False in got or _FULL_CODE in got:
-        full_at = [i for i, c in enumerate(got) if c is not True]
+    if False in got or _FULL_CODE in got or (cut and _REGEX in got):
+        full_at = [i for i, c in enumerate(got) if c is not True and (c is not _REGEX or cut)]
     full = []
     for i in full_at:
         entry = walk.slow(ev, i) or walk.at_turn(ev, i)
@@ -497,12 +506,10 @@ def unpack(packed: dict[str, Any], plan_at: Any) -> list[dict[str, Any]]:
     """The entries of a packed record. `plan_at(position)` gives (the RecordPlan describing the
     rule there, its index in it), or None when the rule's revision is not known: its entry then
     says so in `notes` (`failed` without the condition)."""
-    from bisect import bisect_right
-
-    ids, revs, codes, at, seen = packed["ids"], packed["revs"], packed["codes"], packed["at"], packed["seen"]
+    ids, revs, codes, at = packed["ids"], packed["revs"], packed["codes"], packed["at"]
     fired = set(packed["fired"])
     full = {int(i): e for i, e in packed["full"]}
-    look = _SeenLookup(seen)
+    look = _SeenLookup(packed["seen"])
     out: list[dict[str, Any]] = []
     for i, rid in enumerate(ids):
         whole = full.get(i)
@@ -510,42 +517,49 @@ def unpack(packed: dict[str, Any], plan_at: Any) -> list[dict[str, Any]]:
             out.append(whole)
             continue
         found = plan_at(i)
-        if found is None:
-            out.append({"id": rid, "name": None, "matched": i in fired, "failed": None,
-                        "notes": [f"revision {revs[i]} of rule {rid} is not stored: its entry cannot be shown"],
-                        "revision": revs[i]})
-            continue
-        plan, j = found
-        code = codes[i]
-        groups = plan.groups[j]
-        entry: dict[str, Any]
-        if i in fired:
-            entry = {"id": rid, "name": plan.heads[j][1], "matched": True, "failed": None}
-            held = _decoded(groups, -1, code) if groups else None
-        else:
-            k = code % FIRST_BASE - 1
-            kind, path, fname, op, value, _fn, _node = plan.steps[j][k]
-            if kind == ANY_GROUP:
-                failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
-            else:
-                got = look.at(fname, bisect_right(at, i) - 1)
-                failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
-                          "seen": json_copy(got)}
-            entry = {"id": rid, "name": plan.heads[j][1], "matched": False, "failed": failed}
-            held = _decoded(groups, k, code) if groups and groups[0][0] < k else None
-        if held:
-            entry["any_held"] = held
+        entry = None
+        if found is not None:
+            try:
+                entry = _unpacked(found, i, rid, codes[i], i in fired, bisect_right(at, i) - 1, look)
+            except (IndexError, KeyError, TypeError):   # a plan that is not the rule's at that
+                entry = None                            # revision: never written, never a 500
+        if entry is None:
+            entry = {"id": rid, "name": None, "matched": i in fired, "failed": None,
+                     "notes": [f"revision {revs[i]} of rule {rid} is not stored: its entry cannot be shown"]}
         entry["revision"] = revs[i]
         out.append(entry)
     return out
+
+
+def _unpacked(found: tuple[RecordPlan, int], i: int, rid: Any, code: int, matched: bool, version: int,
+              look: _SeenLookup) -> dict[str, Any]:
+    """unpack's entry for rule `rid` at position i (its plan: `found`, (plan, index)), first code
+    `code`, at ticket version `version`."""
+    plan, j = found
+    groups = plan.groups[j]
+    name = plan.heads[j][1]
+    if matched:
+        entry: dict[str, Any] = {"id": rid, "name": name, "matched": True, "failed": None}
+        held = _decoded(groups, -1, code) if groups else None
+    else:
+        k = code % FIRST_BASE - 1
+        kind, path, fname, op, value, _fn, _node = plan.steps[j][k]
+        if kind == ANY_GROUP:
+            failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
+        else:
+            failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
+                      "seen": json_copy(look.at(fname, version))}
+        entry = {"id": rid, "name": name, "matched": False, "failed": failed}
+        held = _decoded(groups, k, code) if groups and groups[0][0] < k else None
+    if held:
+        entry["any_held"] = held
+    return entry
 
 
 class _SeenLookup:
     """A packed record's `seen` table read back: a field's value at a version (_seen_table)."""
 
     def __init__(self, seen: dict[str, Any]) -> None:
-        from bisect import bisect_right
-        self._bisect = bisect_right
         self.number = {name: j for j, name in enumerate(seen["fields"])}
         values = seen["values"]
         self.bases = [b for b, _ in values]
@@ -558,10 +572,10 @@ class _SeenLookup:
 
     def at(self, name: str, version: int) -> Any:
         if name == "tags" and name not in self.number:
-            got = self.tags[max(0, self._bisect(self.tag_steps, version) - 1)]
+            got = self.tags[max(0, bisect_right(self.tag_steps, version) - 1)]
             return got if self.tag_list is None else self.tag_list[:got]
         j = self.number[name]
-        for b in range(self._bisect(self.bases, version) - 1, 0, -1):
+        for b in range(bisect_right(self.bases, version) - 1, 0, -1):
             later = self.later[b - 1]
             if j in later:
                 return later[j]
@@ -572,9 +586,17 @@ class _AnyCalendar(dict):  # type: ignore[type-arg]
     """Every calendar name resolves (to one placeholder): a rule read back for its plan may name
     a calendar that is gone since, and a step that names one is stored whole anyway."""
 
+    placeholder: Any = None
+
     def get(self, key: Any, default: Any = None) -> Any:
-        from .calendar import Calendar
-        return Calendar.from_spec({"timezone": "UTC", "week": {}}, "calendar")
+        if _AnyCalendar.placeholder is None:
+            from .calendar import Calendar
+            _AnyCalendar.placeholder = Calendar.from_spec(
+                {"timezone": "UTC", "week": {"mon": [["09:00", "17:00"]]}}, "calendar")
+        return _AnyCalendar.placeholder
+
+    def __bool__(self) -> bool:   # (empty, yet it knows every name: `calendars or {}` keeps it)
+        return True
 
 
 def rule_plan(raw: dict[str, Any]) -> RecordPlan:

@@ -135,10 +135,19 @@ async def get_rule(store: Store, workspace: str, rule_id: str) -> dict[str, Any]
 
 @guarded
 async def put_rule(store: Store, workspace: str, rule: dict[str, Any]) -> None:
-    async with store.redis.pipeline(transaction=True) as p:
-        p.hset(K.rules(workspace), rule["id"], _dumps(rule))
-        p.incr(K.rules_rev(workspace))
-        await p.execute()
+    """A rule written as it is (the demo workspace, tests), with a revision like every rule the
+    API writes: a run record names the revision each rule ran under and is read back through it
+    (server/store/run_rules.py). Written without one, a later edit through the API numbered
+    itself 1, the number the runs before it named for the rule as first written."""
+    from server.store import revisions as R
+
+    rid = str(rule["id"])
+
+    def compute(current: dict[str, dict[str, Any]]) -> list[Any]:
+        old = current.get(rid)
+        return [R.Change(rid, dict(rule), old, "update" if old is not None else "create")]
+
+    await R.write(store, workspace, R.RULE, {"key_id": None, "key_name": "deskflow"}, compute)
 
 
 def new_rule_id() -> str:

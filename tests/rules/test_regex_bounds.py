@@ -190,3 +190,20 @@ def test_every_path_agrees_with_re_on_long_ascii_texts() -> None:
             for n in (0, 5, 300, 1000):
                 text = "".join(rng.choice(alphabet) for _ in range(n))
                 assert m(text, RegexBudget(10)) == (compiled.search(text) is not None), (pattern, cs, n)
+
+
+def test_the_stored_record_keeps_the_cut_short_note() -> None:
+    """What the worker stores (rules/record.py `pack`) describes a failing `matches` by its code
+    alone only when no regex was cut short in the pass; when one was, each such failure is stored
+    whole, with its note, and reads back as the entries say."""
+    from ruletools import stored_entries
+
+    rules = [_rule("slow", "(a|aa)+$"), _rule("quick", "^b", ["b"])]
+    rs = compile_rules(rules)
+    revisions = {"slow": 1, "quick": 1}
+    for body, noted in (("a" * 80 + "!", True), ("xyz", False)):
+        # (each from its own pass: a pass's record spends what is left of its regex budget)
+        want = [dict(e, revision=1) for e in rs.evaluate(_event(body), {}, now=NOW).rule_entries()]
+        assert ("note" in want[0]["failed"]) is noted
+        got = stored_entries(rs.evaluate(_event(body), {}, now=NOW), rules, revisions)
+        assert got == want

@@ -82,7 +82,8 @@ async def _one_run(settings: Any) -> tuple[Any, str, str]:
     store = await open_store(settings)
     ws, _ = await catalog.create_workspace(store, "w")
     # written as older versions did: no revisions (the rule cache counts it as revision 1)
-    await catalog.put_rule(store, ws["id"], RULE)
+    await store.redis.hset(K.rules(ws["id"]), RULE["id"], orjson.dumps(RULE))
+    await store.redis.incr(K.rules_rev(ws["id"]))
     await events.ensure_groups(store)
     await events.append_events(store, ws["id"], [{**_event(1, tags=["plain"]), "occurred_at": "2026-11-23T08:00:00Z"}])
     await Worker(store=store, burst=True).run()
@@ -122,5 +123,24 @@ async def test_a_rule_whose_revision_is_gone_says_so_and_the_read_does_not_fail(
         [entry] = run["rules"]
         assert entry["id"] == "r1" and entry["matched"] is False and entry["failed"] is None
         assert entry["notes"] == ["revision 1 of rule r1 is not stored: its entry cannot be shown"]
+    finally:
+        await close_store(store)
+
+
+@pytest.mark.anyio
+async def test_a_rule_put_as_it_is_gets_a_revision_so_an_edit_does_not_take_its_number(settings: Any) -> None:
+    from server.store import catalog, revisions
+    from server.store.connect import close_store, open_store
+
+    store = await open_store(settings)
+    try:
+        ws, _ = await catalog.create_workspace(store, "w")
+        await catalog.put_rule(store, ws["id"], RULE)
+        await catalog.put_rule(store, ws["id"], {**RULE, "name": "renamed"})
+        assert await revisions.count(store, ws["id"], revisions.RULE, "r1") == 2
+        first = await revisions.get(store, ws["id"], revisions.RULE, "r1", 1)
+        assert first is not None and first["rule"]["name"] == "vip only"
+        [rule] = (await revisions.read_all(store.redis, ws["id"], revisions.RULE)).values()
+        assert rule["name"] == "renamed" and rule["revision"] == 2
     finally:
         await close_store(store)

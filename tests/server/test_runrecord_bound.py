@@ -93,6 +93,19 @@ def test_stored_rules_are_the_entries_with_revisions_byte_for_byte():
     partial = unpack(packed, lambda i: None if i == 1 else (plans[packed["ids"][i]], 0))
     assert partial[0] == want[0] and partial[2] == want[2]
     assert partial[1]["id"] == "b" and "revision 7 of rule b is not stored" in partial[1]["notes"][0]
+    # a plan that is not the rule's (a definition changed under its revision number: no write
+    # does that) cannot make a read fail: its entry says it cannot be shown
+    from rules import compile_rules
+    two = {"id": "d", "triggers": ["ticket.created"], "actions": [{"type": "add_tags", "tags": ["y"]}],
+           "conditions": {"all": [{"field": "priority", "op": "is", "value": "high"},
+                                  {"field": "channel", "op": "is", "value": "chat"}]}}
+    ev = compile_rules([two]).evaluate({"type": "ticket.created"}, {"priority": "high", "channel": "email"})
+    packed = packed_rules(orjson.loads(orjson.dumps({"rules": stored_rules(ev, {"d": 2})}))["rules"])
+    assert packed is not None
+    short = rule_plan({**two, "conditions": {"all": [two["conditions"]["all"][0]]}})
+    [wrong] = unpack(packed, lambda i: (short, 0))
+    assert wrong["notes"] == ["revision 2 of rule d is not stored: its entry cannot be shown"]
+    assert unpack(packed, lambda i: (rule_plan(two), 0))[0]["failed"]["seen"] == "email"
 
 
 def test_a_rule_without_an_id_makes_the_entries_stored_whole():
@@ -126,3 +139,14 @@ def test_a_record_over_the_limit_keeps_its_stored_rules_as_they_are():
     out = bound_record(rec, LIMIT)
     assert out["rules"] is rules and out["trimmed"] == ["ticket (read it at GET /v1/tickets/{id})"]
     assert len(orjson.dumps(out)) <= LIMIT and rec["ticket"]["description"]
+
+
+def test_a_rule_naming_a_calendar_is_planned_for_reading_whatever_calendars_exist_now():
+    """A rule read back at its revision may name a calendar since deleted: its steps are still
+    numbered as its bucket's were (the calendar step's entry is stored whole)."""
+    from rules.record import OWN, PLAIN, rule_plan
+    plan = rule_plan({"id": "x", "triggers": ["ticket.updated"], "actions": [{"type": "add_tags", "tags": ["a"]}],
+                      "conditions": {"all": [{"field": "created_at", "op": "older_than_business", "value": "2h",
+                                              "calendar": "gone"},
+                                             {"field": "status", "op": "is", "value": "open"}]}})
+    assert [(step[0], step[1]) for step in plan.steps[0]] == [(OWN, "conditions.all[0]"), (PLAIN, "conditions.all[1]")]
