@@ -413,19 +413,30 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
     walk = _Walk(ev, bucket)
     n, ks = walk.n, walk.ks
     table, revs = plan.packing(revisions)
-    cut = ev._first.budget.cut   # (after `first`, which may have spent the budget too)
     got: list[Any] = list(map(_GET, table[:n], ks[:n]))
     fired_at, full_at = [], []
-    fired, again, deep = ev._fired, ev._rechecked, plan.deep
+    fired, skipped, again, deep = ev._fired, ev._skipped, ev._rechecked, plan.deep
+    views: dict[int, tuple[State, Any]] = {}
     for i in walk.special:
         if i >= n:
             continue
         firing = fired.get(i)
-        if firing is not None and not firing.errors and i not in again and i not in deep:
-            fired_at.append(i)
-            got[i] = True
-        else:
+        if i in skipped or i in deep or (firing is not None and firing.errors):
             got[i] = _FULL_CODE
+            continue
+        if i in again:   # checked again at its turn: described by its code there
+            ks[i] = code = _code_at(ev, walk, views, i)
+            if firing is None:
+                c = table[i].get(code)
+                if c is None:
+                    c = _compact(plan, i, code)
+                    if len(table[i]) < CODES_PER_RULE:
+                        table[i][code] = c
+                got[i] = c
+                continue
+        fired_at.append(i)
+        got[i] = True
+    cut = ev._first.budget.cut   # (after `first` and the codes at turn: they may spend the budget too)
     if None in got:
         for i in [i for i, c in enumerate(got) if c is None]:
             c = got[i] = _compact(plan, i, ks[i])
@@ -444,6 +455,27 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
             "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
             "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
             "seen": _seen_table(ev, walk)}
+
+
+def _code_at(ev: Evaluation, walk: _Walk, views: dict[int, tuple[State, Any]], i: int) -> int:
+    """Rule i's `first` code on the ticket at its turn (the pass checked it again there): its
+    explainer's answer + 1 and the held branch of each `any` step before it, as Generated.first
+    codes them. `views` keeps each version's State and slots."""
+    step = walk.vpos[i]
+    view = views.get(step)
+    if view is None:
+        state = _state(ev, walk.states, step)
+        view = views[step] = (state, _slots(walk.bucket, state))
+    s, v = view
+    k: int = walk.bucket.explainers[i](v, s)
+    code = k + 1
+    for at, ypred, scale, _, _, _ in walk.plan.groups[i]:
+        if 0 <= k <= at:
+            break
+        b = ypred(v, s)
+        if b >= 0:
+            code += scale * (b + 1)
+    return code
 
 
 def _seen_table(ev: Evaluation, walk: _Walk) -> dict[str, Any]:
