@@ -223,10 +223,14 @@ async def run(quick: bool, repeat: int = 1) -> list[str]:
 
 
 def _parser() -> str:
-    """Which reply parser redis-py uses here (and so in both consumers, started with this path)."""
+    """Which reply parser redis-py uses here (and so in both consumers, started with this path),
+    and which command packer the tree measured gives its asyncio connections (both consumers open
+    their store through its server/store/connect.py)."""
     from redis.utils import HIREDIS_AVAILABLE
 
-    return "with hiredis" if HIREDIS_AVAILABLE else "pure Python"
+    # (the consumers run ROOT's tree: a tree before server/store/packing.py packs in Python)
+    packer = "hiredis" if HIREDIS_AVAILABLE and (ROOT / "server/store/packing.py").exists() else "Python"
+    return ("with hiredis" if HIREDIS_AVAILABLE else "pure Python") + f", commands packed by {packer}"
 
 
 async def _flush() -> None:

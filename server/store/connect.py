@@ -27,12 +27,14 @@ from redis.backoff import ExponentialBackoff
 
 from server.settings import Settings
 from server.store.cluster_connect import cluster_enabled, open_cluster
+from server.store import packing
 from server.store.errors import guarded
 from server.store.sealing import Sealer
 
 __all__ = ["Store", "Wakeup", "open_store", "close_store", "save_snapshot", "load_snapshot"]
 
 log = logging.getLogger("deskflow.store")
+packing.install()   # hiredis packs the commands of every asyncio connection (server/store/packing.py)
 
 
 class Wakeup:
