@@ -372,9 +372,10 @@ def _first_slots(ev: Evaluation, bucket: Any) -> Any:
 # revision), its `first` code (the failing step and held branches) and the values its fields had
 # at its turn. So the worker stores those (`pack`) and a reader expands them with each rule's
 # plan at its revision (`unpack`, `rule_plan`): the same entries, in the same order, byte for
-# byte (tests/rules/test_property.py). Entries a code cannot describe (fired with errors,
-# skipped, checked again, a rule of many steps, a failure that words itself: `changed*`,
-# `matches`, calendars) are stored whole, as before.
+# byte (tests/rules/test_property.py). A rule the pass checked again after a fire is coded on
+# the ticket at its turn (`_code_at`). Entries a code cannot describe (fired with errors,
+# skipped, a rule of many steps, a failure that words itself: `changed*`, calendars, `matches`
+# in a pass that cut a regex short) are stored whole, as before.
 #
 #   {"packed": 1, "ids": [rule id per position], "revs": [its revision], "codes": [first code],
 #    "fired": [positions that fired, described by their code], "full": [[position, entry]],
