@@ -46,17 +46,6 @@ def seen_copy(v: Any) -> Any:
     return v
 
 
-def seen_json(v: Any) -> bytes:
-    """The JSON of seen_copy(v), serialized once."""
-    t = type(v)
-    if t is str:
-        return dumps_any(v if len(v) <= SEEN_MAX_CHARS else v[:SEEN_MAX_CHARS] + SEEN_TRUNCATED)
-    raw = dumps_any(v)
-    if (t is list or t is dict) and len(raw) > SEEN_MAX_BYTES:
-        return dumps_any(_seen_cut(raw))
-    return raw
-
-
 def dumps_any(v: Any) -> bytes:
     """orjson's bytes of a value; odd data (never from the API: a set, a non-str key) as the
     closest JSON rather than an exception in the worker."""
