@@ -68,3 +68,34 @@ async def test_a_wait_batch_sent_to_a_demoted_master_goes_again_to_the_master(
         assert not stale and await client.get(key) == "v"
     finally:
         await close_store(store)
+
+
+async def test_redirections_that_outlast_the_client_are_an_outage(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py gives up on a command after 16 redirections ("TTL exhausted.", a ClusterError):
+    under load a slot's move outlasted them, and the error went up raw from the lease round and
+    the partition read, ending every worker process of the reshard test. It is an outage
+    (StoreUnavailable: a worker retries, the API answers 503), like the redirections themselves."""
+    from redis.exceptions import ClusterError
+
+    from server.store import events
+    from server.store.errors import StoreUnavailable
+
+    store = await open_store(settings)
+    real = RedisCluster._execute_command
+    exhausted = [ClusterError("TTL exhausted."), ClusterError("TTL exhausted.")]
+
+    async def redirected(self: Any, node: Any, *args: Any, **kwargs: Any) -> Any:
+        if exhausted:
+            raise exhausted.pop()
+        return await real(self, node, *args, **kwargs)
+
+    monkeypatch.setattr(RedisCluster, "_execute_command", redirected)
+    try:
+        with pytest.raises(StoreUnavailable, match="TTL exhausted"):
+            await events.acquire_lease(store, 0, "w1")
+        with pytest.raises(StoreUnavailable, match="TTL exhausted"):
+            await events.read_entries(store, "w1", [0], count=10, block_ms=None)
+        assert not exhausted and await events.acquire_lease(store, 0, "w1")
+    finally:
+        await close_store(store)
