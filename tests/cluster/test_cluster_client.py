@@ -1,10 +1,18 @@
-"""The cluster client's own retries, on the real cluster (issue 16)."""
+"""The cluster client's own retries, on the real cluster (issue 16); and the read-retry tests of
+tests/server/test_read_retry.py again, where RedisCluster's own retry loop (not redis-py's Retry)
+sends a read again after its reply was lost."""
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from test_read_retry import (  # noqa: F401 - the read-retry tests again, on the cluster client
+    lost_replies,
+    test_a_pending_entry_deleted_after_delivery_is_acked_not_handed_out,
+    test_a_read_sent_again_after_its_reply_was_lost_returns_what_the_reply_held,
+    test_a_ticket_is_applied_in_order_when_a_read_reply_is_lost,
+)
 
 from server.settings import Settings
 from server.store.cluster import ClusterClient
