@@ -61,6 +61,10 @@ class Worker:
         self._lease_until: dict[int, float] = {}  # monotonic time each lease surely lasts until
         self._renewing: dict[int, asyncio.Future[bool]] = {}  # a fence's renewal in flight
         self._fresh: set[int] = set()        # partitions whose pending entries must be claimed first
+        # the last entry of each partition this worker was handed (claimed or read): its reads
+        # return its own pending entries past it first, which only a lost reply leaves there
+        # (store/events.read_entries)
+        self._read_after: dict[int, str] = {}
         self._handover: set[int] = set()     # partitions to release once their batch is done
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -236,6 +240,8 @@ class Worker:
             await lanes.drain()  # what is in flight first: the claim takes every pending entry
             pending = await events.claim_pending(self.store, self.name, n)
             self._fresh.discard(n)
+            # every pending entry is ours now and in `pending`: the next read goes on past them
+            self._read_after[n] = pending[-1][0] if pending else "0-0"
             if pending:
                 lanes.add(pending)
                 await lanes.settle(low_water(self.settings.batch_size), SETTLE_S)
@@ -254,7 +260,7 @@ class Worker:
             block = None if polled else min(self.timers.block_for(due), 100 if lanes.busy else 1 << 30)
             read = await events.read_entries(self.store, self.name, [n],
                                              count=self.settings.batch_size, block_ms=block,
-                                             dues=self.timers.dues)
+                                             dues=self.timers.dues, after=self._read_after)
             got = read.get(n) or []
             lanes.add(got)
         if not lanes.busy:

@@ -95,9 +95,24 @@ Entry = tuple[str, dict[str, str]]
 @guarded
 async def read_entries(store: Store, consumer: str, partitions: list[int], *,
                        count: int, block_ms: int | None,
-                       dues: dict[int, int | None] | None = None) -> dict[int, list[Entry]]:
+                       dues: dict[int, int | None] | None = None,
+                       after: dict[int, str] | None = None) -> dict[int, list[Entry]]:
     """New entries of the given partitions for this consumer (XREADGROUP >), read only while no
     other worker holds a partition's lease.
+
+    Why the read is repeatable (`after`): XREADGROUP > moves what it returns into the consumer's
+    pending list at once, so a read whose reply was lost -- the command ran, then its connection
+    was closed under it (redis-py's cluster client closes every connection of every node on each
+    fifth MOVED during a reshard), or the reply timed out -- and that the client library then
+    sends again returned the NEXT entries, while the first ones sat in this consumer's pending
+    list until some later claim: a ticket's later event applied before its earlier one (seen in
+    tests/cluster's reshard test; tests/server/test_read_retry.py). So each read first returns
+    this consumer's own pending entries past `after[n]` -- the last entry it was handed of
+    partition n (by a read or a claim) -- which is nothing unless an earlier read's reply was
+    lost, and only then reads new ones; `after[n]` is moved to the last entry handed out. A
+    partition missing from `after` reads this consumer's pending list from its start (a consumer
+    that holds none of its entries yet). Pending entries deleted since they were delivered (a
+    duplicate copy XDELed by ingest) are acknowledged there, not handed out.
 
     Why the lease is checked in the same transaction as the read: a worker that lost its lease
     (it stalled past the TTL) but has not noticed yet must not take entries off the stream after
@@ -115,8 +130,9 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     out: dict[int, list[Entry]] = {}
     waits: dict[KeyT, StreamIdT] = {}
     dues = {} if dues is None else dues
+    after = {} if after is None else after
     for n in partitions:
-        got, last = await _read_owned(store, consumer, n, count, dues)
+        got, last = await _read_owned(store, consumer, n, count, dues, after)
         if got:
             out[n] = got
         elif last is not None:
@@ -132,7 +148,7 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
             if "UNBLOCKED" not in str(exc):
                 raise
     for n in partitions:
-        got, _ = await _read_owned(store, consumer, n, count, dues)
+        got, _ = await _read_owned(store, consumer, n, count, dues, after)
         if got:
             out[n] = got
     return out
@@ -140,24 +156,47 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
 
 # The lease check and the read in one script call on Redis (atomic, so the same guarantee as
 # WATCH lease / GET / MULTI XREADGROUP EXEC, in one round trip instead of three).
-# KEYS = lease, stream, timer index, older timers set; ARGV = consumer, group, count. Returns {0}
-# when another worker holds the lease, {1, entries, first timer} when some were read, {2, last
-# generated id, first timer} when none were; first timer = the earlier of the timer index's and
-# the older layout's first {member, score} (store/timers.py), {} when both are empty.
+# KEYS = lease, stream, timer index, older timers set; ARGV = consumer, group, count, after (the
+# last entry id this consumer was handed of the stream). Returns {0} when another worker holds
+# the lease; {1, entries, first timer, last id} when some were read; {2, last generated id, first
+# timer, last id} when none were; first timer = the earlier of the timer index's and the older
+# layout's first {member, score} (store/timers.py), {} when both are empty; last id = the id to
+# pass as `after` next time. The consumer's own pending entries past `after` come first (only a
+# read whose reply was lost leaves any: read_entries), and only when there are none new ones
+# (XREADGROUP >); pending entries deleted meanwhile are XACKed, not returned.
 _READ_OWNED = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return {0} end
 local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local older = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 if older[2] and (not first[2] or tonumber(older[2]) < tonumber(first[2])) then first = older end
+local last = ARGV[4]
+local live = {}
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3], 'STREAMS',
-                       KEYS[2], '>')
-if got then return {1, got[1][2], first} end
+                       KEYS[2], last)
+if got and got[1] then
+  for _, entry in ipairs(got[1][2]) do
+    last = entry[1]
+    if entry[2] then live[#live + 1] = entry
+    else redis.call('XACK', KEYS[2], ARGV[2], entry[1]) end
+  end
+end
+if #live == 0 then
+  got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3], 'STREAMS',
+                   KEYS[2], '>')
+  if got and got[1] then
+    for _, entry in ipairs(got[1][2]) do
+      last = entry[1]
+      live[#live + 1] = entry
+    end
+  end
+end
+if #live > 0 then return {1, live, first, last} end
 local info = redis.call('XINFO', 'STREAM', KEYS[2])
 for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then return {2, info[i + 1], first} end
+  if info[i] == 'last-generated-id' then return {2, info[i + 1], first, last} end
 end
-return {2, '0-0', first}
+return {2, '0-0', first, last}
 """
 
 
@@ -175,16 +214,18 @@ def _first_due(first: Any) -> int | None:
 
 
 async def _read_owned(store: Store, consumer: str, n: int, count: int,
-                      dues: dict[int, int | None]) -> tuple[list[Entry], str | None]:
+                      dues: dict[int, int | None],
+                      after: dict[int, str]) -> tuple[list[Entry], str | None]:
     """(entries read, the stream's last generated id when none were); nothing when another worker
-    holds the lease. Puts the partition's first timer due time in `dues`."""
+    holds the lease. Puts the partition's first timer due time in `dues`, and the last entry id
+    handed out in `after` (read_entries)."""
     lease, stream = K.lease(n), K.stream(n)
     if not store.embedded:   # the in-process store runs no Lua
         try:
             # execute_command, not eval: a cluster client's eval waits for replicas (commits)
             got = await store.redis.execute_command("EVAL", _READ_OWNED, 4, lease, stream,
                                                     K.timer_index(n), K.timers(n), consumer,
-                                                    K.GROUP, count)
+                                                    K.GROUP, count, after.get(n, "0-0"))
         except ResponseError as exc:
             if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
                 raise
@@ -194,6 +235,7 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
         if kind == 0:
             return [], None
         dues[n] = _first_due(got[2])
+        after[n] = _text(got[3])
         if kind == 2:
             return [], _text(got[1])
         entries: list[Entry] = []
@@ -202,6 +244,8 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
                 fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
                 entries.append((_text(entry_id), fields))
         return entries, None
+    # fakeredis in this process: no connection that could lose a reply, no retry that could read
+    # twice, so XREADGROUP > alone (its replies' shape for deleted pending entries differs too)
     async with store.redis.pipeline(transaction=True) as p:
         for _ in range(20):
             try:
@@ -225,6 +269,8 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
             firsts = [d for d in (_first_due(first), _first_due(older)) if d is not None]
             dues[n] = min(firsts) if firsts else None
             entries = [(i, f) for _, batch in res or [] for i, f in batch if f]
+            if entries:
+                after[n] = entries[-1][0]
             return entries, (None if entries else str(info["last-generated-id"]))
     return [], None
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster_harness import Load, Service, check_applied
+from cluster_harness import Load, Service, check_applied, markers
 from cluster_nodes import LocalCluster
 from tally import Tally, tally
 from test_scale_out import RULE
@@ -112,7 +112,8 @@ def test_two_apis_three_workers_on_a_cluster(local_cluster: LocalCluster,
     svc, key, load, info = _under_load(local_cluster, tickets=30, per_ticket=10, svc=quick_service)
     print(f"\n300 events acknowledged in {info['seconds']:.1f}s")
     try:
-        check_applied(svc.api_urls[1], key, load.acked)
+        check_applied(svc.api_urls[1], key, load.acked,
+                      explain=markers(local_cluster.url, info["workspace"], cluster=True))
         ticket = httpx.get(svc.api_urls[0] + "/v1/tickets/T-0",
                            headers={"Authorization": f"Bearer {key}"}).json()
         assert "automated" in ticket["tags"]
@@ -166,7 +167,8 @@ def test_reshard_under_load(local_cluster: LocalCluster, quick_service: Service)
     try:
         assert moved.get("back") == moved.get("slots"), moved
         assert info["acked_after"] > info["acked_before"], "the reshard ended after the load"
-        check_applied(svc.api_urls[0], key, load.acked)
+        check_applied(svc.api_urls[0], key, load.acked,
+                      explain=markers(local_cluster.url, info["workspace"], cluster=True))
         assert _retries(svc) > retried, "no redirection was met: the reshard moved none of our slots"
     except AssertionError:
         print(svc.logs())
@@ -239,9 +241,10 @@ def test_reshard_under_load_full_size(fresh_cluster: LocalCluster) -> None:
         for a, b in ((0, 1), (1, 2), (2, 0)):
             fresh_cluster.reshard(ports[a], ports[b], 2000)
 
-    svc, key, load, _ = _under_load(fresh_cluster, 300, 30, reshard, at=0.1)
+    svc, key, load, info = _under_load(fresh_cluster, 300, 30, reshard, at=0.1)
     try:
-        check_applied(svc.api_urls[0], key, load.acked)
+        check_applied(svc.api_urls[0], key, load.acked,
+                      explain=markers(fresh_cluster.url, info["workspace"], cluster=True))
     except AssertionError:
         print(svc.logs())
         raise
@@ -252,9 +255,10 @@ def test_reshard_under_load_full_size(fresh_cluster: LocalCluster) -> None:
 @pytest.mark.slow
 def test_two_apis_three_workers_on_a_cluster_full_size(local_cluster: LocalCluster,
                                                        quick_service: Service) -> None:
-    svc, key, load, _ = _under_load(local_cluster, tickets=500, per_ticket=40, svc=quick_service)
+    svc, key, load, info = _under_load(local_cluster, tickets=500, per_ticket=40, svc=quick_service)
     try:
-        check_applied(svc.api_urls[1], key, load.acked)
+        check_applied(svc.api_urls[1], key, load.acked,
+                      explain=markers(local_cluster.url, info["workspace"], cluster=True))
     except AssertionError:
         print(svc.logs())
         raise

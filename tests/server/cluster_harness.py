@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,10 +239,56 @@ class Load:
             await asyncio.gather(*(one_ticket(t) for t in range(self.tickets)))
 
 
-def check_applied(url: str, key: str, acked: dict[str, list[str]], timeout: float = 120.0) -> None:
+def markers(redis_url: str, workspace: str, *, cluster: bool = False) -> Callable[[str, list[str]], str]:
+    """For check_applied's failure message: each event's processed marker in the store (its
+    stream entry id and partition, its run, the time of the pass), so the next failure says
+    whether the stream held the events out of order (ingest) or they were applied out of order
+    (workers)."""
+    import orjson
+    import redis
+    from redis.cluster import RedisCluster
+
+    from server.store import keys as K
+
+    def explain(tid: str, ids: list[str]) -> str:
+        r: Any = (RedisCluster.from_url(redis_url, decode_responses=True) if cluster
+                  else redis.Redis.from_url(redis_url, decode_responses=True))
+        try:
+            lines = [f"{tid}'s events in the order acknowledged, as their markers say:"]
+            for eid in ids:
+                raw = r.get(K.event_marker(workspace, eid))
+                m = orjson.loads(raw) if raw else {}
+                lines.append(f"  {eid}: entry={m.get('entry')} partition={m.get('partition')} "
+                             f"status={m.get('status')} run={m.get('run_id')} at={m.get('at')}")
+            return "\n".join(lines)
+        except Exception as exc:  # noqa: BLE001 - the report must not hide the failure itself
+            return f"(markers of {tid} not read: {exc!r})"
+        finally:
+            r.close()
+    return explain
+
+
+def check_applied(url: str, key: str, acked: dict[str, list[str]], timeout: float = 120.0,
+                  explain: Callable[[str, list[str]], str] | None = None) -> None:
     """Every acknowledged event applied exactly once and in order, read from the tickets' final
     state (version = events applied, custom.seq = the last one) and their run records. The reads
-    go 8 at a time (one after the other they were seconds of a quick test on a loaded box)."""
+    go 8 at a time (one after the other they were seconds of a quick test on a loaded box).
+    `explain(ticket, its acknowledged ids)` (e.g. `markers`) is added to a failure's message."""
+    try:
+        _check_applied(url, key, acked, timeout)
+    except _NotApplied as exc:
+        tid = exc.args[0]
+        text = str(exc.args[1])
+        if explain is not None:
+            text += "\n" + explain(tid, acked[tid])
+        raise AssertionError(text) from None
+
+
+class _NotApplied(Exception):
+    """(ticket id, what is wrong with it)"""
+
+
+def _check_applied(url: str, key: str, acked: dict[str, list[str]], timeout: float) -> None:
     h = {"Authorization": f"Bearer {key}"}
     pending = dict(acked)
     deadline = time.monotonic() + timeout
@@ -250,14 +297,19 @@ def check_applied(url: str, key: str, acked: dict[str, list[str]], timeout: floa
             r = c.get(f"/v1/tickets/{tid}")
             return int(r.json()["version"]) if r.status_code == 200 else -1
 
+        versions: dict[str, int] = {}
         while pending and time.monotonic() < deadline:
             tids = list(pending)
             for tid, v in zip(tids, pool.map(version, tids), strict=True):
+                versions[tid] = v
                 if v >= len(pending[tid]):
                     del pending[tid]
             if pending:
                 time.sleep(0.5)
-        assert not pending, f"{len(pending)} tickets not fully applied, e.g. {next(iter(pending))}"
+        if pending:
+            tid = next(iter(pending))
+            raise _NotApplied(tid, f"{len(pending)} tickets not fully applied, e.g. {tid} "
+                                   f"(version {versions.get(tid)} of {len(pending[tid])})")
 
         def state(tid: str) -> tuple[dict[str, Any], list[str]]:
             ticket = c.get(f"/v1/tickets/{tid}").json()
@@ -266,6 +318,12 @@ def check_applied(url: str, key: str, acked: dict[str, list[str]], timeout: floa
 
         for (tid, ids), (ticket, applied) in zip(acked.items(), pool.map(state, list(acked)),
                                                  strict=True):
-            assert ticket["version"] == len(ids), (tid, ticket["version"], len(ids))
-            assert ticket["custom"]["seq"] == len(ids) - 1, (tid, ticket["custom"])
-            assert applied == ids, (tid, applied[:5], ids[:5])
+            if ticket["version"] != len(ids):
+                raise _NotApplied(tid, (tid, ticket["version"], len(ids)))
+            if ticket["custom"]["seq"] != len(ids) - 1:
+                raise _NotApplied(tid, (tid, ticket["custom"]))
+            if applied != ids:
+                first = next((i for i, (a, b) in enumerate(zip(applied, ids, strict=False))
+                              if a != b), min(len(applied), len(ids)))
+                raise _NotApplied(tid, f"{tid}: runs {applied} against acknowledged {ids} "
+                                       f"(first difference at {first})")
