@@ -91,17 +91,27 @@ MISSING: Any = _Missing()
 
 
 # Hypothesis profiles for test_property.py, registered here and applied per test (never loaded
-# globally, so other packages' tests keep theirs). DESKFLOW_RULES_PROFILE=rules-thorough runs
-# ten times the examples (add --timeout=0: it outlasts pytest-timeout's 120 s per test).
+# globally, so other packages' tests keep theirs). `./dev test` runs "rules-quick" (a third of the
+# examples: 100 a full-scale test); DESKFLOW_FULL_TESTS=1 runs "rules" (300, the counts before
+# 2026-12-03); DESKFLOW_RULES_PROFILE=rules-thorough runs ten times that (add --timeout=0: it
+# outlasts pytest-timeout's 120 s per test).
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("rules-quick", max_examples=100, deadline=None,
+                          suppress_health_check=_QUIET)
 settings.register_profile("rules", max_examples=300, deadline=None, suppress_health_check=_QUIET)
 settings.register_profile("rules-thorough", max_examples=3000, deadline=None,
                           suppress_health_check=_QUIET)
 
 
+def default_rules_profile() -> str:
+    """DESKFLOW_RULES_PROFILE if set, else "rules" under DESKFLOW_FULL_TESTS=1, else "rules-quick"."""
+    full = os.environ.get("DESKFLOW_FULL_TESTS") == "1"
+    return os.environ.get("DESKFLOW_RULES_PROFILE") or ("rules" if full else "rules-quick")
+
+
 def rules_profile(scale: float = 1.0) -> settings:
     """The active rules profile with `scale` times its examples."""
-    base = settings.get_profile(os.environ.get("DESKFLOW_RULES_PROFILE", "rules"))
+    base = settings.get_profile(default_rules_profile())
     return settings(base, max_examples=max(1, int(base.max_examples * scale)))
 
 

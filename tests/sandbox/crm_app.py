@@ -27,6 +27,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from testkit import SERVE_POLL_S
+
 CRM_TOKEN = "crm-secret-7f3a9c"
 BILLING_TOKEN = "billing-secret-51d0e2"
 VIP_EMAILS = {"ann@example.com", "vip@example.com"}
@@ -129,7 +131,8 @@ class CrmServer:
             context.load_cert_chain(*tls)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
             self.url = f"https://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": SERVE_POLL_S}, daemon=True)
 
     def __enter__(self) -> CrmServer:
         self.thread.start()

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from testkit import SERVE_POLL_S
 
 from sandbox import Broker, BrokerConfig, Limits, ScriptPool, parse_allowlist
 from sandbox.shares import Shares
@@ -37,7 +38,8 @@ class HangingServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Hanging)
         self.server.release = threading.Event()  # type: ignore[attr-defined]
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": SERVE_POLL_S}, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 

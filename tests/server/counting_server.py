@@ -2,13 +2,18 @@
 
     with CountingServer(delay=5.0) as srv:   # srv.url == "http://127.0.0.1:<port>"
         srv.hits("/script")                   # bodies received on that path, in order
+
+A slow answer waits `delay` seconds or until the `with` block ends, whichever is first: leaving it
+answers the calls still waiting at once (and refuses new ones), so a worker draining at the test's
+end does not sit out the delay of every call in flight (4.5 s of test_lanes' teardown).
 """
 from __future__ import annotations
 
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from testkit import SERVE_POLL_S
 
 
 class CountingServer:
@@ -17,6 +22,7 @@ class CountingServer:
         self.received: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._closing = threading.Event()
 
     @property
     def url(self) -> str:
@@ -42,7 +48,7 @@ class CountingServer:
                 with srv._lock:
                     srv.received.append((self.path, body))
                 if srv.delay:
-                    time.sleep(srv.delay)
+                    srv._closing.wait(srv.delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")
@@ -53,10 +59,12 @@ class CountingServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever,
+                         kwargs={"poll_interval": SERVE_POLL_S}, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from server_helpers import Workspace
+from testkit import SERVE_POLL_S
 
 
 class _ToStore(BaseHTTPRequestHandler):
@@ -31,7 +32,8 @@ class _ToStore(BaseHTTPRequestHandler):
 def redirector() -> Iterator[str]:
     """An allow-listed origin that redirects every request to the store's port."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ToStore)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVE_POLL_S},
+                              daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from testkit import free_port
+from testkit import SERVE_POLL_S, free_port
 
 ROOT = "isolation-root-token"
 P99_MS = 100.0
@@ -66,7 +66,8 @@ class _Slow(BaseHTTPRequestHandler):
 def slow_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVE_POLL_S},
+                     daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

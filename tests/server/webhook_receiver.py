@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from testkit import SERVE_POLL_S
+
 
 @dataclass
 class Received:
@@ -82,7 +84,8 @@ class Receiver:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": SERVE_POLL_S}, daemon=True)
         self._thread.start()
         return self
 
