@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .conditions import Group, Leaf, Node
+from .errors import RuleError
 from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
 from .ops import State
 
@@ -97,7 +98,8 @@ class RecordPlan:
             groups = [(k, y, cast(Group, rule_steps[k])) for k, y in found]   # `any` steps only
             self.groups.append(tuple(
                 (k, y, scale.get(k, 0), len(g.children) + 1, g.path,
-                 tuple(c.path for c in g.children)) for k, y, g in groups))
+                 g.children.paths() if isinstance(g.children, _Kids) else tuple(c.path for c in g.children))
+                for k, y, g in groups))
 
 
     def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, bool]], list[Any]]:
@@ -500,44 +502,71 @@ def unpack(packed: dict[str, Any], plan_at: Any) -> list[dict[str, Any]]:
     from bisect import bisect_right
 
     ids, revs, codes, at, seen = packed["ids"], packed["revs"], packed["codes"], packed["at"], packed["seen"]
+    if not (type(ids) is list and type(revs) is list and type(codes) is list
+            and len(ids) == len(revs) == len(codes) and type(at) is list and at):
+        raise ValueError("a packed record whose lists disagree")
     fired = set(packed["fired"])
     full = {int(i): e for i, e in packed["full"]}
     look = _SeenLookup(seen)
     out: list[dict[str, Any]] = []
     for i, rid in enumerate(ids):
         whole = full.get(i)
-        if whole is not None:
+        if type(whole) is dict:
             out.append(whole)
             continue
         found = plan_at(i)
-        if found is None:
-            out.append({"id": rid, "name": None, "matched": i in fired, "failed": None,
-                        "notes": [f"revision {revs[i]} of rule {rid} is not stored: its entry cannot be shown"],
-                        "revision": revs[i]})
-            continue
-        plan, j = found
-        code = codes[i]
-        groups = plan.groups[j]
+        entry = None if found is None else _unpacked(found, rid, i in fired, codes[i], look, bisect_right(at, i) - 1)
+        if entry is None:
+            why = (f"revision {revs[i]} of rule {rid} is not stored" if found is None else
+                   f"the stored entry of rule {rid} does not fit its revision {revs[i]}")
+            entry = {"id": rid, "name": None, "matched": i in fired, "failed": None,
+                     "notes": [f"{why}: its entry cannot be shown"]}
+        entry["revision"] = revs[i]
+        out.append(entry)
+    return out
+
+
+def _unpacked(found: tuple[RecordPlan, int], rid: Any, fired: bool, code: Any, look: _SeenLookup,
+              version: int) -> dict[str, Any] | None:
+    """One packed entry expanded with the plan of its rule's revision, or None when the code
+    does not fit that plan: a step it does not have, one `pack` never codes (a failure that
+    words itself, a rule of more than FIRST_INLINE steps), a field the record holds no value of.
+    Only a revision that is not the rule the record was made with (a stored revision changed
+    by hand, or an engine that numbers steps another way) does that; it reads as a note, not a
+    wrong entry or a failed read."""
+    plan, j = found
+    if type(code) is not int or j in plan.deep or not 0 <= j < len(plan.steps):
+        return None
+    steps, groups = plan.steps[j], plan.groups[j]
+    # a code is the failing step + 1 (0: none) in its low digit, the held branch of each `any`
+    # step in the digits above, each of radix (children + 1) (rules/codegen.py radix_of)
+    if not 0 <= code < (groups[-1][2] * groups[-1][3] if groups else FIRST_BASE) or (fired and code % FIRST_BASE):
+        return None
+    try:
         entry: dict[str, Any]
-        if i in fired:
+        if fired:
             entry = {"id": rid, "name": plan.heads[j][1], "matched": True, "failed": None}
             held = _decoded(groups, -1, code) if groups else None
         else:
             k = code % FIRST_BASE - 1
-            kind, path, fname, op, value, _fn, _node = plan.steps[j][k]
+            if not 0 <= k < len(steps):
+                return None
+            kind, path, fname, op, value, _fn, _node = steps[k]
             if kind == ANY_GROUP:
                 failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
+            elif kind == OWN:
+                return None
             else:
-                got = look.at(fname, bisect_right(at, i) - 1)
+                got = look.at(fname, version)
                 failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
                           "seen": json_copy(got)}
             entry = {"id": rid, "name": plan.heads[j][1], "matched": False, "failed": failed}
             held = _decoded(groups, k, code) if groups and groups[0][0] < k else None
-        if held:
-            entry["any_held"] = held
-        entry["revision"] = revs[i]
-        out.append(entry)
-    return out
+    except (LookupError, TypeError, ValueError, ZeroDivisionError):   # (the stored table, short)
+        return None
+    if held:
+        entry["any_held"] = held
+    return entry
 
 
 class _SeenLookup:
@@ -574,22 +603,116 @@ class _AnyCalendar(dict):  # type: ignore[type-arg]
 
     def get(self, key: Any, default: Any = None) -> Any:
         from .calendar import Calendar
-        return Calendar.from_spec({"timezone": "UTC", "week": {}}, "calendar")
+        return Calendar.from_spec({"timezone": "UTC", "week": {"mon": ["09:00", "17:00"]}}, "calendar")
+
+    def __bool__(self) -> bool:   # (empty, it read as "no calendars given": every name unknown)
+        return True
 
 
 def rule_plan(raw: dict[str, Any]) -> RecordPlan:
     """The RecordPlan of one rule (as stored at a revision): what `unpack` needs to describe its
     entries, the same steps and codes as its bucket's plan had (rules/codegen.py step_nodes,
-    radix_of). Raises RuleError for a rule that does not compile."""
-    from .codegen import FIRST_INLINE, radix_of, step_nodes
-    from .compile import compile_rule
+    radix_of). Raises RuleError for a rule that does not compile.
 
-    rule = compile_rule(raw, 0, _AnyCalendar())
-    steps = step_nodes(rule.conditions)
+    Made from the rule's steps alone, without compiling the rest: a reader makes one per rule
+    revision its runs name, and the whole rule cost up to 6 s (1,000 regexes of 1,000
+    characters, re's parser is Python) or 2-4 s (an `any` or `all` of 20,000 leaves) and kept
+    1.7-3.8 MB per plan. So: an `any` step keeps only its children's count and paths; a leaf step
+    is compiled alone, a `matches` leaf with a stand-in pattern (its entries are stored whole,
+    `pack`); a rule of more than FIRST_INLINE steps (stored whole too) is not read further."""
+    from .codegen import FIRST_INLINE, radix_of
+    from .compile import compile_rule, rule_label
+    from .conditions import _leaf
+
+    head = compile_rule({**raw, "conditions": None, "actions": _STAND_IN_ACTIONS}, 0)
+    label = rule_label(raw, 0)
+    found: list[tuple[str, Any]] = []
+    conditions = raw.get("conditions")
+    if conditions is not None and conditions != {}:
+        _raw_steps(conditions, "conditions", found, FIRST_INLINE + 1, label)
+    if len(found) > FIRST_INLINE:
+        return RecordPlan([head], [[]], [()], [[]], frozenset({0}))
+    steps: list[Node] = []
+    problems: list[tuple[str, str]] = []
+    for path, node in found:
+        if "any" in node:
+            steps.append(Group(path, "any", cast(list[Node], _Kids(path, len(node["any"]))), _never))
+            continue
+        if node.get("op") == "matches":
+            node = {**node, "value": "x"}
+        if "calendar" in node:   # (any name resolves; a business_hours object is compiled)
+            node = {**node, "calendar": "x"}
+        leaf = _leaf(node, problems, path, _AnyCalendar())
+        if leaf is None or problems:
+            where, why = problems[0] if problems else (path, "not a condition")
+            raise RuleError(label, where, why)
+        steps.append(leaf)
     finders = tuple((k, None) for k, node in enumerate(steps) if isinstance(node, Group) and node.children)
-    deep = frozenset({0}) if len(steps) > FIRST_INLINE else frozenset()
-    plan = RecordPlan([rule], [steps], [finders], [radix_of(steps)], deep)
+    plan = RecordPlan([head], [steps], [finders], [radix_of(steps)], frozenset())
     # kept by readers for many rules: without the compiled nodes (predicates, regexes) and fields
     plan.steps = [tuple(step[:6] + (None,) for step in plan.steps[0])]
     plan.fields, plan.seen_reads = [], []
     return plan
+
+
+_STAND_IN_ACTIONS = [{"type": "add_tags", "tags": ["x"]}]
+
+
+def _never(s: State) -> bool:
+    return False
+
+
+class _Paths:
+    """The paths of an `any` group's n children ("<group>.any[b]", conditions.parse's), made
+    when asked: a plan kept for an `any` of 20,000 leaves held 1.5 MB of them."""
+
+    __slots__ = ("group", "n")
+
+    def __init__(self, group: str, n: int) -> None:
+        self.group, self.n = group, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, b: int) -> str:
+        if not 0 <= b < self.n:
+            raise IndexError(b)
+        return f"{self.group}.any[{b}]"
+
+
+class _Kids:
+    """An `any` step's children as rule_plan's Group holds them: only how many (radix_of,
+    RecordPlan read their number and, through paths(), their paths)."""
+
+    __slots__ = ("group", "n")
+
+    def __init__(self, group: str, n: int) -> None:
+        self.group, self.n = group, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def paths(self) -> _Paths:
+        return _Paths(self.group, self.n)
+
+
+def _raw_steps(node: Any, path: str, out: list[tuple[str, Any]], most: int, label: str) -> None:
+    """The steps of a stored condition tree as (path, node), in written order, as
+    codegen.step_nodes numbers them (every `all` flattened); stops at `most` steps."""
+    if type(node) is not dict:
+        raise RuleError(label, path, "a condition must be an object")
+    if "all" in node and "any" not in node and len(node) == 1:
+        items = node["all"]
+        if type(items) is not list:
+            raise RuleError(label, f"{path}.all", "must be a list of conditions")
+        for i, child in enumerate(items):
+            _raw_steps(child, f"{path}.all[{i}]", out, most, label)
+            if len(out) >= most:
+                return
+        return
+    if "any" in node and (len(node) != 1 or type(node["any"]) is not list):
+        raise RuleError(label, path, "an `any` group is a list of conditions alone")
+    out.append((path, node))

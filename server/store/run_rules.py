@@ -17,6 +17,7 @@ event loop other workspaces' requests share.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -27,11 +28,14 @@ from server.runrecord import packed_rules
 from server.store import keys as K
 from server.store.connect import Store
 
-__all__ = ["expand_runs", "entries_weight", "PLANS_KEPT", "THREAD_AFTER"]
+__all__ = ["expand_runs", "entries_weight", "PLANS_KEPT", "THREAD_AFTER", "UNREADABLE"]
 
 PLANS_KEPT = 20_000       # (workspace, rule, revision) plans kept, least recently used out
 THREAD_AFTER = 32         # plans to make in one read past which they are made in a thread
 ENTRY_BYTES = 250         # about what one expanded entry adds to a page (runs' PAGE_BYTES)
+UNREADABLE = "this run's rule entries are stored in a form this version cannot read back"
+
+log = logging.getLogger("deskflow.store")
 
 Key = tuple[str, str, Any]
 _plans: OrderedDict[Key, RecordPlan | None] = OrderedDict()
@@ -41,7 +45,8 @@ def entries_weight(run: dict[str, Any]) -> int:
     """About the bytes a record's packed `rules` add once expanded (0 for entries stored whole):
     a page of runs is bounded by what it answers, not by the packed bytes it read."""
     packed = packed_rules(run.get("rules"))
-    return ENTRY_BYTES * len(packed["ids"]) if packed is not None else 0
+    ids = packed.get("ids") if packed is not None else None
+    return ENTRY_BYTES * len(ids) if type(ids) is list else 0
 
 
 def _make(rules: dict[Key, Any]) -> dict[Key, RecordPlan | None]:
@@ -102,13 +107,28 @@ async def expand_runs(store: Store, workspace: str, runs: list[dict[str, Any]]) 
     packs = [(run, p) for run in runs if (p := packed_rules(run.get("rules"))) is not None]
     if not packs:
         return
-    keys = {(workspace, str(rid), rev) for _, p in packs for rid, rev in zip(p["ids"], p["revs"], strict=True)}
+    keys = {(workspace, str(rid), rev) for _, p in packs for rid, rev in _positions(p) if type(rev) is int}
     plans = await _plans_for(store, workspace, keys)
     for run, p in packs:
-        ids, revs = p["ids"], p["revs"]
+        ids, revs = p.get("ids"), p.get("revs")
 
-        def plan_at(i: int, ids: list[Any] = ids, revs: list[Any] = revs) -> tuple[RecordPlan, int] | None:
-            plan = plans.get((workspace, str(ids[i]), revs[i]))
+        def plan_at(i: int, ids: Any = ids, revs: Any = revs) -> tuple[RecordPlan, int] | None:
+            rev = revs[i]
+            plan = plans.get((workspace, str(ids[i]), rev)) if type(rev) is int else None
             return (plan, 0) if plan is not None else None
 
-        run["rules"] = unpack(p, plan_at)
+        try:
+            run["rules"] = unpack(p, plan_at)
+        except Exception:   # a record this version cannot read (hand-changed, or corrupted)
+            log.warning("run %s of workspace %s: its stored rules cannot be read back", run.get("id"), workspace)
+            run["rules"] = []
+            run["notes"] = [*(run["notes"] if type(run.get("notes")) is list else []), UNREADABLE]
+
+
+def _positions(packed: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(rule id, revision) per position of a packed record; none when its lists disagree (its
+    read says so, unpack)."""
+    ids, revs = packed.get("ids"), packed.get("revs")
+    if type(ids) is not list or type(revs) is not list or len(ids) != len(revs):
+        return []
+    return list(zip(ids, revs, strict=True))

@@ -97,8 +97,10 @@ def outcomes(run: dict[str, Any]) -> set[str]:
     if run.get("matched"):
         found.add("fired")
     packed = packed_rules(run.get("rules"))
-    shown = [e for _, e in packed["full"]] if packed is not None else run.get("rules") or []
-    if (run.get("error") or any(r.get("errors") for r in shown)
+    full = packed.get("full") if packed is not None else None
+    shown = ([e[1] for e in full if type(e) is list and len(e) == 2] if type(full) is list
+             else [] if packed is not None else run.get("rules") or [])
+    if (run.get("error") or any(type(r) is dict and r.get("errors") for r in shown)
             or any(sc.get("error") for sc in run.get("scripts") or [])):
         found.add("errored")
     if run.get("suppressed"):
