@@ -384,3 +384,27 @@ def test_a_rule_naming_a_calendar_reads_back_its_other_steps(ws: Workspace) -> N
     assert entry == {"id": rule["id"], "name": "old in oslo hours", "matched": False, "revision": 1,
                      "failed": {"path": "conditions.all[0]", "field": "priority", "op": "is",
                                 "value": "urgent", "seen": "low"}}
+
+
+# --- the size of what a read answers ---------------------------------------------------------------
+
+def test_a_page_of_runs_answers_about_page_bytes_whatever_the_rules_values(ws: Workspace) -> None:
+    """A page of runs stops after about PAGE_BYTES (server/store/runs.py), a packed record counted
+    at ~250 bytes an entry. An entry's `failed.value` is the rule's own (a condition's value has
+    no length bound but the body's 1 MiB): 20 failing rules of a 50 KB value each expand every
+    run to ~1 MB, and the page of 40 such runs answered ~40 MB."""
+    from server.store.runs import PAGE_BYTES
+
+    for i in range(20):
+        ws.rule(name=f"wide {i}", triggers=["ticket.updated"],
+                conditions={"field": "subject", "op": "contains", "value": f"{i:02d}" + "x" * 50_000},
+                actions=[{"type": "add_tags", "tags": ["w"]}])
+    runs = [ws.send(_event(n, subject="short"), wait=n == 39) for n in range(40)]
+    assert runs[-1]["status"] == "processed"
+    for path in ("/v1/tickets/T-1/runs?limit=500", "/v1/runs?limit=500", "/v1/runs?ticket=T-1&limit=500"):
+        _cold()
+        r = ws.client.get(path, headers=ws.h("viewer"))
+        assert r.status_code == 200
+        one = max(len(orjson.dumps(it)) for it in r.json()["items"])
+        assert len(r.content) <= PAGE_BYTES + 2 * one, f"{path}: {len(r.content)} bytes in one page"
+        assert r.json()["next"] is not None
