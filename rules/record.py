@@ -57,6 +57,7 @@ class RecordPlan:
                  branches: list[tuple[tuple[int, Any], ...]], radix: list[list[tuple[int, int]]] | None,
                  deep: frozenset[int]) -> None:
         self.deep = deep
+        self.value_bytes = 0   # (rule_plan's: the largest of its steps' values, as JSON)
         self.heads = [(r.id, r.name) for r in rules]
         self.ids = [str(r.id) for r in rules if r.id is not None]   # (shared: never changed)
         self.fields: list[Any] = []
@@ -652,6 +653,8 @@ def rule_plan(raw: dict[str, Any]) -> RecordPlan:
     # kept by readers for many rules: without the compiled nodes (predicates, regexes) and fields
     plan.steps = [tuple(step[:6] + (None,) for step in plan.steps[0])]
     plan.fields, plan.seen_reads = [], []
+    # the most an entry's `failed.value` adds (a condition's value is bounded by the body only)
+    plan.value_bytes = max((len(dumps_any(step[4])) for step in plan.steps[0] if step[4] is not None), default=0)
     return plan
 
 

@@ -102,11 +102,15 @@ async def _plans_for(store: Store, workspace: str, keys: set[Key]) -> dict[Key, 
     return found
 
 
-async def expand_runs(store: Store, workspace: str, runs: list[dict[str, Any]]) -> None:
-    """Each record's packed `rules` replaced, in place, by its entries (others are left)."""
+async def expand_runs(store: Store, workspace: str, runs: list[dict[str, Any]]) -> int:
+    """Each record's packed `rules` replaced, in place, by its entries (others are left); returns
+    about the bytes the entries add to the records' stored size (ENTRY_BYTES an entry, and its
+    rule's largest condition value: a value has no bound but the rule body's 1 MiB, so 20 rules
+    of a 50 KB value made each run answer ~1 MB, 40 of them in one page)."""
     packs = [(run, p) for run in runs if (p := packed_rules(run.get("rules"))) is not None]
     if not packs:
-        return
+        return 0
+    added = 0
     keys = {(workspace, str(rid), rev) for _, p in packs for rid, rev in _positions(p) if type(rev) is int}
     plans = await _plans_for(store, workspace, keys)
     for run, p in packs:
@@ -123,6 +127,11 @@ async def expand_runs(store: Store, workspace: str, runs: list[dict[str, Any]]) 
             log.warning("run %s of workspace %s: its stored rules cannot be read back", run.get("id"), workspace)
             run["rules"] = []
             run["notes"] = [*(run["notes"] if type(run.get("notes")) is list else []), UNREADABLE]
+            continue
+        for i in range(len(run["rules"])):   # (one entry per position)
+            plan = plan_at(i)
+            added += ENTRY_BYTES + (plan[0].value_bytes if plan is not None else 0)
+    return added
 
 
 def _positions(packed: dict[str, Any]) -> list[tuple[Any, Any]]:
