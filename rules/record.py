@@ -27,6 +27,7 @@ ev.explain]` (tests/rules/test_property.py checks that on random rule sets).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
@@ -434,48 +435,78 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
         full.append([i, entry])
     fired_at.sort()
     timeline = ev._timeline
+    described = set(full_at).union(fired_at)
+    coded = [i for i in range(n) if i not in described] if described else range(n)
     return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
             "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
             "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
-            "seen": _seen_table(ev, walk)}
+            "seen": _seen_table(ev, walk, coded)}
 
 
-def _seen_table(ev: Evaluation, walk: _Walk) -> dict[str, Any]:
-    """Each field the bucket's entries may show, bounded (seen_copy), at each version where it
-    may differ: what `entries` reads for a rule at its version (the tags at vpos, the others at
-    bpos; _Versions). `values`: the other fields (`fields`, in order) at version 0, then at each
-    later base version those whose object changed, as [number, value] pairs; `tags`: [version,
-    value] where they changed, or, with `tag_list`, [version, length of tag_list]."""
+def _seen_table(ev: Evaluation, walk: _Walk, coded: Iterable[int]) -> dict[str, Any]:
+    """Each field the entries of positions `coded` (described by their code, not fired) show,
+    bounded (seen_copy), at each version one of them reads it: what `entries` reads for a rule
+    at its version (the tags at vpos, the others at bpos; _Versions). `values`: the other fields
+    (`fields`: those an entry reads, in the plan's order) at version 0, then at each later base
+    version an entry reads, the fields read there whose object changed since, as [number in
+    `fields`, value] pairs; `tags`: [version, value] at the versions read where
+    they changed, or, with `tag_list`, [version, length of tag_list].
+
+    Only what is read: every field at every base version made it fields x versions, and a rule
+    set can have 20,000 fields (one rule of that many leaves) and 1,000 versions (1,000 rules
+    that set a field and fire): 3 s a pack, against a 4 ms pass."""
     plan = walk.plan
     timeline, event = ev._timeline, ev._first.event
     appends = _appends_only(timeline)
-    bases = [0] if appends else sorted(set(walk.bpos))
-    reads = plan.seen_reads
+    ks, steps, tags_n = walk.ks, plan.steps, plan.tags
+    wanted: dict[int, set[int]] = {}   # base version -> numbers (in `fields`) of the fields read there
+    tag_reads: set[int] = set()        # versions the tags are read at
+    bpos = None if appends else walk.bpos
+    for i in coded:
+        kind, _, _, _, _, fn, _ = steps[i][ks[i] % FIRST_BASE - 1]
+        if kind > COPY_VALUE:
+            continue
+        if fn == tags_n:
+            tag_reads.add(walk.vpos[i] if len(timeline) > 1 else 0)
+            continue
+        wanted.setdefault(0 if bpos is None else bpos[i], set()).add(fn if tags_n < 0 or fn < tags_n else fn - 1)
+    reads, names = plan.seen_reads, plan.seen_names
+    read = sorted(set().union(*wanted.values())) if wanted else []
+    number = {j: m for m, j in enumerate(read)}   # (the table names only the fields read)
     _, ticket, vars, _ = timeline[0]
-    prev = [r(ticket, event, vars) for r in reads]
-    values: list[list[Any]] = [[0, list(map(seen_copy, prev))]]
-    for b in bases[1:]:
+    last: dict[int, Any] = {j: reads[j](ticket, event, vars) for j in read}
+    values: list[list[Any]] = [[0, [seen_copy(last[j]) for j in read]]]
+    for b in sorted(wanted):
+        if b == 0:
+            continue
         _, ticket, vars, _ = timeline[b]
-        raw = [r(ticket, event, vars) for r in reads]
-        values.append([b, [[j, seen_copy(x)] for j, (x, y) in enumerate(zip(raw, prev, strict=True)) if x is not y]])
-        prev = raw
-    out: dict[str, Any] = {"fields": plan.seen_names, "values": values}
-    if plan.tags < 0:
+        changed = []
+        for j in sorted(wanted[b]):
+            x = reads[j](ticket, event, vars)
+            if x is not last[j]:
+                changed.append([number[j], seen_copy(x)])
+                last[j] = x
+        if changed:
+            values.append([b, changed])
+    out: dict[str, Any] = {"fields": names if len(read) == len(names) else [names[j] for j in read],
+                           "values": values}
+    if tags_n < 0:
         return out
-    field = plan.fields[plan.tags]
+    field = plan.fields[tags_n]
     if len(timeline) > 1 and appends:
         prefix = _tag_prefix(field, timeline, event)
         if prefix is not None:
             out["tag_list"], out["tags"] = prefix
             return out
     versions = []
-    last, last_len = _MISS, None
-    for step, (_, ticket, vars, length) in enumerate(timeline):
+    last_tags, last_len = _MISS, None
+    for step in sorted(tag_reads):
+        _, ticket, vars, length = timeline[step]
         raw = field.read(ticket, event, vars)
         cut = length if length is not None and raw is ticket.get("tags") else None
-        if raw is not last or cut != last_len:
+        if raw is not last_tags or cut != last_len:
             versions.append([step, seen_copy(raw if cut is None else raw[:cut])])
-            last, last_len = raw, cut
+            last_tags, last_len = raw, cut
     out["tags"] = versions
     return out
 
@@ -616,9 +647,9 @@ def rule_plan(raw: dict[str, Any]) -> RecordPlan:
     radix_of). Raises RuleError for a rule that does not compile.
 
     Made from the rule's steps alone, without compiling the rest: a reader makes one per rule
-    revision its runs name, and the whole rule cost up to 6 s (1,000 regexes of 1,000
-    characters, re's parser is Python) or 2-4 s (an `any` or `all` of 20,000 leaves) and kept
-    1.7-3.8 MB per plan. So: an `any` step keeps only its children's count and paths; a leaf step
+    revision its runs name, and the whole rule cost 3-6 s (1,000 regexes of 1,000 characters,
+    re's parser is Python; on the event loop, up to 32 a read) or 0.15-0.3 s (an `any` or `all`
+    of 20,000 leaves) and kept 1.7-5 MB per plan (PLANS_KEPT of them). So: an `any` step keeps only its children's count and paths; a leaf step
     is compiled alone, a `matches` leaf with a stand-in pattern (its entries are stored whole,
     `pack`); a rule of more than FIRST_INLINE steps (stored whole too) is not read further."""
     from .codegen import FIRST_INLINE, radix_of
