@@ -9,9 +9,15 @@ worker would have stored (tests/rules/test_property.py, byte for byte).
 
 Each (workspace, rule, revision) is read from the revisions hash and its plan made once
 (rules/record.py `rule_plan`: the rule's steps and codes, without its predicates), then kept in a
-process-wide LRU of PLANS_KEPT. A read that must make more than THREAD_AFTER plans makes them in
-a thread, so a workspace of 10,000 rules whose runs are read for the first time does not hold the
-event loop other workspaces' requests share.
+process-wide LRU of PLANS_KEPT. A read that must make more than THREAD_AFTER plans, or parse more
+than THREAD_BYTES of revisions, does it in a thread, so a workspace of 10,000 rules whose runs are
+read for the first time does not hold the event loop other workspaces' requests share. A plan is
+made from the rule's steps alone (no regexes, actions or `any` leaves compiled: < 1 ms and a few
+hundred bytes whatever the rule holds), so a tenant whose every read is cold (its rules edited
+between reads) costs a read its revisions' parse and no more.
+
+Stored data this version cannot read never fails a read: an entry whose code does not fit its
+revision says so in its `notes`, a record of another shape reads as no entries and a run note.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ from server.runrecord import packed_rules
 from server.store import keys as K
 from server.store.connect import Store
 
-__all__ = ["expand_runs", "entries_weight", "PLANS_KEPT", "THREAD_AFTER", "UNREADABLE"]
+__all__ = ["expand_runs", "entries_weight", "PLANS_KEPT", "THREAD_AFTER", "THREAD_BYTES", "UNREADABLE"]
 
 PLANS_KEPT = 20_000       # (workspace, rule, revision) plans kept, least recently used out
 THREAD_AFTER = 32         # plans to make in one read past which they are made in a thread
+THREAD_BYTES = 256 * 1024  # ... or revision bytes to parse past which (a rule body is up to 1 MiB)
 ENTRY_BYTES = 250         # about what one expanded entry adds to a page (runs' PAGE_BYTES)
 UNREADABLE = "this run's rule entries are stored in a form this version cannot read back"
 
@@ -59,6 +66,15 @@ def _make(rules: dict[Key, Any]) -> dict[Key, RecordPlan | None]:
     return out
 
 
+def _rules_of(docs: dict[Key, Any]) -> dict[Key, Any]:
+    """Each revision record's rule (None for one that is missing or not a record)."""
+    got: dict[Key, Any] = {}
+    for key, raw in docs.items():
+        doc = _loads(raw)
+        got[key] = doc.get("rule") if type(doc) is dict else None
+    return got
+
+
 def _loads(raw: Any) -> Any:
     try:
         return orjson.loads(raw) if raw else None
@@ -80,10 +96,10 @@ async def _plans_for(store: Store, workspace: str, keys: set[Key]) -> dict[Key, 
             for _, rid, rev in missing:
                 p.hget(K.revisions(workspace, "rule", rid), str(rev))
             raws = await p.execute()
-        got: dict[Key, Any] = {}
-        for key, raw in zip(missing, raws, strict=True):
-            doc = _loads(raw)
-            got[key] = doc.get("rule") if type(doc) is dict else None
+        docs = dict(zip(missing, raws, strict=True))
+        # a revision is up to a 1 MiB rule body: many of them are parsed in a thread too
+        big = len(missing) > THREAD_AFTER or sum(len(r or b"") for r in raws) > THREAD_BYTES
+        got = await asyncio.to_thread(_rules_of, docs) if big else _rules_of(docs)
         # A rule stored without revisions (older versions, catalog.put_rule) counts as revision
         # 1, as the rule cache says (server/rulecache.py): its stored definition is that one.
         bare = [key for key, rule in got.items() if rule is None]
@@ -93,7 +109,7 @@ async def _plans_for(store: Store, workspace: str, keys: set[Key]) -> dict[Key, 
                 rule = _loads(raw)
                 if type(rule) is dict and rule.get("revision", 1) == key[2]:
                     got[key] = rule
-        made = await asyncio.to_thread(_make, got) if len(missing) > THREAD_AFTER else _make(got)
+        made = await asyncio.to_thread(_make, got) if big else _make(got)
         for key, plan in made.items():
             _plans[key] = plan
             found[key] = plan
