@@ -8,7 +8,9 @@ the change (every key is in the workspace's slot), so there is never a change wi
 or a revision of a change that did not happen. Revision numbers per object count up from 1; an
 object's stored `revision` is the number of its latest revision. Revisions stay when their object
 is deleted (the delete itself is a revision with action "delete"), so a deleted rule's history
-stays readable and restorable.
+stays readable and restorable. An object stored without revisions (catalog.put_rule: the demo's
+rules; older versions, whose rules had no `revision`) stands at 1: its first change is 2 and
+writes its revision 1 as it stood if none is stored, since run records name it revision 1.
 
 Each resource also has a workspace counter that the same MULTI bumps once per write: `rules:rev`
 for rules, `policy:rev` for SLA policies (server/guards.py's limits bump it too, store/guards.py).
