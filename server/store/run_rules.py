@@ -34,9 +34,10 @@ from server.runrecord import packed_rules
 from server.store import keys as K
 from server.store.connect import Store
 
-__all__ = ["expand_runs", "entries_weight", "PLANS_KEPT", "THREAD_AFTER", "THREAD_BYTES", "UNREADABLE"]
+__all__ = ["expand_runs", "entries_weight", "PLANS_KEPT", "PLAN_BYTES_KEPT", "THREAD_AFTER", "THREAD_BYTES", "UNREADABLE"]
 
 PLANS_KEPT = 20_000       # (workspace, rule, revision) plans kept, least recently used out
+PLAN_BYTES_KEPT = 64 * 1024 * 1024   # ... and no more than about this many bytes of them
 THREAD_AFTER = 32         # plans to make in one read past which they are made in a thread
 THREAD_BYTES = 256 * 1024  # ... or revision bytes to parse past which (a rule body is up to 1 MiB)
 ENTRY_BYTES = 250         # about what one expanded entry adds to a page (runs' PAGE_BYTES)
@@ -46,6 +47,19 @@ log = logging.getLogger("deskflow.store")
 
 Key = tuple[str, str, Any]
 _plans: OrderedDict[Key, RecordPlan | None] = OrderedDict()
+
+
+class _Kept:
+    bytes = 0   # about what the kept plans hold (_weight)
+
+
+_kept = _Kept()
+
+
+def _weight(plan: RecordPlan | None) -> int:
+    """About the bytes a kept plan holds: a few hundred, and its conditions' values (a value is
+    bounded by the rule body's 1 MiB only: PLANS_KEPT plans of one could hold 20 GB)."""
+    return 500 if plan is None else 500 + 12 * plan.value_bytes
 
 
 def entries_weight(run: dict[str, Any]) -> int:
@@ -111,10 +125,14 @@ async def _plans_for(store: Store, workspace: str, keys: set[Key]) -> dict[Key, 
                     got[key] = rule
         made = await asyncio.to_thread(_make, got) if big else _make(got)
         for key, plan in made.items():
+            if key in _plans:
+                _kept.bytes -= _weight(_plans[key])
             _plans[key] = plan
+            _kept.bytes += _weight(plan)
             found[key] = plan
-        while len(_plans) > PLANS_KEPT:
-            _plans.popitem(last=False)
+        while len(_plans) > PLANS_KEPT or (_kept.bytes > PLAN_BYTES_KEPT and len(_plans) > 1):
+            _, out = _plans.popitem(last=False)
+            _kept.bytes -= _weight(out)
     return found
 
 

@@ -40,6 +40,7 @@ def _event(n: int, tid: str = "T-1", **ticket: Any) -> dict[str, Any]:
 
 def _cold() -> None:
     run_rules._plans.clear()
+    run_rules._kept.bytes = 0
 
 
 def _ok(r: Any) -> Any:
@@ -408,3 +409,21 @@ def test_a_page_of_runs_answers_about_page_bytes_whatever_the_rules_values(ws: W
         one = max(len(orjson.dumps(it)) for it in r.json()["items"])
         assert len(r.content) <= PAGE_BYTES + 2 * one, f"{path}: {len(r.content)} bytes in one page"
         assert r.json()["next"] is not None
+
+
+def test_the_plans_kept_are_bounded_by_their_values_bytes(ws: Workspace, monkeypatch: Any) -> None:
+    """Plans are kept per (workspace, rule, revision), PLANS_KEPT of them; a plan keeps its
+    conditions' values, which only the rule body's 1 MiB bounds: 20,000 of them could hold
+    20 GB. They are also kept to about PLAN_BYTES_KEPT, and a read past it still reads right."""
+    monkeypatch.setattr(run_rules, "PLAN_BYTES_KEPT", 2_000_000)
+    for i in range(10):
+        ws.rule(name=f"wide {i}", triggers=["ticket.updated"],
+                conditions={"field": "subject", "op": "contains", "value": f"{i:02d}" + "x" * 50_000},
+                actions=[{"type": "add_tags", "tags": ["w"]}])
+    run_id = ws.send(_event(1, subject="short"))["run_id"]
+    _cold()
+    for _ in range(2):
+        entries = _ok(ws.client.get(f"/v1/runs/{run_id}", headers=ws.h("viewer")))["rules"]
+        assert [e["failed"]["value"][:2] for e in entries] == [f"{i:02d}" for i in range(10)]
+        assert all(e["failed"]["seen"] == "short" for e in entries)
+        assert run_rules._kept.bytes <= 2_000_000 and len(run_rules._plans) < 10
