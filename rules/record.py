@@ -28,10 +28,12 @@ ev.explain]` (tests/rules/test_property.py checks that on random rule sets).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .conditions import Group, Leaf, Node
+from .errors import RuleError
 from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
 from .ops import State
 
@@ -57,6 +59,7 @@ class RecordPlan:
                  branches: list[tuple[tuple[int, Any], ...]], radix: list[list[tuple[int, int]]] | None,
                  deep: frozenset[int]) -> None:
         self.deep = deep
+        self.value_bytes = 0   # (rule_plan's: the largest of its steps' values, as JSON)
         self.heads = [(r.id, r.name) for r in rules]
         self.ids = [str(r.id) for r in rules if r.id is not None]   # (shared: never changed)
         self.fields: list[Any] = []
@@ -99,7 +102,8 @@ class RecordPlan:
             groups = [(k, y, cast(Group, rule_steps[k])) for k, y in found]   # `any` steps only
             self.groups.append(tuple(
                 (k, y, scale.get(k, 0), len(g.children) + 1, g.path,
-                 tuple(c.path for c in g.children)) for k, y, g in groups))
+                 g.children.paths() if isinstance(g.children, _Kids) else tuple(c.path for c in g.children))
+                for k, y, g in groups))
 
 
     def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, Any]], list[Any]]:
@@ -452,10 +456,12 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
         full.append([i, entry])
     fired_at.sort()
     timeline = ev._timeline
+    described = set(full_at).union(fired_at)
+    coded = [i for i in range(n) if i not in described] if described else range(n)
     return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
             "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
             "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
-            "seen": _seen_table(ev, walk)}
+            "seen": _seen_table(ev, walk, coded)}
 
 
 def _code_at(ev: Evaluation, walk: _Walk, views: dict[int, tuple[State, Any]], i: int) -> int:
@@ -479,42 +485,70 @@ def _code_at(ev: Evaluation, walk: _Walk, views: dict[int, tuple[State, Any]], i
     return code
 
 
-def _seen_table(ev: Evaluation, walk: _Walk) -> dict[str, Any]:
-    """Each field the bucket's entries may show, bounded (seen_copy), at each version where it
-    may differ: what `entries` reads for a rule at its version (the tags at vpos, the others at
-    bpos; _Versions). `values`: the other fields (`fields`, in order) at version 0, then at each
-    later base version those whose object changed, as [number, value] pairs; `tags`: [version,
-    value] where they changed, or, with `tag_list`, [version, length of tag_list]."""
+def _seen_table(ev: Evaluation, walk: _Walk, coded: Iterable[int]) -> dict[str, Any]:
+    """Each field the entries of positions `coded` (described by their code, not fired) show,
+    bounded (seen_copy), at each version one of them reads it: what `entries` reads for a rule
+    at its version (the tags at vpos, the others at bpos; _Versions). `values`: the other fields
+    (`fields`: those an entry reads, in the plan's order) at version 0, then at each later base
+    version an entry reads, the fields read there whose object changed since, as [number in
+    `fields`, value] pairs; `tags`: [version, value] at the versions read where
+    they changed, or, with `tag_list`, [version, length of tag_list].
+
+    Only what is read: every field at every base version made it fields x versions, and a rule
+    set can have 20,000 fields (one rule of that many leaves) and 1,000 versions (1,000 rules
+    that set a field and fire): 3 s a pack, against a 4 ms pass."""
     plan = walk.plan
     timeline, event = ev._timeline, ev._first.event
     appends = _appends_only(timeline)
-    bases = [0] if appends else sorted(set(walk.bpos))
-    reads = plan.seen_reads
+    ks, steps, tags_n = walk.ks, plan.steps, plan.tags
+    wanted: dict[int, set[int]] = {}   # base version -> numbers (in `fields`) of the fields read there
+    tag_reads: set[int] = set()        # versions the tags are read at
+    bpos = None if appends else walk.bpos
+    for i in coded:
+        kind, _, _, _, _, fn, _ = steps[i][ks[i] % FIRST_BASE - 1]
+        if kind > COPY_VALUE and kind != REGEX:
+            continue
+        if fn == tags_n:
+            tag_reads.add(walk.vpos[i] if len(timeline) > 1 else 0)
+            continue
+        wanted.setdefault(0 if bpos is None else bpos[i], set()).add(fn if tags_n < 0 or fn < tags_n else fn - 1)
+    reads, names = plan.seen_reads, plan.seen_names
+    read = sorted(set().union(*wanted.values())) if wanted else []
+    number = {j: m for m, j in enumerate(read)}   # (the table names only the fields read)
     _, ticket, vars, _ = timeline[0]
-    prev = [r(ticket, event, vars) for r in reads]
-    values: list[list[Any]] = [[0, list(map(seen_copy, prev))]]
-    for b in bases[1:]:
+    last: dict[int, Any] = {j: reads[j](ticket, event, vars) for j in read}
+    values: list[list[Any]] = [[0, [seen_copy(last[j]) for j in read]]]
+    for b in sorted(wanted):
+        if b == 0:
+            continue
         _, ticket, vars, _ = timeline[b]
-        raw = [r(ticket, event, vars) for r in reads]
-        values.append([b, [[j, seen_copy(x)] for j, (x, y) in enumerate(zip(raw, prev, strict=True)) if x is not y]])
-        prev = raw
-    out: dict[str, Any] = {"fields": plan.seen_names, "values": values}
-    if plan.tags < 0:
+        changed = []
+        for j in sorted(wanted[b]):
+            x = reads[j](ticket, event, vars)
+            if x is not last[j]:
+                changed.append([number[j], seen_copy(x)])
+                last[j] = x
+        if changed:
+            values.append([b, changed])
+    out: dict[str, Any] = {"fields": names if len(read) == len(names) else [names[j] for j in read],
+                           "values": values}
+    if tags_n < 0:
         return out
-    field = plan.fields[plan.tags]
+    field = plan.fields[tags_n]
     if len(timeline) > 1 and appends:
         prefix = _tag_prefix(field, timeline, event)
         if prefix is not None:
             out["tag_list"], out["tags"] = prefix
             return out
     versions = []
-    last, last_len = _MISS, None
-    for step, (_, ticket, vars, length) in enumerate(timeline):
+    last_tags, last_len = _MISS, None
+    for step in sorted(tag_reads):
+        _, ticket, vars, length = timeline[step]
         raw = field.read(ticket, event, vars)
         cut = length if length is not None and raw is ticket.get("tags") else None
-        if raw is not last or cut != last_len:
+        if raw is not last_tags or cut != last_len:
             versions.append([step, seen_copy(raw if cut is None else raw[:cut])])
-            last, last_len = raw, cut
+            last_tags, last_len = raw, cut
     out["tags"] = versions
     return out
 
@@ -540,50 +574,68 @@ def unpack(packed: dict[str, Any], plan_at: Any) -> list[dict[str, Any]]:
     rule there, its index in it), or None when the rule's revision is not known: its entry then
     says so in `notes` (`failed` without the condition)."""
     ids, revs, codes, at = packed["ids"], packed["revs"], packed["codes"], packed["at"]
+    if not (type(ids) is list and type(revs) is list and type(codes) is list
+            and len(ids) == len(revs) == len(codes) and type(at) is list and at):
+        raise ValueError("a packed record whose lists disagree")
     fired = set(packed["fired"])
     full = {int(i): e for i, e in packed["full"]}
     look = _SeenLookup(packed["seen"])
     out: list[dict[str, Any]] = []
     for i, rid in enumerate(ids):
         whole = full.get(i)
-        if whole is not None:
+        if type(whole) is dict:
             out.append(whole)
             continue
         found = plan_at(i)
-        entry = None
-        if found is not None:
-            try:
-                entry = _unpacked(found, i, rid, codes[i], i in fired, bisect_right(at, i) - 1, look)
-            except (IndexError, KeyError, TypeError):   # a plan that is not the rule's at that
-                entry = None                            # revision: never written, never a 500
+        entry = None if found is None else _unpacked(found, rid, i in fired, codes[i], look, bisect_right(at, i) - 1)
         if entry is None:
+            why = (f"revision {revs[i]} of rule {rid} is not stored" if found is None else
+                   f"the stored entry of rule {rid} does not fit its revision {revs[i]}")
             entry = {"id": rid, "name": None, "matched": i in fired, "failed": None,
-                     "notes": [f"revision {revs[i]} of rule {rid} is not stored: its entry cannot be shown"]}
+                     "notes": [f"{why}: its entry cannot be shown"]}
         entry["revision"] = revs[i]
         out.append(entry)
     return out
 
 
-def _unpacked(found: tuple[RecordPlan, int], i: int, rid: Any, code: int, matched: bool, version: int,
-              look: _SeenLookup) -> dict[str, Any]:
-    """unpack's entry for rule `rid` at position i (its plan: `found`, (plan, index)), first code
-    `code`, at ticket version `version`."""
+def _unpacked(found: tuple[RecordPlan, int], rid: Any, fired: bool, code: Any, look: _SeenLookup,
+              version: int) -> dict[str, Any] | None:
+    """One packed entry expanded with the plan of its rule's revision, or None when the code
+    does not fit that plan: a step it does not have, one `pack` never codes (a failure that
+    words itself, a rule of more than FIRST_INLINE steps), a field the record holds no value of.
+    Only a revision that is not the rule the record was made with (a stored revision changed
+    by hand, or an engine that numbers steps another way) does that; it reads as a note, not a
+    wrong entry or a failed read."""
     plan, j = found
-    groups = plan.groups[j]
-    name = plan.heads[j][1]
-    if matched:
-        entry: dict[str, Any] = {"id": rid, "name": name, "matched": True, "failed": None}
-        held = _decoded(groups, -1, code) if groups else None
-    else:
-        k = code % FIRST_BASE - 1
-        kind, path, fname, op, value, _fn, _node = plan.steps[j][k]
-        if kind == ANY_GROUP:
-            failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
+    if type(code) is not int or j in plan.deep or not 0 <= j < len(plan.steps):
+        return None
+    steps, groups = plan.steps[j], plan.groups[j]
+    # a code is the failing step + 1 (0: none) in its low digit, the held branch of each `any`
+    # step in the digits above, each of radix (children + 1) (rules/codegen.py radix_of)
+    if not 0 <= code < (groups[-1][2] * groups[-1][3] if groups else FIRST_BASE) or (fired and code % FIRST_BASE):
+        return None
+    try:
+        entry: dict[str, Any]
+        if fired:
+            entry = {"id": rid, "name": plan.heads[j][1], "matched": True, "failed": None}
+            held = _decoded(groups, -1, code) if groups else None
         else:
-            failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
-                      "seen": json_copy(look.at(fname, version))}
-        entry = {"id": rid, "name": name, "matched": False, "failed": failed}
-        held = _decoded(groups, k, code) if groups and groups[0][0] < k else None
+            k = code % FIRST_BASE - 1
+            if not 0 <= k < len(steps):
+                return None
+            kind, path, fname, op, value, _fn, _node = steps[k]
+            if kind == ANY_GROUP:
+                failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
+            elif kind == OWN:
+                return None
+            else:
+                got = look.at(fname, version)
+                failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
+                          "seen": json_copy(got)}
+            entry = {"id": rid, "name": plan.heads[j][1], "matched": False, "failed": failed}
+            held = _decoded(groups, k, code) if groups and groups[0][0] < k else None
+    except (LookupError, TypeError, ValueError, ZeroDivisionError):   # (the stored table, short)
+        return None
     if held:
         entry["any_held"] = held
     return entry
@@ -635,16 +687,112 @@ class _AnyCalendar(dict):  # type: ignore[type-arg]
 def rule_plan(raw: dict[str, Any]) -> RecordPlan:
     """The RecordPlan of one rule (as stored at a revision): what `unpack` needs to describe its
     entries, the same steps and codes as its bucket's plan had (rules/codegen.py step_nodes,
-    radix_of). Raises RuleError for a rule that does not compile."""
-    from .codegen import FIRST_INLINE, radix_of, step_nodes
-    from .compile import compile_rule
+    radix_of). Raises RuleError for a rule that does not compile.
 
-    rule = compile_rule(raw, 0, _AnyCalendar())
-    steps = step_nodes(rule.conditions)
+    Made from the rule's steps alone, without compiling the rest: a reader makes one per rule
+    revision its runs name, and the whole rule cost 3-6 s (1,000 regexes of 1,000 characters,
+    re's parser is Python; on the event loop, up to 32 a read) or 0.15-0.3 s (an `any` or `all`
+    of 20,000 leaves) and kept 1.7-5 MB per plan (PLANS_KEPT of them). So: an `any` step keeps only its children's count and paths; a leaf step
+    is compiled alone, a `matches` leaf with a stand-in pattern (its entries show its own);
+    a rule of more than FIRST_INLINE steps (stored whole too) is not read further."""
+    from .codegen import FIRST_INLINE, radix_of
+    from .compile import compile_rule, rule_label
+    from .conditions import _leaf
+
+    head = compile_rule({**raw, "conditions": None, "actions": _STAND_IN_ACTIONS}, 0)
+    label = rule_label(raw, 0)
+    found: list[tuple[str, Any]] = []
+    conditions = raw.get("conditions")
+    if conditions is not None and conditions != {}:
+        _raw_steps(conditions, "conditions", found, FIRST_INLINE + 1, label)
+    if len(found) > FIRST_INLINE:
+        return RecordPlan([head], [[]], [()], [[]], frozenset({0}))
+    steps: list[Node] = []
+    patterns: dict[int, Any] = {}   # step number -> a `matches` leaf's own pattern
+    problems: list[tuple[str, str]] = []
+    for path, node in found:
+        if "any" in node:
+            steps.append(Group(path, "any", cast(list[Node], _Kids(path, len(node["any"]))), _never))
+            continue
+        if node.get("op") == "matches":   # (compiled with a stand-in: re's parser is Python)
+            patterns[len(steps)] = node.get("value")
+            node = {**node, "value": "x"}
+        if "calendar" in node:   # (any name resolves; a business_hours object is compiled)
+            node = {**node, "calendar": "x"}
+        leaf = _leaf(node, problems, path, _AnyCalendar())
+        if leaf is None or problems:
+            where, why = problems[0] if problems else (path, "not a condition")
+            raise RuleError(label, where, why)
+        steps.append(leaf)
     finders = tuple((k, None) for k, node in enumerate(steps) if isinstance(node, Group) and node.children)
-    deep = frozenset({0}) if len(steps) > FIRST_INLINE else frozenset()
-    plan = RecordPlan([rule], [steps], [finders], [radix_of(steps)], deep)
+    plan = RecordPlan([head], [steps], [finders], [radix_of(steps)], frozenset())
     # kept by readers for many rules: without the compiled nodes (predicates, regexes) and fields
-    plan.steps = [tuple(step[:6] + (None,) for step in plan.steps[0])]
+    plan.steps = [tuple((*step[:4], patterns[k] if k in patterns else step[4], step[5], None)
+                        for k, step in enumerate(plan.steps[0]))]
     plan.fields, plan.seen_reads = [], []
+    # the most an entry's `failed.value` adds (a condition's value is bounded by the body only)
+    plan.value_bytes = max((len(dumps_any(step[4])) for step in plan.steps[0] if step[4] is not None), default=0)
     return plan
+
+
+_STAND_IN_ACTIONS = [{"type": "add_tags", "tags": ["x"]}]
+
+
+def _never(s: State) -> bool:
+    return False
+
+
+class _Paths:
+    """The paths of an `any` group's n children ("<group>.any[b]", conditions.parse's), made
+    when asked: a plan kept for an `any` of 20,000 leaves held 1.5 MB of them."""
+
+    __slots__ = ("group", "n")
+
+    def __init__(self, group: str, n: int) -> None:
+        self.group, self.n = group, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, b: int) -> str:
+        if not 0 <= b < self.n:
+            raise IndexError(b)
+        return f"{self.group}.any[{b}]"
+
+
+class _Kids:
+    """An `any` step's children as rule_plan's Group holds them: only how many (radix_of,
+    RecordPlan read their number and, through paths(), their paths)."""
+
+    __slots__ = ("group", "n")
+
+    def __init__(self, group: str, n: int) -> None:
+        self.group, self.n = group, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def paths(self) -> _Paths:
+        return _Paths(self.group, self.n)
+
+
+def _raw_steps(node: Any, path: str, out: list[tuple[str, Any]], most: int, label: str) -> None:
+    """The steps of a stored condition tree as (path, node), in written order, as
+    codegen.step_nodes numbers them (every `all` flattened); stops at `most` steps."""
+    if type(node) is not dict:
+        raise RuleError(label, path, "a condition must be an object")
+    if "all" in node and "any" not in node and len(node) == 1:
+        items = node["all"]
+        if type(items) is not list:
+            raise RuleError(label, f"{path}.all", "must be a list of conditions")
+        for i, child in enumerate(items):
+            _raw_steps(child, f"{path}.all[{i}]", out, most, label)
+            if len(out) >= most:
+                return
+        return
+    if "any" in node and (len(node) != 1 or type(node["any"]) is not list):
+        raise RuleError(label, path, "an `any` group is a list of conditions alone")
+    out.append((path, node))

@@ -54,7 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import Ctx, json_response, problem, read_object, requires
-from server.api.rules import definition, rule_problems, workspace_calendars
+from server.api.rules import definition, problems_of, workspace_calendars
 from server.errors import ApiError, Unprocessable
 from server.store import keys as K
 from server.store.errors import guarded
@@ -170,7 +170,7 @@ async def backtest(ctx: Ctx) -> Response:
     their changes, and conflicts with the rules that did fire. Applies nothing."""
     body = _Body(await read_object(ctx.request))
     calendars = await workspace_calendars(ctx.store, ctx.workspace)
-    problems = rule_problems(body.rule, "rule", calendars=calendars)
+    problems = await problems_of(body.rule, "rule", calendars=calendars)
     if problems:
         raise Unprocessable("The rule is not valid: " + "; ".join(
             f"{p['path']}: {p['reason']}" for p in problems[:5]), details=problems)

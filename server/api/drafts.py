@@ -31,7 +31,7 @@ from server.api.rules import (
     check_rule_count,
     definition,
     dry_run_response,
-    rule_problems,
+    problems_of,
     workspace_calendars,
 )
 from server.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
@@ -78,7 +78,7 @@ def _checked_content(body: Any) -> dict[str, Any]:
 
 
 async def _validate(ctx: Ctx, content: dict[str, Any], live: dict[str, Any]) -> None:
-    problems = rule_problems(content, calendars=await workspace_calendars(ctx.store, ctx.workspace))
+    problems = await problems_of(content, calendars=await workspace_calendars(ctx.store, ctx.workspace))
     if problems:
         raise Unprocessable("The draft is not valid: " + "; ".join(
             f"{p['path'] or 'rule'}: {p['reason']}" for p in problems[:5]), details=problems)
@@ -228,7 +228,7 @@ async def publish_draft(ctx: Ctx) -> Response:
                                                                   f"{live.get('revision')}")])
         content = dict(draft["rule"])
         content.setdefault("enabled", live.get("enabled", False))
-        problems = rule_problems(content, calendars=calendars)
+        problems = await problems_of(content, calendars=calendars)   # (off the loop: rules.checked)
         if problems:
             raise Unprocessable("The draft is not valid: " + "; ".join(
                 f"{pr['path'] or 'rule'}: {pr['reason']}" for pr in problems[:5]), details=problems)

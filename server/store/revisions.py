@@ -8,7 +8,9 @@ the change (every key is in the workspace's slot), so there is never a change wi
 or a revision of a change that did not happen. Revision numbers per object count up from 1; an
 object's stored `revision` is the number of its latest revision. Revisions stay when their object
 is deleted (the delete itself is a revision with action "delete"), so a deleted rule's history
-stays readable and restorable.
+stays readable and restorable. An object stored without revisions (catalog.put_rule: the demo's
+rules; older versions, whose rules had no `revision`) stands at 1: its first change is 2 and
+writes its revision 1 as it stood if none is stored, since run records name it revision 1.
 
 Each resource also has a workspace counter that the same MULTI bumps once per write: `rules:rev`
 for rules, `policy:rev` for SLA policies (server/guards.py's limits bump it too, store/guards.py).
@@ -96,18 +98,39 @@ async def read_all(p: Any, workspace: str, res: Resource) -> dict[str, dict[str,
     return {k: orjson.loads(v) for k, v in text_map(await p.hgetall(res.objects(workspace))).items()}
 
 
+def _revision_of(obj: dict[str, Any]) -> int:
+    """The revision an object stands at: its `revision`, or 1 for one stored without (by older
+    versions: what the rule cache and the run records count it as, server/rulecache.py)."""
+    try:
+        return max(1, int(obj.get("revision", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
 async def number(pipe: Any, workspace: str, res: Resource, change: Change) -> int:
     """Revision number of `change`: the old object's counter + 1, or (a new object) after whatever
     revisions its id or name left behind (a deleted rule recreated under its id continues its
-    history)."""
+    history). An old object stored without `revision` stands at 1, so its first change is 2: it
+    was numbered after the revisions it left (none: 1), and the run records of the events it
+    matched, which name it revision 1, were read back with the new definition."""
     if change.old is not None and "revision" in change.old:
-        return int(change.old["revision"]) + 1
-    return int(await pipe.hlen(K.revisions(workspace, res.kind, change.ident))) + 1
+        return _revision_of(change.old) + 1
+    held = int(await pipe.hlen(K.revisions(workspace, res.kind, change.ident)))
+    return held + 1 if change.old is None else max(held, _revision_of(change.old)) + 1
 
 
 def _queue_one(pipe: Any, workspace: str, res: Resource, change: Change, n: int,
                by: dict[str, Any]) -> None:
     change.n = n
+    if change.old is not None and _revision_of(change.old) == 1:
+        # the first change of an object that may have been stored without a revision record
+        # (catalog.put_rule: the demo's rules, benchmarks, older versions): its revision 1 is
+        # kept as it stood, if missing (HSETNX), so what ran under it still reads as it was
+        # (server/store/run_rules.py expands run records with each rule at its revision)
+        old = {**change.old, "revision": 1}
+        first = {"n": 1, "action": "create", "at": old.get("created_at") or old.get("updated_at") or now_iso(),
+                 "by": {"key_id": None, "key_name": None}, res.field: old}
+        pipe.hsetnx(K.revisions(workspace, res.kind, change.ident), "1", dumps(first))
     if change.new is None:
         pipe.hdel(res.objects(workspace), change.ident)
         for key in res.dropped:

@@ -61,32 +61,37 @@ async def _scan(store: Store, workspace: str, key: str, offset: int, limit: int,
     on the event loop every request shares (tests/server/test_attack_runs.py). A page stops once
     it has read PAGE_BYTES (a packed record counting what its entries add once expanded,
     store/run_rules.py); each MGET asks for as many records as the bytes left allow at the
-    size seen so far, so one reply stays near the budget too."""
+    size seen so far, so one reply stays near the budget too. The runs a page keeps are expanded
+    chunk by chunk and counted at what their entries add (their rules' values included: those
+    are the rules' own, of any size); the others at ~250 bytes an entry."""
     items: list[dict[str, Any]] = []
     pos, read, seen, chunk = offset, 0, 0, FIRST_CHUNK
     while len(items) < limit and read < PAGE_BYTES:
         want = chunk if keep is not None else min(chunk, limit - len(items))
         ids = texts(await store.redis.lrange(key, pos, pos + want - 1))
         if not ids:
-            await expand_runs(store, workspace, items)
             return items, None
         raws = await store.redis.mget([K.run(workspace, r) for r in ids])
+        kept: list[dict[str, Any]] = []
         for i, raw in enumerate(raws):
             if raw:
                 run = orjson.loads(raw)
-                read += len(raw) + entries_weight(run)   # (what it answers once expanded)
                 seen += 1
                 if keep is None or keep(run):
-                    items.append(run)
-                    if len(items) == limit:
+                    read += len(raw)
+                    kept.append(run)
+                    if len(items) + len(kept) == limit:
                         pos += i + 1
                         break
+                else:
+                    read += len(raw) + entries_weight(run)
         else:
             pos += len(ids)
+        read += await expand_runs(store, workspace, kept)   # (what they answer once expanded)
+        items += kept
         chunk = max(1, min(SCAN_CHUNK, (PAGE_BYTES - read) * seen // max(read, 1))) if seen \
             else SCAN_CHUNK   # only expired ids so far: nothing was read
     more = await store.redis.lrange(key, pos, pos)
-    await expand_runs(store, workspace, items)
     return items, (pos if more else None)
 
 
@@ -97,8 +102,10 @@ def outcomes(run: dict[str, Any]) -> set[str]:
     if run.get("matched"):
         found.add("fired")
     packed = packed_rules(run.get("rules"))
-    shown = [e for _, e in packed["full"]] if packed is not None else run.get("rules") or []
-    if (run.get("error") or any(r.get("errors") for r in shown)
+    full = packed.get("full") if packed is not None else None
+    shown = ([e[1] for e in full if type(e) is list and len(e) == 2] if type(full) is list
+             else [] if packed is not None else run.get("rules") or [])
+    if (run.get("error") or any(type(r) is dict and r.get("errors") for r in shown)
             or any(sc.get("error") for sc in run.get("scripts") or [])):
         found.add("errored")
     if run.get("suppressed"):

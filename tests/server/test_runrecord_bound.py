@@ -104,7 +104,7 @@ def test_stored_rules_are_the_entries_with_revisions_byte_for_byte():
     assert packed is not None
     short = rule_plan({**two, "conditions": {"all": [two["conditions"]["all"][0]]}})
     [wrong] = unpack(packed, lambda i: (short, 0))
-    assert wrong["notes"] == ["revision 2 of rule d is not stored: its entry cannot be shown"]
+    assert wrong["notes"] == ["the stored entry of rule d does not fit its revision 2: its entry cannot be shown"]
     assert unpack(packed, lambda i: (rule_plan(two), 0))[0]["failed"]["seen"] == "email"
 
 
