@@ -14,7 +14,8 @@ from server.worker import Worker
 
 
 @pytest.mark.anyio
-async def test_a_worker_raises_the_young_generation_threshold_once(settings: Settings) -> None:
+async def test_a_worker_raises_the_young_generation_threshold_once(settings: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     before = gc.get_threshold()
     gc.set_threshold(700, before[1], before[2])
     try:
@@ -24,8 +25,14 @@ async def test_a_worker_raises_the_young_generation_threshold_once(settings: Set
         finally:
             await close_store(store)
         assert gc.get_threshold() == (GC_YOUNG, before[1], before[2])
-        frozen = gc.get_freeze_count()
-        tune_gc()   # already tuned: nothing is frozen again
-        assert gc.get_freeze_count() == frozen > 0
+        assert gc.get_freeze_count() > 0
+        # already tuned: nothing is collected or frozen again. (Asked of gc itself: comparing
+        # freeze counts raced with other threads of the test process freeing frozen objects,
+        # which lowers the count: 234,033 -> 234,031 in full parallel runs.)
+        calls: list[str] = []
+        monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+        monkeypatch.setattr(gc, "collect", lambda *a: calls.append("collect") or 0)
+        tune_gc()
+        assert calls == []
     finally:
         gc.set_threshold(*before)
