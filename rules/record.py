@@ -406,6 +406,17 @@ def _compact(plan: RecordPlan, i: int, code: int) -> Any:
     return _REGEX if kind == REGEX else kind != OWN
 
 
+def _compact_kept(plan: RecordPlan, table: list[dict[int, Any]], i: int, code: int) -> Any:
+    """_compact's answer for rule i and `code`, kept in `table` (plan.packing's) for the next
+    event, CODES_PER_RULE codes a rule at most."""
+    c = table[i].get(code)
+    if c is None:
+        c = _compact(plan, i, code)
+        if len(table[i]) < CODES_PER_RULE:
+            table[i][code] = c
+    return c
+
+
 def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
     """The packed form of `entries(ev)` with each rule's revision (above); None when a rule of
     the bucket has no id (it could not be found again: the caller stores the entries)."""
@@ -432,21 +443,14 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
         if i in again:   # checked again at its turn: described by its code there
             ks[i] = code = _code_at(ev, walk, views, i)
             if firing is None:
-                c = table[i].get(code)
-                if c is None:
-                    c = _compact(plan, i, code)
-                    if len(table[i]) < CODES_PER_RULE:
-                        table[i][code] = c
-                got[i] = c
+                got[i] = _compact_kept(plan, table, i, code)
                 continue
         fired_at.append(i)
         got[i] = True
     cut = ev._first.budget.cut   # (after `first` and the codes at turn: they may spend the budget too)
     if None in got:
         for i in [i for i, c in enumerate(got) if c is None]:
-            c = got[i] = _compact(plan, i, ks[i])
-            if len(table[i]) < CODES_PER_RULE:
-                table[i][ks[i]] = c
+            got[i] = _compact_kept(plan, table, i, ks[i])
     if False in got or _FULL_CODE in got or (cut and _REGEX in got):
         full_at = [i for i, c in enumerate(got) if c is not True and (c is not _REGEX or cut)]
     full = []
