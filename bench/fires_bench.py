@@ -13,7 +13,7 @@ a tag. Per cell, in one process pinned to one CPU, engines timed in interleaved 
   `.matched`, `.changes` and `.ticket` read;
 - deskflow `evaluate + run record`: the same plus what the worker stores for the event
   (server/automation.py: the `rules` of one `{id, name, matched, failed[, errors][, any_held],
-  revision}` entry per rule, packed by server/runrecord.py's `stored_rules` (rules/record.py
+  revision}` entry per rule, packed by server/runrecord.py's `stored_rules` (rules/packed.py
   `pack`: ids, revisions, `first` codes and the fields' values; a read expands them), with
   matched, changes, ticket, effects, the record's size check, `bound_record`, which serializes
   it, and the serialization the commit stores);

@@ -7,7 +7,7 @@ effects (the rest are suppressed, each with its reason in the run record's `supp
 run record above MAX_RUN_RECORD_BYTES is trimmed, largest-and-least-needed parts first, with a
 note saying what went. The explain (`rules`), `matched`, ids and error are never trimmed.
 
-The record's `rules` the worker builds are a StoredRules: packed (rules/record.py `pack`), stored
+The record's `rules` the worker builds are a StoredRules: packed (rules/packed.py `pack`), stored
 as such and expanded when read (server/store/run_rules.py).
 """
 
@@ -44,7 +44,7 @@ def rule_entries(ev: Any) -> list[dict[str, Any]]:
 
 
 class StoredRules(list):  # type: ignore[type-arg]
-    """The run record's `rules` as the worker builds them: packed (rules/record.py `pack`: per
+    """The run record's `rules` as the worker builds them: packed (rules/packed.py `pack`: per
     rule its id, revision and `first` code, the values its fields had, and whole entries only
     where a code cannot describe one), so storing the record writes that one small object
     (orjson writes the one item this list holds: the stored `rules` is `[packed]`) and a reader
@@ -68,7 +68,7 @@ class StoredRules(list):  # type: ignore[type-arg]
 
     def items(self) -> list[dict[str, Any]]:
         if self._items is None:
-            from rules.record import unpack
+            from rules.packed import unpack
             plan = self._plan
             self._items = unpack(self._packed, lambda i: (plan, i))
         return self._items
@@ -130,7 +130,7 @@ def stored_rules(ev: Any, revisions: dict[str, Any]) -> list[dict[str, Any]]:
     entries of rule_entries, copied."""
     if getattr(ev, "_bucket", _NONE) is _NONE or not hasattr(ev, "rule_entries"):
         return with_revisions(rule_entries(ev), revisions)
-    from rules.record import pack
+    from rules.packed import pack
     bucket = ev._bucket
     if bucket is None:
         return []

@@ -1,6 +1,6 @@
 """A stored run record's `rules`, expanded when it is read.
 
-The worker stores an event's rule entries packed (rules/record.py `pack`, server/runrecord.py
+The worker stores an event's rule entries packed (rules/packed.py `pack`, server/runrecord.py
 StoredRules): per rule its id, revision and `first` code, and the values its fields had, which
 are a tenth of the bytes of the entries and about one more pass to build. A reader turns them back
 into the entries with each rule as it stood at that revision: a revision never changes (it stays
@@ -8,7 +8,7 @@ after its rule is deleted, server/store/revisions.py), so the entries read back 
 worker would have stored (tests/rules/test_property.py, byte for byte).
 
 Each (workspace, rule, revision) is read from the revisions hash and its plan made once
-(rules/record.py `rule_plan`: the rule's steps and codes, without its predicates), then kept in a
+(rules/revision_plan.py `rule_plan`: the rule's steps and codes, without its predicates), then kept in a
 process-wide LRU of PLANS_KEPT. A read that must make more than THREAD_AFTER plans, or parse more
 than THREAD_BYTES of revisions, does it in a thread, so a workspace of 10,000 rules whose runs are
 read for the first time does not hold the event loop other workspaces' requests share. A plan is
@@ -29,7 +29,9 @@ from typing import Any
 
 import orjson
 
-from rules.record import RecordPlan, rule_plan, unpack
+from rules.packed import unpack
+from rules.record import RecordPlan
+from rules.revision_plan import rule_plan
 from server.runrecord import packed_rules
 from server.store import keys as K
 from server.store.connect import Store

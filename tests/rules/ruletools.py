@@ -116,12 +116,13 @@ def rules_profile(scale: float = 1.0) -> settings:
 
 
 def stored_entries(ev: Any, rules: list[dict[str, Any]], revisions: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """What the worker stores for a pass (rules/record.py `pack`), through its JSON, expanded as a
+    """What the worker stores for a pass (rules/packed.py `pack`), through its JSON, expanded as a
     reader does (each rule's `rule_plan` from its dict, standing for its revision); None when pack
     declines (a rule without an id)."""
     import orjson
 
-    from rules.record import pack, rule_plan, unpack
+    from rules.packed import pack, unpack
+    from rules.revision_plan import rule_plan
 
     packed = pack(ev, revisions)
     if packed is None:

@@ -440,7 +440,7 @@ def assert_engine_agrees(case: tuple[Any, ...], compiled: tuple[Any, Any] | None
 
 def assert_stored_bytes_agree(ruleset: Any, rules: list[dict[str, Any]], case: tuple[Any, ...], ev: Any,
                               entries: list[dict[str, Any]]) -> None:
-    """What the worker stores (rules/record.py `pack`: ids, revisions, `first` codes and the
+    """What the worker stores (rules/packed.py `pack`: ids, revisions, `first` codes and the
     fields' values), through its JSON and expanded as a reader does (each rule's `rule_plan`), is
     byte for byte orjson's serialization of those entries each with its revision, on a cold and
     on a warm cache of the codes (a second pass of the same rule set reuses them). A rule set with

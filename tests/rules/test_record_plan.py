@@ -1,4 +1,4 @@
-"""rules/record.py `rule_plan`, the plan a reader makes of one stored rule revision to expand the
+"""rules/revision_plan.py `rule_plan`, the plan a reader makes of one stored rule revision to expand the
 run records that name it: the same steps and codes as the worker's bucket (what it packed with),
 and a cost that does not grow with what a plan does not need (the rule's regexes, templates,
 actions, the leaves under its `any` groups, the steps past FIRST_INLINE)."""
@@ -13,7 +13,7 @@ import pytest
 
 import rules as engine
 from rules.codegen import FIRST_INLINE
-from rules.record import rule_plan
+from rules.revision_plan import rule_plan
 
 OSLO = {"timezone": "Europe/Oslo", "week": {"mon": ["09:00", "17:00"]}}
 
@@ -98,7 +98,7 @@ def test_what_pack_stores_of_the_fields_grows_with_what_the_entries_read() -> No
     no entry read one of those fields (the wide rule's entry is stored whole)."""
     import orjson
 
-    from rules.record import pack, unpack
+    from rules.packed import pack, unpack
 
     setters = [{"id": f"s{i}", "name": f"s{i}", "triggers": ["ticket.updated"],
                 "actions": [{"type": "set", "field": f"custom.c{i}", "value": "v"}]} for i in range(999)]

@@ -192,11 +192,16 @@ def test_every_path_agrees_with_re_on_long_ascii_texts() -> None:
                 assert m(text, RegexBudget(10)) == (compiled.search(text) is not None), (pattern, cs, n)
 
 
-def test_the_stored_record_keeps_the_cut_short_note() -> None:
-    """What the worker stores (rules/record.py `pack`) describes a failing `matches` by its code
+def test_the_stored_record_keeps_the_cut_short_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the worker stores (rules/packed.py `pack`) describes a failing `matches` by its code
     alone only when no regex was cut short in the pass; when one was, each such failure is stored
     whole, with its note, and reads back as the entries say."""
     from ruletools import stored_entries
+
+    import rules.regexes
+    # (a pass with room for every 50 ms match: with the 250 ms one, a loaded machine's slow
+    # matches could spend it all in one pass and not the other, so "quick" was cut in one only)
+    monkeypatch.setattr(rules.regexes.RegexBudget.__init__, "__defaults__", (10.0,))
 
     rules = [_rule("slow", "(a|aa)+$"), _rule("quick", "^b", ["b"])]
     rs = compile_rules(rules)

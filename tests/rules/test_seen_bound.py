@@ -12,7 +12,7 @@ import orjson
 
 import rules as engine
 from rules.jsondata import SEEN_MAX_BYTES, SEEN_MAX_CHARS, SEEN_TRUNCATED, seen_copy
-from rules.record import pack
+from rules.packed import pack
 from ruletools import NOW, stored_entries
 
 RULES = 200

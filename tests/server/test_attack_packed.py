@@ -1,4 +1,4 @@
-"""Attacks on the packed run record (rules/record.py pack/unpack, server/store/run_rules.py): a
+"""Attacks on the packed run record (rules/packed.py pack/unpack, server/store/run_rules.py): a
 run read back must show the entries the rule saw, whatever write path changed the rule since, and
 crafted or corrupted stored data must never answer a 500.
 

@@ -74,7 +74,8 @@ def _evaluation(unnamed: bool = False):
 def test_stored_rules_are_the_entries_with_revisions_byte_for_byte():
     """The worker's StoredRules reads as the entries; what it stores is the packed form, which a
     reader expands (each rule's plan at its revision) to the same bytes."""
-    from rules.record import rule_plan, unpack
+    from rules.packed import unpack
+    from rules.revision_plan import rule_plan
     from server.runrecord import StoredRules, checked_rule_ids, packed_rules, rule_errors, stored_rules
     revisions = {"a": 4, "b": 7, "c": 1}
     want = [dict(e, revision=revisions.get(str(e.get("id")))) for e in _evaluation().rule_entries()]
@@ -144,7 +145,8 @@ def test_a_record_over_the_limit_keeps_its_stored_rules_as_they_are():
 def test_a_rule_naming_a_calendar_is_planned_for_reading_whatever_calendars_exist_now():
     """A rule read back at its revision may name a calendar since deleted: its steps are still
     numbered as its bucket's were (the calendar step's entry is stored whole)."""
-    from rules.record import OWN, PLAIN, rule_plan
+    from rules.record import OWN, PLAIN
+    from rules.revision_plan import rule_plan
     plan = rule_plan({"id": "x", "triggers": ["ticket.updated"], "actions": [{"type": "add_tags", "tags": ["a"]}],
                       "conditions": {"all": [{"field": "created_at", "op": "older_than_business", "value": "2h",
                                               "calendar": "gone"},

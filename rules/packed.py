@@ -1,0 +1,334 @@
+"""The packed run record: what the worker stores per event, expanded when it is read.
+
+Why: the entries (rules/record.py) are one `{id, name, matched, failed, ...}` per rule listening to the
+event's type, ~25 KB of JSON an event at 1,000 rules and ~1 MB at 10,000, built and stored for
+every event though most are never read (bench/RESULTS.md: the record cost 3.5-6.5x the pass).
+What decides an entry is small: the rule (id and revision: its conditions never change under a
+revision), its `first` code (the failing step and held branches) and the values its fields had
+at its turn. So the worker stores those (`pack`) and a reader expands them with each rule's
+plan at its revision (`unpack`, `rule_plan`): the same entries, in the same order, byte for
+byte (tests/rules/test_property.py). A rule the pass checked again after a fire is coded on
+the ticket at its turn (`_code_at`). Entries a code cannot describe (fired with errors,
+skipped, a rule of many steps, a failure that words itself: `changed*`, calendars, `matches`
+in a pass that cut a regex short) are stored whole, as before.
+
+  {"packed": 1, "ids": [rule id per position], "revs": [its revision], "codes": [first code],
+   "fired": [positions that fired, described by their code], "full": [[position, entry]],
+   "at": [the position each ticket version starts at], "seen": {field: [[version, value]]}}
+
+A field's value is stored at each version where it may differ (the tags at every version, any
+other field where the pass replaced the ticket or its vars), already bounded (seen_copy); an
+entry shows the last one at or before its rule's version.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .codegen import FIRST_BASE
+from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
+from .ops import State
+from .record import ANY_GROUP, COPY_VALUE, OWN, REGEX, RecordPlan, Walk, decoded, slots_of, state_at
+
+if TYPE_CHECKING:
+    from .pass_view import Pass as Evaluation
+
+_MISS = object()
+_GET: Any = dict.get
+# the `first` codes per rule whose answer `pack` keeps (a code names the failing step and the
+# branch of each `any` group before it: a rule of many groups could see many; the rest are
+# worked out per use)
+CODES_PER_RULE = 8
+
+
+def _appends_only(timeline: Any) -> bool:
+    """Whether every fire of the pass appended to one owned tags list of one ticket dict, with
+    no vars: then each field but the tags is the same at every rule's turn."""
+    if len(timeline) < 2:
+        return True
+    t1 = timeline[1][1]
+    return all(t[1] is t1 and t[3] is not None and not t[2] for t in timeline[1:])
+
+
+
+PACKED = 1
+_FULL_CODE = object()
+_REGEX: Any = "regex"
+
+
+def _compact(plan: RecordPlan, i: int, code: int) -> Any:
+    """Whether rule i's entry for `first` code `code`, when it did not fire, is described by the
+    code (a failing step that is a plain leaf or an `any` group): True, False, or _REGEX (a
+    `matches` step: described by the code unless a regex was cut short in the pass, when its
+    failure carries a note)."""
+    k = code % FIRST_BASE - 1
+    if k < 0 or i in plan.deep:
+        return False
+    kind = plan.steps[i][k][0]
+    return _REGEX if kind == REGEX else kind != OWN
+
+
+def _compact_kept(plan: RecordPlan, table: list[dict[int, Any]], i: int, code: int) -> Any:
+    """_compact's answer for rule i and `code`, kept in `table` (plan.packing's) for the next
+    event, CODES_PER_RULE codes a rule at most."""
+    c = table[i].get(code)
+    if c is None:
+        c = _compact(plan, i, code)
+        if len(table[i]) < CODES_PER_RULE:
+            table[i][code] = c
+    return c
+
+
+def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
+    """The packed form of `entries(ev)` with each rule's revision (above); None when a rule of
+    the bucket has no id (it could not be found again: the caller stores the entries)."""
+    bucket = ev._bucket
+    if bucket is None:
+        return None
+    plan: RecordPlan = bucket.record
+    if len(plan.ids) != len(plan.heads):
+        return None
+    walk = Walk(ev, bucket)
+    n, ks = walk.n, walk.ks
+    table, revs = plan.packing(revisions)
+    got: list[Any] = list(map(_GET, table[:n], ks[:n]))
+    fired_at, full_at = [], []
+    fired, skipped, again, deep = ev._fired, ev._skipped, ev._rechecked, plan.deep
+    views: dict[int, tuple[State, Any]] = {}
+    for i in walk.special:
+        if i >= n:
+            continue
+        firing = fired.get(i)
+        if i in skipped or i in deep or (firing is not None and firing.errors):
+            got[i] = _FULL_CODE
+            continue
+        if i in again:   # checked again at its turn: described by its code there
+            ks[i] = code = _code_at(ev, walk, views, i)
+            if firing is None:
+                got[i] = _compact_kept(plan, table, i, code)
+                continue
+        fired_at.append(i)
+        got[i] = True
+    cut = ev._first.budget.cut   # (after `first` and the codes at turn: they may spend the budget too)
+    if None in got:
+        for i in [i for i, c in enumerate(got) if c is None]:
+            got[i] = _compact_kept(plan, table, i, ks[i])
+    if False in got or _FULL_CODE in got or (cut and _REGEX in got):
+        full_at = [i for i, c in enumerate(got) if c is not True and (c is not _REGEX or cut)]
+    full = []
+    for i in full_at:
+        entry = walk.slow(ev, i) or walk.at_turn(ev, i)
+        entry["revision"] = revisions.get(str(entry["id"]))
+        full.append([i, entry])
+    fired_at.sort()
+    timeline = ev._timeline
+    described = set(full_at).union(fired_at)
+    coded = [i for i in range(n) if i not in described] if described else range(n)
+    return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
+            "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
+            "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
+            "seen": _seen_table(ev, walk, coded)}
+
+
+def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i: int) -> int:
+    """Rule i's `first` code on the ticket at its turn (the pass checked it again there): its
+    explainer's answer + 1 and the held branch of each `any` step before it, as Generated.first
+    codes them. `views` keeps each version's State and slots."""
+    step = walk.vpos[i]
+    view = views.get(step)
+    if view is None:
+        state = state_at(ev, walk.states, step)
+        view = views[step] = (state, slots_of(walk.bucket, state))
+    s, v = view
+    k: int = walk.bucket.explainers[i](v, s)
+    code = k + 1
+    for at, ypred, scale, _, _, _ in walk.plan.groups[i]:
+        if 0 <= k <= at:
+            break
+        b = ypred(v, s)
+        if b >= 0:
+            code += scale * (b + 1)
+    return code
+
+
+def _seen_table(ev: Evaluation, walk: Walk, coded: Iterable[int]) -> dict[str, Any]:
+    """Each field the entries of positions `coded` (described by their code, not fired) show,
+    bounded (seen_copy), at each version one of them reads it: what `entries` reads for a rule
+    at its version (the tags at vpos, the others at bpos; _Versions). `values`: the other fields
+    (`fields`: those an entry reads, in the plan's order) at version 0, then at each later base
+    version an entry reads, the fields read there whose object changed since, as [number in
+    `fields`, value] pairs; `tags`: [version, value] at the versions read where
+    they changed, or, with `tag_list`, [version, length of tag_list].
+
+    Only what is read: every field at every base version made it fields x versions, and a rule
+    set can have 20,000 fields (one rule of that many leaves) and 1,000 versions (1,000 rules
+    that set a field and fire): 3 s a pack, against a 4 ms pass."""
+    plan = walk.plan
+    timeline, event = ev._timeline, ev._first.event
+    appends = _appends_only(timeline)
+    ks, steps, tags_n = walk.ks, plan.steps, plan.tags
+    wanted: dict[int, set[int]] = {}   # base version -> numbers (in `fields`) of the fields read there
+    tag_reads: set[int] = set()        # versions the tags are read at
+    bpos = None if appends else walk.bpos
+    for i in coded:
+        kind, _, _, _, _, fn, _ = steps[i][ks[i] % FIRST_BASE - 1]
+        if kind > COPY_VALUE and kind != REGEX:
+            continue
+        if fn == tags_n:
+            tag_reads.add(walk.vpos[i] if len(timeline) > 1 else 0)
+            continue
+        wanted.setdefault(0 if bpos is None else bpos[i], set()).add(fn if tags_n < 0 or fn < tags_n else fn - 1)
+    reads, names = plan.seen_reads, plan.seen_names
+    read = sorted(set().union(*wanted.values())) if wanted else []
+    number = {j: m for m, j in enumerate(read)}   # (the table names only the fields read)
+    _, ticket, vars, _ = timeline[0]
+    last: dict[int, Any] = {j: reads[j](ticket, event, vars) for j in read}
+    values: list[list[Any]] = [[0, [seen_copy(last[j]) for j in read]]]
+    for b in sorted(wanted):
+        if b == 0:
+            continue
+        _, ticket, vars, _ = timeline[b]
+        changed = []
+        for j in sorted(wanted[b]):
+            x = reads[j](ticket, event, vars)
+            if x is not last[j]:
+                changed.append([number[j], seen_copy(x)])
+                last[j] = x
+        if changed:
+            values.append([b, changed])
+    out: dict[str, Any] = {"fields": names if len(read) == len(names) else [names[j] for j in read],
+                           "values": values}
+    if tags_n < 0:
+        return out
+    field = plan.fields[tags_n]
+    if len(timeline) > 1 and appends:
+        prefix = _tag_prefix(field, timeline, event)
+        if prefix is not None:
+            out["tag_list"], out["tags"] = prefix
+            return out
+    versions = []
+    last_tags, last_len = _MISS, None
+    for step in sorted(tag_reads):
+        _, ticket, vars, length = timeline[step]
+        raw = field.read(ticket, event, vars)
+        cut = length if length is not None and raw is ticket.get("tags") else None
+        if raw is not last_tags or cut != last_len:
+            versions.append([step, seen_copy(raw if cut is None else raw[:cut])])
+            last_tags, last_len = raw, cut
+    out["tags"] = versions
+    return out
+
+
+def _tag_prefix(field: Any, timeline: Any, event: dict[str, Any]) -> tuple[list[Any], list[list[Any]]] | None:
+    """On a pass whose fires only appended tags: the tags list the pass appended to and the length
+    of it at each version (version 0: the ticket's own tags, its first items), when every one of
+    those is its own seen_copy (the whole list's JSON within SEEN_MAX_BYTES); else None."""
+    _, ticket0, vars0, _ = timeline[0]
+    _, ticket1, vars1, _ = timeline[-1]
+    first, last = field.read(ticket0, event, vars0), field.read(ticket1, event, vars1)
+    if type(first) is not list or last is not ticket1.get("tags") or type(last) is not list:
+        return None
+    lengths = [[0, len(first)], *([step, t[3]] for step, t in enumerate(timeline) if step)]
+    full = last[:timeline[-1][3]]   # (the lengths only grow)
+    if full[:len(first)] != first or len(dumps_any(full)) > SEEN_MAX_BYTES:
+        return None
+    return full, lengths
+
+
+def unpack(packed: dict[str, Any], plan_at: Any) -> list[dict[str, Any]]:
+    """The entries of a packed record. `plan_at(position)` gives (the RecordPlan describing the
+    rule there, its index in it), or None when the rule's revision is not known: its entry then
+    says so in `notes` (`failed` without the condition)."""
+    ids, revs, codes, at = packed["ids"], packed["revs"], packed["codes"], packed["at"]
+    if not (type(ids) is list and type(revs) is list and type(codes) is list
+            and len(ids) == len(revs) == len(codes) and type(at) is list and at):
+        raise ValueError("a packed record whose lists disagree")
+    fired = set(packed["fired"])
+    full = {int(i): e for i, e in packed["full"]}
+    look = _SeenLookup(packed["seen"])
+    out: list[dict[str, Any]] = []
+    for i, rid in enumerate(ids):
+        whole = full.get(i)
+        if type(whole) is dict:
+            out.append(whole)
+            continue
+        found = plan_at(i)
+        entry = None if found is None else _unpacked(found, rid, i in fired, codes[i], look, bisect_right(at, i) - 1)
+        if entry is None:
+            why = (f"revision {revs[i]} of rule {rid} is not stored" if found is None else
+                   f"the stored entry of rule {rid} does not fit its revision {revs[i]}")
+            entry = {"id": rid, "name": None, "matched": i in fired, "failed": None,
+                     "notes": [f"{why}: its entry cannot be shown"]}
+        entry["revision"] = revs[i]
+        out.append(entry)
+    return out
+
+
+def _unpacked(found: tuple[RecordPlan, int], rid: Any, fired: bool, code: Any, look: _SeenLookup,
+              version: int) -> dict[str, Any] | None:
+    """One packed entry expanded with the plan of its rule's revision, or None when the code
+    does not fit that plan: a step it does not have, one `pack` never codes (a failure that
+    words itself, a rule of more than FIRST_INLINE steps), a field the record holds no value of.
+    Only a revision that is not the rule the record was made with (a stored revision changed
+    by hand, or an engine that numbers steps another way) does that; it reads as a note, not a
+    wrong entry or a failed read."""
+    plan, j = found
+    if type(code) is not int or j in plan.deep or not 0 <= j < len(plan.steps):
+        return None
+    steps, groups = plan.steps[j], plan.groups[j]
+    # a code is the failing step + 1 (0: none) in its low digit, the held branch of each `any`
+    # step in the digits above, each of radix (children + 1) (rules/codegen.py radix_of)
+    if not 0 <= code < (groups[-1][2] * groups[-1][3] if groups else FIRST_BASE) or (fired and code % FIRST_BASE):
+        return None
+    try:
+        entry: dict[str, Any]
+        if fired:
+            entry = {"id": rid, "name": plan.heads[j][1], "matched": True, "failed": None}
+            held = decoded(groups, -1, code) if groups else None
+        else:
+            k = code % FIRST_BASE - 1
+            if not 0 <= k < len(steps):
+                return None
+            kind, path, fname, op, value, _fn, _node = steps[k]
+            if kind == ANY_GROUP:
+                failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
+            elif kind == OWN:
+                return None
+            else:
+                got = look.at(fname, version)
+                failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
+                          "seen": json_copy(got)}
+            entry = {"id": rid, "name": plan.heads[j][1], "matched": False, "failed": failed}
+            held = decoded(groups, k, code) if groups and groups[0][0] < k else None
+    except (LookupError, TypeError, ValueError, ZeroDivisionError):   # (the stored table, short)
+        return None
+    if held:
+        entry["any_held"] = held
+    return entry
+
+
+class _SeenLookup:
+    """A packed record's `seen` table read back: a field's value at a version (_seen_table)."""
+
+    def __init__(self, seen: dict[str, Any]) -> None:
+        self.number = {name: j for j, name in enumerate(seen["fields"])}
+        values = seen["values"]
+        self.bases = [b for b, _ in values]
+        self.first = values[0][1]
+        self.later = [dict((j, v) for j, v in changed) for _, changed in values[1:]]
+        tags = seen.get("tags") or []
+        self.tag_steps = [step for step, _ in tags]
+        self.tags = [v for _, v in tags]
+        self.tag_list = seen.get("tag_list")
+
+    def at(self, name: str, version: int) -> Any:
+        if name == "tags" and name not in self.number:
+            got = self.tags[max(0, bisect_right(self.tag_steps, version) - 1)]
+            return got if self.tag_list is None else self.tag_list[:got]
+        j = self.number[name]
+        for b in range(bisect_right(self.bases, version) - 1, 0, -1):
+            later = self.later[b - 1]
+            if j in later:
+                return later[j]
+        return self.first[j]
