@@ -103,7 +103,7 @@ async def _wait(ctx: Ctx, answer: dict[str, Any], deadline: float) -> dict[str, 
     while True:
         marker = await events.get_marker(ctx.store, ctx.workspace, answer["event_id"])
         if marker and marker.get("status") == "processed" and marker.get("run_id"):
-            run = await runs.get_run(ctx.store, ctx.workspace, marker["run_id"])
+            run = await runs.get_run(ctx.store, ctx.workspace, marker["run_id"], rules=False)
             if run is not None:
                 status = "duplicate" if answer["status"] == "duplicate" else "processed"
                 return {"event_id": answer["event_id"], "status": status, "run_id": run["id"],

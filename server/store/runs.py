@@ -25,12 +25,15 @@ SCAN_CHUNK = 32            # ... and at most in any later one, sized by the reco
 
 
 @guarded
-async def get_run(store: Store, workspace: str, run_id: str) -> dict[str, Any] | None:
+async def get_run(store: Store, workspace: str, run_id: str, *, rules: bool = True) -> dict[str, Any] | None:
+    """One run record; with `rules=False` its `rules` are left as stored (packed): for a reader
+    that answers only the run's outcome (`?wait=true`), which need not read the rules' revisions."""
     raw = await store.redis.get(K.run(workspace, run_id))
     if not raw:
         return None
     run: dict[str, Any] = orjson.loads(raw)
-    await expand_runs(store, workspace, [run])
+    if rules:
+        await expand_runs(store, workspace, [run])
     return run
 
 

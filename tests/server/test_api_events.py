@@ -175,3 +175,27 @@ def test_healthz_readyz_metrics_docs(client):
     assert "deskflow_events_processed_total" in text and "deskflow_store_up 1" in text
     assert "/v1/events" in client.get("/docs").text
     assert client.get("/admin").status_code == 200
+
+
+def test_the_wait_summary_does_not_read_the_rules_revisions(ws, monkeypatch):
+    """`?wait=true` answers changes, effects and the ticket: it leaves the run's packed rules as
+    stored (expanding them reads every rule's revision, up to 1,000 plans at 1,000 rules, for an
+    answer that shows none of them), while a read of the run still expands them."""
+    from server.store import runs
+
+    ws.rule(**VIP_RULE)
+    expanded: list[int] = []
+    real = runs.expand_runs
+
+    async def counting(store, workspace, items):
+        expanded.append(len(items))
+        return await real(store, workspace, items)
+
+    monkeypatch.setattr(runs, "expand_runs", counting)
+    out = ws.send(event("e1", ticket={"subject": "Refund please",
+                                      "contact": {"id": "C-1", "name": "Ann", "groups": ["vip"]}}))
+    assert out["status"] == "processed" and out["changes"]["priority"] == ["normal", "urgent"]
+    assert expanded == []
+    run = ws.client.get(f"/v1/runs/{out['run_id']}", headers=ws.h("viewer"))
+    assert run.status_code == 200, run.text
+    assert [e["name"] for e in run.json()["rules"]] == ["VIP refunds"] and expanded == [1]
