@@ -11,7 +11,10 @@ could call `POST /v1/keys` as that key. Two independent refusals:
 * by address, the store too: `note_store` adds the (host, port) the service's Redis URL resolves
   to (both loopbacks when it is a loopback), so a workspace allow-list naming
   `http://127.0.0.1:6379` does not put a tenant's requests on the shared store's port (the
-  embedded store listens on a unix socket only, which the broker has no scheme for);
+  embedded store listens on a unix socket only, which the broker has no scheme for); with a
+  Redis Cluster, `note_cluster` makes every node of the client's current slot map count too
+  (the URL names one seed node; the others, and nodes a reshard or failover adds, are learnt
+  from the cluster, so they are read each time `listeners()` is asked);
 * by marker: the broker sends `X-Deskflow-Outbound: 1` with every request and never lets a script
   remove it, and `SelfCallGuard` answers any request carrying it with 403 — whatever proxy,
   load balancer or DNS name sits between the broker and this service.
@@ -23,17 +26,20 @@ import asyncio
 import ipaddress
 import socket
 import urllib.parse
+import weakref
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.broker import OUTBOUND_MARKER
 from server.errors import error_response
 
-__all__ = ["SelfCallGuard", "listeners", "note_listener", "note_store"]
+__all__ = ["SelfCallGuard", "listeners", "note_cluster", "note_listener", "note_store"]
 
 _MARKER = OUTBOUND_MARKER.lower().encode()
 _LISTENERS: set[tuple[str, int]] = set()   # this process's listeners; a handful at most
 _MAX_LISTENERS = 64
+_CLUSTERS: list[weakref.ref[Any]] = []    # cluster clients of this process (note_cluster)
 
 
 def note_listener(host: str, port: int) -> None:
@@ -60,18 +66,35 @@ async def note_store(url: str | None) -> None:
     except OSError:
         return
     for address in {str(info[4][0]) for info in infos}:
-        note_listener(address, port)
-        try:
-            loopback = ipaddress.ip_address(address).is_loopback
-        except ValueError:
-            continue
-        if loopback:   # a server bound to localhost often answers on both families
-            note_listener("127.0.0.1", port)
-            note_listener("::1", port)
+        for endpoint in _with_loopbacks(address, port):
+            note_listener(*endpoint)
+
+
+def note_cluster(client: Any) -> None:
+    """Count every node of a cluster client's slot map (redis-py's `nodes_manager.nodes_cache`)
+    as the store's own, as it is whenever `listeners()` is asked; held weakly."""
+    _CLUSTERS[:] = [ref for ref in _CLUSTERS if ref() is not None][-(_MAX_LISTENERS - 1):]
+    _CLUSTERS.append(weakref.ref(client))
+
+
+def _with_loopbacks(address: str, port: int) -> list[tuple[str, int]]:
+    """(address, port), and both loopbacks when it is one: a server bound to localhost often
+    answers on both families. Names give nothing (the cluster announces its nodes by IP)."""
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return []
+    return [(address, port), ("127.0.0.1", port), ("::1", port)] if loopback else [(address, port)]
 
 
 def listeners() -> list[tuple[str, int]]:
-    return sorted(_LISTENERS)
+    own = set(_LISTENERS)
+    for ref in _CLUSTERS:
+        client = ref()
+        nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None) or {}
+        for node in list(nodes.values()):
+            own.update(_with_loopbacks(str(node.host), int(node.port)))
+    return sorted(own)
 
 
 class SelfCallGuard:

@@ -99,7 +99,11 @@ async def _redis_client(settings: Settings) -> aioredis.Redis:
     client, _ = _client(settings)
     if await cluster_enabled(client, settings):
         await client.aclose()
-        return await open_cluster(settings)  # type: ignore[return-value]  # a Redis subclass in all but name (store/cluster.py)
+        from server.selfguard import note_cluster   # every node is the store's, not only the seed
+
+        cluster = await open_cluster(settings)
+        note_cluster(cluster)
+        return cluster  # type: ignore[return-value]  # a Redis subclass in all but name (store/cluster.py)
     return client
 
 
