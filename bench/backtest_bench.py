@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from testkit import free_port, wait_answering  # noqa: E402 -- the tests' own start-up wait
+
 ROOT = "bench-root"
 HEAVY = {"name": "heavy", "triggers": ["ticket.created", "message.received"],
          "conditions": {"all": [
@@ -35,14 +37,8 @@ HEAVY = {"name": "heavy", "triggers": ["ticket.created", "message.received"],
          "actions": [{"type": "set", "field": "priority", "value": "low"}]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESKFLOW_")}
     env.update(DESKFLOW_DATA_FILE=f"{tmp}/data.json", DESKFLOW_ROOT_TOKEN=ROOT,
                DESKFLOW_SECRETS_KEY_FILE=f"{tmp}/secrets.key", DESKFLOW_RATE_LIMIT="0",
@@ -50,16 +46,8 @@ def _serve(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
                             env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("serve did not start")
-        time.sleep(0.2)
+    wait_answering(url, path="/readyz", proc=proc, timeout=60, what="serve")
+    return proc, url
 
 
 def _workspace(url: str, name: str) -> httpx.Client:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,13 +24,10 @@ import time
 
 import httpx
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from testkit import free_port, wait_answering  # noqa: E402 -- the tests' own start-up wait
+
 ROOT = "bench-root"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _processed(url: str) -> float:
@@ -42,7 +38,7 @@ def _processed(url: str) -> float:
 
 def one_run(engine: str, events: int, batch: int, threads: int) -> float:
     tmp = tempfile.mkdtemp(prefix="deskflow-bench-")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESKFLOW_")}
     env.update(DESKFLOW_DATA_FILE=f"{tmp}/data.json", DESKFLOW_ROOT_TOKEN=ROOT,
@@ -51,16 +47,7 @@ def one_run(engine: str, events: int, batch: int, threads: int) -> float:
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
                             env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve ({engine}) did not start")
-            time.sleep(0.05)
+        wait_answering(url, path="/readyz", proc=proc, timeout=60, what=f"serve ({engine})")
         ws = httpx.post(f"{url}/v1/workspaces", headers={"Authorization": f"Bearer {ROOT}"},
                         json={"name": "bench"}).json()
         admin = {"Authorization": f"Bearer {ws['admin_key']}"}

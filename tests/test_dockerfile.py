@@ -9,18 +9,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from server.cli import main
+from testkit import free_port, wait_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -117,30 +115,17 @@ def test_image_and_compose_run_existing_commands() -> None:
         assert needed in ignored
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[int]:
     """`deskflow serve` (embedded store) on a free port, with a metrics token."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DESKFLOW_METRICS_TOKEN": "health-token-1234",
            "DESKFLOW_DATA_FILE": str(tmp_path / "d.json")}
     env.pop("DESKFLOW_REDIS_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        wait_answering(f"http://127.0.0.1:{port}", proc=proc, timeout=30, what="serve", any_status=True)
         yield port
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -14,11 +14,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-from testkit import free_port
+from testkit import free_port, wait_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "scripts" / "README.md"]
@@ -73,15 +72,7 @@ def test_the_docs_curl_examples_run_against_serve_demo(tmp_path: Path) -> None:
                 if "API and worker on" in line:
                     break
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "serve --demo did not get ready"
-                time.sleep(0.2)
+            wait_answering(url, path="/readyz", proc=proc, timeout=30, what="serve --demo")
             values = {"URL": url, "ADMIN": keys["admin"], "INGEST": keys["ingest"]}
             script = _script(values)
             (tmp_path / "docs.sh").write_text(script)

@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -144,6 +144,29 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 30.0,
         time.sleep(0.02)
 
 
+def wait_answering(url: str, *, path: str = "/healthz", proc: Any = None, timeout: float = START_S,
+                   log: Callable[[], str] | None = None, what: str = "deskflow",
+                   any_status: bool = False) -> None:
+    """Return once GET `url + path` answers 200 (any status with `any_status`). `proc` (a Popen)
+    is polled on every try, so a server that exits fails at once, with `log()` (its output's
+    tail) in the message, not at the deadline. The one start-up wait of the tests and benches
+    that run `deskflow` as a process."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200 or any_status:
+                return
+        except httpx.TransportError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what} exited ({proc.returncode}) before {path} answered"
+                                 + (f": {log()}" if log is not None else ""))
+        assert time.monotonic() < deadline, f"{what}: {path} did not answer within {timeout} s"
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def served_deskflow(env: dict[str, str], *, start_s: float = START_S) -> Iterator[str]:
     """`deskflow serve` (API and worker in one process) as a subprocess with `env` added to this
@@ -151,7 +174,6 @@ def served_deskflow(env: dict[str, str], *, start_s: float = START_S) -> Iterato
     import subprocess
     import sys
 
-    import httpx
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
@@ -159,15 +181,7 @@ def served_deskflow(env: dict[str, str], *, start_s: float = START_S) -> Iterato
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_s
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "deskflow serve did not start"
-            time.sleep(0.1)
+        wait_answering(url, proc=proc, timeout=start_s, what="deskflow serve")
         yield url
     finally:
         proc.terminate()

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from server.cli import main
-from testkit import START_S, free_port
+from testkit import START_S, free_port, wait_answering
 
 
 def _commands(group: click.Group, prefix: list[str]) -> Iterator[list[str]]:
@@ -272,14 +272,7 @@ def test_host_and_port_come_from_the_environment(tmp_path: Path) -> None:
                 if "API and worker on" in line:
                     assert f"http://127.0.0.1:{port}" in line
                     break
-            deadline = time.monotonic() + START_S
-            while True:
-                try:
-                    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.2)
+            wait_answering(f"http://127.0.0.1:{port}", proc=proc, what="serve")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from testkit import free_port
+from testkit import free_port, wait_answering
 
 from server.store.embedded import find_server_binary
 
@@ -68,16 +68,8 @@ class Service:
         self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port",
                                       str(self.port)], env=env, cwd=self.tmp,
                                      stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, (self.tmp / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "serve did not start within 60 s"
-            time.sleep(0.05)
+        wait_answering(self.url, path="/readyz", proc=self.proc, timeout=60, what="serve",
+                       log=lambda: (self.tmp / "serve.log").read_text()[-3000:])
 
     def kill(self, whole_group: bool) -> None:
         assert self.proc is not None

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from server.logs import JsonFormatter, configure_logging, log_context, logging_config, secrets_of
 from server.settings import Settings
-from testkit import START_S, free_port
+from testkit import free_port, wait_answering
 
 ROOT = "root-token-that-must-never-be-logged"
 
@@ -117,15 +116,7 @@ def test_serve_never_logs_the_root_token_or_keys_and_stops_on_sigterm(tmp_path: 
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_S
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+        wait_answering(base, proc=proc, what="serve")
         root = {"Authorization": f"Bearer {ROOT}"}
         r = httpx.post(f"{base}/v1/workspaces", json={"name": "acme"}, headers=root)
         assert r.status_code == 201, r.text

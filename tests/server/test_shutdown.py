@@ -22,7 +22,7 @@ from server.settings import Settings
 from server.store import catalog, events
 from server.store import keys as K
 from server.store.connect import close_store, open_store
-from testkit import START_S, free_port
+from testkit import START_S, free_port, wait_answering
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -142,16 +142,8 @@ async def test_api_exits_0_on_sigterm(redis_url: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "api", "--port", str(port)],
                             env=_env(redis_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + START_S
-        while True:
-            try:
-                async with httpx.AsyncClient() as c:
-                    if (await c.get(f"http://127.0.0.1:{port}/readyz", timeout=1)).status_code == 200:
-                        break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "api did not start"
-            await asyncio.sleep(0.1)
+        await asyncio.to_thread(wait_answering, f"http://127.0.0.1:{port}", path="/readyz", proc=proc,
+                                what="api")
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.to_thread(proc.communicate, timeout=30)
     finally:

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from testkit import SERVE_POLL_S, free_port
+from testkit import SERVE_POLL_S, free_port, wait_answering
 
 ROOT = "isolation-root-token"
 P99_MS = 100.0
@@ -123,16 +123,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-        assert time.monotonic() < deadline, "serve did not start"
-        time.sleep(0.1)
+    wait_answering(base, proc=proc, timeout=60, what="serve",
+                   log=lambda: proc.stderr.read().decode()[-2000:] if proc.stderr else "")
     served = Served(base, proc)
     try:
         yield served
