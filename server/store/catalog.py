@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from server.store import keys as K
+from server.store.replies import json_or_none
 from server.store.encoding import dumps as _dumps
 from server.store.connect import Store
 from server.store.errors import guarded
@@ -57,8 +58,7 @@ async def create_workspace(store: Store, name: str) -> tuple[dict[str, Any], str
 
 @guarded
 async def get_workspace(store: Store, workspace: str) -> dict[str, Any] | None:
-    raw = await store.redis.get(K.ws_meta(workspace))
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.get(K.ws_meta(workspace)))
 
 
 @guarded
@@ -103,8 +103,7 @@ async def revoke_key(store: Store, workspace: str, key_id: str) -> bool:
 
 @guarded
 async def lookup_key(store: Store, secret: str) -> dict[str, Any] | None:
-    raw = await store.redis.get(K.apikey(hash_key(secret)))
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.get(K.apikey(hash_key(secret))))
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -129,8 +128,7 @@ def rule_order(rule: dict[str, Any]) -> tuple[Any, ...]:
 
 @guarded
 async def get_rule(store: Store, workspace: str, rule_id: str) -> dict[str, Any] | None:
-    raw = await store.redis.hget(K.rules(workspace), rule_id)
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.hget(K.rules(workspace), rule_id))
 
 
 @guarded
@@ -165,8 +163,7 @@ async def list_groups(store: Store, workspace: str) -> list[dict[str, Any]]:
 
 @guarded
 async def get_group(store: Store, workspace: str, name: str) -> dict[str, Any] | None:
-    raw = await store.redis.hget(K.groups(workspace), name)
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.hget(K.groups(workspace), name))
 
 
 @guarded
@@ -181,8 +178,7 @@ async def delete_group(store: Store, workspace: str, name: str) -> bool:
 
 @guarded
 async def get_contact(store: Store, workspace: str, contact_id: str) -> dict[str, Any] | None:
-    raw = await store.redis.get(K.contact(workspace, contact_id))
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.get(K.contact(workspace, contact_id)))
 
 
 @guarded

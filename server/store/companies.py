@@ -24,6 +24,7 @@ import orjson
 from server import companies
 from server.automation import Outcome, Snapshot
 from server.store import keys as K
+from server.store.replies import json_or_none
 from server.store.connect import Store
 from server.store.context_writes import group_index_writes, set_record_groups
 from server.store.directory import indexed_page
@@ -44,8 +45,7 @@ def _sha(raw: bytes | str | None) -> str:
 
 @guarded
 async def get_company(store: Store, workspace: str, company_id: str) -> dict[str, Any] | None:
-    raw = await store.redis.get(K.company(workspace, company_id))
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.get(K.company(workspace, company_id)))
 
 
 @guarded

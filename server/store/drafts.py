@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from server.store import keys as K
+from server.store.replies import json_or_none
 from server.store.connect import Store
 from server.store.encoding import dumps as _dumps
 from server.store.errors import guarded
@@ -35,8 +36,7 @@ def draft_size(rule: Any) -> int:
 
 @guarded
 async def get_draft(store: Store, workspace: str, rule_id: str) -> dict[str, Any] | None:
-    raw = await store.redis.hget(K.rule_drafts(workspace), rule_id)
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.hget(K.rule_drafts(workspace), rule_id))
 
 
 @guarded

@@ -18,6 +18,7 @@ import orjson
 
 from server.guards import GuardLimits, limits_from
 from server.store import keys as K
+from server.store.replies import json_or_none
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -26,8 +27,7 @@ __all__ = ["get_limits", "get_spec", "put_spec", "delete_spec"]
 
 @guarded
 async def get_spec(store: Store, workspace: str) -> dict[str, Any] | None:
-    raw = await store.redis.get(K.guards(workspace))
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.get(K.guards(workspace)))
 
 
 async def get_limits(store: Store, workspace: str) -> GuardLimits:

@@ -9,9 +9,11 @@ client decodes" once, with a check that fails loudly if a client ever stops deco
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
-__all__ = ["text", "text_or_none", "texts", "text_map", "scored", "entries"]
+import orjson
+
+__all__ = ["text", "text_or_none", "texts", "text_map", "scored", "entries", "json_or_none"]
 
 
 def text(reply: Any) -> str:
@@ -44,3 +46,8 @@ def scored(replies: Iterable[Any]) -> list[tuple[str, float]]:
 def entries(replies: Iterable[Any] | None) -> list[tuple[str, dict[str, str]]]:
     """A stream reply (XRANGE, XREVRANGE): (entry id, fields) pairs; nil reads as empty."""
     return [(text(i), text_map(f)) for i, f in (replies or [])]
+
+
+def json_or_none(reply: Any) -> dict[str, Any] | None:
+    """A stored JSON object (GET, HGET), or None when the key or field is missing."""
+    return cast("dict[str, Any]", orjson.loads(reply)) if reply else None

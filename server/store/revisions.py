@@ -33,7 +33,7 @@ from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.encoding import dumps
 from server.store.errors import guarded
-from server.store.replies import text_map
+from server.store.replies import json_or_none, text_map
 
 __all__ = ["Resource", "RULE", "SLA", "Change", "transact", "number", "queue_changes", "read_all",
            "write", "page", "get", "count", "revision"]
@@ -211,8 +211,7 @@ async def page(store: Store, workspace: str, res: Resource, ident: str, offset: 
 @guarded
 async def get(store: Store, workspace: str, res: Resource, ident: str, n: int
               ) -> dict[str, Any] | None:
-    raw = await store.redis.hget(K.revisions(workspace, res.kind, ident), str(n))
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.hget(K.revisions(workspace, res.kind, ident), str(n)))
 
 
 @guarded

@@ -28,7 +28,7 @@ from redis.exceptions import WatchError
 
 from server.history import uses_of
 from server.store import keys as K
-from server.store.replies import text_map, texts
+from server.store.replies import json_or_none, text_map, texts
 from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.errors import guarded
@@ -91,8 +91,7 @@ def queue_delete_script(pipe: Any, workspace: str, meta: dict[str, Any]) -> None
 
 @guarded
 async def get_script(store: Store, workspace: str, name: str) -> dict[str, Any] | None:
-    raw = await store.redis.hget(K.scripts(workspace), name)
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.hget(K.scripts(workspace), name))
 
 
 @guarded
@@ -103,8 +102,7 @@ async def list_scripts(store: Store, workspace: str) -> list[dict[str, Any]]:
 
 @guarded
 async def get_version(store: Store, workspace: str, name: str, version: int) -> dict[str, Any] | None:
-    raw = await store.redis.get(K.script_version(workspace, name, version))
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.get(K.script_version(workspace, name, version)))
 
 
 @guarded

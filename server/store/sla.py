@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from server.store import keys as K
+from server.store.replies import json_or_none
 from server.store.connect import Store
 from server.store.errors import guarded
 
@@ -47,8 +48,7 @@ async def list_policies(store: Store, workspace: str) -> list[dict[str, Any]]:
 
 @guarded
 async def get_policy(store: Store, workspace: str, name: str) -> dict[str, Any] | None:
-    raw = await store.redis.hget(K.sla_policies(workspace), name)
-    return orjson.loads(raw) if raw else None
+    return json_or_none(await store.redis.hget(K.sla_policies(workspace), name))
 
 
 @guarded
