@@ -1,4 +1,4 @@
-"""Prometheus metrics: the metric objects, typed helpers to record them, and the scrape.
+"""Prometheus metrics: the metric objects, typed helpers to record them, and the HTTP middleware.
 
 Everything lives in one `CollectorRegistry` per `Metrics` object -- never prometheus_client's
 global default -- so tests can build registries side by side. `METRICS` is the process's own;
@@ -7,9 +7,7 @@ what the rest of the code calls: one name per fact, label values checked here so
 value cannot blow up the number of series (an unknown event type is counted as "other").
 
 Queue lag and pending timers are not counted as they happen: they are read from the store at
-scrape time (`collect_store_gauges`, bounded by a short timeout), because any process -- an API
-process that never runs a worker included -- can then report the shared queue. A scrape never
-hangs or fails when Redis is down: it answers with `deskflow_store_up 0` and the process counters.
+scrape time (server/metrics_scrape.py, which renders the scrape).
 
 With uvicorn `--workers N` (or several API containers) each process has its own counters and a
 scrape sees one process: scrape each process (one per container), as Prometheus expects.
@@ -24,7 +22,6 @@ the script chose, count under `other`, and at most MAX_HOST_LABELS distinct host
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import time
 from collections.abc import Iterable, Mapping
@@ -36,31 +33,21 @@ from prometheus_client import (
     CollectorRegistry,
     Metric,
     Counter,
-    Gauge,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
-    generate_latest,
 )
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rules import TRIGGERS
-from server.store import keys as K
-from server.store import timers as timer_store
-from server.store.cluster_metrics import render_cluster
-from server.store.connect import Store
-from server.store.errors import StoreUnavailable
 
 __all__ = [
-    "Metrics", "METRICS", "CONTENT_TYPE", "MetricsMiddleware", "render", "collect_store_gauges",
+    "Metrics", "METRICS", "MetricsMiddleware",
     "count_event_received", "observe_event_applied", "count_event_failed", "count_rule_matches",
     "observe_script_run", "count_broker_call", "count_broker_calls", "observe_timer_lateness",
     "count_webhook_delivery", "observe_applied", "AppliedCounts",
 ]
 
-# generate_latest writes the classic text format (our names need no escaping): say so.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # `_created` series double every counter for a timestamp nobody graphs here.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -78,7 +65,6 @@ _WEBHOOK_STATES = frozenset({"delivered", "retrying", "failed", "dead"})
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 # How long a scrape may spend reading the store before it gives up (store_up 0).
-SCRAPE_TIMEOUT_S = 1.0
 MAX_HOST_LABELS = 200     # distinct broker host label values per process; more count as "other"
 # family -> the label that names a workspace's own things (summed away in the public scrape)
 _TENANT_LABELS = {"deskflow_rule_matches": "rule", "deskflow_broker_calls": "host"}
@@ -315,78 +301,6 @@ class AppliedCounts:
             m.events_processed.labels(etype).inc(n)
         for rule_id, n in rules.items():
             m.rule_matches.labels(rule_id).inc(n)
-
-
-# -- the scrape ---------------------------------------------------------------------------------
-
-
-def _entry_ms(entry_id: str) -> int:
-    return int(entry_id.split("-", 1)[0])
-
-
-async def _read_queue(store: Store) -> list[tuple[int, int, int, int | None, int]]:
-    """Per partition: (n, stream length, pending, oldest entry ms or None, timers). One pipeline of
-    single-key commands (each in its own partition's slot, so it works on Redis Cluster); the timers
-    per partition from store/timers.pending (a set per workspace)."""
-    parts = store.settings.partitions
-    async with store.redis.pipeline(transaction=False) as p:
-        for n in range(parts):
-            p.xlen(K.stream(n))
-            p.xpending(K.stream(n), K.GROUP)
-            p.xrange(K.stream(n), count=1)
-        replies = await p.execute(raise_on_error=False)
-    out = []
-    for n in range(parts):
-        length, pending, first = replies[3 * n: 3 * n + 3]
-        if isinstance(length, Exception):
-            raise length
-        # NOGROUP (a stream not created yet) is an empty partition, not an outage
-        npending = 0 if isinstance(pending, Exception) else int(pending["pending"])
-        oldest = None if isinstance(first, Exception) or not first else _entry_ms(first[0][0])
-        out.append((n, int(length), npending, oldest, await timer_store.pending(store, n)))
-    return out
-
-
-async def collect_store_gauges(store: Store, *, timeout: float = SCRAPE_TIMEOUT_S) -> CollectorRegistry:
-    """A fresh registry with the store's gauges: queue length, pending and lag per partition,
-    timers pending, and whether the store answered within `timeout` at all."""
-    reg = CollectorRegistry(auto_describe=True)
-    up = Gauge("deskflow_store_up", "1 if the store answered this scrape in time, else 0.",
-               registry=reg)
-    try:
-        rows = await asyncio.wait_for(_read_queue(store), timeout)
-    except (StoreUnavailable, RedisError, OSError, TimeoutError):
-        up.set(0)
-        return reg
-    up.set(1)
-    length = Gauge("deskflow_queue_length", "Events in the partition's stream not yet applied "
-                   "(applied entries are deleted).", ["partition"], registry=reg)
-    pending = Gauge("deskflow_queue_pending", "Events read by a worker and not yet acknowledged.",
-                    ["partition"], registry=reg)
-    lag = Gauge("deskflow_queue_oldest_age_seconds", "Age of the partition's oldest event not yet "
-                "applied (0 when empty): the queue lag.", ["partition"], registry=reg)
-    timers = Gauge("deskflow_timers_pending", "Timers set and not yet fired (all partitions).",
-                   registry=reg)
-    now_ms = time.time() * 1000
-    for n, size, npending, oldest, ntimers in rows:
-        length.labels(str(n)).set(size)
-        pending.labels(str(n)).set(npending)
-        lag.labels(str(n)).set(max(0.0, (now_ms - oldest) / 1000) if oldest is not None else 0.0)
-        timers.inc(ntimers)
-    return reg
-
-
-async def render(store: Store | None, *, metrics: Metrics = METRICS,
-                 timeout: float = SCRAPE_TIMEOUT_S, detailed: bool | None = None) -> bytes:
-    """The text exposition: this process's metrics, then the store's gauges (if a store). Rule ids
-    and hosts appear only when `detailed` — by default, when the scrape needs a metrics token."""
-    if detailed is None:
-        detailed = bool(store is not None and store.settings.metrics_token)
-    text = generate_latest(metrics.registry if detailed else metrics.public)
-    if store is not None:
-        text += generate_latest(await collect_store_gauges(store, timeout=timeout))
-        text += render_cluster(store.redis)   # per-node errors and failover retries (cluster)
-    return text
 
 
 # -- HTTP requests ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from sandbox import JailUnavailable, missing_jail_layers, probe_jail
 from server.api.common import json_response, takes
 from server.errors import store_unavailable_response
-from server import metrics as M
+from server import metrics_scrape as M
 from server.settings import Settings
 from server.store.errors import StoreUnavailable
 

@@ -14,6 +14,7 @@ from server_helpers import Workspace, event
 from starlette.testclient import TestClient
 
 from server import metrics as M
+from server import metrics_scrape as S
 from server.app import create_app
 from server.settings import Settings
 from server.store import keys as K
@@ -154,7 +155,7 @@ async def test_queue_gauges_show_length_pending_and_lag(settings: Settings) -> N
         got = await events.read_entries(store, "c1", [2], count=10, block_ms=None)
         assert len(got[2]) == 1  # delivered, not acked: pending
         await store.redis.zadd(K.timers(3), {"a": 1, "b": 2})
-        text = (await M.render(store, metrics=M.Metrics(process=False))).decode()
+        text = (await S.render(store, metrics=M.Metrics(process=False))).decode()
     finally:
         await close_store(store)
     got2 = _samples(text)
@@ -185,7 +186,7 @@ async def test_scrape_gives_up_on_a_hung_store(silent_server: int) -> None:
     store = await open_store(settings)
     try:
         started = time.monotonic()
-        text = (await M.render(store, metrics=M.Metrics(process=False), timeout=0.3)).decode()
+        text = (await S.render(store, metrics=M.Metrics(process=False), timeout=0.3)).decode()
         assert time.monotonic() - started < 2
     finally:
         await store.redis.aclose()
@@ -231,12 +232,12 @@ def test_the_public_scrape_shows_no_rule_ids_or_hosts() -> None:
     M.count_broker_call("crm.tenant-a.example", 200, metrics=m)
     M.count_broker_call("crm.tenant-b.example", 200, metrics=m)
     import asyncio
-    public = asyncio.run(M.render(None, metrics=m)).decode()
+    public = asyncio.run(S.render(None, metrics=m)).decode()
     assert "rule_secret" not in public and "tenant-a" not in public
     got = _samples(public)
     assert got[("deskflow_rule_matches_total", (("rule", "all"),))] == 3
     assert got[("deskflow_broker_calls_total", (("host", "all"), ("status", "200")))] == 2
-    detailed = asyncio.run(M.render(None, metrics=m, detailed=True)).decode()
+    detailed = asyncio.run(S.render(None, metrics=m, detailed=True)).decode()
     assert 'rule="rule_secret_a"' in detailed and 'host="crm.tenant-b.example"' in detailed
 
 
