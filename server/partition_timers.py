@@ -5,8 +5,9 @@ The first due time of partition n comes with n's last read (store/events.read_en
 `dues`: the ZRANGE runs in the read's own script call, the partition's timers sharing its stream's
 slot), so a round costs no ZRANGE of its own. It is read again on its own only when this worker
 has no read of n yet, or a pass of this worker set or restored timers of n since (the applier's
-`timers_set(n)`: only a partition's owner applies its tickets' events and so sets its timers), or
-right after firing. The firing transaction (store/timers.fire_due) runs only when one is due.
+`timers_set(n)`: only a partition's owner applies its tickets' events and so sets its timers).
+After firing, the firing round's own answer (store/timer_firing.fire_round) says it. That round runs
+only when a timer is due.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from server.store import timers
+from server.store import timer_firing, timers
 from server.store.connect import Store
 
 __all__ = ["PartitionTimers"]
@@ -54,7 +55,7 @@ class PartitionTimers:
         now = self.clock()
         if due is None or due > now:
             return due
-        self.dues.pop(n, None)
         limit = max(1, min(self.store.settings.batch_size, room))
-        await timers.fire_due(self.store, n, now, limit=limit)
-        return await self.next_due(n)
+        _, self.dues[n] = await timer_firing.fire_round(self.store, n, now, limit=limit)   # (its next due too)
+        ms = self.dues[n]
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)

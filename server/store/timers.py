@@ -11,7 +11,7 @@ Layout (slot {q:n}, the same partition as the ticket's events, store/keys.py):
 
 Why a set per workspace (issue: timer bursts): firing strictly by due time from one set let one
 workspace's 20,000 snoozes due at one second fire -- and queue in the stream -- ahead of another
-workspace's snooze due a second later, which woke 48 s late. fire_due serves the index's due
+workspace's snooze due a second later, which woke 48 s late. Firing (timer_firing.py) serves the index's due
 workspaces round-robin, a share of the round each (its docstring), and the worker fires no more
 per round than its partition loop reads and holds (server/worker.py _fire_timers), so a burst
 waits in its workspace's set, not in the stream ahead of everyone else's events. The index entry
@@ -35,10 +35,10 @@ per-workspace sets kept every timer of the partition in one set, df:{q:n}:timers
 read (get, cancel, next_due, pending), and its timers move, members unchanged, into their
 workspaces' sets as they come due (fire_due) or are scheduled again.
 
-Why there: a ticket's timers and its event stream share a hash slot, so firing is one WATCH/MULTI
-transaction (ZREM the timer, XADD the generated event); the partition's lease holder (the worker
-that applies the ticket's events) fires them, and generated events queue behind the ticket's
-real events in order. Scheduling the same (ticket, reason) again moves the timer (ZADD overwrites
+Why there: a ticket's timers and its event stream share a hash slot, so firing is atomic (ZREM
+the timer, XADD the generated event: server/store/timer_firing.py); the partition's lease holder
+(the worker that applies the ticket's events) fires them, and generated events queue behind the
+ticket's real events in order. Scheduling the same (ticket, reason) again moves the timer (ZADD overwrites
 the score), so rescheduling and cancelling need no lookup.
 
 The generated event's id is `<reason>@<due ms>:<ticket id>` (unique in the workspace: two tickets
@@ -55,7 +55,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from redis.exceptions import WatchError
 
 from rules import parse_timestamp
 from server.store import keys as K
@@ -63,8 +62,8 @@ from server.store.replies import scored, text
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["Timer", "schedule", "schedule_many", "cancel", "get", "fire_due", "next_due", "count",
-           "implied_data", "pending", "ROUND_WORKSPACES", "Plan", "apply_plan", "restore_plan", "stale"]
+__all__ = ["Timer", "schedule", "schedule_many", "cancel", "get", "next_due", "count",
+           "implied_data", "pending", "Plan", "apply_plan", "restore_plan", "stale"]
 
 US = "\x1f"
 _CODES = {"snooze": "s", "time_rules": "t"}
@@ -124,7 +123,7 @@ def _members(workspace: str, ticket: str, reason: str) -> tuple[str, str]:
     return _member(workspace, ticket, reason), _legacy(workspace, ticket, reason)
 
 
-def _parse(member: str) -> tuple[str, str, str]:
+def parse_member(member: str) -> tuple[str, str, str]:
     """(workspace, ticket, reason) of a member of either form."""
     if US in member:
         workspace, code, ticket = member.split(US, 2)
@@ -133,8 +132,8 @@ def _parse(member: str) -> tuple[str, str, str]:
     return workspace, ticket, reason
 
 
-def _timer(member: str, score: float, data: bytes | str | None) -> Timer:
-    workspace, ticket, reason = _parse(member)
+def timer_of(member: str, score: float, data: bytes | str | None) -> Timer:
+    workspace, ticket, reason = parse_member(member)
     return Timer(workspace, ticket, reason, int(score), orjson.loads(data) if data else implied_data(reason))
 
 
@@ -142,7 +141,7 @@ def _partition(store: Store, workspace: str, ticket: str) -> int:
     return K.partition_of(workspace, ticket, store.settings.partitions)
 
 
-def _ms(when: datetime) -> int:
+def ms_of(when: datetime) -> int:
     """Whole milliseconds since the epoch, exactly (no float rounding)."""
     return _exact_ms(when if when.tzinfo else when.replace(tzinfo=UTC))
 
@@ -162,7 +161,7 @@ async def schedule_many(store: Store, items: list[tuple[str, str, str, datetime,
     for workspace, ticket, reason, due, data in items:
         member, legacy = _members(workspace, ticket, reason)
         extra = None if data is None or data == implied_data(reason) else orjson.dumps(data).decode()
-        by_part.setdefault(_partition(store, workspace, ticket), {})[member] = (_ms(due), extra, legacy, workspace)
+        by_part.setdefault(_partition(store, workspace, ticket), {})[member] = (ms_of(due), extra, legacy, workspace)
     for n, rows in by_part.items():
         plain = [m for m, (_, extra, _, _) in rows.items() if extra is None]
         moved = [old for m, (_, _, old, _) in rows.items() if old != m]
@@ -218,107 +217,8 @@ async def get(store: Store, workspace: str, ticket: str, reason: str) -> Timer |
         *scores, (data, old_data) = await p.execute()
     for (m, d), score in zip([(member, data), (legacy, old_data)] * 2, scores, strict=True):
         if score is not None:
-            return _timer(m, score, d)
+            return timer_of(m, score, d)
     return None
-
-
-# Workspaces served per firing round, those waiting longest first (store/keys.py timer_index): a
-# round costs one read per workspace, so it is bounded; the rest are served by the next rounds.
-ROUND_WORKSPACES = 32
-
-
-@guarded
-async def fire_due(store: Store, n: int, now: datetime, *, limit: int = 500) -> list[Timer]:
-    """Move partition n's timers due at `now` into its event stream, atomically; returns them.
-
-    Fair between workspaces: a round serves up to ROUND_WORKSPACES workspaces with timers due,
-    each up to an equal share of `limit`, so one workspace's burst of due timers (20,000 snoozes
-    due at one second) is fired a share per round while another's timer due meanwhile goes out in
-    the next round. A workspace whose share ran out while it still has timers due is ranked at
-    `now` in the index, behind those still waiting since earlier: round-robin. Within a round the
-    timers go to the stream in due order (a ticket's timers keep their order)."""
-    now_ms = _ms(now)
-    while True:
-        async with store.redis.pipeline(transaction=False) as r:
-            r.zrangebyscore(K.timer_index(n), "-inf", now_ms, start=0, num=ROUND_WORKSPACES, withscores=True)
-            r.zrangebyscore(K.timers(n), "-inf", now_ms, start=0, num=max(1, limit), withscores=True)
-            waiting, old = await r.execute()
-        if old:   # due timers of the older one-set layout: into their workspaces' sets, then fired
-            await _migrate(store, n, now_ms, max(1, limit))
-            continue
-        if not waiting:
-            return []
-        fired = await _fire_round(store, n, [w for w, _ in scored(waiting)], now_ms, max(1, limit))
-        if fired:   # [] after a round that only fixed stale index entries: look again
-            return fired
-
-
-async def _fire_round(store: Store, n: int, workspaces: list[str], now_ms: int, limit: int) -> list[Timer]:
-    """One WATCH/MULTI round over these workspaces' sets; [] when it fired nothing (or lost a race
-    and must be read again)."""
-    share = -(-limit // len(workspaces))
-    keys = [K.timers_of(n, w) for w in workspaces]
-    async with store.redis.pipeline(transaction=True) as p:
-        try:
-            await p.watch(*keys)
-            # read after the WATCH (on any connection): a change since makes the EXEC fail
-            # only what is due (a set may hold a day of timers) and the first one after now
-            async with store.redis.pipeline(transaction=False) as r:
-                for key in keys:
-                    r.zrangebyscore(key, "-inf", now_ms, start=0, num=share, withscores=True)
-                    r.zrangebyscore(key, f"({now_ms}", "+inf", start=0, num=1, withscores=True)
-                r.hlen(K.timer_data(n))   # 0 for the service's own timers: no HMGET then
-                *heads, with_data = await r.execute()
-                replies = [scored(h) for h in heads]
-            rounds = []   # (workspace, its set, its due timers taken, the next due after them)
-            for i, (workspace, key) in enumerate(zip(workspaces, keys, strict=True)):
-                due, later = replies[2 * i], replies[2 * i + 1]
-                # a full share may leave more due: ranked at now (the next round finds out)
-                after = now_ms if len(due) == share else int(later[0][1]) if later else None
-                rounds.append((workspace, key, due, after))
-            taken = [row for _, _, due, _ in rounds for row in due]
-            members = [m for m, _ in taken]
-            datas = await store.redis.hmget(K.timer_data(n), members) if members and with_data else [None] * len(members)
-            fired = sorted((_timer(m, s, d) for (m, s), d in zip(taken, datas, strict=True)),
-                           key=lambda t: t.due_ms)
-            p.multi()
-            for workspace, key, due, after in rounds:
-                if due:
-                    p.zrem(key, *(m for m, _ in due))
-                if after is None:
-                    p.zrem(K.timer_index(n), workspace)
-                else:   # still due (its share ran out): ranked now, behind those waiting longer
-                    p.zadd(K.timer_index(n), {workspace: max(after, now_ms)})
-            if any(datas):
-                p.hdel(K.timer_data(n), *(m for m, d in zip(members, datas, strict=True) if d))
-            for timer in fired:
-                p.xadd(K.stream(n), {"w": timer.workspace, "e": orjson.dumps(timer.event()).decode()})
-            await p.execute()
-            return fired
-        except WatchError:
-            return []   # a timer was moved while we read: read again
-
-
-async def _migrate(store: Store, n: int, now_ms: int, limit: int) -> None:
-    """Move up to `limit` due timers of the older one-set layout into their workspaces' sets (the
-    same members: their timer-data fields stand), atomically, so the fair round fires them."""
-    async with store.redis.pipeline(transaction=True) as p:
-        try:
-            await p.watch(K.timers(n))
-            rows = scored(await p.zrangebyscore(K.timers(n), "-inf", now_ms, start=0, num=limit, withscores=True))
-            if not rows:
-                return
-            by_ws: dict[str, dict[str, int]] = {}
-            for m, score in rows:
-                by_ws.setdefault(_parse(m)[0], {})[m] = int(score)
-            p.multi()
-            for workspace, scores in by_ws.items():
-                p.zadd(K.timers_of(n, workspace), scores)
-                p.zadd(K.timer_index(n), {workspace: min(scores.values())}, lt=True)
-            p.zrem(K.timers(n), *(m for m, _ in rows))
-            await p.execute()
-        except WatchError:
-            return   # moved meanwhile: the caller reads again
 
 
 @guarded

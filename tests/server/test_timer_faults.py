@@ -24,7 +24,7 @@ from server.app import create_app
 from server.settings import Settings
 from server.store import events
 from server.store import keys as K
-from server.store import timers
+from server.store import timer_firing, timers
 from server.store.connect import Store, close_store, open_store
 from server.store.errors import StoreUnavailable
 from server.worker import Worker
@@ -122,14 +122,14 @@ def get_timer(api: TestClient, desk: Workspace, tid: str, reason: str) -> timers
 def fired(monkeypatch: pytest.MonkeyPatch) -> list[timers.Timer]:
     """Every timer any worker fires (the store call itself, so a timer fired twice shows twice)."""
     out: list[timers.Timer] = []
-    real = timers.fire_due
+    real = timer_firing.fire_round
 
-    async def spy(store: Store, n: int, now: datetime, **kw: Any) -> list[timers.Timer]:
+    async def spy(store: Store, n: int, now: datetime, **kw: Any) -> tuple[list[timers.Timer], int | None]:
         got = await real(store, n, now, **kw)
-        out.extend(got)
+        out.extend(got[0])
         return got
 
-    monkeypatch.setattr(timers, "fire_due", spy)
+    monkeypatch.setattr(timer_firing, "fire_round", spy)
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from server.settings import Settings
 from server.store import keys as K
-from server.store import timers
+from server.store import timer_firing, timers
 from server.store.connect import Store, close_store, open_store
 
 pytestmark = pytest.mark.anyio
@@ -31,10 +31,10 @@ async def stream_events(store: Store, n: int) -> list[dict[str, object]]:
 async def test_a_timer_fires_once_at_its_time_into_the_tickets_partition(store: Store) -> None:
     await timers.schedule(store, "w1", "T-1", "snooze", T0 + timedelta(seconds=30), {"type": "ticket.woke"})
     n = K.partition_of("w1", "T-1", store.settings.partitions)
-    assert await timers.fire_due(store, n, T0 + timedelta(seconds=29)) == []
-    fired = await timers.fire_due(store, n, T0 + timedelta(seconds=30))
+    assert await timer_firing.fire_due(store, n, T0 + timedelta(seconds=29)) == []
+    fired = await timer_firing.fire_due(store, n, T0 + timedelta(seconds=30))
     assert [(t.ticket, t.reason) for t in fired] == [("T-1", "snooze")]
-    assert await timers.fire_due(store, n, T0 + timedelta(hours=1)) == []  # never twice
+    assert await timer_firing.fire_due(store, n, T0 + timedelta(hours=1)) == []  # never twice
     [event] = await stream_events(store, n)
     assert event == {"id": f"snooze@{int((T0 + timedelta(seconds=30)).timestamp() * 1000)}:T-1",
                      "type": "ticket.woke", "occurred_at": "2026-11-23T09:00:30.000Z", "ticket": {"id": "T-1"},
@@ -49,10 +49,10 @@ async def test_rescheduling_moves_and_cancel_removes(store: Store) -> None:
     assert t is not None and t.due_at == T0 + timedelta(minutes=9) and t.data == {"type": "time.reached"}
     assert await timers.count(store) == 1
     n = K.partition_of("w1", "T-1", store.settings.partitions)
-    assert await timers.fire_due(store, n, T0 + timedelta(minutes=6)) == []
+    assert await timer_firing.fire_due(store, n, T0 + timedelta(minutes=6)) == []
     assert await timers.cancel(store, "w1", "T-1", "time_rules") is True
     assert await timers.cancel(store, "w1", "T-1", "time_rules") is False
-    assert await timers.fire_due(store, n, T0 + timedelta(days=1)) == []
+    assert await timer_firing.fire_due(store, n, T0 + timedelta(days=1)) == []
 
 
 async def test_timers_are_per_ticket_and_reason_and_fire_in_due_order(store: Store) -> None:
@@ -66,7 +66,7 @@ async def test_timers_are_per_ticket_and_reason_and_fire_in_due_order(store: Sto
     assert due_at == T0
     fired = []
     for n in range(parts):
-        got = await timers.fire_due(store, n, T0 + timedelta(seconds=20))
+        got = await timer_firing.fire_due(store, n, T0 + timedelta(seconds=20))
         assert [t.due_ms for t in got] == sorted(t.due_ms for t in got)
         assert all(K.partition_of(t.workspace, t.ticket, parts) == n for t in got)
         fired += got
@@ -81,14 +81,44 @@ async def test_concurrent_firing_by_two_callers_fires_each_timer_once(store: Sto
     for i in range(200):
         await timers.schedule(store, "w1", "T-1", f"r{i}", T0 + timedelta(milliseconds=i))
     n = K.partition_of("w1", "T-1", store.settings.partitions)
-    a, b = await asyncio.gather(timers.fire_due(store, n, T0 + timedelta(seconds=1), limit=50),
-                                timers.fire_due(store, n, T0 + timedelta(seconds=1), limit=50))
+    a, b = await asyncio.gather(timer_firing.fire_due(store, n, T0 + timedelta(seconds=1), limit=50),
+                                timer_firing.fire_due(store, n, T0 + timedelta(seconds=1), limit=50))
     rest = []
-    while got := await timers.fire_due(store, n, T0 + timedelta(seconds=1), limit=50):
+    while got := await timer_firing.fire_due(store, n, T0 + timedelta(seconds=1), limit=50):
         rest += got
     reasons = [t.reason for t in a + b + rest]
     assert sorted(reasons) == sorted(f"r{i}" for i in range(200))
     assert len(await stream_events(store, n)) == 200
+
+
+async def test_a_timer_moved_or_cancelled_between_the_read_and_the_write_does_not_fire(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A firing round reads the due timers, then writes (one script on Redis, a WATCH/MULTI on
+    the in-process store): a timer moved later or cancelled in between stays as it was left, the
+    rest fire, and the round answers the partition's next due time, the moved timer's."""
+    due, later = T0 + timedelta(seconds=1), T0 + timedelta(hours=1)
+    for reason in ("r1", "r2", "r3"):
+        await timers.schedule(store, "w1", "T-1", reason, due)
+    n = K.partition_of("w1", "T-1", store.settings.partitions)
+    hook = "_fire_watched" if store.embedded else None
+    real = getattr(timer_firing, hook) if hook else store.redis.eval
+
+    async def between(*args: object, **kw: object) -> object:
+        await timers.schedule(store, "w1", "T-1", "r2", later)   # moved
+        await timers.cancel(store, "w1", "T-1", "r3")            # cancelled
+        return await real(*args, **kw)
+
+    if hook:
+        monkeypatch.setattr(timer_firing, hook, between)
+    else:
+        monkeypatch.setattr(store.redis, "eval", between)
+    fired, first = await timer_firing.fire_round(store, n, due + timedelta(seconds=1))
+    assert [t.reason for t in fired] == ["r1"]
+    assert [e["timer"]["reason"] for e in await stream_events(store, n)] == ["r1"]
+    assert first == int(later.timestamp() * 1000)
+    monkeypatch.undo()
+    assert await timer_firing.fire_due(store, n, later - timedelta(seconds=1)) == []
+    assert [t.reason for t in await timer_firing.fire_due(store, n, later)] == ["r2"]
 
 
 async def test_schedule_many_is_schedule_in_bulk(store: Store) -> None:
@@ -122,7 +152,7 @@ async def test_the_services_timers_store_no_data_and_a_compact_member(store: Sto
     for r, d in reasons.items():
         t = await timers.get(store, "ws_0123456789abcdef", odd, r)
         assert t is not None and (t.ticket, t.reason, t.data, t.due_at) == (odd, r, d, T0)
-    fired = await timers.fire_due(store, n, T0)
+    fired = await timer_firing.fire_due(store, n, T0)
     assert sorted((t.ticket, t.reason) for t in fired) == sorted((odd, r) for r in reasons)
     events = await stream_events(store, n)
     assert {(e["type"], e["timer"].get("target")) for e in events} == {
@@ -143,7 +173,7 @@ async def test_data_other_than_the_implied_is_kept_and_dropped_when_it_goes(stor
     assert bare is not None and bare.data == {} and bare.event()["type"] == "time.reached"
     await timers.schedule(store, "w1", "T-1", "snooze", T0, {"type": "ticket.woke"})  # back to the implied
     assert await store.redis.hlen(K.timer_data(n)) == 1
-    fired = {t.reason: t for t in await timers.fire_due(store, n, T0)}
+    fired = {t.reason: t for t in await timer_firing.fire_due(store, n, T0)}
     assert fired["snooze"].data == {"type": "ticket.woke"}
     assert fired["custom|reason"].event()["timer"] == {"reason": "custom|reason",
                                                        "due_at": "2026-11-23T09:00:00.000Z", "k": [1]}
@@ -154,7 +184,7 @@ async def test_two_tickets_due_at_the_same_instant_generate_distinct_event_ids(s
     await timers.schedule_many(store, [("w1", t, "snooze", T0, None) for t in ("A", "B", "A:B")])
     events = []
     for n in range(store.settings.partitions):
-        await timers.fire_due(store, n, T0)
+        await timer_firing.fire_due(store, n, T0)
         events += await stream_events(store, n)
     assert len({e["id"] for e in events}) == 3
 
@@ -169,7 +199,7 @@ async def test_timers_in_the_older_json_layout_still_fire(store: Store) -> None:
     assert t is not None and t.data == {"type": "sla.breached", "target": "first_response"}
     fired = []
     for n in range(store.settings.partitions):
-        fired += await timers.fire_due(store, n, T0 + timedelta(seconds=5))
+        fired += await timer_firing.fire_due(store, n, T0 + timedelta(seconds=5))
     assert sorted((t.ticket, t.reason, t.event()["type"]) for t in fired) == [
         ("T-1", "snooze", "ticket.woke"), ("T-2", "sla.breached:first_response", "sla.breached"),
         ("T-3", "snooze", "ticket.woke")]
@@ -187,8 +217,8 @@ async def test_timers_in_the_older_json_layout_can_be_cancelled_and_moved(store:
     await timers.schedule(store, "w1", "T-1", "time_rules", T0 + timedelta(minutes=1), {"type": "time.reached"})
     assert await timers.count(store) == 1  # moved, not doubled
     assert await store.redis.hlen(K.timer_data(n)) == 0
-    assert await timers.fire_due(store, n, T0 + timedelta(seconds=59)) == []
-    [t] = await timers.fire_due(store, n, T0 + timedelta(minutes=1))
+    assert await timer_firing.fire_due(store, n, T0 + timedelta(seconds=59)) == []
+    [t] = await timer_firing.fire_due(store, n, T0 + timedelta(minutes=1))
     assert (t.reason, t.data) == ("time_rules", {"type": "time.reached"})
 
 
@@ -218,5 +248,5 @@ async def test_apply_and_restore_a_tickets_plan(store: Store) -> None:
     await timers.schedule(store, "w1", "T-1", "snooze", T0)  # a cancel that was lost
     await timers.restore_plan(store, "w1", "T-1", {"sla.warning:resolution": [due, {}]},
                               ["snooze", "time_rules", "sla.warning:resolution"])
-    assert [t.reason for t in await timers.fire_due(store, K.partition_of("w1", "T-1", store.settings.partitions),
+    assert [t.reason for t in await timer_firing.fire_due(store, K.partition_of("w1", "T-1", store.settings.partitions),
                                                     T0 + timedelta(hours=1))] == ["sla.warning:resolution"]

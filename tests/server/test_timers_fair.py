@@ -16,7 +16,7 @@ from test_cluster_slots import cluster_node  # noqa: F401 -- the fixture: a clus
 from server.settings import Settings
 from server.store import events
 from server.store import keys as K
-from server.store import timers
+from server.store import timer_firing, timers
 from server.store.connect import Store, close_store, open_store
 from server.worker import Worker
 
@@ -42,12 +42,12 @@ async def stream_ids(store: Store) -> list[str]:
 async def test_another_workspaces_timer_fires_in_the_first_round_after_a_burst(store: Store) -> None:
     await burst(store, "attacker", 2_000, T0)
     await timers.schedule(store, "victim", "B-1", "snooze", T0 + timedelta(seconds=1))
-    first = await timers.fire_due(store, 0, T0 + timedelta(seconds=2), limit=100)
+    first = await timer_firing.fire_due(store, 0, T0 + timedelta(seconds=2), limit=100)
     assert ("victim", "B-1") in {(t.workspace, t.ticket) for t in first}
     assert len(first) == 51   # the limit shared by the two workspaces due: 50 each, the victim has 1
     assert [t.due_ms for t in first] == sorted(t.due_ms for t in first)   # due order within a round
     rounds = []
-    while got := await timers.fire_due(store, 0, T0 + timedelta(seconds=2), limit=100):
+    while got := await timer_firing.fire_due(store, 0, T0 + timedelta(seconds=2), limit=100):
         rounds.append(len(got))
     assert rounds == [100] * 19 + [50]   # alone again: the whole limit per round
     assert await timers.count(store) == 0
@@ -56,13 +56,13 @@ async def test_another_workspaces_timer_fires_in_the_first_round_after_a_burst(s
 
 
 async def test_workspaces_beyond_one_rounds_reach_are_served_round_robin(store: Store) -> None:
-    many = timers.ROUND_WORKSPACES + 8
+    many = timer_firing.ROUND_WORKSPACES + 8
     for w in range(many):   # each with more due than one round's share
         await burst(store, f"w{w:02d}", 30, T0)
     await timers.schedule(store, "victim", "B-1", "snooze", T0 + timedelta(seconds=1))
     rounds = 0
-    while "victim" not in {t.workspace for t in await timers.fire_due(store, 0, T0 + timedelta(seconds=5),
-                                                                      limit=10 * timers.ROUND_WORKSPACES)}:
+    while "victim" not in {t.workspace for t in await timer_firing.fire_due(store, 0, T0 + timedelta(seconds=5),
+                                                                      limit=10 * timer_firing.ROUND_WORKSPACES)}:
         rounds += 1
     # round 1 serves the 32 that waited since T0; round 2 the 8 others and the victim (waiting
     # since T0 + 1 s, ahead of the 32 just served, which are ranked at the round's time)
@@ -74,9 +74,9 @@ async def test_a_cancelled_timer_leaves_an_index_entry_that_the_round_clears(sto
     await timers.schedule(store, "w1", "T-2", "snooze", T0 + timedelta(minutes=5))
     assert await timers.cancel(store, "w1", "T-1", "snooze") is True
     assert await timers.next_due(store, [0]) == T0   # early, never late
-    assert await timers.fire_due(store, 0, T0 + timedelta(seconds=1)) == []
+    assert await timer_firing.fire_due(store, 0, T0 + timedelta(seconds=1)) == []
     assert await timers.next_due(store, [0]) == T0 + timedelta(minutes=5)   # fixed by the round
-    [t] = await timers.fire_due(store, 0, T0 + timedelta(minutes=5))
+    [t] = await timer_firing.fire_due(store, 0, T0 + timedelta(minutes=5))
     assert t.ticket == "T-2"
     assert await timers.next_due(store, [0]) is None
     assert await store.redis.zcard(K.timer_index(0)) == 0
@@ -87,7 +87,7 @@ async def test_timers_of_the_one_set_layout_fire_once_and_move_when_scheduled(st
     old = {"w1\x1fs\x1fT-1": T0, "w2\x1fbf\x1fT-2": T0 + timedelta(seconds=1),
            orjson.dumps(["w1", "T-3", "time_rules"]).decode(): T0 + timedelta(seconds=2),
            "w1\x1fs\x1fT-4": T0 + timedelta(hours=1)}
-    await store.redis.zadd(K.timers(0), {m: timers._ms(due) for m, due in old.items()})
+    await store.redis.zadd(K.timers(0), {m: timers.ms_of(due) for m, due in old.items()})
     await timers.schedule(store, "w1", "T-5", "snooze", T0)   # a new-layout timer beside them
     assert await timers.count(store) == 5
     assert await timers.next_due(store, [0]) == T0
@@ -96,14 +96,14 @@ async def test_timers_of_the_one_set_layout_fire_once_and_move_when_scheduled(st
     await timers.schedule(store, "w1", "T-4", "snooze", T0 + timedelta(hours=2))   # moved, not doubled
     assert await timers.count(store) == 5 and await store.redis.zcard(K.timers(0)) == 3
     fired = []
-    while got_ := await timers.fire_due(store, 0, T0 + timedelta(minutes=1)):
+    while got_ := await timer_firing.fire_due(store, 0, T0 + timedelta(minutes=1)):
         fired += got_
     assert sorted((t.workspace, t.ticket, t.reason) for t in fired) == [
         ("w1", "T-1", "snooze"), ("w1", "T-3", "time_rules"), ("w1", "T-5", "snooze"),
         ("w2", "T-2", "sla.breached:first_response")]
-    assert await timers.fire_due(store, 0, T0 + timedelta(minutes=1)) == []   # never twice
+    assert await timer_firing.fire_due(store, 0, T0 + timedelta(minutes=1)) == []   # never twice
     assert await store.redis.zcard(K.timers(0)) == 0
-    [moved] = await timers.fire_due(store, 0, T0 + timedelta(hours=2))
+    [moved] = await timer_firing.fire_due(store, 0, T0 + timedelta(hours=2))
     assert (moved.ticket, moved.due_at) == ("T-4", T0 + timedelta(hours=2))
     assert len(await stream_ids(store)) == 5
 
@@ -112,9 +112,9 @@ async def test_two_firers_at_once_fire_each_timer_of_many_workspaces_once(store:
     for w in range(5):
         await burst(store, f"w{w}", 60, T0 + timedelta(milliseconds=w))
     now = T0 + timedelta(seconds=1)
-    a, b = await asyncio.gather(timers.fire_due(store, 0, now, limit=40), timers.fire_due(store, 0, now, limit=40))
+    a, b = await asyncio.gather(timer_firing.fire_due(store, 0, now, limit=40), timer_firing.fire_due(store, 0, now, limit=40))
     rest = []
-    while got := await timers.fire_due(store, 0, now, limit=40):
+    while got := await timer_firing.fire_due(store, 0, now, limit=40):
         rest += got
     fired = [(t.workspace, t.ticket) for t in a + b + rest]
     assert len(fired) == len(set(fired)) == 300
@@ -153,14 +153,14 @@ async def test_every_timer_operation_stays_in_the_partitions_slot_on_a_cluster_n
     store = await open_store(Settings(redis_url=cluster_node, data_file=None, partitions=2))
     try:
         odd = "ws}{x"
-        await store.redis.zadd(K.timers(0), {"old\x1fs\x1fT-9": timers._ms(T0)})   # the one-set layout
+        await store.redis.zadd(K.timers(0), {"old\x1fs\x1fT-9": timers.ms_of(T0)})   # the one-set layout
         await timers.schedule_many(store, [(w, f"T-{i}", "snooze", T0, None) for w in ("w1", odd) for i in range(6)])
         assert await timers.cancel(store, odd, "T-1", "snooze") is True
         assert (await timers.get(store, "w1", "T-2", "snooze")) is not None
         assert await timers.count(store) == 12
         fired = []
         for n in range(2):
-            while got := await timers.fire_due(store, n, T0 + timedelta(seconds=1), limit=4):
+            while got := await timer_firing.fire_due(store, n, T0 + timedelta(seconds=1), limit=4):
                 fired += got
         assert len(fired) == 12 and {t.workspace for t in fired} == {"w1", odd, "old"}
         assert await timers.next_due(store, [0, 1]) is None
