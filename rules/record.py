@@ -105,7 +105,7 @@ class RecordPlan:
 
     def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, Any]], list[Any]]:
         """For `pack`, per revisions map (a new map starts afresh): per rule, whether each
-        `first` code seen so far is described by the code alone (`_compact`), and the rules'
+        `first` code seen so far what its entry needs (rules/packed.py `_described`), and the rules'
         revisions in order. Shared by threads: a swap replaces the pair whole."""
         ident = revisions if revisions else _EMPTY
         revs, made = self._packing
