@@ -23,7 +23,7 @@ entry shows the last one at or before its rule's version.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
@@ -69,7 +69,8 @@ def _described(plan: RecordPlan, i: int, code: int) -> int:
     k = code % FIRST_BASE - 1
     if k < 0 or i in plan.deep:
         return WHOLE
-    kind, _, _, _, _, fn, _ = plan.steps[i][k]
+    step = plan.steps[i][k]
+    kind, fn = step[0], cast(int, step[5])
     if kind == OWN:
         return WHOLE
     if kind == ANY_GROUP:
@@ -128,7 +129,7 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
                 continue
         fired_at.append(i)
         got[i] = _FIRED
-    cut = ev._first.budget.cut   # (after `first` and the codes at turn: they may spend the budget too)
+    cut = bool(ev._first.budget.cut)   # (after `first` and the codes at turn: they may spend the budget too)
     if None in got:
         for i in [i for i, c in enumerate(got) if c is None]:
             got[i] = _described_kept(plan, table, i, ks[i])
