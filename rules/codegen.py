@@ -173,13 +173,14 @@ class Generated(NamedTuple):
     explainers: list[Callable[[Any, State], int]]
     steps: list[list[Node]]
     read: Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], list[Any]] | None = None
-    # `first(v, s)`: for the run record (rules/record.py), which needs every rule's answer on
-    # every event, one int per rule in one call: `code % FIRST_BASE` is one more than the
+    # `first(v, s, h)`: for the run record (rules/record.py), which needs every rule's answer on
+    # every event, one int per rule in one call (and the positions of the rules that hold, in
+    # order, appended to h: a pass building the record matches with it, rules/passes.py): `code % FIRST_BASE` is one more than the
     # rule's explainer answer (0: it holds), and for the j-th `any` step before the failing one
     # (every one when it holds), `code // M_j % (its children + 1)` is one more than the number
     # of the first child (written order) that holds, M_j being `radix[pos][j]`'s (step, M_j).
     # Rules in `deep` (more than FIRST_INLINE steps) carry no branches: `code - 1` is all.
-    first: Callable[[Any, State], list[int]] | None = None
+    first: Callable[[Any, State, list[int]], list[int]] | None = None
     # per rule, its `any` steps: (step number, branch(v, s) -> the number of the first child in
     # written order that holds, or -1), for a rule asked on another ticket version
     branches: list[tuple[tuple[int, Callable[[Any, State], int]], ...]] | None = None
@@ -299,19 +300,21 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
         failing.append(steps)
     # the run record's: every rule's explainer answer and held `any` branches in one call (see
     # Generated.first; a rule of more than FIRST_INLINE steps: a call to its explainer)
-    lines.append("    def first(v, s):")
+    lines.append("    def first(v, s, h):")
+    lines.append("        a = h.append")
     lines.append("        return [")
     deep: list[int] = []
     radix: list[list[tuple[int, int]]] = []
     for pos, (rule_tests, steps_) in enumerate(zip(tests, failing, strict=True)):
         mine = radix_of(steps_)
+        holds = f"(a({pos}) or 0)"   # (0: the code of a rule that holds, appended to h)
         if not rule_tests:
-            expr = "0"
+            expr = holds
         elif len(rule_tests) > FIRST_INLINE:
-            expr = f"x{pos}(v, s) + 1"
+            expr = f"(x{pos}(v, s) + 1 or {holds})"
             deep.append(pos)
         else:
-            expr = "0"
+            expr = holds
             scale = dict(mine)
             parts = []
             for k, (test, node) in enumerate(zip(rule_tests, steps_, strict=True)):

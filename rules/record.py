@@ -162,7 +162,9 @@ class Walk:
         self._timeline = ev._timeline
         self.n = len(rules) if stopped is None else stopped + 1
         assert bucket.first is not None   # every bucket with rules has its generated `first`
-        self.ks: list[int] = bucket.first(_first_slots(ev, bucket), ev._first)
+        codes = ev._codes   # (a pass for the record coded every rule already; pack changes its copy)
+        self.ks: list[int] = list(codes) if codes is not None else bucket.first(_first_slots(ev, bucket),
+                                                                               ev._first, [])
         self._pos: tuple[list[int], list[int]] | None = None
         again = set(ev._rechecked) - fired.keys() - skipped if ev._rechecked else set()
         self.special = fired.keys() | skipped | again | self.plan.deep
