@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .pass_view import Pass as Evaluation
 
 _MISS = object()
-_GET: Any = dict.get
+_ITEM: Any = dict.__getitem__
 # the `first` codes per rule whose answer `pack` keeps (a code names the failing step and the
 # branch of each `any` group before it: a rule of many groups could see many; the rest are
 # worked out per use)
@@ -55,13 +55,13 @@ PACKED = 1
 # What `pack` knows of each rule's entry (per rule and `first` code, kept in the plan's table:
 # RecordPlan.packing): an int n >= 0: described by its code, showing field n (RecordPlan.fields)
 # as `seen`; NO_READ: described, showing no field (an `any` group failed); WHOLE: stored whole (a
-# failure that words itself, a rule that held, a rule of many steps); REGEX_READ - n: a `matches`
+# failure that words itself, a rule that held, a rule of many steps); (in pack's list only, FIRED
+# and STORED: a rule that fired, one the pass's facts make stored whole); REGEX_READ - n: a `matches`
 # step on field n, described by its code unless a regex was cut short in the pass (its failure
 # then carries a note). One int, so the table's answers for a whole bucket are gathered, and the
 # fields the entries show found, in a few C-level list and set operations rather than a loop of
 # Python per rule (that loop was about as costly as the pass itself at 1,000 rules).
-NO_READ, WHOLE, REGEX_READ = -1, -2, -3
-_FIRED, _FULL_CODE = object(), object()   # (beside those: a rule that fired, one stored whole)
+NO_READ, WHOLE, FIRED, STORED, REGEX_READ = -1, -2, -3, -4, -5
 
 
 def _described(plan: RecordPlan, i: int, code: int) -> int:
@@ -78,25 +78,30 @@ def _described(plan: RecordPlan, i: int, code: int) -> int:
     return REGEX_READ - fn if kind == REGEX else fn
 
 
-def _described_kept(plan: RecordPlan, table: list[dict[int, int]], i: int, code: int) -> int:
-    """_described's answer for rule i and `code`, kept in `table` (plan.packing's) for the next
-    event, CODES_PER_RULE codes a rule at most."""
-    c = table[i].get(code)
-    if c is None:
-        c = _described(plan, i, code)
-        if len(table[i]) < CODES_PER_RULE:
-            table[i][code] = c
-    return c
+class Described(dict):  # type: ignore[type-arg]
+    """One rule's _described answers by `first` code, kept for the next event (CODES_PER_RULE
+    codes at most) and worked out on a miss, so pack reads a bucket's answers with one C-level
+    map (dict.__getitem__ calls __missing__ on a subclass)."""
+
+    __slots__ = ("plan", "i")
+
+    def __init__(self, plan: RecordPlan, i: int) -> None:
+        super().__init__()
+        self.plan, self.i = plan, i
+
+    def __missing__(self, code: int) -> int:
+        c = _described(self.plan, self.i, code)
+        if len(self) < CODES_PER_RULE:
+            self[code] = c
+        return c
 
 
-def _shown(c: Any, cut: bool) -> int:
+def _shown(c: int, cut: bool) -> int:
     """The field an entry described by its code shows (`got` value c), or -1 (none, or not
     described by its code)."""
-    if type(c) is not int or c == NO_READ or c == WHOLE:
-        return -1
     if c >= 0:
         return c
-    return -1 if cut else REGEX_READ - c
+    return -1 if cut or c > REGEX_READ else REGEX_READ - c
 
 
 def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
@@ -111,7 +116,7 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
     walk = Walk(ev, bucket)
     n, ks = walk.n, walk.ks
     table, revs = plan.packing(revisions)
-    got: list[Any] = list(map(_GET, table[:n], ks[:n]))
+    got: list[int] = list(map(_ITEM, table[:n], ks[:n]))
     fired_at, full_at = [], []
     fired, skipped, again, deep = ev._fired, ev._skipped, ev._rechecked, plan.deep
     views: dict[int, tuple[State, Any]] = {}
@@ -120,22 +125,18 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
             continue
         firing = fired.get(i)
         if i in skipped or i in deep or (firing is not None and firing.errors):
-            got[i] = _FULL_CODE
+            got[i] = STORED
             continue
         if i in again:   # checked again at its turn: described by its code there
             ks[i] = code = _code_at(ev, walk, views, i)
             if firing is None:
-                got[i] = _described_kept(plan, table, i, code)
+                got[i] = table[i][code]
                 continue
         fired_at.append(i)
-        got[i] = _FIRED
+        got[i] = FIRED
     cut = bool(ev._first.budget.cut)   # (after `first` and the codes at turn: they may spend the budget too)
-    if None in got:
-        for i in [i for i, c in enumerate(got) if c is None]:
-            got[i] = _described_kept(plan, table, i, ks[i])
-    if WHOLE in got or _FULL_CODE in got or cut:
-        full_at = [i for i, c in enumerate(got) if c is _FULL_CODE or c == WHOLE
-                   or (cut and type(c) is int and c <= REGEX_READ)]
+    if cut or WHOLE in got or STORED in got:
+        full_at = [i for i, c in enumerate(got) if c == STORED or c == WHOLE or (cut and c <= REGEX_READ)]
     full = []
     for i in full_at:
         entry = walk.slow(ev, i) or walk.at_turn(ev, i)
@@ -170,7 +171,7 @@ def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i:
     return code
 
 
-def _seen_table(ev: Evaluation, walk: Walk, got: list[Any], cut: bool) -> dict[str, Any]:
+def _seen_table(ev: Evaluation, walk: Walk, got: list[int], cut: bool) -> dict[str, Any]:
     """Each field the entries described by their code (`got`, pack's) show, bounded
     (seen_copy), at each version one of them reads it: what `entries` reads for a rule at its
     version (the tags at vpos, the others at bpos; _Versions). `values`: the other fields

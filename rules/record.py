@@ -110,7 +110,8 @@ class RecordPlan:
         ident = revisions if revisions else _EMPTY
         revs, made = self._packing
         if revs is not ident:
-            made = ([{} for _ in self.heads], [revisions.get(i) for i in self.ids])
+            from .packed import Described
+            made = ([Described(self, i) for i in range(len(self.heads))], [revisions.get(i) for i in self.ids])
             self._packing = (ident, made)
         return made
 
