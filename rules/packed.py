@@ -115,7 +115,7 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
         return None
     walk = Walk(ev, bucket)
     n, ks = walk.n, walk.ks
-    table, revs = plan.packing(revisions)
+    table, revs = plan.packing(revisions, Described)
     got: list[int] = list(map(_ITEM, table[:n], ks[:n]))
     fired_at, full_at = [], []
     fired, skipped, again, deep = ev._fired, ev._skipped, ev._rechecked, plan.deep

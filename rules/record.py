@@ -27,6 +27,7 @@ ev.explain]` (tests/rules/test_property.py checks that on random rule sets).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
@@ -103,15 +104,16 @@ class RecordPlan:
                 for k, y, g in groups))
 
 
-    def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, Any]], list[Any]]:
+    def packing(self, revisions: dict[str, Any], table: Callable[[RecordPlan, int], dict[int, Any]]
+                ) -> tuple[list[dict[int, Any]], list[Any]]:
         """For `pack`, per revisions map (a new map starts afresh): per rule, whether each
         `first` code seen so far what its entry needs (rules/packed.py `_described`), and the rules'
-        revisions in order. Shared by threads: a swap replaces the pair whole."""
+        revisions in order; `table(plan, i)` makes rule i's (packed.py's, which imports this
+        module). Shared by threads: a swap replaces the pair whole."""
         ident = revisions if revisions else _EMPTY
         revs, made = self._packing
         if revs is not ident:
-            from .packed import Described
-            made = ([Described(self, i) for i in range(len(self.heads))], [revisions.get(i) for i in self.ids])
+            made = ([table(self, i) for i in range(len(self.heads))], [revisions.get(i) for i in self.ids])
             self._packing = (ident, made)
         return made
 
