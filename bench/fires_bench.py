@@ -65,8 +65,9 @@ def deskflow_evaluate(ruleset: Any) -> Fn:
 
 def deskflow_record(ruleset: Any, revisions: dict[str, int]) -> Fn:
     def run(event: dict[str, Any], ticket: dict[str, Any]) -> list[str]:
-        ev = ruleset.evaluate(event, ticket, None, NOW)
-        # as server/automation.py's automate and process: the entries with their rules'
+        ev = ruleset.evaluate(event, ticket, None, NOW, record=True)
+        # as server/automation.py's automate and process (the pass for the record: it codes every
+        # rule as it matches, rules/passes.py): the entries with their rules'
         # revisions (the worker's map comes with the rule set from its cache: one object), the
         # record, its size checked (bound_record serializes it) and the bytes the commit stores
         rules = stored_rules(ev, revisions)

@@ -24,7 +24,17 @@ from .conditions import Group, Leaf, Node
 from .ops import State
 from .ordinal import is_ordinal
 
-FOLDED, RAW = 0, 1
+# What a slot holds, per (field, kind): FOLDED State.folded's value (a str case-folded, a list as
+# the frozenset of its folded str items, else None); NUMBER the field's value if it is a number
+# (int or float, not bool), else NaN; TEXT the case-folded str, else ""; ITEMS the frozenset of a
+# list's folded str items, else the empty frozenset. The last three let a leaf's template skip the
+# type test it would need on FOLDED or the raw value: every comparison with NaN is false (as a
+# number op on a non-number), no non-empty value is in "" or starts or ends it (as text ops on a
+# non-string), and no value is in the empty set (as item ops on a non-list). About a third of a
+# leaf's cost was that `type(x) is ...` call.
+FOLDED, NUMBER, TEXT, ITEMS = 0, 1, 2, 3
+NAN = float("nan")
+NO_ITEMS: frozenset[str] = frozenset()
 SCALAR, LIST = 0, 1   # as rules/ruleset.py's index modes
 _ITEM_OPS = frozenset({"includes", "excludes", "includes_any", "includes_all"})
 _NUMBER_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -41,7 +51,7 @@ class _Source:
 
     def __init__(self) -> None:
         self.slots: dict[tuple[str, int], int] = {}
-        self.fields: list[tuple[Any, int]] = []   # (Field, FOLDED | RAW) per slot
+        self.fields: list[tuple[Any, int]] = []   # (Field, kind) per slot
         self.consts: list[Any] = []
         self.preds: list[Callable[[State], bool]] = []
 
@@ -89,23 +99,19 @@ class _Source:
             word = "in" if op == "in" else "not in"
             return f"({self.slot(n, FOLDED)} {word} {self.const(frozenset(x.casefold() for x in strs))})"
         if op in ("contains", "not_contains", "starts_with", "ends_with") and isinstance(v, str):
-            x, c = self.slot(n, FOLDED), self.const(v.casefold())
-            test = {"contains": f"{c} in {x}", "not_contains": f"{c} in {x}",
+            x, c = self.slot(n, TEXT), self.const(v.casefold())   # (a non-empty value: never in "")
+            return {"contains": f"({c} in {x})", "not_contains": f"({c} not in {x})",
                     "starts_with": f"{x}.startswith({c})", "ends_with": f"{x}.endswith({c})"}[op]
-            expr = f"(T({x}) is S and {test})"
-            return f"(not {expr})" if op == "not_contains" else expr
         if op in _ITEM_OPS and strs is not None and (op != "includes" or isinstance(v, str)) and (
                 op not in ("includes", "excludes") or isinstance(v, str)):
-            x = self.slot(n, FOLDED)
+            x = self.slot(n, ITEMS)
             if op in ("includes", "excludes"):
-                expr = f"(T({x}) is F and {self.const(v.casefold())} in {x})"
-                return expr if op == "includes" else f"(not {expr})"
-            c = self.const(frozenset(s.casefold() for s in strs))
-            return (f"(T({x}) is F and not {c}.isdisjoint({x}))" if op == "includes_any"
-                    else f"(T({x}) is F and {c} <= {x})")
+                return f"({self.const(v.casefold())} {'in' if op == 'includes' else 'not in'} {x})"
+            c = self.const(frozenset(s.casefold() for s in strs))   # (non-empty: never <= the empty set)
+            return f"(not {c}.isdisjoint({x}))" if op == "includes_any" else f"({c} <= {x})"
         if op in _NUMBER_OPS and type(v) in (int, float):
-            x = self.slot(n, RAW)
-            return f"(T({x}) in N and {x} {_NUMBER_OPS[op]} {self.const(v)})"
+            x = self.slot(n, NUMBER)   # (NaN when not a number: every comparison is false)
+            return f"({x} {_NUMBER_OPS[op]} {self.const(v)})"
         # `matches` always goes through its predicate: rules/regexes.py bounds every match and
         # charges it to the pass's regex budget, which inline code would bypass.
         return self.fallback(n)
@@ -144,15 +150,14 @@ def _emit(level: _Level, bodies: list[str], src: _Source, dispatch: list[dict[st
             n = len(functions) - 1
             functions[n] = _emit(sub, bodies, src, dispatch, functions) or ["        pass"]
             names[value] = n  # (a level below another is emitted first: its number is fixed)
-        x = src.slot_of(field, FOLDED)
         d = len(dispatch)
         dispatch.append(names)
-        if mode == SCALAR:
-            out.append(f"{pad}g = D[{d}].get({x}) if T({x}) is S else None")
+        if mode == SCALAR:   # (a FOLDED value that is not a str, a frozenset or None, is no key)
+            out.append(f"{pad}g = D[{d}].get({src.slot_of(field, FOLDED)})")
             out.append(f"{pad}if g is not None: g(v, s, h)")
         else:
-            out += [f"{pad}if T({x}) is F:", f"{pad}    d = D[{d}]", f"{pad}    for item in {x}:",
-                    f"{pad}        g = d.get(item)", f"{pad}        if g is not None: g(v, s, h)"]
+            out += [f"{pad}d = D[{d}]", f"{pad}for item in {src.slot_of(field, ITEMS)}:",
+                    f"{pad}    g = d.get(item)", f"{pad}    if g is not None: g(v, s, h)"]
     return out
 
 
@@ -168,13 +173,14 @@ class Generated(NamedTuple):
     explainers: list[Callable[[Any, State], int]]
     steps: list[list[Node]]
     read: Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], list[Any]] | None = None
-    # `first(v, s)`: for the run record (rules/record.py), which needs every rule's answer on
-    # every event, one int per rule in one call: `code % FIRST_BASE` is one more than the
+    # `first(v, s, h)`: for the run record (rules/record.py), which needs every rule's answer on
+    # every event, one int per rule in one call (and the positions of the rules that hold, in
+    # order, appended to h: a pass building the record matches with it, rules/passes.py): `code % FIRST_BASE` is one more than the
     # rule's explainer answer (0: it holds), and for the j-th `any` step before the failing one
     # (every one when it holds), `code // M_j % (its children + 1)` is one more than the number
     # of the first child (written order) that holds, M_j being `radix[pos][j]`'s (step, M_j).
     # Rules in `deep` (more than FIRST_INLINE steps) carry no branches: `code - 1` is all.
-    first: Callable[[Any, State], list[int]] | None = None
+    first: Callable[[Any, State, list[int]], list[int]] | None = None
     # per rule, its `any` steps: (step number, branch(v, s) -> the number of the first child in
     # written order that holds, or -1), for a rule asked on another ticket version
     branches: list[tuple[tuple[int, Callable[[Any, State], int]], ...]] | None = None
@@ -219,31 +225,43 @@ def radix_of(steps: Sequence[Node]) -> list[tuple[int, int]]:
 
 
 def _reader(fields: list[tuple[Any, int]]) -> Callable[..., list[Any]] | None:
-    """A function (ticket, event, vars) -> [slot values], exactly `Slots`' values: FOLDED is
-    State.folded's (a str case-folded, a list as the frozenset of its folded str items, else
-    None), RAW the field as read. The fields' own read functions are passed in as R[n]; no
-    field name enters the source."""
-    if not fields or len(fields) > EAGER_SLOTS:
+    """A function (ticket, event, vars) -> [slot values], exactly `Slots`' values (the kinds
+    above), each field read and case-folded once however many kinds of it the bucket asks for.
+    The fields' own read functions are passed in as R[n]; no field name enters the source."""
+    if not fields or len({f.name for f, _ in fields}) > EAGER_SLOTS:   # (fields, not slots: each read once)
         return None
     lines = ["def _make(R):", "    def read(t, e, w):"]
-    names = []
-    for n, (_field, kind) in enumerate(fields):
-        lines.append(f"        r = R[{n}](t, e, w)")
-        if kind == FOLDED:
-            lines.append(f"        v{n} = r.casefold() if I(r, S) else "
-                         f"(F([x.casefold() for x in r if I(x, S)]) if T(r) is L else None)")
-        else:
-            lines.append(f"        v{n} = r")
-        names.append(f"v{n}")
-    lines.append("        return [" + ", ".join(names) + "]")
+    readers: list[Any] = []
+    number: dict[str, int] = {}   # field name -> its number in R
+    kinds: dict[str, set[int]] = {}
+    for field, kind in fields:
+        kinds.setdefault(field.name, set()).add(kind)
+    for n, (field, kind) in enumerate(fields):
+        m = number.get(field.name)
+        if m is None:
+            m = number[field.name] = len(readers)
+            readers.append(field.read)
+            lines.append(f"        r{m} = R[{m}](t, e, w)")
+            if kinds[field.name] & {FOLDED, TEXT}:
+                lines.append(f"        c{m} = r{m}.casefold() if I(r{m}, S) else None")
+            if kinds[field.name] & {FOLDED, ITEMS}:
+                lines.append(f"        i{m} = F([x.casefold() for x in r{m} if I(x, S)]) if T(r{m}) is L else None")
+        r = f"r{m}"
+        value = {FOLDED: f"c{m} if c{m} is not None else i{m}",
+                 NUMBER: f"{r} if T({r}) in N else NAN",
+                 TEXT: f'c{m} if c{m} is not None else ""',
+                 ITEMS: f"i{m} if i{m} is not None else E"}[kind]
+        lines.append(f"        v{n} = {value}")
+    lines.append("        return [" + ", ".join(f"v{n}" for n in range(len(fields))) + "]")
     lines.append("    return read")
-    namespace: dict[str, Any] = {"__builtins__": {}, "I": isinstance, "L": list, **_GLOBALS}
+    namespace: dict[str, Any] = {"__builtins__": {}, "I": isinstance, "L": list, "NAN": NAN, "E": NO_ITEMS,
+                                 **_GLOBALS}
     exec(compile("\n".join(lines) + "\n", "<rules reader>", "exec"), namespace)  # noqa: S102 -- fixed templates
-    return namespace["_make"](tuple(f.read for f, _ in fields))  # type: ignore[no-any-return]
+    return namespace["_make"](tuple(readers))  # type: ignore[no-any-return]
 
 
 def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generated:
-    """The bucket's `match(v, s)`, the (field, FOLDED | RAW) of each slot of `v`, the
+    """The bucket's `match(v, s)`, the (field, kind) of each slot of `v`, the
     explainers and what the run record asks of every rule (`first`, `branches`)."""
     src = _Source()
     bodies = [src.expr(t) if t is not None else "True" for t in trees]
@@ -282,19 +300,21 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
         failing.append(steps)
     # the run record's: every rule's explainer answer and held `any` branches in one call (see
     # Generated.first; a rule of more than FIRST_INLINE steps: a call to its explainer)
-    lines.append("    def first(v, s):")
+    lines.append("    def first(v, s, h):")
+    lines.append("        a = h.append")
     lines.append("        return [")
     deep: list[int] = []
     radix: list[list[tuple[int, int]]] = []
     for pos, (rule_tests, steps_) in enumerate(zip(tests, failing, strict=True)):
         mine = radix_of(steps_)
+        holds = f"(a({pos}) or 0)"   # (0: the code of a rule that holds, appended to h)
         if not rule_tests:
-            expr = "0"
+            expr = holds
         elif len(rule_tests) > FIRST_INLINE:
-            expr = f"x{pos}(v, s) + 1"
+            expr = f"(x{pos}(v, s) + 1 or {holds})"
             deep.append(pos)
         else:
-            expr = "0"
+            expr = holds
             scale = dict(mine)
             parts = []
             for k, (test, node) in enumerate(zip(rule_tests, steps_, strict=True)):
@@ -337,8 +357,8 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
 
 
 class Slots(dict):  # type: ignore[type-arg]
-    """The slot vector `v` of one state, filled as the generated code asks: slot n is field n
-    folded (str, frozenset or None) or raw. A bucket may read 20 fields while an event's rules
+    """The slot vector `v` of one state, filled as the generated code asks: slot n is its field
+    as its kind says (FOLDED, NUMBER, TEXT, ITEMS). A bucket may read 20 fields while an event's rules
     need three; a dict's `__missing__` costs one call per field read, a hit costs nothing more
     than a list index would."""
 
@@ -350,7 +370,16 @@ class Slots(dict):  # type: ignore[type-arg]
 
     def __missing__(self, n: int) -> Any:
         field, kind = self.fields[n]
-        value = self.state.folded(field) if kind == FOLDED else self.state.read(field)
+        if kind == NUMBER:
+            value = self.state.read(field)
+            if type(value) is not int and type(value) is not float:
+                value = NAN
+        else:
+            value = self.state.folded(field)
+            if kind == TEXT and type(value) is not str:
+                value = ""
+            elif kind == ITEMS and type(value) is not frozenset:
+                value = NO_ITEMS
         self[n] = value
         return value
 

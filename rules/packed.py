@@ -23,19 +23,18 @@ entry shows the last one at or before its rule's version.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
 from .ops import State
-from .record import ANY_GROUP, COPY_VALUE, OWN, REGEX, RecordPlan, Walk, decoded, slots_of, state_at
+from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, decoded, slots_of, state_at
 
 if TYPE_CHECKING:
     from .pass_view import Pass as Evaluation
 
 _MISS = object()
-_GET: Any = dict.get
+_ITEM: Any = dict.__getitem__
 # the `first` codes per rule whose answer `pack` keeps (a code names the failing step and the
 # branch of each `any` group before it: a rule of many groups could see many; the rest are
 # worked out per use)
@@ -53,31 +52,56 @@ def _appends_only(timeline: Any) -> bool:
 
 
 PACKED = 1
-_FULL_CODE = object()
-_REGEX: Any = "regex"
+# What `pack` knows of each rule's entry (per rule and `first` code, kept in the plan's table:
+# RecordPlan.packing): an int n >= 0: described by its code, showing field n (RecordPlan.fields)
+# as `seen`; NO_READ: described, showing no field (an `any` group failed); WHOLE: stored whole (a
+# failure that words itself, a rule that held, a rule of many steps); (in pack's list only, FIRED
+# and STORED: a rule that fired, one the pass's facts make stored whole); REGEX_READ - n: a `matches`
+# step on field n, described by its code unless a regex was cut short in the pass (its failure
+# then carries a note). One int, so the table's answers for a whole bucket are gathered, and the
+# fields the entries show found, in a few C-level list and set operations rather than a loop of
+# Python per rule (that loop was about as costly as the pass itself at 1,000 rules).
+NO_READ, WHOLE, FIRED, STORED, REGEX_READ = -1, -2, -3, -4, -5
 
 
-def _compact(plan: RecordPlan, i: int, code: int) -> Any:
-    """Whether rule i's entry for `first` code `code`, when it did not fire, is described by the
-    code (a failing step that is a plain leaf or an `any` group): True, False, or _REGEX (a
-    `matches` step: described by the code unless a regex was cut short in the pass, when its
-    failure carries a note)."""
+def _described(plan: RecordPlan, i: int, code: int) -> int:
+    """What rule i's entry for `first` code `code` needs when it did not fire (above)."""
     k = code % FIRST_BASE - 1
     if k < 0 or i in plan.deep:
-        return False
-    kind = plan.steps[i][k][0]
-    return _REGEX if kind == REGEX else kind != OWN
+        return WHOLE
+    step = plan.steps[i][k]
+    kind, fn = step[0], cast(int, step[5])
+    if kind == OWN:
+        return WHOLE
+    if kind == ANY_GROUP:
+        return NO_READ
+    return REGEX_READ - fn if kind == REGEX else fn
 
 
-def _compact_kept(plan: RecordPlan, table: list[dict[int, Any]], i: int, code: int) -> Any:
-    """_compact's answer for rule i and `code`, kept in `table` (plan.packing's) for the next
-    event, CODES_PER_RULE codes a rule at most."""
-    c = table[i].get(code)
-    if c is None:
-        c = _compact(plan, i, code)
-        if len(table[i]) < CODES_PER_RULE:
-            table[i][code] = c
-    return c
+class Described(dict):  # type: ignore[type-arg]
+    """One rule's _described answers by `first` code, kept for the next event (CODES_PER_RULE
+    codes at most) and worked out on a miss, so pack reads a bucket's answers with one C-level
+    map (dict.__getitem__ calls __missing__ on a subclass)."""
+
+    __slots__ = ("plan", "i")
+
+    def __init__(self, plan: RecordPlan, i: int) -> None:
+        super().__init__()
+        self.plan, self.i = plan, i
+
+    def __missing__(self, code: int) -> int:
+        c = _described(self.plan, self.i, code)
+        if len(self) < CODES_PER_RULE:
+            self[code] = c
+        return c
+
+
+def _shown(c: int, cut: bool) -> int:
+    """The field an entry described by its code shows (`got` value c), or -1 (none, or not
+    described by its code)."""
+    if c >= 0:
+        return c
+    return -1 if cut or c > REGEX_READ else REGEX_READ - c
 
 
 def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
@@ -91,8 +115,8 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
         return None
     walk = Walk(ev, bucket)
     n, ks = walk.n, walk.ks
-    table, revs = plan.packing(revisions)
-    got: list[Any] = list(map(_GET, table[:n], ks[:n]))
+    table, revs = plan.packing(revisions, Described)
+    got: list[int] = list(map(_ITEM, table[:n], ks[:n]))
     fired_at, full_at = [], []
     fired, skipped, again, deep = ev._fired, ev._skipped, ev._rechecked, plan.deep
     views: dict[int, tuple[State, Any]] = {}
@@ -101,21 +125,18 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
             continue
         firing = fired.get(i)
         if i in skipped or i in deep or (firing is not None and firing.errors):
-            got[i] = _FULL_CODE
+            got[i] = STORED
             continue
         if i in again:   # checked again at its turn: described by its code there
             ks[i] = code = _code_at(ev, walk, views, i)
             if firing is None:
-                got[i] = _compact_kept(plan, table, i, code)
+                got[i] = table[i][code]
                 continue
         fired_at.append(i)
-        got[i] = True
-    cut = ev._first.budget.cut   # (after `first` and the codes at turn: they may spend the budget too)
-    if None in got:
-        for i in [i for i, c in enumerate(got) if c is None]:
-            got[i] = _compact_kept(plan, table, i, ks[i])
-    if False in got or _FULL_CODE in got or (cut and _REGEX in got):
-        full_at = [i for i, c in enumerate(got) if c is not True and (c is not _REGEX or cut)]
+        got[i] = FIRED
+    cut = bool(ev._first.budget.cut)   # (after `first` and the codes at turn: they may spend the budget too)
+    if cut or WHOLE in got or STORED in got:
+        full_at = [i for i, c in enumerate(got) if c == STORED or c == WHOLE or (cut and c <= REGEX_READ)]
     full = []
     for i in full_at:
         entry = walk.slow(ev, i) or walk.at_turn(ev, i)
@@ -123,12 +144,10 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
         full.append([i, entry])
     fired_at.sort()
     timeline = ev._timeline
-    described = set(full_at).union(fired_at)
-    coded = [i for i in range(n) if i not in described] if described else range(n)
     return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
             "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
             "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
-            "seen": _seen_table(ev, walk, coded)}
+            "seen": _seen_table(ev, walk, got, cut)}
 
 
 def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i: int) -> int:
@@ -152,10 +171,10 @@ def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i:
     return code
 
 
-def _seen_table(ev: Evaluation, walk: Walk, coded: Iterable[int]) -> dict[str, Any]:
-    """Each field the entries of positions `coded` (described by their code, not fired) show,
-    bounded (seen_copy), at each version one of them reads it: what `entries` reads for a rule
-    at its version (the tags at vpos, the others at bpos; _Versions). `values`: the other fields
+def _seen_table(ev: Evaluation, walk: Walk, got: list[int], cut: bool) -> dict[str, Any]:
+    """Each field the entries described by their code (`got`, pack's) show, bounded
+    (seen_copy), at each version one of them reads it: what `entries` reads for a rule at its
+    version (the tags at vpos, the others at bpos; _Versions). `values`: the other fields
     (`fields`: those an entry reads, in the plan's order) at version 0, then at each later base
     version an entry reads, the fields read there whose object changed since, as [number in
     `fields`, value] pairs; `tags`: [version, value] at the versions read where
@@ -163,22 +182,35 @@ def _seen_table(ev: Evaluation, walk: Walk, coded: Iterable[int]) -> dict[str, A
 
     Only what is read: every field at every base version made it fields x versions, and a rule
     set can have 20,000 fields (one rule of that many leaves) and 1,000 versions (1,000 rules
-    that set a field and fire): 3 s a pack, against a 4 ms pass."""
+    that set a field and fire): 3 s a pack, against a 4 ms pass. On a pass whose fires only
+    appended tags every field but the tags is read at version 0, so the fields read are the
+    set of `got`'s answers, found without a loop per rule."""
     plan = walk.plan
     timeline, event = ev._timeline, ev._first.event
     appends = _appends_only(timeline)
-    ks, steps, tags_n = walk.ks, plan.steps, plan.tags
+    tags_n = plan.tags
     wanted: dict[int, set[int]] = {}   # base version -> numbers (in `fields`) of the fields read there
-    tag_reads: set[int] = set()        # versions the tags are read at
-    bpos = None if appends else walk.bpos
-    for i in coded:
-        kind, _, _, _, _, fn, _ = steps[i][ks[i] % FIRST_BASE - 1]
-        if kind > COPY_VALUE and kind != REGEX:
-            continue
-        if fn == tags_n:
-            tag_reads.add(walk.vpos[i] if len(timeline) > 1 else 0)
-            continue
-        wanted.setdefault(0 if bpos is None else bpos[i], set()).add(fn if tags_n < 0 or fn < tags_n else fn - 1)
+    tag_reads: set[int] | None = None  # versions the tags are read at (None: not worked out yet)
+    if appends:
+        shown = {_shown(c, cut) for c in set(got)}
+        shown.discard(-1)
+        tags_read = tags_n in shown
+        shown.discard(tags_n)
+        if shown:
+            wanted[0] = {fn if tags_n < 0 or fn < tags_n else fn - 1 for fn in shown}
+        if not tags_read:
+            tag_reads = set()
+    else:
+        tag_reads = set()
+        bpos = walk.bpos
+        for i, c in enumerate(got):
+            fn = _shown(c, cut)
+            if fn < 0:
+                continue
+            if fn == tags_n:
+                tag_reads.add(walk.vpos[i] if len(timeline) > 1 else 0)
+                continue
+            wanted.setdefault(bpos[i], set()).add(fn if tags_n < 0 or fn < tags_n else fn - 1)
     reads, names = plan.seen_reads, plan.seen_names
     read = sorted(set().union(*wanted.values())) if wanted else []
     number = {j: m for m, j in enumerate(read)}   # (the table names only the fields read)
@@ -207,15 +239,18 @@ def _seen_table(ev: Evaluation, walk: Walk, coded: Iterable[int]) -> dict[str, A
         if prefix is not None:
             out["tag_list"], out["tags"] = prefix
             return out
+    if tag_reads is None:   # (a pass that only appended, whose tags are not one prefix list)
+        tag_reads = {walk.vpos[i] if len(timeline) > 1 else 0
+                     for i, c in enumerate(got) if _shown(c, cut) == tags_n}
     versions = []
     last_tags, last_len = _MISS, None
     for step in sorted(tag_reads):
         _, ticket, vars, length = timeline[step]
         raw = field.read(ticket, event, vars)
-        cut = length if length is not None and raw is ticket.get("tags") else None
-        if raw is not last_tags or cut != last_len:
-            versions.append([step, seen_copy(raw if cut is None else raw[:cut])])
-            last_tags, last_len = raw, cut
+        cut_at = length if length is not None and raw is ticket.get("tags") else None
+        if raw is not last_tags or cut_at != last_len:
+            versions.append([step, seen_copy(raw if cut_at is None else raw[:cut_at])])
+            last_tags, last_len = raw, cut_at
     out["tags"] = versions
     return out
 

@@ -30,12 +30,18 @@ _TAGS = FIXED_FIELDS["tags"]
 Timeline = list[tuple[int, dict[str, Any], dict[str, Any], int | None]]
 
 
-def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, skipped: frozenset[int]
-             ) -> tuple[dict[int, Firing], Timeline, int | None, list[dict[str, Any]], dict[str, Any] | None,
-                        frozenset[int] | set[int], Any]:
+def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, skipped: frozenset[int],
+             record: bool = False) -> tuple[dict[int, Firing], Timeline, int | None, list[dict[str, Any]],
+                                           dict[str, Any] | None, frozenset[int] | set[int], Any, list[int] | None]:
     """(fired, timeline, stopped_at, effects, changes or None when a diff must work them out,
     the positions checked again after a fire (and the skipped ones), the slot vector of the
-    event's ticket: the run record's `first` reads it again, rules/record.py)."""
+    event's ticket: the run record's `first` reads it again, rules/record.py; and with `record`
+    every rule's `first` code on that ticket, else None).
+
+    With `record` (the caller builds the run record) the rules holding on the event's ticket are
+    found by the bucket's generated `first`, which codes every rule for the record and appends
+    those that hold, instead of by `match`: the record then asks no rule again, and the pass pays
+    `first` (about the cost of asking every rule) instead of `match` (the index's candidates)."""
     before, event, prev, clock = first.ticket, first.event, first.previous, first.now
     timeline: Timeline = [(0, before, {}, None)]
     fired: dict[int, Firing] = {}
@@ -48,11 +54,16 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     else:
         slots = read_slots(bucket.slots, state)
     slots0 = slots
-    todo = bucket.match(slots, state)
+    codes = None
+    if record:
+        todo: list[int] = []
+        codes = bucket.first(slots, state, todo)
+    else:
+        todo = bucket.match(slots, state)
     if skipped:
         todo = [i for i in todo if i not in skipped]
     if not todo:
-        return fired, timeline, None, effects, {}, skipped, slots0
+        return fired, timeline, None, effects, {}, skipped, slots0, codes
     plans, appends, concerns, explainers = bucket.plans, bucket.appends, bucket.concerns, bucket.explainers
     recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
     cur_ticket: dict[str, Any] = before
@@ -132,4 +143,4 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     if only_appends:
         added = own[base:] if own is not None else []
         changes = {"tags": {"added": added, "removed": []}} if added else {}
-    return fired, timeline, stopped_at, effects, changes, recheck, slots0
+    return fired, timeline, stopped_at, effects, changes, recheck, slots0, codes

@@ -27,6 +27,7 @@ ev.explain]` (tests/rules/test_property.py checks that on random rule sets).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
@@ -103,14 +104,16 @@ class RecordPlan:
                 for k, y, g in groups))
 
 
-    def packing(self, revisions: dict[str, Any]) -> tuple[list[dict[int, Any]], list[Any]]:
+    def packing(self, revisions: dict[str, Any], table: Callable[[RecordPlan, int], dict[int, Any]]
+                ) -> tuple[list[dict[int, Any]], list[Any]]:
         """For `pack`, per revisions map (a new map starts afresh): per rule, whether each
-        `first` code seen so far is described by the code alone (`_compact`), and the rules'
-        revisions in order. Shared by threads: a swap replaces the pair whole."""
+        `first` code seen so far what its entry needs (rules/packed.py `_described`), and the rules'
+        revisions in order; `table(plan, i)` makes rule i's (packed.py's, which imports this
+        module). Shared by threads: a swap replaces the pair whole."""
         ident = revisions if revisions else _EMPTY
         revs, made = self._packing
         if revs is not ident:
-            made = ([{} for _ in self.heads], [revisions.get(i) for i in self.ids])
+            made = ([table(self, i) for i in range(len(self.heads))], [revisions.get(i) for i in self.ids])
             self._packing = (ident, made)
         return made
 
@@ -162,7 +165,9 @@ class Walk:
         self._timeline = ev._timeline
         self.n = len(rules) if stopped is None else stopped + 1
         assert bucket.first is not None   # every bucket with rules has its generated `first`
-        self.ks: list[int] = bucket.first(_first_slots(ev, bucket), ev._first)
+        codes = ev._codes   # (a pass for the record coded every rule already; pack changes its copy)
+        self.ks: list[int] = list(codes) if codes is not None else bucket.first(_first_slots(ev, bucket),
+                                                                               ev._first, [])
         self._pos: tuple[list[int], list[int]] | None = None
         again = set(ev._rechecked) - fired.keys() - skipped if ev._rechecked else set()
         self.special = fired.keys() | skipped | again | self.plan.deep

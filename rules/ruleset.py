@@ -164,12 +164,15 @@ class RuleSet:
 
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None = None,
                  now: datetime | None = None, handlers: dict[str, Handler] | None = None,
-                 exclude: Collection[str] = ()) -> Evaluation:
+                 exclude: Collection[str] = (), record: bool = False) -> Evaluation:
         """One ordered pass of the rules listening to `event["type"]` over `ticket` (already merged).
 
         `previous` is the ticket before this event (None: before its first event, all empty).
         `exclude` names rules (by id, or name where no id) not to check in this pass: the service
-        passes the time rules that already fired for this ticket. Never raises on odd data; never
+        passes the time rules that already fired for this ticket. `record`: the caller will build the
+        run record (`rule_entries`, or rules/packed.py `pack`, as the worker does for every event):
+        the pass then codes every rule for it as it matches (rules/passes.py), and the record need
+        not ask them again; the answers are the same either way. Never raises on odd data; never
         changes its arguments.
         """
         event = event if type(event) is dict else {}
@@ -184,9 +187,10 @@ class RuleSet:
         skipped: frozenset[int] = frozenset()
         if exclude:
             skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
-        fired, timeline, stopped_at, effects, changes, rechecked, slots = run_pass(bucket, first, handlers, skipped)
+        fired, timeline, stopped_at, effects, changes, rechecked, slots, codes = run_pass(
+            bucket, first, handlers, skipped, record)
         return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped, changes,
-                          rechecked, slots)
+                          rechecked, slots, codes)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
                    previous: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> datetime | None:

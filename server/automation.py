@@ -40,7 +40,8 @@ SERVICE_FIELDS = frozenset({"id", "version", "sla", "snoozed_until", "created_at
 class RuleSetLike(Protocol):
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any],
                  previous: dict[str, Any] | None = None, now: datetime | None = None,
-                 handlers: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> Any: ...
+                 handlers: dict[str, Any] | None = None, exclude: Collection[str] = (),
+                 record: bool = False) -> Any: ...
 
 
 @dataclass
@@ -265,9 +266,9 @@ def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, 
     admitted, state, note = guard_rules.admit_generated(event, ticket, now, limits)
     if not admitted:
         return _suppress_pass(event, ticket, previous, ruleset, now, state, note or "")
-    try:
-        ev = (ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers, exclude=exclude)
-              if exclude else ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers))
+    try:   # (record: the worker stores the run record, stored_rules, so the pass codes every rule for it)
+        ev = ruleset.evaluate(event, ticket, previous=previous, now=now, handlers=handlers, exclude=exclude,
+                              record=revisions is not None)
     except Exception as exc:  # a bug in the engine must not wedge the partition
         return Run(ticket=ticket, merged=ticket,
                    error={"code": "automation_error", "message": f"{type(exc).__name__}: {exc}"})

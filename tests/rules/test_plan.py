@@ -13,7 +13,7 @@ from rules import regexes
 from rules.conditions import failure, parse
 from rules.evaluation import _failed
 from rules.ops import State
-from rules.codegen import generate, read_slots
+from rules.codegen import FIRST_BASE, generate, read_slots
 from rules.plan import read_keys
 from ruletools import NOW, make_ticket
 
@@ -127,6 +127,18 @@ def test_generated_predicates_answer_as_the_closures(seed: int, monkeypatch: pyt
         want = [i for i, tree in enumerate(trees) if tree.pred(s)]
         assert match(read_slots(slots, s), s) == want, ticket
         assert bucket.match(read_slots(bucket.slots, s), s) == want, ticket
+        # the eager reader's vector is the lazy one's, slot for slot (NaN for a non-number, "" for
+        # a non-string, the empty set for a non-list: the kinds the templates read untested)
+        assert bucket.read is not None
+        eager = bucket.read(ticket, s.event, {})
+        lazy = read_slots(bucket.slots, s)
+        assert eager == [lazy[n] for n in range(len(bucket.slots))], ticket
+        assert bucket.match(eager, s) == want, ticket
+        # the run record's `first` appends the rules that hold, in order (a pass for the record
+        # matches with it), exactly those whose code says they hold
+        held: list[int] = []
+        codes = bucket.first(eager, s, held)
+        assert held == want == [i for i, c in enumerate(codes) if c % FIRST_BASE == 0], ticket
         v = read_slots(slots, s)
         for i, tree in enumerate(trees):   # explain's first failing step, as conditions.failure
             k = gen.explainers[i](v, s)

@@ -436,6 +436,12 @@ def assert_engine_agrees(case: tuple[Any, ...], compiled: tuple[Any, Any] | None
     entries = again.rule_entries()
     assert entries == [record_entry(e) for e in got.explain]
     assert_stored_bytes_agree(fresh, rules, (event, ticket, previous, handlers), again, entries)
+    # a pass for the record (`record=True`: it matches with `first`, coding every rule as it
+    # goes) answers as the plain pass, and its record is the same entries, stored the same bytes
+    coded = fresh.evaluate(event, ticket, previous=previous, now=NOW, handlers=handlers, record=True)
+    assert summary(coded, rules) == have
+    assert coded.rule_entries() == entries
+    assert_stored_bytes_agree(fresh, rules, (event, ticket, previous, handlers), coded, entries)
 
 
 def assert_stored_bytes_agree(ruleset: Any, rules: list[dict[str, Any]], case: tuple[Any, ...], ev: Any,
