@@ -466,14 +466,11 @@ def test_cold_run_reads_of_one_workspace_do_not_stall_another(served: Served) ->
     assert max(took) < 1.0, f"a cold read took {max(took):.2f} s"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the check of a written rule runs in a thread now (server/api/rules.py `checked`): the victim's "
-    "p99 fell from 1,050 ms (on the event loop) to 134-174 ms, still over 100 ms: two threads in "
-    "re's Python parser hold the GIL the loop needs (a process, as the backtest has, is the fix)"))
 def test_rule_writes_of_one_workspace_do_not_stall_another(served: Served) -> None:
     """A rule's body is checked (compiled) when it is written: 300 regexes of ~770 characters,
     new each time, are ~1 s of re's Python parser, which ran on the event loop every workspace's
-    requests share."""
+    requests share (p99 1,050 ms), then in a thread that held the GIL the loop needs (134-174
+    ms); now in a check process (server/checkpool.py)."""
     a, b = served.workspace("attacker", timeout=120), _victim(served)
 
     def step(n: int) -> None:
