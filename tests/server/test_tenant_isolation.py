@@ -481,3 +481,18 @@ def test_rule_writes_of_one_workspace_do_not_stall_another(served: Served) -> No
 
     with Attack(step, threads=2) as attack:
         _assert_unfelt(b, "rule writes", attack)
+
+
+def test_imports_of_heavy_rules_of_one_workspace_do_not_stall_another(served: Served) -> None:
+    """An import is checked (its rules compiled) before it is planned: a document of 300 regexes
+    of ~770 characters, new each time, compiled in a thread held the GIL the loop needs, as a
+    rule write did; now in a check process (server/checkpool.py)."""
+    a, b = served.workspace("attacker", timeout=120), _victim(served)
+
+    def step(n: int) -> None:
+        doc = {"deskflow": 1, "rules": [_wide_rule(n % 5, n, 300)]}
+        r = a.call("POST", "/v1/import?dry_run=true", json=doc)
+        assert r.status_code in (200, 422), r.text[:300]
+
+    with Attack(step, threads=2) as attack:
+        _assert_unfelt(b, "heavy imports", attack)
