@@ -15,6 +15,7 @@ from server.api import ROUTES
 from server.api import admin as admin_page
 from server.api.health import check_sandbox_jail
 from server.auth import AuthMiddleware
+from server.checkpool import CheckPool
 from server.scripting import Scripting
 from server.selfguard import SelfCallGuard
 from server.errors import EXCEPTION_HANDLERS
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
             log.warning("store unavailable at start (%s); serving 503 until it is back", exc)
         scripting = Scripting(st, settings)
         index_builds = IndexBuilds(st)   # one-time contact index builds (store/directory.py)
+        checks = CheckPool(settings.check_processes, timeout_s=settings.check_timeout_s)
         runtime = Runtime(st, settings, scripting, handlers=handlers,
                           clock=worker_clock) if worker else None
         if runtime is not None:
@@ -62,11 +64,13 @@ def create_app(settings: Settings | None = None, *, worker: bool = False,
         try:
             yield {"store": st, "settings": settings, "scripting": scripting,
                    "worker": runtime.worker if runtime else None,
-                   "outbox": runtime.outbox if runtime else None, "index_builds": index_builds}
+                   "outbox": runtime.outbox if runtime else None, "index_builds": index_builds,
+                   "checks": checks}
         finally:
             if runtime is not None:
                 await runtime.stop()
             await index_builds.aclose()
+            await checks.aclose()
             await scripting.aclose()
             if own:
                 await close_store(st)

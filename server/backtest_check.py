@@ -119,12 +119,14 @@ class Checker:
     """The backtested rule compiled once, checked on rebuilt events. Pure, no I/O; it runs in a
     backtest process of its own, so it holds no GIL another workspace's request waits on."""
 
-    def __init__(self, rule: dict[str, Any], replaces: str | None, calendars: Any) -> None:
+    def __init__(self, rule: dict[str, Any], replaces: str | None, cal: Any) -> None:
+        """`cal`: the workspace's calendars as plain data (server/checkwork.py Calendars),
+        compiled here, in the backtest process, not in the API's."""
         from rules.compile import compile_rule
-        from rules.ruleset import _calendars
+        from server.checkwork import calendars
 
         self.rule, self.replaces = rule, replaces
-        self.compiled = compile_rule(rule, 0, _calendars(calendars))
+        self.compiled = compile_rule(rule, 0, calendars(cal))
 
     def fires(self, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """(changes, effects) when the rule fires on the item, else None (rules.dry_run's path

@@ -68,6 +68,11 @@ class Settings:
     # DESKFLOW_SCRIPT_QUEUE_TIMEOUT_S.
     script_workspace_share: int = 0
     script_queue_timeout_s: float = 10.0
+    # Check processes per API process (server/checkpool.py: big rules, imports, dry runs and SLA
+    # policies are compiled there; 0 checks everything in the API process), and a check's time
+    # limit in one. DESKFLOW_CHECK_PROCESSES, DESKFLOW_CHECK_TIMEOUT_S.
+    check_processes: int = 2
+    check_timeout_s: float = 10.0
     # Refuse to start unless every layer of the sandbox jail is active (netns, no_new_privs,
     # seccomp, a read-only file system). DESKFLOW_SANDBOX_REQUIRE_JAIL=1.
     sandbox_require_jail: bool = False
@@ -106,6 +111,8 @@ class Settings:
             script_workers=int(env.get("DESKFLOW_SCRIPT_WORKERS", cls.script_workers)),
             script_workspace_share=int(env.get("DESKFLOW_SCRIPT_WORKSPACE_SHARE", cls.script_workspace_share)),
             script_queue_timeout_s=float(env.get("DESKFLOW_SCRIPT_QUEUE_TIMEOUT_S", cls.script_queue_timeout_s)),
+            check_processes=int(env.get("DESKFLOW_CHECK_PROCESSES", cls.check_processes)),
+            check_timeout_s=float(env.get("DESKFLOW_CHECK_TIMEOUT_S", cls.check_timeout_s)),
             sandbox_require_jail=env.get("DESKFLOW_SANDBOX_REQUIRE_JAIL", "").strip().lower() in ("1", "true", "yes", "on"),
             webhook_retry_base_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_BASE_S", cls.webhook_retry_base_s)),
             webhook_retry_cap_s=float(env.get("DESKFLOW_WEBHOOK_RETRY_CAP_S", cls.webhook_retry_cap_s)),

@@ -54,7 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import Ctx, json_response, problem, read_object, requires
-from server.api.rules import definition, problems_of, workspace_calendars
+from server.api.rules import check_calendars, definition, problems_of
 from server.errors import ApiError, Unprocessable
 from server.store import keys as K
 from server.store.errors import guarded
@@ -169,8 +169,8 @@ async def backtest(ctx: Ctx) -> Response:
     workspace's last `limit` processed events the rule would have fired, a page of hits with
     their changes, and conflicts with the rules that did fire. Applies nothing."""
     body = _Body(await read_object(ctx.request))
-    calendars = await workspace_calendars(ctx.store, ctx.workspace)
-    problems = await problems_of(body.rule, "rule", calendars=calendars)
+    calendars = await check_calendars(ctx, body.rule)   # compiled in the backtest process
+    problems = await problems_of(ctx, body.rule, "rule")
     if problems:
         raise Unprocessable("The rule is not valid: " + "; ".join(
             f"{p['path']}: {p['reason']}" for p in problems[:5]), details=problems)

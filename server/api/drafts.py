@@ -32,7 +32,6 @@ from server.api.rules import (
     definition,
     dry_run_response,
     problems_of,
-    workspace_calendars,
 )
 from server.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from server.scripting import check_rule_outbound
@@ -78,7 +77,7 @@ def _checked_content(body: Any) -> dict[str, Any]:
 
 
 async def _validate(ctx: Ctx, content: dict[str, Any], live: dict[str, Any]) -> None:
-    problems = await problems_of(content, calendars=await workspace_calendars(ctx.store, ctx.workspace))
+    problems = await problems_of(ctx, content)
     if problems:
         raise Unprocessable("The draft is not valid: " + "; ".join(
             f"{p['path'] or 'rule'}: {p['reason']}" for p in problems[:5]), details=problems)
@@ -206,7 +205,6 @@ async def publish_draft(ctx: Ctx) -> Response:
     ws, rule_id = ctx.workspace, ctx.request.path_params["rule_id"]
     text = await ctx.request.body()
     body = await read_object(ctx.request) if text.strip() else {}
-    calendars = await workspace_calendars(ctx.store, ws)
     also = audit_rules(ctx)
 
     async def build(p: Any) -> tuple[dict[str, Any], Any]:
@@ -228,7 +226,7 @@ async def publish_draft(ctx: Ctx) -> Response:
                                                                   f"{live.get('revision')}")])
         content = dict(draft["rule"])
         content.setdefault("enabled", live.get("enabled", False))
-        problems = await problems_of(content, calendars=calendars)   # (off the loop: rules.checked)
+        problems = await problems_of(ctx, content)   # (a big one in a check process)
         if problems:
             raise Unprocessable("The draft is not valid: " + "; ".join(
                 f"{pr['path'] or 'rule'}: {pr['reason']}" for pr in problems[:5]), details=problems)

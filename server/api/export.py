@@ -14,7 +14,6 @@ nothing: the plan says every item is `unchanged` and no revision is written.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -26,8 +25,8 @@ from server import audit
 from server.api.common import RANK, Ctx, _too_deep, json_depth, json_response, problem, requires
 from server.api.query import Query, choice, flag
 from server.api.document import (FORMAT_VERSION, YAML_TYPES, export_policy, export_rule, export_script,
-                                 import_notes, plain, sla_items, validate)
-from server.api.rules import by_of, calendars_of, check_rule_count, workspace_calendars
+                                 import_notes, plain)
+from server.api.rules import by_of, check_calendars, check_rule_count, checks
 from server.api.import_plan import Plan as _Plan
 from server.api.import_plan import by_position as _by_position
 from server.api.import_plan import export_group as _export_group
@@ -155,10 +154,10 @@ async def import_document(ctx: Ctx) -> Response:
     dry_run: bool = ctx.query["dry_run"]
     missing = _missing(ctx)
     doc = await _read_document(ctx)
-    calendars = {**await workspace_calendars(ctx.store, ctx.workspace), **calendars_of(sla_items(doc))}
-    # in a thread: compiling a document's rules (1,000 of 1,000-character regexes: seconds of
-    # re's Python parser) would hold the loop every workspace's requests are served from
-    problems = await asyncio.to_thread(validate, doc, calendars)
+    # by the check pool, a big document in a check process: compiling its rules (1,000 of
+    # 1,000-character regexes: seconds of re's Python parser) and policies would hold the GIL
+    # the loop every workspace's requests are served from needs (a thread did too)
+    problems = await checks(ctx).run(ctx.workspace, "document", doc, await check_calendars(ctx, doc))
     if problems:
         raise Unprocessable(f"The document has {len(problems)} problem(s); nothing was changed.",
                             details=problems)

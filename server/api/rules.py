@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +24,9 @@ from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.references import write_rules
 from server.api.revisioned import Revisions, by_of
 from server.api.validate import validate_event
-from server.errors import NotFound, Unprocessable
+from server.checkpool import CheckPool
+from server.checkwork import Calendars, calendar_specs, named_calendars
+from server.errors import Conflict, NotFound, Unprocessable
 from server.policy_cache import compile_policies
 from server.scripting import check_rule_outbound
 from server.store import catalog, runs, tickets
@@ -33,8 +34,9 @@ from server.store import revisions as R
 from server.store import sla as sla_store
 from server.store.catalog import now_iso
 
-__all__ = ["routes", "definition", "rule_problems", "problems_of", "checked", "workspace_calendars", "calendars_of", "check_rule_count", "change_action", "by_of", "audit_rules",
-           "dry_run_response"]
+__all__ = ["routes", "definition", "rule_problems", "problems_of", "checked", "checks", "check_calendars",
+           "calendars_of", "check_rule_count", "change_action", "by_of",
+           "audit_rules", "dry_run_response"]
 
 # Bookkeeping the service owns; a client cannot set them.
 _OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
@@ -59,35 +61,43 @@ def calendars_of(specs: list[Any]) -> dict[str, Any]:
     return policy_calendars(compile_policies(specs, quiet=True))
 
 
-async def workspace_calendars(store: Any, workspace: str) -> dict[str, Any]:
-    """calendars_of the workspace's stored SLA policies."""
-    return calendars_of(await sla_store.list_policies(store, workspace))
-
-
-def _check(rule: dict[str, Any], calendars: dict[str, Any] | None = None) -> None:
-    """422 with every problem the engine finds (path + reason), or nothing."""
-    problems = rule_problems(rule, calendars=calendars)
+def _raise_invalid(problems: list[dict[str, str]]) -> None:
+    """422 with every problem the engine found (path + reason), or nothing."""
     if problems:
         raise Unprocessable("The rule is not valid: " + "; ".join(
             f"{p['path'] or 'rule'}: {p['reason']}" for p in problems[:5]), details=problems)
 
 
-async def checked(rule: dict[str, Any], calendars: dict[str, Any] | None = None) -> None:
-    """_check in a thread: checking a rule compiles it, and a 1 MiB rule of regexes is seconds of
-    re's Python parser that held the event loop every workspace shares (300 regexes of ~770
-    characters written over and over: another workspace's p99 1,050 ms,
-    tests/server/test_tenant_isolation.py)."""
-    await asyncio.to_thread(_check, rule, calendars)
+async def check_calendars(ctx: Ctx, node: Any) -> Calendars:
+    """The workspace's calendars as a check of `node` (a rule, a document) needs them: the specs
+    of the SLA policies it names, the other policies' names (server/checkwork.py)."""
+    return calendar_specs(await sla_store.list_policies(ctx.store, ctx.workspace), named_calendars(node))
 
 
-async def problems_of(rule: Any, prefix: str = "", calendars: dict[str, Any] | None = None) -> list[dict[str, str]]:
-    """rule_problems in a thread (checked's reason)."""
-    return await asyncio.to_thread(rule_problems, rule, prefix, calendars)
+async def problems_of(ctx: Ctx, rule: Any, prefix: str = "") -> list[dict[str, str]]:
+    """rule_problems of a rule the caller wrote, checked by the app's check pool: a big rule in a
+    check process (server/checkpool.py), so its compile holds no GIL another workspace's requests
+    wait on (300 regexes of ~770 characters written over and over: another workspace's p99 was
+    1,050 ms on the loop, 134-174 ms in a thread; tests/server/test_tenant_isolation.py)."""
+    cal = await check_calendars(ctx, rule)
+    problems: list[dict[str, str]] = await checks(ctx).run(ctx.workspace, "rule", rule, prefix, cal)
+    return problems
+
+
+async def checked(ctx: Ctx, rule: dict[str, Any]) -> None:
+    """422 with every problem of `rule` (problems_of), or nothing."""
+    _raise_invalid(await problems_of(ctx, rule))
+
+
+def checks(ctx: Ctx) -> CheckPool:
+    """The app's check pool (opened in the lifespan, server/app.py)."""
+    pool: CheckPool = ctx.request.state.checks
+    return pool
 
 
 def rule_problems(rule: Any, prefix: str = "", calendars: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """Every problem of one rule definition as {path, reason} (paths under `prefix`); `calendars`
-    are the names business-time conditions may use (workspace_calendars)."""
+    are the names business-time conditions may use (calendars_of)."""
     from rules import validate_rule
 
     problems: list[dict[str, str]] = []
@@ -178,7 +188,7 @@ async def create_rule(ctx: Ctx) -> Response:
     """Create a rule (disabled unless the body says "enabled": true)."""
     body = _clean(await read_object(ctx.request))
     body.setdefault("enabled", False)
-    await checked(body, await workspace_calendars(ctx.store, ctx.workspace))
+    await checked(ctx, body)
     check_rule_outbound(ctx.principal.role, body)   # secrets need admin; no X-Deskflow-* headers
     now = now_iso()
     rule_id = catalog.new_rule_id()
@@ -247,20 +257,40 @@ async def get_rule(ctx: Ctx) -> Response:
     return json_response((await _with_stats(ctx, [await _load(ctx)]))[0])
 
 
+_SAVE_TRIES = 3   # a rule changed under a save this many times in a row: 409, try again
+
+
+class _Moved(Exception):
+    """The rule changed between its check and the save's transaction, so that it says otherwise."""
+
+
 async def _save(ctx: Ctx, make: Any) -> Response:
     """Write the rule `make(current rule)` returns, with a revision, unless it says what the rule
     already says (then nothing is written and the rule is answered as it is)."""
-    rule_id = ctx.request.path_params["rule_id"]
     seen: dict[str, Any] = {}
-    calendars = await workspace_calendars(ctx.store, ctx.workspace)
-    # checked off the loop against the rule as read now; checked again in the transaction only
-    # if the rule changed in between so that the result differs (then on the loop: rare)
+    for _ in range(_SAVE_TRIES):
+        try:
+            changes = await _save_once(ctx, make, seen)
+            break
+        except _Moved:
+            continue   # checked again, off the loop, against the rule as it is now
+    else:
+        raise Conflict(f"The rule changed while this change was being checked, {_SAVE_TRIES} "
+                       "times in a row; read it and try again.", code="rule_changed")
+    shown: dict[str, Any] = changes[0].new if changes and changes[0].new is not None else seen["rule"]
+    return json_response((await _with_stats(ctx, [shown]))[0])
+
+
+async def _save_once(ctx: Ctx, make: Any, seen: dict[str, Any]) -> list[R.Change]:
+    """One try of _save: the rule as read now is checked (by the check pool), then written if the
+    transaction still finds it so (else _Moved: the check never runs inside the transaction)."""
+    rule_id = ctx.request.path_params["rule_id"]
     now = await catalog.get_rule(ctx.store, ctx.workspace, rule_id)
     pre = definition(make(now)) if now is not None else None
     refused: Unprocessable | None = None
     if pre is not None:
         try:
-            await checked(pre, calendars)
+            await checked(ctx, pre)
         except Unprocessable as exc:
             refused = exc
 
@@ -268,8 +298,8 @@ async def _save(ctx: Ctx, make: Any) -> Response:
         old = seen["rule"] = _current(current, rule_id)
         new = make(old)
         if definition(new) != pre:
-            _check(definition(new), calendars)
-        elif refused is not None:
+            raise _Moved
+        if refused is not None:
             raise refused
         check_rule_outbound(ctx.principal.role, definition(new), old)
         rule = {**definition(new), "id": rule_id,
@@ -280,9 +310,7 @@ async def _save(ctx: Ctx, make: Any) -> Response:
             return []
         return [R.Change(rule_id, rule, old, change_action(old, rule))]
 
-    changes = await _write(ctx, compute)
-    shown: dict[str, Any] = changes[0].new if changes and changes[0].new is not None else seen["rule"]
-    return json_response((await _with_stats(ctx, [shown]))[0])
+    return await _write(ctx, compute)
 
 
 @requires("manager")
@@ -391,8 +419,6 @@ async def dry_run_response(ctx: Ctx, rule: dict[str, Any],
                            body: dict[str, Any] | None = None) -> Response:
     """The dry run of `rule` on the request's {"event", "ticket"?, "now"?} (test_rule; a draft's
     test, server/api/drafts.py, passes the body it read)."""
-    from rules import RuleError, dry_run
-
     body = body if body is not None else await read_object(ctx.request)
     event, problems = validate_event(body.get("event"), now_iso(), path="event", require_id=False)
     previous = body.get("ticket")
@@ -412,15 +438,12 @@ async def dry_run_response(ctx: Ctx, rule: dict[str, Any],
     if previous is None:
         previous = await tickets.get_ticket(ctx.store, ctx.workspace, event["ticket"]["id"])
     ticket = automation.merge_event(previous, event)
-    try:
-        calendars = await workspace_calendars(ctx.store, ctx.workspace)
-        # Off the event loop: a regex match releases the GIL there (rules/regexes.py)
-        result = await asyncio.to_thread(dry_run, rule, event, ticket, previous, now, calendars)
-    except RuleError as exc:
-        raise Unprocessable(f"The stored rule is not valid: {exc}",
-                            details=[{"path": e.path, "reason": e.reason}
-                                     for e in (exc.errors or [exc])]) from exc
-    return json_response(result)
+    # compiled and run by the check pool: a big rule in a check process (problems_of's reason)
+    out = await checks(ctx).run(ctx.workspace, "dry_run", rule, event, ticket, previous, now,
+                                await check_calendars(ctx, rule))
+    if "problems" in out:
+        raise Unprocessable(f"The stored rule is not valid: {out['message']}", details=out["problems"])
+    return json_response(out["result"])
 
 
 @requires("viewer", Query(PAGE))
@@ -437,7 +460,7 @@ async def _restore(ctx: Ctx, rev: dict[str, Any]) -> Response:
     """Write what rule revision `rev` says as a new revision, the rule keeping its place (a
     deleted rule comes back last)."""
     rule_id, content = rev["rule"]["id"], definition(rev["rule"])
-    await checked(content, await workspace_calendars(ctx.store, ctx.workspace))
+    await checked(ctx, content)
     seen: dict[str, Any] = {}
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:

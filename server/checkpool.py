@@ -1,0 +1,293 @@
+"""Check processes: the compile-time checks of what tenants write (server/checkwork.py) run here,
+off the API process, when they are big.
+
+Why: checking a rule compiles it, and 300 regexes of ~770 characters are about a second of re's
+Python parser. In a thread of the API process that still held the GIL the event loop needs: another
+workspace's p99 was 134-174 ms while one workspace wrote such rules (1,050 ms on the loop itself;
+tests/server/test_tenant_isolation.py). In a process of its own it costs the loop a pipe message.
+
+    checks = CheckPool(processes=2)              # the app's lifespan: one per API process
+    problems = await checks.run(workspace, "rule", rule, "", cal)   # OPS["rule"](rule, "", cal)
+    await checks.aclose()                         # every check process stopped (and reaped)
+
+Bounds, each named in its error (never a 500):
+
+* an input of at most FAST_BYTES (as compact JSON) is checked right here, on the loop: the
+  common small rule pays no process hop, and its worst case is a few milliseconds;
+* an input over MAX_CHECK_BYTES never crosses (413 check_too_large); the request body limit
+  (1 MiB) and the stored policies' limits keep real ones well under it;
+* a check gets CHECK_TIMEOUT_S seconds of CPU time in its process (CPU, not wall time: the
+  process runs at a lower priority, and a loaded machine must not turn a valid rule into an
+  error), then stops with a 422 check_timeout; one that has not answered in WALL_FACTOR times
+  that (stuck, or starved) is killed and replaced, with the same answer. Its start (the
+  interpreter's imports, about a second) is not counted;
+* a workspace holds at most `per_workspace` processes at once; its further checks wait in its
+  own queue (at most MAX_WAITING, for at most QUEUE_TIMEOUT_S, else 503 checks_busy with
+  Retry-After) while other workspaces' checks go first, round-robin (sandbox/shares.py);
+* a process that dies is a 503 check_unavailable; the next check starts a fresh one.
+
+The processes are started on the first check that needs one (tests and API processes that never
+see a big rule start none), with "spawn" (a fresh interpreter: no fork of a threaded server), at a
+lower CPU priority (CHILD_NICE), and die with the API process: they read until their pipe closes,
+and on Linux the kernel kills them when it exits (PR_SET_PDEATHSIG), so a killed API leaves no
+orphan behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from sandbox.shares import Shares
+from server.checkwork import OPS
+from server.errors import ApiError, PayloadTooLarge, Unprocessable
+
+__all__ = ["CheckPool", "CheckTimeout", "ChecksBusy", "CheckUnavailable", "FAST_BYTES",
+           "MAX_CHECK_BYTES", "CHECK_TIMEOUT_S", "WALL_FACTOR", "QUEUE_TIMEOUT_S", "MAX_WAITING", "CHILD_NICE",
+           "START_S", "input_size"]
+
+log = logging.getLogger("deskflow.checks")
+
+FAST_BYTES = 4 * 1024              # inputs up to this size are checked in the API process
+MAX_CHECK_BYTES = 8 * 1024 * 1024  # no input over this size is sent to a check process
+CHECK_TIMEOUT_S = 10.0             # a check's CPU time in its process (a 1 MiB rule: ~3.5 s)
+WALL_FACTOR = 4                    # ... and past this many times it in wall time, it is killed
+QUEUE_TIMEOUT_S = 30.0             # a check's wait for a process of its workspace's share
+MAX_WAITING = 8                    # checks of one workspace waiting at once; more are refused
+CHILD_NICE = 10                    # the API's loop and the workers come first on a busy machine
+START_S = 60.0                     # a process's start (imports) on a loaded machine
+
+_CTX = multiprocessing.get_context("spawn")
+_PR_SET_PDEATHSIG = 1
+
+
+class CheckTimeout(Unprocessable):
+    code = "check_timeout"
+
+
+class ChecksBusy(ApiError):
+    status, code = 503, "checks_busy"
+
+
+class CheckUnavailable(ApiError):
+    status, code = 503, "check_unavailable"
+
+
+# -- the child ----------------------------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the thread that started it ends (the API process's
+    loop thread: the pool starts processes there, never from a pool thread)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class _OverTime(BaseException):
+    """The check used its CPU time (a BaseException: no `except Exception` of a check stops it)."""
+
+
+def _over_time(signum: int, frame: Any) -> None:
+    raise _OverTime
+
+
+def _serve(conn: Connection, parent: int) -> None:
+    """A check process: checks one after another until the pipe closes."""
+    _die_with_parent()
+    if os.getppid() != parent:   # the parent was gone before the death signal was asked for
+        return
+    try:
+        os.nice(CHILD_NICE)
+    except OSError:
+        pass
+    signal.signal(signal.SIGVTALRM, _over_time)
+    conn.send(("ready",))
+    while True:
+        try:
+            op, args, cpu_s = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            signal.setitimer(signal.ITIMER_VIRTUAL, cpu_s)
+            try:
+                reply: tuple[Any, ...] = ("ok", OPS[op](*args))
+            finally:
+                signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        except _OverTime:
+            reply = ("timeout",)
+        except Exception as exc:  # noqa: BLE001 -- a bug answers (a 503), never hangs the API
+            log.exception("check process: %s failed", op)
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+# -- the parent ---------------------------------------------------------------------------------
+
+class _Slot:
+    """One of the pool's places: a check process once one has been started in it."""
+
+    def __init__(self) -> None:
+        self.proc: Any = None
+        self.conn: Connection | None = None
+
+    def stop(self, kill: bool) -> None:
+        """End the process: close its pipe (it exits at once when idle) or kill it; reap it."""
+        proc, conn, self.proc, self.conn = self.proc, self.conn, None, None
+        if kill and proc is not None:
+            proc.kill()    # first: a thread waiting on the pipe then reads its end, not a hang
+        if conn is not None:
+            conn.close()
+        if proc is None:
+            return
+        proc.join(2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(2.0)
+        if not proc.is_alive():
+            proc.close()
+
+
+def input_size(args: tuple[Any, ...]) -> int:
+    """An input's size as compact JSON (what the fast path and MAX_CHECK_BYTES measure)."""
+    try:
+        return len(orjson.dumps(args))
+    except TypeError:   # a YAML document's dates, say: measured as what is sent
+        return len(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class CheckPool:
+    """Check processes for one API process's event loop (see the module docstring)."""
+
+    def __init__(self, processes: int = 2, *, per_workspace: int = 1,
+                 timeout_s: float = CHECK_TIMEOUT_S, queue_timeout_s: float = QUEUE_TIMEOUT_S,
+                 max_waiting: int = MAX_WAITING, fast_bytes: int = FAST_BYTES) -> None:
+        self.processes = processes
+        self.timeout_s, self.queue_timeout_s, self.fast_bytes = timeout_s, queue_timeout_s, fast_bytes
+        self.per_workspace = max(1, min(per_workspace, processes)) if processes > 0 else 1
+        self._slots = [_Slot() for _ in range(processes)]
+        self._shares: Shares[_Slot] = Shares(self.per_workspace, max_waiting=max_waiting)
+        for slot in self._slots:
+            self._shares.give(slot)
+        self._closed = False
+        self.started = 0     # processes started so far (the tests and the bench read it)
+        self.inline = 0      # checks answered in this process (the fast path)
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.proc.pid for s in self._slots if s.proc is not None]
+
+    async def run(self, workspace: str, op: str, *args: Any) -> Any:
+        """OPS[op](*args): here when the input is small, else in a process of the workspace's
+        share. Raises CheckTimeout (422), ChecksBusy / CheckUnavailable (503), PayloadTooLarge."""
+        size = input_size(args)
+        if size <= self.fast_bytes or self.processes == 0:
+            self.inline += 1
+            return OPS[op](*args)
+        if size > MAX_CHECK_BYTES:
+            raise PayloadTooLarge(f"The input to check is {size} bytes; the check size limit is "
+                                  f"{MAX_CHECK_BYTES} bytes (MAX_CHECK_BYTES).",
+                                  code="check_too_large")
+        if self._closed:
+            raise CheckUnavailable("The service is stopping; retry shortly.",
+                                   headers={"Retry-After": "1"})
+        slot = self._shares.try_take(workspace) or await self._shares.take(workspace,
+                                                                           self.queue_timeout_s)
+        if slot is None:
+            raise ChecksBusy(
+                f"This workspace's checks are queued past the limit (at most {self.per_workspace} "
+                f"at a time, {self._shares.max_waiting} waiting, QUEUE_TIMEOUT_S "
+                f"{self.queue_timeout_s:g} s); retry shortly.", headers={"Retry-After": "1"})
+        try:
+            return await self._call(slot, op, args)
+        finally:
+            self._shares.finish(workspace, slot)
+
+    async def _call(self, slot: _Slot, op: str, args: tuple[Any, ...]) -> Any:
+        try:
+            self._warm(slot)
+            if slot.proc is None or not slot.proc.is_alive():
+                await self._start(slot)
+            assert slot.conn is not None
+            reply = await asyncio.to_thread(_exchange, slot.conn, (op, args, self.timeout_s),
+                                            self.timeout_s * WALL_FACTOR)
+        except _NoAnswer:   # stuck (or starved past WALL_FACTOR): killed, replaced next time
+            await asyncio.to_thread(slot.stop, True)
+            raise self._timeout() from None
+        except (EOFError, OSError) as exc:
+            await asyncio.to_thread(slot.stop, True)
+            raise CheckUnavailable(f"The check process stopped ({type(exc).__name__}); retry.",
+                                   headers={"Retry-After": "1"}) from exc
+        except BaseException:   # cancelled mid-exchange: the process's state is unknown
+            slot.stop(True)
+            raise
+        if reply[0] == "timeout":
+            raise self._timeout()
+        if reply[0] != "ok":
+            log.error("check %s failed in its process: %s", op, reply[1])
+            raise CheckUnavailable("The check failed in its process; retry, and report it if it "
+                                   "persists.", headers={"Retry-After": "1"})
+        return reply[1]
+
+    def _warm(self, slot: _Slot) -> None:
+        """Give an empty slot the process of an idle one: a second process starts only when two
+        checks run at once."""
+        if slot.proc is None:
+            warm = next((s for s in self._shares.idle if s.proc is not None), None)
+            if warm is not None:
+                slot.proc, slot.conn, warm.proc, warm.conn = warm.proc, warm.conn, None, None
+
+    def _timeout(self) -> CheckTimeout:
+        return CheckTimeout(f"Checking this took more than {self.timeout_s:g} s of CPU time, the "
+                            "check time limit (CHECK_TIMEOUT_S); make it smaller (fewer or shorter "
+                            "regexes, conditions or holidays).",
+                            details=[{"path": "", "reason": f"took over {self.timeout_s:g} s to check"}])
+
+    async def _start(self, slot: _Slot) -> None:
+        """Start the slot's process (here, on the loop's thread: see _die_with_parent) and wait,
+        off the loop, for its ready message (its imports), at most START_S."""
+        slot.stop(True)
+        mine, theirs = _CTX.Pipe()
+        proc = _CTX.Process(target=_serve, args=(theirs, os.getpid()), name="deskflow-check",
+                            daemon=True)
+        proc.start()
+        theirs.close()
+        slot.proc, slot.conn = proc, mine
+        self.started += 1
+        if not await asyncio.to_thread(mine.poll, START_S):
+            raise EOFError("no ready message")
+        mine.recv()
+
+    async def aclose(self) -> None:
+        """Stop every process (an idle one exits when its pipe closes; a busy one is killed)."""
+        self._closed = True
+        idle = set(map(id, self._shares.idle))
+        await asyncio.gather(*(asyncio.to_thread(s.stop, id(s) not in idle) for s in self._slots))
+
+
+class _NoAnswer(Exception):
+    """The check process did not answer within its time limit."""
+
+
+def _exchange(conn: Connection, msg: tuple[Any, ...], wait: float) -> tuple[Any, ...]:
+    started = time.monotonic()
+    conn.send(msg)
+    if not conn.poll(max(0.0, wait - (time.monotonic() - started))):
+        raise _NoAnswer
+    reply: tuple[Any, ...] = conn.recv()
+    return reply

@@ -1,0 +1,254 @@
+"""The check pool (server/checkpool.py): a big rule is checked in a process of its own with the
+same answer as in the API process, a small one stays here; each check is bounded in CPU time,
+input size and queueing, one workspace's queue of checks does not hold another's, and a process
+that dies or a pool that closes leaves an error (never a 500) and no process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from typing import Any
+
+import pytest
+from server_helpers import Workspace
+from starlette.testclient import TestClient
+
+from server import checkpool as C
+from server.app import create_app
+from server.checkwork import check_rule
+from server.settings import Settings
+
+
+def _regexes(n: int, tag: str = "x", width: int = 70) -> dict[str, Any]:
+    """A rule with an `any` of `n` regexes of ~770 characters, new for each `tag` (re caches
+    compiled patterns by text: a new text is a new compile)."""
+    patterns = ["|".join(f"{tag}k{k}w{j:03d}" for j in range(width)) for k in range(n)]
+    return {"name": f"wide {tag}", "enabled": True, "triggers": ["ticket.created"],
+            "conditions": {"any": [{"field": "subject", "op": "matches", "value": p} for p in patterns]},
+            "actions": [{"type": "add_tags", "tags": ["w"]}]}
+
+
+SMALL = {"name": "billing", "triggers": ["ticket.created"],
+         "conditions": {"field": "subject", "op": "contains", "value": "invoice"},
+         "actions": [{"type": "add_tags", "tags": ["billing"]}]}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _pool(**kw: Any) -> C.CheckPool:
+    return C.CheckPool(kw.pop("processes", 2), **kw)
+
+
+def test_a_small_rule_is_checked_here_and_a_big_one_in_a_process_with_the_same_answer() -> None:
+    bad = _regexes(10)
+    bad["conditions"]["any"][3]["value"] = "(unclosed"
+    bad["actions"] = [{"type": "nope"}]
+
+    async def run() -> tuple[Any, Any, int, int, list[int]]:
+        pool = _pool()
+        try:
+            small = await pool.run("w1", "rule", SMALL, "", None)
+            big = await pool.run("w1", "rule", bad, "rule", None)
+            return small, big, pool.inline, pool.started, pool.pids
+        finally:
+            await pool.aclose()
+
+    small, big, inline, started, pids = asyncio.run(run())
+    assert small == [] and inline == 1
+    assert started == 1 and os.getpid() not in pids
+    assert big == check_rule(bad, "rule", None)
+    assert [p["path"] for p in big] == ["rule.conditions.any[3].value", "rule.actions[0].type"]
+
+
+def test_the_process_is_reused_and_stopped_when_the_pool_closes() -> None:
+    async def run() -> tuple[list[int], list[int], int]:
+        pool = _pool(processes=1)
+        first = [await pool.run("w1", "rule", _regexes(8, f"t{i}"), "", None) for i in range(3)]
+        assert first == [[], [], []]
+        pids = pool.pids
+        await pool.aclose()
+        return pids, pool.pids, pool.started
+
+    pids, after, started = asyncio.run(run())
+    assert started == 1 and len(pids) == 1 and after == []
+    assert not _alive(pids[0])
+
+
+def test_a_check_past_its_cpu_time_is_a_422_naming_the_limit_and_the_pool_goes_on() -> None:
+    async def run() -> tuple[C.CheckTimeout, Any]:
+        pool = _pool(processes=1, timeout_s=0.2)
+        try:
+            with pytest.raises(C.CheckTimeout) as exc:
+                await pool.run("w1", "rule", _regexes(300, "slow"), "", None)
+            return exc.value, await pool.run("w1", "rule", _regexes(8, "quick"), "", None)
+        finally:
+            await pool.aclose()
+
+    exc, after = asyncio.run(run())
+    assert exc.status == 422 and exc.code == "check_timeout"
+    assert "0.2 s of CPU time" in exc.message and "CHECK_TIMEOUT_S" in exc.message
+    assert after == []
+
+
+def test_an_input_over_the_size_limit_never_crosses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(C, "MAX_CHECK_BYTES", 20_000)
+
+    async def run() -> tuple[int, int]:
+        pool = _pool()
+        try:
+            with pytest.raises(C.PayloadTooLarge) as exc:
+                await pool.run("w1", "rule", _regexes(60), "", None)
+            assert exc.value.code == "check_too_large" and "MAX_CHECK_BYTES" in exc.value.message
+            return exc.value.status, pool.started
+        finally:
+            await pool.aclose()
+
+    assert asyncio.run(run()) == (413, 0)
+
+
+def test_one_workspaces_queue_of_checks_does_not_hold_anothers() -> None:
+    """Workspace A queues three big checks, then B asks one: B gets the other process at once
+    (A holds one at a time) and is answered before A's third."""
+    done: list[str] = []
+    held: list[int] = []
+
+    async def check(pool: C.CheckPool, ws: str, tag: str) -> None:
+        await pool.run(ws, "rule", _regexes(60, tag), "", None)
+        done.append(tag)
+
+    async def watch(pool: C.CheckPool) -> None:
+        while True:
+            held.append(pool._shares.holding.get("A", 0))
+            await asyncio.sleep(0.005)
+
+    async def run() -> None:
+        pool = _pool()
+        try:
+            await asyncio.gather(pool.run("A", "rule", _regexes(8, "w0"), "", None),
+                                 pool.run("B", "rule", _regexes(8, "w1"), "", None))  # both started
+            watcher = asyncio.create_task(watch(pool))
+            a = [asyncio.create_task(check(pool, "A", f"A{i}")) for i in range(3)]
+            await asyncio.sleep(0)
+            await check(pool, "B", "B")
+            await asyncio.gather(*a)
+            watcher.cancel()
+        finally:
+            await pool.aclose()
+
+    asyncio.run(run())
+    assert done.index("B") < done.index("A2"), done
+    assert max(held) == 1, "workspace A held more than its share"
+
+
+def test_a_workspaces_queue_is_bounded_with_a_503() -> None:
+    async def run() -> list[Any]:
+        pool = _pool(processes=1, max_waiting=1)
+        try:
+            return await asyncio.gather(*(pool.run("A", "rule", _regexes(40, f"q{i}"), "", None)
+                                          for i in range(3)), return_exceptions=True)
+        finally:
+            await pool.aclose()
+
+    results = asyncio.run(run())
+    assert results[:2] == [[], []]
+    assert isinstance(results[2], C.ChecksBusy) and results[2].status == 503
+    assert results[2].headers["Retry-After"] == "1" and "QUEUE_TIMEOUT_S" in results[2].message
+
+
+def test_a_process_killed_mid_check_is_a_503_and_the_next_check_starts_a_fresh_one() -> None:
+    async def run() -> tuple[BaseException, Any, int]:
+        pool = _pool(processes=1)
+        try:
+            await pool.run("w1", "rule", _regexes(8, "warm"), "", None)
+            [pid] = pool.pids
+            task = asyncio.create_task(pool.run("w1", "rule", _regexes(300, "long"), "", None))
+            await asyncio.sleep(0.3)
+            os.kill(pid, signal.SIGKILL)
+            failed = await asyncio.gather(task, return_exceptions=True)
+            return failed[0], await pool.run("w1", "rule", _regexes(8, "again"), "", None), pool.started
+        finally:
+            await pool.aclose()
+
+    failed, after, started = asyncio.run(run())
+    assert isinstance(failed, C.CheckUnavailable) and failed.status == 503
+    assert after == [] and started == 2
+
+
+def test_closing_the_pool_mid_check_stops_the_busy_process_too() -> None:
+    async def run() -> tuple[BaseException, list[int]]:
+        pool = _pool(processes=1)
+        await pool.run("w1", "rule", _regexes(8, "warm"), "", None)
+        pids = pool.pids
+        task = asyncio.create_task(pool.run("w1", "rule", _regexes(300, "long"), "", None))
+        await asyncio.sleep(0.3)
+        await pool.aclose()
+        failed = await asyncio.gather(task, return_exceptions=True)
+        with pytest.raises(C.CheckUnavailable):
+            await pool.run("w1", "rule", _regexes(8, "late"), "", None)
+        return failed[0], pids
+
+    failed, pids = asyncio.run(run())
+    assert isinstance(failed, C.CheckUnavailable)
+    assert not _alive(pids[0])
+
+
+@pytest.fixture
+def slow_checks(settings: Settings) -> Any:
+    """An app whose checks get 0.2 s of CPU, and its client."""
+    app = create_app(dataclasses.replace(settings, check_timeout_s=0.2))
+    with TestClient(app) as c:
+        yield c
+
+
+def test_over_the_limit_through_the_api_every_compiling_route_answers_422(slow_checks: TestClient) -> None:
+    """Rule writes, the dry run, imports and SLA policies each check in the pool; past the CPU
+    limit each answers 422 check_timeout (never a 500), and nothing was written."""
+    ws = Workspace(slow_checks)
+    rule = ws.rule(**SMALL)
+    slow = _regexes(300, "api")
+    calls = [("POST", "/v1/rules", slow), ("PUT", f"/v1/rules/{rule['id']}", slow),
+             ("POST", "/v1/import?dry_run=true", {"deskflow": 1, "rules": [slow]})]
+    for method, path, body in calls:
+        r = slow_checks.request(method, path, json=body, headers=ws.h("manager"))
+        assert r.status_code == 422, (path, r.text[:300])
+        assert r.json()["error"]["code"] == "check_timeout"
+    assert [x["id"] for x in slow_checks.get("/v1/rules", headers=ws.h()).json()["items"]] == [rule["id"]]
+
+
+def _holidays(n: int) -> list[str]:
+    return [f"{2026 + i // 300}-{1 + i // 25 % 12:02d}-{1 + i % 25:02d}" for i in range(n)]
+
+
+def test_a_big_sla_policy_is_checked_in_a_process_with_the_same_answer(client: TestClient) -> None:
+    ws = Workspace(client)
+    holidays = _holidays(1000)
+    holidays[500] = "2026-02-30"
+    policy = {"name": "gold", "targets": {"first_response": "1h"},
+              "business_hours": {"timezone": "UTC", "week": {"mon": ["09:00", "17:00"]}, "holidays": holidays}}
+    r = client.post("/v1/sla-policies", headers=ws.h("manager"), json=policy)
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["error"]["details"] == [{"path": "business_hours.holidays[500]",
+                                            "reason": r.json()["error"]["details"][0]["reason"]}]
+    assert client.app_state["checks"].started == 1
+    holidays[500] = "2026-03-30"
+    assert client.post("/v1/sla-policies", headers=ws.h("manager"), json=policy).status_code == 201
+
+
+def test_the_dry_run_of_a_big_rule_answers_as_the_engine_does(client: TestClient) -> None:
+    ws = Workspace(client)
+    big = _regexes(12, "dry")
+    big["conditions"]["any"].append({"field": "subject", "op": "contains", "value": "refund"})
+    rule = ws.rule(**big)
+    r = client.post(f"/v1/rules/{rule['id']}/test", headers=ws.h("manager"),
+                    json={"event": {"type": "ticket.created", "ticket": {"id": "T-1", "subject": "a refund"}}})
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["matched"] is True and r.json()["changes"]["tags"]["added"] == ["w"]
+    assert client.app_state["checks"].started == 1   # (the rule's write and its dry run)
