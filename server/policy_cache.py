@@ -39,6 +39,7 @@ import orjson
 from rules import RuleError
 from rules.sla import SlaPolicy, compile_policy
 from server.guards import GuardLimits, limits_from
+from server.inflight import outcome
 from server.store import keys as K
 from server.store import sla as sla_store
 from server.store.connect import Store
@@ -135,24 +136,11 @@ class PolicyCache:
             return entry.policies, entry.limits
         pending = self._reading.get(workspace)
         if pending is not None:  # share a read in flight when it answers this revision
-            seen = await self._outcome(pending)
+            seen = await outcome(pending)
             if seen is not None and seen.revision == revision:
                 return seen.policies, seen.limits
         entry = await self._read(store, workspace)
         return entry.policies, entry.limits
-
-    @staticmethod
-    async def _outcome(pending: asyncio.Future[_Entry]) -> _Entry | None:
-        """What another caller's read found; None when it failed (this caller reads itself). A
-        cancellation of this caller still cancels it (the shield keeps the other read going)."""
-        try:
-            return await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            if pending.cancelled():
-                return None
-            raise
-        except Exception:
-            return None
 
     async def _read(self, store: Store, workspace: str) -> _Entry:
         future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
