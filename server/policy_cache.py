@@ -39,7 +39,7 @@ import orjson
 from rules import RuleError
 from rules.sla import SlaPolicy, compile_policy
 from server.guards import GuardLimits, limits_from
-from server.inflight import outcome
+from server.inflight import lead, outcome
 from server.store import keys as K
 from server.store import sla as sla_store
 from server.store.connect import Store
@@ -143,24 +143,16 @@ class PolicyCache:
         return entry.policies, entry.limits
 
     async def _read(self, store: Store, workspace: str) -> _Entry:
-        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-        self._reading[workspace] = future
-        try:
+        async def read_now() -> _Entry:
             stored = await read_policies(store, workspace)
             self.reads += 1
             entry = await self._compiled(workspace, stored)
-        except BaseException:
-            future.cancel()  # those waiting read for themselves
-            raise
-        finally:
-            if self._reading.get(workspace) is future:
-                del self._reading[workspace]
-        self._entries[workspace] = entry
-        self._entries.move_to_end(workspace)
-        while len(self._entries) > self.max_workspaces:
-            self._entries.popitem(last=False)
-        future.set_result(entry)
-        return entry
+            self._entries[workspace] = entry
+            self._entries.move_to_end(workspace)
+            while len(self._entries) > self.max_workspaces:
+                self._entries.popitem(last=False)
+            return entry
+        return await lead(self._reading, workspace, read_now)
 
     async def _compiled(self, workspace: str, stored: StoredPolicies) -> _Entry:
         """The entry for `stored`, compiling only the specs the previous entry did not have (in a

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from rules.calendar import Calendar
-from server.inflight import outcome
+from server.inflight import lead, outcome
 from server.store import catalog
 from server.store.connect import Store
 
@@ -65,24 +65,17 @@ class RuleCache:
 
     async def _compile(self, workspace: str, key: _Key,
                        calendars: dict[str, Calendar] | None) -> _Entry:
-        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-        self._compiling[workspace] = future
-        try:
+        async def compile_now() -> _Entry:
             self.compiles += 1
             stored = await catalog.list_rules(self._store, workspace)
             # in a thread: 1,000 rules of 1,000-character regexes take seconds to compile
             ruleset = await asyncio.to_thread(compile_stored_rules, stored, calendars)
-        except BaseException:
-            future.cancel()   # those waiting compile for themselves
-            raise
-        finally:
-            if self._compiling.get(workspace) is future:
-                del self._compiling[workspace]
-        revisions = {str(r["id"]): int(r.get("revision", 1)) for r in stored if r.get("id") is not None}
-        entry: _Entry = (key, ruleset, revisions)
-        self._cache[workspace] = entry
-        future.set_result(entry)
-        return entry
+            revisions = {str(r["id"]): int(r.get("revision", 1)) for r in stored
+                         if r.get("id") is not None}
+            entry: _Entry = (key, ruleset, revisions)
+            self._cache[workspace] = entry
+            return entry
+        return await lead(self._compiling, workspace, compile_now)
 
 
 def compile_stored_rules(rules: list[dict[str, Any]], calendars: dict[str, Calendar] | None = None) -> Any:
