@@ -149,8 +149,8 @@ async def test_passes_that_miss_the_rules_cache_together_share_one_compile(setti
                                          return_exceptions=True)
         finally:
             rulecache.compile_stored_rules = real
-        assert isinstance(again[0], RuntimeError)
-        fresh = [r for r in again[1:] if not isinstance(r, BaseException)]
+        assert sum(isinstance(r, RuntimeError) for r in again) == 1   # the compiling caller's
+        fresh = [r for r in again if not isinstance(r, BaseException)]
         assert len(fresh) == 4 and len(calls) == 2 and all(r is fresh[0] for r in fresh)
         assert fresh[0] is not got[0]
     finally:
