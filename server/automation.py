@@ -15,6 +15,7 @@ effects go through the auto-reply and send-cap checks; their counts are kept in 
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from collections.abc import Collection
@@ -63,9 +64,20 @@ class Run:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """rules.parse_timestamp (the one timestamp grammar), in UTC."""
+    """rules.parse_timestamp (the one timestamp grammar), in UTC. Remembered for the last few
+    thousand strings of timestamp length: an applied event parses the same few (its run's time,
+    the ticket's created_at) about six times between its pass and its commit's writes."""
+    if isinstance(value, str) and len(value) <= 64:
+        return _parsed(value)
+    return _utc(value)
+
+
+def _utc(value: Any) -> datetime | None:
     when = parse_timestamp(value)
     return when.astimezone(UTC) if when is not None else None
+
+
+_parsed = functools.lru_cache(maxsize=4096)(_utc)   # datetimes are immutable: safe to share
 
 
 format_time = format_timestamp

@@ -79,6 +79,7 @@ class Lanes:
         self._ws_entries: collections.Counter[str] = collections.Counter()
         self._done: list[str] = []
         self._changed = asyncio.Event()
+        self._none_running = asyncio.Event()   # set when the last running lane ends
         self.failed: BaseException | None = None
 
     @property
@@ -140,6 +141,19 @@ class Lanes:
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def quiet(self, wake: asyncio.Event, timeout: float) -> None:
+        """Until no lane runs, `wake` is set, or `timeout` seconds."""
+        if not self._running or wake.is_set():
+            return
+        self._none_running.clear()
+        waits = [asyncio.ensure_future(self._none_running.wait()),
+                 asyncio.ensure_future(wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def settle(self, below: int, timeout: float) -> None:
         """Until fewer than `below` entries are ready (or `timeout` seconds)."""
@@ -222,3 +236,5 @@ class Lanes:
                 self._idle.setdefault(key[0], {})[key] = None
             self._changed.set()
             self._start_ready()
+            if not self._running:
+                self._none_running.set()

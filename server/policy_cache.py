@@ -39,6 +39,7 @@ import orjson
 from rules import RuleError
 from rules.sla import SlaPolicy, compile_policy
 from server.guards import GuardLimits, limits_from
+from server.inflight import lead, outcome
 from server.store import keys as K
 from server.store import sla as sla_store
 from server.store.connect import Store
@@ -135,44 +136,23 @@ class PolicyCache:
             return entry.policies, entry.limits
         pending = self._reading.get(workspace)
         if pending is not None:  # share a read in flight when it answers this revision
-            seen = await self._outcome(pending)
+            seen = await outcome(pending)
             if seen is not None and seen.revision == revision:
                 return seen.policies, seen.limits
         entry = await self._read(store, workspace)
         return entry.policies, entry.limits
 
-    @staticmethod
-    async def _outcome(pending: asyncio.Future[_Entry]) -> _Entry | None:
-        """What another caller's read found; None when it failed (this caller reads itself). A
-        cancellation of this caller still cancels it (the shield keeps the other read going)."""
-        try:
-            return await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            if pending.cancelled():
-                return None
-            raise
-        except Exception:
-            return None
-
     async def _read(self, store: Store, workspace: str) -> _Entry:
-        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-        self._reading[workspace] = future
-        try:
+        async def read_now() -> _Entry:
             stored = await read_policies(store, workspace)
             self.reads += 1
             entry = await self._compiled(workspace, stored)
-        except BaseException:
-            future.cancel()  # those waiting read for themselves
-            raise
-        finally:
-            if self._reading.get(workspace) is future:
-                del self._reading[workspace]
-        self._entries[workspace] = entry
-        self._entries.move_to_end(workspace)
-        while len(self._entries) > self.max_workspaces:
-            self._entries.popitem(last=False)
-        future.set_result(entry)
-        return entry
+            self._entries[workspace] = entry
+            self._entries.move_to_end(workspace)
+            while len(self._entries) > self.max_workspaces:
+                self._entries.popitem(last=False)
+            return entry
+        return await lead(self._reading, workspace, read_now)
 
     async def _compiled(self, workspace: str, stored: StoredPolicies) -> _Entry:
         """The entry for `stored`, compiling only the specs the previous entry did not have (in a

@@ -44,15 +44,19 @@ class Usage:
         return len(self._rules)
 
     def add(self, workspace: str, run_id: str, at: str, hour: int, fired: list[Any]) -> None:
+        rules, kept = self._rules, self.runs_kept   # (about a dozen fires an event)
         for rule_id in fired:
-            u = self._rules.get((workspace, str(rule_id)))
+            key = (workspace, str(rule_id))
+            u = rules.get(key)
             if u is None:
-                u = self._rules[(workspace, str(rule_id))] = RuleUsage()
+                u = rules[key] = RuleUsage()
             u.hours[hour] += 1
-            u.last = max(u.last, at)
-            u.runs.append(run_id)
-            if len(u.runs) > self.runs_kept:
-                del u.runs[:-self.runs_kept]
+            if at > u.last:
+                u.last = at
+            runs = u.runs
+            runs.append(run_id)
+            if len(runs) > kept:
+                del runs[:-kept]
 
     def take(self) -> dict[tuple[str, str], RuleUsage]:
         taken, self._rules = self._rules, {}

@@ -108,6 +108,55 @@ async def test_the_rules_cache_recompiles_when_a_calendar_changes(settings: Any)
         await close_store(store)
 
 
+@pytest.mark.anyio
+async def test_passes_that_miss_the_rules_cache_together_share_one_compile(settings: Any) -> None:
+    """A worker's lanes all miss at its start (and after a rule is saved): one compile per
+    workspace and revision, not one per pass in flight; a failed compile leaves the waiters to
+    compile for themselves."""
+    import asyncio
+
+    from server import rulecache
+    from server.worker import RuleCache
+
+    store = await open_store(settings)
+    try:
+        spaces = []
+        for name in ("one", "two"):
+            ws, _ = await catalog.create_workspace(store, name)
+            await catalog.put_rule(store, ws["id"], {"id": "r", "name": "r", "enabled": True,
+                                                     "position": 1, "triggers": ["ticket.updated"],
+                                                     "actions": [{"type": "close"}]})
+            spaces.append(ws["id"])
+        cache = RuleCache(store)
+        got = await asyncio.gather(*(cache.get(w) for w in spaces for _ in range(20)))
+        assert cache.compiles == 2
+        assert all(r is got[0] for r in got[:20]) and all(r is got[20] for r in got[20:])
+        assert got[0] is not got[20]
+        await catalog.put_rule(store, spaces[0], {"id": "s", "name": "s", "enabled": True,
+                                                  "position": 2, "triggers": ["ticket.updated"],
+                                                  "actions": [{"type": "close"}]})
+        real, calls = rulecache.compile_stored_rules, []
+
+        def failing_once(*args: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("the first compile fails")
+            return real(*args)
+
+        rulecache.compile_stored_rules = failing_once
+        try:
+            again = await asyncio.gather(*(cache.get(spaces[0]) for _ in range(5)),
+                                         return_exceptions=True)
+        finally:
+            rulecache.compile_stored_rules = real
+        assert sum(isinstance(r, RuntimeError) for r in again) == 1   # the compiling caller's
+        fresh = [r for r in again if not isinstance(r, BaseException)]
+        assert len(fresh) == 4 and len(calls) == 2 and all(r is fresh[0] for r in fresh)
+        assert fresh[0] is not got[0]
+    finally:
+        await close_store(store)
+
+
 def test_usage_counts_checks_and_keeps_the_last_error(ws: Workspace) -> None:
     import time
 

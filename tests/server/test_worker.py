@@ -288,3 +288,32 @@ async def test_lanes_that_find_the_lease_due_at_once_keep_the_partition(settings
     finally:
         worker.applier.close()
         await close_store(store)
+
+
+async def test_a_burst_worker_reads_again_on_new_work_not_on_every_applied_entry(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a partition's stream is read empty while its lanes still apply what was read, the
+    loop waits for new entries, the lanes going idle or a timer (a bounded wait) before it reads
+    again; it read again at each lane's finish: a read, a timer check and an ack round trip per
+    event (bench/RESULTS.md, "Apply: worker vs floor")."""
+    settings = replace(settings, partitions=1)
+    store, ws = await _setup(settings)
+    per_ticket = {f"T-{t}": [f"e{t}-{i}" for i in range(3)] for t in range(40)}
+    for i in range(3):
+        await events.append_events(store, ws, [ev(ids[i], tid, i) for tid, ids in per_ticket.items()])
+    reads = 0
+    real = events.read_entries
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(events, "read_entries", counted)
+    worker = Worker(store=store, burst=True)
+    try:
+        assert await worker.run() == 120
+        await _assert_exactly_once(store, ws, per_ticket)
+        assert reads <= 12, reads   # 33 (embedded) and 43 (Redis) before
+    finally:
+        await close_store(store)
