@@ -14,6 +14,7 @@ from server.store.replies import json_or_none
 from server.store.encoding import dumps as _dumps
 from server.store.connect import Store
 from server.store.errors import guarded
+from server.store.usage import SINCE_FIELD
 
 __all__ = [
     "ROLES", "now_iso", "hash_key", "create_workspace", "get_workspace", "find_workspace_by_name",
@@ -275,4 +276,5 @@ async def add_rule_checks(store: Store, counts: dict[tuple[str, str, int], int])
             key = K.rule_stats(workspace, rule_id)
             p.hincrby(key, f"c:{hour}", n)
             p.hdel(key, f"c:{hour - 31 * 24}")
+            p.hsetnx(key, SINCE_FIELD, 0)   # not a hash from before the daily counters (usage.py)
         await p.execute()

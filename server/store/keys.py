@@ -220,7 +220,9 @@ __all__ += ["rule_stats"]
 
 def rule_stats(w: str, rule_id: str) -> str:
     """hash  "last" -> when the rule last fired (run time); "h:<hour since epoch>" -> fires in that
-    hour. Written in the apply transaction; the bucket 31 days back is dropped on each write."""
+    hour, "d:<day since epoch>" -> fires that day, "dsince" -> the first day all of whose fires
+    are in "d:" (store/usage.py); "c:<hour>" -> checks. Written in batches by the worker; the
+    bucket 31 days back (32 for days) is dropped on each write."""
     return f"{_ws(w)}:rule-stats:{rule_id}"
 
 

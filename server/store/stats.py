@@ -31,7 +31,8 @@ from rules import parse_timestamp
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.errors import guarded
-from server.store.replies import text_map
+from server.store.replies import text_map, text_or_none
+from server.store.usage import DAY_FIELD, SINCE_FIELD
 
 __all__ = ["WorkspaceStats", "count_event", "events_per_hour", "sla_per_day", "KEEP_DAYS",
            "MAX_HOURS", "MAX_DAYS", "SLA_TARGETS"]
@@ -146,24 +147,36 @@ async def sla_per_day(store: Store, workspace: str, now_hour: int,
     return out
 
 
+RULES_PER_TRIP = 100      # rules_per_day: rules read in one round trip (the loop is free between)
+
+
 @guarded
 async def rules_per_day(store: Store, workspace: str, rule_ids: list[str], now_hour: int,
                         days: int) -> list[list[int]]:
-    """Each rule's fires per UTC day for the last `days` days (oldest first, today last), summed
-    from the hourly "h:<hour>" buckets of its stats hash (keys.rule_stats): one HMGET of those
-    hours per rule, all in one round trip."""
+    """Each rule's fires per UTC day for the last `days` days (oldest first, today last), from
+    the daily "d:<day>" counters of its stats hash (keys.rule_stats; store/usage.py writes them):
+    31 fields a rule. Only the days before the hash's SINCE_FIELD (at most the day the daily
+    counters began, or a whole hash from before them) are summed from the hourly buckets."""
     today = now_hour // 24
-    first = (today - days + 1) * 24
-    hours = [f"h:{h}" for h in range(first, (today + 1) * 24)]
-    async with store.redis.pipeline(transaction=False) as p:
-        for rule_id in rule_ids:
-            p.hmget(K.rule_stats(workspace, rule_id), hours)
-        replies = await p.execute()
-    out = []
-    for reply in replies:
-        per_day = [0] * days
-        for i, v in enumerate(reply):
-            if v is not None:
-                per_day[i // 24] += _int(v.decode() if isinstance(v, bytes) else str(v))
-        out.append(per_day)
+    day_ids = list(range(today - days + 1, today + 1))
+    out: list[list[int]] = []
+    for start in range(0, len(rule_ids), RULES_PER_TRIP):
+        keys = [K.rule_stats(workspace, r) for r in rule_ids[start:start + RULES_PER_TRIP]]
+        async with store.redis.pipeline(transaction=False) as p:
+            for key in keys:
+                p.exists(key)
+                p.hmget(key, [SINCE_FIELD, *(f"{DAY_FIELD}{d}" for d in day_ids)])
+            replies = await p.execute()
+        rows = [[_int(text_or_none(v)) for v in daily[1:]] for daily in replies[1::2]]
+        hourly = []   # (rule's row, index of the day): the days summed from the hourly buckets
+        for j, (exists, daily) in enumerate(zip(replies[0::2], replies[1::2], strict=True)):
+            since = _int(text_or_none(daily[0])) if daily[0] is not None else (today + 1 if exists else 0)
+            hourly += [(j, i) for i, d in enumerate(day_ids) if d < since]
+        if hourly:
+            async with store.redis.pipeline(transaction=False) as p:
+                for j, i in hourly:
+                    p.hmget(keys[j], [f"h:{h}" for h in range(day_ids[i] * 24, day_ids[i] * 24 + 24)])
+                for (j, i), hours in zip(hourly, await p.execute(), strict=True):
+                    rows[j][i] = sum(_int(text_or_none(v)) for v in hours)
+        out += rows
     return out

@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-from server_helpers import Workspace, event
+import anyio
+import pytest
+import redis
+import redis.asyncio as aredis
+from server_helpers import ROOT_TOKEN, Workspace, event
+from starlette.testclient import TestClient
 from testkit import wait_until
 
+from server.app import create_app
+from server.settings import Settings
+from server.store import keys as K
+from server.store.catalog import add_rule_checks
 from server.store.stats import count_event
+from server.store.usage import Usage, queue_writes
 
 
 def _get(ws: Workspace, path: str, **params: Any) -> Any:
@@ -106,3 +117,46 @@ def test_every_rules_fires_per_day_in_one_answer(ws: Workspace) -> None:
     assert week["rules"][fires["id"]] == [0] * 6 + [3] and len(week["dates"]) == 7
     assert ws.client.get("/v1/stats/rules", params={"days": 31},
                          headers=ws.h("viewer")).status_code == 400
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("scripted", [True, False], ids=["script", "commands"])
+def test_rules_per_day_reads_daily_counters_and_the_hours_from_before_them(
+        redis_url: str, scripted: bool) -> None:
+    """The chart reads each rule's daily counters ("d:<day>", 31 fields a rule, not its 720
+    hourly buckets); only the days before the hash's "dsince" -- the day the daily counters
+    began, or every day of a hash written before them -- are summed from the hours."""
+    settings = Settings(redis_url=redis_url, data_file=None, root_token=ROOT_TOKEN, partitions=4)
+    with TestClient(create_app(settings)) as client:
+        ws = Workspace(client)
+        rule = {"triggers": ["ticket.created"], "actions": [{"type": "close"}]}
+        legacy, new, checked = (ws.rule(name=n, **rule)["id"] for n in ("legacy", "new", "checked"))
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        hour = int(time.time() // 3600)
+        today = hour // 24
+        r.hset(K.rule_stats(ws.id, legacy), mapping={   # as the worker left it before "d:"
+            f"h:{(today - 3) * 24 + 5}": 2, f"h:{today * 24}": 1, "last": "2026-11-23T08:00:00Z"})
+        r.hset(K.rule_stats(ws.id, new), mapping={f"h:{(today - 2) * 24 + 1}": 4})   # from before
+        usage = Usage(runs_kept=10)
+        usage.add(ws.id, "run-1", "2026-11-23T08:00:00Z", (today - 2) * 24 + 3, [new])
+        usage.add(ws.id, "run-2", "2026-11-23T09:00:00Z", hour, [new, new])
+        with r.pipeline(transaction=False) as p:
+            queue_writes(p, usage.take(), 10, scripted=scripted)
+            p.execute()
+        assert r.hget(K.rule_stats(ws.id, new), "dsince") == (str(today - 1) if scripted else "0")
+        r.hset(K.rule_stats(ws.id, new), f"h:{hour}", 50)   # a day past dsince reads "d:" only
+        anyio.run(_checks, redis_url, {(ws.id, checked, hour): 3})
+        got = _get(ws, "/v1/stats/rules", days=5)["rules"]
+        assert got[legacy] == [0, 2, 0, 0, 1]
+        # the day dsince follows: its hours, 4 + 1 (the in-process store keeps no hours from before)
+        assert got[new] == ([0, 0, 5, 0, 2] if scripted else [0, 0, 1, 0, 2])
+        assert got[checked] == [0] * 5
+
+
+async def _checks(redis_url: str, counts: dict[tuple[str, str, int], int]) -> None:
+    """add_rule_checks as a worker calls it (it reads only the store's client)."""
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await add_rule_checks(SimpleNamespace(redis=client), counts)  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
