@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sandbox.broker import OUTBOUND_MARKER
 from server.errors import error_response
 
-__all__ = ["SelfCallGuard", "listeners", "note_cluster", "note_listener", "note_store"]
+__all__ = ["SelfCallGuard", "forget_cluster", "listeners", "note_cluster", "note_listener", "note_store"]
 
 _MARKER = OUTBOUND_MARKER.lower().encode()
 _LISTENERS: set[tuple[str, int]] = set()   # this process's listeners; a handful at most
@@ -75,6 +75,12 @@ def note_cluster(client: Any) -> None:
     as the store's own, as it is whenever `listeners()` is asked; held weakly."""
     _CLUSTERS[:] = [ref for ref in _CLUSTERS if ref() is not None][-(_MAX_LISTENERS - 1):]
     _CLUSTERS.append(weakref.ref(client))
+
+
+def forget_cluster(client: Any) -> None:
+    """A closed cluster client's nodes are no longer the store's (their ports may be reused by
+    anything, a workspace's allow-listed receiver included)."""
+    _CLUSTERS[:] = [ref for ref in _CLUSTERS if ref() is not None and ref() is not client]
 
 
 def _with_loopbacks(address: str, port: int) -> list[tuple[str, int]]:

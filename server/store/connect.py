@@ -137,6 +137,9 @@ async def close_store(store: Store) -> None:
     if store.embedded and store.settings.data_file:
         n = await save_snapshot(store, store.settings.data_file)
         log.info("saved %d keys to %s", n, store.settings.data_file)
+    from server.selfguard import forget_cluster   # (a no-op for a client it never noted)
+
+    forget_cluster(store.redis)
     await store.redis.aclose()
 
 

@@ -23,3 +23,24 @@ def test_every_cluster_node_is_refused_not_only_the_seed(ws: Workspace, local_cl
     calls = _try(ws, [f"{h}/" for h in hosts])
     for call in calls:
         assert "own API or store" in (call.get("refused") or ""), call
+
+
+def test_a_closed_cluster_clients_nodes_are_no_longer_refused(cluster_url: str) -> None:
+    """Once the store is closed its nodes' ports may be anyone's (a receiver a workspace
+    allow-lists): refusing them then refused a webhook on a reused port."""
+    import asyncio
+
+    from server.selfguard import listeners
+    from server.settings import Settings
+    from server.store.connect import close_store, open_store
+
+    async def run() -> tuple[set[int], set[int]]:
+        store = await open_store(Settings(redis_url=cluster_url, data_file=None))
+        open_ports = {port for _, port in listeners()}
+        await close_store(store)
+        return open_ports, {port for _, port in listeners()}
+
+    seed = urlsplit(cluster_url).port
+    while_open, after = asyncio.run(run())
+    assert seed in while_open and len(while_open) >= 6
+    assert {p for p in while_open if p != seed}.isdisjoint(after)   # the discovered nodes are gone
