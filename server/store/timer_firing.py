@@ -127,25 +127,28 @@ async def _fire_round(store: Store, n: int, workspaces: list[str], now_ms: int,
                   key=lambda row: row[3].due_ms)
     args: list[Any] = [now_ms, *workspaces]
     for w, m, s, timer in rows:
-        args += [w + 1, m, _score(s), orjson.dumps(timer.event()).decode()]
+        args += [w + 1, m, s, orjson.dumps(timer.event()).decode()]
     script_keys = [K.stream(n), K.timer_index(n), K.timer_data(n), K.timers(n), *keys]
     if store.embedded:   # the in-process store runs no Lua: the same writes under WATCH
-        done, first = await _fire_watched(store, script_keys, args)
+        done = await _fire_watched(store, script_keys, args)
+        first = await _first_due(store, n)
     else:
-        done, first = await store.redis.eval(_FIRE, len(script_keys), *script_keys, *args)
+        done, head = await store.redis.eval(_FIRE, len(script_keys), *script_keys, *args)
+        first = None if head is None else int(float(text(head)))
     gone = set(texts(done))
     fired = [timer for _, m, _, timer in rows if m in gone]
-    return fired, None if first is None else int(float(text(first)))
+    return fired, first
 
 
-async def _fire_watched(store: Store, keys: list[str], args: list[Any]) -> tuple[list[str], str | None]:
-    """_FIRE, step for step, as a WATCH/MULTI transaction (run again if a key changed meanwhile)."""
-    stream, index, data, old, *sets = keys
+async def _fire_watched(store: Store, keys: list[str], args: list[Any]) -> list[str]:
+    """_FIRE's writes, step for step, as a WATCH/MULTI transaction (run again if a key changed
+    meanwhile); the members fired (the caller reads the next due itself, as next_due does)."""
+    stream, index, data, _old, *sets = keys
     now, workspaces, rows = int(args[0]), args[1:1 + len(sets)], args[1 + len(sets):]
     while True:
         async with store.redis.pipeline(transaction=True) as p:
             try:
-                await p.watch(index, old, *sets)
+                await p.watch(index, *sets)
                 fired, writes = [], []
                 for i in range(0, len(rows), 4):
                     w, member, due, event = rows[i:i + 4]
@@ -171,18 +174,7 @@ async def _fire_watched(store: Store, keys: list[str], args: list[Any]) -> tuple
                 await p.execute()
             except WatchError:
                 continue
-        heads: list[float] = []
-        async with store.redis.pipeline(transaction=False) as r:
-            r.zrange(index, 0, 0, withscores=True)
-            r.zrange(old, 0, 0, withscores=True)
-            for first in map(scored, await r.execute()):
-                heads += [first[0][1]] if first else []
-        return fired, _score(min(heads)) if heads else None
-
-
-def _score(score: float) -> str:
-    """A sorted-set score as ZSCORE answers it in a script (a due time is a whole number of ms)."""
-    return str(int(score)) if score == int(score) else repr(score)
+        return fired
 
 
 async def _first_due(store: Store, n: int) -> int | None:
