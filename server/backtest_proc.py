@@ -29,6 +29,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from server.pipes import NoAnswer, exchange
+
 __all__ = ["Job", "BacktestProcessError", "POOL_SIZE", "GRACE_S", "CHILD_NICE"]
 
 log = logging.getLogger("deskflow.backtest")
@@ -170,20 +172,13 @@ class Job:
     async def _ask(self, msg: tuple[Any, ...], extra_s: float = 0.0) -> tuple[Any, ...]:
         wait = max(0.0, self.deadline - time.monotonic()) + GRACE_S + extra_s
         try:
-            reply: tuple[Any, ...] = await asyncio.wait_for(asyncio.to_thread(self._exchange, msg, wait),
+            reply: tuple[Any, ...] = await asyncio.wait_for(asyncio.to_thread(exchange, self._conn, msg, wait),
                                                             wait + GRACE_S)
-        except (asyncio.TimeoutError, EOFError, OSError, BacktestProcessError) as exc:
+        except (asyncio.TimeoutError, EOFError, OSError, NoAnswer) as exc:
             await asyncio.to_thread(self.kill)
             raise BacktestProcessError(f"the backtest process did not answer {msg[0]!r} in time "
                                        f"({type(exc).__name__})") from exc
         if reply[0] == "error":
             await asyncio.to_thread(self.kill)
             raise BacktestProcessError(f"the backtest process failed: {reply[1]}")
-        return reply
-
-    def _exchange(self, msg: tuple[Any, ...], wait: float) -> tuple[Any, ...]:
-        self._conn.send(msg)
-        if not self._conn.poll(wait):
-            raise BacktestProcessError("no answer")
-        reply: tuple[Any, ...] = self._conn.recv()
         return reply

@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import pickle
 import signal
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -50,6 +49,7 @@ import orjson
 from sandbox.shares import Shares
 from server.checkwork import OPS
 from server.errors import ApiError, PayloadTooLarge, Unprocessable
+from server.pipes import NoAnswer, exchange
 
 __all__ = ["CheckPool", "CheckTimeout", "ChecksBusy", "CheckUnavailable", "FAST_BYTES",
            "MAX_CHECK_BYTES", "CHECK_TIMEOUT_S", "WALL_FACTOR", "QUEUE_TIMEOUT_S", "MAX_WAITING", "CHILD_NICE",
@@ -224,9 +224,9 @@ class CheckPool:
             if slot.proc is None or not slot.proc.is_alive():
                 await self._start(slot)
             assert slot.conn is not None
-            reply = await asyncio.to_thread(_exchange, slot.conn, (op, args, self.timeout_s),
+            reply = await asyncio.to_thread(exchange, slot.conn, (op, args, self.timeout_s),
                                             self.timeout_s * WALL_FACTOR)
-        except _NoAnswer:   # stuck (or starved past WALL_FACTOR): killed, replaced next time
+        except NoAnswer:   # stuck (or starved past WALL_FACTOR): killed, replaced next time
             await asyncio.to_thread(slot.stop, True)
             raise self._timeout() from None
         except (EOFError, OSError) as exc:
@@ -278,16 +278,3 @@ class CheckPool:
         self._closed = True
         idle = set(map(id, self._shares.idle))
         await asyncio.gather(*(asyncio.to_thread(s.stop, id(s) not in idle) for s in self._slots))
-
-
-class _NoAnswer(Exception):
-    """The check process did not answer within its time limit."""
-
-
-def _exchange(conn: Connection, msg: tuple[Any, ...], wait: float) -> tuple[Any, ...]:
-    started = time.monotonic()
-    conn.send(msg)
-    if not conn.poll(max(0.0, wait - (time.monotonic() - started))):
-        raise _NoAnswer
-    reply: tuple[Any, ...] = conn.recv()
-    return reply
