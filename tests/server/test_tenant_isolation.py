@@ -293,6 +293,31 @@ def test_yaml_imports_of_one_workspace_do_not_stall_another(served: Served) -> N
         _assert_unfelt(b, "yaml", attack)
 
 
+# The largest documents the limits admit: just under MAX_YAML_NODES values in about 1 MiB
+# (the body limit), as YAML and as JSON, each a rule list the checks then walk.
+_WIDE_GROUPS = [f"g{i % 97}" for i in range(90_000)]
+BIG_YAML = "deskflow: 1\ngroups:\n" + "".join(f"- {g}\n" for g in _WIDE_GROUPS)
+BIG_JSON = ('{"deskflow": 1, "groups": [' + ",".join(f'"{g}"' for g in _WIDE_GROUPS) + "]}")
+
+
+def test_largest_imports_of_one_workspace_do_not_stall_another(served: Served) -> None:
+    """Documents as large as the limits allow (100,000 values, 1 MiB), parsed and checked over
+    and over: the parse ran in a thread of the API process, and the walks after it (dates to
+    text, the depth check, the size of what goes to a check process) on the loop itself."""
+    assert len(BIG_YAML) < 1024 * 1024 and len(BIG_JSON) < 1024 * 1024
+    a, b = served.workspace("attacker", timeout=120), _victim(served)
+    docs = [(BIG_YAML, "application/yaml"), (BIG_JSON, "application/json")]
+
+    def step(n: int) -> None:
+        body, ctype = docs[n % 2]
+        r = a.call("POST", "/v1/import?dry_run=true", content=body.encode(),
+                   headers={"Content-Type": ctype})
+        assert r.status_code < 500, r.text[:300]
+
+    with Attack(step, threads=2) as attack:
+        _assert_unfelt(b, "largest imports", attack)
+
+
 def test_slow_servers_of_one_workspace_do_not_hold_another(served: Served, slow_server: str) -> None:
     a, b = served.workspace("attacker"), _victim(served)
     a.ok("PUT", "/v1/allowlist", json={"hosts": [slow_server]})
