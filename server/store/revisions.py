@@ -36,7 +36,7 @@ from server.store.encoding import dumps
 from server.store.errors import guarded
 from server.store.replies import json_or_none, text_map
 
-__all__ = ["Resource", "RULE", "SLA", "Change", "transact", "number", "queue_changes", "read_all",
+__all__ = ["Resource", "RULE", "SLA", "Change", "TRANSACT_TRIES", "lost_races", "transact", "number", "queue_changes", "read_all",
            "write", "page", "get", "count", "revision"]
 
 T = TypeVar("T")
@@ -84,12 +84,18 @@ async def transact(store: Store, watch: list[str],
                 return result
             except WatchError:
                 continue
-        raise Conflict(f"What this change reads was changed by other writes {TRANSACT_TRIES} times "
-                       "in a row while it was being made (TRANSACT_TRIES); nothing was changed. "
-                       "Try again.", code="conflict", headers={"Retry-After": "1"})
+        raise lost_races()
 
 
-TRANSACT_TRIES = 32
+TRANSACT_TRIES = 32   # lost races of one API write before it is a 409 (transact and its likes)
+
+
+def lost_races() -> Conflict:
+    """The 409 of an API write that lost TRANSACT_TRIES races in a row: without a bound, another
+    writer that kept changing what it watched kept it going round on the API's loop."""
+    return Conflict(f"What this change reads was changed by other writes {TRANSACT_TRIES} times "
+                    "in a row while it was being made (TRANSACT_TRIES); nothing was changed. "
+                    "Try again.", code="conflict", headers={"Retry-After": "1"})
 
 
 class Change:
