@@ -540,3 +540,32 @@ def test_stats_reads_of_one_workspace_do_not_stall_another(served: Served) -> No
 
     with Attack(step, threads=3) as attack:
         _assert_unfelt(b, "stats reads", attack)
+
+
+
+# Alternations under a repeat that fail on a 41-character body only after exponential
+# backtracking: each match runs to its 50 ms bound, so a rule of 18 of them spends the whole
+# regex budget of its pass (REGEX_BUDGET_S, 250 ms) in 1.4 KiB.
+BUDGET_REGEXES = ["(a|aa)+$", "(aa|a)+$", "(?:a|aa)+$", "(a|a{2})+$", "((a|aa))+$", "(a|aa)*$"] * 3
+BUDGET_BODY = "a" * 40 + "!"
+
+
+def test_dry_runs_of_one_workspace_do_not_stall_another(served: Served) -> None:
+    """A dry run (POST /v1/rules/{id}/test; a draft's test is the same call) evaluates the rule.
+    An input under FAST_BYTES (server/checkpool.py) was evaluated at once in the API process, on
+    the event loop every workspace shares: a rule of BUDGET_REGEXES is 250 ms of it a dry run
+    (victim p99 552-578 ms at load 2.2-3.1). A dry run with regexes or business time now goes to a
+    check process whatever its size (victim p99 5-12 ms, the same runs, alternating)."""
+    a, b = served.workspace("attacker"), _victim(served)
+    r = a.rule(name="budget", triggers=["message.received"],
+               conditions={"any": [{"field": "message.body", "op": "matches", "value": p} for p in BUDGET_REGEXES]},
+               actions=[{"type": "add_tags", "tags": ["e"]}])
+    assert r.status_code == 201, r.text
+
+    def step(n: int) -> None:
+        t = a.call("POST", f"/v1/rules/{r.json()['id']}/test",
+                   json={"event": _event(f"t{n}", "A-T", "message.received", body=BUDGET_BODY)})
+        assert t.status_code == 200 and t.json()["matched"] is False, t.text[:300]
+
+    with Attack(step) as attack:
+        _assert_unfelt(b, "dry runs", attack)
