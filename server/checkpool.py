@@ -212,7 +212,8 @@ class CheckPool:
 
     async def run(self, workspace: str, op: str, *args: Any) -> Any:
         """OPS[op](*args): here when the input is small (and, for a dry run, names no SLOW_OPS
-        op), else in a process of the workspace's share. Raises CheckTimeout (422), ChecksBusy / CheckUnavailable (503), PayloadTooLarge."""
+        op), else in a process of the workspace's share. Raises CheckTimeout (422), ChecksBusy /
+        CheckUnavailable (503), PayloadTooLarge."""
         size = input_size(args)
         if self.processes == 0 or (size <= self.fast_bytes
                                    and not (op == "dry_run" and slow_input(args))):
