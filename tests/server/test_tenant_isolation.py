@@ -543,6 +543,12 @@ def test_stats_reads_of_one_workspace_do_not_stall_another(served: Served) -> No
 
 
 
+def _unfelt_while(b: Tenant, tag: str, step: Callable[[int], None], threads: int = 2) -> None:
+    """B's requests and events as _assert_unfelt measures them, while `step` attacks."""
+    with Attack(step, threads) as attack:
+        _assert_unfelt(b, tag, attack)
+
+
 # Alternations under a repeat that fail on a 41-character body only after exponential
 # backtracking: each match runs to its 50 ms bound, so a rule of 18 of them spends the whole
 # regex budget of its pass (REGEX_BUDGET_S, 250 ms) in 1.4 KiB.
@@ -567,8 +573,7 @@ def test_dry_runs_of_one_workspace_do_not_stall_another(served: Served) -> None:
                    json={"event": _event(f"t{n}", "A-T", "message.received", body=BUDGET_BODY)})
         assert t.status_code == 200 and t.json()["matched"] is False, t.text[:300]
 
-    with Attack(step) as attack:
-        _assert_unfelt(b, "dry runs", attack)
+    _unfelt_while(b, "dry runs", step)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -596,8 +601,7 @@ def test_long_texts_of_one_workspace_do_not_stall_another(served: Served) -> Non
             _event(f"u{n}-{k}", "A-big", "ticket.updated") for k in range(5)]})
         assert r.status_code == 202, r.text[:300]
 
-    with Attack(step) as attack:
-        _assert_unfelt(b, "long texts", attack)
+    _unfelt_while(b, "long texts", step)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -622,5 +626,4 @@ def test_big_rule_lists_of_one_workspace_do_not_stall_another(served: Served) ->
         r = a.call("GET", "/v1/rules?limit=1")
         assert r.status_code == 200, r.text[:300]
 
-    with Attack(step, threads=3) as attack:
-        _assert_unfelt(b, "big rule lists", attack)
+    _unfelt_while(b, "big rule lists", step, threads=3)
