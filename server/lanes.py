@@ -75,6 +75,7 @@ class Lanes:
         # every start scan them all): the lanes waiting to start, by workspace in arrival order;
         # the entries queued in all, and by workspace.
         self._idle: dict[str, dict[tuple[str, str], None]] = {}
+        self._startable: collections.Counter[str] = collections.Counter()  # entries of idle lanes
         self._entries = 0
         self._ws_entries: collections.Counter[str] = collections.Counter()
         self._done: list[str] = []
@@ -89,9 +90,12 @@ class Lanes:
 
     @property
     def ready(self) -> int:
-        """Entries taken but not applied, leaving out those of workspaces whose share of lanes is
-        all busy: what the partition loop weighs before it reads more."""
-        return sum(n for ws, n in self._ws_entries.items() if self._per_ws[ws] < self._share)
+        """Entries that could start now: those of lanes not running, leaving out workspaces whose
+        share of lanes is all busy; what the partition loop weighs before it reads more. An entry
+        queued behind its ticket's running lane is not one: a ticket whose events each took a
+        second (a slow server, a long pass) and had a hundred queued kept the partition from
+        reading another workspace's events until they were all applied."""
+        return sum(n for ws, n in self._startable.items() if self._per_ws[ws] < self._share)
 
     @property
     def busy(self) -> bool:
@@ -108,6 +112,8 @@ class Lanes:
             queue.append((entry_id, fields))
             self._entries += 1
             self._ws_entries[key[0]] += 1
+            if key not in self._running:
+                self._startable[key[0]] += 1
         self._start_ready()
 
     def _forget(self, ws: str, n: int) -> None:
@@ -119,6 +125,14 @@ class Lanes:
         else:
             del self._ws_entries[ws]
 
+    def _unstartable(self, ws: str, n: int) -> None:
+        """n entries of workspace ws are no longer waiting for a lane to start (theirs did)."""
+        left = self._startable[ws] - n
+        if left > 0:
+            self._startable[ws] = left
+        else:
+            del self._startable[ws]
+
     def take_done(self) -> list[str]:
         done, self._done = self._done, []
         return done
@@ -128,6 +142,7 @@ class Lanes:
         for key in [k for k in self._queues if k not in self._running]:
             self._forget(key[0], len(self._queues.pop(key)))
         self._idle.clear()
+        self._startable.clear()
         for key in self._running:   # keep each running lane's head: it is being applied
             queue = self._queues[key]
             while len(queue) > 1:
@@ -208,6 +223,7 @@ class Lanes:
                     return
                 key = next(iter(idle))
                 del idle[key]
+                self._unstartable(ws, len(self._queues[key]))
                 self._per_ws[ws] += 1
                 self._running[key] = asyncio.create_task(self._lane(key))
             if not idle:
@@ -234,6 +250,7 @@ class Lanes:
                 self._queues.pop(key, None)
             else:   # entries left after a failure: a lane to start again once it is cleared
                 self._idle.setdefault(key[0], {})[key] = None
+                self._startable[key[0]] += len(self._queues[key])
             self._changed.set()
             self._start_ready()
             if not self._running:

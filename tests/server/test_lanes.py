@@ -146,17 +146,41 @@ async def test_a_saturated_workspace_is_not_counted_as_ready() -> None:
     async def apply(entry_id: str, fields: dict[str, str]) -> None:
         await gate.wait()
 
-    lanes = Lanes(apply, lanes=8, share=2)
+    lanes = Lanes(apply, lanes=3, share=2)
     lanes.add([_entry("slow", "T-1", 1), _entry("slow", "T-2", 2), _entry("slow", "T-9", 3),
-               _entry("quick", "Q-1", 4)])
+               _entry("quick", "Q-1", 4), _entry("quick", "Q-2", 5)])
     await asyncio.sleep(0)
-    # slow's two lanes are busy, so its waiting T-9 is not ready; quick's entry is
+    # slow's two lanes are busy, so its waiting T-9 is not ready; quick's Q-1 took the third
+    # lane, and its Q-2 waits for a free one: ready
     assert lanes.ready == 1
-    assert lanes.backlog == 4 + 3   # four entries taken, three of them in flight
+    assert lanes.backlog == 5 + 3   # five entries taken, three of them in flight
     gate.set()
     await lanes.finish()
     assert lanes.ready == 0 and lanes.backlog == 0 and not lanes.busy
-    assert sorted(lanes.take_done()) == ["1-0", "2-0", "3-0", "4-0"]
+    assert sorted(lanes.take_done()) == ["1-0", "2-0", "3-0", "4-0", "5-0"]
+
+
+@pytest.mark.anyio
+async def test_entries_behind_their_tickets_running_lane_are_not_ready() -> None:
+    """One ticket whose events each take long (a slow server, a pass over a long text), with a
+    hundred more queued for it: none of those can start before the one running, so they must
+    not count as ready, or the partition stops reading other workspaces' events until the
+    ticket's backlog drains (it did: `ready` counted every entry of a workspace with a lane free)."""
+    gate = asyncio.Event()
+
+    async def apply(entry_id: str, fields: dict[str, str]) -> None:
+        await gate.wait()
+
+    lanes = Lanes(apply, lanes=8, share=4)
+    lanes.add([_entry("slow", "T-1", i) for i in range(1, 101)])
+    await asyncio.sleep(0)
+    assert lanes.ready == 0 and lanes.backlog == 100 + 1   # (+ the lane in flight)
+    lanes.add([_entry("other", "O-1", 101), _entry("slow", "T-2", 102)])
+    await asyncio.sleep(0)
+    assert lanes.ready == 0   # both started at once in lanes of their own
+    gate.set()
+    await lanes.finish()
+    assert lanes.ready == 0 and lanes.backlog == 0 and len(lanes.take_done()) == 102
 
 
 @pytest.mark.anyio
@@ -194,7 +218,7 @@ async def test_the_counts_kept_agree_with_the_queues_through_adds_finishes_and_d
         queued = sum(len(q) for q in lanes._queues.values())
         assert lanes.backlog == queued + len(lanes._running)
         assert lanes.ready == sum(len(q) for key, q in lanes._queues.items()
-                                  if lanes._per_ws[key[0]] < 2)
+                                  if key not in lanes._running and lanes._per_ws[key[0]] < 2)
         assert len(lanes._running) <= 6
         assert all(v <= 2 for v in lanes._per_ws.values())
         runnable = [k for k in lanes._queues if k not in lanes._running
