@@ -17,8 +17,11 @@ source is compiled with no builtins but the names it uses.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
+
+import regex
 
 from .conditions import Group, Leaf, Node
 from .ops import State
@@ -38,7 +41,60 @@ NO_ITEMS: frozenset[str] = frozenset()
 SCALAR, LIST = 0, 1   # as rules/ruleset.py's index modes
 _ITEM_OPS = frozenset({"includes", "excludes", "includes_any", "includes_all"})
 _NUMBER_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-_GLOBALS = {"T": type, "S": str, "F": frozenset, "N": (int, float)}
+
+
+def _give_way() -> None:
+    """Called between a bucket's text scans (see YIELD_SCANS): a Python function's entry is
+    where CPython lets another thread take the GIL."""
+
+
+# A text longer than this is scanned without the GIL: its TEXT slot is a `_LongText`, whose
+# `in` is the regex module's search of the literal with concurrent=True (the same answer as
+# str's, ~1.3x its time), so a pass scanning a 1 MB description 1,000 times in a thread leaves
+# the event loop its GIL (a 1 ms sleep beside it: 6.5 ms with str's scan, 1.1 ms with this).
+LONG_TEXT = 16 * 1024
+
+
+class _LongText(str):
+    """A long case-folded text whose substring tests release the GIL (see LONG_TEXT)."""
+
+    __slots__ = ()
+
+    def __contains__(self, needle: object) -> bool:
+        if type(needle) is not str:
+            return str.__contains__(self, needle)  # type: ignore[operator]
+        return _literal(needle).search(self, concurrent=True) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal(needle: str) -> Any:
+    return regex.compile(regex.escape(needle))
+
+
+def long_text(text: str) -> str:
+    """`text` as a TEXT slot holds it (a _LongText past LONG_TEXT characters)."""
+    return _LongText(text) if len(text) > LONG_TEXT else text
+
+
+_GLOBALS = {"T": type, "S": str, "F": frozenset, "N": (int, float), "Y": _give_way, "W": long_text}
+# A bucket's generated code is straight-line: no call and no backward jump between its leaves,
+# which are the only places CPython hands the GIL to another thread. A `contains` scans its text
+# in C, so 1,000 rules of `description contains` over a 1 MB description held the GIL for 0.8 s
+# a pass, in a thread or not, and every other workspace's requests and events waited (tests/
+# server/test_tenant_isolation.py). So the code gives way (a call to Y) after every YIELD_SCANS
+# text scans: at most ~16 scans of the longest text a ticket may carry between two chances for
+# another thread, at ~50 ns a call; a bucket with fewer scans gets none.
+YIELD_SCANS = 16
+_SCANS = frozenset({"contains", "not_contains"})
+
+
+def text_scans(node: Node | None) -> int:
+    """How many inline text scans (`contains`, `not_contains`) a rule's code makes at most."""
+    if node is None:
+        return 0
+    if isinstance(node, Leaf):
+        return int(node.op in _SCANS and isinstance(node.value, str) and not node.case_sensitive)
+    return sum(text_scans(c) for c in node.children)
 
 
 def _strs(v: Any) -> list[str] | None:
@@ -138,17 +194,25 @@ class _Level:
         return table.setdefault(value, _Level())
 
 
-def _emit(level: _Level, bodies: list[str], src: _Source, dispatch: list[dict[str, int]],
-          functions: list[list[str]], pad: str = "        ") -> list[str]:
+def _emit(level: _Level, bodies: list[str], weights: list[int], src: _Source,
+          dispatch: list[dict[str, int]], functions: list[list[str]],
+          pad: str = "        ") -> list[str]:
     """Lines checking a level's rules inline and dispatching to the levels below it; each level
     below becomes a function g<n> (its number in `functions`)."""
-    out = [f"{pad}if {bodies[p]}: h.append({p})" for p in level.rules]
+    out: list[str] = []
+    scans = 0
+    for p in level.rules:
+        out.append(f"{pad}if {bodies[p]}: h.append({p})")
+        scans += weights[p]
+        if scans >= YIELD_SCANS:
+            out.append(f"{pad}Y()")
+            scans = 0
     for (name, mode), (field, table) in level.tables.items():
         names: dict[str, int] = {}
         for value, sub in table.items():
             functions.append([])
             n = len(functions) - 1
-            functions[n] = _emit(sub, bodies, src, dispatch, functions) or ["        pass"]
+            functions[n] = _emit(sub, bodies, weights, src, dispatch, functions) or ["        pass"]
             names[value] = n  # (a level below another is emitted first: its number is fixed)
         d = len(dispatch)
         dispatch.append(names)
@@ -249,7 +313,7 @@ def _reader(fields: list[tuple[Any, int]]) -> Callable[..., list[Any]] | None:
         r = f"r{m}"
         value = {FOLDED: f"c{m} if c{m} is not None else i{m}",
                  NUMBER: f"{r} if T({r}) in N else NAN",
-                 TEXT: f'c{m} if c{m} is not None else ""',
+                 TEXT: f'W(c{m}) if c{m} is not None else ""',
                  ITEMS: f"i{m} if i{m} is not None else E"}[kind]
         lines.append(f"        v{n} = {value}")
     lines.append("        return [" + ", ".join(f"v{n}" for n in range(len(fields))) + "]")
@@ -265,6 +329,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     explainers and what the run record asks of every rule (`first`, `branches`)."""
     src = _Source()
     bodies = [src.expr(t) if t is not None else "True" for t in trees]
+    weights = [text_scans(t) for t in trees]
     root = _Level()
     dup = False
     for pos, filing in enumerate(filings):
@@ -277,7 +342,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     lines = ["def _make(K, P, D):"]
     dispatch: list[dict[str, int]] = []
     functions: list[list[str]] = []
-    body = _emit(root, bodies, src, dispatch, functions)
+    body = _emit(root, bodies, weights, src, dispatch, functions)
     for n, f in enumerate(functions):
         lines.append(f"    def g{n}(v, s, h):")
         lines += f
@@ -302,7 +367,8 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     # Generated.first; a rule of more than FIRST_INLINE steps: a call to its explainer)
     lines.append("    def first(v, s, h):")
     lines.append("        a = h.append")
-    lines.append("        return [")
+    lines.append("        r = [")
+    scans = 0
     deep: list[int] = []
     radix: list[list[tuple[int, int]]] = []
     for pos, (rule_tests, steps_) in enumerate(zip(tests, failing, strict=True)):
@@ -328,7 +394,11 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
                 expr = f"({k + 1} if {cond} else {scaled}{expr})"
         radix.append(mine)
         lines.append(f"            {expr},")
-    lines.append("        ]")
+        scans += weights[pos]
+        if scans >= YIELD_SCANS and pos < len(trees) - 1:   # the list goes on after a call to Y
+            lines += ["        ]", "        Y()", "        r += ["]
+            scans = 0
+    lines += ["        ]", "        return r"]
     branch_of: list[list[tuple[int, str]]] = []
     n_branch = 0
     for steps_ in failing:
@@ -376,8 +446,8 @@ class Slots(dict):  # type: ignore[type-arg]
                 value = NAN
         else:
             value = self.state.folded(field)
-            if kind == TEXT and type(value) is not str:
-                value = ""
+            if kind == TEXT:
+                value = long_text(value) if type(value) is str else ""
             elif kind == ITEMS and type(value) is not frozenset:
                 value = NO_ITEMS
         self[n] = value

@@ -162,6 +162,14 @@ class RuleSet:
         where a regex match that releases the GIL lets the loop keep serving."""
         return any(leaf.op in _SLOW_OPS for r in self.rules for leaf in leaves(r.conditions))
 
+    @cached_property
+    def text_scans(self) -> int:
+        """How many inline text scans (`contains`, `not_contains`) the rules make at most in a
+        pass: times the length of the ticket's texts, what a pass costs where no regex is."""
+        from .codegen import text_scans
+
+        return sum(text_scans(r.conditions) for r in self.rules)
+
     def evaluate(self, event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, Any] | None = None,
                  now: datetime | None = None, handlers: dict[str, Handler] | None = None,
                  exclude: Collection[str] = (), record: bool = False) -> Evaluation:

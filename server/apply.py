@@ -312,9 +312,12 @@ class Applier:
                        run_id: str, revisions: dict[str, int]) -> automation.Outcome:
         view = recorder.start_pass()
         handlers = view if (recorder.threaded or self.handlers) else None
-        if recorder.threaded or getattr(ruleset, "needs_thread", False):
-            # Passes that wait on scripts/HTTP, and passes with regexes or business time (bounded,
-            # but long enough to be felt by every other workspace on this loop), run in a thread.
+        if (recorder.threaded or getattr(ruleset, "needs_thread", False)
+                or getattr(ruleset, "text_scans", 0) * _text_chars(snap, event) > SCAN_ON_LOOP):
+            # Passes that wait on scripts/HTTP, passes with regexes or business time (bounded,
+            # but long enough to be felt by every other workspace on this loop), and passes whose
+            # text conditions scan long texts (their code gives the GIL way between scans,
+            # rules/codegen.py YIELD_SCANS) run in a thread.
             outcome: automation.Outcome = await self._done.run(
                 self._threads, lambda: automation.process(
                     snap, event, ruleset, policies, limits, now, handlers, run_id=run_id,
@@ -322,6 +325,23 @@ class Applier:
             return outcome
         return automation.process(snap, event, ruleset, policies, limits, now, handlers,
                                   run_id=run_id, revisions=revisions)
+
+
+# Characters a pass's `contains` conditions may scan on the event loop (text scans x the ticket's
+# text): ~1 ms of C. Past it the pass runs in a thread: 1,000 `description contains` rules over
+# a 1 MB description are ~0.8 s a pass, which on the loop every other workspace waited out.
+SCAN_ON_LOOP = 2_000_000
+
+
+def _text_chars(snap: automation.Snapshot, event: dict[str, Any]) -> int:
+    """The length of the texts a pass may scan, bounded from above: the stored ticket's bytes,
+    and the event's ticket strings (custom ones too) and message body."""
+    n = len(snap.raw_ticket or "")
+    ticket, message = event.get("ticket"), event.get("message")
+    for part in (ticket, ticket.get("custom") if isinstance(ticket, dict) else None, message):
+        if isinstance(part, dict):
+            n += sum(len(v) for v in part.values() if isinstance(v, str))
+    return n
 
 
 class _Completions:

@@ -74,6 +74,7 @@ SERIAL = (
     "tests/server/test_embedded_crash.py",       # > 20 writes in a 1.5-2.5 s load before each kill
     "tests/server/test_lanes.py::test_a_slow_workspace_does_not_hold_another",  # waited < 2 s
     "tests/rules/test_property.py",              # every core, for minutes, with regex time bounds
+    "tests/rules/test_long_texts.py::test_a_pass_scanning_a_long_text_leaves_other_threads_the_gil",  # ticks
     # a reader's plan of one rule revision < 50 ms of CPU, pack of a 20,000-field rule set < 0.1 s
     "tests/rules/test_record_plan.py::test_a_plan_does_not_compile_what_it_does_not_need",
     "tests/rules/test_record_plan.py::test_what_pack_stores_of_the_fields_grows_with_what_the_entries_read",
