@@ -23,18 +23,20 @@ entry shows the last one at or before its rule's version.
 from __future__ import annotations
 
 from bisect import bisect_right
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
 from .ops import State
-from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, decoded, slots_of, state_at
+from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, _first_slots, decoded, slots_of, state_at
 
 if TYPE_CHECKING:
     from .pass_view import Pass as Evaluation
 
 _MISS = object()
 _ITEM: Any = dict.__getitem__
+_AT = itemgetter(0)
 # the `first` codes per rule whose answer `pack` keeps (a code names the failing step and the
 # branch of each `any` group before it: a rule of many groups could see many; the rest are
 # worked out per use)
@@ -113,6 +115,10 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
     plan: RecordPlan = bucket.record
     if len(plan.ids) != len(plan.heads):
         return None
+    if plan.quick and ev._appended:
+        quick = _pack_quick(ev, bucket, plan, revisions)
+        if quick is not None:
+            return quick
     walk = Walk(ev, bucket)
     n, ks = walk.n, walk.ks
     table, revs = plan.packing(revisions, Described)
@@ -148,6 +154,43 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
             "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
             "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
             "seen": _seen_table(ev, walk, got, cut)}
+
+
+def _pack_quick(ev: Evaluation, bucket: Any, plan: RecordPlan, revisions: dict[str, Any]) -> dict[str, Any] | None:
+    """`pack`'s answer, the same entries read back, for the common pass: its fires (if any) only
+    appended tags, none erred, no rule was skipped or checked again, no regex was cut short, and
+    the bucket's plan is quick (RecordPlan.quick: no step whose failure words itself, few
+    fields). Then an entry is its rule's code at the event's ticket, or `fired`, and every field
+    but the tags is the same at every turn; so every field is stored once, at version 0, and no
+    rule is asked what it shows (at 1,000 rules that per-rule work was ~40% of pack, ~60% at
+    10,000). None when the pass is not such a one (the general way then)."""
+    fired, skipped = ev._fired, ev._skipped
+    if skipped or ev._rechecked or ev._first.budget.cut:
+        return None
+    for firing in fired.values():
+        if firing.errors:
+            return None
+    timeline, event = ev._timeline, ev._first.event
+    _, ticket, vars, _ = timeline[0]
+    seen: dict[str, Any] = {"fields": plan.seen_names,
+                            "values": [[0, [seen_copy(read(ticket, event, vars)) for read in plan.seen_reads]]]}
+    if plan.tags >= 0:
+        field = plan.fields[plan.tags]
+        if len(timeline) > 1:
+            prefix = _tag_prefix(field, timeline, event)
+            if prefix is None:   # (a long tags list: stored per version read, the general way)
+                return None
+            seen["tag_list"], seen["tags"] = prefix
+        else:
+            seen["tags"] = [[0, seen_copy(field.read(ticket, event, vars))]]
+    codes = ev._codes
+    if codes is None:
+        codes = bucket.first(_first_slots(ev, bucket), ev._first, [])
+    n = len(plan.heads) if ev._stopped_at is None else ev._stopped_at + 1
+    _, revs = plan.packing(revisions, Described)
+    return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
+            "revs": revs if n == len(revs) else revs[:n], "codes": codes if n == len(codes) else codes[:n],
+            "fired": sorted(fired), "full": [], "at": list(map(_AT, timeline)), "seen": seen}
 
 
 def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i: int) -> int:
