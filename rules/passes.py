@@ -74,10 +74,24 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     base = 0                            # own's length when made (the ticket's tags before)
     only_appends = True                 # every change so far appended to `own` from `before`'s tags
     tags: Tags | None = None            # folded tags for the general plans (rules/plan.py)
+    simple = bucket.simple
     k = 0
     while k < len(todo):
         i = todo[k]
         k += 1
+        add = simple[i]
+        if add is not None and own is not None and i not in recheck and cur_ticket.get("tags") is own:
+            # the common broad rule's fire: its tags appended to the pass's own list, as below
+            # (no stop, no later rule reads them: nothing else to do)
+            assert own is not None   # (mypy: narrowed above)
+            for item, f in add:
+                if f not in folded:
+                    folded.add(f)
+                    own.append(item)
+            fired[i] = QUIET
+            timeline.append((i + 1, cur_ticket, cur_vars, len(own)))
+            current = None
+            continue
         if i in recheck:
             if current is None:
                 current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
