@@ -52,7 +52,8 @@ class RegexBudget:
     Why the answers: rule sets repeat patterns (`refund(s|ed)?` in many rules, over the same
     subject), and a search is a pure function of its text and pattern, so a second rule asking
     the same search in the pass is answered without running it (and without spending the
-    budget). Only finished searches are kept: one cut short (time bound, spent budget) is run
+    budget). Only finished searches are kept, and only of patterns more than one condition of
+    the trigger's rules use (Matcher.share): one cut short (time bound, spent budget) is run
     again when asked again, as before, so a slow pattern cannot be made to hold by repeating it.
     The answers live as long as the pass, and are at most one per search it ran."""
 
@@ -146,7 +147,7 @@ class Matcher:
     """One `matches` condition's search: `matcher(text, budget) -> bool`."""
 
     __slots__ = ("pattern", "_re", "_flags", "_choice", "_scale", "_ascii", "_cheap_len", "_safe_len",
-                 "search")
+                 "search", "_cs")
 
     def __init__(self, pattern: str, case_sensitive: bool) -> None:
         self.pattern = pattern
@@ -161,7 +162,14 @@ class Matcher:
         self._cheap_len = self._max_len(RE_UNTIMED_STEPS)
         self._safe_len = self._max_len(RE_MAX_STEPS)
         self._flags = regex.V0 | (0 if case_sensitive else regex.IGNORECASE)
-        self.search = self._bind(case_sensitive)
+        self._cs = case_sensitive
+        self.search = self._bind(False)
+
+    def share(self) -> None:
+        """Another condition of the rule set searches with the same pattern: keep this one's
+        answers in the pass's budget (RegexBudget.answers). Only then: a search no other rule
+        asks would pay the keeping (~0.2 us) for nothing."""
+        self.search = self._bind(True)
 
     def _max_len(self, steps: float) -> int:
         """The longest text on which re's worst case stays within `steps`."""
@@ -175,33 +183,38 @@ class Matcher:
     def __call__(self, text: str, budget: RegexBudget) -> bool:
         return self.search(text, budget)
 
-    def _bind(self, cs: bool) -> Callable[[str, RegexBudget], bool]:
+    def _bind(self, shared: bool) -> Callable[[str, RegexBudget], bool]:
         """The search as a closure over locals: this runs per rule per event, and the cheap
-        path must cost little more than re's own search. A search the pass ran already is
-        answered from the budget's `answers` (RegexBudget)."""
-        plain, pattern, flags = self._re, self.pattern, self._flags
+        path must cost little more than re's own search. `shared`: a search the pass ran
+        already is answered from the budget's `answers` (RegexBudget), and a finished one kept."""
+        plain, pattern, flags, cs = self._re, self.pattern, self._flags, self._cs
         bounded: list[Callable[..., Any] | None] = []  # the regex-package search, compiled on first use
         cheap_len, safe_len, choice = self._cheap_len, self._safe_len, self._choice
         per_step = self._scale * _STEP_S
         clock = time.perf_counter
 
         def search(text: str, budget: RegexBudget) -> bool:
-            key = (text, pattern, cs)
-            known = budget.answers.get(key)
-            if known is not None:
-                return known
+            if shared:
+                key = (text, pattern, cs)
+                known = budget.answers.get(key)
+                if known is not None:
+                    return known
             if budget.left <= 0:
                 budget.cut.add(pattern)
                 return False
             n = len(text)
             if n <= cheap_len:  # re, too short to time: charge its worst case instead
                 budget.left -= per_step * (n + 1) ** choice
-                got = budget.answers[key] = plain(text) is not None
+                got = plain(text) is not None
+                if shared:
+                    budget.answers[key] = got
                 return got
             t0 = clock()
             try:
                 if n <= safe_len:
-                    got = budget.answers[key] = plain(text) is not None
+                    got = plain(text) is not None
+                    if shared:
+                        budget.answers[key] = got
                     return got
                 if not bounded:  # compiled lazily: most texts never need it (~20 ms a pattern)
                     try:
@@ -213,8 +226,9 @@ class Matcher:
                     budget.cut.add(pattern)
                     return False
                 try:
-                    got = budget.answers[key] = rx(text, timeout=min(MATCH_TIMEOUT_S, budget.left),
-                                                   concurrent=True) is not None
+                    got = rx(text, timeout=min(MATCH_TIMEOUT_S, budget.left), concurrent=True) is not None
+                    if shared:
+                        budget.answers[key] = got
                     return got
                 except TimeoutError:
                     budget.cut.add(pattern)

@@ -66,11 +66,27 @@ def _index_key(leaf: Leaf) -> tuple[int, list[str]] | None:
     return None
 
 
+def _share_regexes(rules: list[CompiledRule]) -> None:
+    """Let the `matches` conditions of one trigger's rules that search with the same pattern
+    (and case) share their answers within a pass (rules/regexes.py, RegexBudget.answers)."""
+    same: dict[tuple[str, bool], list[Any]] = {}
+    for rule in rules:
+        for leaf in leaves(rule.conditions):
+            m = getattr(leaf.pred, "matcher", None)
+            if m is not None:
+                same.setdefault((m.pattern, leaf.case_sensitive), []).append(m)
+    for found in same.values():
+        if len(found) > 1:
+            for m in found:
+                m.share()
+
+
 class _Bucket:
     """The rules of one trigger, in order, with their value index."""
 
     def __init__(self, rules: list[CompiledRule]) -> None:
         self.rules = rules
+        _share_regexes(rules)
         self.positions = {rule.label: i for i, rule in enumerate(rules)}
         keyed = [[(leaf, key) for leaf in conjuncts(rule.conditions) if (key := _index_key(leaf))]
                  for rule in rules]

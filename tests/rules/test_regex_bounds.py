@@ -244,6 +244,9 @@ def test_a_search_many_rules_ask_runs_once_a_pass_and_a_cut_one_each_time(monkey
     assert ev.explain[0]["matched"] is True and len(calls) == 1   # (the explain asks it again)
     ev = rs.evaluate(_event("nothing here"), {}, now=NOW)
     assert ev.matched == [] and len(calls) == 2
+    # a pattern only one condition uses keeps nothing (there is nothing to share)
+    ev = compile_rules([_rule("one", "refund(s|ed)?"), _rule("two", "refunds?")]).evaluate(_event("refunds"), {}, now=NOW)
+    assert ev.matched == ["one", "two"] and ev._first.budget.answers == {}
     slow = compile_rules([_rule(f"s{i}", "(a|aa)+$") for i in range(12)])
     ev = slow.evaluate(_event("a" * 80 + "!"), {}, now=NOW)
     assert ev.matched == [] and ev._first.budget.answers == {} and ev._first.budget.left <= 0
