@@ -79,19 +79,6 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     while k < len(todo):
         i = todo[k]
         k += 1
-        add = simple[i]
-        if add is not None and own is not None and i not in recheck and cur_ticket.get("tags") is own:
-            # the common broad rule's fire: its tags appended to the pass's own list, as below
-            # (no stop, no later rule reads them: nothing else to do)
-            assert own is not None   # (mypy: narrowed above)
-            for item, f in add:
-                if f not in folded:
-                    folded.add(f)
-                    own.append(item)
-            fired[i] = QUIET
-            timeline.append((i + 1, cur_ticket, cur_vars, len(own)))
-            current = None
-            continue
         if i in recheck:
             if current is None:
                 current = state = State(cur_ticket, event, cur_vars, prev, clock, state)
@@ -103,7 +90,6 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
                 slots = read_slots(bucket.slots, current)
             if explainers[i](slots, current) >= 0:  # (a failing step: it does not hold)
                 continue
-        rule = rules[i]
         was = cur_ticket
         add = appends[i]
         if add is not None:
@@ -125,8 +111,12 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
             fired[i] = QUIET
             timeline.append((i + 1, cur_ticket, cur_vars, len(own)))
             current = None
+            if simple[i]:   # the common broad rule's: no stop, no later rule reads what it added
+                continue
+            rule = rules[i]
             mutates = True
         else:
+            rule = rules[i]
             plan = plans[i]
             if plan is not None:  # ticket changes only: no Firing
                 if tags is None:

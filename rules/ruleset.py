@@ -138,9 +138,9 @@ class _Bucket:
         self.concerns = [any((later := self.deps.get(wk)) and later[-1] > i for wk in self.writes[i])
                          or any(last.get(f.name, -1) > i for f in self.scalars[i])
                          for i in range(len(rules))]
-        # the append plan of each rule whose fire is only that (no stop, no later rule reading
-        # what it adds): rules/passes.py fires those without the general loop's steps
-        self.simple = [add if add is not None and not rule.stop and not concerned else None
+        # whether a rule's fire is only its append plan (no stop, no later rule reading what it
+        # adds): rules/passes.py then skips the general loop's steps after the append
+        self.simple = [add is not None and not rule.stop and not concerned
                        for add, rule, concerned in zip(self.appends, rules, self.concerns, strict=True)]
 
     def affected(self, i: int, skip: frozenset[int], before: dict[str, Any], after: dict[str, Any]) -> set[int]:
