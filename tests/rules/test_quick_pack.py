@@ -138,5 +138,8 @@ def test_the_stored_json_is_the_packed_dicts_and_its_ids_are_written_once_per_ru
         heads.add(id(ev._bucket.record.json_head[2]))
     assert len(heads) == 1   # the ids and revisions serialized once, kept on the plan
     # data orjson cannot write (never from the API) stays a dict: the commit's dumps says what
-    odd = {"packed": 1, "ids": ["a"], "revs": [1], "codes": [1], "seen": {"values": [[0, [2**70]]]}}
+    odd = {"packed": 1, "ids": ["a"], "revs": [1], "codes": [1], "fired": [], "full": [], "at": [0],
+           "seen": {"values": [[0, [2**70]]]}}
     assert packed_json(odd, ruleset._buckets["ticket.updated"].record) is odd
+    other = {"ids": ["a"], "packed": 1, "revs": [1]}   # (not pack's shape: left as it is)
+    assert packed_json(other, ruleset._buckets["ticket.updated"].record) is other
