@@ -52,7 +52,6 @@ def _appends_only(timeline: Any) -> bool:
     return all(t[1] is t1 and t[3] is not None and not t[2] for t in timeline[1:])
 
 
-
 PACKED = 1
 # What `pack` knows of each rule's entry (per rule and `first` code, kept in the plan's table:
 # RecordPlan.packing): an int n >= 0: described by its code, showing field n (RecordPlan.fields)
@@ -157,13 +156,11 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _pack_quick(ev: Evaluation, bucket: Any, plan: RecordPlan, revisions: dict[str, Any]) -> dict[str, Any] | None:
-    """`pack`'s answer, the same entries read back, for the common pass: its fires (if any) only
-    appended tags, none erred, no rule was skipped or checked again, no regex was cut short, and
-    the bucket's plan is quick (RecordPlan.quick: no step whose failure words itself, few
-    fields). Then an entry is its rule's code at the event's ticket, or `fired`, and every field
-    but the tags is the same at every turn; so every field is stored once, at version 0, and no
-    rule is asked what it shows (at 1,000 rules that per-rule work was ~40% of pack, ~60% at
-    10,000). None when the pass is not such a one (the general way then)."""
+    """`pack`'s answer (the same entries read back) for the common pass: fires (if any) that only
+    appended tags, none erred, nothing skipped or checked again, no regex cut short, in a quick
+    bucket (RecordPlan.quick). Each entry is then its code on the event's ticket, or `fired`, and
+    every field but the tags is the same at every turn: each is stored once, at version 0, and
+    no rule is asked what it shows (~60% of pack). None for any other pass (the general way)."""
     fired, skipped = ev._fired, ev._skipped
     if skipped or ev._rechecked or ev._first.budget.cut:
         return None
