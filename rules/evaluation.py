@@ -57,6 +57,10 @@ class Evaluation:
         self._skipped = skipped
         self._rechecked = rechecked
         self._before = before
+        # the pass's fires (if any) only appended tags to one ticket dict of its own, no vars:
+        # every field but the tags is the same at every rule's turn (rules/passes.py says so by
+        # knowing the changes; rules/packed.py's quick pack reads it)
+        self._appended = changes is not None
         self._final_ticket, self._final_vars = timeline[-1][1], timeline[-1][2]
         self.effects = effects
         labels = bucket.labels if bucket else []

@@ -203,8 +203,12 @@ def _text_op(test: Callable[[str, str], bool]) -> Callable[[Field, Any, bool, bo
 
 
 def _b_matches(f: Field, value: str, cs: bool, lf: bool) -> Predicate:
-    search = Matcher(value, cs).search
-    return lambda s: isinstance(raw := s.read(f), str) and search(raw, s.budget)
+    m = Matcher(value, cs)   # (its search is looked up per call: the rule set may share it, Matcher.share)
+
+    def pred(s: State) -> bool:
+        return isinstance(raw := s.read(f), str) and m.search(raw, s.budget)
+    pred.matcher = m  # type: ignore[attr-defined]
+    return pred
 
 
 def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Field, Any, bool, bool], Predicate]:

@@ -23,18 +23,20 @@ entry shows the last one at or before its rule's version.
 from __future__ import annotations
 
 from bisect import bisect_right
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
 from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
 from .ops import State
-from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, decoded, slots_of, state_at
+from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, _first_slots, decoded, slots_of, state_at
 
 if TYPE_CHECKING:
     from .pass_view import Pass as Evaluation
 
 _MISS = object()
 _ITEM: Any = dict.__getitem__
+_AT = itemgetter(0)
 # the `first` codes per rule whose answer `pack` keeps (a code names the failing step and the
 # branch of each `any` group before it: a rule of many groups could see many; the rest are
 # worked out per use)
@@ -48,7 +50,6 @@ def _appends_only(timeline: Any) -> bool:
         return True
     t1 = timeline[1][1]
     return all(t[1] is t1 and t[3] is not None and not t[2] for t in timeline[1:])
-
 
 
 PACKED = 1
@@ -113,6 +114,10 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
     plan: RecordPlan = bucket.record
     if len(plan.ids) != len(plan.heads):
         return None
+    if plan.quick and ev._appended:
+        quick = _pack_quick(ev, bucket, plan, revisions)
+        if quick is not None:
+            return quick
     walk = Walk(ev, bucket)
     n, ks = walk.n, walk.ks
     table, revs = plan.packing(revisions, Described)
@@ -148,6 +153,41 @@ def pack(ev: Evaluation, revisions: dict[str, Any]) -> dict[str, Any] | None:
             "revs": revs if n == len(revs) else revs[:n], "codes": ks if n == len(ks) else ks[:n],
             "fired": fired_at, "full": full, "at": [t[0] for t in timeline],
             "seen": _seen_table(ev, walk, got, cut)}
+
+
+def _pack_quick(ev: Evaluation, bucket: Any, plan: RecordPlan, revisions: dict[str, Any]) -> dict[str, Any] | None:
+    """`pack`'s answer (the same entries read back) for the common pass: fires (if any) that only
+    appended tags, none erred, nothing skipped or checked again, no regex cut short, in a quick
+    bucket (RecordPlan.quick). Each entry is then its code on the event's ticket, or `fired`, and
+    every field but the tags is the same at every turn: each is stored once, at version 0, and
+    no rule is asked what it shows (~60% of pack). None for any other pass (the general way)."""
+    fired, skipped = ev._fired, ev._skipped
+    if skipped or ev._rechecked or ev._first.budget.cut:
+        return None
+    for firing in fired.values():
+        if firing.errors:
+            return None
+    timeline, event = ev._timeline, ev._first.event
+    _, ticket, vars, _ = timeline[0]
+    seen: dict[str, Any] = {"fields": plan.seen_names,
+                            "values": [[0, [seen_copy(read(ticket, event, vars)) for read in plan.seen_reads]]]}
+    if plan.tags >= 0:
+        field = plan.fields[plan.tags]
+        if len(timeline) > 1:
+            prefix = _tag_prefix(field, timeline, event)
+            if prefix is None:   # (a long tags list: stored per version read, the general way)
+                return None
+            seen["tag_list"], seen["tags"] = prefix
+        else:
+            seen["tags"] = [[0, seen_copy(field.read(ticket, event, vars))]]
+    codes = ev._codes
+    if codes is None:
+        codes = bucket.first(_first_slots(ev, bucket), ev._first, [])
+    n = len(plan.heads) if ev._stopped_at is None else ev._stopped_at + 1
+    _, revs = plan.packing(revisions, Described)
+    return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
+            "revs": revs if n == len(revs) else revs[:n], "codes": codes if n == len(codes) else codes[:n],
+            "fired": sorted(fired), "full": [], "at": list(map(_AT, timeline)), "seen": seen}
 
 
 def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i: int) -> int:

@@ -74,6 +74,7 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     base = 0                            # own's length when made (the ticket's tags before)
     only_appends = True                 # every change so far appended to `own` from `before`'s tags
     tags: Tags | None = None            # folded tags for the general plans (rules/plan.py)
+    simple = bucket.simple
     k = 0
     while k < len(todo):
         i = todo[k]
@@ -89,7 +90,6 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
                 slots = read_slots(bucket.slots, current)
             if explainers[i](slots, current) >= 0:  # (a failing step: it does not hold)
                 continue
-        rule = rules[i]
         was = cur_ticket
         add = appends[i]
         if add is not None:
@@ -111,8 +111,12 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
             fired[i] = QUIET
             timeline.append((i + 1, cur_ticket, cur_vars, len(own)))
             current = None
+            if simple[i]:   # the common broad rule's: no stop, no later rule reads what it added
+                continue
+            rule = rules[i]
             mutates = True
         else:
+            rule = rules[i]
             plan = plans[i]
             if plan is not None:  # ticket changes only: no Firing
                 if tags is None:

@@ -43,6 +43,10 @@ PLAIN, COPY_LIST, COPY_VALUE, OWN, ANY_GROUP, REGEX = 0, 1, 2, 3, 4, 5
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MISS = object()
 _EMPTY = object()   # any empty revisions map (every revision null): one cache for all of them
+# A bucket's fields past which the quick pack (RecordPlan.quick) is not used: storing a field no
+# entry shows costs its bounded `seen` (at most ~2 KB), so a few of them are cheaper to store
+# than to find out about, many are not (a rule set can read 20,000 fields).
+QUICK_FIELDS = 16
 
 
 class RecordPlan:
@@ -85,12 +89,20 @@ class RecordPlan:
                 out.append((kind, node.path, name, node.op, node.value, numbers[name], node))
             self.steps.append(tuple(out))
         self.tags = numbers.get("tags", -2)
+        # whether every entry a code describes is described by it whatever the code (no OWN step,
+        # no rule of many steps) and the fields are few: rules/packed.py's quick pack then stores
+        # every field instead of working out, rule by rule, which ones the entries show
+        self.quick = not deep and len(self.fields) <= QUICK_FIELDS and all(
+            step[0] != OWN for rule_steps in self.steps for step in rule_steps)
         # the packed record's fields other than the tags (_seen_table): their names and readers
         self.seen_names = [f.name for n, f in enumerate(self.fields) if n != self.tags]
         self.seen_reads = [f.read for n, f in enumerate(self.fields) if n != self.tags]
         # pack's answers per rule and `first` code, for one revisions map (the worker's comes
         # with the rule set from its cache, so it is the same object for every event)
         self._packing: tuple[Any, tuple[list[dict[int, Any]], list[Any]]] = (_MISS, ([], []))
+        # (ids, revs, the JSON of a packed record up to its codes) for the last revisions map
+        # (server/runrecord.py `packed_json`: the same bytes for every event of a rule set)
+        self.json_head: tuple[Any, Any, bytes] = (None, None, b"")
         # per rule: (step number, branch finder, M, children + 1, group path, its children's
         # paths) of its `any` steps (the finders and M are the generated `branches` and `radix`,
         # rules/codegen.py)

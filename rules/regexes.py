@@ -46,13 +46,23 @@ _NOT_ASCII_SAFE = re.compile(r"[\x1c-\x1f]")  # re counts these as \s; regex doe
 
 
 class RegexBudget:
-    """Regex time left in one pass; which patterns were cut short (for the explain)."""
+    """Regex time left in one pass; which patterns were cut short (for the explain); and the
+    answers of the searches that finished in the pass, by (text, pattern, case-sensitive).
 
-    __slots__ = ("left", "cut")
+    Why the answers: rule sets repeat patterns (`refund(s|ed)?` in many rules, over the same
+    subject), and a search is a pure function of its text and pattern, so a second rule asking
+    the same search in the pass is answered without running it (and without spending the
+    budget). Only finished searches are kept, and only of patterns more than one condition of
+    the trigger's rules use (Matcher.share): one cut short (time bound, spent budget) is run
+    again when asked again, as before, so a slow pattern cannot be made to hold by repeating it.
+    The answers live as long as the pass, and are at most one per search it ran."""
+
+    __slots__ = ("left", "cut", "answers")
 
     def __init__(self, seconds: float = REGEX_BUDGET_S) -> None:
         self.left = seconds
         self.cut: set[str] = set()
+        self.answers: dict[tuple[str, str, bool], bool] = {}
 
 
 def cut_short_note(pattern: str) -> str:
@@ -137,7 +147,7 @@ class Matcher:
     """One `matches` condition's search: `matcher(text, budget) -> bool`."""
 
     __slots__ = ("pattern", "_re", "_flags", "_choice", "_scale", "_ascii", "_cheap_len", "_safe_len",
-                 "search")
+                 "search", "_cs")
 
     def __init__(self, pattern: str, case_sensitive: bool) -> None:
         self.pattern = pattern
@@ -152,7 +162,14 @@ class Matcher:
         self._cheap_len = self._max_len(RE_UNTIMED_STEPS)
         self._safe_len = self._max_len(RE_MAX_STEPS)
         self._flags = regex.V0 | (0 if case_sensitive else regex.IGNORECASE)
-        self.search = self._bind()
+        self._cs = case_sensitive
+        self.search = self._bind(False)
+
+    def share(self) -> None:
+        """Another condition of the rule set searches with the same pattern: keep this one's
+        answers in the pass's budget (RegexBudget.answers). Only then: a search no other rule
+        asks would pay the keeping (~0.2 us) for nothing."""
+        self.search = self._bind(True)
 
     def _max_len(self, steps: float) -> int:
         """The longest text on which re's worst case stays within `steps`."""
@@ -166,27 +183,39 @@ class Matcher:
     def __call__(self, text: str, budget: RegexBudget) -> bool:
         return self.search(text, budget)
 
-    def _bind(self) -> Callable[[str, RegexBudget], bool]:
+    def _bind(self, shared: bool) -> Callable[[str, RegexBudget], bool]:
         """The search as a closure over locals: this runs per rule per event, and the cheap
-        path must cost little more than re's own search."""
-        plain, pattern, flags = self._re, self.pattern, self._flags
+        path must cost little more than re's own search. `shared`: a search the pass ran
+        already is answered from the budget's `answers` (RegexBudget), and a finished one kept."""
+        plain, pattern, flags, cs = self._re, self.pattern, self._flags, self._cs
         bounded: list[Callable[..., Any] | None] = []  # the regex-package search, compiled on first use
         cheap_len, safe_len, choice = self._cheap_len, self._safe_len, self._choice
         per_step = self._scale * _STEP_S
         clock = time.perf_counter
 
         def search(text: str, budget: RegexBudget) -> bool:
+            if shared:
+                key = (text, pattern, cs)
+                known = budget.answers.get(key)
+                if known is not None:
+                    return known
             if budget.left <= 0:
                 budget.cut.add(pattern)
                 return False
             n = len(text)
             if n <= cheap_len:  # re, too short to time: charge its worst case instead
                 budget.left -= per_step * (n + 1) ** choice
-                return plain(text) is not None
+                got = plain(text) is not None
+                if shared:
+                    budget.answers[key] = got
+                return got
             t0 = clock()
             try:
                 if n <= safe_len:
-                    return plain(text) is not None
+                    got = plain(text) is not None
+                    if shared:
+                        budget.answers[key] = got
+                    return got
                 if not bounded:  # compiled lazily: most texts never need it (~20 ms a pattern)
                     try:
                         bounded.append(regex.compile(pattern, flags).search)
@@ -197,7 +226,10 @@ class Matcher:
                     budget.cut.add(pattern)
                     return False
                 try:
-                    return rx(text, timeout=min(MATCH_TIMEOUT_S, budget.left), concurrent=True) is not None
+                    got = rx(text, timeout=min(MATCH_TIMEOUT_S, budget.left), concurrent=True) is not None
+                    if shared:
+                        budget.answers[key] = got
+                    return got
                 except TimeoutError:
                     budget.cut.add(pattern)
                     return False

@@ -66,11 +66,27 @@ def _index_key(leaf: Leaf) -> tuple[int, list[str]] | None:
     return None
 
 
+def _share_regexes(rules: list[CompiledRule]) -> None:
+    """Let the `matches` conditions of one trigger's rules that search with the same pattern
+    (and case) share their answers within a pass (rules/regexes.py, RegexBudget.answers)."""
+    same: dict[tuple[str, bool], list[Any]] = {}
+    for rule in rules:
+        for leaf in leaves(rule.conditions):
+            m = getattr(leaf.pred, "matcher", None)
+            if m is not None:
+                same.setdefault((m.pattern, leaf.case_sensitive), []).append(m)
+    for found in same.values():
+        if len(found) > 1:
+            for m in found:
+                m.share()
+
+
 class _Bucket:
     """The rules of one trigger, in order, with their value index."""
 
     def __init__(self, rules: list[CompiledRule]) -> None:
         self.rules = rules
+        _share_regexes(rules)
         self.positions = {rule.label: i for i, rule in enumerate(rules)}
         keyed = [[(leaf, key) for leaf in conjuncts(rule.conditions) if (key := _index_key(leaf))]
                  for rule in rules]
@@ -122,6 +138,10 @@ class _Bucket:
         self.concerns = [any((later := self.deps.get(wk)) and later[-1] > i for wk in self.writes[i])
                          or any(last.get(f.name, -1) > i for f in self.scalars[i])
                          for i in range(len(rules))]
+        # whether a rule's fire is only its append plan (no stop, no later rule reading what it
+        # adds): rules/passes.py then skips the general loop's steps after the append
+        self.simple = [add is not None and not rule.stop and not concerned
+                       for add, rule, concerned in zip(self.appends, rules, self.concerns, strict=True)]
 
     def affected(self, i: int, skip: frozenset[int], before: dict[str, Any], after: dict[str, Any]) -> set[int]:
         """Positions after i whose answer rule i's fire (from ticket `before` to `after`) can

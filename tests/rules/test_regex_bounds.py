@@ -7,6 +7,7 @@ import threading
 import time
 import warnings
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -212,3 +213,40 @@ def test_the_stored_record_keeps_the_cut_short_note(monkeypatch: pytest.MonkeyPa
         assert ("note" in want[0]["failed"]) is noted
         got = stored_entries(rs.evaluate(_event(body), {}, now=NOW), rules, revisions)
         assert got == want
+
+
+def test_a_search_many_rules_ask_runs_once_a_pass_and_a_cut_one_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules repeating a pattern over the same text share one search per pass (RegexBudget
+    `answers`): the answer is the search's own, so every rule holds as before. A search cut
+    short is not kept: each rule asking it runs it again (and is cut again), so a slow pattern
+    repeated cannot hold, nor cost more than the budget."""
+    calls: list[str] = []
+    real = re.compile
+
+    def counting(pattern: Any, flags: int = 0) -> Any:
+        compiled = real(pattern, flags)
+        if pattern != "refund(s|ed)?":
+            return compiled
+
+        class Counted:
+            def search(self, text: str) -> Any:
+                calls.append(text)
+                return compiled.search(text)
+        return Counted()
+
+    monkeypatch.setattr(R.re, "compile", counting)
+    rules = [_rule(f"r{i}", "refund(s|ed)?") for i in range(40)]
+    rs = compile_rules(rules)
+    monkeypatch.undo()
+    ev = rs.evaluate(_event("Two REFUNDS please"), {}, now=NOW)
+    assert ev.matched == [f"r{i}" for i in range(40)]
+    assert len(calls) == 1 and len(ev._first.budget.answers) == 1
+    assert ev.explain[0]["matched"] is True and len(calls) == 1   # (the explain asks it again)
+    ev = rs.evaluate(_event("nothing here"), {}, now=NOW)
+    assert ev.matched == [] and len(calls) == 2
+    # a pattern only one condition uses keeps nothing (there is nothing to share)
+    ev = compile_rules([_rule("one", "refund(s|ed)?"), _rule("two", "refunds?")]).evaluate(_event("refunds"), {}, now=NOW)
+    assert ev.matched == ["one", "two"] and ev._first.budget.answers == {}
+    slow = compile_rules([_rule(f"s{i}", "(a|aa)+$") for i in range(12)])
+    ev = slow.evaluate(_event("a" * 80 + "!"), {}, now=NOW)
+    assert ev.matched == [] and ev._first.budget.answers == {} and ev._first.budget.left <= 0
