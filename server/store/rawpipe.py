@@ -3,8 +3,8 @@
 Why: the worker's loads, commits and acks share round trips (store/coalesce.py), about five
 replies an event. redis-py's pipeline reads each reply through `Connection.read_response`: a
 timeout context (a loop timer armed and cancelled), the host's name formatted for an error that
-does not happen, the retry wrapper and the reply's callback lookup, about 13 us a reply on this
-machine against under 2 us for the same reply taken from hiredis' Reader (bench/RESULTS.md,
+does not happen, the retry wrapper and the reply's callback lookup: a pipeline of 20 GETs cost
+26-28 us of CPU a command, queueing included, and 11 us read this way (bench/RESULTS.md, apply,
 "Session 9"). `execute` sends the pipeline's command stack as redis-py packs it, reads every
 reply through the connection's own hiredis parser under ONE timeout for the whole round trip,
 and applies the client's response callbacks as redis-py's `parse_response` does, so callers get
