@@ -13,7 +13,8 @@ the same values and the same error objects (tests/server/test_rawpipe.py compare
 Only where it is the same thing: a plain redis-py TCP or Unix-socket connection with the hiredis
 parser (RESP2 or RESP3: the parser's own read handles push replies, and the client's callbacks
 are those of its protocol), and commands with no option that changes how a reply is read (NEVER_DECODE).
-Anything else -- fakeredis, a cluster node's pipeline, another parser -- runs `pipe.execute`.
+Anything else -- fakeredis, the cluster's pipeline (store/cluster_pipeline.py routes each command
+to its slot's node), another parser -- runs `pipe.execute`.
 A connection that fails mid-way is dropped and the round trip goes again through
 `pipe.execute`, whose retry is what a coalesced round trip had before: every command sent again
 (the commit's check-and-set finds its own write then and says conflict; store/tickets.py).
@@ -26,6 +27,7 @@ import inspect
 from typing import Any
 
 from redis.asyncio import connection as _conn
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -47,9 +49,11 @@ _EMPTY = "EMPTY_RESPONSE"
 
 def usable(pipe: Any) -> bool:
     """Whether `pipe` may go through `execute`'s reads: a non-transactional redis-py pipeline of a
-    plain connection pool."""
+    plain connection pool -- that class itself: a subclass may send elsewhere than its pool (the
+    cluster's NodesPipeline holds a placeholder pool and routes each command to its slot's node)."""
     pool = getattr(pipe, "connection_pool", None)
-    return (_AsyncHiredisParser is not None and not getattr(pipe, "is_transaction", True)
+    return (_AsyncHiredisParser is not None and type(pipe) is Pipeline
+            and not getattr(pipe, "is_transaction", True)
             and not getattr(pipe, "explicit_transaction", False) and not pipe.scripts
             and getattr(pool, "connection_class", None) in _PLAIN)
 

@@ -138,3 +138,31 @@ async def test_what_it_cannot_read_goes_through_redis_py(settings: Settings) -> 
         assert isinstance(reply, ResponseError)
     finally:
         await close_store(store)
+
+
+@pytest.mark.redis
+async def test_a_pipeline_subclass_goes_through_its_own_execute(redis_url: str) -> None:
+    """A subclass may send elsewhere than its pool: the cluster's NodesPipeline holds a placeholder
+    pool (127.0.0.1:6379, DB 0) and routes each command to its slot's node. Read through its pool,
+    its commits went to DB 0 of that server (test_cluster_slots caught it)."""
+    from redis.asyncio.client import Pipeline
+
+    from server.store.cluster_pipeline import NodesPipeline
+
+    store = await open_store(Settings(redis_url=redis_url))
+    try:
+        executed: list[int] = []
+
+        class Routed(Pipeline):
+            async def execute(self, raise_on_error: bool = True) -> list[Any]:
+                executed.append(len(self.command_stack))
+                return list(await super().execute(raise_on_error))
+
+        p = Routed(store.redis.connection_pool, store.redis.response_callbacks, False, None)
+        p.get("rp:none")
+        assert not rawpipe.usable(p)
+        assert await rawpipe.execute(p) == [None] and executed == [1]
+        assert NodesPipeline.__mro__[1] is Pipeline   # the case this stands for
+    finally:
+        await close_store(store)
+
