@@ -13,7 +13,13 @@ tests/server/test_tenant_isolation.py). In a process of its own it costs the loo
 Bounds, each named in its error (never a 500):
 
 * an input of at most FAST_BYTES (as compact JSON) is checked right here, on the loop: the
-  common small rule pays no process hop, and its worst case is a few milliseconds;
+  common small rule pays no process hop, and its worst case is about 20 ms (re's parser, ~5 ms
+  a 1,000-character pattern). Not a dry run that names a regex or business-time condition
+  (SLOW_OPS): it runs the rule, and its size does not bound that -- a 1.4 KiB rule of 18
+  backtracking regexes spends the whole regex budget, 250 ms, on the loop every workspace's
+  requests wait on (another workspace's p99 was 552-578 ms while one workspace ran such dry
+  runs: tests/server/test_tenant_isolation.py). Such a dry run goes to a process whatever its
+  size;
 * an input over MAX_CHECK_BYTES never crosses (413 check_too_large); the request body limit
   (1 MiB) and the stored policies' limits keep real ones well under it;
 * a check gets CHECK_TIMEOUT_S seconds of CPU time in its process (CPU, not wall time: the
@@ -40,6 +46,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
@@ -53,11 +60,11 @@ from server.pipes import NoAnswer, exchange
 
 __all__ = ["CheckPool", "CheckTimeout", "ChecksBusy", "CheckUnavailable", "FAST_BYTES",
            "MAX_CHECK_BYTES", "CHECK_TIMEOUT_S", "WALL_FACTOR", "QUEUE_TIMEOUT_S", "MAX_WAITING", "CHILD_NICE",
-           "START_S", "input_size"]
+           "START_S", "SLOW_OPS", "input_size", "slow_input"]
 
 log = logging.getLogger("deskflow.checks")
 
-FAST_BYTES = 4 * 1024              # inputs up to this size are checked in the API process
+FAST_BYTES = 4 * 1024              # inputs up to this size are checked here (see SLOW_OPS)
 MAX_CHECK_BYTES = 8 * 1024 * 1024  # no input over this size is sent to a check process
 CHECK_TIMEOUT_S = 10.0             # a check's CPU time in its process (a 1 MiB rule: ~3.5 s)
 WALL_FACTOR = 4                    # ... and past this many times it in wall time, it is killed
@@ -65,6 +72,10 @@ QUEUE_TIMEOUT_S = 30.0             # a check's wait for a process of its workspa
 MAX_WAITING = 8                    # checks of one workspace waiting at once; more are refused
 CHILD_NICE = 10                    # the API's loop and the workers come first on a busy machine
 START_S = 60.0                     # a process's start (imports) on a loaded machine
+# Condition ops whose evaluation a small input does not bound (rules/ruleset.py's needs_thread
+# names the same ones for the worker's passes): a dry run that names one never runs on the loop.
+SLOW_OPS = frozenset({"matches", "older_than_business", "newer_than_business"})
+_SLOW = re.compile(b'"op":"(?:' + b"|".join(op.encode() for op in sorted(SLOW_OPS)) + b')"')
 
 _CTX = multiprocessing.get_context("spawn")
 _PR_SET_PDEATHSIG = 1
@@ -171,6 +182,13 @@ def input_size(args: tuple[Any, ...]) -> int:
         return len(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def slow_input(args: tuple[Any, ...]) -> bool:
+    """Whether a (small) input names a SLOW_OPS op: found in its compact JSON by a C-speed
+    search, where a quote inside a string is escaped, so a string's text never looks like an
+    `op` key. Over-collecting (an event's own `op` key) only sends a check to a process."""
+    return _SLOW.search(orjson.dumps(args, default=str)) is not None
+
+
 class CheckPool:
     """Check processes for one API process's event loop (see the module docstring)."""
 
@@ -193,10 +211,12 @@ class CheckPool:
         return [s.proc.pid for s in self._slots if s.proc is not None]
 
     async def run(self, workspace: str, op: str, *args: Any) -> Any:
-        """OPS[op](*args): here when the input is small, else in a process of the workspace's
-        share. Raises CheckTimeout (422), ChecksBusy / CheckUnavailable (503), PayloadTooLarge."""
+        """OPS[op](*args): here when the input is small (and, for a dry run, names no SLOW_OPS
+        op), else in a process of the workspace's share. Raises CheckTimeout (422), ChecksBusy /
+        CheckUnavailable (503), PayloadTooLarge."""
         size = input_size(args)
-        if size <= self.fast_bytes or self.processes == 0:
+        if self.processes == 0 or (size <= self.fast_bytes
+                                   and not (op == "dry_run" and slow_input(args))):
             self.inline += 1
             return OPS[op](*args)
         if size > MAX_CHECK_BYTES:

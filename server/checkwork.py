@@ -19,7 +19,7 @@ from typing import Any, TypedDict
 import orjson
 
 __all__ = ["OPS", "Calendars", "calendar_specs", "named_calendars", "calendars", "check_rule",
-           "check_document", "dry_run_rule", "check_policy_spec", "COMPILED_KEPT"]
+           "check_document", "read_document", "dry_run_rule", "check_policy_spec", "COMPILED_KEPT"]
 
 COMPILED_KEPT = 64   # compiled SLA policies kept per process (by what the spec says)
 
@@ -106,11 +106,16 @@ def check_rule(rule: Any, prefix: str, cal: Calendars | None) -> list[dict[str, 
     return rule_problems(rule, prefix, calendars(cal))
 
 
-def check_document(doc: dict[str, Any], cal: Calendars | None) -> list[dict[str, str]]:
+def check_document(doc: dict[str, Any] | bytes, cal: Calendars | None) -> list[dict[str, str]]:
     """An import document's problems, its rules checked against the workspace's calendars and
-    the document's own policies' (server/api/document.py validate)."""
+    the document's own policies' (server/api/document.py validate). The document may come as
+    its compact JSON (what the "read" check answered: no pickling of 100,000 values to send it)."""
     from server.api.document import sla_items, validate
     from server.api.rules import calendars_of
+
+    if isinstance(doc, bytes):
+        doc = orjson.loads(doc)
+        assert isinstance(doc, dict)
 
     return validate(doc, {**calendars(cal), **calendars_of(sla_items(doc))})
 
@@ -135,5 +140,12 @@ def check_policy_spec(body: dict[str, Any], name: str) -> list[dict[str, str]]:
     return check_policy(body, name)
 
 
+def read_document(body: bytes, is_yaml: bool, depth_limit: int) -> tuple[Any, ...]:
+    """server/api/document_read.py read_body: an import body parsed and bounded."""
+    from server.api.document_read import read_body
+
+    return read_body(body, is_yaml, depth_limit)
+
+
 OPS: dict[str, Any] = {"rule": check_rule, "document": check_document, "dry_run": dry_run_rule,
-                       "policy": check_policy_spec}
+                       "policy": check_policy_spec, "read": read_document}

@@ -12,9 +12,12 @@ could call `POST /v1/keys` as that key. Two independent refusals:
   to (both loopbacks when it is a loopback), so a workspace allow-list naming
   `http://127.0.0.1:6379` does not put a tenant's requests on the shared store's port (the
   embedded store listens on a unix socket only, which the broker has no scheme for); with a
-  Redis Cluster, `note_cluster` makes every node of the client's current slot map count too
-  (the URL names one seed node; the others, and nodes a reshard or failover adds, are learnt
-  from the cluster, so they are read each time `listeners()` is asked);
+  Redis Cluster, `note_cluster` makes every node the cluster knows count too, with its bus
+  port (the URL names one seed node; the others, and nodes a reshard or failover adds, are
+  learnt from the cluster): the client's slot map, read each time `listeners()` is asked, and
+  CLUSTER NODES, read when the store opens and again every `CLUSTER_REFRESH_S` — the slot map
+  alone missed replicas the seed had not yet listed for their master when the client started,
+  so on a new cluster a tenant could reach a replica's port until the map's next refresh;
 * by marker: the broker sends `X-Deskflow-Outbound: 1` with every request and never lets a script
   remove it, and `SelfCallGuard` answers any request carrying it with 403 — whatever proxy,
   load balancer or DNS name sits between the broker and this service.
@@ -34,12 +37,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sandbox.broker import OUTBOUND_MARKER
 from server.errors import error_response
 
-__all__ = ["SelfCallGuard", "forget_cluster", "listeners", "note_cluster", "note_listener", "note_store"]
+__all__ = ["CLUSTER_REFRESH_S", "SelfCallGuard", "forget_cluster", "listeners", "note_cluster",
+           "note_listener", "note_store"]
 
 _MARKER = OUTBOUND_MARKER.lower().encode()
 _LISTENERS: set[tuple[str, int]] = set()   # this process's listeners; a handful at most
 _MAX_LISTENERS = 64
 _CLUSTERS: list[weakref.ref[Any]] = []    # cluster clients of this process (note_cluster)
+CLUSTER_REFRESH_S = 1.0                    # CLUSTER NODES read again this often while a store is open
+_MAX_NODES = 1024                          # nodes remembered a cluster (CLUSTER NODES is the cluster's answer)
+# client -> every node CLUSTER NODES has listed while it was open (a node that failed stays: its
+# port is still the store's until the client closes), and the task reading it again
+_KNOWN: weakref.WeakKeyDictionary[Any, set[tuple[str, int]]] = weakref.WeakKeyDictionary()
+_WATCHERS: weakref.WeakKeyDictionary[Any, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
 
 def note_listener(host: str, port: int) -> None:
@@ -70,17 +80,58 @@ async def note_store(url: str | None) -> None:
             note_listener(*endpoint)
 
 
-def note_cluster(client: Any) -> None:
-    """Count every node of a cluster client's slot map (redis-py's `nodes_manager.nodes_cache`)
-    as the store's own, as it is whenever `listeners()` is asked; held weakly."""
+async def note_cluster(client: Any) -> None:
+    """Count every node of a cluster client as the store's own while it is open: its slot map
+    (redis-py's `nodes_manager.nodes_cache`, as it is whenever `listeners()` is asked) and what
+    CLUSTER NODES lists, read now and every CLUSTER_REFRESH_S until `forget_cluster`; held weakly."""
     _CLUSTERS[:] = [ref for ref in _CLUSTERS if ref() is not None][-(_MAX_LISTENERS - 1):]
     _CLUSTERS.append(weakref.ref(client))
+    _KNOWN[client] = set()
+    await _read_nodes(client)
+    _WATCHERS[client] = asyncio.get_running_loop().create_task(_watch(weakref.ref(client)))
+
+
+async def _read_nodes(client: Any) -> None:
+    """Add the nodes and bus ports CLUSTER NODES lists (asked of the first node that answers) to
+    what `client` is known by. Rows are `<id> <ip>:<port>@<bus port>[,<hostname>] <flags> ...`."""
+    known = _KNOWN.get(client)
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None) or {}
+    for node in list(nodes.values()):
+        try:   # the command as two words: redis-py's parser for "CLUSTER NODES" drops the bus port
+            text = await asyncio.wait_for(node.execute_command("CLUSTER", "NODES"), 2.0)
+        except Exception:   # this node is down or slow: ask the next (the slot map still counts)
+            continue
+        for line in str(text).splitlines()[:_MAX_NODES]:
+            fields = line.split()
+            if known is None or len(fields) < 2 or len(known) >= _MAX_NODES:
+                return
+            address, _, bus = fields[1].split(",")[0].partition("@")
+            host, _, port = address.rpartition(":")
+            for number in (port, bus):
+                if number.isdigit() and 0 < int(number) < 65536:
+                    known.update(_with_loopbacks(host.strip("[]"), int(number)))
+        return
+
+
+async def _watch(ref: weakref.ref[Any]) -> None:
+    """CLUSTER NODES again every CLUSTER_REFRESH_S while the client lives and is noted."""
+    while True:
+        await asyncio.sleep(CLUSTER_REFRESH_S)
+        client = ref()
+        if client is None or client not in _KNOWN:
+            return
+        await _read_nodes(client)
+        del client
 
 
 def forget_cluster(client: Any) -> None:
     """A closed cluster client's nodes are no longer the store's (their ports may be reused by
     anything, a workspace's allow-listed receiver included)."""
     _CLUSTERS[:] = [ref for ref in _CLUSTERS if ref() is not None and ref() is not client]
+    _KNOWN.pop(client, None)
+    task = _WATCHERS.pop(client, None)
+    if task is not None:
+        task.cancel()
 
 
 def _with_loopbacks(address: str, port: int) -> list[tuple[str, int]]:
@@ -100,6 +151,7 @@ def listeners() -> list[tuple[str, int]]:
         nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None) or {}
         for node in list(nodes.values()):
             own.update(_with_loopbacks(str(node.host), int(node.port)))
+        own.update(_KNOWN.get(client, ()))
     return sorted(own)
 
 

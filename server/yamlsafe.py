@@ -19,8 +19,6 @@ with no JSON counterpart (`!!binary`, `!!set`, `!!omap`).
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import math
 import re
@@ -149,16 +147,4 @@ def load_document(body: bytes | str, max_depth: int = 100) -> Any:
     return doc
 
 
-# Imports parse on threads of their own, two at a time: a 1 MiB document is parsed event by event
-# in Python, which would otherwise hold the event loop every other workspace is served from (a
-# thread gives the GIL back every few milliseconds). Their own pool: a tenant posting imports
-# in a loop queues behind its own, not behind the loop's default executor.
-_PARSERS = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="deskflow-yaml")
-
-
-async def load_document_off_loop(body: bytes | str, max_depth: int = 100) -> Any:
-    """load_document on the parser threads."""
-    return await asyncio.get_running_loop().run_in_executor(_PARSERS, load_document, body, max_depth)
-
-
-__all__ = ["load_document", "load_document_off_loop", "MAX_YAML_NODES"]
+__all__ = ["load_document", "MAX_YAML_NODES"]

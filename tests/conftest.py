@@ -70,6 +70,7 @@ SERIAL = (
     "tests/server/test_tenant_isolation.py",     # victim p99 < 100 ms, applied < 2 s
     "tests/server/test_tenant_cpu_isolation.py",  # the same, against a CPU-bound attacker
     "tests/server/test_time_e2e.py",             # timers fire within 1 s of their due time
+    "tests/server/test_attack_usage.py::test_one_workspaces_usage_batch_does_not_hold_the_store",  # < 10 ms
     "tests/server/test_embedded_crash.py",       # > 20 writes in a 1.5-2.5 s load before each kill
     "tests/server/test_lanes.py::test_a_slow_workspace_does_not_hold_another",  # waited < 2 s
     "tests/rules/test_property.py",              # every core, for minutes, with regex time bounds

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import yaml
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server import audit
-from server.api.common import RANK, Ctx, _too_deep, json_depth, json_response, problem, requires
+from server.api.common import RANK, Ctx, json_response, problem, requires
 from server.api.query import Query, choice, flag
 from server.api.document import (FORMAT_VERSION, YAML_TYPES, export_policy, export_rule, export_script,
-                                 import_notes, plain)
+                                 import_notes)
+from server.api.document_read import document_of
 from server.api.rules import by_of, check_calendars, check_rule_count, checks
 from server.api.import_plan import Plan as _Plan
 from server.api.import_plan import by_position as _by_position
@@ -33,14 +33,13 @@ from server.api.import_plan import export_group as _export_group
 from server.api.import_plan import make_plan as _make_plan
 from server.api.import_refs import import_reference_problems
 from server.api.references import raise_missing, read_catalog
-from server.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMedia, Unprocessable
+from server.errors import Forbidden, PayloadTooLarge, UnsupportedMedia, Unprocessable
 from server.scripting import check_rule_outbound
 from server.store import revisions as R
 from server.store import scripts as S
 from server.store.catalog import rule_order
 from server.store.errors import guarded
 from server.store.workspace_doc import queue_plan, read_state, revision_numbers, watched
-from server.yamlsafe import load_document_off_loop
 
 __all__ = ["routes", "FORMAT_VERSION"]
 
@@ -90,7 +89,8 @@ def _format(ctx: Ctx) -> str:
 # -- import ---------------------------------------------------------------------------------------
 
 
-async def _read_document(ctx: Ctx) -> dict[str, Any]:
+async def _read_document(ctx: Ctx) -> tuple[dict[str, Any], bytes]:
+    """The import's document, and its compact JSON (which the document's check is sent)."""
     request = ctx.request
     limit = ctx.store.settings.max_body_bytes
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -98,25 +98,16 @@ async def _read_document(ctx: Ctx) -> dict[str, Any]:
     if not is_yaml and ctype != "application/json":
         raise UnsupportedMedia("Send the document as application/json or application/yaml "
                                f"(got {ctype or 'no content type'}).")
-    body = b""
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"The document is over the limit of {limit} bytes.")
-    depth_limit = ctx.store.settings.max_json_depth
-    try:
-        doc = plain(await load_document_off_loop(body, depth_limit)) if is_yaml else orjson.loads(body)
-    except RecursionError:   # PyYAML recurses once per nesting level
-        raise _too_deep(depth_limit, "too many") from None
-    except (yaml.YAMLError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"The document does not parse: {exc}", code="invalid_document") from exc
-    depth = json_depth(doc)
-    if depth > depth_limit:
-        raise _too_deep(depth_limit, str(depth))
-    if not isinstance(doc, dict):
-        raise Unprocessable("The document must be a mapping (deskflow, rules, groups, ...).",
-                            details=[problem("", "expected a mapping at the top")])
-    return doc
+    # in a check process when it is big (server/api/document_read.py): parsing 1 MiB of YAML
+    # held the GIL every other workspace's requests wait on
+    answer = await checks(ctx).run(ctx.workspace, "read", bytes(body), is_yaml,
+                                   ctx.store.settings.max_json_depth)
+    return document_of(answer), answer[1]
 
 
 def _missing(ctx: Ctx) -> str:
@@ -153,11 +144,11 @@ async def import_document(ctx: Ctx) -> Response:
     plan and writes nothing; ?missing=keep|disable|delete says what happens to what it leaves out."""
     dry_run: bool = ctx.query["dry_run"]
     missing = _missing(ctx)
-    doc = await _read_document(ctx)
+    doc, raw = await _read_document(ctx)
     # by the check pool, a big document in a check process: compiling its rules (1,000 of
     # 1,000-character regexes: seconds of re's Python parser) and policies would hold the GIL
     # the loop every workspace's requests are served from needs (a thread did too)
-    problems = await checks(ctx).run(ctx.workspace, "document", doc, await check_calendars(ctx, doc))
+    problems = await checks(ctx).run(ctx.workspace, "document", raw, await check_calendars(ctx, doc))
     if problems:
         raise Unprocessable(f"The document has {len(problems)} problem(s); nothing was changed.",
                             details=problems)

@@ -102,7 +102,7 @@ async def _redis_client(settings: Settings) -> aioredis.Redis:
         from server.selfguard import note_cluster   # every node is the store's, not only the seed
 
         cluster = await open_cluster(settings)
-        note_cluster(cluster)
+        await note_cluster(cluster)
         return cluster  # type: ignore[return-value]  # a Redis subclass in all but name (store/cluster.py)
     return client
 

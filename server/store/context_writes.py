@@ -22,6 +22,7 @@ from server.automation import Outcome, Snapshot, parse_time
 from server.store import keys as K
 from server.store.connect import Store
 from server.store.encoding import dumps as _dumps
+from server.store.revisions import TRANSACT_TRIES, lost_races
 
 __all__ = ["context_writes", "group_index_writes"]
 
@@ -69,7 +70,7 @@ async def set_record_groups(store: Store, workspace: str, kind: str, ident: str,
     stored yet) with its group indexes, in one MULTI/EXEC watched on the record: a concurrent
     commit writing it makes us read again. `also(pipe)` queues the kind's own index writes."""
     async with store.redis.pipeline(transaction=True) as p:
-        while True:
+        for _ in range(TRANSACT_TRIES):
             try:
                 await p.watch(key)
                 raw = await p.get(key)
@@ -85,3 +86,4 @@ async def set_record_groups(store: Store, workspace: str, kind: str, ident: str,
                 return record
             except WatchError:  # lost the race: read again
                 continue
+    raise lost_races()

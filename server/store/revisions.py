@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import orjson
 from redis.exceptions import WatchError
 
+from server.errors import Conflict
 from server.store import keys as K
 from server.store.catalog import now_iso
 from server.store.connect import Store
@@ -35,7 +36,7 @@ from server.store.encoding import dumps
 from server.store.errors import guarded
 from server.store.replies import json_or_none, text_map
 
-__all__ = ["Resource", "RULE", "SLA", "Change", "transact", "number", "queue_changes", "read_all",
+__all__ = ["Resource", "RULE", "SLA", "Change", "TRANSACT_TRIES", "lost_races", "transact", "number", "queue_changes", "read_all",
            "write", "page", "get", "count", "revision"]
 
 T = TypeVar("T")
@@ -64,9 +65,13 @@ async def transact(store: Store, watch: list[str],
     """WATCH `watch`, let `build(pipe)` read through the pipe (immediate mode) and return
     (result, writer); the writer queues the writes, which EXEC atomically. A concurrent change to a
     watched key runs `build` again (arq's "lost the race"). An exception from `build` (a 4xx)
-    leaves everything untouched. A writer of None means nothing to write."""
+    leaves everything untouched. A writer of None means nothing to write.
+
+    At most TRANSACT_TRIES tries, then a 409: a workspace writing its rules in a loop made a
+    concurrent write of its own go round without end (each try a few round trips on the API's
+    loop, and a store connection held)."""
     async with store.redis.pipeline(transaction=True) as p:
-        while True:
+        for _ in range(TRANSACT_TRIES):
             try:
                 await p.watch(*watch)
                 result, writer = await build(p)
@@ -79,6 +84,18 @@ async def transact(store: Store, watch: list[str],
                 return result
             except WatchError:
                 continue
+        raise lost_races()
+
+
+TRANSACT_TRIES = 32   # lost races of one API write before it is a 409 (transact and its likes)
+
+
+def lost_races() -> Conflict:
+    """The 409 of an API write that lost TRANSACT_TRIES races in a row: without a bound, another
+    writer that kept changing what it watched kept it going round on the API's loop."""
+    return Conflict(f"What this change reads was changed by other writes {TRANSACT_TRIES} times "
+                    "in a row while it was being made (TRANSACT_TRIES); nothing was changed. "
+                    "Try again.", code="conflict", headers={"Retry-After": "1"})
 
 
 class Change:

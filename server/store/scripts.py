@@ -32,6 +32,7 @@ from server.store.replies import json_or_none, text_map, texts
 from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.errors import guarded
+from server.store.revisions import TRANSACT_TRIES, lost_races
 from server.store.sealing import SealingError
 
 __all__ = ["add_version", "queue_delete_script", "get_script", "get_version", "list_scripts", "list_versions",
@@ -52,7 +53,7 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
     `also(pipe, version)` queues more writes (the audit entry) in the same transaction; a
     `description` is kept on the script (the export shows it)."""
     hkey = K.scripts(workspace)
-    while True:
+    for _ in range(TRANSACT_TRIES):
         async with store.redis.pipeline(transaction=True) as p:
             try:
                 await p.watch(hkey)
@@ -76,6 +77,7 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
                 return record
             except WatchError:
                 continue
+    raise lost_races()
 
 
 def queue_delete_script(pipe: Any, workspace: str, meta: dict[str, Any]) -> None:

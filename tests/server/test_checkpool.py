@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -252,3 +253,45 @@ def test_the_dry_run_of_a_big_rule_answers_as_the_engine_does(client: TestClient
     assert r.status_code == 200, r.text[:300]
     assert r.json()["matched"] is True and r.json()["changes"]["tags"]["added"] == ["w"]
     assert client.app_state["checks"].started == 1   # (the rule's write and its dry run)
+
+
+def test_a_small_dry_run_with_regexes_or_business_time_goes_to_a_process() -> None:
+    """Its size does not bound its cost: a dry run of 18 backtracking regexes (1.4 KiB) spends
+    the whole 250 ms regex budget, which on the API process's loop held every other workspace's
+    requests (tests/server/test_tenant_isolation.py test_dry_runs_...). Checking the same rule
+    (a compile: ~5 ms a 1,000-character regex) stays here."""
+    evil = {"name": "evil", "triggers": ["message.received"],
+            "conditions": {"any": [{"field": "message.body", "op": "matches", "value": p}
+                                   for p in ["(a|aa)+$", "(aa|a)+$", "(?:a|aa)+$"] * 6]},
+            "actions": [{"type": "add_tags", "tags": ["e"]}]}
+    biz = {**SMALL, "conditions": {"field": "created_at", "op": "older_than_business", "value": "1h",
+                                   "calendar": {"timezone": "UTC", "week": {"mon": [["09:00", "17:00"]]}}}}
+    event = {"id": "d", "type": "message.received", "ticket": {"id": "T"},
+             "message": {"author": "customer", "body": "a" * 40 + "!"}}
+    created = {"id": "d", "type": "ticket.created", "ticket": {"id": "T"}}
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+
+    async def run() -> tuple[Any, Any, Any, int, int]:
+        pool = _pool(processes=1)
+        try:
+            checked = await pool.run("w1", "rule", evil, "", None)   # here: pool.inline 1
+            dry = await pool.run("w1", "dry_run", evil, event, {"id": "T"}, None, now, None)
+            dry_biz = await pool.run("w1", "dry_run", biz, created, {"id": "T"}, None, now, None)
+            return checked, dry, dry_biz, pool.inline, pool.started
+        finally:
+            await pool.aclose()
+
+    assert C.input_size((evil, event, {"id": "T"}, None, now, None)) <= C.FAST_BYTES
+    checked, dry, dry_biz, inline, started = asyncio.run(run())
+    assert checked == [] and inline == 1 and started == 1
+    assert dry["result"]["matched"] is False and len(dry["result"]["rule"]["conditions"]) == 18
+    assert dry_biz["result"]["rule"]["conditions"][0]["op"] == "older_than_business"
+    assert C.slow_input((SMALL, "", None)) is False and C.slow_input((biz, "", None)) is True
+    # a string that spells the key is escaped in the JSON searched: not a slow op
+    assert C.slow_input(({**SMALL, "name": '"op":"matches"'}, "", None)) is False
+
+
+def test_the_slow_ops_are_the_ones_the_worker_runs_off_its_loop() -> None:
+    from rules.ruleset import _SLOW_OPS
+
+    assert C.SLOW_OPS == _SLOW_OPS

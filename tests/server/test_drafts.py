@@ -148,3 +148,63 @@ def test_a_publish_from_a_stale_draft_is_refused(ws: Any) -> None:
     assert r.status_code == 409 and r.json()["error"]["code"] == "rule_changed"
     bad = c.post(f"/v1/rules/{rid}/draft/publish", json={"revision": "3"}, headers=h)
     assert bad.status_code == 422
+
+
+def test_publish_checks_the_draft_once_while_other_rules_change(ws: Any, monkeypatch: Any) -> None:
+    """The check ran inside the publish's WATCH on the workspace's rules: any rule change during
+    it (up to 10 s of CPU for a big rule) ran the whole check again. Now it runs before the
+    transaction, once; the transaction only asks whether the draft is still what was checked."""
+    import orjson
+
+    from server.api import drafts as api_drafts
+    from server.store import keys as K
+
+    c, h = ws.client, ws.h("manager")
+    rid, other = ws.rule(**RULE)["id"], ws.rule(**{**RULE, "name": "Other"})["id"]
+    c.put(f"/v1/rules/{rid}/draft", json=EDITED, headers=h)
+    checked: list[Any] = []
+    real = api_drafts.problems_of
+
+    async def check(ctx: Any, content: Any, prefix: str = "") -> Any:
+        checked.append(content)
+        rules = ctx.store.redis
+        raw = orjson.loads(await rules.hget(K.rules(ws.id), other))
+        raw["updated_at"] = f"2026-01-01T00:00:0{len(checked)}Z"   # another rule changes meanwhile
+        await rules.hset(K.rules(ws.id), other, orjson.dumps(raw).decode())
+        return await real(ctx, content, prefix)
+
+    monkeypatch.setattr(api_drafts, "problems_of", check)
+    pub = c.post(f"/v1/rules/{rid}/draft/publish", headers=h)
+    assert pub.status_code == 200, pub.text
+    assert len(checked) == 1 and pub.json()["actions"] == EDITED["actions"]
+
+
+def test_a_draft_changed_during_its_check_is_checked_again_before_it_is_published(
+        ws: Any, monkeypatch: Any) -> None:
+    """What is published is what was checked: a draft saved again while the publish checked the
+    earlier one is checked in its turn (an invalid one would otherwise go live unchecked)."""
+    import orjson
+
+    from server.api import drafts as api_drafts
+    from server.store import keys as K
+
+    c, h = ws.client, ws.h("manager")
+    rid = ws.rule(**RULE)["id"]
+    c.put(f"/v1/rules/{rid}/draft", json=EDITED, headers=h)
+    later = {**EDITED, "actions": [{"type": "add_tags", "tags": ["later"]}]}
+    checked: list[Any] = []
+    real = api_drafts.problems_of
+
+    async def check(ctx: Any, content: Any, prefix: str = "") -> Any:
+        checked.append(content["actions"])
+        if len(checked) == 1:   # the draft is saved again while its first check runs
+            draft = orjson.loads(await ctx.store.redis.hget(K.rule_drafts(ws.id), rid))
+            draft["rule"] = later
+            await ctx.store.redis.hset(K.rule_drafts(ws.id), rid, orjson.dumps(draft).decode())
+        return await real(ctx, content, prefix)
+
+    monkeypatch.setattr(api_drafts, "problems_of", check)
+    pub = c.post(f"/v1/rules/{rid}/draft/publish", headers=h)
+    assert pub.status_code == 200, pub.text
+    assert checked == [EDITED["actions"], later["actions"]]
+    assert pub.json()["actions"] == later["actions"]

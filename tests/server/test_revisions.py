@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from server_helpers import event
 
 RULE = {"name": "Refunds", "triggers": ["ticket.created"],
@@ -154,3 +156,36 @@ def test_concurrent_changes_get_consecutive_revisions(ws: Any) -> None:
     assert [r["n"] for r in items] == list(range(31, 0, -1))
     assert {r["rule"]["name"] for r in items[:-1]} == {f"{t}{i}" for t in "ab" for i in range(15)}
     assert c.get(f"/v1/rules/{rid}", headers=h).json()["revision"] == 31
+
+
+@pytest.mark.anyio
+async def test_a_change_raced_without_end_is_a_409_not_a_loop(settings: Any) -> None:
+    """transact went round for as long as something else kept writing what it watches (a
+    workspace saving its rules in a loop made its own other writes spin on the API's loop)."""
+    from server.errors import Conflict
+    from server.store import revisions as R
+    from server.store.connect import close_store, open_store
+
+    store = await open_store(settings)
+    tries = 0
+    try:
+        await store.redis.delete("t:watched")
+
+        async def build(p: Any) -> tuple[None, Any]:
+            nonlocal tries
+            tries += 1
+            await p.get("t:watched")
+            await store.redis.incr("t:watched")   # another writer, every time
+
+            def writer(pipe: Any) -> None:
+                pipe.set("t:mine", "1")
+
+            return None, writer
+
+        with pytest.raises(Conflict) as raised:
+            await R.transact(store, ["t:watched"], build)
+        assert tries == R.TRANSACT_TRIES and "TRANSACT_TRIES" in raised.value.message
+        assert await store.redis.get("t:mine") is None
+    finally:
+        await store.redis.delete("t:watched", "t:mine")
+        await close_store(store)
