@@ -3,6 +3,7 @@ applied by a `Worker(burst=True)` in this process, with every Redis reply and ro
 
     python bench/apply_profile.py                 # 1,500 events over 150 tickets, 100 rules
     python bench/apply_profile.py --cprofile 25   # also the 25 costliest functions (cumulative)
+    python bench/apply_profile.py --cpu           # the worker's CPU per event, nothing counted
 
 Needs the real Redis (DESKFLOW_APPLY_BENCH_REDIS_URL, default redis://127.0.0.1:6379/14, flushed
 before and after). Counts are client-side (redis-py's connection: one `read_response` per reply,
@@ -16,6 +17,7 @@ import asyncio
 import cProfile
 import collections
 import io
+import os
 import pstats
 import sys
 import time
@@ -27,13 +29,17 @@ import apply_bench as ab
 # is DESKFLOW_BENCH_ROOT's
 sys.path.insert(0, str(ab.ROOT))
 COUNTS: collections.Counter[str] = collections.Counter()
+CPU: list[float] = []   # the process's CPU seconds during the worker's run
 
 
 def _count_traffic() -> None:
-    """Wrap redis-py's asyncio connection so every reply, round trip and command is counted."""
+    """Wrap redis-py's asyncio connection so every reply, round trip and command is counted (the
+    replies at the hiredis parser, which store/rawpipe.py reads from directly too, and its round
+    trips, which do not go through send_packed_command)."""
+    from redis._parsers.hiredis import _AsyncHiredisParser
     from redis.asyncio.connection import AbstractConnection
 
-    read, send, pack = (AbstractConnection.read_response, AbstractConnection.send_packed_command,
+    read, send, pack = (_AsyncHiredisParser.read_response, AbstractConnection.send_packed_command,
                         AbstractConnection.pack_command)
 
     async def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -44,12 +50,24 @@ def _count_traffic() -> None:
         COUNTS["round trips"] += 1
         return await send(self, *args, **kwargs)
 
+    try:
+        from server.store import rawpipe
+    except ImportError:   # a tree before it
+        rawpipe = None  # type: ignore[assignment]
+    if rawpipe is not None:
+        round_trip = rawpipe._round_trip
+
+        async def counted_round_trip(*args: Any) -> Any:
+            COUNTS["round trips"] += 1
+            return await round_trip(*args)
+        rawpipe._round_trip = counted_round_trip  # type: ignore[assignment]
+
     def pack_command(self: Any, *args: Any) -> Any:
         name = args[0] if isinstance(args[0], str) else bytes(args[0]).decode()
         COUNTS["cmd " + name.upper()] += 1
         return pack(self, *args)
 
-    AbstractConnection.read_response = read_response  # type: ignore[method-assign]
+    _AsyncHiredisParser.read_response = read_response  # type: ignore[method-assign]
     AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
     AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
 
@@ -70,7 +88,9 @@ async def _apply(n_events: int, tickets: int, profile: cProfile.Profile | None) 
         if profile:
             profile.enable()
         worker = Worker(store=store, burst=True, scripting=scripting)
+        cpu = time.process_time()
         done = await worker.run()
+        CPU.append(time.process_time() - cpu)
         if profile:
             profile.disable()
         return done, time.perf_counter() - started
@@ -85,12 +105,18 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=1500)
     ap.add_argument("--tickets", type=int, default=150)
     ap.add_argument("--cprofile", type=int, default=0, metavar="N")
+    ap.add_argument("--cpu", action="store_true",
+                    help="no traffic counting (its wrappers cost CPU): the CPU per event only")
     args = ap.parse_args()
-    _count_traffic()
+    if not args.cpu:
+        _count_traffic()
     profile = cProfile.Profile() if args.cprofile else None
     done, seconds = asyncio.run(_apply(args.events, args.tickets, profile))
     print(f"{done} events applied in {seconds:.2f} s ({done / seconds:,.0f} events/s in-process"
-          f"{', under cProfile' if profile else ''})")
+          f"{', under cProfile' if profile else ''}); {CPU[0] * 1000 / max(done, 1):.3f} CPU ms/event "
+          f"(this process, all its threads), load average {os.getloadavg()[0]:.1f}")
+    if args.cpu:
+        return 0
     per = max(done, 1)
     print(f"replies/event: {COUNTS['replies'] / per:.2f}   round trips/event: "
           f"{COUNTS['round trips'] / per:.2f}")

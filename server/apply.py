@@ -19,9 +19,10 @@ again and only the pure pass runs again: its handlers are wrapped by a server/re
 every script run and HTTP call of the first pass is replayed, not repeated -- no script or
 outbound request runs twice for one event.
 
-A pass whose rules call scripts or make HTTP requests runs in a thread of this module's own pool
-(the handlers hand each call to the event loop, which owns the sandbox pool and the broker, and
-wait for it); a pass that needs neither runs on the loop.
+A pass whose rules call scripts or make HTTP requests runs in a thread (the handlers hand each
+call to the event loop, which owns the sandbox pool and the broker, and wait for it), and so does
+one whose rules match regexes or count business time; server/passthreads.py says how passes are
+handed to threads and back. A pass that needs neither runs on the loop.
 """
 
 from __future__ import annotations
@@ -30,10 +31,8 @@ import asyncio
 import logging
 import collections
 import os
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +45,7 @@ from server.guards import GuardLimits
 from server.logs import log_context
 from server.policy_cache import PolicyCache
 from server.metrics import AppliedCounts, count_event_failed
+from server.passthreads import PassThreads
 from server.replay import Recorder
 from server.rulecache import RuleCache
 from server.store import catalog, events, script_context, tickets, timers
@@ -101,12 +101,11 @@ class Applier:
         self.clock = clock
         self.rules = RuleCache(store)
         self.policies = PolicyCache()   # SLA policies and guard limits, by policy revision
-        self._threads = ThreadPoolExecutor(PASS_THREADS, thread_name_prefix="deskflow-pass")
+        self._threads = PassThreads(PASS_THREADS)   # passes that must not run on the loop
         # rules checked, by (workspace, hour): usage stats, flushed in batches
         self._checks: dict[tuple[str, int], collections.Counter[str]] = {}
         self._counts = AppliedCounts()   # Prometheus counters, written once per partition round
         self._needs: dict[int, tuple[Any, bool]] = {}   # id(ruleset) -> (ruleset, needs_handlers)
-        self._done = _Completions()      # passes finished in a thread, handed back together
         self._run_ids = _RunIds()
         self._timers_set: set[int] = set()   # partitions whose timers a pass set (server/worker.py)
         self._usage = Usage(store.settings.runs_per_ticket)    # the fired rules', likewise
@@ -118,7 +117,7 @@ class Applier:
         self._io = asyncio.Semaphore(STORE_SLOTS)
 
     def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
 
     # -- usage counters ---------------------------------------------------------------------
 
@@ -268,7 +267,7 @@ class Applier:
             if snap.previous is None and seq is None:
                 seq = await tickets.next_seq(self.store, workspace, self._send)
             outcome = await self._process(recorder, snap, event, ruleset, policies, limits, now,
-                                          run_id, revisions)
+                                          run_id, revisions, workspace)
             t2 = time.perf_counter()
             outcome.record["timings"] = {"total_ms": round((t2 - started) * 1000, 3),
                                          "load_rules_ms": round((t1 - t0) * 1000, 3),
@@ -309,7 +308,7 @@ class Applier:
 
     async def _process(self, recorder: Recorder, snap: automation.Snapshot, event: dict[str, Any],
                        ruleset: Any, policies: list[SlaPolicy], limits: GuardLimits, now: datetime,
-                       run_id: str, revisions: dict[str, int]) -> automation.Outcome:
+                       run_id: str, revisions: dict[str, int], workspace: str) -> automation.Outcome:
         view = recorder.start_pass()
         handlers = view if (recorder.threaded or self.handlers) else None
         if (recorder.threaded or getattr(ruleset, "needs_thread", False)
@@ -317,11 +316,12 @@ class Applier:
             # Passes that wait on scripts/HTTP, passes with regexes or business time (bounded,
             # but long enough to be felt by every other workspace on this loop), and passes whose
             # text conditions scan long texts (their code gives the GIL way between scans,
-            # rules/codegen.py YIELD_SCANS) run in a thread.
-            outcome: automation.Outcome = await self._done.run(
-                self._threads, lambda: automation.process(
-                    snap, event, ruleset, policies, limits, now, handlers, run_id=run_id,
-                    revisions=revisions))
+            # rules/codegen.py YIELD_SCANS) run in a thread; those that only compute may share
+            # one with their workspace's (server/passthreads.py)
+            outcome: automation.Outcome = await self._threads.run(
+                lambda: automation.process(snap, event, ruleset, policies, limits, now, handlers,
+                                           run_id=run_id, revisions=revisions),
+                batch=None if recorder.threaded else workspace)
             return outcome
         return automation.process(snap, event, ruleset, policies, limits, now, handlers,
                                   run_id=run_id, revisions=revisions)
@@ -342,46 +342,6 @@ def _text_chars(snap: automation.Snapshot, event: dict[str, Any]) -> int:
         if isinstance(part, dict):
             n += sum(len(v) for v in part.values() if isinstance(v, str))
     return n
-
-
-class _Completions:
-    """Runs passes in the pool's threads, one each as before (a slow workspace's pass holds no
-    other's), but hands their results back to the loop together: a pass that ends while earlier
-    ones wait to be handed back adds itself to them, so a burst of passes costs one wake-up of the
-    loop (call_soon_threadsafe writes to the loop's self-pipe each time), not one each."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ready: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-
-    async def run(self, pool: ThreadPoolExecutor, fn: Callable[[], Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-
-        def call() -> None:
-            try:
-                done: tuple[asyncio.Future[Any], Any, BaseException | None] = (fut, fn(), None)
-            except BaseException as exc:  # noqa: BLE001 -- handed to the awaiting pass
-                done = (fut, None, exc)
-            with self._lock:
-                self._ready.append(done)
-                first = len(self._ready) == 1
-            if first:
-                loop.call_soon_threadsafe(self._hand_back)
-
-        pool.submit(call)
-        return await fut
-
-    def _hand_back(self) -> None:
-        with self._lock:
-            ready, self._ready = self._ready, []
-        for fut, result, exc in ready:
-            if fut.cancelled():
-                continue
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
 
 
 class _RunIds:

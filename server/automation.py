@@ -164,7 +164,8 @@ def _merge_contact(base: dict[str, Any] | None, patch: dict[str, Any] | None) ->
 
 def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
                 contact: dict[str, Any] | None = None,
-                company: dict[str, Any] | None = None) -> dict[str, Any]:
+                company: dict[str, Any] | None = None, *,
+                base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ticket after the event's own data, before automation.
 
     `previous` is the mirror before the event (None for a ticket's first event); `contact` the
@@ -172,11 +173,15 @@ def merge_event(previous: dict[str, Any] | None, event: dict[str, Any],
     too): the event's contact merges into it, not into this ticket's older copy, so a partial
     contact (`{"id": "C-9"}` on a new ticket) keeps the email, name and custom it has.
     `event["occurred_at"]` must be set. `company`: the stored company the contact's company merges
-    into (server/companies.py).
+    into (server/companies.py). `base`: a copy of `previous` that is the caller's to give away
+    (the merge changes it in place); without it `previous` is deep-copied.
     """
     from server import companies
 
-    t = copy.deepcopy(previous) if previous else new_ticket(event["ticket"]["id"])
+    if base is not None:
+        t = base
+    else:
+        t = copy.deepcopy(previous) if previous else new_ticket(event["ticket"]["id"])
     data = event.get("ticket") or {}
     if t.get("contact") and contact and contact.get("id") == t["contact"].get("id"):
         t["contact"] = _stored_contact(contact)
@@ -304,7 +309,8 @@ def automate(event: dict[str, Any], ticket: dict[str, Any], previous: dict[str, 
 class Snapshot:
     """What an event's pass reads from the store (store/tickets.load): the ticket before the event
     (None: its first event), the stored contact record, the workspace's rules revision, and the
-    raw bytes the commit checks have not changed."""
+    raw bytes the commit checks have not changed (`previous` is `raw_ticket` parsed: the pass
+    parses it again for a copy of its own)."""
 
     marker: dict[str, Any] | None
     previous: dict[str, Any] | None
@@ -352,7 +358,10 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
 
     previous = snapshot.previous
     fns = handlers if handlers is None or isinstance(handlers, dict) else handlers.handlers
-    merged = merge_event(previous, event, snapshot.contact, snapshot.company)
+    # the ticket parsed again from the bytes it was loaded from, for the merge to change: that is
+    # what `previous` is (the commit checks those bytes), and it was 2 us against deepcopy's 17
+    base = orjson.loads(snapshot.raw_ticket) if previous is not None and snapshot.raw_ticket else None
+    merged = merge_event(previous, event, snapshot.contact, snapshot.company, base=base)
     customers.count_message(merged, event)
     woken = customers.with_counts(timekeeping.wake_before_rules(event, merged, now),
                                   customers.counts(snapshot.contact_stats, previous, merged, now))

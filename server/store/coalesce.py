@@ -15,7 +15,8 @@ the round trip (the callers' `guarded` turns it into StoreUnavailable).
 
 `before` adds commands of the owner's own to the head of each round trip (the applier's batched
 rule usage, server/apply.py) and is told whether they were sent; `kick` starts a round trip for them
-alone when nothing else is asked.
+alone when nothing else is asked. The replies are read by store/rawpipe.py: hiredis' own, without
+redis-py's per-reply steps, where the connection is one it can read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from server.store import rawpipe
 from server.store.connect import Store
 
 __all__ = ["Coalescer", "Queue"]
@@ -100,7 +102,7 @@ class Coalescer:
         self.round_trips += 1
         self.requests += len(batch)
         try:
-            replies = await p.execute(raise_on_error=False) if p.command_stack else []
+            replies = await rawpipe.execute(p)   # (its replies as p.execute gives them)
         except BaseException as exc:
             if sent is not None:
                 sent(False)

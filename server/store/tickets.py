@@ -9,7 +9,8 @@ that marker, ticket and contact still hold what was loaded and writes, atomicall
 list, updates-feed entry, contact record and the indexes (the fired rules' usage is batched by the
 worker: store/usage.py). The worker sends loads and commits through a store/coalesce.Coalescer,
 so concurrent passes share round trips; each commit stays its own check-and-set. On
-Redis that is one EVAL (_COMMIT: compare SHA-1s, then the writes); on the embedded store WATCH,
+Redis that is one EVALSHA of _COMMIT (compare SHA-1s, then the writes; EVAL once where the
+server's script cache lacks it); on the embedded store WATCH,
 a read to compare and one MULTI/EXEC. When the check fails nothing is written and the caller
 loads again and re-runs only the pure pass.
 
@@ -25,24 +26,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from server.automation import Outcome, Snapshot
 from server.runrecord import rule_errors
 from server.store import keys as K
 from server.store.encoding import dumps as _dumps
-from server.store.replies import scored
 from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.context_writes import context_writes
 from server import companies
-from server.companies import company_groups
-from server.store.companies import for_tickets as companies_for, overlay_company
 from server.store.events import owns
+from server.store.ticket_reads import get_ticket, list_tickets, overlay_contact   # (re-exported)
 
 __all__ = ["Applied", "CommitFailed", "Snapshot", "load", "commit", "done_with", "next_seq", "get_ticket",
            "list_tickets", "overlay_contact", "fire_hour"]
@@ -104,6 +103,9 @@ if #failed > 0 then
 end
 return 1
 """
+
+
+_COMMIT_SHA = hashlib.sha1(_COMMIT.encode()).hexdigest()
 
 
 def _sha(raw: bytes | str | None) -> str:
@@ -237,14 +239,18 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
         index: dict[str, int] = {}
         args: list[Any] = [_sha(snapshot.raw_marker), _sha(snapshot.raw_ticket),
                            _sha(snapshot.raw_contact) if ck else _sha(snapshot.raw_ticket)]
-        for cmd, key, *rest in writes:
-            if key not in index:
-                keys.append(key)
-                index[key] = len(keys)
-            args += [cmd, index[key], len(rest), *rest]
+        for w in writes:
+            at = index.get(w[1])
+            if at is None:
+                keys.append(w[1])
+                at = index[w[1]] = len(keys)
+            args += (w[0], at, len(w) - 2, *w[2:])
+        send = send or _direct(store)
         try:
-            (ok,) = await (send or _direct(store))(
-                lambda p: p.eval(_COMMIT, len(keys), *keys, *args))
+            try:   # by its SHA-1: the script's 2.3 KB are not sent (nor hashed by Redis) each time
+                (ok,) = await send(lambda p: p.evalsha(_COMMIT_SHA, len(keys), *keys, *args))
+            except NoScriptError:   # not in this server's cache (yet): EVAL runs and caches it
+                (ok,) = await send(lambda p: p.eval(_COMMIT, len(keys), *keys, *args))
         except ResponseError as exc:
             said = _script_error(exc)
             if said is not None:
@@ -312,86 +318,6 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
                 "changes": outcome.changes, "effects": outcome.effects, "at": run["at"]}
         out.append(("XADD", K.feed(workspace), "MAXLEN", "~", s.feed_maxlen, "*", "d", _dumps(body)))
     return out
-
-
-def overlay_contact(ticket: dict[str, Any], contact: dict[str, Any] | None) -> dict[str, Any]:
-    """Show the contact's current groups (membership may change after the ticket's last event)."""
-    c = ticket.get("contact")
-    if contact and isinstance(c, dict) and c.get("id") == contact.get("id"):
-        ticket = {**ticket, "contact": {**c, "groups": list(contact.get("groups") or [])}}
-    return ticket
-
-
-async def _contacts(store: Store, workspace: str, tickets: list[dict[str, Any]]) -> Mapping[object, Any]:
-    ids = sorted({c for t in tickets if isinstance(c := (t.get("contact") or {}).get("id"), str)})
-    if not ids:
-        return {}
-    raws = await store.redis.mget([K.contact(workspace, c) for c in ids])
-    return {c: orjson.loads(r) for c, r in zip(ids, raws, strict=True) if r}
-
-
-@guarded
-async def get_ticket(store: Store, workspace: str, ticket_id: str) -> dict[str, Any] | None:
-    raw = await store.redis.get(K.ticket(workspace, ticket_id))
-    if not raw:
-        return None
-    ticket = orjson.loads(raw)
-    contacts = await _contacts(store, workspace, [ticket])
-    ticket = overlay_company(ticket, await companies_for(store, workspace, [ticket]))
-    return overlay_contact(ticket, contacts.get((ticket.get("contact") or {}).get("id")))
-
-
-def _matches(ticket: dict[str, Any], status: str | None, tag: str | None, group: str | None,
-             sla_policy: str | None = None) -> bool:
-    if status is not None and ticket.get("status") != status:
-        return False
-    if sla_policy is not None and (ticket.get("sla") or {}).get("policy") != sla_policy:
-        return False
-    if tag is not None and tag.casefold() not in {t.casefold() for t in ticket.get("tags") or []}:
-        return False
-    if group is not None:
-        groups = [*((ticket.get("contact") or {}).get("groups") or []),
-                  *company_groups(ticket)]   # the contact's company's groups too
-        if group.casefold() not in {g.casefold() for g in groups}:
-            return False
-    return True
-
-
-@guarded
-async def list_tickets(store: Store, workspace: str, *, status: str | None = None,
-                       tag: str | None = None, group: str | None = None,
-                       sla_policy: str | None = None, limit: int = 50, after_seq: int = 0) -> tuple[list[dict[str, Any]], int | None]:
-    """Tickets in creation order, filtered; returns (items, cursor seq for the next page).
-
-    Filters are applied while scanning the creation index in chunks (no secondary indexes yet:
-    O(tickets scanned) per page, fine for a help desk's mirror, documented in the README)."""
-    items: list[dict[str, Any]] = []
-    cursor = after_seq
-    chunk = max(limit * 2, 100)
-    while True:
-        rows = scored(await store.redis.zrangebyscore(K.tickets(workspace), f"({cursor}", "+inf",
-                                                      start=0, num=chunk, withscores=True))
-        if not rows:
-            return items, None
-        raws = await store.redis.mget([K.ticket(workspace, tid) for tid, _ in rows])
-        tickets = [orjson.loads(r) for r in raws if r]
-        contacts = await _contacts(store, workspace, tickets)
-        stored_companies = await companies_for(store, workspace, tickets)
-        by_id = {t["id"]: t for t in tickets}
-        for tid, score in rows:
-            cursor = int(score)
-            t = by_id.get(tid)
-            if t is None:
-                continue
-            t = overlay_contact(overlay_company(t, stored_companies),
-                                contacts.get((t.get("contact") or {}).get("id")))
-            if _matches(t, status, tag, group, sla_policy):
-                items.append(t)
-                if len(items) == limit:
-                    more = await store.redis.zcount(K.tickets(workspace), f"({cursor}", "+inf")
-                    return items, (cursor if more else None)
-        if len(rows) < chunk:
-            return items, None
 
 
 def fire_hour(at: str) -> int:

@@ -249,3 +249,33 @@ async def test_a_conflict_keeps_the_stream_entry_in_the_marker(redis_url: str) -
     finally:
         sync.close()
         await close_store(store)
+
+
+def test_the_pass_copies_the_loaded_ticket_from_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merge changes a copy of the ticket before the event: parsed again from the bytes it was
+    loaded from, not deep-copied (17 us an event). The outcome is the deep copy's, and the
+    snapshot's own `previous` is left as loaded."""
+    import copy
+
+    from server import automation
+
+    first = process(_snapshot(["a"]), EVENT, RULES, [], None, NOW, {
+        "http_request": lambda *a: {"tier": "gold"}, "run_script": lambda *a: {}})
+    raw = orjson.dumps(first.ticket)
+    later = {**EVENT, "id": "e2", "type": "ticket.updated",
+             "ticket": {"id": "T-1", "tags": ["x"], "custom": {"b": 2}}}
+
+    def snap(with_raw: bool) -> Snapshot:
+        return Snapshot(marker=None, previous=orjson.loads(raw), contact=None, contact_id="C-1",
+                        rules_rev=3, raw_ticket=raw if with_raw else None)
+
+    copied = process(snap(False), later, RULES, [], None, NOW)
+    deep = copy.deepcopy
+    copies: list[Any] = []
+    monkeypatch.setattr(automation.copy, "deepcopy", lambda x, *a: copies.append(x) or deep(x, *a))
+    loaded = snap(True)
+    parsed = process(loaded, later, RULES, [], None, NOW)
+    assert parsed.ticket == copied.ticket and parsed.record == copied.record
+    assert parsed.ticket["tags"] == ["x"] and parsed.ticket["custom"] == {"a": 1, "b": 2}
+    assert loaded.previous == orjson.loads(raw)
+    assert not [c for c in copies if c == loaded.previous]

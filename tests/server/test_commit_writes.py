@@ -84,3 +84,35 @@ async def test_the_worker_logs_and_counts_a_failed_commit(settings: Settings,
         worker.applier.close()
     finally:
         await close_store(store)
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_the_commit_is_sent_by_its_sha_and_loaded_once_when_missing(redis_url: str) -> None:
+    """EVALSHA, not the script's 2.3 KB each time; a server without it in its script cache (a
+    restart, SCRIPT FLUSH) gets one EVAL, which caches it, and the commit is applied once."""
+    store = await open_store(Settings(redis_url=redis_url))
+    sent: list[str] = []
+
+    async def send(queue: Any) -> list[Any]:
+        async with store.redis.pipeline(transaction=False) as p:
+            queue(p)
+            sent.extend(str(args[0]) for args, _ in p.command_stack)
+            return list(await p.execute())
+
+    try:
+        await store.redis.script_flush()   # (server-wide: another user's next EVALSHA reloads)
+        snap, outcome, seq = await _pass(store, "w1")
+        assert await tickets.commit(store, "w1", 0, "1-0", {}, EVENT, "run-1", snap, outcome,
+                                    seq, send) is not None
+        assert sent == ["EVALSHA", "EVAL"]
+        later = {**EVENT, "id": "e2", "type": "ticket.updated"}
+        snap = await tickets.load(store, "w1", later)
+        outcome = automation.process(snap, later, None, [], None, NOW, run_id="run-2")
+        sent.clear()
+        assert await tickets.commit(store, "w1", 0, "2-0", {}, later, "run-2", snap, outcome,
+                                    None, send) is not None
+        assert sent == ["EVALSHA"]
+        assert orjson.loads(await store.redis.get(K.ticket("w1", "T-1")))["version"] == 2
+    finally:
+        await close_store(store)
