@@ -17,12 +17,10 @@ source is compiled with no builtins but the names it uses.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import regex
-
+from . import scans
 from .conditions import Group, Leaf, Node
 from .ops import State
 from .ordinal import is_ordinal
@@ -43,58 +41,8 @@ _ITEM_OPS = frozenset({"includes", "excludes", "includes_any", "includes_all"})
 _NUMBER_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def _give_way() -> None:
-    """Called between a bucket's text scans (see YIELD_SCANS): a Python function's entry is
-    where CPython lets another thread take the GIL."""
-
-
-# A text longer than this is scanned without the GIL: its TEXT slot is a `_LongText`, whose
-# `in` is the regex module's search of the literal with concurrent=True (the same answer as
-# str's, ~1.3x its time), so a pass scanning a 1 MB description 1,000 times in a thread leaves
-# the event loop its GIL (a 1 ms sleep beside it: 6.5 ms with str's scan, 1.1 ms with this).
-LONG_TEXT = 16 * 1024
-
-
-class _LongText(str):
-    """A long case-folded text whose substring tests release the GIL (see LONG_TEXT)."""
-
-    __slots__ = ()
-
-    def __contains__(self, needle: object) -> bool:
-        if type(needle) is not str:
-            return str.__contains__(self, needle)  # type: ignore[operator]
-        return _literal(needle).search(self, concurrent=True) is not None
-
-
-@functools.lru_cache(maxsize=4096)
-def _literal(needle: str) -> Any:
-    return regex.compile(regex.escape(needle))
-
-
-def long_text(text: str) -> str:
-    """`text` as a TEXT slot holds it (a _LongText past LONG_TEXT characters)."""
-    return _LongText(text) if len(text) > LONG_TEXT else text
-
-
-_GLOBALS = {"T": type, "S": str, "F": frozenset, "N": (int, float), "Y": _give_way, "W": long_text}
-# A bucket's generated code is straight-line: no call and no backward jump between its leaves,
-# which are the only places CPython hands the GIL to another thread. A `contains` scans its text
-# in C, so 1,000 rules of `description contains` over a 1 MB description held the GIL for 0.8 s
-# a pass, in a thread or not, and every other workspace's requests and events waited (tests/
-# server/test_tenant_isolation.py). So the code gives way (a call to Y) after every YIELD_SCANS
-# text scans: at most ~16 scans of the longest text a ticket may carry between two chances for
-# another thread, at ~50 ns a call; a bucket with fewer scans gets none.
-YIELD_SCANS = 16
-_SCANS = frozenset({"contains", "not_contains"})
-
-
-def text_scans(node: Node | None) -> int:
-    """How many inline text scans (`contains`, `not_contains`) a rule's code makes at most."""
-    if node is None:
-        return 0
-    if isinstance(node, Leaf):
-        return int(node.op in _SCANS and isinstance(node.value, str) and not node.case_sensitive)
-    return sum(text_scans(c) for c in node.children)
+_GLOBALS = {"T": type, "S": str, "F": frozenset, "N": (int, float), "Y": scans.give_way,
+            "W": scans.long_text}
 
 
 def _strs(v: Any) -> list[str] | None:
@@ -200,13 +148,13 @@ def _emit(level: _Level, bodies: list[str], weights: list[int], src: _Source,
     """Lines checking a level's rules inline and dispatching to the levels below it; each level
     below becomes a function g<n> (its number in `functions`)."""
     out: list[str] = []
-    scans = 0
+    scanned = 0
     for p in level.rules:
         out.append(f"{pad}if {bodies[p]}: h.append({p})")
-        scans += weights[p]
-        if scans >= YIELD_SCANS:
+        scanned += weights[p]
+        if scanned >= scans.YIELD_SCANS:
             out.append(f"{pad}Y()")
-            scans = 0
+            scanned = 0
     for (name, mode), (field, table) in level.tables.items():
         names: dict[str, int] = {}
         for value, sub in table.items():
@@ -329,7 +277,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     explainers and what the run record asks of every rule (`first`, `branches`)."""
     src = _Source()
     bodies = [src.expr(t) if t is not None else "True" for t in trees]
-    weights = [text_scans(t) for t in trees]
+    weights = [scans.text_scans(t) for t in trees]
     root = _Level()
     dup = False
     for pos, filing in enumerate(filings):
@@ -368,7 +316,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     lines.append("    def first(v, s, h):")
     lines.append("        a = h.append")
     lines.append("        r = [")
-    scans = 0
+    scanned = 0
     deep: list[int] = []
     radix: list[list[tuple[int, int]]] = []
     for pos, (rule_tests, steps_) in enumerate(zip(tests, failing, strict=True)):
@@ -394,10 +342,10 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
                 expr = f"({k + 1} if {cond} else {scaled}{expr})"
         radix.append(mine)
         lines.append(f"            {expr},")
-        scans += weights[pos]
-        if scans >= YIELD_SCANS and pos < len(trees) - 1:   # the list goes on after a call to Y
+        scanned += weights[pos]
+        if scanned >= scans.YIELD_SCANS and pos < len(trees) - 1:   # the list goes on after Y()
             lines += ["        ]", "        Y()", "        r += ["]
-            scans = 0
+            scanned = 0
     lines += ["        ]", "        return r"]
     branch_of: list[list[tuple[int, str]]] = []
     n_branch = 0
@@ -447,7 +395,7 @@ class Slots(dict):  # type: ignore[type-arg]
         else:
             value = self.state.folded(field)
             if kind == TEXT:
-                value = long_text(value) if type(value) is str else ""
+                value = scans.long_text(value) if type(value) is str else ""
             elif kind == ITEMS and type(value) is not frozenset:
                 value = NO_ITEMS
         self[n] = value

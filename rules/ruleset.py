@@ -186,7 +186,7 @@ class RuleSet:
     def text_scans(self) -> int:
         """How many inline text scans (`contains`, `not_contains`) the rules make at most in a
         pass: times the length of the ticket's texts, what a pass costs where no regex is."""
-        from .codegen import text_scans
+        from .scans import text_scans
 
         return sum(text_scans(r.conditions) for r in self.rules)
 

@@ -316,7 +316,7 @@ class Applier:
             # Passes that wait on scripts/HTTP, passes with regexes or business time (bounded,
             # but long enough to be felt by every other workspace on this loop), and passes whose
             # text conditions scan long texts (their code gives the GIL way between scans,
-            # rules/codegen.py YIELD_SCANS) run in a thread; those that only compute may share
+            # rules/scans.py YIELD_SCANS) run in a thread; those that only compute may share
             # one with their workspace's (server/passthreads.py)
             outcome: automation.Outcome = await self._threads.run(
                 lambda: automation.process(snap, event, ruleset, policies, limits, now, handlers,

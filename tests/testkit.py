@@ -190,3 +190,27 @@ def served_deskflow(env: dict[str, str], *, start_s: float = START_S) -> Iterato
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def ticks_beside(work: Callable[[], Any], slice_s: float) -> tuple[int, int, float]:
+    """Run `work` in a thread while this thread spins: (slices of `slice_s` inside the work's run
+    in which this thread ran Python, slices inside it, the work's seconds). A work that holds
+    the GIL leaves this thread none of them; one that gives it up, most."""
+    import threading
+
+    span: list[float] = []
+
+    def run() -> None:
+        span.append(time.perf_counter())
+        work()
+        span.append(time.perf_counter())
+
+    th = threading.Thread(target=run)
+    slices: set[int] = set()
+    th.start()
+    while th.is_alive():
+        slices.add(int(time.perf_counter() / slice_s))
+    th.join()
+    start, end = span
+    inside = range(int(start / slice_s) + 1, int(end / slice_s))
+    return len(slices.intersection(inside)), len(inside), end - start

@@ -9,13 +9,12 @@ way every YIELD_SCANS scans. Same answers as before: checked here against str's 
 from __future__ import annotations
 
 import random
-import threading
-import time
 
 import pytest
+from testkit import ticks_beside
 
-from rules import codegen, compile_rules
-from rules.codegen import LONG_TEXT, YIELD_SCANS, long_text
+from rules import compile_rules, scans
+from rules.scans import LONG_TEXT, YIELD_SCANS, long_text
 
 
 def test_long_texts_answer_substring_tests_as_str_does() -> None:
@@ -52,8 +51,8 @@ def test_a_pass_over_long_texts_matches_as_over_short_ones(size: int, monkeypatc
     ticket = {"id": "T-1", "subject": "only7x here", "description": body[: size // 2] + "mark5x mark40x" + body}
     event = {"id": "e", "type": "ticket.updated", "ticket": ticket}
     got = compile_rules(rules).evaluate(event, ticket, record=True)
-    monkeypatch.setattr(codegen, "LONG_TEXT", 10 ** 9)
-    monkeypatch.setattr(codegen, "YIELD_SCANS", 10 ** 9)
+    monkeypatch.setattr(scans, "LONG_TEXT", 10 ** 9)
+    monkeypatch.setattr(scans, "YIELD_SCANS", 10 ** 9)
     plain = compile_rules(rules).evaluate(event, ticket, record=True)
     assert got.matched == plain.matched and got.changes == plain.changes
     assert got.explain == plain.explain
@@ -68,20 +67,6 @@ def test_a_pass_scanning_a_long_text_leaves_other_threads_the_gil() -> None:
                                                 "value": f"aaaaaaaab{i}"}} for i, r in enumerate(_rules(400))])
     ticket = {"id": "T-1", "description": "a" * 1_000_000}
     event = {"id": "e", "type": "ticket.updated", "ticket": ticket}
-    span: list[float] = []
-
-    def pass_() -> None:
-        span.append(time.perf_counter())
-        rules.evaluate(event, ticket, record=True)
-        span.append(time.perf_counter())
-
-    th = threading.Thread(target=pass_)
-    slices: set[int] = set()
-    th.start()
-    while th.is_alive():
-        slices.add(int(time.perf_counter() / 0.02))
-    th.join()
-    start, end = span
-    inside = range(int(start / 0.02) + 1, int(end / 0.02))
-    assert len(inside) >= 5, f"the pass took {end - start:.3f} s: too short to tell"
-    assert len(slices.intersection(inside)) >= 0.5 * len(inside), (len(slices.intersection(inside)), len(inside))
+    ticked, inside, took = ticks_beside(lambda: rules.evaluate(event, ticket, record=True), 0.02)
+    assert inside >= 5, f"the pass took {took:.3f} s: too short to tell"
+    assert ticked >= 0.5 * inside, (ticked, inside)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 import time
 import warnings
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from testkit import ticks_beside
 
 import rules.regexes as R
 from rules import compile_rules, dry_run
@@ -77,23 +77,9 @@ def test_a_match_releases_the_gil(monkeypatch: pytest.MonkeyPatch) -> None:
     in most 50 ms slices of that second (holding the GIL, the match would leave it none)."""
     monkeypatch.setattr(R, "MATCH_TIMEOUT_S", 1.0)
     m = Matcher("(a|aa)+$", True)
-    span: list[float] = []
-
-    def slow() -> None:
-        span.append(time.perf_counter())
-        m("a" * 200 + "!", RegexBudget(10))
-        span.append(time.perf_counter())
-
-    th = threading.Thread(target=slow)
-    slices: set[int] = set()
-    th.start()
-    while th.is_alive():
-        slices.add(int(time.perf_counter() / 0.05))
-    th.join()
-    start, end = span
-    inside = range(int(start / 0.05) + 1, int(end / 0.05))
-    assert end - start > 0.5
-    assert len(slices.intersection(inside)) >= 0.5 * len(inside), (len(slices.intersection(inside)), len(inside))
+    ticked, inside, took = ticks_beside(lambda: m("a" * 200 + "!", RegexBudget(10)), 0.05)
+    assert took > 0.5
+    assert ticked >= 0.5 * inside, (ticked, inside)
 
 
 def test_normal_patterns_stay_on_re_and_agree_with_it() -> None:

@@ -584,7 +584,7 @@ def test_long_texts_of_one_workspace_do_not_stall_another(served: Served) -> Non
     held the GIL as long: the generated code of a bucket is straight-line (no call or backward
     jump, where CPython hands the GIL over). Victim p99 0.82 s, its event 10.4 s. Now such a
     pass runs in a thread (server/apply.py SCAN_ON_LOOP), a text past 16 KiB is scanned without
-    the GIL and the code gives way every 16 scans (rules/codegen.py LONG_TEXT, YIELD_SCANS), and
+    the GIL and the code gives way every 16 scans (rules/scans.py LONG_TEXT, YIELD_SCANS), and
     the ticket's queued events no longer stop the partition reading B's (server/lanes.py
     `ready`): victim p99 12.8 ms, its events applied in 9-117 ms (load 3, 2026-12-03)."""
     a, b = served.workspace("attacker", timeout=120), _victim(served)
