@@ -52,6 +52,7 @@ async def create_workspace(store: Store, name: str) -> tuple[dict[str, Any], str
     await store.redis.set(K.outbox_cursor(ws["id"]), "0-0")
     await store.redis.sadd(K.contacts(ws["id"]), "")  # its contact index is complete from the start
     await store.redis.hset(K.index_build(ws["id"]), "done", "1")  # nothing to build: no contact is older than its index
+    await store.redis.set(K.rule_fires_since(ws["id"]), "0")  # every fire in the packed day counters
     await store.redis.hset(K.WORKSPACES, ws["id"], name)
     _, secret = await create_key(store, ws["id"], "admin", "initial admin key")
     return ws, secret
