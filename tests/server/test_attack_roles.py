@@ -16,16 +16,22 @@ def _sender(url: str) -> dict[str, Any]:
             "actions": [{"type": "http_request", "method": "GET", "url": url, "secret": "CRM"}]}
 
 
-@pytest.fixture
-def removed(ws: Workspace) -> str:
-    """A rule whose secret-sending action an admin wrote (revision 1), then took out (2)."""
+def _admins_sender(ws: Workspace, **extra: Any) -> str:
+    """The CRM secret and host set by an admin, and the admin's rule that sends it (its id)."""
     c = ws.client
     assert c.put("/v1/allowlist", json={"hosts": ["crm.example.com"]}, headers=ws.h("admin")).status_code == 200
     assert c.put("/v1/secrets/CRM", json={"value": "s3cret", "hosts": ["crm.example.com"]},
                  headers=ws.h("admin")).status_code in (200, 201)
-    r = c.post("/v1/rules", json=_sender("https://crm.example.com/v1/who"), headers=ws.h("admin"))
+    r = c.post("/v1/rules", json={**_sender("https://crm.example.com/v1/who"), **extra}, headers=ws.h("admin"))
     assert r.status_code == 201, r.text
-    rule_id = r.json()["id"]
+    return str(r.json()["id"])
+
+
+@pytest.fixture
+def removed(ws: Workspace) -> str:
+    """A rule whose secret-sending action an admin wrote (revision 1), then took out (2)."""
+    c = ws.client
+    rule_id = _admins_sender(ws)
     r = c.put(f"/v1/rules/{rule_id}", headers=ws.h("admin"), json={
         "name": "crm", "triggers": ["ticket.created"], "enabled": True,
         "actions": [{"type": "add_tags", "tags": ["crm-off"]}]})
@@ -69,14 +75,7 @@ VIP_ONLY = {"field": "tags", "op": "includes", "value": "vip"}
 @pytest.fixture
 def vip_sender(ws: Workspace) -> str:
     """An admin's rule that sends the CRM secret on new tickets tagged vip, and nothing else."""
-    c = ws.client
-    assert c.put("/v1/allowlist", json={"hosts": ["crm.example.com"]}, headers=ws.h("admin")).status_code == 200
-    assert c.put("/v1/secrets/CRM", json={"value": "s3cret", "hosts": ["crm.example.com"]},
-                 headers=ws.h("admin")).status_code in (200, 201)
-    r = c.post("/v1/rules", json={**_sender("https://crm.example.com/v1/who"), "conditions": VIP_ONLY},
-               headers=ws.h("admin"))
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return _admins_sender(ws, conditions=VIP_ONLY)
 
 
 def _secret_reach(ws: Workspace, event: dict[str, Any]) -> list[str]:
