@@ -425,8 +425,10 @@ def rule_fires_since(w: str) -> str:
 
 
 def rule_fires_version(w: str) -> str:
-    """string  bumped by every batch of fires written (store/usage.py): what an answer of GET
-    /v1/stats/rules kept in a process is keyed by, with the rules revision and the day."""
+    """string  bumped by every write to the workspace's rule_stats hashes (store/usage.py's
+    batches of fires, catalog.add_rule_checks, a run's rule error in store/tickets.py): what the
+    answers of GET /v1/stats/rules and the usage of GET /v1/rules kept in a process are keyed by,
+    with the rules revision and the day or hour."""
     return f"{_ws(w)}:rule-fires:v"
 
 

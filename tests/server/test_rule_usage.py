@@ -66,9 +66,11 @@ def test_kept_sums_answer_what_the_whole_hash_says_as_the_hours_pass(kind: str, 
                 await r.hincrby(key, f"h:{now - rnd.randint(0, 1)}", 2)
                 if rnd.random() < 0.5:
                     await r.hincrby(key, f"c:{now}", 3)
+            await r.incr(K.rule_fires_version(WS))   # (as each writer of the counters does)
             if n == 8:   # r1 deleted and made again: its kept sums are not its own any more
                 await r.delete(K.rule_stats(WS, "r1"))
                 await r.hset(K.rule_stats(WS, "r1"), f"h:{now - 5}", 1)
+                await r.incr(K.rules_rev(WS))
                 rules[1] = {**rules[1], "created_at": "2026-02-01T00:00:00Z"}
             got = await rule_stats(store, WS, rules, now)
             for rule in rules:
@@ -84,7 +86,8 @@ def test_kept_sums_answer_what_the_whole_hash_says_as_the_hours_pass(kind: str, 
 
 
 def test_a_kept_rule_costs_its_fresh_fields_only(monkeypatch: Any) -> None:
-    """Once kept, a rule's read asks for six fields, however many buckets its hash holds."""
+    """Once kept, a rule's read asks for six fields, however many buckets its hash holds, and
+    nothing at all while no counter of the workspace was written."""
     async def main() -> None:
         store = Store(redis=fakeredis.FakeAsyncRedis(decode_responses=True), settings=Settings(),
                       embedded=True)
@@ -107,12 +110,16 @@ def test_a_kept_rule_costs_its_fresh_fields_only(monkeypatch: Any) -> None:
             return p
 
         monkeypatch.setattr(store.redis, "pipeline", counting)
+        got = await rule_stats(store, WS, rule, now)   # nothing moved: the answer as it was
+        assert asked == [] and got["busy"]["usage"]["fired"]["30d"] == 720
+        await store.redis.hincrby(K.rule_stats(WS, "busy"), f"h:{now}", 1)   # a batch of fires
+        await store.redis.incr(K.rule_fires_version(WS))
         got = await rule_stats(store, WS, rule, now)
-        assert asked == [("hmget", 6)] and got["busy"]["usage"]["fired"]["30d"] == 720
+        assert asked == [("hmget", 6)] and got["busy"]["usage"]["fired"]["30d"] == 721
         asked.clear()
         got = await rule_stats(store, WS, rule, now + 1)   # the next hour: moved on, not read whole
         assert [n for n, _ in asked] == ["hmget", "hmget"] and max(k for _, k in asked) <= 16
-        assert got["busy"]["usage"]["fired"]["30d"] == 719   # (hour now+1 has no bucket yet)
+        assert got["busy"]["usage"]["fired"]["30d"] == 720   # (-1 left the window, +0 for now+1)
 
     anyio.run(main)
 
@@ -126,5 +133,21 @@ def test_the_kept_workspaces_are_bounded(monkeypatch: Any) -> None:
             await store.redis.hset(K.rule_stats(f"w{i}", "r"), "h:1", 1)
             await rule_stats(store, f"w{i}", [{"id": "r", "created_at": None}], 2)
         assert list(rule_usage._kept[store]) == ["w7", "w8", "w9"]
+
+    anyio.run(main)
+
+
+def test_every_writer_of_the_counters_moves_what_a_kept_answer_is_keyed_by() -> None:
+    """A check batch and a run's rule error are answered at once, as fires are (the fires'
+    batch: test_stats.py)."""
+    from server.store.catalog import add_rule_checks
+
+    async def main() -> None:
+        store = Store(redis=fakeredis.FakeAsyncRedis(decode_responses=True), settings=Settings(),
+                      embedded=True)
+        rule = [{"id": "r", "created_at": None}]
+        assert (await rule_stats(store, WS, rule, 500_000))["r"]["usage"]["checked"] is None
+        await add_rule_checks(store, {(WS, "r", 500_000): 4})
+        assert (await rule_stats(store, WS, rule, 500_000))["r"]["usage"]["checked"]["1h"] == 4
 
     anyio.run(main)
