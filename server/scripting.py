@@ -91,14 +91,35 @@ def secret_use_problems(role: str, rule: Any, prefix: str = "",
     `http_request` or `webhook` action's headers, sends a stored secret, and only the role that
     may set secrets (admin) may decide where one goes (issue 13 B11). An action exactly as it was
     in `before` (the rule being replaced) passes: a manager may still rename or reorder a rule an
-    admin wrote, not point its secret elsewhere. [] when fine."""
+    admin wrote, not point its secret elsewhere. Nor may it widen WHEN the secret goes: the
+    triggers and conditions of a rule that sends one are the admin's too (a manager who made an
+    admin's "vip tickets to the CRM" rule fire on every ticket sent the CRM, with the admin's
+    credential, what the admin never chose to). A new rule (`before` None: a create, a
+    duplicate) keeps nothing. [] when fine."""
     if role in (SECRET_ROLE, "root"):
         return []
     kept = [a for _, a in _outbound_actions(before)] if before is not None else []
-    return [{"path": f"{prefix}actions[{i}]",
-             "reason": f"sends a stored secret; only the {SECRET_ROLE} role, which sets secrets, "
-                       f"may add or change such an action"}
-            for i, a in _outbound_actions(rule) if _sends_secret(a) and a not in kept]
+    out = [{"path": f"{prefix}actions[{i}]",
+            "reason": f"sends a stored secret; only the {SECRET_ROLE} role, which sets secrets, "
+                      f"may add or change such an action"}
+           for i, a in _outbound_actions(rule) if _sends_secret(a) and a not in kept]
+    if out or not isinstance(before, dict) or not isinstance(rule, dict):
+        return out
+    if any(_sends_secret(a) for _, a in _outbound_actions(rule)):
+        out += [{"path": f"{prefix}{key}",
+                 "reason": f"decides which events the rule's stored secret is sent on; only the "
+                           f"{SECRET_ROLE} role, which sets secrets, may change it"}
+                for key in ("triggers", "conditions") if _scope(rule, key) != _scope(before, key)]
+    return out
+
+
+def _scope(rule: dict[str, Any], key: str) -> Any:
+    """A rule's triggers (as a set) or conditions, with the spellings of "no conditions" alike
+    (null, {}, {"all": []}): a client that normalizes them changes nothing."""
+    value = rule.get(key)
+    if key == "triggers":
+        return sorted(map(str, value)) if isinstance(value, list) else value
+    return None if value in (None, {}, {"all": []}) else value
 
 
 def webhook_header_problems(rule: Any, prefix: str = "") -> list[dict[str, str]]:

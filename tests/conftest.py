@@ -68,6 +68,7 @@ def client(settings: Settings, worker_clock: ShiftedClock) -> Iterator[TestClien
 # order, however slowly they run): they overlap with other tests in the parallel part.
 SERIAL = (
     "tests/server/test_tenant_isolation.py",     # victim p99 < 100 ms, applied < 2 s
+    "tests/server/test_tenant_isolation_usage.py",  # the same, against usage reads
     "tests/server/test_tenant_cpu_isolation.py",  # the same, against a CPU-bound attacker
     "tests/server/test_time_e2e.py",             # timers fire within 1 s of their due time
     "tests/server/test_attack_usage.py::test_one_workspaces_usage_batch_does_not_hold_the_store",  # < 10 ms

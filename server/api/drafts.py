@@ -290,10 +290,15 @@ async def _publish_once(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
 
 @requires("manager")
 async def duplicate_rule(ctx: Ctx) -> Response:
-    """A new, disabled rule with the same definition, named "Copy of <name>", last in the order."""
+    """A new, disabled rule with the same definition, named "Copy of <name>", last in the order.
+    The copy is a new rule, checked as a create is (no `before`): a copy of a rule that sends a
+    stored secret is the secret role's to make. Checked against the original, a manager's copy
+    passed (its actions are the original's) and then, the copy's own actions being kept by every
+    edit, its triggers and conditions could be widened: the admin's secret sent on events the
+    admin's rule never reached."""
     live = await _live(ctx)
     content = {**definition(live), "enabled": False, "name": f"Copy of {live.get('name')}"[:200]}
-    check_rule_outbound(ctx.principal.role, content, live)
+    check_rule_outbound(ctx.principal.role, content)
     rule_id, now = catalog.new_rule_id(), now_iso()
 
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:

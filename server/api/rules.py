@@ -29,7 +29,7 @@ from server.checkwork import Calendars, calendar_specs, named_calendars
 from server.errors import Conflict, NotFound, Unprocessable
 from server.policy_cache import compile_policies
 from server.scripting import check_rule_outbound
-from server.store import catalog, runs, tickets
+from server.store import catalog, rule_usage, runs, tickets
 from server.store import revisions as R
 from server.store import sla as sla_store
 from server.store.catalog import now_iso
@@ -199,14 +199,13 @@ async def create_rule(ctx: Ctx) -> Response:
                 "position": _next_position(current), "created_at": now, "updated_at": now}
         return [R.Change(rule_id, rule, None, "create")]
 
-    changes = await _write(ctx, compute)
-    return json_response((await _with_stats(ctx, [changes[0].new or {}]))[0], 201)
+    changes = await _write(ctx, compute)   # (a new id: no counter of it to read)
+    return json_response({**(changes[0].new or {}), **rule_usage.unused()}, 201)
 
 
 async def _with_stats(ctx: Ctx, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rules with `last_fired_at`, `fired_24h` and `usage` (read-only; the per-rule counters)."""
-    stats = await catalog.rule_stats(ctx.store, ctx.workspace, [r["id"] for r in rules],
-                                     int(time.time() // 3600))
+    stats = await rule_usage.rule_stats(ctx.store, ctx.workspace, rules, int(time.time() // 3600))
     return [{**r, **stats[r["id"]]} for r in rules]
 
 
@@ -241,7 +240,7 @@ async def list_rules(ctx: Ctx) -> Response:
     fired). ?unused_for=30d lists only rules older than that which did not fire in it."""
     limit, offset = page_params(ctx.request)
     window = _unused_for(ctx)
-    rules = await catalog.list_rules(ctx.store, ctx.workspace)
+    rules = await catalog.listed_rules(ctx.store, ctx.workspace)   # (shared: not changed here)
     if window is not None:
         since = datetime.now(UTC) - timedelta(seconds=window)
         rules = [r for r in await _with_stats(ctx, rules) if _unused(r, since)]

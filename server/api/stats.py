@@ -43,12 +43,11 @@ async def get_sla(ctx: Ctx) -> Response:
 
 @requires("viewer", _DAYS)
 async def get_rules(ctx: Ctx) -> Response:
-    """Every rule's fires per UTC day (the rule list's sparklines: one request, not one a rule)."""
-    from server.store import catalog
-
-    ids = [str(r["id"]) for r in await catalog.list_rules(ctx.store, ctx.workspace)]
+    """Every rule's fires per UTC day (the rule list's sparklines: one request, not one a rule),
+    by rule id. Its cost: one read when nothing changed (store/stats.rules_chart), else the rule
+    ids and one read a day of the packed day counters -- no rule body, no command a rule."""
     now_hour = int(time.time() // 3600)
-    per_day = await stats.rules_per_day(ctx.store, ctx.workspace, ids, now_hour, ctx.query["days"])
+    ids, per_day = await stats.rules_chart(ctx.store, ctx.workspace, now_hour, ctx.query["days"])
     today = now_hour // 24
     dates = [datetime.fromtimestamp(d * 86400, UTC).date().isoformat()
              for d in range(today - ctx.query["days"] + 1, today + 1)]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import secrets
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +20,8 @@ from server.store.usage import SINCE_FIELD
 
 __all__ = [
     "ROLES", "now_iso", "hash_key", "create_workspace", "get_workspace", "find_workspace_by_name",
-    "create_key", "list_keys", "revoke_key", "lookup_key", "rules_revision", "list_rules", "get_rule",
-    "put_rule", "rule_order", "rule_stats", "USAGE_WINDOWS", "list_groups", "get_group", "put_group",
+    "create_key", "list_keys", "revoke_key", "lookup_key", "rules_revision", "list_rules", "listed_rules", "get_rule",
+    "put_rule", "rule_order", "list_groups", "get_group", "put_group",
     "delete_group", "get_contact", "set_contact_groups", "group_contacts",
 ]
 
@@ -52,6 +54,7 @@ async def create_workspace(store: Store, name: str) -> tuple[dict[str, Any], str
     await store.redis.set(K.outbox_cursor(ws["id"]), "0-0")
     await store.redis.sadd(K.contacts(ws["id"]), "")  # its contact index is complete from the start
     await store.redis.hset(K.index_build(ws["id"]), "done", "1")  # nothing to build: no contact is older than its index
+    await store.redis.set(K.rule_fires_since(ws["id"]), "0")  # every fire in the packed day counters
     await store.redis.hset(K.WORKSPACES, ws["id"], name)
     _, secret = await create_key(store, ws["id"], "admin", "initial admin key")
     return ws, secret
@@ -120,6 +123,38 @@ async def list_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
     """All rules of a workspace in their order (position, then creation)."""
     raw = await store.redis.hgetall(K.rules(workspace))
     return sorted((orjson.loads(v) for v in raw.values()), key=rule_order)
+
+
+LISTED_MAX_BYTES = 4 << 20   # listed_rules keeps a workspace's rules up to this much JSON ...
+LISTED_WORKSPACES = 32       # ... for this many workspaces (the least recently listed go)
+_listed: weakref.WeakKeyDictionary[Store, collections.OrderedDict[str, tuple[Any, list[dict[str, Any]]]]] = (
+    weakref.WeakKeyDictionary())
+
+
+@guarded
+async def listed_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
+    """list_rules, kept in this process per rules revision (every write of a rule bumps it in
+    the same MULTI: server/store/revisions.py), so a listing reads one counter, not every rule's
+    body: GET /v1/rules lists them all to page them, and 1,000 rules parsed each time were most
+    of a listing's cost. The dicts are shared: the caller copies before it changes one."""
+    rev = await store.redis.get(K.rules_rev(workspace))
+    spaces = _listed.setdefault(store, collections.OrderedDict())
+    kept = spaces.get(workspace)
+    if kept is not None and kept[0] == rev:
+        spaces.move_to_end(workspace)
+        return list(kept[1])
+    async with store.redis.pipeline(transaction=True) as p:   # (the rules as of that revision)
+        p.get(K.rules_rev(workspace))
+        p.hgetall(K.rules(workspace))
+        rev, raw = await p.execute()
+    rules = sorted((orjson.loads(v) for v in raw.values()), key=rule_order)
+    if sum(len(v) for v in raw.values()) <= LISTED_MAX_BYTES:
+        spaces[workspace] = (rev, rules)
+        while len(spaces) > LISTED_WORKSPACES:
+            spaces.popitem(last=False)
+    else:
+        spaces.pop(workspace, None)
+    return list(rules)
 
 
 def rule_order(rule: dict[str, Any]) -> tuple[Any, ...]:
@@ -229,40 +264,6 @@ async def _chunks(items: Any, size: int) -> Any:
         yield chunk
 
 
-# Usage windows in hour buckets: "1h" is the current hour, "24h" the current hour and the 23
-# before it, and so on (the apply transaction drops the bucket 31 days back on each write).
-USAGE_WINDOWS = {"1h": 1, "24h": 24, "7d": 7 * 24, "30d": 30 * 24}
-
-
-def _sums(stats: dict[str, str], prefix: str, now_hour: int) -> dict[str, int]:
-    hours = {int(k[len(prefix):]): int(v) for k, v in stats.items()
-             if k.startswith(prefix) and k[len(prefix):].lstrip("-").isdigit()}
-    return {name: sum(n for h, n in hours.items() if now_hour - span < h <= now_hour)
-            for name, span in USAGE_WINDOWS.items()}
-
-
-@guarded
-async def rule_stats(store: Store, workspace: str, rule_ids: list[str], now_hour: int) -> dict[str, dict[str, Any]]:
-    """{rule id: {"last_fired_at", "fired_24h", "usage"}} from the per-rule counters (store/keys.py
-    `rule_stats`). `usage`: {"fired": {"1h", "24h", "7d", "30d"}, "last_fired_at", "checked",
-    "last_error"}; `checked` comes from hourly "c:<hour>" buckets (workers add them in batches,
-    add_rule_checks) and `last_error` from "error" (JSON {at, message}, written by the apply
-    transaction); each is null until there is a first one."""
-    async with store.redis.pipeline(transaction=False) as p:
-        for rule_id in rule_ids:
-            p.hgetall(K.rule_stats(workspace, rule_id))
-        raw = await p.execute()
-    out = {}
-    for rule_id, stats in zip(rule_ids, raw, strict=True):
-        fired = _sums(stats, "h:", now_hour)
-        checked = _sums(stats, "c:", now_hour) if any(k.startswith("c:") for k in stats) else None
-        error = orjson.loads(stats["error"]) if stats.get("error") else None
-        out[rule_id] = {"last_fired_at": stats.get("last"), "fired_24h": fired["24h"],
-                        "usage": {"fired": fired, "last_fired_at": stats.get("last"),
-                                  "checked": checked, "last_error": error}}
-    return out
-
-
 @guarded
 async def add_rule_checks(store: Store, counts: dict[tuple[str, str, int], int]) -> None:
     """Add (workspace, rule id, hour) -> times the rule was checked, in one pipeline. Workers batch
@@ -277,4 +278,6 @@ async def add_rule_checks(store: Store, counts: dict[tuple[str, str, int], int])
             p.hincrby(key, f"c:{hour}", n)
             p.hdel(key, f"c:{hour - 31 * 24}")
             p.hsetnx(key, SINCE_FIELD, 0)   # not a hash from before the daily counters (usage.py)
+        for workspace in {ws for ws, _, _ in counts}:   # (a kept usage answer: rule_usage.py)
+            p.incr(K.rule_fires_version(workspace))
         await p.execute()

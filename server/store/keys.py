@@ -407,7 +407,29 @@ def rule_drafts(w: str) -> str:
 
 # -- workspace charts (slot {ws:W}; store/stats.py) --
 
-__all__ += ["ws_stats_day"]
+__all__ += ["ws_stats_day", "rule_fires_day", "rule_fires_since", "rule_fires_version"]
+
+
+def rule_fires_day(w: str, day: int) -> str:
+    """hash  rule id -> the rule's fires that UTC day (days since the epoch): every rule's day in
+    one key, so GET /v1/stats/rules reads one HMGET a day, not a command a rule (store/usage.py
+    writes it with the batch's "d:" counters, each write renewing a TTL of KEEP_DAYS days)."""
+    return f"{_ws(w)}:rule-fires:{day}"
+
+
+def rule_fires_since(w: str) -> str:
+    """string  the first UTC day all of whose fires are in rule_fires_day: "0" for a workspace
+    made with these keys, else the day after their first write (days before are read from each
+    rule's own "d:" counters, store/stats.rules_per_day)."""
+    return f"{_ws(w)}:rule-fires:since"
+
+
+def rule_fires_version(w: str) -> str:
+    """string  bumped by every write to the workspace's rule_stats hashes (store/usage.py's
+    batches of fires, catalog.add_rule_checks, a run's rule error in store/tickets.py): what the
+    answers of GET /v1/stats/rules and the usage of GET /v1/rules kept in a process are keyed by,
+    with the rules revision and the day or hour."""
+    return f"{_ws(w)}:rule-fires:v"
 
 
 def ws_stats_day(w: str, day: int) -> str:

@@ -302,9 +302,13 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
         ("LPUSH", K.workspace_runs(workspace), run_id),
         ("LTRIM", K.workspace_runs(workspace), 0, s.runs_per_workspace - 1),
     ]
+    erred = False
     for rid, errors in rule_errors(run.get("rules")):   # usage.last_error: only rules that erred
         out.append(("HSET", K.rule_stats(workspace, rid), "error", _dumps(
             {"at": run["at"], "message": str(errors[-1])[:500]})))
+        erred = True
+    if erred:   # (what a kept usage answer is keyed by: store/rule_usage.py)
+        out.append(("INCR", K.rule_fires_version(workspace)))
     if snapshot.previous is None and seq is not None:
         out.append(("ZADD", K.tickets(workspace), "NX", seq, ticket_id))
     if new_contact is not None:

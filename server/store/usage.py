@@ -19,7 +19,7 @@ from server.store import keys as K
 
 __all__ = ["RuleUsage", "Usage", "queue_writes", "SCRIPT_RULES"]
 
-# Hourly fire counters are kept 31 days (catalog.USAGE_WINDOWS reads up to 30 days back).
+# Hourly fire counters are kept 31 days (rule_usage.USAGE_WINDOWS reads up to 30 days back).
 KEEP_HOURS = 31 * 24
 # Daily fire counters ("d:<day>"), kept 32 days, beside the hourly ones: GET /v1/stats/rules
 # reads 30 fields a rule, not 720 (at 1,000 rules the hours were 720,000 fields, ~0.3-0.8 s of
@@ -94,14 +94,28 @@ class Usage:
 SCRIPT_RULES = 32
 
 # A workspace's batch in script calls of at most SCRIPT_RULES rules each.
-# KEYS = for each rule: its run list, its stats hash ('d:' and 'dsince' are DAY_FIELD, SINCE_FIELD)
-# ARGV[1] = the last run-list index kept, ARGV[2] = hours kept, ARGV[3] = days kept; then for each
-#   rule: the number of run ids R, the R ids (oldest first), the number of hours H, H pairs (hour, fires), last fired
+# KEYS = for each rule: its run list, its stats hash ('d:' and 'dsince' are DAY_FIELD, SINCE_FIELD);
+#   then the workspace's keys.rule_fires_since, keys.rule_fires_version and, for each day the
+#   batch touches, its keys.rule_fires_day (the packed day counters GET /v1/stats/rules reads)
+# ARGV[1] = the last run-list index kept, ARGV[2] = hours kept, ARGV[3] = days kept, ARGV[4] = the
+#   number of rules R, ARGV[5] = the number of days D, ARGV[6..5+D] = those days, in the order of
+#   their keys; then for each rule: its id, the number of run ids N, the N ids (oldest first), the
+#   number of hours H, H pairs (hour, fires), last fired. Every call of a batch names all the
+#   batch's days (the start day is the day after the batch's last, whichever call sets it).
 _WRITE = """
-local i = 4
-for r = 1, #KEYS / 2 do
+local r_n, d_n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local packed, last_day = {}, 0
+for j = 1, d_n do
+  local day = tonumber(ARGV[5 + j])
+  packed[day] = KEYS[2 * r_n + 2 + j]
+  if day > last_day then last_day = day end
+end
+local i = 6 + d_n
+for r = 1, r_n do
   local runs, stats = KEYS[2 * r - 1], KEYS[2 * r]
-  local nr = tonumber(ARGV[i])
+  local id = ARGV[i]
+  local nr = tonumber(ARGV[i + 1])
+  i = i + 1
   if nr > 0 then
     redis.call('LPUSH', runs, unpack(ARGV, i + 1, i + nr))
     redis.call('LTRIM', runs, 0, tonumber(ARGV[1]))
@@ -117,11 +131,19 @@ for r = 1, #KEYS / 2 do
     redis.call('HINCRBY', stats, 'd:' .. day, ARGV[i + 2 * h])
     redis.call('HDEL', stats, 'd:' .. (day - tonumber(ARGV[3])))
     redis.call('HSETNX', stats, 'dsince', fresh and 0 or day + 1)
+    redis.call('HINCRBY', packed[day], id, ARGV[i + 2 * h])
   end
   i = i + 2 * nh + 1
   redis.call('HSET', stats, 'last', ARGV[i])
   i = i + 1
 end
+for day, key in pairs(packed) do
+  redis.call('EXPIRE', key, tonumber(ARGV[3]) * 86400)
+end
+if d_n > 0 then   -- a workspace from before the packed counters: complete from the next day on
+  redis.call('SETNX', KEYS[2 * r_n + 1], last_day + 1)
+end
+redis.call('INCR', KEYS[2 * r_n + 2])
 return 1
 """
 
@@ -130,14 +152,19 @@ def queue_writes(p: Any, taken: dict[tuple[str, str], RuleUsage], runs_kept: int
                  scripted: bool = True) -> None:
     """Queue a batch's writes on pipeline `p`: script calls of at most SCRIPT_RULES rules of
     one workspace each (a workspace's keys share a slot), or with `scripted=False` (the
-    in-process store, which runs no Lua) plain commands."""
+    in-process store, which runs no Lua) plain commands. Beside each rule's own counters, its
+    fires go to the workspace's packed day counters (keys.rule_fires_day); a workspace whose
+    packed counters have no start yet (one from before them) starts them the day after the
+    batch's last; the workspace's keys.rule_fires_version moves (a chart answer kept by an API
+    process is one of before)."""
     by_ws: dict[str, list[tuple[str, RuleUsage]]] = collections.defaultdict(list)
     for (workspace, rule_id), u in taken.items():
         by_ws[workspace].append((rule_id, u))
     for workspace, rules in by_ws.items():
+        days = sorted({hour // 24 for _, u in rules for hour in u.hours})
         if scripted:
             for start in range(0, len(rules), SCRIPT_RULES):
-                _queue_script(p, workspace, rules[start:start + SCRIPT_RULES], runs_kept)
+                _queue_script(p, workspace, rules[start:start + SCRIPT_RULES], runs_kept, days)
             continue
         for rule_id, u in rules:
             runs, stats = K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)
@@ -150,16 +177,25 @@ def queue_writes(p: Any, taken: dict[tuple[str, str], RuleUsage], runs_kept: int
                 p.hincrby(stats, f"{DAY_FIELD}{hour // 24}", n)
                 p.hdel(stats, f"{DAY_FIELD}{hour // 24 - KEEP_DAYS}")
                 p.hsetnx(stats, SINCE_FIELD, 0)   # (the in-process store: nothing from before)
+                p.hincrby(K.rule_fires_day(workspace, hour // 24), rule_id, n)
             p.hset(stats, "last", u.last)
+        for day in days:
+            p.expire(K.rule_fires_day(workspace, day), KEEP_DAYS * 86400)
+        if days:
+            p.setnx(K.rule_fires_since(workspace), days[-1] + 1)
+        p.incr(K.rule_fires_version(workspace))
 
 
-def _queue_script(p: Any, workspace: str, rules: list[tuple[str, RuleUsage]], runs_kept: int) -> None:
+def _queue_script(p: Any, workspace: str, rules: list[tuple[str, RuleUsage]], runs_kept: int,
+                  days: list[int]) -> None:
     keys: list[str] = []
-    args: list[Any] = [runs_kept - 1, KEEP_HOURS, KEEP_DAYS]
+    args: list[Any] = [runs_kept - 1, KEEP_HOURS, KEEP_DAYS, len(rules), len(days), *days]
     for rule_id, u in rules:
         keys += [K.rule_runs(workspace, rule_id), K.rule_stats(workspace, rule_id)]
-        args += [len(u.runs), *u.runs, len(u.hours)]
+        args += [rule_id, len(u.runs), *u.runs, len(u.hours)]
         for hour, n in sorted(u.hours.items()):
             args += [hour, n]
         args.append(u.last)
+    keys += [K.rule_fires_since(workspace), K.rule_fires_version(workspace),
+             *(K.rule_fires_day(workspace, d) for d in days)]
     p.eval(_WRITE, len(keys), *keys, *args)

@@ -132,6 +132,7 @@ def test_rules_per_day_reads_daily_counters_and_the_hours_from_before_them(
         rule = {"triggers": ["ticket.created"], "actions": [{"type": "close"}]}
         legacy, new, checked = (ws.rule(name=n, **rule)["id"] for n in ("legacy", "new", "checked"))
         r = redis.Redis.from_url(redis_url, decode_responses=True)
+        r.delete(K.rule_fires_since(ws.id))   # a workspace from before the packed day counters
         hour = int(time.time() // 3600)
         today = hour // 24
         r.hset(K.rule_stats(ws.id, legacy), mapping={   # as the worker left it before "d:"
@@ -144,6 +145,7 @@ def test_rules_per_day_reads_daily_counters_and_the_hours_from_before_them(
             queue_writes(p, usage.take(), 10, scripted=scripted)
             p.execute()
         assert r.hget(K.rule_stats(ws.id, new), "dsince") == (str(today - 1) if scripted else "0")
+        assert r.get(K.rule_fires_since(ws.id)) == str(today + 1)   # packed from tomorrow on
         r.hset(K.rule_stats(ws.id, new), f"h:{hour}", 50)   # a day past dsince reads "d:" only
         anyio.run(_checks, redis_url, {(ws.id, checked, hour): 3})
         got = _get(ws, "/v1/stats/rules", days=5)["rules"]
@@ -151,6 +153,49 @@ def test_rules_per_day_reads_daily_counters_and_the_hours_from_before_them(
         # the day dsince follows: its hours, 4 + 1 (the in-process store keeps no hours from before)
         assert got[new] == ([0, 0, 5, 0, 2] if scripted else [0, 0, 1, 0, 2])
         assert got[checked] == [0] * 5
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("scripted", [True, False], ids=["script", "commands"])
+def test_rules_per_day_reads_the_packed_day_counters_from_their_first_day(
+        redis_url: str, scripted: bool) -> None:
+    """Fires go to the workspace's packed day counters too (one hash a day, a field a rule), and
+    the chart reads the days from keys.rule_fires_since on there: a new workspace's from its
+    first day, an older one's from the day after the packed counters' first write; the days
+    before, from each rule's own counters."""
+    settings = Settings(redis_url=redis_url, data_file=None, root_token=ROOT_TOKEN, partitions=4)
+    with TestClient(create_app(settings)) as client:
+        ws = Workspace(client)
+        rule = {"triggers": ["ticket.created"], "actions": [{"type": "close"}]}
+        a, b = (ws.rule(name=n, **rule)["id"] for n in ("a", "b"))
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert r.get(K.rule_fires_since(ws.id)) == "0"
+        hour = int(time.time() // 3600)
+        today = hour // 24
+        usage = Usage(runs_kept=10)
+        usage.add(ws.id, "run-1", "2026-11-23T08:00:00Z", (today - 2) * 24 + 3, [a])
+        usage.add(ws.id, "run-2", "2026-11-23T09:00:00Z", hour, [a, b, a])
+        with r.pipeline(transaction=False) as p:
+            queue_writes(p, usage.take(), 10, scripted=scripted)
+            p.execute()
+        assert r.hgetall(K.rule_fires_day(ws.id, today)) == {a: "2", b: "1"}
+        assert r.hgetall(K.rule_fires_day(ws.id, today - 2)) == {a: "1"}
+        assert 0 < r.ttl(K.rule_fires_day(ws.id, today)) <= 32 * 86400
+        assert r.get(K.rule_fires_since(ws.id)) == "0"   # (kept: it was set)
+        got = _get(ws, "/v1/stats/rules", days=4)["rules"]
+        assert got == {a: [0, 1, 0, 2], b: [0, 0, 0, 1]}
+        r.hset(K.rule_stats(ws.id, b), f"d:{today - 3}", 7)   # the per-rule counter is not read ...
+        assert _get(ws, "/v1/stats/rules", days=4)["rules"][b] == [0, 0, 0, 1]
+        r.set(K.rule_fires_since(ws.id), today - 1)   # ... before the packed counters' first day
+        got = _get(ws, "/v1/stats/rules", days=4)["rules"]
+        assert got == {a: [0, 1, 0, 2], b: [7, 0, 0, 1]}
+        c = ws.rule(name="c", **rule)["id"]   # a kept answer is not one of before a rule change ...
+        assert _get(ws, "/v1/stats/rules", days=4)["rules"][c] == [0] * 4
+        usage.add(ws.id, "run-3", "2026-11-23T10:00:00Z", hour, [c])   # ... nor of before a fire
+        with r.pipeline(transaction=False) as p:
+            queue_writes(p, usage.take(), 10, scripted=scripted)
+            p.execute()
+        assert _get(ws, "/v1/stats/rules", days=4)["rules"][c] == [0, 0, 0, 1]
 
 
 async def _checks(redis_url: str, counts: dict[tuple[str, str, int], int]) -> None:
