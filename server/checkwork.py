@@ -100,8 +100,8 @@ _STAND_IN: list[Any] = []
 
 
 def check_rule(rule: Any, prefix: str, cal: Calendars | None) -> list[dict[str, str]]:
-    """server.api.rules.rule_problems with the calendars built here."""
-    from server.api.rules import rule_problems
+    """server.api.rule_checks.rule_problems with the calendars built here."""
+    from server.api.rule_checks import rule_problems
 
     return rule_problems(rule, prefix, calendars(cal))
 
@@ -111,7 +111,7 @@ def check_document(doc: dict[str, Any] | bytes, cal: Calendars | None) -> list[d
     the document's own policies' (server/api/document.py validate). The document may come as
     its compact JSON (what the "read" check answered: no pickling of 100,000 values to send it)."""
     from server.api.document import sla_items, validate
-    from server.api.rules import calendars_of
+    from server.api.rule_checks import calendars_of
 
     if isinstance(doc, bytes):
         doc = orjson.loads(doc)

@@ -54,7 +54,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import Ctx, json_response, problem, read_object, requires
-from server.api.rules import check_calendars, definition, problems_of
+from server.api.rule_checks import check_calendars, problems_of
+from server.api.rules import definition
 from server.errors import ApiError, Unprocessable
 from server.store import keys as K
 from server.store.errors import guarded

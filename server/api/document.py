@@ -19,7 +19,8 @@ from typing import Any
 
 from server.api.checks import allowlist_problems
 from server.api.common import problem
-from server.api.rules import definition, rule_problems
+from server.api.rule_checks import rule_problems
+from server.api.rules import definition
 from server.api.sla import check_policy
 from server.api.sla import definition as policy_definition
 from server.api.validate import GROUP_NAME

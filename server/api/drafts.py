@@ -26,14 +26,8 @@ from server.api.references import (
     reference_problems,
     write_rules,
 )
-from server.api.rules import (
-    audit_rules,
-    by_of,
-    check_rule_count,
-    definition,
-    dry_run_response,
-    problems_of,
-)
+from server.api.rule_checks import check_rule_count, problems_of
+from server.api.rules import audit_rules, by_of, definition, dry_run_response
 from server.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from server.scripting import check_rule_outbound
 from server.store import catalog

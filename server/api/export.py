@@ -26,7 +26,8 @@ from server.api.query import Query, choice, flag
 from server.api.document import (FORMAT_VERSION, YAML_TYPES, export_policy, export_rule, export_script,
                                  import_notes)
 from server.api.document_read import document_of
-from server.api.rules import by_of, check_calendars, check_rule_count, checks
+from server.api.rule_checks import check_calendars, check_rule_count, checks
+from server.api.rules import by_of
 from server.api.import_plan import Plan as _Plan
 from server.api.import_plan import by_position as _by_position
 from server.api.import_plan import export_group as _export_group

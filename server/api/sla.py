@@ -21,7 +21,8 @@ from server.api.common import (
 from server.api.query import FORCE, PAGE, Query
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog, write_policies
 from server.api.revisioned import Revisions, by_of
-from server.api.rules import audit_rules, checks
+from server.api.rule_checks import checks
+from server.api.rules import audit_rules
 from server.api.sla_checks import policy_problems
 from server.errors import Conflict, NotFound, Unprocessable
 from server.store import keys as K
