@@ -73,11 +73,10 @@ class Lanes:
         # Kept as they change, so that what each round and each finished entry asks costs the
         # number of workspaces, not the number of tickets waiting (a flood of 5,000 tickets made
         # every start scan them all): the lanes waiting to start, by workspace in arrival order;
-        # the entries queued in all, and by workspace.
+        # the entries of those lanes, by workspace; the entries queued in all.
         self._idle: dict[str, dict[tuple[str, str], None]] = {}
-        self._startable: collections.Counter[str] = collections.Counter()  # entries of idle lanes
+        self._startable: collections.Counter[str] = collections.Counter()
         self._entries = 0
-        self._ws_entries: collections.Counter[str] = collections.Counter()
         self._done: list[str] = []
         self._changed = asyncio.Event()
         self._none_running = asyncio.Event()   # set when the last running lane ends
@@ -111,19 +110,9 @@ class Lanes:
                     self._idle.setdefault(key[0], {})[key] = None
             queue.append((entry_id, fields))
             self._entries += 1
-            self._ws_entries[key[0]] += 1
             if key not in self._running:
                 self._startable[key[0]] += 1
         self._start_ready()
-
-    def _forget(self, ws: str, n: int) -> None:
-        """n entries of workspace ws left the queues."""
-        self._entries -= n
-        left = self._ws_entries[ws] - n
-        if left > 0:
-            self._ws_entries[ws] = left
-        else:
-            del self._ws_entries[ws]
 
     def _unstartable(self, ws: str, n: int) -> None:
         """n entries of workspace ws are no longer waiting for a lane to start (theirs did)."""
@@ -140,14 +129,14 @@ class Lanes:
     def drop_waiting(self) -> None:
         """Forget entries not started (they stay pending in the stream, to be claimed again)."""
         for key in [k for k in self._queues if k not in self._running]:
-            self._forget(key[0], len(self._queues.pop(key)))
+            self._entries -= len(self._queues.pop(key))
         self._idle.clear()
         self._startable.clear()
         for key in self._running:   # keep each running lane's head: it is being applied
             queue = self._queues[key]
             while len(queue) > 1:
                 queue.pop()
-                self._forget(key[0], 1)
+                self._entries -= 1
 
     async def next(self, timeout: float | None) -> None:
         """Until a lane finishes an entry (or `timeout` seconds)."""
@@ -236,7 +225,7 @@ class Lanes:
                 entry_id, fields = queue[0]
                 await self._apply(entry_id, fields)
                 queue.popleft()
-                self._forget(key[0], 1)
+                self._entries -= 1
                 self._done.append(entry_id)
                 self._changed.set()
                 self._ack_soon()
