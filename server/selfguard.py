@@ -43,11 +43,11 @@ __all__ = ["CLUSTER_REFRESH_S", "SelfCallGuard", "forget_cluster", "listeners", 
 _MARKER = OUTBOUND_MARKER.lower().encode()
 _LISTENERS: set[tuple[str, int]] = set()   # this process's listeners; a handful at most
 _MAX_LISTENERS = 64
-_CLUSTERS: list[weakref.ref[Any]] = []    # cluster clients of this process (note_cluster)
 CLUSTER_REFRESH_S = 1.0                    # CLUSTER NODES read again this often while a store is open
 _MAX_NODES = 1024                          # nodes remembered a cluster (CLUSTER NODES is the cluster's answer)
-# client -> every node CLUSTER NODES has listed while it was open (a node that failed stays: its
-# port is still the store's until the client closes), and the task reading it again
+# the cluster clients of this process (note_cluster): each -> every node CLUSTER NODES has listed
+# while it was open (a node that failed stays: its port is still the store's until the client
+# closes); and each one's task reading it again
 _KNOWN: weakref.WeakKeyDictionary[Any, set[tuple[str, int]]] = weakref.WeakKeyDictionary()
 _WATCHERS: weakref.WeakKeyDictionary[Any, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
@@ -84,8 +84,6 @@ async def note_cluster(client: Any) -> None:
     """Count every node of a cluster client as the store's own while it is open: its slot map
     (redis-py's `nodes_manager.nodes_cache`, as it is whenever `listeners()` is asked) and what
     CLUSTER NODES lists, read now and every CLUSTER_REFRESH_S until `forget_cluster`; held weakly."""
-    _CLUSTERS[:] = [ref for ref in _CLUSTERS if ref() is not None][-(_MAX_LISTENERS - 1):]
-    _CLUSTERS.append(weakref.ref(client))
     _KNOWN[client] = set()
     await _read_nodes(client)
     _WATCHERS[client] = asyncio.get_running_loop().create_task(_watch(weakref.ref(client)))
@@ -95,6 +93,8 @@ async def _read_nodes(client: Any) -> None:
     """Add the nodes and bus ports CLUSTER NODES lists (asked of the first node that answers) to
     what `client` is known by. Rows are `<id> <ip>:<port>@<bus port>[,<hostname>] <flags> ...`."""
     known = _KNOWN.get(client)
+    if known is None:
+        return
     nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None) or {}
     for node in list(nodes.values()):
         try:   # the command as two words: redis-py's parser for "CLUSTER NODES" drops the bus port
@@ -103,7 +103,7 @@ async def _read_nodes(client: Any) -> None:
             continue
         for line in str(text).splitlines()[:_MAX_NODES]:
             fields = line.split()
-            if known is None or len(fields) < 2 or len(known) >= _MAX_NODES:
+            if len(fields) < 2 or len(known) >= _MAX_NODES:
                 return
             address, _, bus = fields[1].split(",")[0].partition("@")
             host, _, port = address.rpartition(":")
@@ -127,7 +127,6 @@ async def _watch(ref: weakref.ref[Any]) -> None:
 def forget_cluster(client: Any) -> None:
     """A closed cluster client's nodes are no longer the store's (their ports may be reused by
     anything, a workspace's allow-listed receiver included)."""
-    _CLUSTERS[:] = [ref for ref in _CLUSTERS if ref() is not None and ref() is not client]
     _KNOWN.pop(client, None)
     task = _WATCHERS.pop(client, None)
     if task is not None:
@@ -146,12 +145,11 @@ def _with_loopbacks(address: str, port: int) -> list[tuple[str, int]]:
 
 def listeners() -> list[tuple[str, int]]:
     own = set(_LISTENERS)
-    for ref in _CLUSTERS:
-        client = ref()
+    for client, known in list(_KNOWN.items()):
         nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None) or {}
         for node in list(nodes.values()):
             own.update(_with_loopbacks(str(node.host), int(node.port)))
-        own.update(_KNOWN.get(client, ()))
+        own.update(known)
     return sorted(own)
 
 

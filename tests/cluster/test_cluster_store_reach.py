@@ -38,10 +38,10 @@ def test_a_closed_cluster_clients_nodes_are_no_longer_refused(cluster_url: str) 
 
     async def run() -> tuple[bool, bool, set[int]]:
         store = await open_store(Settings(redis_url=cluster_url, data_file=None))
-        noted = any(ref() is store.redis for ref in selfguard._CLUSTERS)
+        noted = store.redis in selfguard._KNOWN
         ports = {port for _, port in selfguard.listeners()}
         await close_store(store)
-        return noted, any(ref() is store.redis for ref in selfguard._CLUSTERS), ports
+        return noted, store.redis in selfguard._KNOWN, ports
 
     # (asked of the client itself: other tests' open stores of the same cluster list its ports too)
     noted, still, ports = asyncio.run(run())
