@@ -148,13 +148,11 @@ def _emit(level: _Level, bodies: list[str], weights: list[int], src: _Source,
     """Lines checking a level's rules inline and dispatching to the levels below it; each level
     below becomes a function g<n> (its number in `functions`)."""
     out: list[str] = []
-    scanned = 0
+    ways = scans.give_way_after(level.rules, weights)
     for p in level.rules:
         out.append(f"{pad}if {bodies[p]}: h.append({p})")
-        scanned += weights[p]
-        if scanned >= scans.YIELD_SCANS:
+        if p in ways:
             out.append(f"{pad}Y()")
-            scanned = 0
     for (name, mode), (field, table) in level.tables.items():
         names: dict[str, int] = {}
         for value, sub in table.items():
@@ -316,7 +314,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
     lines.append("    def first(v, s, h):")
     lines.append("        a = h.append")
     lines.append("        r = [")
-    scanned = 0
+    ways = scans.give_way_after(range(len(trees) - 1), weights)   # (not after the last)
     deep: list[int] = []
     radix: list[list[tuple[int, int]]] = []
     for pos, (rule_tests, steps_) in enumerate(zip(tests, failing, strict=True)):
@@ -342,10 +340,8 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing]) -> Generat
                 expr = f"({k + 1} if {cond} else {scaled}{expr})"
         radix.append(mine)
         lines.append(f"            {expr},")
-        scanned += weights[pos]
-        if scanned >= scans.YIELD_SCANS and pos < len(trees) - 1:   # the list goes on after Y()
+        if pos in ways:   # the list goes on after Y()
             lines += ["        ]", "        Y()", "        r += ["]
-            scanned = 0
     lines += ["        ]", "        return r"]
     branch_of: list[list[tuple[int, str]]] = []
     n_branch = 0

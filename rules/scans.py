@@ -10,13 +10,14 @@ not needed: a long text is scanned by the regex module without the GIL, and the 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import regex
 
 from .conditions import Leaf, Node
 
-__all__ = ["LONG_TEXT", "YIELD_SCANS", "give_way", "long_text", "text_scans"]
+__all__ = ["LONG_TEXT", "YIELD_SCANS", "give_way", "give_way_after", "long_text", "text_scans"]
 
 
 def give_way() -> None:
@@ -52,15 +53,24 @@ def long_text(text: str) -> str:
     return _LongText(text) if len(text) > LONG_TEXT else text
 
 
-# A bucket's generated code is straight-line: no call and no backward jump between its leaves,
-# which are the only places CPython hands the GIL to another thread. A `contains` scans its text
-# in C, so 1,000 rules of `description contains` over a 1 MB description held the GIL for 0.8 s
-# a pass, in a thread or not, and every other workspace's requests and events waited (tests/
-# server/test_tenant_isolation.py). So the code gives way (a call to give_way) after every YIELD_SCANS
-# text scans: at most ~16 scans of the longest text a ticket may carry between two chances for
-# another thread, at ~50 ns a call; a bucket with fewer scans gets none.
+# The generated code gives way (a call to give_way) after every YIELD_SCANS text scans, at ~50
+# ns a call: a text up to LONG_TEXT is scanned with the GIL held, so between two chances for
+# another thread there are at most ~16 scans of 16 KiB; a bucket with fewer scans gets none.
 YIELD_SCANS = 16
 _SCANS = frozenset({"contains", "not_contains"})
+
+
+def give_way_after(positions: Iterable[int], weights: Sequence[int]) -> set[int]:
+    """Of rules at `positions` (in the code's order), those after which the code gives way: where
+    their text scans (`weights`, by position) have reached YIELD_SCANS since the last."""
+    after: set[int] = set()
+    scanned = 0
+    for p in positions:
+        scanned += weights[p]
+        if scanned >= YIELD_SCANS:
+            after.add(p)
+            scanned = 0
+    return after
 
 
 def text_scans(node: Node | None) -> int:

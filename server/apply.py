@@ -312,7 +312,7 @@ class Applier:
         view = recorder.start_pass()
         handlers = view if (recorder.threaded or self.handlers) else None
         if (recorder.threaded or getattr(ruleset, "needs_thread", False)
-                or getattr(ruleset, "text_scans", 0) * _text_chars(snap, event) > SCAN_ON_LOOP):
+                or _long_scans(getattr(ruleset, "text_scans", 0), snap, event)):
             # Passes that wait on scripts/HTTP, passes with regexes or business time (bounded,
             # but long enough to be felt by every other workspace on this loop), and passes whose
             # text conditions scan long texts (their code gives the GIL way between scans,
@@ -333,15 +333,18 @@ class Applier:
 SCAN_ON_LOOP = 2_000_000
 
 
-def _text_chars(snap: automation.Snapshot, event: dict[str, Any]) -> int:
-    """The length of the texts a pass may scan, bounded from above: the stored ticket's bytes,
-    and the event's ticket strings (custom ones too) and message body."""
+def _long_scans(scans: int, snap: automation.Snapshot, event: dict[str, Any]) -> bool:
+    """Whether `scans` text scans over the texts a pass may read pass SCAN_ON_LOOP characters
+    (their length bounded from above: the stored ticket's bytes, the event's ticket strings,
+    custom ones too, and message body); no measuring for rules that scan nothing."""
+    if not scans:
+        return False
     n = len(snap.raw_ticket or "")
     ticket, message = event.get("ticket"), event.get("message")
     for part in (ticket, ticket.get("custom") if isinstance(ticket, dict) else None, message):
         if isinstance(part, dict):
             n += sum(len(v) for v in part.values() if isinstance(v, str))
-    return n
+    return scans * n > SCAN_ON_LOOP
 
 
 class _RunIds:
