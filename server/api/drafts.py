@@ -11,7 +11,6 @@ revision 4 (the page shows the live rule's change first).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import orjson
@@ -26,7 +25,7 @@ from server.api.references import (
     reference_problems,
     write_rules,
 )
-from server.api.rule_checks import check_rule_count, problems_of
+from server.api.rule_checks import CHECK_TRIES, Moved, check_rule_count, checked_write, problems_of
 from server.api.rules import audit_rules, by_of, definition, dry_run_response
 from server.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from server.scripting import check_rule_outbound
@@ -199,18 +198,10 @@ async def publish_draft(ctx: Ctx) -> Response:
     the one the draft was taken from): another is a 409 rule_changed."""
     text = await ctx.request.body()
     body = await read_object(ctx.request) if text.strip() else {}
-    for _ in range(_PUBLISH_TRIES):
-        with contextlib.suppress(_Moved):
-            return json_response(await _publish_once(ctx, body))
-    raise Conflict(f"The rule or its draft changed while the draft was being checked, "
-                   f"{_PUBLISH_TRIES} times in a row; read them and try again.", code="rule_changed")
-
-
-_PUBLISH_TRIES = 3
-
-
-class _Moved(Exception):
-    """The draft or the live rule changed between the check and the transaction."""
+    return json_response(await checked_write(
+        lambda: _publish_once(ctx, body),
+        f"The rule or its draft changed while the draft was being checked, {CHECK_TRIES} times in "
+        "a row; read them and try again."))
 
 
 def _content(live: dict[str, Any], draft: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +213,7 @@ def _content(live: dict[str, Any], draft: dict[str, Any]) -> dict[str, Any]:
 
 async def _publish_once(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     """One try: the draft as read now is checked (a big one in a check process), outside any
-    transaction; the transaction publishes it if it still finds the same content, else _Moved.
+    transaction; the transaction publishes it if it still finds the same content, else Moved.
     Checked inside the WATCH, every rule change of the workspace during a check (up to its 10 s
     of CPU, after up to 30 s in the workspace's queue) ran the check again, each holding a store
     connection under WATCH all the while."""
@@ -255,7 +246,7 @@ async def _publish_once(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
                                                                   f"{live.get('revision')}")])
         content = _content(live, draft)
         if content != checked:
-            raise _Moved
+            raise Moved
         if problems:
             raise Unprocessable("The draft is not valid: " + "; ".join(
                 f"{pr['path'] or 'rule'}: {pr['reason']}" for pr in problems[:5]), details=problems)

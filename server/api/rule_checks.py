@@ -4,17 +4,39 @@ backtests, SLA policies): what the engine finds wrong with it, run by the app's 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from server.api.common import Ctx, problem
 from server.checkpool import CheckPool
 from server.checkwork import Calendars, calendar_specs, named_calendars
-from server.errors import Unprocessable
+from server.errors import Conflict, Unprocessable
 from server.policy_cache import compile_policies
 from server.store import sla as sla_store
 
 __all__ = ["rule_problems", "problems_of", "checked", "checks", "check_calendars", "calendars_of",
-           "check_rule_count"]
+           "check_rule_count", "Moved", "CHECK_TRIES", "checked_write"]
+
+T = TypeVar("T")
+CHECK_TRIES = 3   # what was checked changed under its write this many times in a row: a 409
+
+
+class Moved(Exception):
+    """What a write checked (outside its transaction, by the check pool) changed before the
+    transaction, so that it says otherwise: check it again."""
+
+
+async def checked_write(once: Callable[[], Awaitable[T]], refused: str) -> T:
+    """`once()` (a check, then the transaction that writes what was checked, raising Moved if it
+    changed meanwhile) until it is not Moved, at most CHECK_TRIES times; then a 409
+    rule_changed saying `refused`. The check never runs inside the transaction: there every
+    change of what it watches would run the check (up to its CPU limit) again."""
+    for _ in range(CHECK_TRIES):
+        try:
+            return await once()
+        except Moved:
+            continue   # checked again, off the loop, against what is there now
+    raise Conflict(refused, code="rule_changed")
 
 
 def check_rule_count(ctx: Ctx, after: int) -> None:

@@ -22,9 +22,10 @@ from server.api.common import (
 from server.api.query import PAGE, Param, Query, ValueProblem
 from server.api.references import write_rules
 from server.api.revisioned import Revisions, by_of
-from server.api.rule_checks import check_calendars, check_rule_count, checked, checks
+from server.api.rule_checks import (CHECK_TRIES, Moved, check_calendars, check_rule_count, checked,
+                                    checked_write, checks)
 from server.api.validate import validate_event
-from server.errors import Conflict, NotFound, Unprocessable
+from server.errors import NotFound, Unprocessable
 from server.scripting import check_rule_outbound
 from server.store import catalog, rule_usage, runs, tickets
 from server.store import revisions as R
@@ -182,33 +183,20 @@ async def get_rule(ctx: Ctx) -> Response:
     return json_response((await _with_stats(ctx, [await _load(ctx)]))[0])
 
 
-_SAVE_TRIES = 3   # a rule changed under a save this many times in a row: 409, try again
-
-
-class _Moved(Exception):
-    """The rule changed between its check and the save's transaction, so that it says otherwise."""
-
-
 async def _save(ctx: Ctx, make: Any) -> Response:
     """Write the rule `make(current rule)` returns, with a revision, unless it says what the rule
     already says (then nothing is written and the rule is answered as it is)."""
     seen: dict[str, Any] = {}
-    for _ in range(_SAVE_TRIES):
-        try:
-            changes = await _save_once(ctx, make, seen)
-            break
-        except _Moved:
-            continue   # checked again, off the loop, against the rule as it is now
-    else:
-        raise Conflict(f"The rule changed while this change was being checked, {_SAVE_TRIES} "
-                       "times in a row; read it and try again.", code="rule_changed")
+    changes = await checked_write(lambda: _save_once(ctx, make, seen),
+                                  f"The rule changed while this change was being checked, {CHECK_TRIES} "
+                                  "times in a row; read it and try again.")
     shown: dict[str, Any] = changes[0].new if changes and changes[0].new is not None else seen["rule"]
     return json_response((await _with_stats(ctx, [shown]))[0])
 
 
 async def _save_once(ctx: Ctx, make: Any, seen: dict[str, Any]) -> list[R.Change]:
     """One try of _save: the rule as read now is checked (by the check pool), then written if the
-    transaction still finds it so (else _Moved: the check never runs inside the transaction)."""
+    transaction still finds it so (else Moved: the check never runs inside the transaction)."""
     rule_id = ctx.request.path_params["rule_id"]
     now = await catalog.get_rule(ctx.store, ctx.workspace, rule_id)
     pre = definition(make(now)) if now is not None else None
@@ -223,7 +211,7 @@ async def _save_once(ctx: Ctx, make: Any, seen: dict[str, Any]) -> list[R.Change
         old = seen["rule"] = _current(current, rule_id)
         new = make(old)
         if definition(new) != pre:
-            raise _Moved
+            raise Moved
         if refused is not None:
             raise refused
         check_rule_outbound(ctx.principal.role, definition(new), old)
