@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import secrets
-import weakref
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from server.store import keys as K
+from server.store.kept import Kept
 from server.store.replies import json_or_none
 from server.store.encoding import dumps as _dumps
 from server.store.connect import Store
@@ -127,8 +126,7 @@ async def list_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
 
 LISTED_MAX_BYTES = 4 << 20   # listed_rules keeps a workspace's rules up to this much JSON ...
 LISTED_WORKSPACES = 32       # ... for this many workspaces (the least recently listed go)
-_listed: weakref.WeakKeyDictionary[Store, collections.OrderedDict[str, tuple[Any, list[dict[str, Any]]]]] = (
-    weakref.WeakKeyDictionary())
+_listed: Kept[str, tuple[Any, list[dict[str, Any]]]] = Kept(LISTED_WORKSPACES)
 
 
 @guarded
@@ -138,10 +136,8 @@ async def listed_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
     body: GET /v1/rules lists them all to page them, and 1,000 rules parsed each time were most
     of a listing's cost. The dicts are shared: the caller copies before it changes one."""
     rev = await store.redis.get(K.rules_rev(workspace))
-    spaces = _listed.setdefault(store, collections.OrderedDict())
-    kept = spaces.get(workspace)
+    kept = _listed.get(store, workspace)
     if kept is not None and kept[0] == rev:
-        spaces.move_to_end(workspace)
         return list(kept[1])
     async with store.redis.pipeline(transaction=True) as p:   # (the rules as of that revision)
         p.get(K.rules_rev(workspace))
@@ -149,11 +145,9 @@ async def listed_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
         rev, raw = await p.execute()
     rules = sorted((orjson.loads(v) for v in raw.values()), key=rule_order)
     if sum(len(v) for v in raw.values()) <= LISTED_MAX_BYTES:
-        spaces[workspace] = (rev, rules)
-        while len(spaces) > LISTED_WORKSPACES:
-            spaces.popitem(last=False)
+        _listed.put(store, workspace, (rev, rules))
     else:
-        spaces.pop(workspace, None)
+        _listed.drop(store, workspace)
     return list(rules)
 
 

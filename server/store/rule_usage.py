@@ -22,16 +22,15 @@ keys.rule_fires_version), a request's answers are the ones kept: one MGET.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from server.store import keys as K
+from server.store.kept import Kept
 from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.replies import text_map, text_or_none
@@ -60,8 +59,7 @@ class _Settled:
     has_checks: bool   # a check bucket was seen ("checked" is null until the first one)
 
 
-_kept: weakref.WeakKeyDictionary[
-    Store, collections.OrderedDict[str, tuple[dict[str, _Settled], asyncio.Lock]]] = weakref.WeakKeyDictionary()
+_kept: Kept[str, tuple[dict[str, _Settled], asyncio.Lock]] = Kept(MAX_WORKSPACES)
 
 
 def _settled(now: int, span: int) -> range:
@@ -165,13 +163,10 @@ def _roll(entry: _Settled, now: int, hours: list[int], values: list[Any]) -> Non
 
 
 def _kept_for(store: Store, workspace: str) -> tuple[dict[str, _Settled], asyncio.Lock]:
-    spaces = _kept.setdefault(store, collections.OrderedDict())
-    rules, lock = spaces.pop(workspace) if workspace in spaces else ({}, asyncio.Lock())
+    rules, lock = _kept.get(store, workspace) or ({}, asyncio.Lock())
     if len(rules) > 2 * store.settings.max_rules:   # (ids of deleted rules pile up)
         rules = {}
-    spaces[workspace] = (rules, lock)
-    while len(spaces) > MAX_WORKSPACES:
-        spaces.popitem(last=False)
+    _kept.put(store, workspace, (rules, lock))
     return rules, lock
 
 
@@ -203,13 +198,10 @@ async def rule_stats(store: Store, workspace: str, rules: list[dict[str, Any]],
     by the apply transaction); each is null until there is a first one."""
     made_of = (*(text_or_none(v) for v in await store.redis.mget(
         [K.rules_rev(workspace), K.rule_fires_version(workspace)])), now_hour)
-    answers = _answers.setdefault(store, collections.OrderedDict())
-    kept_answer = answers.get(workspace)
+    kept_answer = _answers.get(store, workspace)
     if kept_answer is None or kept_answer[0] != made_of:   # (read before the hashes: a write
-        kept_answer = answers[workspace] = (made_of, {})    # after this moves it for the next)
-    answers.move_to_end(workspace)
-    while len(answers) > MAX_WORKSPACES:
-        answers.popitem(last=False)
+        kept_answer = (made_of, {})                         # after this moves it for the next)
+        _answers.put(store, workspace, kept_answer)
     shown: dict[str, dict[str, Any]] = kept_answer[1]
     missing = [r for r in rules if str(r["id"]) not in shown]
     if missing:
@@ -220,8 +212,7 @@ async def rule_stats(store: Store, workspace: str, rules: list[dict[str, Any]],
 # Answers kept per workspace while nothing they are made of moved (keys.rule_fires_version, the
 # rules revision, the hour): a listing of a workspace whose rules neither fired nor were checked
 # since reads one MGET. (Shared dicts: callers copy before changing one.)
-_answers: weakref.WeakKeyDictionary[
-    Store, collections.OrderedDict[str, tuple[Any, dict[str, dict[str, Any]]]]] = weakref.WeakKeyDictionary()
+_answers: Kept[str, tuple[Any, dict[str, dict[str, Any]]]] = Kept(MAX_WORKSPACES)
 
 
 async def _read(store: Store, workspace: str, rules: list[dict[str, Any]],

@@ -23,13 +23,13 @@ without a sweep.
 from __future__ import annotations
 
 import collections
-import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from rules import parse_timestamp
 from server.store import keys as K
+from server.store.kept import Kept
 from server.store.connect import Store
 from server.store.errors import guarded
 from server.store.replies import text_map, text_or_none
@@ -150,8 +150,7 @@ async def sla_per_day(store: Store, workspace: str, now_hour: int,
 
 
 MAX_CHARTS = 256          # rules_chart: answers one process keeps (least recently read go)
-_charts: weakref.WeakKeyDictionary[Store, collections.OrderedDict[tuple[str, int], Any]] = (
-    weakref.WeakKeyDictionary())
+_charts: Kept[tuple[str, int], Any] = Kept(MAX_CHARTS)
 
 
 @guarded
@@ -165,16 +164,12 @@ async def rules_chart(store: Store, workspace: str, now_hour: int,
     made_of = tuple(text_or_none(v) for v in await store.redis.mget(
         [K.rules_rev(workspace), K.rule_fires_version(workspace), K.rule_fires_since(workspace)]))
     key = (*made_of, now_hour // 24)
-    charts = _charts.setdefault(store, collections.OrderedDict())
-    kept = charts.get((workspace, days))
+    kept = _charts.get(store, (workspace, days))
     if kept is not None and kept[0] == key:
-        charts.move_to_end((workspace, days))
         return kept[1], kept[2]
     ids = sorted(str(k) for k in await store.redis.hkeys(K.rules(workspace)))
     rows = await rules_per_day(store, workspace, ids, now_hour, days)
-    charts[workspace, days] = (key, ids, rows)
-    while len(charts) > MAX_CHARTS:
-        charts.popitem(last=False)
+    _charts.put(store, (workspace, days), (key, ids, rows))
     return ids, rows
 
 

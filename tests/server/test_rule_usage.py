@@ -128,11 +128,11 @@ def test_the_kept_workspaces_are_bounded(monkeypatch: Any) -> None:
     async def main() -> None:
         store = Store(redis=fakeredis.FakeAsyncRedis(decode_responses=True), settings=Settings(),
                       embedded=True)
-        monkeypatch.setattr(rule_usage, "MAX_WORKSPACES", 3)
+        monkeypatch.setattr(rule_usage._kept, "most", 3)   # (MAX_WORKSPACES, as the store keeps it)
         for i in range(10):
             await store.redis.hset(K.rule_stats(f"w{i}", "r"), "h:1", 1)
             await rule_stats(store, f"w{i}", [{"id": "r", "created_at": None}], 2)
-        assert list(rule_usage._kept[store]) == ["w7", "w8", "w9"]
+        assert rule_usage._kept.keys(store) == ["w7", "w8", "w9"]
 
     anyio.run(main)
 
