@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from server.cli import loops
 from server.cli.base import LOG_LEVEL, main
 from server.settings import Settings
 
@@ -90,7 +91,7 @@ def serve(host: str, port: int, demo: bool, log_level: str) -> None:
     try:
         settings = Settings.from_env()
         log_config = log_setup(settings, log_level)
-        asyncio.run(_serve(settings, host, port, demo, log_config, sock))
+        loops.run(_serve(settings, host, port, demo, log_config, sock))
     finally:
         sock.close()
 
@@ -147,10 +148,10 @@ def api(host: str, port: int, workers: int, log_level: str) -> None:
     if workers > 1:  # uvicorn's supervisor: SIGTERM stops every process, then exits 0
         sock.close()  # the supervisor binds its own shared socket; ours only checked the port
         uvicorn.run("server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_config=log_config)
+                    log_config=log_config, loop=loops.loop_name())
         return
     config = uvicorn.Config("server.app:create_app", factory=True, host=host, port=port,
-                            log_config=log_config)
+                            log_config=log_config, loop=loops.loop_name())
     server = _graceful_server(config)
     try:
         server.run(sockets=[sock])
@@ -189,7 +190,7 @@ def worker(burst: bool, metrics_port: int | None, metrics_host: str, log_level: 
                                         registry=METRICS.public)
         click.echo(f"deskflow: worker metrics on http://{metrics_host}:{metrics_port}/metrics")
     try:
-        asyncio.run(_worker(settings, burst))
+        loops.run(_worker(settings, burst))
     finally:
         if listener is not None:
             listener.shutdown()

@@ -1,0 +1,58 @@
+"""The event loop the long-running commands (`serve`, `api`, `worker`) run on.
+
+uvloop (libuv's loop, MagicStack) where it is installed -- a dependency on Linux and macOS -- else
+asyncio's own; DESKFLOW_EVENT_LOOP=asyncio chooses asyncio's (=uvloop insists on uvloop). uvicorn
+parses HTTP with httptools, also a dependency, where it is installed (its `http="auto"`).
+
+Why: POST-to-applied latency of `serve` (issue 14). At 150 events/s open loop on the 2-core
+machine, the same tree's p50 / p99 were 41-66 / 328-431 ms on asyncio's loop with h11 and 5-15 /
+97-137 ms on uvloop with httptools, at the same CPU an event (4.1-4.8 ms; bench/RESULTS.md,
+"serve: the event loop"). Either one alone did not help: the gain is the loop's I/O callbacks
+and the parser's together, not less work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["loop_name", "run"]
+
+T = TypeVar("T")
+CHOICES = ("auto", "uvloop", "asyncio")
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def loop_name() -> str:
+    """"uvloop" or "asyncio", as DESKFLOW_EVENT_LOOP (default auto) and what is installed say."""
+    wanted = os.environ.get("DESKFLOW_EVENT_LOOP", "auto").strip().lower() or "auto"
+    if wanted not in CHOICES:
+        raise click.UsageError(f"DESKFLOW_EVENT_LOOP must be one of {', '.join(CHOICES)}, "
+                               f"not {wanted!r}.")
+    if wanted == "uvloop" and not _has_uvloop():
+        raise click.UsageError("DESKFLOW_EVENT_LOOP=uvloop, but uvloop is not installed "
+                               "(pip install uvloop).")
+    if wanted == "auto":
+        return "uvloop" if _has_uvloop() else "asyncio"
+    return wanted
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(main) on the chosen loop."""
+    if loop_name() == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)
