@@ -56,3 +56,23 @@ def test_two_slow_workspaces_do_not_hold_a_third_on_their_partition(one_partitio
         took = time.monotonic() - t0
         assert out["status"] == "processed" and out["changes"]["tags"]["added"] == ["seen"]
         assert took < 2.0, f"the third workspace's event waited {took:.1f} s behind the two slow ones"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not fixed: MAX_CONCURRENT 2 backtests a process, one a workspace (server/api/backtest.py), so "
+    "two workspaces that backtest back to back (each up to TIME_BUDGET_S, 5 s, of checking plus "
+    "its paced reads) keep a third refused 429 backtest_busy; raising the cap needs the loop's "
+    "cost of concurrent backtests' reads measured first"))
+def test_two_workspaces_backtesting_do_not_refuse_a_third(client: TestClient) -> None:
+    from server.api import backtest as B
+
+    victim = Workspace(client)
+    rule = {"name": "r", "triggers": ["ticket.created"],
+            "conditions": {"field": "subject", "op": "contains", "value": "x"},
+            "actions": [{"type": "add_tags", "tags": ["x"]}]}
+    B._RUNNING.update({"attacker-1", "attacker-2"})   # their backtests are under way
+    try:
+        r = client.post("/v1/rules/backtest", json={"rule": rule}, headers=victim.h("manager"))
+    finally:
+        B._RUNNING.difference_update({"attacker-1", "attacker-2"})
+    assert r.status_code == 200, r.text[:300]
