@@ -25,7 +25,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -39,19 +38,15 @@ from rules.updates import UPDATE_KEYS as _RULES_UPDATE_KEYS
 from .broker import Broker, BrokerConfig
 from .errors import JailUnavailable, PoolClosed
 from .jail import missing
-from .limits import DEFAULT_LIMITS, MAXIMA, Limits
-from .protocol import ChannelClosed, encode, read_frame_async
+from .limits import DEFAULT_LIMITS, Limits
+from .protocol import ChannelClosed, encode
 from .shares import Shares
+from .workers import PROJECT_ROOT, WORKER_ENV, _alive, _Worker  # noqa: F401 (bench imports _Worker here)
 
 log = logging.getLogger("deskflow.sandbox")
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_WORKERS = 6         # workers at most (an extra per workspace that finds the others held)
 IDLE_RETIRE_S = 30.0    # an extra worker idle this long is stopped
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.child import main; main()"
-# The worker's whole environment: nothing inherited (no tokens, no proxies, no PYTHON* switches).
-WORKER_ENV: Mapping[str, str] = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-
 # The update vocabulary of API.md "Scripts" is the rules' own (one list, in rules/updates.py);
 # rules.apply_updates checks the values when present.
 UPDATE_KEYS: frozenset[str] = frozenset(_RULES_UPDATE_KEYS)
@@ -67,63 +62,6 @@ class ScriptResult:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process, pid: int) -> None:
-        self.proc = proc
-        self.pid = pid
-        self.runs = 0
-        self.jail: dict[str, Any] = {}
-
-    @classmethod
-    async def spawn(cls, python: str, timeout: float, options: Mapping[str, Any] | None = None) -> _Worker:
-        proc = await asyncio.create_subprocess_exec(
-            python, "-I", "-c", _BOOT, PROJECT_ROOT, str(MAXIMA.memory_bytes),
-            orjson.dumps(dict(options or {})).decode(),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=dict(WORKER_ENV), cwd="/",
-            close_fds=True, start_new_session=True)
-        worker = cls(proc, proc.pid)
-        try:
-            ready = await asyncio.wait_for(worker.receive(), timeout)
-            if ready.get("op") != "ready":
-                raise ChannelClosed()
-            worker.jail = ready.get("jail") or {}
-        except BaseException:
-            await worker.kill()
-            raise
-        return worker
-
-    async def send_bytes(self, frame: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(frame)
-        await self.proc.stdin.drain()
-
-    async def receive(self) -> Any:
-        assert self.proc.stdout is not None
-        return await read_frame_async(self.proc.stdout)
-
-    async def kill(self) -> int | None:
-        """SIGKILL by pid, then reap. Not Popen.kill(): its poll() would reap a dead worker
-        behind asyncio's child watcher, and the real exit status (SIGXCPU, SIGSEGV) would be lost."""
-        if self.proc.returncode is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), 10)
-        except asyncio.TimeoutError:
-            return None
-        # Reaped: close the pipes now, not when the loop next sees their EOF (a loop closed right
-        # after a refused start would leave them to the garbage collector, a ResourceWarning).
-        transport = getattr(self.proc, "_transport", None)
-        if transport is not None:
-            transport.close()
-        return code
 
 
 class ScriptPool:
@@ -391,10 +329,6 @@ class ScriptPool:
             else:
                 self._shares.give(fresh)
             return
-
-
-def _alive(worker: _Worker) -> bool:
-    return worker.proc.returncode is None
 
 
 # The jail a worker of this machine gets, per interpreter: the kernel's features do not change
