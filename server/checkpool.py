@@ -36,8 +36,10 @@ Bounds, each named in its error (never a 500):
   Why: with a fixed two, two workspaces whose imports each ran to CHECK_TIMEOUT_S (10 s of CPU at
   CHILD_NICE, 15-40 s of wall time on a loaded machine) held both, and a third workspace's
   ordinary big-rule save waited for one of them, then failed 503 past QUEUE_TIMEOUT_S
-  (tests/server/test_checkpool.py test_two_workspaces_..._do_not_hold_a_third). Now it waits a
-  process start (1.5-3 s at load 3-5) plus its own CPU share; the next one finds the extra warm.
+  (tests/server/test_checkpool.py test_two_workspaces_..._do_not_hold_a_third: 16.1 and 19.6 s
+  at load 2-3). While two workspaces or more hold every process, a spare is started at once, so
+  the third finds one ready and waits its own CPU share only (0.5 and 1.0 s, the same run; a
+  start is 1.5 s at load 3, 6.5 s at load 12, and is waited for only when the spare is taken).
   Preempting the holders (SIGSTOP) was the other way: it costs no memory, but a stopped check
   still holds its process and its pipe, and its CPU limit must then be kept across stops; a
   process is ~70 MB of RSS (the regex and rules modules), so MAX_PROCESSES (6) bounds an API
