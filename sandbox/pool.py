@@ -11,7 +11,11 @@ that dies (SIGXCPU -> cpu_limit, a segfault -> sandbox_crash) is reaped; either 
 is started in the background and the pool keeps serving.
 
 Each workspace may hold at most `workspace_share` workers at once (shares.py); its other runs
-wait in its own queue, at most `queue_timeout_s`, then fail `busy`. Every worker is jailed
+wait in its own queue, at most `queue_timeout_s`, then fail `busy`. The pool is elastic: a run of
+a workspace under its share that finds every worker held by others starts one more (up to
+MAX_WORKERS), which stops after IDLE_RETIRE_S idle; two workspaces whose scripts hung held both
+workers of the default pool of 2, and a third's trivial script failed `busy` after the whole wait
+(tests/sandbox/test_pool_elastic.py). Every worker is jailed
 (jail.py); `pool.jail` says which layers are active, and `require_jail=True` refuses to start
 without all of them.
 """
@@ -21,7 +25,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -35,17 +38,15 @@ from rules.updates import UPDATE_KEYS as _RULES_UPDATE_KEYS
 from .broker import Broker, BrokerConfig
 from .errors import JailUnavailable, PoolClosed
 from .jail import missing
-from .limits import DEFAULT_LIMITS, MAXIMA, Limits
-from .protocol import ChannelClosed, encode, read_frame_async
+from .limits import DEFAULT_LIMITS, Limits
+from .protocol import ChannelClosed, encode
 from .shares import Shares
+from .workers import PROJECT_ROOT, WORKER_ENV, _alive, _Worker  # noqa: F401 (bench imports _Worker here)
 
 log = logging.getLogger("deskflow.sandbox")
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.child import main; main()"
-# The worker's whole environment: nothing inherited (no tokens, no proxies, no PYTHON* switches).
-WORKER_ENV: Mapping[str, str] = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-
+MAX_WORKERS = 6         # workers at most (an extra per workspace that finds the others held)
+IDLE_RETIRE_S = 30.0    # an extra worker idle this long is stopped
 # The update vocabulary of API.md "Scripts" is the rules' own (one list, in rules/updates.py);
 # rules.apply_updates checks the values when present.
 UPDATE_KEYS: frozenset[str] = frozenset(_RULES_UPDATE_KEYS)
@@ -63,74 +64,18 @@ class ScriptResult:
         return dataclasses.asdict(self)
 
 
-class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process, pid: int) -> None:
-        self.proc = proc
-        self.pid = pid
-        self.runs = 0
-        self.jail: dict[str, Any] = {}
-
-    @classmethod
-    async def spawn(cls, python: str, timeout: float, options: Mapping[str, Any] | None = None) -> _Worker:
-        proc = await asyncio.create_subprocess_exec(
-            python, "-I", "-c", _BOOT, PROJECT_ROOT, str(MAXIMA.memory_bytes),
-            orjson.dumps(dict(options or {})).decode(),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=dict(WORKER_ENV), cwd="/",
-            close_fds=True, start_new_session=True)
-        worker = cls(proc, proc.pid)
-        try:
-            ready = await asyncio.wait_for(worker.receive(), timeout)
-            if ready.get("op") != "ready":
-                raise ChannelClosed()
-            worker.jail = ready.get("jail") or {}
-        except BaseException:
-            await worker.kill()
-            raise
-        return worker
-
-    async def send_bytes(self, frame: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(frame)
-        await self.proc.stdin.drain()
-
-    async def receive(self) -> Any:
-        assert self.proc.stdout is not None
-        return await read_frame_async(self.proc.stdout)
-
-    async def kill(self) -> int | None:
-        """SIGKILL by pid, then reap. Not Popen.kill(): its poll() would reap a dead worker
-        behind asyncio's child watcher, and the real exit status (SIGXCPU, SIGSEGV) would be lost."""
-        if self.proc.returncode is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), 10)
-        except asyncio.TimeoutError:
-            return None
-        # Reaped: close the pipes now, not when the loop next sees their EOF (a loop closed right
-        # after a refused start would leave them to the garbage collector, a ResourceWarning).
-        transport = getattr(self.proc, "_transport", None)
-        if transport is not None:
-            transport.close()
-        return code
-
-
 class ScriptPool:
     def __init__(self, size: int = 2, *, broker: Broker | None = None, python: str = sys.executable,
                  max_runs_per_worker: int = 10_000, spawn_timeout: float = 30.0,
                  workspace_share: int | None = None, queue_timeout_s: float = 10.0,
                  require_jail: bool = False, allow_raw_code: bool = False,
-                 skip_jail_layers: frozenset[str] = frozenset()) -> None:
+                 skip_jail_layers: frozenset[str] = frozenset(), max_size: int = MAX_WORKERS,
+                 idle_retire_s: float = IDLE_RETIRE_S) -> None:
         """`workspace_share`: most workers one workspace may hold at once (None: half the pool,
         rounded up). `queue_timeout_s`: longest a run waits for a worker before failing `busy`.
         `allow_raw_code` and `skip_jail_layers` are for the jail's own tests only: the server
         never sets them, and a worker started without `allow_raw_code` ignores raw frames."""
-        self.size = size
+        self.size, self.max_size, self.idle_retire_s = size, max(size, max_size), idle_retire_s
         self.broker = broker
         self.python = python
         self.max_runs_per_worker = max_runs_per_worker
@@ -143,8 +88,11 @@ class ScriptPool:
         self.replaced = 0          # workers killed or lost and started again (for tests and metrics)
         self.runs = 0
         self.errors: dict[str, int] = {}
-        self._shares: Shares[_Worker] = Shares(self.workspace_share, alive=_alive, on_dead=self._retire)
+        self._shares: Shares[_Worker] = Shares(self.workspace_share, alive=_alive, on_dead=self._retire,
+                                               grow=self._grow)
         self._all: set[_Worker] = set()
+        self._growing = False
+        self._idle_since: dict[_Worker, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -235,7 +183,10 @@ class ScriptPool:
         finally:
             worker.runs += 1
             if healthy and worker.runs < self.max_runs_per_worker and not self._closed:
+                self._idle_since[worker] = time.monotonic()
                 self._shares.finish(owner, worker)
+                if len(self._all) > self.size:
+                    loop.call_later(self.idle_retire_s, self._retire_idle)
             else:
                 self._shares.finish(owner, None)
                 self._retire(worker)
@@ -305,7 +256,56 @@ class ScriptPool:
         self._all.add(worker)
         return worker
 
+    def _grow(self) -> _Worker | None:
+        """Shares' `grow`: start one more worker in the background (one start at a time, under
+        max_size, replacements under way counted); Shares hands it to the waiting run."""
+        if self._closed or self._growing or len(self._all) + len(self._tasks) >= self.max_size:
+            return None
+        self._growing = True
+        task = asyncio.get_running_loop().create_task(self._extra())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    async def _extra(self) -> None:
+        try:
+            fresh = await self._spawn()
+        except (OSError, ChannelClosed, asyncio.IncompleteReadError, asyncio.TimeoutError,
+                JailUnavailable) as exc:
+            log.warning("sandbox: an extra worker did not start: %s", exc)
+            return
+        finally:
+            self._growing = False
+        if self._closed:
+            await fresh.kill()
+            self._all.discard(fresh)
+        else:
+            self._idle_since[fresh] = time.monotonic()
+            self._shares.give(fresh)
+            asyncio.get_running_loop().call_later(self.idle_retire_s, self._retire_idle)
+
+    def _retire_idle(self) -> None:
+        """Stop the workers beyond `size` idle for idle_retire_s (not replaced)."""
+        now = time.monotonic()
+        for worker in list(self._shares.idle):
+            if len(self._all) <= self.size or self._closed:
+                return
+            if now - self._idle_since.get(worker, 0.0) >= self.idle_retire_s:
+                self._shares.idle.remove(worker)
+                self._all.discard(worker)
+                self._idle_since.pop(worker, None)
+                task = asyncio.get_running_loop().create_task(self._stop(worker))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if len(self._all) > self.size:
+            asyncio.get_running_loop().call_later(self.idle_retire_s, self._retire_idle)
+
+    @staticmethod
+    async def _stop(worker: _Worker) -> None:
+        await worker.kill()
+
     def _retire(self, worker: _Worker) -> None:
+        self._idle_since.pop(worker, None)
         self._all.discard(worker)
         self.replaced += 1
         task = asyncio.get_running_loop().create_task(self._replace(worker))
@@ -329,10 +329,6 @@ class ScriptPool:
             else:
                 self._shares.give(fresh)
             return
-
-
-def _alive(worker: _Worker) -> bool:
-    return worker.proc.returncode is None
 
 
 # The jail a worker of this machine gets, per interpreter: the kernel's features do not change

@@ -6,6 +6,10 @@ beyond its share wait in that workspace's own queue while other workspaces' runs
 every wait is bounded: `take` gives up with None (the run fails `busy`, "try again"), never with a
 crash. Waiting workspaces are served round-robin, each queue first in, first out.
 
+A pool that can grow passes `grow`: called when a workspace under its share would wait and no
+worker is idle, it returns a new worker (or None at the pool's cap), so one workspace's runs never
+wait on another's while the pool is under its cap (server/checkpool.py's elastic check processes).
+
 Single-threaded (the pool's event loop); `W` is any worker object.
 """
 from __future__ import annotations
@@ -21,7 +25,8 @@ W = TypeVar("W")
 class Shares(Generic[W]):
     def __init__(self, share: int, *, max_waiting: int = 100,
                  alive: Callable[[W], bool] = lambda w: True,
-                 on_dead: Callable[[W], None] = lambda w: None) -> None:
+                 on_dead: Callable[[W], None] = lambda w: None,
+                 grow: Callable[[], W | None] = lambda: None) -> None:
         self.share = max(1, share)
         self.max_waiting = max_waiting      # per workspace; more are refused at once (busy)
         self.idle: collections.deque[W] = collections.deque()
@@ -30,6 +35,7 @@ class Shares(Generic[W]):
             collections.OrderedDict())
         self._alive = alive
         self._on_dead = on_dead
+        self._grow = grow
 
     @property
     def waiters(self) -> int:
@@ -41,6 +47,8 @@ class Shares(Generic[W]):
         if workspace in self.waiting or self.holding.get(workspace, 0) >= self.share:
             return None
         worker = self._pop_live()
+        if worker is None:
+            worker = self._grow()
         if worker is not None:
             self.holding[workspace] = self.holding.get(workspace, 0) + 1
         return worker
@@ -87,7 +95,7 @@ class Shares(Generic[W]):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        while self.idle and self.waiting:
+        while self.waiting:
             workspace = next((ws for ws in self.waiting if self.holding.get(ws, 0) < self.share), None)
             if workspace is None:
                 return                      # every waiting workspace holds its whole share
@@ -99,6 +107,8 @@ class Shares(Generic[W]):
                     del self.waiting[workspace]
                 continue
             worker = self._pop_live()
+            if worker is None:
+                worker = self._grow()
             if worker is None:
                 return
             queue.popleft()

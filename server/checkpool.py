@@ -30,6 +30,20 @@ Bounds, each named in its error (never a 500):
 * a workspace holds at most `per_workspace` processes at once; its further checks wait in its
   own queue (at most MAX_WAITING, for at most QUEUE_TIMEOUT_S, else 503 checks_busy with
   Retry-After) while other workspaces' checks go first, round-robin (sandbox/shares.py);
+* the pool is elastic: `processes` is what it keeps, MAX_PROCESSES what it may hold at once. A
+  check of a workspace under its share that finds every process held by other workspaces starts
+  another (Shares' `grow`) instead of waiting; an extra process idle for RETIRE_S is stopped.
+  Why: with a fixed two, two workspaces whose imports each ran to CHECK_TIMEOUT_S (10 s of CPU at
+  CHILD_NICE, 15-40 s of wall time on a loaded machine) held both, and a third workspace's
+  ordinary big-rule save waited for one of them, then failed 503 past QUEUE_TIMEOUT_S
+  (tests/server/test_checkpool.py test_two_workspaces_..._do_not_hold_a_third: 16.1 and 19.6 s
+  at load 2-3). While two workspaces or more hold every process, a spare is started at once, so
+  the third finds one ready and waits its own CPU share only (0.5 and 1.0 s, the same run; a
+  start is 1.5 s at load 3, 6.5 s at load 12, and is waited for only when the spare is taken).
+  Preempting the holders (SIGSTOP) was the other way: it costs no memory, but a stopped check
+  still holds its process and its pipe, and its CPU limit must then be kept across stops; a
+  process is ~70 MB of RSS (the regex and rules modules), so MAX_PROCESSES (6) bounds an API
+  process's checks at ~420 MB, and past it the fixed pool's waits come back (docs/api.md);
 * a process that dies is a 503 check_unavailable; the next check starts a fresh one.
 
 The processes are started on the first check that needs one (tests and API processes that never
@@ -48,6 +62,7 @@ import os
 import pickle
 import re
 import signal
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -60,7 +75,7 @@ from server.pipes import NoAnswer, exchange
 
 __all__ = ["CheckPool", "CheckTimeout", "ChecksBusy", "CheckUnavailable", "FAST_BYTES",
            "MAX_CHECK_BYTES", "CHECK_TIMEOUT_S", "WALL_FACTOR", "QUEUE_TIMEOUT_S", "MAX_WAITING", "CHILD_NICE",
-           "START_S", "SLOW_OPS", "input_size", "slow_input"]
+           "START_S", "SLOW_OPS", "MAX_PROCESSES", "RETIRE_S", "input_size", "slow_input"]
 
 log = logging.getLogger("deskflow.checks")
 
@@ -72,6 +87,8 @@ QUEUE_TIMEOUT_S = 30.0             # a check's wait for a process of its workspa
 MAX_WAITING = 8                    # checks of one workspace waiting at once; more are refused
 CHILD_NICE = 10                    # the API's loop and the workers come first on a busy machine
 START_S = 60.0                     # a process's start (imports) on a loaded machine
+MAX_PROCESSES = 6                  # check processes of one API process at once (~70 MB each)
+RETIRE_S = 30.0                    # an extra process idle this long is stopped
 # Condition ops whose evaluation a small input does not bound (rules/ruleset.py's needs_thread
 # names the same ones for the worker's passes): a dry run that names one never runs on the loop.
 SLOW_OPS = frozenset({"matches", "older_than_business", "newer_than_business"})
@@ -156,6 +173,8 @@ class _Slot:
     def __init__(self) -> None:
         self.proc: Any = None
         self.conn: Connection | None = None
+        self.used = time.monotonic()    # when its last check ended (an extra retires by it)
+        self.starting: asyncio.Task[None] | None = None   # a spare's start under way
 
     def stop(self, kill: bool) -> None:
         """End the process: close its pipe (it exits at once when idle) or kill it; reap it."""
@@ -194,15 +213,19 @@ class CheckPool:
 
     def __init__(self, processes: int = 2, *, per_workspace: int = 1,
                  timeout_s: float = CHECK_TIMEOUT_S, queue_timeout_s: float = QUEUE_TIMEOUT_S,
-                 max_waiting: int = MAX_WAITING, fast_bytes: int = FAST_BYTES) -> None:
-        self.processes = processes
+                 max_waiting: int = MAX_WAITING, fast_bytes: int = FAST_BYTES,
+                 max_processes: int = MAX_PROCESSES, retire_s: float = RETIRE_S) -> None:
+        self.processes, self.retire_s = processes, retire_s
+        self.max_processes = max(processes, max_processes)
         self.timeout_s, self.queue_timeout_s, self.fast_bytes = timeout_s, queue_timeout_s, fast_bytes
         self.per_workspace = max(1, min(per_workspace, processes)) if processes > 0 else 1
         self._slots = [_Slot() for _ in range(processes)]
-        self._shares: Shares[_Slot] = Shares(self.per_workspace, max_waiting=max_waiting)
+        self._shares: Shares[_Slot] = Shares(self.per_workspace, max_waiting=max_waiting,
+                                             grow=self._grow)
         for slot in self._slots:
             self._shares.give(slot)
         self._closed = False
+        self._retiring: asyncio.TimerHandle | None = None
         self.started = 0     # processes started so far (the tests and the bench read it)
         self.inline = 0      # checks answered in this process (the fast path)
 
@@ -233,13 +256,65 @@ class CheckPool:
                 f"This workspace's checks are queued past the limit (at most {self.per_workspace} "
                 f"at a time, {self._shares.max_waiting} waiting, QUEUE_TIMEOUT_S "
                 f"{self.queue_timeout_s:g} s); retry shortly.", headers={"Retry-After": "1"})
+        if not self._shares.idle and len(self._shares.holding) >= 2:
+            self._spare()
         try:
             return await self._call(slot, op, args)
         finally:
+            slot.used = time.monotonic()
             self._shares.finish(workspace, slot)
+            if len(self._slots) > self.processes and self._retiring is None and not self._closed:
+                self._retiring = asyncio.get_running_loop().call_later(self.retire_s, self._retire)
+
+    def _grow(self) -> _Slot | None:
+        """Shares' `grow`: a new (empty) slot while under max_processes; its process starts on its
+        first check (_call, on the loop's thread)."""
+        if self._closed or len(self._slots) >= self.max_processes:
+            return None
+        slot = _Slot()
+        self._slots.append(slot)
+        return slot
+
+    def _spare(self) -> None:
+        """Every slot is held, by two workspaces or more: start a spare process now (under
+        max_processes), idle in the pool, so the next workspace's check finds it ready, not a start to wait for (1.5 s at load 3,
+        6.5 s at load 12 on this 2-core machine)."""
+        slot = self._grow()
+        if slot is None:
+            return
+        slot.starting = asyncio.create_task(self._start_spare(slot))
+        self._shares.give(slot)
+
+    async def _start_spare(self, slot: _Slot) -> None:
+        try:
+            await self._start(slot)
+        except (EOFError, OSError) as exc:   # its first check starts another (_call)
+            log.warning("a spare check process did not start: %s", exc)
+            await asyncio.to_thread(slot.stop, True)
+        finally:
+            slot.starting = None
+
+    def _retire(self) -> None:
+        """Stop the extra slots (beyond `processes`) idle for `retire_s`, empty ones first."""
+        self._retiring = None
+        if self._closed:
+            return
+        now = time.monotonic()
+        for slot in sorted(self._shares.idle, key=lambda s: s.proc is not None):
+            if len(self._slots) <= self.processes:
+                break
+            if slot.starting is None and now - slot.used >= self.retire_s:
+                self._shares.idle.remove(slot)
+                self._slots.remove(slot)
+                if slot.proc is not None:   # idle: it exits as its pipe closes
+                    asyncio.get_running_loop().run_in_executor(None, slot.stop, False)
+        if len(self._slots) > self.processes:
+            self._retiring = asyncio.get_running_loop().call_later(self.retire_s / 2, self._retire)
 
     async def _call(self, slot: _Slot, op: str, args: tuple[Any, ...]) -> Any:
         try:
+            if slot.starting is not None:   # a spare: its start is under way
+                await asyncio.shield(slot.starting)
             self._warm(slot)
             if slot.proc is None or not slot.proc.is_alive():
                 await self._start(slot)
@@ -268,7 +343,8 @@ class CheckPool:
         """Give an empty slot the process of an idle one: a second process starts only when two
         checks run at once."""
         if slot.proc is None:
-            warm = next((s for s in self._shares.idle if s.proc is not None), None)
+            warm = next((s for s in self._shares.idle if s.proc is not None and s.starting is None),
+                        None)
             if warm is not None:
                 slot.proc, slot.conn, warm.proc, warm.conn = warm.proc, warm.conn, None, None
 
@@ -296,5 +372,10 @@ class CheckPool:
     async def aclose(self) -> None:
         """Stop every process (an idle one exits when its pipe closes; a busy one is killed)."""
         self._closed = True
+        if self._retiring is not None:
+            self._retiring.cancel()
+        for slot in self._slots:
+            if slot.starting is not None:
+                slot.starting.cancel()
         idle = set(map(id, self._shares.idle))
         await asyncio.gather(*(asyncio.to_thread(s.stop, id(s) not in idle) for s in self._slots))

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -297,3 +298,101 @@ def test_the_slow_ops_are_the_ones_the_worker_runs_off_its_loop() -> None:
     from rules.ruleset import _SLOW_OPS
 
     assert C.SLOW_OPS == _SLOW_OPS
+
+
+# -- two workspaces that fill the pool, and a third ---------------------------------------------
+
+VICTIM_S = 5.0   # a process start (1.5-3 s at load 3-5) plus the victim's own check, with margin
+
+
+async def _hold(pool: C.CheckPool, workspaces: list[str]) -> list[asyncio.Task[Any]]:
+    """Each workspace checks rules of 3,000 regexes (~15 s of CPU: each runs to the CPU limit)
+    over and over; returns once every one holds a started process and no start is under way
+    (an attack that has gone on for a while: a spare, if any, is ready)."""
+    async def attack(ws: str) -> None:
+        n = 0
+        while True:
+            n += 1
+            try:
+                await pool.run(ws, "rule", _regexes(3000, f"{ws}{n}"), "", None)
+            except C.CheckTimeout:
+                pass
+
+    tasks = [asyncio.create_task(attack(ws)) for ws in workspaces]
+    while not (all(pool._shares.holding.get(ws) for ws in workspaces)
+               and len(pool.pids) >= len(workspaces)
+               and not any(s.starting for s in pool._slots)):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)     # their checks are under way (the imports of a start are done)
+    return tasks
+
+
+def test_two_workspaces_running_checks_to_their_limit_do_not_hold_a_third() -> None:
+    """Two attacker workspaces whose checks each run to CHECK_TIMEOUT_S held both processes of
+    the fixed pool: the victim's big rule waited for one of them to end (10 s of CPU at nice 10,
+    15-40 s of wall time here), then 503 checks_busy past QUEUE_TIMEOUT_S. The elastic pool starts
+    a third process for it: the victim waits a start plus its own check, and its next check finds
+    that process warm."""
+    async def run() -> tuple[list[float], int]:
+        pool = _pool()
+        attackers = await _hold(pool, ["A1", "A2"])
+        waits = []
+        try:
+            for i in range(2):
+                t0 = time.perf_counter()
+                try:
+                    assert await asyncio.wait_for(pool.run("V", "rule", _regexes(12, f"v{i}"), "", None),
+                                                  VICTIM_S + 1) == []
+                except TimeoutError:
+                    pass
+                waits.append(time.perf_counter() - t0)
+            return waits, len(pool.pids)
+        finally:
+            for t in attackers:
+                t.cancel()
+            await asyncio.gather(*attackers, return_exceptions=True)
+            await pool.aclose()
+
+    waits, processes = asyncio.run(run())
+    assert max(waits) < VICTIM_S, f"the victim's checks waited {waits} s (load {os.getloadavg()[0]:.1f})"
+    assert 3 <= processes <= 4    # the attackers', the victim's and perhaps a spare
+
+def test_at_its_cap_the_pool_stops_growing_and_a_wait_is_bounded_with_a_503() -> None:
+    """At max_processes the pool stops growing: a fourth workspace waits QUEUE_TIMEOUT_S, then
+    503 checks_busy (the bound kept)."""
+    async def run() -> tuple[BaseException | None, int, int]:
+        pool = _pool(max_processes=3, queue_timeout_s=1.0)
+        attackers = await _hold(pool, ["A1", "A2", "A3"])
+        try:
+            with pytest.raises(C.ChecksBusy) as exc:
+                await pool.run("V", "rule", _regexes(12, "v"), "", None)
+            return exc.value, len(pool.pids), len(pool._slots)
+        finally:
+            for t in attackers:
+                t.cancel()
+            await asyncio.gather(*attackers, return_exceptions=True)
+            await pool.aclose()
+
+    busy, held, slots = asyncio.run(run())
+    assert isinstance(busy, C.ChecksBusy) and busy.headers["Retry-After"] == "1"
+    assert "QUEUE_TIMEOUT_S" in busy.message
+    assert held == slots == 3
+
+
+def test_an_extra_process_idle_for_retire_s_is_stopped() -> None:
+    async def run() -> tuple[list[int], list[int], int]:
+        pool = _pool(processes=1, retire_s=0.3)
+        try:
+            assert await asyncio.gather(pool.run("A", "rule", _regexes(60, "r1"), "", None),
+                                        pool.run("B", "rule", _regexes(60, "r2"), "", None)) == [[], []]
+            while any(s.starting for s in pool._slots):
+                await asyncio.sleep(0.05)
+            both = pool.pids
+            await asyncio.sleep(1.5)
+            return both, pool.pids, len(pool._slots)
+        finally:
+            await pool.aclose()
+
+    both, after, slots = asyncio.run(run())
+    assert len(both) >= 2 and len(after) == 1 and slots == 1   # (both: perhaps a spare too)
+    assert not any(_alive(p) for p in both if p not in after)
