@@ -40,6 +40,8 @@ from server.store import revisions as R
 from server.store import scripts as S
 from server.store.catalog import rule_order
 from server.store.errors import guarded
+from server.store.rule_size import check_rule_changes
+from server.store.rule_snapshot import advance
 from server.store.workspace_doc import queue_plan, read_state, revision_numbers, watched
 
 __all__ = ["routes", "FORMAT_VERSION"]
@@ -60,7 +62,7 @@ async def export(ctx: Ctx) -> Response:
     """The workspace's rules, groups, SLA policies, script metadata and (developer+) allow-list and
     (admin) secret names as one document: JSON, or YAML with ?format=yaml or Accept: application/yaml."""
     fmt = _format(ctx)
-    state = await guarded(read_state)(ctx.store.redis, ctx.workspace)  # an outage is a 503
+    state = await guarded(read_state)(ctx.store, ctx.workspace)  # an outage is a 503
     doc: dict[str, Any] = {
         "deskflow": FORMAT_VERSION,
         "rules": [export_rule(r) for r in sorted(state["rules"].values(), key=rule_order)],
@@ -156,8 +158,11 @@ async def import_document(ctx: Ctx) -> Response:
     ws, by = ctx.workspace, by_of(ctx)
     notes = import_notes(doc, await S.list_scripts(ctx.store, ws), await S.list_secrets(ctx.store, ws))
 
+    read: list[Any] = []
+
     async def build(p: Any) -> tuple[_Plan, Any]:
-        state = await read_state(p, ws)
+        state = await read_state(ctx.store, ws, p)
+        read[:] = [state["rules"]]
         plan = _make_plan(doc, state, missing)
         if plan.problems:
             raise Unprocessable("The document does not match this workspace; nothing was changed.",
@@ -167,6 +172,8 @@ async def import_document(ctx: Ctx) -> Response:
         check_rule_count(ctx, len(state["rules"]) + sum(ch.old is None and ch.new is not None
                                                         for ch in plan.rules)
                          - sum(ch.new is None and ch.old is not None for ch in plan.rules))
+        check_rule_changes(ctx.store.settings.max_rule_bytes, state["rules"].sizes, plan.rules,
+                           {rid: f"rules[{i}]" for i, rid in enumerate(plan.file_rules)})
         changed = plan.rules or plan.policies or plan.groups or plan.allowlist is not None
         for ch in plan.rules:   # secrets need admin; no X-Deskflow-* webhook headers (issue 13)
             if ch.new is not None:
@@ -185,6 +192,8 @@ async def import_document(ctx: Ctx) -> Response:
         return plan, writer
 
     plan = await R.transact(ctx.store, watched(ws), build)
+    if plan.rules and not dry_run:   # (EXEC'd: the rules one revision on, kept)
+        advance(ctx.store, ws, read[0], plan.rules)
     changed = any(i["action"] != "unchanged" for i in plan.items)
     return json_response({"dry_run": dry_run, "applied": changed and not dry_run, "missing": missing,
                           "summary": plan.summary(), "items": plan.items, "notes": notes})
