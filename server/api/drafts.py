@@ -63,7 +63,7 @@ def _checked_content(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Unprocessable("`rule` must be an object (the rule's definition).",
                             details=[problem("rule", "must be an object")])
-    size = D.draft_size(body)
+    size = D.draft_size({"enabled": False, **definition(body)})   # (as it would be published)
     if size > D.MAX_DRAFT_BYTES:
         raise PayloadTooLarge(
             f"The draft is {size} bytes; the draft size limit is {D.MAX_DRAFT_BYTES} bytes "
