@@ -45,6 +45,9 @@ class Rules(dict[str, dict[str, Any]]):
         super().__init__(rules)
         self.rev, self.sizes = rev, sizes
         self._ordered: list[dict[str, Any]] | None = None
+        # answers made from these rules alone, by their reader (the export's rules section):
+        # the rules at a revision never change, so neither do they
+        self.memo: dict[str, Any] = {}
 
     @property
     def total(self) -> int:
