@@ -55,6 +55,10 @@ class Settings:
     max_json_depth: int = 100
     # Rules per workspace, on create and import (422 too_many_rules). DESKFLOW_MAX_RULES.
     max_rules: int = 1000
+    # A workspace's rules together, as stored JSON (422 too_many_rule_bytes; one rule is at most
+    # 64 KiB, server/store/rule_size.py): what every listing, rule write, export and the
+    # worker's rule cache reads whole, and what a listing keeps per revision. DESKFLOW_MAX_RULE_BYTES.
+    max_rule_bytes: int = 4 << 20
     feed_maxlen: int = 1_000_000
     runs_per_ticket: int = 200
     runs_per_workspace: int = 2000   # GET /v1/runs lists (and filters) at most this many
@@ -122,6 +126,7 @@ class Settings:
             secrets_key_file=env.get("DESKFLOW_SECRETS_KEY_FILE") or "deskflow-secrets.key",
             rate_limit_per_s=float(env.get("DESKFLOW_RATE_LIMIT", 200)),
             max_rules=int(env.get("DESKFLOW_MAX_RULES", cls.max_rules)),
+            max_rule_bytes=int(env.get("DESKFLOW_MAX_RULE_BYTES", cls.max_rule_bytes)),
             run_ttl_s=int(env.get("DESKFLOW_RUN_TTL_S", cls.run_ttl_s)),
             runs_per_workspace=max(1, int(env.get("DESKFLOW_RUNS_PER_WORKSPACE",
                                                   cls.runs_per_workspace))),

@@ -201,7 +201,7 @@ async def _run(ctx: Ctx, body: _Body, calendars: Any) -> dict[str, Any]:
     needs_message = _uses(conditions, lambda n: str(n.get("field", "")).startswith("message."))
     needs_previous = _uses(conditions, lambda n: str(n.get("op", "")).startswith("changed"))
     ids = texts(await _ids(ctx, body.limit))
-    live = {r["id"]: r for r in await catalog.list_rules(ctx.store, ctx.workspace)}
+    live = {r["id"]: r for r in await catalog.listed_rules(ctx.store, ctx.workspace)}   # (kept; read only)
     fired_defs: dict[tuple[str, int | None], dict[str, Any]] = {}
     tally: dict[str, Any] = Tally().as_dict()
     job = await Job.start(body.rule, body.replaces, calendars, budget)

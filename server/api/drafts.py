@@ -34,6 +34,8 @@ from server.store import drafts as D
 from server.store import keys as K
 from server.store import revisions as R
 from server.store.catalog import now_iso
+from server.store.rule_size import check_rule_changes
+from server.store.rule_snapshot import read_rules
 
 __all__ = ["routes"]
 
@@ -61,7 +63,7 @@ def _checked_content(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Unprocessable("`rule` must be an object (the rule's definition).",
                             details=[problem("rule", "must be an object")])
-    size = D.draft_size(body)
+    size = D.draft_size({"enabled": False, **definition(body)})   # (as it would be published)
     if size > D.MAX_DRAFT_BYTES:
         raise PayloadTooLarge(
             f"The draft is {size} bytes; the draft size limit is {D.MAX_DRAFT_BYTES} bytes "
@@ -123,7 +125,7 @@ async def _store_draft(ctx: Ctx, live: dict[str, Any], content: dict[str, Any],
 async def list_drafts(ctx: Ctx) -> Response:
     """Every draft of the workspace (at most MAX_DRAFTS), with whether each is behind its rule."""
     drafts = await D.list_drafts(ctx.store, ctx.workspace)
-    rules = {r["id"]: r for r in await catalog.list_rules(ctx.store, ctx.workspace)}
+    rules = {r["id"]: r for r in await catalog.listed_rules(ctx.store, ctx.workspace)}
     items = [_shown(d, rules.get(d["rule_id"])) for d in drafts if d["rule_id"] in rules]
     return json_response({"items": items, "next": None})
 
@@ -226,6 +228,7 @@ async def _publish_once(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     if raw_live is not None and raw_draft is not None:
         checked = _content(orjson.loads(raw_live), orjson.loads(raw_draft))
         problems = await problems_of(ctx, checked)
+        await catalog.listed_rules(ctx.store, ws)   # kept: what the transaction bounds the bytes by
 
     async def build(p: Any) -> tuple[dict[str, Any], Any]:
         raw_live = await p.hget(K.rules(ws), rule_id)
@@ -258,6 +261,8 @@ async def _publish_once(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
         change = None
         if definition(new) != definition(live):
             change = R.Change(rule_id, new, live, "publish")
+            stored = await read_rules(ctx.store, ws, p)   # (kept: read before the check)
+            check_rule_changes(ctx.store.settings.max_rule_bytes, stored.sizes, [change])
             n = await R.number(p, ws, R.RULE, change)
 
         def writer(pipe: Any) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
+import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -38,8 +38,9 @@ from server.errors import Forbidden, PayloadTooLarge, UnsupportedMedia, Unproces
 from server.scripting import check_rule_outbound
 from server.store import revisions as R
 from server.store import scripts as S
-from server.store.catalog import rule_order
 from server.store.errors import guarded
+from server.store.rule_size import check_rule_changes
+from server.store.rule_snapshot import advance
 from server.store.workspace_doc import queue_plan, read_state, revision_numbers, watched
 
 __all__ = ["routes", "FORMAT_VERSION"]
@@ -60,10 +61,10 @@ async def export(ctx: Ctx) -> Response:
     """The workspace's rules, groups, SLA policies, script metadata and (developer+) allow-list and
     (admin) secret names as one document: JSON, or YAML with ?format=yaml or Accept: application/yaml."""
     fmt = _format(ctx)
-    state = await guarded(read_state)(ctx.store.redis, ctx.workspace)  # an outage is a 503
+    state = await guarded(read_state)(ctx.store, ctx.workspace)  # an outage is a 503
     doc: dict[str, Any] = {
         "deskflow": FORMAT_VERSION,
-        "rules": [export_rule(r) for r in sorted(state["rules"].values(), key=rule_order)],
+        "rules": _exported_rules(state["rules"]),
         "groups": [_export_group(g) for g in sorted(state["groups"].values(), key=lambda g: g["name"])],
         "sla_policies": [export_policy(p) for p in _by_position(state["sla_policies"])],
         "scripts": [export_script(s) for s in await S.list_scripts(ctx.store, ctx.workspace)],
@@ -74,9 +75,20 @@ async def export(ctx: Ctx) -> Response:
     if rank >= RANK["admin"]:
         doc["secrets"] = await S.list_secrets(ctx.store, ctx.workspace)
     if fmt == "yaml":
-        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        # by the check pool (server/checkwork.py dump_yaml): a big one in a check process
+        text = await checks(ctx).run(ctx.workspace, "yaml", orjson.dumps(doc))
         return Response(text, media_type="application/yaml")
     return json_response(doc)
+
+
+def _exported_rules(rules: Any) -> orjson.Fragment:
+    """The export's rules section as JSON, made once per rules revision (kept with the rules:
+    server/store/rule_snapshot.py): at the 4 MiB limit it was ~13 ms of the loop an export."""
+    made: orjson.Fragment | None = rules.memo.get("export")
+    if made is None:
+        made = rules.memo["export"] = orjson.Fragment(orjson.dumps(
+            [export_rule(r) for r in rules.ordered()]))
+    return made
 
 
 def _format(ctx: Ctx) -> str:
@@ -156,8 +168,11 @@ async def import_document(ctx: Ctx) -> Response:
     ws, by = ctx.workspace, by_of(ctx)
     notes = import_notes(doc, await S.list_scripts(ctx.store, ws), await S.list_secrets(ctx.store, ws))
 
+    read: list[Any] = []
+
     async def build(p: Any) -> tuple[_Plan, Any]:
-        state = await read_state(p, ws)
+        state = await read_state(ctx.store, ws, p)
+        read[:] = [state["rules"]]
         plan = _make_plan(doc, state, missing)
         if plan.problems:
             raise Unprocessable("The document does not match this workspace; nothing was changed.",
@@ -167,6 +182,8 @@ async def import_document(ctx: Ctx) -> Response:
         check_rule_count(ctx, len(state["rules"]) + sum(ch.old is None and ch.new is not None
                                                         for ch in plan.rules)
                          - sum(ch.new is None and ch.old is not None for ch in plan.rules))
+        check_rule_changes(ctx.store.settings.max_rule_bytes, state["rules"].sizes, plan.rules,
+                           {rid: f"rules[{i}]" for i, rid in enumerate(plan.file_rules)})
         changed = plan.rules or plan.policies or plan.groups or plan.allowlist is not None
         for ch in plan.rules:   # secrets need admin; no X-Deskflow-* webhook headers (issue 13)
             if ch.new is not None:
@@ -185,6 +202,8 @@ async def import_document(ctx: Ctx) -> Response:
         return plan, writer
 
     plan = await R.transact(ctx.store, watched(ws), build)
+    if plan.rules and not dry_run:   # (EXEC'd: the rules one revision on, kept)
+        advance(ctx.store, ws, read[0], plan.rules)
     changed = any(i["action"] != "unchanged" for i in plan.items)
     return json_response({"dry_run": dry_run, "applied": changed and not dry_run, "missing": missing,
                           "summary": plan.summary(), "items": plan.items, "notes": notes})

@@ -28,6 +28,7 @@ from server.errors import Conflict, Unprocessable
 from server.store import keys as K
 from server.store import revisions as R
 from server.store.catalog import now_iso
+from server.store.rule_size import check_rule_changes
 
 __all__ = ["Catalog", "read_catalog", "calendars_of", "reference_problems", "raise_missing",
            "write_rules", "write_policies", "delete_in_use", "force_param", "catalog_watch"]
@@ -164,10 +165,13 @@ async def write_rules(ctx: Ctx, by: dict[str, Any],
                       compute: Callable[[dict[str, dict[str, Any]]], list[R.Change]],
                       also: Callable[[Any, list[R.Change]], None] | None = None) -> list[R.Change]:
     """R.write for rules, with every written enabled rule checked against the scripts, policies
-    and groups read in the same transaction (which WATCHes them too)."""
+    and groups read in the same transaction (which WATCHes them too), and every change against
+    the bounds of a rule and of the workspace's rules (store/rule_size.py: 413 rule_too_large,
+    422 too_many_rule_bytes)."""
     ws = ctx.workspace
 
     async def check(p: Any, current: dict[str, dict[str, Any]], changes: list[R.Change]) -> None:
+        check_rule_changes(ctx.store.settings.max_rule_bytes, R.sizes_of(current), changes)
         if any(ch.new is not None and ch.action not in _UNCHECKED_ACTIONS for ch in changes):
             catalog = await read_catalog(p, ws)
             problems = [pr for ch in changes if ch.new is not None and ch.action not in _UNCHECKED_ACTIONS

@@ -30,12 +30,11 @@ from server.scripting import check_rule_outbound
 from server.store import catalog, rule_usage, runs, tickets
 from server.store import revisions as R
 from server.store.catalog import now_iso
+from server.store.rule_size import BOOKKEEPING, check_rule_size
 
 __all__ = ["routes", "definition", "change_action", "by_of", "audit_rules", "dry_run_response"]
 
-# Bookkeeping the service owns; a client cannot set them.
-_OWNED = ("id", "position", "created_at", "updated_at", "revision", "last_fired_at", "fired_24h",
-          "usage")
+_OWNED = BOOKKEEPING   # what the service keeps on a rule; a client cannot set it
 
 
 def _clean(body: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +114,7 @@ async def create_rule(ctx: Ctx) -> Response:
     """Create a rule (disabled unless the body says "enabled": true)."""
     body = _clean(await read_object(ctx.request))
     body.setdefault("enabled", False)
+    check_rule_size(body)   # (before its compile: a 413 costs no check)
     await checked(ctx, body)
     check_rule_outbound(ctx.principal.role, body)   # secrets need admin; no X-Deskflow-* headers
     now = now_iso()
@@ -202,6 +202,7 @@ async def _save_once(ctx: Ctx, make: Any, seen: dict[str, Any]) -> list[R.Change
     pre = definition(make(now)) if now is not None else None
     refused: Unprocessable | None = None
     if pre is not None:
+        check_rule_size(pre, now)
         try:
             await checked(ctx, pre)
         except Unprocessable as exc:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from server.store import keys as K
-from server.store.kept import Kept
+from server.store.rule_snapshot import read_rules, rule_order
 from server.store.replies import json_or_none
 from server.store.encoding import dumps as _dumps
 from server.store.connect import Store
@@ -124,36 +124,14 @@ async def list_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
     return sorted((orjson.loads(v) for v in raw.values()), key=rule_order)
 
 
-LISTED_MAX_BYTES = 4 << 20   # listed_rules keeps a workspace's rules up to this much JSON ...
-LISTED_WORKSPACES = 32       # ... for this many workspaces (the least recently listed go)
-_listed: Kept[str, tuple[Any, list[dict[str, Any]]]] = Kept(LISTED_WORKSPACES)
-
-
 @guarded
 async def listed_rules(store: Store, workspace: str) -> list[dict[str, Any]]:
-    """list_rules, kept in this process per rules revision (every write of a rule bumps it in
-    the same MULTI: server/store/revisions.py), so a listing reads one counter, not every rule's
-    body: GET /v1/rules lists them all to page them, and 1,000 rules parsed each time were most
-    of a listing's cost. The dicts are shared: the caller copies before it changes one."""
-    rev = await store.redis.get(K.rules_rev(workspace))
-    kept = _listed.get(store, workspace)
-    if kept is not None and kept[0] == rev:
-        return list(kept[1])
-    async with store.redis.pipeline(transaction=True) as p:   # (the rules as of that revision)
-        p.get(K.rules_rev(workspace))
-        p.hgetall(K.rules(workspace))
-        rev, raw = await p.execute()
-    rules = sorted((orjson.loads(v) for v in raw.values()), key=rule_order)
-    if sum(len(v) for v in raw.values()) <= LISTED_MAX_BYTES:
-        _listed.put(store, workspace, (rev, rules))
-    else:
-        _listed.drop(store, workspace)
-    return list(rules)
-
-
-def rule_order(rule: dict[str, Any]) -> tuple[Any, ...]:
-    """The evaluation order: position, then creation."""
-    return (rule.get("position", 0), rule.get("created_at") or "", rule["id"])
+    """list_rules, kept in this process per rules revision (server/store/rule_snapshot.py), so a
+    listing reads one counter, not every rule's body: GET /v1/rules lists them all to page them,
+    and 1,000 rules parsed each time were most of a listing's cost. A workspace's rules are kept
+    up to Settings.max_rule_bytes, the most it may hold (store/rule_size.py). The dicts are
+    shared: the caller copies before it changes one."""
+    return list((await read_rules(store, workspace)).ordered())
 
 
 @guarded
@@ -168,6 +146,7 @@ async def put_rule(store: Store, workspace: str, rule: dict[str, Any]) -> None:
     (server/store/run_rules.py). Written without one, a later edit through the API numbered
     itself 1, the number the runs before it named for the rule as first written."""
     from server.store import revisions as R
+    from server.store.rule_size import check_rule_changes
 
     rid = str(rule["id"])
 
@@ -175,7 +154,12 @@ async def put_rule(store: Store, workspace: str, rule: dict[str, Any]) -> None:
         old = current.get(rid)
         return [R.Change(rid, dict(rule), old, "update" if old is not None else "create")]
 
-    await R.write(store, workspace, R.RULE, {"key_id": None, "key_name": "deskflow"}, compute)
+    async def check(p: Any, current: dict[str, dict[str, Any]], changes: list[Any]) -> None:
+        # the demo's rules (and tests') within the bounds of every rule write
+        check_rule_changes(store.settings.max_rule_bytes, R.sizes_of(current), changes)
+
+    await R.write(store, workspace, R.RULE, {"key_id": None, "key_name": "deskflow"}, compute,
+                  check=check)
 
 
 def new_rule_id() -> str:

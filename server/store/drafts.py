@@ -22,12 +22,15 @@ from server.store.replies import json_or_none
 from server.store.connect import Store
 from server.store.encoding import dumps as _dumps
 from server.store.errors import guarded
+from server.store.rule_size import MAX_RULE_BYTES
 
 __all__ = ["MAX_DRAFTS", "MAX_DRAFT_BYTES", "get_draft", "list_drafts", "count_drafts",
            "put_draft", "delete_draft", "draft_size"]
 
 MAX_DRAFTS = 100               # drafts per workspace (limit MAX_DRAFTS)
-MAX_DRAFT_BYTES = 64 * 1024    # one draft's rule as compact JSON (limit MAX_DRAFT_BYTES)
+# one draft's rule as compact JSON (limit MAX_DRAFT_BYTES): a rule's bound, since a published
+# draft becomes the rule (server/store/rule_size.py)
+MAX_DRAFT_BYTES = MAX_RULE_BYTES
 
 
 def draft_size(rule: Any) -> int:

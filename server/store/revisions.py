@@ -35,9 +35,10 @@ from server.store.connect import Store
 from server.store.encoding import dumps
 from server.store.errors import guarded
 from server.store.replies import json_or_none, text_map
+from server.store.rule_snapshot import Rules, advance, read_rules
 
 __all__ = ["Resource", "RULE", "SLA", "Change", "TRANSACT_TRIES", "lost_races", "transact", "number", "queue_changes", "read_all",
-           "write", "page", "get", "count", "revision"]
+           "sizes_of", "write", "page", "get", "count", "revision"]
 
 T = TypeVar("T")
 Writer = Callable[[Any], None]
@@ -101,18 +102,24 @@ def lost_races() -> Conflict:
 class Change:
     """One object's change: `new` is its state after (None: deleted), `old` before (None: new)."""
 
-    __slots__ = ("ident", "new", "old", "action", "extra", "n")
+    __slots__ = ("ident", "new", "old", "action", "extra", "n", "size")
 
     def __init__(self, ident: str, new: dict[str, Any] | None, old: dict[str, Any] | None,
                  action: str, extra: dict[str, Any] | None = None) -> None:
         self.ident, self.new, self.old, self.action, self.extra = ident, new, old, action, extra
         self.n = 0  # the revision number, once written
+        self.size = 0  # the bytes of JSON `new` was written as, once written
 
 
 async def read_all(p: Any, workspace: str, res: Resource) -> dict[str, dict[str, Any]]:
     """Every object of the resource by id/name, read through `p` (a client, or a pipeline in WATCH
     mode)."""
     return {k: orjson.loads(v) for k, v in text_map(await p.hgetall(res.objects(workspace))).items()}
+
+
+def sizes_of(current: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Each object's stored JSON size, as `write` read them (rules only: store/rule_snapshot.py)."""
+    return current.sizes if isinstance(current, Rules) else {}
 
 
 def _revision_of(obj: dict[str, Any]) -> int:
@@ -155,7 +162,9 @@ def _queue_one(pipe: Any, workspace: str, res: Resource, change: Change, n: int,
         content = {**(change.old or {}), "revision": n}
     else:
         change.new["revision"] = n
-        pipe.hset(res.objects(workspace), change.ident, dumps(change.new))
+        text = dumps(change.new)
+        change.size = len(text) if text.isascii() else len(text.encode())
+        pipe.hset(res.objects(workspace), change.ident, text)
         content = change.new
     record = {"n": n, "action": change.action, "at": now_iso(), "by": by, **(change.extra or {}),
               res.field: content}
@@ -183,10 +192,17 @@ async def write(store: Store, workspace: str, res: Resource, by: dict[str, Any],
     `check(pipe, current, changes)` them against what else it reads through the pipe (both may
     raise a 4xx: nothing is written), then write them with their revisions and the counter bump in
     one MULTI/EXEC. `also(pipe, changes)` queues more writes in the same transaction (the audit
-    entries)."""
+    entries). Rules are read as kept at their revision when it has not moved
+    (store/rule_snapshot.py), and kept as this write leaves them."""
+    read: list[Rules] = []
 
     async def build(p: Any) -> tuple[list[Change], Writer | None]:
-        current = await read_all(p, workspace, res)
+        current: dict[str, dict[str, Any]]
+        if res is RULE:
+            read[:] = [(await read_rules(store, workspace, p)).copy_rules()]
+            current = read[0]
+        else:
+            current = await read_all(p, workspace, res)
         changes = compute(current)
         if not changes:
             return changes, None
@@ -201,7 +217,10 @@ async def write(store: Store, workspace: str, res: Resource, by: dict[str, Any],
 
         return changes, writer
 
-    return await transact(store, [res.objects(workspace), *watch], build)
+    changes = await transact(store, [res.objects(workspace), res.counter(workspace), *watch], build)
+    if changes and read:   # (EXEC'd: the counter moved once, from the revision read)
+        advance(store, workspace, read[0], changes)
+    return changes
 
 
 # -- reading revisions ----------------------------------------------------------------------------

@@ -10,18 +10,23 @@ import orjson
 
 from server.store import keys as K
 from server.store import revisions as R
+from server.store.rule_snapshot import read_rules
 
 __all__ = ["queue_plan", "read_state", "revision_numbers", "watched"]
 
 
-async def read_state(p: Any, workspace: str) -> dict[str, Any]:
-    """Rules, groups, SLA policies and allow-list as stored (read through `p`: a client, or a
-    pipeline in WATCH mode)."""
+async def read_state(store: Any, workspace: str, pipe: Any = None) -> dict[str, Any]:
+    """Rules, groups, SLA policies and allow-list as stored (read through `pipe`, a pipeline in
+    WATCH mode, when given). The rules are a store/rule_snapshot.Rules: as kept at their revision
+    when it has not moved, with each one's stored size; shared, not to be changed."""
+    p = pipe if pipe is not None else store.redis
+
     async def hash_of(key: str) -> dict[str, dict[str, Any]]:
         return {k: orjson.loads(v) for k, v in (await p.hgetall(key)).items()}
 
+    rules = await read_rules(store, workspace, pipe)
     allow = await p.get(K.allowlist(workspace))
-    return {"rules": await hash_of(K.rules(workspace)), "groups": await hash_of(K.groups(workspace)),
+    return {"rules": rules, "groups": await hash_of(K.groups(workspace)),
             "sla_policies": await hash_of(K.sla_policies(workspace)),
             "allowlist": list(orjson.loads(allow)) if allow else []}
 

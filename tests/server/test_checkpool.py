@@ -208,8 +208,9 @@ def test_closing_the_pool_mid_check_stops_the_busy_process_too() -> None:
 
 @pytest.fixture
 def slow_checks(settings: Settings) -> Any:
-    """An app whose checks get 0.2 s of CPU, and its client."""
-    app = create_app(dataclasses.replace(settings, check_timeout_s=0.2))
+    """An app whose checks get 0.05 s of CPU, and its client (a rule of 70 regexes, the most
+    that fits MAX_RULE_BYTES, compiles in ~0.16 s)."""
+    app = create_app(dataclasses.replace(settings, check_timeout_s=0.05))
     with TestClient(app) as c:
         yield c
 
@@ -221,9 +222,9 @@ def test_over_the_limit_through_the_api_every_compiling_route_answers_422(slow_c
     rule = ws.rule(**SMALL)
     # new regexes for each call: a check cut short leaves what it compiled in its process's
     # regex cache, and the same rule checked again there may then finish within the limit
-    calls = [("POST", "/v1/rules", _regexes(300, "apa")),
-             ("PUT", f"/v1/rules/{rule['id']}", _regexes(300, "apb")),
-             ("POST", "/v1/import?dry_run=true", {"deskflow": 1, "rules": [_regexes(300, "apc")]})]
+    calls = [("POST", "/v1/rules", _regexes(70, "apa")),
+             ("PUT", f"/v1/rules/{rule['id']}", _regexes(70, "apb")),
+             ("POST", "/v1/import?dry_run=true", {"deskflow": 1, "rules": [_regexes(70, "apc")]})]
     for method, path, body in calls:
         r = slow_checks.request(method, path, json=body, headers=ws.h("manager"))
         assert r.status_code == 422, (path, r.text[:300])
