@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .actions import Firing, Handler
-from .codegen import read_slots
+from .slots import read_slots
 from .fields import FIXED_FIELDS
 from .ops import State
 from .plan import QUIET, Tags, run_plan

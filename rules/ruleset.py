@@ -32,6 +32,7 @@ from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
 from .codegen import generate
+from .slots import raw_index
 from .evaluation import Evaluation
 from .passes import run_pass
 from .record import RecordPlan
@@ -124,7 +125,8 @@ class _Bucket:
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.read = gen.read
         self.first, self.branches = gen.first, gen.branches
-        self.record = RecordPlan(rules, gen.steps, gen.branches or [() for _ in rules], gen.radix, gen.deep)
+        self.record = RecordPlan(rules, gen.steps, gen.branches or [() for _ in rules], gen.radix, gen.deep,
+                                 raw_index(gen.slots) if gen.read is not None else None)
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
         self.plans = [quick_plan(rule.actions) for rule in rules]
         self.appends = [append_plan(p) for p in self.plans]
