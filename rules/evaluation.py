@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .actions import Firing
-from .codegen import read_slots
+from .slots import read_slots
 from .conditions import Group, Leaf
 from .jsondata import json_copy, seen_copy
 from .ops import State

@@ -22,14 +22,14 @@ entry shows the last one at or before its rule's version.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 from .codegen import FIRST_BASE
-from .jsondata import SEEN_MAX_BYTES, dumps_any, json_copy, seen_copy
+from .jsondata import SEEN_MAX_BYTES, SEEN_MAX_CHARS, dumps_any, seen_copy
 from .ops import State
-from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, _first_slots, decoded, slots_of, state_at
+from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, _first_slots, slots_of, state_at
+from .unpack import unpack as unpack   # (the reading side, rules/unpack.py: imported from here too)
 
 if TYPE_CHECKING:
     from .pass_view import Pass as Evaluation
@@ -169,17 +169,29 @@ def _pack_quick(ev: Evaluation, bucket: Any, plan: RecordPlan, revisions: dict[s
             return None
     timeline, event = ev._timeline, ev._first.event
     _, ticket, vars, _ = timeline[0]
-    seen: dict[str, Any] = {"fields": plan.seen_names,
-                            "values": [[0, [seen_copy(read(ticket, event, vars)) for read in plan.seen_reads]]]}
+    v, at = ev._slots, plan.seen_at
+    # each value bounded (seen_copy), the common str and number without a call
+    raws = (map(v.__getitem__, at) if at is not None and type(v) is list else
+            [read(ticket, event, vars) for read in plan.seen_reads])
+    seen: dict[str, Any] = {"fields": plan.seen_names, "values": [[0, [
+        x if ((tx := type(x)) is str and len(x) <= SEEN_MAX_CHARS) or tx is int or tx is float or x is None
+        else seen_copy(x) for x in raws]]]}
     if plan.tags >= 0:
-        field = plan.fields[plan.tags]
+        tags = plan.fields[plan.tags].read(ticket, event, vars)
         if len(timeline) > 1:
-            prefix = _tag_prefix(field, timeline, event)
-            if prefix is None:   # (a long tags list: stored per version read, the general way)
+            # (_tag_prefix's answer, inline: every fire appended to the one list the pass made of
+            # these tags, rules/passes.py, so the last version's list holds every version's)
+            own, length = timeline[-1][1].get("tags"), timeline[-1][3]
+            if type(tags) is not list or type(own) is not list or length is None:
                 return None
-            seen["tag_list"], seen["tags"] = prefix
+            full = own[:length]
+            if full[:len(tags)] != tags or len(dumps_any(full)) > SEEN_MAX_BYTES:
+                return None   # (a long tags list: stored per version read, the general way)
+            lengths = [[k, t[3]] for k, t in enumerate(timeline)]
+            lengths[0][1] = len(tags)
+            seen["tag_list"], seen["tags"] = full, lengths
         else:
-            seen["tags"] = [[0, seen_copy(field.read(ticket, event, vars))]]
+            seen["tags"] = [[0, seen_copy(tags)]]
     codes = ev._codes
     if codes is None:
         codes = bucket.first(_first_slots(ev, bucket), ev._first, [])
@@ -187,7 +199,8 @@ def _pack_quick(ev: Evaluation, bucket: Any, plan: RecordPlan, revisions: dict[s
     _, revs = plan.packing(revisions, Described)
     return {"packed": PACKED, "ids": plan.ids if n == len(plan.ids) else plan.ids[:n],
             "revs": revs if n == len(revs) else revs[:n], "codes": codes if n == len(codes) else codes[:n],
-            "fired": sorted(fired), "full": [], "at": list(map(_AT, timeline)), "seen": seen}
+            # (fired in position order: with nothing checked again the pass fired in that order)
+            "fired": list(fired), "full": [], "at": list(map(_AT, timeline)), "seen": seen}
 
 
 def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i: int) -> int:
@@ -309,101 +322,3 @@ def _tag_prefix(field: Any, timeline: Any, event: dict[str, Any]) -> tuple[list[
     if full[:len(first)] != first or len(dumps_any(full)) > SEEN_MAX_BYTES:
         return None
     return full, lengths
-
-
-def unpack(packed: dict[str, Any], plan_at: Any) -> list[dict[str, Any]]:
-    """The entries of a packed record. `plan_at(position)` gives (the RecordPlan describing the
-    rule there, its index in it), or None when the rule's revision is not known: its entry then
-    says so in `notes` (`failed` without the condition)."""
-    ids, revs, codes, at = packed["ids"], packed["revs"], packed["codes"], packed["at"]
-    if not (type(ids) is list and type(revs) is list and type(codes) is list
-            and len(ids) == len(revs) == len(codes) and type(at) is list and at):
-        raise ValueError("a packed record whose lists disagree")
-    fired = set(packed["fired"])
-    full = {int(i): e for i, e in packed["full"]}
-    look = _SeenLookup(packed["seen"])
-    out: list[dict[str, Any]] = []
-    for i, rid in enumerate(ids):
-        whole = full.get(i)
-        if type(whole) is dict:
-            out.append(whole)
-            continue
-        found = plan_at(i)
-        entry = None if found is None else _unpacked(found, rid, i in fired, codes[i], look, bisect_right(at, i) - 1)
-        if entry is None:
-            why = (f"revision {revs[i]} of rule {rid} is not stored" if found is None else
-                   f"the stored entry of rule {rid} does not fit its revision {revs[i]}")
-            entry = {"id": rid, "name": None, "matched": i in fired, "failed": None,
-                     "notes": [f"{why}: its entry cannot be shown"]}
-        entry["revision"] = revs[i]
-        out.append(entry)
-    return out
-
-
-def _unpacked(found: tuple[RecordPlan, int], rid: Any, fired: bool, code: Any, look: _SeenLookup,
-              version: int) -> dict[str, Any] | None:
-    """One packed entry expanded with the plan of its rule's revision, or None when the code
-    does not fit that plan: a step it does not have, one `pack` never codes (a failure that
-    words itself, a rule of more than FIRST_INLINE steps), a field the record holds no value of.
-    Only a revision that is not the rule the record was made with (a stored revision changed
-    by hand, or an engine that numbers steps another way) does that; it reads as a note, not a
-    wrong entry or a failed read."""
-    plan, j = found
-    if type(code) is not int or j in plan.deep or not 0 <= j < len(plan.steps):
-        return None
-    steps, groups = plan.steps[j], plan.groups[j]
-    # a code is the failing step + 1 (0: none) in its low digit, the held branch of each `any`
-    # step in the digits above, each of radix (children + 1) (rules/codegen.py radix_of)
-    if not 0 <= code < (groups[-1][2] * groups[-1][3] if groups else FIRST_BASE) or (fired and code % FIRST_BASE):
-        return None
-    try:
-        entry: dict[str, Any]
-        if fired:
-            entry = {"id": rid, "name": plan.heads[j][1], "matched": True, "failed": None}
-            held = decoded(groups, -1, code) if groups else None
-        else:
-            k = code % FIRST_BASE - 1
-            if not 0 <= k < len(steps):
-                return None
-            kind, path, fname, op, value, _fn, _node = steps[k]
-            if kind == ANY_GROUP:
-                failed: dict[str, Any] = {"path": path, "field": None, "op": "any", "value": None, "seen": None}
-            elif kind == OWN:
-                return None
-            else:
-                got = look.at(fname, version)
-                failed = {"path": path, "field": fname, "op": op, "value": json_copy(value),
-                          "seen": json_copy(got)}
-            entry = {"id": rid, "name": plan.heads[j][1], "matched": False, "failed": failed}
-            held = decoded(groups, k, code) if groups and groups[0][0] < k else None
-    except (LookupError, TypeError, ValueError, ZeroDivisionError):   # (the stored table, short)
-        return None
-    if held:
-        entry["any_held"] = held
-    return entry
-
-
-class _SeenLookup:
-    """A packed record's `seen` table read back: a field's value at a version (_seen_table)."""
-
-    def __init__(self, seen: dict[str, Any]) -> None:
-        self.number = {name: j for j, name in enumerate(seen["fields"])}
-        values = seen["values"]
-        self.bases = [b for b, _ in values]
-        self.first = values[0][1]
-        self.later = [dict((j, v) for j, v in changed) for _, changed in values[1:]]
-        tags = seen.get("tags") or []
-        self.tag_steps = [step for step, _ in tags]
-        self.tags = [v for _, v in tags]
-        self.tag_list = seen.get("tag_list")
-
-    def at(self, name: str, version: int) -> Any:
-        if name == "tags" and name not in self.number:
-            got = self.tags[max(0, bisect_right(self.tag_steps, version) - 1)]
-            return got if self.tag_list is None else self.tag_list[:got]
-        j = self.number[name]
-        for b in range(bisect_right(self.bases, version) - 1, 0, -1):
-            later = self.later[b - 1]
-            if j in later:
-                return later[j]
-        return self.first[j]

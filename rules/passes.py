@@ -14,18 +14,30 @@ The cost is meant to follow the work:
   ticket as before and never appends to a list a timeline entry shows without its length.
 - When every change of the pass was such an append, `changes` is known without a diff: exactly
   the items appended (they were appended only when their folded form was not there yet).
+- When at least BATCH_AT rules hold, every one such a fire, and the tags they add are their own (no other rule of
+  the bucket adds any of them, `_Bucket.batch`) and not on the ticket yet, the fires are done in
+  one batch (`_appends`): every item is appended, and each fire's timeline entry follows from
+  the running count, with no Python step per fire (at 10,000 broad rules, 108 fires an event,
+  that step was about half the pass). The result is the loop's, entry for entry.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from itertools import accumulate, chain, repeat
+from operator import itemgetter
 from typing import Any
 
 from .actions import Firing, Handler
-from .codegen import read_slots
+from .slots import read_slots
 from .fields import FIXED_FIELDS
 from .ops import State
 from .plan import QUIET, Tags, run_plan
 
 _TAGS = FIXED_FIELDS["tags"]
+# The batch of appends pays from this many fires: below it, its set-up (the iterators, one call)
+# costs more than the loop's steps (callgrind, run_pass alone: +10,600 instructions an event at
+# 1 fire, +750 at 11; at 108 fires, CPU time, 360 -> 300 us)
+BATCH_AT = 16
 # (position after which it holds, ticket, vars, length of the owned tags list or None)
 Timeline = list[tuple[int, dict[str, Any], dict[str, Any], int | None]]
 
@@ -64,6 +76,14 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
         todo = [i for i in todo if i not in skipped]
     if not todo:
         return fired, timeline, None, effects, {}, skipped, slots0, codes
+    if len(todo) >= BATCH_AT:
+        # (itemgetter picks the rules' entries in one C call; a map of list.__getitem__ made a
+        # call and an argument tuple per rule, which cost more than the loop's steps it saved)
+        pick = itemgetter(*todo)
+        if all(pick(bucket.batch)):
+            done = _appends(bucket, first, todo, pick, timeline)
+            if done is not None:
+                return done[0], timeline, None, effects, done[1], skipped, slots0, codes
     plans, appends, concerns, explainers = bucket.plans, bucket.appends, bucket.concerns, bucket.explainers
     recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
     cur_ticket: dict[str, Any] = before
@@ -148,3 +168,26 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
         added = own[base:] if own is not None else []
         changes = {"tags": {"added": added, "removed": []}} if added else {}
     return fired, timeline, stopped_at, effects, changes, recheck, slots0, codes
+
+
+def _appends(bucket: Any, first: State, todo: list[int], pick: Callable[[list[Any]], tuple[Any, ...]],
+             timeline: Timeline) -> tuple[dict[int, Firing], dict[str, Any]] | None:
+    """The fires of `todo` (every one a batch rule, `_Bucket.batch`) on the event's ticket, all
+    at once: (fired, changes), the timeline extended as the loop extends it; None, with nothing
+    done, when a tag they add is on the ticket already (the loop then works out which are new).
+    `pick(xs)` is the tuple of the entries of `xs` at the positions of `todo`."""
+    before = first.ticket
+    cur = before.get("tags")
+    if type(cur) is list and not first.folded(_TAGS).isdisjoint(
+            chain.from_iterable(pick(bucket.add_folds))):
+        return None
+    own = list(cur) if type(cur) is list else []
+    base = len(own)
+    own.extend(chain.from_iterable(pick(bucket.add_items)))
+    ticket = dict(before)
+    ticket["tags"] = own
+    # (the tags' length after each fire: the running count of the items added)
+    ends = accumulate(pick(bucket.add_counts), initial=base)
+    next(ends)
+    timeline.extend(zip(pick(bucket.after), repeat(ticket), repeat({}), ends))
+    return dict.fromkeys(todo, QUIET), {"tags": {"added": own[base:], "removed": []}}

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from .any_paths import Kids
 from .codegen import FIRST_BASE
 from .conditions import Group, Leaf, Node
 from .jsondata import json_copy, seen_copy
@@ -59,7 +60,7 @@ class RecordPlan:
 
     def __init__(self, rules: list[Any], steps: list[list[Node]],
                  branches: list[tuple[tuple[int, Any], ...]], radix: list[list[tuple[int, int]]] | None,
-                 deep: frozenset[int]) -> None:
+                 deep: frozenset[int], raws: dict[str, int] | None = None) -> None:
         self.deep = deep
         self.value_bytes = 0   # (rule_plan's: the largest of its steps' values, as JSON)
         self.heads = [(r.id, r.name) for r in rules]
@@ -97,6 +98,10 @@ class RecordPlan:
         # the packed record's fields other than the tags (_seen_table): their names and readers
         self.seen_names = [f.name for n, f in enumerate(self.fields) if n != self.tags]
         self.seen_reads = [f.read for n, f in enumerate(self.fields) if n != self.tags]
+        # where the pass's slot vector holds their raw values on the event's ticket (the eager
+        # reader's, rules/codegen.py raw_index), or None (a lazy vector: they are read again)
+        self.seen_at: list[int] | None = (None if raws is None or any(name not in raws for name in self.seen_names)
+                                          else [raws[name] for name in self.seen_names])
         # pack's answers per rule and `first` code, for one revisions map (the worker's comes
         # with the rule set from its cache, so it is the same object for every event)
         self._packing: tuple[Any, tuple[list[dict[int, Any]], list[Any]]] = (_MISS, ([], []))
@@ -353,7 +358,7 @@ def _entry_at(ev: Evaluation, bucket: Any, i: int, state: State) -> dict[str, An
 
 
 def slots_of(bucket: Any, state: State) -> Any:
-    from .codegen import read_slots
+    from .slots import read_slots
     return read_slots(bucket.slots, state)
 
 
@@ -364,40 +369,3 @@ def _first_slots(ev: Evaluation, bucket: Any) -> Any:
     if bucket.read is not None:
         return bucket.read(first.ticket, first.event, first.vars)
     return slots_of(bucket, first)
-
-
-class Paths:
-    """The paths of an `any` group's n children ("<group>.any[b]", conditions.parse's), made
-    when asked: a plan kept for an `any` of 20,000 leaves held 1.5 MB of them."""
-
-    __slots__ = ("group", "n")
-
-    def __init__(self, group: str, n: int) -> None:
-        self.group, self.n = group, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, b: int) -> str:
-        if not 0 <= b < self.n:
-            raise IndexError(b)
-        return f"{self.group}.any[{b}]"
-
-
-class Kids:
-    """An `any` step's children as rule_plan's Group holds them: only how many (radix_of,
-    RecordPlan read their number and, through paths(), their paths)."""
-
-    __slots__ = ("group", "n")
-
-    def __init__(self, group: str, n: int) -> None:
-        self.group, self.n = group, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __bool__(self) -> bool:
-        return self.n > 0
-
-    def paths(self) -> Paths:
-        return Paths(self.group, self.n)

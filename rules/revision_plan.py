@@ -8,7 +8,8 @@ from .conditions import Group, Node
 from .errors import RuleError
 from .jsondata import dumps_any
 from .ops import State
-from .record import Kids, RecordPlan
+from .any_paths import Kids
+from .record import RecordPlan
 
 
 class _AnyCalendar(dict):  # type: ignore[type-arg]

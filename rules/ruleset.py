@@ -32,6 +32,7 @@ from .durations import aware
 from .errors import RuleError
 from .ops import State, flip_time
 from .codegen import generate
+from .slots import raw_index
 from .evaluation import Evaluation
 from .passes import run_pass
 from .record import RecordPlan
@@ -124,7 +125,8 @@ class _Bucket:
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.read = gen.read
         self.first, self.branches = gen.first, gen.branches
-        self.record = RecordPlan(rules, gen.steps, gen.branches or [() for _ in rules], gen.radix, gen.deep)
+        self.record = RecordPlan(rules, gen.steps, gen.branches or [() for _ in rules], gen.radix, gen.deep,
+                                 raw_index(gen.slots) if gen.read is not None else None)
         self.writes = [tuple(write_keys(rule.actions)) for rule in rules]
         self.plans = [quick_plan(rule.actions) for rule in rules]
         self.appends = [append_plan(p) for p in self.plans]
@@ -142,6 +144,20 @@ class _Bucket:
         # adds): rules/passes.py then skips the general loop's steps after the append
         self.simple = [add is not None and not rule.stop and not concerned
                        for add, rule, concerned in zip(self.appends, rules, self.concerns, strict=True)]
+        # rules/passes.py's batch of appends: a simple rule whose tags (folded) no other rule of
+        # the bucket adds and that names none twice, so a batch of such fires adds each item
+        # once when the ticket has none of them; per rule its items, their folded forms, how
+        # many, and its position + 1 (the timeline's key after its fire)
+        adders: dict[str, int] = {}
+        for add in self.appends:
+            for _, f in add or ():
+                adders[f] = adders.get(f, 0) + 1
+        self.batch = [bool(simple) and bool(add) and all(adders[f] == 1 for _, f in add or ())
+                      for simple, add in zip(self.simple, self.appends, strict=True)]
+        self.add_items = [tuple(item for item, _ in add or ()) for add in self.appends]
+        self.add_folds = [tuple(f for _, f in add or ()) for add in self.appends]
+        self.add_counts = [len(add or ()) for add in self.appends]
+        self.after = list(range(1, len(rules) + 1))
 
     def affected(self, i: int, skip: frozenset[int], before: dict[str, Any], after: dict[str, Any]) -> set[int]:
         """Positions after i whose answer rule i's fire (from ticket `before` to `after`) can

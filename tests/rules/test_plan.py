@@ -13,7 +13,8 @@ from rules import regexes
 from rules.conditions import failure, parse
 from rules.evaluation import _failed
 from rules.ops import State
-from rules.codegen import FIRST_BASE, generate, read_slots
+from rules.codegen import FIRST_BASE, generate
+from rules.slots import raw_index, read_slots
 from rules.plan import read_keys
 from ruletools import NOW, make_ticket
 
@@ -40,6 +41,7 @@ def test_no_tenant_string_reaches_the_generated_source(monkeypatch: pytest.Monke
     """The source depends on the rules' shape only: hostile names and values or bland ones of the
     same shape give the very same text (values live in the constants tuple)."""
     import rules.codegen as plan
+    import rules.slots as slots
     seen: list[str] = []
     real = compile
 
@@ -47,6 +49,7 @@ def test_no_tenant_string_reaches_the_generated_source(monkeypatch: pytest.Monke
         seen.append(src)
         return real(src, *a)
     monkeypatch.setattr(plan, "compile", spy, raising=False)
+    monkeypatch.setattr(slots, "compile", spy, raising=False)   # (the slot reader's)
 
     def trees(values: list[str]) -> list[Any]:
         out = [_tree({"all": [{"field": f"custom.{h}", "op": op, "value": h},
@@ -132,7 +135,14 @@ def test_generated_predicates_answer_as_the_closures(seed: int, monkeypatch: pyt
         assert bucket.read is not None
         eager = bucket.read(ticket, s.event, {})
         lazy = read_slots(bucket.slots, s)
-        assert eager == [lazy[n] for n in range(len(bucket.slots))], ticket
+        n_slots = len(bucket.slots)
+        assert eager[:n_slots] == [lazy[n] for n in range(n_slots)], ticket
+        # then each field's raw value, where raw_index says (the run record's quick pack reads them)
+        raws = raw_index(bucket.slots)
+        assert len(eager) == n_slots + len(raws)
+        for field, _ in bucket.slots:
+            raw = field.read(ticket, s.event, {})
+            assert eager[raws[field.name]] is raw or eager[raws[field.name]] == raw, field.name
         assert bucket.match(eager, s) == want, ticket
         # the run record's `first` appends the rules that hold, in order (a pass for the record
         # matches with it), exactly those whose code says they hold
