@@ -8,7 +8,11 @@ ticket's later entry waits for its earlier ones); lanes of different tickets run
 
 Bounds: at most `lanes` passes in flight per partition, and at most `share` of them for one
 workspace, so one workspace with many slow tickets cannot take every lane; its further tickets
-wait for one of its own lanes while other workspaces' tickets go ahead. For the same reason the
+wait for one of its own lanes while other workspaces' tickets go ahead. Two such workspaces
+(2 x share = lanes) could still hold them all: a third workspace's event waited 10.1 s behind their
+5 s calls (tests/server/test_tenant_isolation_pools.py). So when every lane is busy, a workspace
+that holds none starts one anyway, up to `hard` lanes in all: filling those takes 8 workspaces
+at their share. For the same reason the
 partition keeps reading while only saturated workspaces (every lane of their share busy) have
 entries waiting: `ready` leaves their waiting entries out, so they cannot stop another
 workspace's entries from being read. What one partition holds in memory is bounded by `MAX_HELD`
@@ -31,10 +35,11 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Lanes", "MAX_LANES", "WORKSPACE_SHARE", "MAX_HELD", "SETTLE_S", "low_water"]
+__all__ = ["Lanes", "MAX_LANES", "WORKSPACE_SHARE", "HARD_LANES", "MAX_HELD", "SETTLE_S", "low_water"]
 
 MAX_LANES = 8          # passes in flight per partition
 WORKSPACE_SHARE = 4    # of which at most this many for one workspace
+HARD_LANES = 32        # ... and past MAX_LANES, one more each for workspaces holding none, up to this
 MAX_HELD = 5_000       # entries one partition holds taken but not applied (~1 KiB each)
 # How long a partition round waits for its lanes before it reads again (a slow lane's neighbours
 # wait no longer than this for their entries to be read).
@@ -60,13 +65,14 @@ def _lane_of(entry_id: str, fields: dict[str, str]) -> tuple[str, str]:
 
 class Lanes:
     def __init__(self, apply: Callable[[str, dict[str, str]], Awaitable[Any]], *,
-                 lanes: int = MAX_LANES, share: int = WORKSPACE_SHARE,
+                 lanes: int = MAX_LANES, share: int = WORKSPACE_SHARE, hard: int = HARD_LANES,
                  ack: Callable[[list[str]], Awaitable[Any]] | None = None) -> None:
         self._apply = apply
         self._ack = ack
         self._acking: asyncio.Task[None] | None = None
         self._lanes = max(1, lanes)
         self._share = max(1, min(share, self._lanes))
+        self._hard = max(self._lanes, hard)
         self._queues: dict[tuple[str, str], collections.deque[Entry]] = {}
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._per_ws: collections.Counter[str] = collections.Counter()
@@ -208,8 +214,10 @@ class Lanes:
         for ws in list(self._idle):
             idle = self._idle[ws]
             while idle and self._per_ws[ws] < self._share:
-                if len(self._running) >= self._lanes:
-                    return
+                # past `lanes`, only a workspace holding none starts one (up to `hard`)
+                if len(self._running) >= self._lanes and (
+                        self._per_ws[ws] or len(self._running) >= self._hard):
+                    break
                 key = next(iter(idle))
                 del idle[key]
                 self._unstartable(ws, len(self._queues[key]))

@@ -184,10 +184,13 @@ async def test_entries_behind_their_tickets_running_lane_are_not_ready() -> None
 
 
 @pytest.mark.anyio
-async def test_the_counts_kept_agree_with_the_queues_through_adds_finishes_and_drops() -> None:
+@pytest.mark.parametrize("hard", [6, 12])
+async def test_the_counts_kept_agree_with_the_queues_through_adds_finishes_and_drops(hard: int) -> None:
     """backlog, ready and the lanes started are kept as they change (O(workspaces) per ask, not
     O(tickets waiting)); through random adds, finishes and drops they stay what counting the
-    queues gives, and no workspace ever runs past its share or the partition past its lanes."""
+    queues gives, and no workspace ever runs past its share or the partition past its lanes --
+    past them (`hard` > lanes) only by one lane each for workspaces that held none, never past
+    `hard`."""
     rng = random.Random(7)
     gates: dict[str, asyncio.Event] = {}
     released = False
@@ -197,7 +200,7 @@ async def test_the_counts_kept_agree_with_the_queues_through_adds_finishes_and_d
         if not released:
             await gate.wait()
 
-    lanes = Lanes(apply, lanes=6, share=2)
+    lanes = Lanes(apply, lanes=6, share=2, hard=hard)
     n = 0
     for _ in range(300):
         op = rng.random()
@@ -219,11 +222,15 @@ async def test_the_counts_kept_agree_with_the_queues_through_adds_finishes_and_d
         assert lanes.backlog == queued + len(lanes._running)
         assert lanes.ready == sum(len(q) for key, q in lanes._queues.items()
                                   if key not in lanes._running and lanes._per_ws[key[0]] < 2)
-        assert len(lanes._running) <= 6
+        assert len(lanes._running) <= hard
         assert all(v <= 2 for v in lanes._per_ws.values())
+        if len(lanes._running) > 6:   # past the lanes: workspaces of one lane each, at most
+            assert sum(max(0, v - 1) for v in lanes._per_ws.values()) <= 6
         runnable = [k for k in lanes._queues if k not in lanes._running
-                    and lanes._per_ws[k[0]] < 2]
-        assert not runnable or len(lanes._running) == 6, "a lane could start but did not"
+                    and lanes._per_ws[k[0]] < 2
+                    and (len(lanes._running) < 6
+                         or (lanes._per_ws[k[0]] == 0 and len(lanes._running) < hard))]
+        assert not runnable, "a lane could start but did not"
     released = True
     for g in gates.values():
         g.set()

@@ -25,11 +25,6 @@ def one_partition(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not fixed (server/lanes.py is another helper's): MAX_LANES 8 a partition, WORKSPACE_SHARE 4 "
-    "a workspace, so two workspaces whose passes wait on a slow server hold every lane of the "
-    "partition and a third workspace's event waits for their 5 s calls to end: 10.1 s on both "
-    "stores, load 1-4, 2026-12-03"))
 def test_two_slow_workspaces_do_not_hold_a_third_on_their_partition(one_partition: TestClient) -> None:
     assert 2 * WORKSPACE_SHARE >= MAX_LANES      # what makes two workspaces enough
     client = one_partition
