@@ -171,12 +171,12 @@ class Applier:
         try:
             applied, outcome = await self._apply(n, entry_id, fields, workspace, event, run_id,
                                                  started)
-            if outcome is not None:
+            if outcome is not None and outcome.timers_new != outcome.timers_old:
+                # (an unchanged plan sets and cancels nothing: no store slot, no call)
                 async with self._io:
                     await _apply_timers(self.store, workspace, event["ticket"]["id"],
                                         outcome.timers_old, outcome.timers_new)
-                if outcome.timers_new != outcome.timers_old:
-                    self._timers_set.add(n)   # once written: the worker reads them again
+                self._timers_set.add(n)   # once written: the worker reads them again
             elif applied.skipped and _redelivered(applied.marker, entry_id, fields):
                 await _restore_timers(self.store, workspace, event["ticket"]["id"])
                 self._timers_set.add(n)

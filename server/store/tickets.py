@@ -322,7 +322,10 @@ def _writes(store: Store, workspace: str, event: dict[str, Any], run_id: str, sn
         if new_contact != snapshot.contact:
             out.append(("SET", K.contact(workspace, new_contact["id"]), _dumps(new_contact)))
         out.append(("SADD", K.contact_tickets(workspace, new_contact["id"]), ticket_id))
-        out.append(("SADD", K.contacts(workspace), new_contact["id"]))
+        if (snapshot.contact or {}).get("id") != new_contact["id"]:
+            # a stored contact is in the index already: whatever stores one adds it there
+            # (store/catalog.py), and contacts from before the index are added by one scan
+            out.append(("SADD", K.contacts(workspace), new_contact["id"]))
     out += context_writes(store, workspace, event, snapshot, outcome)
     if outcome.to_feed:
         body = {"ticket_id": ticket_id, "event_id": event["id"], "run_id": run_id,
