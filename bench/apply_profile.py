@@ -19,6 +19,7 @@ import collections
 import io
 import os
 import pstats
+import resource
 import sys
 import time
 from typing import Any
@@ -30,6 +31,8 @@ import apply_bench as ab
 sys.path.insert(0, str(ab.ROOT))
 COUNTS: collections.Counter[str] = collections.Counter()
 CPU: list[float] = []   # the process's CPU seconds during the worker's run
+LOOP: list[float] = []  # of which the event loop's thread (the rest: the pass threads)
+SWITCHES: list[tuple[int, int]] = []   # the process's context switches: voluntary, involuntary
 
 
 def _count_traffic() -> None:
@@ -88,9 +91,12 @@ async def _apply(n_events: int, tickets: int, profile: cProfile.Profile | None) 
         if profile:
             profile.enable()
         worker = Worker(store=store, burst=True, scripting=scripting)
-        cpu = time.process_time()
+        cpu, loop, was = time.process_time(), time.thread_time(), resource.getrusage(resource.RUSAGE_SELF)
         done = await worker.run()
         CPU.append(time.process_time() - cpu)
+        LOOP.append(time.thread_time() - loop)
+        now = resource.getrusage(resource.RUSAGE_SELF)
+        SWITCHES.append((now.ru_nvcsw - was.ru_nvcsw, now.ru_nivcsw - was.ru_nivcsw))
         if profile:
             profile.disable()
         return done, time.perf_counter() - started
@@ -114,7 +120,9 @@ def main() -> int:
     done, seconds = asyncio.run(_apply(args.events, args.tickets, profile))
     print(f"{done} events applied in {seconds:.2f} s ({done / seconds:,.0f} events/s in-process"
           f"{', under cProfile' if profile else ''}); {CPU[0] * 1000 / max(done, 1):.3f} CPU ms/event "
-          f"(this process, all its threads), load average {os.getloadavg()[0]:.1f}")
+          f"(this process, all its threads; the event loop's thread {LOOP[0] * 1000 / max(done, 1):.3f}), "
+          f"load average {os.getloadavg()[0]:.1f}; context switches/event {SWITCHES[0][0] / max(done, 1):.2f} "
+          f"voluntary, {SWITCHES[0][1] / max(done, 1):.2f} involuntary")
     if args.cpu:
         return 0
     per = max(done, 1)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import collections
 import os
 import time
 from collections.abc import Callable
@@ -40,18 +39,17 @@ import orjson
 from redis.exceptions import RedisError
 
 from rules.sla import SlaPolicy, policy_calendars
-from server import automation, runrecord, timekeeping
+from server import automation, timekeeping
 from server.guards import GuardLimits
 from server.logs import log_context
 from server.policy_cache import PolicyCache
-from server.metrics import AppliedCounts, count_event_failed
+from server.metrics import count_event_failed
 from server.passthreads import PassThreads
 from server.replay import Recorder
+from server.tallies import Tallies
 from server.rulecache import RuleCache
-from server.store import catalog, events, script_context, tickets, timers
+from server.store import events, script_context, tickets, timers
 from server.store.coalesce import Coalescer
-from server.store.stats import WorkspaceStats
-from server.store.usage import Usage, queue_writes
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable, guarded
 
@@ -102,80 +100,40 @@ class Applier:
         self.rules = RuleCache(store)
         self.policies = PolicyCache()   # SLA policies and guard limits, by policy revision
         self._threads = PassThreads(PASS_THREADS)   # passes that must not run on the loop
-        # rules checked, by (workspace, hour): usage stats, flushed in batches
-        self._checks: dict[tuple[str, int], collections.Counter[str]] = {}
-        self._counts = AppliedCounts()   # Prometheus counters, written once per partition round
+        # usage, checks, stats and Prometheus counters, added up and written in batches
+        self.tallies = Tallies(store)
         self._needs: dict[int, tuple[Any, bool]] = {}   # id(ruleset) -> (ruleset, needs_handlers)
         self._run_ids = _RunIds()
         self._timers_set: set[int] = set()   # partitions whose timers a pass set (server/worker.py)
-        self._usage = Usage(store.settings.runs_per_ticket)    # the fired rules', likewise
-        self._stats = WorkspaceStats()     # the workspace charts' counters (store/stats.py), too
         # loads, commits and acks of every pass in flight share round trips (store/coalesce.py);
-        # the batched rule usage goes at the head of each
-        self.coalescer = Coalescer(store, before=self._queue_usage)
+        # the batched rule usage goes at the head of one when due
+        self.coalescer = Coalescer(store, before=self.tallies.queue)
         self._send = self.coalescer.run
         self._io = asyncio.Semaphore(STORE_SLOTS)
 
     def close(self) -> None:
         self._threads.shutdown()
 
-    # -- usage counters ---------------------------------------------------------------------
-
-    def _count_checks(self, workspace: str, run: dict[str, Any] | None) -> None:
-        if not run:
-            return
-        key = (workspace, tickets.fire_hour(run["at"]))
-        checked = self._checks.get(key)
-        if checked is None:
-            checked = self._checks[key] = collections.Counter()
-        checked.update(runrecord.checked_rule_ids(run.get("rules")))
-
-    def _add_usage(self, workspace: str, applied: tickets.Applied) -> None:
-        run = applied.run
-        if run and run.get("matched"):
-            self._usage.add(workspace, str(run["id"]), run["at"], tickets.fire_hour(run["at"]),
-                            run["matched"])
-            self.coalescer.kick()
-
-    def _queue_usage(self, p: Any) -> Callable[[bool], None] | None:
-        stats = self._stats.queue(p)
-        if not self._usage:
-            return stats
-        taken = self._usage.take()
-        queue_writes(p, taken, self._usage.runs_kept, scripted=not self.store.embedded)
-
-        def done(sent: bool) -> None:
-            if stats is not None:
-                stats(sent)
-            if not sent:
-                self._usage.put_back(taken)
-        return done
+    # -- the batched counters (server/tallies.py) ------------------------------------------
 
     async def flush(self) -> None:
-        """Write what is batched in memory: the fired rules' usage and the check counters (on
-        shutdown, and every few seconds for the check counters)."""
-        if self._usage or self._stats:
+        """Write what is batched in memory: the fired rules' usage, the workspace stats and the
+        check counters (on shutdown, and every few seconds for the check counters)."""
+        if self.tallies:
+            self.tallies.due()
             self.coalescer.kick()
         await self.coalescer.idle()
-        await self.flush_checks()
+        await self.tallies.flush_checks()
+
+    async def flush_checks(self) -> None:
+        await self.tallies.flush_checks()
 
     @guarded
     async def ack(self, n: int, entry_ids: list[str]) -> None:
         """Ack (XACK + XDEL) applied entries of partition n, in the next shared round trip."""
-        self._counts.flush()
+        self.tallies.counted()
         if entry_ids:
             await self._send(lambda p: events.queue_ack(p, n, entry_ids))
-
-    async def flush_checks(self) -> None:
-        self._counts.flush()
-        taken, self._checks = self._checks, {}
-        counts = {(ws, rule, hour): n for (ws, hour), checked in taken.items()
-                  for rule, n in checked.items()}
-        try:
-            await catalog.add_rule_checks(self.store, counts)
-        except StoreUnavailable:
-            for key, checked in taken.items():   # keep them for the next flush
-                self._checks.setdefault(key, collections.Counter()).update(checked)
 
     def timers_set(self, n: int) -> bool:
         """Whether a pass set or restored timers of partition n since the last time asked (the
@@ -196,9 +154,16 @@ class Applier:
             return None
         run_id = self._run_ids.next()
         ticket = _t if isinstance(_t := event.get("ticket"), dict) else {}
-        with log_context(workspace=workspace, event_id=event.get("id"), ticket_id=ticket.get("id"),
-                         run_id=run_id, partition=n, entry_id=entry_id):
-            return await self._handle(n, entry_id, fields, workspace, event, run_id)
+        self.tallies.in_flight += 1
+        try:
+            with log_context(workspace=workspace, event_id=event.get("id"),
+                             ticket_id=ticket.get("id"), run_id=run_id, partition=n,
+                             entry_id=entry_id):
+                return await self._handle(n, entry_id, fields, workspace, event, run_id)
+        finally:
+            self.tallies.in_flight -= 1
+            if not self.tallies.in_flight and self.tallies:
+                self.coalescer.kick()   # the last pass in flight: the batches go now
 
     async def _handle(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,
                       event: dict[str, Any], run_id: str) -> tickets.Applied | None:
@@ -206,12 +171,12 @@ class Applier:
         try:
             applied, outcome = await self._apply(n, entry_id, fields, workspace, event, run_id,
                                                  started)
-            if outcome is not None:
+            if outcome is not None and outcome.timers_new != outcome.timers_old:
+                # (an unchanged plan sets and cancels nothing: no store slot, no call)
                 async with self._io:
                     await _apply_timers(self.store, workspace, event["ticket"]["id"],
                                         outcome.timers_old, outcome.timers_new)
-                if outcome.timers_new != outcome.timers_old:
-                    self._timers_set.add(n)   # once written: the worker reads them again
+                self._timers_set.add(n)   # once written: the worker reads them again
             elif applied.skipped and _redelivered(applied.marker, entry_id, fields):
                 await _restore_timers(self.store, workspace, event["ticket"]["id"])
                 self._timers_set.add(n)
@@ -231,12 +196,9 @@ class Applier:
             count_event_failed(str(event.get("type", "")))
             return None
         if not applied.skipped:
-            self._counts.add(event, applied.run, time.perf_counter() - started)
-            self._count_checks(workspace, applied.run)
-            self._add_usage(workspace, applied)
-            if outcome is not None and applied.run:
-                # no kick: the entry's ack round trip carries the counts
-                self._stats.add(workspace, event, outcome.ticket, str(applied.run["at"]))
+            self.tallies.add(workspace, event, applied.run,
+                             outcome.ticket if outcome is not None else None,
+                             time.perf_counter() - started)
         return applied
 
     async def _apply(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,

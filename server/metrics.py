@@ -265,13 +265,17 @@ class AppliedCounts:
         self.metrics = metrics
         self._rules: collections.Counter[str] = collections.Counter()
         self._types: collections.Counter[str] = collections.Counter()
+        self._latency: dict[str, Any] = {}   # event type -> its event_seconds child (labels() once)
 
     def add(self, event: Mapping[str, Any], run: Mapping[str, Any] | None, seconds: float, *,
             now: datetime | None = None) -> None:
         m = self.metrics
         etype = _pick(str(event.get("type", "")), _EVENT_TYPES)
         self._types[etype] += 1
-        m.event_seconds.labels(etype).observe(seconds)
+        latency = self._latency.get(etype)
+        if latency is None:
+            latency = self._latency[etype] = m.event_seconds.labels(etype)
+        latency.observe(seconds)
         if run:
             self._rules.update(map(str, run.get("matched") or ()))
             scripts, calls = run.get("scripts"), run.get("http_calls")

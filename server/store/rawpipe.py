@@ -78,8 +78,11 @@ async def execute(pipe: Any) -> list[Any]:
         await pool.release(conn)
     if replies is None:   # not what this module reads, or the connection failed: redis-py's way
         return list(await pipe.execute(raise_on_error=False))
-    return [await _parsed(pipe, args[0], opts, reply)
-            for (args, opts), reply in zip(stack, replies, strict=True)]
+    out = []
+    for (args, opts), reply in zip(stack, replies, strict=True):
+        value = _parsed(pipe, args[0], opts, reply)
+        out.append(await value if inspect.isawaitable(value) else value)
+    return out
 
 
 async def _round_trip(conn: Any, parser: Any, commands: list[Any]) -> list[Any] | None:
@@ -103,13 +106,15 @@ async def _round_trip(conn: Any, parser: Any, commands: list[Any]) -> list[Any] 
     return replies
 
 
-async def _parsed(pipe: Any, name: Any, options: dict[str, Any], reply: Any) -> Any:
-    """One reply as redis-py's `parse_response` returns it (an error reply as its exception)."""
+def _parsed(pipe: Any, name: Any, options: dict[str, Any], reply: Any) -> Any:
+    """One reply as redis-py's `parse_response` returns it (an error reply as its exception), or
+    the awaitable an async callback returns for it (no coroutine of its own for each reply: a
+    round trip has ~5 replies an event, and their callbacks are plain functions)."""
     if isinstance(reply, ResponseError):
         return options[_EMPTY] if _EMPTY in options else reply
     callback = pipe.response_callbacks.get(name)
     if callback is None:
         return reply
-    options = {k: v for k, v in options.items() if k not in (_EMPTY, "keys")}
-    value = callback(reply, **options)
-    return await value if inspect.isawaitable(value) else value
+    if options:
+        options = {k: v for k, v in options.items() if k not in (_EMPTY, "keys")}
+    return callback(reply, **options)

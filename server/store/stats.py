@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules import parse_timestamp
+from server.automation import parse_time
 from server.store import keys as K
 from server.store.kept import Kept
 from server.store.connect import Store
@@ -51,8 +52,7 @@ def count_event(event: dict[str, Any], ticket: dict[str, Any], at: str) -> tuple
     """(UTC day, counter fields) one applied event adds: its hour's event count and the SLA
     targets it met in time or is the breach of. `ticket` is the ticket as the event left it,
     `at` the run's processing time (RFC 3339)."""
-    when = parse_timestamp(at)
-    moment = when.astimezone(UTC) if when is not None else datetime.now(UTC)
+    moment = parse_time(at) or datetime.now(UTC)   # (remembered: the commit parsed it too)
     hour = int(moment.timestamp() // 3600)
     out: Fields = collections.Counter({f"e:{hour}": 1})
     sla = ticket.get("sla")

@@ -166,13 +166,13 @@ async def test_usage_in_memory_is_written_at_shutdown(settings: Settings) -> Non
                 break
             await asyncio.sleep(0.01)
         # more usage in memory than was written: as if fires had just been counted
-        worker.applier._usage.add(ws, "run_late", "2026-11-23T09:00:00.5Z", 492_345, ["r1"])
+        worker.applier.tallies._usage.add(ws, "run_late", "2026-11-23T09:00:00.5Z", 492_345, ["r1"])
         worker.stop()
         await task
         stats, listed = await _usage_of(store, ws, "r1")
         assert stats["h:492345"] == "1" and stats["last"] >= "2026-11-23T09:00:00.5Z"
         assert listed[0] == "run_late" and len(listed) == 2
-        assert not worker.applier._usage
+        assert not worker.applier.tallies._usage
     finally:
         await close_store(store)
 
