@@ -4,11 +4,12 @@ uvloop (libuv's loop, MagicStack) where it is installed -- a dependency on Linux
 asyncio's own; DESKFLOW_EVENT_LOOP=asyncio chooses asyncio's (=uvloop insists on uvloop). uvicorn
 parses HTTP with httptools, also a dependency, where it is installed (its `http="auto"`).
 
-Why: POST-to-applied latency of `serve` (issue 14). At 150 events/s open loop on the 2-core
-machine, the same tree's p50 / p99 were 41-66 / 328-431 ms on asyncio's loop with h11 and 5-15 /
-97-137 ms on uvloop with httptools, at the same CPU an event (4.1-4.8 ms; bench/RESULTS.md,
-"serve: the event loop"). Either one alone did not help: the gain is the loop's I/O callbacks
-and the parser's together, not less work.
+Why: POST-to-applied latency of `serve` (issue 14) when the cores are shared. At 150 events/s
+open loop on the 2-core machine at load 3-5 (other processes' test runs), the same tree's p50 /
+p99 were 41-66 / 328-431 ms on asyncio's loop with h11 and 5-15 / 97-137 ms on uvloop with
+httptools, at the same CPU an event (4.1-4.8 ms); either one alone did not help. On a quiet
+machine the gain is not there: at 150/s, p50 3.6-6.7 ms against 3.8-4.0 and p99 9-38 against
+12-28 (three rounds each, bench/RESULTS.md, "serve: the event loop and a stage trace").
 """
 
 from __future__ import annotations
