@@ -64,6 +64,7 @@ def test_windows_and_unused_for_from_the_hour_buckets(redis_url: str) -> None:
         for name in ("used-20d-ago", "never"):
             stored = json.loads(r.hget(K.rules(ws.id), ids[name]))
             r.hset(K.rules(ws.id), ids[name], json.dumps({**stored, "created_at": long_ago}))
+        r.incr(K.rules_rev(ws.id))   # as every rule write does: the API keeps rules per revision
         r.hset(K.rule_stats(ws.id, ids["used-20d-ago"]), mapping={
             f"h:{hour - 20 * 24}": 4, f"h:{hour - 40 * 24}": 9,
             "last": (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")})

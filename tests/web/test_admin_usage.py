@@ -53,6 +53,7 @@ def aged(redis_url: str) -> Iterator[dict[str, Any]]:
             for name in ("Old and idle", "Old and busy"):
                 rule = json.loads(r.hget(K.rules(ws["id"]), ids[name]))
                 r.hset(K.rules(ws["id"]), ids[name], json.dumps({**rule, "created_at": old}))
+            r.incr(K.rules_rev(ws["id"]))   # as every rule write does: the API keeps rules per revision
             r.close()
             c.patch(f"/v1/rules/{ids['Old and idle']}", json={"enabled": False}, headers=h)
             c.patch(f"/v1/rules/{ids['New and idle']}", json={"enabled": False}, headers=h)
