@@ -67,7 +67,7 @@ _kept: Kept[str, Rules] = Kept(LISTED_WORKSPACES)
 
 
 def _parsed(rev: Any, raw: Any) -> Rules:
-    raw = text_map(raw)
+    raw = {k: v.encode() for k, v in text_map(raw).items()}   # sizes in bytes, as the limit is
     return Rules(rev, {k: orjson.loads(v) for k, v in raw.items()}, {k: len(v) for k, v in raw.items()})
 
 

@@ -242,3 +242,12 @@ def test_a_workspace_at_the_total_is_listed_and_written_from_its_kept_rules(
     assert reads == [], "the rules hash was read again"
     after = c.portal.call(store.redis.get, K.rules_rev(ws.id))
     assert after != rev and rule_snapshot.kept_rules(store, ws.id, after) is not None
+
+
+def test_rules_read_from_the_hash_are_sized_in_bytes_as_written_ones_are() -> None:
+    """The limit is in bytes of JSON, and a write counts a rule's bytes (store/revisions.py); the
+    rules read back from the hash counted characters, so non-ASCII rules were under-counted."""
+    from server.store.rule_snapshot import _parsed
+
+    stored = '{"id":"r1","name":"é✓ 規則"}'
+    assert _parsed("1", {"r1": stored}).sizes["r1"] == len(stored.encode()) > len(stored)
