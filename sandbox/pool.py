@@ -92,6 +92,7 @@ class ScriptPool:
                                                grow=self._grow)
         self._all: set[_Worker] = set()
         self._growing = False
+        self._retiring: asyncio.TimerHandle | None = None   # the pending retire round
         self._idle_since: dict[_Worker, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -116,6 +117,8 @@ class ScriptPool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._retiring is not None:
+            self._retiring.cancel()
         if self._tasks:     # replacements under way: let them stop their workers (about a start's time)
             await asyncio.wait(list(self._tasks), timeout=self.spawn_timeout)
         for task in list(self._tasks):
@@ -185,8 +188,7 @@ class ScriptPool:
             if healthy and worker.runs < self.max_runs_per_worker and not self._closed:
                 self._idle_since[worker] = time.monotonic()
                 self._shares.finish(owner, worker)
-                if len(self._all) > self.size:
-                    loop.call_later(self.idle_retire_s, self._retire_idle)
+                self._retire_later()
             else:
                 self._shares.finish(owner, None)
                 self._retire(worker)
@@ -282,23 +284,27 @@ class ScriptPool:
         else:
             self._idle_since[fresh] = time.monotonic()
             self._shares.give(fresh)
-            asyncio.get_running_loop().call_later(self.idle_retire_s, self._retire_idle)
+            self._retire_later()
+
+    def _retire_later(self) -> None:
+        """One pending retire round while the pool holds extras (not one a finished run)."""
+        if self._retiring is None and len(self._all) > self.size and not self._closed:
+            self._retiring = asyncio.get_running_loop().call_later(self.idle_retire_s,
+                                                                   self._retire_idle)
 
     def _retire_idle(self) -> None:
         """Stop the workers beyond `size` idle for idle_retire_s (not replaced)."""
-        now = time.monotonic()
-        for worker in list(self._shares.idle):
-            if len(self._all) <= self.size or self._closed:
-                return
-            if now - self._idle_since.get(worker, 0.0) >= self.idle_retire_s:
-                self._shares.idle.remove(worker)
-                self._all.discard(worker)
-                self._idle_since.pop(worker, None)
-                task = asyncio.get_running_loop().create_task(self._stop(worker))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        if len(self._all) > self.size:
-            asyncio.get_running_loop().call_later(self.idle_retire_s, self._retire_idle)
+        self._retiring = None
+        if self._closed:
+            return
+        for worker in self._shares.take_idle(len(self._all) - self.size, self.idle_retire_s,
+                                             lambda w: self._idle_since.get(w, 0.0)):
+            self._all.discard(worker)
+            self._idle_since.pop(worker, None)
+            task = asyncio.get_running_loop().create_task(self._stop(worker))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._retire_later()
 
     @staticmethod
     async def _stop(worker: _Worker) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 W = TypeVar("W")
 
@@ -118,6 +119,20 @@ class Shares(Generic[W]):
                 del self.waiting[workspace]
             self.holding[workspace] = self.holding.get(workspace, 0) + 1
             future.set_result(worker)
+
+    def take_idle(self, extra: int, idle_for: float, since: Callable[[W], float],
+                  first: Callable[[W], Any] | None = None) -> list[W]:
+        """Up to `extra` idle workers idle for `idle_for` seconds or more (`since`: when each
+        went idle), in the order of `first` (else the idle order), taken out of the pool: what an
+        elastic pool stops when it holds `extra` workers past what it keeps."""
+        now, taken = time.monotonic(), list[W]()
+        for worker in sorted(self.idle, key=first) if first else list(self.idle):
+            if len(taken) >= extra:
+                break
+            if now - since(worker) >= idle_for:
+                self.idle.remove(worker)
+                taken.append(worker)
+        return taken
 
     def _pop_live(self) -> W | None:
         while self.idle:

@@ -299,15 +299,13 @@ class CheckPool:
         self._retiring = None
         if self._closed:
             return
-        now = time.monotonic()
-        for slot in sorted(self._shares.idle, key=lambda s: s.proc is not None):
-            if len(self._slots) <= self.processes:
-                break
-            if slot.starting is None and now - slot.used >= self.retire_s:
-                self._shares.idle.remove(slot)
-                self._slots.remove(slot)
-                if slot.proc is not None:   # idle: it exits as its pipe closes
-                    asyncio.get_running_loop().run_in_executor(None, slot.stop, False)
+        for slot in self._shares.take_idle(
+                len(self._slots) - self.processes, self.retire_s,
+                lambda s: s.used if s.starting is None else float("inf"),
+                first=lambda s: s.proc is not None):
+            self._slots.remove(slot)
+            if slot.proc is not None:   # idle: it exits as its pipe closes
+                asyncio.get_running_loop().run_in_executor(None, slot.stop, False)
         if len(self._slots) > self.processes:
             self._retiring = asyncio.get_running_loop().call_later(self.retire_s / 2, self._retire)
 
