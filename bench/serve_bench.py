@@ -52,7 +52,8 @@ TOKEN = "serve-bench-root"
 class Served:
     """One `deskflow serve` of `tree` on a fresh data directory."""
 
-    def __init__(self, tree: Path) -> None:
+    def __init__(self, tree: Path, argv: list[str] | None = None) -> None:
+        """`argv`: the command instead of `deskflow serve` (with "{port}" for the port)."""
         self.tree = tree
         self.dir = tempfile.mkdtemp(prefix="sb-")
         self.port = ib._free_port()
@@ -62,8 +63,9 @@ class Served:
                     "DESKFLOW_SECRETS_KEY_FILE": f"{self.dir}/secrets.key",
                     "DESKFLOW_RATE_LIMIT": "0", "DESKFLOW_LOG_LEVEL": "warning",
                     "PYTHONPATH": str(tree)})
+        argv = argv or [sys.executable, "-m", "server.cli", "serve", "--port", "{port}"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)], env=env,
+            [a.replace("{port}", str(self.port)) for a in argv], env=env,
             cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ib._wait_http(self.port, 60)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -33,8 +33,6 @@ import contextvars
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
+SELF = str(Path(__file__).resolve())
 STAGES = ("http_in", "ingest", "queued", "load", "pass", "commit", "total")
 
 
@@ -141,12 +140,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _start(port: int, out: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", str(port),
-                             out], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
 def _read(out: str) -> dict[str, dict[str, float]]:
     got: dict[str, dict[str, float]] = orjson.loads(Path(out).read_bytes())
     return got
@@ -162,18 +155,11 @@ async def one_rate(rate: float, secs: float, seed: int) -> list[str]:
     import redis.asyncio as aioredis
     import serve_bench as sb
 
-    tmp = tempfile.mkdtemp(prefix="st-")
-    port, out = ib._free_port(), f"{tmp}/trace.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESKFLOW_")}
-    env.update({"DESKFLOW_DATA_FILE": f"{tmp}/data.json", "DESKFLOW_DATA_DIR": f"{tmp}/data",
-                "DESKFLOW_ROOT_TOKEN": sb.TOKEN, "DESKFLOW_SECRETS_KEY_FILE": f"{tmp}/secrets.key",
-                "DESKFLOW_RATE_LIMIT": "0", "DESKFLOW_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)})
-    proc = _start(port, out, env)
+    tmp = tempfile.mkdtemp(prefix="st-")   # (Served's own directory goes with its stop)
+    out = f"{tmp}/trace.json"
+    served = sb.Served(ROOT, [sys.executable, SELF, "--child", "{port}", out])
     try:
-        ib._wait_http(port, 60)
-        served = sb.Served.__new__(sb.Served)   # its setup and reads, on our process
-        served.url, served.port, served.proc = f"http://127.0.0.1:{port}", port, proc
-        served.redis_url = f"unix://{tmp}/data/redis.sock"
+        port = served.port
         ws, key = served.setup()
         rnd = random.Random(seed)
         warm = [ib.make_event(i, rnd, "warm") for i in range(300)]
@@ -181,7 +167,7 @@ async def one_rate(rate: float, secs: float, seed: int) -> list[str]:
         await served.wait_applied(ws, len(warm), 300)
         events = [ib.make_event(i, rnd, "t") for i in range(int(rate * secs))]
         r = aioredis.Redis.from_url(served.redis_url, decode_responses=True)
-        pids = [proc.pid] + _children(proc.pid)
+        pids = [served.proc.pid] + _children(served.proc.pid)
         stats0, cpu0 = await r.info("commandstats"), [_cpu(p) for p in pids]
         sent = await ib.open_loop(port, key, events, rate)
         await served.wait_applied(ws, len(warm) + len(events), 300)
@@ -189,12 +175,7 @@ async def one_rate(rate: float, secs: float, seed: int) -> list[str]:
         await r.aclose()
         done = await served.feed_times(ws)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        served.stop()   # SIGTERM: the child writes `out` as it exits
     seen = _read(out)
     shutil.rmtree(tmp, ignore_errors=True)
     rows: dict[str, list[float]] = {s: [] for s in STAGES}
