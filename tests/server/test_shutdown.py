@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.settings import Settings
+from server.tallies import BATCH_EVERY_S
 from server.store import catalog, events
 from server.store import keys as K
 from server.store.connect import close_store, open_store
@@ -88,8 +89,14 @@ async def test_sigterm_mid_load_hands_back_and_a_second_worker_drains(redis_url:
         while await _processed(store, wid, all_ids) < 100:
             assert first.poll() is None and time.monotonic() < deadline, "worker did not start"
             await asyncio.sleep(0.005)
-        scraped = _scrape(metrics_port)  # the worker's own /metrics, mid-load
-        processed = sum(v for k, v in scraped.items() if k.startswith("deskflow_events_processed_total"))
+        # the worker's own /metrics, mid-load: its counters go out at most every BATCH_EVERY_S
+        # while passes are in flight (server/tallies.py), so a scrape may trail by that much
+        processed, seen_by = 0.0, time.monotonic() + 5 * BATCH_EVERY_S
+        while processed == 0 and time.monotonic() < seen_by:
+            scraped = _scrape(metrics_port)
+            processed = sum(v for k, v in scraped.items()
+                            if k.startswith("deskflow_events_processed_total"))
+            await asyncio.sleep(BATCH_EVERY_S / 5)
         assert processed > 0
         first.send_signal(signal.SIGTERM)
         out, err = await asyncio.to_thread(first.communicate, timeout=30)
