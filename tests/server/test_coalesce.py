@@ -165,6 +165,12 @@ async def test_usage_in_memory_is_written_at_shutdown(settings: Settings) -> Non
             if marker and orjson.loads(marker)["status"] == "processed":
                 break
             await asyncio.sleep(0.01)
+        # the marker is in the commit, the usage is counted just after it and goes out with the
+        # next round trip: wait for it, so the batch below is the only one left in memory
+        for _ in range(500):
+            if (await _usage_of(store, ws, "r1"))[1]:
+                break
+            await asyncio.sleep(0.01)
         # more usage in memory than was written: as if fires had just been counted
         worker.applier.tallies._usage.add(ws, "run_late", "2026-11-23T09:00:00.5Z", 492_345, ["r1"])
         worker.stop()
