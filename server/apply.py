@@ -283,7 +283,7 @@ class Applier:
             outcome: automation.Outcome = await self._threads.run(
                 lambda: automation.process(snap, event, ruleset, policies, limits, now, handlers,
                                            run_id=run_id, revisions=revisions),
-                batch=None if recorder.threaded else workspace)
+                workspace, computes=not recorder.threaded)
             return outcome
         return automation.process(snap, event, ruleset, policies, limits, now, handlers,
                                   run_id=run_id, revisions=revisions)
