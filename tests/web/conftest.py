@@ -111,7 +111,7 @@ def browser() -> Iterator[Any]:
     """Module-scoped on purpose: while Playwright's sync API is open, its event loop counts as
     running in the main thread, which would break any asyncio test collected after this module."""
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (./dev test does it)")
     with playwright_sync.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
