@@ -59,6 +59,10 @@ class Settings:
     # 64 KiB, server/store/rule_size.py): what every listing, rule write, export and the
     # worker's rule cache reads whole, and what a listing keeps per revision. DESKFLOW_MAX_RULE_BYTES.
     max_rule_bytes: int = 4 << 20
+    # A workspace's rule and SLA policy revisions together, as written (422
+    # too_many_revision_bytes past it, after dropping what no run record can name any more;
+    # store/revisions.py). DESKFLOW_MAX_REVISION_BYTES.
+    max_revision_bytes: int = 64 << 20
     feed_maxlen: int = 1_000_000
     runs_per_ticket: int = 200
     runs_per_workspace: int = 2000   # GET /v1/runs lists (and filters) at most this many
@@ -127,6 +131,7 @@ class Settings:
             rate_limit_per_s=float(env.get("DESKFLOW_RATE_LIMIT", 200)),
             max_rules=int(env.get("DESKFLOW_MAX_RULES", cls.max_rules)),
             max_rule_bytes=int(env.get("DESKFLOW_MAX_RULE_BYTES", cls.max_rule_bytes)),
+            max_revision_bytes=int(env.get("DESKFLOW_MAX_REVISION_BYTES", cls.max_revision_bytes)),
             run_ttl_s=int(env.get("DESKFLOW_RUN_TTL_S", cls.run_ttl_s)),
             runs_per_workspace=max(1, int(env.get("DESKFLOW_RUNS_PER_WORKSPACE",
                                                   cls.runs_per_workspace))),

@@ -263,7 +263,7 @@ async def _publish_once(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
             change = R.Change(rule_id, new, live, "publish")
             stored = await read_rules(ctx.store, ws, p)   # (kept: read before the check)
             check_rule_changes(ctx.store.settings.max_rule_bytes, stored.sizes, [change])
-            n = await R.number(p, ws, R.RULE, change)
+            n = (await R.numbers(p, ctx.store, ws, R.RULE, [change]))[0]
 
         def writer(pipe: Any) -> None:
             pipe.hdel(K.rule_drafts(ws), rule_id)

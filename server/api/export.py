@@ -193,7 +193,7 @@ async def import_document(ctx: Ctx) -> Response:
         if plan.allowlist is not None and RANK.get(ctx.principal.role, 0) < RANK["admin"]:
             raise Forbidden("The document changes the allow-list, which needs an admin key; "
                             "leave `allowlist` out or use an admin key.")
-        numbers = await revision_numbers(p, ws, plan)
+        numbers = await revision_numbers(p, ctx.store, ws, plan)
 
         def writer(pipe: Any) -> None:
             queue_plan(pipe, ws, plan, numbers, by)

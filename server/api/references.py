@@ -257,7 +257,7 @@ async def delete_in_use(ctx: Ctx, by: dict[str, Any], label: str, watch: list[st
         at = now_iso()
         changes = [R.Change(r["id"], {**r, "enabled": False, "updated_at": at}, r, "disable",
                             {"reason": f"{label} was deleted"}) for r in users]
-        numbers = [await R.number(p, ws, R.RULE, ch) for ch in changes]
+        numbers = await R.numbers(p, ctx.store, ws, R.RULE, changes)
 
         def writer(pipe: Any) -> None:
             R.queue_changes(pipe, ws, R.RULE, changes, numbers, by)

@@ -261,7 +261,7 @@ async def delete_policy(ctx: Ctx) -> Response:
         changes = [R.Change(name, None, old, "delete")]
         changes += _place([q for q in _ordered(current) if q["name"] != name], at, {})
         return before, before.without("policy", name), (
-            changes, [await R.number(p, ws, R.SLA, ch) for ch in changes])
+            changes, await R.numbers(p, ctx.store, ws, R.SLA, changes))
 
     def queue_delete(pipe: Any, target: tuple[list[R.Change], list[int]]) -> None:
         changes, numbers = target

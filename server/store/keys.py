@@ -274,7 +274,7 @@ def ratelimit(key_hash: str, second: int) -> str:
 
 # -- rule / SLA policy revisions and the audit log (slot {ws:W}; store/revisions.py, audit.py) --
 
-__all__ += ["revisions", "audit"]
+__all__ += ["revisions", "revision_bytes", "revisions_retired", "audit"]
 
 
 def revisions(w: str, kind: str, ident: str) -> str:
@@ -282,6 +282,20 @@ def revisions(w: str, kind: str, ident: str) -> str:
     (kind "rule", ident = rule id) or SLA policy (kind "sla", ident = name). Written in the same
     MULTI/EXEC as the change; kept when the rule or policy is deleted."""
     return f"{_ws(w)}:revisions:{kind}:{ident}"
+
+
+def revision_bytes(w: str) -> str:
+    """string  bytes of the workspace's rule and SLA policy revisions as written (each record's
+    JSON + REVISION_OVERHEAD), counted in the MULTI that writes or drops them (store/revisions.py);
+    bounded by Settings.max_revision_bytes."""
+    return f"{_ws(w)}:revisions:bytes"
+
+
+def revisions_retired(w: str) -> str:
+    """zset  JSON [kind, ident, n] -> when revision n stopped being its object's latest (ms), or
+    when its object was deleted: what may be dropped, oldest first, once no run record can name it
+    (Settings.run_ttl_s + RETIRED_GRACE_S later) and the revisions pass max_revision_bytes."""
+    return f"{_ws(w)}:revisions:retired"
 
 
 def audit(w: str) -> str:

@@ -12,6 +12,18 @@ stays readable and restorable. An object stored without revisions (catalog.put_r
 rules; older versions, whose rules had no `revision`) stands at 1: its first change is 2 and
 writes its revision 1 as it stood if none is stored, since run records name it revision 1.
 
+What a workspace's revisions may hold is bounded (Settings.max_revision_bytes, 64 MiB): without a
+bound one manager key could fill the store for everyone -- a PATCH of a 64 KiB rule in a loop at
+the rate limit writes ~13 MB/s of revisions, and one reorder of 1,000 rules writes a revision of
+each. Every record written counts its JSON + REVISION_OVERHEAD in `revisions:bytes`, in the same
+MULTI; a revision that stops being its object's latest (or whose object is deleted) is listed in
+`revisions:retired` with the time. A write that would pass the bound first drops retired
+revisions, oldest first, that no run record can name any more (retired more than run_ttl_s +
+RETIRED_GRACE_S ago: a run names the revision its rule had when its pass loaded the rules, and
+expires run_ttl_s after it was written); if that is not room enough it is refused whole, 422
+too_many_revision_bytes naming the limit -- except deletes and disables, which always go through
+(a workspace can always stop a rule). Under the bound nothing is dropped.
+
 Each resource also has a workspace counter that the same MULTI bumps once per write: `rules:rev`
 for rules, `policy:rev` for SLA policies (server/guards.py's limits bump it too, store/guards.py).
 Workers cache what they compile from a resource by that counter (server/rulecache.py,
@@ -25,10 +37,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import time
+
 import orjson
 from redis.exceptions import WatchError
 
-from server.errors import Conflict
+from server.errors import Conflict, Unprocessable
 from server.store import keys as K
 from server.store.catalog import now_iso
 from server.store.connect import Store
@@ -37,8 +51,17 @@ from server.store.errors import guarded
 from server.store.replies import json_or_none, text_map
 from server.store.rule_snapshot import Rules, advance, read_rules
 
-__all__ = ["Resource", "RULE", "SLA", "Change", "TRANSACT_TRIES", "lost_races", "transact", "number", "queue_changes", "read_all",
-           "sizes_of", "write", "page", "get", "count", "revision"]
+__all__ = ["Resource", "RULE", "SLA", "Change", "TRANSACT_TRIES", "lost_races", "transact", "number", "numbers",
+           "number_all", "queue_changes", "read_all", "sizes_of", "write", "page", "get", "count", "revision",
+           "REVISION_OVERHEAD", "RETIRED_GRACE_S", "FREE_ACTIONS"]
+
+REVISION_OVERHEAD = 64          # bytes counted a revision beyond its JSON: its field, its retired entry
+RETIRED_GRACE_S = 24 * 3600     # past run_ttl_s before a retired revision may go (a pass that loaded
+                                # the rules before a change may commit its run just after it)
+FREE_ACTIONS = frozenset({"delete", "disable"})   # go through past max_revision_bytes
+_ESTIMATE_ROOM = 512            # a record's bytes beyond its object's JSON, at most (n, at, by, ...)
+_DROP_BATCH = 512               # retired revisions looked at per read when making room
+_DROP_READS = 8                 # ... and reads of them per write at most
 
 T = TypeVar("T")
 Writer = Callable[[Any], None]
@@ -102,13 +125,15 @@ def lost_races() -> Conflict:
 class Change:
     """One object's change: `new` is its state after (None: deleted), `old` before (None: new)."""
 
-    __slots__ = ("ident", "new", "old", "action", "extra", "n", "size")
+    __slots__ = ("ident", "new", "old", "action", "extra", "n", "size", "drop")
 
     def __init__(self, ident: str, new: dict[str, Any] | None, old: dict[str, Any] | None,
                  action: str, extra: dict[str, Any] | None = None) -> None:
         self.ident, self.new, self.old, self.action, self.extra = ident, new, old, action, extra
         self.n = 0  # the revision number, once written
         self.size = 0  # the bytes of JSON `new` was written as, once written
+        # retired revisions this change's write drops to make room: (member, kind, ident, n, bytes)
+        self.drop: list[tuple[Any, str, str, int, int]] = []
 
 
 async def read_all(p: Any, workspace: str, res: Resource) -> dict[str, dict[str, Any]]:
@@ -139,8 +164,87 @@ async def number(pipe: Any, workspace: str, res: Resource, change: Change) -> in
     matched, which name it revision 1, were read back with the new definition."""
     if change.old is not None and "revision" in change.old:
         return _revision_of(change.old) + 1
-    held = int(await pipe.hlen(K.revisions(workspace, res.kind, change.ident)))
+    # the highest number held, not how many: retired revisions may have been dropped (the
+    # latest of an object never is before its retirement, so the highest is still there)
+    held = max((int(k) for k in await pipe.hkeys(K.revisions(workspace, res.kind, change.ident))
+                if str(k if isinstance(k, str) else k.decode()).isdigit()), default=0)
     return held + 1 if change.old is None else max(held, _revision_of(change.old)) + 1
+
+
+async def numbers(pipe: Any, store: Store, workspace: str, res: Resource,
+                  changes: Sequence[Change]) -> list[int]:
+    """The revision number of each change (`number`), after making room for their revisions
+    under Settings.max_revision_bytes (`number_all`)."""
+    return (await number_all(pipe, store, workspace, [(res, changes)]))[0]
+
+
+async def number_all(pipe: Any, store: Store, workspace: str,
+                     groups: Sequence[tuple[Resource, Sequence[Change]]]) -> list[list[int]]:
+    """`numbers` for changes of several resources written in one MULTI (an import's rules and
+    policies): one check of the bound for all of them. Read through `pipe` under WATCH (the
+    byte counter and the retired list are watched here), so two writes cannot both take the
+    last room; raises 422 too_many_revision_bytes when there is not room enough."""
+    out = [[await number(pipe, workspace, res, ch) for ch in changes] for res, changes in groups]
+    every = [ch for _, changes in groups for ch in changes]
+    if every:
+        every[0].drop = await _make_room(pipe, store, workspace, every)
+    return out
+
+
+def _estimate(change: Change) -> int:
+    """At least the bytes `change`'s revision record will count (its object's JSON + the rest)."""
+    body = change.new if change.new is not None else change.old
+    return (len(orjson.dumps(body)) if body is not None else 0) + _ESTIMATE_ROOM + REVISION_OVERHEAD
+
+
+async def _make_room(pipe: Any, store: Store, workspace: str,
+                     changes: Sequence[Change]) -> list[tuple[Any, str, str, int, int]]:
+    """The retired revisions to drop so that `changes`' revisions fit the workspace's bound, or
+    422 when the droppable ones are not enough (unless every change is a delete or disable)."""
+    limit = store.settings.max_revision_bytes
+    held_key, retired_key = K.revision_bytes(workspace), K.revisions_retired(workspace)
+    await pipe.watch(held_key, retired_key)
+    held = int(await pipe.get(held_key) or 0)
+    adding = sum(_estimate(ch) for ch in changes)
+    over = held + adding - limit
+    if over <= 0:
+        return []
+    cutoff_ms = int((time.time() - store.settings.run_ttl_s - RETIRED_GRACE_S) * 1000)
+    drop: list[tuple[Any, str, str, int, int]] = []
+    freed, start = 0, 0
+    for _ in range(_DROP_READS):
+        members = await pipe.zrangebyscore(retired_key, "-inf", cutoff_ms, start=start, num=_DROP_BATCH)
+        if not members:
+            break
+        start += len(members)
+        named: list[tuple[Any, str, str, int]] = []
+        for m in members:
+            try:
+                kind, ident, n = orjson.loads(m)
+                named.append((m, str(kind), str(ident), int(n)))
+            except (ValueError, TypeError):
+                named.append((m, "", "", 0))   # not ours: dropped from the list, nothing else
+        async with store.redis.pipeline(transaction=False) as q:   # (watched: a change to any
+            for _, kind, ident, n in named:                         # of them moves the list)
+                q.hstrlen(K.revisions(workspace, kind or "-", ident), str(n))
+            sizes = await q.execute()
+        for (m, kind, ident, n), size in zip(named, sizes, strict=True):
+            counted = int(size) + REVISION_OVERHEAD if int(size) else 0
+            drop.append((m, kind, ident, n, counted))
+            freed += counted
+            if freed >= over:
+                return drop
+    if all(ch.action in FREE_ACTIONS for ch in changes):
+        return drop
+    raise Unprocessable(
+        f"The workspace's rule and SLA policy revisions hold {held} bytes and this change would "
+        f"add about {adding}, past the limit of {limit} bytes (DESKFLOW_MAX_REVISION_BYTES). "
+        f"Revisions replaced more than {(store.settings.run_ttl_s + RETIRED_GRACE_S) // 86400} "
+        "days ago (the run retention and a day) are dropped to make room, and there are not "
+        "enough of them yet; nothing was changed. Deleting and disabling rules still work.",
+        code="too_many_revision_bytes",
+        details=[{"path": "", "reason": f"revisions at most {limit} bytes a workspace",
+                  "limit": limit, "bytes": held, "adding": adding}])
 
 
 def _queue_one(pipe: Any, workspace: str, res: Resource, change: Change, n: int,
@@ -168,7 +272,18 @@ def _queue_one(pipe: Any, workspace: str, res: Resource, change: Change, n: int,
         content = change.new
     record = {"n": n, "action": change.action, "at": now_iso(), "by": by, **(change.extra or {}),
               res.field: content}
-    pipe.hset(K.revisions(workspace, res.kind, change.ident), str(n), dumps(record))
+    text = dumps(record)
+    pipe.hset(K.revisions(workspace, res.kind, change.ident), str(n), text)
+    pipe.incrby(K.revision_bytes(workspace), (len(text) if text.isascii() else len(text.encode()))
+                + REVISION_OVERHEAD)
+    retired = {}
+    at_ms = int(time.time() * 1000)
+    if n > 1:   # the revision before is no longer the latest
+        retired[dumps([res.kind, change.ident, n - 1])] = at_ms
+    if change.new is None:   # nothing runs under a deleted object's last revision
+        retired[dumps([res.kind, change.ident, n])] = at_ms
+    if retired:
+        pipe.zadd(K.revisions_retired(workspace), retired)
 
 
 def queue_changes(pipe: Any, workspace: str, res: Resource, changes: Sequence[Change],
@@ -177,6 +292,12 @@ def queue_changes(pipe: Any, workspace: str, res: Resource, changes: Sequence[Ch
     on the new object), and one bump of the resource's counter when anything changes."""
     for change, n in zip(changes, numbers, strict=True):
         _queue_one(pipe, workspace, res, change, n, by)
+        for member, kind, ident, old_n, counted in change.drop:   # (number_all's room)
+            if kind:
+                pipe.hdel(K.revisions(workspace, kind, ident), str(old_n))
+            pipe.zrem(K.revisions_retired(workspace), member)
+            if counted:
+                pipe.decrby(K.revision_bytes(workspace), counted)
     if changes:
         pipe.incr(res.counter(workspace))
 
@@ -208,10 +329,10 @@ async def write(store: Store, workspace: str, res: Resource, by: dict[str, Any],
             return changes, None
         if check is not None:
             await check(p, current, changes)
-        numbers = [await number(p, workspace, res, ch) for ch in changes]
+        numbered = await numbers(p, store, workspace, res, changes)
 
         def writer(pipe: Any) -> None:
-            queue_changes(pipe, workspace, res, changes, numbers, by)
+            queue_changes(pipe, workspace, res, changes, numbered, by)
             if also is not None:
                 also(pipe, changes)
 

@@ -10,6 +10,7 @@ import orjson
 
 from server.store import keys as K
 from server.store import revisions as R
+from server.store.connect import Store
 from server.store.rule_snapshot import read_rules
 
 __all__ = ["queue_plan", "read_state", "revision_numbers", "watched"]
@@ -37,10 +38,11 @@ def watched(workspace: str) -> list[str]:
             K.allowlist(workspace), K.scripts(workspace)]
 
 
-async def revision_numbers(p: Any, workspace: str, plan: Any) -> tuple[list[int], list[int]]:
-    """The revision number each changed rule and policy of `plan` will be written as."""
-    return ([await R.number(p, workspace, R.RULE, ch) for ch in plan.rules],
-            [await R.number(p, workspace, R.SLA, ch) for ch in plan.policies])
+async def revision_numbers(p: Any, store: Store, workspace: str, plan: Any) -> tuple[list[int], list[int]]:
+    """The revision number each changed rule and policy of `plan` will be written as, with room
+    made for their revisions (one check of the bound for both: store/revisions.py)."""
+    rules, policies = await R.number_all(p, store, workspace, [(R.RULE, plan.rules), (R.SLA, plan.policies)])
+    return rules, policies
 
 
 def queue_plan(pipe: Any, workspace: str, plan: Any, numbers: tuple[list[int], list[int]],
