@@ -84,6 +84,17 @@ def _names(ws: Workspace, path: str, key: str = "name") -> list[str]:
     return sorted(str(item[key]) for item in r.json()["items"])
 
 
+def test_the_limits_are_settings_with_environment_overrides() -> None:
+    defaults = Settings()
+    assert (defaults.max_scripts, defaults.max_script_versions, defaults.max_secrets,
+            defaults.max_keys, defaults.max_sla_policies, defaults.max_groups) == (200, 100, 100, 100, 100, 1000)
+    env = {"DESKFLOW_MAX_SCRIPTS": "7", "DESKFLOW_MAX_SCRIPT_VERSIONS": "8", "DESKFLOW_MAX_SECRETS": "9",
+           "DESKFLOW_MAX_KEYS": "10", "DESKFLOW_MAX_SLA_POLICIES": "11", "DESKFLOW_MAX_GROUPS": "12"}
+    s = Settings.from_env(env)
+    assert (s.max_scripts, s.max_script_versions, s.max_secrets, s.max_keys, s.max_sla_policies,
+            s.max_groups) == (7, 8, 9, 10, 11, 12)
+
+
 def test_scripts_per_workspace(ws: Workspace) -> None:
     for i in range(LIMIT):
         assert _script(ws, f"s{i}").status_code == 201
@@ -242,6 +253,15 @@ async def _store_script(store: Any, w: str, i: int) -> Any:
     return await S.add_version(store, w, f"r{i}", RUN, None, created_by="k")
 
 
+async def _store_version(store: Any, w: str, i: int) -> Any:
+    return await S.add_version(store, w, "one", RUN, None, created_by="k")
+
+
+async def _versions(store: Any, w: str) -> int:
+    meta = await S.get_script(store, w, "one")
+    return int(meta["latest"]) if meta else 0
+
+
 async def _store_secret(store: Any, w: str, i: int) -> Any:
     return await S.put_secret(store, w, f"R{i}", "v")
 
@@ -257,6 +277,7 @@ async def _store_group(store: Any, w: str, i: int) -> Any:
 # (create the i-th through the store module, how many the workspace holds, the limit)
 STORE_RACES: dict[str, tuple[StoreCreate, Callable[[Any, str], Awaitable[int]], int]] = {
     "scripts": (_store_script, lambda store, w: store.redis.hlen(K.scripts(w)), LIMIT),
+    "script_versions": (_store_version, _versions, LIMIT),
     "secrets": (_store_secret, lambda store, w: store.redis.hlen(K.secrets(w)), LIMIT),
     "keys": (_store_key, lambda store, w: store.redis.hlen(K.ws_keys(w)), KEYS),
     "groups": (_store_group, lambda store, w: store.redis.hlen(K.groups(w)), LIMIT),
@@ -272,7 +293,8 @@ async def test_concurrent_store_creates_at_the_limit_leave_the_limit(settings: S
     (seen: 22 scripts, secrets and groups where the limit is 3; 25 keys where it is 6)."""
     create, count, limit = STORE_RACES[kind]
     store = await open_store(dataclasses.replace(
-        settings, max_scripts=LIMIT, max_secrets=LIMIT, max_keys=KEYS, max_groups=LIMIT))
+        settings, max_scripts=LIMIT, max_script_versions=LIMIT, max_secrets=LIMIT, max_keys=KEYS,
+        max_groups=LIMIT))
     try:
         ws, _ = await catalog.create_workspace(store, "race")   # (its admin key is one)
         w = ws["id"]
