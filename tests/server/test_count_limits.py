@@ -19,6 +19,7 @@ from server_helpers import Workspace
 from starlette.testclient import TestClient
 
 from server.api.groups import MAX_GROUP_DESCRIPTION
+from server.api.scripts import MAX_SCRIPT_DESCRIPTION
 from server.api.sla import MAX_POLICY_BYTES
 from server.app import create_app
 from server.errors import Unprocessable
@@ -112,6 +113,19 @@ def test_versions_per_script(ws: Workspace) -> None:
     _refused(_script(ws, "s"), 422, "too_many_script_versions", "script version count limit",
              f"{LIMIT} versions per script", "DESKFLOW_MAX_SCRIPT_VERSIONS")
     assert ws.client.get("/v1/scripts/s", headers=ws.h()).json()["latest"] == LIMIT
+
+
+def test_script_description_length(ws: Workspace) -> None:
+    def upload(description: str) -> Any:
+        return ws.client.post("/v1/scripts", json={"name": "s", "source": RUN, "description": description},
+                              headers=ws.h("developer"))
+
+    assert upload("d" * MAX_SCRIPT_DESCRIPTION).status_code == 201
+    err = _refused(upload("d" * (MAX_SCRIPT_DESCRIPTION + 1)), 422, "validation_failed",
+                   "script description limit", f"{MAX_SCRIPT_DESCRIPTION:,} characters",
+                   f"is {MAX_SCRIPT_DESCRIPTION + 1:,} characters")
+    assert [d["path"] for d in err["details"]] == ["description"]
+    assert ws.client.get("/v1/scripts/s", headers=ws.h()).json()["latest"] == 1
 
 
 def test_secrets_per_workspace(ws: Workspace) -> None:
