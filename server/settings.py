@@ -63,6 +63,18 @@ class Settings:
     # too_many_revision_bytes past it, after dropping what no run record can name any more;
     # store/revisions.py). DESKFLOW_MAX_REVISION_BYTES.
     max_revision_bytes: int = 64 << 20
+    # Count limits of what a workspace keeps (server/store/counts.py; README "Limits" says why
+    # each value): scripts (422 too_many_scripts), versions kept per script
+    # (too_many_script_versions), secrets (too_many_secrets), API keys (too_many_keys), SLA
+    # policies (too_many_policies), contact groups (too_many_groups). DESKFLOW_MAX_SCRIPTS,
+    # DESKFLOW_MAX_SCRIPT_VERSIONS, DESKFLOW_MAX_SECRETS, DESKFLOW_MAX_KEYS,
+    # DESKFLOW_MAX_SLA_POLICIES, DESKFLOW_MAX_GROUPS.
+    max_scripts: int = 200
+    max_script_versions: int = 100
+    max_secrets: int = 100
+    max_keys: int = 100
+    max_sla_policies: int = 100
+    max_groups: int = 1000
     feed_maxlen: int = 1_000_000
     runs_per_ticket: int = 200
     runs_per_workspace: int = 2000   # GET /v1/runs lists (and filters) at most this many
@@ -132,6 +144,12 @@ class Settings:
             max_rules=int(env.get("DESKFLOW_MAX_RULES", cls.max_rules)),
             max_rule_bytes=int(env.get("DESKFLOW_MAX_RULE_BYTES", cls.max_rule_bytes)),
             max_revision_bytes=int(env.get("DESKFLOW_MAX_REVISION_BYTES", cls.max_revision_bytes)),
+            max_scripts=int(env.get("DESKFLOW_MAX_SCRIPTS", cls.max_scripts)),
+            max_script_versions=int(env.get("DESKFLOW_MAX_SCRIPT_VERSIONS", cls.max_script_versions)),
+            max_secrets=int(env.get("DESKFLOW_MAX_SECRETS", cls.max_secrets)),
+            max_keys=int(env.get("DESKFLOW_MAX_KEYS", cls.max_keys)),
+            max_sla_policies=int(env.get("DESKFLOW_MAX_SLA_POLICIES", cls.max_sla_policies)),
+            max_groups=int(env.get("DESKFLOW_MAX_GROUPS", cls.max_groups)),
             run_ttl_s=int(env.get("DESKFLOW_RUN_TTL_S", cls.run_ttl_s)),
             runs_per_workspace=max(1, int(env.get("DESKFLOW_RUNS_PER_WORKSPACE",
                                                   cls.runs_per_workspace))),

@@ -18,6 +18,7 @@ import datetime as dt
 from typing import Any
 
 from server.api.checks import allowlist_problems
+from server.api.groups import description_problem
 from server.api.common import problem
 from server.api.rule_checks import rule_problems
 from server.api.rules import definition
@@ -115,6 +116,8 @@ def validate(doc: dict[str, Any], calendars: dict[str, Any] | None = None) -> li
             problems.append(problem(f"{path}.color", "must be a colour like #ff8800, or null"))
         if group.get("description") is not None and not isinstance(group["description"], str):
             problems.append(problem(f"{path}.description", "must be a string or null"))
+        elif (reason := description_problem(group.get("description"))) is not None:
+            problems.append(problem(f"{path}.description", reason))
         once("group", group["name"], f"{path}.name")
     for i, policy in enumerate(_list(doc, "sla_policies", problems) or []):
         path = f"sla_policies[{i}]"

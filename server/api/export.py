@@ -28,6 +28,7 @@ from server.api.document import (FORMAT_VERSION, YAML_TYPES, export_policy, expo
 from server.api.document_read import document_of
 from server.api.rule_checks import check_calendars, check_rule_count, checks
 from server.api.rules import by_of
+from server.api.sla import check_policy_count, check_policy_size
 from server.api.import_plan import Plan as _Plan
 from server.api.import_plan import by_position as _by_position
 from server.api.import_plan import export_group as _export_group
@@ -38,6 +39,7 @@ from server.errors import Forbidden, PayloadTooLarge, UnsupportedMedia, Unproces
 from server.scripting import check_rule_outbound
 from server.store import revisions as R
 from server.store import scripts as S
+from server.store.counts import check_count
 from server.store.errors import guarded
 from server.store.rule_size import check_rule_changes
 from server.store.rule_snapshot import advance
@@ -158,6 +160,9 @@ async def import_document(ctx: Ctx) -> Response:
     dry_run: bool = ctx.query["dry_run"]
     missing = _missing(ctx)
     doc, raw = await _read_document(ctx)
+    for i, policy in enumerate(doc.get("sla_policies") or []):   # 413 before any compile
+        if isinstance(policy, dict):
+            check_policy_size(policy, f"sla_policies[{i}]")
     # by the check pool, a big document in a check process: compiling its rules (1,000 of
     # 1,000-character regexes: seconds of re's Python parser) and policies would hold the GIL
     # the loop every workspace's requests are served from needs (a thread did too)
@@ -184,6 +189,15 @@ async def import_document(ctx: Ctx) -> Response:
                          - sum(ch.new is None and ch.old is not None for ch in plan.rules))
         check_rule_changes(ctx.store.settings.max_rule_bytes, state["rules"].sizes, plan.rules,
                            {rid: f"rules[{i}]" for i, rid in enumerate(plan.file_rules)})
+        # policies and groups counted as the import leaves them, read in its transaction
+        check_policy_count(ctx, len(state["sla_policies"])
+                           + sum(ch.old is None and ch.new is not None for ch in plan.policies)
+                           - sum(ch.new is None and ch.old is not None for ch in plan.policies))
+        check_count(len(state["groups"]) + sum(a == "create" for _, _, a in plan.groups)
+                    - sum(a == "delete" for _, _, a in plan.groups),
+                    ctx.store.settings.max_groups, one="group", many="groups", per="workspace",
+                    setting="DESKFLOW_MAX_GROUPS", code="too_many_groups",
+                    advice="Delete groups you no longer use, or import with ?missing=delete.")
         changed = plan.rules or plan.policies or plan.groups or plan.allowlist is not None
         for ch in plan.rules:   # secrets need admin; no X-Deskflow-* webhook headers (issue 13)
             if ch.new is not None:

@@ -16,14 +16,25 @@ from server.api.references import Catalog, delete_in_use, force_param, read_cata
 from server.api.rules import audit_rules, by_of
 from server.api.validate import GROUP_NAME, group_names_problems
 from server.automation import unique_ci
-from server.errors import Conflict, NotFound, Unprocessable
+from server.errors import NotFound, Unprocessable
 from server.store import catalog
 from server.store import keys as K
 from server.store.catalog import now_iso
 
-__all__ = ["routes"]
+__all__ = ["routes", "MAX_GROUP_DESCRIPTION", "description_problem"]
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# A group's description (a label's note): without a bound each of a workspace's groups could be a
+# 1 MiB body, and GET /v1/groups, the export and every rule write's catalog read them whole.
+MAX_GROUP_DESCRIPTION = 1000
+
+
+def description_problem(value: Any) -> str | None:
+    """Why a group's `description` is refused (a string over MAX_GROUP_DESCRIPTION characters)."""
+    if isinstance(value, str) and len(value) > MAX_GROUP_DESCRIPTION:
+        return (f"is {len(value):,} characters; the group description limit is "
+                f"{MAX_GROUP_DESCRIPTION:,} characters (limit MAX_GROUP_DESCRIPTION)")
+    return None
 
 
 def _color(body: dict[str, Any], problems: list[dict[str, str]]) -> None:
@@ -44,16 +55,16 @@ async def create_group(ctx: Ctx) -> Response:
         problems.append({"path": "name", "reason": "must be 1-64 letters, digits, _ . : - "
                                                    "(starting with a letter or digit)"})
     _color(body, problems)
+    if (reason := description_problem(body.get("description"))) is not None:
+        problems.append({"path": "description", "reason": reason})
     if problems:
         raise Unprocessable("The group is not valid.", details=problems)
     assert isinstance(name, str)
-    if await catalog.get_group(ctx.store, ctx.workspace, name) is not None:
-        raise Conflict(f"A group named {name!r} exists already.", code="already_exists")
     group = {"name": name, "color": body.get("color"), "text_color": body.get("text_color"),
              "created_at": now_iso()}
     if isinstance(body.get("description"), str):
         group["description"] = body["description"]
-    await catalog.put_group(ctx.store, ctx.workspace, group)
+    await catalog.create_group(ctx.store, ctx.workspace, group)   # (409 / 422 too_many_groups)
     await audit.record(ctx, "group.create", f"group:{name}",
                        {"color": group["color"], "text_color": group["text_color"]})
     return json_response(group, 201)
@@ -94,12 +105,15 @@ async def patch_group(ctx: Ctx) -> Response:
     if "description" in body and body["description"] is not None and not isinstance(
             body["description"], str):
         problems.append({"path": "description", "reason": "must be a string or null"})
+    if (reason := description_problem(body.get("description"))) is not None:
+        problems.append({"path": "description", "reason": reason})
     if problems:
         raise Unprocessable("The group change is not valid.", details=problems)
     for key in ("color", "text_color", "description"):
         if key in body:
             group[key] = body[key]
-    await catalog.put_group(ctx.store, ctx.workspace, group)
+    if not await catalog.update_group(ctx.store, ctx.workspace, group):   # (deleted meanwhile)
+        raise NotFound(f"No group {group['name']!r} in this workspace.")
     await audit.record(ctx, "group.update", f"group:{group['name']}",
                        {k: body[k] for k in ("color", "text_color", "description") if k in body})
     return json_response(group)

@@ -22,12 +22,16 @@ from server.scripting import script_limits
 from server.store import keys as K
 from server.store import scripts as S
 
-__all__ = ["routes", "SCRIPT_NAME"]
+__all__ = ["routes", "SCRIPT_NAME", "MAX_SCRIPT_DESCRIPTION"]
 
 SCRIPT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_SECRET_BYTES = 8 * 1024
+# A script's description is kept on its entry in the scripts hash, which GET /v1/scripts, the
+# export and every rule write's reference check (server/api/references.py) read whole: unbounded,
+# 200 scripts of 1 MiB bodies were 200 MB read per rule write.
+MAX_SCRIPT_DESCRIPTION = 1000
 
 
 @requires("developer")
@@ -45,6 +49,11 @@ async def upload(ctx: Ctx) -> Response:
     elif len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
         problems.append(problem("source", f"is {len(source.encode('utf-8', 'surrogatepass')):,} bytes; "
                                           f"the limit is {MAX_SOURCE_BYTES:,}"))
+    description = body.get("description")
+    if isinstance(description, str) and len(description) > MAX_SCRIPT_DESCRIPTION:
+        problems.append(problem("description", f"is {len(description):,} characters; the script "
+                                               f"description limit is {MAX_SCRIPT_DESCRIPTION:,} "
+                                               "characters (limit MAX_SCRIPT_DESCRIPTION)"))
     if timeout is not None:
         if not isinstance(timeout, str):
             problems.append(problem("timeout", 'must be a duration string like "5s"'))
@@ -63,7 +72,7 @@ async def upload(ctx: Ctx) -> Response:
     if not result.ok:
         raise Unprocessable("The script does not compile under the sandbox policy.", code="script_refused",
                             details=[problem("source", reason) for reason in result.errors])
-    description = body.get("description") if isinstance(body.get("description"), str) else None
+    description = description if isinstance(description, str) else None
 
     def also(pipe: Any, version: int) -> None:
         audit.record_in(pipe, ctx, "script.upload", f"script:{name}", {"version": version})

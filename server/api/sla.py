@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -24,16 +26,24 @@ from server.api.revisioned import Revisions, by_of
 from server.api.rule_checks import checks
 from server.api.rules import audit_rules
 from server.api.sla_checks import policy_problems
-from server.errors import Conflict, NotFound, Unprocessable
+from server.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from server.settings import Settings
 from server.store import keys as K
 from server.store import revisions as R
 from server.store import sla as S
 from server.store.catalog import now_iso
+from server.store.counts import check_count
 
-__all__ = ["routes", "POLICY_NAME", "definition", "audit_policies", "check_policy"]
+__all__ = ["routes", "POLICY_NAME", "definition", "audit_policies", "check_policy",
+           "check_policy_size", "check_policy_count", "MAX_POLICY_BYTES"]
 
 POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-MAX_POLICIES = 100
+MAX_POLICIES = Settings.max_sla_policies   # the default; the limit is Settings.max_sla_policies
+# One policy's definition as compact JSON (413 policy_too_large): the worker compiles a workspace's
+# policies whole (server/policy_cache.py) and every rule write reads them (the catalog), so 100 of
+# them each a 1 MiB body were 100 MiB read per write; 1,000 holidays and 12 windows a day for all
+# 7 days come to about 20 KiB.
+MAX_POLICY_BYTES = 64 * 1024
 _STORED = S.BOOKKEEPING
 _RESERVED = frozenset({"order"})  # PUT /v1/sla-policies/order is the order route
 
@@ -44,6 +54,23 @@ def check_policy(body: dict[str, Any], name: str) -> list[dict[str, str]]:
     if not POLICY_NAME.fullmatch(name):
         return [problem("name", "must be 1-64 letters, digits, _ . : - (starting with a letter or digit)")]
     return [problem(path, reason) for path, reason in policy_problems(spec, name)]
+
+
+def check_policy_size(spec: dict[str, Any], path: str = "") -> None:
+    """413 policy_too_large when the policy's definition is over MAX_POLICY_BYTES of compact JSON."""
+    size = len(orjson.dumps({k: v for k, v in spec.items() if k not in _STORED}))
+    if size > MAX_POLICY_BYTES:
+        raise PayloadTooLarge(
+            f"The SLA policy is {size} bytes; the SLA policy size limit is {MAX_POLICY_BYTES} "
+            f"bytes of compact JSON (limit MAX_POLICY_BYTES).", code="policy_too_large",
+            details=[problem(path, f"at most {MAX_POLICY_BYTES} bytes of JSON")])
+
+
+def check_policy_count(ctx: Ctx, after: int) -> None:
+    """422 too_many_policies when a change would leave more than Settings.max_sla_policies."""
+    check_count(after, ctx.store.settings.max_sla_policies, one="SLA policy", many="SLA policies",
+                per="workspace", setting="DESKFLOW_MAX_SLA_POLICIES", code="too_many_policies",
+                advice="Delete policies you no longer use (DELETE /v1/sla-policies/{name}).")
 
 
 def _position_type(body: dict[str, Any]) -> list[dict[str, str]]:
@@ -60,6 +87,7 @@ async def _checked(ctx: Ctx, body: dict[str, Any], name: str, *, reserved: bool 
     (server/checkpool.py), not on the loop every workspace's requests share."""
     spec = {k: v for k, v in body.items() if k not in _STORED}
     spec["name"] = name
+    check_policy_size(spec)   # before any compile
     problems = await checks(ctx).run(ctx.workspace, "policy", body, name) + _position_type(body)
     if reserved and name in _RESERVED:
         problems.insert(0, problem("name", f"{name!r} is reserved (PUT /v1/sla-policies/order "
@@ -133,9 +161,7 @@ async def create_policy(ctx: Ctx) -> Response:
     def compute(current: dict[str, dict[str, Any]]) -> list[R.Change]:
         if spec["name"] in current:
             raise Conflict(f"An SLA policy named {spec['name']!r} exists already.", code="already_exists")
-        if len(current) >= MAX_POLICIES:
-            raise Unprocessable(f"A workspace has at most {MAX_POLICIES} SLA policies.",
-                                details=[problem("", f"limit of {MAX_POLICIES} policies reached")])
+        check_policy_count(ctx, len(current) + 1)   # (read in the write's transaction)
         at = now_iso()
         ordered = _ordered(current)
         pos = _bounded(body.get("position"), len(ordered) + 1) or len(ordered) + 1
@@ -183,6 +209,8 @@ async def _replace(ctx: Ctx, name: str, spec: dict[str, Any], action: str,
         old = seen["policy"] = current.get(name)
         if old is None and action != "restore":
             _current(current, name)
+        if old is None:   # a deleted policy restored comes back: counted like a create
+            check_policy_count(ctx, len(current) + 1)
         at = now_iso()
         ordered = [p for p in _ordered(current) if p["name"] != name]
         index = ([p["name"] for p in _ordered(current)].index(name) if old else len(ordered))

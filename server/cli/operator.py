@@ -71,12 +71,16 @@ def keys_create(role: str, name: str, workspace_id: str | None, url: str | None,
     else:
         if not workspace_id:
             raise click.UsageError("store mode needs --workspace (or use --url and --key).")
+        from server.errors import ApiError
         from server.store import catalog
 
         async def create(store: Any) -> dict[str, Any]:
             if await catalog.get_workspace(store, workspace_id) is None:
                 raise click.ClickException(f"no workspace {workspace_id}")
-            record, secret = await catalog.create_key(store, workspace_id, role, name)
+            try:
+                record, secret = await catalog.create_key(store, workspace_id, role, name)
+            except ApiError as exc:   # the key count limit (DESKFLOW_MAX_KEYS) holds here too
+                raise click.ClickException(exc.message) from exc
             return {**record, "key": secret}
 
         data = asyncio.run(_with_store(create))

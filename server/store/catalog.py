@@ -8,19 +8,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from redis.exceptions import WatchError
 
+from server.errors import Conflict
 from server.store import keys as K
 from server.store.rule_snapshot import read_rules, rule_order
 from server.store.replies import json_or_none
 from server.store.encoding import dumps as _dumps
 from server.store.connect import Store
+from server.store.counts import check_count
 from server.store.errors import guarded
 from server.store.usage import SINCE_FIELD
 
 __all__ = [
     "ROLES", "now_iso", "hash_key", "create_workspace", "get_workspace", "find_workspace_by_name",
     "create_key", "list_keys", "revoke_key", "lookup_key", "rules_revision", "list_rules", "listed_rules", "get_rule",
-    "put_rule", "rule_order", "list_groups", "get_group", "put_group",
+    "put_rule", "rule_order", "list_groups", "get_group", "put_group", "create_group", "update_group",
     "delete_group", "get_contact", "set_contact_groups", "group_contacts",
 ]
 
@@ -79,10 +82,42 @@ async def create_key(store: Store, workspace: str, role: str, name: str) -> tupl
     record = {"id": _new_id("key"), "name": name, "role": role, "prefix": secret[:7],
               "created_at": now_iso()}
     # The workspace's list first, the auth lookup last: a key is usable only once fully recorded.
-    await store.redis.hset(K.ws_keys(workspace), record["id"], _dumps({**record, "hash": digest}))
+    # Counted (Settings.max_keys, 422 too_many_keys) under the WATCH of the list that writes it,
+    # so racing creates cannot pass the limit together (the lookup lives in another slot).
+    await _counted_hset(store, K.ws_keys(workspace), record["id"], _dumps({**record, "hash": digest}),
+                        store.settings.max_keys, one="API key", many="API keys",
+                        setting="DESKFLOW_MAX_KEYS", code="too_many_keys",
+                        advice="Revoke keys you no longer use (DELETE /v1/keys/{key_id}).")
     await store.redis.set(K.apikey(digest), _dumps(
         {"id": record["id"], "workspace": workspace, "role": role, "name": name}))
     return record, secret
+
+
+async def _counted_hset(store: Store, hkey: str, field: str, value: str, limit: int, *, one: str,
+                        many: str, setting: str, code: str, advice: str,
+                        exists: Exception | None = None) -> None:
+    """HSET a new `field` of `hkey` unless that makes more than `limit` fields (check_count's
+    422), with the count read under WATCH of the hash: concurrent writers cannot pass the limit
+    together. `exists`: raised when the field is there already (else it is replaced, uncounted)."""
+    from server.store.revisions import TRANSACT_TRIES, lost_races   # (revisions imports this module)
+
+    for _ in range(TRANSACT_TRIES):
+        async with store.redis.pipeline(transaction=True) as p:
+            try:
+                await p.watch(hkey)
+                if await p.hexists(hkey, field):
+                    if exists is not None:
+                        raise exists
+                else:
+                    check_count(await p.hlen(hkey) + 1, limit, one=one, many=many,
+                                per="workspace", setting=setting, code=code, advice=advice)
+                p.multi()
+                p.hset(hkey, field, value)
+                await p.execute()
+                return
+            except WatchError:
+                continue
+    raise lost_races()
 
 
 @guarded
@@ -183,6 +218,41 @@ async def get_group(store: Store, workspace: str, name: str) -> dict[str, Any] |
 @guarded
 async def put_group(store: Store, workspace: str, group: dict[str, Any]) -> None:
     await store.redis.hset(K.groups(workspace), group["name"], _dumps(group))
+
+
+@guarded
+async def update_group(store: Store, workspace: str, group: dict[str, Any]) -> bool:
+    """Replace a group that exists (False when it does not: a change never brings back a group
+    deleted meanwhile, past the count create_group keeps)."""
+    from server.store.revisions import TRANSACT_TRIES, lost_races   # (revisions imports this module)
+
+    hkey = K.groups(workspace)
+    for _ in range(TRANSACT_TRIES):
+        async with store.redis.pipeline(transaction=True) as p:
+            try:
+                await p.watch(hkey)
+                if not await p.hexists(hkey, group["name"]):
+                    return False
+                p.multi()
+                p.hset(hkey, group["name"], _dumps(group))
+                await p.execute()
+                return True
+            except WatchError:
+                continue
+    raise lost_races()
+
+
+@guarded
+async def create_group(store: Store, workspace: str, group: dict[str, Any]) -> None:
+    """Add a new group: 409 already_exists when one has its name, 422 too_many_groups past
+    Settings.max_groups, both read under the WATCH of the groups hash that writes it."""
+    name = group["name"]
+    await _counted_hset(store, K.groups(workspace), name, _dumps(group), store.settings.max_groups,
+                        one="group", many="groups", setting="DESKFLOW_MAX_GROUPS",
+                        code="too_many_groups",
+                        advice="Delete groups you no longer use (DELETE /v1/groups/{name}).",
+                        exists=Conflict(f"A group named {name!r} exists already.",
+                                        code="already_exists"))
 
 
 @guarded

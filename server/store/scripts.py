@@ -14,7 +14,10 @@ re-bind it. A value can never start with NUL (the API refuses NUL), so an old pl
 before secrets had hosts — is told apart: it is *unbound* and may go to any allow-listed host.
 
 A new version is written with WATCH/MULTI on the script's hash, so two uploads racing to the same
-name get consecutive version numbers, never the same one.
+name get consecutive version numbers, never the same one, and the counts (Settings.max_scripts
+scripts, max_script_versions versions each; 422 too_many_scripts / too_many_script_versions) are
+read under the same WATCH: racing uploads cannot pass them together. Secrets are counted the same
+way (Settings.max_secrets, 422 too_many_secrets); replacing one is never refused.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from server.store import keys as K
 from server.store.replies import json_or_none, text_map, texts
 from server.store.catalog import now_iso
 from server.store.connect import Store
+from server.store.counts import check_count
 from server.store.errors import guarded
 from server.store.revisions import TRANSACT_TRIES, lost_races
 from server.store.sealing import SealingError
@@ -58,8 +62,20 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
             try:
                 await p.watch(hkey)
                 raw = await p.hget(hkey, name)
+                if raw is None:   # a new script: counted here, under the WATCH that writes it
+                    check_count(await p.hlen(hkey) + 1, store.settings.max_scripts,
+                                one="script", many="scripts", per="workspace",
+                                setting="DESKFLOW_MAX_SCRIPTS", code="too_many_scripts",
+                                advice="Delete scripts you no longer use (DELETE /v1/scripts/{name}).",
+                                path="name")
                 meta = orjson.loads(raw) if raw else {"name": name, "created_at": now_iso()}
                 version = int(meta.get("latest", 0)) + 1
+                check_count(version, store.settings.max_script_versions, one="script version",
+                            many="versions", per="script", setting="DESKFLOW_MAX_SCRIPT_VERSIONS",
+                            code="too_many_script_versions",
+                            advice=f"Script {name!r} keeps every version; upload under a new "
+                                   "name, or delete it and upload again (it starts at version 1).",
+                            path="name")
                 at = now_iso()
                 uses = uses_of(source)   # ctx.history / ctx.customer: loaded only for these
                 record = {"name": name, "version": version, "source": source, "timeout": timeout,
@@ -139,7 +155,26 @@ async def put_secret(store: Store, workspace: str, name: str, value: str,
     """Set a secret, sealed (store/sealing.py: AES-GCM bound to workspace and name), bound to
     `hosts` (allow-list entry spellings; [] = no host) or unbound when None; True when new."""
     plain = value if hosts is None else _BOUND + orjson.dumps({"value": value, "hosts": hosts}).decode()
-    return bool(await store.redis.hset(K.secrets(workspace), name, store.sealer.seal(workspace, name, plain)))
+    sealed = store.sealer.seal(workspace, name, plain)
+    hkey = K.secrets(workspace)
+    for _ in range(TRANSACT_TRIES):
+        async with store.redis.pipeline(transaction=True) as p:
+            try:
+                await p.watch(hkey)
+                created = not await p.hexists(hkey, name)
+                if created:   # replacing one at the limit is never refused
+                    check_count(await p.hlen(hkey) + 1, store.settings.max_secrets,
+                                one="secret", many="secrets", per="workspace",
+                                setting="DESKFLOW_MAX_SECRETS", code="too_many_secrets",
+                                advice="Delete secrets you no longer use (DELETE /v1/secrets/{name}).",
+                                path="name")
+                p.multi()
+                p.hset(hkey, name, sealed)
+                await p.execute()
+                return created
+            except WatchError:
+                continue
+    raise lost_races()
 
 
 @guarded
