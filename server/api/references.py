@@ -29,6 +29,7 @@ from server.store import keys as K
 from server.store import revisions as R
 from server.store.catalog import now_iso
 from server.store.rule_size import check_rule_changes
+from server.store.scripts import kept_versions
 
 __all__ = ["Catalog", "read_catalog", "calendars_of", "reference_problems", "raise_missing",
            "write_rules", "write_policies", "delete_in_use", "force_param", "catalog_watch"]
@@ -49,6 +50,7 @@ class Catalog:
     policies: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()  # casefolded
     calendars: frozenset[str] = frozenset()  # policies with business hours (business-time conditions)
+    kept: dict[str, frozenset[int]] = field(default_factory=dict)  # scripts that dropped old versions
 
     def without(self, kind: str, name: str) -> Catalog:
         """The catalog once `name` of `kind` is deleted."""
@@ -70,15 +72,18 @@ def _text(k: Any) -> str:
 
 async def read_catalog(p: Any, workspace: str) -> Catalog:
     """Read through `p` (a client, or a pipeline in WATCH mode)."""
-    scripts = {}
+    scripts, kept = {}, {}
     for name, raw in (await p.hgetall(K.scripts(workspace))).items():
         try:
-            scripts[_text(name)] = int(orjson.loads(raw).get("latest") or 0)
+            meta = orjson.loads(raw)
+            scripts[_text(name)] = int(meta.get("latest") or 0)
+            if "kept" in meta:   # older versions no rule pinned were dropped (store/scripts.py)
+                kept[_text(name)] = frozenset(kept_versions(meta))
         except (ValueError, TypeError, AttributeError):
             scripts[_text(name)] = 0
     specs = {_text(k): orjson.loads(v) for k, v in (await p.hgetall(K.sla_policies(workspace))).items()}
     groups = frozenset(_text(k).casefold() for k in await p.hkeys(K.groups(workspace)))
-    return Catalog(scripts, frozenset(specs), groups, calendars_of(specs.values()))
+    return Catalog(scripts, frozenset(specs), groups, calendars_of(specs.values()), kept)
 
 
 def calendars_of(policies: Any) -> frozenset[str]:
@@ -117,6 +122,15 @@ def _references(rule: Any) -> list[tuple[str, str, str, Any]]:
     return out
 
 
+def _span(versions: frozenset[int]) -> str:
+    """Kept version numbers, briefly: "versions 4 to 103" or "versions 2, 5, 6 to 104"."""
+    ns = sorted(versions)
+    if ns and ns[-1] - ns[0] + 1 == len(ns):
+        return f"versions {ns[0]} to {ns[-1]}"
+    shown = ", ".join(str(n) for n in ns[:12])
+    return f"versions {shown}{', ...' if len(ns) > 12 else ''}"
+
+
 def _known(names: Any, limit: int = 10) -> str:
     names = sorted(names)
     if not names:
@@ -139,6 +153,10 @@ def reference_problems(rule: Any, catalog: Catalog, prefix: str = "") -> list[di
                           "upload it with POST /v1/scripts first, or save the rule disabled")
             elif type(version) is int and not 1 <= version <= latest:
                 reason = (f"script {name!r} has versions 1 to {latest}; there is no version {version}")
+            elif type(version) is int and name in catalog.kept and version not in catalog.kept[name]:
+                reason = (f"script {name!r} no longer keeps version {version} (a script keeps its "
+                          "newest DESKFLOW_MAX_SCRIPT_VERSIONS versions, and drops the oldest that "
+                          f"no rule pins); it keeps {_span(catalog.kept[name])}")
         elif kind == "policy" and name not in catalog.policies:
             reason = (f"no SLA policy named {name!r} in this workspace ({_known(catalog.policies)}); "
                       "create it with POST /v1/sla-policies first, or save the rule disabled")

@@ -2,7 +2,7 @@
 
 Layout (slot {ws:W}, see store/keys.py):
 
-  df:{ws:W}:scripts               hash  name -> JSON {name, latest, timeout, created_at, updated_at}
+  df:{ws:W}:scripts               hash  name -> JSON {name, latest, kept, timeout, created_at, updated_at}
   df:{ws:W}:script:<name>:<n>     str   JSON {name, version, source, timeout, created_at, created_by}
   df:{ws:W}:allowlist             str   JSON ["crm.example.com", "http://127.0.0.1:9000", ...]
   df:{ws:W}:secrets               hash  name -> sealed value (write-only through the API; read by
@@ -15,8 +15,14 @@ before secrets had hosts — is told apart: it is *unbound* and may go to any al
 
 A new version is written with WATCH/MULTI on the script's hash, so two uploads racing to the same
 name get consecutive version numbers, never the same one, and the counts (Settings.max_scripts
-scripts, max_script_versions versions each; 422 too_many_scripts / too_many_script_versions) are
-read under the same WATCH: racing uploads cannot pass them together. Secrets are counted the same
+scripts, 422 too_many_scripts; max_script_versions versions kept of each) are read under the same
+WATCH: racing uploads cannot pass them together. A script keeps its newest max_script_versions
+versions: an upload past them drops the oldest version that no rule pins (`"version": n` in a
+run_script action, enabled or not; the rules hash is watched too, so a rule saved meanwhile that
+pins it is seen), and only when every older version is pinned is it refused (422
+too_many_script_versions). `kept` lists the version numbers kept once one was dropped (absent: 1
+to latest). Why not refuse at the count: a script deployed weekly would stop taking uploads after
+two years, and deleting it (to start again at 1) means unhooking every rule that runs it. Secrets are counted the same
 way (Settings.max_secrets, 422 too_many_secrets); replacing one is never refused.
 """
 
@@ -39,7 +45,7 @@ from server.store.errors import guarded
 from server.store.revisions import TRANSACT_TRIES, lost_races
 from server.store.sealing import SealingError
 
-__all__ = ["add_version", "queue_delete_script", "get_script", "get_version", "list_scripts", "list_versions",
+__all__ = ["add_version", "kept_versions", "pinned_versions", "queue_delete_script", "get_script", "get_version", "list_scripts", "list_versions",
            "get_allowlist", "put_allowlist", "put_secret", "delete_secret", "list_secrets", "get_secrets",
            "get_secret_records"]
 
@@ -60,7 +66,7 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
     for _ in range(TRANSACT_TRIES):
         async with store.redis.pipeline(transaction=True) as p:
             try:
-                await p.watch(hkey)
+                await p.watch(hkey, K.rules(workspace))
                 raw = await p.hget(hkey, name)
                 if raw is None:   # a new script: counted here, under the WATCH that writes it
                     check_count(await p.hlen(hkey) + 1, store.settings.max_scripts,
@@ -70,22 +76,23 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
                                 path="name")
                 meta = orjson.loads(raw) if raw else {"name": name, "created_at": now_iso()}
                 version = int(meta.get("latest", 0)) + 1
-                check_count(version, store.settings.max_script_versions, one="script version",
-                            many="versions", per="script", setting="DESKFLOW_MAX_SCRIPT_VERSIONS",
-                            code="too_many_script_versions",
-                            advice=f"Script {name!r} keeps every version; upload under a new "
-                                   "name, or delete it and upload again (it starts at version 1).",
-                            path="name")
+                kept = kept_versions(meta)
+                dropped = await _to_drop(p, store, workspace, name, kept)
+                kept = [n for n in kept if n not in dropped] + [version]
                 at = now_iso()
                 uses = uses_of(source)   # ctx.history / ctx.customer: loaded only for these
                 record = {"name": name, "version": version, "source": source, "timeout": timeout,
                           "created_at": at, "created_by": created_by, "uses": uses}
                 meta.update(latest=version, timeout=timeout, updated_at=at,
                             uses=sorted(set(meta.get("uses") or []) | set(uses)))
+                if dropped or "kept" in meta:
+                    meta["kept"] = kept
                 if description is not None:
                     meta["description"] = description
                 p.multi()
                 p.set(K.script_version(workspace, name, version), orjson.dumps(record).decode())
+                for n in dropped:
+                    p.delete(K.script_version(workspace, name, n))
                 p.hset(hkey, name, orjson.dumps(meta).decode())
                 if also is not None:
                     also(p, version)
@@ -96,6 +103,51 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
     raise lost_races()
 
 
+def kept_versions(meta: dict[str, Any]) -> list[int]:
+    """The version numbers a script keeps, oldest first (1 to latest until one was dropped)."""
+    kept = meta.get("kept")
+    if isinstance(kept, list) and all(type(n) is int for n in kept):
+        return list(kept)
+    return list(range(1, int(meta.get("latest") or 0) + 1))
+
+
+def pinned_versions(rules: Any, name: str) -> set[int]:
+    """The versions of script `name` that the rules' run_script actions pin (`"version": n`)."""
+    out: set[int] = set()
+    for raw in rules:
+        try:
+            rule = orjson.loads(raw)
+        except ValueError:
+            continue
+        actions = rule.get("actions") if isinstance(rule, dict) else None
+        for a in actions if isinstance(actions, list) else []:
+            if (isinstance(a, dict) and a.get("type") == "run_script" and a.get("script") == name
+                    and type(a.get("version")) is int):
+                out.add(a["version"])
+    return out
+
+
+async def _to_drop(p: Any, store: Store, workspace: str, name: str, kept: list[int]) -> list[int]:
+    """The oldest versions no rule pins that must go for one more to fit max_script_versions
+    (read through `p` under WATCH of the rules); 422 too_many_script_versions when the older
+    versions are all pinned. The latest is never dropped (rules that name no version run it)."""
+    limit = store.settings.max_script_versions
+    excess = len(kept) + 1 - limit
+    if excess <= 0:
+        return []
+    pinned = pinned_versions((await p.hgetall(K.rules(workspace))).values(), name)
+    free = [n for n in kept[:-1] if n not in pinned]
+    if len(free) < excess:
+        check_count(len(kept) + 1, limit, one="script version", many="versions", per="script",
+                    setting="DESKFLOW_MAX_SCRIPT_VERSIONS", code="too_many_script_versions",
+                    advice=f"Script {name!r} keeps its newest {limit} versions and drops the oldest "
+                           "one no rule pins to make room, but rules pin every older version "
+                           f"({', '.join(str(n) for n in sorted(pinned)[:10])}); change those "
+                           "rules to a newer version (or none: the latest) first.",
+                    path="name")
+    return free[:excess]
+
+
 def queue_delete_script(pipe: Any, workspace: str, meta: dict[str, Any]) -> None:
     """Queue the deletion of a script and every version of it in a MULTI pipeline (the caller
     WATCHes the scripts hash, so no version is added meanwhile). Run records keep what they ran; a
@@ -103,7 +155,7 @@ def queue_delete_script(pipe: Any, workspace: str, meta: dict[str, Any]) -> None
     hash too, so a reused number never runs the old text)."""
     name = meta["name"]
     pipe.hdel(K.scripts(workspace), name)
-    for n in range(1, int(meta.get("latest") or 0) + 1):
+    for n in kept_versions(meta):
         pipe.delete(K.script_version(workspace, name, n))
 
 
@@ -128,7 +180,7 @@ async def list_versions(store: Store, workspace: str, name: str) -> list[dict[st
     meta = await get_script(store, workspace, name)
     if meta is None:
         return []
-    keys = [K.script_version(workspace, name, n) for n in range(1, int(meta["latest"]) + 1)]
+    keys = [K.script_version(workspace, name, n) for n in kept_versions(meta)]
     out = []
     for raw in await store.redis.mget(keys):
         if raw:

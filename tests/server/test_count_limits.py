@@ -107,12 +107,43 @@ def test_scripts_per_workspace(ws: Workspace) -> None:
     assert _script(ws, "one-more").status_code == 201
 
 
-def test_versions_per_script(ws: Workspace) -> None:
-    for n in range(1, LIMIT + 1):
+def _kept(ws: Workspace, name: str = "s") -> list[int]:
+    body = ws.client.get(f"/v1/scripts/{name}", headers=ws.h()).json()
+    return sorted(v["version"] for v in body["versions"])
+
+
+def test_a_script_keeps_its_newest_versions_and_those_rules_pin(ws: Workspace) -> None:
+    """Past LIMIT versions an upload drops the oldest version no rule pins (it was refused for
+    good before: a script deployed weekly stopped taking uploads after two years)."""
+    c, h = ws.client, ws.h()
+    for n in range(1, LIMIT + 3):
         assert _script(ws, "s").json()["version"] == n
+    assert _kept(ws) == [3, 4, 5]
+    assert c.get("/v1/scripts/s/versions/1", headers=h).status_code == 404
+    assert c.get("/v1/scripts/s/versions/3", headers=h).json()["version"] == 3
+    r = c.post("/v1/scripts/s/test", json={"event": {"type": "ticket.created"}, "version": 2}, headers=h)
+    assert r.status_code == 422 and "versions 3 to 5" in r.text, r.text
+    # a rule pinning a dropped version is refused, naming what is kept
+    pin = {"name": "pin", "enabled": True, "triggers": ["ticket.created"],
+           "actions": [{"type": "run_script", "script": "s", "version": 2}]}
+    r = c.post("/v1/rules", json=pin, headers=ws.h("manager"))
+    assert r.status_code == 422 and "no longer keeps version 2" in r.text, r.text
+    # a pinned version is kept: the next uploads drop the unpinned ones around it
+    assert c.post("/v1/rules", json={**pin, "actions": [{"type": "run_script", "script": "s",
+                                                         "version": 3}]},
+                  headers=ws.h("manager")).status_code == 201
+    assert _script(ws, "s").json()["version"] == 6
+    assert _kept(ws) == [3, 5, 6]
+    disabled = {**pin, "enabled": False, "actions": [{"type": "run_script", "script": "s", "version": 5}]}
+    assert c.post("/v1/rules", json=disabled, headers=ws.h("manager")).status_code == 201
+    # every older version pinned (a disabled rule's pin counts too): refused, naming the pins
     _refused(_script(ws, "s"), 422, "too_many_script_versions", "script version count limit",
-             f"{LIMIT} versions per script", "DESKFLOW_MAX_SCRIPT_VERSIONS")
-    assert ws.client.get("/v1/scripts/s", headers=ws.h()).json()["latest"] == LIMIT
+             f"{LIMIT} versions per script", "DESKFLOW_MAX_SCRIPT_VERSIONS", "3, 5")
+    assert c.get("/v1/scripts/s", headers=h).json()["latest"] == 6 and _kept(ws) == [3, 5, 6]
+    # the version keys of dropped versions are gone from the store
+    store = c.app_state["store"]
+    left = c.portal.call(_version_keys, store, ws.id)
+    assert left == {K.script_version(ws.id, "s", n) for n in (3, 5, 6)}
 
 
 def test_script_description_length(ws: Workspace) -> None:
@@ -276,6 +307,13 @@ async def _versions(store: Any, w: str) -> int:
     return int(meta["latest"]) if meta else 0
 
 
+async def _version_keys(store: Any, w: str, name: str = "s") -> set[str]:
+    found = set()
+    async for key in store.redis.scan_iter(match=K.script_version(w, name, 0)[:-1] + "*"):
+        found.add(key.decode() if isinstance(key, bytes) else key)
+    return found
+
+
 async def _store_secret(store: Any, w: str, i: int) -> Any:
     return await S.put_secret(store, w, f"R{i}", "v")
 
@@ -291,7 +329,6 @@ async def _store_group(store: Any, w: str, i: int) -> Any:
 # (create the i-th through the store module, how many the workspace holds, the limit)
 STORE_RACES: dict[str, tuple[StoreCreate, Callable[[Any, str], Awaitable[int]], int]] = {
     "scripts": (_store_script, lambda store, w: store.redis.hlen(K.scripts(w)), LIMIT),
-    "script_versions": (_store_version, _versions, LIMIT),
     "secrets": (_store_secret, lambda store, w: store.redis.hlen(K.secrets(w)), LIMIT),
     "keys": (_store_key, lambda store, w: store.redis.hlen(K.ws_keys(w)), KEYS),
     "groups": (_store_group, lambda store, w: store.redis.hlen(K.groups(w)), LIMIT),
@@ -324,5 +361,23 @@ async def test_concurrent_store_creates_at_the_limit_leave_the_limit(settings: S
         refused = [r for r in results if isinstance(r, Unprocessable)]
         assert len(refused) == 19 and all(r.code == f"too_many_{kind}" for r in refused), results
         assert await count(store, w) == limit
+    finally:
+        await close_store(store)
+
+
+@pytest.mark.anyio
+async def test_concurrent_uploads_past_the_versions_kept(settings: Settings) -> None:
+    """20 uploads of one script at once, past LIMIT versions: each gets its own number, the
+    newest LIMIT are kept and no dropped version's key is left behind."""
+    store = await open_store(dataclasses.replace(settings, max_script_versions=LIMIT))
+    try:
+        ws, _ = await catalog.create_workspace(store, "race")
+        w = ws["id"]
+        await asyncio.gather(*(S.get_script(store, w, "one") for _ in range(20)))
+        results = await asyncio.gather(*(_store_version(store, w, i) for i in range(20)))
+        assert sorted(r["version"] for r in results) == list(range(1, 21))
+        meta = await S.get_script(store, w, "one")
+        assert S.kept_versions(meta) == [18, 19, 20]
+        assert await _version_keys(store, w, "one") == {K.script_version(w, "one", n) for n in (18, 19, 20)}
     finally:
         await close_store(store)
