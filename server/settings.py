@@ -71,6 +71,9 @@ class Settings:
     # DESKFLOW_MAX_SLA_POLICIES, DESKFLOW_MAX_GROUPS.
     max_scripts: int = 200
     max_script_versions: int = 100
+    # The kept versions of a workspace's scripts together (422 too_many_script_bytes).
+    # DESKFLOW_MAX_SCRIPT_BYTES.
+    max_script_bytes: int = 64 << 20
     max_secrets: int = 100
     max_keys: int = 100
     max_sla_policies: int = 100
@@ -146,6 +149,7 @@ class Settings:
             max_revision_bytes=int(env.get("DESKFLOW_MAX_REVISION_BYTES", cls.max_revision_bytes)),
             max_scripts=int(env.get("DESKFLOW_MAX_SCRIPTS", cls.max_scripts)),
             max_script_versions=int(env.get("DESKFLOW_MAX_SCRIPT_VERSIONS", cls.max_script_versions)),
+            max_script_bytes=int(env.get("DESKFLOW_MAX_SCRIPT_BYTES", cls.max_script_bytes)),
             max_secrets=int(env.get("DESKFLOW_MAX_SECRETS", cls.max_secrets)),
             max_keys=int(env.get("DESKFLOW_MAX_KEYS", cls.max_keys)),
             max_sla_policies=int(env.get("DESKFLOW_MAX_SLA_POLICIES", cls.max_sla_policies)),

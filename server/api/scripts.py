@@ -86,7 +86,7 @@ async def upload(ctx: Ctx) -> Response:
 @requires("viewer", Query(PAGE))
 async def list_scripts(ctx: Ctx) -> Response:
     limit, offset = page_params(ctx.request)
-    return listing(await S.list_scripts(ctx.store, ctx.workspace), limit, offset)
+    return listing([S.public(m) for m in await S.list_scripts(ctx.store, ctx.workspace)], limit, offset)
 
 
 async def _meta(ctx: Ctx) -> dict[str, Any]:
@@ -103,7 +103,7 @@ async def get_script(ctx: Ctx) -> Response:
     meta = await _meta(ctx)
     latest = await S.get_version(ctx.store, ctx.workspace, meta["name"], int(meta["latest"]))
     versions = await S.list_versions(ctx.store, ctx.workspace, meta["name"])
-    return json_response({**meta, "version": meta["latest"], "source": (latest or {}).get("source"),
+    return json_response({**S.public(meta), "version": meta["latest"], "source": (latest or {}).get("source"),
                           "versions": versions})
 
 

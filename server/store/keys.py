@@ -162,12 +162,17 @@ def partition_of(workspace: str, ticket_id: str, partitions: int) -> int:
 # -- scripts, allow-list, secrets (slot {ws:W}; store/scripts.py) and timers (slot {q:n};
 #    store/timers.py). Layouts are documented in those modules.
 
-__all__ += ["scripts", "script_version", "allowlist", "secrets", "timers", "timer_data", "timers_of",
+__all__ += ["scripts", "script_bytes", "script_version", "allowlist", "secrets", "timers", "timer_data", "timers_of",
             "timer_index"]
 
 
 def scripts(w: str) -> str:
     return f"{_ws(w)}:scripts"
+
+
+def script_bytes(w: str) -> str:
+    """string  bytes of every kept script version's record of the workspace (store/scripts.py)."""
+    return f"{_ws(w)}:scripts:bytes"
 
 
 def script_version(w: str, name: str, version: int) -> str:

@@ -22,7 +22,11 @@ run_script action, enabled or not; the rules hash is watched too, so a rule save
 pins it is seen), and only when every older version is pinned is it refused (422
 too_many_script_versions). `kept` lists the version numbers kept once one was dropped (absent: 1
 to latest). Why not refuse at the count: a script deployed weekly would stop taking uploads after
-two years, and deleting it (to start again at 1) means unhooking every rule that runs it. Secrets are counted the same
+two years, and deleting it (to start again at 1) means unhooking every rule that runs it.
+The kept versions of all of a workspace's scripts hold at most Settings.max_script_bytes (64 MiB;
+200 scripts x 100 versions x 64 KiB was 1.25 GiB a workspace): `script_bytes` counts each
+version's record as written (`sizes` on the script's entry), an upload past it drops more of the
+same script's oldest unpinned versions, else 422 too_many_script_bytes. Secrets are counted the same
 way (Settings.max_secrets, 422 too_many_secrets); replacing one is never refused.
 """
 
@@ -41,11 +45,12 @@ from server.store.replies import json_or_none, text_map, texts
 from server.store.catalog import now_iso
 from server.store.connect import Store
 from server.store.counts import check_count
+from server.errors import Unprocessable
 from server.store.errors import guarded
 from server.store.revisions import TRANSACT_TRIES, lost_races
 from server.store.sealing import SealingError
 
-__all__ = ["add_version", "kept_versions", "pinned_versions", "queue_delete_script", "get_script", "get_version", "list_scripts", "list_versions",
+__all__ = ["add_version", "public", "kept_versions", "pinned_versions", "queue_delete_script", "get_script", "get_version", "list_scripts", "list_versions",
            "get_allowlist", "put_allowlist", "put_secret", "delete_secret", "list_secrets", "get_secrets",
            "get_secret_records"]
 
@@ -77,12 +82,21 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
                 meta = orjson.loads(raw) if raw else {"name": name, "created_at": now_iso()}
                 version = int(meta.get("latest", 0)) + 1
                 kept = kept_versions(meta)
-                dropped = await _to_drop(p, store, workspace, name, kept)
-                kept = [n for n in kept if n not in dropped] + [version]
                 at = now_iso()
                 uses = uses_of(source)   # ctx.history / ctx.customer: loaded only for these
                 record = {"name": name, "version": version, "source": source, "timeout": timeout,
                           "created_at": at, "created_by": created_by, "uses": uses}
+                text = orjson.dumps(record).decode()
+                size = len(text.encode())
+                stored_sizes = meta.get("sizes")
+                sizes = ({str(k): int(v) for k, v in stored_sizes.items()}
+                         if isinstance(stored_sizes, dict) else {})
+                dropped, freed = await _to_drop(p, store, workspace, name, kept, sizes, size)
+                kept = [n for n in kept if n not in dropped] + [version]
+                for n in dropped:
+                    sizes.pop(str(n), None)
+                sizes[str(version)] = size
+                meta["sizes"] = sizes
                 meta.update(latest=version, timeout=timeout, updated_at=at,
                             uses=sorted(set(meta.get("uses") or []) | set(uses)))
                 if dropped or "kept" in meta:
@@ -90,9 +104,10 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
                 if description is not None:
                     meta["description"] = description
                 p.multi()
-                p.set(K.script_version(workspace, name, version), orjson.dumps(record).decode())
+                p.set(K.script_version(workspace, name, version), text)
                 for n in dropped:
                     p.delete(K.script_version(workspace, name, n))
+                p.incrby(K.script_bytes(workspace), size - freed)
                 p.hset(hkey, name, orjson.dumps(meta).decode())
                 if also is not None:
                     also(p, version)
@@ -101,6 +116,14 @@ async def add_version(store: Store, workspace: str, name: str, source: str, time
             except WatchError:
                 continue
     raise lost_races()
+
+
+PRIVATE = ("sizes",)   # the entry's bookkeeping, not part of what the API shows
+
+
+def public(meta: dict[str, Any]) -> dict[str, Any]:
+    """A script's entry as the API shows it (without its version sizes)."""
+    return {k: v for k, v in meta.items() if k not in PRIVATE}
 
 
 def kept_versions(meta: dict[str, Any]) -> list[int]:
@@ -127,25 +150,47 @@ def pinned_versions(rules: Any, name: str) -> set[int]:
     return out
 
 
-async def _to_drop(p: Any, store: Store, workspace: str, name: str, kept: list[int]) -> list[int]:
-    """The oldest versions no rule pins that must go for one more to fit max_script_versions
-    (read through `p` under WATCH of the rules); 422 too_many_script_versions when the older
-    versions are all pinned. The latest is never dropped (rules that name no version run it)."""
-    limit = store.settings.max_script_versions
-    excess = len(kept) + 1 - limit
-    if excess <= 0:
-        return []
+async def _to_drop(p: Any, store: Store, workspace: str, name: str, kept: list[int],
+                   sizes: dict[str, int], adding: int) -> tuple[list[int], int]:
+    """(the oldest versions no rule pins that must go for one more of `adding` bytes to fit
+    max_script_versions and the workspace's max_script_bytes, the bytes they free), read through
+    `p` under WATCH (the rules and the byte counter are watched here); 422
+    too_many_script_versions / too_many_script_bytes when the unpinned older versions are not
+    enough. The version written now is the latest, so any older one may go. A version without
+    a size in `sizes` was stored before the bytes were counted: it frees none."""
+    limit, budget = store.settings.max_script_versions, store.settings.max_script_bytes
+    await p.watch(K.script_bytes(workspace))
+    held = int(await p.get(K.script_bytes(workspace)) or 0)
+    excess, over = len(kept) + 1 - limit, held + adding - budget
+    if excess <= 0 and over <= 0:
+        return [], 0
     pinned = pinned_versions((await p.hgetall(K.rules(workspace))).values(), name)
-    free = [n for n in kept[:-1] if n not in pinned]
-    if len(free) < excess:
+    drop: list[int] = []
+    freed = 0
+    for n in (n for n in kept if n not in pinned):   # (the one written now becomes the latest)
+        if len(drop) >= excess and freed >= over:
+            break
+        drop.append(n)
+        freed += sizes.get(str(n), 0)
+    pins = ", ".join(str(n) for n in sorted(pinned)[:10]) or "none"
+    if len(drop) < excess:
         check_count(len(kept) + 1, limit, one="script version", many="versions", per="script",
                     setting="DESKFLOW_MAX_SCRIPT_VERSIONS", code="too_many_script_versions",
                     advice=f"Script {name!r} keeps its newest {limit} versions and drops the oldest "
-                           "one no rule pins to make room, but rules pin every older version "
-                           f"({', '.join(str(n) for n in sorted(pinned)[:10])}); change those "
-                           "rules to a newer version (or none: the latest) first.",
+                           f"one no rule pins to make room, but rules pin every older version "
+                           f"({pins}); change those rules to a newer version (or none: the "
+                           "latest) first.",
                     path="name")
-    return free[:excess]
+    if freed < over:
+        raise Unprocessable(
+            f"The workspace's scripts keep {held} bytes of versions and this one adds {adding}, "
+            f"past the limit of {budget} bytes (DESKFLOW_MAX_SCRIPT_BYTES), even with every older "
+            f"version of {name!r} that no rule pins dropped (pinned: {pins}); nothing was "
+            "changed. Delete scripts you no longer use (DELETE /v1/scripts/{name}).",
+            code="too_many_script_bytes",
+            details=[{"path": "source", "reason": f"at most {budget} bytes of script versions a workspace",
+                      "limit": budget, "bytes": held, "adding": adding}])
+    return drop, freed
 
 
 def queue_delete_script(pipe: Any, workspace: str, meta: dict[str, Any]) -> None:
@@ -157,6 +202,10 @@ def queue_delete_script(pipe: Any, workspace: str, meta: dict[str, Any]) -> None
     pipe.hdel(K.scripts(workspace), name)
     for n in kept_versions(meta):
         pipe.delete(K.script_version(workspace, name, n))
+    stored_sizes = meta.get("sizes")
+    counted = sum(int(v) for v in stored_sizes.values()) if isinstance(stored_sizes, dict) else 0
+    if counted:
+        pipe.decrby(K.script_bytes(workspace), counted)
 
 
 @guarded

@@ -136,14 +136,19 @@ def test_a_script_keeps_its_newest_versions_and_those_rules_pin(ws: Workspace) -
     assert _kept(ws) == [3, 5, 6]
     disabled = {**pin, "enabled": False, "actions": [{"type": "run_script", "script": "s", "version": 5}]}
     assert c.post("/v1/rules", json=disabled, headers=ws.h("manager")).status_code == 201
+    # the latest before the upload may go too (rules that pin none run the new one)
+    assert _script(ws, "s").json()["version"] == 7 and _kept(ws) == [3, 5, 7]
+    assert c.post("/v1/rules", json={**disabled, "actions": [{"type": "run_script", "script": "s",
+                                                              "version": 7}]},
+                  headers=ws.h("manager")).status_code == 201
     # every older version pinned (a disabled rule's pin counts too): refused, naming the pins
     _refused(_script(ws, "s"), 422, "too_many_script_versions", "script version count limit",
-             f"{LIMIT} versions per script", "DESKFLOW_MAX_SCRIPT_VERSIONS", "3, 5")
-    assert c.get("/v1/scripts/s", headers=h).json()["latest"] == 6 and _kept(ws) == [3, 5, 6]
+             f"{LIMIT} versions per script", "DESKFLOW_MAX_SCRIPT_VERSIONS", "3, 5, 7")
+    assert c.get("/v1/scripts/s", headers=h).json()["latest"] == 7 and _kept(ws) == [3, 5, 7]
     # the version keys of dropped versions are gone from the store
     store = c.app_state["store"]
     left = c.portal.call(_version_keys, store, ws.id)
-    assert left == {K.script_version(ws.id, "s", n) for n in (3, 5, 6)}
+    assert left == {K.script_version(ws.id, "s", n) for n in (3, 5, 7)}
 
 
 def test_script_description_length(ws: Workspace) -> None:
@@ -381,3 +386,41 @@ async def test_concurrent_uploads_past_the_versions_kept(settings: Settings) -> 
         assert await _version_keys(store, w, "one") == {K.script_version(w, "one", n) for n in (18, 19, 20)}
     finally:
         await close_store(store)
+
+
+def test_a_workspaces_script_versions_stop_at_their_bytes(settings: Settings) -> None:
+    """The kept versions of all scripts together at most max_script_bytes: an upload past it
+    drops the same script's oldest unpinned versions, else 422 too_many_script_bytes; the
+    counter follows drops and deletes (200 scripts x 100 versions x 64 KiB was 1.25 GiB)."""
+    big = RUN + "# " + "x" * 10_000 + "\n"
+    small = dataclasses.replace(settings, max_script_bytes=50_000)
+    with TestClient(create_app(small)) as c:
+        ws = Workspace(c)
+        store = c.app_state["store"]
+
+        def held() -> int:
+            return int(c.portal.call(store.redis.get, K.script_bytes(ws.id)) or 0)
+
+        def up(name: str) -> Any:
+            return c.post("/v1/scripts", json={"name": name, "source": big}, headers=ws.h("developer"))
+
+        for i in range(4):
+            assert up(f"s{i}").status_code == 201
+        one = held() // 4
+        assert 10_000 < one < 11_000
+        # a fifth script does not fit, and has no older versions to drop
+        _refused(up("s4"), 422, "too_many_script_bytes", "DESKFLOW_MAX_SCRIPT_BYTES", "50000")
+        # a new version of s0 fits by dropping s0's version 1
+        assert up("s0").json()["version"] == 2
+        assert _kept(ws, "s0") == [2] and held() == 4 * one
+        # a pinned version is not dropped for room: refused
+        rule = {"name": "pin", "enabled": True, "triggers": ["ticket.created"],
+                "actions": [{"type": "run_script", "script": "s1", "version": 1}]}
+        assert c.post("/v1/rules", json=rule, headers=ws.h("manager")).status_code == 201
+        _refused(up("s1"), 422, "too_many_script_bytes", "pinned: 1")
+        # a delete gives its bytes back
+        assert c.delete("/v1/scripts/s2", headers=ws.h("developer")).status_code == 204
+        assert held() == 3 * one
+        assert up("s4").status_code == 201
+        assert "sizes" not in c.get("/v1/scripts/s0", headers=ws.h()).json()
+        assert all("sizes" not in s for s in c.get("/v1/scripts", headers=ws.h()).json()["items"])
