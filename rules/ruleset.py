@@ -18,9 +18,10 @@ as it stood at each rule's turn.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from functools import cached_property
+from types import CodeType
 from typing import Any
 
 from .actions import Firing, Handler
@@ -92,7 +93,7 @@ def _share_regexes(rules: list[CompiledRule]) -> None:
 class _Bucket:
     """The rules of one trigger, in order, with their value index."""
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+    def __init__(self, rules: list[CompiledRule], codes: Callable[[str], CodeType] | None = None) -> None:
         self.rules = rules
         self.positions = {rule.label: i for i, rule in enumerate(rules)}
         keyed = [[(leaf, key) for leaf in conjuncts(rule.conditions) if (key := _index_key(leaf))]
@@ -127,7 +128,7 @@ class _Bucket:
             chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
             filings.append(tuple((leaf.field, mode, [v.casefold() for v in values])
                                  for leaf, (mode, values) in chosen))
-        gen = generate([rule.conditions for rule in rules], filings)
+        gen = generate([rule.conditions for rule in rules], filings, codes)
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.read = gen.read
         self.first, self.branches = gen.first, gen.branches
@@ -183,11 +184,12 @@ class _Bucket:
 class RuleSet:
     """Compiled rules. Immutable and safe to share between events (and threads)."""
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+    def __init__(self, rules: list[CompiledRule], codes: Callable[[str], CodeType] | None = None) -> None:
+        """`codes`: how to compile a bucket's generated source (rules/codegen.py `generate`)."""
         self.rules = rules
         _share_regexes(rules)
         triggers = sorted({t for r in rules for t in r.triggers})
-        self._buckets = {t: _Bucket([r for r in rules if t in r.triggers]) for t in triggers}
+        self._buckets = {t: _Bucket([r for r in rules if t in r.triggers], codes) for t in triggers}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -334,7 +336,7 @@ def compile_rules(rules: Any, calendars: Any = None, cache: CompileCache | None 
     if errors:
         first = errors[0]
         raise RuleError(first.rule, first.path, first.reason, index=first.index, errors=errors)
-    return RuleSet(compiled)
+    return RuleSet(compiled, cache.code if cache is not None else None)
 
 
 def dry_run(rule: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any],

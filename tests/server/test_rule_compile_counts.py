@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import rules.codegen as codegen
 import rules.compile as engine_compile
 from server.rulecache import RuleCache
 from server.store import catalog
@@ -45,6 +46,14 @@ async def test_a_one_rule_edit_at_1000_rules_compiles_about_one_rule(settings: A
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine_compile, "_problems", counted)
+    buckets: list[str] = []   # CPython compiles of a trigger bucket's generated source
+
+    def bucket_compiled(source: str, filename: str, *args: Any) -> Any:
+        if filename == "<rules bucket>":
+            buckets.append(filename)
+        return compile(source, filename, *args)
+
+    monkeypatch.setattr(codegen, "compile", bucket_compiled, raising=False)
     store = await open_store(settings)
     try:
         ws, _ = await catalog.create_workspace(store, "counts")
@@ -61,10 +70,12 @@ async def test_a_one_rule_edit_at_1000_rules_compiles_about_one_rule(settings: A
         renamed = await cache.get(ws["id"])
         assert renamed is not first and cache.compiles == 2
         assert len(calls) == 1, f"{len(calls)} rules compiled for a one-rule rename"
+        # nor the bucket's generated code (its source names no tenant value)
+        assert buckets == ["<rules bucket>"], buckets
         assert renamed.evaluate(event, ticket).matched == ["r0500"]
         assert renamed.evaluate(event, ticket).explain[500]["name"] == "renamed"
 
-        calls.clear()   # a condition changed: that rule again, and only it
+        calls.clear()   # a condition changed: that rule again, and only it (its shape: the code)
         edited = {**_rule(500), "conditions": {"field": "subject", "op": "matches", "value": "refund5"}}
         await catalog.put_rule(store, ws["id"], edited)
         changed = await cache.get(ws["id"])
