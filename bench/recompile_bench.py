@@ -19,7 +19,9 @@ of the same rules in the process (as in a running worker, whose `_shape` lru_cac
 trees is warm). **rules kept**: with a cache that keeps the compiled rules but compiles every
 bucket's generated source again (the first step alone). **incremental**: the workspace's
 CompileCache as server/rulecache.py uses it, rules and bucket codes kept, warm from the revision
-before. Each round renames the middle rule, then runs the three, interleaved; the table gives the
+before. Each round makes one edit -- **rename** the middle rule, or **move** it to the end and back
+(the bucket's source numbers the rules by position, so it changes) -- then runs the three,
+interleaved; the table gives the
 median CPU seconds (`time.process_time`, this process: the GIL-holding time another workspace
 waits for), the rules and bucket sources compiled in the incremental (counted:
 CompileCache.compiles, code_compiles; full compiles every rule and every bucket), and full /
@@ -77,7 +79,24 @@ def cpu(fn: Any) -> tuple[float, Any]:
     return time.process_time() - t0, out
 
 
-def measure(make: Any, n: int, rounds: int) -> dict[str, Any]:
+def rename(rules: list[dict[str, Any]], k: int) -> None:
+    mid = len(rules) // 2
+    rules[mid] = {**rules[mid], "name": f"renamed {k}"}
+
+
+def move(rules: list[dict[str, Any]], k: int) -> None:
+    """The middle rule moved to the end (and back): every later rule's number in the bucket's
+    generated source moves, so the buckets compile again (the rules do not)."""
+    if k % 2 == 0:
+        rules.append(rules.pop(len(rules) // 2))
+    else:
+        rules.insert(len(rules) // 2, rules.pop())
+
+
+EDITS = {"rename": rename, "move": move}
+
+
+def measure(make: Any, n: int, rounds: int, edit: Any = rename) -> dict[str, Any]:
     rules = [make(i) for i in range(n)]
     compile_stored_rules(rules)   # (the worker's state: one compile of these rules before)
     cache, rules_only = CompileCache(), RulesOnly()
@@ -85,8 +104,7 @@ def measure(make: Any, n: int, rounds: int) -> dict[str, Any]:
     compile_stored_rules(rules, None, rules_only)
     full_s, kept_s, inc_s, compiled, codes = [], [], [], [], []
     for k in range(rounds):
-        mid = n // 2
-        rules[mid] = {**rules[mid], "name": f"renamed {k}"}
+        edit(rules, k)
         t, _ = cpu(lambda: compile_stored_rules(rules))
         full_s.append(t)
         t, _ = cpu(lambda: compile_stored_rules(rules, None, rules_only))
@@ -112,14 +130,15 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {platform.python_version()}, "
           f"load {Path('/proc/loadavg').read_text().split()[0] if Path('/proc/loadavg').exists() else '?'}, "
           f"{rounds} rounds")
-    print("| rules | shape | full: CPU s | rules kept: CPU s | incremental: CPU s | incremental: rules / "
+    print("| rules | shape | edit | full: CPU s | rules kept: CPU s | incremental: CPU s | incremental: rules / "
           "bucket sources compiled | full / incremental |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in sizes:
         for shape, make in (("regex", regex_rule), ("dense", dense_rule)):
-            m = measure(make, n, rounds)
-            print(f"| {n:,} | {shape} | {m['full']:.3f} | {m['kept']:.3f} | {m['inc']:.3f} | "
-                  f"{m['compiled']} / {m['codes']} | {m['ratio']:.1f}× |", flush=True)
+            for name, edit in EDITS.items():
+                m = measure(make, n, rounds, edit)
+                print(f"| {n:,} | {shape} | {name} | {m['full']:.3f} | {m['kept']:.3f} | {m['inc']:.3f} | "
+                      f"{m['compiled']} / {m['codes']} | {m['ratio']:.1f}× |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Compiled rule sets per workspace for the worker, recompiled only when something they depend on
 moves: the workspace's rules revision (bumped by every rule change) or the SLA policies' calendars
 that business-time conditions name. A recompile compiles only the rules that changed: each
-workspace keeps its compiled rules by definition (rules/compile_cache.py), so renaming one of
-1,000 rules compiles one rule and builds the set's buckets again, not 1,000 rules."""
+workspace keeps its compiled rules by definition and its buckets' code by source
+(rules/compile_cache.py), so renaming one of 1,000 rules compiles one rule and no bucket, not
+1,000 rules and the bucket (5.8 s -> 0.06 s of CPU at 1,000 long regexes, bench/RESULTS.md)."""
 
 from __future__ import annotations
 
