@@ -147,7 +147,7 @@ class Matcher:
     """One `matches` condition's search: `matcher(text, budget) -> bool`."""
 
     __slots__ = ("pattern", "_re", "_flags", "_choice", "_scale", "_ascii", "_cheap_len", "_safe_len",
-                 "search", "_cs")
+                 "search", "_cs", "_shared")
 
     def __init__(self, pattern: str, case_sensitive: bool) -> None:
         self.pattern = pattern
@@ -163,13 +163,17 @@ class Matcher:
         self._safe_len = self._max_len(RE_MAX_STEPS)
         self._flags = regex.V0 | (0 if case_sensitive else regex.IGNORECASE)
         self._cs = case_sensitive
+        self._shared = False
         self.search = self._bind(False)
 
-    def share(self) -> None:
+    def share(self, shared: bool = True) -> None:
         """Another condition of the rule set searches with the same pattern: keep this one's
         answers in the pass's budget (RegexBudget.answers). Only then: a search no other rule
-        asks would pay the keeping (~0.2 us) for nothing."""
-        self.search = self._bind(True)
+        asks would pay the keeping (~0.2 us) for nothing. `shared=False`: no longer (the rule
+        is reused in a set where no other condition asks it, rules/compile_cache.py)."""
+        if shared != self._shared:
+            self._shared = shared
+            self.search = self._bind(shared)
 
     def _max_len(self, steps: float) -> int:
         """The longest text on which re's worst case stays within `steps`."""

@@ -18,15 +18,17 @@ as it stood at each rule's turn.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from functools import cached_property
+from types import CodeType
 from typing import Any
 
 from .actions import Firing, Handler
 from .business import compile_calendars
 from .calendar import Calendar, CalendarError
 from .compile import CompiledRule, compile_rule
+from .compile_cache import CompileCache
 from .conditions import Leaf, conjuncts, failure, leaves, trace
 from .durations import aware
 from .errors import RuleError
@@ -69,25 +71,30 @@ def _index_key(leaf: Leaf) -> tuple[int, list[str]] | None:
 
 def _share_regexes(rules: list[CompiledRule]) -> None:
     """Let the `matches` conditions of one trigger's rules that search with the same pattern
-    (and case) share their answers within a pass (rules/regexes.py, RegexBudget.answers)."""
-    same: dict[tuple[str, bool], list[Any]] = {}
+    (and case) share their answers within a pass (rules/regexes.py, RegexBudget.answers).
+
+    For the whole set at once, setting every matcher's sharing either way: a rule compiled for
+    an earlier set (rules/compile_cache.py) brings its matchers as that set left them, and the
+    set must search exactly as a set compiled afresh does."""
+    same: dict[tuple[str, str, bool], list[Any]] = {}
+    found: list[Any] = []
     for rule in rules:
         for leaf in leaves(rule.conditions):
             m = getattr(leaf.pred, "matcher", None)
             if m is not None:
-                same.setdefault((m.pattern, leaf.case_sensitive), []).append(m)
-    for found in same.values():
-        if len(found) > 1:
-            for m in found:
-                m.share()
+                found.append(m)
+                for t in rule.triggers:
+                    same.setdefault((t, m.pattern, leaf.case_sensitive), []).append(m)
+    shared = {id(m) for group in same.values() if len(group) > 1 for m in group}
+    for m in found:
+        m.share(id(m) in shared)
 
 
 class _Bucket:
     """The rules of one trigger, in order, with their value index."""
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+    def __init__(self, rules: list[CompiledRule], codes: Callable[[str], CodeType] | None = None) -> None:
         self.rules = rules
-        _share_regexes(rules)
         self.positions = {rule.label: i for i, rule in enumerate(rules)}
         keyed = [[(leaf, key) for leaf in conjuncts(rule.conditions) if (key := _index_key(leaf))]
                  for rule in rules]
@@ -121,7 +128,7 @@ class _Bucket:
             chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
             filings.append(tuple((leaf.field, mode, [v.casefold() for v in values])
                                  for leaf, (mode, values) in chosen))
-        gen = generate([rule.conditions for rule in rules], filings)
+        gen = generate([rule.conditions for rule in rules], filings, codes)
         self.match, self.slots, self.explainers, self.steps = gen.match, gen.slots, gen.explainers, gen.steps
         self.read = gen.read
         self.first, self.branches = gen.first, gen.branches
@@ -177,10 +184,12 @@ class _Bucket:
 class RuleSet:
     """Compiled rules. Immutable and safe to share between events (and threads)."""
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+    def __init__(self, rules: list[CompiledRule], codes: Callable[[str], CodeType] | None = None) -> None:
+        """`codes`: how to compile a bucket's generated source (rules/codegen.py `generate`)."""
         self.rules = rules
+        _share_regexes(rules)
         triggers = sorted({t for r in rules for t in r.triggers})
-        self._buckets = {t: _Bucket([r for r in rules if t in r.triggers]) for t in triggers}
+        self._buckets = {t: _Bucket([r for r in rules if t in r.triggers], codes) for t in triggers}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -292,17 +301,21 @@ def _calendars(calendars: Any) -> dict[str, Calendar]:
         raise RuleError("calendars", "", str(exc)) from None
 
 
-def compile_rules(rules: Any, calendars: Any = None) -> RuleSet:
+def compile_rules(rules: Any, calendars: Any = None, cache: CompileCache | None = None) -> RuleSet:
     """Check and compile rule dicts, in order; `enabled: false` rules are left out.
 
     `calendars` maps names to business-hours calendars (a `Calendar` or an API.md business_hours
     object) that `older_than_business` / `newer_than_business` conditions may name; the service
     passes its SLA policies' calendars, by policy name.
     Raises RuleError for the first invalid rule (its `.errors` lists every problem found in all rules).
+    `cache`: rules compiled before from the same definitions are taken from it, not compiled
+    again (rules/compile_cache.py); the RuleSet is the same as without it.
     """
     if type(rules) is not list:
         raise RuleError("rules", "", "compile_rules takes a list of rule objects")
     named = _calendars(calendars)
+    if cache is not None:
+        cache.begin()
     compiled: list[CompiledRule] = []
     errors: list[RuleError] = []
     seen_ids: set[str] = set()
@@ -310,7 +323,7 @@ def compile_rules(rules: Any, calendars: Any = None) -> RuleSet:
         if type(raw) is dict and raw.get("enabled", True) is False:
             continue
         try:
-            rule = compile_rule(raw, i, named)
+            rule = compile_rule(raw, i, named) if cache is None else cache.compile(raw, i, named)
         except RuleError as exc:
             errors.extend(exc.errors)
             continue
@@ -323,7 +336,7 @@ def compile_rules(rules: Any, calendars: Any = None) -> RuleSet:
     if errors:
         first = errors[0]
         raise RuleError(first.rule, first.path, first.reason, index=first.index, errors=errors)
-    return RuleSet(compiled)
+    return RuleSet(compiled, cache.code if cache is not None else None)
 
 
 def dry_run(rule: dict[str, Any], event: dict[str, Any], ticket: dict[str, Any],

@@ -1,6 +1,9 @@
 """Compiled rule sets per workspace for the worker, recompiled only when something they depend on
 moves: the workspace's rules revision (bumped by every rule change) or the SLA policies' calendars
-that business-time conditions name."""
+that business-time conditions name. A recompile compiles only the rules that changed: each
+workspace keeps its compiled rules by definition and its buckets' code by source
+(rules/compile_cache.py), so renaming one of 1,000 rules compiles one rule and no bucket, not
+1,000 rules and the bucket (5.8 s -> 0.06 s of CPU at 1,000 long regexes, bench/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 from typing import Any
 
 from rules.calendar import Calendar
+from rules.compile_cache import CompileCache
 from server.inflight import lead, outcome
 from server.store import catalog
 from server.store.connect import Store
@@ -34,6 +38,9 @@ class RuleCache:
         self._store = store
         self._cache: dict[str, _Entry] = {}
         self._compiling: dict[str, asyncio.Future[_Entry]] = {}
+        # per workspace, its rules compiled by definition: bounded by the workspace's own rules
+        # (each compile keeps only the rules it used), never evicted by another workspace's
+        self._compiled: dict[str, CompileCache] = {}
         self.compiles = 0   # compiles started so far: what the tests count
 
     async def get(self, workspace: str, rev: int | None = None,
@@ -69,7 +76,9 @@ class RuleCache:
             self.compiles += 1
             stored = await catalog.list_rules(self._store, workspace)
             # in a thread: 1,000 rules of 1,000-character regexes take seconds to compile
-            ruleset = await asyncio.to_thread(compile_stored_rules, stored, calendars)
+            # (one compile per workspace at a time, `lead`: its CompileCache is never shared)
+            compiled = self._compiled.setdefault(workspace, CompileCache())
+            ruleset = await asyncio.to_thread(compile_stored_rules, stored, calendars, compiled)
             revisions = {str(r["id"]): int(r.get("revision", 1)) for r in stored
                          if r.get("id") is not None}
             entry: _Entry = (key, ruleset, revisions)
@@ -78,22 +87,29 @@ class RuleCache:
         return await lead(self._compiling, workspace, compile_now)
 
 
-def compile_stored_rules(rules: list[dict[str, Any]], calendars: dict[str, Calendar] | None = None) -> Any:
+def compile_stored_rules(rules: list[dict[str, Any]], calendars: dict[str, Calendar] | None = None,
+                         cache: CompileCache | None = None) -> Any:
     """Compile a workspace's rules; a stored rule the engine refuses (it was valid when saved, but
     the engine may have grown stricter, or names a calendar whose SLA policy was deleted) is left
-    out and logged instead of stopping every event."""
+    out and logged instead of stopping every event. `cache`: the workspace's rules as compiled
+    before, by definition (only the rules not in it are compiled); afterwards it keeps only
+    these rules."""
     from rules import RuleError, compile_rules
 
-    if not rules:
-        return None
     try:
-        return compile_rules(rules, calendars=calendars)
-    except RuleError:
-        good = []
-        for rule in rules:
-            try:
-                compile_rules([rule], calendars=calendars)
-                good.append(rule)
-            except RuleError as exc:
-                log.warning("skipping invalid stored rule %s: %s", rule.get("id"), exc)
-        return compile_rules(good, calendars=calendars) if good else None
+        if not rules:
+            return None
+        try:
+            return compile_rules(rules, calendars=calendars, cache=cache)
+        except RuleError:
+            good = []
+            for rule in rules:
+                try:
+                    compile_rules([rule], calendars=calendars, cache=cache)
+                    good.append(rule)
+                except RuleError as exc:
+                    log.warning("skipping invalid stored rule %s: %s", rule.get("id"), exc)
+            return compile_rules(good, calendars=calendars, cache=cache) if good else None
+    finally:
+        if cache is not None:
+            cache.sweep()
