@@ -97,3 +97,35 @@ def test_fields_problem_answers_on_lengths_before_reading_entries() -> None:
     assert fields_problem({"k": ["v"] * (MAX_PARAMS + 1)}, "params", MAX_PARAMS, 10**9) is not None
     assert fields_problem({"k": "v" * 11}, "params", MAX_PARAMS, 12) is None   # a number counts 24
     assert fields_problem({"k": "v" * 12}, "params", MAX_PARAMS, 12) is not None
+
+
+# -- the unspecified address is this machine -------------------------------------------------------
+
+@pytest.mark.parametrize(("listener", "entry", "url"), [
+    ("127.0.0.1", "http://0.0.0.0:{port}", "http://0.0.0.0:{port}/v1/workspace"),
+    ("::1", "http://[::]:{port}", "http://[::]:{port}/v1/workspace"),
+    ("127.0.0.1", "http://[::ffff:0.0.0.0]:{port}", "http://[::ffff:0.0.0.0]:{port}/"),
+])
+def test_an_allow_listed_unspecified_address_does_not_reach_the_services_own_listener(
+        crm, listener: str, entry: str, url: str) -> None:
+    """An admin may allow-list `http://0.0.0.0:<port>` literally; a connection to 0.0.0.0 reaches
+    this machine's loopback, so a listener (or store) bound to 127.0.0.1 answered it: the broker
+    compared 0.0.0.0 with 127.0.0.1, found them different, and sent the request (measured on a
+    real `deskflow serve`: the API answered, only the marker's 403 stopped it; a Redis store
+    on 127.0.0.1:6379 was reached, its own cross-protocol guard closing the connection). Here
+    the 'own' listener is the CRM server, which would answer 200."""
+    port = crm.port
+
+    async def go() -> dict[str, Any]:
+        broker = Broker.create(own_endpoints=lambda: [(listener, port)])
+        try:
+            config = BrokerConfig(parse_allowlist([entry.format(port=port)]))
+            session = broker.session(config, Limits(), asyncio.get_running_loop().time() + 10)
+            reply = await session.request({"method": "GET", "url": url.format(port=port)})
+            return {**reply, "sent": session.sent}
+        finally:
+            await broker.aclose()
+
+    reply = asyncio.run(go())
+    assert reply["ok"] is False and reply["kind"] == "refused", reply
+    assert "own API or store" in reply["message"] and reply["sent"] == 0, reply
