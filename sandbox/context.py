@@ -10,7 +10,10 @@ from typing import Any
 
 import orjson
 
-from .convert import Unconvertible, clean_text, to_plain
+from .convert import (
+    MAX_FORM_FIELDS, MAX_HEADER_CHARS, MAX_HEADERS, MAX_PARAMS, MAX_PARAMS_CHARS, Unconvertible,
+    clean_text, fields_problem, to_plain,
+)
 from .protocol import read_frame, write_frame
 
 _MAX_URL = 8192
@@ -110,6 +113,11 @@ class Http:
             raise TypeError("pass json= or data=, not both")
         if type(data) is str and len(data) > run.limits["response_bytes"]:
             raise TypeError("data is larger than the response size limit")
+        for problem in (fields_problem(headers, "headers", MAX_HEADERS, MAX_HEADER_CHARS),
+                        fields_problem(params, "params", MAX_PARAMS, MAX_PARAMS_CHARS),
+                        fields_problem(data, "data", MAX_FORM_FIELDS, run.limits["response_bytes"])):
+            if problem is not None:       # refused here: such a frame never reaches the loop
+                raise TypeError(problem)
         try:
             call = {
                 "op": "http", "method": method, "url": url, "auth_secret": auth_secret,

@@ -28,6 +28,11 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 # The service's own listeners as (host, port), e.g. [("127.0.0.1", 8080)] or [("0.0.0.0", 8080)].
 Endpoints = Callable[[], Iterable[tuple[str, int]]]
 
+# What a connection to the unspecified address (0.0.0.0, ::) reaches: the machine's own loopback.
+# An admin may allow-list `http://0.0.0.0:6379` literally, and that reached a store or listener
+# bound to 127.0.0.1 (is_own compared 0.0.0.0 with 127.0.0.1 and found them different).
+LOOPBACK: dict[int, IPAddress] = {4: ipaddress.IPv4Address("127.0.0.1"), 6: ipaddress.IPv6Address("::1")}
+
 PER_WORKSPACE_CALLS = 8      # requests in flight per workspace (the client's pool holds 100)
 DNS_THREADS = 8              # the broker's own resolver threads
 SCRUB_THREADS = 2            # threads that scrub bodies over SCRUB_INLINE_CHARS
@@ -103,6 +108,8 @@ class Sharing:
             return False
         mapped = getattr(address, "ipv4_mapped", None)
         address = mapped or address
+        if address.is_unspecified:   # connecting to 0.0.0.0 or :: reaches this very machine
+            address = LOOPBACK[address.version]
         for host, own_port in self.own_endpoints():
             if own_port != port:
                 continue

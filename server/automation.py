@@ -74,7 +74,10 @@ def parse_time(value: Any) -> datetime | None:
 
 def _utc(value: Any) -> datetime | None:
     when = parse_timestamp(value)
-    return when.astimezone(UTC) if when is not None else None
+    try:
+        return when.astimezone(UTC) if when is not None else None
+    except OverflowError:   # 9999-12-31T23:59:59-14:00 is past datetime's range in UTC: not a time
+        return None
 
 
 _parsed = functools.lru_cache(maxsize=4096)(_utc)   # datetimes are immutable: safe to share

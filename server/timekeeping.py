@@ -78,12 +78,28 @@ def wake_before_rules(event: dict[str, Any], merged: dict[str, Any], now: dateti
     return merged
 
 
+# The last time a snooze can be until: a later one (`until` 9999-12-31T23:59:59-14:00, past
+# datetime's range once in UTC; `for` "3000000d") raised OverflowError in the pass, and every
+# event of a workspace whose rule snoozed so was dropped unapplied ("cannot apply entry").
+LAST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _later(when: datetime, span: timedelta) -> datetime:
+    """`when + span` in UTC, or LAST_TIME when that is past datetime's range."""
+    try:
+        return min((when + span).astimezone(UTC), LAST_TIME)
+    except OverflowError:
+        return LAST_TIME
+
+
 def _snooze(ticket: dict[str, Any], effect: dict[str, Any], now: datetime, notes: list[str]) -> dict[str, Any]:
     if "for" in effect:
         span = parse_duration(effect["for"])
-        until = now + span if span else None
+        until = _later(now, span) if span else None
     else:
         until = parse_timestamp(effect.get("until"))
+        if until is not None and until > now:
+            until = _later(until, timedelta(0))
     if until is None or until <= now:
         notes.append(f"snooze until {effect.get('until') or effect.get('for')}: that time has passed; not snoozed")
         return ticket
@@ -92,7 +108,7 @@ def _snooze(ticket: dict[str, Any], effect: dict[str, Any], now: datetime, notes
     if out.get("snoozed_until") is None:
         auto["snoozed_from"] = out.get("status") if out.get("status") != "on_hold" else auto.get("snoozed_from")
     out["status"] = "on_hold"
-    out["snoozed_until"] = format_timestamp(until.astimezone(UTC))
+    out["snoozed_until"] = format_timestamp(until)
     out["automation"] = auto
     return out
 

@@ -140,10 +140,17 @@ def _unused_for(ctx: Ctx) -> int | None:
     return ctx.query["unused_for"]  # type: ignore[no-any-return]
 
 
+# ?unused_for at most 100 years: `now - window` past datetime's range (100000000h) was a 500.
+MAX_UNUSED_FOR_DAYS = 36_500
+
+
 def _duration(raw: str) -> int:
     seconds = duration_seconds(raw)
     if not seconds:
         raise ValueProblem(f'must be a duration such as "30d", "7d" or "12h", got {raw[:100]!r}', 400,
+                           "invalid_duration")
+    if seconds > MAX_UNUSED_FOR_DAYS * 86_400:
+        raise ValueProblem(f"must be at most {MAX_UNUSED_FOR_DAYS}d (100 years), got {raw[:100]!r}", 400,
                            "invalid_duration")
     return seconds
 
