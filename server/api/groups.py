@@ -16,7 +16,7 @@ from server.api.references import Catalog, delete_in_use, force_param, read_cata
 from server.api.rules import audit_rules, by_of
 from server.api.validate import GROUP_NAME, group_names_problems
 from server.automation import unique_ci
-from server.errors import NotFound, Unprocessable
+from server.errors import Conflict, NotFound, Unprocessable
 from server.store import catalog
 from server.store import keys as K
 from server.store.catalog import now_iso
@@ -64,7 +64,8 @@ async def create_group(ctx: Ctx) -> Response:
              "created_at": now_iso()}
     if isinstance(body.get("description"), str):
         group["description"] = body["description"]
-    await catalog.create_group(ctx.store, ctx.workspace, group)   # (409 / 422 too_many_groups)
+    await catalog.create_group(ctx.store, ctx.workspace, group,   # (or 422 too_many_groups)
+                               Conflict(f"A group named {name!r} exists already.", code="already_exists"))
     await audit.record(ctx, "group.create", f"group:{name}",
                        {"color": group["color"], "text_color": group["text_color"]})
     return json_response(group, 201)

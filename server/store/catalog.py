@@ -243,16 +243,19 @@ async def update_group(store: Store, workspace: str, group: dict[str, Any]) -> b
 
 
 @guarded
-async def create_group(store: Store, workspace: str, group: dict[str, Any]) -> None:
-    """Add a new group: 409 already_exists when one has its name, 422 too_many_groups past
-    Settings.max_groups, both read under the WATCH of the groups hash that writes it."""
+async def create_group(store: Store, workspace: str, group: dict[str, Any],
+                       exists: Exception | None = None) -> None:
+    """Add a new group: `exists` (default 409 already_exists) when one has its name, 422
+    too_many_groups past Settings.max_groups, both read under the WATCH of the groups hash that
+    writes it. (The route passes its own 409, so the API document, read off each route's code,
+    lists it: server/api/openapi.py.)"""
     name = group["name"]
     await _counted_hset(store, K.groups(workspace), name, _dumps(group), store.settings.max_groups,
                         one="group", many="groups", setting="DESKFLOW_MAX_GROUPS",
                         code="too_many_groups",
                         advice="Delete groups you no longer use (DELETE /v1/groups/{name}).",
-                        exists=Conflict(f"A group named {name!r} exists already.",
-                                        code="already_exists"))
+                        exists=exists or Conflict(f"A group named {name!r} exists already.",
+                                                  code="already_exists"))
 
 
 @guarded
