@@ -8,15 +8,17 @@ value the ticket has; the unfiled rules are checked inline in `match` itself. No
 no closure per leaf.
 
 Rule text is tenant-controlled, so **no tenant string ever enters the generated source**: a leaf
-is written as a fixed template per op over `v[<slot number>]` and `K[<constant number>]`, and rule
-positions are the only other numbers. The rule's values (folded strings, frozensets, numbers,
-compiled regex searches) live in the tuple `K`; the dispatch dicts, keyed by tenant values, are
-data too. Every op without a template (time, business time, ordinal, `changed*`, case-sensitive,
-`is_empty`, patterns run under a timeout) calls the leaf's own predicate as `P[<n>](s)`. The
-source is compiled with no builtins but the names it uses.
+is written as a fixed template per op over `v[<slot number>]` (or its local copy `v<n>`, see
+`_slot_locals`) and `k<constant number>`, and rule positions are the only other numbers. The
+rule's values (folded strings, frozensets, numbers) are the generated module's globals `k<n>`,
+one per distinct value (a global load is one instruction where a tuple's item was three); the
+dispatch dicts, keyed by tenant values, are data too. Every op without a template (time,
+business time, ordinal, `changed*`, case-sensitive, `is_empty`, `matches`) calls the leaf's own
+predicate as `p<n>(s)`. The source is compiled with no builtins but the names it uses.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from types import CodeType
 from typing import Any, NamedTuple
@@ -44,6 +46,7 @@ class _Source:
         self.slots: dict[tuple[str, int], int] = {}
         self.fields: list[tuple[Any, int]] = []   # (Field, kind) per slot
         self.consts: list[Any] = []
+        self.numbers: dict[tuple[type, Any], int] = {}   # (type, value) -> its number in consts
         self.preds: list[Callable[[State], bool]] = []
 
     def slot(self, leaf: Leaf, kind: int) -> str:
@@ -57,12 +60,18 @@ class _Source:
         return f"v[{self.slots[key]}]"
 
     def const(self, value: Any) -> str:
-        self.consts.append(value)
-        return f"K[{len(self.consts) - 1}]"
+        # (a global of the generated module, one per distinct value: one LOAD_GLOBAL where
+        # `K[n]` was a load, a constant and a subscript)
+        key = (type(value), value)
+        n = self.numbers.get(key)
+        if n is None:
+            n = self.numbers[key] = len(self.consts)
+            self.consts.append(value)
+        return f"k{n}"
 
     def fallback(self, leaf: Leaf) -> str:
         self.preds.append(leaf.pred)
-        return f"P[{len(self.preds) - 1}](s)"
+        return f"p{len(self.preds) - 1}(s)"
 
     def expr(self, node: Node) -> str:
         if isinstance(node, Group):
@@ -242,7 +251,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing],
             levels = [lv.child(field, mode, v) for lv in levels for v in dict.fromkeys(values)]
         for level in levels:
             level.rules.append(pos)
-    lines = ["def _make(K, P, D):"]
+    lines = ["def _make(D):"]
     dispatch: list[dict[str, int]] = []
     functions: list[list[str]] = []
     body = _emit(root, bodies, weights, src, dispatch, functions)
@@ -316,13 +325,58 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing],
                  + ", ".join(f"x{p}" for p in range(len(trees))) + "], first, ["
                  + ", ".join("(" + "".join(f"({k}, {y}), " for k, y in found) + ")" for found in branch_of)
                  + "]")
+    read = reader(src.fields)
+    if read is not None:
+        lines = _slot_locals(lines)
     source = "\n".join(lines) + "\n"
     code = codes(source) if codes is not None else compile_bucket(source)
     namespace: dict[str, Any] = {"__builtins__": {"sorted": sorted, "set": set}, **GLOBALS}
-    exec(code, namespace)  # noqa: S102 -- source is our templates; tenant values are in K and D only
+    namespace.update((f"k{n}", c) for n, c in enumerate(src.consts))
+    namespace.update((f"p{n}", p) for n, p in enumerate(src.preds))
+    exec(code, namespace)  # noqa: S102 -- source is our templates; tenant values are data only
     tables_out: list[dict[str, Callable[..., None]]] = []   # filled in once the groups exist
-    match, made, explainers, first, branches = namespace["_make"](tuple(src.consts), tuple(src.preds),
-                                                                  tables_out)
+    match, made, explainers, first, branches = namespace["_make"](tables_out)
     tables_out.extend({value: made[n] for value, n in table.items()} for table in dispatch)
-    return Generated(match, src.fields, explainers, failing, reader(src.fields), first, branches, radix,
+    return Generated(match, src.fields, explainers, failing, read, first, branches, radix,
                      frozenset(deep))
+
+
+_SLOT = re.compile(r"\bv\[(\d+)\]")
+# the functions that read the event ticket's eager slot vector (a list: `v[n]` costs a load, a
+# constant and a subscript) and the least uses of a slot for which one of them copies it to a
+# local first (`vN = v[N]`, then each use is one load); the explainers and branch finders, which
+# mostly stop at their first step and are also handed the lazy `Slots`, keep `v[n]`
+_LOCAL_AT = {"g": 3, "match": 2, "first": 2}
+
+
+def _slot_locals(lines: list[str]) -> list[str]:
+    """`lines` with each slot a bucket function reads often enough copied to a local at its
+    start (only for an eager bucket: on the lazy `Slots` the copy would read fields the
+    function may never need). The source holds no tenant text (see the module's doc), so the
+    pattern only ever meets our own templates."""
+    out: list[str] = []
+    k = 0
+    while k < len(lines):
+        line = lines[k]
+        end = k + 1
+        while end < len(lines) and not lines[end].startswith("    def ") and lines[end].startswith("     "):
+            end += 1
+        name = line[8:line.index("(")] if line.startswith("    def ") else ""
+        least = _LOCAL_AT.get(name if name in _LOCAL_AT else name[:1] if name[1:].isdigit() else "")
+        if least is None:
+            out += lines[k:end]
+            k = end
+            continue
+        body = lines[k + 1:end]
+        uses: dict[str, int] = {}
+        for b in body:
+            for m in _SLOT.finditer(b):
+                uses[m.group(1)] = uses.get(m.group(1), 0) + 1
+        local = {n for n, c in uses.items() if c >= least}
+        out.append(line)
+        out += [f"        v{n} = v[{n}]" for n in sorted(local, key=int)]
+        def to_local(m: re.Match[str], local: set[str] = local) -> str:
+            return f"v{m.group(1)}" if m.group(1) in local else m.group(0)
+        out += [_SLOT.sub(to_local, b) for b in body]
+        k = end
+    return out
