@@ -8,7 +8,10 @@ costliest rule it may send: `changed_to`, and 60 regexes on subject, description
 so every event loads its history entry and its previous run). The table gives B's median and p99
 per state and the ratio loud / quiet from the same run; and A's backtest wall time per limit.
 
-    python bench/backtest_bench.py [--rounds 3] [--events 1000]
+    python bench/backtest_bench.py [--rounds 3] [--events 1000] [--attackers 1]
+
+`--attackers N`: N workspaces like A, each backtesting back to back in its own thread (a refused
+one, 429 backtest_busy, waits 0.2 s): what the per-process cap on backtests at once costs B.
 """
 
 from __future__ import annotations
@@ -100,9 +103,14 @@ def _victim(b: httpx.Client, tag: str, n: int = 60) -> dict[str, list[float]]:
     return out
 
 
-def _attack(a: httpx.Client, stop: threading.Event) -> None:
+def _attack(a: httpx.Client, stop: threading.Event, runs: list[int]) -> None:
     while not stop.is_set():
-        a.post("/v1/rules/backtest", json={"rule": HEAVY, "limit": 1000})
+        r = a.post("/v1/rules/backtest", json={"rule": HEAVY, "limit": 1000})
+        if r.status_code == 429:
+            runs[1] += 1
+            time.sleep(0.2)
+        else:
+            runs[0] += 1
 
 
 def _p99(xs: list[float]) -> float:
@@ -114,14 +122,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--attackers", type=int, default=1)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="deskflow-backtest-bench-")
     proc, url = _serve(tmp)
     try:
-        a, b = _workspace(url, "attacker"), _workspace(url, "victim")
+        attackers = [_workspace(url, f"attacker{i}") for i in range(args.attackers)]
+        a, b = attackers[0], _workspace(url, "victim")
         b.post("/v1/rules", json={"name": "tag", "enabled": True, "triggers": ["ticket.created"],
                                   "actions": [{"type": "add_tags", "tags": ["x"]}]}).raise_for_status()
-        _fill(a, args.events)
+        for one in attackers:
+            _fill(one, args.events)
         walls: dict[int, list[float]] = {100: [], 500: [], 1000: []}
         for limit in walls:
             for _ in range(args.rounds):
@@ -130,21 +141,25 @@ def main() -> None:
                 r.raise_for_status()
                 walls[limit].append(time.perf_counter() - t0)
         quiet: dict[str, list[float]] = {}
+        runs = [0, 0]   # attackers' backtests run, refused (429)
         loud: dict[str, list[float]] = {}
         for rnd in range(args.rounds):
             for k, v in _victim(b, f"q{rnd}").items():
                 quiet.setdefault(k, []).extend(v)
             stop = threading.Event()
-
-            t = threading.Thread(target=_attack, args=(a, stop), daemon=True)
-            t.start()
+            threads = [threading.Thread(target=_attack, args=(one, stop, runs), daemon=True)
+                       for one in attackers]
+            for t in threads:
+                t.start()
             time.sleep(1.0)
             for k, v in _victim(b, f"l{rnd}").items():
                 loud.setdefault(k, []).extend(v)
             stop.set()
-            t.join(timeout=30)
-        print(f"\nworkspace B while workspace A backtests (limit 1000, {args.events} events, "
-              f"{args.rounds} interleaved rounds)\n")
+            for t in threads:
+                t.join(timeout=30)
+        print(f"\nworkspace B while {args.attackers} workspace(s) like A backtest (limit 1000, "
+              f"{args.events} events each, {args.rounds} interleaved rounds; attackers' backtests "
+              f"run {runs[0]}, refused 429 {runs[1]})\n")
         print("| B's request | quiet median ms | quiet p99 ms | during median ms | during p99 ms | p99 × quiet |")
         print("|---|---:|---:|---:|---:|---:|")
         for k in quiet:

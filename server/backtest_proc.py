@@ -35,7 +35,7 @@ __all__ = ["Job", "BacktestProcessError", "POOL_SIZE", "GRACE_S", "CHILD_NICE"]
 
 log = logging.getLogger("deskflow.backtest")
 
-POOL_SIZE = 2      # idle backtest processes kept (the API runs at most 2 backtests at once)
+POOL_SIZE = 2      # idle backtest processes kept (the API runs at most 4 backtests at once)
 GRACE_S = 1.0      # past the deadline, how long a silent process lives before it is killed
 CHILD_NICE = 10    # the children's niceness: the API and workers come first on a busy machine
 

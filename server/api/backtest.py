@@ -72,7 +72,11 @@ DEFAULT_LIMIT = 500
 CHUNK = 50               # run records read and checked at a time
 TIME_BUDGET_S = 5.0      # wall time of the checking; past it the answer is truncated
 READ_PAUSE = 1.0         # after each chunk's reads, a pause of this many times their length
-MAX_CONCURRENT = 2       # backtests running at once in one process (one per workspace)
+MAX_CONCURRENT = 4       # backtests running at once in one process (one per workspace)
+# Why 4, not 2: at 2, two workspaces backtesting back to back kept every other workspace's
+# backtest refused (429). 4 workspaces of 1,000 events backtesting at once, quiet 2-core machine
+# (bench/backtest_bench.py --attackers 4): another workspace's p99 6.0-11.0 ms against 2.7-4.3
+# quiet, and 5.3-8.3 ms with the cap at 2 (bench/RESULTS.md); each is a process of ~70 MB.
 
 log = logging.getLogger("deskflow.backtest")
 
