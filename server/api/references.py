@@ -29,7 +29,7 @@ from server.store import keys as K
 from server.store import revisions as R
 from server.store.catalog import now_iso
 from server.store.rule_size import check_rule_changes
-from server.store.scripts import kept_versions
+from server.store.scripts import kept_text, kept_versions
 
 __all__ = ["Catalog", "read_catalog", "calendars_of", "reference_problems", "raise_missing",
            "write_rules", "write_policies", "delete_in_use", "force_param", "catalog_watch"]
@@ -122,15 +122,6 @@ def _references(rule: Any) -> list[tuple[str, str, str, Any]]:
     return out
 
 
-def _span(versions: frozenset[int]) -> str:
-    """Kept version numbers, briefly: "versions 4 to 103" or "versions 2, 5, 6 to 104"."""
-    ns = sorted(versions)
-    if ns and ns[-1] - ns[0] + 1 == len(ns):
-        return f"versions {ns[0]} to {ns[-1]}"
-    shown = ", ".join(str(n) for n in ns[:12])
-    return f"versions {shown}{', ...' if len(ns) > 12 else ''}"
-
-
 def _known(names: Any, limit: int = 10) -> str:
     names = sorted(names)
     if not names:
@@ -156,7 +147,7 @@ def reference_problems(rule: Any, catalog: Catalog, prefix: str = "") -> list[di
             elif type(version) is int and name in catalog.kept and version not in catalog.kept[name]:
                 reason = (f"script {name!r} no longer keeps version {version} (a script keeps its "
                           "newest DESKFLOW_MAX_SCRIPT_VERSIONS versions, and drops the oldest that "
-                          f"no rule pins); it keeps {_span(catalog.kept[name])}")
+                          f"no rule pins); it keeps {kept_text(catalog.kept[name])}")
         elif kind == "policy" and name not in catalog.policies:
             reason = (f"no SLA policy named {name!r} in this workspace ({_known(catalog.policies)}); "
                       "create it with POST /v1/sla-policies first, or save the rule disabled")

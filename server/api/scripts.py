@@ -107,20 +107,13 @@ async def get_script(ctx: Ctx) -> Response:
                           "versions": versions})
 
 
-def _kept_text(meta: dict[str, Any]) -> str:
-    kept = S.kept_versions(meta)
-    if kept and kept[-1] - kept[0] + 1 == len(kept):
-        return f"versions {kept[0]} to {kept[-1]}"
-    return "versions " + ", ".join(str(n) for n in kept)
-
-
 @requires("viewer")
 async def get_version(ctx: Ctx) -> Response:
     meta = await _meta(ctx)
     raw, n = ctx.request.path_params["n"], path_number(ctx.request, "n", "a version number")
     record = await S.get_version(ctx.store, ctx.workspace, meta["name"], n) if n is not None else None
     if record is None:
-        raise NotFound(f"Script {meta['name']!r} keeps {_kept_text(meta)}; there is no {raw!r} "
+        raise NotFound(f"Script {meta['name']!r} keeps {S.kept_text(S.kept_versions(meta))}; there is no {raw!r} "
                        "(a script keeps its newest DESKFLOW_MAX_SCRIPT_VERSIONS versions).")
     return json_response(record)
 
@@ -138,7 +131,7 @@ async def test_script(ctx: Ctx) -> Response:
     if "ticket" in body and not isinstance(body["ticket"], dict):
         problems.append(problem("ticket", "must be a ticket object"))
     if not (type(version) is int and version in S.kept_versions(meta)):
-        problems.append(problem("version", f"must be a version the script keeps: {_kept_text(meta)}"))
+        problems.append(problem("version", f"must be a version the script keeps: {S.kept_text(S.kept_versions(meta))}"))
     if problems:
         raise Unprocessable("The test request is not valid.", details=problems)
     assert isinstance(event, dict)

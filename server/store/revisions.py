@@ -166,8 +166,8 @@ async def number(pipe: Any, workspace: str, res: Resource, change: Change) -> in
         return _revision_of(change.old) + 1
     # the highest number held, not how many: retired revisions may have been dropped (the
     # latest of an object never is before its retirement, so the highest is still there)
-    held = max((int(k) for k in await pipe.hkeys(K.revisions(workspace, res.kind, change.ident))
-                if str(k if isinstance(k, str) else k.decode()).isdigit()), default=0)
+    held = max((int(k) for k in await pipe.hkeys(K.revisions(workspace, res.kind, change.ident))),
+               default=0)   # (the hash's fields are revision numbers only, as `page` reads them)
     return held + 1 if change.old is None else max(held, _revision_of(change.old)) + 1
 
 
@@ -247,6 +247,10 @@ async def _make_room(pipe: Any, store: Store, workspace: str,
                   "limit": limit, "bytes": held, "adding": adding}])
 
 
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def _queue_one(pipe: Any, workspace: str, res: Resource, change: Change, n: int,
                by: dict[str, Any]) -> None:
     change.n = n
@@ -267,15 +271,14 @@ def _queue_one(pipe: Any, workspace: str, res: Resource, change: Change, n: int,
     else:
         change.new["revision"] = n
         text = dumps(change.new)
-        change.size = len(text) if text.isascii() else len(text.encode())
+        change.size = _utf8_len(text)
         pipe.hset(res.objects(workspace), change.ident, text)
         content = change.new
     record = {"n": n, "action": change.action, "at": now_iso(), "by": by, **(change.extra or {}),
               res.field: content}
     text = dumps(record)
     pipe.hset(K.revisions(workspace, res.kind, change.ident), str(n), text)
-    pipe.incrby(K.revision_bytes(workspace), (len(text) if text.isascii() else len(text.encode()))
-                + REVISION_OVERHEAD)
+    pipe.incrby(K.revision_bytes(workspace), _utf8_len(text) + REVISION_OVERHEAD)
     retired = {}
     at_ms = int(time.time() * 1000)
     if n > 1:   # the revision before is no longer the latest
