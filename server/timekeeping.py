@@ -17,7 +17,9 @@ Timers, one per (ticket, reason), each generating one event type when it fires:
 The ticket keeps its own bookkeeping under `automation`: the status to restore on wake
 (`snoozed_from`) and the time rules that fired and still hold (`time_rules_fired`). An SLA clock
 that changes state during an ordinary event (an event that arrives after the due time, before the
-timer) gets its sla.* event scheduled for now, so no warning or breach is ever skipped.
+timer) gets its sla.* event scheduled for now -- or left where the ticket's plan already has it
+when that time has passed, so a timer that fired and whose event is still queued stands -- and no
+warning or breach is ever skipped.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def _choose_policy(ticket: dict[str, Any], event: dict[str, Any], effects: list[
 
 
 def _sla_timers(sla: dict[str, Any] | None, old: dict[str, Any] | None, event: dict[str, Any],
-                now: datetime) -> dict[str, TimerSpec]:
+                now: datetime, planned: dict[str, Any]) -> dict[str, TimerSpec]:
     timers: dict[str, TimerSpec] = {reason: None for reason in ALL_SLA_REASONS}
     if sla is None:
         return timers
@@ -155,8 +157,21 @@ def _sla_timers(sla: dict[str, Any] | None, old: dict[str, Any] | None, event: d
     own = (event.get("type"), timer.get("target"))
     for kind, name in transitions(old, sla):
         if (kind, name) != own:  # crossed during another event: announce it now
-            timers[f"{kind}:{name}"] = (now, {"type": kind, "target": name})
+            # where the ticket's plan already has it when that has passed: that timer may have
+            # fired, its event still queued behind this one, and moving it to `now` would make
+            # that event stale (dropped) and fire the announcement again a round later. Any other
+            # time (no such timer, or one at another time) is `now`: a timer at a moment whose event
+            # was applied before would carry that event's id and be taken for a duplicate.
+            reason = f"{kind}:{name}"
+            at = _planned(planned, reason)
+            timers[reason] = (at if at is not None and at <= now else now, {"type": kind, "target": name})
     return timers
+
+
+def _planned(plan: dict[str, Any], reason: str) -> datetime | None:
+    """The due time of `reason` in a ticket's recorded timer plan (automation.timers), if any."""
+    spec = plan.get(reason)
+    return parse_timestamp(spec[0]) if isinstance(spec, list) and spec and isinstance(spec[0], str) else None
 
 
 def plan_after_rules(event: dict[str, Any], previous: dict[str, Any] | None, ticket: dict[str, Any],
@@ -178,7 +193,8 @@ def plan_after_rules(event: dict[str, Any], previous: dict[str, Any] | None, tic
         sla = advance(policy, keep, previous or {}, out, event, now)
         sla["pinned"] = pinned
     out["sla"] = sla
-    timers.update(_sla_timers(sla, old_sla, event, now))
+    plan = _automation(out).get("timers")
+    timers.update(_sla_timers(sla, old_sla, event, now, plan if isinstance(plan, dict) else {}))
 
     if ruleset is not None and ruleset.time_rules:
         auto = _automation(out)

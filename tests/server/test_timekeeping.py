@@ -6,6 +6,7 @@ from typing import Any
 
 from rules import compile_rules
 from rules.sla import compile_policy
+from server.automation import _with_timers
 from server.timekeeping import ALL_SLA_REASONS, fired_time_rules, plan_after_rules, wake_before_rules
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -62,11 +63,19 @@ def test_sla_applies_by_policy_order_and_sets_warning_and_breach_timers() -> Non
     assert met.timers["sla.breached:first_response"] is None
 
 
-def test_a_breach_crossed_during_an_ordinary_event_is_announced_now() -> None:
-    start = step({"type": "ticket.created"}, TICKET, T0, policies=[VIP]).ticket
+def test_a_breach_crossed_during_an_ordinary_event_is_announced_at_once() -> None:
+    created = step({"type": "ticket.created"}, TICKET, T0, policies=[VIP])
+    start = _with_timers(created.ticket, created.timers)      # as the worker stores it
     late = T0 + timedelta(minutes=20)  # neither timer has fired yet
     plan = step({"type": "ticket.updated"}, start, late, policies=[VIP])
-    assert plan.timers["sla.breached:first_response"] == (late, {"type": "sla.breached", "target": "first_response"})
+    # due at once, where the ticket's plan already has it (09:15, past): a copy of that timer that
+    # fired and is queued behind this event still stands, instead of being moved to `late`
+    breach = {"type": "sla.breached", "target": "first_response"}
+    assert plan.timers["sla.breached:first_response"] == (T0 + timedelta(minutes=15), breach)
+    # with no such timer in the plan (a ticket stored before plans were recorded, a policy applied
+    # anew): now, a moment no earlier breach event of this ticket can have had
+    bare = step({"type": "ticket.updated"}, created.ticket, late, policies=[VIP])
+    assert bare.timers["sla.breached:first_response"] == (late, breach)
     # ...and the breach event itself does not schedule itself again
     fired = step({"type": "sla.breached", "timer": {"target": "first_response"}}, plan.ticket, late, policies=[VIP])
     assert fired.timers["sla.breached:first_response"] is None

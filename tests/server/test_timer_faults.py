@@ -284,11 +284,13 @@ def test_a_stale_timer_firing_changes_nothing(api: TestClient, desk: Workspace, 
     assert lengths == {"pending": 0, "length": 0}  # acknowledged, not left to be retried
 
 
-def test_a_timer_moved_after_it_fired_does_not_fire_twice(api: TestClient, desk: Workspace,
-                                                          fired: list[timers.Timer]) -> None:
-    """The breach timer fires at 09:30 while the worker is behind; the warning (09:20) applied at
-    10:00 finds the clock breached and announces the breach at once: the 09:30 event behind it is
-    stale, so rules see one breach, not two."""
+def test_a_breach_crossed_during_a_late_warning_is_announced_once(api: TestClient, desk: Workspace,
+                                                                 fired: list[timers.Timer]) -> None:
+    """Both SLA timers fire while the worker is behind (10:00); the warning (09:20) applied first
+    finds the clock breached and announces the breach at the clock's own due time (09:30, past), not
+    at 10:00: the 09:30 timer fired once and its event, queued behind the warning, still stands, so
+    rules see one breach and the timer is not moved and fired again (which, in a burst worker's
+    last round, left the breach unannounced: CI on 77a97a9)."""
     policy(desk, name="all", targets={"first_response": "30m"}, warn_before="10m")
     tag_rules(desk, "sla.breached")
     desk.rule(name="count", triggers=["sla.breached"], actions=[{"type": "notify", "target": "x", "message": "late"}])
@@ -297,7 +299,8 @@ def test_a_timer_moved_after_it_fired_does_not_fire_twice(api: TestClient, desk:
     drain(api, Clock(T0 + timedelta(hours=1)))
     assert run_types(desk, "T-1") == {"ticket.created": 1, "sla.warning": 1, "sla.breached": 1}
     assert ticket(desk, "T-1")["sla"]["targets"]["first_response"]["state"] == "breached"
-    assert Counter(t.reason for t in fired) == {"sla.warning:first_response": 1, "sla.breached:first_response": 2}
+    assert Counter(t.reason for t in fired) == {"sla.warning:first_response": 1, "sla.breached:first_response": 1}
+    assert timer_count(api) == 0
 
 
 # -- restart with timers that came due while nothing ran ----------------------------------------
