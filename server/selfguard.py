@@ -5,7 +5,8 @@ deskflow's own address on a workspace's allow-list, a manager's rule carrying a 
 could call `POST /v1/keys` as that key. Two independent refusals:
 
 * by address: `SelfCallGuard` records the (host, port) of every listener a request arrives on
-  (the ASGI `server` of each scope), and the broker refuses to connect to any of them
+  (the ASGI `server` of each scope) for as long as its app runs (forgotten at the app's lifespan
+  shutdown: the port is then anyone's), and the broker refuses to connect to any of them
   (`listeners()` is the `own_endpoints` the service's brokers are built with; a 0.0.0.0 / ::
   listener covers every loopback and private address on its port);
 * by address, the store too: `note_store` adds the (host, port) the service's Redis URL resolves
@@ -37,12 +38,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sandbox.broker import OUTBOUND_MARKER
 from server.errors import error_response
 
-__all__ = ["CLUSTER_REFRESH_S", "SelfCallGuard", "forget_cluster", "listeners", "note_cluster",
-           "note_listener", "note_store"]
+__all__ = ["CLUSTER_REFRESH_S", "STORE", "SelfCallGuard", "forget_cluster", "forget_listeners",
+           "listeners", "note_cluster", "note_listener", "note_store"]
 
 _MARKER = OUTBOUND_MARKER.lower().encode()
-_LISTENERS: set[tuple[str, int]] = set()   # this process's listeners; a handful at most
+# this process's listeners, a handful at most: each -> who noted it (a SelfCallGuard's id while
+# its app runs, STORE for the store's endpoints); an app's listeners are forgotten when it shuts
+# down, so a port it listened on and a later process or server reuses (a workspace's allow-listed
+# receiver, say) is not refused for good, and the cap is not reached by apps long gone
+_LISTENERS: dict[tuple[str, int], set[int]] = {}
 _MAX_LISTENERS = 64
+STORE = 0
 CLUSTER_REFRESH_S = 1.0                    # CLUSTER NODES read again this often while a store is open
 _MAX_NODES = 1024                          # nodes remembered a cluster (CLUSTER NODES is the cluster's answer)
 # the cluster clients of this process (note_cluster): each -> every node CLUSTER NODES has listed
@@ -52,14 +58,23 @@ _KNOWN: weakref.WeakKeyDictionary[Any, set[tuple[str, int]]] = weakref.WeakKeyDi
 _WATCHERS: weakref.WeakKeyDictionary[Any, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
 
-def note_listener(host: str, port: int) -> None:
-    """Remember a listener of this process (an IP literal; names are ignored)."""
+def note_listener(host: str, port: int, owner: int = STORE) -> None:
+    """Remember a listener of this process (an IP literal; names are ignored), noted by `owner`."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
         return
-    if len(_LISTENERS) < _MAX_LISTENERS:
-        _LISTENERS.add((host, int(port)))
+    key = (host, int(port))
+    if key in _LISTENERS or len(_LISTENERS) < _MAX_LISTENERS:
+        _LISTENERS.setdefault(key, set()).add(owner)
+
+
+def forget_listeners(owner: int) -> None:
+    """What `owner` noted is no longer its own (its app shut down), unless another still holds it."""
+    for key, owners in list(_LISTENERS.items()):
+        owners.discard(owner)
+        if not owners:
+            del _LISTENERS[key]
 
 
 async def note_store(url: str | None) -> None:
@@ -158,14 +173,19 @@ class SelfCallGuard:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.noted: set[tuple[Any, Any]] = set()   # the servers this app's requests arrived on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._on_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         server = scope.get("server")
-        if server and server[1] is not None and (server[0], server[1]) not in _LISTENERS:
-            note_listener(str(server[0]), int(server[1]))
+        if server and server[1] is not None and (server[0], server[1]) not in self.noted:
+            self.noted.add((server[0], server[1]))
+            note_listener(str(server[0]), int(server[1]), id(self))
         if any(name == _MARKER for name, _ in scope.get("headers", ())):
             response = error_response(
                 403, "self_call_refused", "Requests made by deskflow's HTTP broker (scripts, "
@@ -173,3 +193,12 @@ class SelfCallGuard:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _on_shutdown(self, send: Send) -> Send:
+        """`send` for the lifespan: once the app has shut down, its listeners are not ours."""
+        async def sending(message: Any) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                forget_listeners(id(self))
+                self.noted.clear()
+            await send(message)
+        return sending

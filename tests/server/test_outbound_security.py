@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from hostile_servers import Slowloris  # noqa: E402
 
 from sandbox import Broker, BrokerConfig, parse_allowlist  # noqa: E402
 from server.app import create_app  # noqa: E402
+from server.scripting import new_broker  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from testkit import free_port
 
@@ -305,3 +307,35 @@ def test_the_marker_stops_a_broker_that_does_not_know_the_listener(live: str) ->
     reply = asyncio.run(call())
     assert reply["ok"] and reply["status_code"] == 403
     assert "self_call_refused" in reply["text"]
+
+
+def test_a_stopped_servers_port_is_no_longer_the_services_own(settings: Settings) -> None:
+    """A listener counts as the service's own while its app runs, not for the rest of the process:
+    once it has shut down, a receiver that gets the same port (an ephemeral port comes round again)
+    is a workspace's to allow-list (CI on 77a97a9: PUT /v1/webhook answered 422 to a receiver on a
+    port an earlier test's in-process server had listened on)."""
+    import uvicorn
+
+    from server import selfguard
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, worker=False), host="127.0.0.1",
+                                           port=port, lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _until(lambda: server.started, timeout=20)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        assert ("127.0.0.1", port) in selfguard.listeners()
+        assert new_broker().is_own(ipaddress.ip_address("127.0.0.1"), port)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert ("127.0.0.1", port) not in selfguard.listeners()
+    assert not new_broker().is_own(ipaddress.ip_address("127.0.0.1"), port)
+    with TestClient(create_app(settings, worker=False)) as c:   # a receiver's URL on that port now
+        ws = Workspace(c)
+        url = f"http://127.0.0.1:{port}"
+        assert c.put("/v1/allowlist", json={"hosts": [url]}, headers=ws.h()).status_code == 200
+        r = c.put("/v1/webhook", json={"url": url, "secret": "s" * 32}, headers=ws.h())
+        assert r.status_code == 200, r.text
