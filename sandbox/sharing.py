@@ -10,7 +10,9 @@
   else share), at most DNS_PER_WORKSPACE per workspace, counted until the thread is really done.
 * Scrubbing a large body (sandbox/scrub.py: regex passes over up to the response limit) runs on
   SCRUB_THREADS threads of its own, so the event loop keeps serving every other tenant meanwhile.
-* The service itself: `own_endpoints` lists its listeners; a request to one is refused.
+* The service itself: `own_endpoints` lists its listeners; a request to one is refused (for a
+  0.0.0.0 / :: listener, on any address of this machine: loopback, private, link-local, or a
+  public one an interface has, asked of the kernel by `is_local_address`).
 """
 from __future__ import annotations
 
@@ -118,9 +120,24 @@ class Sharing:
             except ValueError:
                 continue
             if listen.is_unspecified:     # every interface: any address this machine may have
-                if address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified:
+                if (address.is_loopback or address.is_private or address.is_link_local
+                        or address.is_unspecified or is_local_address(address)):
                     return True
             elif listen == address:
                 return True
         return False
+
+
+def is_local_address(address: IPAddress) -> bool:
+    """Whether `address` is one of this machine's own (a public one on an interface included),
+    asked of the kernel: a socket binds to an address only when the machine has it
+    (EADDRNOTAVAIL otherwise; where non-local binds are allowed every address counts, which
+    refuses more, never less). Asked only for a port a 0.0.0.0 / :: listener of ours has."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
 
