@@ -11,8 +11,9 @@
 * Scrubbing a large body (sandbox/scrub.py: regex passes over up to the response limit) runs on
   SCRUB_THREADS threads of its own, so the event loop keeps serving every other tenant meanwhile.
 * The service itself: `own_endpoints` lists its listeners; a request to one is refused (for a
-  0.0.0.0 / :: listener, on any address of this machine: loopback, private, link-local, or a
-  public one an interface has, asked of the kernel by `is_local_address`).
+  0.0.0.0 / :: or loopback listener, on any address of this machine, a public one an interface
+  has included, asked of the kernel by `is_local_address`; for 0.0.0.0 / :: also any private
+  or link-local address).
 """
 from __future__ import annotations
 
@@ -119,9 +120,15 @@ class Sharing:
                 listen = ipaddress.ip_address(host)
             except ValueError:
                 continue
-            if listen.is_unspecified:     # every interface: any address this machine may have
-                if (address.is_loopback or address.is_private or address.is_link_local
-                        or address.is_unspecified or is_local_address(address)):
+            if listen.is_unspecified or listen.is_loopback:
+                # every interface: any address this machine may have. A loopback one too: it is
+                # how this process reaches the listener (the store's URL, the address a request
+                # arrived on), not what the listener is bound to (a Redis started without `bind`
+                # answers on every interface, and so does a `serve --host 0.0.0.0` first called
+                # through 127.0.0.1)
+                if address.is_loopback or address.is_unspecified or is_local_address(address):
+                    return True
+                if listen.is_unspecified and (address.is_private or address.is_link_local):
                     return True
             elif listen == address:
                 return True

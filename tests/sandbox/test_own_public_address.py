@@ -3,7 +3,10 @@
 The broker counted a 0.0.0.0 / :: listener as covering loopback, private and link-local
 addresses only, so with a public address on an interface, a workspace allow-listing
 `http://<that address>:<the service's port>` had its requests sent to the service's own API
-(only the API's marker check, server/selfguard.py, then refused them). Now the kernel is asked
+(only the API's marker check, server/selfguard.py, then refused them). A loopback listener
+(how this process reaches the store, or the address a request arrived on) was matched on that
+address only, though the server behind it may answer on every interface (a Redis started without
+`bind`, a `serve --host 0.0.0.0` first called through 127.0.0.1). Now the kernel is asked
 whether the address is this machine's (sandbox/sharing.py is_local_address).
 
 The addresses used are in 100.64.0.0/10 (shared address space: neither private nor global to
@@ -50,8 +53,8 @@ def test_the_kernel_says_which_addresses_are_this_machines(extra_address: str) -
     assert not is_local_address(ipaddress.ip_address("8.8.8.8"))
 
 
-@pytest.mark.parametrize("listener", ["0.0.0.0", "::"])
-def test_a_public_address_of_this_machine_does_not_reach_a_0000_listener(
+@pytest.mark.parametrize("listener", ["0.0.0.0", "::", "127.0.0.1", "::1"])
+def test_a_public_address_of_this_machine_does_not_reach_an_own_listener(
         extra_address: str, listener: str) -> None:
     port = 18473
     own = [(listener, port)]
