@@ -21,11 +21,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from typing import Any
-
 import pytest
+from test_redteam13 import ask_own
 
-from sandbox import Broker, BrokerConfig, Limits, parse_allowlist
+from sandbox import Broker
 from sandbox.sharing import is_local_address
 
 # one address a test process (xdist workers run at once, each adding and removing its own)
@@ -57,21 +56,13 @@ def test_the_kernel_says_which_addresses_are_this_machines(extra_address: str) -
 def test_a_public_address_of_this_machine_does_not_reach_an_own_listener(
         extra_address: str, listener: str) -> None:
     port = 18473
-    own = [(listener, port)]
-
-    async def go() -> dict[str, Any]:
-        broker = Broker.create(own_endpoints=lambda: own)
-        try:
-            assert not broker.is_own(ipaddress.ip_address(ELSEWHERE), port)   # not this machine
-            assert not broker.is_own(ipaddress.ip_address(extra_address), port + 1)  # not our port
-            url = f"http://{extra_address}:{port}"
-            config = BrokerConfig(parse_allowlist([url]))
-            session = broker.session(config, Limits(), asyncio.get_running_loop().time() + 10)
-            reply = await session.request({"method": "GET", "url": url + "/v1/workspace"})
-            return {**reply, "sent": session.sent}
-        finally:
-            await broker.aclose()
-
-    reply = asyncio.run(go())
+    own = Broker.create(own_endpoints=lambda: [(listener, port)])
+    try:
+        assert not own.is_own(ipaddress.ip_address(ELSEWHERE), port)          # not this machine
+        assert not own.is_own(ipaddress.ip_address(extra_address), port + 1)  # not our port
+    finally:
+        asyncio.run(own.aclose())
+    url = f"http://{extra_address}:{port}"
+    reply = ask_own(listener, port, url, url + "/v1/workspace")
     assert reply["ok"] is False and reply["kind"] == "refused", reply
     assert "own API or store" in reply["message"] and reply["sent"] == 0, reply

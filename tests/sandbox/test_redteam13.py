@@ -115,17 +115,21 @@ def test_an_allow_listed_unspecified_address_does_not_reach_the_services_own_lis
     on 127.0.0.1:6379 was reached, its own cross-protocol guard closing the connection). Here
     the 'own' listener is the CRM server, which would answer 200."""
     port = crm.port
+    reply = ask_own(listener, port, entry.format(port=port), url.format(port=port))
+    assert reply["ok"] is False and reply["kind"] == "refused", reply
+    assert "own API or store" in reply["message"] and reply["sent"] == 0, reply
 
+
+def ask_own(listener: str, port: int, entry: str, url: str) -> dict[str, Any]:
+    """GET `url` through a broker whose own listener is (listener, port), `entry` allow-listed."""
     async def go() -> dict[str, Any]:
         broker = Broker.create(own_endpoints=lambda: [(listener, port)])
         try:
-            config = BrokerConfig(parse_allowlist([entry.format(port=port)]))
+            config = BrokerConfig(parse_allowlist([entry]))
             session = broker.session(config, Limits(), asyncio.get_running_loop().time() + 10)
-            reply = await session.request({"method": "GET", "url": url.format(port=port)})
+            reply = await session.request({"method": "GET", "url": url})
             return {**reply, "sent": session.sent}
         finally:
             await broker.aclose()
 
-    reply = asyncio.run(go())
-    assert reply["ok"] is False and reply["kind"] == "refused", reply
-    assert "own API or store" in reply["message"] and reply["sent"] == 0, reply
+    return asyncio.run(go())
