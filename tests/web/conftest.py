@@ -124,7 +124,10 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, deskflow: Deskflow) -> Iterator[Any]:
     """A fresh browser context (so a fresh sessionStorage) at 1280x800, on /admin."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
+    # what a step may take before it fails: the page's answers come from a server in this very
+    # process, which a loaded 2-core machine (the suite's other worker, chromium itself) can
+    # keep from answering for seconds; 10 s timed the sign-in out twice in one full run here
+    context.set_default_timeout(30_000)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
