@@ -135,6 +135,11 @@ class Applier:
         if entry_ids:
             await self._send(lambda p: events.queue_ack(p, n, entry_ids))
 
+    def timers_unread(self, n: int) -> bool:
+        """Whether a pass set or restored timers of partition n that the worker has not read yet
+        (timers_set without forgetting it)."""
+        return n in self._timers_set
+
     def timers_set(self, n: int) -> bool:
         """Whether a pass set or restored timers of partition n since the last time asked (the
         worker's cached first due time of n is then stale)."""

@@ -198,6 +198,10 @@ class Worker:
                     await self._sleep(0.5)
                     continue
                 if self.burst:
+                    # a pass that ended after this round fired may have set a timer due now (an
+                    # SLA clock crossed during its event): one more round fires it, else drained
+                    if self.applier.timers_unread(n):
+                        continue
                     return
                 if self.store.embedded:
                     with contextlib.suppress(TimeoutError):

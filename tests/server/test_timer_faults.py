@@ -303,6 +303,36 @@ def test_a_breach_crossed_during_a_late_warning_is_announced_once(api: TestClien
     assert timer_count(api) == 0
 
 
+def test_a_burst_worker_fires_a_timer_set_after_its_last_round_fired(api: TestClient, desk: Workspace) -> None:
+    """A pass that ends between a round's fire and its read may set a timer due now (an SLA clock
+    crossed during its event); with nothing more read and no lane busy, a burst worker stopped
+    there and left the timer unfired. It now goes round once more while a pass's timers are
+    unread. The pass is played by the round itself: its first fire fires nothing and marks the
+    partition's timers as set, as that pass's commit does (Applier._timers_set)."""
+    desk.rule(name="snooze", triggers=["ticket.created"],
+              actions=[{"type": "snooze", "until": iso(T0 + timedelta(hours=1))}])
+    tag_rules(desk, "ticket.woke")
+    send(desk, "c-1", "ticket.created", "T-1", T0, status="open")
+    drain(api, Clock(T0))
+    assert run_types(desk, "T-1") == {"ticket.created": 1}
+
+    async def go() -> int:
+        w = Worker(store=store_of(api), burst=True, clock=Clock(T0 + timedelta(hours=2)), name="w2")
+        real, first = w.timers.fire, set()
+
+        async def fire(n: int, room: int) -> Any:
+            if n not in first:            # this round's fire comes before the pass's commit ...
+                first.add(n)
+                w.applier._timers_set.add(n)  # ... which then sets the timers
+                return None
+            return await real(n, room)
+        w.timers.fire = fire  # type: ignore[method-assign]
+        return await w.run()
+    call(api, go)
+    assert run_types(desk, "T-1") == {"ticket.created": 1, "ticket.woke": 1}
+    assert ticket(desk, "T-1")["snoozed_until"] is None
+
+
 # -- restart with timers that came due while nothing ran ----------------------------------------
 
 
