@@ -184,7 +184,7 @@ class Worker:
     async def _partition_loop(self, n: int) -> None:
         """Claim what a previous owner left (older entries first), then read and apply new ones;
         entries go to per-ticket lanes, acked one by one as they are applied."""
-        waiter = self.store.wakeup.waiter()
+        waiter = self.store.wakeup.waiter(n)
         lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields),
                       ack=lambda ids: self.applier.ack(n, ids))
         try:

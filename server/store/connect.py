@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,25 +39,32 @@ packing.install()   # hiredis packs the commands of every asyncio connection (se
 
 
 class Wakeup:
-    """In-process broadcast: whoever queues work calls set(); each waiting loop has its own event.
+    """In-process wake-ups: whoever queues work calls set(partitions); each waiting loop has its
+    own event, for its own partition (or for any, `waiter()` with none).
 
     The embedded store cannot block on XREADGROUP, so a worker in the same process waits on this
-    instead of polling; with Redis it only shortens waits (BLOCK does the rest)."""
+    instead of polling; with Redis it only shortens waits (BLOCK does the rest). Only the loops of
+    the partitions written to are woken: a broadcast woke all 16 partition loops for each event,
+    15 of which then read their stream (a script call each) to find nothing, which was most of an
+    event's cost at moderate rates (serve: 3.6 ms of CPU an event at 100/s, 1.0 ms sustained)."""
 
     def __init__(self) -> None:
-        self._waiters: set[asyncio.Event] = set()
+        self._waiters: dict[asyncio.Event, int | None] = {}
 
-    def waiter(self) -> asyncio.Event:
+    def waiter(self, partition: int | None = None) -> asyncio.Event:
         event = asyncio.Event()
-        self._waiters.add(event)
+        self._waiters[event] = partition
         return event
 
     def forget(self, event: asyncio.Event) -> None:
-        self._waiters.discard(event)
+        self._waiters.pop(event, None)
 
-    def set(self) -> None:
-        for event in list(self._waiters):
-            event.set()
+    def set(self, partitions: Iterable[int] | None = None) -> None:
+        """Wake the waiters of `partitions` and those of any partition; None wakes every one."""
+        wanted = None if partitions is None else set(partitions)
+        for event, partition in list(self._waiters.items()):
+            if wanted is None or partition is None or partition in wanted:
+                event.set()
 
 
 @dataclass(eq=False)

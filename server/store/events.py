@@ -69,7 +69,7 @@ async def append_events(store: Store, workspace: str,
             continue
         await r.xdel(K.stream(m["partition"]), entry)
         results.append(("duplicate", existing or m))
-    store.wakeup.set()
+    store.wakeup.set(where)   # the loops of those partitions only
     return results
 
 

@@ -181,7 +181,7 @@ async def schedule_many(store: Store, items: list[tuple[str, str, str, datetime,
             if len(plain) < len(rows):
                 p.hset(K.timer_data(n), mapping={m: extra for m, (_, extra, _, _) in rows.items() if extra is not None})
             await p.execute()
-    store.wakeup.set()
+    store.wakeup.set(by_part)
 
 
 async def cancel(store: Store, workspace: str, ticket: str, reason: str) -> bool:
