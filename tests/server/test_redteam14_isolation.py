@@ -4,9 +4,16 @@ One `deskflow serve` (tests/server/test_tenant_isolation.py's set-up: embedded s
 partition, rate limit off), an attacker workspace writing as fast as two threads can -- (a) a rule
 near MAX_RULE_BYTES edited over and over, each edit a new revision; (b) new versions of a script
 near the script size limit -- while a victim workspace posts events with ?wait=true and reads its
-rules. The victim's latency is measured quiet first, then under the attack, in the same test;
-under attack its p99 must stay within VICTIM_P99_MS (test_tenant_isolation's bound) or, on a
-loaded machine where even the quiet run is slow, within FACTOR times the quiet p99.
+rules. The victim's latency is measured quiet first, then under the attack, in the same test:
+under attack its p50 must stay within P50_MS and its p99 within P99_MS, or, on a loaded machine
+where even the quiet run is slow, within FACTOR times the quiet figure.
+
+Why not test_tenant_isolation's 100 ms p99: its attacks are paced worst-case inputs; these are
+unpaced write loops at the size limits, volume as well (~130 rule edits a second, each ~130 KB
+into the store, which rewrites its AOF as the revisions pile up), and the victim's p99 beside them
+was 69-92 ms on a machine at load 3 with its p50 unmoved (4-6 ms quiet, 5-8 ms attacked). What
+these catch is work of O(size) per write on the loop every workspace shares: with a script's
+policy check on the loop the victim's p50 / p99 were 413-806 / 877-2,645 ms.
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from test_tenant_isolation import Attack, Served, Tenant, _event, _victim, serve
 from sandbox.policy import MAX_SOURCE_BYTES
 from server.store.rule_size import MAX_RULE_BYTES
 
-VICTIM_P99_MS = 100.0   # test_tenant_isolation.P99_MS
+P50_MS = 25.0
+P99_MS = 250.0
 FACTOR = 3.0
 ATTEMPTS = 3            # a loaded 2-core machine: each attempt measures quiet, then attacked
 MIN_STEPS = 4           # the attacker's writes while the victim measured: else nothing was tried
@@ -61,7 +69,7 @@ def _assert_unslowed(b: Tenant, attack_of: Any, tag: str) -> None:
                         "attacked p50/p99": (round(_p(loud, 0.5)), round(_p(loud, 0.99))),
                         "attacker steps": attack.started})
         print(tag, figures[-1])
-        if _p(loud, 0.99) < max(VICTIM_P99_MS, FACTOR * _p(quiet, 0.99)):
+        if all(_p(loud, q) < max(bound, FACTOR * _p(quiet, q)) for q, bound in ((0.5, P50_MS), (0.99, P99_MS))):
             return
     raise AssertionError(f"the victim was slowed ({tag}): {figures}")
 
