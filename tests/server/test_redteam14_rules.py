@@ -19,6 +19,7 @@ from sandbox.allowlist import MAX_URL_CHARS
 from sandbox.convert import MAX_HEADER_CHARS, MAX_HEADERS
 from sandbox.limits import MAXIMA
 from server.api.rule_checks import rule_problems
+from server.automation import MAX_TICKET_TAGS
 
 URL = "https://crm.example.com/api"
 
@@ -107,3 +108,32 @@ def test_many_problems_are_all_named_once() -> None:
         {"type": "snooze", "for": "3000000d"},
         _request("webhook", url=URL + "\\x")))
     assert [p["path"] for p in problems] == ["actions[0].headers", "actions[1].for", "actions[2].url"], problems
+
+
+# -- a hostile tenant's input whose worst case is unbounded on a shared path ------------------------
+
+GROWER = '''
+def run(event, ticket, ctx):
+    return {"add_tags": [event["id"] + "-" + str(i) for i in range(3000)]}
+'''
+
+
+def test_a_tickets_tags_stay_bounded_however_many_a_script_adds(ws: Workspace) -> None:
+    """An event's own tags are at most 100 (server/api/validate.py MAX_TAGS) and a ticket's
+    `custom` at most 64 KiB (server/automation.py cap_custom), but a script may return up to its
+    output limit (64 KiB) of new tags on every event, and the ticket mirror kept them all: after
+    30 events one ticket held 90,000 tags (~1 MB) that each of its later events read, copied,
+    diffed and wrote back on the worker every workspace shares. Now at most MAX_TICKET_TAGS are
+    kept, the first ones, and the run's notes say how many were not."""
+    r = ws.client.post("/v1/scripts", json={"name": "grow", "source": GROWER}, headers=ws.h("developer"))
+    assert r.status_code == 201, r.text
+    ws.rule(name="grow", triggers=["ticket.created", "ticket.updated"],
+            actions=[{"type": "run_script", "script": "grow"}])
+    for i in range(30):
+        out = ws.send({"id": f"e{i}", "type": "ticket.updated" if i else "ticket.created", "ticket": {"id": "T-1"}})
+        assert out["status"] == "processed", out
+    ticket = ws.client.get("/v1/tickets/T-1", headers=ws.h("viewer")).json()
+    assert len(ticket["tags"]) == MAX_TICKET_TAGS, len(ticket["tags"])
+    assert ticket["tags"][:2] == ["e0-0", "e0-1"], ticket["tags"][:2]
+    run = ws.client.get(f"/v1/runs/{out['run_id']}", headers=ws.h("viewer")).json()
+    assert any(f"not kept: a ticket keeps at most {MAX_TICKET_TAGS} tags" in n for n in run["notes"]), run["notes"]
