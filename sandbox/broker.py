@@ -62,6 +62,17 @@ FORBIDDEN_HEADERS = frozenset({
     OUTBOUND_MARKER.lower(),   # the service's own mark: a script may neither set nor remove it
 })
 _SECRET_TEMPLATE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")   # an RFC 9110 token
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why the broker refuses to send header `name: value`, or None: one check for the broker
+    and for a rule's save (server/api/action_bounds.py), so a rule that saves is one it sends."""
+    if name.lower() in FORBIDDEN_HEADERS or not _HEADER_NAME.fullmatch(name):
+        return f"header {name!r} may not be set"
+    if "\r" in value or "\n" in value:
+        return f"header {name!r} contains a line break"
+    return None
 
 
 class CallFailed(BrokerError):
@@ -313,10 +324,9 @@ class BrokerSession:
             for name, value in raw.items():
                 if type(name) is not str or type(value) is not str:
                     raise CallRefused("headers must be a dict of strings")
-                if name.lower() in FORBIDDEN_HEADERS or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
-                    raise CallRefused(f"header {name!r} may not be set")
-                if "\r" in value or "\n" in value:
-                    raise CallRefused(f"header {name!r} contains a line break")
+                problem = header_problem(name, value)
+                if problem is not None:
+                    raise CallRefused(problem)
                 headers[name] = _SECRET_TEMPLATE.sub(lambda m: self._secret(m.group(1), target), value)
         if auth_secret is not None:
             if type(auth_secret) is not str:

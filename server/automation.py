@@ -29,7 +29,7 @@ from server.guards import DEFAULT_LIMITS, GuardLimits
 from server.runrecord import rule_entries, stored_rules, with_revisions
 
 __all__ = ["Run", "RuleSetLike", "Snapshot", "Outcome", "process", "merge_event", "new_ticket",
-           "automate", "contact_record", "cap_custom", "unique_ci", "parse_time", "format_time"]
+           "automate", "contact_record", "cap_custom", "cap_tags", "MAX_TICKET_TAGS", "unique_ci", "parse_time", "format_time"]
 
 SCALARS = ("subject", "description", "status", "priority", "channel", "department", "assignee")
 # Fields the service owns: an event cannot set them.
@@ -118,6 +118,24 @@ def _merge_custom(base: dict[str, Any] | None, patch: dict[str, Any]) -> dict[st
         if v is not None:
             out[k] = v
     return cap_custom(out)
+
+
+# A ticket's tags after a pass: an event sets at most 100 (server/api/validate.py MAX_TAGS), but
+# rules and scripts add to them on every event (a script up to its 64 KiB of output), and every
+# later pass of the ticket loads, copies, diffs and writes them all on the shared worker: 30
+# events of a script's 3,000 new tags were 90,000 tags (~1 MB) on one ticket. Past this the
+# newest additions are not kept, and the run's notes say so.
+MAX_TICKET_TAGS = 1000
+
+
+def cap_tags(ticket: dict[str, Any], notes: list[str]) -> None:
+    """`ticket`'s tags within MAX_TICKET_TAGS (the first kept: the ticket's own come first, what
+    this pass added after them), with a note naming what was not kept."""
+    tags = ticket.get("tags")
+    if type(tags) is list and len(tags) > MAX_TICKET_TAGS:
+        ticket["tags"] = tags[:MAX_TICKET_TAGS]
+        notes.append(f"{len(tags) - MAX_TICKET_TAGS} tags not kept: a ticket keeps at most "
+                     f"{MAX_TICKET_TAGS} tags (MAX_TICKET_TAGS)")
 
 
 def cap_custom(custom: Any) -> dict[str, Any]:
@@ -380,6 +398,7 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
     ticket = _with_timers(customers.without_counts(plan.ticket), plan.timers)
     ticket["automation"]["counted"] = True   # its contact's counts include it (customers.py)
     ticket["custom"] = cap_custom(ticket.get("custom"))  # scripts' and rules' custom too
+    cap_tags(ticket, plan.notes)
     run.changes = _changes(merged, ticket)
     ticket["version"] = int((previous or {}).get("version", 0)) + 1
     run.ticket = ticket

@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 
-from sandbox import AllowList, AllowListError, Broker, BrokerConfig, Limits, LimitsError, ScriptPool, parse_allowlist
+from sandbox import (
+    MAXIMA, AllowList, AllowListError, Broker, BrokerConfig, Limits, LimitsError, ScriptPool, parse_allowlist,
+)
 from sandbox.scrub import Scrubber
 from server.selfguard import listeners
 from server.settings import Settings
@@ -24,7 +26,7 @@ from server.store import scripts as S
 from server.store.connect import Store
 
 __all__ = ["Scripting", "ScriptFailed", "json_path", "script_limits", "stored_allowlist", "broker_config",
-           "new_broker", "secret_use_problems", "webhook_header_problems", "check_rule_outbound",
+           "new_broker", "secret_use_problems", "webhook_header_problems", "check_rule_outbound", "json_path_problem",
            "SECRET_ROLE"]
 
 # The role that may set secrets, and so the one that may make a rule send one (issue 13 B11).
@@ -172,6 +174,28 @@ def json_path(doc: Any, path: str) -> Any:
             return None
         pos = m.end()
     return value
+
+
+def json_path_problem(path: str) -> str | None:
+    """Why json_path cannot read `path` (a `$` followed by steps of its grammar), or None: checked
+    when a rule is saved (server/api/action_bounds.py), since json_path answers None for what it
+    cannot read and the var would be silently unset at every run. An index no response can reach
+    (a body of at most MAXIMA.response_bytes holds fewer items) is refused too: its digits cost
+    int() quadratic time, and past 4,300 of them int() raises."""
+    if not path.startswith("$"):
+        return "must be a JSONPath string starting with '$'"
+    pos = 1
+    while pos < len(path):
+        m = _PATH_PART.match(path, pos)
+        if m is None:
+            return (f"is not a JSONPath the run can read at character {pos + 1}: after '$' only "
+                    f".key, [n] and ['key'] steps")
+        index = m.group(2)
+        if index is not None and (len(index) > len(str(MAXIMA.response_bytes)) or int(index) >= MAXIMA.response_bytes):
+            return (f"index [{index[:20]}{'...' if len(index) > 20 else ''}] is past any response: a body "
+                    f"is at most {MAXIMA.response_bytes} bytes (MAXIMA.response_bytes)")
+        pos = m.end()
+    return None
 
 
 def _used(context: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,17 @@ def rule_problems(rule: Any, prefix: str = "", calendars: dict[str, Any] | None 
             not isinstance(rule["name"], str) or not rule["name"].strip()):
         problems.append({"path": "name", "reason": "must be a non-empty string"})
     problems += [{"path": p.path, "reason": p.reason} for p in validate_rule(rule, calendars=calendars)]
+    problems += _bounds_of_valid_actions(rule, problems)
     if prefix:
         problems = [{"path": f"{prefix}.{p['path']}" if p["path"] else prefix, "reason": p["reason"]}
                     for p in problems]
     return problems
+
+
+def _bounds_of_valid_actions(rule: Any, problems: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The run-time bounds of the actions the engine found nothing wrong with (server/api/
+    action_bounds.py), so that an action is never named twice for one mistake."""
+    from server.api.action_bounds import action_bound_problems
+
+    engine = {p["path"].split(".", 1)[0] for p in problems}
+    return [b for b in action_bound_problems(rule) if b["path"].split(".", 1)[0] not in engine]

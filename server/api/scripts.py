@@ -10,12 +10,13 @@ import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import LimitsError, compile_script
+from sandbox import LimitsError
 from server import audit
 from server.api.checks import allowlist_problems, timeout_problem
 from server.api.common import Ctx, json_response, listing, page_params, path_number, problem, read_object, requires
 from server.api.query import FORCE, PAGE, Query
 from server.api.references import Catalog, delete_in_use, force_param, read_catalog
+from server.api.rule_checks import checks
 from server.api.rules import audit_rules, by_of
 from server.errors import NotFound, Unprocessable
 from server.scripting import script_limits
@@ -68,10 +69,10 @@ async def upload(ctx: Ctx) -> Response:
     if problems:
         raise Unprocessable("The script is not valid.", details=problems)
     assert isinstance(name, str) and isinstance(source, str)  # checked above
-    result = compile_script(source)
-    if not result.ok:
+    refused: list[str] = await checks(ctx).run(ctx.workspace, "script", source)   # a big one off the loop
+    if refused:
         raise Unprocessable("The script does not compile under the sandbox policy.", code="script_refused",
-                            details=[problem("source", reason) for reason in result.errors])
+                            details=[problem("source", reason) for reason in refused])
     description = description if isinstance(description, str) else None
 
     def also(pipe: Any, version: int) -> None:

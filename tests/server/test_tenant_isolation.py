@@ -152,8 +152,9 @@ def _event(eid: str, tid: str, etype: str = "ticket.created", body: str | None =
 class Attack:
     """Runs `step` over and over in `threads` background threads until stopped."""
 
-    def __init__(self, step: Callable[[int], None], threads: int = 2) -> None:
+    def __init__(self, step: Callable[[int], None], threads: int = 2, pace_s: float = 0.1) -> None:
         self.step = step
+        self.pace_s = pace_s
         self.stop = threading.Event()
         self.started = 0
         self.errors: list[BaseException] = []   # a step's own check that failed (not a timeout)
@@ -172,7 +173,7 @@ class Attack:
             except Exception as exc:  # noqa: BLE001 -- reported by _assert_unfelt
                 if not self.stop.is_set():   # (at teardown its client is closed under it)
                     self.errors.append(exc)
-            time.sleep(0.1)  # worst-case inputs, not volume: volume is the rate limit's job
+            time.sleep(self.pace_s)  # worst-case inputs, not volume: volume is the rate limit's job
 
     def __enter__(self) -> Attack:
         for t in self.threads:
