@@ -29,7 +29,7 @@ from server.guards import DEFAULT_LIMITS, GuardLimits
 from server.runrecord import rule_entries, stored_rules, with_revisions
 
 __all__ = ["Run", "RuleSetLike", "Snapshot", "Outcome", "process", "merge_event", "new_ticket",
-           "automate", "contact_record", "cap_custom", "cap_tags", "MAX_TICKET_TAGS", "unique_ci", "parse_time", "format_time"]
+           "automate", "contact_record", "cap_custom", "cap_tags", "MAX_TICKET_TAGS", "cap_groups", "MAX_CONTACT_GROUPS", "unique_ci", "parse_time", "format_time"]
 
 SCALARS = ("subject", "description", "status", "priority", "channel", "department", "assignee")
 # Fields the service owns: an event cannot set them.
@@ -136,6 +136,24 @@ def cap_tags(ticket: dict[str, Any], notes: list[str]) -> None:
         ticket["tags"] = tags[:MAX_TICKET_TAGS]
         notes.append(f"{len(tags) - MAX_TICKET_TAGS} tags not kept: a ticket keeps at most "
                      f"{MAX_TICKET_TAGS} tags (MAX_TICKET_TAGS)")
+
+
+# A contact's groups after a pass, for the same reason as its ticket's tags: an event or PUT
+# /v1/contacts/{id}/groups sets at most 100, but a script's `add_groups` (up to its 64 KiB of
+# output) adds on every event; 5 events of 3,000 new names left one contact with 15,000 groups,
+# loaded with every event of each of its tickets and indexed one set a group.
+MAX_CONTACT_GROUPS = 1000
+
+
+def cap_groups(ticket: dict[str, Any], notes: list[str]) -> None:
+    """The ticket's contact's groups within MAX_CONTACT_GROUPS (the first kept: the contact's
+    own, then this pass's additions), with a note naming what was not kept."""
+    contact = ticket.get("contact")
+    groups = contact.get("groups") if type(contact) is dict else None
+    if type(groups) is list and len(groups) > MAX_CONTACT_GROUPS:
+        ticket["contact"] = dict(contact, groups=groups[:MAX_CONTACT_GROUPS])  # type: ignore[arg-type]
+        notes.append(f"{len(groups) - MAX_CONTACT_GROUPS} contact groups not kept: a contact keeps "
+                     f"at most {MAX_CONTACT_GROUPS} groups (MAX_CONTACT_GROUPS)")
 
 
 def cap_custom(custom: Any) -> dict[str, Any]:
@@ -399,6 +417,7 @@ def process(snapshot: Snapshot, event: dict[str, Any], ruleset: RuleSetLike | No
     ticket["automation"]["counted"] = True   # its contact's counts include it (customers.py)
     ticket["custom"] = cap_custom(ticket.get("custom"))  # scripts' and rules' custom too
     cap_tags(ticket, plan.notes)
+    cap_groups(ticket, plan.notes)
     run.changes = _changes(merged, ticket)
     ticket["version"] = int((previous or {}).get("version", 0)) + 1
     run.ticket = ticket

@@ -137,3 +137,28 @@ def test_a_tickets_tags_stay_bounded_however_many_a_script_adds(ws: Workspace) -
     assert ticket["tags"][:2] == ["e0-0", "e0-1"], ticket["tags"][:2]
     run = ws.client.get(f"/v1/runs/{out['run_id']}", headers=ws.h("viewer")).json()
     assert any(f"not kept: a ticket keeps at most {MAX_TICKET_TAGS} tags" in n for n in run["notes"]), run["notes"]
+
+
+GROUP_GROWER = '''
+def run(event, ticket, ctx):
+    return {"add_groups": [event["id"] + "-" + str(i) for i in range(3000)]}
+'''
+
+
+def test_a_contacts_groups_stay_bounded_however_many_a_script_adds(ws: Workspace) -> None:
+    """Like the tags: 5 events of a script's 3,000 new group names left one contact with 15,000
+    groups, loaded with every event of each of its tickets. Now at most MAX_CONTACT_GROUPS."""
+    from server.automation import MAX_CONTACT_GROUPS
+
+    r = ws.client.post("/v1/scripts", json={"name": "groups", "source": GROUP_GROWER}, headers=ws.h("developer"))
+    assert r.status_code == 201, r.text
+    ws.rule(name="groups", triggers=["ticket.created", "ticket.updated"],
+            actions=[{"type": "run_script", "script": "groups"}])
+    for i in range(5):
+        out = ws.send({"id": f"e{i}", "type": "ticket.updated" if i else "ticket.created",
+                       "ticket": {"id": "T-1", "contact": {"id": "C-1"}}})
+        assert out["status"] == "processed", out
+    contact = ws.client.get("/v1/contacts/C-1", headers=ws.h("viewer")).json()
+    assert len(contact["groups"]) == MAX_CONTACT_GROUPS, len(contact["groups"])
+    run = ws.client.get(f"/v1/runs/{out['run_id']}", headers=ws.h("viewer")).json()
+    assert any("contact groups not kept" in n for n in run["notes"]), run["notes"]
