@@ -131,11 +131,10 @@ MAX_TICKET_TAGS = 1000
 def cap_tags(ticket: dict[str, Any], notes: list[str]) -> None:
     """`ticket`'s tags within MAX_TICKET_TAGS (the first kept: the ticket's own come first, what
     this pass added after them), with a note naming what was not kept."""
-    tags = ticket.get("tags")
-    if type(tags) is list and len(tags) > MAX_TICKET_TAGS:
-        ticket["tags"] = tags[:MAX_TICKET_TAGS]
-        notes.append(f"{len(tags) - MAX_TICKET_TAGS} tags not kept: a ticket keeps at most "
-                     f"{MAX_TICKET_TAGS} tags (MAX_TICKET_TAGS)")
+    tags = _capped(ticket.get("tags"), MAX_TICKET_TAGS, "tags not kept: a ticket keeps at most "
+                   f"{MAX_TICKET_TAGS} tags (MAX_TICKET_TAGS)", notes)
+    if tags is not None:
+        ticket["tags"] = tags
 
 
 # A contact's groups after a pass, for the same reason as its ticket's tags: an event or PUT
@@ -149,11 +148,20 @@ def cap_groups(ticket: dict[str, Any], notes: list[str]) -> None:
     """The ticket's contact's groups within MAX_CONTACT_GROUPS (the first kept: the contact's
     own, then this pass's additions), with a note naming what was not kept."""
     contact = ticket.get("contact")
-    groups = contact.get("groups") if type(contact) is dict else None
-    if type(groups) is list and len(groups) > MAX_CONTACT_GROUPS:
-        ticket["contact"] = dict(contact, groups=groups[:MAX_CONTACT_GROUPS])  # type: ignore[arg-type]
-        notes.append(f"{len(groups) - MAX_CONTACT_GROUPS} contact groups not kept: a contact keeps "
-                     f"at most {MAX_CONTACT_GROUPS} groups (MAX_CONTACT_GROUPS)")
+    if type(contact) is dict:
+        groups = _capped(contact.get("groups"), MAX_CONTACT_GROUPS, "contact groups not kept: a contact "
+                         f"keeps at most {MAX_CONTACT_GROUPS} groups (MAX_CONTACT_GROUPS)", notes)
+        if groups is not None:
+            ticket["contact"] = dict(contact, groups=groups)
+
+
+def _capped(items: Any, most: int, what: str, notes: list[str]) -> list[Any] | None:
+    """The first `most` of list `items` when it is longer (noting how many were cut and `what`),
+    else None: nothing to change."""
+    if type(items) is not list or len(items) <= most:
+        return None
+    notes.append(f"{len(items) - most} {what}")
+    return items[:most]
 
 
 def cap_custom(custom: Any) -> dict[str, Any]:

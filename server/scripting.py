@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -159,9 +160,8 @@ def json_path(doc: Any, path: str) -> Any:
     """The value at a simple JSONPath (`$`, `.key`, `['key']`, `[n]`), or None where there is none."""
     if not path.startswith("$"):
         return None
-    pos, value = 1, doc
-    while pos < len(path):
-        m = _PATH_PART.match(path, pos)
+    value = doc
+    for _, m in _path_steps(path):
         if m is None:
             return None
         key, index, quoted = m.groups()
@@ -172,8 +172,19 @@ def json_path(doc: Any, path: str) -> Any:
             value = value.get(name) if isinstance(value, dict) else None
         if value is None:
             return None
-        pos = m.end()
     return value
+
+
+def _path_steps(path: str) -> Iterator[tuple[int, re.Match[str] | None]]:
+    """The steps of `path` after its `$`, each with where it starts; a None match where the rest
+    is no step of the grammar (and no more after it)."""
+    pos = 1
+    while pos < len(path):
+        m = _PATH_PART.match(path, pos)
+        yield pos, m
+        if m is None:
+            return
+        pos = m.end()
 
 
 def json_path_problem(path: str) -> str | None:
@@ -184,9 +195,7 @@ def json_path_problem(path: str) -> str | None:
     int() quadratic time, and past 4,300 of them int() raises."""
     if not path.startswith("$"):
         return "must be a JSONPath string starting with '$'"
-    pos = 1
-    while pos < len(path):
-        m = _PATH_PART.match(path, pos)
+    for pos, m in _path_steps(path):
         if m is None:
             return (f"is not a JSONPath the run can read at character {pos + 1}: after '$' only "
                     f".key, [n] and ['key'] steps")
@@ -194,7 +203,6 @@ def json_path_problem(path: str) -> str | None:
         if index is not None and (len(index) > len(str(MAXIMA.response_bytes)) or int(index) >= MAXIMA.response_bytes):
             return (f"index [{index[:20]}{'...' if len(index) > 20 else ''}] is past any response: a body "
                     f"is at most {MAXIMA.response_bytes} bytes (MAXIMA.response_bytes)")
-        pos = m.end()
     return None
 
 
