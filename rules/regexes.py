@@ -27,9 +27,11 @@ the clock except when a bound is hit.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +45,37 @@ RE_UNTIMED_STEPS = 5_000    # below this, a match is not timed but charged at _S
 _STEP_S = 2e-8
 _UNBOUNDED = float("inf")
 _NOT_ASCII_SAFE = re.compile(r"[\x1c-\x1f]")  # re counts these as \s; regex does not
+# Regex time a pass may take on the caller's event loop (`on_loop`) before it is run again in a
+# thread: about what one of its other steps costs there.
+LOOP_REGEX_S = 0.001
+
+
+class OffLoop(BaseException):
+    """A pass's regexes need more than `on_loop` allows: run the pass again where it may take
+    its whole budget (a thread). A BaseException, so that an engine's `except Exception` (a bug
+    must not wedge a partition) does not turn it into an answer."""
+
+
+_LOOP = threading.local()
+
+
+@contextmanager
+def on_loop(seconds: float = LOOP_REGEX_S) -> Iterator[None]:
+    """Within it, the passes this thread starts may spend `seconds` of regex time in all, worst
+    cases counted before they run, and no match on the regex package (the long texts, which it
+    matches without the GIL in a thread); past that a match raises OffLoop instead of running.
+
+    Why: a pass with regexes ran in a thread so that a slow one is not felt by the workspaces
+    sharing the event loop, but almost every pass's regexes are short matches of short texts,
+    and the thread's hand-off and the GIL passed between the loop and the thread cost more than
+    the pass (POST-to-applied p50 3.0 -> 1.4 ms at 600 events/s in `serve`, bench/RESULTS.md).
+    A pass that finishes within `seconds` hit no time bound, so its answers are the ones the
+    thread would give (a bound is the only way time enters an answer)."""
+    _LOOP.allowance = [seconds]
+    try:
+        yield
+    finally:
+        _LOOP.allowance = None
 
 
 class RegexBudget:
@@ -57,12 +90,14 @@ class RegexBudget:
     again when asked again, as before, so a slow pattern cannot be made to hold by repeating it.
     The answers live as long as the pass, and are at most one per search it ran."""
 
-    __slots__ = ("left", "cut", "answers")
+    __slots__ = ("left", "cut", "answers", "loop")
 
     def __init__(self, seconds: float = REGEX_BUDGET_S) -> None:
         self.left = seconds
         self.cut: set[str] = set()
         self.answers: dict[tuple[str, str, bool], bool] = {}
+        # on the event loop (`on_loop`): the regex time left there, shared by the pass's budgets
+        self.loop: list[float] | None = getattr(_LOOP, "allowance", None)
 
 
 def cut_short_note(pattern: str) -> str:
@@ -196,6 +231,16 @@ class Matcher:
         cheap_len, safe_len, choice = self._cheap_len, self._safe_len, self._choice
         per_step = self._scale * _STEP_S
         clock = time.perf_counter
+        exact = self.exact
+        wanted: list[bool] = []   # a pass on the loop wanted the regex-package search (on_loop)
+
+        def _compile() -> None:
+            try:
+                found: Callable[..., Any] | None = regex.compile(pattern, flags).search
+            except (regex.error, ValueError, OverflowError, RecursionError):
+                found = None
+            if not bounded:   # (a list append: atomic, and a second compile is only waste)
+                bounded.append(found)
 
         def search(text: str, budget: RegexBudget) -> bool:
             if shared:
@@ -207,38 +252,61 @@ class Matcher:
                 budget.cut.add(pattern)
                 return False
             n = len(text)
+            loop = budget.loop
+            if wanted and loop is None and not bounded:   # a pass moved for it: for its next try
+                _compile()
             if n <= cheap_len:  # re, too short to time: charge its worst case instead
-                budget.left -= per_step * (n + 1) ** choice
+                cost = per_step * (n + 1) ** choice
+                if loop is not None:
+                    loop[0] -= cost
+                    if loop[0] < 0:
+                        raise OffLoop
+                budget.left -= cost
                 got = plain(text) is not None
                 if shared:
                     budget.answers[key] = got
                 return got
+            timeout = MATCH_TIMEOUT_S
+            use_re = n <= safe_len
+            if loop is not None:   # on the event loop: no match that could outlast what is left
+                if loop[0] <= 0:
+                    raise OffLoop
+                timeout = loop[0]
+                if use_re and per_step * (n + 1) ** choice > loop[0]:
+                    if not exact(text):   # re's worst case here is more than is left
+                        raise OffLoop
+                    use_re = False        # the regex package, stopped at what is left: re's answer
+                if not use_re and not bounded:
+                    wanted.append(True)   # compiled where it is matched next (a thread)
+                    raise OffLoop         # (its compile: 0.1 ms to ~20 ms a pattern)
             t0 = clock()
             try:
-                if n <= safe_len:
+                if use_re:
                     got = plain(text) is not None
                     if shared:
                         budget.answers[key] = got
                     return got
                 if not bounded:  # compiled lazily: most texts never need it (~20 ms a pattern)
-                    try:
-                        bounded.append(regex.compile(pattern, flags).search)
-                    except (regex.error, ValueError, OverflowError, RecursionError):
-                        bounded.append(None)
+                    _compile()
                 rx = bounded[0]
                 if rx is None:  # the regex package refuses it: never run re unbounded
                     budget.cut.add(pattern)
                     return False
                 try:
-                    got = rx(text, timeout=min(MATCH_TIMEOUT_S, budget.left), concurrent=True) is not None
+                    got = rx(text, timeout=min(timeout, budget.left), concurrent=True) is not None
                     if shared:
                         budget.answers[key] = got
                     return got
                 except TimeoutError:
+                    if loop is not None:
+                        raise OffLoop from None   # (in a thread it has MATCH_TIMEOUT_S)
                     budget.cut.add(pattern)
                     return False
             finally:
-                budget.left -= clock() - t0
+                spent = clock() - t0
+                budget.left -= spent
+                if loop is not None:
+                    loop[0] -= spent
         return search
 
     def exact(self, text: str) -> bool:
@@ -260,5 +328,5 @@ def regex_problem(pattern: str) -> str | None:
     return None
 
 
-__all__ = ["Matcher", "RegexBudget", "MATCH_TIMEOUT_S", "REGEX_BUDGET_S", "RE_MAX_STEPS", "MAX_REGEX_EXPANSION",
+__all__ = ["Matcher", "RegexBudget", "OffLoop", "on_loop", "LOOP_REGEX_S", "MATCH_TIMEOUT_S", "REGEX_BUDGET_S", "RE_MAX_STEPS", "MAX_REGEX_EXPANSION",
            "cut_short_note", "regex_problem"]

@@ -208,6 +208,14 @@ class RuleSet:
         return any(leaf.op in _SLOW_OPS for r in self.rules for leaf in leaves(r.conditions))
 
     @cached_property
+    def loop_first(self) -> bool:
+        """Whether a pass that needs_thread may be tried on the event loop first, under
+        rules.regexes.on_loop (which moves it to a thread once its regexes would take longer):
+        its only slow conditions are regexes (business time has no such allowance)."""
+        slow = {leaf.op for r in self.rules for leaf in leaves(r.conditions)} & _SLOW_OPS
+        return slow == {"matches"}
+
+    @cached_property
     def text_scans(self) -> int:
         """How many inline text scans (`contains`, `not_contains`) the rules make at most in a
         pass: times the length of the ticket's texts, what a pass costs where no regex is."""

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
+from rules.regexes import OffLoop, on_loop
 from rules.sla import SlaPolicy, policy_calendars
 from server import automation, timekeeping
 from server.guards import GuardLimits
@@ -103,6 +104,9 @@ class Applier:
         # usage, checks, stats and Prometheus counters, added up and written in batches
         self.tallies = Tallies(store)
         self._needs: dict[int, tuple[Any, bool]] = {}   # id(ruleset) -> (ruleset, needs_handlers)
+        # id(ruleset) -> (ruleset, its passes left to go straight to a thread): set when one of
+        # its passes tried on the loop needed more regex time than on_loop allows
+        self._off_loop: dict[int, tuple[Any, int]] = {}
         self._run_ids = _RunIds()
         self._timers_set: set[int] = set()   # partitions whose timers a pass set (server/worker.py)
         # loads, commits and acks of every pass in flight share round trips (store/coalesce.py);
@@ -261,6 +265,24 @@ class Applier:
                                                                       False)))
         return known[1]
 
+    def _try_loop(self, ruleset: Any) -> bool:
+        """Whether to try this rule set's pass on the loop: not for the next OFF_LOOP_SKIP passes
+        after one that moved (a workspace whose texts make its regexes slow pays the wasted
+        try once in OFF_LOOP_SKIP + 1 passes, and the loop with it)."""
+        known = self._off_loop.get(id(ruleset))
+        if known is None or known[0] is not ruleset:
+            return True
+        if known[1] <= 1:
+            del self._off_loop[id(ruleset)]
+        else:
+            self._off_loop[id(ruleset)] = (ruleset, known[1] - 1)
+        return False
+
+    def _moved_off_loop(self, ruleset: Any) -> None:
+        if len(self._off_loop) >= 1024:   # rulesets replaced by new revisions: forget them all
+            self._off_loop.clear()
+        self._off_loop[id(ruleset)] = (ruleset, OFF_LOOP_SKIP)
+
     def _recorder(self, workspace: str, ruleset: Any,
                   context: dict[str, Any] | None = None) -> Recorder:
         """The event's handlers, recorded. A Scripting's handlers wait on this loop, so their
@@ -278,8 +300,21 @@ class Applier:
                        run_id: str, revisions: dict[str, int], workspace: str) -> automation.Outcome:
         view = recorder.start_pass()
         handlers = view if (recorder.threaded or self.handlers) else None
-        if (recorder.threaded or getattr(ruleset, "needs_thread", False)
-                or _long_scans(getattr(ruleset, "text_scans", 0), snap, event)):
+        threaded = recorder.threaded or _long_scans(getattr(ruleset, "text_scans", 0), snap, event)
+        regexes = getattr(ruleset, "needs_thread", False)
+        if regexes and not threaded and getattr(ruleset, "loop_first", False) and self._try_loop(ruleset):
+            # regexes only, and this rule set's last try on the loop did not move: try it here,
+            # moved to a thread (from its start: the pass is pure) when its regexes would take
+            # longer than on_loop allows (rules/regexes.py says why)
+            try:
+                with on_loop():
+                    return automation.process(snap, event, ruleset, policies, limits, now, handlers,
+                                              run_id=run_id, revisions=revisions)
+            except OffLoop:
+                self._moved_off_loop(ruleset)
+                view = recorder.start_pass()   # (a replay of any handler call the try made)
+                handlers = view if self.handlers else None
+        if threaded or regexes:
             # Passes that wait on scripts/HTTP, passes with regexes or business time (bounded,
             # but long enough to be felt by every other workspace on this loop), and passes whose
             # text conditions scan long texts (their code gives the GIL way between scans,
@@ -293,6 +328,10 @@ class Applier:
         return automation.process(snap, event, ruleset, policies, limits, now, handlers,
                                   run_id=run_id, revisions=revisions)
 
+
+# After a pass tried on the event loop moved to a thread (rules.regexes.on_loop), this many of
+# its rule set's passes go straight to one.
+OFF_LOOP_SKIP = 16
 
 # Characters a pass's `contains` conditions may scan on the event loop (text scans x the ticket's
 # text): ~1 ms of C. Past it the pass runs in a thread: 1,000 `description contains` rules over
