@@ -205,15 +205,20 @@ class RuleSet:
         """Whether a pass may take long enough to matter to other workspaces (regexes, business
         time: bounded, but up to the regex budget): the service then runs it off its event loop,
         where a regex match that releases the GIL lets the loop keep serving."""
-        return any(leaf.op in _SLOW_OPS for r in self.rules for leaf in leaves(r.conditions))
+        return bool(self._slow_ops)
 
     @cached_property
     def loop_first(self) -> bool:
         """Whether a pass that needs_thread may be tried on the event loop first, under
         rules.regexes.on_loop (which moves it to a thread once its regexes would take longer):
         its only slow conditions are regexes (business time has no such allowance)."""
-        slow = {leaf.op for r in self.rules for leaf in leaves(r.conditions)} & _SLOW_OPS
-        return slow == {"matches"}
+        return self._slow_ops == {"matches"}
+
+    @cached_property
+    def _slow_ops(self) -> frozenset[str]:
+        """The slow condition ops (_SLOW_OPS) the rules use."""
+        return frozenset(leaf.op for r in self.rules for leaf in leaves(r.conditions)
+                         if leaf.op in _SLOW_OPS)
 
     @cached_property
     def text_scans(self) -> int:

@@ -103,10 +103,7 @@ class Applier:
         self._threads = PassThreads(PASS_THREADS)   # passes that must not run on the loop
         # usage, checks, stats and Prometheus counters, added up and written in batches
         self.tallies = Tallies(store)
-        self._needs: dict[int, tuple[Any, bool]] = {}   # id(ruleset) -> (ruleset, needs_handlers)
-        # id(ruleset) -> (ruleset, its passes left to go straight to a thread): set when one of
-        # its passes tried on the loop needed more regex time than on_loop allows
-        self._off_loop: dict[int, tuple[Any, int]] = {}
+        self._facts: dict[int, _RulesetFacts] = {}   # id(ruleset) -> what its passes need
         self._run_ids = _RunIds()
         self._timers_set: set[int] = set()   # partitions whose timers a pass set (server/worker.py)
         # loads, commits and acks of every pass in flight share round trips (store/coalesce.py);
@@ -255,33 +252,29 @@ class Applier:
             return None
         return await script_context.load_context(self.store, workspace, snap, event, ruleset, now)
 
+    def _facts_of(self, ruleset: Any) -> _RulesetFacts:
+        """What this worker keeps of a compiled ruleset, made on its first pass."""
+        known = self._facts.get(id(ruleset))
+        if known is None or known.ruleset is not ruleset:
+            if len(self._facts) >= 1024:   # rulesets replaced by new revisions: forget them all
+                self._facts.clear()
+            known = self._facts[id(ruleset)] = _RulesetFacts(
+                ruleset, bool(getattr(ruleset, "needs_handlers", False)))
+        return known
+
     def _needs_handlers(self, ruleset: Any) -> bool:
         """ruleset.needs_handlers (a scan of every rule's actions), once per compiled ruleset."""
-        known = self._needs.get(id(ruleset))
-        if known is None or known[0] is not ruleset:
-            if len(self._needs) >= 1024:   # rulesets replaced by new revisions: forget them all
-                self._needs.clear()
-            known = self._needs[id(ruleset)] = (ruleset, bool(getattr(ruleset, "needs_handlers",
-                                                                      False)))
-        return known[1]
+        return self._facts_of(ruleset).needs_handlers
 
     def _try_loop(self, ruleset: Any) -> bool:
         """Whether to try this rule set's pass on the loop: not for the next OFF_LOOP_SKIP passes
         after one that moved (a workspace whose texts make its regexes slow pays the wasted
         try once in OFF_LOOP_SKIP + 1 passes, and the loop with it)."""
-        known = self._off_loop.get(id(ruleset))
-        if known is None or known[0] is not ruleset:
-            return True
-        if known[1] <= 1:
-            del self._off_loop[id(ruleset)]
-        else:
-            self._off_loop[id(ruleset)] = (ruleset, known[1] - 1)
-        return False
-
-    def _moved_off_loop(self, ruleset: Any) -> None:
-        if len(self._off_loop) >= 1024:   # rulesets replaced by new revisions: forget them all
-            self._off_loop.clear()
-        self._off_loop[id(ruleset)] = (ruleset, OFF_LOOP_SKIP)
+        facts = self._facts_of(ruleset)
+        if facts.skip_loop:
+            facts.skip_loop -= 1
+            return False
+        return True
 
     def _recorder(self, workspace: str, ruleset: Any,
                   context: dict[str, Any] | None = None) -> Recorder:
@@ -301,8 +294,8 @@ class Applier:
         view = recorder.start_pass()
         handlers = view if (recorder.threaded or self.handlers) else None
         threaded = recorder.threaded or _long_scans(getattr(ruleset, "text_scans", 0), snap, event)
-        regexes = getattr(ruleset, "needs_thread", False)
-        if regexes and not threaded and getattr(ruleset, "loop_first", False) and self._try_loop(ruleset):
+        slow = getattr(ruleset, "needs_thread", False)
+        if slow and not threaded and getattr(ruleset, "loop_first", False) and self._try_loop(ruleset):
             # regexes only, and this rule set's last try on the loop did not move: try it here,
             # moved to a thread (from its start: the pass is pure) when its regexes would take
             # longer than on_loop allows (rules/regexes.py says why)
@@ -311,10 +304,10 @@ class Applier:
                     return automation.process(snap, event, ruleset, policies, limits, now, handlers,
                                               run_id=run_id, revisions=revisions)
             except OffLoop:
-                self._moved_off_loop(ruleset)
+                self._facts_of(ruleset).skip_loop = OFF_LOOP_SKIP
                 view = recorder.start_pass()   # (a replay of any handler call the try made)
                 handlers = view if self.handlers else None
-        if threaded or regexes:
+        if threaded or slow:
             # Passes that wait on scripts/HTTP, passes with regexes or business time (bounded,
             # but long enough to be felt by every other workspace on this loop), and passes whose
             # text conditions scan long texts (their code gives the GIL way between scans,
@@ -332,6 +325,19 @@ class Applier:
 # After a pass tried on the event loop moved to a thread (rules.regexes.on_loop), this many of
 # its rule set's passes go straight to one.
 OFF_LOOP_SKIP = 16
+
+
+class _RulesetFacts:
+    """What the applier keeps per compiled ruleset: whether its passes call handlers (a scan of
+    every rule's actions, once), and how many of its next passes go straight to a thread (set
+    when one tried on the loop needed more regex time than on_loop allows)."""
+
+    __slots__ = ("ruleset", "needs_handlers", "skip_loop")
+
+    def __init__(self, ruleset: Any, needs_handlers: bool) -> None:
+        self.ruleset = ruleset
+        self.needs_handlers = needs_handlers
+        self.skip_loop = 0
 
 # Characters a pass's `contains` conditions may scan on the event loop (text scans x the ticket's
 # text): ~1 ms of C. Past it the pass runs in a thread: 1,000 `description contains` rules over

@@ -12,6 +12,7 @@ import pytest
 
 from rules import compile_rules
 from rules.regexes import Matcher, OffLoop, RegexBudget, on_loop
+from test_regex_bounds import _rule
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 WORDS = ["refund", "invoice", "login", "crash", "urgent", "billing", "vip", "cancel", "upgrade",
@@ -154,7 +155,7 @@ def test_a_try_on_the_loop_stops_at_its_allowance() -> None:
     text, their regex-package searches compiled (a pass moved for them before). Off the loop a
     pass spends its 250 ms budget; the try on the loop stops at the allowance (1 ms), the search
     stopped by its timeout, not run to its end: what the loop waits before the pass moves."""
-    rs = compile_rules([_rule_of(f"e{i}", p) for i, p in enumerate(["(x+x+)+y", "(a|aa)+$", "(.*a){20}"] * 4)])
+    rs = compile_rules([_rule(f"e{i}", p) for i, p in enumerate(["(x+x+)+y", "(a|aa)+$", "(.*a){20}"] * 4)])
     event = {"type": "message.received", "message": {"body": "a" * 40 + "x" * 40}}
     t0 = time.perf_counter()
     rs.evaluate(event, {}, now=NOW)   # (compiles them: the pass a thread runs)
@@ -168,8 +169,3 @@ def test_a_try_on_the_loop_stops_at_its_allowance() -> None:
     assert off_loop > 0.05   # (the shapes are slow: the bound below is not of fast ones)
     assert min(tries) < 0.005, f"tries on the loop took {tries} s"
 
-
-def _rule_of(rid: str, pattern: str) -> dict:
-    return {"id": rid, "name": rid, "triggers": ["message.received"],
-            "conditions": {"field": "message.body", "op": "matches", "value": pattern},
-            "actions": [{"type": "add_tags", "tags": [rid]}]}
