@@ -76,7 +76,9 @@ async def test_sigterm_mid_load_hands_back_and_a_second_worker_drains(redis_url:
     wid = ws["id"]
     await catalog.put_rule(store, wid, RULE)
     await events.ensure_groups(store)
-    per_ticket = {f"T-{k}": [f"T-{k}-{i}" for i in range(100)] for k in range(16)}
+    # 4,800 events: 1,600 were all applied before the SIGTERM once (a fresh 2-core machine,
+    # 2026-12-06), the mid-load scrape below waiting up to 5 x BATCH_EVERY_S
+    per_ticket = {f"T-{k}": [f"T-{k}-{i}" for i in range(100)] for k in range(48)}
     all_ids = [i for ids in per_ticket.values() for i in ids]
     total = len(all_ids)
     for i in range(100):
