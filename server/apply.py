@@ -205,6 +205,8 @@ class Applier:
             self.tallies.add(workspace, event, applied.run,
                              outcome.ticket if outcome is not None else None,
                              time.perf_counter() - started)
+            if outcome is not None and outcome.to_feed and _webhook_effect(outcome.effects):
+                self.store.outbox_wakeup.set()   # its delivery is cut and sent now, not at a poll
         return applied
 
     async def _apply(self, n: int, entry_id: str, fields: dict[str, str], workspace: str,
@@ -357,6 +359,10 @@ def _long_scans(scans: int, snap: automation.Snapshot, event: dict[str, Any]) ->
         if isinstance(part, dict):
             n += sum(len(v) for v in part.values() if isinstance(v, str))
     return scans * n > SCAN_ON_LOOP
+
+
+def _webhook_effect(effects: list[dict[str, Any]]) -> bool:
+    return any(isinstance(e, dict) and e.get("type") == "webhook" for e in effects)
 
 
 class _RunIds:

@@ -120,7 +120,9 @@ class Outbox:
         self._workspaces: tuple[float, list[str]] = (0.0, [])
         self.sent = 0
         self._passes: dict[str, asyncio.Task[bool]] = {}     # workspace -> its pass in flight
-        self._wake = asyncio.Event()
+        # set by a pass that made or sent deliveries, and by a worker of this process that applied
+        # a run with a `webhook` effect (server/apply.py): the next round starts at once
+        self._wake = store.outbox_wakeup.waiter()
         self._parallel = asyncio.Semaphore(_PARALLEL_WORKSPACES)
 
     @property
@@ -150,7 +152,13 @@ class Outbox:
                     log.warning("outbox: store unavailable, retrying: %s", exc)
                 except Exception:  # a bug must not stop every workspace's deliveries for good
                     log.exception("outbox: dispatch failed; trying again")
-                with contextlib.suppress(TimeoutError):   # a pass that did work wakes us at once
+                # A pass that made or sent deliveries wakes us at once; one that only moved a
+                # cursor over feed entries with nothing to deliver does not: chasing the feed of a
+                # busy workspace without a webhook cost a transaction every few events, which was
+                # an eighth of serve's round trips at 300 events/s (bench/RESULTS.md, session 16).
+                # A run with a `webhook` effect applied in this process wakes us (server/apply.py);
+                # else the next round is webhook_poll_s away, as for any idle outbox.
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_s)
         finally:
             passes = list(self._passes.values())
@@ -161,6 +169,7 @@ class Outbox:
             await asyncio.gather(*passes, return_exceptions=True)
             await self._release()
             await self.aclose()
+            self.store.outbox_wakeup.forget(self._wake)
 
     async def _dispatch(self) -> None:
         for workspace in await self._with_work(int(self.clock() * 1000)):
@@ -219,8 +228,8 @@ class Outbox:
         return out
 
     async def tick(self) -> bool:
-        """One pass over every workspace with work, all at once (bounded); True if anything was
-        cut or sent. `run` does not use it: there no workspace waits for another's pass."""
+        """One pass over every workspace with work, all at once (bounded); True if any deliveries
+        were made or sent. `run` does not use it: there no workspace waits for another's pass."""
         work = await self._with_work(int(self.clock() * 1000))
         done = await asyncio.gather(*(self._bounded_pass(w) for w in work))
         return any(done)
@@ -231,8 +240,8 @@ class Outbox:
             return False
         busy = False
         now_ms = int(self.clock() * 1000)
-        while await O.cut(self.store, workspace, now_ms, _iso(now_ms)):
-            busy = True
+        while (cut := await O.cut(self.store, workspace, now_ms, _iso(now_ms))).consumed:
+            busy = busy or cut.deliveries > 0
         return await self._send_due(workspace) or busy
 
     async def _send_due(self, workspace: str) -> bool:

@@ -76,6 +76,9 @@ class Store:
     embedded: bool
     # Set by ingest (and timers) in this process so a worker in the same process wakes at once.
     wakeup: Wakeup = field(default_factory=Wakeup)
+    # Set by a worker in this process that applied a run with a `webhook` effect: the outbox
+    # (server/outbox.py) cuts and sends it at once instead of at its next poll.
+    outbox_wakeup: Wakeup = field(default_factory=Wakeup)
     # Seals and opens secret values (store/sealing.py); built from the settings by open_store.
     sealer: Sealer = field(default_factory=lambda: Sealer.from_settings(None, None))
     # The embedded store's managed redis-server (server/store/embedded.py), stopped by close_store.

@@ -25,7 +25,7 @@ next_at, last_attempt_at, last_status, last_error, delivered_at, failed_at}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.exceptions import WatchError
@@ -36,7 +36,7 @@ from server.store.replies import entries, text_or_none, texts
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["get_webhook", "put_webhook", "delete_webhook", "cut", "due_ids", "get_deliveries",
+__all__ = ["get_webhook", "put_webhook", "delete_webhook", "Cut", "cut", "due_ids", "get_deliveries",
            "save_attempt", "list_deliveries", "resend", "take_lease", "drop_lease", "pending_count",
            "STATES", "KEEP"]
 
@@ -108,10 +108,15 @@ def deliveries_for(feed_id: str, entry: dict[str, Any], webhook: dict[str, Any] 
     return out
 
 
+class Cut(NamedTuple):
+    consumed: int     # feed entries the cursor moved over (0: nothing new)
+    deliveries: int   # delivery records they became (0: nothing to send for them)
+
+
 @guarded
-async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *, limit: int = 200) -> int:
+async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *, limit: int = 200) -> Cut:
     """Turn feed entries after the cursor into deliveries, moving the cursor in the same
-    transaction. Returns how many feed entries were consumed (0: nothing new)."""
+    transaction."""
     r = store.redis
     ck = K.outbox_cursor(workspace)
     async with r.pipeline(transaction=True) as p:
@@ -124,10 +129,10 @@ async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *, limit:
                     p.multi()
                     p.set(ck, last[0][0] if last else "0-0")
                     await p.execute()
-                    return 0
+                    return Cut(0, 0)
                 batch = entries(await p.xrange(K.feed(workspace), f"({cursor}", "+", count=limit))
                 if not batch:
-                    return 0
+                    return Cut(0, 0)
                 raw = await p.get(K.webhook(workspace))
                 webhook = orjson.loads(raw) if raw else None
                 records = []
@@ -146,7 +151,7 @@ async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *, limit:
                     p.zremrangebyrank(K.outbox_all(workspace), 0, -KEEP - 1)
                 p.set(ck, batch[-1][0])
                 await p.execute()
-                return len(batch)
+                return Cut(len(batch), len(records))
             except WatchError:
                 continue
 

@@ -333,6 +333,72 @@ def test_webhook_action_off_the_allow_list_is_refused(wsp: Workspace, rx: Receiv
     assert rx.requests == []
 
 
+def test_a_webhook_effect_wakes_the_outbox_of_its_process(fast: Settings, rx: Receiver) -> None:
+    """The worker that applied a run with a `webhook` effect wakes its process's outbox: the
+    delivery does not wait for the next poll (30 s here, past the receiver's wait)."""
+    with TestClient(create_app(dataclasses.replace(fast, webhook_poll_s=30.0), worker=True)) as c:
+        ws = Workspace(c)
+        c.put("/v1/allowlist", json={"hosts": [rx.url]}, headers=ws.h())
+        ws.rule(name="tell billing", triggers=["ticket.created"], enabled=True,
+                actions=[{"type": "webhook", "url": rx.url + "/billing"}])
+        time.sleep(0.3)   # the outbox's first round (at start) is over: it waits on its poll
+        started = time.monotonic()
+        ws.send(event("e1"))
+        [got] = rx.wait_for(1, timeout=10.0)
+        assert got.path == "/billing" and time.monotonic() - started < 10.0
+
+
+@pytest.mark.anyio
+async def test_a_pass_with_nothing_to_deliver_does_not_chase_the_feed(
+        settings: Settings, rx: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feed entries that become no delivery (no webhook set, no webhook effect) are cut at the
+    outbox's poll, not as fast as they come: a busy workspace without a webhook cost a cut
+    transaction every few events. Entries that do become deliveries are still chased at once."""
+    settings = dataclasses.replace(settings, webhook_poll_s=0.4)
+    store = await open_store(settings)
+    cuts = 0
+    real_cut = O.cut
+
+    async def counted(*args: Any, **kw: Any) -> O.Cut:
+        nonlocal cuts
+        cuts += 1
+        return await real_cut(*args, **kw)
+
+    monkeypatch.setattr(O, "cut", counted)
+    try:
+        ws = "w-quiet"
+        await store.redis.hset(K.WORKSPACES, ws, "quiet")
+
+        async def entry(i: int, effects: list[Any]) -> None:
+            await store.redis.xadd(K.feed(ws), {"d": orjson.dumps(
+                {"ticket_id": f"T{i}", "event_id": f"E{i}", "run_id": f"R{i}", "changes": {},
+                 "effects": effects, "at": "x"})})
+
+        box = Outbox(store=store, settings=settings, name="quiet")
+        await entry(0, [])
+        assert await box.tick() is False           # first sight: the cursor starts at the head
+        await entry(1, [])
+        assert await box.tick() is False           # cut into nothing: not work to chase
+        task = asyncio.create_task(box.run())
+        for i in range(2, 82):                     # 80 entries over ~1.2 s
+            await entry(i, [])
+            await asyncio.sleep(0.015)
+        assert cuts <= 2 + 2 * 6, cuts             # a round per poll (each: one cut, one empty)
+        await store.redis.set(K.allowlist(ws), orjson.dumps([rx.url]))
+        await entry(90, [{"type": "webhook", "url": rx.url + "/x"}])
+        deadline = time.monotonic() + 10
+        while not rx.ok() and time.monotonic() < deadline:   # the run loop cuts it at a poll
+            await asyncio.sleep(0.02)
+        assert [r.path for r in rx.ok()] == ["/x"]
+        box.stop()
+        await task
+        assert await store.redis.get(K.outbox_cursor(ws)) is not None
+        await entry(91, [{"type": "webhook", "url": rx.url + "/y"}])
+        assert await box.tick() is True            # a delivery made and sent: work
+    finally:
+        await close_store(store)
+
+
 # -- senders ----------------------------------------------------------------------------------------
 
 def test_next_delay_doubles_with_jitter_and_cap() -> None:
