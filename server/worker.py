@@ -65,6 +65,9 @@ class Worker:
         # return its own pending entries past it first, which only a lost reply leaves there
         # (store/events.read_entries)
         self._read_after: dict[int, str] = {}
+        # partitions whose last read emptied the stream -> the id to wait past: their next
+        # blocking read waits before it reads (store/events.read_entries)
+        self._drained: dict[int, str] = {}
         self._handover: set[int] = set()     # partitions to release once their batch is done
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -246,6 +249,7 @@ class Worker:
             self._fresh.discard(n)
             # every pending entry is ours now and in `pending`: the next read goes on past them
             self._read_after[n] = pending[-1][0] if pending else "0-0"
+            self._drained.pop(n, None)
             if pending:
                 lanes.add(pending)
                 await lanes.settle(low_water(self.settings.batch_size), SETTLE_S)
@@ -264,7 +268,8 @@ class Worker:
             block = None if polled else min(self.timers.block_for(due), 100 if lanes.busy else 1 << 30)
             read = await events.read_entries(self.store, self.name, [n],
                                              count=self.settings.batch_size, block_ms=block,
-                                             dues=self.timers.dues, after=self._read_after)
+                                             dues=self.timers.dues, after=self._read_after,
+                                             drained=self._drained)
             got = read.get(n) or []
             lanes.add(got)
             if polled and not got and lanes.busy:

@@ -96,7 +96,8 @@ Entry = tuple[str, dict[str, str]]
 async def read_entries(store: Store, consumer: str, partitions: list[int], *,
                        count: int, block_ms: int | None,
                        dues: dict[int, int | None] | None = None,
-                       after: dict[int, str] | None = None) -> dict[int, list[Entry]]:
+                       after: dict[int, str] | None = None,
+                       drained: dict[int, str] | None = None) -> dict[int, list[Entry]]:
     """New entries of the given partitions for this consumer (XREADGROUP >), read only while no
     other worker holds a partition's lease.
 
@@ -124,31 +125,54 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
     `dues`, when given, gets each partition's earliest timer due time (ms since the epoch, None
     when it has none) as of its last read: the worker's timer check of each round, in the same
     call instead of a ZRANGE of its own (a partition's timers share its stream's slot). A
-    partition whose lease another worker holds gets no entry."""
+    partition whose lease another worker holds gets no entry.
+
+    `drained`, when given, is kept by this call: drained[n] is set when a read of n found the
+    stream emptied (the new entries it returned, if any, were all there were), to the id past
+    which nothing was left; a blocking read of such a partition then waits first (XREAD BLOCK
+    from that id) and reads once something new came. The read after a batch was applied found
+    nothing nearly every time at moderate rates: a script call an event for no entry
+    (bench/RESULTS.md, session 16). A read that fails, or that hands out the consumer's own
+    pending entries, leaves n out of it, so the next one reads first again."""
     if not partitions:
         return {}
     out: dict[int, list[Entry]] = {}
     waits: dict[KeyT, StreamIdT] = {}
     dues = {} if dues is None else dues
     after = {} if after is None else after
+    drained = {} if drained is None else drained
+    waited: list[int] = []
     for n in partitions:
-        got, last = await _read_owned(store, consumer, n, count, dues, after)
+        if block_ms and n in drained:
+            waits[K.stream(n)] = drained[n]   # nothing new as of the last read: wait first
+            waited.append(n)
+            continue
+        got, last = await _read_owned(store, consumer, n, count, dues, after, drained)
         if got:
             out[n] = got
         elif last is not None:
             waits[K.stream(n)] = last
+    if out and waited:   # other partitions had entries: no wait, the skipped ones are read too
+        for n in waited:
+            got, _ = await _read_owned(store, consumer, n, count, dues, after, drained)
+            if got:
+                out[n] = got
+        return out
     if out or not block_ms or not waits:
         return out
+    woke = True   # (a cluster's waits outlive the call: read after them, as before)
     if isinstance(store.redis, ClusterClient):
         await wait_for_entries(store.redis, waits, block_ms)
     else:
         try:
-            await store.redis.xread(waits, count=1, block=block_ms)
+            woke = bool(await store.redis.xread(waits, count=1, block=block_ms))
         except ResponseError as exc:
             if "UNBLOCKED" not in str(exc):
                 raise
     for n in partitions:
-        got, _ = await _read_owned(store, consumer, n, count, dues, after)
+        if not woke and n in drained:
+            continue   # the wait timed out: nothing new past drained[n], no read to learn it
+        got, _ = await _read_owned(store, consumer, n, count, dues, after, drained)
         if got:
             out[n] = got
     return out
@@ -158,10 +182,11 @@ async def read_entries(store: Store, consumer: str, partitions: list[int], *,
 # WATCH lease / GET / MULTI XREADGROUP EXEC, in one round trip instead of three).
 # KEYS = lease, stream, timer index, older timers set; ARGV = consumer, group, count, after (the
 # last entry id this consumer was handed of the stream). Returns {0} when another worker holds
-# the lease; {1, entries, first timer, last id} when some were read; {2, last generated id, first
-# timer, last id} when none were; first timer = the earlier of the timer index's and the older
-# layout's first {member, score} (store/timers.py), {} when both are empty; last id = the id to
-# pass as `after` next time. The consumer's own pending entries past `after` come first (only a
+# the lease; {1, entries, first timer, last id, drained} when some were read; {2, last generated
+# id, first timer, last id} when none were; first timer = the earlier of the timer index's and the
+# older layout's first {member, score} (store/timers.py), {} when both are empty; last id = the id
+# to pass as `after` next time; drained = 1 when the entries are new ones (XREADGROUP >), fewer
+# than COUNT: the stream held nothing more past the last. The consumer's own pending entries past `after` come first (only a
 # read whose reply was lost leaves any: read_entries), and only when there are none new ones
 # (XREADGROUP >); pending entries deleted meanwhile are XACKed, not returned.
 _READ_OWNED = """
@@ -181,6 +206,7 @@ if got and got[1] then
     else redis.call('XACK', KEYS[2], ARGV[2], entry[1]) end
   end
 end
+local drained = 0
 if #live == 0 then
   got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3], 'STREAMS',
                    KEYS[2], '>')
@@ -190,8 +216,9 @@ if #live == 0 then
       live[#live + 1] = entry
     end
   end
+  if #live < tonumber(ARGV[3]) then drained = 1 end
 end
-if #live > 0 then return {1, live, first, last} end
+if #live > 0 then return {1, live, first, last, drained} end
 local info = redis.call('XINFO', 'STREAM', KEYS[2])
 for i = 1, #info, 2 do
   if info[i] == 'last-generated-id' then return {2, info[i + 1], first, last} end
@@ -214,12 +241,14 @@ def _first_due(first: Any) -> int | None:
 
 
 async def _read_owned(store: Store, consumer: str, n: int, count: int,
-                      dues: dict[int, int | None],
-                      after: dict[int, str]) -> tuple[list[Entry], str | None]:
+                      dues: dict[int, int | None], after: dict[int, str],
+                      drained: dict[int, str]) -> tuple[list[Entry], str | None]:
     """(entries read, the stream's last generated id when none were); nothing when another worker
-    holds the lease. Puts the partition's first timer due time in `dues`, and the last entry id
-    handed out in `after` (read_entries)."""
+    holds the lease. Puts the partition's first timer due time in `dues`, the last entry id
+    handed out in `after` and, when the stream held nothing more, the id to wait past in
+    `drained` (read_entries)."""
     lease, stream = K.lease(n), K.stream(n)
+    drained.pop(n, None)   # known again only from this read's answer
     if not store.embedded:   # the in-process store runs no Lua
         try:
             # execute_command, not eval: a cluster client's eval waits for replicas (commits)
@@ -237,7 +266,10 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
         dues[n] = _first_due(got[2])
         after[n] = _text(got[3])
         if kind == 2:
-            return [], _text(got[1])
+            drained[n] = _text(got[1])
+            return [], drained[n]
+        if len(got) > 4 and int(got[4]):
+            drained[n] = after[n]
         entries: list[Entry] = []
         for entry_id, flat in got[1]:
             if flat:

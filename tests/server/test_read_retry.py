@@ -170,3 +170,110 @@ async def test_a_ticket_is_applied_in_order_when_a_read_reply_is_lost(
         assert await store.redis.xlen(K.stream(0)) == 0
     finally:
         await close_store(store)
+
+
+# -- the read after the stream was emptied waits first (store/events.read_entries `drained`) ----
+
+class _Reads:
+    """Counts the partition read's script calls (store/events._read_owned)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = events._read_owned
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(events, "_read_owned", counted)
+
+
+async def test_a_read_after_the_stream_was_emptied_waits_before_it_reads(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that took every new entry marks the partition drained; the next blocking read
+    waits (XREAD BLOCK) without a script call, reads once when an entry comes, and makes no read
+    at all when its wait times out. A read that took COUNT entries (more may be there) does not
+    mark it: the next read reads at once."""
+    import asyncio
+    import time
+
+    store, ws = await _setup(settings)
+    reads = _Reads(monkeypatch)
+    try:
+        await events.append_events(store, ws, [ev(i) for i in range(5)])
+        after: dict[int, str] = {}
+        drained: dict[int, str] = {}
+        got = await events.read_entries(store, "a", [0], count=2, block_ms=None, after=after,
+                                        drained=drained)
+        assert _ids(got[0]) == ["E-0", "E-1"] and drained == {}   # COUNT taken: maybe more
+        started = time.monotonic()
+        got = await events.read_entries(store, "a", [0], count=10, block_ms=5000, after=after,
+                                        drained=drained)
+        assert _ids(got[0]) == ["E-2", "E-3", "E-4"] and time.monotonic() - started < 2
+        assert drained == {0: got[0][-1][0]}
+        reads.calls = 0
+        started = time.monotonic()
+        assert await events.read_entries(store, "a", [0], count=10, block_ms=200, after=after,
+                                         drained=drained) == {}
+        assert reads.calls == 0 and time.monotonic() - started >= 0.15   # it waited, no read
+        later = asyncio.get_running_loop().call_later(
+            0.2, lambda: asyncio.ensure_future(events.append_events(store, ws, [ev(5)])))
+        got = await events.read_entries(store, "a", [0], count=10, block_ms=5000, after=after,
+                                        drained=drained)
+        later.cancel()
+        assert _ids(got[0]) == ["E-5"] and reads.calls == 1
+        assert drained == {0: got[0][-1][0]}
+        # what arrived while nothing was reading is read at once: the wait returns at once
+        await events.append_events(store, ws, [ev(6)])
+        started = time.monotonic()
+        got = await events.read_entries(store, "a", [0], count=10, block_ms=5000, after=after,
+                                        drained=drained)
+        assert _ids(got[0]) == ["E-6"] and time.monotonic() - started < 2
+    finally:
+        await close_store(store)
+
+
+async def test_a_lost_reply_leaves_the_partition_to_be_read_not_waited_on(
+        settings: Settings, lost_replies: LostReplies) -> None:
+    """A read whose reply was lost and sent again hands out the consumer's own pending entries:
+    the stream may hold more, so the partition is not marked drained and the next read reads
+    (were it to wait on the stream's end instead, E-2 would wait for an entry after it)."""
+    store, ws = await _setup(settings)
+    try:
+        await events.append_events(store, ws, [ev(i) for i in range(3)])
+        after: dict[int, str] = {}
+        drained: dict[int, str] = {}
+        got = await events.read_entries(store, "a", [0], count=2, block_ms=None, after=after,
+                                        drained=drained)
+        assert _ids(got[0]) == ["E-0", "E-1"] and drained == {}
+        lost_replies.arm()
+        got = await events.read_entries(store, "a", [0], count=2, block_ms=5000, after=after,
+                                        drained=drained)
+        assert _ids(got[0]) == ["E-2"] and len(lost_replies.lost) == 1
+        assert drained == {}   # the repeat read handed out pending entries: read next time
+    finally:
+        await close_store(store)
+
+
+async def test_a_partition_marked_drained_but_lost_meanwhile_reads_nothing(
+        settings: Settings) -> None:
+    """The wait of a drained partition reads nothing for anyone: when new entries come after
+    another worker took the lease, the read that follows checks the lease and hands out none."""
+    store, ws = await _setup(settings)
+    try:
+        await events.append_events(store, ws, [ev(0)])
+        after: dict[int, str] = {}
+        drained: dict[int, str] = {}
+        await events.acquire_lease(store, 0, "a")
+        got = await events.read_entries(store, "a", [0], count=10, block_ms=None, after=after,
+                                        drained=drained)
+        assert _ids(got[0]) == ["E-0"] and 0 in drained
+        await store.redis.set(K.lease(0), "b")   # a's lease ran out; b took it
+        await events.append_events(store, ws, [ev(1)])
+        assert await events.read_entries(store, "a", [0], count=10, block_ms=2000, after=after,
+                                         drained=drained) == {}
+        assert (await store.redis.xpending(K.stream(0), K.GROUP))["pending"] == 1   # E-0 only
+        got = await events.read_entries(store, "b", [0], count=10, block_ms=None)
+        assert _ids(got[0]) == ["E-1"]
+    finally:
+        await close_store(store)
