@@ -240,8 +240,11 @@ class Outbox:
             return False
         busy = False
         now_ms = int(self.clock() * 1000)
-        while (cut := await O.cut(self.store, workspace, now_ms, _iso(now_ms))).consumed:
+        while True:   # what was there when the pass began; what comes meanwhile is the next's
+            cut = await O.cut(self.store, workspace, now_ms, _iso(now_ms), limit=O.CUT_BATCH)
             busy = busy or cut.deliveries > 0
+            if cut.consumed < O.CUT_BATCH:
+                break
         return await self._send_due(workspace) or busy
 
     async def _send_due(self, workspace: str) -> bool:

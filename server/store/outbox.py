@@ -36,7 +36,7 @@ from server.store.replies import entries, text_or_none, texts
 from server.store.connect import Store
 from server.store.errors import guarded
 
-__all__ = ["get_webhook", "put_webhook", "delete_webhook", "Cut", "cut", "due_ids", "get_deliveries",
+__all__ = ["get_webhook", "put_webhook", "delete_webhook", "CUT_BATCH", "Cut", "cut", "due_ids", "get_deliveries",
            "save_attempt", "list_deliveries", "resend", "take_lease", "drop_lease", "pending_count",
            "STATES", "KEEP"]
 
@@ -108,13 +108,17 @@ def deliveries_for(feed_id: str, entry: dict[str, Any], webhook: dict[str, Any] 
     return out
 
 
+CUT_BATCH = 200   # feed entries one cut transaction reads at most
+
+
 class Cut(NamedTuple):
     consumed: int     # feed entries the cursor moved over (0: nothing new)
     deliveries: int   # delivery records they became (0: nothing to send for them)
 
 
 @guarded
-async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *, limit: int = 200) -> Cut:
+async def cut(store: Store, workspace: str, now_ms: int, now_iso: str, *,
+              limit: int = CUT_BATCH) -> Cut:
     """Turn feed entries after the cursor into deliveries, moving the cursor in the same
     transaction."""
     r = store.redis
