@@ -13,7 +13,7 @@ from typing import Any
 
 from .durations import parse_duration, parse_timestamp
 from .errors import UpdateError
-from .fields import SETTABLE
+from .fields import SETTABLE, name_problem, names_problem
 from .templates import render, template_problem
 from . import updates as U
 from .jsondata import json_copy
@@ -115,10 +115,13 @@ def _check_set(a: dict[str, Any]) -> list[Problem]:
 
 
 def _check_tags(a: dict[str, Any]) -> list[Problem]:
-    t = a["tags"]
-    if type(t) is not list or not t:
-        return [("tags", "must be a non-empty list of non-empty strings")]
-    return [(f"tags[{i}]", "must be a non-empty string") for i, x in enumerate(t) if not _nonempty_str(x)]
+    """What an event's tags may be (rules/fields.py)."""
+    problem = names_problem(a["tags"])
+    return [("tags" + problem[0], problem[1])] if problem else []
+
+
+def _check_group(a: dict[str, Any]) -> list[Problem]:
+    return [("group", why)] if (why := name_problem(a["group"])) else []
 
 
 def _need_str(*keys: str) -> Callable[[dict[str, Any]], list[Problem]]:
@@ -186,8 +189,8 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
     "set": _check_set,
     "add_tags": _check_tags,
     "remove_tags": _check_tags,
-    "add_to_group": _need_str("group"),
-    "remove_from_group": _need_str("group"),
+    "add_to_group": _check_group,
+    "remove_from_group": _check_group,
     "apply_sla": _need_str("policy"),
     "snooze": _check_snooze,
     "send_message": _check_send_message,

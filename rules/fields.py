@@ -5,6 +5,7 @@ not an object), reads as None.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,39 @@ SETTABLE: dict[str, frozenset[str] | None] = {
 }
 STATUSES = SETTABLE["status"]
 PRIORITIES = SETTABLE["priority"]
+
+# Tags and group names: what an event may carry (server/api/validate.py checks events with these),
+# and so what a rule's actions and a script's returned updates may add or remove. They are shown
+# on the managers' page, in logs and webhooks, matched by rules, and group names are parts of store
+# keys: a rule could add a 5,000-character tag with a newline in it that no event could carry.
+MAX_TAGS = 100        # tags in one event's list, one action's `tags`, one script return's list
+MAX_TAG_CHARS = 200   # characters of one tag or group name
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def name_problem(name: Any) -> str | None:
+    """Why `name` cannot be a tag or group name (None: it can)."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if len(name) > MAX_TAG_CHARS:
+        return (f"is {len(name)} characters; a tag or group name is at most {MAX_TAG_CHARS} "
+                f"characters (MAX_TAG_CHARS)")
+    if _CONTROL.search(name):
+        return "must not contain control characters"
+    return None
+
+
+def names_problem(names: Any, what: str = "tags") -> tuple[str, str] | None:
+    """The first problem of a list of tags or group names an action or script adds or removes, as
+    (path suffix, reason): a non-empty list of at most MAX_TAGS valid names."""
+    if type(names) is not list or not names:
+        return "", "must be a non-empty list of non-empty strings"
+    if len(names) > MAX_TAGS:
+        return "", f"has {len(names)} {what}; the limit is {MAX_TAGS} {what} (MAX_TAGS)"
+    for i, name in enumerate(names):
+        if why := name_problem(name):
+            return f"[{i}]", why
+    return None
 # Fields whose values have an order: `gt`/`gte`/`lt`/`lte` with a value from the order compare
 # positions in it (`priority gt normal`), an addition beside the ops' numeric meaning.
 ORDINAL: dict[str, tuple[str, ...]] = {

@@ -13,7 +13,7 @@ from typing import Any
 
 from .durations import parse_duration, parse_timestamp
 from .errors import UpdateError
-from .fields import PRIORITIES, STATUSES
+from .fields import PRIORITIES, STATUSES, names_problem
 from .jsondata import json_copy
 from .ops import is_empty, strict_equal
 
@@ -137,8 +137,12 @@ UPDATE_KEYS = ("status", "priority", "department", "assignee", "custom", "add_ta
 
 
 def _strings(key: str, value: Any) -> list[str]:
+    """A returned list of tags or group names: what a rule's action may hold (rules/fields.py),
+    but empty is allowed (it stands for no action)."""
     if type(value) is not list or not all(isinstance(x, str) and x for x in value):
         raise UpdateError(key, "must be a list of non-empty strings")
+    if value and (problem := names_problem(value, "groups" if "groups" in key else "tags")):
+        raise UpdateError(key + problem[0], problem[1])
     return value
 
 

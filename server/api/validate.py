@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from rules import ACTORS
+from rules.fields import MAX_TAG_CHARS, MAX_TAGS
 from server.api.query import did_you_mean
 from server.automation import SERVICE_FIELDS, format_time, parse_time
 
@@ -42,8 +43,8 @@ MAX_KEY_CHARS = 100  # of an ignored key as listed (a longer one is cut, ending 
 GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _TEXT = ("subject", "description", "channel", "department", "assignee")
 MAX_ID = 200  # characters of an event, ticket or contact id
-MAX_TAGS = 100  # tags on a ticket in one event
-MAX_TAG_CHARS = 200  # characters of one tag or group name in an event
+# MAX_TAGS (tags on a ticket in one event, 100) and MAX_TAG_CHARS (characters of one tag or group
+# name, 200) are rules/fields.py's: what rules' actions and scripts add is held to the same
 MAX_GROUPS = 100  # groups of a contact in one event
 MAX_CUSTOM_BYTES = 16 * 1024  # a `custom` object (ticket's, contact's, company's), as compact JSON
 MAX_COMPANY_NAME = 200  # characters of a company's name in an event
