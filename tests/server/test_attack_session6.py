@@ -35,9 +35,9 @@ def _count_group_changes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_a_long_group_list_is_applied_in_one_pass_not_one_copy_per_name(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _count_group_changes(monkeypatch)
-    names = [f"g{i}" for i in range(2000)]
-    ticket, _ = apply_updates(copy.deepcopy(TICKET), {"add_groups": names, "remove_groups": names[:1000]})
-    assert ticket["contact"]["groups"] == ["Trial", "eu", *names[1000:]]
+    names = [f"g{i}" for i in range(100)]   # (the most one returned list may hold: rules/fields.py)
+    ticket, _ = apply_updates(copy.deepcopy(TICKET), {"add_groups": names, "remove_groups": names[:50]})
+    assert ticket["contact"]["groups"] == ["Trial", "eu", *names[50:]]
     # one change of the contact's groups per key, not one per name (each copies the whole list)
     assert len(calls) == 2, f"{len(calls)} group changes for 2 keys"
 
