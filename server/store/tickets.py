@@ -223,9 +223,12 @@ Write = tuple[Any, ...]   # (command, key, argument...)
 @guarded
 async def commit(store: Store, workspace: str, partition: int, entry: str, fields: dict[str, str],
                  event: dict[str, Any], run_id: str, snapshot: Snapshot, outcome: Outcome,
-                 seq: int | None, send: Send | None = None) -> Applied | None:
+                 seq: int | None, send: Send | None = None, *, ack: bool = False) -> Applied | None:
     """Write the outcome if marker, ticket and contact still hold what `snapshot` read; None when
     they do not (load again and re-run the pass). `seq` (next_seq) is needed for a new ticket.
+    `ack`: acknowledge (XACK + XDEL) the stream entry in the same atomic write, for a store where
+    one script or MULTI may name the partition's stream beside the workspace's keys (not a
+    cluster: other slots); the caller then has nothing left to ack for it.
     On Redis one EVAL checks and writes (_COMMIT), in `send`'s round trip when given; on the
     embedded store (fakeredis runs Lua only with lupa) WATCH, a read to compare, and one
     MULTI/EXEC do the same. The fired rules' usage (counters, run lists) is not written here: the
@@ -237,6 +240,8 @@ async def commit(store: Store, workspace: str, partition: int, entry: str, field
             "ticket": ticket_id, "status": "processed", "run_id": run_id,
             "at": outcome.record["at"]}
     writes = _writes(store, workspace, event, run_id, snapshot, outcome, seq, done)
+    if ack:   # last, after every write of the event: acked only with it
+        writes += [("XACK", K.stream(partition), K.GROUP, entry), ("XDEL", K.stream(partition), entry)]
     if not store.embedded:
         keys = [mk, tk, ck or tk]
         index: dict[str, int] = {}
