@@ -6,37 +6,19 @@ between leaves it pending and its redelivery sets the timers (tests/server/test_
 On both stores, through the API, with the worker driven by hand (burst)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from server_helpers import Workspace
 from starlette.testclient import TestClient
+# the harness of the timer fault tests: an app without its own worker, a workspace, the store
+from test_timer_faults import T0, Killed, api, desk  # noqa: F401 -- api, desk: fixtures
+from test_timer_faults import store_of as _store
 
-from server.app import create_app
-from server.settings import Settings
 from server.store import events, tickets
 from server.store import keys as K
-from server.store.connect import Store
 from server.worker import Worker
-
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, worker=False)) as c:
-        yield c
-
-
-@pytest.fixture
-def desk(api: TestClient) -> Workspace:
-    return Workspace(api)
-
-
-def _store(api: TestClient) -> Store:
-    return api.app_state["store"]  # type: ignore[no-any-return]
 
 
 def _send(desk: Workspace, eid: str, tid: str) -> None:
@@ -102,10 +84,6 @@ def test_an_entry_that_sets_a_timer_is_acked_after_its_timer_writes(
     assert _drain(api) == 1
     assert len(acks) == 1                 # its own ack, once its timer was written
     assert _left(api) == (0, 0)
-
-
-class Killed(BaseException):
-    """Stands for the process dying right after the commit (nothing in the worker handles it)."""
 
 
 def test_a_worker_killed_after_a_commit_that_acked_leaves_nothing_pending(

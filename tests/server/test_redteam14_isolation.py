@@ -79,7 +79,8 @@ def _big_rule(n: int) -> dict[str, Any]:
     is a new revision): tags, cheap to check, so the edit's own cost is what is measured."""
     tags = [f"t{n % 10**7:07d}-{k:05d}-" + "x" * 20 for k in range((MAX_RULE_BYTES - 2048) // 38)]
     return {"name": f"big {n}", "enabled": True, "triggers": ["ticket.updated"],
-            "actions": [{"type": "add_tags", "tags": tags}]}
+            "actions": [{"type": "add_tags", "tags": tags[i:i + 100]}   # (100 an action: MAX_TAGS)
+                        for i in range(0, len(tags), 100)]}
 
 
 @pytest.mark.timeout(600)
