@@ -36,7 +36,7 @@ PRIORITIES = SETTABLE["priority"]
 # keys: a rule could add a 5,000-character tag with a newline in it that no event could carry.
 MAX_TAGS = 100        # tags in one event's list, one action's `tags`, one script return's list
 MAX_TAG_CHARS = 200   # characters of one tag or group name
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")   # what no name or id may hold
 
 
 def name_problem(name: Any) -> str | None:
@@ -46,7 +46,7 @@ def name_problem(name: Any) -> str | None:
     if len(name) > MAX_TAG_CHARS:
         return (f"is {len(name)} characters; a tag or group name is at most {MAX_TAG_CHARS} "
                 f"characters (MAX_TAG_CHARS)")
-    if _CONTROL.search(name):
+    if CONTROL.search(name):
         return "must not contain control characters"
     return None
 

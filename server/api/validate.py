@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from rules import ACTORS
+from rules.fields import CONTROL as _CONTROL
 from rules.fields import MAX_TAG_CHARS, MAX_TAGS
 from server.api.query import did_you_mean
 from server.automation import SERVICE_FIELDS, format_time, parse_time
@@ -49,8 +50,8 @@ MAX_GROUPS = 100  # groups of a contact in one event
 MAX_CUSTOM_BYTES = 16 * 1024  # a `custom` object (ticket's, contact's, company's), as compact JSON
 MAX_COMPANY_NAME = 200  # characters of a company's name in an event
 MAX_DOMAIN = 253  # characters of a company's domain (the DNS name limit)
-# Ids end up in store keys, logs and headers: no control characters (NUL, newlines, escapes).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Ids end up in store keys, logs and headers: no control characters (NUL, newlines, escapes):
+# _CONTROL is rules/fields.py's CONTROL, the pattern tags and group names from rules are held to.
 
 Problems = list[dict[str, str]]
 

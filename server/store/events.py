@@ -268,7 +268,7 @@ async def _read_owned(store: Store, consumer: str, n: int, count: int,
         if kind == 2:
             drained[n] = _text(got[1])
             return [], drained[n]
-        if len(got) > 4 and int(got[4]):
+        if int(got[4]):   # (the script's `drained`: nothing more past the last entry)
             drained[n] = after[n]
         entries: list[Entry] = []
         for entry_id, flat in got[1]:
