@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
@@ -41,7 +42,10 @@ class CompileCache:
     """Compiled rules by (definition digest, the named calendars it names); see the module doc.
     `compiles` counts the rules compiled (not found), what the tests count."""
 
-    def __init__(self) -> None:
+    def __init__(self, compiler: Callable[[str], CodeType] = compile_bucket) -> None:
+        # a bucket's source -> its code: CPython's compile here, or elsewhere (the service
+        # compiles a big one in a process of its own, server/rulecache.py)
+        self.compiler = compiler
         self._kept: dict[_Key, CompiledRule] = {}
         self._refused: dict[_Key, dict[int, RuleError]] = {}   # by position: the errors name it
         self._used: set[_Key] = set()
@@ -100,7 +104,7 @@ class CompileCache:
         code = self._codes.get(key)
         if code is None:
             self.code_compiles += 1
-            code = self._codes[key] = compile_bucket(source)
+            code = self._codes[key] = self.compiler(source)
         return code
 
     def sweep(self) -> None:

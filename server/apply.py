@@ -118,6 +118,12 @@ class Applier:
 
     def close(self) -> None:
         self._threads.shutdown()
+        self.rules.close()
+
+    async def aclose(self) -> None:
+        """close(), and the rule cache's compile processes stopped (and reaped)."""
+        self.close()
+        await self.rules.aclose()
 
     # -- the batched counters (server/tallies.py) ------------------------------------------
 

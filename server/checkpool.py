@@ -214,8 +214,9 @@ class CheckPool:
     def __init__(self, processes: int = 2, *, per_workspace: int = 1,
                  timeout_s: float = CHECK_TIMEOUT_S, queue_timeout_s: float = QUEUE_TIMEOUT_S,
                  max_waiting: int = MAX_WAITING, fast_bytes: int = FAST_BYTES,
-                 max_processes: int = MAX_PROCESSES, retire_s: float = RETIRE_S) -> None:
-        self.processes, self.retire_s = processes, retire_s
+                 max_processes: int = MAX_PROCESSES, retire_s: float = RETIRE_S,
+                 max_bytes: int | None = None) -> None:
+        self.processes, self.retire_s, self.max_bytes = processes, retire_s, max_bytes
         self.max_processes = max(processes, max_processes)
         self.timeout_s, self.queue_timeout_s, self.fast_bytes = timeout_s, queue_timeout_s, fast_bytes
         self.per_workspace = max(1, min(per_workspace, processes)) if processes > 0 else 1
@@ -242,9 +243,10 @@ class CheckPool:
                                    and not (op == "dry_run" and slow_input(args))):
             self.inline += 1
             return OPS[op](*args)
-        if size > MAX_CHECK_BYTES:
+        limit = MAX_CHECK_BYTES if self.max_bytes is None else self.max_bytes
+        if size > limit:
             raise PayloadTooLarge(f"The input to check is {size} bytes; the check size limit is "
-                                  f"{MAX_CHECK_BYTES} bytes (MAX_CHECK_BYTES).",
+                                  f"{limit} bytes (MAX_CHECK_BYTES).",
                                   code="check_too_large")
         if self._closed:
             raise CheckUnavailable("The service is stopping; retry shortly.",

@@ -3,16 +3,30 @@ moves: the workspace's rules revision (bumped by every rule change) or the SLA p
 that business-time conditions name. A recompile compiles only the rules that changed: each
 workspace keeps its compiled rules by definition and its buckets' code by source
 (rules/compile_cache.py), so renaming one of 1,000 rules compiles one rule and no bucket, not
-1,000 rules and the bucket (5.8 s -> 0.06 s of CPU at 1,000 long regexes, bench/RESULTS.md)."""
+1,000 rules and the bucket (5.8 s -> 0.06 s of CPU at 1,000 long regexes, bench/RESULTS.md).
+
+A bucket's source that is compiled (its shape changed: a condition's op, their number) and is
+over INLINE_SOURCE_BYTES is compiled in a process of the cache's own (a CheckPool, "bucket_code",
+server/checkwork.py), not in the compile's thread: CPython's compile is one C call holding the
+GIL, ~1 s for the 3.6 MB of a bucket at the rule limits, which no switch interval interrupts; the
+process stopped for every workspace each time an attacker changed a shape (another workspace's
+p99 838 ms, tests/server/test_tenant_isolation.py). Only `marshal.loads` of the answer is left
+here, ~10 ms at the limits. The processes start on the first such source (a worker that never
+sees one starts none), at most MAX_COMPILE_PROCESSES, shared round-robin by workspace."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import marshal
+from types import CodeType
 from typing import Any
 
 from rules.calendar import Calendar
+from rules.codegen import compile_bucket
 from rules.compile_cache import CompileCache
+from server.checkpool import CheckPool
 from server.inflight import lead, outcome
 from server.store import catalog
 from server.store.connect import Store
@@ -21,6 +35,12 @@ __all__ = ["RuleCache", "compile_stored_rules"]
 
 log = logging.getLogger("deskflow.worker")
 
+
+INLINE_SOURCE_BYTES = 64 * 1024   # a bucket's source compiled here: ~17 ms of CPython's compile
+MAX_COMPILE_PROCESSES = 3          # processes compiling bigger ones at once (~70 MB each)
+COMPILE_THREADS = 4                # workspaces' rule compiles at once (threads of the cache's own)
+AWAY_TIMEOUT_S = 120.0             # a compile's wait for its process (then compiled here, logged)
+MAX_SOURCE_BYTES = 64 * 1024 * 1024   # (a bucket at the rule limits: 3.6-10 MB)
 
 _Key = tuple[int, frozenset[Any]]
 _Entry = tuple[_Key, Any, dict[str, int]]
@@ -36,6 +56,13 @@ class RuleCache:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        # own threads: a compile waits in its thread for its process's answer, which the pool
+        # reads in a thread of the loop's default executor; sharing that executor, compiles of
+        # enough workspaces at once would wait on each other's exchanges
+        self._threads = concurrent.futures.ThreadPoolExecutor(COMPILE_THREADS,
+                                                              thread_name_prefix="deskflow-compile")
+        self._away = CheckPool(1, max_processes=MAX_COMPILE_PROCESSES, max_bytes=MAX_SOURCE_BYTES)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: dict[str, _Entry] = {}
         self._compiling: dict[str, asyncio.Future[_Entry]] = {}
         # per workspace, its rules compiled by definition: bounded by the workspace's own rules
@@ -79,12 +106,56 @@ class RuleCache:
             # compile, and a workspace's 4 MiB of rules ~40 ms to parse, which on the loop every
             # other workspace waited out (one compile per workspace at a time, `lead`: its
             # CompileCache is never shared)
-            compiled = self._compiled.setdefault(workspace, CompileCache())
-            ruleset, revisions = await asyncio.to_thread(_compile_raw, raw, calendars, compiled)
+            self._loop = asyncio.get_running_loop()
+            compiled = self._compiled.get(workspace)
+            if compiled is None:
+                compiled = self._compiled[workspace] = CompileCache(self._compiler(workspace))
+            ruleset, revisions = await self._loop.run_in_executor(
+                self._threads, _compile_raw, raw, calendars, compiled)
             entry: _Entry = (key, ruleset, revisions)
             self._cache[workspace] = entry
             return entry
         return await lead(self._compiling, workspace, compile_now)
+
+    def compiled(self, workspace: str) -> CompileCache | None:
+        """The workspace's rules and bucket codes as compiled so far (what the tests count)."""
+        return self._compiled.get(workspace)
+
+    @property
+    def compile_processes(self) -> int:
+        """Compile processes started so far (what the tests count)."""
+        return self._away.started
+
+    def _compiler(self, workspace: str) -> Any:
+        """CompileCache's compiler for the workspace: called in a compile thread (see the module
+        doc). A source the process cannot compile (it stopped, it is closing) is compiled here,
+        logged: the workspace's events must still apply."""
+        def compile_source(source: str) -> CodeType:
+            loop = self._loop
+            if len(source) <= INLINE_SOURCE_BYTES or loop is None or loop.is_closed():
+                return compile_bucket(source)
+            future = asyncio.run_coroutine_threadsafe(
+                self._away.run(workspace, "bucket_code", source), loop)
+            try:
+                data = future.result(AWAY_TIMEOUT_S)
+            except (Exception, concurrent.futures.CancelledError) as exc:  # noqa: BLE001 -- see the doc
+                future.cancel()
+                log.error("a rule bucket's compile in its process failed (%s); compiled here",
+                          type(exc).__name__)
+                return compile_bucket(source)
+            code = marshal.loads(data)
+            assert isinstance(code, CodeType)
+            return code
+        return compile_source
+
+    def close(self) -> None:
+        """Stop the compile threads (a compile under way ends first)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """close(), and the compile processes stopped (and reaped)."""
+        self.close()
+        await self._away.aclose()
 
 
 def _compile_raw(raw: dict[str, str], calendars: dict[str, Calendar] | None,

@@ -111,7 +111,7 @@ class Worker:
             self._loops.clear()
             await self.applier.flush()   # batched rule usage and check counters
             await self._release_all()
-            self.applier.close()
+            await self.applier.aclose()
         return self.processed
 
     def _spawn(self) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import rules.codegen as codegen
 import rules.compile as engine_compile
-from server.rulecache import RuleCache
+from server.rulecache import INLINE_SOURCE_BYTES, RuleCache
 from server.store import catalog
 from server.store import revisions as R
 from server.store.connect import close_store, open_store
@@ -46,14 +46,6 @@ async def test_a_one_rule_edit_at_1000_rules_compiles_about_one_rule(settings: A
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine_compile, "_problems", counted)
-    buckets: list[str] = []   # CPython compiles of a trigger bucket's generated source
-
-    def bucket_compiled(source: str, filename: str, *args: Any) -> Any:
-        if filename == "<rules bucket>":
-            buckets.append(filename)
-        return compile(source, filename, *args)
-
-    monkeypatch.setattr(codegen, "compile", bucket_compiled, raising=False)
     store = await open_store(settings)
     try:
         ws, _ = await catalog.create_workspace(store, "counts")
@@ -70,8 +62,9 @@ async def test_a_one_rule_edit_at_1000_rules_compiles_about_one_rule(settings: A
         renamed = await cache.get(ws["id"])
         assert renamed is not first and cache.compiles == 2
         assert len(calls) == 1, f"{len(calls)} rules compiled for a one-rule rename"
-        # nor the bucket's generated code (its source names no tenant value)
-        assert buckets == ["<rules bucket>"], buckets
+        # nor the bucket's generated code (its source names no tenant value), here or elsewhere
+        kept = cache.compiled(ws["id"])
+        assert kept is not None and kept.code_compiles == 1, kept and kept.code_compiles
         assert renamed.evaluate(event, ticket).matched == ["r0500"]
         assert renamed.evaluate(event, ticket).explain[500]["name"] == "renamed"
 
@@ -86,4 +79,86 @@ async def test_a_one_rule_edit_at_1000_rules_compiles_about_one_rule(settings: A
         await catalog.put_rule(store, ws["id"], edited)
         assert (await cache.get(ws["id"])) is not changed and calls == []
     finally:
+        await close_store(store)
+
+
+def _dense(i: int, n: int = 20) -> dict[str, Any]:
+    return {"id": f"d{i:04d}", "name": f"dense {i}", "enabled": True, "position": i,
+            "triggers": ["ticket.updated"],
+            "conditions": {"all": [{"field": "subject", "op": "contains", "value": f"w{i}x{j:02d}"}
+                                   for j in range(n)]},
+            "actions": [{"type": "add_tags", "tags": ["d"]}]}
+
+
+def _counting_compiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the bucket sources CPython compiles in this process."""
+    sizes: list[int] = []
+
+    def bucket_compiled(source: str, filename: str, *args: Any) -> Any:
+        if filename == "<rules bucket>":
+            sizes.append(len(source))
+        return compile(source, filename, *args)
+
+    monkeypatch.setattr(codegen, "compile", bucket_compiled, raising=False)
+    return sizes
+
+
+@pytest.mark.anyio
+async def test_a_big_buckets_source_is_compiled_in_a_process_of_its_own(
+        settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPython's compile of a bucket's source holds the GIL in one C call (~1 s at the rule
+    limits): over INLINE_SOURCE_BYTES it runs in the cache's compile process, and a shape change
+    (a condition fewer) compiles the new source there too; a small set is compiled here."""
+    here = _counting_compiles(monkeypatch)
+    store = await open_store(settings)
+    cache = RuleCache(store)
+    away: list[int] = []   # the sizes of the sources sent to the process
+    sent = cache._away.run
+
+    async def run(workspace: str, op: str, *args: Any) -> Any:
+        away.append(len(args[0]))
+        return await sent(workspace, op, *args)
+
+    monkeypatch.setattr(cache._away, "run", run)
+    try:
+        ws, _ = await catalog.create_workspace(store, "away")
+        small, _ = await catalog.create_workspace(store, "small")
+        await _put_all(store, ws["id"], [_dense(i) for i in range(300)])
+        await _put_all(store, small["id"], [_dense(i, 2) for i in range(3)])
+        event = {"type": "ticket.updated"}
+        hit = {"subject": " ".join(f"w7x{j:02d}" for j in range(20))}
+        first = await cache.get(ws["id"])
+        assert first.evaluate(event, hit).matched == ["d0007"]
+        assert here == [] and cache.compile_processes == 1
+        await catalog.put_rule(store, ws["id"], _dense(7, 19))   # a shape change: a new source
+        changed = await cache.get(ws["id"])
+        assert changed.evaluate(event, {"subject": hit["subject"][:-6]}).matched == ["d0007"]
+        kept = cache.compiled(ws["id"])
+        assert kept is not None and kept.code_compiles == 2 and here == [] and len(away) == 2
+        assert cache.compile_processes == 1   # the same process, again
+        assert (await cache.get(small["id"])).evaluate(event, {"subject": "w1x00 w1x01"}).matched == ["d0001"]
+        assert len(here) == 1 and here[0] <= INLINE_SOURCE_BYTES < min(away)
+    finally:
+        await cache.aclose()
+        await close_store(store)
+
+
+@pytest.mark.anyio
+async def test_a_compile_process_that_is_gone_leaves_the_compile_here(
+        settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The workspace's events must still apply: the source is compiled in this process, logged."""
+    here = _counting_compiles(monkeypatch)
+    store = await open_store(settings)
+    cache = RuleCache(store)
+    try:
+        ws, _ = await catalog.create_workspace(store, "gone")
+        await _put_all(store, ws["id"], [_dense(i) for i in range(300)])
+        await cache._away.aclose()   # the pool stopping: its run refuses (503 check_unavailable)
+        ruleset = await cache.get(ws["id"])
+        assert ruleset.evaluate({"type": "ticket.updated"},
+                                {"subject": " ".join(f"w9x{j:02d}" for j in range(20))}).matched == ["d0009"]
+        assert len(here) == 1 and here[0] > INLINE_SOURCE_BYTES
+        assert "compiled here" in caplog.text
+    finally:
+        await cache.aclose()
         await close_store(store)
