@@ -702,3 +702,91 @@ def test_rule_shape_changes_of_a_workspace_at_the_limits_do_not_stall_another(se
         assert r.status_code < 300, r.text[:300]
 
     _unfelt_while(b, "rule shape changes", step, threads=3)
+
+
+def _loop_rules() -> list[dict[str, Any]]:
+    """1,000 rules of a distinct short regex each: over a 20-character subject their pass's worst
+    case, counted before it runs, stays under the event loop's regex allowance (LOOP_REGEX_S,
+    1 ms), so the pass runs on the loop every workspace shares instead of in a thread; any longer
+    subject or dearer pattern would send it to a thread (rules/regexes.py `on_loop`)."""
+    return [{"id": f"l{i:04d}", "name": f"loop {i}", "enabled": True, "triggers": ["ticket.updated"],
+             "conditions": {"all": [{"field": "subject", "op": "matches", "value": f"refund(s|ed)?{i}"}]},
+             "actions": [{"type": "add_tags", "tags": ["l"]}]} for i in range(1000)]
+
+
+LOOP_SUBJECT = "refunds invoice #12 "   # 20 characters
+
+
+@pytest.mark.timeout(600)
+def test_passes_just_under_the_loops_regex_allowance_do_not_stall_another(served: Served) -> None:
+    """The dearest pass that still stays on the event loop, sent as fast as an ingest key may:
+    1,000 distinct regexes over a 20-character subject, ~0.7 ms of regex a pass plus the pass
+    itself (1,000 rules' record), in batches of 20 events from 3 threads. Each pass is short, but
+    a flood of them is a queue of them on the loop: the lanes (4 passes in flight a workspace,
+    server/lanes.py) and the event loop's turns must keep the victim's requests and events
+    unfelt. Checked first, on the engine here: the attacker's pass stays on the loop."""
+    from datetime import datetime, timezone
+
+    from rules import compile_rules
+    from rules.regexes import on_loop
+
+    rules = _loop_rules()
+    ruleset = compile_rules(rules)
+    ticket = {"subject": LOOP_SUBJECT}
+    with on_loop():   # raises OffLoop if the pass would move to a thread
+        ev = ruleset.evaluate({"type": "ticket.updated", "ticket": ticket}, ticket,
+                              now=datetime.now(timezone.utc), record=True)
+    assert len(ev.explain) == 1000
+    a, b = served.workspace("attacker", timeout=120), _victim(served)
+    a.ok("POST", "/v1/import", json={"deskflow": 1, "rules": rules})
+
+    accepted: list[int] = []
+
+    def step(n: int) -> None:
+        r = a.call("POST", "/v1/events", json={"events": [
+            _event(f"l{n}-{k}", f"A-loop-{n % 50}-{k}", "ticket.updated", subject=LOOP_SUBJECT)
+            for k in range(20)]})
+        assert r.status_code in (202, 429), r.text[:300]   # (429: its rate limit, still a try)
+        if r.status_code == 202:
+            accepted.append(n)
+
+    _unfelt_while(b, "loop allowance", step, threads=3)
+    assert len(accepted) >= 10, f"only {len(accepted)} batches of the attacker's were taken"
+
+
+# 3,000 new tags and 100 contact groups an event, the most a script's return may carry: 30
+# add_tags actions of 100 (MAX_TAGS, rules/fields.py) and a list of 100 groups
+GROWER = '''
+def run(event, ticket, ctx):
+    return {"actions": [{"type": "add_tags",
+                         "tags": [event["id"] + "-" + str(j * 100 + i) for i in range(100)]}
+                        for j in range(30)],
+            "add_groups": [event["id"] + "-g" + str(i) for i in range(100)]}
+'''
+
+
+@pytest.mark.timeout(600)
+def test_scripts_returning_the_most_tags_and_groups_do_not_stall_another(served: Served) -> None:
+    """A script's return is applied by the worker every workspace shares: 3,000 tags and 100
+    group names an event to check, merge into a ticket held at MAX_TICKET_TAGS and a contact at
+    MAX_CONTACT_GROUPS, diff and write back, on a few tickets and contacts in a loop."""
+    from server.automation import MAX_TICKET_TAGS
+
+    a, b = served.workspace("attacker", timeout=120), _victim(served)
+    a.ok("POST", "/v1/scripts", json={"name": "grow", "source": GROWER})
+    assert a.rule(name="grow", triggers=["ticket.created", "ticket.updated"],
+                  actions=[{"type": "run_script", "script": "grow"}]).status_code == 201
+    applied: list[int] = []
+
+    def step(n: int) -> None:
+        ticket = {"id": f"A-grow-{n % 4}", "contact": {"id": f"C-grow-{n % 2}"}}
+        r = a.call("POST", "/v1/events?wait=true", json={"id": f"g{n}", "type": "ticket.updated",
+                                                          "ticket": ticket})
+        assert r.status_code in (200, 202, 429), r.text[:300]
+        if r.status_code == 200 and r.json().get("status") == "processed":
+            applied.append(n)
+
+    _unfelt_while(b, "script growth", step, threads=3)
+    assert len(applied) >= 5, f"only {len(applied)} of the attacker's events were applied"
+    ticket = a.ok("GET", "/v1/tickets/A-grow-0")
+    assert len(ticket["tags"]) == MAX_TICKET_TAGS, len(ticket["tags"])
