@@ -26,7 +26,7 @@ from typing import Any
 from rules.calendar import Calendar
 from rules.codegen import compile_bucket
 from rules.compile_cache import CompileCache
-from server.checkpool import CheckPool
+from server.checkpool import CheckPool, ChecksBusy
 from server.inflight import lead, outcome
 from server.store import catalog
 from server.store.connect import Store
@@ -40,6 +40,7 @@ INLINE_SOURCE_BYTES = 64 * 1024   # a bucket's source compiled here: ~17 ms of C
 MAX_COMPILE_PROCESSES = 3          # processes compiling bigger ones at once (~70 MB each)
 COMPILE_THREADS = 4                # workspaces' rule compiles at once (threads of the cache's own)
 AWAY_TIMEOUT_S = 120.0             # a compile's wait for its process (then compiled here, logged)
+BUSY_RETRY_S = 0.5                 # every process held past the queue's bound: asked again after
 MAX_SOURCE_BYTES = 64 * 1024 * 1024   # (a bucket at the rule limits: 3.6-10 MB)
 
 _Key = tuple[int, frozenset[Any]]
@@ -134,8 +135,7 @@ class RuleCache:
             loop = self._loop
             if len(source) <= INLINE_SOURCE_BYTES or loop is None or loop.is_closed():
                 return compile_bucket(source)
-            future = asyncio.run_coroutine_threadsafe(
-                self._away.run(workspace, "bucket_code", source), loop)
+            future = asyncio.run_coroutine_threadsafe(self._compile_away(workspace, source), loop)
             try:
                 data = future.result(AWAY_TIMEOUT_S)
             except (Exception, concurrent.futures.CancelledError) as exc:  # noqa: BLE001 -- see the doc
@@ -147,6 +147,17 @@ class RuleCache:
             assert isinstance(code, CodeType)
             return code
         return compile_source
+
+    async def _compile_away(self, workspace: str, source: str) -> bytes:
+        """The source's marshalled code from a compile process. While every process is held by
+        other workspaces' compiles and this workspace's wait passed its bound (503 checks_busy),
+        it asks again: compiled here instead, it would stop every workspace for that compile."""
+        while True:
+            try:
+                data: bytes = await self._away.run(workspace, "bucket_code", source)
+                return data
+            except ChecksBusy:
+                await asyncio.sleep(BUSY_RETRY_S)
 
     def close(self) -> None:
         """Stop the compile threads (a compile under way ends first)."""

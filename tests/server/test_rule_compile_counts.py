@@ -162,3 +162,37 @@ async def test_a_compile_process_that_is_gone_leaves_the_compile_here(
     finally:
         await cache.aclose()
         await close_store(store)
+
+
+@pytest.mark.anyio
+async def test_a_compile_whose_processes_are_all_held_waits_its_turn(
+        settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """503 checks_busy (other workspaces' compiles hold every process past the queue's bound) is
+    asked again, not compiled here: that would stop every workspace for the compile."""
+    import server.rulecache as rc
+    from server.checkpool import ChecksBusy
+
+    here = _counting_compiles(monkeypatch)
+    monkeypatch.setattr(rc, "BUSY_RETRY_S", 0.01)
+    store = await open_store(settings)
+    cache = RuleCache(store)
+    tries: list[str] = []
+    sent = cache._away.run
+
+    async def run(workspace: str, op: str, *args: Any) -> Any:
+        tries.append(workspace)
+        if len(tries) < 3:
+            raise ChecksBusy("busy")
+        return await sent(workspace, op, *args)
+
+    monkeypatch.setattr(cache._away, "run", run)
+    try:
+        ws, _ = await catalog.create_workspace(store, "busy")
+        await _put_all(store, ws["id"], [_dense(i) for i in range(300)])
+        ruleset = await cache.get(ws["id"])
+        assert ruleset.evaluate({"type": "ticket.updated"},
+                                {"subject": " ".join(f"w4x{j:02d}" for j in range(20))}).matched == ["d0004"]
+        assert tries == [ws["id"]] * 3 and here == []
+    finally:
+        await cache.aclose()
+        await close_store(store)
