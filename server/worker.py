@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.apply import Applier, tune_gc
+from server.fence import Fence
 from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
 from server.partition_timers import PartitionTimers
 from server.rulecache import RuleCache
@@ -58,8 +59,7 @@ class Worker:
         self.rules: RuleCache = self.applier.rules
         self.timers = PartitionTimers(store, lambda: self.clock(), self.applier.timers_set)
         self.owned: set[int] = set()         # partitions whose lease we hold
-        self._lease_until: dict[int, float] = {}  # monotonic time each lease surely lasts until
-        self._renewing: dict[int, asyncio.Future[bool]] = {}  # a fence's renewal in flight
+        self.fence = Fence(store, self.name, self.owned)   # each pass checks its lease first
         self._fresh: set[int] = set()        # partitions whose pending entries must be claimed first
         # the last entry of each partition this worker was handed (claimed or read): its reads
         # return its own pending entries past it first, which only a lost reply leaves there
@@ -158,7 +158,7 @@ class Worker:
         held = await asyncio.gather(*(events.renew_lease(self.store, n, self.name) for n in mine))
         for n, ok in zip(mine, held, strict=True):
             if ok:
-                self._lease_until[n] = started + self.settings.reclaim_idle_ms / 1000
+                self.fence.held(n, started)
             else:
                 self.owned.discard(n)  # lost (we stalled past the TTL): its loop stops
         keep = len(self.owned) - len(self._handover)
@@ -175,7 +175,7 @@ class Worker:
             started = time.monotonic()
             if n not in self.owned and n not in self._loops and await events.acquire_lease(
                     self.store, n, self.name):
-                self._lease_until[n] = started + self.settings.reclaim_idle_ms / 1000
+                self.fence.held(n, started)
                 self.owned.add(n)
                 self._fresh.add(n)
 
@@ -287,36 +287,11 @@ class Worker:
 
     async def handle(self, n: int, entry_id: str, fields: dict[str, str]) -> tickets.Applied | None:
         """Apply one entry (server/apply.py); counts it when it was applied (not skipped)."""
-        if n not in self.owned or not await self._fenced(n):
+        if n not in self.owned or not await self.fence.check(n):
             raise _LeaseLost()
         applied = await self.applier.handle(n, entry_id, fields)
         self.processed += applied is not None and not applied.skipped
         return applied
-
-    async def _fenced(self, n: int) -> bool:
-        """True when partition n's lease lasts at least half its TTL more, renewing it here when
-        the renewal task is late (a loop starved of CPU): else a stalled holder whose lease ran out
-        could apply entries the next owner claimed, out of order. A pass has half the TTL to commit."""
-        ttl_s = self.settings.reclaim_idle_ms / 1000
-        if time.monotonic() < self._lease_until.get(n, 0.0) - ttl_s / 2:
-            return True
-        renewal = self._renewing.get(n)
-        if renewal is None:   # one renewal for the partition's lanes that all found it due
-            renewal = self._renewing[n] = asyncio.ensure_future(self._renew(n, ttl_s))
-        return await asyncio.shield(renewal)
-
-    async def _renew(self, n: int, ttl_s: float) -> bool:
-        try:
-            started = time.monotonic()
-            # renew only (issue 16): re-taking a lapsed lease here would apply this entry ahead of
-            # any earlier one another worker took meanwhile and left pending
-            if await events.renew_lease(self.store, n, self.name):
-                self._lease_until[n] = started + ttl_s
-                return True
-            self.owned.discard(n)   # lapsed or taken: this loop stops; the next owner claims first
-            return False
-        finally:
-            self._renewing.pop(n, None)
 
 
 class _LeaseLost(Exception):

@@ -95,7 +95,7 @@ async def test_the_fence_does_not_renew_a_lapsed_lease(settings: Settings) -> No
         got = await events.read_entries(store, "a", [0], count=10, block_ms=None)
         (entry_id, fields), = got[0]
         assert orjson.loads(fields["e"])["id"] == "E-1"
-        a._lease_until[0] = time.monotonic() - 1      # its renewal is late
+        a.fence.until[0] = time.monotonic() - 1      # its renewal is late
         with pytest.raises(Exception) as lost:
             await a.handle(0, entry_id, fields)
         assert type(lost.value).__name__ == "_LeaseLost" and 0 not in a.owned

@@ -243,7 +243,7 @@ async def test_a_holder_whose_lease_ran_out_applies_nothing_another_worker_claim
                                                          block_ms=None))[0]
         # its renewal ran late, past the TTL, and the heir has the partition now
         await store.redis.set(K.lease(0), "heir", px=10_000)
-        stale._lease_until[0] = time.monotonic() - 1
+        stale.fence.until[0] = time.monotonic() - 1
         with pytest.raises(Exception) as lost:
             await stale.handle(0, entry_id, fields)
         assert type(lost.value).__name__ == "_LeaseLost" and 0 not in stale.owned
@@ -254,7 +254,7 @@ async def test_a_holder_whose_lease_ran_out_applies_nothing_another_worker_claim
         # tests/server/test_lease_order.py); taken again by the lease round, as a new owner
         await store.redis.delete(K.lease(0))
         stale.owned.add(0)
-        stale._lease_until[0] = 0.0
+        stale.fence.until[0] = 0.0
         with pytest.raises(Exception) as lost:
             await stale.handle(0, entry_id, fields)
         assert type(lost.value).__name__ == "_LeaseLost" and 0 not in stale.owned
@@ -280,8 +280,8 @@ async def test_lanes_that_find_the_lease_due_at_once_keep_the_partition(settings
         await worker._keep_leases()
         assert worker.owned == {0}
         for _ in range(3):
-            worker._lease_until[0] = 0.0
-            assert all(await asyncio.gather(*(worker._fenced(0) for _ in range(16))))
+            worker.fence.until[0] = 0.0
+            assert all(await asyncio.gather(*(worker.fence.check(0) for _ in range(16))))
             assert worker.owned == {0} and await store.redis.get(K.lease(0)) == "w1"
         # and concurrent renewals straight at the store (the renewal task and a fence at once)
         assert all(await asyncio.gather(*(events.acquire_lease(store, 0, "w1")
