@@ -109,3 +109,41 @@ def test_api_leaves_no_check_process_behind(redis_url: str) -> None:
             proc.kill()
             proc.wait()
     assert not [k for k in kids if _alive(k)]
+
+
+def _dense(i: int) -> dict[str, object]:
+    return {"id": f"d{i:04d}", "name": f"dense {i}", "enabled": True, "triggers": ["ticket.created"],
+            "conditions": {"all": [{"field": "subject", "op": "contains", "value": f"w{i}x{j:02d}"}
+                                   for j in range(20)]},
+            "actions": [{"type": "add_tags", "tags": ["d"]}]}
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_serves_compile_process_is_left_behind_by_neither_stop(tmp_path: Path, stop: signal.Signals) -> None:
+    """The worker's rule cache compiles a big bucket's source in a process of its own
+    (server/rulecache.py): started by the first such compile, reaped on SIGTERM, ended by the
+    kernel on SIGKILL, as the API's check processes are."""
+    env = {"DESKFLOW_DATA_FILE": str(tmp_path / "d.json"), "DESKFLOW_PARTITIONS": "1"}
+    proc, base = _start(["serve"], env)
+    try:
+        r = httpx.post(f"{base}/v1/workspaces", json={"name": "w"},
+                       headers={"Authorization": f"Bearer {ROOT}"}, timeout=10)
+        h = {"Authorization": f"Bearer {r.json()['admin_key']}"}
+        r = httpx.post(f"{base}/v1/import", json={"deskflow": 1, "rules": [_dense(i) for i in range(300)]},
+                       headers=h, timeout=120)
+        assert r.status_code < 300, r.text[:300]
+        checks = set(_children(proc.pid))   # the import's check, in the API's pool
+        r = httpx.post(f"{base}/v1/events?wait=true", headers=h, timeout=120, json={
+            "id": "e1", "type": "ticket.created",
+            "ticket": {"id": "T-1", "subject": " ".join(f"w7x{j:02d}" for j in range(20))}})
+        assert r.status_code == 200 and r.json()["changes"]["tags"]["added"] == ["d"], r.text[:300]
+        kids = _children(proc.pid)
+        assert len(set(kids) - checks) == 1, (kids, checks)   # the compile process
+        proc.send_signal(stop)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    wait_until(lambda: [k for k in kids if _alive(k)], lambda left: not left, timeout=10,
+               what="the check and compile processes to end")
