@@ -46,6 +46,10 @@ Bounds, each named in its error (never a 500):
   process's checks at ~420 MB, and past it the fixed pool's waits come back (docs/api.md);
 * a process that dies is a 503 check_unavailable; the next check starts a fresh one.
 
+The worker's rule cache keeps a pool of its own (server/rulecache.py) for CPython's compile of a
+big rule bucket's generated source (op "bucket_code"), one C call that holds the GIL for up to a
+second at the rule limits.
+
 The processes are started on the first check that needs one (tests and API processes that never
 see a big rule start none), with "spawn" (a fresh interpreter: no fork of a threaded server), at a
 lower CPU priority (CHILD_NICE), and die with the API process: they read until their pipe closes,
