@@ -199,6 +199,10 @@ class Generated(NamedTuple):
     deep: frozenset[int] = frozenset()
 
 
+# a rule's test (its conditions' expression) longer than this, checked under more than one value
+# of the value index, is a function of its own that each value's function calls (generate)
+SHARED_BODY = 120
+
 # a rule with more steps than this is asked through its explainer in `first`, keeping the
 # generated conditional expression shallow
 FIRST_INLINE = 12
@@ -244,6 +248,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing],
     weights = [scans.text_scans(t) for t in trees]
     root = _Level()
     dup = False
+    lines = ["def _make(D):"]
     for pos, filing in enumerate(filings):
         levels = [root]
         for field, mode, values in filing:   # key 1, then key 2 within it; any one value will do
@@ -251,7 +256,11 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing],
             levels = [lv.child(field, mode, v) for lv in levels for v in dict.fromkeys(values)]
         for level in levels:
             level.rules.append(pos)
-    lines = ["def _make(D):"]
+        if len(levels) > 1 and len(bodies[pos]) > SHARED_BODY:
+            # checked in several values' functions: its test is written once, as a function, and
+            # called from each (the source stays about as long as the rules, not times their values)
+            lines += [f"    def b{pos}(v, s):", f"        return {bodies[pos]}"]
+            bodies[pos] = f"b{pos}(v, s)"
     dispatch: list[dict[str, int]] = []
     functions: list[list[str]] = []
     body = _emit(root, bodies, weights, src, dispatch, functions)

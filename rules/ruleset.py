@@ -47,6 +47,13 @@ _SLOW_OPS = frozenset({"matches", "older_than_business", "newer_than_business"})
 _SCALAR, _LIST = 0, 1
 # Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
 # candidate for most events. Prefer any other conjunct when a rule has one.
+# The most places in the value index one rule is filed under (its key's values, times the second
+# key's): a rule filed under a value is checked in that value's generated function, so a rule of
+# `subject in [1,000 values]` was written 1,000 times into its bucket's source (22-24 MB of source,
+# 8 s of CPython's compile and 2 GB for one 64 KiB rule, tests/server/test_redteam17_compile.py).
+# A rule whose keys hold more is checked on every event instead, as a rule with no key is: its
+# `in` is one set lookup.
+MAX_FILED = 64
 _COARSE = frozenset({"status", "priority", "channel", "message.author", "message.channel", "event.type",
                      "event.actor"})
 
@@ -121,11 +128,13 @@ class _Bucket:
         selective = max(8, len(rules) // 50)
         filings: list[Any] = []  # the keys the generated matcher files each rule under
         for i, options in enumerate(keyed):
-            if not options:
+            # (a key of more values than MAX_FILED is no key: see there)
+            ranked = sorted((o for o in options if len(o[1][1]) <= MAX_FILED), key=score)
+            if not ranked:
                 filings.append(())
                 continue
-            ranked = sorted(options, key=score)
-            chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)]
+            chosen = ranked[:1] + [o for o in ranked[1:2] if score(o) < (False, selective)
+                                   and len(o[1][1]) * len(ranked[0][1][1]) <= MAX_FILED]
             filings.append(tuple((leaf.field, mode, [v.casefold() for v in values])
                                  for leaf, (mode, values) in chosen))
         gen = generate([rule.conditions for rule in rules], filings, codes)
