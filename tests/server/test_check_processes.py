@@ -4,10 +4,12 @@ kernel ends them (PR_SET_PDEATHSIG, server/checkpool.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -81,19 +83,29 @@ def _check_big_rule(base: str) -> None:
 def test_serve_leaves_no_check_process_behind(tmp_path: Path, stop: signal.Signals) -> None:
     env = {"DESKFLOW_DATA_FILE": str(tmp_path / "d.json"), "DESKFLOW_PARTITIONS": "1"}
     proc, base = _start(["serve"], env)
-    try:
+    with _killed_at_exit(proc):
         assert _children(proc.pid) == []        # none until a check needs one
         _check_big_rule(base)
         kids = _children(proc.pid)
         assert len(kids) == 1
         proc.send_signal(stop)
         proc.wait(30)
+    _assert_gone(kids)
+
+
+@contextlib.contextmanager
+def _killed_at_exit(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    try:
+        yield
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _assert_gone(kids: list[int]) -> None:
     wait_until(lambda: [k for k in kids if _alive(k)], lambda left: not left, timeout=10,
-               what="the check processes to end")
+               what="the check and compile processes to end")
 
 
 def test_api_leaves_no_check_process_behind(redis_url: str) -> None:
@@ -125,7 +137,7 @@ def test_serves_compile_process_is_left_behind_by_neither_stop(tmp_path: Path, s
     kernel on SIGKILL, as the API's check processes are."""
     env = {"DESKFLOW_DATA_FILE": str(tmp_path / "d.json"), "DESKFLOW_PARTITIONS": "1"}
     proc, base = _start(["serve"], env)
-    try:
+    with _killed_at_exit(proc):
         r = httpx.post(f"{base}/v1/workspaces", json={"name": "w"},
                        headers={"Authorization": f"Bearer {ROOT}"}, timeout=10)
         h = {"Authorization": f"Bearer {r.json()['admin_key']}"}
@@ -141,9 +153,4 @@ def test_serves_compile_process_is_left_behind_by_neither_stop(tmp_path: Path, s
         assert len(set(kids) - checks) == 1, (kids, checks)   # the compile process
         proc.send_signal(stop)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    wait_until(lambda: [k for k in kids if _alive(k)], lambda left: not left, timeout=10,
-               what="the check and compile processes to end")
+    _assert_gone(kids)
