@@ -728,15 +728,23 @@ def test_passes_just_under_the_loops_regex_allowance_do_not_stall_another(served
     from datetime import datetime, timezone
 
     from rules import compile_rules
-    from rules.regexes import on_loop
+    from rules.regexes import OffLoop, on_loop
+
 
     rules = _loop_rules()
     ruleset = compile_rules(rules)
     ticket = {"subject": LOOP_SUBJECT}
-    with on_loop():   # raises OffLoop if the pass would move to a thread
-        ev = ruleset.evaluate({"type": "ticket.updated", "ticket": ticket}, ticket,
-                              now=datetime.now(timezone.utc), record=True)
-    assert len(ev.explain) == 1000
+    stayed = 0
+    for _ in range(20):   # (the allowance is wall-clock time: a try preempted here may move)
+        try:
+            with on_loop():   # raises OffLoop if the pass would move to a thread
+                ev = ruleset.evaluate({"type": "ticket.updated", "ticket": ticket}, ticket,
+                                      now=datetime.now(timezone.utc), record=True)
+        except OffLoop:
+            continue
+        stayed += 1
+        assert len(ev.explain) == 1000
+    assert stayed >= 5, f"the attacker's pass stayed on the loop in {stayed} of 20 tries"
     a, b = served.workspace("attacker", timeout=120), _victim(served)
     a.ok("POST", "/v1/import", json={"deskflow": 1, "rules": rules})
 
