@@ -31,20 +31,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 import server.rulecache as rulecache  # noqa: E402
+from recompile_bench import dense_rule  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from server.store import catalog  # noqa: E402
 from server.store import revisions as R  # noqa: E402
 from server.store.connect import close_store, open_store  # noqa: E402
-
-
-def dense_rule(i: int, n: int = 56) -> dict[str, Any]:
-    return {"id": f"d{i:04d}", "name": f"dense {i:04d}", "enabled": True, "position": i,
-            "triggers": ["ticket.updated"],
-            "conditions": {"all": [{"field": "subject", "op": "contains", "value": f"w{i}x{j:02d}"}
-                                   for j in range(n)]},
-            "actions": [{"type": "add_tags", "tags": ["d"]}]}
 
 
 async def _put_all(store: Any, ws: str, rules: list[dict[str, Any]]) -> None:

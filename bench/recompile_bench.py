@@ -57,11 +57,12 @@ def regex_rule(i: int) -> dict[str, Any]:
             "actions": [{"type": "add_tags", "tags": ["d"]}]}
 
 
-def dense_rule(i: int) -> dict[str, Any]:
+def dense_rule(i: int, n: int = 56) -> dict[str, Any]:
+    """Rule i of n `subject contains` conditions (bench/compile_stall_bench.py varies n)."""
     return {"id": f"d{i:04d}", "name": f"dense {i:04d}", "enabled": True, "position": i,
             "triggers": ["ticket.updated"],
             "conditions": {"all": [{"field": "subject", "op": "contains", "value": f"w{i}x{j:02d}"}
-                                   for j in range(56)]},
+                                   for j in range(n)]},
             "actions": [{"type": "add_tags", "tags": ["d"]}]}
 
 

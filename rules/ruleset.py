@@ -45,8 +45,6 @@ from .updates import diff
 _SLOW_OPS = frozenset({"matches", "older_than_business", "newer_than_business"})
 
 _SCALAR, _LIST = 0, 1
-# Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
-# candidate for most events. Prefer any other conjunct when a rule has one.
 # The most places in the value index one rule is filed under (its key's values, times the second
 # key's): a rule filed under a value is checked in that value's generated function, so a rule of
 # `subject in [1,000 values]` was written 1,000 times into its bucket's source (22-24 MB of source,
@@ -54,6 +52,8 @@ _SCALAR, _LIST = 0, 1
 # A rule whose keys hold more is checked on every event instead, as a rule with no key is: its
 # `in` is one set lookup.
 MAX_FILED = 64
+# Fields with few distinct values make poor index keys: a rule filed under `status is open` is a
+# candidate for most events. Prefer any other conjunct when a rule has one.
 _COARSE = frozenset({"status", "priority", "channel", "message.author", "message.channel", "event.type",
                      "event.actor"})
 
