@@ -48,7 +48,7 @@ from server.metrics import count_event_failed
 from server.passthreads import PassThreads
 from server.replay import Recorder
 from server.tallies import Tallies
-from server.rulecache import RuleCache
+from server.rulecache import RuleCache, RulesUnavailable
 from server.store import events, script_context, tickets, timers
 from server.store.cluster import ClusterClient
 from server.store.coalesce import Coalescer
@@ -205,8 +205,8 @@ class Applier:
             log.info("dropping stale timer event %r of ticket %r: %s", event.get("id"),
                      event["ticket"].get("id"), stale)
             return None
-        except StoreUnavailable:
-            raise
+        except (StoreUnavailable, RulesUnavailable):
+            raise   # (the worker waits and tries again: the entry stays pending)
         except RedisError as exc:  # e.g. OOM: the store refuses writes; retry, never drop
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except Exception:

@@ -45,7 +45,7 @@ __all__ = [
     "Metrics", "METRICS", "MetricsMiddleware",
     "count_event_received", "observe_event_applied", "count_event_failed", "count_rule_matches",
     "observe_script_run", "count_broker_call", "count_broker_calls", "observe_timer_lateness",
-    "count_webhook_delivery", "observe_applied", "AppliedCounts",
+    "count_webhook_delivery", "observe_applied", "AppliedCounts", "count_rule_compile_failure",
 ]
 
 # `_created` series double every counter for a timestamp nobody graphs here.
@@ -103,6 +103,10 @@ class Metrics:
         self.event_seconds = Histogram(
             "deskflow_event_apply_seconds", "Time to load, automate and store one event, by type.",
             ["type"], buckets=_FAST, registry=r)
+        self.rule_compile_failures = Counter(
+            "deskflow_rule_compile_failures", "A workspace's rule compiles that failed (its events "
+            "wait and the compile is tried again; logged with the workspace), by reason: timeout, "
+            "too_large, unavailable (the compile process stopped) or error.", ["reason"], registry=r)
         self.rule_matches = Counter(
             "deskflow_rule_matches", "Times a rule matched an event, by rule id.", ["rule"],
             registry=r)
@@ -189,6 +193,13 @@ def observe_event_applied(event_type: str, seconds: float, *, metrics: Metrics =
 
 def count_event_failed(event_type: str, *, metrics: Metrics = METRICS) -> None:
     metrics.events_failed.labels(_pick(event_type, _EVENT_TYPES)).inc()
+
+
+_COMPILE_FAILURES = frozenset({"timeout", "too_large", "unavailable", "error"})
+
+
+def count_rule_compile_failure(reason: str, *, metrics: Metrics = METRICS) -> None:
+    metrics.rule_compile_failures.labels(_pick(reason, _COMPILE_FAILURES)).inc()
 
 
 def count_rule_matches(rule_ids: Iterable[str], *, metrics: Metrics = METRICS) -> None:

@@ -12,7 +12,16 @@ GIL, ~1 s for the 3.6 MB of a bucket at the rule limits, which no switch interva
 process stopped for every workspace each time an attacker changed a shape (another workspace's
 p99 838 ms, tests/server/test_tenant_isolation.py). Only `marshal.loads` of the answer is left
 here, ~10 ms at the limits. The processes start on the first such source (a worker that never
-sees one starts none), at most MAX_COMPILE_PROCESSES, shared round-robin by workspace."""
+sees one starts none), at most MAX_COMPILE_PROCESSES, shared round-robin by workspace.
+
+A compile that fails -- its process stopped, used its CPU limit (CHECK_TIMEOUT_S) or refused the
+source, or the compile itself raised -- is the workspace's state, not the worker's: `get` raises
+RulesUnavailable for that workspace until a retry time (RETRY_FIRST_S, doubling per failure up to
+RETRY_MAX_S; at once when its rules or calendars change), the worker holds the workspace's events
+pending until then (server/worker.py), and every other workspace goes on. Before, a failed process
+compile was done again in the worker, one C call holding the GIL (20 s and more for the sources
+the red team built: another workspace's requests timed out), and a compile that raised dropped
+every event of the workspace as a bug."""
 
 from __future__ import annotations
 
@@ -26,12 +35,15 @@ from typing import Any
 from rules.calendar import Calendar
 from rules.codegen import compile_bucket
 from rules.compile_cache import CompileCache
-from server.checkpool import CheckPool, ChecksBusy
+from server.checkpool import CHECK_TIMEOUT_S, CheckPool, ChecksBusy, CheckTimeout
+from server.errors import PayloadTooLarge
 from server.inflight import lead, outcome
+from server.metrics import count_rule_compile_failure
 from server.store import catalog
 from server.store.connect import Store
+from server.store.errors import StoreError
 
-__all__ = ["RuleCache", "compile_stored_rules"]
+__all__ = ["RuleCache", "RulesUnavailable", "compile_stored_rules"]
 
 log = logging.getLogger("deskflow.worker")
 
@@ -39,12 +51,53 @@ log = logging.getLogger("deskflow.worker")
 INLINE_SOURCE_BYTES = 64 * 1024   # a bucket's source compiled here: ~17 ms of CPython's compile
 MAX_COMPILE_PROCESSES = 3          # processes compiling bigger ones at once (~70 MB each)
 COMPILE_THREADS = 4                # workspaces' rule compiles at once (threads of the cache's own)
-AWAY_TIMEOUT_S = 120.0             # a compile's wait for its process (then compiled here, logged)
+AWAY_TIMEOUT_S = 120.0             # a compile's wait for its process (then a failed compile)
 BUSY_RETRY_S = 0.5                 # every process held past the queue's bound: asked again after
 MAX_SOURCE_BYTES = 64 * 1024 * 1024   # (a bucket at the rule limits: 3.6-10 MB)
+RETRY_FIRST_S = 1.0                # a workspace's failed compile: tried again after this long,
+RETRY_MAX_S = 60.0                 # doubled per failure in a row, up to this
+
 
 _Key = tuple[int, frozenset[Any]]
 _Entry = tuple[_Key, Any, dict[str, int]]
+
+
+class RulesUnavailable(Exception):
+    """The workspace's rules could not be compiled (see the module doc): its events wait until
+    `retry_at` (the loop's clock), when `get` compiles them again."""
+
+    def __init__(self, workspace: str, reason: str, retry_at: float, failures: int) -> None:
+        super().__init__(f"the rules of workspace {workspace} could not be compiled ({reason}); "
+                         f"{failures} failure(s) in a row, tried again in a while")
+        self.workspace, self.reason, self.retry_at, self.failures = workspace, reason, retry_at, failures
+
+
+class _AwayFailed(Exception):
+    """A bucket's compile process did not give its code (the reason is the message; `kind` the
+    metric's label)."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+    @classmethod
+    def of(cls, exc: BaseException, size: int) -> _AwayFailed:
+        where = f"a rule bucket's generated source of {size:,} bytes, in its compile process"
+        if isinstance(exc, CheckTimeout):
+            return cls(f"{where}: past its CPU time limit ({CHECK_TIMEOUT_S:g} s)", "timeout")
+        if isinstance(exc, PayloadTooLarge):
+            return cls(f"{where}: over its size limit ({MAX_SOURCE_BYTES:,} bytes)", "too_large")
+        if isinstance(exc, (concurrent.futures.TimeoutError, TimeoutError)):
+            return cls(f"{where}: no answer in {AWAY_TIMEOUT_S:g} s", "timeout")
+        return cls(f"{where}: {type(exc).__name__}: {exc}"[:500], "unavailable")
+
+
+class _Failed:
+    __slots__ = ("key", "reason", "retry_at", "failures")
+
+    def __init__(self, key: _Key, reason: str, retry_at: float, failures: int) -> None:
+        self.key, self.reason, self.retry_at, self.failures = key, reason, retry_at, failures
+
 
 
 class RuleCache:
@@ -69,6 +122,7 @@ class RuleCache:
         # per workspace, its rules compiled by definition: bounded by the workspace's own rules
         # (each compile keeps only the rules it used), never evicted by another workspace's
         self._compiled: dict[str, CompileCache] = {}
+        self._failed: dict[str, _Failed] = {}   # workspaces whose last compile failed
         self.compiles = 0   # compiles started so far: what the tests count
 
     async def get(self, workspace: str, rev: int | None = None,
@@ -90,13 +144,41 @@ class RuleCache:
             hit = self._cache.get(workspace)
             if hit and hit[0] == key:
                 return hit[1], hit[2]
+            failed = self._failed.get(workspace)
+            now = asyncio.get_running_loop().time()
+            if failed is not None and failed.key == key and now < failed.retry_at:
+                raise RulesUnavailable(workspace, failed.reason, failed.retry_at, failed.failures)
             pending = self._compiling.get(workspace)
             if pending is None:
-                entry = await self._compile(workspace, key, calendars)
+                try:
+                    entry = await self._compile(workspace, key, calendars)
+                except (StoreError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 -- the workspace's state (module doc)
+                    raise self._fail(workspace, key, exc) from exc
+                self._failed.pop(workspace, None)
                 return entry[1], entry[2]
             shared = await outcome(pending)
             if shared is not None and shared[0] == key:
                 return shared[1], shared[2]
+
+    def _fail(self, workspace: str, key: _Key, exc: Exception) -> RulesUnavailable:
+        """Keep the workspace's failed compile (see the module doc) and say so, once per failure."""
+        before = self._failed.get(workspace)
+        failures = before.failures + 1 if before is not None else 1
+        reason = str(exc) if isinstance(exc, _AwayFailed) else f"{type(exc).__name__}: {exc}"[:500]
+        wait = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(failures - 1, 16))
+        retry_at = asyncio.get_running_loop().time() + wait
+        self._failed[workspace] = _Failed(key, reason, retry_at, failures)
+        count_rule_compile_failure(exc.kind if isinstance(exc, _AwayFailed) else "error")
+        log.error("the rules of workspace %s could not be compiled (%s): its events wait, tried "
+                  "again in %.0f s (failure %d in a row)", workspace, reason, wait, failures,
+                  exc_info=not isinstance(exc, _AwayFailed))
+        return RulesUnavailable(workspace, reason, retry_at, failures)
+
+    def unavailable(self) -> dict[str, str]:
+        """Workspaces whose last compile failed, with the reason (what /metrics and tests read)."""
+        return {ws: f.reason for ws, f in self._failed.items()}
 
     async def _compile(self, workspace: str, key: _Key,
                        calendars: dict[str, Calendar] | None) -> _Entry:
@@ -129,8 +211,9 @@ class RuleCache:
 
     def _compiler(self, workspace: str) -> Any:
         """CompileCache's compiler for the workspace: called in a compile thread (see the module
-        doc). A source the process cannot compile (it stopped, it is closing) is compiled here,
-        logged: the workspace's events must still apply."""
+        doc). A source the process cannot compile (it stopped, it used its time, it refused the
+        source, no answer in AWAY_TIMEOUT_S) raises _AwayFailed: never compiled here, where it
+        would stop every workspace for as long."""
         def compile_source(source: str) -> CodeType:
             loop = self._loop
             if len(source) <= INLINE_SOURCE_BYTES or loop is None or loop.is_closed():
@@ -140,9 +223,7 @@ class RuleCache:
                 data = future.result(AWAY_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 -- see the doc (a timeout, a cancel: Exceptions here)
                 future.cancel()
-                log.error("a rule bucket's compile in its process failed (%s); compiled here",
-                          type(exc).__name__)
-                return compile_bucket(source)
+                raise _AwayFailed.of(exc, len(source)) from exc
             code = marshal.loads(data)
             assert isinstance(code, CodeType)
             return code

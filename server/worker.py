@@ -35,7 +35,7 @@ from server.apply import Applier, tune_gc
 from server.fence import Fence
 from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
 from server.partition_timers import PartitionTimers
-from server.rulecache import RuleCache
+from server.rulecache import RuleCache, RulesUnavailable
 from server.store import events, tickets
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable
@@ -287,9 +287,19 @@ class Worker:
 
     async def handle(self, n: int, entry_id: str, fields: dict[str, str]) -> tickets.Applied | None:
         """Apply one entry (server/apply.py); counts it when it was applied (not skipped)."""
-        if n not in self.owned or not await self.fence.check(n):
-            raise _LeaseLost()
-        applied = await self.applier.handle(n, entry_id, fields)
+        while True:
+            if n not in self.owned or not await self.fence.check(n):
+                raise _LeaseLost()
+            try:
+                applied = await self.applier.handle(n, entry_id, fields)
+                break
+            except RulesUnavailable as exc:
+                # (server/rulecache.py) the lane waits, its entry pending, other workspaces' go on;
+                # a partition handed over or stopping does not wait it out
+                if not self._mine(n):
+                    raise _LeaseLost() from exc
+                left = exc.retry_at - asyncio.get_running_loop().time()
+                await self._sleep(min(max(left, 0.01), 1.0))
         self.processed += applied is not None and not applied.skipped
         return applied
 

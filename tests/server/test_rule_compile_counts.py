@@ -144,27 +144,6 @@ async def test_a_big_buckets_source_is_compiled_in_a_process_of_its_own(
 
 
 @pytest.mark.anyio
-async def test_a_compile_process_that_is_gone_leaves_the_compile_here(
-        settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """The workspace's events must still apply: the source is compiled in this process, logged."""
-    here = _counting_compiles(monkeypatch)
-    store = await open_store(settings)
-    cache = RuleCache(store)
-    try:
-        ws, _ = await catalog.create_workspace(store, "gone")
-        await _put_all(store, ws["id"], [_dense(i) for i in range(300)])
-        await cache._away.aclose()   # the pool stopping: its run refuses (503 check_unavailable)
-        ruleset = await cache.get(ws["id"])
-        assert ruleset.evaluate({"type": "ticket.updated"},
-                                {"subject": " ".join(f"w9x{j:02d}" for j in range(20))}).matched == ["d0009"]
-        assert len(here) == 1 and here[0] > INLINE_SOURCE_BYTES
-        assert "compiled here" in caplog.text
-    finally:
-        await cache.aclose()
-        await close_store(store)
-
-
-@pytest.mark.anyio
 async def test_a_compile_whose_processes_are_all_held_waits_its_turn(
         settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """503 checks_busy (other workspaces' compiles hold every process past the queue's bound) is
