@@ -46,10 +46,11 @@ class Evaluation:
                  stopped_at: int | None, before: dict[str, Any], effects: list[dict[str, Any]],
                  skipped: frozenset[int] = frozenset(), changes: dict[str, Any] | None = None,
                  rechecked: frozenset[int] | set[int] = frozenset(), slots: Any = None,
-                 codes: list[int] | None = None) -> None:
+                 codes: list[int] | None = None, at_turn: dict[int, int] | None = None) -> None:
         self._bucket = bucket
         self._slots = slots   # the slot vector of `first` (the pass's; None: not read)
         self._codes = codes   # every rule's `first` code on `first` (a pass for the record; else None)
+        self._at_turn = at_turn   # ... and of each rule it checked again, at its turn
         self._fired = fired
         self._timeline = timeline
         self._first = first

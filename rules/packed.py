@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .codegen import FIRST_BASE
 from .jsondata import SEEN_MAX_BYTES, SEEN_MAX_CHARS, dumps_any, seen_copy
 from .ops import State
-from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, _first_slots, slots_of, state_at
+from .record import ANY_GROUP, OWN, REGEX, RecordPlan, Walk, _first_slots, slots_of, state_at, turn_code
 from .unpack import unpack as unpack   # (the reading side, rules/unpack.py: imported from here too)
 
 if TYPE_CHECKING:
@@ -204,24 +204,22 @@ def _pack_quick(ev: Evaluation, bucket: Any, plan: RecordPlan, revisions: dict[s
 
 
 def _code_at(ev: Evaluation, walk: Walk, views: dict[int, tuple[State, Any]], i: int) -> int:
-    """Rule i's `first` code on the ticket at its turn (the pass checked it again there): its
-    explainer's answer + 1 and the held branch of each `any` step before it, as Generated.first
-    codes them. `views` keeps each version's State and slots."""
+    """Rule i's `first` code on the ticket at its turn (the pass checked it again there): the
+    pass's own (a pass for the record codes what it checks again, on the State and slots it
+    checked them on: rules/passes.py), else worked out here on the version at its turn (`views`
+    keeps each version's State and slots)."""
+    at_turn = ev._at_turn
+    if at_turn is not None:
+        code = at_turn.get(i)
+        if code is not None:
+            return code
     step = walk.vpos[i]
     view = views.get(step)
     if view is None:
         state = state_at(ev, walk.states, step)
         view = views[step] = (state, slots_of(walk.bucket, state))
     s, v = view
-    k: int = walk.bucket.explainers[i](v, s)
-    code = k + 1
-    for at, ypred, scale, _, _, _ in walk.plan.groups[i]:
-        if 0 <= k <= at:
-            break
-        b = ypred(v, s)
-        if b >= 0:
-            code += scale * (b + 1)
-    return code
+    return turn_code(walk.plan.groups[i], walk.bucket.explainers[i](v, s), v, s)
 
 
 def _seen_table(ev: Evaluation, walk: Walk, got: list[int], cut: bool) -> dict[str, Any]:
@@ -254,16 +252,29 @@ def _seen_table(ev: Evaluation, walk: Walk, got: list[int], cut: bool) -> dict[s
         if not tags_read:
             tag_reads = set()
     else:
+        # by run of positions sharing a ticket version (Walk._positions' runs), each run's fields
+        # a set made in C: a loop of Python per rule was most of the record's cost on passes
+        # whose fires set fields (100 rules of ~10 fires: bench/RESULTS.md, session 18)
         tag_reads = set()
-        bpos = walk.bpos
-        for i, c in enumerate(got):
-            fn = _shown(c, cut)
-            if fn < 0:
-                continue
-            if fn == tags_n:
-                tag_reads.add(walk.vpos[i] if len(timeline) > 1 else 0)
-                continue
-            wanted.setdefault(bpos[i], set()).add(fn if tags_n < 0 or fn < tags_n else fn - 1)
+        shown_of = {c: _shown(c, cut) for c in set(got)}
+        fns = list(map(shown_of.__getitem__, got))
+        total, base = len(walk.bucket.rules), 0
+        for step in range(len(timeline)):
+            start = timeline[step][0]
+            if start >= len(fns):
+                break
+            end = timeline[step + 1][0] if step + 1 < len(timeline) else total
+            if step and not (timeline[step][1] is timeline[step - 1][1]
+                             and timeline[step][2] is timeline[step - 1][2]):
+                base = step
+            seg = set(fns[start:end])
+            seg.discard(-1)
+            if tags_n in seg:
+                tag_reads.add(step)
+                seg.discard(tags_n)
+            if seg:
+                wanted.setdefault(base, set()).update(
+                    fn if tags_n < 0 or fn < tags_n else fn - 1 for fn in seg)
     reads, names = plan.seen_reads, plan.seen_names
     read = sorted(set().union(*wanted.values())) if wanted else []
     number = {j: m for m, j in enumerate(read)}   # (the table names only the fields read)

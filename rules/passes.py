@@ -32,6 +32,7 @@ from .slots import read_slots
 from .fields import FIXED_FIELDS
 from .ops import State
 from .plan import QUIET, Tags, run_plan
+from .record import turn_code
 
 _TAGS = FIXED_FIELDS["tags"]
 # The batch of appends pays from this many fires: below it, its set-up (the iterators, one call)
@@ -44,11 +45,13 @@ Timeline = list[tuple[int, dict[str, Any], dict[str, Any], int | None]]
 
 def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, skipped: frozenset[int],
              record: bool = False) -> tuple[dict[int, Firing], Timeline, int | None, list[dict[str, Any]],
-                                           dict[str, Any] | None, frozenset[int] | set[int], Any, list[int] | None]:
+                                           dict[str, Any] | None, frozenset[int] | set[int], Any, list[int] | None,
+                                           dict[int, int] | None]:
     """(fired, timeline, stopped_at, effects, changes or None when a diff must work them out,
     the positions checked again after a fire (and the skipped ones), the slot vector of the
     event's ticket: the run record's `first` reads it again, rules/record.py; and with `record`
-    every rule's `first` code on that ticket, else None).
+    every rule's `first` code on that ticket and each rule's checked again at its turn, by
+    position, else None and None).
 
     With `record` (the caller builds the run record) the rules holding on the event's ticket are
     found by the bucket's generated `first`, which codes every rule for the record and appends
@@ -75,7 +78,7 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     if skipped:
         todo = [i for i in todo if i not in skipped]
     if not todo:
-        return fired, timeline, None, effects, {}, skipped, slots0, codes
+        return fired, timeline, None, effects, {}, skipped, slots0, codes, None
     if len(todo) >= BATCH_AT:
         # (itemgetter picks the rules' entries in one C call; a map of list.__getitem__ made a
         # call and an argument tuple per rule, which cost more than the loop's steps it saved)
@@ -83,7 +86,7 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
         if all(pick(bucket.batch)):
             done = _appends(bucket, first, todo, pick, timeline)
             if done is not None:
-                return done[0], timeline, None, effects, done[1], skipped, slots0, codes
+                return done[0], timeline, None, effects, done[1], skipped, slots0, codes, None
     plans, appends, concerns, explainers = bucket.plans, bucket.appends, bucket.concerns, bucket.explainers
     recheck: set[int] | frozenset[int] = skipped  # (empty or never visited: a free start)
     cur_ticket: dict[str, Any] = before
@@ -95,6 +98,11 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     only_appends = True                 # every change so far appended to `own` from `before`'s tags
     tags: Tags | None = None            # folded tags for the general plans (rules/plan.py)
     simple = bucket.simple
+    # (for the record: the code of each rule checked again, at its turn, made from the answer the
+    # check gave on the State it checked; the record made a State and read the slots again per
+    # version for it, half its cost at 100 rules of ~14 fires, bench/RESULTS.md)
+    at_turn: dict[int, int] | None = {} if record else None
+    groups = bucket.record.groups if record else None
     k = 0
     while k < len(todo):
         i = todo[k]
@@ -108,7 +116,10 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
                 elif tags is not None:
                     tags.seed(current)
                 slots = read_slots(bucket.slots, current)
-            if explainers[i](slots, current) >= 0:  # (a failing step: it does not hold)
+            failing = explainers[i](slots, current)
+            if at_turn is not None:
+                at_turn[i] = turn_code(groups[i], failing, slots, current)  # type: ignore[index]
+            if failing >= 0:  # (a failing step: it does not hold)
                 continue
         was = cur_ticket
         add = appends[i]
@@ -167,7 +178,7 @@ def run_pass(bucket: Any, first: State, handlers: dict[str, Handler] | None, ski
     if only_appends:
         added = own[base:] if own is not None else []
         changes = {"tags": {"added": added, "removed": []}} if added else {}
-    return fired, timeline, stopped_at, effects, changes, recheck, slots0, codes
+    return fired, timeline, stopped_at, effects, changes, recheck, slots0, codes, at_turn
 
 
 def _appends(bucket: Any, first: State, todo: list[int], pick: Callable[[list[Any]], tuple[Any, ...]],

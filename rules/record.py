@@ -138,6 +138,20 @@ class RecordPlan:
 Groups = tuple[tuple[int, Any, int, int, str, tuple[str, ...]], ...]
 
 
+def turn_code(groups: Groups, k: int, v: Any, s: State) -> int:
+    """A rule's `first` code from its explainer's answer k on slots v of State s: k + 1 and the
+    held branch of each `any` step before step k (every one when k < 0), as Generated.first
+    codes them (rules/codegen.py)."""
+    code = k + 1
+    for at, ypred, scale, _, _, _ in groups:
+        if 0 <= k <= at:
+            break
+        b = ypred(v, s)
+        if b >= 0:
+            code += scale * (b + 1)
+    return code
+
+
 def any_held(groups: Groups, k: int, v: Any, s: State) -> dict[str, str] | None:
     """{group path: path of its first branch (written order) that holds} for a rule's `any`
     steps (`groups`, RecordPlan's) before step k (every one when k < 0) that hold on slots v of

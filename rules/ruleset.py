@@ -262,10 +262,10 @@ class RuleSet:
         skipped: frozenset[int] = frozenset()
         if exclude:
             skipped = frozenset(p for label in exclude if (p := bucket.positions.get(label)) is not None)
-        fired, timeline, stopped_at, effects, changes, rechecked, slots, codes = run_pass(
+        fired, timeline, stopped_at, effects, changes, rechecked, slots, codes, at_turn = run_pass(
             bucket, first, handlers, skipped, record)
         return Evaluation(bucket, fired, timeline, first, stopped_at, before, effects, skipped, changes,
-                          rechecked, slots, codes)
+                          rechecked, slots, codes, at_turn)
 
     def next_check(self, ticket: dict[str, Any], now: datetime | None = None,
                    previous: dict[str, Any] | None = None, exclude: Collection[str] = ()) -> datetime | None:

@@ -15,12 +15,16 @@ from typing import Any, Callable, Sequence
 
 import orjson
 import pytest
+from hypothesis import event as event_note
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 import oracle
 import rules as engine
 from ruletools import NOW, rules_profile, stored_entries
+
+from rules.packed import _code_at
+from rules.record import Walk
 
 EVENT_TYPES = ["ticket.created", "ticket.updated", "message.received", "message.sent",
                "time.reached", "sla.warning", "sla.breached", "ticket.woke"]
@@ -442,6 +446,13 @@ def assert_engine_agrees(case: tuple[Any, ...], compiled: tuple[Any, Any] | None
     assert summary(coded, rules) == have
     assert coded.rule_entries() == entries
     assert_stored_bytes_agree(fresh, rules, (event, ticket, previous, handlers), coded, entries)
+    # the codes that pass kept for the rules it checked again after a fire (rules/passes.py) are
+    # those the record works out itself on the ticket version at each one's turn
+    if coded._at_turn:
+        kept, coded._at_turn = coded._at_turn, None
+        walk, views = Walk(coded, coded._bucket), {}
+        assert {i: _code_at(coded, walk, views, i) for i in kept} == kept
+        event_note(f"rechecked rules coded by the pass: {min(len(kept), 3)}+")
 
 
 def assert_stored_bytes_agree(ruleset: Any, rules: list[dict[str, Any]], case: tuple[Any, ...], ev: Any,
