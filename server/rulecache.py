@@ -99,7 +99,6 @@ class _Failed:
         self.key, self.reason, self.retry_at, self.failures = key, reason, retry_at, failures
 
 
-
 class RuleCache:
     """Compiled rulesets per workspace, recompiled only when the workspace's rules revision moves.
 
@@ -177,7 +176,7 @@ class RuleCache:
         return RulesUnavailable(workspace, reason, retry_at, failures)
 
     def unavailable(self) -> dict[str, str]:
-        """Workspaces whose last compile failed, with the reason (what /metrics and tests read)."""
+        """Workspaces whose last compile failed, with the reason (what the tests read)."""
         return {ws: f.reason for ws, f in self._failed.items()}
 
     async def _compile(self, workspace: str, key: _Key,
