@@ -16,8 +16,9 @@ at their share. For the same reason the
 partition keeps reading while only saturated workspaces (every lane of their share busy) have
 entries waiting: `ready` leaves their waiting entries out, so they cannot stop another
 workspace's entries from being read. What one partition holds in memory is bounded by `MAX_HELD`
-entries; past it the loop stops reading until lanes finish (a workspace would need that many slow
-events waiting on one partition to delay the others).
+entries; past it the loop stops reading until lanes finish. One workspace's slow events could fill
+that alone (ten batch requests), so one workspace holds at most a fifth of it, its further entries
+left in the stream until it drains (server/parking.py).
 
 Acks are per entry, as each completes (with `ack`, whatever completed while the last ack was in
 flight goes in the next; `take_done` hands the rest to the caller). After a failure (the store went away, a
@@ -83,6 +84,7 @@ class Lanes:
         self._idle: dict[str, dict[tuple[str, str], None]] = {}
         self._startable: collections.Counter[str] = collections.Counter()
         self._entries = 0
+        self._held: collections.Counter[str] = collections.Counter()   # entries taken, by workspace
         self._done: list[str] = []
         self._changed = asyncio.Event()
         self._none_running = asyncio.Event()   # set when the last running lane ends
@@ -92,6 +94,17 @@ class Lanes:
     def backlog(self) -> int:
         """Entries taken but not yet applied (waiting or in flight)."""
         return self._entries + len(self._running)
+
+    def held(self, workspace: str) -> int:
+        """Entries of `workspace` taken and not yet applied (waiting or in flight)."""
+        return self._held[workspace]
+
+    def _release(self, workspace: str, n: int) -> None:
+        left = self._held[workspace] - n
+        if left > 0:
+            self._held[workspace] = left
+        else:
+            del self._held[workspace]
 
     @property
     def ready(self) -> int:
@@ -116,6 +129,7 @@ class Lanes:
                     self._idle.setdefault(key[0], {})[key] = None
             queue.append((entry_id, fields))
             self._entries += 1
+            self._held[key[0]] += 1
             if key not in self._running:
                 self._startable[key[0]] += 1
         self._start_ready()
@@ -135,7 +149,9 @@ class Lanes:
     def drop_waiting(self) -> None:
         """Forget entries not started (they stay pending in the stream, to be claimed again)."""
         for key in [k for k in self._queues if k not in self._running]:
-            self._entries -= len(self._queues.pop(key))
+            dropped = len(self._queues.pop(key))
+            self._entries -= dropped
+            self._release(key[0], dropped)
         self._idle.clear()
         self._startable.clear()
         for key in self._running:   # keep each running lane's head: it is being applied
@@ -143,6 +159,7 @@ class Lanes:
             while len(queue) > 1:
                 queue.pop()
                 self._entries -= 1
+                self._release(key[0], 1)
 
     async def next(self, timeout: float | None) -> None:
         """Until a lane finishes an entry (or `timeout` seconds)."""
@@ -234,6 +251,7 @@ class Lanes:
                 await self._apply(entry_id, fields)
                 queue.popleft()
                 self._entries -= 1
+                self._release(key[0], 1)
                 self._done.append(entry_id)
                 self._changed.set()
                 self._ack_soon()

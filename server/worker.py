@@ -34,6 +34,7 @@ from typing import Any
 from server.apply import Applier, tune_gc
 from server.fence import Fence
 from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
+from server.parking import Parking
 from server.partition_timers import PartitionTimers
 from server.rulecache import RuleCache, RulesUnavailable
 from server.store import events, tickets
@@ -69,6 +70,7 @@ class Worker:
         # blocking read waits before it reads (store/events.read_entries)
         self._drained: dict[int, str] = {}
         self._handover: set[int] = set()     # partitions to release once their batch is done
+        self._parking: dict[int, Parking] = {}   # per partition loop (server/parking.py)
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self.processed = 0
@@ -190,6 +192,7 @@ class Worker:
         waiter = self.store.wakeup.waiter(n)
         lanes = Lanes(lambda entry_id, fields: self.handle(n, entry_id, fields),
                       ack=lambda ids: self.applier.ack(n, ids))
+        self._parking[n] = Parking()
         try:
             while self._mine(n):
                 try:
@@ -210,6 +213,7 @@ class Worker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(waiter.wait(), await self.timers.block_ms(n) / 1000)
         finally:
+            self._parking.pop(n, None)
             self.store.wakeup.forget(waiter)
             await asyncio.shield(self._settle(n, lanes))
             if n in self._handover:
@@ -243,6 +247,7 @@ class Worker:
                     raise failed
 
     async def _feed(self, n: int, waiter: asyncio.Event, lanes: Lanes) -> bool:
+        parking = self._parking[n]
         if n in self._fresh:
             await lanes.drain()  # what is in flight first: the claim takes every pending entry
             pending = await events.claim_pending(self.store, self.name, n)
@@ -250,12 +255,15 @@ class Worker:
             # every pending entry is ours now and in `pending`: the next read goes on past them
             self._read_after[n] = pending[-1][0] if pending else "0-0"
             self._drained.pop(n, None)
+            parking.clear()
             if pending:
-                lanes.add(pending)
+                lanes.add(parking.admit(pending, lanes))
                 await lanes.settle(low_water(self.settings.batch_size), SETTLE_S)
                 return True
         low = low_water(self.settings.batch_size)
         got: list[events.Entry] = []
+        took = bool(parking.parked) and await parking.take_back(self.store, self.name, n, lanes,
+                                                                self.settings.batch_size)
         polled = self.store.embedded or self.burst
         if lanes.ready < low and lanes.backlog < MAX_HELD:
             waiter.clear()
@@ -271,14 +279,14 @@ class Worker:
                                              dues=self.timers.dues, after=self._read_after,
                                              drained=self._drained)
             got = read.get(n) or []
-            lanes.add(got)
+            lanes.add(parking.admit(got, lanes))
             if polled and not got and lanes.busy:
                 # nothing new: read again on new entries, the lanes idle or a timer due, not on
                 # each lane's finish (a read, timer check and ack per event: bench/RESULTS.md)
                 await lanes.quiet(waiter, min(self.timers.block_for(due), 100) / 1000)
                 return True
         if not lanes.busy:
-            return bool(got)
+            return bool(got) or took or bool(parking.parked)
         if got or lanes.ready >= low:
             await lanes.settle(low, SETTLE_S)
         elif polled:

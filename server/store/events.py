@@ -29,7 +29,7 @@ from server.store.connect import Store
 from server.store.errors import guarded
 
 __all__ = [
-    "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "ack",
+    "append_events", "owns", "get_marker", "ensure_groups", "read_entries", "claim_pending", "pending_from", "ack",
     "queue_ack", "acquire_lease", "renew_lease", "release_lease", "heartbeat", "live_workers", "stream_lengths",
 ]
 
@@ -328,6 +328,23 @@ async def claim_pending(store: Store, consumer: str, n: int, *, count: int = 500
             break
     out.sort(key=lambda e: tuple(int(x) for x in e[0].split("-")))
     return out
+
+
+@guarded
+async def pending_from(store: Store, consumer: str, n: int, start: str, *,
+                       count: int = 500) -> tuple[str, list[Entry]]:
+    """(the id to go on from, or "0-0" at the end; up to `count` of partition n's pending entries
+    from id `start` on, in stream order): read back by their owner, who holds the lease
+    (server/parking.py), so XAUTOCLAIM moves nothing."""
+    try:
+        res = await store.redis.xautoclaim(K.stream(n), K.GROUP, consumer, min_idle_time=0,
+                                           start_id=start, count=count)
+    except ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        await ensure_groups(store)
+        return "0-0", []
+    return res[0], [(i, f) for i, f in res[1] if f]
 
 
 @guarded
