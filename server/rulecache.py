@@ -29,6 +29,7 @@ import asyncio
 import concurrent.futures
 import logging
 import marshal
+import threading
 from types import CodeType
 from typing import Any
 
@@ -54,6 +55,8 @@ COMPILE_THREADS = 4                # workspaces' rule compiles at once (threads 
 AWAY_TIMEOUT_S = 120.0             # a compile's wait for its process (then a failed compile)
 BUSY_RETRY_S = 0.5                 # every process held past the queue's bound: asked again after
 MAX_SOURCE_BYTES = 64 * 1024 * 1024   # (a bucket at the rule limits: 3.6-10 MB)
+SMALL_RULES_BYTES = 32 * 1024      # a workspace's stored rules up to this compile in a lane of their own
+SMALL_THREADS = 2                  # ... of this many threads
 RETRY_FIRST_S = 1.0                # a workspace's failed compile: tried again after this long,
 RETRY_MAX_S = 60.0                 # doubled per failure in a row, up to this
 
@@ -114,6 +117,16 @@ class RuleCache:
         # enough workspaces at once would wait on each other's exchanges
         self._threads = concurrent.futures.ThreadPoolExecutor(COMPILE_THREADS,
                                                               thread_name_prefix="deskflow-compile")
+        # Red team, session 18 (tests/server/test_redteam18.py): five workspaces at the limits
+        # editing at once held all four threads for seconds each, and another workspace's
+        # one-rule compile queued behind them (its event applied 1.9-4.8 s late). Small rule sets
+        # compile in threads of their own, never behind a big one; and of the big ones only one
+        # at a time runs Python (`_cpu`: a thread waiting for its compile process lets it go), so
+        # the event loop competes for the interpreter with one compile, not four.
+        self._small = concurrent.futures.ThreadPoolExecutor(SMALL_THREADS,
+                                                            thread_name_prefix="deskflow-compile-small")
+        self._cpu = threading.Semaphore(1)
+        self._holding = threading.local()   # .cpu: this thread holds `_cpu`
         self._away = CheckPool(1, max_processes=MAX_COMPILE_PROCESSES, max_bytes=MAX_SOURCE_BYTES)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: dict[str, _Entry] = {}
@@ -192,12 +205,24 @@ class RuleCache:
             compiled = self._compiled.get(workspace)
             if compiled is None:
                 compiled = self._compiled[workspace] = CompileCache(self._compiler(workspace))
+            small = sum(map(len, raw.values())) <= SMALL_RULES_BYTES
             ruleset, revisions = await self._loop.run_in_executor(
-                self._threads, _compile_raw, raw, calendars, compiled)
+                self._small if small else self._threads,
+                _compile_raw if small else self._compile_gated, raw, calendars, compiled)
             entry: _Entry = (key, ruleset, revisions)
             self._cache[workspace] = entry
             return entry
         return await lead(self._compiling, workspace, compile_now)
+
+    def _compile_gated(self, raw: dict[str, str], calendars: dict[str, Calendar] | None,
+                       cache: CompileCache) -> tuple[Any, dict[str, int]]:
+        """_compile_raw holding `_cpu` (a big rule set's compile, in a compile thread)."""
+        with self._cpu:
+            self._holding.cpu = True
+            try:
+                return _compile_raw(raw, calendars, cache)
+            finally:
+                self._holding.cpu = False
 
     def compiled(self, workspace: str) -> CompileCache | None:
         """The workspace's rules and bucket codes as compiled so far (what the tests count)."""
@@ -218,11 +243,17 @@ class RuleCache:
             if len(source) <= INLINE_SOURCE_BYTES or loop is None or loop.is_closed():
                 return compile_bucket(source)
             future = asyncio.run_coroutine_threadsafe(self._compile_away(workspace, source), loop)
+            gated = getattr(self._holding, "cpu", False)
+            if gated:   # (waiting, this thread runs no Python: another big compile may)
+                self._cpu.release()
             try:
                 data = future.result(AWAY_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 -- see the doc (a timeout, a cancel: Exceptions here)
                 future.cancel()
                 raise _AwayFailed.of(exc, len(source)) from exc
+            finally:
+                if gated:
+                    self._cpu.acquire()
             code = marshal.loads(data)
             assert isinstance(code, CodeType)
             return code
@@ -242,6 +273,7 @@ class RuleCache:
     def close(self) -> None:
         """Stop the compile threads (a compile under way ends first)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._small.shutdown(wait=False, cancel_futures=True)
 
     async def aclose(self) -> None:
         """close(), and the compile processes stopped (and reaped)."""

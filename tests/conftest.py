@@ -98,6 +98,7 @@ SERIAL = (
     "tests/server/test_redteam14_isolation.py",   # victim p99 < 100 ms (or 3x quiet) beside edit loops
     "tests/server/test_redteam17_compile.py",     # victim p99 < 100 ms beside rule compiles
     "tests/server/test_redteam17b.py",            # the same, rules filed under 64 values
+    "tests/server/test_redteam18.py",             # the same, several workspaces compiling at once
 )
 
 
