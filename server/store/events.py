@@ -314,16 +314,8 @@ async def claim_pending(store: Store, consumer: str, n: int, *, count: int = 500
     out: list[Entry] = []
     start = "0-0"
     while True:
-        try:
-            res = await store.redis.xautoclaim(K.stream(n), K.GROUP, consumer, min_idle_time=0,
-                                               start_id=start, count=count)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await ensure_groups(store)
-            return out
-        start, entries = res[0], res[1]
-        out.extend((i, f) for i, f in entries if f)
+        start, entries = await _autoclaim(store, consumer, n, start, count)
+        out.extend(entries)
         if start == "0-0":
             break
     out.sort(key=lambda e: tuple(int(x) for x in e[0].split("-")))
@@ -336,6 +328,11 @@ async def pending_from(store: Store, consumer: str, n: int, start: str, *,
     """(the id to go on from, or "0-0" at the end; up to `count` of partition n's pending entries
     from id `start` on, in stream order): read back by their owner, who holds the lease
     (server/parking.py), so XAUTOCLAIM moves nothing."""
+    return await _autoclaim(store, consumer, n, start, count)
+
+
+async def _autoclaim(store: Store, consumer: str, n: int, start: str,
+                     count: int) -> tuple[str, list[Entry]]:
     try:
         res = await store.redis.xautoclaim(K.stream(n), K.GROUP, consumer, min_idle_time=0,
                                            start_id=start, count=count)
