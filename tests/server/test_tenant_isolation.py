@@ -704,50 +704,59 @@ def test_rule_shape_changes_of_a_workspace_at_the_limits_do_not_stall_another(se
     _unfelt_while(b, "rule shape changes", step, threads=3)
 
 
-def _loop_rules() -> list[dict[str, Any]]:
-    """1,000 rules of a distinct short regex each: over a 20-character subject their pass's worst
-    case, counted before it runs, stays under the event loop's regex allowance (LOOP_REGEX_S,
-    1 ms), so the pass runs on the loop every workspace shares instead of in a thread; any longer
-    subject or dearer pattern would send it to a thread (rules/regexes.py `on_loop`)."""
+def _loop_rules(count: int) -> list[dict[str, Any]]:
+    """`count` rules of a distinct short regex each over a 20-character subject: their pass's
+    regex time, counted as it runs, is what the event loop's regex allowance (LOOP_REGEX_S, 1 ms)
+    is measured against; a pass under it runs on the loop every workspace shares instead of in a
+    thread, and any longer subject or dearer pattern sends it to a thread (rules/regexes.py
+    `on_loop`)."""
     return [{"id": f"l{i:04d}", "name": f"loop {i}", "enabled": True, "triggers": ["ticket.updated"],
              "conditions": {"all": [{"field": "subject", "op": "matches", "value": f"refund(s|ed)?{i}"}]},
-             "actions": [{"type": "add_tags", "tags": ["l"]}]} for i in range(1000)]
+             "actions": [{"type": "add_tags", "tags": ["l"]}]} for i in range(count)]
 
 
 LOOP_SUBJECT = "refunds invoice #12 "   # 20 characters
 
 
-@pytest.mark.timeout(600)
-def test_passes_just_under_the_loops_regex_allowance_do_not_stall_another(served: Served) -> None:
-    """The dearest pass that still stays on the event loop, sent as fast as an ingest key may:
-    1,000 distinct regexes over a 20-character subject, ~0.7 ms of regex a pass plus the pass
-    itself (1,000 rules' record), in batches of 20 events from 3 threads. Each pass is short, but
-    a flood of them is a queue of them on the loop: the lanes (4 passes in flight a workspace,
-    server/lanes.py) and the event loop's turns must keep the victim's requests and events
-    unfelt. Checked first, on the engine here: the attacker's pass stays on the loop."""
+def _stays_on_loop(rules: list[dict[str, Any]], tries: int = 20) -> int:
+    """In how many of `tries` the pass of `rules` over LOOP_SUBJECT, its explain included (the
+    worker's pass builds its record before it leaves the loop), stays on the event loop."""
     from datetime import datetime, timezone
 
     from rules import compile_rules
     from rules.regexes import OffLoop, on_loop
 
-
-    rules = _loop_rules()
     ruleset = compile_rules(rules)
     ticket = {"subject": LOOP_SUBJECT}
     stayed = 0
-    for _ in range(20):   # (the allowance is wall-clock time: a try preempted here may move)
+    for _ in range(tries):
         try:
             with on_loop():   # raises OffLoop if the pass would move to a thread
                 ev = ruleset.evaluate({"type": "ticket.updated", "ticket": ticket}, ticket,
                                       now=datetime.now(timezone.utc), record=True)
-                # (within it: the explain is built lazily and charges the same allowance, as
-                # the worker's pass builds its record before it leaves the loop)
-                explained = len(ev.explain)
+                explained = len(ev.explain)   # (built lazily, charging the same allowance)
         except OffLoop:
             continue
         stayed += 1
-        assert explained == 1000
-    assert stayed >= 5, f"the attacker's pass stayed on the loop in {stayed} of 20 tries"
+        assert explained == len(rules)
+    return stayed
+
+
+@pytest.mark.timeout(600)
+def test_passes_just_under_the_loops_regex_allowance_do_not_stall_another(served: Served) -> None:
+    """The dearest pass that still stays on the event loop, sent as fast as an ingest key may:
+    distinct regexes over a 20-character subject, as many as keep the pass (~0.7 ms of regex and
+    the record of every rule) on the loop in most tries on this machine -- the allowance is
+    wall-clock regex time, so the count is found here, from 1,000 down (1,000 on a fast core) --
+    in batches of 20 events from 3 threads. Each pass is short, but a flood of them is a queue of
+    them on the loop: the lanes (4 passes in flight a workspace, server/lanes.py) and the event
+    loop's turns must keep the victim's requests and events unfelt."""
+    for count in (1000, 800, 600, 450, 300):
+        rules = _loop_rules(count)
+        if _stays_on_loop(rules) >= 12:
+            break
+    else:
+        pytest.fail("no pass of 300 to 1,000 such rules stayed on the loop in 12 of 20 tries")
     a, b = served.workspace("attacker", timeout=120), _victim(served)
     a.ok("POST", "/v1/import", json={"deskflow": 1, "rules": rules})
 
