@@ -14,7 +14,7 @@ time every other workspace's requests and events on that loop waited. **in threa
 with INLINE_SOURCE_BYTES raised past any source (every compile in its thread, holding the GIL
 through CPython's one C call); **in process** is the cache as it ships. Rounds alternate the two;
 the table gives the medians and each mode's worst. The collector is tuned as the worker's
-(server/apply.py `tune_gc`): what is left in process is mostly its collections of the compile's
+(server/gcpolicy.py `tune_gc`): what is left in process is mostly its collections of the compile's
 new objects (20-50 ms each at GC_YOUNG, one C call too), and `marshal.loads` (~10 ms).
 """
 
@@ -69,7 +69,7 @@ async def _felt(work: Any) -> tuple[float, float]:
 
 
 async def run(n_rules: int, rounds: int) -> list[str]:
-    from server.apply import tune_gc
+    from server.gcpolicy import tune_gc
 
     tune_gc()   # as the worker's start does: the collector's young generation at GC_YOUNG
     store = await open_store(Settings(redis_url=None, data_file=None, root_token="bench-root"))

@@ -197,6 +197,10 @@ class Generated(NamedTuple):
     branches: list[tuple[tuple[int, Callable[[Any, State], int]], ...]] | None = None
     radix: list[list[tuple[int, int]]] | None = None
     deep: frozenset[int] = frozenset()
+    # the generated module's globals: its functions reach each other through it, so it and they
+    # are a reference cycle that only the collector frees; the bucket that owns this code clears
+    # it when it is freed (rules/ruleset.py _Bucket), and the functions go with their last user
+    namespace: dict[str, Any] | None = None
 
 
 # a rule's test (its conditions' expression) longer than this, checked under more than one value
@@ -348,7 +352,7 @@ def generate(trees: Sequence[Node | None], filings: Sequence[Filing],
     match, made, explainers, first, branches = namespace["_made"]
     tables_out.extend({value: made[n] for value, n in table.items()} for table in dispatch)
     return Generated(match, src.fields, explainers, failing, read, first, branches, radix,
-                     frozenset(deep))
+                     frozenset(deep), namespace)
 
 
 def _module_level(lines: list[str]) -> str:

@@ -65,12 +65,13 @@ PACKED = 1
 NO_READ, WHOLE, FIRED, STORED, REGEX_READ = -1, -2, -3, -4, -5
 
 
-def _described(plan: RecordPlan, i: int, code: int) -> int:
-    """What rule i's entry for `first` code `code` needs when it did not fire (above)."""
+def _described(steps: Any, deep: bool, code: int) -> int:
+    """What a rule's entry for `first` code `code` needs when it did not fire (above): `steps`
+    its steps in the plan (RecordPlan.steps), `deep` whether it is one of the plan's `deep`."""
     k = code % FIRST_BASE - 1
-    if k < 0 or i in plan.deep:
+    if k < 0 or deep:
         return WHOLE
-    step = plan.steps[i][k]
+    step = steps[k]
     kind, fn = step[0], cast(int, step[5])
     if kind == OWN:
         return WHOLE
@@ -82,16 +83,18 @@ def _described(plan: RecordPlan, i: int, code: int) -> int:
 class Described(dict):  # type: ignore[type-arg]
     """One rule's _described answers by `first` code, kept for the next event (CODES_PER_RULE
     codes at most) and worked out on a miss, so pack reads a bucket's answers with one C-level
-    map (dict.__getitem__ calls __missing__ on a subclass)."""
+    map (dict.__getitem__ calls __missing__ on a subclass). It keeps the rule's steps, not the
+    plan, which keeps it (RecordPlan.packing): plan and table would be a reference cycle, which
+    a worker's frozen compiles never free (server/gcpolicy.py)."""
 
-    __slots__ = ("plan", "i")
+    __slots__ = ("steps", "deep")
 
     def __init__(self, plan: RecordPlan, i: int) -> None:
         super().__init__()
-        self.plan, self.i = plan, i
+        self.steps, self.deep = plan.steps[i], i in plan.deep
 
     def __missing__(self, code: int) -> int:
-        c = _described(self.plan, self.i, code)
+        c = _described(self.steps, self.deep, code)
         if len(self) < CODES_PER_RULE:
             self[code] = c
         return c

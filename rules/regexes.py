@@ -111,71 +111,85 @@ def _shape(pattern: str) -> tuple[float, float, bool, float]:
     """(choice points v, branch product, ASCII-literal pattern, expanded size) from re's parse
     tree (parsed once per pattern: re's parser is Python, ~5 ms for 1,000 characters). v is
     infinite for shapes without a polynomial bound; the expanded size is the pattern's with its
-    counted repeats written out, as the regex package compiles it (`(?:a{1000}){1000}` took 1.5 s)."""
+    counted repeats written out, as the regex package compiles it (`(?:a{1000}){1000}` took 1.5 s).
+    (The walks are module functions, not closures: a closure that calls itself is a reference
+    cycle, which a worker's frozen compiles never free, server/gcpolicy.py.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree = re._parser.parse(pattern, 0)  # type: ignore[attr-defined]
-    const = re._constants  # type: ignore[attr-defined]
-    repeats = {const.MAX_REPEAT, const.MIN_REPEAT, getattr(const, "POSSESSIVE_REPEAT", None)}
-    ascii_only = True
-    choice, product = 0.0, 1.0
+    walked = _Walked()
+    _walk(tree, walked)
+    return walked.choice, walked.product, walked.ascii_only, _size(tree)
 
-    def has_choice(items: Any) -> bool:
-        for op, arg in items:
-            if op in repeats:
-                lo, hi, sub = arg
-                if lo != hi or has_choice(sub):
-                    return True
-            elif op is const.BRANCH:
+
+_C = re._constants  # type: ignore[attr-defined]
+_REPEATS = {_C.MAX_REPEAT, _C.MIN_REPEAT, getattr(_C, "POSSESSIVE_REPEAT", None)}
+_NESTS = (_C.SUBPATTERN, _C.ASSERT, _C.ASSERT_NOT, _C.ATOMIC_GROUP)
+
+
+class _Walked:
+    __slots__ = ("ascii_only", "choice", "product")
+
+    def __init__(self) -> None:
+        self.ascii_only, self.choice, self.product = True, 0.0, 1.0
+
+
+def _has_choice(items: Any) -> bool:
+    for op, arg in items:
+        if op in _REPEATS:
+            lo, hi, sub = arg
+            if lo != hi or _has_choice(sub):
                 return True
-            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
-                if has_choice(arg[-1]):
-                    return True
-        return False
+        elif op is _C.BRANCH:
+            return True
+        elif op in _NESTS:
+            if _has_choice(arg[-1]):
+                return True
+    return False
 
-    def walk(items: Any) -> None:
-        nonlocal ascii_only, choice, product
-        for op, arg in items:
-            if op in repeats:
-                lo, hi, sub = arg
-                if hi not in (0, 1) and has_choice(sub):
-                    choice = _UNBOUNDED  # a repeat of something ambiguous: exponential
-                    return
-                if lo != hi:
-                    choice += 1
-                walk(sub)
-            elif op is const.BRANCH:
-                product *= len(arg[1])
-                for b in arg[1]:
-                    walk(b)
-            elif op is const.GROUPREF or op is const.GROUPREF_EXISTS:
-                choice = _UNBOUNDED
+
+def _walk(items: Any, w: _Walked) -> None:
+    for op, arg in items:
+        if op in _REPEATS:
+            lo, hi, sub = arg
+            if hi not in (0, 1) and _has_choice(sub):
+                w.choice = _UNBOUNDED  # a repeat of something ambiguous: exponential
                 return
-            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
-                walk(arg[-1])
-            elif op is const.LITERAL or op is const.NOT_LITERAL:
-                ascii_only = ascii_only and arg < 128
-            elif op is const.IN:
-                for sop, sarg in arg:
-                    if sop is const.LITERAL:
-                        ascii_only = ascii_only and sarg < 128
-                    elif sop is const.RANGE:
-                        ascii_only = ascii_only and sarg[1] < 128
-    def size(items: Any) -> float:
-        total = 0.0
-        for op, arg in items:
-            if op in repeats:
-                lo, hi, sub = arg
-                total += size(sub) * max(lo if hi == const.MAXREPEAT else hi, 1)
-            elif op is const.BRANCH:
-                total += sum(size(b) for b in arg[1])
-            elif op in (const.SUBPATTERN, const.ASSERT, const.ASSERT_NOT, const.ATOMIC_GROUP):
-                total += size(arg[-1])
-            else:
-                total += 1
-        return total
-    walk(tree)
-    return choice, product, ascii_only, size(tree)
+            if lo != hi:
+                w.choice += 1
+            _walk(sub, w)
+        elif op is _C.BRANCH:
+            w.product *= len(arg[1])
+            for b in arg[1]:
+                _walk(b, w)
+        elif op is _C.GROUPREF or op is _C.GROUPREF_EXISTS:
+            w.choice = _UNBOUNDED
+            return
+        elif op in _NESTS:
+            _walk(arg[-1], w)
+        elif op is _C.LITERAL or op is _C.NOT_LITERAL:
+            w.ascii_only = w.ascii_only and arg < 128
+        elif op is _C.IN:
+            for sop, sarg in arg:
+                if sop is _C.LITERAL:
+                    w.ascii_only = w.ascii_only and sarg < 128
+                elif sop is _C.RANGE:
+                    w.ascii_only = w.ascii_only and sarg[1] < 128
+
+
+def _size(items: Any) -> float:
+    total = 0.0
+    for op, arg in items:
+        if op in _REPEATS:
+            lo, hi, sub = arg
+            total += _size(sub) * max(lo if hi == _C.MAXREPEAT else hi, 1)
+        elif op is _C.BRANCH:
+            total += sum(_size(b) for b in arg[1])
+        elif op in _NESTS:
+            total += _size(arg[-1])
+        else:
+            total += 1
+    return total
 
 
 class Matcher:
@@ -231,7 +245,7 @@ class Matcher:
         cheap_len, safe_len, choice = self._cheap_len, self._safe_len, self._choice
         per_step = self._scale * _STEP_S
         clock = time.perf_counter
-        exact = self.exact
+        ascii_ok = self._ascii   # (not self.exact: a bound method in the closure would be a cycle)
         wanted: list[bool] = []   # a pass on the loop wanted the regex-package search (on_loop)
 
         def _compile() -> None:
@@ -273,7 +287,7 @@ class Matcher:
                     raise OffLoop
                 timeout = loop[0]
                 if use_re and per_step * (n + 1) ** choice > loop[0]:
-                    if not exact(text):   # re's worst case here is more than is left
+                    if not _exact(ascii_ok, text):   # re's worst case here is more than is left
                         raise OffLoop
                     use_re = False        # the regex package, stopped at what is left: re's answer
                 if not use_re and not bounded:
@@ -311,7 +325,11 @@ class Matcher:
 
     def exact(self, text: str) -> bool:
         """Whether the regex-package path gives re's answer on this text (see the module doc)."""
-        return self._ascii and bool(text) and text.isascii() and _NOT_ASCII_SAFE.search(text) is None
+        return _exact(self._ascii, text)
+
+
+def _exact(ascii_pattern: bool, text: str) -> bool:
+    return ascii_pattern and bool(text) and text.isascii() and _NOT_ASCII_SAFE.search(text) is None
 
 
 def regex_problem(pattern: str) -> str | None:

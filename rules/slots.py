@@ -77,7 +77,9 @@ def reader(fields: list[tuple[Any, int]]) -> Callable[..., list[Any]] | None:
     namespace: dict[str, Any] = {"__builtins__": {}, "I": isinstance, "L": list, "NAN": NAN, "E": NO_ITEMS,
                                  **GLOBALS}
     exec(compile("\n".join(lines) + "\n", "<rules reader>", "exec"), namespace)  # noqa: S102 -- fixed templates
-    return namespace["_make"](tuple(readers))  # type: ignore[no-any-return]
+    # (popped: left in its globals, _make and the namespace are a cycle only the collector frees,
+    # and a worker freezes its compiles' objects out of the collector's reach, server/gcpolicy.py)
+    return namespace.pop("_make")(tuple(readers))  # type: ignore[no-any-return]
 
 
 class Slots(dict):  # type: ignore[type-arg]

@@ -55,7 +55,7 @@ from server.store.coalesce import Coalescer
 from server.store.connect import Store
 from server.store.errors import StoreUnavailable, guarded
 
-__all__ = ["Applier", "PASS_THREADS", "tune_gc", "GC_YOUNG"]
+__all__ = ["Applier", "PASS_THREADS"]
 
 log = logging.getLogger("deskflow.worker")
 
@@ -65,29 +65,6 @@ PASS_THREADS = 64
 # store client's pool (100 connections) must outlast them; a pass waiting on a script or a slow
 # server holds no slot.
 STORE_SLOTS = 32
-
-
-# Allocations between two collections of the young generation (CPython's default: 700). A pass
-# allocates thousands of short-lived objects (the run record, the explain of every rule), so at
-# 700 the collector ran several times per event and, every tenth and hundredth time, walked the
-# older generations too: about 11% of a worker's CPU (bench/RESULTS.md), and pauses of tens of ms
-# for whoever shares the process (serve's API).
-GC_YOUNG = 20_000
-
-
-def tune_gc() -> None:
-    """Once per process, when a worker starts: everything that exists by then (modules, compiled
-    rules, settings) is frozen out of the collector's reach (gc.freeze), and the young generation
-    is collected every GC_YOUNG allocations. Cycles are still collected, only later; memory grows
-    by at most the young generation's few MiB."""
-    import gc
-
-    if gc.get_threshold()[0] >= GC_YOUNG:
-        return
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG, older, oldest)
 
 
 class Applier:

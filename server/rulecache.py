@@ -38,6 +38,7 @@ from rules.codegen import compile_bucket
 from rules.compile_cache import CompileCache
 from server.checkpool import CHECK_TIMEOUT_S, CheckPool, ChecksBusy, CheckTimeout
 from server.errors import PayloadTooLarge
+from server.gcpolicy import freeze_compiled
 from server.inflight import lead, outcome
 from server.metrics import count_rule_compile_failure
 from server.store import catalog
@@ -286,7 +287,10 @@ def _compile_raw(raw: dict[str, str], calendars: dict[str, Calendar] | None,
     """(compiled ruleset, rule id -> revision) of a workspace's rules hash as stored."""
     stored = catalog.parse_rules(raw)
     revisions = {str(r["id"]): int(r.get("revision", 1)) for r in stored if r.get("id") is not None}
-    return compile_stored_rules(stored, calendars, cache), revisions
+    try:
+        return compile_stored_rules(stored, calendars, cache), revisions
+    finally:
+        freeze_compiled()   # its objects never walked by the collector again (server/gcpolicy.py)
 
 
 def compile_stored_rules(rules: list[dict[str, Any]], calendars: dict[str, Calendar] | None = None,

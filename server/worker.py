@@ -31,7 +31,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from server.apply import Applier, tune_gc
+from server.apply import Applier
+from server.gcpolicy import tune_gc
 from server.fence import Fence
 from server.lanes import MAX_HELD, SETTLE_S, Lanes, low_water
 from server.parking import Parking

@@ -1,4 +1,4 @@
-"""A worker tunes the process's garbage collector once (server/apply.tune_gc): at CPython's
+"""A worker tunes the process's garbage collector once (server/gcpolicy.tune_gc): at CPython's
 default the young generation was collected several times per event."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from server.apply import GC_YOUNG, tune_gc
+from server.gcpolicy import GC_MIDDLE, GC_YOUNG, tune_gc
 from server.settings import Settings
 from server.store.connect import close_store, open_store
 from server.worker import Worker
@@ -24,7 +24,7 @@ async def test_a_worker_raises_the_young_generation_threshold_once(settings: Set
             await Worker(store=store, burst=True).run()
         finally:
             await close_store(store)
-        assert gc.get_threshold() == (GC_YOUNG, before[1], before[2])
+        assert gc.get_threshold() == (GC_YOUNG, GC_MIDDLE, before[2])
         assert gc.get_freeze_count() > 0
         # already tuned: nothing is collected or frozen again. (Asked of gc itself: comparing
         # freeze counts raced with other threads of the test process freeing frozen objects,
