@@ -54,8 +54,13 @@ def loop_name() -> str:
 # default: 5 ms). The loop waits for the GIL each time it wakes while a thread computes -- a rule
 # set's compile (seconds at the rule limits), a pass with regexes or business time -- and a
 # request wakes it many times, so another workspace's compile cost a victim's request a multiple
-# of 5 ms; at 1 ms the thread gives way five times as soon.
-SWITCH_INTERVAL_S = 0.001
+# of 5 ms; at 1 ms the thread gave way five times as soon. At 1 ms, a compile of 1,000 rules of
+# business-time conditions (2.5 s of Python, its thread holding the GIL 87% of the time, py-spy)
+# still cost another workspace's requests p99 99-186 ms; at 0.2 ms, 6.5-9.3 ms (red team,
+# session 18, tests/server/test_redteam18.py). A switch is only forced when a thread waits for
+# the GIL, so an idle loop pays nothing: serve_bench's sustained rate 0.91x and 1.03x in two runs
+# (noise, bench/RESULTS.md).
+SWITCH_INTERVAL_S = 0.0002
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
