@@ -197,6 +197,8 @@ async def import_document(ctx: Ctx) -> Response:
     def checked(state: dict[str, Any], plan: _Plan) -> None:   # (in a planning thread too)
         check_rule_changes(ctx.store.settings.max_rule_bytes, state["rules"].sizes, plan.rules,
                            {rid: f"rules[{i}]" for i, rid in enumerate(plan.file_rules)})
+        for ch in (*plan.rules, *plan.policies):   # (what the revisions' bound counts, kept)
+            R.estimate(ch)
 
     async def build(p: Any) -> tuple[_Plan, Any]:
         state = await read_state(ctx.store, ws, p)
@@ -234,7 +236,7 @@ async def import_document(ctx: Ctx) -> Response:
 
         return plan, writer
 
-    plan = await R.transact(ctx.store, watched(ws), build)
+    plan = await R.transact(ctx.store, watched(ws), build, write_in=_PLANNING)
     if plan.rules and not dry_run:   # (EXEC'd: the rules one revision on, kept)
         advance(ctx.store, ws, read[0], plan.rules)
     changed = any(i["action"] != "unchanged" for i in plan.items)
