@@ -42,3 +42,18 @@ def test_the_worker_command_refuses_a_wrong_value_before_starting() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "DESKFLOW_EVENT_LOOP" in done.stderr
+
+
+def test_run_sets_the_gils_switch_interval() -> None:
+    """`serve` and `worker` run with the GIL's switch interval at SWITCH_INTERVAL_S (0.2 ms): a
+    thread computing Python (a rule compile) gives way to the event loop that soon."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        async def seen() -> float:
+            return sys.getswitchinterval()
+
+        assert loops.run(seen()) == pytest.approx(loops.SWITCH_INTERVAL_S)
+        assert loops.SWITCH_INTERVAL_S <= 0.0002
+    finally:
+        sys.setswitchinterval(before)
