@@ -31,6 +31,7 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -81,7 +82,10 @@ class Applier:
         self._threads = PassThreads(PASS_THREADS)   # passes that must not run on the loop
         # usage, checks, stats and Prometheus counters, added up and written in batches
         self.tallies = Tallies(store)
-        self._facts: dict[int, _RulesetFacts] = {}   # id(ruleset) -> what its passes need
+        # ruleset -> what its passes need, held weakly: a replaced rule set is freed with its facts
+        # (keyed by id and holding the ruleset, up to 1,024 replaced rule sets stayed alive: a
+        # workspace at the limits editing its rules held that many of its compiled buckets)
+        self._facts: weakref.WeakKeyDictionary[Any, _RulesetFacts] = weakref.WeakKeyDictionary()
         self._run_ids = _RunIds()
         self._timers_set: set[int] = set()   # partitions whose timers a pass set (server/worker.py)
         # loads, commits and acks of every pass in flight share round trips (store/coalesce.py);
@@ -256,12 +260,12 @@ class Applier:
 
     def _facts_of(self, ruleset: Any) -> _RulesetFacts:
         """What this worker keeps of a compiled ruleset, made on its first pass."""
-        known = self._facts.get(id(ruleset))
-        if known is None or known.ruleset is not ruleset:
-            if len(self._facts) >= 1024:   # rulesets replaced by new revisions: forget them all
-                self._facts.clear()
-            known = self._facts[id(ruleset)] = _RulesetFacts(
-                ruleset, bool(getattr(ruleset, "needs_handlers", False)))
+        try:
+            known = self._facts.get(ruleset)
+        except TypeError:   # (no rules: None, which no weak reference takes; nothing to keep)
+            return _RulesetFacts(bool(getattr(ruleset, "needs_handlers", False)))
+        if known is None:
+            known = self._facts[ruleset] = _RulesetFacts(bool(getattr(ruleset, "needs_handlers", False)))
         return known
 
     def _needs_handlers(self, ruleset: Any) -> bool:
@@ -334,10 +338,9 @@ class _RulesetFacts:
     every rule's actions, once), and how many of its next passes go straight to a thread (set
     when one tried on the loop needed more regex time than on_loop allows)."""
 
-    __slots__ = ("ruleset", "needs_handlers", "skip_loop")
+    __slots__ = ("needs_handlers", "skip_loop")
 
-    def __init__(self, ruleset: Any, needs_handlers: bool) -> None:
-        self.ruleset = ruleset
+    def __init__(self, needs_handlers: bool) -> None:
         self.needs_handlers = needs_handlers
         self.skip_loop = 0
 

@@ -82,3 +82,34 @@ def test_a_recompiled_rule_set_is_freed_though_frozen() -> None:
     grown = counts[-1] - counts[2]
     assert counts[0] > 150 * 20, counts   # (what one compile of these rules freezes, at least)
     assert grown < 2_000, f"frozen objects grew by {grown} over {len(counts) - 3} recompiles: {counts}"
+
+
+def test_the_applier_keeps_no_replaced_rule_set_alive() -> None:
+    """The applier's facts per rule set (whether its passes call handlers, how many skip the loop)
+    hold it weakly: keyed by id and holding it, they kept up to 1,024 replaced rule sets alive."""
+    import gc
+    import weakref
+    from datetime import UTC, datetime
+
+    from types import SimpleNamespace
+
+    from rules import compile_rules
+    from server.apply import Applier
+    from server.settings import Settings
+
+    store = SimpleNamespace(settings=Settings(redis_url=None, data_file=None, root_token="t"), redis=None)
+    applier = Applier(store=store, handlers=None, scripting=None, clock=lambda: datetime.now(UTC))  # type: ignore[arg-type]
+    try:
+        gone = []
+        for n in range(3):
+            ruleset = compile_rules([{"id": f"r{n}", "name": "r", "triggers": ["ticket.created"],
+                                      "actions": [{"type": "add_tags", "tags": ["x"]}]}])
+            assert applier._facts_of(ruleset).needs_handlers is False
+            assert applier._facts_of(ruleset) is applier._facts_of(ruleset)
+            gone.append(weakref.ref(ruleset))
+            del ruleset
+        gc.collect()
+        assert [ref() for ref in gone] == [None, None, None]
+        assert applier._facts_of(None).needs_handlers is False   # (a workspace with no rules)
+    finally:
+        applier.rules.close()
