@@ -260,10 +260,9 @@ class Applier:
 
     def _facts_of(self, ruleset: Any) -> _RulesetFacts:
         """What this worker keeps of a compiled ruleset, made on its first pass."""
-        try:
-            known = self._facts.get(ruleset)
-        except TypeError:   # (no rules: None, which no weak reference takes; nothing to keep)
-            return _RulesetFacts(bool(getattr(ruleset, "needs_handlers", False)))
+        if ruleset is None:   # (no rules; no weak reference takes None, and nothing to keep)
+            return _RulesetFacts(False)
+        known = self._facts.get(ruleset)
         if known is None:
             known = self._facts[ruleset] = _RulesetFacts(bool(getattr(ruleset, "needs_handlers", False)))
         return known

@@ -9,11 +9,11 @@ collector, they were walked again and again: a middle-generation collection duri
 workspace's compile took 74-121 ms and a full one 1.1 s with 5 such workspaces alive (red team,
 session 18, tests/server/test_redteam18.py). Frozen (`gc.freeze`, one constant-time step), they are
 never walked; they are still freed when their last reference goes, because a compiled rule set
-holds no reference cycle (rules/ruleset.py and rules/slots.py break the generated code's own;
-tests/server/test_gcpolicy.py holds every kind of rule to that). What a freeze also catches is
-whatever cyclic garbage the process had not collected yet at that moment: it is never freed: none
-of the compiles' own (the test again), and what other threads had just dropped, a few objects a
-compile at most."""
+holds no reference cycle (rules/ruleset.py, rules/slots.py, rules/packed.py and rules/regexes.py
+break theirs; tests/rules/test_no_cycles.py holds random rule sets of every op to that, and
+tests/server/test_gcpolicy.py counts the frozen objects over recompiles). What a freeze also
+catches is whatever cyclic garbage other threads had dropped and the collector not yet freed at
+that moment: that is never freed, a few objects a compile at most."""
 
 from __future__ import annotations
 
